@@ -1,0 +1,1 @@
+"""Email handed to any SMTP relay (Postfix, SES, Postmark, the sandbox)."""

@@ -1,0 +1,244 @@
+"""Send email through an SMTP relay with aiosmtplib.
+
+The message is a standard MIME ``EmailMessage``: text/plain, plus a text/html alternative
+when the caller rendered one. Its ``Message-ID`` is derived from the idempotency key, so a
+retried send carries the same id (receivers and threading treat it as one message) and the
+id is known before the relay answers.
+
+SMTP has no request/response pooling of its own, so the adapter keeps a small pool of
+authenticated connections and reuses each for many messages (one EHLO/STARTTLS/AUTH per
+connection, not per email); ``max_connections`` bounds how many the relay sees at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections import deque
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from typing import Any, ClassVar, Self
+
+import aiosmtplib
+import httpx
+
+from parley.channels.base import (
+    Capabilities,
+    ChannelError,
+    ChannelKind,
+    OutboundMessage,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+)
+from parley.clock import utc_now
+from parley.settings import Settings
+
+# Headers the adapter writes itself; letting a caller set them would break the MIME
+# structure or detach the Message-ID from the idempotency key.
+RESERVED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
+)
+
+# RFC 5322 dot-atom text minus "." and "=": "=" becomes the escape character, so distinct
+# keys always give distinct ids, and dropping "." sidesteps the no-leading/double-dot rule.
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9!#$%&'*+/?^_`{|}~-]")
+
+
+def message_id_for(idempotency_key: str, domain: str) -> str:
+    """The ``Message-ID`` for a key: ``<{key, unsafe bytes as =XX}@{domain}>``."""
+    local = _UNSAFE_ID_CHARS.sub(
+        lambda match: "".join(f"={byte:02X}" for byte in match.group().encode()),
+        idempotency_key,
+    )
+    return f"<{local}@{domain}>"
+
+
+class EmailSmtp:
+    """SMTP email adapter with a pool of reusable relay connections."""
+
+    kind: ClassVar[ChannelKind] = ChannelKind.EMAIL
+    provider: ClassVar[str] = "smtp"
+    # Email has no practical body limit; this only stops a runaway render.
+    capabilities: ClassVar[Capabilities] = Capabilities(max_text_len=100_000, supports_html=True)
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        from_address: str,
+        username: str | None = None,
+        password: str | None = None,
+        start_tls: bool = False,
+        use_tls: bool = False,
+        timeout: float = 10.0,
+        max_connections: int = 10,
+        max_idle_seconds: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """Configure the relay; nothing connects until the first send.
+
+        ``transport`` is accepted only so every adapter can be built the same way in
+        tests; SMTP does not use it. ``max_idle_seconds`` retires pooled connections
+        before a relay's idle timeout (often 60 s or more) is likely to cut them.
+        """
+        del transport
+        _, at, domain = parseaddr(from_address)[1].rpartition("@")
+        if not at or not domain:
+            raise ValueError(f"from_address has no domain: {from_address!r}")
+        self.from_address = from_address
+        self.domain = domain
+        self._smtp_options: dict[str, Any] = {
+            "hostname": host,
+            "port": port,
+            "username": username,
+            "password": password,
+            "start_tls": start_tls,
+            "use_tls": use_tls,
+            "timeout": timeout,
+        }
+        self._max_idle_seconds = max_idle_seconds
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: deque[tuple[aiosmtplib.SMTP, float]] = deque()
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Self:
+        """Build from ``smtp_*`` and ``email_from`` settings; ``overrides`` win."""
+        options: dict[str, Any] = {
+            "host": settings.smtp_host,
+            "port": settings.smtp_port,
+            "from_address": settings.email_from,
+            "username": settings.smtp_username,
+            "password": settings.smtp_password,
+            "start_tls": settings.smtp_starttls,
+            "use_tls": settings.smtp_use_tls,
+            "timeout": settings.smtp_timeout_seconds,
+        }
+        return cls(**(options | overrides))
+
+    def build_message(self, message: OutboundMessage) -> EmailMessage:
+        """The MIME message for ``message``; PermanentChannelError if it cannot be built."""
+        email = EmailMessage()
+        try:
+            email["From"] = self.from_address
+            email["To"] = message.to
+            if message.subject is not None:
+                email["Subject"] = message.subject
+            email["Date"] = format_datetime(utc_now())
+            email["Message-ID"] = message_id_for(message.idempotency_key, self.domain)
+            for name, value in message.headers.items():
+                if name.lower() in RESERVED_HEADERS:
+                    raise PermanentChannelError(f"header {name!r} is set by the email adapter")
+                email[name] = value
+            email.set_content(message.text)
+            if message.html is not None:
+                email.add_alternative(message.html, subtype="html")
+        except ValueError as exc:
+            # The email package refuses CR/LF in header values (header injection).
+            raise PermanentChannelError(f"cannot build the email: {exc}") from exc
+        return email
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Hand one email to the relay; raise Transient/PermanentChannelError on failure."""
+        email = self.build_message(message)
+        message_id = str(email["Message-ID"])
+        async with self._slots:
+            try:
+                smtp = await self._checkout()
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise _classify(exc) from exc
+            reusable = False
+            try:
+                refused, reply = await smtp.send_message(email)
+                reusable = True
+            except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
+                # aiosmtplib has already sent RSET, so a still-open connection is clean.
+                reusable = True
+                raise _classify(exc) from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                raise _classify(exc) from exc
+            except ValueError as exc:
+                raise PermanentChannelError(f"the relay cannot take this address: {exc}") from exc
+            finally:
+                # Also reached on cancellation: a half-finished conversation is closed.
+                self._checkin(smtp, reusable=reusable)
+        return SendResult(
+            provider_message_id=message_id,
+            status="accepted",
+            raw={
+                "response": reply,
+                "refused": {rcpt: f"{r.code} {r.message}" for rcpt, r in refused.items()},
+            },
+        )
+
+    async def aclose(self) -> None:
+        """Say QUIT on every idle connection; busy ones are closed when they come back."""
+        self._closed = True
+        while self._idle:
+            smtp, _ = self._idle.pop()
+            await _quit(smtp)
+
+    async def _checkout(self) -> aiosmtplib.SMTP:
+        now = time.monotonic()
+        while self._idle:
+            smtp, idle_since = self._idle.pop()
+            if smtp.is_connected and now - idle_since < self._max_idle_seconds:
+                return smtp
+            smtp.close()
+        smtp = aiosmtplib.SMTP(**self._smtp_options)
+        try:
+            await smtp.connect()
+        except BaseException:
+            # Connected but refused at EHLO/STARTTLS/AUTH: do not leak the socket.
+            smtp.close()
+            raise
+        return smtp
+
+    def _checkin(self, smtp: aiosmtplib.SMTP, *, reusable: bool) -> None:
+        if reusable and smtp.is_connected and not self._closed:
+            self._idle.append((smtp, time.monotonic()))
+        else:
+            smtp.close()
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+        if smtp.is_connected:
+            await smtp.quit()
+    smtp.close()
+
+
+def _classify(exc: aiosmtplib.SMTPException | OSError) -> ChannelError:
+    """SMTP's own rule: 5xx is final, 4xx and a lost connection mean "try later"."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refusal.code for refusal in exc.recipients]
+        final = [code for code in codes if code >= 500]
+        code = final[0] if final else codes[0]
+        reason = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        return _by_code(code, f"the mail server refused the recipient ({reason})")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _by_code(exc.code, f"the mail server answered {exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return PermanentChannelError(f"the mail server cannot do what we need: {exc.message}")
+    if isinstance(exc, TimeoutError):  # aiosmtplib timeouts subclass it
+        return TransientChannelError(f"the mail server did not answer in time: {exc}")
+    return TransientChannelError(f"could not reach the mail server: {type(exc).__name__}: {exc}")
+
+
+def _by_code(code: int, reason: str) -> ChannelError:
+    if code >= 500:
+        return PermanentChannelError(reason, provider_code=str(code))
+    return TransientChannelError(reason, provider_code=str(code))

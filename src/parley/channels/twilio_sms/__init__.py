@@ -1,0 +1,1 @@
+"""SMS through Twilio's Programmable Messaging REST API."""

@@ -1,0 +1,127 @@
+"""Send SMS with Twilio's Messages resource.
+
+Wire format: ``POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json`` with HTTP Basic
+auth (AccountSid, AuthToken) and a form-encoded body; Twilio answers 201 with the new
+Message resource (``sid`` ``SM…``, ``status`` ``queued``/``accepted``) or an error body
+``{"code", "message", "more_info", "status"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+import httpx
+
+from parley.channels.base import (
+    Capabilities,
+    ChannelKind,
+    OutboundMessage,
+    PermanentChannelError,
+    SendResult,
+)
+from parley.channels.http import (
+    error_for_exception,
+    error_for_status,
+    json_or_empty,
+    make_client,
+    status_detail,
+)
+from parley.settings import Settings
+
+PROVIDER_NAME = "Twilio"
+
+# Codes whose meaning a store owner needs spelled out; Twilio's own text is terse.
+_EXPLANATIONS = {
+    "21610": "the recipient has opted out of messages from this number (replied STOP)",
+    "21211": "the 'To' number is not a valid phone number",
+    "21614": "the 'To' number cannot receive SMS",
+    "21408": "sending to this region is not enabled on the Twilio account",
+    "20003": "Twilio rejected the account credentials",
+}
+
+# Opt-outs are never retried, whatever status code they arrive with: re-sending to
+# someone who replied STOP is both futile and a compliance problem.
+_ALWAYS_PERMANENT = frozenset({"21610"})
+
+
+class TwilioSms:
+    """Twilio SMS adapter; one instance holds one pooled HTTP client for all sends."""
+
+    kind: ClassVar[ChannelKind] = ChannelKind.SMS
+    provider: ClassVar[str] = "twilio"
+    # Twilio splits long bodies into segments itself and refuses bodies over 1600 chars.
+    capabilities: ClassVar[Capabilities] = Capabilities(max_text_len=1600)
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        base_url: str = "https://api.twilio.com",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.from_number = from_number
+        self.messages_url = str(
+            httpx.URL(f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json")
+        )
+        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._client = make_client(timeout, transport)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Self:
+        """Build from ``twilio_*`` settings; ``overrides`` (e.g. ``transport``) win."""
+        options: dict[str, Any] = {
+            "account_sid": settings.twilio_account_sid,
+            "auth_token": settings.twilio_auth_token,
+            "from_number": settings.twilio_from_number,
+            "base_url": settings.twilio_base_url,
+            "timeout": settings.provider_timeout_seconds,
+        }
+        return cls(**(options | overrides))
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Create one Message resource; raise Transient/PermanentChannelError on failure."""
+        form = {"To": message.to, "From": self.from_number, "Body": message.text}
+        if message.status_callback_url:
+            form["StatusCallback"] = message.status_callback_url
+        try:
+            response = await self._client.post(self.messages_url, data=form, auth=self._auth)
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, provider=PROVIDER_NAME) from exc
+
+        body = json_or_empty(response)
+        if response.is_success:
+            sid = body.get("sid")
+            if not isinstance(sid, str) or not sid:
+                # Twilio may well have queued the SMS; a retry could send it twice.
+                raise PermanentChannelError(
+                    f"Twilio answered {response.status_code} without a message sid"
+                )
+            return SendResult(
+                provider_message_id=sid, status=str(body.get("status") or "queued"), raw=body
+            )
+
+        code = body.get("code")
+        provider_code = str(code) if code is not None else None
+        raise error_for_status(
+            response,
+            reason=_reason(response.status_code, provider_code, body.get("message")),
+            provider_code=provider_code,
+            transient=False if provider_code in _ALWAYS_PERMANENT else None,
+        )
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._client.aclose()
+
+
+def _reason(status_code: int, provider_code: str | None, twilio_message: object) -> str:
+    verb = "rejected the SMS" if status_code < 500 else "could not take the SMS"
+    reason = f"Twilio {verb} ({status_detail(status_code, provider_code)})"
+    if provider_code in _EXPLANATIONS:
+        reason += f": {_EXPLANATIONS[provider_code]}"
+    if twilio_message:
+        reason += f" - {twilio_message}"
+    return reason

@@ -1,0 +1,1 @@
+"""WhatsApp through Meta's WhatsApp Cloud API (Graph API)."""

@@ -1,0 +1,169 @@
+"""Send WhatsApp messages with Meta's Cloud API.
+
+Wire format: ``POST {base}/{version}/{phone_number_id}/messages`` with a bearer token and a
+JSON body; success is 200 with ``messages[0].id`` (``wamid.…``), failure a Graph error
+``{"error": {"message", "type", "code", "error_subcode", "error_data", "fbtrace_id"}}``.
+Free text is only allowed inside the 24-hour customer-service window; outside it the caller
+must send an approved template (``OutboundMessage.template``), or Meta answers 131047.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, ClassVar, Self
+
+import httpx
+
+from parley.channels.base import (
+    Capabilities,
+    ChannelKind,
+    OutboundMessage,
+    PermanentChannelError,
+    SendResult,
+    TemplateRef,
+)
+from parley.channels.http import (
+    error_for_exception,
+    error_for_status,
+    json_or_empty,
+    make_client,
+    status_detail,
+)
+from parley.settings import Settings
+
+PROVIDER_NAME = "WhatsApp Cloud API"
+
+# Graph codes that mean "later", even when Meta sends them with a plain 400.
+TRANSIENT_CODES = frozenset(
+    {
+        "2",  # API Service: temporary downtime or overload
+        "4",  # API Too Many Calls (app-level rate limit)
+        "80007",  # WhatsApp Business Account rate limit
+        "130429",  # Cloud API throughput reached
+        "131000",  # Something went wrong: Meta's advice is to try again
+        "131016",  # Service unavailable
+        "131048",  # Spam rate limit hit
+        "131056",  # (business, consumer) pair rate limit: too many to one number
+        "133004",  # Server temporarily unavailable
+    }
+)
+
+
+class WhatsappCloud:
+    """WhatsApp Cloud API adapter; one instance holds one pooled HTTP client for all sends."""
+
+    kind: ClassVar[ChannelKind] = ChannelKind.WHATSAPP
+    provider: ClassVar[str] = "whatsapp_cloud"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        max_text_len=4096,
+        supports_media=True,
+        supports_buttons=True,
+        session_window=timedelta(hours=24),
+        requires_template_outside_window=True,
+    )
+
+    def __init__(
+        self,
+        *,
+        phone_number_id: str,
+        access_token: str,
+        base_url: str = "https://graph.facebook.com",
+        api_version: str = "v21.0",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.messages_url = str(
+            httpx.URL(f"{base_url.rstrip('/')}/{api_version}/{phone_number_id}/messages")
+        )
+        self._headers = {"Authorization": f"Bearer {access_token}"}
+        self._client = make_client(timeout, transport)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Self:
+        """Build from ``whatsapp_*`` settings; ``overrides`` (e.g. ``transport``) win."""
+        options: dict[str, Any] = {
+            "phone_number_id": settings.whatsapp_phone_number_id,
+            "access_token": settings.whatsapp_access_token,
+            "base_url": settings.whatsapp_base_url,
+            "api_version": settings.whatsapp_api_version,
+            "timeout": settings.provider_timeout_seconds,
+        }
+        return cls(**(options | overrides))
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        """Send one text or template message; raise Transient/PermanentChannelError on failure."""
+        try:
+            response = await self._client.post(
+                self.messages_url, json=build_payload(message), headers=self._headers
+            )
+        except httpx.HTTPError as exc:
+            raise error_for_exception(exc, provider=PROVIDER_NAME) from exc
+
+        body = json_or_empty(response)
+        if response.is_success:
+            return SendResult(provider_message_id=_message_id(body, response), raw=body)
+
+        error = body.get("error")
+        error = error if isinstance(error, dict) else {}
+        code = error.get("code")
+        provider_code = str(code) if code is not None else None
+        raise error_for_status(
+            response,
+            reason=_reason(response.status_code, provider_code, error),
+            provider_code=provider_code,
+            transient=True if provider_code in TRANSIENT_CODES else None,
+        )
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._client.aclose()
+
+
+def build_payload(message: OutboundMessage) -> dict[str, Any]:
+    """The JSON body for ``/messages``: a template when one is set, free text otherwise."""
+    payload: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        # Cloud API wants the wa_id: E.164 digits without the leading "+".
+        "to": message.to.strip().removeprefix("+"),
+    }
+    if message.template is not None:
+        payload["type"] = "template"
+        payload["template"] = _template(message.template)
+    else:
+        payload["type"] = "text"
+        payload["text"] = {"body": message.text, "preview_url": True}
+    return payload
+
+
+def _template(template: TemplateRef) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+    if template.body_parameters:
+        body["components"] = [
+            {
+                "type": "body",
+                "parameters": [{"type": "text", "text": p} for p in template.body_parameters],
+            }
+        ]
+    return body
+
+
+def _message_id(body: dict[str, Any], response: httpx.Response) -> str:
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        message_id = messages[0].get("id")
+        if isinstance(message_id, str) and message_id:
+            return message_id
+    # Meta may have accepted the message; retrying could deliver it twice.
+    raise PermanentChannelError(f"WhatsApp answered {response.status_code} without a message id")
+
+
+def _reason(status_code: int, provider_code: str | None, error: dict[str, Any]) -> str:
+    verb = "rejected the message" if status_code < 500 else "could not take the message"
+    reason = f"WhatsApp {verb} ({status_detail(status_code, provider_code)})"
+    if error.get("message"):
+        reason += f": {error['message']}"
+    error_data = error.get("error_data")
+    if isinstance(error_data, dict) and error_data.get("details"):
+        reason += f" - {error_data['details']}"
+    return reason

@@ -1,0 +1,202 @@
+"""The ``parley`` command: serve, worker, migrate, demo, simulate, workspace, jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets as secrets_module
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from parley.settings import Settings, get_settings
+
+app = typer.Typer(help="parley: customer communication for ecommerce stores.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Manage workspaces (stores).", no_args_is_help=True)
+jobs_app = typer.Typer(help="Look into the job queue.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(jobs_app, name="jobs")
+
+
+def _serve(settings: Settings) -> None:
+    from parley.http.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: PARLEY_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: PARLEY_PORT")] = None,
+    worker: Annotated[bool, typer.Option(help="Run the embedded worker")] = True,
+) -> None:
+    """Run the web server (webhooks, API) with an embedded worker."""
+    overrides: dict[str, object] = {"embedded_worker": worker}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    _serve(get_settings(**overrides))
+
+
+@app.command()
+def worker(
+    drain: Annotated[bool, typer.Option(help="Exit once nothing is due")] = False,
+) -> None:
+    """Run a worker process; start as many as you like against one database."""
+    from parley.runtime import build_runtime
+
+    settings = get_settings()
+    if settings.sandbox:
+        settings = settings.pointed_at_sandbox()
+
+    async def main() -> None:
+        runtime = build_runtime(settings)
+        job_worker = runtime.worker()
+        try:
+            if drain:
+                handled = await job_worker.run_until_idle()
+                typer.echo(f"drained {handled} jobs")
+            else:
+                await job_worker.run_forever()
+        finally:
+            await runtime.aclose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from parley.db.migrate import migrate as run_migrations
+
+    settings = get_settings()
+    run_migrations(settings.database_url)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Run parley with the demo store and the sandbox providers."""
+    from parley.db import Database
+    from parley.db.migrate import migrate as run_migrations
+    from parley.demo.seed import DEMO_NAME, seed_demo
+
+    overrides: dict[str, object] = {"sandbox": True}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    settings = get_settings(**overrides)
+    run_migrations(settings.database_url)
+    db = Database(settings.database_url)
+    with db.transaction() as session:
+        seed_demo(
+            session, shopify_secret=settings.demo_shopify_secret, api_key=settings.demo_api_key
+        )
+    db.dispose()
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(
+        f"""
+parley demo: {DEMO_NAME} (workspace "demo") on {settings.database_url}
+
+  Sandbox phone + mailbox  {base}/sandbox/
+  Captured messages (JSON) {base}/sandbox/api/messages
+  Shopify webhooks         POST {base}/webhooks/shopify/demo
+                           (secret: PARLEY_DEMO_SHOPIFY_SECRET={settings.demo_shopify_secret})
+  API                      {base}/api/v1  (Authorization: Bearer {settings.demo_api_key})
+  Health                   {base}/healthz
+
+Watch messages arrive: in another terminal run
+  .venv/bin/parley simulate --url {base}
+"""
+    )
+    _serve(settings)
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Where parley runs")] = "http://127.0.0.1:8000",
+    workspace: Annotated[str, typer.Option()] = "demo",
+    secret: Annotated[str | None, typer.Option(help="Default: PARLEY_DEMO_SHOPIFY_SECRET")] = None,
+    orders: Annotated[int, typer.Option(help="Orders to play through")] = 4,
+    delay: Annotated[float, typer.Option(help="Seconds between deliveries")] = 1.0,
+    duplicates: Annotated[int, typer.Option(help="Send each delivery this many times")] = 1,
+) -> None:
+    """Post correctly signed Shopify webhooks (order placed through delivered) to parley."""
+    from parley.demo.simulate import run_simulation
+
+    settings = get_settings()
+    run_simulation(
+        base_url=url.rstrip("/"),
+        workspace=workspace,
+        secret=secret or settings.demo_shopify_secret,
+        orders=orders,
+        delay=delay,
+        duplicates=duplicates,
+        echo=typer.echo,
+    )
+
+
+@workspace_app.command("create")
+def workspace_create(
+    slug: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    shopify_secret: Annotated[str | None, typer.Option()] = None,
+    timezone: Annotated[str, typer.Option()] = "UTC",
+) -> None:
+    """Create a workspace; prints its new API key once."""
+    from parley.db import Database
+    from parley.workspaces.service import create_workspace
+
+    settings = get_settings()
+    api_key = secrets_module.token_urlsafe(32)
+    db = Database(settings.database_url)
+    with db.transaction() as session:
+        create_workspace(
+            session,
+            slug=slug,
+            name=name,
+            timezone=timezone,
+            shopify_secret=shopify_secret,
+            api_key=api_key,
+        )
+    db.dispose()
+    typer.echo(f"workspace {slug!r} created; API key (shown once): {api_key}")
+
+
+@jobs_app.command("status")
+def jobs_status() -> None:
+    """How many jobs are in each state."""
+    from parley.db import Database
+    from parley.jobs.queue import count_by_status
+
+    db = Database(get_settings().database_url)
+    with db.transaction() as session:
+        typer.echo(json.dumps(count_by_status(session), indent=2, sort_keys=True))
+    db.dispose()
+
+
+@jobs_app.command("dead")
+def jobs_dead() -> None:
+    """The dead letter: jobs that used up their attempts, with their last error."""
+    from parley.db import Database
+    from parley.jobs.queue import list_dead
+
+    db = Database(get_settings().database_url)
+    with db.transaction() as session:
+        for job in list_dead(session):
+            typer.echo(f"{job.id} {job.kind} attempts={job.attempts} {job.last_error}")
+    db.dispose()

@@ -1,0 +1,35 @@
+"""Alembic environment: migrations run against the URL the caller configured."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+import parley.db.models  # noqa: F401 - registers every table on the metadata
+from parley.db.base import Base
+from parley.db.engine import Database
+
+config = context.config
+
+
+def run_migrations() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None
+    if url.startswith("sqlite"):
+        # Reuse parley's SQLite set-up (WAL, busy timeout) so a migration waits politely.
+        engine = Database(url).engine
+    else:
+        engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations()

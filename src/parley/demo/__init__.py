@@ -1,0 +1,1 @@
+"""The demo store: a seeded workspace, and ``parley simulate`` to feed it Shopify events."""

@@ -1,0 +1,147 @@
+"""``parley simulate``: a stream of correctly signed Shopify deliveries for the demo store.
+
+Each simulated order goes placed → dispatched → out for delivery → delivered, for the
+demo shoppers in turn, so a newcomer sees each channel rule at work in the sandbox.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+
+from parley.clock import utc_now
+from parley.demo.seed import PRODUCTS, SHOPPERS, DemoShopper
+from parley.integrations.shopify import payloads
+
+CARRIERS = (
+    ("UPS", "1Z999AA1{n:08d}", "https://www.ups.com/track?tracknum=1Z999AA1{n:08d}"),
+    ("DHL Express", "JD01460000{n:08d}", "https://www.dhl.com/track?id=JD01460000{n:08d}"),
+    ("Royal Mail", "RM{n:09d}GB", "https://www.royalmail.com/track-your-item#/RM{n:09d}GB"),
+)
+
+
+@dataclass(frozen=True)
+class SignedDelivery:
+    """One webhook exactly as Shopify would send it."""
+
+    topic: str
+    body: bytes
+    headers: dict[str, str]
+    label: str
+
+
+def shopper_dict(shopper: DemoShopper) -> dict[str, object]:
+    return {
+        "id": int(shopper.shopify_id),
+        "email": shopper.email,
+        "phone": shopper.phone,
+        "first_name": shopper.first_name,
+        "last_name": shopper.last_name,
+        "email_consent": False,
+        "sms_consent": False,
+    }
+
+
+def _sign(
+    topic: str, payload: dict[str, object], secret: str, at: datetime
+) -> tuple[bytes, dict[str, str]]:
+    body = payloads.encode(payload)
+    headers = payloads.webhook_headers(
+        topic,
+        body,
+        secret,
+        shop_domain=payloads.DEMO_SHOP_DOMAIN,
+        webhook_id=str(uuid.uuid4()),
+        event_id=str(uuid.uuid4()),
+        triggered_at=at,
+    )
+    return body, headers
+
+
+def order_lifecycle(
+    *, secret: str, order_id: int, number: int, shopper: DemoShopper, start: datetime
+) -> Iterator[SignedDelivery]:
+    """The four deliveries of one order, placed to delivered."""
+    customer = shopper_dict(shopper)
+    product = PRODUCTS[order_id % len(PRODUCTS)]
+    items = [{"title": product[1], "quantity": 1, "price": product[3], "sku": f"SKU-{product[0]}"}]
+    carrier, tracking, url = CARRIERS[order_id % len(CARRIERS)]
+    tracking_number, tracking_url = tracking.format(n=number), url.format(n=number)
+    fulfillment_id = order_id * 10 + 1
+    body, headers = _sign(
+        "orders/create",
+        payloads.order_payload(
+            order_id=order_id,
+            number=number,
+            customer=customer,
+            line_items=items,
+            created_at=start,
+            updated_at=start,
+        ),
+        secret,
+        start,
+    )
+    yield SignedDelivery(
+        "orders/create", body, headers, f"order #{number} placed by {shopper.first_name}"
+    )
+    for step, (topic, status, label) in enumerate(
+        (
+            ("fulfillments/create", None, "dispatched"),
+            ("fulfillments/update", "out_for_delivery", "out for delivery"),
+            ("fulfillments/update", "delivered", "delivered"),
+        ),
+        start=1,
+    ):
+        at = start + timedelta(minutes=step)
+        body, headers = _sign(
+            topic,
+            payloads.fulfillment_payload(
+                fulfillment_id=fulfillment_id,
+                order_id=order_id,
+                customer=customer,
+                tracking_company=carrier,
+                tracking_number=tracking_number,
+                tracking_url=tracking_url,
+                shipment_status=status,
+                created_at=start + timedelta(minutes=1),
+                updated_at=at,
+                line_items=items,
+                order_number=number,
+            ),
+            secret,
+            at,
+        )
+        yield SignedDelivery(topic, body, headers, f"order #{number} {label}")
+
+
+def run_simulation(
+    *,
+    base_url: str,
+    workspace: str,
+    secret: str,
+    orders: int,
+    delay: float,
+    duplicates: int,
+    echo: Callable[[str], None],
+) -> None:
+    """Post each order's deliveries in turn, printing what parley answered."""
+    seed = int(time.time())
+    url = f"{base_url}/webhooks/shopify/{workspace}"
+    with httpx.Client(timeout=10.0) as client:
+        for index in range(orders):
+            shopper = SHOPPERS[index % len(SHOPPERS)]
+            order_id = seed * 100 + index
+            number = 1000 + (seed % 9000) + index
+            for delivery in order_lifecycle(
+                secret=secret, order_id=order_id, number=number, shopper=shopper, start=utc_now()
+            ):
+                for _ in range(max(duplicates, 1)):
+                    response = client.post(url, content=delivery.body, headers=delivery.headers)
+                    echo(f"{delivery.label:<45} → {response.status_code} {response.text}")
+                time.sleep(delay)
+    echo(f"done: see {base_url}/sandbox/")

@@ -1,0 +1,223 @@
+"""``/api/v1``: canonical events from any platform, and a window on what parley did.
+
+Every route resolves the workspace from its API key (``Authorization: Bearer <key>``) and
+scopes every query by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from parley import events
+from parley.channels.base import ChannelKind
+from parley.clock import utc_now
+from parley.db import Database
+from parley.errors import Invalid, Unauthenticated
+from parley.http.responses import EXCEPTION_HANDLERS
+from parley.jobs import queue
+from parley.journeys import service as journeys
+from parley.messaging import catalog
+from parley.messaging.models import Message
+from parley.messaging.types import MessageType
+from parley.store_events import service as store_events
+from parley.store_events.service import Delivery
+from parley.workspaces import service as workspaces
+from parley.workspaces.models import Workspace
+
+
+class EventIn(BaseModel):
+    """A canonical event from any platform (see ``parley.events`` for payloads)."""
+
+    id: str | None = Field(default=None, max_length=255, description="Your id, for de-duplication")
+    type: events.EventType
+    occurred_at: AwareDatetime | None = None
+    payload: dict[str, Any]
+
+
+class JourneyPatch(BaseModel):
+    is_enabled: bool | None = None
+    definition: dict[str, Any] | None = None
+
+
+def _db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def _api_key(authorization: Annotated[str | None, Header()] = None) -> str:
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthenticated("send the workspace API key as 'Authorization: Bearer <key>'")
+    return key
+
+
+def _workspace(session: Session, api_key: str) -> Workspace:
+    workspace = workspaces.find_by_api_key(session, api_key=api_key)
+    if workspace is None:
+        raise Unauthenticated("unknown API key")
+    return workspace
+
+
+def _accept_event(
+    db: Database, api_key: str, event: EventIn, raw: bytes, idempotency_key: str | None
+) -> dict[str, Any]:
+    try:
+        payload = events.parse_payload(event.type, event.payload)
+    except ValidationError as exc:
+        raise Invalid(
+            f"payload is not a valid {event.type}: {exc.errors()[0]['msg']} at "
+            f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
+        ) from exc
+    occurred_at = event.occurred_at or utc_now()
+    key = idempotency_key or event.id or hashlib.sha256(raw).hexdigest()
+    with db.transaction() as session:
+        workspace = _workspace(session, api_key)
+        result = store_events.ingest(
+            session,
+            workspace=workspace,
+            delivery=Delivery(
+                source="api", delivery_key=key, topic=event.type, headers={}, body=raw.decode()
+            ),
+            mapped=[events.Event.build(event.type, payload, occurred_at)],
+        )
+    if result.is_duplicate:
+        return {"status": "duplicate"}
+    return {"status": "accepted", "journeys_started": result.runs_started}
+
+
+def _message_out(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "customer_id": message.customer_id,
+        "journey_run_id": message.journey_run_id,
+        "step": message.step_index,
+        "type": message.message_type,
+        "purpose": message.purpose,
+        "channel": message.channel,
+        "recipient": message.recipient,
+        "subject": message.subject,
+        "body": message.body,
+        "template": message.template,
+        "status": message.status,
+        "reason": message.status_reason,
+        "decision": message.decision,
+        "provider_message_id": message.provider_message_id,
+        "attempts": message.attempts,
+        "created_at": message.created_at.isoformat(),
+        "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+    }
+
+
+def create_api() -> FastAPI:
+    api = FastAPI(title="parley API", version="1", exception_handlers=EXCEPTION_HANDLERS)
+
+    @api.post("/events", status_code=202)
+    async def post_event(
+        request: Request,
+        event: EventIn,
+        api_key: Annotated[str, Depends(_api_key)],
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        raw = await request.body()
+        return await run_in_threadpool(
+            _accept_event, _db(request), api_key, event, raw, idempotency_key
+        )
+
+    @api.get("/messages")
+    def list_messages(
+        request: Request,
+        api_key: Annotated[str, Depends(_api_key)],
+        status: str | None = None,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            query = select(Message).where(Message.workspace_id == workspace.id)
+            if status:
+                query = query.where(Message.status == status)
+            rows = session.scalars(query.order_by(Message.id.desc()).limit(min(limit, 1000)))
+            return {"messages": [_message_out(message) for message in rows]}
+
+    @api.get("/jobs/dead")
+    def dead_letter(request: Request, api_key: Annotated[str, Depends(_api_key)]) -> dict[str, Any]:
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            jobs = queue.list_dead(session, workspace_id=workspace.id)
+            return {
+                "jobs": [
+                    {
+                        "id": job.id,
+                        "kind": job.kind,
+                        "payload": job.payload,
+                        "attempts": job.attempts,
+                        "last_error": job.last_error,
+                        "updated_at": job.updated_at.isoformat(),
+                    }
+                    for job in jobs
+                ]
+            }
+
+    @api.get("/journeys")
+    def list_journeys(
+        request: Request, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            return {
+                "journeys": [
+                    {
+                        "key": j.key,
+                        "name": j.name,
+                        "is_enabled": j.is_enabled,
+                        "version": j.version,
+                        "definition": j.definition,
+                    }
+                    for j in journeys.list_journeys(session, workspace_id=workspace.id)
+                ]
+            }
+
+    @api.patch("/journeys/{key}")
+    def patch_journey(
+        request: Request, key: str, change: JourneyPatch, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            journey = journeys.update_journey(
+                session,
+                workspace_id=workspace.id,
+                key=key,
+                definition=change.definition,
+                is_enabled=change.is_enabled,
+            )
+            return {
+                "key": journey.key,
+                "is_enabled": journey.is_enabled,
+                "version": journey.version,
+            }
+
+    @api.put("/templates/{message_type}/{channel}")
+    def put_template(
+        request: Request,
+        message_type: MessageType,
+        channel: ChannelKind,
+        content: dict[str, Any],
+        api_key: Annotated[str, Depends(_api_key)],
+    ) -> dict[str, Any]:
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            catalog.save_template(
+                session,
+                workspace_id=workspace.id,
+                message_type=message_type,
+                channel=channel,
+                content=content,
+            )
+        return {"status": "saved"}
+
+    return api

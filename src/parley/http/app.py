@@ -1,0 +1,99 @@
+"""The ASGI application factory.
+
+``create_app`` wires the routes; its lifespan opens the database, starts the sandbox's
+SMTP server when the sandbox is on, and runs the embedded worker unless told not to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from parley.http.api.v1 import create_api
+from parley.http.responses import EXCEPTION_HANDLERS
+from parley.http.unsubscribe import unsubscribe, unsubscribe_page
+from parley.http.webhooks.shopify import shopify_webhook
+from parley.runtime import Runtime, build_runtime
+from parley.sandbox.app import create_sandbox_app
+from parley.sandbox.smtp import SandboxSmtpServer
+from parley.sandbox.store import SandboxStore
+from parley.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> Response:
+    """200 once the database answers; 503 otherwise."""
+    db = request.app.state.db
+
+    def ping() -> None:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    try:
+        await run_in_threadpool(ping)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+async def index(request: Request) -> Response:
+    target = "/sandbox/" if request.app.state.settings.sandbox else "/healthz"
+    return RedirectResponse(target)
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlette:
+    """Build parley's web app. With the sandbox on, providers point at ``/sandbox``."""
+    if settings.sandbox:
+        settings = settings.pointed_at_sandbox()
+    sandbox_store = SandboxStore() if settings.sandbox else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings, run_migrations=settings.is_sqlite)
+        app.state.db = rt.db
+        api.state.db = rt.db
+        smtp = None
+        if sandbox_store is not None:
+            smtp = SandboxSmtpServer(sandbox_store, port=settings.sandbox_smtp_port)
+            smtp.start()
+        worker_task = None
+        worker = None
+        if settings.embedded_worker:
+            worker = rt.worker()
+            worker_task = asyncio.create_task(worker.run_forever(), name="parley-worker")
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
+            if smtp is not None:
+                smtp.stop()
+            if runtime is None:
+                await rt.aclose()
+
+    api = create_api()
+    routes = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Route("/webhooks/shopify/{workspace}", shopify_webhook, methods=["POST"]),
+        Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+        Mount("/api/v1", app=api),
+    ]
+    if sandbox_store is not None:
+        routes.append(Mount("/sandbox", app=create_sandbox_app(sandbox_store, settings)))
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.settings = settings
+    app.state.sandbox = sandbox_store
+    return app

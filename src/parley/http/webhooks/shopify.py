@@ -1,0 +1,141 @@
+"""``POST /webhooks/shopify/{workspace}``: Shopify's deliveries.
+
+Plain Starlette, no FastAPI dependency machinery: this route takes a store's whole event
+stream and is kept as lean as the framework allows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from parley.clock import utc_now
+from parley.db import Database
+from parley.errors import Invalid, NotFound, Unauthenticated
+from parley.integrations.shopify import signature
+from parley.integrations.shopify.mapping import MalformedPayload, UnknownTopic, map_delivery
+from parley.store_events import service as store_events
+from parley.store_events.service import Delivery
+from parley.workspaces import service as workspaces
+
+log = logging.getLogger(__name__)
+
+KEPT_HEADERS = (
+    "x-shopify-topic",
+    "x-shopify-shop-domain",
+    "x-shopify-webhook-id",
+    "x-shopify-event-id",
+    "x-shopify-triggered-at",
+    "x-shopify-api-version",
+)
+
+
+def _header(request: Request, name: str) -> str | None:
+    # Newer deliveries may drop the X- prefix (e.g. ``shopify-hmac-sha256``).
+    return request.headers.get(f"x-{name}") or request.headers.get(name)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+@dataclass(frozen=True)
+class ShopifyHeaders:
+    """The delivery headers parley reads, and the ones it keeps with the raw body."""
+
+    hmac: str | None
+    topic: str | None
+    webhook_id: str | None
+    event_id: str | None
+    triggered_at: str | None
+    kept: dict[str, str]
+
+    @classmethod
+    def of(cls, request: Request) -> ShopifyHeaders:
+        return cls(
+            hmac=_header(request, "shopify-hmac-sha256"),
+            topic=_header(request, "shopify-topic"),
+            webhook_id=_header(request, "shopify-webhook-id"),
+            event_id=_header(request, "shopify-event-id"),
+            triggered_at=_header(request, "shopify-triggered-at"),
+            kept={name: value for name in KEPT_HEADERS if (value := request.headers.get(name))},
+        )
+
+
+def receive(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> dict[str, object]:
+    """Verify, map, store and plan in one transaction; the answer to give Shopify."""
+    with db.transaction() as session:
+        workspace = workspaces.find_workspace(session, slug=slug)
+        if workspace is None:
+            raise NotFound(f"unknown workspace {slug!r}")
+        secrets = workspaces.shopify_secrets(workspace, now=utc_now())
+        if not signature.verify(body, headers.hmac, secrets):
+            log.warning(
+                "shopify webhook for %s refused: bad or missing HMAC (topic=%s, webhook_id=%s)",
+                slug,
+                headers.topic,
+                headers.webhook_id,
+            )
+            raise Unauthenticated("HMAC signature does not match")
+        topic = headers.topic
+        if not topic:
+            raise Invalid("X-Shopify-Topic header is missing")
+        key = headers.event_id or headers.webhook_id
+        if not key:
+            raise Invalid("X-Shopify-Webhook-Id header is missing")
+        try:
+            text = body.decode("utf-8")
+            payload = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Invalid(f"body is not valid JSON: {exc}") from exc
+        triggered_at = _parse_time(headers.triggered_at)
+        delivery = Delivery(
+            source="shopify",
+            delivery_key=key,
+            topic=topic,
+            headers=headers.kept,
+            body=text,
+            triggered_at=triggered_at,
+        )
+        try:
+            mapped = map_delivery(topic, payload, received_at=triggered_at or utc_now())
+        except UnknownTopic:
+            store_events.record_delivery(
+                session,
+                workspace=workspace,
+                delivery=delivery,
+                status="ignored",
+                reason=f"topic {topic!r} is not used by parley",
+            )
+            return {"status": "ignored", "reason": f"unhandled topic {topic}"}
+        except MalformedPayload as exc:
+            log.warning("shopify %s for %s malformed: %s", topic, slug, exc.reason)
+            raise Invalid(exc.reason) from exc
+        result = store_events.ingest(session, workspace=workspace, delivery=delivery, mapped=mapped)
+    if result.is_duplicate:
+        return {"status": "duplicate"}
+    return {"status": "accepted", "events": result.events, "journeys_started": result.runs_started}
+
+
+async def shopify_webhook(request: Request) -> JSONResponse:
+    body = await request.body()
+    answer = await run_in_threadpool(
+        receive,
+        request.app.state.db,
+        request.path_params["workspace"],
+        ShopifyHeaders.of(request),
+        body,
+    )
+    return JSONResponse(answer)

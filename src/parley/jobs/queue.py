@@ -1,0 +1,231 @@
+"""Enqueue, claim and settle jobs. Every function here is one named SQL statement.
+
+``enqueue`` runs in the caller's transaction: the job commits together with the rows that
+caused it, or not at all. ``claim`` flips due jobs to ``running`` under a lease in one
+statement; a job whose lease ran out (its worker died) is claimable again, and its
+attempt counts.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.orm import Session
+
+from parley.clock import utc_now
+from parley.db.base import UTCDateTime
+from parley.db.upsert import insert_for
+from parley.jobs.models import Job, JobStatus
+
+JOBS = Job.__table__
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this worker holds until ``locked_until``."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    workspace_id: int | None
+    attempts: int
+    max_attempts: int
+    due_at: datetime
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    payload: dict[str, Any],
+    workspace_id: int | None = None,
+    due_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    lane: str = "transactional",
+    max_attempts: int = 8,
+) -> None:
+    """Add a job in the caller's transaction; a job with the same key already there wins."""
+    enqueue_many(
+        session,
+        [
+            {
+                "kind": kind,
+                "payload": payload,
+                "workspace_id": workspace_id,
+                "due_at": due_at,
+                "idempotency_key": idempotency_key,
+                "lane": lane,
+                "max_attempts": max_attempts,
+            }
+        ],
+    )
+
+
+def enqueue_many(session: Session, jobs: list[dict[str, Any]]) -> None:
+    """Add several jobs in one statement (same rules as :func:`enqueue`)."""
+    if not jobs:
+        return
+    now = utc_now()
+    rows = [
+        {
+            "kind": job["kind"],
+            "payload": job["payload"],
+            "workspace_id": job.get("workspace_id"),
+            "due_at": job.get("due_at") or now,
+            "idempotency_key": job.get("idempotency_key"),
+            "lane": job.get("lane", "transactional"),
+            "max_attempts": job.get("max_attempts", 8),
+            "status": JobStatus.PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for job in jobs
+    ]
+    statement = insert_for(session, JOBS).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    session.execute(statement, rows)
+
+
+_CLAIM_SQL = """
+UPDATE jobs
+   SET status = 'running', attempts = attempts + 1, locked_until = :lease_until,
+       locked_by = :worker, updated_at = :now
+ WHERE id IN (
+       SELECT id FROM jobs
+        WHERE (status = 'pending' AND due_at <= :now)
+           OR (status = 'running' AND locked_until < :now)
+        ORDER BY due_at
+        LIMIT :limit
+        {lock})
+RETURNING id, kind, payload, workspace_id, attempts, max_attempts, due_at
+"""
+
+
+def claim(
+    session: Session, *, worker: str, limit: int, lease: timedelta, now: datetime | None = None
+) -> list[ClaimedJob]:
+    """Take up to ``limit`` due jobs (and jobs whose lease expired) for this worker.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets many workers claim side by side without
+    waiting on each other's rows. SQLite: the caller's ``BEGIN IMMEDIATE`` makes the claim
+    the only writer for its few microseconds.
+    """
+    now = now or utc_now()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    statement = text(_CLAIM_SQL.format(lock="FOR UPDATE SKIP LOCKED" if postgres else ""))
+    statement = statement.bindparams(
+        bindparam("now", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime())
+    ).columns(
+        Job.id, Job.kind, Job.payload, Job.workspace_id, Job.attempts, Job.max_attempts, Job.due_at
+    )
+    rows = session.execute(
+        statement,
+        {"now": now, "lease_until": now + lease, "worker": worker, "limit": limit},
+    ).all()
+    return sorted(
+        (
+            ClaimedJob(
+                id=row.id,
+                kind=row.kind,
+                payload=row.payload,
+                workspace_id=row.workspace_id,
+                attempts=row.attempts,
+                max_attempts=row.max_attempts,
+                due_at=row.due_at,
+            )
+            for row in rows
+        ),
+        key=lambda job: (job.due_at, job.id),
+    )
+
+
+def complete(session: Session, job: ClaimedJob, *, worker: str) -> bool:
+    """Mark a held job done; False when this worker no longer holds it (lease lost)."""
+    return _settle(session, job, worker=worker, status=JobStatus.DONE, error=None)
+
+
+def fail(session: Session, job: ClaimedJob, *, worker: str, error: str) -> bool:
+    """A permanent failure: no retry, kept with its reason."""
+    return _settle(session, job, worker=worker, status=JobStatus.FAILED, error=error)
+
+
+def retry(
+    session: Session,
+    job: ClaimedJob,
+    *,
+    worker: str,
+    error: str,
+    delay: timedelta,
+) -> JobStatus:
+    """Put a job back for a later attempt, or into the dead letter when attempts are spent."""
+    if job.attempts >= job.max_attempts:
+        _settle(
+            session,
+            job,
+            worker=worker,
+            status=JobStatus.DEAD,
+            error=f"gave up after {job.attempts} attempts: {error}",
+        )
+        return JobStatus.DEAD
+    now = utc_now()
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.locked_by == worker, Job.status == JobStatus.RUNNING)
+        .values(
+            status=JobStatus.PENDING,
+            due_at=now + delay,
+            locked_until=None,
+            locked_by=None,
+            last_error=error,
+            updated_at=now,
+        )
+    )
+    return JobStatus.PENDING
+
+
+def _settle(
+    session: Session, job: ClaimedJob, *, worker: str, status: JobStatus, error: str | None
+) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.locked_by == worker, Job.status == JobStatus.RUNNING)
+        .values(status=status, locked_until=None, last_error=error, updated_at=utc_now())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def backoff(
+    attempt: int,
+    *,
+    base_seconds: float,
+    cap_seconds: float,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> timedelta:
+    """Exponential backoff with equal jitter; a provider's Retry-After is a floor."""
+    ceiling = min(cap_seconds, base_seconds * (2 ** max(attempt - 1, 0)))
+    jitter = (rng or random).uniform(0, ceiling / 2)
+    seconds = ceiling / 2 + jitter
+    if retry_after is not None:
+        seconds = max(seconds, retry_after)
+    return timedelta(seconds=seconds)
+
+
+def count_by_status(session: Session, *, workspace_id: int | None = None) -> dict[str, int]:
+    """How many jobs are in each state (for health checks and the CLI)."""
+    query = select(Job.status, func.count()).group_by(Job.status)
+    if workspace_id is not None:
+        query = query.where(Job.workspace_id == workspace_id)
+    return dict(session.execute(query).tuples().all())
+
+
+def list_dead(session: Session, *, workspace_id: int | None = None, limit: int = 100) -> list[Job]:
+    """The dead letter: jobs that spent their attempts, newest first."""
+    query = select(Job).where(Job.status == JobStatus.DEAD).order_by(Job.updated_at.desc())
+    if workspace_id is not None:
+        query = query.where(Job.workspace_id == workspace_id)
+    return list(session.scalars(query.limit(limit)))

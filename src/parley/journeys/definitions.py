@@ -1,0 +1,167 @@
+"""What a journey is, as data a store owner can read and edit, and the built-in journeys.
+
+A definition names its trigger event, what makes a run unique (``run_key``: one run per
+order, per fulfilment...), the events that end a run (re-checked right before every
+send), its lane, and its steps: ``wait``, ``condition`` and ``send``. A send names a
+message type, never a channel: the messaging policy picks the channel.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from parley.events import EventType
+from parley.messaging.types import MessageType, Purpose
+
+
+class RunKey(StrEnum):
+    """What one run is about; a retried webhook for the same thing never starts another."""
+
+    ORDER = "order"
+    FULFILLMENT = "fulfillment"
+    CHECKOUT = "checkout"
+    CUSTOMER = "customer"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Trigger(_Strict):
+    event: EventType
+
+
+class ExitRule(_Strict):
+    """End the run when this event happens to the same order (or customer).
+
+    ``since_run_start`` counts only events after the run began (a cart run should not end
+    because of an order placed last month); without it, any such event counts (a
+    cancellation ends every later message about that order).
+    """
+
+    event: EventType
+    match: Literal["order", "customer"] = "order"
+    since_run_start: bool = False
+
+
+class WaitStep(_Strict):
+    type: Literal["wait"]
+    days: float = 0
+    hours: float = 0
+    minutes: float = 0
+    seconds: float = 0
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(
+            days=self.days, hours=self.hours, minutes=self.minutes, seconds=self.seconds
+        )
+
+    @model_validator(mode="after")
+    def _positive(self) -> WaitStep:
+        if self.duration <= timedelta(0):
+            raise ValueError("a wait must last longer than zero")
+        return self
+
+
+class Condition(_Strict):
+    """A test on the run's facts, e.g. ``{"path": "order.financial_status", "op": "eq",
+    "value": "paid"}``."""
+
+    path: str = Field(pattern=r"^(order|fulfillment|customer)\.[a-z_]+$")
+    op: Literal["eq", "ne", "in", "not_in", "exists", "missing"]
+    value: Any = None
+
+
+class ConditionStep(_Strict):
+    type: Literal["condition"]
+    condition: Condition = Field(alias="if")
+    otherwise: Literal["exit", "skip_next"] = "exit"
+
+
+class SendStep(_Strict):
+    type: Literal["send"]
+    message: MessageType
+
+
+Step = Annotated[WaitStep | ConditionStep | SendStep, Field(discriminator="type")]
+
+
+class JourneyDefinition(_Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")
+    name: str
+    description: str = ""
+    lane: Purpose = Purpose.TRANSACTIONAL
+    trigger: Trigger
+    run_key: RunKey
+    exit: tuple[ExitRule, ...] = ()
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> JourneyDefinition:
+        return cls.model_validate(data)
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+ORDER_CANCELLED_EXIT = {"event": "order.cancelled"}
+
+BUILT_IN: tuple[dict[str, Any], ...] = (
+    {
+        "key": "order_confirmation",
+        "name": "Order confirmation",
+        "description": "Thank the customer and list what they bought, by email.",
+        "trigger": {"event": "order.created"},
+        "run_key": "order",
+        "exit": [ORDER_CANCELLED_EXIT],
+        "steps": [{"type": "send", "message": "order_confirmation"}],
+    },
+    {
+        "key": "dispatch",
+        "name": "Dispatch",
+        "description": "Tell the customer their parcel left, with carrier and tracking link.",
+        "trigger": {"event": "fulfillment.created"},
+        "run_key": "fulfillment",
+        "exit": [ORDER_CANCELLED_EXIT],
+        "steps": [{"type": "send", "message": "dispatch"}],
+    },
+    {
+        "key": "out_for_delivery",
+        "name": "Out for delivery",
+        "description": "The parcel is with the courier today.",
+        "trigger": {"event": "fulfillment.out_for_delivery"},
+        "run_key": "fulfillment",
+        "exit": [ORDER_CANCELLED_EXIT],
+        "steps": [{"type": "send", "message": "out_for_delivery"}],
+    },
+    {
+        "key": "delivered",
+        "name": "Delivered",
+        "description": "Confirm the parcel arrived.",
+        "trigger": {"event": "fulfillment.delivered"},
+        "run_key": "fulfillment",
+        "exit": [ORDER_CANCELLED_EXIT],
+        "steps": [{"type": "send", "message": "delivered"}],
+    },
+    {
+        "key": "satisfaction_check",
+        "name": "Satisfaction check",
+        "description": "A day after delivery (24-48 h), ask how it went.",
+        "trigger": {"event": "fulfillment.delivered"},
+        "run_key": "order",
+        "exit": [ORDER_CANCELLED_EXIT, {"event": "refund.created"}],
+        "steps": [
+            {"type": "wait", "hours": 24},
+            {"type": "send", "message": "satisfaction_check"},
+        ],
+    },
+)
+
+BUILT_IN_DEFINITIONS: tuple[JourneyDefinition, ...] = tuple(
+    JourneyDefinition.parse(data) for data in BUILT_IN
+)

@@ -1,0 +1,206 @@
+"""Starting and ending journey runs as store events arrive; installing the built-ins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from parley import events
+from parley.clock import utc_now
+from parley.db.upsert import insert_for
+from parley.errors import Invalid, NotFound
+from parley.jobs import queue
+from parley.journeys.definitions import BUILT_IN_DEFINITIONS, JourneyDefinition, RunKey
+from parley.journeys.models import Journey, JourneyRun, RunStatus
+
+ADVANCE = "journeys.advance"
+RUNS = JourneyRun.__table__
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What a journey needs to know about an event to start or end runs."""
+
+    type: events.EventType
+    order_external_id: str | None
+    fulfillment_external_id: str | None
+    checkout_external_id: str | None
+    customer_id: int | None
+
+    def subject(self, run_key: RunKey) -> str | None:
+        return {
+            RunKey.ORDER: self.order_external_id,
+            RunKey.FULFILLMENT: self.fulfillment_external_id,
+            RunKey.CHECKOUT: self.checkout_external_id,
+            RunKey.CUSTOMER: str(self.customer_id) if self.customer_id else None,
+        }[run_key]
+
+
+def install_built_in_journeys(session: Session, *, workspace_id: int) -> None:
+    """Give a workspace its own editable copy of every built-in journey (enabled)."""
+    now = utc_now()
+    rows = [
+        {
+            "workspace_id": workspace_id,
+            "key": definition.key,
+            "name": definition.name,
+            "is_enabled": True,
+            "definition": definition.dump(),
+            "version": 1,
+            "updated_at": now,
+        }
+        for definition in BUILT_IN_DEFINITIONS
+    ]
+    session.execute(
+        insert_for(session, Journey.__table__).on_conflict_do_nothing(
+            index_elements=["workspace_id", "key"]
+        ),
+        rows,
+    )
+
+
+def list_journeys(session: Session, *, workspace_id: int) -> list[Journey]:
+    return list(
+        session.scalars(
+            select(Journey).where(Journey.workspace_id == workspace_id).order_by(Journey.id)
+        )
+    )
+
+
+def update_journey(
+    session: Session,
+    *,
+    workspace_id: int,
+    key: str,
+    definition: dict[str, Any] | None = None,
+    is_enabled: bool | None = None,
+) -> Journey:
+    """Change a journey; only runs that have not reached a step yet see the new steps."""
+    journey = session.scalar(
+        select(Journey).where(Journey.workspace_id == workspace_id, Journey.key == key)
+    )
+    if journey is None:
+        raise NotFound(f"journey {key!r} not found")
+    if definition is not None:
+        try:
+            parsed = JourneyDefinition.parse(definition)
+        except ValueError as exc:
+            raise Invalid(f"journey {key!r} is not valid: {exc}") from exc
+        if parsed.key != key:
+            raise Invalid("a journey's key cannot change")
+        journey.definition = parsed.dump()
+        journey.name = parsed.name
+        journey.version += 1
+    if is_enabled is not None:
+        journey.is_enabled = is_enabled
+    journey.updated_at = utc_now()
+    return journey
+
+
+def on_event(session: Session, *, workspace_id: int, facts: EventFacts, now: datetime) -> int:
+    """End the runs this event exits, start the runs it triggers; return runs started."""
+    journeys = session.scalars(
+        select(Journey).where(Journey.workspace_id == workspace_id, Journey.is_enabled.is_(True))
+    ).all()
+    definitions = [(journey, JourneyDefinition.parse(journey.definition)) for journey in journeys]
+    _exit_runs(session, workspace_id=workspace_id, facts=facts, definitions=definitions, now=now)
+    started = 0
+    for journey, definition in definitions:
+        if definition.trigger.event != facts.type:
+            continue
+        subject = facts.subject(definition.run_key)
+        if subject is None:
+            continue
+        run_id = _start_run(
+            session,
+            journey=journey,
+            run_key=f"{definition.run_key}:{subject}",
+            facts=facts,
+            now=now,
+        )
+        if run_id is not None:
+            queue.enqueue(
+                session,
+                kind=ADVANCE,
+                payload={"run_id": run_id, "step": 0},
+                workspace_id=workspace_id,
+                due_at=now,
+                idempotency_key=f"journey:{run_id}:0",
+                lane=definition.lane,
+            )
+            started += 1
+    return started
+
+
+def _start_run(
+    session: Session, *, journey: Journey, run_key: str, facts: EventFacts, now: datetime
+) -> int | None:
+    """Insert the run unless one with this key exists (a retried webhook); its id if new."""
+    statement = (
+        insert_for(session, RUNS)
+        .values(
+            workspace_id=journey.workspace_id,
+            journey_id=journey.id,
+            run_key=run_key,
+            customer_id=facts.customer_id,
+            order_external_id=facts.order_external_id,
+            context={
+                "order_external_id": facts.order_external_id,
+                "fulfillment_external_id": facts.fulfillment_external_id,
+                "checkout_external_id": facts.checkout_external_id,
+                "journey_version": journey.version,
+            },
+            status=RunStatus.ACTIVE,
+            started_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["workspace_id", "journey_id", "run_key"])
+        .returning(RUNS.c.id)
+    )
+    return session.execute(statement).scalar()
+
+
+def _exit_runs(
+    session: Session,
+    *,
+    workspace_id: int,
+    facts: EventFacts,
+    definitions: list[tuple[Journey, JourneyDefinition]],
+    now: datetime,
+) -> None:
+    for journey, definition in definitions:
+        for rule in definition.exit:
+            if rule.event != facts.type:
+                continue
+            if rule.match == "order":
+                if facts.order_external_id is None:
+                    continue
+                scope = JourneyRun.order_external_id == facts.order_external_id
+            else:
+                if facts.customer_id is None:
+                    continue
+                scope = JourneyRun.customer_id == facts.customer_id
+            session.execute(
+                update(JourneyRun)
+                .where(
+                    JourneyRun.workspace_id == workspace_id,
+                    JourneyRun.journey_id == journey.id,
+                    JourneyRun.status == RunStatus.ACTIVE,
+                    scope,
+                )
+                .values(status=RunStatus.EXITED, exit_reason=f"{facts.type}", ended_at=now)
+            )
+
+
+def end_run(
+    session: Session, *, run: JourneyRun, status: RunStatus, reason: str | None, now: datetime
+) -> None:
+    """Close a run if it is still active (a conditional update: concurrent exits agree)."""
+    session.execute(
+        update(JourneyRun)
+        .where(JourneyRun.id == run.id, JourneyRun.status == RunStatus.ACTIVE)
+        .values(status=status, exit_reason=reason, ended_at=now)
+    )

@@ -1,0 +1,72 @@
+"""The facts a template may use, gathered from the store's own data.
+
+Only what is listed here reaches a template (see ``templates.py`` for the contract):
+plain dicts of display values, never ORM objects, so a store-edited template cannot walk
+into the database.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from parley.commerce.models import Fulfillment, Order
+from parley.customers.models import Customer
+from parley.workspaces.models import Workspace
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def template_context(
+    *,
+    workspace: Workspace,
+    customer: Customer,
+    order: Order | None,
+    fulfillment: Fulfillment | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the template context for one message."""
+    context: dict[str, Any] = {
+        "store": {
+            "name": workspace.name,
+            "url": workspace.store_url or "",
+            "support_email": workspace.support_email or "",
+        },
+        "customer": {
+            "first_name": customer.first_name or "",
+            "last_name": customer.last_name or "",
+            "email": customer.email or "",
+            "phone": customer.phone or "",
+        },
+        "order": None,
+        "fulfillment": None,
+    }
+    if order is not None:
+        items = [
+            {
+                "title": item.get("title", ""),
+                "quantity": item.get("quantity", 1),
+                "price": item.get("price"),
+                "variant_title": item.get("variant_title"),
+            }
+            for item in order.line_items
+        ]
+        context["order"] = {
+            "number": order.number,
+            "total": _money(order.total_price),
+            "currency": order.currency,
+            "status_url": order.status_url or "",
+            "items": items,
+            "item_count": sum(int(item["quantity"] or 0) for item in items),
+        }
+    if fulfillment is not None:
+        context["fulfillment"] = {
+            "tracking_company": fulfillment.tracking_company or "",
+            "tracking_number": fulfillment.tracking_number or "",
+            "tracking_url": fulfillment.tracking_url or "",
+            "shipment_status": fulfillment.shipment_status or "",
+        }
+    context.update(extra or {})
+    return context

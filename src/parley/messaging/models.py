@@ -1,0 +1,106 @@
+"""The outbox: messages (sent, skipped or failed, always with a reason) and their attempts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from parley.db.base import Base, BigId, JsonType, UTCDateTime
+
+
+class MessageStatus(StrEnum):
+    """Stored values: never renumber or reuse.
+
+    ``sending`` is the in-flight state: a row found in it after a crash was possibly
+    accepted by the provider, so it is reconciled (``held`` for review), never re-sent.
+    """
+
+    SKIPPED = "skipped"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    HELD = "held"
+
+
+class AttemptOutcome(StrEnum):
+    STARTED = "started"
+    SENT = "sent"
+    TRANSIENT_ERROR = "transient_error"
+    PERMANENT_ERROR = "permanent_error"
+    INTERRUPTED = "interrupted"
+
+
+class Message(Base):
+    """One message to one customer, with why it went (or did not) and how far it got."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "idempotency_key"),
+        Index("ix_messages_customer", "workspace_id", "customer_id", "created_at"),
+        Index("ix_messages_provider", "provider", "provider_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    journey_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("journey_runs.id", ondelete="SET NULL")
+    )
+    step_index: Mapped[int | None] = mapped_column(Integer)
+    idempotency_key: Mapped[str] = mapped_column(String(300))
+    message_type: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    template: Mapped[dict | None] = mapped_column(JsonType)
+    headers: Mapped[dict] = mapped_column(JsonType, default=dict)
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    decision: Mapped[list] = mapped_column(JsonType, default=list)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeliveryAttempt(Base):
+    """One hand-off of a message to a provider, and what came of it."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (UniqueConstraint("message_id", "number"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(24))
+    error: Mapped[str | None] = mapped_column(Text)
+    provider_code: Mapped[str | None] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MessageTemplate(Base):
+    """A store's own wording for one (message type, channel); defaults apply otherwise."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("workspace_id", "message_type", "channel"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    message_type: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    content: Mapped[dict] = mapped_column(JsonType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

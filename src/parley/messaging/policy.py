@@ -1,0 +1,124 @@
+"""Whether a message may go, and where: the decision every send passes through.
+
+For each channel in the message type's preference order the policy asks: can we reach
+the customer there, have they consented for this purpose, and does the channel's window
+allow this content? The first channel that passes wins; every channel that did not is
+written down with its reason, so a skipped send always says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from parley.channels.base import ChannelKind
+from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
+from parley.messaging.templates import TemplateContent
+from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
+
+WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What the policy knows about one customer, loaded once per decision."""
+
+    customer: Customer
+    identities: list[CustomerIdentity]
+    consent: Mapping[tuple[str, str], ConsentRecord]
+
+    def address(self, channel: ChannelKind) -> str | None:
+        if channel is ChannelKind.EMAIL:
+            return self.customer.email
+        if channel in (ChannelKind.SMS, ChannelKind.WHATSAPP):
+            return self.customer.phone
+        return None
+
+    def last_inbound_at(self, kind: IdentityKind) -> datetime | None:
+        stamps = [
+            i.last_inbound_at for i in self.identities if i.kind == kind and i.last_inbound_at
+        ]
+        return max(stamps, default=None)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The chosen channel (None: skip) and the trail of channels passed over."""
+
+    channel: ChannelKind | None
+    recipient: str | None = None
+    use_template: bool = False
+    trail: list[str] = field(default_factory=list)
+
+    @property
+    def skip_reason(self) -> str:
+        return "no channel allowed: " + "; ".join(self.trail) if self.trail else "no channel"
+
+
+def consent_allows(
+    consent: Mapping[tuple[str, str], ConsentRecord], channel: ChannelKind, purpose: Purpose
+) -> tuple[bool, str]:
+    """Apply the consent rules for one channel and purpose.
+
+    - A revocation on the channel (any purpose, e.g. STOP) forbids everything on it.
+    - Marketing needs a marketing grant.
+    - Transactional email needs nothing more than the order; transactional SMS and
+      WhatsApp need a grant for either purpose (WhatsApp requires prior opt-in for any
+      business-initiated message).
+    """
+    transactional = consent.get((channel, Purpose.TRANSACTIONAL))
+    marketing = consent.get((channel, Purpose.MARKETING))
+    if purpose is Purpose.MARKETING:
+        if marketing is not None and marketing.is_granted:
+            return True, ""
+        return False, "opted out" if marketing is not None else "no marketing consent"
+    if transactional is not None and not transactional.is_granted:
+        return False, "opted out"
+    if channel is ChannelKind.EMAIL:
+        return True, ""
+    if (transactional and transactional.is_granted) or (marketing and marketing.is_granted):
+        return True, ""
+    return False, "no consent"
+
+
+def decide(
+    reach: Reach,
+    *,
+    message_type: MessageType,
+    purpose: Purpose,
+    now: datetime,
+    templates: Mapping[ChannelKind, TemplateContent],
+    exclude: Collection[str] = (),
+    preferences: Mapping[MessageType, tuple[ChannelKind, ...]] = DEFAULT_CHANNEL_PREFERENCES,
+) -> Decision:
+    """Pick the first channel that may carry this message, or say why none may."""
+    trail: list[str] = []
+    for channel in preferences.get(message_type, (ChannelKind.EMAIL,)):
+        if channel in exclude:
+            trail.append(f"{channel}: failed earlier for this step")
+            continue
+        content = templates.get(channel)
+        if content is None:
+            trail.append(f"{channel}: no template for {message_type}")
+            continue
+        recipient = reach.address(channel)
+        if not recipient:
+            trail.append(f"{channel}: no {'email address' if channel == 'email' else 'phone'}")
+            continue
+        allowed, why = consent_allows(reach.consent, channel, purpose)
+        if not allowed:
+            trail.append(f"{channel}: {why}")
+            continue
+        use_template = False
+        if channel is ChannelKind.WHATSAPP:
+            last = reach.last_inbound_at(IdentityKind.WHATSAPP)
+            if last is None or now - last >= WHATSAPP_WINDOW:
+                if not content.whatsapp_template:
+                    trail.append(f"{channel}: outside the 24-hour window and no approved template")
+                    continue
+                use_template = True
+        return Decision(
+            channel=channel, recipient=recipient, use_template=use_template, trail=trail
+        )
+    return Decision(channel=None, trail=trail)

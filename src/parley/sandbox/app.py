@@ -1,0 +1,93 @@
+"""The sandbox as one Starlette app, mounted by parley's server at ``/sandbox``.
+
+Routes are relative to the mount point, so the adapters' base URLs are
+``{server}/sandbox/twilio`` and ``{server}/sandbox/whatsapp``, exactly where the real
+providers' paths begin.
+"""
+
+from __future__ import annotations
+
+import secrets
+from importlib.resources import files
+from typing import Final
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from parley.sandbox.api import SandboxApi
+from parley.sandbox.store import SandboxStore
+from parley.sandbox.twilio import TwilioMessages
+from parley.sandbox.whatsapp import WhatsAppMessages
+from parley.settings import Settings
+
+NONCE_PLACEHOLDER: Final = "__CSP_NONCE__"
+
+# The page loads nothing from anywhere: its script carries a per-response nonce, and it
+# fetches only its own JSON API. Inline styles stay allowed because an email's HTML part,
+# shown in a sandboxed srcdoc iframe (which inherits this policy), is styled inline.
+_CSP_TEMPLATE: Final = (
+    "default-src 'none'; "
+    "script-src 'nonce-{nonce}'; "
+    "style-src 'unsafe-inline'; "
+    "img-src data:; "
+    "connect-src 'self'; "
+    "frame-src 'self'; "
+    "base-uri 'none'; "
+    "form-action 'none'; "
+    "frame-ancestors 'self'"
+)
+
+
+class SandboxPage:
+    """``GET /``: the phone and the mailbox, from ``page.html``, read once."""
+
+    def __init__(self) -> None:
+        self._html = files("parley.sandbox").joinpath("page.html").read_text(encoding="utf-8")
+
+    async def show(self, request: Request) -> Response:
+        nonce = secrets.token_urlsafe(16)
+        return HTMLResponse(
+            self._html.replace(NONCE_PLACEHOLDER, nonce),
+            headers={
+                "Content-Security-Policy": _CSP_TEMPLATE.format(nonce=nonce),
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store",
+            },
+        )
+
+
+def create_sandbox_app(store: SandboxStore, settings: Settings) -> Starlette:
+    """Build the sandbox app: Twilio and WhatsApp stand-ins, the JSON API and the page."""
+    twilio = TwilioMessages(
+        store, account_sid=settings.twilio_account_sid, auth_token=settings.twilio_auth_token
+    )
+    whatsapp = WhatsAppMessages(
+        store,
+        access_token=settings.whatsapp_access_token,
+        phone_number_id=settings.whatsapp_phone_number_id,
+    )
+    api = SandboxApi(store)
+    page = SandboxPage()
+    app = Starlette(
+        routes=[
+            Route(
+                "/twilio/2010-04-01/Accounts/{AccountSid}/Messages.json",
+                twilio.create,
+                methods=["POST"],
+            ),
+            Route(
+                "/whatsapp/{version}/{phone_number_id}/messages", whatsapp.create, methods=["POST"]
+            ),
+            Route("/api/messages", api.list_messages, methods=["GET"]),
+            Route("/api/messages", api.clear_messages, methods=["DELETE"]),
+            Route("/api/faults", api.list_faults, methods=["GET"]),
+            Route("/api/faults", api.inject_fault, methods=["POST"]),
+            Route("/api/faults", api.clear_faults, methods=["DELETE"]),
+            Route("/", page.show, methods=["GET"]),
+        ]
+    )
+    app.state.store = store
+    return app

@@ -1,0 +1,197 @@
+"""Twilio's Messages API: ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``.
+
+Checks what Twilio checks, in Twilio's order and with Twilio's error codes (HTTP Basic
+auth with the account SID and auth token, a ``To`` in E.164, a ``From``, a ``Body``), and
+answers with Twilio's message resource. This runs on the benchmark's hot path: one pass
+over the form body, no templates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import re
+import secrets
+from email.utils import format_datetime
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
+
+API_VERSION: Final = "2010-04-01"
+E164: Final = re.compile(r"^\+[1-9]\d{6,14}$")
+MAX_BODY_CHARS: Final = 1600
+
+# GSM 03.38: the basic set costs one septet a character, the extension set two. A body
+# with anything else goes out as UCS-2, which changes how many segments it is billed as.
+_GSM_BASIC: Final = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENSION: Final = frozenset("^{}\\[~]|€\f")
+
+_FAULT_MESSAGES: Final = {
+    400: "Bad Request",
+    401: "Authenticate",
+    403: "Forbidden",
+    404: "The requested resource was not found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def count_segments(body: str) -> int:
+    """How many SMS segments Twilio bills ``body`` as (GSM-7 or UCS-2)."""
+    septets = 0
+    for char in body:
+        if char in _GSM_BASIC:
+            septets += 1
+        elif char in _GSM_EXTENSION:
+            septets += 2
+        else:
+            # UCS-2 counts UTF-16 code units: a character outside the BMP takes two.
+            units = len(body.encode("utf-16-le")) // 2
+            return 1 if units <= 70 else -(-units // 67)
+    return 1 if septets <= 160 else -(-septets // 153)
+
+
+def twilio_error(status: int, code: int, message: str) -> JSONResponse:
+    """An error in Twilio's JSON shape."""
+    return JSONResponse(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status_code=status,
+    )
+
+
+async def fault_response(fault: Fault) -> JSONResponse:
+    """Answer an injected fault the way Twilio answers an outage or a rate limit."""
+    if fault.delay_seconds:
+        await asyncio.sleep(fault.delay_seconds)
+    message = _FAULT_MESSAGES.get(fault.status, "Sandbox: simulated provider failure")
+    response = twilio_error(fault.status, 20000 + fault.status, message)
+    if fault.status == 429:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The (username, password) of an HTTP Basic ``Authorization`` header, if well formed."""
+    if not header:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, separator, password = decoded.partition(":")
+    if not separator:
+        return None
+    return username, password
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The request's form fields; Twilio reads nothing from any other kind of body."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        return {key: value for key, value in form.items() if isinstance(value, str)}
+    if content_type and not content_type.startswith("application/x-www-form-urlencoded"):
+        return {}
+    body = await request.body()
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+class TwilioMessages:
+    """The Messages resource of one sandbox Twilio account."""
+
+    def __init__(self, store: SandboxStore, *, account_sid: str, auth_token: str) -> None:
+        self._store = store
+        self._account_sid = account_sid
+        self._sid_bytes = account_sid.encode()
+        self._token_bytes = auth_token.encode()
+
+    def _is_authenticated(self, request: Request) -> bool:
+        credentials = basic_credentials(request.headers.get("authorization"))
+        if credentials is None:
+            return False
+        username, password = credentials
+        # Both comparisons always run, so the timing does not reveal which one failed.
+        sid_matches = hmac.compare_digest(username.encode(), self._sid_bytes)
+        token_matches = hmac.compare_digest(password.encode(), self._token_bytes)
+        path_matches = request.path_params["AccountSid"] == self._account_sid
+        return sid_matches and token_matches and path_matches
+
+    async def create(self, request: Request) -> Response:
+        """``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``."""
+        fault = self._store.take_fault("sms")
+        if fault is not None:
+            return await fault_response(fault)
+        if not self._is_authenticated(request):
+            return twilio_error(401, 20003, "Authenticate")
+        params = await read_form(request)
+        to = params.get("To", "")
+        sender = params.get("From", "") or params.get("MessagingServiceSid", "")
+        body = params.get("Body", "")
+        if not to:
+            return twilio_error(400, 21604, "A 'To' phone number is required.")
+        if not E164.match(to):
+            return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if not sender:
+            return twilio_error(400, 21603, "A 'From' phone number is required.")
+        if not body:
+            return twilio_error(400, 21602, "Message body is required.")
+        if len(body) > MAX_BODY_CHARS:
+            return twilio_error(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
+        message = CapturedMessage(
+            channel="sms",
+            to=to,
+            sender=sender,
+            body=body,
+            provider_message_id="SM" + secrets.token_hex(16),
+        )
+        self._store.add(message)
+        return JSONResponse(self._resource(message, params), status_code=201)
+
+    def _resource(self, message: CapturedMessage, params: dict[str, str]) -> dict[str, Any]:
+        sid = message.provider_message_id
+        date = format_datetime(message.captured_at)
+        uri = f"/{API_VERSION}/Accounts/{self._account_sid}/Messages/{sid}"
+        return {
+            "account_sid": self._account_sid,
+            "api_version": API_VERSION,
+            "body": message.body,
+            "date_created": date,
+            "date_sent": None,
+            "date_updated": date,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": params.get("From") or None,
+            "messaging_service_sid": params.get("MessagingServiceSid") or None,
+            "num_media": "0",
+            "num_segments": str(count_segments(message.body)),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued",
+            "subresource_uris": {"media": f"{uri}/Media.json"},
+            "to": message.to,
+            "uri": f"{uri}.json",
+        }

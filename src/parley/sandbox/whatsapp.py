@@ -1,0 +1,257 @@
+"""The WhatsApp Cloud API: ``POST /{version}/{phone_number_id}/messages``.
+
+Checks the bearer token, the business phone number id and the message JSON the way the
+Graph API does, answers errors in Graph's ``{"error": {...}}`` shape, and supports the two
+message types parley sends: ``text`` (inside the 24-hour window) and ``template``. This
+runs on the benchmark's hot path: the body is parsed once with ``json``, nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import json
+import re
+import secrets
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
+
+MAX_TEXT_CHARS: Final = 4096
+WA_ID: Final = re.compile(r"^[1-9]\d{6,14}$")
+API_VERSION: Final = re.compile(r"^v\d{1,3}\.\d{1,2}$")
+COMPONENT_TYPES: Final = frozenset({"header", "body", "button"})
+
+
+class InvalidParameterError(ValueError):
+    """The request breaks one of the Cloud API's rules; the message says which."""
+
+
+def graph_error(
+    status: int,
+    code: int,
+    message: str,
+    *,
+    error_type: str = "OAuthException",
+    details: str | None = None,
+    subcode: int | None = None,
+) -> JSONResponse:
+    """An error in the Graph API's JSON shape."""
+    error: dict[str, Any] = {"message": message, "type": error_type, "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    if details is not None:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    error["fbtrace_id"] = secrets.token_urlsafe(18)
+    return JSONResponse({"error": error}, status_code=status)
+
+
+def invalid_parameter(details: str) -> JSONResponse:
+    """Graph's answer to a malformed message: HTTP 400, code 100."""
+    return graph_error(400, 100, f"(#100) {details}", details=details)
+
+
+async def fault_response(fault: Fault) -> JSONResponse:
+    """Answer an injected fault the way the Cloud API answers throttling or an outage."""
+    if fault.delay_seconds:
+        await asyncio.sleep(fault.delay_seconds)
+    status = fault.status
+    if status == 429:
+        return graph_error(
+            429,
+            130429,
+            "(#130429) Rate limit hit",
+            details="Cloud API message throughput has been reached.",
+        )
+    if status >= 500:
+        return graph_error(
+            status,
+            131016,
+            "(#131016) Service unavailable",
+            details="A service is temporarily unavailable.",
+        )
+    if status == 401:
+        return graph_error(401, 190, "Invalid OAuth access token.")
+    return graph_error(
+        status, 131000, "(#131000) Something went wrong", details="Sandbox: simulated failure."
+    )
+
+
+def _require_text(value: object, name: str) -> str:
+    if value is None or value == "":
+        raise InvalidParameterError(f"The parameter {name} is required.")
+    if not isinstance(value, str):
+        raise InvalidParameterError(f"Param {name} must be a string.")
+    return value
+
+
+def _parse_text(payload: dict[str, Any]) -> str:
+    text = payload.get("text")
+    if not isinstance(text, dict):
+        raise InvalidParameterError("The parameter text is required.")
+    body = _require_text(text.get("body"), "text['body']")
+    if len(body) > MAX_TEXT_CHARS:
+        raise InvalidParameterError(
+            f"Param text['body'] must be at most {MAX_TEXT_CHARS} characters."
+        )
+    preview_url = text.get("preview_url", False)
+    if not isinstance(preview_url, bool):
+        raise InvalidParameterError("Param text['preview_url'] must be a boolean.")
+    return body
+
+
+def _body_parameters(component: dict[str, Any], index: int) -> list[str]:
+    parameters = component.get("parameters", [])
+    if not isinstance(parameters, list):
+        raise InvalidParameterError(
+            f"Param template['components'][{index}]['parameters'] must be a list."
+        )
+    texts: list[str] = []
+    for position, parameter in enumerate(parameters):
+        where = f"template['components'][{index}]['parameters'][{position}]"
+        if not isinstance(parameter, dict) or parameter.get("type") != "text":
+            raise InvalidParameterError(
+                f"Param {where}['type'] must be 'text' in a body component."
+            )
+        texts.append(_require_text(parameter.get("text"), f"{where}['text']"))
+    return texts
+
+
+def _parse_template(payload: dict[str, Any]) -> dict[str, Any]:
+    template = payload.get("template")
+    if not isinstance(template, dict):
+        raise InvalidParameterError("The parameter template is required.")
+    name = _require_text(template.get("name"), "template['name']")
+    language = template.get("language")
+    if not isinstance(language, dict):
+        raise InvalidParameterError("The parameter template['language'] is required.")
+    code = _require_text(language.get("code"), "template['language']['code']")
+    components = template.get("components", [])
+    if not isinstance(components, list):
+        raise InvalidParameterError("Param template['components'] must be a list.")
+    parameters: list[str] = []
+    for index, component in enumerate(components):
+        kind = component.get("type") if isinstance(component, dict) else None
+        if kind not in COMPONENT_TYPES:
+            raise InvalidParameterError(
+                f"Param template['components'][{index}]['type'] must be one of "
+                "header, body, button."
+            )
+        if kind == "body":
+            parameters.extend(_body_parameters(component, index))
+        elif not isinstance(component.get("parameters", []), list):
+            raise InvalidParameterError(
+                f"Param template['components'][{index}]['parameters'] must be a list."
+            )
+    return {"name": name, "language": code, "parameters": parameters}
+
+
+def render_template(template: dict[str, Any]) -> str:
+    """A readable line for a template message: ``[template name (lang)] p1 · p2``."""
+    head = f"[template {template['name']} ({template['language']})]"
+    parameters = template["parameters"]
+    return f"{head} {' · '.join(parameters)}" if parameters else head
+
+
+def parse_message(payload: object) -> tuple[str, str, dict[str, Any] | None]:
+    """Validate a send-message request body; return (wa_id, body, template or None)."""
+    if not isinstance(payload, dict):
+        raise InvalidParameterError("The request body must be a JSON object.")
+    product = payload.get("messaging_product")
+    if product != "whatsapp":
+        if product is None:
+            raise InvalidParameterError("The parameter messaging_product is required.")
+        raise InvalidParameterError("Param messaging_product must be 'whatsapp'.")
+    recipient_type = payload.get("recipient_type", "individual")
+    if recipient_type != "individual":
+        raise InvalidParameterError("Param recipient_type must be 'individual'.")
+    to = _require_text(payload.get("to"), "to")
+    if not WA_ID.match(to):
+        raise InvalidParameterError(
+            f"Param to must be a WhatsApp ID: the number with its country code, "
+            f"digits only, no '+' or spaces (got {to!r})."
+        )
+    kind = payload.get("type", "text")
+    if kind == "text":
+        return to, _parse_text(payload), None
+    if kind == "template":
+        template = _parse_template(payload)
+        return to, render_template(template), template
+    raise InvalidParameterError(
+        f"Param type must be 'text' or 'template' (the sandbox sends no {kind!r} messages)."
+    )
+
+
+def new_wamid() -> str:
+    """A message id shaped like the Cloud API's (``wamid.`` and base64)."""
+    return "wamid." + base64.urlsafe_b64encode(secrets.token_bytes(36)).decode("ascii")
+
+
+class WhatsAppMessages:
+    """The messages edge of one sandbox WhatsApp business phone number."""
+
+    def __init__(self, store: SandboxStore, *, access_token: str, phone_number_id: str) -> None:
+        self._store = store
+        self._token_bytes = access_token.encode()
+        self._phone_number_id = phone_number_id
+
+    def _is_authenticated(self, request: Request) -> bool:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(token.strip().encode(), self._token_bytes)
+
+    async def create(self, request: Request) -> Response:
+        """``POST /{version}/{phone_number_id}/messages``."""
+        fault = self._store.take_fault("whatsapp")
+        if fault is not None:
+            return await fault_response(fault)
+        if not self._is_authenticated(request):
+            return graph_error(401, 190, "Invalid OAuth access token.")
+        version = request.path_params["version"]
+        if not API_VERSION.match(version):
+            return invalid_parameter(f"Unknown API version {version!r}; expected e.g. 'v21.0'.")
+        phone_number_id = request.path_params["phone_number_id"]
+        if phone_number_id != self._phone_number_id:
+            return graph_error(
+                400,
+                100,
+                f"Unsupported post request. Object with ID '{phone_number_id}' does not "
+                "exist, cannot be loaded due to missing permissions, or does not support "
+                "this operation.",
+                error_type="GraphMethodException",
+                subcode=33,
+            )
+        try:
+            payload = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return invalid_parameter("The request body must be valid JSON.")
+        try:
+            to, body, template = parse_message(payload)
+        except InvalidParameterError as error:
+            return invalid_parameter(str(error))
+        wamid = new_wamid()
+        self._store.add(
+            CapturedMessage(
+                channel="whatsapp",
+                to=to,
+                sender=phone_number_id,
+                body=body,
+                template=template,
+                provider_message_id=wamid,
+            )
+        )
+        sent = {"id": wamid}
+        if template is not None:
+            sent["message_status"] = "accepted"
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to}],
+                "messages": [sent],
+            }
+        )

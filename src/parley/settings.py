@@ -1,0 +1,106 @@
+"""One typed Settings object, read from ``PARLEY_*`` environment variables and ``.env``.
+
+Built by :func:`get_settings` on demand, never at import, so tests and the CLI can set the
+environment first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path("var") / "parley.db"
+
+
+class Settings(BaseSettings):
+    """Everything a deploying engineer can set."""
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite:///{DEFAULT_SQLITE_PATH}",
+        description="SQLAlchemy URL; sqlite:///path (embedded) or postgresql+psycopg://...",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(
+        default=None, description="Base URL providers sign against; default http://{host}:{port}"
+    )
+    embedded_worker: bool = Field(default=True, description="`parley serve` also runs a worker")
+    worker_concurrency: int = Field(default=64, description="sends in flight per worker process")
+    worker_batch_size: int = Field(default=200, description="jobs claimed per round")
+    worker_poll_seconds: float = 0.2
+    job_lease_seconds: int = 60
+    job_max_attempts: int = 8
+    job_backoff_base_seconds: float = 5.0
+    job_backoff_cap_seconds: float = 3600.0
+    log_level: str = "INFO"
+    secret_key: str = Field(
+        default="change-me-parley-development-key",
+        description="Signs unsubscribe links and sessions; set a long random value in production",
+    )
+
+    sandbox: bool = Field(default=False, description="Serve local stand-ins of provider APIs")
+    sandbox_smtp_port: int = 8025
+
+    # Email over SMTP.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_use_tls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    email_from: str = "Parley Demo Store <orders@demo.parley.test>"
+
+    # Twilio Programmable Messaging.
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_account_sid: str = "ACsandbox00000000000000000000000000"
+    twilio_auth_token: str = "sandbox-twilio-auth-token"
+    twilio_from_number: str = "+15005550006"
+
+    # WhatsApp Cloud API.
+    whatsapp_base_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v21.0"
+    whatsapp_phone_number_id: str = "100000000000001"
+    whatsapp_access_token: str = "sandbox-whatsapp-token"
+
+    provider_timeout_seconds: float = 10.0
+
+    # The demo store.
+    demo_shopify_secret: str = "demo-shopify-secret"
+    demo_api_key: str = "demo-api-key"
+
+    def resolved_public_url(self) -> str:
+        """The base URL providers sign against."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def pointed_at_sandbox(self) -> Settings:
+        """The same settings with every provider pointed at this server's sandbox.
+
+        The adapters do not know: they speak the same HTTP and SMTP to another address.
+        """
+        base = f"http://{self.host}:{self.port}/sandbox"
+        return self.model_copy(
+            update={
+                "twilio_base_url": f"{base}/twilio",
+                "whatsapp_base_url": f"{base}/whatsapp",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": self.sandbox_smtp_port,
+                "smtp_username": None,
+                "smtp_password": None,
+                "smtp_starttls": False,
+                "smtp_use_tls": False,
+            }
+        )
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

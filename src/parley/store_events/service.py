@@ -1,0 +1,207 @@
+"""Taking in a platform delivery: store it once, apply its events, start or end journeys.
+
+All of it happens in the caller's one transaction, so the delivery row, the customer and
+order rows it updates, the events and the jobs they schedule commit together or not at
+all; the webhook is acknowledged only after that commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from parley import events
+from parley.clock import utc_now
+from parley.commerce import service as commerce
+from parley.customers import service as customers
+from parley.db.upsert import insert_for
+from parley.journeys import service as journeys
+from parley.journeys.service import EventFacts
+from parley.store_events.models import StoreEvent, WebhookDelivery
+from parley.workspaces.models import Workspace
+from parley.workspaces.service import mark_uninstalled
+
+DELIVERIES = WebhookDelivery.__table__
+EVENTS = StoreEvent.__table__
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One platform delivery as received, before anything is decided about it."""
+
+    source: str
+    delivery_key: str
+    topic: str
+    headers: dict[str, str]
+    body: str
+    triggered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Ingested:
+    delivery_id: int | None
+    is_duplicate: bool
+    events: int = 0
+    runs_started: int = 0
+
+
+def record_delivery(
+    session: Session, *, workspace: Workspace, delivery: Delivery, status: str, reason: str | None
+) -> int | None:
+    """Insert the raw delivery unless it was seen before; its id if new, None if a duplicate.
+
+    The unique (workspace, source, delivery_key) constraint decides, so ten identical
+    deliveries racing each other produce exactly one row, on SQLite and PostgreSQL alike.
+    """
+    statement = (
+        insert_for(session, DELIVERIES)
+        .values(
+            workspace_id=workspace.id,
+            source=delivery.source,
+            delivery_key=delivery.delivery_key,
+            topic=delivery.topic,
+            headers=delivery.headers,
+            body=delivery.body,
+            status=status,
+            status_reason=reason,
+            triggered_at=delivery.triggered_at,
+            received_at=utc_now(),
+        )
+        .on_conflict_do_nothing(index_elements=["workspace_id", "source", "delivery_key"])
+        .returning(DELIVERIES.c.id)
+    )
+    return session.execute(statement).scalar()
+
+
+def ingest(
+    session: Session,
+    *,
+    workspace: Workspace,
+    delivery: Delivery,
+    mapped: list[events.Event],
+) -> Ingested:
+    """Store a delivery and apply its canonical events (nothing, if it is a duplicate)."""
+    delivery_id = record_delivery(
+        session, workspace=workspace, delivery=delivery, status="processed", reason=None
+    )
+    if delivery_id is None:
+        return Ingested(delivery_id=None, is_duplicate=True)
+    if not workspace.is_active:
+        return Ingested(delivery_id=delivery_id, is_duplicate=False)
+    started = 0
+    for event in mapped:
+        started += apply_event(
+            session,
+            workspace=workspace,
+            event=event,
+            delivery_id=delivery_id,
+            source=delivery.source,
+        )
+    return Ingested(
+        delivery_id=delivery_id, is_duplicate=False, events=len(mapped), runs_started=started
+    )
+
+
+def apply_event(
+    session: Session,
+    *,
+    workspace: Workspace,
+    event: events.Event,
+    delivery_id: int | None,
+    source: str,
+) -> int:
+    """Update the store's data from one event, record it, and let journeys react."""
+    payload = event.payload
+    customer_id = _customer_for(session, workspace=workspace, event=event, source=source)
+    facts = _apply(session, workspace=workspace, event=event, customer_id=customer_id)
+    session.execute(
+        insert_for(session, EVENTS).values(
+            workspace_id=workspace.id,
+            delivery_id=delivery_id,
+            type=event.type,
+            subject=_subject(event),
+            order_external_id=facts.order_external_id,
+            customer_id=customer_id,
+            payload=payload.model_dump(mode="json"),
+            occurred_at=event.occurred_at,
+            recorded_at=utc_now(),
+        )
+    )
+    if event.type is events.EventType.STORE_UNINSTALLED:
+        mark_uninstalled(session, workspace=workspace)
+        return 0
+    return journeys.on_event(session, workspace_id=workspace.id, facts=facts, now=utc_now())
+
+
+def _customer_for(
+    session: Session, *, workspace: Workspace, event: events.Event, source: str
+) -> int | None:
+    payload: Any = event.payload
+    if isinstance(payload, events.Customer):
+        profile = payload
+        contact = customers.contact_from(profile)
+    elif isinstance(payload, events.Order | events.Checkout):
+        profile = payload.customer
+        contact = customers.contact_from(profile, email=payload.email, phone=payload.phone)
+    elif isinstance(payload, events.Fulfillment):
+        order = commerce.find_order(
+            session, workspace_id=workspace.id, external_id=payload.order_external_id
+        )
+        if order is not None and order.customer_id is not None:
+            return order.customer_id
+        profile = payload.customer
+        contact = customers.contact_from(profile)
+    else:
+        return None
+    customer = customers.resolve_customer(
+        session,
+        workspace_id=workspace.id,
+        contact=contact,
+        profile=profile,
+        consent_source=f"{source}:{event.type}",
+    )
+    return customer.id if customer else None
+
+
+def _apply(
+    session: Session, *, workspace: Workspace, event: events.Event, customer_id: int | None
+) -> EventFacts:
+    payload: Any = event.payload
+    order_id = fulfillment_id = checkout_id = None
+    if isinstance(payload, events.Order):
+        commerce.record_order(
+            session, workspace_id=workspace.id, order=payload, customer_id=customer_id
+        )
+        order_id = payload.external_id
+    elif isinstance(payload, events.Fulfillment):
+        commerce.record_fulfillment(
+            session, workspace_id=workspace.id, fulfillment=payload, occurred_at=event.occurred_at
+        )
+        order_id, fulfillment_id = payload.order_external_id, payload.external_id
+    elif isinstance(payload, events.Checkout):
+        commerce.record_checkout(
+            session, workspace_id=workspace.id, checkout=payload, customer_id=customer_id
+        )
+        checkout_id = payload.external_id
+    elif isinstance(payload, events.Product):
+        commerce.record_product(session, workspace_id=workspace.id, product=payload)
+    elif isinstance(payload, events.Refund):
+        commerce.record_refund(session, workspace_id=workspace.id, refund=payload)
+        order_id = payload.order_external_id
+    return EventFacts(
+        type=event.type,
+        order_external_id=order_id,
+        fulfillment_external_id=fulfillment_id,
+        checkout_external_id=checkout_id,
+        customer_id=customer_id,
+    )
+
+
+def _subject(event: events.Event) -> str:
+    payload: Any = event.payload
+    kind = event.type.split(".", 1)[0]
+    external_id = getattr(payload, "external_id", None)
+    return f"{kind}:{external_id}" if external_id else kind

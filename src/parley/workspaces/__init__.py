@@ -1,0 +1,1 @@
+"""Workspaces: one store each. Every other row belongs to exactly one workspace."""

@@ -1,0 +1,33 @@
+"""The workspace (store) table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from parley.db.base import Base, BigId, JsonType, UTCDateTime
+
+
+class Workspace(Base):
+    """One store: its identity, its platform secrets and its settings."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    store_url: Mapped[str | None] = mapped_column(String(500))
+    support_email: Mapped[str | None] = mapped_column(String(320))
+    shopify_shop_domain: Mapped[str | None] = mapped_column(String(255))
+    shopify_secret: Mapped[str | None] = mapped_column(Text)
+    # During a secret rotation Shopify may sign with the old secret for up to an hour.
+    shopify_previous_secret: Mapped[str | None] = mapped_column(Text)
+    shopify_previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    settings: Mapped[dict] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,102 @@
+"""Creating workspaces, finding them, and the secrets they verify deliveries with."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from parley.clock import utc_now
+from parley.errors import Conflict, NotFound
+from parley.journeys.service import install_built_in_journeys
+from parley.workspaces.models import Workspace
+
+SECRET_ROTATION_GRACE = timedelta(hours=1)
+
+
+def hash_api_key(api_key: str) -> str:
+    """API keys are stored hashed; SHA-256 suffices for long random keys."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def create_workspace(
+    session: Session,
+    *,
+    slug: str,
+    name: str,
+    timezone: str = "UTC",
+    shopify_secret: str | None = None,
+    api_key: str | None = None,
+    store_url: str | None = None,
+    support_email: str | None = None,
+) -> Workspace:
+    """A new store with the built-in journeys installed and enabled."""
+    if find_workspace(session, slug=slug) is not None:
+        raise Conflict(f"workspace {slug!r} exists")
+    workspace = Workspace(
+        slug=slug,
+        name=name,
+        timezone=timezone,
+        shopify_secret=shopify_secret,
+        api_key_hash=hash_api_key(api_key) if api_key else None,
+        store_url=store_url,
+        support_email=support_email,
+        is_active=True,
+        settings={},
+        created_at=utc_now(),
+    )
+    session.add(workspace)
+    session.flush()
+    install_built_in_journeys(session, workspace_id=workspace.id)
+    return workspace
+
+
+def find_workspace(session: Session, *, slug: str) -> Workspace | None:
+    return session.scalar(select(Workspace).where(Workspace.slug == slug))
+
+
+def get_workspace(session: Session, *, slug: str) -> Workspace:
+    workspace = find_workspace(session, slug=slug)
+    if workspace is None:
+        raise NotFound(f"workspace {slug!r} not found")
+    return workspace
+
+
+def find_by_api_key(session: Session, *, api_key: str) -> Workspace | None:
+    return session.scalar(select(Workspace).where(Workspace.api_key_hash == hash_api_key(api_key)))
+
+
+def shopify_secrets(workspace: Workspace, *, now: datetime) -> list[str]:
+    """The secrets a Shopify delivery may be signed with right now (two during a rotation)."""
+    secrets = [workspace.shopify_secret] if workspace.shopify_secret else []
+    expires = workspace.shopify_previous_secret_expires_at
+    if workspace.shopify_previous_secret and expires is not None and now < expires:
+        secrets.append(workspace.shopify_previous_secret)
+    return secrets
+
+
+def rotate_shopify_secret(
+    session: Session,
+    *,
+    workspace: Workspace,
+    new_secret: str,
+    grace: timedelta = SECRET_ROTATION_GRACE,
+) -> None:
+    """Use a new secret; keep accepting the old one for ``grace`` (Shopify: up to an hour)."""
+    workspace.shopify_previous_secret = workspace.shopify_secret
+    workspace.shopify_previous_secret_expires_at = utc_now() + grace
+    workspace.shopify_secret = new_secret
+
+
+def mark_uninstalled(session: Session, *, workspace: Workspace) -> None:
+    """The store removed parley: stop every send at once (checked before each send)."""
+    now = utc_now()
+    session.execute(
+        update(Workspace)
+        .where(Workspace.id == workspace.id)
+        .values(is_active=False, uninstalled_at=now)
+    )
+    workspace.is_active = False
+    workspace.uninstalled_at = now

@@ -1,0 +1,245 @@
+"""Email over SMTP against a real aiosmtpd server on loopback: MIME shape, headers, and
+how SMTP reply codes become transient or permanent failures."""
+
+from __future__ import annotations
+
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from parley.channels.base import OutboundMessage, PermanentChannelError, TransientChannelError
+from parley.channels.email_smtp.adapter import EmailSmtp, message_id_for
+from parley.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+# What the ``email_channel`` fixture (conftest.py) configures.
+EMAIL_FROM = "Demo Store <orders@demo.parley.test>"
+
+Channel = tuple[EmailSmtp, Any]
+
+
+def email(**overrides: Any) -> OutboundMessage:
+    fields: dict[str, Any] = {
+        "idempotency_key": "delivery:42",
+        "to": "Ada Lovelace <ada@example.com>",
+        "subject": "Your order #1001 has shipped",
+        "text": "Hi Ada, your order is on its way.",
+    }
+    return OutboundMessage(**(fields | overrides))
+
+
+def received(server: Any, index: int = 0) -> EmailMessage:
+    wire = server.handler.received[index].content.replace(b"\r\n", b"\n")
+    parsed = message_from_bytes(wire, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+async def test_envelope_and_headers(email_channel: Channel) -> None:
+    adapter, server = email_channel
+
+    result = await adapter.send(email())
+
+    (envelope,) = server.handler.received
+    assert envelope.mail_from == "orders@demo.parley.test"
+    assert envelope.rcpt_tos == ["ada@example.com"]
+    mail = received(server)
+    assert mail["From"] == EMAIL_FROM
+    assert mail["To"] == "Ada Lovelace <ada@example.com>"
+    assert mail["Subject"] == "Your order #1001 has shipped"
+    assert mail["Message-ID"] == "<delivery=3A42@demo.parley.test>"
+    assert mail["Date"] is not None
+    assert result.provider_message_id == "<delivery=3A42@demo.parley.test>"
+    assert result.status == "accepted"
+    assert result.raw == {"response": "2.0.0 Ok: queued as 4ABC", "refused": {}}
+
+
+async def test_text_only_is_a_single_plain_part(email_channel: Channel) -> None:
+    adapter, server = email_channel
+
+    await adapter.send(email())
+
+    mail = received(server)
+    assert mail.get_content_type() == "text/plain"
+    assert not mail.is_multipart()
+    assert mail.get_content() == "Hi Ada, your order is on its way.\n"
+
+
+async def test_html_becomes_an_alternative_to_the_text(email_channel: Channel) -> None:
+    adapter, server = email_channel
+
+    await adapter.send(email(html="<p>Hi Ada, your order is <b>on its way</b>.</p>"))
+
+    mail = received(server)
+    assert mail.get_content_type() == "multipart/alternative"
+    plain, html = mail.iter_parts()
+    assert plain.get_content_type() == "text/plain"
+    assert plain.get_content() == "Hi Ada, your order is on its way.\n"
+    assert html.get_content_type() == "text/html"
+    assert html.get_content() == "<p>Hi Ada, your order is <b>on its way</b>.</p>\n"
+
+
+async def test_list_unsubscribe_headers_are_sent(email_channel: Channel) -> None:
+    adapter, server = email_channel
+    headers = {
+        "List-Unsubscribe": "<https://shop.test/u/abc123>, <mailto:unsub@demo.parley.test>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+    await adapter.send(email(headers=headers))
+
+    mail = received(server)
+    # Over 78 characters, so folded after the colon; unfolding leaves the leading space.
+    assert mail["List-Unsubscribe"].lstrip() == headers["List-Unsubscribe"]
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_non_ascii_content_survives(email_channel: Channel) -> None:
+    adapter, server = email_channel
+
+    await adapter.send(email(subject="Ihre Bestellung ist unterwegs ✓", text="Grüße, Zoë"))
+
+    mail = received(server)
+    assert mail["Subject"] == "Ihre Bestellung ist unterwegs ✓"
+    assert mail.get_content() == "Grüße, Zoë\n"
+
+
+async def test_same_key_gives_same_message_id_on_retry(email_channel: Channel) -> None:
+    adapter, server = email_channel
+
+    first = await adapter.send(email())
+    second = await adapter.send(email())
+
+    assert first.provider_message_id == second.provider_message_id
+    assert received(server, 0)["Message-ID"] == received(server, 1)["Message-ID"]
+
+
+def test_message_id_escapes_unsafe_characters_without_collisions() -> None:
+    assert message_id_for("send:run-7:step.2", "shop.test") == "<send=3Arun-7=3Astep=2E2@shop.test>"
+    assert message_id_for("a:b", "shop.test") != message_id_for("a-b", "shop.test")
+    assert message_id_for("a=3Ab", "shop.test") != message_id_for("a:b", "shop.test")
+    assert message_id_for("é", "shop.test") == "<=C3=A9@shop.test>"
+
+
+async def test_connection_is_reused_across_sends(email_channel: Channel) -> None:
+    adapter, server = email_channel
+
+    for _ in range(3):
+        await adapter.send(email())
+
+    assert len(server.handler.received) == 3
+    assert len({envelope.peer for envelope in server.handler.received}) == 1
+
+
+async def test_refused_recipient_550_is_permanent(email_channel: Channel) -> None:
+    adapter, server = email_channel
+    server.handler.rcpt_reply = "550 5.1.1 <ada@example.com>: Recipient address rejected"
+
+    with pytest.raises(PermanentChannelError) as caught:
+        await adapter.send(email())
+
+    assert caught.value.provider_code == "550"
+    assert caught.value.reason == (
+        "the mail server refused the recipient (ada@example.com: 550 5.1.1 "
+        "<ada@example.com>: Recipient address rejected)"
+    )
+    assert server.handler.received == []
+
+
+async def test_greylisted_recipient_450_is_transient(email_channel: Channel) -> None:
+    adapter, server = email_channel
+    server.handler.rcpt_reply = "450 4.2.0 Greylisted, try again later"
+
+    with pytest.raises(TransientChannelError) as caught:
+        await adapter.send(email())
+
+    assert caught.value.provider_code == "450"
+    assert server.handler.received == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "code"),
+    [
+        pytest.param("451 4.3.0 Try again later", TransientChannelError, "451", id="451_case"),
+        pytest.param("550 5.7.1 Message rejected", PermanentChannelError, "550", id="550_case"),
+        pytest.param("552 5.3.4 Message too big", PermanentChannelError, "552", id="552_case"),
+    ],
+)
+async def test_data_reply_code_decides_the_failure_class(
+    email_channel: Channel, reply: str, error: type[Exception], code: str
+) -> None:
+    adapter, server = email_channel
+    server.handler.data_reply = reply
+
+    with pytest.raises(error) as caught:
+        await adapter.send(email())
+
+    assert type(caught.value) is error
+    assert caught.value.provider_code == code  # type: ignore[attr-defined]
+    assert caught.value.reason == f"the mail server answered {reply}"  # type: ignore[attr-defined]
+
+
+async def test_connection_stays_usable_after_a_refusal(email_channel: Channel) -> None:
+    adapter, server = email_channel
+    server.handler.data_reply = "550 5.7.1 Message rejected"
+    with pytest.raises(PermanentChannelError):
+        await adapter.send(email())
+
+    server.accept()
+    await adapter.send(email())
+
+    assert len(server.handler.received) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Message-ID": "<other@x>"}, id="message_id_case"),
+        pytest.param({"content-type": "text/html"}, id="content_type_case"),
+    ],
+)
+async def test_reserved_headers_are_refused(
+    email_channel: Channel, headers: dict[str, str]
+) -> None:
+    adapter, server = email_channel
+
+    with pytest.raises(PermanentChannelError) as caught:
+        await adapter.send(email(headers=headers))
+
+    assert caught.value.reason == f"header {next(iter(headers))!r} is set by the email adapter"
+    assert server.handler.received == []
+
+
+async def test_header_injection_is_refused(email_channel: Channel) -> None:
+    adapter, server = email_channel
+
+    with pytest.raises(PermanentChannelError) as caught:
+        await adapter.send(email(subject="Hello\r\nBcc: victim@example.com"))
+
+    assert caught.value.reason.startswith("cannot build the email:")
+    assert server.handler.received == []
+
+
+def test_from_address_without_domain_is_refused() -> None:
+    with pytest.raises(ValueError, match="no domain"):
+        EmailSmtp(host="127.0.0.1", port=25, from_address="orders")
+
+
+async def test_from_settings_uses_smtp_settings(smtp_server: Any) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_server.port,
+        email_from="Shop <hello@shop.test>",
+    )
+    adapter = EmailSmtp.from_settings(settings)
+    try:
+        result = await adapter.send(email())
+    finally:
+        await adapter.aclose()
+
+    assert result.provider_message_id == "<delivery=3A42@shop.test>"
+    assert smtp_server.handler.received[0].mail_from == "hello@shop.test"

@@ -1,0 +1,200 @@
+"""``POST /webhooks/shopify/{workspace}`` over HTTP: signatures, duplicates, bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from starlette.testclient import TestClient
+
+from parley.clock import utc_now
+from parley.commerce.models import Order
+from parley.demo.simulate import shopper_dict
+from parley.http.app import create_app
+from parley.integrations.shopify import payloads
+from parley.integrations.shopify.signature import sign
+from parley.jobs.models import Job
+from parley.journeys.models import JourneyRun
+from parley.runtime import Runtime
+from parley.settings import get_settings
+from parley.store_events.models import StoreEvent, WebhookDelivery
+from parley.workspaces import service as workspaces
+from support import SECRET, count, deliveries, rows, seed, shopper, signed
+
+
+@pytest.fixture
+def client(db):
+    seed(db)
+    settings = get_settings(database_url=db.url, embedded_worker=False)
+    app = create_app(settings, runtime=Runtime(settings=settings, db=db, adapters={}))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _post(client, body: bytes, headers: dict[str, str], slug: str = "demo"):
+    return client.post(f"/webhooks/shopify/{slug}", content=body, headers=headers)
+
+
+def _nothing_written(db) -> bool:
+    return (
+        count(db, WebhookDelivery),
+        count(db, StoreEvent),
+        count(db, Job),
+        count(db, JourneyRun),
+    ) == (0, 0, 0, 0)
+
+
+def test_signed_order_is_accepted_and_plans_the_confirmation(client, db):
+    placed = deliveries("Ada")[0]
+    response = _post(client, placed.body, placed.headers)
+    assert response.status_code == 200
+    assert response.json() == {"status": "accepted", "events": 1, "journeys_started": 1}
+    [run] = rows(db, JourneyRun)
+    assert run.run_key.startswith("order:")
+    assert count(db, Job) == 1
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda b, h: (b[:-2] + b"x}", h), id="flipped_body_byte"),
+        pytest.param(
+            lambda b, h: (json.dumps(json.loads(b), indent=2).encode(), h), id="reserialised_json"
+        ),
+        pytest.param(
+            lambda b, h: (b, {**h, "X-Shopify-Hmac-Sha256": sign(b, "wrong-secret")}),
+            id="wrong_secret",
+        ),
+        pytest.param(
+            lambda b, h: (b, {k: v for k, v in h.items() if k != "X-Shopify-Hmac-Sha256"}),
+            id="missing_header",
+        ),
+        pytest.param(lambda b, h: (b, {**h, "X-Shopify-Hmac-Sha256": "%%%"}), id="garbage_header"),
+    ],
+)
+def test_bad_signature_is_401_and_writes_nothing(client, db, tamper, caplog):
+    placed = deliveries("Ada")[0]
+    body, headers = tamper(placed.body, placed.headers)
+    response = _post(client, body, headers)
+    assert response.status_code == 401
+    assert response.json() == {"error": "HMAC signature does not match"}
+    assert _nothing_written(db)
+    refusal = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusal) == 1
+    assert "Ada" not in refusal[0]
+
+
+def test_old_secret_is_accepted_during_rotation_and_refused_after(client, db):
+    with db.transaction() as session:
+        workspace = workspaces.get_workspace(session, slug="demo")
+        workspaces.rotate_shopify_secret(
+            session, workspace=workspace, new_secret="new-secret", grace=timedelta(hours=1)
+        )
+    old = deliveries("Ada", order_id=1)[0]
+    assert _post(client, old.body, old.headers).status_code == 200
+    body = old.body
+    headers = {
+        **old.headers,
+        "X-Shopify-Hmac-Sha256": sign(body, "new-secret"),
+        "X-Shopify-Webhook-Id": "other",
+        "X-Shopify-Event-Id": "other",
+    }
+    assert _post(client, body, headers).status_code == 200
+
+    with db.transaction() as session:
+        workspace = workspaces.get_workspace(session, slug="demo")
+        workspace.shopify_previous_secret_expires_at = utc_now() - timedelta(seconds=1)
+    late = deliveries("Ada", order_id=2)[0]
+    assert _post(client, late.body, late.headers).status_code == 401
+
+
+def test_malformed_json_is_a_400_with_a_reason(client, db):
+    body = b'{"id": 1, '
+    headers = {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Webhook-Id": "w1",
+        "X-Shopify-Hmac-Sha256": sign(body, SECRET),
+    }
+    response = _post(client, body, headers)
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("body is not valid JSON")
+    assert _nothing_written(db)
+
+
+def test_payload_missing_a_required_field_is_refused_with_the_field_named(client, db):
+    body, headers = signed("orders/create", {"name": "#1"}, webhook_id="w2")
+    response = _post(client, body, headers)
+    assert response.status_code == 422
+    assert "'id'" in response.json()["error"]
+    assert _nothing_written(db)
+
+
+def test_unknown_topic_is_stored_and_acknowledged(client, db):
+    body, headers = signed("inventory_levels/update", {"inventory_item_id": 1}, webhook_id="w3")
+    response = _post(client, body, headers)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ignored"
+    [delivery] = rows(db, WebhookDelivery)
+    assert (delivery.topic, delivery.status) == ("inventory_levels/update", "ignored")
+    assert count(db, StoreEvent) == 0
+
+
+def test_unknown_workspace_is_404(client, db):
+    placed = deliveries("Ada")[0]
+    assert _post(client, placed.body, placed.headers, slug="nope").status_code == 404
+
+
+def test_ten_concurrent_identical_deliveries_have_one_effect(client, db):
+    placed = deliveries("Ada")[0]
+    statuses: list[int] = []
+    barrier = threading.Barrier(10)
+
+    def deliver() -> None:
+        barrier.wait()
+        statuses.append(_post(client, placed.body, placed.headers).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 10
+    assert (
+        count(db, WebhookDelivery),
+        count(db, StoreEvent),
+        count(db, JourneyRun),
+        count(db, Job),
+    ) == (1, 1, 1, 1)
+
+
+def test_older_update_never_overwrites_newer_state(client, db):
+    now = utc_now()
+    customer = shopper_dict(shopper("Ada"))
+    items = [{"title": "Tee", "quantity": 1, "price": "24.00", "sku": "T"}]
+    newer = payloads.order_payload(
+        order_id=9,
+        number=1009,
+        customer=customer,
+        line_items=items,
+        created_at=now,
+        updated_at=now + timedelta(minutes=5),
+        financial_status="refunded",
+    )
+    older = payloads.order_payload(
+        order_id=9,
+        number=1009,
+        customer=customer,
+        line_items=items,
+        created_at=now,
+        updated_at=now + timedelta(minutes=1),
+        financial_status="paid",
+    )
+    for webhook_id, payload in (("v2", newer), ("v1", older)):
+        body, headers = signed("orders/updated", payload, webhook_id=webhook_id)
+        assert _post(client, body, headers).status_code == 200
+    [order] = rows(db, Order)
+    assert order.financial_status == "refunded"
+    assert order.source_updated_at == now.replace(microsecond=0) + timedelta(minutes=5)

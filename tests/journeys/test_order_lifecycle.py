@@ -1,0 +1,255 @@
+"""The order-lifecycle journeys, from signed Shopify delivery to the provider, on both engines."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
+from parley.jobs.models import Job, JobStatus
+from parley.journeys.models import JourneyRun, RunStatus
+from parley.messaging.models import DeliveryAttempt, Message, MessageStatus
+from support import count, deliveries, drain, make_worker, post, recording_adapters, rows, seed
+
+
+@pytest.fixture
+def adapters():
+    return recording_adapters()
+
+
+def test_order_created_sends_one_confirmation_email(db, frozen_clock, adapters):
+    seed(db)
+    placed, *_ = deliveries("Grace")
+
+    assert post(db, placed)["status"] == "accepted"
+    drain(make_worker(db, adapters))
+
+    [email] = adapters[ChannelKind.EMAIL].sent
+    assert email.to == "grace@example.com"
+    assert email.subject == "Your Juniper & Pine order #1501 is confirmed"
+    assert adapters[ChannelKind.SMS].sent == adapters[ChannelKind.WHATSAPP].sent == []
+    [message] = rows(db, Message)
+    assert (message.message_type, message.channel, message.status) == (
+        "order_confirmation",
+        "email",
+        MessageStatus.SENT,
+    )
+    assert message.provider_message_id == "email-0"
+
+
+@pytest.mark.parametrize(
+    ("first_name", "channel", "recipient"),
+    [
+        pytest.param("Ada", ChannelKind.WHATSAPP, "+447700900123", id="whatsapp_consent"),
+        pytest.param("Grace", ChannelKind.SMS, "+12025550143", id="sms_consent_only"),
+        pytest.param("Alan", ChannelKind.EMAIL, "alan@example.com", id="email_only"),
+    ],
+)
+def test_dispatch_goes_to_the_first_channel_the_customer_consented_to(
+    db, frozen_clock, adapters, first_name, channel, recipient
+):
+    seed(db)
+    placed, dispatched, *_ = deliveries(first_name)
+    post(db, placed)
+    post(db, dispatched)
+    drain(make_worker(db, adapters))
+
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert (dispatch.channel, dispatch.recipient, dispatch.status) == (channel, recipient, "sent")
+    sent = adapters[channel].sent[-1]
+    if channel is ChannelKind.WHATSAPP:
+        assert sent.template is not None
+        assert sent.template.name == "order_dispatched"
+        assert "1Z999AA1" in " ".join(sent.template.body_parameters) or any(
+            "http" in p for p in sent.template.body_parameters
+        )
+    else:
+        assert "#1501" in sent.text
+
+
+def test_skipped_channels_are_explained_on_the_message(db, frozen_clock, adapters):
+    seed(db)
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    post(db, dispatched)
+    drain(make_worker(db, adapters))
+
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert dispatch.decision == ["whatsapp: no consent"]
+
+
+def test_whole_lifecycle_sends_four_messages_then_satisfaction_check_a_day_later(
+    db, frozen_clock, adapters
+):
+    seed(db)
+    worker = make_worker(db, adapters)
+    for delivery in deliveries("Ada"):
+        post(db, delivery)
+    drain(worker)
+
+    types = [m.message_type for m in rows(db, Message)]
+    assert types == ["order_confirmation", "dispatch", "out_for_delivery", "delivered"]
+
+    frozen_clock.advance(timedelta(hours=23, minutes=59))
+    drain(worker)
+    assert count(db, Message, Message.message_type == "satisfaction_check") == 0
+
+    frozen_clock.advance(timedelta(minutes=1))
+    drain(worker)
+    [check] = rows(db, Message, Message.message_type == "satisfaction_check")
+    assert (check.channel, check.status) == ("email", "sent")
+    statuses = {run.status for run in rows(db, JourneyRun)}
+    assert statuses == {RunStatus.COMPLETED}
+
+
+def test_cancelled_order_gets_no_dispatch_message_even_when_cancelled_after_it_was_planned(
+    db, frozen_clock, adapters
+):
+    from parley.demo.simulate import shopper_dict
+    from parley.integrations.shopify import payloads
+    from support import shopper, signed
+
+    seed(db)
+    placed, dispatched, *_ = deliveries("Ada", order_id=777, number=1777)
+    post(db, placed)
+    drain(make_worker(db, adapters))
+    post(db, dispatched)  # dispatch journey planned, not yet run
+    body, headers = signed(
+        "orders/cancelled",
+        payloads.order_payload(
+            order_id=777,
+            number=1777,
+            customer=shopper_dict(shopper("Ada")),
+            line_items=[{"title": "Tee", "quantity": 1, "price": "24.00", "sku": "T"}],
+            created_at=frozen_clock.now,
+            updated_at=frozen_clock.now + timedelta(minutes=2),
+            cancelled_at=frozen_clock.now + timedelta(minutes=2),
+        ),
+        webhook_id="cancel-777",
+    )
+    post(db, None, body=body, headers=headers)
+    drain(make_worker(db, adapters))
+
+    assert count(db, Message, Message.message_type == "dispatch") == 0
+    assert adapters[ChannelKind.WHATSAPP].sent == []
+    [run] = rows(db, JourneyRun, JourneyRun.run_key.like("fulfillment:%"))
+    assert (run.status, run.exit_reason) == (RunStatus.EXITED, "order.cancelled")
+
+
+def test_exit_is_rechecked_immediately_before_the_send(db, frozen_clock, adapters):
+    """The cancellation is only visible in state (orders/updated), not as an exit event."""
+    from sqlalchemy import update
+
+    from parley.commerce.models import Order
+
+    seed(db)
+    placed, dispatched, *_ = deliveries("Grace", order_id=778, number=1778)
+    post(db, placed)
+    post(db, dispatched)
+    with db.transaction() as session:
+        session.execute(update(Order).values(cancelled_at=frozen_clock.now))
+    drain(make_worker(db, adapters))
+
+    assert count(db, Message, Message.message_type == "dispatch") == 0
+    assert adapters[ChannelKind.SMS].sent == []
+
+
+def test_provider_outage_is_retried_with_backoff_then_dead_lettered(db, frozen_clock, adapters):
+    seed(db)
+    adapters[ChannelKind.EMAIL].script = [TransientChannelError("503 from provider")] * 8
+    worker = make_worker(db, adapters, max_attempts_base=5.0)
+    post(db, deliveries("Alan")[0])
+
+    delays = []
+    for _ in range(8):
+        drain(worker)
+        [job] = rows(db, Job)
+        if job.status == JobStatus.DEAD:
+            break
+        delays.append((job.due_at - frozen_clock.now).total_seconds())
+        frozen_clock.advance(job.due_at - frozen_clock.now)
+
+    [job] = rows(db, Job)
+    assert job.status == JobStatus.DEAD
+    assert job.attempts == 8
+    assert job.last_error == "gave up after 8 attempts: 503 from provider"
+    assert len(delays) == 7
+    for attempt, delay in enumerate(delays, start=1):
+        ceiling = min(3600.0, 5.0 * 2 ** (attempt - 1))
+        assert ceiling / 2 <= delay <= ceiling
+    [message] = rows(db, Message)
+    assert message.status == MessageStatus.FAILED
+    assert message.status_reason == "dead letter after 8 attempts: 503 from provider"
+    assert [a.outcome for a in rows(db, DeliveryAttempt)] == ["transient_error"] * 8
+    assert adapters[ChannelKind.EMAIL].sent == []
+
+
+def test_transient_failure_then_success_sends_exactly_once(db, frozen_clock, adapters):
+    seed(db)
+    adapters[ChannelKind.EMAIL].script = [TransientChannelError("timeout", retry_after=30)]
+    worker = make_worker(db, adapters)
+    post(db, deliveries("Alan")[0])
+    drain(worker)
+    [job] = rows(db, Job)
+    assert job.status == JobStatus.PENDING
+    assert (job.due_at - frozen_clock.now).total_seconds() >= 30
+
+    frozen_clock.advance(timedelta(minutes=5))
+    drain(worker)
+    assert len(adapters[ChannelKind.EMAIL].sent) == 1
+    [message] = rows(db, Message)
+    assert (message.status, message.attempts) == (MessageStatus.SENT, 2)
+
+
+def test_permanent_whatsapp_refusal_falls_back_to_sms(db, frozen_clock, adapters):
+    seed(db)
+    adapters[ChannelKind.WHATSAPP].script = [
+        PermanentChannelError("not a WhatsApp user", provider_code="131026")
+    ]
+    placed, dispatched, *_ = deliveries("Frida")
+    post(db, placed)
+    post(db, dispatched)
+    drain(make_worker(db, adapters))
+
+    dispatch = rows(db, Message, Message.message_type == "dispatch")
+    assert [(m.channel, m.status) for m in dispatch] == [("whatsapp", "failed"), ("sms", "sent")]
+    assert dispatch[1].decision == ["whatsapp: failed earlier for this step"]
+    assert len(adapters[ChannelKind.SMS].sent) == 1
+
+
+def test_crash_after_handing_over_is_held_for_review_not_resent(db, frozen_clock, adapters):
+    """The worker dies between the provider's 2xx and our commit (RELIABILITY S2)."""
+    from datetime import timedelta as td
+
+    from parley.jobs import queue
+
+    seed(db)
+    worker = make_worker(db, adapters)
+    post(db, deliveries("Alan")[0])
+    [claimed] = worker._claim()
+    [(job, work)] = worker._prepare_all([claimed])
+    import asyncio
+
+    asyncio.run(worker.tasks[job.kind].perform(work))  # the provider accepted it...
+    # ...and the process died before _finish_all. The lease runs out:
+    frozen_clock.advance(td(seconds=61))
+    drain(make_worker(db, adapters))
+
+    assert len(adapters[ChannelKind.EMAIL].sent) == 1
+    [message] = rows(db, Message)
+    assert message.status == MessageStatus.HELD
+    assert message.status_reason.startswith("held for review")
+    assert [a.outcome for a in rows(db, DeliveryAttempt)] == ["interrupted"]
+    assert queue  # imported for clarity of the scenario
+
+
+def test_same_webhook_ten_times_gives_one_message(db, frozen_clock, adapters):
+    seed(db)
+    placed = deliveries("Ada")[0]
+    answers = [post(db, placed)["status"] for _ in range(10)]
+    drain(make_worker(db, adapters))
+
+    assert answers == ["accepted"] + ["duplicate"] * 9
+    assert count(db, Message) == 1
+    assert len(adapters[ChannelKind.EMAIL].sent) == 1

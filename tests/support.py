@@ -1,0 +1,158 @@
+"""Test doubles and builders shared across the suite (imported as ``support``)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import func, select
+
+from parley import clock
+from parley.channels.base import (
+    Capabilities,
+    ChannelKind,
+    OutboundMessage,
+    SendResult,
+)
+from parley.db import Database
+from parley.demo.seed import SHOPPERS, seed_demo
+from parley.demo.simulate import order_lifecycle
+from parley.http.webhooks.shopify import ShopifyHeaders, receive
+from parley.integrations.shopify import payloads
+from parley.jobs.worker import Worker, WorkerConfig
+from parley.journeys.engine import AdvanceJourney
+from parley.messaging.service import OutboxSettings
+from parley.messaging.templates import TemplateRenderer
+
+SECRET = "test-shopify-secret"
+API_KEY = "test-api-key"
+
+
+@dataclass
+class RecordingAdapter:
+    """A channel that records what it was asked to send; ``script`` can make it fail."""
+
+    kind: ChannelKind
+    sent: list[OutboundMessage] = field(default_factory=list)
+    script: list[Exception] = field(default_factory=list)
+    provider: ClassVar[str] = "recording"
+    capabilities: ClassVar[Capabilities] = Capabilities(max_text_len=10_000)
+    _ids: itertools.count = field(default_factory=itertools.count)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RecordingAdapter:
+        raise NotImplementedError
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        if self.script:
+            raise self.script.pop(0)
+        self.sent.append(message)
+        return SendResult(provider_message_id=f"{self.kind}-{next(self._ids)}")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def recording_adapters() -> dict[ChannelKind, RecordingAdapter]:
+    return {
+        kind: RecordingAdapter(kind)
+        for kind in (ChannelKind.EMAIL, ChannelKind.SMS, ChannelKind.WHATSAPP)
+    }
+
+
+def make_worker(
+    db: Database, adapters: dict[ChannelKind, Any], *, max_attempts_base: float = 5.0
+) -> Worker:
+    task = AdvanceJourney(
+        adapters=adapters,
+        renderer=TemplateRenderer(),
+        outbox_settings=OutboxSettings(public_url="http://parley.test", secret_key="k"),
+    )
+    return Worker(db, [task], WorkerConfig(batch_size=50, backoff_base_seconds=max_attempts_base))
+
+
+def drain(worker: Worker) -> int:
+    return asyncio.run(worker.run_until_idle())
+
+
+def seed(db: Database) -> int:
+    with db.transaction() as session:
+        return seed_demo(session, shopify_secret=SECRET, api_key=API_KEY).id
+
+
+def shopper(first_name: str) -> Any:
+    return next(s for s in SHOPPERS if s.first_name == first_name)
+
+
+def deliveries(
+    first_name: str, *, order_id: int = 501, number: int = 1501, start: datetime | None = None
+) -> list[Any]:
+    """The four signed deliveries of one order: placed, dispatched, out for delivery, delivered."""
+    return list(
+        order_lifecycle(
+            secret=SECRET,
+            order_id=order_id,
+            number=number,
+            shopper=shopper(first_name),
+            start=start or clock.utc_now(),
+        )
+    )
+
+
+class FakeRequestHeaders:
+    """Enough of a Starlette request for ``ShopifyHeaders.of``."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.headers = {name.lower(): value for name, value in headers.items()}
+
+
+def post(
+    db: Database,
+    delivery: Any,
+    *,
+    slug: str = "demo",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, object]:
+    """Run a delivery through the webhook's domain path, as the route does."""
+    request = FakeRequestHeaders(headers if headers is not None else delivery.headers)
+    return receive(
+        db, slug, ShopifyHeaders.of(request), body if body is not None else delivery.body
+    )  # type: ignore[arg-type]
+
+
+def signed(
+    topic: str,
+    payload: dict[str, Any],
+    *,
+    webhook_id: str,
+    secret: str = SECRET,
+    at: datetime | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    body = payloads.encode(payload)
+    return body, payloads.webhook_headers(
+        topic,
+        body,
+        secret,
+        shop_domain=payloads.DEMO_SHOP_DOMAIN,
+        webhook_id=webhook_id,
+        triggered_at=at or clock.utc_now(),
+    )
+
+
+def count(db: Database, model: Any, *where: Any) -> int:
+    with db.transaction() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+
+def rows(
+    db: Database, model: Any, *where: Any, order_by: Callable[[Any], Any] | None = None
+) -> list[Any]:
+    with db.transaction() as session:
+        query = select(model).where(*where)
+        query = query.order_by(order_by(model) if order_by else model.id)
+        return list(session.scalars(query))
