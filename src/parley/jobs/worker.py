@@ -56,7 +56,7 @@ class Fail:
 Outcome = Done | Retry | Fail
 
 
-class RetryLater(Exception):  # noqa: N818 - reads as an instruction at the raise site
+class RetryLater(Exception):
     """Raised from ``prepare`` when a job cannot run yet but should not fail."""
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:

@@ -61,7 +61,7 @@ from parley.events import (
 )
 
 
-class UnknownTopic(Exception):  # noqa: N818 - the name the webhook edge imports
+class UnknownTopic(Exception):
     """parley does not map this Shopify topic to events (acknowledge it, do nothing)."""
 
     def __init__(self, topic: str) -> None:
