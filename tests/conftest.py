@@ -57,6 +57,16 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"databases: SQLite only: {POSTGRES_PROBLEM}; PostgreSQL cases are SKIPPED"
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if POSTGRES_PROBLEM is not None:
+        terminalreporter.write_line(
+            f"NOTE: {POSTGRES_PROBLEM}: only the SQLite half of the suite ran. "
+            "Set PARLEY_TEST_POSTGRES_URL to run the PostgreSQL half.",
+            yellow=True,
+            bold=True,
+        )
+
+
 def shared_data(relative: str) -> Path:
     """A file from ../shared/data: skipped when absent, a failure under CI."""
     path = SHARED_DATA / relative

@@ -51,6 +51,7 @@ class Runtime:
                 poll_seconds=settings.worker_poll_seconds,
                 backoff_base_seconds=settings.job_backoff_base_seconds,
                 backoff_cap_seconds=settings.job_backoff_cap_seconds,
+                max_attempts=settings.job_max_attempts,
             ),
             name=name,
         )

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
+from parley.commerce.models import Order
+from parley.demo.simulate import shopper_dict
+from parley.integrations.shopify import payloads
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun, RunStatus
 from parley.messaging.models import DeliveryAttempt, Message, MessageStatus
-from support import count, deliveries, drain, make_worker, post, recording_adapters, rows, seed
+from support import (
+    count,
+    deliveries,
+    drain,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+    shopper,
+    signed,
+)
 
 
 @pytest.fixture
@@ -106,9 +122,6 @@ def test_whole_lifecycle_sends_four_messages_then_satisfaction_check_a_day_later
 def test_cancelled_order_gets_no_dispatch_message_even_when_cancelled_after_it_was_planned(
     db, frozen_clock, adapters
 ):
-    from parley.demo.simulate import shopper_dict
-    from parley.integrations.shopify import payloads
-    from support import shopper, signed
 
     seed(db)
     placed, dispatched, *_ = deliveries("Ada", order_id=777, number=1777)
@@ -139,10 +152,6 @@ def test_cancelled_order_gets_no_dispatch_message_even_when_cancelled_after_it_w
 
 def test_exit_is_rechecked_immediately_before_the_send(db, frozen_clock, adapters):
     """The cancellation is only visible in state (orders/updated), not as an exit event."""
-    from sqlalchemy import update
-
-    from parley.commerce.models import Order
-
     seed(db)
     placed, dispatched, *_ = deliveries("Grace", order_id=778, number=1778)
     post(db, placed)
@@ -220,20 +229,14 @@ def test_permanent_whatsapp_refusal_falls_back_to_sms(db, frozen_clock, adapters
 
 def test_crash_after_handing_over_is_held_for_review_not_resent(db, frozen_clock, adapters):
     """The worker dies between the provider's 2xx and our commit (RELIABILITY S2)."""
-    from datetime import timedelta as td
-
-    from parley.jobs import queue
-
     seed(db)
     worker = make_worker(db, adapters)
     post(db, deliveries("Alan")[0])
     [claimed] = worker._claim()
     [(job, work)] = worker._prepare_all([claimed])
-    import asyncio
-
     asyncio.run(worker.tasks[job.kind].perform(work))  # the provider accepted it...
     # ...and the process died before _finish_all. The lease runs out:
-    frozen_clock.advance(td(seconds=61))
+    frozen_clock.advance(timedelta(seconds=61))
     drain(make_worker(db, adapters))
 
     assert len(adapters[ChannelKind.EMAIL].sent) == 1
@@ -241,7 +244,6 @@ def test_crash_after_handing_over_is_held_for_review_not_resent(db, frozen_clock
     assert message.status == MessageStatus.HELD
     assert message.status_reason.startswith("held for review")
     assert [a.outcome for a in rows(db, DeliveryAttempt)] == ["interrupted"]
-    assert queue  # imported for clarity of the scenario
 
 
 def test_same_webhook_ten_times_gives_one_message(db, frozen_clock, adapters):

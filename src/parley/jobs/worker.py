@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -85,6 +85,8 @@ class WorkerConfig:
     poll_seconds: float = 0.2
     backoff_base_seconds: float = 5.0
     backoff_cap_seconds: float = 3600.0
+    max_attempts: int | None = None
+    """A deployment-wide cap on attempts; a job's own ``max_attempts`` applies below it."""
 
 
 class Worker:
@@ -144,12 +146,16 @@ class Worker:
 
     def _claim(self) -> list[ClaimedJob]:
         with self.db.transaction() as session:
-            return queue.claim(
+            jobs = queue.claim(
                 session,
                 worker=self.name,
                 limit=self.config.batch_size,
                 lease=self.config.lease,
             )
+        cap = self.config.max_attempts
+        if cap is None:
+            return jobs
+        return [replace(job, max_attempts=min(job.max_attempts, cap)) for job in jobs]
 
     def _prepare_all(self, jobs: list[ClaimedJob]) -> list[tuple[ClaimedJob, Any]]:
         prepared: list[tuple[ClaimedJob, Any]] = []
