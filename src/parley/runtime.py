@@ -67,6 +67,8 @@ def build_runtime(settings: Settings, *, run_migrations: bool = False) -> Runtim
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosmtpd logs every SMTP command at INFO: the sandbox's mail server is not news.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     if run_migrations:
         migrate(settings.database_url)
     return Runtime(

@@ -16,11 +16,14 @@ from sqlalchemy.orm import Session
 from parley import events
 from parley.clock import utc_now
 from parley.commerce.models import Checkout, Fulfillment, Order, Product, Refund
-from parley.db.upsert import insert_for
+from parley.db.upsert import dialect_of, insert_on, per_dialect
 
 
 def _items(items: list[events.LineItem]) -> list[dict[str, Any]]:
     return [item.model_dump(mode="json") for item in items]
+
+
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 def _upsert_newer(
@@ -30,18 +33,32 @@ def _upsert_newer(
     *,
     keep_if_null: tuple[str, ...] = (),
 ) -> None:
-    """Insert, or overwrite only when the incoming ``source_updated_at`` is not older."""
+    """Insert, or overwrite only when the incoming ``source_updated_at`` is not older.
+
+    The statement is built once per (dialect, table, columns) and reused with parameters.
+    """
     now = utc_now()
     values = {**values, "created_at": now, "updated_at": now}
-    statement = insert_for(session, table).values(values)
+    dialect = dialect_of(session)
+    key = (dialect, table.name, tuple(values), keep_if_null)
+    statement = _UPSERTS.get(key)
+    if statement is None:
+        statement = _UPSERTS[key] = _build_upsert(dialect, table, tuple(values), keep_if_null)
+    session.connection().execute(statement, values)
+
+
+def _build_upsert(
+    dialect: str, table: Table, names: tuple[str, ...], keep_if_null: tuple[str, ...]
+) -> Any:
+    statement = insert_on(dialect, table)
     excluded = statement.excluded
     columns = table.c
     updates: dict[str, Any] = {
-        name: excluded[name] for name in values if name not in ("created_at", "workspace_id")
+        name: excluded[name] for name in names if name not in ("created_at", "workspace_id")
     }
     for name in keep_if_null:
         updates[name] = func.coalesce(excluded[name], columns[name])
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=["workspace_id", "external_id"],
         set_=updates,
         where=or_(
@@ -50,7 +67,6 @@ def _upsert_newer(
             columns.source_updated_at <= excluded.source_updated_at,
         ),
     )
-    session.execute(statement)
 
 
 def record_order(
@@ -151,21 +167,26 @@ def record_product(session: Session, *, workspace_id: int, product: events.Produ
 
 
 def record_refund(session: Session, *, workspace_id: int, refund: events.Refund) -> None:
-    statement = (
-        insert_for(session, Refund.__table__)
-        .values(
-            workspace_id=workspace_id,
-            external_id=refund.external_id,
-            order_external_id=refund.order_external_id,
-            amount=refund.amount,
-            currency=refund.currency,
-            note=refund.note,
-            refunded_at=refund.created_at,
-            created_at=utc_now(),
-        )
-        .on_conflict_do_nothing(index_elements=["workspace_id", "external_id"])
+    session.connection().execute(
+        _insert_refund(session),
+        {
+            "workspace_id": workspace_id,
+            "external_id": refund.external_id,
+            "order_external_id": refund.order_external_id,
+            "amount": refund.amount,
+            "currency": refund.currency,
+            "note": refund.note,
+            "refunded_at": refund.created_at,
+            "created_at": utc_now(),
+        },
     )
-    session.execute(statement)
+
+
+@per_dialect
+def _insert_refund(dialect: str) -> Any:
+    return insert_on(dialect, Refund.__table__).on_conflict_do_nothing(
+        index_elements=["workspace_id", "external_id"]
+    )
 
 
 def find_order(session: Session, *, workspace_id: int, external_id: str) -> Order | None:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from parley import events
 from parley.clock import utc_now
 from parley.customers.identity import normalise_email, normalise_phone, timezone_for_phone
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
-from parley.db.upsert import insert_for
+from parley.db.upsert import insert_on, per_dialect
 from parley.errors import NotFound
 
 IDENTITIES = CustomerIdentity.__table__
+CUSTOMERS = Customer.__table__
 
 
 @dataclass(frozen=True)
@@ -74,106 +76,189 @@ def find_by_identity(
     )
 
 
-def resolve_customer(
+PROFILE_FIELDS = ("email", "phone", "first_name", "last_name", "country_code", "timezone")
+
+
+def resolve_customer_id(
     session: Session,
     *,
     workspace_id: int,
     contact: Contact,
     profile: events.Customer | None = None,
     consent_source: str = "platform",
-) -> Customer | None:
-    """The customer these identities belong to, created when new; None with no identity.
+) -> int | None:
+    """The id of the customer these identities belong to, created when new; None with none.
 
     Identities are tried strongest first (platform id, email, phone). A new profile claims
-    its identities with ON CONFLICT DO NOTHING; if a concurrent transaction claimed the
-    strongest one first, that profile is used and ours is discarded, so two simultaneous
-    deliveries about one new shopper make one customer.
+    its strongest identity with ON CONFLICT DO NOTHING; if a concurrent transaction claimed
+    it first, that profile is used and ours is discarded, so two simultaneous deliveries
+    about one new shopper make one customer. An identity already held by another profile
+    is never moved (no silent merge). Runs on the session's connection with prebuilt
+    statements: it is on every webhook's path.
     """
     identities = contact.identities()
     if not identities:
         return None
-    customer = None
-    for kind, value in identities:
-        customer = find_by_identity(session, workspace_id=workspace_id, kind=kind, value=value)
-        if customer is not None:
-            break
+    connection = session.connection()
     now = utc_now()
-    if customer is None:
-        customer = Customer(
-            workspace_id=workspace_id,
-            created_at=now,
-            updated_at=now,
-            email=contact.email,
-            phone=contact.phone,
+    owners = _owners(session, workspace_id=workspace_id, identities=identities)
+    known = next((owners[i] for i in identities if i in owners), None)
+    if known is None:
+        customer_id = _create(session, workspace_id=workspace_id, contact=contact, now=now)
+        owners = _owners(session, workspace_id=workspace_id, identities=identities)
+        current = next(row for row in owners.values() if row.customer_id == customer_id)
+    else:
+        current = known
+        customer_id = known.customer_id
+    missing = [identity for identity in identities if identity not in owners]
+    if missing:
+        connection.execute(
+            _insert_identities(session),
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "customer_id": customer_id,
+                    "kind": kind,
+                    "value": value,
+                    "created_at": now,
+                }
+                for kind, value in missing
+            ],
         )
-        session.add(customer)
-        session.flush()
-        if not _claim_identity(session, customer, *identities[0], now=now):
-            session.execute(delete(Customer).where(Customer.id == customer.id))
-            session.expunge(customer)
-            kind, value = identities[0]
-            customer = find_by_identity(session, workspace_id=workspace_id, kind=kind, value=value)
-            assert customer is not None
-    for kind, value in identities:
-        _claim_identity(session, customer, kind, value, now=now)
-    _apply_profile(customer, contact=contact, profile=profile, now=now)
+    changes = profile_changes(current._mapping, contact=contact, profile=profile)
+    if changes:
+        connection.execute(
+            update(Customer).where(Customer.id == customer_id).values(**changes, updated_at=now)
+        )
     if profile is not None:
-        _apply_platform_consent(session, customer, profile, source=consent_source)
-    return customer
-
-
-def _claim_identity(
-    session: Session, customer: Customer, kind: IdentityKind, value: str, *, now: datetime
-) -> bool:
-    """Attach an identity unless another profile holds it; never moves one (no silent merge)."""
-    statement = (
-        insert_for(session, IDENTITIES)
-        .values(
-            workspace_id=customer.workspace_id,
-            customer_id=customer.id,
-            kind=kind,
-            value=value,
-            created_at=now,
+        _apply_platform_consent(
+            session,
+            workspace_id=workspace_id,
+            customer_id=customer_id,
+            profile=profile,
+            source=consent_source,
         )
-        .on_conflict_do_nothing(index_elements=["workspace_id", "kind", "value"])
+    return customer_id
+
+
+def _owners(
+    session: Session, *, workspace_id: int, identities: list[tuple[IdentityKind, str]]
+) -> dict[tuple[IdentityKind, str], Any]:
+    """Who holds each of these identities, with that customer's profile (one query)."""
+    wanted = set(identities)
+    found = session.connection().execute(
+        _select_owners(session),
+        {"workspace_id": workspace_id, "values": [value for _, value in identities]},
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return {
+        (IdentityKind(row.kind), row.value): row for row in found if (row.kind, row.value) in wanted
+    }
 
 
-def _apply_profile(
-    customer: Customer, *, contact: Contact, profile: events.Customer | None, now: datetime
-) -> None:
-    """Fill gaps always; overwrite only with a platform record newer than the last one seen."""
+def _create(session: Session, *, workspace_id: int, contact: Contact, now: datetime) -> int:
+    """Insert a profile holding the strongest identity, or return the one that won a race."""
+    connection = session.connection()
+    customer_id = connection.execute(
+        _insert_customer(session),
+        {
+            "workspace_id": workspace_id,
+            "email": contact.email,
+            "phone": contact.phone,
+            "created_at": now,
+            "updated_at": now,
+        },
+    ).scalar_one()
+    kind, value = contact.identities()[0]
+    claimed = connection.execute(
+        _insert_identities(session),
+        {
+            "workspace_id": workspace_id,
+            "customer_id": customer_id,
+            "kind": kind,
+            "value": value,
+            "created_at": now,
+        },
+    ).rowcount
+    if claimed:
+        return int(customer_id)
+    connection.execute(delete(Customer).where(Customer.id == customer_id))
+    winner = find_by_identity(session, workspace_id=workspace_id, kind=kind, value=value)
+    assert winner is not None
+    return winner.id
+
+
+def profile_changes(
+    current: Any, *, contact: Contact, profile: events.Customer | None
+) -> dict[str, Any]:
+    """The columns to change: gaps are always filled; set values are overwritten only by a
+    platform record at least as new as the last one applied."""
     stamp = profile.updated_at if profile else None
     is_newer = stamp is not None and (
-        customer.source_updated_at is None or stamp >= customer.source_updated_at
+        current["source_updated_at"] is None or stamp >= current["source_updated_at"]
     )
-    fields = {
+    incoming = {
         "email": contact.email,
         "phone": contact.phone,
         "first_name": profile.first_name if profile else None,
         "last_name": profile.last_name if profile else None,
         "country_code": profile.country_code if profile else None,
-        "timezone": (profile.timezone if profile else None) or timezone_for_phone(contact.phone),
+        "timezone": profile.timezone if profile else None,
     }
-    for name, value in fields.items():
-        if value and (is_newer or not getattr(customer, name)):
-            setattr(customer, name, value)
-    if is_newer:
-        customer.source_updated_at = stamp
-    customer.updated_at = now
+    changes = {
+        name: value
+        for name, value in incoming.items()
+        if value and value != current[name] and (is_newer or not current[name])
+    }
+    phone = changes.get("phone", current["phone"])
+    if not changes.get("timezone", current["timezone"]) and phone:
+        zone = timezone_for_phone(phone)
+        if zone:
+            changes["timezone"] = zone
+    if is_newer and stamp != current["source_updated_at"]:
+        changes["source_updated_at"] = stamp
+    return changes
+
+
+@per_dialect
+def _insert_identities(dialect: str) -> Any:
+    return insert_on(dialect, IDENTITIES).on_conflict_do_nothing(
+        index_elements=["workspace_id", "kind", "value"]
+    )
+
+
+@per_dialect
+def _insert_customer(dialect: str) -> Any:
+    return insert_on(dialect, CUSTOMERS).returning(CUSTOMERS.c.id)
+
+
+@per_dialect
+def _select_owners(dialect: str) -> Any:
+    return (
+        select(
+            IDENTITIES.c.customer_id,
+            IDENTITIES.c.kind,
+            IDENTITIES.c.value,
+            *(CUSTOMERS.c[name] for name in PROFILE_FIELDS),
+            CUSTOMERS.c.source_updated_at,
+        )
+        .join(CUSTOMERS, CUSTOMERS.c.id == IDENTITIES.c.customer_id)
+        .where(
+            IDENTITIES.c.workspace_id == bindparam("workspace_id"),
+            IDENTITIES.c.value.in_(bindparam("values", expanding=True)),
+        )
+    )
 
 
 def _apply_platform_consent(
-    session: Session, customer: Customer, profile: events.Customer, *, source: str
+    session: Session, *, workspace_id: int, customer_id: int, profile: events.Customer, source: str
 ) -> None:
     for channel, state in (("email", profile.email_marketing), ("sms", profile.sms_marketing)):
         if state is events.ConsentState.UNKNOWN:
             continue
         record_consent(
             session,
-            workspace_id=customer.workspace_id,
-            customer_id=customer.id,
+            workspace_id=workspace_id,
+            customer_id=customer_id,
             channel=channel,
             purpose="marketing",
             is_granted=state is events.ConsentState.GRANTED,

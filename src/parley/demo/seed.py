@@ -127,7 +127,7 @@ def seed_demo(
             ),
         )
     for shopper in SHOPPERS:
-        customer = customers.resolve_customer(
+        customer_id = customers.resolve_customer_id(
             session,
             workspace_id=workspace.id,
             contact=customers.Contact(
@@ -142,12 +142,12 @@ def seed_demo(
                 timezone=shopper.timezone,
             ),
         )
-        assert customer is not None
+        assert customer_id is not None
         for channel, purpose in shopper.consents:
             customers.record_consent(
                 session,
                 workspace_id=workspace.id,
-                customer_id=customer.id,
+                customer_id=customer_id,
                 channel=channel,
                 purpose=purpose,
                 is_granted=True,

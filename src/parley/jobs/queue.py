@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
 from parley.db.base import UTCDateTime
-from parley.db.upsert import insert_for
+from parley.db.upsert import insert_on, per_dialect
 from parley.jobs.models import Job, JobStatus
 
 JOBS = Job.__table__
@@ -86,8 +86,12 @@ def enqueue_many(session: Session, jobs: list[dict[str, Any]]) -> None:
         }
         for job in jobs
     ]
-    statement = insert_for(session, JOBS).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    session.execute(statement, rows)
+    session.connection().execute(_insert_jobs(session), rows)
+
+
+@per_dialect
+def _insert_jobs(dialect: str) -> Any:
+    return insert_on(dialect, JOBS).on_conflict_do_nothing(index_elements=["idempotency_key"])
 
 
 _CLAIM_SQL = """

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from parley import events
 from parley.clock import utc_now
-from parley.db.upsert import insert_for
+from parley.db.upsert import insert_for, insert_on, per_dialect
 from parley.errors import Invalid, NotFound
 from parley.jobs import queue
 from parley.journeys.definitions import BUILT_IN_DEFINITIONS, JourneyDefinition, RunKey
@@ -19,6 +19,8 @@ from parley.journeys.models import Journey, JourneyRun, RunStatus
 
 ADVANCE = "journeys.advance"
 RUNS = JourneyRun.__table__
+# Parsed definitions by (journey id, version): a version is immutable once stored.
+_DEFINITIONS: dict[tuple[int, int], JourneyDefinition] = {}
 
 
 @dataclass(frozen=True)
@@ -101,15 +103,45 @@ def update_journey(
     return journey
 
 
+@dataclass(frozen=True)
+class EnabledJourney:
+    """What ``on_event`` needs of a journey; its definition comes from the parse cache."""
+
+    id: int
+    workspace_id: int
+    version: int
+    definition: JourneyDefinition
+
+
+def enabled_journeys(session: Session, *, workspace_id: int) -> list[EnabledJourney]:
+    """The workspace's enabled journeys, parsing each definition once per version."""
+    rows = session.connection().execute(_select_enabled(session), {"workspace_id": workspace_id})
+    found = []
+    for row in rows:
+        definition = _DEFINITIONS.get((row.id, row.version))
+        if definition is None:
+            stored = session.scalar(select(Journey.definition).where(Journey.id == row.id))
+            definition = _remember(row.id, row.version, stored)
+        found.append(EnabledJourney(row.id, workspace_id, row.version, definition))
+    return found
+
+
+@per_dialect
+def _select_enabled(dialect: str) -> Any:
+    return (
+        select(Journey.id, Journey.version)
+        .where(Journey.workspace_id == bindparam("workspace_id"), Journey.is_enabled.is_(True))
+        .order_by(Journey.id)
+    )
+
+
 def on_event(session: Session, *, workspace_id: int, facts: EventFacts, now: datetime) -> int:
     """End the runs this event exits, start the runs it triggers; return runs started."""
-    journeys = session.scalars(
-        select(Journey).where(Journey.workspace_id == workspace_id, Journey.is_enabled.is_(True))
-    ).all()
-    definitions = [(journey, JourneyDefinition.parse(journey.definition)) for journey in journeys]
-    _exit_runs(session, workspace_id=workspace_id, facts=facts, definitions=definitions, now=now)
+    journeys = enabled_journeys(session, workspace_id=workspace_id)
+    _exit_runs(session, workspace_id=workspace_id, facts=facts, journeys=journeys, now=now)
     started = 0
-    for journey, definition in definitions:
+    for journey in journeys:
+        definition = journey.definition
         if definition.trigger.event != facts.type:
             continue
         subject = facts.subject(definition.run_key)
@@ -137,30 +169,55 @@ def on_event(session: Session, *, workspace_id: int, facts: EventFacts, now: dat
 
 
 def _start_run(
-    session: Session, *, journey: Journey, run_key: str, facts: EventFacts, now: datetime
+    session: Session, *, journey: EnabledJourney, run_key: str, facts: EventFacts, now: datetime
 ) -> int | None:
     """Insert the run unless one with this key exists (a retried webhook); its id if new."""
-    statement = (
-        insert_for(session, RUNS)
-        .values(
-            workspace_id=journey.workspace_id,
-            journey_id=journey.id,
-            run_key=run_key,
-            customer_id=facts.customer_id,
-            order_external_id=facts.order_external_id,
-            context={
+    return (
+        session.connection()
+        .execute(
+            _insert_run(session),
+            {
+                "workspace_id": journey.workspace_id,
+                "journey_id": journey.id,
+                "run_key": run_key,
+                "customer_id": facts.customer_id,
                 "order_external_id": facts.order_external_id,
-                "fulfillment_external_id": facts.fulfillment_external_id,
-                "checkout_external_id": facts.checkout_external_id,
-                "journey_version": journey.version,
+                "context": {
+                    "order_external_id": facts.order_external_id,
+                    "fulfillment_external_id": facts.fulfillment_external_id,
+                    "checkout_external_id": facts.checkout_external_id,
+                    "journey_version": journey.version,
+                },
+                "status": RunStatus.ACTIVE,
+                "exit_reason": None,
+                "ended_at": None,
+                "started_at": now,
             },
-            status=RunStatus.ACTIVE,
-            started_at=now,
         )
+        .scalar()
+    )
+
+
+@per_dialect
+def _insert_run(dialect: str) -> Any:
+    return (
+        insert_on(dialect, RUNS)
         .on_conflict_do_nothing(index_elements=["workspace_id", "journey_id", "run_key"])
         .returning(RUNS.c.id)
     )
-    return session.execute(statement).scalar()
+
+
+def definition_of(journey: Journey) -> JourneyDefinition:
+    """The parsed definition, parsed once per journey version (every event needs it)."""
+    definition = _DEFINITIONS.get((journey.id, journey.version))
+    return definition or _remember(journey.id, journey.version, journey.definition)
+
+
+def _remember(journey_id: int, version: int, stored: dict[str, Any]) -> JourneyDefinition:
+    if len(_DEFINITIONS) > 10_000:
+        _DEFINITIONS.clear()
+    definition = _DEFINITIONS[(journey_id, version)] = JourneyDefinition.parse(stored)
+    return definition
 
 
 def _exit_runs(
@@ -168,11 +225,11 @@ def _exit_runs(
     *,
     workspace_id: int,
     facts: EventFacts,
-    definitions: list[tuple[Journey, JourneyDefinition]],
+    journeys: list[EnabledJourney],
     now: datetime,
 ) -> None:
-    for journey, definition in definitions:
-        for rule in definition.exit:
+    for journey in journeys:
+        for rule in journey.definition.exit:
             if rule.event != facts.type:
                 continue
             if rule.match == "order":

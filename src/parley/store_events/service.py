@@ -17,12 +17,12 @@ from parley import events
 from parley.clock import utc_now
 from parley.commerce import service as commerce
 from parley.customers import service as customers
-from parley.db.upsert import insert_for
+from parley.db.upsert import insert_on, per_dialect
 from parley.journeys import service as journeys
 from parley.journeys.service import EventFacts
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces.models import Workspace
-from parley.workspaces.service import mark_uninstalled
+from parley.workspaces.service import WorkspaceAccess, mark_uninstalled
 
 DELIVERIES = WebhookDelivery.__table__
 EVENTS = StoreEvent.__table__
@@ -49,37 +49,57 @@ class Ingested:
 
 
 def record_delivery(
-    session: Session, *, workspace: Workspace, delivery: Delivery, status: str, reason: str | None
+    session: Session,
+    *,
+    workspace: Workspace | WorkspaceAccess,
+    delivery: Delivery,
+    status: str,
+    reason: str | None,
 ) -> int | None:
     """Insert the raw delivery unless it was seen before; its id if new, None if a duplicate.
 
     The unique (workspace, source, delivery_key) constraint decides, so ten identical
     deliveries racing each other produce exactly one row, on SQLite and PostgreSQL alike.
     """
-    statement = (
-        insert_for(session, DELIVERIES)
-        .values(
-            workspace_id=workspace.id,
-            source=delivery.source,
-            delivery_key=delivery.delivery_key,
-            topic=delivery.topic,
-            headers=delivery.headers,
-            body=delivery.body,
-            status=status,
-            status_reason=reason,
-            triggered_at=delivery.triggered_at,
-            received_at=utc_now(),
+    return (
+        session.connection()
+        .execute(
+            _insert_delivery(session),
+            {
+                "workspace_id": workspace.id,
+                "source": delivery.source,
+                "delivery_key": delivery.delivery_key,
+                "topic": delivery.topic,
+                "headers": delivery.headers,
+                "body": delivery.body,
+                "status": status,
+                "status_reason": reason,
+                "triggered_at": delivery.triggered_at,
+                "received_at": utc_now(),
+            },
         )
+        .scalar()
+    )
+
+
+@per_dialect
+def _insert_delivery(dialect: str) -> Any:
+    return (
+        insert_on(dialect, DELIVERIES)
         .on_conflict_do_nothing(index_elements=["workspace_id", "source", "delivery_key"])
         .returning(DELIVERIES.c.id)
     )
-    return session.execute(statement).scalar()
+
+
+@per_dialect
+def _insert_event(dialect: str) -> Any:
+    return insert_on(dialect, EVENTS)
 
 
 def ingest(
     session: Session,
     *,
-    workspace: Workspace,
+    workspace: Workspace | WorkspaceAccess,
     delivery: Delivery,
     mapped: list[events.Event],
 ) -> Ingested:
@@ -108,7 +128,7 @@ def ingest(
 def apply_event(
     session: Session,
     *,
-    workspace: Workspace,
+    workspace: Workspace | WorkspaceAccess,
     event: events.Event,
     delivery_id: int | None,
     source: str,
@@ -117,27 +137,28 @@ def apply_event(
     payload = event.payload
     customer_id = _customer_for(session, workspace=workspace, event=event, source=source)
     facts = _apply(session, workspace=workspace, event=event, customer_id=customer_id)
-    session.execute(
-        insert_for(session, EVENTS).values(
-            workspace_id=workspace.id,
-            delivery_id=delivery_id,
-            type=event.type,
-            subject=_subject(event),
-            order_external_id=facts.order_external_id,
-            customer_id=customer_id,
-            payload=payload.model_dump(mode="json"),
-            occurred_at=event.occurred_at,
-            recorded_at=utc_now(),
-        )
+    session.connection().execute(
+        _insert_event(session),
+        {
+            "workspace_id": workspace.id,
+            "delivery_id": delivery_id,
+            "type": event.type,
+            "subject": _subject(event),
+            "order_external_id": facts.order_external_id,
+            "customer_id": customer_id,
+            "payload": payload.model_dump(mode="json"),
+            "occurred_at": event.occurred_at,
+            "recorded_at": utc_now(),
+        },
     )
     if event.type is events.EventType.STORE_UNINSTALLED:
-        mark_uninstalled(session, workspace=workspace)
+        mark_uninstalled(session, workspace_id=workspace.id)
         return 0
     return journeys.on_event(session, workspace_id=workspace.id, facts=facts, now=utc_now())
 
 
 def _customer_for(
-    session: Session, *, workspace: Workspace, event: events.Event, source: str
+    session: Session, *, workspace: Workspace | WorkspaceAccess, event: events.Event, source: str
 ) -> int | None:
     payload: Any = event.payload
     if isinstance(payload, events.Customer):
@@ -156,18 +177,21 @@ def _customer_for(
         contact = customers.contact_from(profile)
     else:
         return None
-    customer = customers.resolve_customer(
+    return customers.resolve_customer_id(
         session,
         workspace_id=workspace.id,
         contact=contact,
         profile=profile,
         consent_source=f"{source}:{event.type}",
     )
-    return customer.id if customer else None
 
 
 def _apply(
-    session: Session, *, workspace: Workspace, event: events.Event, customer_id: int | None
+    session: Session,
+    *,
+    workspace: Workspace | WorkspaceAccess,
+    event: events.Event,
+    customer_id: int | None,
 ) -> EventFacts:
     payload: Any = event.payload
     order_id = fulfillment_id = checkout_id = None

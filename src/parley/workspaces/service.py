@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
+from parley.db.upsert import per_dialect
 from parley.errors import Conflict, NotFound
 from parley.journeys.service import install_built_in_journeys
 from parley.workspaces.models import Workspace
@@ -64,11 +67,41 @@ def get_workspace(session: Session, *, slug: str) -> Workspace:
     return workspace
 
 
+@dataclass(frozen=True)
+class WorkspaceAccess:
+    """The few facts about a workspace that taking in a delivery needs."""
+
+    id: int
+    slug: str
+    is_active: bool
+    shopify_secret: str | None
+    shopify_previous_secret: str | None
+    shopify_previous_secret_expires_at: datetime | None
+
+
+def find_access(session: Session, *, slug: str) -> WorkspaceAccess | None:
+    """A light read of a workspace for the webhook path (no ORM object, one short query)."""
+    row = session.connection().execute(_select_access(session), {"slug": slug}).first()
+    return WorkspaceAccess(**row._mapping) if row else None
+
+
+@per_dialect
+def _select_access(dialect: str) -> Any:
+    return select(
+        Workspace.id,
+        Workspace.slug,
+        Workspace.is_active,
+        Workspace.shopify_secret,
+        Workspace.shopify_previous_secret,
+        Workspace.shopify_previous_secret_expires_at,
+    ).where(Workspace.slug == bindparam("slug"))
+
+
 def find_by_api_key(session: Session, *, api_key: str) -> Workspace | None:
     return session.scalar(select(Workspace).where(Workspace.api_key_hash == hash_api_key(api_key)))
 
 
-def shopify_secrets(workspace: Workspace, *, now: datetime) -> list[str]:
+def shopify_secrets(workspace: Workspace | WorkspaceAccess, *, now: datetime) -> list[str]:
     """The secrets a Shopify delivery may be signed with right now (two during a rotation)."""
     secrets = [workspace.shopify_secret] if workspace.shopify_secret else []
     expires = workspace.shopify_previous_secret_expires_at
@@ -90,13 +123,10 @@ def rotate_shopify_secret(
     workspace.shopify_secret = new_secret
 
 
-def mark_uninstalled(session: Session, *, workspace: Workspace) -> None:
+def mark_uninstalled(session: Session, *, workspace_id: int) -> None:
     """The store removed parley: stop every send at once (checked before each send)."""
-    now = utc_now()
     session.execute(
         update(Workspace)
-        .where(Workspace.id == workspace.id)
-        .values(is_active=False, uninstalled_at=now)
+        .where(Workspace.id == workspace_id)
+        .values(is_active=False, uninstalled_at=utc_now())
     )
-    workspace.is_active = False
-    workspace.uninstalled_at = now

@@ -77,7 +77,7 @@ class ShopifyHeaders:
 def receive(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> dict[str, object]:
     """Verify, map, store and plan in one transaction; the answer to give Shopify."""
     with db.transaction() as session:
-        workspace = workspaces.find_workspace(session, slug=slug)
+        workspace = workspaces.find_access(session, slug=slug)
         if workspace is None:
             raise NotFound(f"unknown workspace {slug!r}")
         secrets = workspaces.shopify_secrets(workspace, now=utc_now())

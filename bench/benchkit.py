@@ -1,0 +1,518 @@
+"""What every bench shares: databases, signed deliveries, processes, statistics, tables.
+
+The benches are scripts run from the repository root (``.venv/bin/python bench/ingest.py``),
+so this module is imported by its bare name. Nothing here edits parley: it builds
+databases with parley's own migrations and workspaces with parley's own service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+PYTHON = sys.executable
+
+SLUG = "bench"
+SECRET = "bench-shopify-secret"
+API_KEY = "bench-api-key"
+DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+BASELINE_TABLE = "bench_baseline_deliveries"
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def pg_url(admin_url: str, database: str) -> str:
+    """The admin URL with another database name, as a SQLAlchemy psycopg URL."""
+    base, _, _ = admin_url.rpartition("/")
+    url = f"{base}/{database}"
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _admin_connect(admin_url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(admin_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+def pg_create(admin_url: str, database: str, *, template: str | None = None) -> str:
+    """(Re)create ``database`` (``bench_*`` only), optionally as a copy of ``template``."""
+    if not database.startswith("bench_"):
+        raise ValueError("the benches only create databases named bench_*")
+    with _admin_connect(admin_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if template:
+            conn.execute(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
+        else:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    return pg_url(admin_url, database)
+
+
+def pg_drop(admin_url: str, database: str) -> None:
+    if not database.startswith("bench_"):
+        raise ValueError("the benches only drop databases named bench_*")
+    with _admin_connect(admin_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@dataclass
+class Target:
+    """Where a bench keeps its data: a SQLite file in ``workdir`` or a bench_* PG database."""
+
+    kind: str  # "sqlite" | "postgres"
+    workdir: Path
+    pg_admin_url: str = DEFAULT_PG_ADMIN_URL
+    created: list[str] = field(default_factory=list)
+
+    def fresh(self, name: str) -> str:
+        if self.kind == "sqlite":
+            path = self.workdir / f"{name}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            return f"sqlite:///{path}"
+        database = f"bench_{name}"
+        self.created.append(database)
+        return pg_create(self.pg_admin_url, database)
+
+    def clone(self, source: str, name: str) -> str:
+        """A copy of database ``source`` (made with :meth:`fresh`) named ``name``."""
+        if self.kind == "sqlite":
+            import sqlite3
+
+            src = self.workdir / f"{source}.db"
+            dst = self.workdir / f"{name}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{dst}{suffix}").unlink(missing_ok=True)
+            with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+                a.backup(b)
+            return f"sqlite:///{dst}"
+        database = f"bench_{name}"
+        self.created.append(database)
+        return pg_create(self.pg_admin_url, database, template=f"bench_{source}")
+
+    def cleanup(self) -> None:
+        if self.kind == "postgres":
+            for database in dict.fromkeys(self.created):
+                with contextlib.suppress(Exception):
+                    pg_drop(self.pg_admin_url, database)
+            self.created.clear()
+
+
+def prepare_parley_db(url: str, *, baseline_table: bool = False) -> None:
+    """Migrate with parley's migrations and create the bench workspace (and baseline table)."""
+    from parley.db import Database
+    from parley.db.migrate import migrate
+    from parley.workspaces.service import create_workspace
+
+    migrate(url)
+    db = Database(url)
+    try:
+        with db.transaction() as session:
+            create_workspace(
+                session, slug=SLUG, name="Bench Store", shopify_secret=SECRET, api_key=API_KEY
+            )
+        if baseline_table:
+            baseline_metadata().create_all(db.engine)
+    finally:
+        db.dispose()
+
+
+def baseline_metadata() -> Any:
+    """The baseline endpoint's one table: a durable receipt of each delivery."""
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+    metadata = MetaData()
+    Table(
+        BASELINE_TABLE,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("workspace", String(64), nullable=False),
+        Column("delivery_key", String(300), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("workspace", "delivery_key"),
+    )
+    return metadata
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+@dataclass(frozen=True)
+class Shopper:
+    index: int
+    channel: str  # which channel the shopper reaches: email | sms | whatsapp
+
+    @property
+    def customer(self) -> dict[str, Any]:
+        i = self.index
+        has_phone = self.channel in ("sms", "whatsapp")
+        return {
+            "id": 5_000_000_000 + i,
+            "email": f"shopper{i}@bench.example",
+            "phone": f"+1202{i % 10_000_000:07d}" if has_phone else None,
+            "first_name": "Bench",
+            "last_name": f"Shopper{i}",
+            "email_consent": False,
+            "sms_consent": self.channel == "sms",
+        }
+
+
+ITEMS = ({"title": "Organic Cotton Tee", "quantity": 2, "price": "24.00", "sku": "SKU-8005"},)
+
+
+def order_delivery(seq: int, *, secret: str = SECRET, channel: str = "email") -> tuple[bytes, dict[str, str]]:
+    """One unique, signed ``orders/create`` delivery (order, shopper and webhook id from seq)."""
+    from parley.integrations.shopify import payloads
+
+    now = datetime.now(UTC)
+    shopper = Shopper(seq, channel)
+    body = payloads.encode(
+        payloads.order_payload(
+            order_id=7_000_000_000 + seq,
+            number=1001 + seq,
+            customer=shopper.customer,
+            line_items=list(ITEMS),
+            created_at=now,
+        )
+    )
+    headers = payloads.webhook_headers(
+        "orders/create",
+        body,
+        secret,
+        shop_domain=payloads.DEMO_SHOP_DOMAIN,
+        webhook_id=str(uuid.uuid4()),
+        triggered_at=now,
+    )
+    return body, headers
+
+
+def fulfillment_delivery(seq: int, *, secret: str = SECRET, channel: str = "sms") -> tuple[bytes, dict[str, str]]:
+    """The ``fulfillments/create`` delivery for order ``seq`` (starts the dispatch journey)."""
+    from parley.integrations.shopify import payloads
+
+    now = datetime.now(UTC)
+    shopper = Shopper(seq, channel)
+    body = payloads.encode(
+        payloads.fulfillment_payload(
+            fulfillment_id=8_000_000_000 + seq,
+            order_id=7_000_000_000 + seq,
+            customer=shopper.customer,
+            tracking_company="UPS",
+            tracking_number=f"1Z999AA1{seq:08d}",
+            tracking_url=f"https://www.ups.com/track?tracknum=1Z999AA1{seq:08d}",
+            shipment_status=None,
+            created_at=now,
+            line_items=list(ITEMS),
+            order_number=1001 + seq,
+        )
+    )
+    headers = payloads.webhook_headers(
+        "fulfillments/create",
+        body,
+        secret,
+        shop_domain=payloads.DEMO_SHOP_DOMAIN,
+        webhook_id=str(uuid.uuid4()),
+        triggered_at=now,
+    )
+    return body, headers
+
+
+def shopify_headers(headers: dict[str, str]) -> Any:
+    """parley's parsed view of delivery headers, for calling ``receive`` in-process."""
+    from parley.http.webhooks.shopify import KEPT_HEADERS, ShopifyHeaders
+
+    lower = {name.lower(): value for name, value in headers.items()}
+    return ShopifyHeaders(
+        hmac=lower.get("x-shopify-hmac-sha256"),
+        topic=lower.get("x-shopify-topic"),
+        webhook_id=lower.get("x-shopify-webhook-id"),
+        event_id=lower.get("x-shopify-event-id"),
+        triggered_at=lower.get("x-shopify-triggered-at"),
+        kept={name: lower[name] for name in KEPT_HEADERS if name in lower},
+    )
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_list(spec: str | None) -> set[int] | None:
+    """``"0"``, ``"0,1"`` or ``"0-1"`` to a CPU set; None/"" for no pinning."""
+    if not spec:
+        return None
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            cpus.update(range(int(lo), int(hi) + 1))
+        else:
+            cpus.add(int(part))
+    available = os.sched_getaffinity(0)
+    return (cpus & available) or None
+
+
+def pin(spec: str | None) -> None:
+    cpus = cpu_list(spec)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def default_cpus() -> tuple[str, str]:
+    """(server/worker CPUs, load-generator CPU): the last CPU for the generator."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return "", ""
+    return ",".join(str(c) for c in cpus[:-1]), str(cpus[-1])
+
+
+class Child:
+    """A subprocess this bench started: bounded, and always stopped by its own pid."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        cpus: str | None = None,
+        log: Path | None = None,
+        capture: bool = False,
+    ) -> None:
+        full_env = {**os.environ, **(env or {})}
+        full_env.setdefault("PYTHONPATH", str(BENCH_DIR))
+        self.log_path = log
+        self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+        cpu_set = cpu_list(cpus)
+
+        def preexec() -> None:
+            if cpu_set:
+                os.sched_setaffinity(0, cpu_set)
+
+        self.proc = subprocess.Popen(
+            list(args),
+            env=full_env,
+            cwd=str(REPO),
+            stdout=subprocess.PIPE if capture else self._log,
+            stderr=self._log if log else subprocess.DEVNULL,
+            preexec_fn=preexec,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def communicate(self, timeout: float) -> str:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        return (out or b"").decode()
+
+    def stop(self, *, grace: float = 15.0) -> int | None:
+        """SIGINT (uvicorn's graceful stop), then SIGKILL after ``grace`` seconds."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                self.proc.wait(timeout=5)
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+        return self.proc.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_http(url: str, *, timeout: float = 60.0, child: Child | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and child.proc.poll() is not None:
+            raise RuntimeError(f"process exited ({child.proc.returncode}):\n{child.tail()}")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmHWM / VmRSS (kB) of a process, from /proc/<pid>/status."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds a process (and not its children) has used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path | None, *, duration: float, rate: int = 200) -> Iterator[None]:
+    """Sample ``pid`` with py-spy (raw collapsed stacks) while the block runs, if asked."""
+    if out is None:
+        yield
+        return
+    exe = Path(PYTHON).parent / "py-spy"
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            str(rate),
+            "--duration",
+            str(max(1, int(duration))),
+            "--format",
+            "raw",
+            "--threads",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        try:
+            proc.wait(timeout=duration + 30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[rank]
+
+
+# --------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Row:
+    figure: str
+    value: float | None
+    unit: str
+    ceiling: float | None = None
+    ceiling_label: str = ""
+    goal: str = ""
+    passed: bool | None = None  # None: informational
+    ratio: float | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if unit == "ms":
+        text = f"{value:.1f}"
+    elif unit == "s":
+        text = f"{value:.3f}"
+    elif unit == "x":
+        return f"{value:.2f}x"
+    elif abs(value) >= 100:
+        text = f"{value:,.0f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}".strip()
+
+
+def render_table(title: str, rows: Sequence[Row]) -> str:
+    header = ("figure", "measured", "ceiling", "ratio", "goal", "result")
+    body = []
+    for row in rows:
+        ratio = row.ratio
+        if ratio is None and row.value is not None and row.ceiling:
+            ratio = row.value / row.ceiling
+        ceiling = fmt(row.ceiling, row.unit) if row.ceiling is not None else "-"
+        if row.ceiling_label:
+            ceiling = f"{ceiling} ({row.ceiling_label})"
+        verdict = "info" if row.passed is None else ("PASS" if row.passed else "MISS")
+        body.append(
+            (
+                row.figure,
+                fmt(row.value, row.unit),
+                ceiling,
+                f"{ratio:.2f}x" if ratio is not None else "-",
+                row.goal or "-",
+                verdict,
+            )
+        )
+    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
+    sep = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [title, sep, line(header), sep, *(line(r) for r in body), sep]
+    notes = [f"  * {row.figure}: {row.note}" for row in rows if row.note]
+    return "\n".join(out + notes)
+
+
+def machine_line() -> str:
+    cpus = len(os.sched_getaffinity(0))
+    model = ""
+    with contextlib.suppress(OSError):
+        for text_line in Path("/proc/cpuinfo").read_text().splitlines():
+            if text_line.startswith("model name"):
+                model = text_line.split(":", 1)[1].strip()
+                break
+    return f"{cpus} CPUs ({model}), Python {sys.version.split()[0]}"
+
+
+def write_json(path: str | None, data: dict[str, Any]) -> None:
+    if path:
+        Path(path).write_text(json.dumps(data, indent=2, default=str))

@@ -1,0 +1,389 @@
+"""Ingest bench: signed Shopify webhooks/s through a real ``parley serve``, beside a baseline.
+
+One server process (``bench/server.py``: parley's own ``serve`` command, embedded worker
+off, plus the baseline route) and one load-generator process (``bench/loadgen.py``,
+pinned to its own CPU) run four measurements, in this order, on a fresh database:
+
+1. baseline max throughput: ``POST /bench/baseline/bench`` (HMAC + one durable row);
+2. parley max throughput: ``POST /webhooks/shopify/bench`` (HMAC, store the delivery, map
+   it, customer + order upserts, event, journeys planned, job enqueued, commit);
+3. parley at a fixed rate of half its measured throughput: p50/p99 latency;
+4. the baseline at that same fixed rate: the latency ceiling.
+
+Then the memory phase: a second ``parley serve``, this time with its embedded worker on
+and the sandbox providers (the ``parley demo`` configuration), takes the same half-rate
+load while its worker sends every message; its peak RSS (VmHWM) is read at the end.
+
+Run: ``.venv/bin/python bench/ingest.py --db sqlite`` (or ``--db postgres``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import benchkit
+from benchkit import PYTHON, Child, Row, Target
+
+GOALS = {"sqlite": 3000.0, "postgres": 2000.0}
+P99_GOAL_MS = 50.0
+RSS_GOAL_MB = 300.0
+
+
+class Seq:
+    """Hands out order/shopper number ranges so no two deliveries of a run collide."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self, count: int) -> int:
+        start = self.next
+        self.next += count + 1000
+        return start
+
+
+def loadgen(
+    url: str,
+    *,
+    mode: str,
+    seq: int,
+    cpu: str | None,
+    requests: int = 0,
+    duration: float,
+    rate: float = 0.0,
+    connections: int,
+    warmup: float,
+    gen_procs: int,
+) -> dict[str, Any]:
+    args = [
+        PYTHON,
+        str(benchkit.BENCH_DIR / "loadgen.py"),
+        "--url",
+        url,
+        "--mode",
+        mode,
+        "--duration",
+        str(duration),
+        "--connections",
+        str(connections),
+        "--warmup",
+        str(warmup),
+        "--seq-start",
+        str(seq),
+        "--gen-procs",
+        str(gen_procs),
+    ]
+    if mode == "max":
+        args += ["--requests", str(requests)]
+    else:
+        args += ["--rate", f"{rate:.3f}"]
+    if cpu:
+        args += ["--cpu", cpu]
+    child = Child(args, capture=True)
+    out = child.communicate(timeout=duration + 300)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"load generator printed nothing (exit {child.proc.returncode})")
+    return json.loads(lines[-1])
+
+
+def count_rows(url: str, sql: str) -> int:
+    from sqlalchemy import text
+
+    from parley.db import Database
+
+    db = Database(url)
+    try:
+        with db.engine.connect() as connection:
+            return int(connection.execute(text(sql)).scalar() or 0)
+    finally:
+        db.dispose()
+
+
+def start_server(
+    url: str, workdir: Path, name: str, *, cpus: str | None, worker: bool, sandbox: bool
+) -> tuple[Child, int]:
+    port = benchkit.free_port()
+    env = {
+        "PARLEY_DATABASE_URL": url,
+        "PARLEY_HOST": "127.0.0.1",
+        "PARLEY_PORT": str(port),
+        "PARLEY_LOG_LEVEL": "warning",
+        "PARLEY_SANDBOX": "1" if sandbox else "0",
+        "PARLEY_SANDBOX_SMTP_PORT": str(benchkit.free_port()),
+        "PARLEY_EMBEDDED_WORKER": "1" if worker else "0",
+    }
+    args = [PYTHON, str(benchkit.BENCH_DIR / "server.py"), "--worker" if worker else "--no-worker"]
+    server = Child(args, env=env, cpus=cpus, log=workdir / f"{name}.log")
+    benchkit.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, child=server)
+    return server, port
+
+
+def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(opts.workdir or tempfile.mkdtemp(prefix=f"parley-bench-ingest-{kind}-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    target = Target(kind, workdir, pg_admin_url=opts.pg_url)
+    server_cpus, loadgen_cpu = benchkit.default_cpus()
+    if opts.server_cpus is not None:
+        server_cpus = opts.server_cpus
+    if opts.loadgen_cpu is not None:
+        loadgen_cpu = opts.loadgen_cpu
+    seq = Seq()
+    common = {
+        "cpu": loadgen_cpu,
+        "warmup": opts.warmup,
+        "gen_procs": opts.gen_procs,
+    }
+    result: dict[str, Any] = {"db": kind, "workdir": str(workdir)}
+    try:
+        url = target.fresh("ingest")
+        benchkit.prepare_parley_db(url, baseline_table=True)
+        server, port = start_server(
+            url, workdir, "server-ingest", cpus=server_cpus, worker=False, sandbox=False
+        )
+        base = f"http://127.0.0.1:{port}"
+        baseline_url = f"{base}/bench/baseline/{benchkit.SLUG}"
+        parley_url = f"{base}/webhooks/shopify/{benchkit.SLUG}"
+        try:
+            log(f"[{kind}] baseline, max throughput ({opts.duration}s)")
+            b_max = loadgen(
+                baseline_url,
+                mode="max",
+                seq=seq.take(opts.requests),
+                requests=opts.requests,
+                duration=opts.duration,
+                connections=opts.connections,
+                **common,
+            )
+            log(f"    {b_max['throughput']:.0f}/s  p99 {b_max['p99_ms']:.1f} ms")
+            result["rss_after_baseline_kb"] = benchkit.proc_status(server.pid).get("VmHWM")
+            # parley cannot outrun its ceiling by much: build only what it can use.
+            p_requests = int(min(opts.requests, b_max["throughput"] * opts.duration * 1.5 + 2000))
+            log(f"[{kind}] parley, max throughput ({opts.duration}s)")
+            profile = Path(opts.profile) / f"ingest-{kind}.txt" if opts.profile else None
+            cpu0 = benchkit.cpu_seconds(server.pid)
+            t0 = time.monotonic()
+            with benchkit.py_spy(server.pid, profile, duration=opts.duration + 3):
+                p_max = loadgen(
+                    parley_url,
+                    mode="max",
+                    seq=seq.take(p_requests),
+                    requests=p_requests,
+                    duration=opts.duration,
+                    connections=opts.connections,
+                    **common,
+                )
+            p_max["server_cpu_pct"] = (
+                100 * (benchkit.cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
+            )
+            log(f"    {p_max['throughput']:.0f}/s  p99 {p_max['p99_ms']:.1f} ms")
+            half = max(1.0, p_max["throughput"] / 2)
+            log(f"[{kind}] parley at half load ({half:.0f}/s for {opts.rate_duration}s)")
+            p_half = loadgen(
+                parley_url,
+                mode="rate",
+                seq=seq.take(int(half * opts.rate_duration) + 10),
+                rate=half,
+                duration=opts.rate_duration,
+                connections=opts.rate_connections,
+                **common,
+            )
+            log(f"    p50 {p_half['p50_ms']:.1f} ms  p99 {p_half['p99_ms']:.1f} ms")
+            log(f"[{kind}] baseline at the same rate")
+            b_half = loadgen(
+                baseline_url,
+                mode="rate",
+                seq=seq.take(int(half * opts.rate_duration) + 10),
+                rate=half,
+                duration=opts.rate_duration,
+                connections=opts.rate_connections,
+                **common,
+            )
+            result["rss_ingest_server_kb"] = benchkit.proc_status(server.pid).get("VmHWM")
+        finally:
+            server.stop()
+        result["stored_deliveries"] = count_rows(url, "SELECT count(*) FROM webhook_deliveries")
+        result["jobs_enqueued"] = count_rows(url, "SELECT count(*) FROM jobs")
+        result.update(baseline_max=b_max, parley_max=p_max, parley_half=p_half, baseline_half=b_half)
+
+        if opts.memory:
+            result["memory"] = memory_phase(kind, target, workdir, half, seq, opts, common)
+    finally:
+        if not opts.keep:
+            target.cleanup()
+    result["rows"] = [row.as_dict() for row in rows_for(kind, result)]
+    return result
+
+
+def memory_phase(
+    kind: str,
+    target: Target,
+    workdir: Path,
+    rate: float,
+    seq: Seq,
+    opts: argparse.Namespace,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """``parley serve`` with its embedded worker and the sandbox, under the half-rate load."""
+    url = target.fresh("memory")
+    benchkit.prepare_parley_db(url)
+    server, port = start_server(
+        url, workdir, "server-memory", cpus=opts.server_cpus or None, worker=True, sandbox=True
+    )
+    out: dict[str, Any] = {"rate": rate}
+    try:
+        log(f"[{kind}] memory: serve + embedded worker + sandbox at {rate:.0f}/s")
+        load = loadgen(
+            f"http://127.0.0.1:{port}/webhooks/shopify/{benchkit.SLUG}",
+            mode="rate",
+            seq=seq.take(int(rate * opts.memory_duration) + 10),
+            rate=rate,
+            duration=opts.memory_duration,
+            connections=opts.rate_connections,
+            **common,
+        )
+        out["load"] = load
+        deadline = time.monotonic() + opts.drain_timeout
+        while time.monotonic() < deadline:
+            open_jobs = count_rows(
+                url, "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')"
+            )
+            if open_jobs == 0:
+                break
+            time.sleep(0.5)
+        out["open_jobs_at_end"] = open_jobs
+        out["status"] = benchkit.proc_status(server.pid)
+        log(f"    VmHWM {out['status'].get('VmHWM', 0) / 1024:.0f} MB, open jobs {open_jobs}")
+    finally:
+        server.stop()
+    out["messages_sent"] = count_rows(url, "SELECT count(*) FROM messages WHERE status = 'sent'")
+    return out
+
+
+def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
+    b, p, ph, bh = r["baseline_max"], r["parley_max"], r["parley_half"], r["baseline_half"]
+    goal = GOALS[kind]
+    ratio = p["throughput"] / b["throughput"] if b["throughput"] else 0.0
+    rows = [
+        Row(
+            "ingest webhooks/s (max)",
+            p["throughput"],
+            "/s",
+            ceiling=b["throughput"],
+            ceiling_label="baseline",
+            goal=f">= 0.5x and >= {goal:,.0f}/s",
+            passed=ratio >= 0.5 and p["throughput"] >= goal,
+            note=(
+                f"{p['ok']} ok / {p['measured']} measured, errors {p['errors'] or 'none'}; "
+                f"server CPU {p.get('server_cpu_pct', 0):.0f}%, "
+                f"load generator CPU {p['loadgen_cpu_pct']:.0f}%"
+            ),
+        ),
+        Row(
+            "ingest p50 at max load",
+            p["p50_ms"],
+            "ms",
+            ceiling=b["p50_ms"],
+            ceiling_label="baseline",
+        ),
+        Row(
+            "ingest p99 at max load",
+            p["p99_ms"],
+            "ms",
+            ceiling=b["p99_ms"],
+            ceiling_label="baseline",
+        ),
+        Row(
+            f"ingest p50 at half load ({ph['offered_rate']:.0f}/s)",
+            ph["p50_ms"],
+            "ms",
+            ceiling=bh["p50_ms"],
+            ceiling_label="baseline, same rate",
+        ),
+        Row(
+            f"ingest p99 at half load ({ph['offered_rate']:.0f}/s)",
+            ph["p99_ms"],
+            "ms",
+            ceiling=bh["p99_ms"],
+            ceiling_label="baseline, same rate",
+            goal=f"< {P99_GOAL_MS:.0f} ms",
+            passed=ph["p99_ms"] < P99_GOAL_MS and not ph["errors"],
+            note=(
+                f"achieved {ph['throughput']:.0f}/s, errors {ph['errors'] or 'none'}"
+                if ph["errors"] or ph["throughput"] < 0.95 * ph["offered_rate"]
+                else ""
+            ),
+        ),
+    ]
+    memory = r.get("memory")
+    if memory:
+        hwm = memory["status"].get("VmHWM", 0) / 1024
+        floor = (r.get("rss_after_baseline_kb") or 0) / 1024
+        load = memory["load"]
+        rows.append(
+            Row(
+                "peak RSS, serve + embedded worker",
+                hwm,
+                "MB",
+                ceiling=floor or None,
+                ceiling_label="same server, baseline load only",
+                goal=f"< {RSS_GOAL_MB:.0f} MB",
+                passed=hwm < RSS_GOAL_MB,
+                note=(
+                    f"{load['throughput']:.0f}/s offered {memory['rate']:.0f}/s, "
+                    f"p99 {load['p99_ms']:.1f} ms with the worker on; "
+                    f"{memory['messages_sent']} messages sent to the sandbox, "
+                    f"{memory['open_jobs_at_end']} jobs still open"
+                ),
+            )
+        )
+    return rows
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="parley ingest bench")
+    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL, help="admin connection")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per max-throughput run")
+    p.add_argument("--rate-duration", type=float, default=8.0, help="seconds per fixed-rate run")
+    p.add_argument("--memory-duration", type=float, default=10.0)
+    p.add_argument("--drain-timeout", type=float, default=30.0, help="memory phase: wait for jobs")
+    p.add_argument("--requests", type=int, default=40_000, help="max deliveries built per run")
+    p.add_argument("--connections", type=int, default=64, help="max-throughput connections")
+    p.add_argument("--rate-connections", type=int, default=128, help="fixed-rate connections")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds left out of each figure")
+    p.add_argument("--gen-procs", type=int, default=2, help="processes building deliveries")
+    p.add_argument("--server-cpus", default=None, help='pin the server, e.g. "0" (default: none)')
+    p.add_argument("--loadgen-cpu", default=None, help="pin the generator (default: last CPU)")
+    p.add_argument("--no-memory", dest="memory", action="store_false")
+    p.add_argument("--profile", default=None, help="directory for py-spy collapsed stacks")
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--keep", action="store_true", help="keep the bench databases")
+    p.add_argument("--json", default=None, help="write the results here")
+    return p
+
+
+def main() -> None:
+    opts = parser().parse_args()
+    if opts.server_cpus is None:
+        opts.server_cpus = ""
+    if opts.profile:
+        Path(opts.profile).mkdir(parents=True, exist_ok=True)
+    result = run(opts.db, opts)
+    result["machine"] = benchkit.machine_line()
+    rows = [Row(**row) for row in result["rows"]]
+    print(benchkit.render_table(f"ingest on {opts.db} ({result['machine']})", rows))
+    benchkit.write_json(opts.json, result)
+
+
+if __name__ == "__main__":
+    main()

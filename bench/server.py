@@ -1,0 +1,110 @@
+"""``parley serve`` exactly as shipped, plus one baseline route mounted by the bench.
+
+Run: ``PARLEY_DATABASE_URL=... PARLEY_PORT=... python bench/server.py [--no-worker]``
+(the arguments are ``parley serve``'s own; this runs parley's Typer CLI).
+
+The baseline, ``POST /bench/baseline/{workspace}``, is the least a durable webhook
+receiver can do, in the same process, on the same uvicorn server and the same
+``parley.db.Database`` engine (WAL + ``BEGIN IMMEDIATE`` on SQLite, the same pool on
+PostgreSQL): read the body, verify the Shopify HMAC with parley's own
+``signature.verify``, insert one row (key + raw body, ON CONFLICT DO NOTHING on the
+delivery key, as parley dedupes) with a prepared Core statement in one transaction on a
+worker thread (``engine.begin()``, so SQLite still gets ``BEGIN IMMEDIATE``), commit,
+answer JSON. The workspace's secret is read once and cached: a minimal receiver would.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import parley.http.app as app_module
+from benchkit import BASELINE_TABLE, baseline_metadata
+from parley.integrations.shopify import signature
+from parley.workspaces.models import Workspace
+
+_TABLE = baseline_metadata().tables[BASELINE_TABLE]
+# Built once; ON CONFLICT DO NOTHING on the delivery key, as parley dedupes deliveries.
+_INSERT = (
+    sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=["workspace", "delivery_key"])
+)
+_INSERT_PG = (
+    pg_insert(_TABLE).on_conflict_do_nothing(index_elements=["workspace", "delivery_key"])
+)
+_secrets: dict[str, list[str]] = {}
+_secrets_lock = threading.Lock()
+
+
+def _secrets_for(db: Any, slug: str) -> list[str]:
+    cached = _secrets.get(slug)
+    if cached is not None:
+        return cached
+    with _secrets_lock, db.transaction() as session:
+        secret = session.scalar(select(Workspace.shopify_secret).where(Workspace.slug == slug))
+        _secrets[slug] = [secret] if secret else []
+    return _secrets[slug]
+
+
+def _store(db: Any, slug: str, hmac_header: str | None, key: str | None, body: bytes) -> int:
+    if not signature.verify(body, hmac_header, _secrets_for(db, slug)):
+        return 401
+    if not key:
+        return 400
+    with db.engine.begin() as connection:  # fires parley's BEGIN IMMEDIATE hook on SQLite
+        connection.execute(
+            _INSERT_PG if db.is_postgres else _INSERT,
+            {
+                "workspace": slug,
+                "delivery_key": key,
+                "body": body.decode("utf-8"),
+                "received_at": datetime.now(UTC),
+            },
+        )
+    return 200
+
+
+async def baseline(request: Request) -> JSONResponse:
+    body = await request.body()
+    headers = request.headers
+    status = await run_in_threadpool(
+        _store,
+        request.app.state.db,
+        request.path_params["workspace"],
+        headers.get("x-shopify-hmac-sha256"),
+        headers.get("x-shopify-event-id") or headers.get("x-shopify-webhook-id"),
+        body,
+    )
+    if status != 200:
+        return JSONResponse({"error": status}, status_code=status)
+    return JSONResponse({"status": "accepted"})
+
+
+_create_app = app_module.create_app
+
+
+def create_app_with_baseline(*args: Any, **kwargs: Any) -> Any:
+    app = _create_app(*args, **kwargs)
+    app.router.routes.append(Route("/bench/baseline/{workspace}", baseline, methods=["POST"]))
+    return app
+
+
+def main() -> None:
+    # parley.cli._serve imports create_app from parley.http.app when it runs.
+    app_module.create_app = create_app_with_baseline
+    from parley.cli import app as cli
+
+    cli(["serve", *sys.argv[1:]], prog_name="parley")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The real ``parley demo`` as a subprocess, on free ports, against the test's database.
+
+``start_demo(**env)`` launches ``parley demo`` (the console script installed beside the
+running interpreter) with ``PARLEY_PORT``, ``PARLEY_SANDBOX_SMTP_PORT`` and
+``PARLEY_DATABASE_URL`` set, waits (bounded) until ``GET /healthz`` answers 200, and stops
+it at the end of the test: SIGTERM, then SIGKILL. Its database is the ``db`` fixture's, so
+every test here runs once on SQLite and once on PostgreSQL; the demo migrates and seeds
+that (already migrated, emptied) database itself. When a test fails, the server's stderr
+is attached to the failure report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.demo_server import DemoServer, launch, wait_healthy
+from parley.db import Database
+
+SERVERS = pytest.StashKey[list[DemoServer]]()
+
+
+@pytest.fixture
+def start_demo(
+    db: Database, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., DemoServer]]:
+    """Start ``parley demo`` with extra ``PARLEY_*`` settings; stopped after the test."""
+    servers = request.node.stash.setdefault(SERVERS, [])
+
+    def start(**env_overrides: str) -> DemoServer:
+        for _attempt in range(3):
+            server = launch(db, tmp_path, env_overrides)
+            servers.append(server)
+            if wait_healthy(server):
+                return server
+            server.stop()
+            # Another process may have taken a port between choosing it and binding it.
+            if "address already in use" not in server.stderr().lower():
+                break
+        pytest.fail(f"parley demo exited during startup; stderr:\n{server.stderr()}")
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def demo(start_demo: Callable[..., DemoServer]) -> DemoServer:
+    """The demo with default settings (and a short backoff, so retries are quick)."""
+    return start_demo(PARLEY_JOB_BACKOFF_BASE_SECONDS="0.2")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed:
+        for server in item.stash.get(SERVERS, []):
+            report.sections.append(
+                (f"parley demo stderr ({server.base_url}, {report.when})", server.stderr())
+            )

@@ -1,0 +1,257 @@
+"""The demo, end to end: signed Shopify webhooks in, real adapters out, the sandbox captures.
+
+Each test starts the real ``parley demo`` (see ``conftest.py``) on SQLite and on
+PostgreSQL and talks to it only over loopback HTTP, as a newcomer would: webhooks, the
+sandbox's JSON API and ``/api/v1``. The job table is read directly only to know when the
+worker has nothing left to do, so "no second message" is checked once nothing can send one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+
+from e2e.demo_server import DemoServer, parley_command
+from parley.commerce.models import Order
+from parley.integrations.shopify.signature import sign
+from parley.jobs.models import Job
+from parley.journeys.models import JourneyRun
+from parley.store_events.models import StoreEvent, WebhookDelivery
+from support import SECRET, count, deliveries
+
+UPS_TRACKING_URL = "https://www.ups.com/track?tracknum=1Z999AA100001501"
+ACCEPTED = {"status": "accepted", "events": 1, "journeys_started": 1}
+
+
+def _channels(server: DemoServer) -> list[tuple[str, str]]:
+    return sorted((message["channel"], message["to"]) for message in server.captured())
+
+
+def _dispatch_message(server: DemoServer) -> dict:
+    [message] = [m for m in server.messages() if m["type"] == "dispatch"]
+    return message
+
+
+def test_signed_order_sends_the_confirmation_email_within_two_seconds(demo):
+    placed = deliveries("Alan")[0]
+
+    started = time.monotonic()
+    response = demo.post_webhook(placed)
+    [email] = demo.wait_for(
+        lambda: demo.captured(channel="email"), timeout=10.0, what="the confirmation email"
+    )
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200
+    assert response.json() == ACCEPTED
+    assert elapsed < 2.0, f"confirmation email took {elapsed:.2f} s"
+    assert (email["to"], email["subject"], email["sender"]) == (
+        "alan@example.com",
+        "Your Juniper & Pine order #1501 is confirmed",
+        "Parley Demo Store <orders@demo.parley.test>",
+    )
+    assert email["body"].startswith("Hi Alan,\n\nThank you for your order! We've received order")
+    demo.wait_until_idle()
+    assert _channels(demo) == [("email", "alan@example.com")]
+
+
+def test_dispatch_goes_by_whatsapp_template_to_a_whatsapp_opt_in(demo):
+    placed, dispatched, *_ = deliveries("Ada")
+
+    assert demo.post_webhook(placed).json() == ACCEPTED
+    assert demo.post_webhook(dispatched).json() == ACCEPTED
+    [whatsapp] = demo.wait_for(
+        lambda: demo.captured(channel="whatsapp"), what="the WhatsApp dispatch message"
+    )
+    demo.wait_until_idle()
+
+    assert whatsapp["to"] == "447700900123"
+    assert whatsapp["template"] == {
+        "name": "order_dispatched",
+        "language": "en",
+        "parameters": ["Ada", "#1501", "UPS", UPS_TRACKING_URL],
+    }
+    assert demo.captured(channel="sms") == []
+    assert _channels(demo) == [("email", "ada@example.com"), ("whatsapp", "447700900123")]
+    message = _dispatch_message(demo)
+    assert (message["channel"], message["recipient"], message["status"], message["attempts"]) == (
+        "whatsapp",
+        "+447700900123",
+        "sent",
+        1,
+    )
+    assert message["provider_message_id"] == whatsapp["provider_message_id"]
+
+
+def test_dispatch_goes_by_sms_to_an_sms_only_customer(demo):
+    placed, dispatched, *_ = deliveries("Grace")
+
+    assert demo.post_webhook(placed).json() == ACCEPTED
+    assert demo.post_webhook(dispatched).json() == ACCEPTED
+    [sms] = demo.wait_for(lambda: demo.captured(channel="sms"), what="the SMS dispatch message")
+    demo.wait_until_idle()
+
+    assert (sms["to"], sms["sender"], sms["body"]) == (
+        "+12025550143",
+        "+15005550006",
+        f"Juniper & Pine: Hi Grace, your order #1501 is on its way with UPS! "
+        f"Track it: {UPS_TRACKING_URL}",
+    )
+    assert demo.captured(channel="whatsapp") == []
+    assert _channels(demo) == [("email", "grace@example.com"), ("sms", "+12025550143")]
+
+
+def test_bad_hmac_is_refused_with_401_and_nothing_is_stored_or_sent(demo):
+    placed = deliveries("Ada")[0]
+    forged = {**placed.headers, "X-Shopify-Hmac-Sha256": sign(placed.body, "not-the-secret")}
+
+    response = demo.http.post("/webhooks/shopify/demo", content=placed.body, headers=forged)
+
+    assert response.status_code == 401
+    assert response.json() == {"error": "HMAC signature does not match"}
+    assert demo.messages() == []
+    assert (
+        count(demo.db, WebhookDelivery),
+        count(demo.db, StoreEvent),
+        count(demo.db, Order),
+        count(demo.db, JourneyRun),
+        count(demo.db, Job),
+    ) == (0, 0, 0, 0, 0)
+    assert demo.captured() == []
+
+
+def test_ten_identical_deliveries_send_one_message(demo):
+    placed = deliveries("Alan")[0]
+    answers: list[tuple[int, dict]] = []
+    barrier = threading.Barrier(10)
+
+    def deliver() -> None:
+        with httpx.Client(base_url=demo.base_url, timeout=30.0) as client:
+            barrier.wait(timeout=10)
+            response = client.post(
+                "/webhooks/shopify/demo", content=placed.body, headers=placed.headers
+            )
+            answers.append((response.status_code, response.json()))
+
+    threads = [threading.Thread(target=deliver) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=40)
+    demo.wait_for(lambda: demo.captured(), what="the confirmation email")
+    demo.wait_until_idle()
+
+    assert sorted(answers, key=str) == sorted(
+        [(200, ACCEPTED)] + [(200, {"status": "duplicate"})] * 9, key=str
+    )
+    assert _channels(demo) == [("email", "alan@example.com")]
+    assert len(demo.messages()) == 1
+    assert (count(demo.db, WebhookDelivery), count(demo.db, JourneyRun), count(demo.db, Job)) == (
+        1,
+        1,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "settings"),
+    [
+        pytest.param({"status": 503}, {}, id="503_case"),
+        pytest.param({"status": 429}, {}, id="429_case"),
+        pytest.param(
+            {"status": 503, "delay_seconds": 1.5},
+            {"PARLEY_PROVIDER_TIMEOUT_SECONDS": "0.5"},
+            id="timeout_case",
+        ),
+    ],
+)
+def test_provider_outage_is_retried_until_the_sms_goes_out_once(start_demo, fault, settings):
+    demo = start_demo(PARLEY_JOB_BACKOFF_BASE_SECONDS="0.2", **settings)
+    demo.inject_fault(channel="sms", count=2, **fault)
+    placed, dispatched, *_ = deliveries("Grace")
+
+    assert demo.post_webhook(placed).json() == ACCEPTED
+    assert demo.post_webhook(dispatched).json() == ACCEPTED
+    demo.wait_for(lambda: demo.captured(channel="sms"), what="the SMS after retries")
+    demo.wait_until_idle()
+
+    assert [m["to"] for m in demo.captured(channel="sms")] == ["+12025550143"]
+    message = _dispatch_message(demo)
+    assert (message["channel"], message["status"], message["attempts"], message["reason"]) == (
+        "sms",
+        "sent",
+        3,
+        None,
+    )
+    assert demo.http.get("/sandbox/api/faults").json() == {"faults": []}
+    assert demo.api("GET", "/jobs/dead").json() == {"jobs": []}
+
+
+def _wait_for_dispatch_to_settle(demo: DemoServer, max_attempts: int) -> dict:
+    """The dispatch message once it failed, or as soon as it went past ``max_attempts``."""
+
+    def settled() -> dict | None:
+        found = [m for m in demo.messages() if m["type"] == "dispatch"]
+        if found and (found[0]["status"] == "failed" or found[0]["attempts"] > max_attempts):
+            return found[0]
+        return None
+
+    return demo.wait_for(settled, timeout=30.0, what="the dispatch message to fail")
+
+
+# PARLEY_JOB_MAX_ATTEMPTS is what a deploying engineer sets to ride out a longer outage
+# (10_case) or give up sooner (3_case); the queue's own default is 8.
+@pytest.mark.parametrize("max_attempts", [3, 8, 10], ids=lambda n: f"{n}_case")
+def test_permanent_outage_ends_in_the_dead_letter_after_max_attempts(start_demo, max_attempts):
+    demo = start_demo(
+        PARLEY_JOB_BACKOFF_BASE_SECONDS="0.01", PARLEY_JOB_MAX_ATTEMPTS=str(max_attempts)
+    )
+    demo.inject_fault(channel="sms", status=503, count=-1)
+    placed, dispatched, *_ = deliveries("Grace")
+
+    assert demo.post_webhook(placed).json() == ACCEPTED
+    assert demo.post_webhook(dispatched).json() == ACCEPTED
+    message = _wait_for_dispatch_to_settle(demo, max_attempts)
+    demo.wait_until_idle()
+
+    twilio_503 = "Twilio could not take the SMS (HTTP 503, error 20503)"
+    assert (message["status"], message["attempts"]) == ("failed", max_attempts)
+    assert message["reason"].startswith(f"dead letter after {max_attempts} attempts: {twilio_503}")
+    [job] = demo.api("GET", "/jobs/dead").json()["jobs"]
+    assert (job["kind"], job["attempts"]) == ("journeys.advance", max_attempts)
+    assert job["last_error"].startswith(f"gave up after {max_attempts} attempts: {twilio_503}")
+    assert demo.captured(channel="sms") == []
+
+
+def test_simulate_against_the_live_demo_captures_eight_messages(demo):
+    env = {**demo.env, "PARLEY_DEMO_SHOPIFY_SECRET": SECRET}
+    result = subprocess.run(
+        [*parley_command(), "simulate", "--url", demo.base_url, "--orders", "2", "--delay", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    demo.wait_for(lambda: len(demo.captured()) >= 8, timeout=20.0, what="eight messages")
+    demo.wait_until_idle()
+
+    lines = result.stdout.splitlines()
+    assert len([line for line in lines if "→ 200 " in line]) == 8
+    assert lines[-1] == f"done: see {demo.base_url}/sandbox/"
+    assert Counter(_channels(demo)) == Counter(
+        {
+            ("email", "ada@example.com"): 1,
+            ("whatsapp", "447700900123"): 3,
+            ("email", "grace@example.com"): 1,
+            ("sms", "+12025550143"): 3,
+        }
+    )
+    templates = sorted(m["template"]["name"] for m in demo.captured(channel="whatsapp"))
+    assert templates == ["order_delivered", "order_dispatched", "order_out_for_delivery"]

@@ -1,0 +1,362 @@
+"""``/api/v1`` over HTTP: canonical events, API keys, workspace scoping, journeys, templates."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from parley.http.app import create_app
+from parley.journeys.definitions import BUILT_IN
+from parley.journeys.models import Journey, JourneyRun
+from parley.messaging.models import Message, MessageTemplate
+from parley.runtime import Runtime
+from parley.settings import get_settings
+from parley.store_events.models import StoreEvent, WebhookDelivery
+from parley.workspaces import service as workspaces
+from support import API_KEY, count, drain, make_worker, recording_adapters, rows, seed
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+OTHER_API_KEY = "other-store-api-key"
+
+ADA = {
+    "external_id": "7001",
+    "email": "ada@example.com",
+    "phone": "+447700900123",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+}
+
+
+def order_created(external_id: str = "9001", number: str = "#9001") -> dict:
+    return {
+        "type": "order.created",
+        "occurred_at": "2026-03-02T09:59:00Z",
+        "payload": {
+            "external_id": external_id,
+            "number": number,
+            "customer": ADA,
+            "currency": "GBP",
+            "total_price": "89.00",
+            "line_items": [{"title": "Merino Crew Sweater", "quantity": 1, "price": "89.00"}],
+        },
+    }
+
+
+def fulfillment_created(order_external_id: str = "9001") -> dict:
+    return {
+        "type": "fulfillment.created",
+        "payload": {
+            "external_id": "90011",
+            "order_external_id": order_external_id,
+            "tracking_company": "UPS",
+            "tracking_number": "1Z999AA100009001",
+            "customer": ADA,
+        },
+    }
+
+
+@pytest.fixture
+def client(db, frozen_clock):
+    seed(db)
+    settings = get_settings(database_url=db.url, embedded_worker=False)
+    app = create_app(settings, runtime=Runtime(settings=settings, db=db, adapters={}))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _nothing_written(db) -> bool:
+    return (
+        count(db, WebhookDelivery),
+        count(db, StoreEvent),
+        count(db, JourneyRun),
+        count(db, Message),
+    ) == (0, 0, 0, 0)
+
+
+def _journey_keys_of_runs(db) -> list[str]:
+    journeys = {journey.id: journey.key for journey in rows(db, Journey)}
+    return [journeys[run.journey_id] for run in rows(db, JourneyRun)]
+
+
+# POST /events ----------------------------------------------------------------------------
+
+
+def test_canonical_order_is_accepted_and_starts_the_confirmation(client, db):
+    response = client.post("/api/v1/events", json=order_created(), headers=AUTH)
+
+    assert response.status_code == 202
+    assert response.json() == {"status": "accepted", "journeys_started": 1}
+    [delivery] = rows(db, WebhookDelivery)
+    assert (delivery.source, delivery.topic) == ("api", "order.created")
+    [event] = rows(db, StoreEvent)
+    assert (event.type, event.order_external_id) == ("order.created", "9001")
+    [run] = rows(db, JourneyRun)
+    assert (_journey_keys_of_runs(db), run.run_key, run.status) == (
+        ["order_confirmation"],
+        "order:9001",
+        "active",
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param(
+            ({"Idempotency-Key": "evt-1"}, order_created()),
+            ({"Idempotency-Key": "evt-1"}, order_created(number="#9001-resent")),
+            id="idempotency_key_header_case",
+        ),
+        pytest.param(
+            ({}, {**order_created(), "id": "evt-2"}),
+            ({}, {**order_created(number="#9001-resent"), "id": "evt-2"}),
+            id="event_id_case",
+        ),
+        pytest.param(({}, order_created()), ({}, order_created()), id="identical_body_case"),
+    ],
+)
+def test_the_same_event_twice_is_a_duplicate(client, db, first, second):
+    headers, body = first
+    assert client.post("/api/v1/events", json=body, headers={**AUTH, **headers}).json() == {
+        "status": "accepted",
+        "journeys_started": 1,
+    }
+    headers, body = second
+    response = client.post("/api/v1/events", json=body, headers={**AUTH, **headers})
+
+    assert response.status_code == 202
+    assert response.json() == {"status": "duplicate"}
+    assert (count(db, WebhookDelivery), count(db, StoreEvent), count(db, JourneyRun)) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("headers", "error"),
+    [
+        pytest.param({}, "send the workspace API key as 'Authorization: Bearer <key>'", id="none"),
+        pytest.param(
+            {"Authorization": f"Basic {API_KEY}"},
+            "send the workspace API key as 'Authorization: Bearer <key>'",
+            id="not_bearer",
+        ),
+        pytest.param(
+            {"Authorization": "Bearer "},
+            "send the workspace API key as 'Authorization: Bearer <key>'",
+            id="empty_key",
+        ),
+        pytest.param({"Authorization": "Bearer wrong-key"}, "unknown API key", id="wrong_key"),
+    ],
+)
+def test_missing_or_wrong_api_key_is_401_and_writes_nothing(client, db, headers, error):
+    response = client.post("/api/v1/events", json=order_created(), headers=headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"error": error}
+    assert _nothing_written(db)
+    assert client.get("/api/v1/messages", headers=headers).status_code == 401
+
+
+def test_payload_invalid_for_its_event_type_is_422_naming_the_field(client, db):
+    event = order_created()
+    del event["payload"]["external_id"]
+
+    response = client.post("/api/v1/events", json=event, headers=AUTH)
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "payload is not a valid order.created: Field required at external_id"
+    }
+    assert _nothing_written(db)
+
+
+@pytest.mark.parametrize(
+    ("change", "location"),
+    [
+        pytest.param({"type": "order.teleported"}, ["body", "type"], id="unknown_type"),
+        pytest.param({"payload": None}, ["body", "payload"], id="payload_not_object"),
+        pytest.param(
+            {"occurred_at": "2026-03-02T10:00:00"}, ["body", "occurred_at"], id="naive_time"
+        ),
+    ],
+)
+def test_malformed_event_envelope_is_422_naming_the_field(client, db, change, location):
+    response = client.post("/api/v1/events", json={**order_created(), **change}, headers=AUTH)
+
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [location]
+    assert _nothing_written(db)
+
+
+# GET /messages, /jobs/dead: scoped by the key's workspace --------------------------------
+
+
+def test_another_workspaces_key_sees_none_of_the_demo_messages(client, db):
+    with db.transaction() as session:
+        workspaces.create_workspace(session, slug="other", name="Other", api_key=OTHER_API_KEY)
+    client.post("/api/v1/events", json=order_created(), headers=AUTH)
+    drain(make_worker(db, recording_adapters()))
+
+    demo_view = client.get("/api/v1/messages", headers=AUTH).json()["messages"]
+    other = {"Authorization": f"Bearer {OTHER_API_KEY}"}
+
+    assert [(m["type"], m["channel"], m["recipient"], m["status"]) for m in demo_view] == [
+        ("order_confirmation", "email", "ada@example.com", "sent")
+    ]
+    assert client.get("/api/v1/messages", headers=other).json() == {"messages": []}
+    assert client.get("/api/v1/jobs/dead", headers=other).json() == {"jobs": []}
+
+
+# PATCH /journeys/{key} -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("is_enabled", "started", "run_keys"),
+    [
+        pytest.param(True, 1, ["order_confirmation", "dispatch"], id="enabled_case"),
+        pytest.param(False, 0, ["order_confirmation"], id="disabled_case"),
+    ],
+)
+def test_disabled_dispatch_journey_starts_no_run(client, db, is_enabled, started, run_keys):
+    client.post("/api/v1/events", json=order_created(), headers=AUTH)
+
+    patched = client.patch(
+        "/api/v1/journeys/dispatch", json={"is_enabled": is_enabled}, headers=AUTH
+    )
+    response = client.post("/api/v1/events", json=fulfillment_created(), headers=AUTH)
+
+    assert patched.status_code == 200
+    assert patched.json() == {"key": "dispatch", "is_enabled": is_enabled, "version": 1}
+    assert response.json() == {"status": "accepted", "journeys_started": started}
+    assert _journey_keys_of_runs(db) == run_keys
+    listed = client.get("/api/v1/journeys", headers=AUTH).json()["journeys"]
+    assert {j["key"]: j["is_enabled"] for j in listed}["dispatch"] is is_enabled
+
+
+def _dispatch_definition(**changes: object) -> dict:
+    [built_in] = [d for d in BUILT_IN if d["key"] == "dispatch"]
+    return {**built_in, **changes}
+
+
+INVALID = "journey 'dispatch' is not valid: "
+
+
+@pytest.mark.parametrize(
+    ("definition", "prefix", "field"),
+    [
+        pytest.param(_dispatch_definition(steps=[]), INVALID, "\nsteps\n", id="no_steps"),
+        pytest.param(
+            _dispatch_definition(steps=[{"type": "send", "message": "carrier_pigeon"}]),
+            INVALID,
+            "\nsteps.0.send.message\n",
+            id="unknown_message_type",
+        ),
+        pytest.param(
+            _dispatch_definition(steps=[{"type": "wait"}, {"type": "send", "message": "dispatch"}]),
+            INVALID,
+            "\nsteps.0.wait\n",
+            id="zero_wait",
+        ),
+        pytest.param(
+            _dispatch_definition(trigger={"event": "order.teleported"}),
+            INVALID,
+            "\ntrigger.event\n",
+            id="unknown_trigger",
+        ),
+        pytest.param(
+            _dispatch_definition(key="dispatch_two"),
+            "a journey's key cannot change",
+            "",
+            id="key_changed",
+        ),
+    ],
+)
+def test_invalid_journey_definition_is_422_and_changes_nothing(
+    client, db, definition, prefix, field
+):
+    response = client.patch(
+        "/api/v1/journeys/dispatch", json={"definition": definition}, headers=AUTH
+    )
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error.startswith(prefix)
+    assert field in error
+    [journey] = rows(db, Journey, Journey.key == "dispatch")
+    assert (journey.version, journey.definition["steps"]) == (
+        1,
+        [{"type": "send", "message": "dispatch"}],
+    )
+
+
+def test_unknown_journey_is_404(client, db):
+    response = client.patch("/api/v1/journeys/nope", json={"is_enabled": False}, headers=AUTH)
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "journey 'nope' not found"}
+
+
+# PUT /templates/{message_type}/{channel} -------------------------------------------------
+
+
+def test_saved_template_is_used_by_the_next_send(client, db):
+    content = {
+        "subject": "{{ order.number }} is in, {{ customer.first_name }}",
+        "text": "Thanks {{ customer.first_name }}: {{ order.item_count }} item(s) for "
+        "{{ order.total|money(order.currency) }}.",
+    }
+
+    saved = client.put("/api/v1/templates/order_confirmation/email", json=content, headers=AUTH)
+    client.post("/api/v1/events", json=order_created(), headers=AUTH)
+    adapters = recording_adapters()
+    drain(make_worker(db, adapters))
+
+    assert (saved.status_code, saved.json()) == (200, {"status": "saved"})
+    [sent] = adapters["email"].sent
+    assert (sent.to, sent.subject, sent.text, sent.html) == (
+        "ada@example.com",
+        "#9001 is in, Ada",
+        "Thanks Ada: 1 item(s) for £89.00.",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        pytest.param(
+            {"text": "Hi {{ customer.first_name "},
+            "template for order_confirmation on email is not valid: text, line 1: ",
+            id="unclosed_expression",
+        ),
+        pytest.param(
+            {"text": "Hi", "subject": "{% include 'secrets.txt' %}"},
+            "template for order_confirmation on email is not valid: subject, line 1: "
+            "{% include %} is not supported in message templates",
+            id="include",
+        ),
+        pytest.param(
+            {"text": "{{ order.number|shell }}"},
+            "template for order_confirmation on email is not valid: text, line 1: ",
+            id="unknown_filter",
+        ),
+        pytest.param(
+            {"subject": "Hi"},
+            "template for order_confirmation on email is not valid: text must be a string",
+            id="no_text",
+        ),
+    ],
+)
+def test_invalid_template_is_422_and_not_saved(client, db, content, error):
+    response = client.put("/api/v1/templates/order_confirmation/email", json=content, headers=AUTH)
+
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(error)
+    assert count(db, MessageTemplate) == 0
+
+
+def test_template_for_an_unknown_channel_is_422(client, db):
+    response = client.put(
+        "/api/v1/templates/order_confirmation/pigeon", json={"text": "Hi"}, headers=AUTH
+    )
+
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [["path", "channel"]]
+    assert count(db, MessageTemplate) == 0

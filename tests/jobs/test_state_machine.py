@@ -1,0 +1,341 @@
+"""Journeys over the real stack, driven by Hypothesis (RELIABILITY J1, S1, S2).
+
+Orders are placed, shipped, cancelled and re-delivered in any interleaving with worker
+rounds, crashed workers, provider outages and the clock moving on. After every step no
+journey step may have reached a provider twice and no cancelled order may get a new
+message; at the end, once the providers are back and two days have passed, every due
+step has run and every message has reached a final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import select, text
+
+import parley.db.models  # noqa: F401 - every table on Base.metadata, to empty them
+from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
+from parley.clock import FrozenClock
+from parley.db import Base, Database
+from parley.demo.seed import SHOPPERS
+from parley.demo.simulate import shopper_dict
+from parley.integrations.shopify import payloads
+from parley.jobs.models import Job, JobStatus
+from parley.journeys.models import JourneyRun, RunStatus
+from parley.messaging.models import Message, MessageStatus
+from support import (
+    deliveries,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+    shopper,
+    signed,
+)
+
+START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=60)
+FINAL = {MessageStatus.SENT, MessageStatus.SKIPPED, MessageStatus.FAILED, MessageStatus.HELD}
+DELIVERED_TO_PROVIDER = {MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.HELD}
+CHANNELS = (ChannelKind.EMAIL, ChannelKind.SMS, ChannelKind.WHATSAPP)
+# Lifecycle stages after "placed", in the order Shopify reports them.
+DISPATCH, OUT_FOR_DELIVERY, DELIVER = 1, 2, 3
+
+
+def empty_database(db: Database) -> None:
+    """Every data table emptied (the schema stays): one example's rows never meet another's."""
+    tables = Base.metadata.sorted_tables
+    with db.engine.begin() as connection:
+        if db.is_postgres:
+            names = ", ".join(f'"{table.name}"' for table in tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(tables):
+                connection.execute(table.delete())
+
+
+@dataclass
+class PlacedOrder:
+    order_id: int
+    number: int
+    first_name: str
+    lifecycle: list[Any] = field(repr=False)
+    stage: int = 0
+    sent_before_cancel: frozenset[str] | None = field(default=None, repr=False)
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.sent_before_cancel is not None
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    run_id: int | None
+    step: int | None
+    order_external_id: str | None
+    status: str
+
+
+class JourneyMachine(RuleBasedStateMachine):
+    def __init__(self, db: Database, clock: FrozenClock) -> None:
+        super().__init__()
+        self.db = db
+        self.clock = clock
+        empty_database(db)
+        clock.now = START
+        self.workspace_id = seed(db)
+        self.adapters = recording_adapters()
+        self.worker = make_worker(db, self.adapters)
+        self.worker.name = "steady"
+        self.orders: list[PlacedOrder] = []
+        self.posted: list[Any] = []
+        self.crashes = 0
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _post(self, delivery: Any) -> str:
+        answer = post(self.db, delivery)
+        self.posted.append(delivery)
+        return str(answer["status"])
+
+    def _delivered_keys(self) -> list[str]:
+        return [m.idempotency_key for kind in CHANNELS for m in self.adapters[kind].sent]
+
+    def _messages(self) -> dict[str, SentMessage]:
+        """Every message row, by the idempotency key its provider call carries."""
+        with self.db.transaction() as session:
+            found = session.execute(
+                select(
+                    Message.id,
+                    Message.journey_run_id,
+                    Message.step_index,
+                    Message.status,
+                    JourneyRun.order_external_id,
+                ).outerjoin(JourneyRun, JourneyRun.id == Message.journey_run_id)
+            ).all()
+        return {
+            f"parley-{self.workspace_id}-{row.id}": SentMessage(
+                row.journey_run_id, row.step_index, row.order_external_id, row.status
+            )
+            for row in found
+        }
+
+    def _crashed_worker(self) -> Any:
+        self.crashes += 1
+        worker = make_worker(self.db, self.adapters)
+        worker.name = f"crashed-{self.crashes}"
+        return worker
+
+    def _ship(self, order: PlacedOrder, stage: int) -> None:
+        order.stage = stage
+        assert self._post(order.lifecycle[stage]) == "accepted"
+
+    # -- rules ---------------------------------------------------------------------------
+
+    @rule(first_name=st.sampled_from([s.first_name for s in SHOPPERS]))
+    def place_order(self, first_name: str) -> None:
+        n = len(self.orders)
+        order = PlacedOrder(
+            order_id=9000 + n,
+            number=4000 + n,
+            first_name=first_name,
+            lifecycle=deliveries(
+                first_name, order_id=9000 + n, number=4000 + n, start=self.clock.now
+            ),
+        )
+        self.orders.append(order)
+        assert self._post(order.lifecycle[0]) == "accepted"
+
+    @precondition(lambda self: any(o.stage == DISPATCH - 1 for o in self.orders))
+    @rule(data=st.data())
+    def dispatch(self, data: st.DataObject) -> None:
+        candidates = [o for o in self.orders if o.stage == DISPATCH - 1]
+        self._ship(data.draw(st.sampled_from(candidates), label="order"), DISPATCH)
+
+    @precondition(lambda self: any(o.stage == OUT_FOR_DELIVERY - 1 for o in self.orders))
+    @rule(data=st.data())
+    def out_for_delivery(self, data: st.DataObject) -> None:
+        candidates = [o for o in self.orders if o.stage == OUT_FOR_DELIVERY - 1]
+        self._ship(data.draw(st.sampled_from(candidates), label="order"), OUT_FOR_DELIVERY)
+
+    @precondition(lambda self: any(o.stage == DELIVER - 1 for o in self.orders))
+    @rule(data=st.data())
+    def deliver(self, data: st.DataObject) -> None:
+        candidates = [o for o in self.orders if o.stage == DELIVER - 1]
+        self._ship(data.draw(st.sampled_from(candidates), label="order"), DELIVER)
+
+    @precondition(lambda self: any(not o.is_cancelled for o in self.orders))
+    @rule(data=st.data())
+    def cancel_order(self, data: st.DataObject) -> None:
+        order = data.draw(
+            st.sampled_from([o for o in self.orders if not o.is_cancelled]), label="order"
+        )
+        body, headers = signed(
+            "orders/cancelled",
+            payloads.order_payload(
+                order_id=order.order_id,
+                number=order.number,
+                customer=shopper_dict(shopper(order.first_name)),
+                line_items=[{"title": "Tee", "quantity": 1, "price": "24.00", "sku": "T"}],
+                created_at=START,
+                updated_at=self.clock.now,
+                cancelled_at=self.clock.now,
+            ),
+            webhook_id=f"cancel-{order.order_id}",
+        )
+        delivery = _Raw(body, headers)
+        assert self._post(delivery) == "accepted"
+        order.sent_before_cancel = frozenset(self._delivered_keys())
+
+    @precondition(lambda self: bool(self.posted))
+    @rule(data=st.data())
+    def duplicate_webhook(self, data: st.DataObject) -> None:
+        delivery = data.draw(st.sampled_from(self.posted), label="delivery")
+        assert self._post(delivery) == "duplicate"
+
+    @rule()
+    def run_worker_round(self) -> None:
+        asyncio.run(self.worker.run_once())
+
+    @rule()
+    def crash_worker(self) -> None:
+        """Claim, prepare and hand a batch to the providers, then die before recording it."""
+        worker = self._crashed_worker()
+        prepared = worker._prepare_all(worker._claim())
+
+        async def perform_all() -> list[Any]:
+            return list(
+                await asyncio.gather(*(worker._perform(job, work) for job, work in prepared))
+            )
+
+        asyncio.run(perform_all())
+
+    @rule(
+        channel=st.sampled_from(CHANNELS),
+        failures=st.integers(min_value=1, max_value=9),
+        retry_after=st.sampled_from([None, 30.0, 600.0]),
+    )
+    def provider_outage(
+        self, channel: ChannelKind, failures: int, retry_after: float | None
+    ) -> None:
+        self.adapters[channel].script.extend(
+            TransientChannelError("503 from provider", retry_after=retry_after)
+            for _ in range(failures)
+        )
+
+    @rule(channel=st.sampled_from(CHANNELS))
+    def provider_refuses_next_send(self, channel: ChannelKind) -> None:
+        self.adapters[channel].script.append(
+            PermanentChannelError("recipient refused", provider_code="470")
+        )
+
+    @rule(
+        by=st.sampled_from(
+            [
+                timedelta(seconds=30),
+                LEASE + timedelta(seconds=1),
+                timedelta(minutes=5),
+                timedelta(hours=1),
+                timedelta(hours=23),
+                timedelta(days=1),
+                timedelta(days=2),
+            ]
+        )
+    )
+    def advance_clock(self, by: timedelta) -> None:
+        self.clock.advance(by)
+
+    # -- invariants ----------------------------------------------------------------------
+
+    @invariant()
+    def no_step_reaches_a_provider_twice(self) -> None:
+        delivered = self._delivered_keys()
+        messages = self._messages()
+        assert len(delivered) == len(set(delivered)), Counter(delivered).most_common(3)
+        for key in delivered:
+            assert messages[key].status in DELIVERED_TO_PROVIDER, (key, messages[key])
+        per_step = Counter((messages[key].run_id, messages[key].step) for key in delivered)
+        assert all(n == 1 for n in per_step.values()), per_step.most_common(3)
+        recorded = Counter(
+            (m.run_id, m.step)
+            for m in messages.values()
+            if m.status in (MessageStatus.SENT, MessageStatus.HELD)
+        )
+        assert all(n == 1 for n in recorded.values()), recorded.most_common(3)
+        sent = {k for k, m in messages.items() if m.status == MessageStatus.SENT}
+        assert sent <= set(delivered)  # "sent" is only ever recorded from a provider's answer
+
+    @invariant()
+    def cancelled_orders_get_no_new_message(self) -> None:
+        cancelled = {str(o.order_id): o.sent_before_cancel for o in self.orders if o.is_cancelled}
+        if not cancelled:
+            return
+        messages = self._messages()
+        for key in self._delivered_keys():
+            before = cancelled.get(messages[key].order_external_id or "")
+            assert before is None or key in before, (key, messages[key])
+
+    def teardown(self) -> None:
+        if sys.exc_info()[1] is not None:
+            return  # a step already failed: report that, not what follows from it
+        for kind in CHANNELS:
+            self.adapters[kind].script.clear()
+        self.clock.advance(timedelta(days=2))
+        asyncio.run(self.worker.run_until_idle())
+        # A retried step is due again minutes later: let the backoff run its course.
+        for _ in range(20):
+            self.clock.advance(timedelta(hours=2))
+            asyncio.run(self.worker.run_until_idle())
+
+        self.no_step_reaches_a_provider_twice()
+        self.cancelled_orders_get_no_new_message()
+        unfinished = [
+            (job.id, job.status, job.due_at, job.last_error)
+            for job in rows(self.db, Job)
+            if job.status in (JobStatus.PENDING, JobStatus.RUNNING)
+            and job.due_at <= self.clock.now
+        ]
+        assert unfinished == []
+        runs = [(run.id, run.run_key, run.status) for run in rows(self.db, JourneyRun)]
+        assert [r for r in runs if r[2] not in (RunStatus.COMPLETED, RunStatus.EXITED)] == []
+        messages = [
+            (m.id, m.message_type, m.status, m.status_reason) for m in rows(self.db, Message)
+        ]
+        assert [m for m in messages if m[2] not in FINAL] == []
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """A delivery built here rather than by ``deliveries`` (same shape for ``post``)."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+def test_journeys_survive_crashes_outages_duplicates_and_cancellations(db, frozen_clock):
+    run_state_machine_as_test(
+        lambda: JourneyMachine(db, frozen_clock),
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=30,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )

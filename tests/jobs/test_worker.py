@@ -1,0 +1,231 @@
+"""The batch worker: prepare, perform, finish; what happens to a job at each kind of failure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from parley.db import Database
+from parley.jobs import queue
+from parley.jobs.models import Job, JobStatus
+from parley.jobs.queue import ClaimedJob
+from parley.jobs.worker import Done, Fail, Outcome, Retry, Worker, WorkerConfig
+from support import count, drain, rows
+
+
+@dataclass
+class RecordingTask:
+    """Finishes every job in ``prepare`` and notes its id."""
+
+    kind: str = "test.record"
+    seen: list[int] = field(default_factory=list)
+    pause: float = 0.0
+
+    def prepare(self, session: Session, job: ClaimedJob) -> None:
+        if self.pause:
+            time.sleep(self.pause)
+        self.seen.append(job.id)
+
+    async def perform(self, work: Any) -> Any:
+        raise AssertionError("prepare finished the job")
+
+    def finish(self, session: Session, job: ClaimedJob, work: Any, result: Any) -> Outcome:
+        raise AssertionError("prepare finished the job")
+
+
+@dataclass
+class ScriptedTask:
+    """Prepares a job's work, performs it (or raises), and ends it as ``outcome`` says."""
+
+    outcome: Outcome = field(default_factory=Done)
+    prepare_error: Exception | None = None
+    perform_error: Exception | None = None
+    finish_error: Exception | None = None
+    kind: str = "test.scripted"
+    performed: list[int] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list)
+
+    def prepare(self, session: Session, job: ClaimedJob) -> int:
+        # A write that must vanish with the savepoint if this job's prepare fails.
+        queue.enqueue(
+            session,
+            kind="test.side_effect",
+            payload={"of": job.id},
+            due_at=job.due_at + timedelta(days=365),
+            idempotency_key=f"prepare:{job.id}:{job.attempts}",
+        )
+        if self.prepare_error is not None:
+            error, self.prepare_error = self.prepare_error, None
+            raise error
+        return job.id
+
+    async def perform(self, work: int) -> str:
+        self.performed.append(work)
+        if self.perform_error is not None:
+            raise self.perform_error
+        return f"performed {work}"
+
+    def finish(self, session: Session, job: ClaimedJob, work: int, result: Any) -> Outcome:
+        self.results.append(result)
+        queue.enqueue(
+            session,
+            kind="test.side_effect",
+            payload={"of": job.id},
+            due_at=job.due_at + timedelta(days=365),
+            idempotency_key=f"finish:{job.id}:{job.attempts}",
+        )
+        if self.finish_error is not None:
+            error, self.finish_error = self.finish_error, None
+            raise error
+        return self.outcome
+
+
+def _worker(db: Database, *tasks: Any, name: str = "w1", batch_size: int = 50) -> Worker:
+    return Worker(
+        db,
+        list(tasks),
+        WorkerConfig(batch_size=batch_size, backoff_base_seconds=5.0),
+        name=name,
+    )
+
+
+def _enqueue(db: Database, kind: str, n: int = 1) -> list[int]:
+    with db.transaction() as session:
+        queue.enqueue_many(session, [{"kind": kind, "payload": {"n": i}} for i in range(n)])
+    return [job.id for job in rows(db, Job, Job.kind == kind)]
+
+
+def _only(db: Database, kind: str) -> Job:
+    [job] = rows(db, Job, Job.kind == kind)
+    return job
+
+
+def _side_effects(db: Database) -> list[str | None]:
+    return [job.idempotency_key for job in rows(db, Job, Job.kind == "test.side_effect")]
+
+
+def test_job_whose_prepare_raises_is_retried_with_the_error_kept(db, frozen_clock):
+    task = ScriptedTask(prepare_error=ValueError("stock service unreachable"))
+    [job_id] = _enqueue(db, task.kind)
+
+    assert drain(_worker(db, task)) == 1
+
+    job = _only(db, task.kind)
+    assert (job.status, job.attempts, job.locked_by) == (JobStatus.PENDING, 1, None)
+    assert job.last_error == "ValueError: stock service unreachable"
+    assert timedelta(seconds=2.5) <= job.due_at - frozen_clock.now <= timedelta(seconds=5)
+    assert _side_effects(db) == []  # the failed prepare's writes were rolled back
+    assert task.performed == []
+
+    frozen_clock.advance(timedelta(seconds=5))
+    assert drain(_worker(db, task)) == 1
+
+    job = _only(db, task.kind)
+    assert (job.status, job.attempts, job.last_error) == (JobStatus.DONE, 2, None)
+    assert task.performed == [job_id]
+    assert _side_effects(db) == [f"prepare:{job_id}:2", f"finish:{job_id}:2"]
+
+
+def test_job_of_an_unknown_kind_fails_with_a_clear_reason(db, frozen_clock):
+    known = RecordingTask()
+    _enqueue(db, "nobody.handles")
+
+    drain(_worker(db, known))
+    frozen_clock.advance(timedelta(days=1))
+    drain(_worker(db, known))
+
+    job = _only(db, "nobody.handles")
+    assert (job.status, job.attempts, job.locked_by) == (JobStatus.FAILED, 1, "w1")
+    assert job.last_error == "no task for 'nobody.handles'"
+    assert known.seen == []
+
+
+def test_fail_outcome_fails_the_job_for_good(db, frozen_clock):
+    task = ScriptedTask(outcome=Fail("address rejected by the provider"))
+    [job_id] = _enqueue(db, task.kind)
+
+    drain(_worker(db, task))
+    frozen_clock.advance(timedelta(days=1))
+    drain(_worker(db, task))
+
+    job = _only(db, task.kind)
+    assert (job.status, job.attempts) == (JobStatus.FAILED, 1)
+    assert job.last_error == "address rejected by the provider"
+    assert task.performed == [job_id]
+    assert _side_effects(db) == [f"prepare:{job_id}:1", f"finish:{job_id}:1"]
+
+
+def test_retry_outcome_waits_at_least_the_providers_retry_after(db, frozen_clock):
+    task = ScriptedTask(outcome=Retry("429 too many requests", retry_after=120.0))
+    _enqueue(db, task.kind)
+
+    drain(_worker(db, task))
+
+    job = _only(db, task.kind)
+    assert (job.status, job.attempts, job.last_error) == (
+        JobStatus.PENDING,
+        1,
+        "429 too many requests",
+    )
+    assert job.due_at == frozen_clock.now + timedelta(seconds=120)
+
+
+def test_perform_error_is_handed_to_finish_to_classify(db, frozen_clock):
+    refused = ConnectionResetError("peer reset")
+    task = ScriptedTask(perform_error=refused, outcome=Fail("classified by finish"))
+    _enqueue(db, task.kind)
+
+    drain(_worker(db, task))
+
+    assert task.results == [refused]
+    job = _only(db, task.kind)
+    assert (job.status, job.last_error) == (JobStatus.FAILED, "classified by finish")
+
+
+def test_finish_that_raises_is_retried_and_its_writes_rolled_back(db, frozen_clock):
+    task = ScriptedTask(finish_error=KeyError("provider_message_id"))
+    [job_id] = _enqueue(db, task.kind)
+
+    drain(_worker(db, task))
+
+    job = _only(db, task.kind)
+    assert (job.status, job.attempts) == (JobStatus.PENDING, 1)
+    assert job.last_error == "KeyError: 'provider_message_id'"
+    assert _side_effects(db) == [f"prepare:{job_id}:1"]
+
+
+def test_prepare_failure_of_one_job_does_not_undo_the_others_in_its_batch(db, frozen_clock):
+    task = ScriptedTask(prepare_error=ValueError("only the first"))
+    first, second = _enqueue(db, task.kind, n=2)
+
+    drain(_worker(db, task))
+
+    statuses = {job.id: (job.status, job.attempts) for job in rows(db, Job, Job.kind == task.kind)}
+    assert statuses == {first: (JobStatus.PENDING, 1), second: (JobStatus.DONE, 1)}
+    assert task.performed == [second]
+    assert _side_effects(db) == [f"prepare:{second}:1", f"finish:{second}:1"]
+
+
+def test_two_workers_draining_one_queue_run_every_job_exactly_once(db, frozen_clock):
+    ids = _enqueue(db, "test.record", n=120)
+    tasks = [RecordingTask(pause=0.001), RecordingTask(pause=0.001)]
+    workers = [_worker(db, task, name=f"w{n}", batch_size=10) for n, task in enumerate(tasks)]
+
+    async def drain_together() -> list[int]:
+        return list(await asyncio.gather(*(worker.run_until_idle() for worker in workers)))
+
+    handled = asyncio.run(drain_together())
+
+    seen = tasks[0].seen + tasks[1].seen
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == len(set(seen)) == 120
+    assert sum(handled) == 120
+    assert all(len(task.seen) > 0 for task in tasks)  # both really took part
+    assert count(db, Job, Job.status == JobStatus.DONE, Job.attempts == 1) == 120
+    holder = {job_id: f"w{n}" for n, task in enumerate(tasks) for job_id in task.seen}
+    assert {job.id: job.locked_by for job in rows(db, Job)} == holder

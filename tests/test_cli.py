@@ -1,0 +1,121 @@
+"""The ``parley`` command: its help, ``migrate``, ``workspace create`` and ``jobs status``.
+
+``--help`` runs the installed console script; the rest run in-process through Typer's
+runner with ``PARLEY_DATABASE_URL`` pointing at the test's database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+from typer.testing import CliRunner
+
+from parley.cli import app
+from parley.db import Base
+from parley.jobs.models import Job
+from parley.journeys.models import Journey
+from parley.workspaces import service as workspaces
+from parley.workspaces.models import Workspace
+from support import count, deliveries, post, rows, seed
+
+COMMANDS = ("serve", "worker", "migrate", "demo", "simulate", "workspace", "jobs")
+
+
+@pytest.fixture
+def run(monkeypatch, tmp_path):
+    """Invoke ``parley`` in-process from an empty directory (no stray .env)."""
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("PARLEY_")]:
+        monkeypatch.delenv(name)
+    runner = CliRunner()
+
+    def invoke(database_url: str, *args: str):
+        monkeypatch.setenv("PARLEY_DATABASE_URL", database_url)
+        return runner.invoke(app, list(args))
+
+    return invoke
+
+
+def _help_commands(text: str) -> set[str]:
+    return {name for name in COMMANDS if re.search(rf"^\W*{name}\b", text, re.MULTILINE)}
+
+
+def test_help_lists_every_command():
+    script = Path(sys.executable).with_name("parley")
+    result = subprocess.run(
+        [str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "120"},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert _help_commands(result.stdout) == set(COMMANDS)
+
+
+def test_migrate_creates_the_schema_on_a_fresh_sqlite_database(run, tmp_path):
+    path = tmp_path / "fresh.db"
+    url = f"sqlite:///{path}"
+
+    first = run(url, "migrate")
+    second = run(url, "migrate")
+
+    assert (first.exit_code, first.output) == (0, "database is up to date\n")
+    assert (second.exit_code, second.output) == (0, "database is up to date\n")
+    engine = create_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert tables == {*Base.metadata.tables, "alembic_version"}
+
+
+def test_workspace_create_prints_its_api_key_once(run, db):
+    result = run(db.url, "workspace", "create", "--slug", "acme", "--name", "Acme Outfitters")
+
+    assert result.exit_code == 0, result.output
+    match = re.fullmatch(
+        r"workspace 'acme' created; API key \(shown once\): (?P<key>[A-Za-z0-9_-]{43})\n",
+        result.output,
+    )
+    assert match is not None, result.output
+    key = match["key"]
+    assert result.output.count(key) == 1
+    with db.transaction() as session:
+        found = workspaces.find_by_api_key(session, api_key=key)
+        assert (found.slug, found.name, found.timezone) == ("acme", "Acme Outfitters", "UTC")
+    [workspace] = rows(db, Workspace)
+    assert workspace.api_key_hash != key
+    assert count(db, Journey) == 5
+
+
+def test_workspace_create_twice_keeps_the_first(run, db):
+    first = run(db.url, "workspace", "create", "--slug", "acme", "--name", "Acme")
+    second = run(db.url, "workspace", "create", "--slug", "acme", "--name", "Acme again")
+
+    assert first.exit_code == 0
+    assert second.exit_code != 0
+    assert "API key" not in second.output
+    assert [w.name for w in rows(db, Workspace)] == ["Acme"]
+
+
+def test_jobs_status_prints_counts_as_json(run, db):
+    assert json.loads(run(db.url, "jobs", "status").output) == {}
+    seed(db)
+    post(db, deliveries("Ada")[0])
+    post(db, deliveries("Grace", order_id=502, number=1502)[0])
+
+    result = run(db.url, "jobs", "status")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"pending": 2}
+    assert count(db, Job) == 2
