@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -50,7 +51,9 @@ def pg_url(admin_url: str, database: str) -> str:
 def _admin_connect(admin_url: str) -> Any:
     import psycopg
 
-    return psycopg.connect(admin_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    return psycopg.connect(
+        admin_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+    )
 
 
 def pg_create(admin_url: str, database: str, *, template: str | None = None) -> str:
@@ -137,7 +140,16 @@ def prepare_parley_db(url: str, *, baseline_table: bool = False) -> None:
 
 def baseline_metadata() -> Any:
     """The baseline endpoint's one table: a durable receipt of each delivery."""
-    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
+    from sqlalchemy import (
+        Column,
+        DateTime,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        Text,
+        UniqueConstraint,
+    )
 
     metadata = MetaData()
     Table(
@@ -168,7 +180,7 @@ class Shopper:
         return {
             "id": 5_000_000_000 + i,
             "email": f"shopper{i}@bench.example",
-            "phone": f"+1202{i % 10_000_000:07d}" if has_phone else None,
+            "phone": f"+12022{i % 1_000_000:06d}" if has_phone else None,
             "first_name": "Bench",
             "last_name": f"Shopper{i}",
             "email_consent": False,
@@ -179,7 +191,9 @@ class Shopper:
 ITEMS = ({"title": "Organic Cotton Tee", "quantity": 2, "price": "24.00", "sku": "SKU-8005"},)
 
 
-def order_delivery(seq: int, *, secret: str = SECRET, channel: str = "email") -> tuple[bytes, dict[str, str]]:
+def order_delivery(
+    seq: int, *, secret: str = SECRET, channel: str = "email"
+) -> tuple[bytes, dict[str, str]]:
     """One unique, signed ``orders/create`` delivery (order, shopper and webhook id from seq)."""
     from parley.integrations.shopify import payloads
 
@@ -205,7 +219,9 @@ def order_delivery(seq: int, *, secret: str = SECRET, channel: str = "email") ->
     return body, headers
 
 
-def fulfillment_delivery(seq: int, *, secret: str = SECRET, channel: str = "sms") -> tuple[bytes, dict[str, str]]:
+def fulfillment_delivery(
+    seq: int, *, secret: str = SECRET, channel: str = "sms"
+) -> tuple[bytes, dict[str, str]]:
     """The ``fulfillments/create`` delivery for order ``seq`` (starts the dispatch journey)."""
     from parley.integrations.shopify import payloads
 
@@ -302,7 +318,9 @@ class Child:
         capture: bool = False,
     ) -> None:
         full_env = {**os.environ, **(env or {})}
-        full_env.setdefault("PYTHONPATH", str(BENCH_DIR))
+        # Keep a PYTHONPATH given to the bench (e.g. a snapshot of src/) ahead of bench/.
+        paths = [p for p in (full_env.get("PYTHONPATH", ""), str(BENCH_DIR)) if p]
+        full_env["PYTHONPATH"] = os.pathsep.join(paths)
         self.log_path = log
         self._log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
         cpu_set = cpu_list(cpus)
@@ -358,10 +376,9 @@ def wait_http(url: str, *, timeout: float = 60.0, child: Child | None = None) ->
     while time.monotonic() < deadline:
         if child is not None and child.proc.poll() is not None:
             raise RuntimeError(f"process exited ({child.proc.returncode}):\n{child.tail()}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
-                if response.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
@@ -387,41 +404,133 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-@contextlib.contextmanager
-def py_spy(pid: int, out: Path | None, *, duration: float, rate: int = 200) -> Iterator[None]:
-    """Sample ``pid`` with py-spy (raw collapsed stacks) while the block runs, if asked."""
-    if out is None:
-        yield
-        return
+def start_py_spy(pid: int, out: Path, *, duration: float, idle: bool = False) -> Any:
+    """py-spy ``record`` of ``pid`` as raw collapsed stacks (``idle``: waiting threads too).
+
+    ``--nonblocking`` never pauses the target, so two recorders can watch one process.
+    py-spy stops by itself after ``duration`` seconds or when the process exits.
+    """
     exe = Path(PYTHON).parent / "py-spy"
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "record",
-            "--pid",
-            str(pid),
-            "--rate",
-            str(rate),
-            "--duration",
-            str(max(1, int(duration))),
-            "--format",
-            "raw",
-            "--threads",
-            "--nonblocking",
-            "--output",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
+    args = [str(exe), "record", "--pid", str(pid), "--rate", "200"]
+    args += ["--duration", str(max(1, int(duration))), "--format", "raw", "--threads"]
+    args += ["--nonblocking", "--output", str(out)]
+    if idle:
+        args.append("--idle")
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def finish_py_spy(procs: Sequence[Any], *, timeout: float) -> None:
+    for proc in procs:
         try:
-            proc.wait(timeout=duration + 30)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path | None, *, duration: float) -> Iterator[None]:
+    """Sample ``pid`` while the block runs, if asked: ``out`` (running threads only) and
+    ``out`` with ``-idle`` before the suffix (waiting threads too: locks, I/O, sleeps)."""
+    if out is None:
+        yield
+        return
+    procs = [
+        start_py_spy(pid, out, duration=duration),
+        start_py_spy(
+            pid, out.with_name(f"{out.stem}-idle{out.suffix}"), duration=duration, idle=True
+        ),
+    ]
+    try:
+        yield
+    finally:
+        finish_py_spy(procs, timeout=duration + 30)
+
+
+def _busy_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def _pid_jiffies(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _bench_pids() -> set[int]:
+    """This bench's processes: itself, its descendants, PostgreSQL backends on bench_* DBs."""
+    parents: dict[int, int] = {}
+    mine: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if b"postgres" in cmdline and b" bench_" in cmdline:
+            mine.add(pid)
+    root = os.getpid()
+    for pid in parents:
+        p, hops = pid, 0
+        while p and hops < 64:
+            if p == root:
+                mine.add(pid)
+                break
+            p, hops = parents.get(p, 0), hops + 1
+    return mine
+
+
+class CpuWatch:
+    """How much CPU the rest of the machine used while a measurement ran.
+
+    Other work on a shared machine (a test suite, another bench) takes CPU from the
+    figures; this reports it, in CPUs' worth, beside them. A thread looks at the bench's
+    processes every half second so short-lived ones (the load generator) are counted too.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.busy0, _ = _busy_jiffies()
+        self.t0 = time.monotonic()
+        self.first: dict[int, int] = {pid: _pid_jiffies(pid) for pid in _bench_pids()}
+        self.last: dict[int, int] = dict(self.first)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        for pid in _bench_pids():
+            jiffies = _pid_jiffies(pid)
+            self.first.setdefault(pid, 0)
+            self.last[pid] = max(self.last.get(pid, 0), jiffies)
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        busy1, _ = _busy_jiffies()
+        wall = max(time.monotonic() - self.t0, 1e-9)
+        ticks = os.sysconf("SC_CLK_TCK")
+        mine = sum(max(0, self.last[pid] - self.first[pid]) for pid in self.last)
+        busy = busy1 - self.busy0
+        return {
+            "machine_busy_cpus": busy / ticks / wall,
+            "bench_cpus": mine / ticks / wall,
+            "other_cpus": max(0.0, (busy - mine) / ticks / wall),
+            "loadavg_1m": os.getloadavg()[0],
+        }
 
 
 # --------------------------------------------------------------------------- statistics
@@ -470,7 +579,7 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
-def render_table(title: str, rows: Sequence[Row]) -> str:
+def render_table(title: str, rows: Sequence[Row], footer: Sequence[str] = ()) -> str:
     header = ("figure", "measured", "ceiling", "ratio", "goal", "result")
     body = []
     for row in rows:
@@ -499,7 +608,19 @@ def render_table(title: str, rows: Sequence[Row]) -> str:
 
     out = [title, sep, line(header), sep, *(line(r) for r in body), sep]
     notes = [f"  * {row.figure}: {row.note}" for row in rows if row.note]
-    return "\n".join(out + notes)
+    return "\n".join(out + notes + [f"  {line}" for line in footer])
+
+
+def interference_line(watches: Sequence[dict[str, float] | None]) -> str:
+    """One line on what else ran on the machine during the measurements."""
+    seen = [w for w in watches if w]
+    if not seen:
+        return ""
+    other = [w["other_cpus"] for w in seen]
+    return (
+        f"other processes on this machine used {sum(other) / len(other):.2f} CPUs on average "
+        f"(worst phase {max(other):.2f}) of {os.cpu_count()} during these measurements"
+    )
 
 
 def machine_line() -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import benchkit
+
 from parley.channels.base import Capabilities, ChannelKind, OutboundMessage, SendResult
 
 
@@ -166,6 +167,8 @@ async def run_blast(opts: argparse.Namespace) -> dict[str, Any]:
     settings = sandbox_settings(opts.sandbox_port, opts.sandbox_smtp_port)
     adapters = build_adapters(settings)
     messages = stored_messages(opts.db_url)
+    if opts.channel:
+        messages = [(c, m) for c, m in messages if c == opts.channel][: opts.limit or None]
     slots = asyncio.Semaphore(settings.worker_concurrency)
     errors: dict[str, int] = {}
 
@@ -208,6 +211,8 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds, then stop")
     parser.add_argument("--name", default="w")
     parser.add_argument("--cpu", default=None)
+    parser.add_argument("--channel", default="", help="blast: only this channel's messages")
+    parser.add_argument("--limit", type=int, default=0, help="blast: at most this many")
     opts = parser.parse_args()
     benchkit.pin(opts.cpu)
     import logging

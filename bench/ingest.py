@@ -85,11 +85,15 @@ def loadgen(
     if cpu:
         args += ["--cpu", cpu]
     child = Child(args, capture=True)
+    watch = benchkit.CpuWatch()
     out = child.communicate(timeout=duration + 300)
+    interference = watch.stop()
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"load generator printed nothing (exit {child.proc.returncode})")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    result["interference"] = interference
+    return result
 
 
 def count_rows(url: str, sql: str) -> int:
@@ -106,7 +110,14 @@ def count_rows(url: str, sql: str) -> int:
 
 
 def start_server(
-    url: str, workdir: Path, name: str, *, cpus: str | None, worker: bool, sandbox: bool
+    url: str,
+    workdir: Path,
+    name: str,
+    *,
+    cpus: str | None,
+    worker: bool,
+    sandbox: bool,
+    experiment: str = "",
 ) -> tuple[Child, int]:
     port = benchkit.free_port()
     env = {
@@ -117,6 +128,7 @@ def start_server(
         "PARLEY_SANDBOX": "1" if sandbox else "0",
         "PARLEY_SANDBOX_SMTP_PORT": str(benchkit.free_port()),
         "PARLEY_EMBEDDED_WORKER": "1" if worker else "0",
+        "BENCH_EXPERIMENT": experiment,
     }
     args = [PYTHON, str(benchkit.BENCH_DIR / "server.py"), "--worker" if worker else "--no-worker"]
     server = Child(args, env=env, cpus=cpus, log=workdir / f"{name}.log")
@@ -144,7 +156,13 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         url = target.fresh("ingest")
         benchkit.prepare_parley_db(url, baseline_table=True)
         server, port = start_server(
-            url, workdir, "server-ingest", cpus=server_cpus, worker=False, sandbox=False
+            url,
+            workdir,
+            "server-ingest",
+            cpus=server_cpus,
+            worker=False,
+            sandbox=False,
+            experiment=opts.experiment,
         )
         base = f"http://127.0.0.1:{port}"
         baseline_url = f"{base}/bench/baseline/{benchkit.SLUG}"
@@ -209,7 +227,9 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             server.stop()
         result["stored_deliveries"] = count_rows(url, "SELECT count(*) FROM webhook_deliveries")
         result["jobs_enqueued"] = count_rows(url, "SELECT count(*) FROM jobs")
-        result.update(baseline_max=b_max, parley_max=p_max, parley_half=p_half, baseline_half=b_half)
+        result.update(
+            baseline_max=b_max, parley_max=p_max, parley_half=p_half, baseline_half=b_half
+        )
 
         if opts.memory:
             result["memory"] = memory_phase(kind, target, workdir, half, seq, opts, common)
@@ -345,6 +365,17 @@ def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def table(result: dict[str, Any]) -> str:
+    rows = [Row(**row) for row in result["rows"]]
+    phases = ["baseline_max", "parley_max", "parley_half", "baseline_half"]
+    watches = [result[p].get("interference") for p in phases if p in result]
+    if result.get("memory"):
+        watches.append(result["memory"]["load"].get("interference"))
+    footer = [line for line in (benchkit.interference_line(watches),) if line]
+    title = f"ingest on {result['db']} ({result.get('machine', benchkit.machine_line())})"
+    return benchkit.render_table(title, rows, footer)
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -366,6 +397,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loadgen-cpu", default=None, help="pin the generator (default: last CPU)")
     p.add_argument("--no-memory", dest="memory", action="store_false")
     p.add_argument("--profile", default=None, help="directory for py-spy collapsed stacks")
+    p.add_argument(
+        "--experiment",
+        default="",
+        help="what-if patch applied inside the bench server only (see server.py); "
+        "not for the reported figures",
+    )
     p.add_argument("--workdir", default=None)
     p.add_argument("--keep", action="store_true", help="keep the bench databases")
     p.add_argument("--json", default=None, help="write the results here")
@@ -380,8 +417,7 @@ def main() -> None:
         Path(opts.profile).mkdir(parents=True, exist_ok=True)
     result = run(opts.db, opts)
     result["machine"] = benchkit.machine_line()
-    rows = [Row(**row) for row in result["rows"]]
-    print(benchkit.render_table(f"ingest on {opts.db} ({result['machine']})", rows))
+    print(table(result))
     benchkit.write_json(opts.json, result)
 
 

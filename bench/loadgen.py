@@ -158,7 +158,9 @@ async def run_rate(
         writer.close()
 
 
-def summarise(rec: Recorder, *, warmup: float, mode: str, cpu: float, wall: float) -> dict[str, object]:
+def summarise(
+    rec: Recorder, *, warmup: float, mode: str, cpu: float, wall: float
+) -> dict[str, object]:
     records = sorted(rec.records, key=lambda r: r[2])
     if not records:
         return {"ok": 0, "errors": rec.errors}

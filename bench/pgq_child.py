@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -64,9 +65,7 @@ async def enqueue(opts: argparse.Namespace) -> dict[str, Any]:
             n = min(chunk, opts.count - first)
             due = [start + (first + i) * step for i in range(n)] if opts.spread else [0.0] * n
             delays = (
-                [timedelta(seconds=max(0.0, d - time.time())) for d in due]
-                if opts.spread
-                else None
+                [timedelta(seconds=max(0.0, d - time.time())) for d in due] if opts.spread else None
             )
             await queries.enqueue(
                 [ENTRYPOINT] * n,
@@ -89,11 +88,15 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     pgq = PgQueuer(PsycopgDriver(conn))
     handled = 0
     lateness: list[float] = []
+    first_last = [0.0, 0.0]
 
     @pgq.entrypoint(ENTRYPOINT)
     async def noop(job: Job) -> None:
         nonlocal handled
         handled += 1
+        first_last[1] = time.time()
+        if not first_last[0]:
+            first_last[0] = first_last[1]
         if opts.mode == "serve":
             due = json.loads(job.payload or b"{}").get("due") or 0.0
             lateness.append(time.time() - due)
@@ -105,10 +108,8 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     cpu0 = time.process_time()
     t0 = time.time()
     mode = QueueExecutionMode.drain if opts.mode == "drain" else QueueExecutionMode.continuous
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(pgq.run(mode=mode), opts.deadline)
-    except TimeoutError:
-        pass
     t1 = time.time()
     cpu = time.process_time() - cpu0
     await conn.close()
@@ -117,6 +118,8 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         "handled": handled,
         "t0": t0,
         "t1": t1,
+        "first_job": first_last[0],
+        "last_job": first_last[1],
         "cpu_seconds": cpu,
     }
     if lateness:

@@ -15,11 +15,13 @@ answer JSON. The workspace's secret is read once and cached: a minimal receiver 
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from benchkit import BASELINE_TABLE, baseline_metadata
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -29,18 +31,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import parley.http.app as app_module
-from benchkit import BASELINE_TABLE, baseline_metadata
 from parley.integrations.shopify import signature
 from parley.workspaces.models import Workspace
 
 _TABLE = baseline_metadata().tables[BASELINE_TABLE]
 # Built once; ON CONFLICT DO NOTHING on the delivery key, as parley dedupes deliveries.
-_INSERT = (
-    sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=["workspace", "delivery_key"])
-)
-_INSERT_PG = (
-    pg_insert(_TABLE).on_conflict_do_nothing(index_elements=["workspace", "delivery_key"])
-)
+_INSERT = sqlite_insert(_TABLE).on_conflict_do_nothing(index_elements=["workspace", "delivery_key"])
+_INSERT_PG = pg_insert(_TABLE).on_conflict_do_nothing(index_elements=["workspace", "delivery_key"])
 _secrets: dict[str, list[str]] = {}
 _secrets_lock = threading.Lock()
 
@@ -98,7 +95,29 @@ def create_app_with_baseline(*args: Any, **kwargs: Any) -> Any:
     return app
 
 
+def apply_experiments(names: str) -> None:
+    """What-if patches, inside this process only, to test a proposed change in ``src/``
+    before anyone makes it. Off unless ``BENCH_EXPERIMENT`` names one; never used for the
+    figures the benches report.
+
+    - ``sqlite-single-writer``: SQLite connection pool of one (no overflow), so requests
+      queue for the one writer on the pool's condition variable instead of sleeping in
+      SQLite's busy handler.
+    """
+    if "sqlite-single-writer" in names.split(","):
+        import parley.db.engine as engine_module
+
+        original = engine_module._sqlite_engine
+
+        def single_writer(url: str, **kwargs: Any) -> Any:
+            kwargs.update(pool_size=1, max_overflow=0)
+            return original(url, **kwargs)
+
+        engine_module._sqlite_engine = single_writer
+
+
 def main() -> None:
+    apply_experiments(os.environ.get("BENCH_EXPERIMENT", ""))
     # parley.cli._serve imports create_app from parley.http.app when it runs.
     app_module.create_app = create_app_with_baseline
     from parley.cli import app as cli

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from parley.errors import Conflict
 from parley.settings import Settings, get_settings
 
 app = typer.Typer(help="parley: customer communication for ecommerce stores.", no_args_is_help=True)
@@ -164,16 +165,21 @@ def workspace_create(
     settings = get_settings()
     api_key = secrets_module.token_urlsafe(32)
     db = Database(settings.database_url)
-    with db.transaction() as session:
-        create_workspace(
-            session,
-            slug=slug,
-            name=name,
-            timezone=timezone,
-            shopify_secret=shopify_secret,
-            api_key=api_key,
-        )
-    db.dispose()
+    try:
+        with db.transaction() as session:
+            create_workspace(
+                session,
+                slug=slug,
+                name=name,
+                timezone=timezone,
+                shopify_secret=shopify_secret,
+                api_key=api_key,
+            )
+    except Conflict as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
     typer.echo(f"workspace {slug!r} created; API key (shown once): {api_key}")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class ParleyError(Exception):
     """Base of every error the domain raises on purpose."""
@@ -41,3 +44,13 @@ class Invalid(ParleyError):
     """The input is malformed or breaks a rule; the message says which."""
 
     status_code = 422
+
+
+def describe_problems(errors: Sequence[Any], *, limit: int = 3) -> str:
+    """Pydantic-style error dicts as one readable line: ``steps.0.hours: Input should be...``."""
+    parts = []
+    for error in list(errors)[:limit]:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        parts.append(f"{location}: {error.get('msg', 'invalid')}" if location else error["msg"])
+    more = len(errors) - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -119,7 +119,11 @@ class DemoServer:
             time.sleep(POLL_SECONDS)
 
     def is_idle(self) -> bool:
-        """No job is running and none is due now (later ones, e.g. +24 h, do not count)."""
+        """No job is running and none is due now.
+
+        Jobs due later (a +24 h wait, a retry's backoff) do not count: wait for what a test
+        expects first, then for idleness, so "nothing more is coming" is a fact, not a nap.
+        """
         with self.db.transaction() as session:
             busy = session.scalar(
                 select(Job.id)

@@ -220,7 +220,9 @@ def test_permanent_outage_ends_in_the_dead_letter_after_max_attempts(start_demo,
     demo.wait_until_idle()
 
     twilio_503 = "Twilio could not take the SMS (HTTP 503, error 20503)"
-    assert (message["status"], message["attempts"]) == ("failed", max_attempts)
+    assert (message["status"], message["attempts"]) == ("failed", max_attempts), (
+        f"PARLEY_JOB_MAX_ATTEMPTS={max_attempts} was not honoured"
+    )
     assert message["reason"].startswith(f"dead letter after {max_attempts} attempts: {twilio_503}")
     [job] = demo.api("GET", "/jobs/dead").json()["jobs"]
     assert (job["kind"], job["attempts"]) == ("journeys.advance", max_attempts)

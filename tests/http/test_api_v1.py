@@ -162,7 +162,7 @@ def test_payload_invalid_for_its_event_type_is_422_naming_the_field(client, db):
 
     assert response.status_code == 422
     assert response.json() == {
-        "error": "payload is not a valid order.created: Field required at external_id"
+        "error": "payload is not a valid order.created: external_id: Field required"
     }
     assert _nothing_written(db)
 
@@ -170,18 +170,18 @@ def test_payload_invalid_for_its_event_type_is_422_naming_the_field(client, db):
 @pytest.mark.parametrize(
     ("change", "location"),
     [
-        pytest.param({"type": "order.teleported"}, ["body", "type"], id="unknown_type"),
-        pytest.param({"payload": None}, ["body", "payload"], id="payload_not_object"),
-        pytest.param(
-            {"occurred_at": "2026-03-02T10:00:00"}, ["body", "occurred_at"], id="naive_time"
-        ),
+        pytest.param({"type": "order.teleported"}, "type: ", id="unknown_type"),
+        pytest.param({"payload": None}, "payload: ", id="payload_not_object"),
+        pytest.param({"occurred_at": "2026-03-02T10:00:00"}, "occurred_at: ", id="naive_time"),
     ],
 )
 def test_malformed_event_envelope_is_422_naming_the_field(client, db, change, location):
     response = client.post("/api/v1/events", json={**order_created(), **change}, headers=AUTH)
 
     assert response.status_code == 422
-    assert [error["loc"] for error in response.json()["detail"]] == [location]
+    [error] = response.json().values()
+    assert error.startswith(location)
+    assert ";" not in error
     assert _nothing_written(db)
 
 
@@ -241,23 +241,23 @@ INVALID = "journey 'dispatch' is not valid: "
 @pytest.mark.parametrize(
     ("definition", "prefix", "field"),
     [
-        pytest.param(_dispatch_definition(steps=[]), INVALID, "\nsteps\n", id="no_steps"),
+        pytest.param(_dispatch_definition(steps=[]), INVALID, "steps: ", id="no_steps"),
         pytest.param(
             _dispatch_definition(steps=[{"type": "send", "message": "carrier_pigeon"}]),
             INVALID,
-            "\nsteps.0.send.message\n",
+            "steps.0.send.message: ",
             id="unknown_message_type",
         ),
         pytest.param(
             _dispatch_definition(steps=[{"type": "wait"}, {"type": "send", "message": "dispatch"}]),
             INVALID,
-            "\nsteps.0.wait\n",
+            "steps.0.wait: ",
             id="zero_wait",
         ),
         pytest.param(
             _dispatch_definition(trigger={"event": "order.teleported"}),
             INVALID,
-            "\ntrigger.event\n",
+            "trigger.event: ",
             id="unknown_trigger",
         ),
         pytest.param(
@@ -358,5 +358,5 @@ def test_template_for_an_unknown_channel_is_422(client, db):
     )
 
     assert response.status_code == 422
-    assert [error["loc"] for error in response.json()["detail"]] == [["path", "channel"]]
+    assert response.json()["error"].startswith("path.channel: Input should be ")
     assert count(db, MessageTemplate) == 0

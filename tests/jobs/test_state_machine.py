@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -51,6 +52,7 @@ from support import (
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 FINAL = {MessageStatus.SENT, MessageStatus.SKIPPED, MessageStatus.FAILED, MessageStatus.HELD}
+SHOPPER_NAMES = st.sampled_from([s.first_name for s in SHOPPERS])
 DELIVERED_TO_PROVIDER = {MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.HELD}
 CHANNELS = (ChannelKind.EMAIL, ChannelKind.SMS, ChannelKind.WHATSAPP)
 # Lifecycle stages after "placed", in the order Shopify reports them.
@@ -74,9 +76,9 @@ class PlacedOrder:
     order_id: int
     number: int
     first_name: str
-    lifecycle: list[Any] = field(repr=False)
+    lifecycle: list[Any]
     stage: int = 0
-    sent_before_cancel: frozenset[str] | None = field(default=None, repr=False)
+    sent_before_cancel: frozenset[str] | None = None
 
     @property
     def is_cancelled(self) -> bool:
@@ -103,14 +105,14 @@ class JourneyMachine(RuleBasedStateMachine):
         self.worker = make_worker(db, self.adapters)
         self.worker.name = "steady"
         self.orders: list[PlacedOrder] = []
-        self.posted: list[Any] = []
+        self.posted: dict[str, Any] = {}
         self.crashes = 0
 
     # -- helpers -------------------------------------------------------------------------
 
     def _post(self, delivery: Any) -> str:
         answer = post(self.db, delivery)
-        self.posted.append(delivery)
+        self.posted.setdefault(delivery.label, delivery)
         return str(answer["status"])
 
     def _delivered_keys(self) -> list[str]:
@@ -141,13 +143,21 @@ class JourneyMachine(RuleBasedStateMachine):
         worker.name = f"crashed-{self.crashes}"
         return worker
 
-    def _ship(self, order: PlacedOrder, stage: int) -> None:
+    def _ship(self, data: st.DataObject, stage: int) -> None:
+        candidates = [o.number for o in self.orders if o.stage == stage - 1]
+        number = data.draw(st.sampled_from(candidates), label="order")
+        order = next(o for o in self.orders if o.number == number)
         order.stage = stage
         assert self._post(order.lifecycle[stage]) == "accepted"
 
     # -- rules ---------------------------------------------------------------------------
 
-    @rule(first_name=st.sampled_from([s.first_name for s in SHOPPERS]))
+    @initialize(first_names=st.lists(SHOPPER_NAMES, min_size=1, max_size=3))
+    def first_orders(self, first_names: list[str]) -> None:
+        for first_name in first_names:
+            self.place_order(first_name)
+
+    @rule(first_name=SHOPPER_NAMES)
     def place_order(self, first_name: str) -> None:
         n = len(self.orders)
         order = PlacedOrder(
@@ -164,27 +174,25 @@ class JourneyMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(o.stage == DISPATCH - 1 for o in self.orders))
     @rule(data=st.data())
     def dispatch(self, data: st.DataObject) -> None:
-        candidates = [o for o in self.orders if o.stage == DISPATCH - 1]
-        self._ship(data.draw(st.sampled_from(candidates), label="order"), DISPATCH)
+        self._ship(data, DISPATCH)
 
     @precondition(lambda self: any(o.stage == OUT_FOR_DELIVERY - 1 for o in self.orders))
     @rule(data=st.data())
     def out_for_delivery(self, data: st.DataObject) -> None:
-        candidates = [o for o in self.orders if o.stage == OUT_FOR_DELIVERY - 1]
-        self._ship(data.draw(st.sampled_from(candidates), label="order"), OUT_FOR_DELIVERY)
+        self._ship(data, OUT_FOR_DELIVERY)
 
     @precondition(lambda self: any(o.stage == DELIVER - 1 for o in self.orders))
     @rule(data=st.data())
     def deliver(self, data: st.DataObject) -> None:
-        candidates = [o for o in self.orders if o.stage == DELIVER - 1]
-        self._ship(data.draw(st.sampled_from(candidates), label="order"), DELIVER)
+        self._ship(data, DELIVER)
 
     @precondition(lambda self: any(not o.is_cancelled for o in self.orders))
     @rule(data=st.data())
     def cancel_order(self, data: st.DataObject) -> None:
-        order = data.draw(
-            st.sampled_from([o for o in self.orders if not o.is_cancelled]), label="order"
+        number = data.draw(
+            st.sampled_from([o.number for o in self.orders if not o.is_cancelled]), label="order"
         )
+        order = next(o for o in self.orders if o.number == number)
         body, headers = signed(
             "orders/cancelled",
             payloads.order_payload(
@@ -198,15 +206,15 @@ class JourneyMachine(RuleBasedStateMachine):
             ),
             webhook_id=f"cancel-{order.order_id}",
         )
-        delivery = _Raw(body, headers)
+        delivery = _Raw(body, headers, label=f"order #{order.number} cancelled")
         assert self._post(delivery) == "accepted"
         order.sent_before_cancel = frozenset(self._delivered_keys())
 
     @precondition(lambda self: bool(self.posted))
     @rule(data=st.data())
     def duplicate_webhook(self, data: st.DataObject) -> None:
-        delivery = data.draw(st.sampled_from(self.posted), label="delivery")
-        assert self._post(delivery) == "duplicate"
+        label = data.draw(st.sampled_from(sorted(self.posted)), label="delivery")
+        assert self._post(self.posted[label]) == "duplicate"
 
     @rule()
     def run_worker_round(self) -> None:
@@ -317,6 +325,10 @@ class JourneyMachine(RuleBasedStateMachine):
             (m.id, m.message_type, m.status, m.status_reason) for m in rows(self.db, Message)
         ]
         assert [m for m in messages if m[2] not in FINAL] == []
+        for status in sorted({m[2] for m in messages}):
+            event(f"a message ended {status}")
+        if any(job.status == JobStatus.DEAD for job in rows(self.db, Job)):
+            event("a job was dead-lettered")
 
 
 @dataclass(frozen=True)
@@ -325,14 +337,15 @@ class _Raw:
 
     body: bytes
     headers: dict[str, str]
+    label: str
 
 
 def test_journeys_survive_crashes_outages_duplicates_and_cancellations(db, frozen_clock):
     run_state_machine_as_test(
         lambda: JourneyMachine(db, frozen_clock),
         settings=settings(
-            max_examples=25,
-            stateful_step_count=30,
+            max_examples=50,
+            stateful_step_count=40,
             deadline=None,
             derandomize=True,
             database=None,

@@ -26,7 +26,10 @@ class RecordingTask:
     seen: list[int] = field(default_factory=list)
     pause: float = 0.0
 
-    def prepare(self, session: Session, job: ClaimedJob) -> None:
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        return None
+
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> None:
         if self.pause:
             time.sleep(self.pause)
         self.seen.append(job.id)
@@ -50,7 +53,10 @@ class ScriptedTask:
     performed: list[int] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
 
-    def prepare(self, session: Session, job: ClaimedJob) -> int:
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        return None
+
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> int:
         # A write that must vanish with the savepoint if this job's prepare fails.
         queue.enqueue(
             session,

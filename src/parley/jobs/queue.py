@@ -152,6 +152,24 @@ def complete(session: Session, job: ClaimedJob, *, worker: str) -> bool:
     return _settle(session, job, worker=worker, status=JobStatus.DONE, error=None)
 
 
+def complete_many(session: Session, jobs: list[ClaimedJob], *, worker: str) -> None:
+    """Mark several held jobs done in one round trip."""
+    if jobs:
+        session.connection().execute(
+            _settle_statement(session),
+            [
+                {
+                    "job": job.id,
+                    "worker": worker,
+                    "status": JobStatus.DONE,
+                    "error": None,
+                    "now": utc_now(),
+                }
+                for job in jobs
+            ],
+        )
+
+
 def fail(session: Session, job: ClaimedJob, *, worker: str, error: str) -> bool:
     """A permanent failure: no retry, kept with its reason."""
     return _settle(session, job, worker=worker, status=JobStatus.FAILED, error=error)
@@ -194,12 +212,30 @@ def retry(
 def _settle(
     session: Session, job: ClaimedJob, *, worker: str, status: JobStatus, error: str | None
 ) -> bool:
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.locked_by == worker, Job.status == JobStatus.RUNNING)
-        .values(status=status, locked_until=None, last_error=error, updated_at=utc_now())
+    result = session.connection().execute(
+        _settle_statement(session),
+        {"job": job.id, "worker": worker, "status": status, "error": error, "now": utc_now()},
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
+
+
+@per_dialect
+def _settle_statement(dialect: str) -> Any:
+    """Only the worker holding a running job may settle it (a lost lease settles nothing)."""
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("job"),
+            JOBS.c.locked_by == bindparam("worker"),
+            JOBS.c.status == JobStatus.RUNNING,
+        )
+        .values(
+            status=bindparam("status"),
+            locked_until=None,
+            last_error=bindparam("error"),
+            updated_at=bindparam("now"),
+        )
+    )
 
 
 def backoff(
@@ -224,7 +260,7 @@ def count_by_status(session: Session, *, workspace_id: int | None = None) -> dic
     query = select(Job.status, func.count()).group_by(Job.status)
     if workspace_id is not None:
         query = query.where(Job.workspace_id == workspace_id)
-    return dict(session.execute(query).tuples().all())
+    return {row[0]: row[1] for row in session.execute(query)}
 
 
 def list_dead(session: Session, *, workspace_id: int | None = None, limit: int = 100) -> list[Job]:

@@ -3,11 +3,16 @@
 A task works in three phases so that nothing leaves the process inside a transaction and
 a batch costs two commits however many jobs it holds:
 
-1. ``prepare(session, job)`` runs inside the batch's first transaction (each job in its own
-   savepoint). It returns ``None`` when the job is finished, or the work to do outside.
+1. ``preload(session, jobs)`` reads what the whole batch needs in bulk; then
+   ``prepare(session, job, batch)`` runs for each job inside the batch's first transaction
+   (each job in its own savepoint). It returns ``None`` when the job is finished, or the
+   work to do outside.
 2. ``perform(work)`` runs with no transaction open (a provider call, with a timeout).
-3. ``finish(session, job, work, result)`` runs in the second transaction and says how the
-   job ends (:class:`Done`, :class:`Retry`, :class:`Fail`).
+3. ``finish_batch(session, items)`` records every ``(job, work, result)`` of the batch in
+   the second transaction and says how each job ends (:class:`Done`, :class:`Retry`,
+   :class:`Fail`). Finishing is a batch operation because it is a few keyed updates per
+   job: sent as ``executemany`` they cost one round trip each, not one per job. If the
+   batch fails, each item is retried alone in its own savepoint.
 
 If the process dies between 2 and 3, the job's lease runs out, another worker claims it,
 and ``prepare`` finds the evidence (a message left ``sending``) and reconciles it.
@@ -65,16 +70,24 @@ class RetryLater(Exception):
         self.retry_after = retry_after
 
 
+class _RedoIsolated(Exception):
+    """An optimistic batch hit an error: roll back and prepare job by job."""
+
+
 class Task(Protocol):
     """One kind of job. ``kind`` is a stable, stored string (``"journeys.advance"``)."""
 
     kind: str
 
-    def prepare(self, session: Session, job: ClaimedJob) -> Any: ...
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> Any: ...
+
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any) -> Any: ...
 
     async def perform(self, work: Any) -> Any: ...
 
-    def finish(self, session: Session, job: ClaimedJob, work: Any, result: Any) -> Outcome: ...
+    def finish_batch(
+        self, session: Session, items: list[tuple[ClaimedJob, Any, Any]]
+    ) -> list[Outcome]: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +99,8 @@ class WorkerConfig:
     backoff_base_seconds: float = 5.0
     backoff_cap_seconds: float = 3600.0
     max_attempts: int | None = None
-    """A deployment-wide cap on attempts; a job's own ``max_attempts`` applies below it."""
+    """The deployment's retry budget (``PARLEY_JOB_MAX_ATTEMPTS``); when set it decides,
+    otherwise each job's own ``max_attempts`` does."""
 
 
 class Worker:
@@ -152,32 +166,73 @@ class Worker:
                 limit=self.config.batch_size,
                 lease=self.config.lease,
             )
-        cap = self.config.max_attempts
-        if cap is None:
+        budget = self.config.max_attempts
+        if budget is None:
             return jobs
-        return [replace(job, max_attempts=min(job.max_attempts, cap)) for job in jobs]
+        return [replace(job, max_attempts=budget) for job in jobs]
 
     def _prepare_all(self, jobs: list[ClaimedJob]) -> list[tuple[ClaimedJob, Any]]:
+        """Prepare a batch in one transaction, optimistically without savepoints.
+
+        Savepoints cost two round trips per job on PostgreSQL. If any job raises, the whole
+        transaction is rolled back and the batch is prepared again with each job in its own
+        savepoint, so one bad job never takes the others down with it.
+        """
+        try:
+            return self._prepare(jobs, isolated=False)
+        except _RedoIsolated:
+            return self._prepare(jobs, isolated=True)
+
+    def _prepare(self, jobs: list[ClaimedJob], *, isolated: bool) -> list[tuple[ClaimedJob, Any]]:
         prepared: list[tuple[ClaimedJob, Any]] = []
+        finished: list[ClaimedJob] = []
         with self.db.transaction() as session:
+            batches = self._preload(session, jobs, isolated=isolated)
             for job in jobs:
                 task = self.tasks.get(job.kind)
                 if task is None:
                     queue.fail(session, job, worker=self.name, error=f"no task for {job.kind!r}")
                     continue
                 try:
-                    with session.begin_nested():
-                        work = task.prepare(session, job)
-                    if work is None:
-                        queue.complete(session, job, worker=self.name)
-                    else:
-                        prepared.append((job, work))
-                except RetryLater as exc:
-                    self._settle(session, job, Retry(exc.reason, exc.retry_after))
+                    with session.begin_nested() if isolated else contextlib.nullcontext():
+                        work = task.prepare(session, job, batches.get(job.kind))
                 except Exception as exc:
-                    log.exception("job %s (%s) failed to prepare", job.id, job.kind)
-                    self._settle(session, job, Retry(f"{type(exc).__name__}: {exc}"))
+                    if not isolated:
+                        raise _RedoIsolated from exc
+                    self._settle(session, job, self._prepare_failure(job, exc))
+                    continue
+                if work is None:
+                    finished.append(job)
+                else:
+                    prepared.append((job, work))
+            queue.complete_many(session, finished, worker=self.name)
         return prepared
+
+    @staticmethod
+    def _prepare_failure(job: ClaimedJob, exc: Exception) -> Retry:
+        if isinstance(exc, RetryLater):
+            return Retry(exc.reason, exc.retry_after)
+        log.error("job %s (%s) failed to prepare", job.id, job.kind, exc_info=exc)
+        return Retry(f"{type(exc).__name__}: {exc}")
+
+    def _preload(
+        self, session: Session, jobs: list[ClaimedJob], *, isolated: bool
+    ) -> dict[str, Any]:
+        """One bulk read per task kind; when isolated, a failed preload only costs the cache."""
+        batches: dict[str, Any] = {}
+        for kind, task in self.tasks.items():
+            of_kind = [job for job in jobs if job.kind == kind]
+            if not of_kind:
+                continue
+            if not isolated:
+                batches[kind] = task.preload(session, of_kind)
+                continue
+            try:
+                with session.begin_nested():
+                    batches[kind] = task.preload(session, of_kind)
+            except Exception:
+                log.exception("preloading %s jobs failed; preparing them one by one", kind)
+        return batches
 
     async def _perform(self, job: ClaimedJob, work: Any) -> Any:
         async with self._semaphore:
@@ -187,14 +242,41 @@ class Worker:
                 return exc
 
     def _finish_all(self, pending: list[tuple[ClaimedJob, Any]], results: list[Any]) -> None:
+        items = [(job, work, result) for (job, work), result in zip(pending, results, strict=True)]
         with self.db.transaction() as session:
-            for (job, work), result in zip(pending, results, strict=True):
-                try:
-                    with session.begin_nested():
-                        outcome = self.tasks[job.kind].finish(session, job, work, result)
-                except Exception as exc:
-                    log.exception("job %s (%s) failed to finish", job.id, job.kind)
-                    outcome = Retry(f"{type(exc).__name__}: {exc}")
+            for kind, task in self.tasks.items():
+                of_kind = [item for item in items if item[0].kind == kind]
+                if of_kind:
+                    outcomes = self._finish_kind(session, task, of_kind)
+                    self._settle_all(session, [item[0] for item in of_kind], outcomes)
+
+    def _finish_kind(
+        self, session: Session, task: Task, items: list[tuple[ClaimedJob, Any, Any]]
+    ) -> list[Outcome]:
+        try:
+            with session.begin_nested():
+                return task.finish_batch(session, items)
+        except Exception:
+            log.exception("finishing a batch of %s failed; finishing one by one", task.kind)
+        outcomes: list[Outcome] = []
+        for item in items:
+            try:
+                with session.begin_nested():
+                    outcomes.extend(task.finish_batch(session, [item]))
+            except Exception as exc:
+                log.exception("job %s (%s) failed to finish", item[0].id, item[0].kind)
+                outcomes.append(Retry(f"{type(exc).__name__}: {exc}"))
+        return outcomes
+
+    def _settle_all(
+        self, session: Session, jobs: list[ClaimedJob], outcomes: list[Outcome]
+    ) -> None:
+        done = [
+            job for job, outcome in zip(jobs, outcomes, strict=True) if isinstance(outcome, Done)
+        ]
+        queue.complete_many(session, done, worker=self.name)
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if not isinstance(outcome, Done):
                 self._settle(session, job, outcome)
 
     def _settle(self, session: Session, job: ClaimedJob, outcome: Outcome) -> None:

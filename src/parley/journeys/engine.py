@@ -1,27 +1,30 @@
-"""Advancing one journey run, one ``journeys.advance`` job at a time.
+"""Advancing journey runs, one ``journeys.advance`` job per step.
 
 A job names a run and the step to reach. Waits schedule the next job at a later
 ``due_at`` (the queue is the scheduler: a restart loses nothing); conditions test the
 run's facts; a send first re-checks the journey's exit rules against the store's latest
-events (a cancelled order gets no dispatch message, however late the cancellation came),
-then goes through the outbox. A send that fails permanently on one channel falls back to
-the next channel the policy allows.
+events and state (a cancelled order gets no dispatch message, however late the
+cancellation came), then goes through the outbox. A send refused permanently on one
+channel falls back to the next channel the policy allows.
+
+The worker hands a whole claimed batch to :meth:`AdvanceJourney.preload`, which reads
+the runs, orders, fulfilments, customers and exit events of every job in a few bulk
+queries (:class:`RunLookup`); each job then only writes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelAdapter, ChannelKind, SendResult
 from parley.clock import utc_now
-from parley.commerce import service as commerce
 from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import Customer
 from parley.jobs import queue
@@ -35,8 +38,9 @@ from parley.journeys.definitions import (
     WaitStep,
 )
 from parley.journeys.models import Journey, JourneyRun, RunStatus
-from parley.journeys.service import ADVANCE, end_run
+from parley.journeys.service import ADVANCE, definition_of, end_run, end_runs
 from parley.messaging import service as outbox
+from parley.messaging.lookup import OutboxLookup
 from parley.messaging.service import OutboxSettings, PreparedSend, Result
 from parley.messaging.templates import TemplateRenderer
 from parley.messaging.types import DEFAULT_PURPOSES, Purpose
@@ -51,10 +55,11 @@ class StepSend:
     """A send step waiting for its provider call."""
 
     run_id: int
+    workspace_id: int
     step: int
+    step_count: int
     exclude: tuple[str, ...]
     send: PreparedSend
-    step_count: int
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,184 @@ class RunFacts:
     customer: Customer | None
     order: Order | None
     fulfillment: Fulfillment | None
+
+
+@dataclass(frozen=True)
+class ExitEvent:
+    workspace_id: int
+    type: str
+    order_external_id: str | None
+    customer_id: int | None
+    occurred_at: datetime
+
+
+class RunLookup:
+    """What advancing a batch of runs reads, loaded in bulk, read-through for the rest."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.outbox = OutboxLookup(session)
+        self._runs: dict[int, JourneyRun | None] = {}
+        self._definitions: dict[int, JourneyDefinition] = {}
+        self._workspaces: dict[int, Workspace] = {}
+        self._orders: dict[tuple[int, str], Order | None] = {}
+        self._fulfillments: dict[tuple[int, str], Fulfillment | None] = {}
+        self._customers: dict[int, Customer | None] = {}
+        self._exit_events: dict[tuple[int, str], list[ExitEvent]] = {}
+
+    def preload(self, jobs: Iterable[ClaimedJob]) -> None:
+        jobs = list(jobs)
+        run_ids = [int(job.payload["run_id"]) for job in jobs]
+        runs = list(self.session.scalars(select(JourneyRun).where(JourneyRun.id.in_(run_ids))))
+        self._runs.update(dict.fromkeys(run_ids))
+        self._runs.update({run.id: run for run in runs})
+        for journey in self.session.scalars(
+            select(Journey).where(Journey.id.in_({run.journey_id for run in runs}))
+        ):
+            self._definitions[journey.id] = definition_of(journey)
+        for workspace in self.session.scalars(
+            select(Workspace).where(Workspace.id.in_({run.workspace_id for run in runs}))
+        ):
+            self._workspaces[workspace.id] = workspace
+        order_keys = {(r.workspace_id, r.order_external_id) for r in runs if r.order_external_id}
+        self._orders.update(dict.fromkeys(order_keys))
+        self._orders.update(_by_external(self.session, Order, order_keys))
+        fulfillment_keys = {
+            (r.workspace_id, r.context["fulfillment_external_id"])
+            for r in runs
+            if (r.context or {}).get("fulfillment_external_id")
+        }
+        self._fulfillments.update(dict.fromkeys(fulfillment_keys))
+        self._fulfillments.update(_by_external(self.session, Fulfillment, fulfillment_keys))
+        customer_ids = {r.customer_id for r in runs if r.customer_id} | {
+            o.customer_id for o in self._orders.values() if o and o.customer_id
+        }
+        self._customers.update(dict.fromkeys(customer_ids))
+        for customer in self.session.scalars(select(Customer).where(Customer.id.in_(customer_ids))):
+            self._customers[customer.id] = customer
+        self._load_exit_events(runs)
+        self.outbox.preload(
+            customer_ids=[c for c in customer_ids if self._customers.get(c)],
+            message_keys=[
+                (self._runs[int(job.payload["run_id"])].workspace_id, _send_key(job))  # type: ignore[union-attr]
+                for job in jobs
+                if self._runs.get(int(job.payload["run_id"])) is not None
+            ],
+            template_types=(),
+        )
+
+    def _load_exit_events(self, runs: list[JourneyRun]) -> None:
+        exit_types = {
+            str(rule.event)
+            for run in runs
+            if run.journey_id in self._definitions
+            for rule in self._definitions[run.journey_id].exit
+        }
+        orders = {(r.workspace_id, r.order_external_id) for r in runs if r.order_external_id}
+        customers = {(r.workspace_id, r.customer_id) for r in runs if r.customer_id}
+        for key in [*(("order", k) for k in orders), *(("customer", k) for k in customers)]:
+            self._exit_events.setdefault((key[1][0], f"{key[0]}:{key[1][1]}"), [])
+        if not exit_types or not (orders or customers):
+            return
+        query = select(
+            StoreEvent.workspace_id,
+            StoreEvent.type,
+            StoreEvent.order_external_id,
+            StoreEvent.customer_id,
+            StoreEvent.occurred_at,
+        ).where(StoreEvent.type.in_(exit_types))
+        conditions = []
+        if orders:
+            conditions.append(
+                tuple_(StoreEvent.workspace_id, StoreEvent.order_external_id).in_(orders)
+            )
+        if customers:
+            conditions.append(
+                tuple_(StoreEvent.workspace_id, StoreEvent.customer_id).in_(customers)
+            )
+        for row in self.session.execute(query.where(or_(*conditions))):
+            event = ExitEvent(*row)
+            if event.order_external_id and (event.workspace_id, event.order_external_id) in orders:
+                self._exit_events[(event.workspace_id, f"order:{event.order_external_id}")].append(
+                    event
+                )
+            if event.customer_id and (event.workspace_id, event.customer_id) in customers:
+                self._exit_events[(event.workspace_id, f"customer:{event.customer_id}")].append(
+                    event
+                )
+
+    def run(self, run_id: int, workspace_id: int | None) -> JourneyRun | None:
+        if run_id not in self._runs:
+            self._runs[run_id] = self.session.get(JourneyRun, run_id)
+        run = self._runs[run_id]
+        return run if run is not None and run.workspace_id == workspace_id else None
+
+    def facts(self, run: JourneyRun) -> RunFacts:
+        if run.journey_id not in self._definitions:
+            journey = self.session.get(Journey, run.journey_id)
+            assert journey is not None
+            self._definitions[run.journey_id] = definition_of(journey)
+        if run.workspace_id not in self._workspaces:
+            workspace = self.session.get(Workspace, run.workspace_id)
+            assert workspace is not None
+            self._workspaces[run.workspace_id] = workspace
+        order = self._external(self._orders, Order, run.workspace_id, run.order_external_id)
+        fulfillment = self._external(
+            self._fulfillments,
+            Fulfillment,
+            run.workspace_id,
+            (run.context or {}).get("fulfillment_external_id"),
+        )
+        customer_id = run.customer_id or (order.customer_id if order else None)
+        customer = None
+        if customer_id:
+            if customer_id not in self._customers:
+                self._customers[customer_id] = self.session.get(Customer, customer_id)
+            customer = self._customers[customer_id]
+        return RunFacts(
+            workspace=self._workspaces[run.workspace_id],
+            run=run,
+            definition=self._definitions[run.journey_id],
+            customer=customer,
+            order=order,
+            fulfillment=fulfillment,
+        )
+
+    def _external(
+        self,
+        cache: dict[tuple[int, str], Any],
+        model: Any,
+        workspace_id: int,
+        external_id: str | None,
+    ) -> Any:
+        if not external_id:
+            return None
+        key = (workspace_id, external_id)
+        if key not in cache:
+            cache.update(_by_external(self.session, model, {key}))
+            cache.setdefault(key, None)
+        return cache[key]
+
+    def exit_events(self, workspace_id: int, scope: str) -> list[ExitEvent] | None:
+        """Preloaded exit events for ``order:<id>`` / ``customer:<id>``; None if not loaded."""
+        return self._exit_events.get((workspace_id, scope))
+
+
+def _by_external(
+    session: Session, model: Any, keys: set[tuple[int, str]]
+) -> dict[tuple[int, str], Any]:
+    if not keys:
+        return {}
+    rows = session.scalars(
+        select(model).where(tuple_(model.workspace_id, model.external_id).in_(keys))
+    )
+    return {(row.workspace_id, row.external_id): row for row in rows}
+
+
+def _send_key(job: ClaimedJob) -> str:
+    exclude = job.payload.get("exclude", ())
+    step = int(job.payload["step"])
+    return f"journey:{job.payload['run_id']}:{step}" + (f":{len(exclude)}" if exclude else "")
 
 
 class AdvanceJourney:
@@ -85,10 +268,19 @@ class AdvanceJourney:
         self.outbox_settings = outbox_settings
         self.send_timeout = send_timeout_seconds + SEND_TIMEOUT_MARGIN_SECONDS
 
-    def prepare(self, session: Session, job: ClaimedJob) -> StepSend | None:
-        facts = _load(session, job)
-        if facts is None:
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> RunLookup:
+        lookup = RunLookup(session)
+        lookup.preload(jobs)
+        return lookup
+
+    def prepare(
+        self, session: Session, job: ClaimedJob, batch: RunLookup | None
+    ) -> StepSend | None:
+        lookup = batch or RunLookup(session)
+        run = lookup.run(int(job.payload["run_id"]), job.workspace_id)
+        if run is None or run.status != RunStatus.ACTIVE:
             return None
+        facts = lookup.facts(run)
         step = int(job.payload["step"])
         exclude = tuple(job.payload.get("exclude", ()))
         now = utc_now()
@@ -96,158 +288,154 @@ class AdvanceJourney:
         while step < len(steps):
             current = steps[step]
             if isinstance(current, WaitStep):
-                _schedule(session, facts, step + 1, due_at=job.due_at + current.duration)
+                _schedule(
+                    session, run, facts.definition, step + 1, due_at=job.due_at + current.duration
+                )
                 return None
             if isinstance(current, ConditionStep):
                 if holds(current.condition, facts):
                     step += 1
                 elif current.otherwise == "exit":
                     reason = f"condition not met: {current.condition.path} {current.condition.op}"
-                    end_run(session, run=facts.run, status=RunStatus.EXITED, reason=reason, now=now)
+                    _end(session, run, RunStatus.EXITED, reason, now)
                     return None
                 else:
                     step += 2
                 continue
             assert isinstance(current, SendStep)
-            reason = exit_reason(session, facts)
+            reason = exit_reason(session, facts, lookup)
             if reason is not None:
-                end_run(session, run=facts.run, status=RunStatus.EXITED, reason=reason, now=now)
+                _end(session, run, RunStatus.EXITED, reason, now)
                 return None
             if facts.customer is None:
-                end_run(
-                    session,
-                    run=facts.run,
-                    status=RunStatus.EXITED,
-                    reason="no customer to message (no email, phone or platform id)",
-                    now=now,
-                )
+                reason = "no customer to message (no email, phone or platform id)"
+                _end(session, run, RunStatus.EXITED, reason, now)
                 return None
-            key = f"journey:{facts.run.id}:{step}" + (f":{len(exclude)}" if exclude else "")
-            purpose = (
-                Purpose.MARKETING
-                if facts.definition.lane is Purpose.MARKETING
-                else DEFAULT_PURPOSES.get(current.message, Purpose.TRANSACTIONAL)
-            )
-            _message, send = outbox.prepare_message(
+            send = outbox.prepare_message(
                 session,
+                lookup=lookup.outbox,
                 workspace=facts.workspace,
                 customer=facts.customer,
                 message_type=current.message,
-                purpose=purpose,
-                idempotency_key=key,
+                purpose=_purpose(facts.definition, current),
+                idempotency_key=f"journey:{run.id}:{step}"
+                + (f":{len(exclude)}" if exclude else ""),
                 order=facts.order,
                 fulfillment=facts.fulfillment,
                 renderer=self.renderer,
                 outbox=self.outbox_settings,
-                journey_run_id=facts.run.id,
+                journey_run_id=run.id,
                 step_index=step,
                 exclude_channels=exclude,
             )
             if send is not None:
                 return StepSend(
-                    run_id=facts.run.id,
+                    run_id=run.id,
+                    workspace_id=run.workspace_id,
                     step=step,
+                    step_count=len(steps),
                     exclude=exclude,
                     send=send,
-                    step_count=len(steps),
                 )
             step += 1
             exclude = ()
-        end_run(session, run=facts.run, status=RunStatus.COMPLETED, reason=None, now=now)
+        _end(session, run, RunStatus.COMPLETED, None, now)
         return None
 
     async def perform(self, work: StepSend) -> SendResult:
         adapter = self.adapters[work.send.channel]
         return await asyncio.wait_for(adapter.send(work.send.outbound), self.send_timeout)
 
-    def finish(self, session: Session, job: ClaimedJob, work: StepSend, result: Any) -> Outcome:
-        is_last = job.attempts >= job.max_attempts
-        recorded = outbox.record_result(session, work.send, result, is_last_attempt=is_last)
-        run = session.get(JourneyRun, work.run_id)
-        assert run is not None
-        if recorded.result is Result.RETRY:
-            return Retry(recorded.reason, recorded.retry_after)
-        if recorded.result is Result.FAILED and not is_last:
-            # Permanent refusal on this channel: let the policy try the next one.
-            exclude = (*work.exclude, str(recorded.channel))
-            queue.enqueue(
-                session,
-                kind=ADVANCE,
-                payload={"run_id": run.id, "step": work.step, "exclude": list(exclude)},
-                workspace_id=run.workspace_id,
-                idempotency_key=f"journey:{run.id}:{work.step}:x{len(exclude)}",
-            )
-            return Done()
-        if work.step + 1 < work.step_count:
-            _schedule_next(session, run, work.step + 1)
-        else:
-            end_run(session, run=run, status=RunStatus.COMPLETED, reason=None, now=utc_now())
-        if recorded.result is Result.FAILED:
-            return Retry(recorded.reason)
-        return Done()
+    def finish_batch(
+        self, session: Session, items: list[tuple[ClaimedJob, StepSend, Any]]
+    ) -> list[Outcome]:
+        """Record every answer of the batch, then move each run on (or retry, or fall back)."""
+        answers = [
+            (work.send, result, job.attempts >= job.max_attempts) for job, work, result in items
+        ]
+        recorded = outbox.record_results(session, answers)
+        outcomes: list[Outcome] = []
+        follow_ups: list[dict[str, Any]] = []
+        completed: list[int] = []
+        for (job, work, _), answer in zip(items, recorded, strict=True):
+            is_last = job.attempts >= job.max_attempts
+            if answer.result is Result.RETRY:
+                outcomes.append(Retry(answer.reason, answer.retry_after))
+                continue
+            if answer.result is Result.FAILED and not is_last:
+                # Permanent refusal on this channel: let the policy try the next one.
+                exclude = [*work.exclude, str(answer.channel)]
+                follow_ups.append(
+                    _advance(work, work.step, f":x{len(exclude)}", {"exclude": exclude})
+                )
+                outcomes.append(Done())
+                continue
+            if work.step + 1 < work.step_count:
+                follow_ups.append(_advance(work, work.step + 1, "", {}))
+            else:
+                completed.append(work.run_id)
+            # A send that used up its attempts still moves the run on; its job is dead-lettered.
+            outcomes.append(Retry(answer.reason) if answer.result is Result.FAILED else Done())
+        queue.enqueue_many(session, follow_ups)
+        end_runs(session, run_ids=completed, status=RunStatus.COMPLETED, now=utc_now())
+        return outcomes
 
 
-def _load(session: Session, job: ClaimedJob) -> RunFacts | None:
-    run = session.scalar(
-        select(JourneyRun).where(
-            JourneyRun.id == job.payload["run_id"], JourneyRun.workspace_id == job.workspace_id
-        )
-    )
-    if run is None or run.status != RunStatus.ACTIVE:
-        return None
-    journey = session.get(Journey, run.journey_id)
-    workspace = session.get(Workspace, run.workspace_id)
-    assert journey is not None
-    assert workspace is not None
-    order = (
-        commerce.find_order(
-            session, workspace_id=run.workspace_id, external_id=run.order_external_id
-        )
-        if run.order_external_id
-        else None
-    )
-    fulfillment_id = (run.context or {}).get("fulfillment_external_id")
-    fulfillment = (
-        commerce.find_fulfillment(
-            session, workspace_id=run.workspace_id, external_id=fulfillment_id
-        )
-        if fulfillment_id
-        else None
-    )
-    customer_id = run.customer_id or (order.customer_id if order else None)
-    customer = session.get(Customer, customer_id) if customer_id else None
-    return RunFacts(
-        workspace=workspace,
-        run=run,
-        definition=JourneyDefinition.parse(journey.definition),
-        customer=customer,
-        order=order,
-        fulfillment=fulfillment,
-    )
+def _advance(work: StepSend, step: int, suffix: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": ADVANCE,
+        "payload": {"run_id": work.run_id, "step": step, **extra},
+        "workspace_id": work.workspace_id,
+        "idempotency_key": f"journey:{work.run_id}:{step}{suffix}",
+    }
 
 
-def exit_reason(session: Session, facts: RunFacts) -> str | None:
+def _purpose(definition: JourneyDefinition, step: SendStep) -> Purpose:
+    if definition.lane is Purpose.MARKETING:
+        return Purpose.MARKETING
+    return DEFAULT_PURPOSES.get(step.message, Purpose.TRANSACTIONAL)
+
+
+def exit_reason(session: Session, facts: RunFacts, lookup: RunLookup | None = None) -> str | None:
     """Why the run must stop now, judged on the store's latest state; None to go on."""
     run = facts.run
     for rule in facts.definition.exit:
         if rule.event == "order.cancelled" and facts.order and facts.order.cancelled_at:
             return "order.cancelled"
-        query = select(StoreEvent.id).where(
-            StoreEvent.workspace_id == run.workspace_id, StoreEvent.type == rule.event
-        )
         if rule.match == "order":
             if run.order_external_id is None:
                 continue
-            query = query.where(StoreEvent.order_external_id == run.order_external_id)
+            scope = f"order:{run.order_external_id}"
         else:
             if run.customer_id is None:
                 continue
-            query = query.where(StoreEvent.customer_id == run.customer_id)
-        if rule.since_run_start:
-            query = query.where(StoreEvent.occurred_at >= run.started_at)
-        if session.scalar(query.limit(1)) is not None:
+            scope = f"customer:{run.customer_id}"
+        events = lookup.exit_events(run.workspace_id, scope) if lookup else None
+        if events is None:
+            events = _exit_events(session, run, scope, rule.event)
+        for event in events:
+            if event.type != rule.event:
+                continue
+            if rule.since_run_start and event.occurred_at < run.started_at:
+                continue
             return str(rule.event)
     return None
+
+
+def _exit_events(session: Session, run: JourneyRun, scope: str, event_type: str) -> list[ExitEvent]:
+    kind, _, value = scope.partition(":")
+    query = select(
+        StoreEvent.workspace_id,
+        StoreEvent.type,
+        StoreEvent.order_external_id,
+        StoreEvent.customer_id,
+        StoreEvent.occurred_at,
+    ).where(StoreEvent.workspace_id == run.workspace_id, StoreEvent.type == event_type)
+    if kind == "order":
+        query = query.where(StoreEvent.order_external_id == value)
+    else:
+        query = query.where(StoreEvent.customer_id == int(value))
+    return [ExitEvent(*row) for row in session.execute(query)]
 
 
 def holds(condition: Condition, facts: RunFacts) -> bool:
@@ -272,23 +460,22 @@ def holds(condition: Condition, facts: RunFacts) -> bool:
             return value is None
 
 
-def _schedule(session: Session, facts: RunFacts, step: int, *, due_at: datetime) -> None:
-    queue.enqueue(
-        session,
-        kind=ADVANCE,
-        payload={"run_id": facts.run.id, "step": step},
-        workspace_id=facts.run.workspace_id,
-        due_at=due_at,
-        idempotency_key=f"journey:{facts.run.id}:{step}",
-        lane=facts.definition.lane,
-    )
+def _end(
+    session: Session, run: JourneyRun, status: RunStatus, reason: str | None, now: datetime
+) -> None:
+    end_run(session, run_id=run.id, status=status, reason=reason, now=now)
+    run.status = status
 
 
-def _schedule_next(session: Session, run: JourneyRun, step: int) -> None:
+def _schedule(
+    session: Session, run: JourneyRun, definition: JourneyDefinition, step: int, *, due_at: datetime
+) -> None:
     queue.enqueue(
         session,
         kind=ADVANCE,
         payload={"run_id": run.id, "step": step},
         workspace_id=run.workspace_id,
+        due_at=due_at,
         idempotency_key=f"journey:{run.id}:{step}",
+        lane=definition.lane,
     )

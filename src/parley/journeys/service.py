@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from parley import events
 from parley.clock import utc_now
 from parley.db.upsert import insert_for, insert_on, per_dialect
-from parley.errors import Invalid, NotFound
+from parley.errors import Invalid, NotFound, describe_problems
 from parley.jobs import queue
 from parley.journeys.definitions import BUILT_IN_DEFINITIONS, JourneyDefinition, RunKey
 from parley.journeys.models import Journey, JourneyRun, RunStatus
@@ -90,8 +91,10 @@ def update_journey(
     if definition is not None:
         try:
             parsed = JourneyDefinition.parse(definition)
-        except ValueError as exc:
-            raise Invalid(f"journey {key!r} is not valid: {exc}") from exc
+        except ValidationError as exc:
+            raise Invalid(
+                f"journey {key!r} is not valid: {describe_problems(exc.errors())}"
+            ) from exc
         if parsed.key != key:
             raise Invalid("a journey's key cannot change")
         journey.definition = parsed.dump()
@@ -253,11 +256,29 @@ def _exit_runs(
 
 
 def end_run(
-    session: Session, *, run: JourneyRun, status: RunStatus, reason: str | None, now: datetime
+    session: Session, *, run_id: int, status: RunStatus, reason: str | None, now: datetime
 ) -> None:
     """Close a run if it is still active (a conditional update: concurrent exits agree)."""
-    session.execute(
-        update(JourneyRun)
-        .where(JourneyRun.id == run.id, JourneyRun.status == RunStatus.ACTIVE)
-        .values(status=status, exit_reason=reason, ended_at=now)
+    session.connection().execute(
+        _end_run(session), {"run": run_id, "status": status, "reason": reason, "now": now}
+    )
+
+
+def end_runs(session: Session, *, run_ids: list[int], status: RunStatus, now: datetime) -> None:
+    """Close several runs in one round trip."""
+    if run_ids:
+        session.connection().execute(
+            _end_run(session),
+            [{"run": run_id, "status": status, "reason": None, "now": now} for run_id in run_ids],
+        )
+
+
+@per_dialect
+def _end_run(dialect: str) -> Any:
+    return (
+        update(RUNS)
+        .where(RUNS.c.id == bindparam("run"), RUNS.c.status == RunStatus.ACTIVE)
+        .values(
+            status=bindparam("status"), exit_reason=bindparam("reason"), ended_at=bindparam("now")
+        )
     )

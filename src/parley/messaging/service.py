@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from parley.channels.base import (
@@ -30,22 +31,18 @@ from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
 from parley.customers.models import Customer
-from parley.messaging import catalog, unsubscribe
+from parley.db.upsert import insert_on, per_dialect
+from parley.messaging import unsubscribe
 from parley.messaging.context import template_context
+from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import AttemptOutcome, DeliveryAttempt, Message, MessageStatus
-from parley.messaging.policy import Reach, decide
+from parley.messaging.policy import decide
 from parley.messaging.templates import RenderedContent, TemplateRenderer
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
 from parley.workspaces.models import Workspace
 
-FINISHED = {
-    MessageStatus.SKIPPED,
-    MessageStatus.SENT,
-    MessageStatus.DELIVERED,
-    MessageStatus.READ,
-    MessageStatus.FAILED,
-    MessageStatus.HELD,
-}
+MESSAGES = Message.__table__
+ATTEMPTS = DeliveryAttempt.__table__
 OPTED_OUT_CODES = {("sms", "21610")}
 
 
@@ -96,6 +93,7 @@ def find_message(session: Session, *, workspace_id: int, idempotency_key: str) -
 def prepare_message(
     session: Session,
     *,
+    lookup: OutboxLookup,
     workspace: Workspace,
     customer: Customer,
     message_type: MessageType,
@@ -108,71 +106,138 @@ def prepare_message(
     journey_run_id: int | None = None,
     step_index: int | None = None,
     exclude_channels: tuple[str, ...] = (),
-) -> tuple[Message, PreparedSend | None]:
-    """Decide and render a message and mark it ``sending``; or explain why it is not sent."""
+) -> PreparedSend | None:
+    """Decide and render a message and record it ``sending``; or record why it is not sent.
+
+    Returns the send to perform, or None when there is nothing to send (skipped, or the
+    key's message was already decided, or it is held after an interrupted send).
+    """
     now = utc_now()
-    existing = find_message(session, workspace_id=workspace.id, idempotency_key=idempotency_key)
+    existing = lookup.message(workspace.id, idempotency_key)
     if existing is not None:
-        return existing, _resume(session, existing, now=now)
-    message = Message(
-        workspace_id=workspace.id,
-        customer_id=customer.id,
-        journey_run_id=journey_run_id,
-        step_index=step_index,
-        idempotency_key=idempotency_key,
-        message_type=message_type,
-        purpose=purpose,
-        status=MessageStatus.QUEUED,
-        attempts=0,
-        headers={},
-        created_at=now,
-        status_updated_at=now,
-    )
+        return _resume(session, existing, now=now)
+    row: dict[str, Any] = {
+        "workspace_id": workspace.id,
+        "customer_id": customer.id,
+        "journey_run_id": journey_run_id,
+        "step_index": step_index,
+        "idempotency_key": idempotency_key,
+        "message_type": message_type,
+        "purpose": purpose,
+        "channel": None,
+        "recipient": None,
+        "subject": None,
+        "body": None,
+        "html": None,
+        "template": None,
+        "headers": {},
+        "status": MessageStatus.SKIPPED,
+        "status_reason": None,
+        "decision": [],
+        "provider": None,
+        "provider_message_id": None,
+        "attempts": 0,
+        "created_at": now,
+        "sent_at": None,
+        "status_updated_at": now,
+    }
     if not workspace.is_active:
-        return _skip(session, message, "the store has uninstalled parley"), None
-    templates = catalog.templates_for(session, workspace_id=workspace.id, message_type=message_type)
-    reach = Reach(
-        customer=customer,
-        identities=customers.identities_of(
-            session, workspace_id=workspace.id, customer_id=customer.id
-        ),
-        consent=customers.current_consent(
-            session, workspace_id=workspace.id, customer_id=customer.id
-        ),
-    )
-    preferences = _preferences(workspace, message_type)
+        _insert(session, {**row, "status_reason": "the store has uninstalled parley"})
+        return None
+    templates = lookup.templates(workspace.id, message_type)
     decision = decide(
-        reach,
+        lookup.reach(customer),
         message_type=message_type,
         purpose=purpose,
         now=now,
         templates=templates,
         exclude=exclude_channels,
-        preferences=preferences,
+        preferences=_preferences(workspace, message_type),
     )
-    message.decision = decision.trail
+    row["decision"] = decision.trail
     if decision.channel is None:
-        return _skip(session, message, decision.skip_reason), None
+        _insert(session, {**row, "status_reason": decision.skip_reason})
+        return None
+    links = _links(outbox, workspace=workspace, customer=customer, purpose=purpose)
     context = template_context(
-        workspace=workspace,
-        customer=customer,
-        order=order,
-        fulfillment=fulfillment,
-        extra=_links(outbox, workspace=workspace, customer=customer, purpose=purpose),
+        workspace=workspace, customer=customer, order=order, fulfillment=fulfillment, extra=links
     )
     rendered = renderer.render(templates[decision.channel], context)
-    message.channel = decision.channel
-    message.recipient = decision.recipient
-    _fill_content(message, rendered, use_template=decision.use_template)
+    row.update(
+        channel=decision.channel,
+        recipient=decision.recipient,
+        subject=rendered.subject,
+        body=rendered.text,
+        html=rendered.html,
+        template=_template_json(rendered, use_template=decision.use_template),
+        status=MessageStatus.SENDING,
+        attempts=1,
+    )
     if decision.channel is ChannelKind.EMAIL and purpose is Purpose.MARKETING:
-        url = context["unsubscribe_url"]
-        message.headers = {
-            "List-Unsubscribe": f"<{url}>",
+        row["headers"] = {
+            "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
-    session.add(message)
-    session.flush()
-    return message, _start_attempt(session, message, now=now)
+    message_id = _insert(session, row)
+    if message_id is None:
+        return None
+    _insert_attempt(session, message_id=message_id, row=row, number=1, now=now)
+    return PreparedSend(
+        message_id=message_id,
+        workspace_id=workspace.id,
+        customer_id=customer.id,
+        channel=decision.channel,
+        attempt_number=1,
+        outbound=_outbound(row, message_id=message_id),
+    )
+
+
+def _insert(session: Session, row: dict[str, Any]) -> int | None:
+    """Insert a message; None if a message with its key appeared meanwhile (a racing worker)."""
+    return session.connection().execute(_insert_message(session), row).scalar()
+
+
+@per_dialect
+def _insert_message(dialect: str) -> Any:
+    return (
+        insert_on(dialect, MESSAGES)
+        .on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
+        .returning(MESSAGES.c.id)
+    )
+
+
+def _insert_attempt(
+    session: Session, *, message_id: int, row: dict[str, Any], number: int, now: datetime
+) -> None:
+    session.connection().execute(
+        _insert_attempt_statement(session),
+        {
+            "workspace_id": row["workspace_id"],
+            "message_id": message_id,
+            "number": number,
+            "channel": row["channel"],
+            "outcome": AttemptOutcome.STARTED,
+            "error": None,
+            "provider_code": None,
+            "started_at": now,
+            "finished_at": None,
+        },
+    )
+
+
+@per_dialect
+def _insert_attempt_statement(dialect: str) -> Any:
+    return insert_on(dialect, ATTEMPTS)
+
+
+def _template_json(rendered: RenderedContent, *, use_template: bool) -> dict[str, Any] | None:
+    if not use_template or rendered.template is None:
+        return None
+    return {
+        "name": rendered.template.name,
+        "language": rendered.template.language,
+        "parameters": list(rendered.template.body_parameters),
+    }
 
 
 def _preferences(
@@ -197,26 +262,6 @@ def _links(
         channel=ChannelKind.EMAIL,
     )
     return {"unsubscribe_url": f"{outbox.public_url}/unsubscribe/{token}"}
-
-
-def _fill_content(message: Message, rendered: RenderedContent, *, use_template: bool) -> None:
-    message.subject = rendered.subject
-    message.body = rendered.text
-    message.html = rendered.html
-    if use_template and rendered.template is not None:
-        message.template = {
-            "name": rendered.template.name,
-            "language": rendered.template.language,
-            "parameters": list(rendered.template.body_parameters),
-        }
-
-
-def _skip(session: Session, message: Message, reason: str) -> Message:
-    message.status = MessageStatus.SKIPPED
-    message.status_reason = reason
-    session.add(message)
-    session.flush()
-    return message
 
 
 def _resume(session: Session, message: Message, *, now: datetime) -> PreparedSend | None:
@@ -249,19 +294,12 @@ def _hold_interrupted(session: Session, message: Message, *, now: datetime) -> N
 
 
 def _start_attempt(session: Session, message: Message, *, now: datetime) -> PreparedSend:
+    """Another attempt for a message left ``queued`` by a transient failure."""
     message.attempts += 1
     message.status = MessageStatus.SENDING
     message.status_updated_at = now
-    session.add(
-        DeliveryAttempt(
-            workspace_id=message.workspace_id,
-            message_id=message.id,
-            number=message.attempts,
-            channel=message.channel,
-            outcome=AttemptOutcome.STARTED,
-            started_at=now,
-        )
-    )
+    row = {"workspace_id": message.workspace_id, "channel": message.channel}
+    _insert_attempt(session, message_id=message.id, row=row, number=message.attempts, now=now)
     session.flush()
     return PreparedSend(
         message_id=message.id,
@@ -269,91 +307,168 @@ def _start_attempt(session: Session, message: Message, *, now: datetime) -> Prep
         customer_id=message.customer_id,
         channel=ChannelKind(message.channel),
         attempt_number=message.attempts,
-        outbound=_outbound(message),
+        outbound=_outbound(
+            {
+                "workspace_id": message.workspace_id,
+                "recipient": message.recipient,
+                "body": message.body,
+                "subject": message.subject,
+                "html": message.html,
+                "template": message.template,
+                "headers": message.headers,
+            },
+            message_id=message.id,
+        ),
     )
 
 
-def _outbound(message: Message) -> OutboundMessage:
-    template = None
-    if message.template:
-        template = TemplateRef(
-            name=message.template["name"],
-            language=message.template["language"],
-            body_parameters=tuple(message.template["parameters"]),
-        )
+def _outbound(row: dict[str, Any], *, message_id: int) -> OutboundMessage:
+    template = row["template"]
     return OutboundMessage(
-        idempotency_key=f"parley-{message.workspace_id}-{message.id}",
-        to=message.recipient or "",
-        text=message.body or "",
-        subject=message.subject,
-        html=message.html,
-        template=template,
-        headers=dict(message.headers or {}),
+        idempotency_key=f"parley-{row['workspace_id']}-{message_id}",
+        to=row["recipient"] or "",
+        text=row["body"] or "",
+        subject=row["subject"],
+        html=row["html"],
+        template=(
+            TemplateRef(
+                name=template["name"],
+                language=template["language"],
+                body_parameters=tuple(template["parameters"]),
+            )
+            if template
+            else None
+        ),
+        headers=dict(row["headers"] or {}),
     )
 
 
-def record_result(
+@dataclass(frozen=True)
+class _Outcome:
+    recorded: Recorded
+    attempt: dict[str, Any]
+    message: dict[str, Any]
+
+
+def record_results(
     session: Session,
-    send: PreparedSend,
-    result: SendResult | BaseException,
-    *,
-    is_last_attempt: bool,
-) -> Recorded:
-    """Store what the provider said; tell the job whether to retry."""
+    answers: list[tuple[PreparedSend, SendResult | BaseException, bool]],
+) -> list[Recorded]:
+    """Store what the provider said for each ``(send, result, is_last_attempt)``.
+
+    Two ``executemany`` updates for the whole batch (attempts, then messages), whatever its
+    size; the answer per send tells its job whether to retry.
+    """
     now = utc_now()
-    message = session.get(Message, send.message_id)
-    assert message is not None
-    attempt = session.scalar(
-        select(DeliveryAttempt).where(
-            DeliveryAttempt.message_id == message.id,
-            DeliveryAttempt.number == send.attempt_number,
+    outcomes = [_outcome(send, result, now, is_last) for send, result, is_last in answers]
+    if outcomes:
+        connection = session.connection()
+        connection.execute(_finish_attempt(session), [o.attempt for o in outcomes])
+        connection.execute(_update_message_statement(session), [o.message for o in outcomes])
+    for send, result, _ in answers:
+        if isinstance(result, PermanentChannelError):
+            _suppress_if_opted_out(session, send, result)
+    return [outcome.recorded for outcome in outcomes]
+
+
+def _outcome(
+    send: PreparedSend, result: SendResult | BaseException, now: datetime, is_last: bool
+) -> _Outcome:
+    attempt: dict[str, Any] = {
+        "message": send.message_id,
+        "attempt": send.attempt_number,
+        "error": None,
+        "provider_code": getattr(result, "provider_code", None),
+        "finished_at": now,
+    }
+    message: dict[str, Any] = {
+        "message": send.message_id,
+        "status_updated_at": now,
+        "provider": None,
+        "provider_message_id": None,
+        "sent_at": None,
+    }
+    if isinstance(result, SendResult):
+        attempt["outcome"] = AttemptOutcome.SENT
+        message.update(
+            status=MessageStatus.SENT,
+            status_reason=None,
+            provider=str(send.channel),
+            provider_message_id=result.provider_message_id,
+            sent_at=now,
+        )
+        return _Outcome(Recorded(Result.SENT, channel=send.channel), attempt, message)
+    if isinstance(result, PermanentChannelError):
+        attempt.update(outcome=AttemptOutcome.PERMANENT_ERROR, error=result.reason)
+        message.update(status=MessageStatus.FAILED, status_reason=result.reason)
+        recorded = Recorded(Result.FAILED, reason=result.reason, channel=send.channel)
+        return _Outcome(recorded, attempt, message)
+    reason = result.reason if isinstance(result, TransientChannelError) else repr(result)
+    attempt.update(outcome=AttemptOutcome.TRANSIENT_ERROR, error=reason)
+    if is_last:
+        message.update(
+            status=MessageStatus.FAILED,
+            status_reason=f"dead letter after {send.attempt_number} attempts: {reason}",
+        )
+        recorded = Recorded(Result.FAILED, reason=reason, channel=send.channel)
+        return _Outcome(recorded, attempt, message)
+    message.update(
+        status=MessageStatus.QUEUED,
+        status_reason=f"retrying after attempt {send.attempt_number}: {reason}",
+    )
+    retry_after = result.retry_after if isinstance(result, TransientChannelError) else None
+    recorded = Recorded(Result.RETRY, reason=reason, retry_after=retry_after, channel=send.channel)
+    return _Outcome(recorded, attempt, message)
+
+
+@per_dialect
+def _finish_attempt(dialect: str) -> Any:
+    return (
+        update(ATTEMPTS)
+        .where(
+            ATTEMPTS.c.message_id == bindparam("message"),
+            ATTEMPTS.c.number == bindparam("attempt"),
+        )
+        .values(
+            outcome=bindparam("outcome"),
+            error=bindparam("error"),
+            provider_code=bindparam("provider_code"),
+            finished_at=bindparam("finished_at"),
         )
     )
-    assert attempt is not None
-    attempt.finished_at = now
-    message.status_updated_at = now
-    if isinstance(result, SendResult):
-        attempt.outcome = AttemptOutcome.SENT
-        message.status = MessageStatus.SENT
-        message.status_reason = None
-        message.provider = send.channel
-        message.provider_message_id = result.provider_message_id
-        message.sent_at = now
-        return Recorded(Result.SENT, channel=send.channel)
-    if isinstance(result, PermanentChannelError):
-        attempt.outcome = AttemptOutcome.PERMANENT_ERROR
-        attempt.error = result.reason
-        attempt.provider_code = result.provider_code
-        message.status = MessageStatus.FAILED
-        message.status_reason = result.reason
-        _suppress_if_opted_out(session, message, result)
-        return Recorded(Result.FAILED, reason=result.reason, channel=send.channel)
-    reason = result.reason if isinstance(result, TransientChannelError) else repr(result)
-    attempt.outcome = AttemptOutcome.TRANSIENT_ERROR
-    attempt.error = reason
-    attempt.provider_code = getattr(result, "provider_code", None)
-    if is_last_attempt:
-        message.status = MessageStatus.FAILED
-        message.status_reason = f"dead letter after {message.attempts} attempts: {reason}"
-        return Recorded(Result.FAILED, reason=reason, channel=send.channel)
-    message.status = MessageStatus.QUEUED
-    message.status_reason = f"retrying after attempt {message.attempts}: {reason}"
-    retry_after = result.retry_after if isinstance(result, TransientChannelError) else None
-    return Recorded(Result.RETRY, reason=reason, retry_after=retry_after, channel=send.channel)
+
+
+@per_dialect
+def _update_message_statement(dialect: str) -> Any:
+    columns = MESSAGES.c
+    return (
+        update(MESSAGES)
+        .where(columns.id == bindparam("message"))
+        .values(
+            status=bindparam("status"),
+            status_reason=bindparam("status_reason"),
+            status_updated_at=bindparam("status_updated_at"),
+            provider=func.coalesce(bindparam("provider"), columns.provider),
+            provider_message_id=func.coalesce(
+                bindparam("provider_message_id"), columns.provider_message_id
+            ),
+            sent_at=func.coalesce(bindparam("sent_at"), columns.sent_at),
+        )
+    )
 
 
 def _suppress_if_opted_out(
-    session: Session, message: Message, error: PermanentChannelError
+    session: Session, send: PreparedSend, error: PermanentChannelError
 ) -> None:
     """A provider saying the recipient opted out (Twilio 21610) is a revocation to record."""
-    if message.customer_id is None or (message.channel, error.provider_code) not in OPTED_OUT_CODES:
+    if send.customer_id is None or (send.channel, error.provider_code) not in OPTED_OUT_CODES:
         return
     for purpose in Purpose:
         customers.record_consent(
             session,
-            workspace_id=message.workspace_id,
-            customer_id=message.customer_id,
-            channel=str(message.channel),
+            workspace_id=send.workspace_id,
+            customer_id=send.customer_id,
+            channel=str(send.channel),
             purpose=purpose,
             is_granted=False,
             source=f"provider error {error.provider_code}",

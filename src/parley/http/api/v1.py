@@ -10,6 +10,8 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +21,7 @@ from parley import events
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.db import Database
-from parley.errors import Invalid, Unauthenticated
+from parley.errors import Invalid, Unauthenticated, describe_problems
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.jobs import queue
 from parley.journeys import service as journeys
@@ -70,10 +72,8 @@ def _accept_event(
     try:
         payload = events.parse_payload(event.type, event.payload)
     except ValidationError as exc:
-        raise Invalid(
-            f"payload is not a valid {event.type}: {exc.errors()[0]['msg']} at "
-            f"{'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
-        ) from exc
+        problems = describe_problems(exc.errors())
+        raise Invalid(f"payload is not a valid {event.type}: {problems}") from exc
     occurred_at = event.occurred_at or utc_now()
     key = idempotency_key or event.id or hashlib.sha256(raw).hexdigest()
     with db.transaction() as session:
@@ -114,8 +114,18 @@ def _message_out(message: Message) -> dict[str, Any]:
     }
 
 
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """Request validation answers in the same ``{"error": ...}`` shape as every other error."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"error": describe_problems(exc.errors())}, status_code=422)
+
+
 def create_api() -> FastAPI:
-    api = FastAPI(title="parley API", version="1", exception_handlers=EXCEPTION_HANDLERS)
+    api = FastAPI(
+        title="parley API",
+        version="1",
+        exception_handlers={**EXCEPTION_HANDLERS, RequestValidationError: _invalid_request},
+    )
 
     @api.post("/events", status_code=202)
     async def post_event(

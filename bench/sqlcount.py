@@ -1,0 +1,106 @@
+"""SQL statements, commits and single-thread CPU per webhook and per job, in-process.
+
+A cheap, noise-free companion to the throughput benches: no server, no concurrency, one
+thread, so the figures barely move with machine load. Counts every statement the engine
+sends (``before_cursor_execute``) and every commit.
+
+Run: ``.venv/bin/python bench/sqlcount.py --db sqlite`` (or ``--db postgres``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import benchkit
+from sqlalchemy import event
+
+
+class Counting:
+    def __init__(self, engine: Any) -> None:
+        self.statements = 0
+        self.commits = 0
+        self.kinds: Counter[str] = Counter()
+        event.listen(engine, "before_cursor_execute", self._on_execute)
+        event.listen(engine, "commit", self._on_commit)
+
+    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.statements += 1
+        words = statement.split()
+        self.kinds[" ".join(words[:1]).upper()] += 1
+
+    def _on_commit(self, _conn: Any) -> None:
+        self.commits += 1
+
+    def reset(self) -> None:
+        self.statements = self.commits = 0
+        self.kinds.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL)
+    parser.add_argument("--orders", type=int, default=400)
+    args = parser.parse_args()
+
+    import dispatch_worker
+
+    from parley.db import Database
+    from parley.http.webhooks.shopify import receive
+    from parley.runtime import Runtime
+    from parley.settings import Settings
+
+    target = benchkit.Target(
+        args.db, Path(tempfile.mkdtemp(prefix="parley-sqlcount-")), pg_admin_url=args.pg_url
+    )
+    try:
+        url = target.fresh("sqlcount")
+        benchkit.prepare_parley_db(url)
+        db = Database(url)
+        counting = Counting(db.engine)
+        orders = [benchkit.order_delivery(i) for i in range(args.orders + 50)]
+        for body, headers in orders[:50]:  # warm caches
+            receive(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
+        counting.reset()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for body, headers in orders[50:]:
+            receive(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        n = args.orders
+        print(f"{args.db}: orders/create through receive(), one thread, {n} deliveries")
+        print(f"  {counting.statements / n:.1f} statements, {counting.commits / n:.2f} commits")
+        print(f"  {1000 * cpu / n:.2f} ms CPU, {1000 * wall / n:.2f} ms wall per delivery")
+        print(
+            "  statements by kind per delivery: "
+            + ", ".join(f"{k} {v / n:.1f}" for k, v in counting.kinds.most_common())
+        )
+
+        runtime = Runtime(settings=Settings(), db=db, adapters=dispatch_worker.noop_adapters())
+        worker = runtime.worker(name="sqlcount")
+        counting.reset()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        handled = asyncio.run(worker.run_until_idle())
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        print(f"{args.db}: journeys.advance with a no-op provider, one worker, {handled} jobs")
+        print(
+            f"  {counting.statements / handled:.1f} statements, "
+            f"{counting.commits / handled:.3f} commits per job"
+        )
+        print(f"  {1000 * cpu / handled:.2f} ms CPU, {1000 * wall / handled:.2f} ms wall per job")
+        print(
+            "  statements by kind per job: "
+            + ", ".join(f"{k} {v / handled:.2f}" for k, v in counting.kinds.most_common())
+        )
+        db.dispose()
+    finally:
+        target.cleanup()
+
+
+if __name__ == "__main__":
+    main()
