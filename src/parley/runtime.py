@@ -72,5 +72,7 @@ def build_runtime(settings: Settings, *, run_migrations: bool = False) -> Runtim
     if run_migrations:
         migrate(settings.database_url)
     return Runtime(
-        settings=settings, db=Database(settings.database_url), adapters=build_adapters(settings)
+        settings=settings,
+        db=Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous),
+        adapters=build_adapters(settings),
     )

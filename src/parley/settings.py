@@ -7,6 +7,7 @@ environment first.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,11 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default=f"sqlite:///{DEFAULT_SQLITE_PATH}",
         description="SQLAlchemy URL; sqlite:///path (embedded) or postgresql+psycopg://...",
+    )
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="full: acknowledged events survive power loss; normal: faster, survives "
+        "process crashes only",
     )
     host: str = "127.0.0.1"
     port: int = 8000

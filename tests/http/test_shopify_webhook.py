@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from parley.clock import utc_now
 from parley.commerce.models import Order
+from parley.db import Database
 from parley.demo.simulate import shopper_dict
 from parley.http.app import create_app
 from parley.integrations.shopify import payloads
@@ -198,3 +199,18 @@ def test_older_update_never_overwrites_newer_state(client, db):
     [order] = rows(db, Order)
     assert order.financial_status == "refunded"
     assert order.source_updated_at == now.replace(microsecond=0) + timedelta(minutes=5)
+
+
+def test_database_outage_answers_503_so_shopify_retries():
+    """Never 2xx before the event is stored: with no database the sender is told to retry."""
+    settings = get_settings(embedded_worker=False)
+    unreachable = Database(
+        "postgresql+psycopg://127.0.0.1:1/parley", connect_args={"connect_timeout": 1}
+    )
+    app = create_app(settings, runtime=Runtime(settings=settings, db=unreachable, adapters={}))
+    placed = deliveries("Ada")[0]
+    with TestClient(app) as test_client:
+        response = _post(test_client, placed.body, placed.headers)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {"error": "storage unavailable, retry later"}

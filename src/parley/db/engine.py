@@ -3,6 +3,11 @@
 SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``: a
 transaction that reads and then writes would otherwise fail with "database is locked"
 when another writer got there first, instead of waiting for ``busy_timeout``.
+
+SQLite's ``synchronous`` defaults to FULL: a webhook is acknowledged only once its
+commit is on disk, so a power cut cannot lose an event the platform will not resend.
+NORMAL (opt-in) survives process crashes but not power loss, for many times the
+commit rate.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_SYNCHRONOUS = {"FULL", "NORMAL"}
 
 
 def normalise_url(url: str) -> str:
@@ -28,7 +34,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+def _sqlite_engine(url: str, *, synchronous: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -46,7 +52,7 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
@@ -61,10 +67,13 @@ def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
 class Database:
     """One engine and its session factory; the only way code reaches the database."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "full", **engine_kwargs: Any) -> None:
         self.url = normalise_url(url)
         if self.url.startswith("sqlite"):
-            self.engine = _sqlite_engine(self.url, **engine_kwargs)
+            synchronous = sqlite_synchronous.upper()
+            if synchronous not in SQLITE_SYNCHRONOUS:
+                raise ValueError(f"sqlite_synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")
+            self.engine = _sqlite_engine(self.url, synchronous=synchronous, **engine_kwargs)
         else:
             engine_kwargs.setdefault("pool_size", 20)
             engine_kwargs.setdefault("max_overflow", 20)

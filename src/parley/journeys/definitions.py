@@ -165,3 +165,23 @@ BUILT_IN: tuple[dict[str, Any], ...] = (
 BUILT_IN_DEFINITIONS: tuple[JourneyDefinition, ...] = tuple(
     JourneyDefinition.parse(data) for data in BUILT_IN
 )
+
+# How far a store may move a built-in journey's waits (hours, inclusive): the playbook asks
+# for the satisfaction check between one and two days after delivery.
+WAIT_BOUNDS_HOURS: dict[str, tuple[float, float]] = {"satisfaction_check": (24, 48)}
+
+
+def check_wait_bounds(definition: JourneyDefinition) -> None:
+    """Refuse a wait outside the bounds its built-in journey allows."""
+    bounds = WAIT_BOUNDS_HOURS.get(definition.key)
+    if bounds is None:
+        return
+    low, high = bounds
+    for index, step in enumerate(definition.steps):
+        if isinstance(step, WaitStep):
+            hours = step.duration.total_seconds() / 3600
+            if not low <= hours <= high:
+                raise ValueError(
+                    f"steps.{index}: a {definition.name.lower()} waits between {low:g} and "
+                    f"{high:g} hours after delivery, not {hours:g}"
+                )

@@ -15,7 +15,12 @@ from parley.clock import utc_now
 from parley.db.upsert import insert_for, insert_on, per_dialect
 from parley.errors import Invalid, NotFound, describe_problems
 from parley.jobs import queue
-from parley.journeys.definitions import BUILT_IN_DEFINITIONS, JourneyDefinition, RunKey
+from parley.journeys.definitions import (
+    BUILT_IN_DEFINITIONS,
+    JourneyDefinition,
+    RunKey,
+    check_wait_bounds,
+)
 from parley.journeys.models import Journey, JourneyRun, RunStatus
 
 ADVANCE = "journeys.advance"
@@ -97,6 +102,10 @@ def update_journey(
             ) from exc
         if parsed.key != key:
             raise Invalid("a journey's key cannot change")
+        try:
+            check_wait_bounds(parsed)
+        except ValueError as exc:
+            raise Invalid(f"journey {key!r} is not valid: {exc}") from exc
         journey.definition = parsed.dump()
         journey.name = parsed.name
         journey.version += 1

@@ -1,0 +1,99 @@
+"""Store owners edit journeys: timings within the playbook's bounds, on/off, conditions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from parley.errors import Invalid
+from parley.journeys import service as journeys
+from parley.journeys.models import Journey, JourneyRun, RunStatus
+from parley.messaging.models import Message
+from support import count, deliveries, drain, make_worker, post, recording_adapters, rows, seed
+
+
+def _satisfaction(hours: float) -> dict:
+    return {
+        "key": "satisfaction_check",
+        "name": "Satisfaction check",
+        "trigger": {"event": "fulfillment.delivered"},
+        "run_key": "order",
+        "exit": [{"event": "order.cancelled"}],
+        "steps": [
+            {"type": "wait", "hours": hours},
+            {"type": "send", "message": "satisfaction_check"},
+        ],
+    }
+
+
+def _update(db, key: str, **change):
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        return journeys.update_journey(session, workspace_id=workspace_id, key=key, **change)
+
+
+@pytest.mark.parametrize("hours", [24, 36, 48])
+def test_satisfaction_check_wait_can_be_set_between_24_and_48_hours(db, hours):
+    journey = _update(db, "satisfaction_check", definition=_satisfaction(hours))
+    assert journey.version == 2
+    assert journey.definition["steps"][0]["hours"] == hours
+
+
+@pytest.mark.parametrize("hours", [23.5, 49, 1])
+def test_satisfaction_check_wait_outside_24_to_48_hours_is_refused(db, hours):
+    with pytest.raises(Invalid, match="waits between 24 and 48 hours"):
+        _update(db, "satisfaction_check", definition=_satisfaction(hours))
+    [journey] = rows(db, Journey, Journey.key == "satisfaction_check")
+    assert (journey.version, journey.definition["steps"][0]["hours"]) == (1, 24.0)
+
+
+def test_edited_satisfaction_wait_is_used_for_new_deliveries(db, frozen_clock):
+    _update(db, "satisfaction_check", definition=_satisfaction(36))
+    adapters = recording_adapters()
+    worker = make_worker(db, adapters)
+    for delivery in deliveries("Alan"):
+        post(db, delivery)
+    drain(worker)
+
+    frozen_clock.advance(timedelta(hours=35, minutes=59))
+    drain(worker)
+    assert count(db, Message, Message.message_type == "satisfaction_check") == 0
+    frozen_clock.advance(timedelta(minutes=1))
+    drain(worker)
+    assert count(db, Message, Message.message_type == "satisfaction_check") == 1
+
+
+def test_disabled_journey_starts_no_runs(db, frozen_clock):
+    _update(db, "order_confirmation", is_enabled=False)
+    post(db, deliveries("Ada")[0])
+    drain(make_worker(db, recording_adapters()))
+
+    assert count(db, JourneyRun) == 0
+    assert count(db, Message) == 0
+
+
+def test_condition_step_exits_the_run_when_it_does_not_hold(db, frozen_clock):
+    definition = {
+        "key": "order_confirmation",
+        "name": "Order confirmation",
+        "trigger": {"event": "order.created"},
+        "run_key": "order",
+        "steps": [
+            {
+                "type": "condition",
+                "if": {"path": "order.financial_status", "op": "eq", "value": "pending"},
+            },
+            {"type": "send", "message": "order_confirmation"},
+        ],
+    }
+    _update(db, "order_confirmation", definition=definition)
+    post(db, deliveries("Ada")[0])  # the simulated order is paid
+    drain(make_worker(db, recording_adapters()))
+
+    [run] = rows(db, JourneyRun)
+    assert (run.status, run.exit_reason) == (
+        RunStatus.EXITED,
+        "condition not met: order.financial_status eq",
+    )
+    assert count(db, Message) == 0
