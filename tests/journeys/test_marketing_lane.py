@@ -1,0 +1,74 @@
+"""A journey in the marketing lane: consent for marketing, and one-click unsubscribe headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.channels.base import ChannelKind
+from parley.journeys import service as journeys
+from parley.messaging.models import Message
+from parley.messaging.unsubscribe import read_token
+from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed
+
+
+@pytest.fixture
+def marketing_confirmation(db):
+    """The confirmation journey moved to the marketing lane (as a store might for a promo)."""
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        journey = next(
+            j
+            for j in journeys.list_journeys(session, workspace_id=workspace_id)
+            if j.key == "order_confirmation"
+        )
+        journeys.update_journey(
+            session,
+            workspace_id=workspace_id,
+            key="order_confirmation",
+            definition={**journey.definition, "lane": "marketing"},
+        )
+    return workspace_id
+
+
+def test_marketing_email_carries_one_click_unsubscribe_headers(
+    db, frozen_clock, marketing_confirmation
+):
+    adapters = recording_adapters()
+    post(db, deliveries("Ada")[0])  # Ada consented to marketing email
+    drain(make_worker(db, adapters))
+
+    [email] = adapters[ChannelKind.EMAIL].sent
+    assert email.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = email.headers["List-Unsubscribe"].strip("<>")
+    assert url.startswith("http://parley.test/unsubscribe/")
+    [message] = rows(db, Message)
+    assert read_token(url.rsplit("/", 1)[1], secret_key="k") == (
+        marketing_confirmation,
+        message.customer_id,
+        "email",
+    )
+
+
+def test_marketing_email_without_marketing_consent_is_skipped_with_the_reason(
+    db, frozen_clock, marketing_confirmation
+):
+    adapters = recording_adapters()
+    post(db, deliveries("Alan")[0])  # Alan never consented to marketing
+    drain(make_worker(db, adapters))
+
+    assert adapters[ChannelKind.EMAIL].sent == []
+    [message] = rows(db, Message)
+    assert (message.status, message.status_reason) == (
+        "skipped",
+        "no channel allowed: email: no marketing consent",
+    )
+
+
+def test_transactional_email_has_no_unsubscribe_headers(db, frozen_clock):
+    seed(db)
+    adapters = recording_adapters()
+    post(db, deliveries("Ada")[0])
+    drain(make_worker(db, adapters))
+
+    [email] = adapters[ChannelKind.EMAIL].sent
+    assert email.headers == {}
