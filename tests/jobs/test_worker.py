@@ -37,18 +37,24 @@ class RecordingTask:
     async def perform(self, work: Any) -> Any:
         raise AssertionError("prepare finished the job")
 
-    def finish(self, session: Session, job: ClaimedJob, work: Any, result: Any) -> Outcome:
+    def finish_batch(self, session: Session, items: list[Any]) -> list[Outcome]:
         raise AssertionError("prepare finished the job")
 
 
 @dataclass
 class ScriptedTask:
-    """Prepares a job's work, performs it (or raises), and ends it as ``outcome`` says."""
+    """Prepares a job's work, performs it (or raises), and ends it as ``outcome`` says.
+
+    ``prepare_error`` / ``finish_error`` are raised on every try of a job's first attempt
+    (for the ids in ``failing``, or for every job when it is None), as a real fault would
+    be: the worker may prepare or finish a job twice within one round.
+    """
 
     outcome: Outcome = field(default_factory=Done)
     prepare_error: Exception | None = None
     perform_error: Exception | None = None
     finish_error: Exception | None = None
+    failing: set[int] | None = None
     kind: str = "test.scripted"
     performed: list[int] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
@@ -57,17 +63,10 @@ class ScriptedTask:
         return None
 
     def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> int:
-        # A write that must vanish with the savepoint if this job's prepare fails.
-        queue.enqueue(
-            session,
-            kind="test.side_effect",
-            payload={"of": job.id},
-            due_at=job.due_at + timedelta(days=365),
-            idempotency_key=f"prepare:{job.id}:{job.attempts}",
-        )
-        if self.prepare_error is not None:
-            error, self.prepare_error = self.prepare_error, None
-            raise error
+        # A write that must be rolled back with this job's prepare if it fails.
+        _side_effect(session, job, "prepare")
+        if self.prepare_error is not None and self._fails(job):
+            raise self.prepare_error
         return job.id
 
     async def perform(self, work: int) -> str:
@@ -76,19 +75,28 @@ class ScriptedTask:
             raise self.perform_error
         return f"performed {work}"
 
-    def finish(self, session: Session, job: ClaimedJob, work: int, result: Any) -> Outcome:
+    def finish_batch(self, session: Session, items: list[Any]) -> list[Outcome]:
+        return [self._finish(session, job, result) for job, _work, result in items]
+
+    def _finish(self, session: Session, job: ClaimedJob, result: Any) -> Outcome:
         self.results.append(result)
-        queue.enqueue(
-            session,
-            kind="test.side_effect",
-            payload={"of": job.id},
-            due_at=job.due_at + timedelta(days=365),
-            idempotency_key=f"finish:{job.id}:{job.attempts}",
-        )
-        if self.finish_error is not None:
-            error, self.finish_error = self.finish_error, None
-            raise error
+        _side_effect(session, job, "finish")
+        if self.finish_error is not None and self._fails(job):
+            raise self.finish_error
         return self.outcome
+
+    def _fails(self, job: ClaimedJob) -> bool:
+        return job.attempts == 1 and (self.failing is None or job.id in self.failing)
+
+
+def _side_effect(session: Session, job: ClaimedJob, phase: str) -> None:
+    queue.enqueue(
+        session,
+        kind="test.side_effect",
+        payload={"of": job.id},
+        due_at=job.due_at + timedelta(days=365),
+        idempotency_key=f"{phase}:{job.id}:{job.attempts}",
+    )
 
 
 def _worker(db: Database, *tasks: Any, name: str = "w1", batch_size: int = 50) -> Worker:
@@ -109,6 +117,11 @@ def _enqueue(db: Database, kind: str, n: int = 1) -> list[int]:
 def _only(db: Database, kind: str) -> Job:
     [job] = rows(db, Job, Job.kind == kind)
     return job
+
+
+def _only_error(db: Database, job_id: int) -> str | None:
+    [job] = rows(db, Job, Job.id == job_id)
+    return job.last_error
 
 
 def _side_effects(db: Database) -> list[str | None]:
@@ -208,6 +221,7 @@ def test_finish_that_raises_is_retried_and_its_writes_rolled_back(db, frozen_clo
 def test_prepare_failure_of_one_job_does_not_undo_the_others_in_its_batch(db, frozen_clock):
     task = ScriptedTask(prepare_error=ValueError("only the first"))
     first, second = _enqueue(db, task.kind, n=2)
+    task.failing = {first}
 
     drain(_worker(db, task))
 
@@ -215,6 +229,27 @@ def test_prepare_failure_of_one_job_does_not_undo_the_others_in_its_batch(db, fr
     assert statuses == {first: (JobStatus.PENDING, 1), second: (JobStatus.DONE, 1)}
     assert task.performed == [second]
     assert _side_effects(db) == [f"prepare:{second}:1", f"finish:{second}:1"]
+
+
+def test_finish_failure_of_one_job_does_not_undo_the_others_in_its_batch(db, frozen_clock):
+    task = ScriptedTask(finish_error=KeyError("provider_message_id"))
+    first, second, third = _enqueue(db, task.kind, n=3)
+    task.failing = {second}
+
+    drain(_worker(db, task))
+
+    statuses = {job.id: (job.status, job.attempts) for job in rows(db, Job, Job.kind == task.kind)}
+    assert statuses == {
+        first: (JobStatus.DONE, 1),
+        second: (JobStatus.PENDING, 1),
+        third: (JobStatus.DONE, 1),
+    }
+    assert _only_error(db, second) == "KeyError: 'provider_message_id'"
+    assert task.performed == [first, second, third]
+    assert sorted(_side_effects(db)) == sorted(
+        [f"prepare:{n}:1" for n in (first, second, third)]
+        + [f"finish:{first}:1", f"finish:{third}:1"]
+    )
 
 
 def test_two_workers_draining_one_queue_run_every_job_exactly_once(db, frozen_clock):
