@@ -462,8 +462,9 @@ def _pid_jiffies(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def _bench_pids() -> set[int]:
-    """This bench's processes: itself, its descendants, PostgreSQL backends on bench_* DBs."""
+def _bench_pids(root: int | None = None) -> set[int]:
+    """The bench's processes: ``root`` (default: this one), its descendants, and the
+    PostgreSQL backends serving bench_* databases."""
     parents: dict[int, int] = {}
     mine: set[int] = set()
     for entry in Path("/proc").iterdir():
@@ -478,7 +479,7 @@ def _bench_pids() -> set[int]:
         parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
         if b"postgres" in cmdline and b" bench_" in cmdline:
             mine.add(pid)
-    root = os.getpid()
+    root = root or os.getpid()
     for pid in parents:
         p, hops = pid, 0
         while p and hops < 64:
@@ -497,17 +498,18 @@ class CpuWatch:
     processes every half second so short-lived ones (the load generator) are counted too.
     """
 
-    def __init__(self, interval: float = 0.5) -> None:
+    def __init__(self, interval: float = 0.5, *, root: int | None = None) -> None:
+        self.root = root
         self.busy0, _ = _busy_jiffies()
         self.t0 = time.monotonic()
-        self.first: dict[int, int] = {pid: _pid_jiffies(pid) for pid in _bench_pids()}
+        self.first: dict[int, int] = {pid: _pid_jiffies(pid) for pid in _bench_pids(root)}
         self.last: dict[int, int] = dict(self.first)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
-        for pid in _bench_pids():
+        for pid in _bench_pids(self.root):
             jiffies = _pid_jiffies(pid)
             self.first.setdefault(pid, 0)
             self.last[pid] = max(self.last.get(pid, 0), jiffies)

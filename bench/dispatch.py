@@ -268,6 +268,7 @@ def pgq_drain(dsn: str, n_jobs: int, procs: int, *, cpus: str | None, deadline: 
         for _ in range(procs)
     ]
     children = [Child(a, capture=True, cpus=cpus) for a in args]
+    time.sleep(max(0.0, start_at - time.time()))
     watch = benchkit.CpuWatch()
     reports = []
     for child in children:

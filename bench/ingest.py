@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -59,6 +60,7 @@ def loadgen(
     connections: int,
     warmup: float,
     gen_procs: int,
+    server_pid: int = 0,
 ) -> dict[str, Any]:
     args = [
         PYTHON,
@@ -84,16 +86,15 @@ def loadgen(
         args += ["--rate", f"{rate:.3f}"]
     if cpu:
         args += ["--cpu", cpu]
+    args += ["--bench-root", str(os.getpid())]
+    if server_pid:
+        args += ["--watch-pid", str(server_pid)]
     child = Child(args, capture=True)
-    watch = benchkit.CpuWatch()
     out = child.communicate(timeout=duration + 300)
-    interference = watch.stop()
     lines = [line for line in out.splitlines() if line.startswith("{")]
     if not lines:
         raise RuntimeError(f"load generator printed nothing (exit {child.proc.returncode})")
-    result = json.loads(lines[-1])
-    result["interference"] = interference
-    return result
+    return json.loads(lines[-1])
 
 
 def count_rows(url: str, sql: str) -> int:
@@ -164,6 +165,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             sandbox=False,
             experiment=opts.experiment,
         )
+        common["server_pid"] = server.pid
         base = f"http://127.0.0.1:{port}"
         baseline_url = f"{base}/bench/baseline/{benchkit.SLUG}"
         parley_url = f"{base}/webhooks/shopify/{benchkit.SLUG}"
@@ -184,9 +186,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             p_requests = int(min(opts.requests, b_max["throughput"] * opts.duration * 1.5 + 2000))
             log(f"[{kind}] parley, max throughput ({opts.duration}s)")
             profile = Path(opts.profile) / f"ingest-{kind}.txt" if opts.profile else None
-            cpu0 = benchkit.cpu_seconds(server.pid)
-            t0 = time.monotonic()
-            with benchkit.py_spy(server.pid, profile, duration=opts.duration + 3):
+            with benchkit.py_spy(server.pid, profile, duration=opts.duration + 12):
                 p_max = loadgen(
                     parley_url,
                     mode="max",
@@ -196,9 +196,6 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
                     connections=opts.connections,
                     **common,
                 )
-            p_max["server_cpu_pct"] = (
-                100 * (benchkit.cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
-            )
             log(f"    {p_max['throughput']:.0f}/s  p99 {p_max['p99_ms']:.1f} ms")
             half = max(1.0, p_max["throughput"] / 2)
             log(f"[{kind}] parley at half load ({half:.0f}/s for {opts.rate_duration}s)")
@@ -256,6 +253,7 @@ def memory_phase(
         url, workdir, "server-memory", cpus=opts.server_cpus or None, worker=True, sandbox=True
     )
     out: dict[str, Any] = {"rate": rate}
+    common = {**common, "server_pid": server.pid}
     try:
         log(f"[{kind}] memory: serve + embedded worker + sandbox at {rate:.0f}/s")
         load = loadgen(
@@ -300,7 +298,8 @@ def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
             passed=ratio >= 0.5 and p["throughput"] >= goal,
             note=(
                 f"{p['ok']} ok / {p['measured']} measured, errors {p['errors'] or 'none'}; "
-                f"server CPU {p.get('server_cpu_pct', 0):.0f}%, "
+                f"server process CPU {p.get('server_cpu_pct', 0):.0f}% "
+                f"(baseline run {b.get('server_cpu_pct', 0):.0f}%), "
                 f"load generator CPU {p['loadgen_cpu_pct']:.0f}%"
             ),
         ),

@@ -204,6 +204,10 @@ def main() -> None:
     parser.add_argument("--expect", default="accepted", help="text a good answer contains")
     parser.add_argument("--gen-procs", type=int, default=2, help="processes building requests")
     parser.add_argument("--cpu", default=None, help="pin the generator to these CPUs")
+    parser.add_argument("--watch-pid", type=int, default=0, help="report this pid's CPU use")
+    parser.add_argument(
+        "--bench-root", type=int, default=0, help="pid whose process tree is the bench"
+    )
     args = parser.parse_args()
 
     url = urlsplit(args.url)
@@ -227,6 +231,9 @@ def main() -> None:
     except ImportError:
         pass
     rec = Recorder(args.expect.encode() if args.expect else None)
+    # The load window only (not the build above): the server's CPU, and what else ran.
+    watch = benchkit.CpuWatch(root=args.bench_root) if args.bench_root else None
+    server_cpu0 = benchkit.cpu_seconds(args.watch_pid) if args.watch_pid else 0.0
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     wall0 = time.perf_counter()
     if args.mode == "max":
@@ -235,10 +242,16 @@ def main() -> None:
         coro = run_rate(host, port, requests, args.connections, args.rate, rec)
     asyncio.run(coro)
     wall = time.perf_counter() - wall0
+    server_cpu = benchkit.cpu_seconds(args.watch_pid) - server_cpu0 if args.watch_pid else None
+    interference = watch.stop() if watch else None
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     result = summarise(rec, warmup=args.warmup, mode=args.mode, cpu=cpu, wall=wall)
     result["build_seconds"] = build_seconds
+    if server_cpu is not None:
+        result["server_cpu_pct"] = 100 * server_cpu / wall
+    if interference is not None:
+        result["interference"] = interference
     result["connections"] = args.connections
     if args.mode == "rate":
         result["offered_rate"] = args.rate

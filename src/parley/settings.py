@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_use_tls: bool = False
     smtp_timeout_seconds: float = 10.0
-    email_from: str = "Parley Demo Store <orders@demo.parley.test>"
+    email_from: str = "parley <orders@demo.parley.test>"
 
     # Twilio Programmable Messaging.
     twilio_base_url: str = "https://api.twilio.com"

@@ -243,3 +243,13 @@ async def test_from_settings_uses_smtp_settings(smtp_server: Any) -> None:
 
     assert result.provider_message_id == "<delivery=3A42@shop.test>"
     assert smtp_server.handler.received[0].mail_from == "hello@shop.test"
+
+
+def test_sender_name_is_shown_before_the_configured_address():
+    adapter = EmailSmtp(host="127.0.0.1", port=1, from_address="Parley <orders@shop.test>")
+    email = adapter.build_message(
+        OutboundMessage(
+            idempotency_key="k", to="ada@example.com", text="Hi", sender_name="Juniper & Pine"
+        )
+    )
+    assert email["From"] == "Juniper & Pine <orders@shop.test>"

@@ -53,7 +53,7 @@ def test_signed_order_sends_the_confirmation_email_within_two_seconds(demo):
     assert (email["to"], email["subject"], email["sender"]) == (
         "alan@example.com",
         "Your Juniper & Pine order #1501 is confirmed",
-        "Parley Demo Store <orders@demo.parley.test>",
+        "Juniper & Pine <orders@demo.parley.test>",
     )
     assert email["body"].startswith("Hi Alan,\n\nThank you for your order! We've received order")
     demo.wait_until_idle()

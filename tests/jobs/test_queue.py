@@ -242,9 +242,7 @@ def test_retry_dead_letters_when_attempts_are_spent(db, frozen_clock):
 
 def test_concurrent_claimers_get_disjoint_jobs(db, frozen_clock):
     with db.transaction() as session:
-        queue.enqueue_many(
-            session, [{"kind": "test.job", "payload": {"n": n}} for n in range(200)]
-        )
+        queue.enqueue_many(session, [{"kind": "test.job", "payload": {"n": n}} for n in range(200)])
     claimers = 4
     start = threading.Barrier(claimers)
 

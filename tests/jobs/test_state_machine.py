@@ -246,6 +246,18 @@ class JourneyMachine(RuleBasedStateMachine):
     def run_worker_round(self) -> None:
         asyncio.run(self.worker.run_once())
 
+    @rule(by=st.sampled_from([timedelta(minutes=1), timedelta(minutes=30), timedelta(days=1)]))
+    def keep_working_for(self, by: timedelta) -> None:
+        """Time passes with the worker running: every job is taken as soon as it is due."""
+        end = self.clock.now + by
+        for _ in range(30):
+            asyncio.run(self.worker.run_until_idle())
+            upcoming = self._upcoming()
+            if upcoming is None or upcoming > end:
+                break
+            self.clock.now = max(self.clock.now, upcoming)
+        self.clock.now = max(self.clock.now, end)
+
     @rule()
     def crash_worker(self) -> None:
         """Claim, prepare and hand a batch to the providers, then die before recording it."""

@@ -63,6 +63,8 @@ class OutboundMessage:
     template: TemplateRef | None = None
     headers: dict[str, str] = field(default_factory=dict)
     status_callback_url: str | None = None
+    sender_name: str | None = None
+    """Display name for channels that show one (email: the store's name before the address)."""
 
 
 @dataclass(frozen=True)

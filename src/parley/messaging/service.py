@@ -115,7 +115,7 @@ def prepare_message(
     now = utc_now()
     existing = lookup.message(workspace.id, idempotency_key)
     if existing is not None:
-        return _resume(session, existing, now=now)
+        return _resume(session, existing, now=now, sender_name=workspace.name)
     row: dict[str, Any] = {
         "workspace_id": workspace.id,
         "customer_id": customer.id,
@@ -188,7 +188,7 @@ def prepare_message(
         customer_id=customer.id,
         channel=decision.channel,
         attempt_number=1,
-        outbound=_outbound(row, message_id=message_id),
+        outbound=_outbound({**row, "sender_name": workspace.name}, message_id=message_id),
     )
 
 
@@ -264,9 +264,11 @@ def _links(
     return {"unsubscribe_url": f"{outbox.public_url}/unsubscribe/{token}"}
 
 
-def _resume(session: Session, message: Message, *, now: datetime) -> PreparedSend | None:
+def _resume(
+    session: Session, message: Message, *, now: datetime, sender_name: str
+) -> PreparedSend | None:
     if message.status == MessageStatus.QUEUED:
-        return _start_attempt(session, message, now=now)
+        return _start_attempt(session, message, now=now, sender_name=sender_name)
     if message.status == MessageStatus.SENDING:
         _hold_interrupted(session, message, now=now)
     return None
@@ -293,7 +295,9 @@ def _hold_interrupted(session: Session, message: Message, *, now: datetime) -> N
     message.status_updated_at = now
 
 
-def _start_attempt(session: Session, message: Message, *, now: datetime) -> PreparedSend:
+def _start_attempt(
+    session: Session, message: Message, *, now: datetime, sender_name: str
+) -> PreparedSend:
     """Another attempt for a message left ``queued`` by a transient failure."""
     message.attempts += 1
     message.status = MessageStatus.SENDING
@@ -316,6 +320,7 @@ def _start_attempt(session: Session, message: Message, *, now: datetime) -> Prep
                 "html": message.html,
                 "template": message.template,
                 "headers": message.headers,
+                "sender_name": sender_name,
             },
             message_id=message.id,
         ),
@@ -340,6 +345,7 @@ def _outbound(row: dict[str, Any], *, message_id: int) -> OutboundMessage:
             else None
         ),
         headers=dict(row["headers"] or {}),
+        sender_name=row.get("sender_name"),
     )
 
 

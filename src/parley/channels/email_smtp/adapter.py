@@ -18,7 +18,7 @@ import re
 import time
 from collections import deque
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any, ClassVar, Self
 
 import aiosmtplib
@@ -129,11 +129,17 @@ class EmailSmtp:
         }
         return cls(**(options | overrides))
 
+    def _sender(self, name: str | None) -> str:
+        """The configured address, under the sending store's name when one is given."""
+        if not name:
+            return self.from_address
+        return formataddr((name, parseaddr(self.from_address)[1]))
+
     def build_message(self, message: OutboundMessage) -> EmailMessage:
         """The MIME message for ``message``; PermanentChannelError if it cannot be built."""
         email = EmailMessage()
         try:
-            email["From"] = self.from_address
+            email["From"] = self._sender(message.sender_name)
             email["To"] = message.to
             if message.subject is not None:
                 email["Subject"] = message.subject
