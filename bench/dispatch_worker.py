@@ -85,7 +85,10 @@ async def run_worker(opts: argparse.Namespace) -> dict[str, Any]:
         settings = Settings()
         adapters = noop_adapters()
     settings = settings.model_copy(update={"database_url": opts.db_url})
-    runtime = Runtime(settings=settings, db=Database(opts.db_url), adapters=adapters)
+    db_options = {}
+    if hasattr(settings, "sqlite_synchronous"):  # the durability parley's runtime would use
+        db_options["sqlite_synchronous"] = settings.sqlite_synchronous
+    runtime = Runtime(settings=settings, db=Database(opts.db_url, **db_options), adapters=adapters)
     worker = runtime.worker(name=f"bench-{opts.name}-{os.getpid()}")
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

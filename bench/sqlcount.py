@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import io
+import pstats
 import tempfile
 import time
 from collections import Counter
@@ -47,6 +50,9 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL)
     parser.add_argument("--orders", type=int, default=400)
+    parser.add_argument(
+        "--cprofile", action="store_true", help="also print cProfile tables of receive()"
+    )
     args = parser.parse_args()
 
     import dispatch_worker
@@ -68,9 +74,14 @@ def main() -> None:
         for body, headers in orders[:50]:  # warm caches
             receive(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
         counting.reset()
+        profiler = cProfile.Profile() if args.cprofile else None
         cpu0, t0 = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
         for body, headers in orders[50:]:
             receive(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
+        if profiler:
+            profiler.disable()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         n = args.orders
         print(f"{args.db}: orders/create through receive(), one thread, {n} deliveries")
@@ -81,6 +92,8 @@ def main() -> None:
             + ", ".join(f"{k} {v / n:.1f}" for k, v in counting.kinds.most_common())
         )
 
+        if profiler:
+            print_profile("ingest: receive()", profiler)
         runtime = Runtime(settings=Settings(), db=db, adapters=dispatch_worker.noop_adapters())
         worker = runtime.worker(name="sqlcount")
         counting.reset()
@@ -100,6 +113,15 @@ def main() -> None:
         db.dispose()
     finally:
         target.cleanup()
+
+
+def print_profile(title: str, profiler: cProfile.Profile) -> None:
+    stream = io.StringIO()
+    stats = pstats.Stats(profiler, stream=stream)
+    stats.sort_stats("cumulative").print_stats(r"parley", 30)
+    stats.sort_stats("tottime").print_stats(20)
+    print(f"--- cProfile: {title}")
+    print(stream.getvalue())
 
 
 if __name__ == "__main__":

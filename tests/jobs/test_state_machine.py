@@ -1,7 +1,7 @@
 """Journeys over the real stack, driven by Hypothesis (RELIABILITY J1, S1, S2).
 
 Orders are placed, shipped, cancelled and re-delivered in any interleaving with worker
-rounds, crashed workers, provider outages and the clock moving on. After every step no
+rounds, crashed or stalled workers, provider outages and the clock moving on. After every step no
 journey step may have reached a provider twice and no cancelled order may get a new
 message; at the end, once the providers are back and two days have passed, every due
 step has run and every message has reached a final state.
@@ -13,11 +13,12 @@ import asyncio
 import os
 import sys
 from collections import Counter
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -37,12 +38,14 @@ from parley.demo.seed import SHOPPERS
 from parley.demo.simulate import shopper_dict
 from parley.integrations.shopify import payloads
 from parley.jobs.models import Job, JobStatus
-from parley.jobs.worker import Worker
+from parley.jobs.worker import Worker, WorkerConfig
+from parley.journeys.engine import AdvanceJourney
 from parley.journeys.models import JourneyRun, RunStatus
 from parley.messaging.models import Message, MessageStatus
+from parley.messaging.service import OutboxSettings
+from parley.messaging.templates import TemplateRenderer
 from support import (
     deliveries,
-    make_worker,
     post,
     recording_adapters,
     rows,
@@ -51,6 +54,7 @@ from support import (
     signed,
 )
 
+T = TypeVar("T")
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 3
@@ -58,6 +62,8 @@ FINAL = {MessageStatus.SENT, MessageStatus.SKIPPED, MessageStatus.FAILED, Messag
 SHOPPER_NAMES = st.sampled_from([s.first_name for s in SHOPPERS])
 DELIVERED_TO_PROVIDER = {MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.HELD}
 CHANNELS = (ChannelKind.EMAIL, ChannelKind.SMS, ChannelKind.WHATSAPP)
+# Built once: compiling the templates again for every worker would dominate the run time.
+RENDERER = TemplateRenderer()
 # Lifecycle stages after "placed", in the order Shopify reports them.
 DISPATCH, OUT_FOR_DELIVERY, DELIVER = 1, 2, 3
 
@@ -105,10 +111,18 @@ class JourneyMachine(RuleBasedStateMachine):
         clock.now = START
         self.workspace_id = seed(db)
         self.adapters = recording_adapters()
+        self.task = AdvanceJourney(
+            adapters=self.adapters,
+            renderer=RENDERER,
+            outbox_settings=OutboxSettings(public_url="http://parley.test", secret_key="k"),
+        )
+        # One event loop per example (not one per call): its thread pool is reused.
+        self.loop = asyncio.new_event_loop()
         self.worker = self._new_worker("steady")
         self.orders: list[PlacedOrder] = []
         self.posted: dict[str, Any] = {}
         self.crashes = 0
+        self.stalls = 0
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -159,15 +173,18 @@ class JourneyMachine(RuleBasedStateMachine):
         return min(times, default=None)  # type: ignore[type-var]
 
     def _new_worker(self, name: str) -> Worker:
-        worker = make_worker(self.db, self.adapters)
-        worker.name = name
         # A small retry budget, so that an outage can exhaust it within one example.
-        worker.config = replace(worker.config, max_attempts=MAX_ATTEMPTS)
-        return worker
+        config = WorkerConfig(batch_size=50, backoff_base_seconds=5.0, max_attempts=MAX_ATTEMPTS)
+        return Worker(self.db, [self.task], config, name=name)
 
-    def _crashed_worker(self) -> Worker:
-        self.crashes += 1
-        return self._new_worker(f"crashed-{self.crashes}")
+    def _run(self, awaitable: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(awaitable)
+
+    def _hand_over(self, worker: Worker) -> tuple[list[Any], list[Any]]:
+        """Claim, prepare and perform one batch; stop before its answers are recorded."""
+        prepared = worker._prepare_all(worker._claim())
+        results = self._run(asyncio.gather(*(worker._perform(job, work) for job, work in prepared)))
+        return prepared, list(results)
 
     def _ship(self, data: st.DataObject, stage: int) -> None:
         candidates = [o.number for o in self.orders if o.stage == stage - 1]
@@ -244,14 +261,14 @@ class JourneyMachine(RuleBasedStateMachine):
 
     @rule()
     def run_worker_round(self) -> None:
-        asyncio.run(self.worker.run_once())
+        self._run(self.worker.run_once())
 
     @rule(by=st.sampled_from([timedelta(minutes=1), timedelta(minutes=30), timedelta(days=1)]))
     def keep_working_for(self, by: timedelta) -> None:
         """Time passes with the worker running: every job is taken as soon as it is due."""
         end = self.clock.now + by
         for _ in range(30):
-            asyncio.run(self.worker.run_until_idle())
+            self._run(self.worker.run_until_idle())
             upcoming = self._upcoming()
             if upcoming is None or upcoming > end:
                 break
@@ -261,15 +278,20 @@ class JourneyMachine(RuleBasedStateMachine):
     @rule()
     def crash_worker(self) -> None:
         """Claim, prepare and hand a batch to the providers, then die before recording it."""
-        worker = self._crashed_worker()
-        prepared = worker._prepare_all(worker._claim())
+        self.crashes += 1
+        self._hand_over(self._new_worker(f"crashed-{self.crashes}"))
 
-        async def perform_all() -> list[Any]:
-            return list(
-                await asyncio.gather(*(worker._perform(job, work) for job, work in prepared))
-            )
-
-        asyncio.run(perform_all())
+    @rule()
+    def stall_worker(self) -> None:
+        """A worker stalls past its lease after handing a batch over; another worker takes
+        the batch's jobs back; then the stalled one wakes up and records its answers."""
+        self.stalls += 1
+        stalled = self._new_worker(f"stalled-{self.stalls}")
+        prepared, results = self._hand_over(stalled)
+        self.clock.advance(LEASE + timedelta(seconds=1))
+        self._run(self.worker.run_once())
+        if prepared:
+            stalled._finish_all(prepared, results)
 
     @rule(
         channel=st.sampled_from(CHANNELS),
@@ -337,12 +359,18 @@ class JourneyMachine(RuleBasedStateMachine):
             assert before is None or key in before, (key, messages[key])
 
     def teardown(self) -> None:
-        if sys.exc_info()[1] is not None:
-            return  # a step already failed: report that, not what follows from it
+        try:
+            if sys.exc_info()[1] is None:  # else a step failed: report that, not what follows
+                self._everything_due_has_run()
+        finally:
+            self._run(self.loop.shutdown_default_executor())
+            self.loop.close()
+
+    def _everything_due_has_run(self) -> None:
         for kind in CHANNELS:
             self.adapters[kind].script.clear()
         self.clock.advance(timedelta(days=2))
-        asyncio.run(self.worker.run_until_idle())
+        self._run(self.worker.run_until_idle())
         due = self._due_jobs()
         assert due == []
         # What is left waits for a later time (a retry's backoff, a 24-hour wait): go there.
@@ -351,7 +379,7 @@ class JourneyMachine(RuleBasedStateMachine):
             if upcoming is None:
                 break
             self.clock.now = max(self.clock.now, upcoming)
-            asyncio.run(self.worker.run_until_idle())
+            self._run(self.worker.run_until_idle())
 
         self.no_step_reaches_a_provider_twice()
         self.cancelled_orders_get_no_new_message()
@@ -362,10 +390,6 @@ class JourneyMachine(RuleBasedStateMachine):
             (m.id, m.message_type, m.status, m.status_reason) for m in rows(self.db, Message)
         ]
         assert [m for m in messages if m[2] not in FINAL] == []
-        for status in sorted({m[2] for m in messages}):
-            event(f"a message ended {status}")
-        if any(job.status == JobStatus.DEAD for job in rows(self.db, Job)):
-            event("a job was dead-lettered")
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,25 @@ def complete(session: Session, job: ClaimedJob, *, worker: str) -> bool:
     return _settle(session, job, worker=worker, status=JobStatus.DONE, error=None)
 
 
+def still_held(session: Session, jobs: list[ClaimedJob], *, worker: str) -> set[int]:
+    """The ids of these jobs this worker still holds, locked until the transaction ends.
+
+    A worker whose lease ran out may find its job reclaimed by another; whatever it was
+    about to record is no longer its to record. ``FOR UPDATE`` keeps a claimer from taking
+    the rows between this check and the caller's writes (on SQLite, the write lock does).
+    """
+    if not jobs:
+        return set()
+    statement = select(Job.id).where(
+        Job.id.in_([job.id for job in jobs]),
+        Job.locked_by == worker,
+        Job.status == JobStatus.RUNNING,
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update()
+    return set(session.scalars(statement))
+
+
 def complete_many(session: Session, jobs: list[ClaimedJob], *, worker: str) -> None:
     """Mark several held jobs done in one round trip."""
     if jobs:

@@ -244,6 +244,17 @@ class Worker:
     def _finish_all(self, pending: list[tuple[ClaimedJob, Any]], results: list[Any]) -> None:
         items = [(job, work, result) for (job, work), result in zip(pending, results, strict=True)]
         with self.db.transaction() as session:
+            held = queue.still_held(session, [job for job, _, _ in items], worker=self.name)
+            for job, _, result in items:
+                if job.id not in held:
+                    log.warning(
+                        "job %s (%s): lease lost before its answer was recorded; another worker "
+                        "reconciled it. Dropped answer: %r",
+                        job.id,
+                        job.kind,
+                        result,
+                    )
+            items = [item for item in items if item[0].id in held]
             for kind, task in self.tasks.items():
                 of_kind = [item for item in items if item[0].kind == kind]
                 if of_kind:

@@ -278,7 +278,10 @@ class AdvanceJourney:
     ) -> StepSend | None:
         lookup = batch or RunLookup(session)
         run = lookup.run(int(job.payload["run_id"]), job.workspace_id)
-        if run is None or run.status != RunStatus.ACTIVE:
+        if run is None:
+            return None
+        if run.status != RunStatus.ACTIVE:
+            self._close_pending(session, lookup, job, run, run.exit_reason or str(run.status))
             return None
         facts = lookup.facts(run)
         step = int(job.payload["step"])
@@ -305,6 +308,7 @@ class AdvanceJourney:
             assert isinstance(current, SendStep)
             reason = exit_reason(session, facts, lookup)
             if reason is not None:
+                self._close_pending(session, lookup, job, run, reason)
                 _end(session, run, RunStatus.EXITED, reason, now)
                 return None
             if facts.customer is None:
@@ -341,6 +345,19 @@ class AdvanceJourney:
             exclude = ()
         _end(session, run, RunStatus.COMPLETED, None, now)
         return None
+
+    @staticmethod
+    def _close_pending(
+        session: Session, lookup: RunLookup, job: ClaimedJob, run: JourneyRun, reason: str
+    ) -> None:
+        """Settle a message this job's step left in flight or waiting for a retry."""
+        outbox.close_pending(
+            session,
+            lookup=lookup.outbox,
+            workspace_id=run.workspace_id,
+            idempotency_key=_send_key(job),
+            reason=reason,
+        )
 
     async def perform(self, work: StepSend) -> SendResult:
         adapter = self.adapters[work.send.channel]

@@ -32,6 +32,9 @@ class Journey(Base):
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     definition: Mapped[dict] = mapped_column(JsonType)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # A fresh random token per saved definition: parsed definitions are cached by it, so a
+    # cache can never confuse two contents (after a restore, say) the way a counter could.
+    revision: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,8 +26,12 @@ from parley.journeys.models import Journey, JourneyRun, RunStatus
 
 ADVANCE = "journeys.advance"
 RUNS = JourneyRun.__table__
-# Parsed definitions by (journey id, version): a version is immutable once stored.
-_DEFINITIONS: dict[tuple[int, int], JourneyDefinition] = {}
+# Parsed definitions by revision token: a revision's content never changes.
+_DEFINITIONS: dict[str, JourneyDefinition] = {}
+
+
+def new_revision() -> str:
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ def install_built_in_journeys(session: Session, *, workspace_id: int) -> None:
             "is_enabled": True,
             "definition": definition.dump(),
             "version": 1,
+            "revision": new_revision(),
             "updated_at": now,
         }
         for definition in BUILT_IN_DEFINITIONS
@@ -109,6 +115,7 @@ def update_journey(
         journey.definition = parsed.dump()
         journey.name = parsed.name
         journey.version += 1
+        journey.revision = new_revision()
     if is_enabled is not None:
         journey.is_enabled = is_enabled
     journey.updated_at = utc_now()
@@ -130,10 +137,10 @@ def enabled_journeys(session: Session, *, workspace_id: int) -> list[EnabledJour
     rows = session.connection().execute(_select_enabled(session), {"workspace_id": workspace_id})
     found = []
     for row in rows:
-        definition = _DEFINITIONS.get((row.id, row.version))
+        definition = _DEFINITIONS.get(row.revision)
         if definition is None:
             stored = session.scalar(select(Journey.definition).where(Journey.id == row.id))
-            definition = _remember(row.id, row.version, stored)
+            definition = _remember(row.revision, stored)
         found.append(EnabledJourney(row.id, workspace_id, row.version, definition))
     return found
 
@@ -141,7 +148,7 @@ def enabled_journeys(session: Session, *, workspace_id: int) -> list[EnabledJour
 @per_dialect
 def _select_enabled(dialect: str) -> Any:
     return (
-        select(Journey.id, Journey.version)
+        select(Journey.id, Journey.version, Journey.revision)
         .where(Journey.workspace_id == bindparam("workspace_id"), Journey.is_enabled.is_(True))
         .order_by(Journey.id)
     )
@@ -220,15 +227,15 @@ def _insert_run(dialect: str) -> Any:
 
 
 def definition_of(journey: Journey) -> JourneyDefinition:
-    """The parsed definition, parsed once per journey version (every event needs it)."""
-    definition = _DEFINITIONS.get((journey.id, journey.version))
-    return definition or _remember(journey.id, journey.version, journey.definition)
+    """The parsed definition, parsed once per revision (every event needs it)."""
+    definition = _DEFINITIONS.get(journey.revision)
+    return definition or _remember(journey.revision, journey.definition)
 
 
-def _remember(journey_id: int, version: int, stored: dict[str, Any]) -> JourneyDefinition:
+def _remember(revision: str, stored: dict[str, Any]) -> JourneyDefinition:
     if len(_DEFINITIONS) > 10_000:
         _DEFINITIONS.clear()
-    definition = _DEFINITIONS[(journey_id, version)] = JourneyDefinition.parse(stored)
+    definition = _DEFINITIONS[revision] = JourneyDefinition.parse(stored)
     return definition
 
 

@@ -274,6 +274,26 @@ def _resume(
     return None
 
 
+def close_pending(
+    session: Session, *, lookup: OutboxLookup, workspace_id: int, idempotency_key: str, reason: str
+) -> None:
+    """The journey ended before this message went out: settle whatever it left behind.
+
+    A message in flight (``sending``) may have reached the provider, so it is held for
+    review; one waiting for a retry (``queued``) is skipped with the reason.
+    """
+    message = lookup.message(workspace_id, idempotency_key)
+    if message is None:
+        return
+    now = utc_now()
+    if message.status == MessageStatus.SENDING:
+        _hold_interrupted(session, message, now=now)
+    elif message.status == MessageStatus.QUEUED:
+        message.status = MessageStatus.SKIPPED
+        message.status_reason = f"not sent: the journey ended ({reason})"
+        message.status_updated_at = now
+
+
 def _hold_interrupted(session: Session, message: Message, *, now: datetime) -> None:
     session.execute(
         update(DeliveryAttempt)
