@@ -29,7 +29,7 @@ lint: $(STAMP) ## ruff check + ruff format --check
 
 bench: $(STAMP) ## Run the benchmarks (figures beside in-run ceilings)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var

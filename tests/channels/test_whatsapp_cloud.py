@@ -75,9 +75,9 @@ async def test_text_is_posted_to_messages_with_bearer_token(whatsapp_channel: Ch
 async def test_recipient_without_plus_is_sent_unchanged(whatsapp_channel: Channel) -> None:
     adapter, api = whatsapp_channel
 
-    await adapter.send(whatsapp(to="447700900123"))
+    await adapter.send(whatsapp(to="447911123456"))
 
-    assert sent_json(api.requests[0])["to"] == "447700900123"
+    assert sent_json(api.requests[0])["to"] == "447911123456"
 
 
 async def test_template_carries_body_parameters(whatsapp_channel: Channel) -> None:

@@ -70,18 +70,18 @@ def test_dispatch_goes_by_whatsapp_template_to_a_whatsapp_opt_in(demo):
     )
     demo.wait_until_idle()
 
-    assert whatsapp["to"] == "447700900123"
+    assert whatsapp["to"] == "447911123456"
     assert whatsapp["template"] == {
         "name": "order_dispatched",
         "language": "en",
         "parameters": ["Ada", "#1501", "UPS", UPS_TRACKING_URL],
     }
     assert demo.captured(channel="sms") == []
-    assert _channels(demo) == [("email", "ada@example.com"), ("whatsapp", "447700900123")]
+    assert _channels(demo) == [("email", "ada@example.com"), ("whatsapp", "447911123456")]
     message = _dispatch_message(demo)
     assert (message["channel"], message["recipient"], message["status"], message["attempts"]) == (
         "whatsapp",
-        "+447700900123",
+        "+447911123456",
         "sent",
         1,
     )
@@ -250,7 +250,7 @@ def test_simulate_against_the_live_demo_captures_eight_messages(demo):
     assert Counter(_channels(demo)) == Counter(
         {
             ("email", "ada@example.com"): 1,
-            ("whatsapp", "447700900123"): 3,
+            ("whatsapp", "447911123456"): 3,
             ("email", "grace@example.com"): 1,
             ("sms", "+12025550143"): 3,
         }

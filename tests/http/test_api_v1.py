@@ -21,7 +21,7 @@ OTHER_API_KEY = "other-store-api-key"
 ADA = {
     "external_id": "7001",
     "email": "ada@example.com",
-    "phone": "+447700900123",
+    "phone": "+447911123456",
     "first_name": "Ada",
     "last_name": "Lovelace",
 }

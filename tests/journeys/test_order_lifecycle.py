@@ -57,7 +57,7 @@ def test_order_created_sends_one_confirmation_email(db, frozen_clock, adapters):
 @pytest.mark.parametrize(
     ("first_name", "channel", "recipient"),
     [
-        pytest.param("Ada", ChannelKind.WHATSAPP, "+447700900123", id="whatsapp_consent"),
+        pytest.param("Ada", ChannelKind.WHATSAPP, "+447911123456", id="whatsapp_consent"),
         pytest.param("Grace", ChannelKind.SMS, "+12025550143", id="sms_consent_only"),
         pytest.param("Alan", ChannelKind.EMAIL, "alan@example.com", id="email_only"),
     ],

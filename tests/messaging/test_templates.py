@@ -32,7 +32,7 @@ def sample_context() -> dict[str, Any]:
             "first_name": "Maya",
             "last_name": "Okafor",
             "email": "maya@example.com",
-            "phone": "+447700900123",
+            "phone": "+447911123456",
         },
         "order": {
             "number": "#1042",

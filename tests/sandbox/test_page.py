@@ -79,8 +79,8 @@ async def test_page_renders_customer_content_as_text_only(client: httpx.AsyncCli
 async def test_listing_is_oldest_first_with_exact_fields(
     client: httpx.AsyncClient, store: SandboxStore, clock: FrozenClock
 ) -> None:
-    first = _capture(store, "sms", "+447700900123", "first")
-    second = _capture(store, "whatsapp", "447700900123", "second")
+    first = _capture(store, "sms", "+447911123456", "first")
+    second = _capture(store, "whatsapp", "447911123456", "second")
 
     response = await client.get("/api/messages")
 
@@ -90,7 +90,7 @@ async def test_listing_is_oldest_first_with_exact_fields(
             {
                 "id": first.id,
                 "channel": "sms",
-                "to": "+447700900123",
+                "to": "+447911123456",
                 "sender": "+15005550006",
                 "body": "first",
                 "subject": None,
@@ -103,7 +103,7 @@ async def test_listing_is_oldest_first_with_exact_fields(
             {
                 "id": second.id,
                 "channel": "whatsapp",
-                "to": "447700900123",
+                "to": "447911123456",
                 "sender": "+15005550006",
                 "body": "second",
                 "subject": None,
@@ -121,7 +121,7 @@ async def test_listing_is_oldest_first_with_exact_fields(
     ("query", "expected"),
     [
         pytest.param("?channel=sms", ["a-sms", "b-sms"], id="channel_case"),
-        pytest.param("?to=%2B447700900123", ["a-sms", "a-email"], id="to_case"),
+        pytest.param("?to=%2B447911123456", ["a-sms", "a-email"], id="to_case"),
         pytest.param("?channel=sms&to=%2B15551234567", ["b-sms"], id="both_case"),
         pytest.param("?channel=whatsapp", [], id="nothing_matches_case"),
         pytest.param("?limit=2", ["b-sms", "a-email"], id="limit_keeps_newest_case"),
@@ -131,9 +131,9 @@ async def test_listing_is_oldest_first_with_exact_fields(
 async def test_listing_filters(
     client: httpx.AsyncClient, store: SandboxStore, query: str, expected: list[str]
 ) -> None:
-    _capture(store, "sms", "+447700900123", "a-sms")
+    _capture(store, "sms", "+447911123456", "a-sms")
     _capture(store, "sms", "+15551234567", "b-sms")
-    _capture(store, "email", "+447700900123", "a-email")
+    _capture(store, "email", "+447911123456", "a-email")
 
     response = await client.get("/api/messages" + query)
 
@@ -154,7 +154,7 @@ async def test_markup_in_a_body_is_returned_verbatim_as_data(
     # Given a message whose body looks like HTML, accepted through the Twilio stand-in
     response = await client.post(
         "/twilio/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
-        data={"To": "+447700900123", "From": "+15005550006", "Body": XSS},
+        data={"To": "+447911123456", "From": "+15005550006", "Body": XSS},
         auth=("AC0123456789abcdef0123456789abcdef", "twilio-secret-token"),
     )
     assert response.status_code == 201
@@ -170,7 +170,7 @@ async def test_markup_in_a_body_is_returned_verbatim_as_data(
 async def test_delete_clears_messages_and_counts(
     client: httpx.AsyncClient, store: SandboxStore
 ) -> None:
-    _capture(store, "sms", "+447700900123")
+    _capture(store, "sms", "+447911123456")
 
     response = await client.delete("/api/messages")
 
@@ -207,7 +207,7 @@ async def test_injected_fault_applies_to_the_provider_route(
 
     response = await client.post(
         "/whatsapp/v21.0/106540352242922/messages",
-        json={"messaging_product": "whatsapp", "to": "447700900123", "text": {"body": "hi"}},
+        json={"messaging_product": "whatsapp", "to": "447911123456", "text": {"body": "hi"}},
         headers={"Authorization": "Bearer EAAG-sandbox-test-token"},
     )
 
@@ -245,7 +245,7 @@ async def test_works_under_a_mount_prefix(app: Starlette, store: SandboxStore) -
         # When an adapter posts to its base URL plus the provider's own path
         sent = await client.post(
             "/sandbox/twilio/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
-            data={"To": "+447700900123", "From": "+15005550006", "Body": "hi"},
+            data={"To": "+447911123456", "From": "+15005550006", "Body": "hi"},
             auth=("AC0123456789abcdef0123456789abcdef", "twilio-secret-token"),
         )
         page = await client.get("/sandbox/")

@@ -9,7 +9,7 @@ import pytest
 from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
 
 
-def _message(channel: str = "sms", to: str = "+447700900123", body: str = "hi") -> CapturedMessage:
+def _message(channel: str = "sms", to: str = "+447911123456", body: str = "hi") -> CapturedMessage:
     return CapturedMessage(channel=channel, to=to, sender="+15005550006", body=body)
 
 

@@ -20,7 +20,7 @@ TWILIO_SID = "AC0123456789abcdef0123456789abcdef"
 TWILIO_TOKEN = "twilio-secret-token"
 URL = f"/twilio/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
 AUTH = (TWILIO_SID, TWILIO_TOKEN)
-VALID_FORM = {"To": "+447700900123", "From": "+15005550006", "Body": "Your order #1001 shipped"}
+VALID_FORM = {"To": "+447911123456", "From": "+15005550006", "Body": "Your order #1001 shipped"}
 
 
 async def _send(
@@ -62,7 +62,7 @@ async def test_accepted_message_is_captured(
         "subresource_uris": {
             "media": f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/{sid}/Media.json"
         },
-        "to": "+447700900123",
+        "to": "+447911123456",
         "uri": f"/2010-04-01/Accounts/{TWILIO_SID}/Messages/{sid}.json",
     }
     # And exactly that message is captured
@@ -70,7 +70,7 @@ async def test_accepted_message_is_captured(
     assert captured == CapturedMessage(
         id=captured.id,
         channel="sms",
-        to="+447700900123",
+        to="+447911123456",
         sender="+15005550006",
         body="Your order #1001 shipped",
         provider_message_id=sid,
@@ -131,13 +131,13 @@ async def test_wrong_auth_is_refused_and_nothing_captured(
         pytest.param(
             {"To": "+1 415 555 0100", "From": "+15005550006", "Body": "hi"}, 21211, id="spaces_case"
         ),
-        pytest.param({"To": "+447700900123", "Body": "hi"}, 21603, id="missing_from_case"),
-        pytest.param({"To": "+447700900123", "From": "+15005550006"}, 21602, id="no_body_case"),
+        pytest.param({"To": "+447911123456", "Body": "hi"}, 21603, id="missing_from_case"),
+        pytest.param({"To": "+447911123456", "From": "+15005550006"}, 21602, id="no_body_case"),
         pytest.param(
-            {"To": "+447700900123", "From": "+15005550006", "Body": ""}, 21602, id="empty_body_case"
+            {"To": "+447911123456", "From": "+15005550006", "Body": ""}, 21602, id="empty_body_case"
         ),
         pytest.param(
-            {"To": "+447700900123", "From": "+15005550006", "Body": "x" * 1601},
+            {"To": "+447911123456", "From": "+15005550006", "Body": "x" * 1601},
             21617,
             id="body_over_1600_case",
         ),
@@ -170,7 +170,7 @@ async def test_messaging_service_sid_stands_in_for_from(
     client: httpx.AsyncClient, store: SandboxStore
 ) -> None:
     service = "MG" + "a" * 32
-    form = {"To": "+447700900123", "MessagingServiceSid": service, "Body": "hi"}
+    form = {"To": "+447911123456", "MessagingServiceSid": service, "Body": "hi"}
 
     response = await _send(client, form)
 

@@ -24,13 +24,13 @@ WAMID = re.compile(r"wamid\.[A-Za-z0-9_-]{40,}")
 TEXT = {
     "messaging_product": "whatsapp",
     "recipient_type": "individual",
-    "to": "447700900123",
+    "to": "447911123456",
     "type": "text",
     "text": {"body": "Hi Ada, your order #1001 is on its way", "preview_url": True},
 }
 TEMPLATE = {
     "messaging_product": "whatsapp",
-    "to": "447700900123",
+    "to": "447911123456",
     "type": "template",
     "template": {
         "name": "order_dispatched",
@@ -77,14 +77,14 @@ async def test_text_message_is_captured(
     assert WAMID.fullmatch(wamid)
     assert answer == {
         "messaging_product": "whatsapp",
-        "contacts": [{"input": "447700900123", "wa_id": "447700900123"}],
+        "contacts": [{"input": "447911123456", "wa_id": "447911123456"}],
         "messages": [{"id": wamid}],
     }
     [captured] = store.list()
     assert captured == CapturedMessage(
         id=captured.id,
         channel="whatsapp",
-        to="447700900123",
+        to="447911123456",
         sender=PHONE_NUMBER_ID,
         body="Hi Ada, your order #1001 is on its way",
         provider_message_id=wamid,
@@ -193,9 +193,9 @@ def _template_with(**template: Any) -> dict[str, Any]:
         ),
         pytest.param({**TEXT, "messaging_product": "sms"}, "messaging_product", id="product_case"),
         pytest.param(_without(TEXT, "to"), "parameter to is required", id="no_to_case"),
-        pytest.param({**TEXT, "to": "+447700900123"}, "digits only", id="plus_in_to_case"),
+        pytest.param({**TEXT, "to": "+447911123456"}, "digits only", id="plus_in_to_case"),
         pytest.param({**TEXT, "to": "44 7700 900123"}, "digits only", id="spaces_in_to_case"),
-        pytest.param({**TEXT, "to": 447700900123}, "must be a string", id="numeric_to_case"),
+        pytest.param({**TEXT, "to": 447911123456}, "must be a string", id="numeric_to_case"),
         pytest.param({**TEXT, "recipient_type": "group"}, "recipient_type", id="group_case"),
         pytest.param({**TEXT, "type": "image"}, "'image'", id="unsupported_type_case"),
         pytest.param(_without(TEXT, "text"), "parameter text is required", id="no_text_case"),

@@ -40,7 +40,7 @@ SHOPPERS: tuple[DemoShopper, ...] = (
         "Ada",
         "Lovelace",
         "ada@example.com",
-        "+447700900123",
+        "+447911123456",
         "Europe/London",
         (("whatsapp", Purpose.TRANSACTIONAL), ("email", Purpose.MARKETING)),
         "WhatsApp opt-in at checkout: shipping news on WhatsApp",
@@ -130,8 +130,10 @@ def seed_demo(
         customer_id = customers.resolve_customer_id(
             session,
             workspace_id=workspace.id,
-            contact=customers.Contact(
-                external_id=shopper.shopify_id, email=shopper.email, phone=shopper.phone
+            contact=customers.contact_from(
+                events.Customer(external_id=shopper.shopify_id),
+                email=shopper.email,
+                phone=shopper.phone,
             ),
             profile=events.Customer(
                 external_id=shopper.shopify_id,
