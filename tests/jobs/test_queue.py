@@ -140,7 +140,10 @@ def test_worker_that_lost_its_lease_cannot_settle_the_job(db, frozen_clock):
     with db.transaction() as session:
         assert queue.complete(session, stale, worker="w1") is False
         assert queue.fail(session, stale, worker="w1", error="too late") is False
-        queue.retry(session, stale, worker="w1", error="too late", delay=timedelta(seconds=5))
+        retried = queue.retry(
+            session, stale, worker="w1", error="too late", delay=timedelta(seconds=5)
+        )
+        assert retried is None
 
     job = _job(db)
     assert (job.status, job.locked_by, job.attempts, job.last_error) == (

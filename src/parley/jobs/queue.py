@@ -201,19 +201,22 @@ def retry(
     worker: str,
     error: str,
     delay: timedelta,
-) -> JobStatus:
-    """Put a job back for a later attempt, or into the dead letter when attempts are spent."""
+) -> JobStatus | None:
+    """Put a job back for a later attempt, or into the dead letter when attempts are spent.
+
+    Returns the job's new status, or None when this worker no longer held it.
+    """
     if job.attempts >= job.max_attempts:
-        _settle(
+        held = _settle(
             session,
             job,
             worker=worker,
             status=JobStatus.DEAD,
             error=f"gave up after {job.attempts} attempts: {error}",
         )
-        return JobStatus.DEAD
+        return JobStatus.DEAD if held else None
     now = utc_now()
-    session.execute(
+    result = session.execute(
         update(Job)
         .where(Job.id == job.id, Job.locked_by == worker, Job.status == JobStatus.RUNNING)
         .values(
@@ -225,7 +228,7 @@ def retry(
             updated_at=now,
         )
     )
-    return JobStatus.PENDING
+    return JobStatus.PENDING if result.rowcount else None  # type: ignore[attr-defined]
 
 
 def _settle(

@@ -303,6 +303,11 @@ class Worker:
                 retry_after=outcome.retry_after,
             )
             status = queue.retry(session, job, worker=self.name, error=outcome.reason, delay=delay)
+            if status is None:
+                log.warning(
+                    "job %s (%s): lease lost; not rescheduled by this worker", job.id, job.kind
+                )
+                return
             log.warning(
                 "job %s (%s) attempt %s: %s -> %s",
                 job.id,
