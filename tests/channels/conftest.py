@@ -30,11 +30,6 @@ EMAIL_FROM = "Demo Store <orders@demo.parley.test>"
 EMAIL_TIMEOUT_SECONDS = 0.5
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeProvider(Protocol):
     """What the contract suite may ask of any fake provider."""
 

@@ -23,11 +23,6 @@ NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def settings() -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]

@@ -193,23 +193,3 @@ def find_order(session: Session, *, workspace_id: int, external_id: str) -> Orde
     return session.scalar(
         select(Order).where(Order.workspace_id == workspace_id, Order.external_id == external_id)
     )
-
-
-def find_fulfillment(
-    session: Session, *, workspace_id: int, external_id: str
-) -> Fulfillment | None:
-    return session.scalar(
-        select(Fulfillment).where(
-            Fulfillment.workspace_id == workspace_id, Fulfillment.external_id == external_id
-        )
-    )
-
-
-def list_orders(session: Session, *, workspace_id: int, customer_id: int) -> list[Order]:
-    return list(
-        session.scalars(
-            select(Order)
-            .where(Order.workspace_id == workspace_id, Order.customer_id == customer_id)
-            .order_by(Order.placed_at.desc())
-        )
-    )

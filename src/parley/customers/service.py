@@ -309,31 +309,3 @@ def current_consent(
         .order_by(ConsentRecord.id)
     )
     return {(record.channel, record.purpose): record for record in records}
-
-
-def identities_of(
-    session: Session, *, workspace_id: int, customer_id: int
-) -> list[CustomerIdentity]:
-    return list(
-        session.scalars(
-            select(CustomerIdentity).where(
-                CustomerIdentity.workspace_id == workspace_id,
-                CustomerIdentity.customer_id == customer_id,
-            )
-        )
-    )
-
-
-def record_inbound_at(
-    session: Session, *, workspace_id: int, kind: IdentityKind, value: str, at: datetime
-) -> None:
-    """Note that the customer wrote to us on this identity (opens channel windows)."""
-    session.execute(
-        update(CustomerIdentity)
-        .where(
-            CustomerIdentity.workspace_id == workspace_id,
-            CustomerIdentity.kind == kind,
-            CustomerIdentity.value == value,
-        )
-        .values(last_inbound_at=at)
-    )

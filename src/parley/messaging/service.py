@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm import Session
 
 from parley.channels.base import (
@@ -80,14 +80,6 @@ class Recorded:
     reason: str = ""
     retry_after: float | None = None
     channel: ChannelKind | None = None
-
-
-def find_message(session: Session, *, workspace_id: int, idempotency_key: str) -> Message | None:
-    return session.scalar(
-        select(Message).where(
-            Message.workspace_id == workspace_id, Message.idempotency_key == idempotency_key
-        )
-    )
 
 
 def prepare_message(
