@@ -214,3 +214,15 @@ def test_database_outage_answers_503_so_shopify_retries():
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json() == {"error": "storage unavailable, retry later"}
+
+
+def test_malformed_body_with_a_bad_signature_is_401_not_422(client, db):
+    body = b'{"id": 1, '
+    headers = {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Webhook-Id": "w9",
+        "X-Shopify-Hmac-Sha256": sign(body, "not-the-secret"),
+    }
+    response = _post(client, body, headers)
+    assert response.status_code == 401
+    assert _nothing_written(db)

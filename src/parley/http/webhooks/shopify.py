@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from parley.clock import utc_now
 from parley.db import Database
 from parley.errors import Invalid, NotFound, Unauthenticated
+from parley.events import Event
 from parley.integrations.shopify import signature
 from parley.integrations.shopify.mapping import MalformedPayload, UnknownTopic, map_delivery
 from parley.store_events import service as store_events
@@ -74,8 +75,54 @@ class ShopifyHeaders:
         )
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A delivery read and mapped, or the reason it could not be (raised only once the
+    signature has been checked, so a forged body is a 401 whatever it contains)."""
+
+    delivery: Delivery | None = None
+    mapped: list[Event] | None = None
+    problem: Exception | None = None
+
+
+def parse(headers: ShopifyHeaders, body: bytes) -> Parsed:
+    """Decode and map a delivery. Pure work, done before the database is touched."""
+    topic = headers.topic
+    if not topic:
+        return Parsed(problem=Invalid("X-Shopify-Topic header is missing"))
+    key = headers.event_id or headers.webhook_id
+    if not key:
+        return Parsed(problem=Invalid("X-Shopify-Webhook-Id header is missing"))
+    try:
+        text = body.decode("utf-8")
+        payload = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Parsed(problem=Invalid(f"body is not valid JSON: {exc}"))
+    triggered_at = _parse_time(headers.triggered_at)
+    delivery = Delivery(
+        source="shopify",
+        delivery_key=key,
+        topic=topic,
+        headers=headers.kept,
+        body=text,
+        triggered_at=triggered_at,
+    )
+    try:
+        mapped = map_delivery(topic, payload, received_at=triggered_at or utc_now())
+    except UnknownTopic:
+        return Parsed(delivery=delivery)
+    except MalformedPayload as exc:
+        return Parsed(problem=exc)
+    return Parsed(delivery=delivery, mapped=mapped)
+
+
 def receive(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> dict[str, object]:
-    """Verify, map, store and plan in one transaction; the answer to give Shopify."""
+    """Verify, store and plan in one transaction; the answer to give Shopify.
+
+    Parsing and mapping happen first, outside the transaction, so the database (on SQLite,
+    its one writer) is held only for the signature check and the writes.
+    """
+    parsed = parse(headers, body)
     with db.transaction() as session:
         workspace = workspaces.find_access(session, slug=slug)
         if workspace is None:
@@ -89,41 +136,22 @@ def receive(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> di
                 headers.webhook_id,
             )
             raise Unauthenticated("HMAC signature does not match")
-        topic = headers.topic
-        if not topic:
-            raise Invalid("X-Shopify-Topic header is missing")
-        key = headers.event_id or headers.webhook_id
-        if not key:
-            raise Invalid("X-Shopify-Webhook-Id header is missing")
-        try:
-            text = body.decode("utf-8")
-            payload = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise Invalid(f"body is not valid JSON: {exc}") from exc
-        triggered_at = _parse_time(headers.triggered_at)
-        delivery = Delivery(
-            source="shopify",
-            delivery_key=key,
-            topic=topic,
-            headers=headers.kept,
-            body=text,
-            triggered_at=triggered_at,
-        )
-        try:
-            mapped = map_delivery(topic, payload, received_at=triggered_at or utc_now())
-        except UnknownTopic:
+        if parsed.problem is not None:
+            log.warning("shopify %s for %s refused: %s", headers.topic, slug, parsed.problem)
+            raise parsed.problem
+        assert parsed.delivery is not None
+        if parsed.mapped is None:
             store_events.record_delivery(
                 session,
                 workspace=workspace,
-                delivery=delivery,
+                delivery=parsed.delivery,
                 status="ignored",
-                reason=f"topic {topic!r} is not used by parley",
+                reason=f"topic {parsed.delivery.topic!r} is not used by parley",
             )
-            return {"status": "ignored", "reason": f"unhandled topic {topic}"}
-        except MalformedPayload as exc:
-            log.warning("shopify %s for %s malformed: %s", topic, slug, exc.reason)
-            raise Invalid(exc.reason) from exc
-        result = store_events.ingest(session, workspace=workspace, delivery=delivery, mapped=mapped)
+            return {"status": "ignored", "reason": f"unhandled topic {parsed.delivery.topic}"}
+        result = store_events.ingest(
+            session, workspace=workspace, delivery=parsed.delivery, mapped=parsed.mapped
+        )
     if result.is_duplicate:
         return {"status": "duplicate"}
     return {"status": "accepted", "events": result.events, "journeys_started": result.runs_started}
