@@ -126,14 +126,14 @@ class RunLookup:
         for customer in self.session.scalars(select(Customer).where(Customer.id.in_(customer_ids))):
             self._customers[customer.id] = customer
         self._load_exit_events(runs)
+        message_keys = []
+        for job in jobs:
+            run = self._runs.get(int(job.payload["run_id"]))
+            if run is not None:
+                message_keys.append((run.workspace_id, _send_key(job)))
         self.outbox.preload(
             customer_ids=[c for c in customer_ids if self._customers.get(c)],
-            message_keys=[
-                (self._runs[int(job.payload["run_id"])].workspace_id, _send_key(job))  # type: ignore[union-attr]
-                for job in jobs
-                if self._runs.get(int(job.payload["run_id"])) is not None
-            ],
-            template_types=(),
+            message_keys=message_keys,
         )
 
     def _load_exit_events(self, runs: list[JourneyRun]) -> None:
@@ -145,8 +145,11 @@ class RunLookup:
         }
         orders = {(r.workspace_id, r.order_external_id) for r in runs if r.order_external_id}
         customers = {(r.workspace_id, r.customer_id) for r in runs if r.customer_id}
-        for key in [*(("order", k) for k in orders), *(("customer", k) for k in customers)]:
-            self._exit_events.setdefault((key[1][0], f"{key[0]}:{key[1][1]}"), [])
+        # Every scope asked about gets a list, empty when it has no exit event.
+        for workspace_id, order_id in orders:
+            self._exit_events.setdefault((workspace_id, f"order:{order_id}"), [])
+        for workspace_id, customer_id in customers:
+            self._exit_events.setdefault((workspace_id, f"customer:{customer_id}"), [])
         if not exit_types or not (orders or customers):
             return
         query = select(

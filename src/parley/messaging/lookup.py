@@ -3,7 +3,8 @@
 A worker prepares a batch of messages in one transaction. Asking the database for each
 message's consent, identities, templates and previous attempt one query at a time cost
 more than everything else in the send path, so :meth:`OutboxLookup.preload` fetches them
-for the whole batch in a few queries; anything not preloaded is fetched on first use.
+for the whole batch in a few queries; anything not preloaded (templates, read once per
+workspace and message type) is fetched on first use.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class OutboxLookup:
         *,
         customer_ids: Iterable[int],
         message_keys: Iterable[tuple[int, str]],
-        template_types: Iterable[tuple[int, MessageType]],
     ) -> None:
         """Fetch in bulk what a batch will ask for."""
         customer_ids = sorted(set(customer_ids) - self._identities.keys())
@@ -69,13 +69,11 @@ class OutboxLookup:
             self._messages.update(dict.fromkeys(keys))
             for message in found:
                 self._messages[(message.workspace_id, message.idempotency_key)] = message
-        for workspace_id, message_type in set(template_types):
-            self.templates(workspace_id, message_type)
 
     def reach(self, customer: Customer) -> Reach:
         """The customer's identities and current consent (scoped by their workspace)."""
         if customer.id not in self._identities:
-            self.preload(customer_ids=[customer.id], message_keys=(), template_types=())
+            self.preload(customer_ids=[customer.id], message_keys=())
         return Reach(
             customer=customer,
             identities=[
