@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
@@ -119,3 +122,62 @@ def test_jobs_status_prints_counts_as_json(run, db):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"pending": 2}
     assert count(db, Job) == 2
+
+
+def test_serve_refuses_several_processes_with_the_sandbox(run, tmp_path):
+    os.environ["PARLEY_SANDBOX"] = "1"
+    try:
+        result = run(f"sqlite:///{tmp_path / 'p.db'}", "serve", "--workers", "2")
+    finally:
+        del os.environ["PARLEY_SANDBOX"]
+    assert result.exit_code == 1
+    assert "the sandbox runs in one process" in result.output
+
+
+def test_serve_with_two_workers_migrates_once_and_answers(tmp_path):
+    port = _free_port()
+    script = Path(sys.executable).with_name("parley")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")},
+        "PARLEY_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PARLEY_PORT": str(port),
+    }
+    server = subprocess.Popen(
+        [str(script), "serve", "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert _wait_healthy(port, seconds=30), "server did not become healthy"
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert output.count("Started server process") == 2
+    assert "Context impl" not in output  # the children did not migrate: the parent had
+    version = (
+        create_engine(env["PARLEY_DATABASE_URL"])
+        .connect()
+        .exec_driver_sql("SELECT version_num FROM alembic_version")
+    )
+    assert version.scalar_one() == "0002"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_healthy(port: int, *, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False

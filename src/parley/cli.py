@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets as secrets_module
 from typing import Annotated
 
@@ -39,6 +40,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Default: PARLEY_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="Default: PARLEY_PORT")] = None,
     worker: Annotated[bool, typer.Option(help="Run the embedded worker")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes on this host")] = 1,
 ) -> None:
     """Run the web server (webhooks, API) with an embedded worker."""
     overrides: dict[str, object] = {"embedded_worker": worker}
@@ -46,7 +48,42 @@ def serve(
         overrides["host"] = host
     if port:
         overrides["port"] = port
-    _serve(get_settings(**overrides))
+    settings = get_settings(**overrides)
+    if workers == 1:
+        _serve(settings)
+        return
+    _serve_processes(settings, workers)
+
+
+def _serve_processes(settings: Settings, processes: int) -> None:
+    """Several server processes sharing one port and one database.
+
+    The parent migrates once; the children then start from the environment without
+    migrating, so they never race each other over the schema.
+    """
+    if settings.sandbox:
+        typer.echo("error: the sandbox runs in one process; use --workers 1", err=True)
+        raise typer.Exit(1)
+    if settings.is_sqlite and settings.migrate_on_start:
+        from parley.db.migrate import migrate as run_migrations
+
+        run_migrations(settings.database_url)
+    os.environ.update(
+        PARLEY_HOST=settings.host,
+        PARLEY_PORT=str(settings.port),
+        PARLEY_EMBEDDED_WORKER=str(settings.embedded_worker).lower(),
+        PARLEY_MIGRATE_ON_START="false",
+    )
+    uvicorn.run(
+        "parley.http.app:app_from_environment",
+        factory=True,
+        workers=processes,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @app.command()

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="Base URL providers sign against; default http://{host}:{port}"
     )
+    migrate_on_start: bool = Field(
+        default=True, description="`parley serve` brings a SQLite database up to date on start"
+    )
     embedded_worker: bool = Field(default=True, description="`parley serve` also runs a worker")
     worker_concurrency: int = Field(default=64, description="sends in flight per worker process")
     worker_batch_size: int = Field(default=200, description="jobs claimed per round")

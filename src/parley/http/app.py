@@ -26,7 +26,7 @@ from parley.runtime import Runtime, build_runtime
 from parley.sandbox.app import create_sandbox_app
 from parley.sandbox.smtp import SandboxSmtpServer
 from parley.sandbox.store import SandboxStore
-from parley.settings import Settings
+from parley.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        rt = runtime or build_runtime(settings, run_migrations=settings.is_sqlite)
+        rt = runtime or build_runtime(
+            settings, run_migrations=settings.is_sqlite and settings.migrate_on_start
+        )
         app.state.db = rt.db
         api.state.db = rt.db
         smtp = None
@@ -97,3 +99,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
     app.state.settings = settings
     app.state.sandbox = sandbox_store
     return app
+
+
+def app_from_environment() -> Starlette:
+    """The app built from ``PARLEY_*`` settings: what each ``serve --workers`` process runs."""
+    return create_app(get_settings())
