@@ -23,9 +23,10 @@ demo: $(STAMP) ## Run parley with the demo store and sandbox providers (http://1
 test: $(STAMP) ## Run the whole suite, on SQLite and PostgreSQL
 	$(BIN)/pytest
 
-lint: $(STAMP) ## ruff check + ruff format --check
+lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 bench: $(STAMP) ## Run the benchmarks (figures beside in-run ceilings)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

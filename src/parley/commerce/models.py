@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -31,8 +32,8 @@ class Order(Base):
     total_price: Mapped[Decimal | None] = mapped_column(Money)
     financial_status: Mapped[str | None] = mapped_column(String(32))
     fulfillment_status: Mapped[str | None] = mapped_column(String(32))
-    line_items: Mapped[list] = mapped_column(JsonType, default=list)
-    shipping_address: Mapped[dict | None] = mapped_column(JsonType)
+    line_items: Mapped[list[Any]] = mapped_column(JsonType, default=list)
+    shipping_address: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     status_url: Mapped[str | None] = mapped_column(Text)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_reason: Mapped[str | None] = mapped_column(String(64))
@@ -59,7 +60,7 @@ class Fulfillment(Base):
     tracking_company: Mapped[str | None] = mapped_column(String(200))
     tracking_number: Mapped[str | None] = mapped_column(String(200))
     tracking_url: Mapped[str | None] = mapped_column(Text)
-    line_items: Mapped[list] = mapped_column(JsonType, default=list)
+    line_items: Mapped[list[Any]] = mapped_column(JsonType, default=list)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -78,7 +79,7 @@ class Checkout(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     currency: Mapped[str] = mapped_column(String(3))
     total_price: Mapped[Decimal | None] = mapped_column(Money)
-    line_items: Mapped[list] = mapped_column(JsonType, default=list)
+    line_items: Mapped[list[Any]] = mapped_column(JsonType, default=list)
     recovery_url: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -98,8 +99,8 @@ class Product(Base):
     product_type: Mapped[str | None] = mapped_column(String(255))
     vendor: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str | None] = mapped_column(String(32))
-    tags: Mapped[list] = mapped_column(JsonType, default=list)
-    variants: Mapped[list] = mapped_column(JsonType, default=list)
+    tags: Mapped[list[Any]] = mapped_column(JsonType, default=list)
+    variants: Mapped[list[Any]] = mapped_column(JsonType, default=list)
     source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

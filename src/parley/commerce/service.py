@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from parley import events
 from parley.clock import utc_now
 from parley.commerce.models import Checkout, Fulfillment, Order, Product, Refund
+from parley.db.base import table_of
 from parley.db.upsert import dialect_of, insert_on, per_dialect
 
 
@@ -74,7 +75,7 @@ def record_order(
 ) -> None:
     _upsert_newer(
         session,
-        Order.__table__,
+        table_of(Order),
         {
             "workspace_id": workspace_id,
             "external_id": order.external_id,
@@ -106,7 +107,7 @@ def record_fulfillment(
     delivered = fulfillment.shipment_status is events.ShipmentStatus.DELIVERED
     _upsert_newer(
         session,
-        Fulfillment.__table__,
+        table_of(Fulfillment),
         {
             "workspace_id": workspace_id,
             "external_id": fulfillment.external_id,
@@ -129,7 +130,7 @@ def record_checkout(
 ) -> None:
     _upsert_newer(
         session,
-        Checkout.__table__,
+        table_of(Checkout),
         {
             "workspace_id": workspace_id,
             "external_id": checkout.external_id,
@@ -150,7 +151,7 @@ def record_checkout(
 def record_product(session: Session, *, workspace_id: int, product: events.Product) -> None:
     _upsert_newer(
         session,
-        Product.__table__,
+        table_of(Product),
         {
             "workspace_id": workspace_id,
             "external_id": product.external_id,
@@ -184,7 +185,7 @@ def record_refund(session: Session, *, workspace_id: int, refund: events.Refund)
 
 @per_dialect
 def _insert_refund(dialect: str) -> Any:
-    return insert_on(dialect, Refund.__table__).on_conflict_do_nothing(
+    return insert_on(dialect, table_of(Refund)).on_conflict_do_nothing(
         index_elements=["workspace_id", "external_id"]
     )
 

@@ -13,11 +13,12 @@ from parley import events
 from parley.clock import utc_now
 from parley.customers.identity import normalise_email, normalise_phone, timezone_for_phone
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
+from parley.db.base import table_of
 from parley.db.upsert import insert_on, per_dialect
 from parley.errors import NotFound
 
-IDENTITIES = CustomerIdentity.__table__
-CUSTOMERS = Customer.__table__
+IDENTITIES = table_of(CustomerIdentity)
+CUSTOMERS = table_of(Customer)
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def profile_changes(
         "country_code": profile.country_code if profile else None,
         "timezone": profile.timezone if profile else None,
     }
-    changes = {
+    changes: dict[str, Any] = {
         name: value
         for name, value in incoming.items()
         if value and value != current[name] and (is_newer or not current[name])

@@ -8,6 +8,7 @@ Ada said yes to WhatsApp, Grace only to SMS, Alan gave nothing but an email addr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -120,7 +121,7 @@ def seed_demo(
                     events.Variant(
                         external_id=f"{external_id}1",
                         title="Default",
-                        price=price,
+                        price=Decimal(price),
                         inventory_quantity=25,
                     )
                 ],

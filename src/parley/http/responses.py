@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from parley.errors import ParleyError
 
@@ -30,4 +32,9 @@ async def database_unavailable(request: Request, exc: Exception) -> JSONResponse
     )
 
 
-EXCEPTION_HANDLERS = {ParleyError: domain_error, OperationalError: database_unavailable}
+Handler = Callable[[Request, Exception], Coroutine[Any, Any, Response]]
+
+EXCEPTION_HANDLERS: dict[int | type[Exception], Handler] = {
+    ParleyError: domain_error,
+    OperationalError: database_unavailable,
+}

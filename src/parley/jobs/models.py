@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,7 +38,7 @@ class Job(Base):
         ForeignKey("workspaces.id", ondelete="CASCADE")
     )
     kind: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[dict] = mapped_column(JsonType, default=dict)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(300))
     lane: Mapped[str] = mapped_column(String(16), default="transactional")
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)

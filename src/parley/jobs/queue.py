@@ -17,11 +17,11 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
-from parley.db.base import UTCDateTime
+from parley.db.base import UTCDateTime, table_of
 from parley.db.upsert import insert_on, per_dialect
 from parley.jobs.models import Job, JobStatus
 
-JOBS = Job.__table__
+JOBS = table_of(Job)
 
 
 @dataclass(frozen=True)
@@ -120,8 +120,8 @@ def claim(
     """
     now = now or utc_now()
     postgres = session.get_bind().dialect.name == "postgresql"
-    statement = text(_CLAIM_SQL.format(lock="FOR UPDATE SKIP LOCKED" if postgres else ""))
-    statement = statement.bindparams(
+    sql = text(_CLAIM_SQL.format(lock="FOR UPDATE SKIP LOCKED" if postgres else ""))
+    statement = sql.bindparams(
         bindparam("now", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime())
     ).columns(
         Job.id, Job.kind, Job.payload, Job.workspace_id, Job.attempts, Job.max_attempts, Job.due_at

@@ -309,10 +309,10 @@ class AdvanceJourney:
                     step += 2
                 continue
             assert isinstance(current, SendStep)
-            reason = exit_reason(session, facts, lookup)
-            if reason is not None:
-                self._close_pending(session, lookup, job, run, reason)
-                _end(session, run, RunStatus.EXITED, reason, now)
+            exit_because = exit_reason(session, facts, lookup)
+            if exit_because is not None:
+                self._close_pending(session, lookup, job, run, exit_because)
+                _end(session, run, RunStatus.EXITED, exit_because, now)
                 return None
             if facts.customer is None:
                 reason = "no customer to message (no email, phone or platform id)"

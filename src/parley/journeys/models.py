@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -30,7 +31,7 @@ class Journey(Base):
     key: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    definition: Mapped[dict] = mapped_column(JsonType)
+    definition: Mapped[dict[str, Any]] = mapped_column(JsonType)
     version: Mapped[int] = mapped_column(Integer, default=1)
     # A fresh random token per saved definition: parsed definitions are cached by it, so a
     # cache can never confuse two contents (after a restore, say) the way a counter could.
@@ -53,7 +54,7 @@ class JourneyRun(Base):
     run_key: Mapped[str] = mapped_column(String(300))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     order_external_id: Mapped[str | None] = mapped_column(String(255))
-    context: Mapped[dict] = mapped_column(JsonType, default=dict)
+    context: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.ACTIVE)
     exit_reason: Mapped[str | None] = mapped_column(String(300))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from parley import events
 from parley.clock import utc_now
+from parley.db.base import table_of
 from parley.db.upsert import insert_for, insert_on, per_dialect
 from parley.errors import Invalid, NotFound, describe_problems
 from parley.jobs import queue
@@ -25,7 +26,7 @@ from parley.journeys.definitions import (
 from parley.journeys.models import Journey, JourneyRun, RunStatus
 
 ADVANCE = "journeys.advance"
-RUNS = JourneyRun.__table__
+RUNS = table_of(JourneyRun)
 # Parsed definitions by revision token: a revision's content never changes.
 _DEFINITIONS: dict[str, JourneyDefinition] = {}
 
@@ -70,7 +71,7 @@ def install_built_in_journeys(session: Session, *, workspace_id: int) -> None:
         for definition in BUILT_IN_DEFINITIONS
     ]
     session.execute(
-        insert_for(session, Journey.__table__).on_conflict_do_nothing(
+        insert_for(session, table_of(Journey)).on_conflict_do_nothing(
             index_elements=["workspace_id", "key"]
         ),
         rows,
@@ -140,6 +141,7 @@ def enabled_journeys(session: Session, *, workspace_id: int) -> list[EnabledJour
         definition = _DEFINITIONS.get(row.revision)
         if definition is None:
             stored = session.scalar(select(Journey.definition).where(Journey.id == row.id))
+            assert stored is not None
             definition = _remember(row.revision, stored)
         found.append(EnabledJourney(row.id, workspace_id, row.version, definition))
     return found

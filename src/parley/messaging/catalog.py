@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
+from parley.db.base import table_of
 from parley.db.upsert import insert_for
 from parley.errors import Invalid
 from parley.messaging.default_templates import default_template
@@ -52,7 +53,7 @@ def save_template(
         (renderer or TemplateRenderer()).validate(parsed)
     except (TemplateError, TypeError, ValueError, KeyError) as exc:
         raise Invalid(f"template for {message_type} on {channel} is not valid: {exc}") from exc
-    statement = insert_for(session, MessageTemplate.__table__).values(
+    statement = insert_for(session, table_of(MessageTemplate)).values(
         workspace_id=workspace_id,
         message_type=message_type,
         channel=channel,

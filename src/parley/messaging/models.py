@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -61,11 +62,11 @@ class Message(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
-    template: Mapped[dict | None] = mapped_column(JsonType)
-    headers: Mapped[dict] = mapped_column(JsonType, default=dict)
+    template: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    headers: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str | None] = mapped_column(Text)
-    decision: Mapped[list] = mapped_column(JsonType, default=list)
+    decision: Mapped[list[Any]] = mapped_column(JsonType, default=list)
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -102,5 +103,5 @@ class MessageTemplate(Base):
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     message_type: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))
-    content: Mapped[dict] = mapped_column(JsonType)
+    content: Mapped[dict[str, Any]] = mapped_column(JsonType)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

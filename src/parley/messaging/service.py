@@ -31,6 +31,7 @@ from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
 from parley.customers.models import Customer
+from parley.db.base import table_of
 from parley.db.upsert import insert_on, per_dialect
 from parley.messaging import unsubscribe
 from parley.messaging.context import template_context
@@ -41,8 +42,8 @@ from parley.messaging.templates import RenderedContent, TemplateRenderer
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
 from parley.workspaces.models import Workspace
 
-MESSAGES = Message.__table__
-ATTEMPTS = DeliveryAttempt.__table__
+MESSAGES = table_of(Message)
+ATTEMPTS = table_of(DeliveryAttempt)
 OPTED_OUT_CODES = {("sms", "21610")}
 
 
@@ -321,7 +322,7 @@ def _start_attempt(
         message_id=message.id,
         workspace_id=message.workspace_id,
         customer_id=message.customer_id,
-        channel=ChannelKind(message.channel),
+        channel=ChannelKind(str(message.channel)),
         attempt_number=message.attempts,
         outbound=_outbound(
             {

@@ -53,12 +53,12 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MappingView
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, MappingView
 from contextlib import closing
 from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from jinja2 import ChainableUndefined, Template, nodes, pass_eval_context
 from jinja2 import exceptions as jinja_errors
@@ -263,7 +263,7 @@ def _measure(value: Any, limit: int) -> int:
             pending.extend(item.keys())
             pending.extend(item.values())
         elif isinstance(item, list | tuple | set | frozenset | MappingView):
-            pending.extend(item)
+            pending.extend(cast("Iterable[Any]", item))
         elif isinstance(item, Namespace):
             pending.extend(vars(item).values())
     return total
@@ -709,7 +709,10 @@ class TemplateRenderer:
         parts: list[str] = []
         size = 0
         try:
-            with closing(template.generate(variables)) as chunks:
+            # generate() is a generator; closing it stops the render at the output cap.
+            with closing(
+                cast("Generator[str, None, None]", template.generate(variables))
+            ) as chunks:
                 for chunk in chunks:
                     size += len(chunk)
                     if size > self.max_output_chars:

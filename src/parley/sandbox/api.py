@@ -58,10 +58,13 @@ class SandboxApi:
             return _bad_request("the body must be a JSON object")
         if not isinstance(payload, dict):
             return _bad_request("the body must be a JSON object")
+        channel, status = payload.get("channel"), payload.get("status")
+        if not isinstance(channel, str) or not isinstance(status, int):
+            return _bad_request("'channel' (a string) and 'status' (an integer) are required")
         try:
             fault = self._store.inject_fault(
-                payload.get("channel"),
-                payload.get("status"),
+                channel,
+                status,
                 count=payload.get("count", 1),
                 delay_seconds=payload.get("delay_seconds", 0.0),
             )

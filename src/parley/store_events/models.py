@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -21,7 +22,7 @@ class WebhookDelivery(Base):
     source: Mapped[str] = mapped_column(String(32))
     delivery_key: Mapped[str] = mapped_column(String(255))
     topic: Mapped[str] = mapped_column(String(100))
-    headers: Mapped[dict] = mapped_column(JsonType, default=dict)
+    headers: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     body: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str | None] = mapped_column(Text)
@@ -47,6 +48,6 @@ class StoreEvent(Base):
     subject: Mapped[str] = mapped_column(String(300))
     order_external_id: Mapped[str | None] = mapped_column(String(255))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
-    payload: Mapped[dict] = mapped_column(JsonType)
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

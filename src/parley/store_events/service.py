@@ -17,6 +17,7 @@ from parley import events
 from parley.clock import utc_now
 from parley.commerce import service as commerce
 from parley.customers import service as customers
+from parley.db.base import table_of
 from parley.db.upsert import insert_on, per_dialect
 from parley.journeys import service as journeys
 from parley.journeys.service import EventFacts
@@ -24,8 +25,8 @@ from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces.models import Workspace
 from parley.workspaces.service import WorkspaceAccess, mark_uninstalled
 
-DELIVERIES = WebhookDelivery.__table__
-EVENTS = StoreEvent.__table__
+DELIVERIES = table_of(WebhookDelivery)
+EVENTS = table_of(StoreEvent)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def _customer_for(
     session: Session, *, workspace: Workspace | WorkspaceAccess, event: events.Event, source: str
 ) -> int | None:
     payload: Any = event.payload
+    profile: events.Customer | None
     if isinstance(payload, events.Customer):
         profile = payload
         contact = customers.contact_from(profile)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -29,5 +30,5 @@ class Workspace(Base):
     api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    settings: Mapped[dict] = mapped_column(JsonType, default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

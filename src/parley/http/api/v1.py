@@ -49,7 +49,8 @@ class JourneyPatch(BaseModel):
 
 
 def _db(request: Request) -> Database:
-    return request.app.state.db
+    db: Database = request.app.state.db
+    return db
 
 
 def _api_key(authorization: Annotated[str | None, Header()] = None) -> str:
