@@ -639,3 +639,17 @@ def machine_line() -> str:
 def write_json(path: str | None, data: dict[str, Any]) -> None:
     if path:
         Path(path).write_text(json.dumps(data, indent=2, default=str))
+
+
+def count_rows(url: str, sql: str) -> int:
+    """One number from the database at ``url`` (a bench's before/after check)."""
+    from sqlalchemy import text
+
+    from parley.db import Database
+
+    db = Database(url)
+    try:
+        with db.engine.connect() as connection:
+            return int(connection.execute(text(sql)).scalar() or 0)
+    finally:
+        db.dispose()

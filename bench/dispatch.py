@@ -113,24 +113,11 @@ def preload(url: str, orders: int, *, threads: int) -> dict[str, Any]:
                 source="bench: opt-in at checkout",
             )
     db.dispose()
-    jobs = count(url, "SELECT count(*) FROM jobs WHERE status = 'pending'")
+    jobs = benchkit.count_rows(url, "SELECT count(*) FROM jobs WHERE status = 'pending'")
     return {"orders": orders, "jobs": jobs, "seconds": seconds, "errors": errors[:5]}
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def count(url: str, sql: str) -> int:
-    from sqlalchemy import text
-
-    from parley.db import Database
-
-    db = Database(url)
-    try:
-        with db.engine.connect() as connection:
-            return int(connection.execute(text(sql)).scalar() or 0)
-    finally:
-        db.dispose()
 
 
 def tally(url: str) -> dict[str, Any]:
@@ -428,7 +415,12 @@ def lateness_phase(
         deadline = time.monotonic() + lead + seconds + opts.deadline
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            if count(url, "SELECT count(*) FROM jobs WHERE status IN ('pending','running')") == 0:
+            if (
+                benchkit.count_rows(
+                    url, "SELECT count(*) FROM jobs WHERE status IN ('pending','running')"
+                )
+                == 0
+            ):
                 break
         for child in children:
             child.proc.send_signal(signal.SIGINT)  # the worker stops after its round

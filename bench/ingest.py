@@ -97,19 +97,6 @@ def loadgen(
     return json.loads(lines[-1])
 
 
-def count_rows(url: str, sql: str) -> int:
-    from sqlalchemy import text
-
-    from parley.db import Database
-
-    db = Database(url)
-    try:
-        with db.engine.connect() as connection:
-            return int(connection.execute(text(sql)).scalar() or 0)
-    finally:
-        db.dispose()
-
-
 def start_server(
     url: str,
     workdir: Path,
@@ -222,8 +209,10 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             result["rss_ingest_server_kb"] = benchkit.proc_status(server.pid).get("VmHWM")
         finally:
             server.stop()
-        result["stored_deliveries"] = count_rows(url, "SELECT count(*) FROM webhook_deliveries")
-        result["jobs_enqueued"] = count_rows(url, "SELECT count(*) FROM jobs")
+        result["stored_deliveries"] = benchkit.count_rows(
+            url, "SELECT count(*) FROM webhook_deliveries"
+        )
+        result["jobs_enqueued"] = benchkit.count_rows(url, "SELECT count(*) FROM jobs")
         result.update(
             baseline_max=b_max, parley_max=p_max, parley_half=p_half, baseline_half=b_half
         )
@@ -268,7 +257,7 @@ def memory_phase(
         out["load"] = load
         deadline = time.monotonic() + opts.drain_timeout
         while time.monotonic() < deadline:
-            open_jobs = count_rows(
+            open_jobs = benchkit.count_rows(
                 url, "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')"
             )
             if open_jobs == 0:
@@ -279,7 +268,9 @@ def memory_phase(
         log(f"    VmHWM {out['status'].get('VmHWM', 0) / 1024:.0f} MB, open jobs {open_jobs}")
     finally:
         server.stop()
-    out["messages_sent"] = count_rows(url, "SELECT count(*) FROM messages WHERE status = 'sent'")
+    out["messages_sent"] = benchkit.count_rows(
+        url, "SELECT count(*) FROM messages WHERE status = 'sent'"
+    )
     return out
 
 

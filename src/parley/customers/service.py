@@ -115,16 +115,7 @@ def resolve_customer_id(
     if missing:
         connection.execute(
             _insert_identities(session),
-            [
-                {
-                    "workspace_id": workspace_id,
-                    "customer_id": customer_id,
-                    "kind": kind,
-                    "value": value,
-                    "created_at": now,
-                }
-                for kind, value in missing
-            ],
+            [_identity_row(workspace_id, customer_id, kind, value, now) for kind, value in missing],
         )
     changes = profile_changes(current._mapping, contact=contact, profile=profile)
     if changes:
@@ -171,14 +162,7 @@ def _create(session: Session, *, workspace_id: int, contact: Contact, now: datet
     ).scalar_one()
     kind, value = contact.identities()[0]
     claimed = connection.execute(
-        _insert_identities(session),
-        {
-            "workspace_id": workspace_id,
-            "customer_id": customer_id,
-            "kind": kind,
-            "value": value,
-            "created_at": now,
-        },
+        _insert_identities(session), _identity_row(workspace_id, customer_id, kind, value, now)
     ).rowcount
     if claimed:
         return int(customer_id)
@@ -218,6 +202,18 @@ def profile_changes(
     if is_newer and stamp != current["source_updated_at"]:
         changes["source_updated_at"] = stamp
     return changes
+
+
+def _identity_row(
+    workspace_id: int, customer_id: int, kind: IdentityKind, value: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "workspace_id": workspace_id,
+        "customer_id": customer_id,
+        "kind": kind,
+        "value": value,
+        "created_at": now,
+    }
 
 
 @per_dialect

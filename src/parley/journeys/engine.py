@@ -81,6 +81,16 @@ class ExitEvent:
     occurred_at: datetime
 
 
+# The columns an ExitEvent is built from, in its field order.
+EXIT_EVENT_COLUMNS = (
+    StoreEvent.workspace_id,
+    StoreEvent.type,
+    StoreEvent.order_external_id,
+    StoreEvent.customer_id,
+    StoreEvent.occurred_at,
+)
+
+
 class RunLookup:
     """What advancing a batch of runs reads, loaded in bulk, read-through for the rest."""
 
@@ -152,13 +162,7 @@ class RunLookup:
             self._exit_events.setdefault((workspace_id, f"customer:{customer_id}"), [])
         if not exit_types or not (orders or customers):
             return
-        query = select(
-            StoreEvent.workspace_id,
-            StoreEvent.type,
-            StoreEvent.order_external_id,
-            StoreEvent.customer_id,
-            StoreEvent.occurred_at,
-        ).where(StoreEvent.type.in_(exit_types))
+        query = select(*EXIT_EVENT_COLUMNS).where(StoreEvent.type.in_(exit_types))
         conditions = []
         if orders:
             conditions.append(
@@ -444,13 +448,9 @@ def exit_reason(session: Session, facts: RunFacts, lookup: RunLookup | None = No
 
 def _exit_events(session: Session, run: JourneyRun, scope: str, event_type: str) -> list[ExitEvent]:
     kind, _, value = scope.partition(":")
-    query = select(
-        StoreEvent.workspace_id,
-        StoreEvent.type,
-        StoreEvent.order_external_id,
-        StoreEvent.customer_id,
-        StoreEvent.occurred_at,
-    ).where(StoreEvent.workspace_id == run.workspace_id, StoreEvent.type == event_type)
+    query = select(*EXIT_EVENT_COLUMNS).where(
+        StoreEvent.workspace_id == run.workspace_id, StoreEvent.type == event_type
+    )
     if kind == "order":
         query = query.where(StoreEvent.order_external_id == value)
     else:
