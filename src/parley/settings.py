@@ -76,11 +76,55 @@ class Settings(BaseSettings):
     whatsapp_phone_number_id: str = "100000000000001"
     whatsapp_access_token: str = "sandbox-whatsapp-token"
 
+    # Instagram messaging (Instagram API with Instagram Login).
+    instagram_base_url: str = "https://graph.instagram.com"
+    instagram_api_version: str = "v21.0"
+    instagram_account_id: str = "17841400000000001"
+    instagram_access_token: str = "sandbox-instagram-token"
+
     provider_timeout_seconds: float = 10.0
+
+    # The assistant.
+    assistant_model_dir: Path = Field(
+        default=Path("var") / "assistant",
+        description="Where the assistant keeps its intent models (shipped cache, store's own)",
+    )
+    assistant_confidence_floor: float = Field(
+        default=0.5,
+        description="Below this confidence the assistant asks again; twice, it hands off",
+    )
+    assistant_llm_url: str | None = Field(
+        default=None,
+        description="Optional OpenAI-compatible base URL (…/v1) that rephrases the "
+        "assistant's facts; it may never add one",
+    )
+    assistant_llm_model: str = "gpt-4o-mini"
+    assistant_llm_api_key: str | None = None
+    assistant_llm_timeout_seconds: float = 5.0
 
     # The demo store.
     demo_shopify_secret: str = "demo-shopify-secret"
     demo_api_key: str = "demo-api-key"
+    demo_meta_app_secret: str = Field(
+        default="demo-meta-app-secret",
+        description="The demo store's Meta app secret: signs WhatsApp and Instagram webhooks",
+    )
+    demo_meta_verify_token: str = Field(
+        default="demo-meta-verify-token",
+        description="The demo store's token for Meta's hub.challenge handshake",
+    )
+    demo_twilio_auth_token: str = Field(
+        default="demo-twilio-auth-token",
+        description="The demo store's Twilio auth token: signs SMS webhooks",
+    )
+    demo_mailgun_signing_key: str = Field(
+        default="demo-mailgun-signing-key",
+        description="The demo store's Mailgun webhook signing key: signs inbound email",
+    )
+    sandbox_workspace: str = Field(
+        default="demo",
+        description="The workspace whose webhooks the sandbox's customer phone posts to",
+    )
 
     def resolved_public_url(self) -> str:
         """The base URL providers sign against."""
@@ -100,6 +144,7 @@ class Settings(BaseSettings):
             update={
                 "twilio_base_url": f"{base}/twilio",
                 "whatsapp_base_url": f"{base}/whatsapp",
+                "instagram_base_url": f"{base}/instagram",
                 "smtp_host": "127.0.0.1",
                 "smtp_port": self.sandbox_smtp_port,
                 "smtp_username": None,

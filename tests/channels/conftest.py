@@ -16,6 +16,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from parley.channels.email_smtp.adapter import EmailSmtp
+from parley.channels.instagram.adapter import Instagram
 from parley.channels.twilio_sms.adapter import TwilioSms
 from parley.channels.whatsapp_cloud.adapter import WhatsappCloud
 
@@ -26,6 +27,10 @@ TWILIO_MESSAGE_SID = "SM" + "0123456789abcdef" * 2
 WHATSAPP_PHONE_NUMBER_ID = "106540352242922"
 WHATSAPP_TOKEN = "EAAGtest-token"
 WHATSAPP_MESSAGE_ID = "wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"
+INSTAGRAM_ACCOUNT_ID = "17841400000000001"
+INSTAGRAM_TOKEN = "IGAA-test-token"
+INSTAGRAM_CUSTOMER = "1234567890123456"
+INSTAGRAM_MESSAGE_ID = "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDE"
 EMAIL_FROM = "Demo Store <orders@demo.parley.test>"
 EMAIL_TIMEOUT_SECONDS = 0.5
 
@@ -186,6 +191,23 @@ def whatsapp_api() -> FakeHttpApi:
     )
 
 
+def instagram_api() -> FakeHttpApi:
+    def success() -> httpx.Response:
+        return httpx.Response(
+            200, json={"recipient_id": INSTAGRAM_CUSTOMER, "message_id": INSTAGRAM_MESSAGE_ID}
+        )
+
+    return FakeHttpApi(
+        success=success,
+        error_body=graph_error,
+        # 613 is Instagram's rate-limit code; 1 (unknown) and 100 (invalid parameter) are
+        # not transient codes, so 500 and 400 are classified by HTTP status alone.
+        error_codes={429: "613", 500: "1", 503: "2", 400: "100"},
+        recipient=INSTAGRAM_CUSTOMER,
+        message_id=INSTAGRAM_MESSAGE_ID,
+    )
+
+
 @pytest.fixture
 async def twilio_channel() -> AsyncIterator[tuple[TwilioSms, FakeHttpApi]]:
     api = twilio_api()
@@ -208,6 +230,21 @@ async def whatsapp_channel() -> AsyncIterator[tuple[WhatsappCloud, FakeHttpApi]]
         phone_number_id=WHATSAPP_PHONE_NUMBER_ID,
         access_token=WHATSAPP_TOKEN,
         base_url="https://graph.test",
+        api_version="v21.0",
+        timeout=2.0,
+        transport=api.transport,
+    )
+    yield adapter, api
+    await adapter.aclose()
+
+
+@pytest.fixture
+async def instagram_channel() -> AsyncIterator[tuple[Instagram, FakeHttpApi]]:
+    api = instagram_api()
+    adapter = Instagram(
+        instagram_account_id=INSTAGRAM_ACCOUNT_ID,
+        access_token=INSTAGRAM_TOKEN,
+        base_url="https://graph.instagram.test",
         api_version="v21.0",
         timeout=2.0,
         transport=api.transport,

@@ -20,6 +20,7 @@ from parley.channels.base import (
     TransientChannelError,
 )
 from parley.channels.email_smtp.adapter import EmailSmtp
+from parley.channels.instagram.adapter import Instagram
 from parley.channels.registry import ADAPTERS, build_adapters, close_adapters
 from parley.channels.twilio_sms.adapter import TwilioSms
 from parley.channels.whatsapp_cloud.adapter import WhatsappCloud
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.anyio
 IDEMPOTENCY_KEY = "delivery-42"
 
 
-@pytest.fixture(params=["email_channel", "twilio_channel", "whatsapp_channel"])
+@pytest.fixture(params=["email_channel", "twilio_channel", "whatsapp_channel", "instagram_channel"])
 def channel(request: pytest.FixtureRequest) -> tuple[ChannelAdapter, Any]:
     """(adapter, fake provider) for each adapter in turn."""
     return request.getfixturevalue(request.param)
@@ -142,8 +143,14 @@ def test_registry_maps_each_kind_to_its_adapter() -> None:
         ChannelKind.EMAIL: EmailSmtp,
         ChannelKind.SMS: TwilioSms,
         ChannelKind.WHATSAPP: WhatsappCloud,
+        ChannelKind.INSTAGRAM: Instagram,
     }
-    assert {cls.provider for cls in ADAPTERS.values()} == {"smtp", "twilio", "whatsapp_cloud"}
+    assert {cls.provider for cls in ADAPTERS.values()} == {
+        "smtp",
+        "twilio",
+        "whatsapp_cloud",
+        "instagram",
+    }
 
 
 async def test_build_adapters_from_settings_and_close_them() -> None:
@@ -153,6 +160,8 @@ async def test_build_adapters_from_settings_and_close_them() -> None:
         twilio_account_sid="ACfromsettings",
         whatsapp_phone_number_id="555",
         whatsapp_api_version="v99.0",
+        instagram_account_id="1784",
+        instagram_api_version="v98.0",
     )
 
     adapters = build_adapters(settings)
@@ -166,5 +175,8 @@ async def test_build_adapters_from_settings_and_close_them() -> None:
             "http://127.0.0.1:9/2010-04-01/Accounts/ACfromsettings/Messages.json"
         )
         assert whatsapp.messages_url == "https://graph.facebook.com/v99.0/555/messages"
+        instagram = adapters[ChannelKind.INSTAGRAM]
+        assert isinstance(instagram, Instagram)
+        assert instagram.messages_url == "https://graph.instagram.com/v98.0/1784/messages"
     finally:
         await close_adapters(adapters)

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from parley.clock import FrozenClock
+from parley.demo.seed import SHOPPERS
 from parley.sandbox.store import CapturedMessage, SandboxStore
 
 pytestmark = pytest.mark.anyio
@@ -76,6 +77,22 @@ async def test_page_renders_customer_content_as_text_only(client: httpx.AsyncCli
     assert "/sandbox/" not in html
 
 
+async def test_page_has_the_customer_composer(client: httpx.AsyncClient) -> None:
+    html = (await client.get("/")).text
+
+    # It posts JSON to the composer, relative to the mount point like the poller.
+    assert '"api/inbound"' in html
+    assert '"Content-Type": "application/json"' in html
+    for channel in ('value="whatsapp"', 'value="sms"', 'value="instagram"', 'value="email"'):
+        assert channel in html
+    # The demo shoppers are the customers it writes as, with their seeded addresses.
+    for shopper in SHOPPERS:
+        assert f'from: "{shopper.email}"' in html
+        if shopper.phone is not None:
+            assert f'from: "{shopper.phone}"' in html
+    assert 'id="count-instagram"' in html
+
+
 async def test_listing_is_oldest_first_with_exact_fields(
     client: httpx.AsyncClient, store: SandboxStore, clock: FrozenClock
 ) -> None:
@@ -99,6 +116,7 @@ async def test_listing_is_oldest_first_with_exact_fields(
                 "provider_message_id": None,
                 "headers": {},
                 "captured_at": "2025-03-14T09:26:53+00:00",
+                "direction": "outbound",
             },
             {
                 "id": second.id,
@@ -112,6 +130,7 @@ async def test_listing_is_oldest_first_with_exact_fields(
                 "provider_message_id": None,
                 "headers": {},
                 "captured_at": "2025-03-14T09:26:53+00:00",
+                "direction": "outbound",
             },
         ]
     }

@@ -24,6 +24,32 @@ def test_keeps_only_the_newest_but_counts_everything() -> None:
     assert store.received_count("email") == 0
 
 
+def test_customers_messages_are_kept_but_not_counted_as_sends() -> None:
+    store = SandboxStore()
+    inbound = CapturedMessage(
+        channel="whatsapp",
+        to="106540352242922",
+        sender="447911123456",
+        body="hi",
+        direction="inbound",
+    )
+
+    store.add(inbound)
+    store.add(_message(channel="whatsapp", to="447911123456"))
+
+    assert [message.direction for message in store.list()] == ["inbound", "outbound"]
+    assert store.received_count("whatsapp") == 1
+    assert inbound.to_public()["direction"] == "inbound"
+
+
+def test_instagram_is_a_channel_with_its_own_faults() -> None:
+    store = SandboxStore()
+    store.inject_fault("instagram", 429)
+
+    assert store.take_fault("whatsapp") is None
+    assert store.take_fault("instagram") == Fault("instagram", 429, 0, 0.0)
+
+
 def test_captured_at_is_aware_utc() -> None:
     message = _message()
 

@@ -11,7 +11,7 @@ and one line in ``registry.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, Self
 
@@ -65,6 +65,12 @@ class OutboundMessage:
     status_callback_url: str | None = None
     sender_name: str | None = None
     """Display name for channels that show one (email: the store's name before the address)."""
+    in_reply_to: str | None = None
+    """The provider id of the customer's message this answers (email threading headers,
+    an Instagram comment for a private reply)."""
+    is_human_agent: bool = False
+    """Written by a person, not the assistant: Instagram lets only these go out 24 h-7 d
+    after the customer's last message (the ``HUMAN_AGENT`` tag)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,82 @@ class TransientChannelError(ChannelError):
 
 class PermanentChannelError(ChannelError):
     """Retrying cannot help: a rejected recipient, bad credentials, a malformed request."""
+
+
+class SignatureError(Exception):
+    """A webhook's signature is missing or does not match: refuse it (401), write nothing."""
+
+
+class MalformedWebhook(ValueError):
+    """A correctly signed webhook whose body is not the shape the provider documents.
+
+    The message says what was wrong and where (``entry[0].changes[1].value.messages[0].id``
+    is missing), so an operator can compare it with the provider's reference.
+    """
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A media reference in an inbound message; parley stores the reference, not the bytes."""
+
+    kind: str
+    """image, audio, video, document, sticker, file, location, ..."""
+    provider_media_id: str | None = None
+    url: str | None = None
+    mime_type: str | None = None
+    filename: str | None = None
+    caption: str | None = None
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message a customer wrote to the store, as one provider delivered it.
+
+    ``sender`` is the channel identity: an E.164 phone for SMS and WhatsApp (a WhatsApp
+    ``wa_id`` gains its ``+``), a lower-cased address for email, an Instagram-scoped id,
+    a web-chat visitor id. ``account`` is the store's own address the message was sent to
+    (WhatsApp ``phone_number_id``, Twilio ``To``, Instagram account id, inbound address):
+    the receiving side checks it belongs to the workspace the route names.
+    """
+
+    channel: ChannelKind
+    provider_message_id: str
+    sender: str
+    text: str
+    account: str | None = None
+    sent_at: datetime | None = None
+    sender_name: str | None = None
+    kind: str = "text"
+    """text, interactive, button, image, ..., comment (an Instagram comment on a post)."""
+    attachments: tuple[Attachment, ...] = ()
+    reply_to: str | None = None
+    """Provider id of the message this one answers (WhatsApp ``context.id``, email
+    ``In-Reply-To``)."""
+    references: tuple[str, ...] = ()
+    """Email ``References``: every earlier Message-ID in the thread."""
+    subject: str | None = None
+    comment_id: str | None = None
+    post_id: str | None = None
+    is_echo: bool = False
+    """The provider echoing a message the store itself sent (Instagram ``is_echo``): never
+    treated as the customer's words."""
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What became of a message parley sent: ``sent``, ``delivered``, ``read`` or ``failed``."""
+
+    channel: ChannelKind
+    provider_message_id: str
+    status: str
+    account: str | None = None
+    recipient: str | None = None
+    occurred_at: datetime | None = None
+    error_code: str | None = None
+    error_reason: str | None = None
+
+
+InboundEvent = InboundMessage | StatusUpdate
 
 
 class ChannelAdapter(Protocol):

@@ -10,12 +10,13 @@ import contextlib
 
 from parley.channels.base import ChannelAdapter, ChannelKind
 from parley.channels.email_smtp.adapter import EmailSmtp
+from parley.channels.instagram.adapter import Instagram
 from parley.channels.twilio_sms.adapter import TwilioSms
 from parley.channels.whatsapp_cloud.adapter import WhatsappCloud
 from parley.settings import Settings
 
 ADAPTERS: dict[ChannelKind, type[ChannelAdapter]] = {
-    cls.kind: cls for cls in (EmailSmtp, TwilioSms, WhatsappCloud)
+    cls.kind: cls for cls in (EmailSmtp, TwilioSms, WhatsappCloud, Instagram)
 }
 
 

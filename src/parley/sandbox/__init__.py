@@ -7,10 +7,20 @@ real wire format, validates requests the way the provider would and captures eve
 accepted message in one :class:`~parley.sandbox.store.SandboxStore`, which also injects
 faults so tests and operators can rehearse outages.
 
-- ``store.py``: :class:`CapturedMessage`, :class:`SandboxStore` (capture + fault injection)
+It also plays the customer and the providers' callbacks: the page's composer posts a
+customer's message as the provider's real, signed webhook to parley's own
+``/webhooks/...`` routes, and the WhatsApp and Twilio stand-ins report ``sent`` and
+``delivered`` back the same way, so inbound paths run end to end with no accounts.
+
+- ``store.py``: :class:`CapturedMessage` (outbound, or inbound from the composer),
+  :class:`SandboxStore` (capture + fault injection)
 - ``twilio.py``: Twilio's Messages API (``POST .../Accounts/{sid}/Messages.json``)
 - ``whatsapp.py``: the WhatsApp Cloud API (``POST /{version}/{phone_number_id}/messages``)
+- ``instagram.py``: the Instagram Send API (``POST /{version}/{account_id}/messages``)
 - ``smtp.py``: :class:`SandboxSmtpServer`, an aiosmtpd server capturing email
+- ``webhooks.py``: provider → parley webhooks, built and signed (``ProviderWebhooks``),
+  posted (``WebhookPoster``), and the status reports of the stand-ins (``StatusReporter``)
+- ``composer.py``: ``POST /api/inbound``, a customer writing to the store
 - ``app.py``: :func:`create_sandbox_app`, the Starlette app (provider routes, the JSON
   API under ``/api`` and the phone-and-mailbox page at ``/``, from ``page.html``)
 

@@ -1,8 +1,10 @@
 """The sandbox as one Starlette app, mounted by parley's server at ``/sandbox``.
 
 Routes are relative to the mount point, so the adapters' base URLs are
-``{server}/sandbox/twilio`` and ``{server}/sandbox/whatsapp``, exactly where the real
-providers' paths begin.
+``{server}/sandbox/twilio``, ``{server}/sandbox/whatsapp`` and
+``{server}/sandbox/instagram``, exactly where the real providers' paths begin.
+``POST /api/inbound`` is the customer's side: it posts signed provider webhooks to
+parley's own ``/webhooks/...`` routes.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ import secrets
 from importlib.resources import files
 from typing import Final
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from parley.sandbox.api import SandboxApi
+from parley.sandbox.composer import CustomerComposer
+from parley.sandbox.instagram import InstagramMessages
 from parley.sandbox.store import SandboxStore
 from parley.sandbox.twilio import TwilioMessages
+from parley.sandbox.webhooks import DEFAULT_STATUS_DELAY_SECONDS, StatusReporter, WebhookPoster
 from parley.sandbox.whatsapp import WhatsAppMessages
 from parley.settings import Settings
 
@@ -59,16 +65,43 @@ class SandboxPage:
         )
 
 
-def create_sandbox_app(store: SandboxStore, settings: Settings) -> Starlette:
-    """Build the sandbox app: Twilio and WhatsApp stand-ins, the JSON API and the page."""
+def create_sandbox_app(
+    store: SandboxStore,
+    settings: Settings,
+    *,
+    status_webhooks: bool = True,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+    status_delay_seconds: float = DEFAULT_STATUS_DELAY_SECONDS,
+) -> Starlette:
+    """Build the sandbox app: provider stand-ins, the customer composer, the API, the page.
+
+    ``status_webhooks`` makes the WhatsApp and Twilio stand-ins report ``sent`` then
+    ``delivered`` back to parley, ``status_delay_seconds`` apart, like the real providers
+    (on for the demo; unit tests with no parley server behind them turn it off).
+    ``webhook_transport`` replaces the network for every post to parley's webhooks
+    (tests pass ``httpx.MockTransport`` or an ``httpx.ASGITransport``). The poster is
+    kept as ``app.state.webhook_poster`` so a test can wait for background posts.
+    """
+    poster = WebhookPoster(transport=webhook_transport, delay_seconds=status_delay_seconds)
+    statuses = StatusReporter(settings, poster) if status_webhooks else None
     twilio = TwilioMessages(
-        store, account_sid=settings.twilio_account_sid, auth_token=settings.twilio_auth_token
+        store,
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        statuses=statuses,
     )
     whatsapp = WhatsAppMessages(
         store,
         access_token=settings.whatsapp_access_token,
         phone_number_id=settings.whatsapp_phone_number_id,
+        statuses=statuses,
     )
+    instagram = InstagramMessages(
+        store,
+        access_token=settings.instagram_access_token,
+        account_id=settings.instagram_account_id,
+    )
+    composer = CustomerComposer(store, settings, poster)
     api = SandboxApi(store)
     page = SandboxPage()
     app = Starlette(
@@ -81,6 +114,8 @@ def create_sandbox_app(store: SandboxStore, settings: Settings) -> Starlette:
             Route(
                 "/whatsapp/{version}/{phone_number_id}/messages", whatsapp.create, methods=["POST"]
             ),
+            Route("/instagram/{version}/{account_id}/messages", instagram.create, methods=["POST"]),
+            Route("/api/inbound", composer.compose, methods=["POST"]),
             Route("/api/messages", api.list_messages, methods=["GET"]),
             Route("/api/messages", api.clear_messages, methods=["DELETE"]),
             Route("/api/faults", api.list_faults, methods=["GET"]),
@@ -90,4 +125,5 @@ def create_sandbox_app(store: SandboxStore, settings: Settings) -> Starlette:
         ]
     )
     app.state.store = store
+    app.state.webhook_poster = poster
     return app

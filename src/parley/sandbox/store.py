@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from parley.clock import utc_now
 
-CHANNELS: Final = ("email", "sms", "whatsapp")
+CHANNELS: Final = ("email", "sms", "whatsapp", "instagram")
 MAX_MESSAGES: Final = 10_000
 FOREVER: Final = -1
 
@@ -30,10 +30,14 @@ def new_capture_id() -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CapturedMessage:
-    """One message a stand-in accepted, as the provider would have delivered it.
+    """One message a stand-in accepted, or one a sandbox customer wrote to the store.
 
-    ``body`` is the text; for a WhatsApp template it is a readable rendering such as
-    ``[template order_dispatched (en)] Ada · #1001``. ``headers`` is filled for email only.
+    ``direction`` is ``"outbound"`` (parley → customer: ``to`` is the customer, ``sender``
+    the store) or ``"inbound"`` (customer → parley, from the page's composer: ``sender`` is
+    the customer, ``to`` the store's address). ``body`` is the text; for a WhatsApp
+    template it is a readable rendering such as ``[template order_dispatched (en)] Ada ·
+    #1001``. ``headers`` holds an email's headers, or ``{"tag": "HUMAN_AGENT"}`` for an
+    Instagram message sent with that tag.
     """
 
     channel: str
@@ -47,6 +51,7 @@ class CapturedMessage:
     provider_message_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     captured_at: datetime = field(default_factory=utc_now)
+    direction: str = "outbound"
 
     def to_public(self) -> dict[str, Any]:
         """The JSON form served by ``GET /api/messages``."""
@@ -62,6 +67,7 @@ class CapturedMessage:
             "provider_message_id": self.provider_message_id,
             "headers": self.headers,
             "captured_at": self.captured_at.isoformat(),
+            "direction": self.direction,
         }
 
 
@@ -120,10 +126,11 @@ class SandboxStore:
         self._faults: dict[str, deque[_PendingFault]] = {channel: deque() for channel in CHANNELS}
 
     def add(self, message: CapturedMessage) -> None:
-        """Capture one accepted message (the oldest is dropped past the bound)."""
+        """Capture one message (the oldest is dropped past the bound)."""
         with self._lock:
             self._messages.append(message)
-            self._received[message.channel] = self._received.get(message.channel, 0) + 1
+            if message.direction == "outbound":
+                self._received[message.channel] = self._received.get(message.channel, 0) + 1
 
     def clear(self) -> None:
         """Forget every captured message and reset the received counts (faults stay)."""
@@ -133,7 +140,11 @@ class SandboxStore:
                 self._received[channel] = 0
 
     def received_count(self, channel: str) -> int:
-        """How many messages the channel accepted since the last :meth:`clear`."""
+        """How many messages the channel's stand-in accepted since the last :meth:`clear`.
+
+        Only what parley sent counts: a benchmark compares this with the sends it made,
+        and customers' messages from the composer are not sends.
+        """
         with self._lock:
             return self._received.get(channel, 0)
 

@@ -15,13 +15,16 @@ import hmac
 import re
 import secrets
 from email.utils import format_datetime
-from typing import Any, Final
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
+
+if TYPE_CHECKING:
+    from parley.sandbox.webhooks import StatusReporter
 
 API_VERSION: Final = "2010-04-01"
 E164: Final = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -116,11 +119,26 @@ async def read_form(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
 class TwilioMessages:
     """The Messages resource of one sandbox Twilio account."""
 
-    def __init__(self, store: SandboxStore, *, account_sid: str, auth_token: str) -> None:
+    def __init__(
+        self,
+        store: SandboxStore,
+        *,
+        account_sid: str,
+        auth_token: str,
+        statuses: StatusReporter | None = None,
+    ) -> None:
+        """``statuses``, when given, posts ``sent`` and ``delivered`` callbacks to a
+        message's ``StatusCallback`` URL, as Twilio does; ``None`` keeps it silent."""
         self._store = store
+        self._statuses = statuses
         self._account_sid = account_sid
         self._sid_bytes = account_sid.encode()
         self._token_bytes = auth_token.encode()
@@ -159,6 +177,9 @@ class TwilioMessages:
             return twilio_error(
                 400, 21617, "The concatenated message body exceeds the 1600 character limit."
             )
+        callback_url = params.get("StatusCallback", "")
+        if callback_url and not _is_http_url(callback_url):
+            return twilio_error(400, 21609, f"The StatusCallback URL {callback_url} is not valid.")
         message = CapturedMessage(
             channel="sms",
             to=to,
@@ -167,6 +188,13 @@ class TwilioMessages:
             provider_message_id="SM" + secrets.token_hex(16),
         )
         self._store.add(message)
+        if callback_url and self._statuses is not None:
+            self._statuses.twilio_accepted(
+                callback_url=callback_url,
+                message_sid=str(message.provider_message_id),
+                sender=sender,
+                to=to,
+            )
         return JSONResponse(self._resource(message, params), status_code=201)
 
     def _resource(self, message: CapturedMessage, params: dict[str, str]) -> dict[str, Any]:

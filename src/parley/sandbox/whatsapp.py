@@ -14,12 +14,15 @@ import hmac
 import json
 import re
 import secrets
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
+
+if TYPE_CHECKING:
+    from parley.sandbox.webhooks import StatusReporter
 
 MAX_TEXT_CHARS: Final = 4096
 WA_ID: Final = re.compile(r"^[1-9]\d{6,14}$")
@@ -194,10 +197,21 @@ def new_wamid() -> str:
 class WhatsAppMessages:
     """The messages edge of one sandbox WhatsApp business phone number."""
 
-    def __init__(self, store: SandboxStore, *, access_token: str, phone_number_id: str) -> None:
+    def __init__(
+        self,
+        store: SandboxStore,
+        *,
+        access_token: str,
+        phone_number_id: str,
+        statuses: StatusReporter | None = None,
+    ) -> None:
+        """``statuses``, when given, posts ``sent`` and ``delivered`` to parley's webhook
+        for every accepted message, as the Cloud API does; ``None`` keeps the stand-in
+        silent (unit tests with no parley server behind them)."""
         self._store = store
         self._token_bytes = access_token.encode()
         self._phone_number_id = phone_number_id
+        self._statuses = statuses
 
     def _is_authenticated(self, request: Request) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -245,6 +259,8 @@ class WhatsAppMessages:
                 provider_message_id=wamid,
             )
         )
+        if self._statuses is not None:
+            self._statuses.whatsapp_accepted(message_id=wamid, wa_id=to)
         sent = {"id": wamid}
         if template is not None:
             sent["message_status"] = "accepted"

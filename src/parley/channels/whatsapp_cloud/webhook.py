@@ -1,0 +1,185 @@
+"""Read WhatsApp Cloud API webhooks: the signature, the subscribe handshake, the events.
+
+Meta posts ``{"object": "whatsapp_business_account", "entry": [{"changes": [...]}]}``;
+only changes with ``field: "messages"`` concern conversations. Their ``value`` carries
+``metadata.phone_number_id`` (the store's number, our ``account``), ``contacts`` (the
+customer's profile name), ``messages`` (what customers wrote) and ``statuses`` (what
+became of what we sent). Every other field (template reviews, account updates, calls,
+Business-app echoes, marketing preferences) is acknowledged and ignored here, so a new
+field Meta adds never fails a delivery.
+
+Signature checking and the ``hub.challenge`` handshake are Meta-wide and live in
+:mod:`parley.channels.meta`; they are re-exported here so a route needs one import.
+"""
+
+from __future__ import annotations
+
+from parley.channels.base import (
+    Attachment,
+    ChannelKind,
+    InboundEvent,
+    InboundMessage,
+    StatusUpdate,
+)
+from parley.channels.meta import Located, handshake, load_payload, sign, verify_signature
+
+__all__ = ["handshake", "parse", "sign", "verify_signature"]
+
+MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
+
+# "played" is a voice message we sent being listened to: it can only follow "read".
+_STATUSES = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "played": "read",
+    "failed": "failed",
+}
+
+
+def parse(body: bytes) -> list[InboundEvent]:
+    """Every customer message and delivery status in one webhook body, in payload order.
+
+    Raises :class:`~parley.channels.base.MalformedWebhook` when the body is not JSON or
+    not shaped like a WhatsApp Business Account notification.
+    """
+    payload = load_payload(body, "whatsapp_business_account")
+    events: list[InboundEvent] = []
+    for entry in payload.children("entry"):
+        for change in entry.children("changes"):
+            if change.data.get("field") != "messages":
+                continue
+            value = change.child("value")
+            account = value.child("metadata").optional_text("phone_number_id")
+            names = _profile_names(value)
+            events.extend(_message(item, account, names) for item in value.children("messages"))
+            for item in value.children("statuses"):
+                update = _status(item, account)
+                if update is not None:
+                    events.append(update)
+    return events
+
+
+def as_e164(wa_id: str) -> str:
+    """``447911123456`` → ``+447911123456``; anything not a plain number is kept as is.
+
+    Group ids and Meta's newer business-scoped user ids are not phone numbers, and
+    inventing a ``+`` for them would make up an identity.
+    """
+    return f"+{wa_id}" if wa_id.isascii() and wa_id.isdigit() else wa_id
+
+
+def _profile_names(value: Located) -> dict[str, str]:
+    names = {}
+    for contact in value.children("contacts"):
+        wa_id = contact.optional_text("wa_id")
+        name = contact.child("profile").optional_text("name")
+        if wa_id and name:
+            names[wa_id] = name
+    return names
+
+
+def _message(item: Located, account: str | None, names: dict[str, str]) -> InboundMessage:
+    sender = item.text("from")
+    kind = item.text("type")
+    text, attachments = _content(item, kind)
+    return InboundMessage(
+        channel=ChannelKind.WHATSAPP,
+        provider_message_id=item.text("id"),
+        sender=as_e164(sender),
+        text=text,
+        account=account,
+        sent_at=item.time("timestamp"),
+        sender_name=names.get(sender),
+        kind=kind,
+        attachments=attachments,
+        reply_to=item.child("context").optional_text("id"),
+    )
+
+
+def _content(item: Located, kind: str) -> tuple[str, tuple[Attachment, ...]]:
+    """The readable text and the media of one message, by its ``type``.
+
+    Types with nothing to read here (reaction, order, contacts, system, unsupported and
+    any type Meta adds later) keep their ``kind`` and an empty text, so the inbox can
+    still show that something arrived.
+    """
+    if kind == "text":
+        return item.child("text").optional_text("body") or "", ()
+    if kind == "interactive":
+        # button_reply / list_reply carry what the customer tapped as its title; other
+        # interactive replies (flows, call permissions) have no text meant for people.
+        interactive = item.child("interactive")
+        reply_type = interactive.optional_text("type")
+        reply = interactive.child(reply_type) if reply_type else interactive
+        return reply.optional_text("title") or "", ()
+    if kind == "button":
+        return item.child("button").optional_text("text") or "", ()
+    if kind in MEDIA_TYPES:
+        media = item.child(kind)
+        caption = media.optional_text("caption")
+        attachment = Attachment(
+            kind=kind,
+            provider_media_id=media.optional_text("id"),
+            url=media.optional_text("url"),
+            mime_type=media.optional_text("mime_type"),
+            filename=media.optional_text("filename"),
+            caption=caption,
+        )
+        return caption or "", (attachment,)
+    if kind == "location":
+        return _location(item.child("location"))
+    return "", ()
+
+
+def _location(location: Located) -> tuple[str, tuple[Attachment, ...]]:
+    latitude, longitude = location.data.get("latitude"), location.data.get("longitude")
+    label = ", ".join(
+        part for part in (location.optional_text("name"), location.optional_text("address")) if part
+    )
+    # A geo: URI (RFC 5870) keeps the coordinates in the one field every attachment has.
+    url = location.optional_text("url")
+    if url is None and _is_number(latitude) and _is_number(longitude):
+        url = f"geo:{latitude},{longitude}"
+    attachment = Attachment(kind="location", url=url, caption=label or None)
+    return label, (attachment,)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _status(item: Located, account: str | None) -> StatusUpdate | None:
+    status = _STATUSES.get(item.text("status").lower())
+    if status is None:
+        return None
+    recipient = item.optional_text("recipient_id")
+    error_code, error_reason = _first_error(item)
+    return StatusUpdate(
+        channel=ChannelKind.WHATSAPP,
+        provider_message_id=item.text("id"),
+        status=status,
+        account=account,
+        recipient=as_e164(recipient) if recipient else None,
+        occurred_at=item.time("timestamp"),
+        error_code=error_code,
+        error_reason=error_reason,
+    )
+
+
+def _first_error(item: Located) -> tuple[str | None, str | None]:
+    """``errors[0]`` as (code, "title: message - details"), without repeating Meta."""
+    errors = item.children("errors")
+    if not errors:
+        return None, None
+    error = errors[0]
+    code = error.data.get("code")
+    title = error.optional_text("title")
+    message = error.optional_text("message")
+    details = error.child("error_data").optional_text("details")
+    reason = title or message
+    if message and reason and message != reason:
+        reason = f"{reason}: {message}"
+    if details:
+        reason = f"{reason} - {details}" if reason else details
+    return (str(code) if code is not None else None), reason

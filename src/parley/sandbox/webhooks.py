@@ -1,0 +1,343 @@
+"""What the providers post *to* parley, built and signed the way each provider does it.
+
+The stand-ins in this package receive parley's sends; this module goes the other way. It
+builds the real webhook payloads (WhatsApp Cloud JSON, Twilio form parameters, Instagram
+messaging JSON, Mailgun route fields), signs them with the demo workspace's secrets from
+the settings, and posts them to parley's own webhook routes
+(``{public_url}/webhooks/{provider}/{sandbox_workspace}``), so inbound messages and
+delivery statuses travel through exactly the code a real provider would exercise.
+
+- :class:`ProviderWebhooks` builds one signed request per event;
+- :class:`WebhookPoster` sends them with httpx, now or in the background;
+- :class:`StatusReporter` is what the WhatsApp and Twilio stand-ins call after accepting
+  a message: ``sent``, then ``delivered``, a moment apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.utils import formataddr, parseaddr
+from functools import partial
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import httpx
+
+from parley.channels import meta
+from parley.channels.email_inbound import mailgun
+from parley.channels.twilio_sms import webhook as twilio_webhook
+from parley.clock import utc_now
+from parley.sandbox.twilio import API_VERSION as TWILIO_API_VERSION
+from parley.sandbox.twilio import count_segments
+from parley.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The sandbox's WhatsApp Business Account and the number customers see; parley reads
+# neither (it keys on phone_number_id), but real payloads always carry them.
+SANDBOX_WABA_ID: Final = "100000000000000"
+SANDBOX_DISPLAY_PHONE_NUMBER: Final = "15550100001"
+DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+DEFAULT_STATUS_DELAY_SECONDS: Final = 0.5
+
+
+@dataclass(frozen=True)
+class SignedWebhook:
+    """One provider → parley request, signed and ready to post."""
+
+    url: str
+    content: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    # Compact, like Meta's own bodies; the signature covers these exact bytes.
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class ProviderWebhooks:
+    """Builds each provider's webhook for the sandbox's demo workspace."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._base_url = settings.resolved_public_url()
+
+    def url(self, provider: str) -> str:
+        """parley's webhook route for ``provider`` in the sandbox's workspace."""
+        return twilio_webhook.public_url(
+            self._base_url, f"/webhooks/{provider}/{self._settings.sandbox_workspace}", ""
+        )
+
+    def _meta(self, provider: str, payload: dict[str, Any]) -> SignedWebhook:
+        body = _json(payload)
+        signature = meta.sign(body, self._settings.demo_meta_app_secret)
+        return SignedWebhook(
+            url=self.url(provider),
+            content=body,
+            headers={"Content-Type": "application/json", meta.SIGNATURE_HEADER: signature},
+        )
+
+    def _whatsapp(self, value: dict[str, Any]) -> SignedWebhook:
+        value = {
+            "messaging_product": "whatsapp",
+            "metadata": {
+                "display_phone_number": SANDBOX_DISPLAY_PHONE_NUMBER,
+                "phone_number_id": self._settings.whatsapp_phone_number_id,
+            },
+        } | value
+        change = {"value": value, "field": "messages"}
+        entry = {"id": SANDBOX_WABA_ID, "changes": [change]}
+        return self._meta("whatsapp", {"object": "whatsapp_business_account", "entry": [entry]})
+
+    def whatsapp_message(
+        self, *, wa_id: str, text: str, message_id: str, name: str | None, reply_to: str | None
+    ) -> SignedWebhook:
+        """A customer's text message, as the Cloud API posts it."""
+        message: dict[str, Any] = {
+            "from": wa_id,
+            "id": message_id,
+            "timestamp": str(int(utc_now().timestamp())),
+            "type": "text",
+            "text": {"body": text},
+        }
+        if reply_to:
+            message["context"] = {"from": SANDBOX_DISPLAY_PHONE_NUMBER, "id": reply_to}
+        profile = {"name": name} if name else {}
+        return self._whatsapp(
+            {"contacts": [{"profile": profile, "wa_id": wa_id}], "messages": [message]}
+        )
+
+    def whatsapp_status(self, *, message_id: str, wa_id: str, status: str) -> SignedWebhook:
+        """A delivery status for a message parley sent."""
+        return self._whatsapp(
+            {
+                "statuses": [
+                    {
+                        "id": message_id,
+                        "status": status,
+                        "timestamp": str(int(utc_now().timestamp())),
+                        "recipient_id": wa_id,
+                    }
+                ]
+            }
+        )
+
+    def _twilio(self, url: str, params: dict[str, str]) -> SignedWebhook:
+        signature = twilio_webhook.compute_signature(
+            url, params, self._settings.demo_twilio_auth_token
+        )
+        return SignedWebhook(
+            url=url,
+            content=urlencode(params).encode(),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                twilio_webhook.SIGNATURE_HEADER: signature,
+            },
+        )
+
+    def twilio_message(self, *, sender: str, text: str, message_sid: str) -> SignedWebhook:
+        """An inbound SMS, as Twilio posts it to the number's messaging webhook."""
+        params = {
+            "SmsMessageSid": message_sid,
+            "NumMedia": "0",
+            "SmsSid": message_sid,
+            "SmsStatus": "received",
+            "Body": text,
+            "To": self._settings.twilio_from_number,
+            "NumSegments": str(count_segments(text)),
+            "MessageSid": message_sid,
+            "AccountSid": self._settings.twilio_account_sid,
+            "From": sender,
+            "ApiVersion": TWILIO_API_VERSION,
+        }
+        return self._twilio(self.url("twilio"), params)
+
+    def twilio_status(
+        self, *, callback_url: str, message_sid: str, sender: str, to: str, status: str
+    ) -> SignedWebhook:
+        """A status callback, posted to (and signed over) the ``StatusCallback`` URL."""
+        params = {
+            "SmsSid": message_sid,
+            "SmsStatus": status,
+            "MessageStatus": status,
+            "To": to,
+            "MessageSid": message_sid,
+            "AccountSid": self._settings.twilio_account_sid,
+            "From": sender,
+            "ApiVersion": TWILIO_API_VERSION,
+        }
+        return self._twilio(callback_url, params)
+
+    def instagram_message(
+        self, *, igsid: str, text: str, mid: str, reply_to: str | None
+    ) -> SignedWebhook:
+        """A direct message to the store's Instagram account."""
+        account = self._settings.instagram_account_id
+        millis = int(utc_now().timestamp() * 1000)
+        message: dict[str, Any] = {"mid": mid, "text": text}
+        if reply_to:
+            message["reply_to"] = {"mid": reply_to}
+        event = {
+            "sender": {"id": igsid},
+            "recipient": {"id": account},
+            "timestamp": millis,
+            "message": message,
+        }
+        entry = {"id": account, "time": millis, "messaging": [event]}
+        return self._meta("instagram", {"object": "instagram", "entry": [entry]})
+
+    def inbound_address(self) -> str:
+        """The store's address customers write to: the address in ``email_from``."""
+        return parseaddr(self._settings.email_from)[1]
+
+    def mailgun_message(
+        self,
+        *,
+        address: str,
+        name: str | None,
+        subject: str | None,
+        text: str,
+        message_id: str,
+        reply_to: str | None,
+    ) -> SignedWebhook:
+        """An email to the store, as a Mailgun route's ``forward()`` posts it."""
+        sender = formataddr((name, address)) if name else address
+        headers = [["From", sender], ["To", self.inbound_address()], ["Message-Id", message_id]]
+        fields = {
+            "recipient": self.inbound_address(),
+            "sender": address,
+            "from": sender,
+            "body-plain": text,
+            "stripped-text": text,
+            "Message-Id": message_id,
+        }
+        if subject:
+            fields["subject"] = subject
+            headers.append(["Subject", subject])
+        if reply_to:
+            fields["In-Reply-To"] = fields["References"] = reply_to
+            headers += [["In-Reply-To", reply_to], ["References", reply_to]]
+        timestamp = str(int(utc_now().timestamp()))
+        token = secrets.token_hex(25)
+        fields |= {
+            "message-headers": json.dumps(headers),
+            "timestamp": timestamp,
+            "token": token,
+            "signature": mailgun.sign(timestamp, token, self._settings.demo_mailgun_signing_key),
+        }
+        return SignedWebhook(
+            url=self.url("email"),
+            content=urlencode(fields).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+
+class WebhookPoster:
+    """Posts signed webhooks to parley, now (:meth:`post`) or later (:meth:`post_later`).
+
+    Each post uses a short-lived client: the sandbox is mounted inside parley's app, whose
+    lifespan never reaches a mounted app, so a long-lived client would have no one to
+    close it. ``transport`` lets tests answer without a server (``httpx.MockTransport``
+    or an ``httpx.ASGITransport`` around a small app).
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        delay_seconds: float = DEFAULT_STATUS_DELAY_SECONDS,
+    ) -> None:
+        self._transport = transport
+        self._timeout = timeout
+        self._delay_seconds = delay_seconds
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def post(self, webhook: SignedWebhook) -> httpx.Response:
+        """POST one webhook; raises ``httpx.HTTPError`` when parley cannot be reached."""
+        async with httpx.AsyncClient(
+            transport=self._transport, timeout=self._timeout, follow_redirects=False
+        ) as client:
+            return await client.post(webhook.url, content=webhook.content, headers=webhook.headers)
+
+    def post_later(self, builds: Sequence[Callable[[], SignedWebhook]]) -> None:
+        """Build and post each webhook in turn, ``delay_seconds`` apart, in the background.
+
+        Each is built just before it is posted, so its timestamp is when it was "sent".
+        A failure is logged and never reaches the request that scheduled it.
+        """
+        task = asyncio.get_running_loop().create_task(self._post_in_order(builds))
+        # The loop keeps only a weak reference to tasks: hold one until it finishes.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self) -> None:
+        """Wait for every background post scheduled so far (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks)
+
+    async def _post_in_order(self, builds: Sequence[Callable[[], SignedWebhook]]) -> None:
+        for build in builds:
+            await asyncio.sleep(self._delay_seconds)
+            webhook = build()
+            try:
+                response = await self.post(webhook)
+            except httpx.HTTPError as exc:
+                log.warning("sandbox: could not post a webhook to %s: %r", webhook.url, exc)
+                continue
+            if not response.is_success:
+                log.warning(
+                    "sandbox: %s answered a webhook with HTTP %d: %.200s",
+                    webhook.url,
+                    response.status_code,
+                    response.text,
+                )
+
+
+class StatusReporter:
+    """Posts ``sent`` then ``delivered`` for each message a stand-in accepted.
+
+    Real Twilio signs callbacks with the account's auth token, the one the API calls use.
+    The demo keeps two settings (``twilio_auth_token`` for the API stand-in,
+    ``demo_twilio_auth_token`` for the workspace's webhook check); callbacks are signed
+    with the second, since that is what parley's route verifies against.
+    """
+
+    def __init__(self, settings: Settings, poster: WebhookPoster) -> None:
+        self._webhooks = ProviderWebhooks(settings)
+        self._poster = poster
+
+    def whatsapp_accepted(self, *, message_id: str, wa_id: str) -> None:
+        """Report to parley's WhatsApp webhook, as the Cloud API does for every message."""
+        self._poster.post_later(
+            [
+                partial(
+                    self._webhooks.whatsapp_status,
+                    message_id=message_id,
+                    wa_id=wa_id,
+                    status=status,
+                )
+                for status in ("sent", "delivered")
+            ]
+        )
+
+    def twilio_accepted(self, *, callback_url: str, message_sid: str, sender: str, to: str) -> None:
+        """Report to the message's ``StatusCallback``, as Twilio does when one was given."""
+        self._poster.post_later(
+            [
+                partial(
+                    self._webhooks.twilio_status,
+                    callback_url=callback_url,
+                    message_sid=message_sid,
+                    sender=sender,
+                    to=to,
+                    status=status,
+                )
+                for status in ("sent", "delivered")
+            ]
+        )
