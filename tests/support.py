@@ -12,9 +12,13 @@ from typing import Any, ClassVar
 from sqlalchemy import func, select
 
 from parley import clock
+from parley.assistant.classifier import Prediction
+from parley.assistant.intents import Intent
+from parley.assistant.service import Respond
 from parley.channels.base import (
     Capabilities,
     ChannelKind,
+    InboundMessage,
     OutboundMessage,
     SendResult,
 )
@@ -22,11 +26,16 @@ from parley.db import Database
 from parley.demo.seed import SHOPPERS, seed_demo
 from parley.demo.simulate import order_lifecycle
 from parley.http.webhooks.shopify import ShopifyHeaders, receive
+from parley.inbox import service as inbox
+from parley.inbox.service import Received
+from parley.inbox.tasks import ApplyStatusLater
 from parley.integrations.shopify import payloads
 from parley.jobs.worker import Worker, WorkerConfig
 from parley.journeys.engine import AdvanceJourney
+from parley.messaging.delivery import DeliverMessage
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
+from parley.workspaces.models import Workspace
 
 SECRET = "test-shopify-secret"
 API_KEY = "test-api-key"
@@ -156,3 +165,89 @@ def rows(
         query = select(model).where(*where)
         query = query.order_by(order_by(model) if order_by else model.id)
         return list(session.scalars(query))
+
+
+class RuleClassifier:
+    """A stand-in for the intent model: the first rule whose words the text contains wins.
+
+    Domain tests pin what the assistant *does* with an intent; the model's own accuracy is
+    tested in ``tests/assistant``.
+    """
+
+    RULES: ClassVar[list[tuple[str, Intent]]] = [
+        ("where is my order", Intent.TRACK_ORDER),
+        ("where's my order", Intent.TRACK_ORDER),
+        ("track", Intent.TRACK_ORDER),
+        ("return", Intent.RETURN_ITEM),
+        ("refund", Intent.GET_REFUND),
+        ("human", Intent.CONTACT_HUMAN_AGENT),
+        ("agent", Intent.CONTACT_HUMAN_AGENT),
+        ("terrible", Intent.COMPLAINT),
+        ("size", Intent.SIZING),
+        ("how long", Intent.DELIVERY_PERIOD),
+        ("hello", Intent.GREETING),
+        ("thanks", Intent.THANKS),
+    ]
+
+    def predict(self, text: str) -> Prediction:
+        lowered = text.lower()
+        for words, intent in self.RULES:
+            if words in lowered:
+                return Prediction(intent, 0.95)
+        return Prediction(Intent.OUT_OF_SCOPE, 0.2)
+
+
+def inbox_worker(
+    db: Database,
+    adapters: dict[ChannelKind, Any],
+    *,
+    classifier: Any = None,
+    lookups: Any = None,
+    tmp_model_dir: Any = None,
+) -> Worker:
+    """A worker with every task: journeys, reply delivery, late receipts, the assistant."""
+    from pathlib import Path
+
+    outbox_settings = OutboxSettings(public_url="http://parley.test", secret_key="k")
+    respond_options: dict[str, Any] = {"classifier": classifier or RuleClassifier()}
+    if lookups is not None:
+        respond_options["lookups"] = lookups
+    tasks: list[Any] = [
+        AdvanceJourney(
+            adapters=adapters, renderer=TemplateRenderer(), outbox_settings=outbox_settings
+        ),
+        DeliverMessage(adapters=adapters, outbox_settings=outbox_settings),
+        ApplyStatusLater(),
+        Respond(model_dir=Path(tmp_model_dir or "var/assistant"), **respond_options),
+    ]
+    return Worker(db, tasks, WorkerConfig(batch_size=50, backoff_base_seconds=5.0))
+
+
+def all_adapters() -> dict[ChannelKind, RecordingAdapter]:
+    return {kind: RecordingAdapter(kind) for kind in ChannelKind}
+
+
+def customer_writes(
+    db: Database,
+    *,
+    channel: ChannelKind,
+    sender: str,
+    text: str,
+    slug: str = "demo",
+    **fields: Any,
+) -> Received:
+    """A customer's message, recorded as the webhook routes record it."""
+    message = InboundMessage(
+        channel=channel,
+        provider_message_id=fields.pop("provider_message_id", f"in-{next(_inbound_ids)}"),
+        sender=sender,
+        text=text,
+        **fields,
+    )
+    with db.transaction() as session:
+        workspace = session.scalar(select(Workspace).where(Workspace.slug == slug))
+        assert workspace is not None
+        return inbox.record_inbound(session, workspace=workspace, inbound=message)
+
+
+_inbound_ids = itertools.count(1)

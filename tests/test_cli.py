@@ -17,11 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from parley.cli import app
 from parley.db import Base
+from parley.db.migrate import alembic_config
 from parley.jobs.models import Job
 from parley.journeys.models import Journey
 from parley.workspaces import service as workspaces
@@ -162,7 +164,10 @@ def test_serve_with_two_workers_migrates_once_and_answers(tmp_path):
         .connect()
         .exec_driver_sql("SELECT version_num FROM alembic_version")
     )
-    assert version.scalar_one() == "0002"
+    head = ScriptDirectory.from_config(
+        alembic_config(env["PARLEY_DATABASE_URL"])
+    ).get_current_head()
+    assert version.scalar_one() == head
 
 
 def _free_port() -> int:
@@ -181,3 +186,27 @@ def _wait_healthy(port: int, *, seconds: float) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def test_workspace_connect_adds_a_provider_account_whose_webhooks_then_verify(db, monkeypatch):
+    from typer.testing import CliRunner
+
+    from parley.cli import app
+    from parley.workspaces.models import ChannelAccount
+    from support import rows, seed
+
+    seed(db)
+    monkeypatch.setenv("PARLEY_DATABASE_URL", db.url)
+    runner = CliRunner()
+    args = ["workspace", "connect", "--slug", "demo", "--provider", "twilio"]
+    missing = runner.invoke(app, [*args, "--address", "+15550001111", "--secret", "x=y"])
+    assert missing.exit_code == 2
+    assert "needs --secret auth_token=" in missing.output
+    ok = runner.invoke(app, [*args, "--address", "+15550001111", "--secret", "auth_token=t0k"])
+    assert ok.exit_code == 0, ok.output
+    assert "POST /webhooks/twilio/demo" in ok.output
+    (account,) = rows(db, ChannelAccount, ChannelAccount.address == "+15550001111")
+    assert (account.channel, account.secrets) == ("sms", {"auth_token": "t0k"})
+    again = runner.invoke(app, [*args, "--address", "+15550001111", "--secret", "auth_token=x"])
+    assert again.exit_code == 1
+    assert "already connected" in again.output

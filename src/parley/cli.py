@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from parley.errors import Conflict
+from parley.assistant.cli import assistant_app
+from parley.errors import Conflict, NotFound
 from parley.settings import Settings, get_settings
 
 app = typer.Typer(help="parley: customer communication for ecommerce stores.", no_args_is_help=True)
@@ -19,6 +20,7 @@ workspace_app = typer.Typer(help="Manage workspaces (stores).", no_args_is_help=
 jobs_app = typer.Typer(help="Look into the job queue.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(assistant_app, name="assistant")
 
 
 def _serve(settings: Settings) -> None:
@@ -130,7 +132,7 @@ def demo(
     """Run parley with the demo store and the sandbox providers."""
     from parley.db import Database
     from parley.db.migrate import migrate as run_migrations
-    from parley.demo.seed import DEMO_NAME, seed_demo
+    from parley.demo.seed import DEMO_NAME, DemoChannels, seed_demo
 
     overrides: dict[str, object] = {"sandbox": True}
     if host:
@@ -142,7 +144,10 @@ def demo(
     db = Database(settings.database_url)
     with db.transaction() as session:
         seed_demo(
-            session, shopify_secret=settings.demo_shopify_secret, api_key=settings.demo_api_key
+            session,
+            shopify_secret=settings.demo_shopify_secret,
+            api_key=settings.demo_api_key,
+            channels=DemoChannels.from_settings(settings),
         )
     db.dispose()
     base = f"http://{settings.host}:{settings.port}"
@@ -154,6 +159,9 @@ parley demo: {DEMO_NAME} (workspace "demo") on {settings.database_url}
   Captured messages (JSON) {base}/sandbox/api/messages
   Shopify webhooks         POST {base}/webhooks/shopify/demo
                            (secret: PARLEY_DEMO_SHOPIFY_SECRET={settings.demo_shopify_secret})
+  Customer messages        {base}/webhooks/{{whatsapp,instagram,twilio,email}}/demo
+                           (PARLEY_DEMO_META_APP_SECRET, PARLEY_DEMO_META_VERIFY_TOKEN,
+                            PARLEY_DEMO_TWILIO_AUTH_TOKEN, PARLEY_DEMO_MAILGUN_SIGNING_KEY)
   API                      {base}/api/v1  (Authorization: Bearer {settings.demo_api_key})
   Health                   {base}/healthz
 
@@ -218,6 +226,69 @@ def workspace_create(
     finally:
         db.dispose()
     typer.echo(f"workspace {slug!r} created; API key (shown once): {api_key}")
+
+
+# The secrets each provider's webhooks are verified with.
+CHANNEL_SECRETS = {
+    "whatsapp_cloud": ("whatsapp", ("app_secret", "verify_token")),
+    "instagram": ("instagram", ("app_secret", "verify_token")),
+    "twilio": ("sms", ("auth_token",)),
+    "mailgun": ("email", ("signing_key",)),
+}
+
+
+@workspace_app.command("connect")
+def workspace_connect(
+    slug: Annotated[str, typer.Option(help="The workspace")],
+    provider: Annotated[str, typer.Option(help=", ".join(CHANNEL_SECRETS))],
+    address: Annotated[
+        str,
+        typer.Option(
+            help="WhatsApp phone_number_id, Twilio number (E.164), Instagram account id, "
+            "or the inbound email address"
+        ),
+    ],
+    secret: Annotated[
+        list[str], typer.Option(help="name=value, e.g. app_secret=… (repeat for each)")
+    ],
+) -> None:
+    """Connect a provider account so its webhooks reach this workspace."""
+    from parley.db import Database
+    from parley.workspaces import service as workspaces
+
+    if provider not in CHANNEL_SECRETS:
+        typer.echo(f"error: provider must be one of {', '.join(CHANNEL_SECRETS)}", err=True)
+        raise typer.Exit(2)
+    channel, needed = CHANNEL_SECRETS[provider]
+    given = dict(item.partition("=")[::2] for item in secret)
+    missing = [name for name in needed if not given.get(name)]
+    if missing:
+        typer.echo(f"error: {provider} needs --secret {'=… --secret '.join(missing)}=…", err=True)
+        raise typer.Exit(2)
+    db = Database(get_settings().database_url)
+    try:
+        with db.transaction() as session:
+            workspace = workspaces.get_workspace(session, slug=slug)
+            workspaces.add_channel_account(
+                session,
+                workspace_id=workspace.id,
+                channel=channel,
+                provider=provider,
+                address=address,
+                secrets={name: given[name] for name in needed},
+            )
+    except (Conflict, NotFound) as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    typer.echo(
+        f"{provider} {address} connected to {slug!r}: POST /webhooks/{_route(provider)}/{slug}"
+    )
+
+
+def _route(provider: str) -> str:
+    return {"whatsapp_cloud": "whatsapp", "mailgun": "email"}.get(provider, provider)
 
 
 @jobs_app.command("status")

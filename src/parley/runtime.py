@@ -9,12 +9,16 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from parley.assistant.llm import Rephraser
+from parley.assistant.service import Respond
 from parley.channels.base import ChannelAdapter, ChannelKind
 from parley.channels.registry import build_adapters, close_adapters
 from parley.db import Database
 from parley.db.migrate import migrate
+from parley.inbox.tasks import ApplyStatusLater
 from parley.jobs.worker import Task, Worker, WorkerConfig
 from parley.journeys.engine import AdvanceJourney
+from parley.messaging.delivery import DeliverMessage
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.settings import Settings
@@ -25,22 +29,45 @@ class Runtime:
     settings: Settings
     db: Database
     adapters: dict[ChannelKind, ChannelAdapter]
+    rephraser: Rephraser | None = None
+    _respond: Respond | None = None
+
+    def respond_task(self) -> Respond:
+        """One assistant per process: its model is loaded once and shared by workers."""
+        if self._respond is None:
+            self._respond = Respond(
+                model_dir=self.settings.assistant_model_dir,
+                confidence_floor=self.settings.assistant_confidence_floor,
+                rephraser=self.rephraser,
+            )
+        return self._respond
 
     def tasks(self) -> list[Task]:
+        outbox_settings = OutboxSettings(
+            public_url=self.settings.resolved_public_url(), secret_key=self.settings.secret_key
+        )
+        timeout = self.settings.provider_timeout_seconds
         return [
             AdvanceJourney(
                 adapters=self.adapters,
                 renderer=TemplateRenderer(),
-                outbox_settings=OutboxSettings(
-                    public_url=self.settings.resolved_public_url(),
-                    secret_key=self.settings.secret_key,
-                ),
-                send_timeout_seconds=self.settings.provider_timeout_seconds,
-            )
+                outbox_settings=outbox_settings,
+                send_timeout_seconds=timeout,
+            ),
+            DeliverMessage(
+                adapters=self.adapters,
+                outbox_settings=outbox_settings,
+                send_timeout_seconds=timeout,
+            ),
+            ApplyStatusLater(),
+            self.respond_task(),
         ]
 
     def worker(self, *, name: str | None = None) -> Worker:
+        """A worker for every task. The assistant's model is loaded (built on the very
+        first run) here, before any job, so no customer waits for it."""
         settings = self.settings
+        _ = self.respond_task().classifier
         return Worker(
             self.db,
             self.tasks(),
@@ -58,6 +85,8 @@ class Runtime:
 
     async def aclose(self) -> None:
         await close_adapters(self.adapters)
+        if self.rephraser is not None:
+            await self.rephraser.aclose()
         self.db.dispose()
 
 
@@ -71,8 +100,17 @@ def build_runtime(settings: Settings, *, run_migrations: bool = False) -> Runtim
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     if run_migrations:
         migrate(settings.database_url)
+    rephraser = None
+    if settings.assistant_llm_url:
+        rephraser = Rephraser(
+            base_url=settings.assistant_llm_url,
+            model=settings.assistant_llm_model,
+            api_key=settings.assistant_llm_api_key,
+            timeout=settings.assistant_llm_timeout_seconds,
+        )
     return Runtime(
         settings=settings,
         db=Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous),
         adapters=build_adapters(settings),
+        rephraser=rephraser,
     )

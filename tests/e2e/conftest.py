@@ -17,19 +17,29 @@ from pathlib import Path
 import pytest
 
 from e2e.demo_server import DemoServer, launch, wait_healthy
+from parley.assistant.classifier import load_shipped_classifier
 from parley.db import Database
 
 SERVERS = pytest.StashKey[list[DemoServer]]()
 
 
+@pytest.fixture(scope="session")
+def assistant_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped assistant model, built once for every demo this session starts."""
+    path = tmp_path_factory.mktemp("assistant")
+    load_shipped_classifier(path)
+    return path
+
+
 @pytest.fixture
 def start_demo(
-    db: Database, tmp_path: Path, request: pytest.FixtureRequest
+    db: Database, tmp_path: Path, request: pytest.FixtureRequest, assistant_model_dir: Path
 ) -> Iterator[Callable[..., DemoServer]]:
     """Start ``parley demo`` with extra ``PARLEY_*`` settings; stopped after the test."""
     servers = request.node.stash.setdefault(SERVERS, [])
 
     def start(**env_overrides: str) -> DemoServer:
+        env_overrides = {"PARLEY_ASSISTANT_MODEL_DIR": str(assistant_model_dir), **env_overrides}
         for _attempt in range(3):
             server = launch(db, tmp_path, env_overrides)
             servers.append(server)

@@ -257,3 +257,68 @@ def test_simulate_against_the_live_demo_captures_eight_messages(demo):
     )
     templates = sorted(m["template"]["name"] for m in demo.captured(channel="whatsapp"))
     assert templates == ["order_delivered", "order_dispatched", "order_out_for_delivery"]
+
+
+def _outbound(server: DemoServer, channel: str) -> list[dict]:
+    return [m for m in server.captured(channel=channel) if m.get("direction") != "inbound"]
+
+
+def test_a_whatsapp_reply_to_a_dispatch_is_answered_with_its_tracking_link_within_a_second(
+    demo,
+):
+    placed, dispatched, *_ = deliveries("Ada")
+    demo.post_webhook(placed)
+    demo.post_webhook(dispatched)
+    demo.wait_for(lambda: _outbound(demo, "whatsapp"), what="the WhatsApp dispatch message")
+
+    started = time.monotonic()
+    response = demo.http.post(
+        "/sandbox/api/inbound",
+        json={"channel": "whatsapp", "from": "+447911123456", "text": "where is my order?"},
+    )
+    [reply] = demo.wait_for(
+        lambda: [
+            m
+            for m in _outbound(demo, "whatsapp")
+            if m["template"] is None and UPS_TRACKING_URL in m["body"]
+        ],
+        timeout=10.0,
+        what="the assistant's reply",
+    )
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200, response.text
+    assert elapsed < 1.0, f"the assistant answered after {elapsed:.2f} s"
+    assert reply["to"] == "447911123456"
+    assert "#1501" in reply["body"]
+    assert "UPS" in reply["body"]
+    by_type = Counter(m["type"] for m in demo.messages())
+    assert by_type["dispatch"] == 1
+    assert by_type["reply"] == 1
+
+
+def test_stop_by_sms_in_the_demo_keeps_the_next_shipping_update_off_sms(
+    demo,
+):
+    placed, dispatched, out_for_delivery, _ = deliveries("Grace")
+    demo.post_webhook(placed)
+    demo.post_webhook(dispatched)
+    demo.wait_for(lambda: _outbound(demo, "sms"), what="the SMS dispatch message")
+
+    stop = demo.http.post(
+        "/sandbox/api/inbound", json={"channel": "sms", "from": "+12025550143", "text": "STOP"}
+    )
+    assert stop.status_code == 200, stop.text
+    demo.wait_for(lambda: len(_outbound(demo, "sms")) == 2, what="the STOP confirmation")
+    demo.post_webhook(out_for_delivery)
+    demo.wait_until_idle()
+
+    texts = [m["body"] for m in _outbound(demo, "sms")]
+    assert len(texts) == 2
+    assert "unsubscribed" in texts[1]
+    skipped = [
+        m for m in demo.messages() if m["type"] == "out_for_delivery" and m["channel"] == "sms"
+    ]
+    assert [(m["status"], m["reason"]) for m in skipped] == [
+        ("skipped", "opted out: not sent on sms")
+    ]

@@ -1,8 +1,11 @@
-"""Channels: how a message leaves parley (and, later, how replies come back in).
+"""Channels: how a message leaves parley, and how customers' messages come back in.
 
 Each provider lives in its own folder (``email_smtp/``, ``twilio_sms/``,
-``whatsapp_cloud/``) and knows only that provider's wire format: no database, no journeys,
-no consent rules. ``base.py`` holds the contract every adapter meets (``kind``,
+``whatsapp_cloud/``, ``instagram/``, ``email_inbound/``) and knows only that provider's
+wire format: no database, no journeys, no consent rules. Outbound, an adapter ``send``s;
+inbound, a folder's ``webhook.py`` verifies the provider's signature and parses its
+payloads into ``InboundMessage`` / ``StatusUpdate`` events (``meta.py`` holds what
+WhatsApp and Instagram share). ``base.py`` holds the contract every adapter meets (``kind``,
 ``provider``, ``capabilities``, ``from_settings``, ``send``, ``aclose``) and the two
 failure classes delivery acts on: ``TransientChannelError`` (retry later) and
 ``PermanentChannelError`` (fail now, show the reason). ``http.py`` is the pooled client and

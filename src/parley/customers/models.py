@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from parley.db.base import Base, BigId, UTCDateTime
+from parley.db.base import Base, BigId, JsonType, UTCDateTime
 
 
 class IdentityKind(StrEnum):
@@ -19,6 +20,7 @@ class IdentityKind(StrEnum):
     SHOPIFY = "shopify"
     WHATSAPP = "whatsapp"
     INSTAGRAM = "instagram"
+    WEBCHAT = "webchat"
 
 
 class Customer(Base):
@@ -36,6 +38,10 @@ class Customer(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))
     country_code: Mapped[str | None] = mapped_column(String(2))
     source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set while this profile is merged into another: its rows live there until an unmerge.
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -75,3 +81,24 @@ class ConsentRecord(Base):
     is_granted: Mapped[bool] = mapped_column(Boolean)
     source: Mapped[str] = mapped_column(String(200))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CustomerMerge(Base):
+    """Two profiles found to be one shopper, with why, and exactly which rows moved.
+
+    ``moved`` maps a table name to the ids re-pointed from the merged profile to the kept
+    one, so an unmerge moves back precisely those rows and nothing that arrived later.
+    """
+
+    __tablename__ = "customer_merges"
+    __table_args__ = (Index("ix_customer_merges_kept", "workspace_id", "kept_customer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    kept_customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    merged_customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)
+    moved: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    undo_reason: Mapped[str | None] = mapped_column(Text)

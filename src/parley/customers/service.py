@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,11 +12,14 @@ from sqlalchemy.orm import Session
 
 from parley import events
 from parley.clock import utc_now
+from parley.customers import merges
 from parley.customers.identity import normalise_email, normalise_phone, timezone_for_phone
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.db.base import table_of
 from parley.db.upsert import insert_on, per_dialect
 from parley.errors import NotFound
+
+log = logging.getLogger(__name__)
 
 IDENTITIES = table_of(CustomerIdentity)
 CUSTOMERS = table_of(Customer)
@@ -28,8 +32,11 @@ class Contact:
     external_id: str | None
     email: str | None
     phone: str | None
+    channel_ids: tuple[tuple[IdentityKind, str], ...] = ()
+    """Channel-scoped ids (WhatsApp, Instagram, web chat), weakest of all."""
 
     def identities(self) -> list[tuple[IdentityKind, str]]:
+        """Strongest first: platform id, email, phone, then channel ids."""
         found: list[tuple[IdentityKind, str]] = []
         if self.external_id:
             found.append((IdentityKind.SHOPIFY, self.external_id))
@@ -37,6 +44,7 @@ class Contact:
             found.append((IdentityKind.EMAIL, self.email))
         if self.phone:
             found.append((IdentityKind.PHONE, self.phone))
+        found.extend(self.channel_ids)
         return found
 
 
@@ -104,6 +112,8 @@ def resolve_customer_id(
     now = utc_now()
     owners = _owners(session, workspace_id=workspace_id, identities=identities)
     known = next((owners[i] for i in identities if i in owners), None)
+    if known is not None and _is_another_platform_customer(session, contact, owners, known):
+        known = None
     if known is None:
         customer_id = _create(session, workspace_id=workspace_id, contact=contact, now=now)
         owners = _owners(session, workspace_id=workspace_id, identities=identities)
@@ -111,6 +121,13 @@ def resolve_customer_id(
     else:
         current = known
         customer_id = known.customer_id
+    _merge_linked(
+        session,
+        workspace_id=workspace_id,
+        customer_id=customer_id,
+        owners=owners,
+        source=consent_source,
+    )
     missing = [identity for identity in identities if identity not in owners]
     if missing:
         connection.execute(
@@ -131,6 +148,49 @@ def resolve_customer_id(
             source=consent_source,
         )
     return customer_id
+
+
+def _is_another_platform_customer(
+    session: Session, contact: Contact, owners: dict[tuple[IdentityKind, str], Any], known: Any
+) -> bool:
+    """A new platform id whose email or phone is held by a profile with a different one:
+    two store customers sharing an address, never to be merged."""
+    if not contact.external_id or (IdentityKind.SHOPIFY, contact.external_id) in owners:
+        return False
+    return bool(
+        merges.platform_ids(session, workspace_id=known.workspace_id, customer_id=known.customer_id)
+    )
+
+
+def _merge_linked(
+    session: Session,
+    *,
+    workspace_id: int,
+    customer_id: int,
+    owners: dict[tuple[IdentityKind, str], Any],
+    source: str,
+) -> None:
+    """One record naming identities held by different profiles proves they are one shopper:
+    fold the others into ``customer_id``, unless their platform ids say two people."""
+    others: dict[int, list[str]] = {}
+    for (kind, value), row in owners.items():
+        if row.customer_id != customer_id:
+            others.setdefault(row.customer_id, []).append(f"{kind} {value}")
+    for other_id, held in sorted(others.items()):
+        conflict = merges.conflict_between(
+            session, workspace_id=workspace_id, first_id=customer_id, second_id=other_id
+        )
+        if conflict is not None:
+            log.info("customers %s and %s not merged: %s", customer_id, other_id, conflict)
+            continue
+        merges.merge_customers(
+            session,
+            workspace_id=workspace_id,
+            keep_id=customer_id,
+            merge_id=other_id,
+            reason=f"a {source} record names {', '.join(sorted(held))} together with "
+            f"identities of customer {customer_id}",
+        )
 
 
 def _owners(
@@ -233,6 +293,7 @@ def _select_owners(dialect: str) -> Any:
     return (
         select(
             IDENTITIES.c.customer_id,
+            IDENTITIES.c.workspace_id,
             IDENTITIES.c.kind,
             IDENTITIES.c.value,
             *(CUSTOMERS.c[name] for name in PROFILE_FIELDS),
@@ -306,3 +367,20 @@ def current_consent(
         .order_by(ConsentRecord.id)
     )
     return {(record.channel, record.purpose): record for record in records}
+
+
+def consent_history(
+    session: Session, *, workspace_id: int, customer_id: int, channel: str
+) -> list[ConsentRecord]:
+    """Every statement for one channel, oldest first: what a START restores comes from it."""
+    return list(
+        session.scalars(
+            select(ConsentRecord)
+            .where(
+                ConsentRecord.workspace_id == workspace_id,
+                ConsentRecord.customer_id == customer_id,
+                ConsentRecord.channel == channel,
+            )
+            .order_by(ConsentRecord.id)
+        )
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from email.utils import parseaddr
 
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,7 @@ from parley import events
 from parley.commerce import service as commerce
 from parley.customers import service as customers
 from parley.messaging.types import Purpose
+from parley.settings import Settings
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
 
@@ -78,6 +80,91 @@ SHOPPERS: tuple[DemoShopper, ...] = (
     ),
 )
 
+
+@dataclass(frozen=True)
+class DemoChannels:
+    """The demo store's provider accounts and the secrets their webhooks are signed with:
+    the ``PARLEY_DEMO_*`` settings, which the sandbox signs its customer messages with."""
+
+    meta_app_secret: str
+    meta_verify_token: str
+    twilio_auth_token: str
+    mailgun_signing_key: str
+    whatsapp_phone_number_id: str
+    twilio_number: str
+    instagram_account_id: str
+    inbound_email: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DemoChannels:
+        return cls(
+            meta_app_secret=settings.demo_meta_app_secret,
+            meta_verify_token=settings.demo_meta_verify_token,
+            twilio_auth_token=settings.demo_twilio_auth_token,
+            mailgun_signing_key=settings.demo_mailgun_signing_key,
+            whatsapp_phone_number_id=settings.whatsapp_phone_number_id,
+            twilio_number=settings.twilio_from_number,
+            instagram_account_id=settings.instagram_account_id,
+            inbound_email=parseaddr(settings.email_from)[1],
+        )
+
+    def accounts(self) -> list[tuple[str, str, str, dict[str, str]]]:
+        """``(channel, provider, address, secrets)`` for each account."""
+        meta = {"app_secret": self.meta_app_secret, "verify_token": self.meta_verify_token}
+        return [
+            ("whatsapp", "whatsapp_cloud", self.whatsapp_phone_number_id, meta),
+            ("instagram", "instagram", self.instagram_account_id, meta),
+            ("sms", "twilio", self.twilio_number, {"auth_token": self.twilio_auth_token}),
+            ("email", "mailgun", self.inbound_email, {"signing_key": self.mailgun_signing_key}),
+        ]
+
+
+# The store's own words, which the assistant quotes (invented for the demo).
+KNOWLEDGE: tuple[dict[str, str], ...] = (
+    {
+        "title": "Returns policy",
+        "text": "You can return unworn items within 30 days of delivery for a full refund. "
+        "Start a return from the link in your delivery email; return shipping is free in "
+        "the UK and EU.\n\nRefunds go back to the original payment method within 5 "
+        "working days of the return reaching our warehouse.",
+    },
+    {
+        "title": "Shipping",
+        "text": "We ship to the UK, the EU, the US, Canada and Mexico. Standard delivery "
+        "takes 2-4 working days in the UK and 4-8 working days elsewhere; express delivery "
+        "takes 1-2 working days.\n\nOrders placed before 2 pm UK time leave our warehouse "
+        "the same day.",
+    },
+    {
+        "title": "Size guide",
+        "text": "Our knitwear and shirts run true to size; if you are between sizes, take "
+        "the larger one. The Trail Runner 2 runs half a size small, so order half a size "
+        "up.\n\nChest measurements: S 91-96 cm, M 97-102 cm, L 103-108 cm, XL 109-114 cm.",
+    },
+    {
+        "title": "Payments",
+        "text": "We accept Visa, Mastercard, American Express, PayPal, Apple Pay and Google "
+        "Pay. You are charged when your order is placed.",
+    },
+    {
+        "title": "Orders and cancellations",
+        "text": "You can cancel an order free of charge until it ships; after that, return "
+        "it instead. There is no cancellation fee.",
+    },
+    {
+        "title": "Your account",
+        "text": "Create an account at checkout or from the Sign in page. To reset your "
+        "password, use 'Forgot password' on the Sign in page; the link is valid for one "
+        "hour. To delete your account, write to us and we will erase your data within 30 "
+        "days.",
+    },
+    {
+        "title": "Product care",
+        "text": "Merino wool: hand wash cold or use a wool cycle, dry flat. Waxed canvas: "
+        "wipe clean, re-wax once a year. Linen and organic cotton: machine wash at 30 °C.",
+    },
+)
+
 PRODUCTS: tuple[tuple[str, str, str, str], ...] = (
     ("8001", "Merino Crew Sweater", "Knitwear", "89.00"),
     ("8002", "Linen Camp Shirt", "Shirts", "64.00"),
@@ -88,13 +175,20 @@ PRODUCTS: tuple[tuple[str, str, str, str], ...] = (
 
 
 def seed_demo(
-    session: Session, *, shopify_secret: str, api_key: str, slug: str = DEMO_SLUG
+    session: Session,
+    *,
+    shopify_secret: str,
+    api_key: str,
+    slug: str = DEMO_SLUG,
+    channels: DemoChannels | None = None,
 ) -> Workspace:
     """Create the demo workspace once; later calls update its secrets and return it."""
+    channels = channels or DemoChannels.from_settings(Settings())
     workspace = workspaces.find_workspace(session, slug=slug)
     if workspace is not None:
         workspace.shopify_secret = shopify_secret
         workspace.api_key_hash = workspaces.hash_api_key(api_key)
+        _connect_channels(session, workspace, channels)
         return workspace
     workspace = workspaces.create_workspace(
         session,
@@ -107,6 +201,11 @@ def seed_demo(
         support_email="help@juniper-and-pine.example",
     )
     workspace.shopify_shop_domain = "parley-demo.myshopify.com"
+    workspace.settings = {
+        "knowledge": [dict(section) for section in KNOWLEDGE],
+        "return_window_days": 30,
+    }
+    _connect_channels(session, workspace, channels)
     for external_id, title, product_type, price in PRODUCTS:
         commerce.record_product(
             session,
@@ -157,3 +256,27 @@ def seed_demo(
                 source="demo seed: opt-in at checkout",
             )
     return workspace
+
+
+def _connect_channels(session: Session, workspace: Workspace, channels: DemoChannels) -> None:
+    """Connect each demo account, or bring its secrets up to date if connected."""
+    connected = {
+        (account.provider, account.address): account
+        for provider in ("whatsapp_cloud", "instagram", "twilio", "mailgun")
+        for account in workspaces.channel_accounts(
+            session, workspace_id=workspace.id, provider=provider
+        )
+    }
+    for channel, provider, address, secrets in channels.accounts():
+        account = connected.get((provider, address))
+        if account is not None:
+            account.secrets = dict(secrets)
+            continue
+        workspaces.add_channel_account(
+            session,
+            workspace_id=workspace.id,
+            channel=channel,
+            provider=provider,
+            address=address,
+            secrets=secrets,
+        )

@@ -21,7 +21,15 @@ from starlette.routing import Mount, Route
 from parley.http.api.v1 import create_api
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.http.unsubscribe import unsubscribe, unsubscribe_page
+from parley.http.webhooks.email import email_webhook
+from parley.http.webhooks.meta import (
+    instagram_handshake,
+    instagram_webhook,
+    whatsapp_handshake,
+    whatsapp_webhook,
+)
 from parley.http.webhooks.shopify import shopify_webhook
+from parley.http.webhooks.twilio import twilio_webhook
 from parley.runtime import Runtime, build_runtime
 from parley.sandbox.app import create_sandbox_app
 from parley.sandbox.smtp import SandboxSmtpServer
@@ -72,6 +80,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         worker = None
         if settings.embedded_worker:
             worker = rt.worker()
+            app.state.worker = worker
             worker_task = asyncio.create_task(worker.run_forever(), name="parley-worker")
         try:
             yield
@@ -89,6 +98,12 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         Route("/", index),
         Route("/healthz", healthz),
         Route("/webhooks/shopify/{workspace}", shopify_webhook, methods=["POST"]),
+        Route("/webhooks/whatsapp/{workspace}", whatsapp_handshake, methods=["GET"]),
+        Route("/webhooks/whatsapp/{workspace}", whatsapp_webhook, methods=["POST"]),
+        Route("/webhooks/instagram/{workspace}", instagram_handshake, methods=["GET"]),
+        Route("/webhooks/instagram/{workspace}", instagram_webhook, methods=["POST"]),
+        Route("/webhooks/twilio/{workspace}", twilio_webhook, methods=["POST"]),
+        Route("/webhooks/email/{workspace}", email_webhook, methods=["POST"]),
         Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
         Mount("/api/v1", app=api),
@@ -98,6 +113,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.settings = settings
     app.state.sandbox = sandbox_store
+    app.state.worker = None
     return app
 
 

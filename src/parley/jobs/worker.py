@@ -119,6 +119,7 @@ class Worker:
         self.config = config or WorkerConfig()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._stopping = asyncio.Event()
+        self._nudged = asyncio.Event()
         self._semaphore = asyncio.Semaphore(self.config.concurrency)
 
     async def run_forever(self) -> None:
@@ -130,11 +131,27 @@ class Worker:
                 log.exception("worker round failed; retrying after a pause")
                 handled = 0
             if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.config.poll_seconds)
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait one poll interval, or less if stopped or nudged."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._stopping, self._nudged)]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.config.poll_seconds, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self._nudged.clear()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def nudge(self) -> None:
+        """Work was just committed in this process (a customer wrote): look now, not at the
+        next poll. Call from the worker's event loop."""
+        self._nudged.set()
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
         """Run rounds until no job is due now (tests and ``parley worker --drain``)."""

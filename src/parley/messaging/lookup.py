@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelKind
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
+from parley.inbox.models import Conversation, ConversationStatus
 from parley.messaging import catalog
 from parley.messaging.models import Message
 from parley.messaging.policy import Reach
@@ -33,6 +34,7 @@ class OutboxLookup:
         self._consent: dict[int, dict[tuple[str, str], ConsentRecord]] = {}
         self._messages: dict[tuple[int, str], Message | None] = {}
         self._templates: dict[tuple[int, str], dict[ChannelKind, TemplateContent]] = {}
+        self._conversations: dict[int, int | None] = {}
 
     def preload(
         self,
@@ -58,6 +60,14 @@ class OutboxLookup:
             for customer_id in customer_ids:
                 self._identities[customer_id] = identities.get(customer_id, [])
                 self._consent[customer_id] = consent.get(customer_id, {})
+            self._conversations.update(dict.fromkeys(customer_ids))
+            open_conversations = self.session.execute(
+                select(Conversation.customer_id, Conversation.id).where(
+                    Conversation.customer_id.in_(customer_ids),
+                    Conversation.status != ConversationStatus.RESOLVED,
+                )
+            )
+            self._conversations.update({row[0]: row[1] for row in open_conversations})
         keys = set(message_keys) - self._messages.keys()
         if keys:
             found = self.session.scalars(
@@ -85,6 +95,12 @@ class OutboxLookup:
                 if record.workspace_id == customer.workspace_id
             },
         )
+
+    def open_conversation_id(self, customer: Customer) -> int | None:
+        """The customer's open conversation: a journey message sent now joins it."""
+        if customer.id not in self._conversations:
+            self.preload(customer_ids=[customer.id], message_keys=())
+        return self._conversations[customer.id]
 
     def message(self, workspace_id: int, idempotency_key: str) -> Message | None:
         """The message made earlier under this key, if any."""

@@ -27,6 +27,26 @@ class MessageStatus(StrEnum):
     READ = "read"
     FAILED = "failed"
     HELD = "held"
+    RECEIVED = "received"
+    """An inbound message: the customer wrote it."""
+
+
+class Direction(StrEnum):
+    """Stored values: never renumber or reuse."""
+
+    OUTBOUND = "outbound"
+    INBOUND = "inbound"
+
+
+class Author(StrEnum):
+    """Who wrote a message. Stored values: never renumber or reuse."""
+
+    JOURNEY = "journey"
+    ASSISTANT = "assistant"
+    AGENT = "agent"
+    CUSTOMER = "customer"
+    SYSTEM = "system"
+    """parley itself: keyword confirmations (STOP, START, HELP)."""
 
 
 class AttemptOutcome(StrEnum):
@@ -45,6 +65,7 @@ class Message(Base):
         UniqueConstraint("workspace_id", "idempotency_key"),
         Index("ix_messages_customer", "workspace_id", "customer_id", "created_at"),
         Index("ix_messages_provider", "provider", "provider_message_id"),
+        Index("ix_messages_conversation", "conversation_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -54,6 +75,16 @@ class Message(Base):
         ForeignKey("journey_runs.id", ondelete="SET NULL")
     )
     step_index: Mapped[int | None] = mapped_column(Integer)
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.id", ondelete="SET NULL")
+    )
+    direction: Mapped[str] = mapped_column(String(8), default=Direction.OUTBOUND)
+    author: Mapped[str] = mapped_column(String(16), default=Author.JOURNEY)
+    sender: Mapped[str | None] = mapped_column(String(320))
+    """Inbound only: the customer's channel identity the message came from."""
+    attachments: Mapped[list[Any] | None] = mapped_column(JsonType)
+    reply_to: Mapped[str | None] = mapped_column(String(998))
+    """The provider id of the message this one answers (threads email, private replies)."""
     idempotency_key: Mapped[str] = mapped_column(String(300))
     message_type: Mapped[str] = mapped_column(String(32))
     purpose: Mapped[str] = mapped_column(String(16))

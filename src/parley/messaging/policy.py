@@ -18,6 +18,10 @@ from parley.messaging.templates import TemplateContent
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
 
 WHATSAPP_WINDOW = timedelta(hours=24)
+CHANNEL_ONLY_IDENTITIES = {
+    ChannelKind.INSTAGRAM: IdentityKind.INSTAGRAM,
+    ChannelKind.WEBCHAT: IdentityKind.WEBCHAT,
+}
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,14 @@ class Reach:
             return self.customer.email
         if channel in (ChannelKind.SMS, ChannelKind.WHATSAPP):
             return self.customer.phone
-        return None
+        kind = CHANNEL_ONLY_IDENTITIES.get(channel)
+        held = [i for i in self.identities if i.kind == kind]
+        if not held:
+            return None
+        # The id they last wrote from, when they have several.
+        return max(
+            held, key=lambda i: (i.last_inbound_at is not None, i.last_inbound_at, i.id)
+        ).value
 
     def last_inbound_at(self, kind: IdentityKind) -> datetime | None:
         stamps = [
@@ -50,6 +61,10 @@ class Decision:
     recipient: str | None = None
     use_template: bool = False
     trail: list[str] = field(default_factory=list)
+    opted_out: list[tuple[ChannelKind, str]] = field(default_factory=list)
+    """Channels passed over because the customer revoked consent there, with the address:
+    each is recorded as a skipped send of its own, so the opt-out is visible where the
+    message would have gone."""
 
     @property
     def skip_reason(self) -> str:
@@ -94,6 +109,7 @@ def decide(
 ) -> Decision:
     """Pick the first channel that may carry this message, or say why none may."""
     trail: list[str] = []
+    opted_out: list[tuple[ChannelKind, str]] = []
     for channel in preferences.get(message_type, (ChannelKind.EMAIL,)):
         if channel in exclude:
             trail.append(f"{channel}: failed earlier for this step")
@@ -109,6 +125,8 @@ def decide(
         allowed, why = consent_allows(reach.consent, channel, purpose)
         if not allowed:
             trail.append(f"{channel}: {why}")
+            if why == "opted out":
+                opted_out.append((channel, recipient))
             continue
         use_template = False
         if channel is ChannelKind.WHATSAPP:
@@ -119,6 +137,10 @@ def decide(
                     continue
                 use_template = True
         return Decision(
-            channel=channel, recipient=recipient, use_template=use_template, trail=trail
+            channel=channel,
+            recipient=recipient,
+            use_template=use_template,
+            trail=trail,
+            opted_out=opted_out,
         )
-    return Decision(channel=None, trail=trail)
+    return Decision(channel=None, trail=trail, opted_out=opted_out)

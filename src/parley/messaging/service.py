@@ -36,7 +36,14 @@ from parley.db.upsert import insert_on, per_dialect
 from parley.messaging import unsubscribe
 from parley.messaging.context import template_context
 from parley.messaging.lookup import OutboxLookup
-from parley.messaging.models import AttemptOutcome, DeliveryAttempt, Message, MessageStatus
+from parley.messaging.models import (
+    AttemptOutcome,
+    Author,
+    DeliveryAttempt,
+    Direction,
+    Message,
+    MessageStatus,
+)
 from parley.messaging.policy import decide
 from parley.messaging.templates import RenderedContent, TemplateRenderer
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
@@ -81,6 +88,8 @@ class Recorded:
     reason: str = ""
     retry_after: float | None = None
     channel: ChannelKind | None = None
+    is_exhausted: bool = False
+    """A transient failure on the last allowed attempt: the job goes to the dead letter."""
 
 
 def prepare_message(
@@ -108,34 +117,25 @@ def prepare_message(
     now = utc_now()
     existing = lookup.message(workspace.id, idempotency_key)
     if existing is not None:
-        return _resume(session, existing, now=now, sender_name=workspace.name)
-    row: dict[str, Any] = {
-        "workspace_id": workspace.id,
+        return _resume(
+            session,
+            existing,
+            now=now,
+            sender_name=workspace.name,
+            status_callback_url=status_callback_url(outbox, workspace, existing.channel),
+        )
+    row = {
+        **blank_row(workspace_id=workspace.id, now=now),
         "customer_id": customer.id,
+        "conversation_id": lookup.open_conversation_id(customer),
         "journey_run_id": journey_run_id,
         "step_index": step_index,
         "idempotency_key": idempotency_key,
         "message_type": message_type,
         "purpose": purpose,
-        "channel": None,
-        "recipient": None,
-        "subject": None,
-        "body": None,
-        "html": None,
-        "template": None,
-        "headers": {},
-        "status": MessageStatus.SKIPPED,
-        "status_reason": None,
-        "decision": [],
-        "provider": None,
-        "provider_message_id": None,
-        "attempts": 0,
-        "created_at": now,
-        "sent_at": None,
-        "status_updated_at": now,
     }
     if not workspace.is_active:
-        _insert(session, {**row, "status_reason": "the store has uninstalled parley"})
+        insert_message(session, {**row, "status_reason": "the store has uninstalled parley"})
         return None
     templates = lookup.templates(workspace.id, message_type)
     decision = decide(
@@ -149,8 +149,20 @@ def prepare_message(
     )
     row["decision"] = decision.trail
     if decision.channel is None:
-        _insert(session, {**row, "status_reason": decision.skip_reason})
+        insert_message(session, {**row, "status_reason": decision.skip_reason})
         return None
+    # Sent elsewhere: the channel the customer left still shows the send it skipped.
+    for channel, address in decision.opted_out:
+        insert_message(
+            session,
+            {
+                **row,
+                "idempotency_key": f"{idempotency_key}:opted-out:{channel}",
+                "channel": channel,
+                "recipient": address,
+                "status_reason": f"opted out: not sent on {channel}",
+            },
+        )
     links = _links(outbox, workspace=workspace, customer=customer, purpose=purpose)
     context = template_context(
         workspace=workspace, customer=customer, order=order, fulfillment=fulfillment, extra=links
@@ -171,7 +183,7 @@ def prepare_message(
             "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
-    message_id = _insert(session, row)
+    message_id = insert_message(session, row)
     if message_id is None:
         return None
     _insert_attempt(session, message_id=message_id, row=row, number=1, now=now)
@@ -181,12 +193,55 @@ def prepare_message(
         customer_id=customer.id,
         channel=decision.channel,
         attempt_number=1,
-        outbound=_outbound({**row, "sender_name": workspace.name}, message_id=message_id),
+        outbound=_outbound(
+            {
+                **row,
+                "sender_name": workspace.name,
+                "status_callback_url": status_callback_url(outbox, workspace, decision.channel),
+            },
+            message_id=message_id,
+        ),
     )
 
 
-def _insert(session: Session, row: dict[str, Any]) -> int | None:
-    """Insert a message; None if a message with its key appeared meanwhile (a racing worker)."""
+def blank_row(*, workspace_id: int, now: datetime) -> dict[str, Any]:
+    """Every column of a message row at its starting value (a skipped journey message)."""
+    return {
+        "workspace_id": workspace_id,
+        "customer_id": None,
+        "journey_run_id": None,
+        "step_index": None,
+        "conversation_id": None,
+        "direction": Direction.OUTBOUND,
+        "author": Author.JOURNEY,
+        "sender": None,
+        "attachments": None,
+        "reply_to": None,
+        "idempotency_key": None,
+        "message_type": None,
+        "purpose": Purpose.TRANSACTIONAL,
+        "channel": None,
+        "recipient": None,
+        "subject": None,
+        "body": None,
+        "html": None,
+        "template": None,
+        "headers": {},
+        "status": MessageStatus.SKIPPED,
+        "status_reason": None,
+        "decision": [],
+        "provider": None,
+        "provider_message_id": None,
+        "attempts": 0,
+        "created_at": now,
+        "sent_at": None,
+        "status_updated_at": now,
+    }
+
+
+def insert_message(session: Session, row: dict[str, Any]) -> int | None:
+    """Insert a message; None if a message with its key exists (a racing worker or a
+    provider's retried delivery committed it first)."""
     return session.connection().execute(_insert_message(session), row).scalar()
 
 
@@ -257,13 +312,33 @@ def _links(
     return {"unsubscribe_url": f"{outbox.public_url}/unsubscribe/{token}"}
 
 
+def status_callback_url(
+    outbox: OutboxSettings, workspace: Workspace, channel: str | None
+) -> str | None:
+    """Where a provider that asks (Twilio) should post this message's delivery receipts."""
+    if channel != ChannelKind.SMS:
+        return None
+    return f"{outbox.public_url}/webhooks/twilio/{workspace.slug}"
+
+
 def _resume(
-    session: Session, message: Message, *, now: datetime, sender_name: str
+    session: Session,
+    message: Message,
+    *,
+    now: datetime,
+    sender_name: str,
+    status_callback_url: str | None,
 ) -> PreparedSend | None:
     if message.status == MessageStatus.QUEUED:
-        return _start_attempt(session, message, now=now, sender_name=sender_name)
+        return start_attempt(
+            session,
+            message,
+            now=now,
+            sender_name=sender_name,
+            status_callback_url=status_callback_url,
+        )
     if message.status == MessageStatus.SENDING:
-        _hold_interrupted(session, message, now=now)
+        hold_interrupted(session, message, now=now)
     return None
 
 
@@ -280,14 +355,14 @@ def close_pending(
         return
     now = utc_now()
     if message.status == MessageStatus.SENDING:
-        _hold_interrupted(session, message, now=now)
+        hold_interrupted(session, message, now=now)
     elif message.status == MessageStatus.QUEUED:
         message.status = MessageStatus.SKIPPED
         message.status_reason = f"not sent: the journey ended ({reason})"
         message.status_updated_at = now
 
 
-def _hold_interrupted(session: Session, message: Message, *, now: datetime) -> None:
+def hold_interrupted(session: Session, message: Message, *, now: datetime) -> None:
     session.execute(
         update(DeliveryAttempt)
         .where(
@@ -308,10 +383,15 @@ def _hold_interrupted(session: Session, message: Message, *, now: datetime) -> N
     message.status_updated_at = now
 
 
-def _start_attempt(
-    session: Session, message: Message, *, now: datetime, sender_name: str
+def start_attempt(
+    session: Session,
+    message: Message,
+    *,
+    now: datetime,
+    sender_name: str,
+    status_callback_url: str | None = None,
 ) -> PreparedSend:
-    """Another attempt for a message left ``queued`` by a transient failure."""
+    """An attempt for a ``queued`` message: a reply, or a retry after a transient failure."""
     message.attempts += 1
     message.status = MessageStatus.SENDING
     message.status_updated_at = now
@@ -334,6 +414,9 @@ def _start_attempt(
                 "template": message.template,
                 "headers": message.headers,
                 "sender_name": sender_name,
+                "status_callback_url": status_callback_url,
+                "reply_to": message.reply_to,
+                "author": message.author,
             },
             message_id=message.id,
         ),
@@ -359,6 +442,9 @@ def _outbound(row: dict[str, Any], *, message_id: int) -> OutboundMessage:
         ),
         headers=dict(row["headers"] or {}),
         sender_name=row.get("sender_name"),
+        status_callback_url=row.get("status_callback_url"),
+        in_reply_to=row.get("reply_to"),
+        is_human_agent=row.get("author") == Author.AGENT,
     )
 
 
@@ -429,7 +515,7 @@ def _outcome(
             status=MessageStatus.FAILED,
             status_reason=f"dead letter after {send.attempt_number} attempts: {reason}",
         )
-        recorded = Recorded(Result.FAILED, reason=reason, channel=send.channel)
+        recorded = Recorded(Result.FAILED, reason=reason, channel=send.channel, is_exhausted=True)
         return _Outcome(recorded, attempt, message)
     message.update(
         status=MessageStatus.QUEUED,

@@ -27,6 +27,12 @@ class MessageType(StrEnum):
     RECOMMENDATION = "recommendation"
     PROMOTION = "promotion"
     REPLY = "reply"
+    KEYWORD_REPLY = "keyword_reply"
+    """parley's answer to STOP, START or HELP."""
+    INBOUND = "inbound"
+    """A message the customer wrote."""
+    COMMENT_REPLY = "comment_reply"
+    """The store's automatic private reply to an Instagram comment."""
 
 
 class Purpose(StrEnum):
@@ -65,4 +71,7 @@ DEFAULT_PURPOSES: dict[MessageType, Purpose] = {
     MessageType.RECOMMENDATION: Purpose.MARKETING,
     MessageType.PROMOTION: Purpose.MARKETING,
     MessageType.REPLY: Purpose.TRANSACTIONAL,
+    MessageType.KEYWORD_REPLY: Purpose.TRANSACTIONAL,
+    MessageType.INBOUND: Purpose.TRANSACTIONAL,
+    MessageType.COMMENT_REPLY: Purpose.TRANSACTIONAL,
 }

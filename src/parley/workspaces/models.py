@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, String, Text
+from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
@@ -32,3 +32,27 @@ class Workspace(Base):
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChannelAccount(Base):
+    """A store's account on one provider: the address customers write to, and the secrets
+    that prove a webhook came from that provider for this store.
+
+    ``address`` is the provider's id for the account (a WhatsApp ``phone_number_id``, a
+    Twilio number, an Instagram account id, an inbound email address). It is unique per
+    provider, so one account maps to exactly one workspace and a payload can never pick
+    another store's.
+    """
+
+    __tablename__ = "channel_accounts"
+    __table_args__ = (UniqueConstraint("provider", "address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(320))
+    secrets: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

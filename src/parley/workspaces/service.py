@@ -14,7 +14,7 @@ from parley.clock import utc_now
 from parley.db.upsert import per_dialect
 from parley.errors import Conflict, NotFound
 from parley.journeys.service import install_built_in_journeys
-from parley.workspaces.models import Workspace
+from parley.workspaces.models import ChannelAccount, Workspace
 
 SECRET_ROTATION_GRACE = timedelta(hours=1)
 
@@ -129,4 +129,53 @@ def mark_uninstalled(session: Session, *, workspace_id: int) -> None:
         update(Workspace)
         .where(Workspace.id == workspace_id)
         .values(is_active=False, uninstalled_at=utc_now())
+    )
+
+
+def add_channel_account(
+    session: Session,
+    *,
+    workspace_id: int,
+    channel: str,
+    provider: str,
+    address: str,
+    secrets: dict[str, str],
+) -> ChannelAccount:
+    """Connect a provider account; an address already connected (anywhere) is a Conflict:
+    one provider account answers to exactly one store."""
+    taken = session.scalar(
+        select(ChannelAccount).where(
+            ChannelAccount.provider == provider, ChannelAccount.address == address
+        )
+    )
+    if taken is not None:
+        raise Conflict(f"{provider} account {address} is already connected")
+    now = utc_now()
+    account = ChannelAccount(
+        workspace_id=workspace_id,
+        channel=channel,
+        provider=provider,
+        address=address,
+        secrets=dict(secrets),
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(account)
+    session.flush()
+    return account
+
+
+def channel_accounts(session: Session, *, workspace_id: int, provider: str) -> list[ChannelAccount]:
+    """The workspace's active accounts on one provider."""
+    return list(
+        session.scalars(
+            select(ChannelAccount)
+            .where(
+                ChannelAccount.workspace_id == workspace_id,
+                ChannelAccount.provider == provider,
+                ChannelAccount.is_active.is_(True),
+            )
+            .order_by(ChannelAccount.id)
+        )
     )

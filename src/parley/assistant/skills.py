@@ -1,0 +1,523 @@
+"""What the assistant says for each intent, from the store's data for *this* customer.
+
+Every fact in an answer (a status, a date, a carrier, a tracking link, an amount, a
+policy) comes from a lookup made here, through :class:`StoreLookups`, whose arguments the
+server binds (the workspace and the customer come from the conversation, never from the
+message). Order details are shown only once the customer is confirmed: the order belongs
+to the profile the channel identity resolved to, or the customer gave the order's email or
+phone. A lookup that fails is said plainly and handed to a person; nothing is guessed. The
+assistant cannot commit the store: cancellations, changes, refunds and payments go to a
+person.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from parley.assistant.entities import Entities
+from parley.assistant.intents import Intent
+from parley.assistant.knowledge import KnowledgeBase
+from parley.commerce.models import Fulfillment, Order, Product, Refund
+from parley.customers.models import Customer
+from parley.inbox.models import TurnAction
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETURN_WINDOW_DAYS = 30
+
+
+class LookupFailed(Exception):
+    """The store's data could not be read: say so and hand off."""
+
+
+class StoreLookups(Protocol):
+    """The lookups the assistant may make, already bound to one workspace and customer."""
+
+    def customer_orders(self) -> list[Order]: ...
+
+    def order_by_number(self, number: str) -> Order | None: ...
+
+    def fulfillments(self, order: Order) -> list[Fulfillment]: ...
+
+    def refunds(self, order: Order) -> list[Refund]: ...
+
+    def products(self) -> list[Product]: ...
+
+    def knowledge(self) -> KnowledgeBase: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything one answer may use."""
+
+    store_name: str
+    settings: dict[str, Any]
+    customer: Customer
+    text: str
+    intent: Intent
+    entities: Entities
+    earlier: Entities
+    """Entities from the customer's earlier messages in this conversation."""
+    lookups: StoreLookups
+    now: datetime
+
+
+@dataclass
+class Answer:
+    """A reply, what the assistant did, and the lookups behind it."""
+
+    action: TurnAction
+    text: str
+    reason: str | None = None
+    lookups: list[dict[str, Any]] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def answer(context: Context) -> Answer:
+    """The answer for the context's intent; a failed lookup becomes a hand-off."""
+    skill = SKILLS.get(context.intent, _policy)
+    trail: list[dict[str, Any]] = []
+    try:
+        result = skill(context, trail)
+    except LookupFailed as exc:
+        log.warning("assistant lookup failed: %s", exc)
+        trail.append({"lookup": "store", "ok": False, "error": str(exc)})
+        return Answer(
+            TurnAction.HANDED_OFF,
+            "I'm sorry, I can't look that up right now. I've passed your message to a "
+            "colleague, who will get back to you here.",
+            reason=f"a store lookup failed ({exc})",
+            lookups=trail,
+        )
+    result.lookups = trail + result.lookups
+    return result
+
+
+# --- orders -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _OrderAccess:
+    order: Order | None = None
+    answer: Answer | None = None
+
+
+def _confirmed_order(context: Context, trail: list[dict[str, Any]]) -> _OrderAccess:
+    """The order the customer asks about, once they are confirmed as its owner.
+
+    The number they give (now or earlier in the conversation), else their latest order.
+    """
+    numbers = context.entities.order_numbers or context.earlier.order_numbers
+    lookups = context.lookups
+    if numbers:
+        number = numbers[0]
+        order = _call(lookups.order_by_number, number)
+        trail.append({"lookup": "order_by_number", "number": number, "found": order is not None})
+        if order is None:
+            return _OrderAccess(
+                answer=Answer(
+                    TurnAction.CLARIFIED,
+                    "I can't find an order with that number. Could you check it and send it "
+                    "again, as it appears in your confirmation email?",
+                    reason="order number not found",
+                )
+            )
+        if not _owns(context, order):
+            return _OrderAccess(
+                answer=Answer(
+                    TurnAction.CLARIFIED,
+                    "For your security, please send the email address or phone number you "
+                    "used for that order, and I'll look it up.",
+                    reason="identity not confirmed for the order",
+                )
+            )
+        return _OrderAccess(order=order)
+    orders = _call(lookups.customer_orders)
+    trail.append({"lookup": "customer_orders", "count": len(orders)})
+    if not orders:
+        return _OrderAccess(
+            answer=Answer(
+                TurnAction.CLARIFIED,
+                "I can't find an order linked to this conversation. Could you send your order "
+                "number and the email address you used?",
+                reason="no order for this customer",
+            )
+        )
+    return _OrderAccess(order=orders[0])
+
+
+def _owns(context: Context, order: Order) -> bool:
+    if order.customer_id is not None and order.customer_id == context.customer.id:
+        return True
+    emails = set(context.entities.emails) | set(context.earlier.emails)
+    phones = set(context.entities.phones) | set(context.earlier.phones)
+    return bool((order.email and order.email.lower() in emails) or (order.phone in phones))
+
+
+def _call(function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return function(*args)
+    except LookupFailed:
+        raise
+    except Exception as exc:  # any failure to read is a failed lookup
+        raise LookupFailed(f"{getattr(function, '__name__', 'lookup')}: {exc}") from exc
+
+
+def _date(value: datetime | None) -> str | None:
+    return f"{value:%d %B %Y}".lstrip("0") if value else None
+
+
+def _money(amount: Decimal | None, currency: str | None) -> str | None:
+    return f"{amount:.2f} {currency or ''}".strip() if amount is not None else None
+
+
+def _latest_shipment(
+    context: Context, order: Order, trail: list[dict[str, Any]]
+) -> Fulfillment | None:
+    shipments = _call(context.lookups.fulfillments, order)
+    trail.append({"lookup": "fulfillments", "order": order.number, "count": len(shipments)})
+    return shipments[-1] if shipments else None
+
+
+def _track_order(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    access = _confirmed_order(context, trail)
+    if access.answer is not None:
+        return access.answer
+    order = access.order
+    assert order is not None
+    facts: dict[str, Any] = {"order": order.number, "placed": _date(order.placed_at)}
+    if order.cancelled_at is not None:
+        facts["cancelled"] = _date(order.cancelled_at)
+        return Answer(
+            TurnAction.ANSWERED,
+            f"Order {order.number} was cancelled on {facts['cancelled']}.",
+            facts=facts,
+        )
+    shipment = _latest_shipment(context, order, trail)
+    if shipment is None:
+        return Answer(
+            TurnAction.ANSWERED,
+            f"Order {order.number} was placed on {facts['placed']} and hasn't shipped yet. "
+            "You'll get a message with tracking as soon as it does.",
+            facts=facts,
+        )
+    status = _shipment_words(shipment)
+    facts.update(
+        status=status,
+        carrier=shipment.tracking_company,
+        tracking_number=shipment.tracking_number,
+        tracking_url=shipment.tracking_url,
+    )
+    lines = [f"Order {order.number} {status}."]
+    if shipment.tracking_company or shipment.tracking_number:
+        carrier = shipment.tracking_company or "the carrier"
+        number = (
+            f" (tracking number {shipment.tracking_number})" if shipment.tracking_number else ""
+        )
+        lines.append(f"It's with {carrier}{number}.")
+    if shipment.tracking_url:
+        lines.append(f"Track it here: {shipment.tracking_url}")
+    return Answer(TurnAction.ANSWERED, " ".join(lines), facts=facts)
+
+
+_SHIPMENT_WORDS = {
+    "label_printed": "is packed and waiting for the carrier",
+    "label_purchased": "is packed and waiting for the carrier",
+    "confirmed": "has shipped",
+    "in_transit": "is on its way",
+    "out_for_delivery": "is out for delivery today",
+    "attempted_delivery": "had a delivery attempt; the carrier will try again",
+    "ready_for_pickup": "is ready for pickup",
+    "delivered": "has been delivered",
+    "failure": "ran into a delivery problem",
+}
+
+
+def _shipment_words(shipment: Fulfillment) -> str:
+    if shipment.shipment_status == "delivered" and shipment.delivered_at:
+        return f"was delivered on {_date(shipment.delivered_at)}"
+    words = _SHIPMENT_WORDS.get(shipment.shipment_status or "")
+    if words:
+        return words
+    if shipment.status == "cancelled":
+        return "had its shipment cancelled"
+    return f"has shipped (shipped {_date(shipment.created_at)})"
+
+
+def _return_item(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    access = _confirmed_order(context, trail)
+    if access.answer is not None:
+        return access.answer
+    order = access.order
+    assert order is not None
+    days = int(context.settings.get("return_window_days") or DEFAULT_RETURN_WINDOW_DAYS)
+    policy = _search(context, "return policy returns exchange days refund", trail)
+    quote = f' Our policy says: "{policy.text}" ({policy.source})' if policy else ""
+    shipment = _latest_shipment(context, order, trail)
+    facts: dict[str, Any] = {"order": order.number, "return_window_days": days}
+    delivered = shipment.delivered_at if shipment else None
+    if delivered is None:
+        return Answer(
+            TurnAction.ANSWERED,
+            f"Order {order.number} hasn't been delivered yet. Once it arrives you'll have "
+            f"{days} days to return it.{quote}",
+            facts=facts,
+        )
+    last_day = delivered + timedelta(days=days)
+    facts.update(delivered=_date(delivered), last_day=_date(last_day))
+    if context.now <= last_day:
+        return Answer(
+            TurnAction.ANSWERED,
+            f"Yes: order {order.number} was delivered on {facts['delivered']}, and returns are "
+            f"accepted for {days} days, so you can return it until {facts['last_day']}.{quote}",
+            facts=facts,
+        )
+    return Answer(
+        TurnAction.HANDED_OFF,
+        f"Order {order.number} was delivered on {facts['delivered']}, and our {days}-day "
+        f"return window ended on {facts['last_day']}. I've asked a colleague to look at your "
+        "request; they'll reply here.",
+        reason="return requested outside the return window",
+        facts=facts,
+    )
+
+
+def _refund(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    access = _confirmed_order(context, trail)
+    if access.answer is not None:
+        return access.answer
+    order = access.order
+    assert order is not None
+    refunds = _call(context.lookups.refunds, order)
+    trail.append({"lookup": "refunds", "order": order.number, "count": len(refunds)})
+    if refunds:
+        latest = refunds[-1]
+        amount = _money(latest.amount, latest.currency or order.currency)
+        when = _date(latest.refunded_at or latest.created_at)
+        facts = {"order": order.number, "refund_amount": amount, "refunded": when}
+        return Answer(
+            TurnAction.ANSWERED,
+            f"A refund of {amount} for order {order.number} was issued on {when}. Banks "
+            "usually take a few working days to show it.",
+            facts=facts,
+        )
+    if context.intent is Intent.TRACK_REFUND:
+        return Answer(
+            TurnAction.HANDED_OFF,
+            f"I can't see a refund on order {order.number} yet. I've asked a colleague to "
+            "check on it; they'll reply here.",
+            reason="refund asked about but none recorded",
+            facts={"order": order.number},
+        )
+    return Answer(
+        TurnAction.HANDED_OFF,
+        f"I've passed your refund request for order {order.number} to a colleague, who will "
+        "reply here.",
+        reason="customer asks for a refund (the assistant cannot issue one)",
+        facts={"order": order.number},
+    )
+
+
+def _invoice(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    access = _confirmed_order(context, trail)
+    if access.answer is not None:
+        return access.answer
+    order = access.order
+    assert order is not None
+    items = ", ".join(
+        f"{item.get('quantity', 1)} x {item.get('title', 'item')}" for item in order.line_items
+    )
+    total = _money(order.total_price, order.currency)
+    facts = {"order": order.number, "items": items, "total": total, "paid": order.financial_status}
+    summary = f"Order {order.number}: {items or 'no items listed'}; total {total}"
+    if order.financial_status:
+        summary += f", payment {order.financial_status.replace('_', ' ')}"
+    if context.intent is Intent.GET_INVOICE:
+        return Answer(
+            TurnAction.HANDED_OFF,
+            f"{summary}. I've asked a colleague to send you the invoice document.",
+            reason="customer asks for an invoice document",
+            facts=facts,
+        )
+    return Answer(TurnAction.ANSWERED, f"{summary}.", facts=facts)
+
+
+_PERSON_NEEDED = {
+    Intent.CANCEL_ORDER: "cancel an order",
+    Intent.CHANGE_ORDER: "change an order",
+    Intent.CHANGE_SHIPPING_ADDRESS: "change a shipping address",
+    Intent.PAYMENT_ISSUE: "sort out a payment problem",
+}
+
+
+def _needs_person(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    """Requests only a person may grant: acknowledged, never promised."""
+    what = _PERSON_NEEDED[context.intent]
+    return Answer(
+        TurnAction.HANDED_OFF,
+        f"I can't {what} myself, so I've passed this to a colleague with the details. "
+        "They'll reply here as soon as they can.",
+        reason=f"customer asks to {what}",
+    )
+
+
+# --- people -------------------------------------------------------------------------
+
+
+def _human(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    return Answer(
+        TurnAction.HANDED_OFF,
+        "Of course, I've asked a colleague to take over. They'll reply here.",
+        reason="customer asked for a person",
+    )
+
+
+def _complaint(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    return Answer(
+        TurnAction.HANDED_OFF,
+        "I'm really sorry about this; that's not the experience we want you to have. I've "
+        "passed your message to a colleague, who will look into it and reply here.",
+        reason="complaint",
+    )
+
+
+def _greeting(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    name = f" {context.customer.first_name}" if context.customer.first_name else ""
+    return Answer(
+        TurnAction.ANSWERED,
+        f"Hi{name}! I can help with your order status, returns, refunds, sizes and "
+        "products. What can I do for you?",
+    )
+
+
+def _thanks(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    return Answer(TurnAction.ANSWERED, "You're welcome! Anything else I can help with?")
+
+
+def _loyalty(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    trail.append({"lookup": "loyalty_balance", "ok": False, "error": "no points ledger"})
+    return Answer(
+        TurnAction.HANDED_OFF,
+        "I can't see points balances yet, so I've asked a colleague to check yours. "
+        "They'll reply here.",
+        reason="loyalty balance asked; this store has no points ledger in parley",
+    )
+
+
+# --- catalogue and policy -------------------------------------------------------------
+
+# Words that steer a policy question to the right passage.
+_POLICY_QUERIES: dict[Intent, str] = {
+    Intent.CHECK_REFUND_POLICY: "refund policy money back returns",
+    Intent.CHECK_CANCELLATION_FEE: "cancellation fee cancel charge",
+    Intent.DELIVERY_OPTIONS: "delivery options shipping methods express standard countries",
+    Intent.DELIVERY_PERIOD: "delivery time how long shipping days arrive",
+    Intent.CHECK_PAYMENT_METHODS: "payment methods pay card paypal",
+    Intent.NEWSLETTER_SUBSCRIPTION: "newsletter subscribe email updates",
+    Intent.CREATE_ACCOUNT: "create account sign up register",
+    Intent.DELETE_ACCOUNT: "delete account close remove data",
+    Intent.EDIT_ACCOUNT: "edit account update details profile",
+    Intent.RECOVER_PASSWORD: "password reset forgot login",
+    Intent.REGISTRATION_PROBLEMS: "registration problem sign up error account",
+    Intent.SWITCH_ACCOUNT: "switch account change account type",
+    Intent.SET_UP_SHIPPING_ADDRESS: "shipping address add set up address book",
+    Intent.PLACE_ORDER: "place order how to buy checkout",
+    Intent.REVIEW: "review feedback rate product",
+    Intent.PRODUCT_QUESTION: "product material care",
+    Intent.SIZING: "size guide fit sizing chart",
+}
+
+
+def _search(context: Context, query: str, trail: list[dict[str, Any]]) -> Any:
+    knowledge = _call(context.lookups.knowledge)
+    found = knowledge.search(f"{context.text} {query}")
+    trail.append(
+        {
+            "lookup": "store_policies",
+            "found": found.passage.source if found else None,
+            "score": round(found.score, 3) if found else None,
+        }
+    )
+    return found.passage if found else None
+
+
+def _policy(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    """Quote the store's own text, or hand off: a policy is never made up."""
+    passage = _search(context, _POLICY_QUERIES.get(context.intent, ""), trail)
+    if passage is None:
+        return Answer(
+            TurnAction.HANDED_OFF,
+            "That's a good question for our team: I've passed it to a colleague, who will "
+            "reply here.",
+            reason=f"no store policy covers this ({context.intent})",
+        )
+    return Answer(
+        TurnAction.ANSWERED,
+        f'From our {passage.source.lower()}: "{passage.text}"',
+        facts={"source": passage.source, "quote": passage.text},
+    )
+
+
+def _product(context: Context, trail: list[dict[str, Any]]) -> Answer:
+    """A named product's facts from the catalogue, then the store's size and product text."""
+    products = _call(context.lookups.products)
+    trail.append({"lookup": "products", "count": len(products)})
+    named = [p for p in products if p.title in context.entities.products]
+    lines: list[str] = []
+    facts: dict[str, Any] = {}
+    if named:
+        product = named[0]
+        in_stock = [v for v in product.variants if (v.get("inventory_quantity") or 0) > 0]
+        sizes = [
+            v.get("title") for v in product.variants if v.get("title") not in (None, "Default")
+        ]
+        price = product.variants[0].get("price") if product.variants else None
+        facts = {"product": product.title, "in_stock": bool(in_stock), "price": price}
+        line = f"{product.title}: {'in stock' if in_stock else 'out of stock right now'}"
+        if price:
+            line += f", {price}"
+        if sizes:
+            line += f", sizes {', '.join(str(s) for s in sizes)}"
+            facts["sizes"] = sizes
+        lines.append(line + ".")
+    passage = _search(context, _POLICY_QUERIES[context.intent], trail)
+    if passage is not None:
+        lines.append(f'From our {passage.source.lower()}: "{passage.text}"')
+        facts.update(source=passage.source, quote=passage.text)
+    if not lines:
+        return Answer(
+            TurnAction.HANDED_OFF,
+            "I don't have that detail to hand, so I've asked a colleague who knows our "
+            "products. They'll reply here.",
+            reason=f"no catalogue or store text answers this ({context.intent})",
+        )
+    return Answer(TurnAction.ANSWERED, " ".join(lines), facts=facts)
+
+
+Skill = Callable[[Context, list[dict[str, Any]]], Answer]
+
+SKILLS: dict[Intent, Skill] = {
+    Intent.TRACK_ORDER: _track_order,
+    Intent.RETURN_ITEM: _return_item,
+    Intent.TRACK_REFUND: _refund,
+    Intent.GET_REFUND: _refund,
+    Intent.CHECK_INVOICE: _invoice,
+    Intent.GET_INVOICE: _invoice,
+    Intent.CANCEL_ORDER: _needs_person,
+    Intent.CHANGE_ORDER: _needs_person,
+    Intent.CHANGE_SHIPPING_ADDRESS: _needs_person,
+    Intent.PAYMENT_ISSUE: _needs_person,
+    Intent.CONTACT_HUMAN_AGENT: _human,
+    Intent.CONTACT_CUSTOMER_SERVICE: _human,
+    Intent.COMPLAINT: _complaint,
+    Intent.GREETING: _greeting,
+    Intent.THANKS: _thanks,
+    Intent.LOYALTY_BALANCE: _loyalty,
+    Intent.PRODUCT_QUESTION: _product,
+    Intent.SIZING: _product,
+}

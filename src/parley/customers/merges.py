@@ -1,0 +1,251 @@
+"""Merging two profiles that turn out to be one shopper, and undoing it.
+
+A merge re-points every row of the merged profile (identities, consent, orders, carts,
+messages, journey runs, store events, conversations) at the kept one and records exactly
+which rows moved, so an unmerge moves back those rows and nothing that arrived since. Two
+profiles holding different platform ids (two Shopify customers) are two people, whatever
+else they share: merging them is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from parley.clock import utc_now
+from parley.commerce.models import Checkout, Order
+from parley.customers.models import (
+    ConsentRecord,
+    Customer,
+    CustomerIdentity,
+    CustomerMerge,
+    IdentityKind,
+)
+from parley.errors import Conflict, NotFound
+from parley.inbox.models import Conversation, ConversationStatus
+from parley.journeys.models import JourneyRun
+from parley.messaging.models import Message
+from parley.store_events.models import StoreEvent
+
+# Every table whose rows belong to a customer, by the name recorded in ``moved``.
+MOVABLE: dict[str, Any] = {
+    "customer_identities": CustomerIdentity,
+    "consent_records": ConsentRecord,
+    "orders": Order,
+    "checkouts": Checkout,
+    "messages": Message,
+    "journey_runs": JourneyRun,
+    "store_events": StoreEvent,
+    "conversations": Conversation,
+}
+FILLABLE = ("first_name", "last_name", "email", "phone", "timezone", "country_code")
+
+
+def platform_ids(session: Session, *, workspace_id: int, customer_id: int) -> set[str]:
+    """The platform (Shopify) customer ids a profile holds."""
+    return set(
+        session.scalars(
+            select(CustomerIdentity.value).where(
+                CustomerIdentity.workspace_id == workspace_id,
+                CustomerIdentity.customer_id == customer_id,
+                CustomerIdentity.kind == IdentityKind.SHOPIFY,
+            )
+        )
+    )
+
+
+def conflict_between(
+    session: Session, *, workspace_id: int, first_id: int, second_id: int
+) -> str | None:
+    """Why two profiles must not be merged, or None when nothing forbids it."""
+    first = platform_ids(session, workspace_id=workspace_id, customer_id=first_id)
+    second = platform_ids(session, workspace_id=workspace_id, customer_id=second_id)
+    if first and second and first != second:
+        return (
+            f"they are different store customers (Shopify ids {', '.join(sorted(first))} "
+            f"and {', '.join(sorted(second))})"
+        )
+    return None
+
+
+def merge_customers(
+    session: Session, *, workspace_id: int, keep_id: int, merge_id: int, reason: str
+) -> CustomerMerge:
+    """Fold profile ``merge_id`` into ``keep_id``; raise Conflict when they are two people."""
+    if keep_id == merge_id:
+        raise Conflict("a customer cannot be merged into itself")
+    kept = _live_customer(session, workspace_id=workspace_id, customer_id=keep_id)
+    merged = _live_customer(session, workspace_id=workspace_id, customer_id=merge_id)
+    conflict = conflict_between(
+        session, workspace_id=workspace_id, first_id=keep_id, second_id=merge_id
+    )
+    if conflict:
+        raise Conflict(f"not merged: {conflict}")
+    now = utc_now()
+    moved: dict[str, Any] = {}
+    folded = _fold_open_conversations(session, kept=kept, merged=merged, now=now)
+    if folded:
+        moved["folded_conversation"] = folded
+    for name, model in MOVABLE.items():
+        ids = list(
+            session.scalars(
+                select(model.id).where(
+                    model.workspace_id == workspace_id, model.customer_id == merge_id
+                )
+            )
+        )
+        if ids:
+            session.execute(update(model).where(model.id.in_(ids)).values(customer_id=keep_id))
+            moved[name] = ids
+    filled = {name: getattr(merged, name) for name in FILLABLE if not getattr(kept, name)}
+    filled = {name: value for name, value in filled.items() if value}
+    for name, value in filled.items():
+        setattr(kept, name, value)
+    if filled:
+        moved["filled"] = sorted(filled)
+    kept.updated_at = now
+    merged.merged_into_id = kept.id
+    merged.updated_at = now
+    record = CustomerMerge(
+        workspace_id=workspace_id,
+        kept_customer_id=keep_id,
+        merged_customer_id=merge_id,
+        reason=reason,
+        moved=moved,
+        created_at=now,
+    )
+    session.add(record)
+    session.flush()
+    return record
+
+
+def unmerge_customers(
+    session: Session, *, workspace_id: int, merge_id: int, reason: str
+) -> CustomerMerge:
+    """Undo a merge: the rows it moved go back, the profile is separate again."""
+    record = session.scalar(
+        select(CustomerMerge).where(
+            CustomerMerge.workspace_id == workspace_id, CustomerMerge.id == merge_id
+        )
+    )
+    if record is None:
+        raise NotFound(f"merge {merge_id} not found")
+    if record.undone_at is not None:
+        raise Conflict(f"merge {merge_id} was already undone")
+    now = utc_now()
+    moved = record.moved or {}
+    for name, model in MOVABLE.items():
+        ids = moved.get(name) or []
+        if ids:
+            session.execute(
+                update(model)
+                .where(model.id.in_(ids), model.customer_id == record.kept_customer_id)
+                .values(customer_id=record.merged_customer_id)
+            )
+    folded = moved.get("folded_conversation")
+    if folded:
+        _unfold(session, folded, now=now)
+    kept = session.get(Customer, record.kept_customer_id)
+    merged = session.get(Customer, record.merged_customer_id)
+    assert kept is not None
+    assert merged is not None
+    for name in moved.get("filled", []):
+        if getattr(kept, name) == getattr(merged, name):
+            setattr(kept, name, None)
+    merged.merged_into_id = None
+    merged.updated_at = kept.updated_at = now
+    record.undone_at = now
+    record.undo_reason = reason
+    session.flush()
+    return record
+
+
+def list_merges(session: Session, *, workspace_id: int, customer_id: int) -> list[CustomerMerge]:
+    """Every merge this profile took part in, newest first."""
+    return list(
+        session.scalars(
+            select(CustomerMerge)
+            .where(
+                CustomerMerge.workspace_id == workspace_id,
+                (CustomerMerge.kept_customer_id == customer_id)
+                | (CustomerMerge.merged_customer_id == customer_id),
+            )
+            .order_by(CustomerMerge.id.desc())
+        )
+    )
+
+
+def _live_customer(session: Session, *, workspace_id: int, customer_id: int) -> Customer:
+    customer = session.scalar(
+        select(Customer).where(Customer.workspace_id == workspace_id, Customer.id == customer_id)
+    )
+    if customer is None:
+        raise NotFound(f"customer {customer_id} not found")
+    if customer.merged_into_id is not None:
+        raise Conflict(f"customer {customer_id} is merged into {customer.merged_into_id}")
+    return customer
+
+
+def _open_conversation(session: Session, customer: Customer) -> Conversation | None:
+    return session.scalar(
+        select(Conversation).where(
+            Conversation.workspace_id == customer.workspace_id,
+            Conversation.customer_id == customer.id,
+            Conversation.status != ConversationStatus.RESOLVED,
+        )
+    )
+
+
+def _fold_open_conversations(
+    session: Session, *, kept: Customer, merged: Customer, now: datetime
+) -> dict[str, Any] | None:
+    """Both shoppers-now-one had an open conversation: keep one, move the other's messages.
+
+    A customer has one open conversation at a time; the folded one is closed, pointing at
+    the one that took its messages, and reopened by an unmerge.
+    """
+    target = _open_conversation(session, kept)
+    source = _open_conversation(session, merged)
+    if target is None or source is None:
+        return None
+    message_ids = list(
+        session.scalars(select(Message.id).where(Message.conversation_id == source.id))
+    )
+    if message_ids:
+        session.execute(
+            update(Message).where(Message.id.in_(message_ids)).values(conversation_id=target.id)
+        )
+    folded = {
+        "conversation_id": source.id,
+        "into_conversation_id": target.id,
+        "status": source.status,
+        "message_ids": message_ids,
+    }
+    source.status = ConversationStatus.RESOLVED
+    source.merged_into_id = target.id
+    source.resolved_at = source.updated_at = now
+    if source.last_message_at > target.last_message_at:
+        target.last_message_at = source.last_message_at
+        target.channel = source.channel or target.channel
+    target.updated_at = now
+    return folded
+
+
+def _unfold(session: Session, folded: dict[str, Any], *, now: datetime) -> None:
+    source = session.get(Conversation, folded["conversation_id"])
+    if source is None:
+        return
+    ids = folded.get("message_ids") or []
+    if ids:
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(ids), Message.conversation_id == folded["into_conversation_id"])
+            .values(conversation_id=source.id)
+        )
+    source.status = folded["status"]
+    source.merged_into_id = None
+    source.resolved_at = None
+    source.updated_at = now

@@ -1,0 +1,63 @@
+"""``POST /webhooks/email/{workspace}``: inbound email in Mailgun's routes format.
+
+Mailgun signs a timestamp and a one-time token; a timestamp outside five minutes is
+refused and the token is the delivery's key, so a replay inside the window is a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from parley.channels.base import SignatureError
+from parley.channels.email_inbound import mailgun
+from parley.clock import utc_now
+from parley.http.webhooks.inbound import nudge_worker, receive
+from parley.workspaces.models import ChannelAccount
+
+MAILGUN = "mailgun"
+KEPT_FIELDS = ("sender", "recipient", "subject", "Message-Id", "timestamp", "token")
+
+
+def _verifier(fields: dict[str, str]) -> Callable[[list[ChannelAccount]], None]:
+    def verify(accounts: list[ChannelAccount]) -> None:
+        keys = {a.secrets.get("signing_key") for a in accounts} - {None, ""}
+        last: SignatureError = SignatureError("Mailgun signature does not match")
+        for key in keys:
+            try:
+                mailgun.verify_signature(
+                    fields.get("timestamp", ""),
+                    fields.get("token", ""),
+                    fields.get("signature", ""),
+                    str(key),
+                    now=utc_now(),
+                )
+            except SignatureError as exc:
+                last = exc
+                continue
+            return
+        raise last
+
+    return verify
+
+
+async def email_webhook(request: Request) -> Response:
+    form = await request.form()
+    items = dict(form.multi_items())
+    fields = {key: value for key, value in items.items() if isinstance(value, str)}
+    answer = await run_in_threadpool(
+        receive,
+        request.app.state.db,
+        request.path_params["workspace"],
+        provider=MAILGUN,
+        key=fields.get("token") or fields.get("signature") or "",
+        body=fields.get("body-plain", ""),
+        headers={name: fields[name] for name in KEPT_FIELDS if name in fields},
+        verify=_verifier(fields),
+        parse=lambda: [mailgun.parse(items)],
+    )
+    nudge_worker(request)
+    return JSONResponse(answer)

@@ -1,0 +1,113 @@
+"""The ``messaging.deliver`` task: send one queued message (a reply) through its channel.
+
+Journey messages are decided and sent by the journey engine; a reply is decided when it is
+queued (:mod:`parley.messaging.replies`) and this task only delivers it, re-checking at
+send time what may have changed since: the store uninstalled, or the customer opted out.
+Retries, the ``sending`` in-flight state and its reconciliation are the outbox's, shared
+with journey sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parley.channels.base import ChannelAdapter, ChannelKind, SendResult
+from parley.clock import utc_now
+from parley.inbox.models import Conversation
+from parley.jobs.queue import ClaimedJob
+from parley.jobs.worker import Done, Outcome, Retry
+from parley.messaging import service as outbox
+from parley.messaging.models import Author, Message, MessageStatus
+from parley.messaging.replies import DELIVER, reply_refusal
+from parley.messaging.service import OutboxSettings, PreparedSend, Result
+from parley.workspaces.models import Workspace
+
+SEND_TIMEOUT_MARGIN_SECONDS = 5.0
+
+
+class DeliverMessage:
+    """The ``messaging.deliver`` task."""
+
+    kind = DELIVER
+
+    def __init__(
+        self,
+        *,
+        adapters: Mapping[ChannelKind, ChannelAdapter],
+        outbox_settings: OutboxSettings,
+        send_timeout_seconds: float = 10.0,
+    ) -> None:
+        self.adapters = adapters
+        self.outbox_settings = outbox_settings
+        self.send_timeout = send_timeout_seconds + SEND_TIMEOUT_MARGIN_SECONDS
+
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> dict[int, Message]:
+        ids = [int(job.payload["message_id"]) for job in jobs]
+        return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+
+    def prepare(
+        self, session: Session, job: ClaimedJob, batch: dict[int, Message] | None
+    ) -> PreparedSend | None:
+        message_id = int(job.payload["message_id"])
+        message = (batch or {}).get(message_id) or session.get(Message, message_id)
+        if message is None or message.workspace_id != job.workspace_id:
+            return None
+        now = utc_now()
+        if message.status == MessageStatus.SENDING:
+            outbox.hold_interrupted(session, message, now=now)
+            return None
+        if message.status != MessageStatus.QUEUED:
+            return None
+        workspace = session.get(Workspace, message.workspace_id)
+        assert workspace is not None
+        conversation = (
+            session.get(Conversation, message.conversation_id) if message.conversation_id else None
+        )
+        if conversation is not None:
+            refusal = reply_refusal(
+                session,
+                workspace=workspace,
+                conversation=conversation,
+                channel=ChannelKind(str(message.channel)),
+                recipient=message.recipient,
+                author=Author(message.author),
+                now=now,
+            )
+            if refusal is not None:
+                message.status = MessageStatus.SKIPPED
+                message.status_reason = f"not sent: {refusal}"
+                message.status_updated_at = now
+                return None
+        return outbox.start_attempt(
+            session,
+            message,
+            now=now,
+            sender_name=workspace.name,
+            status_callback_url=outbox.status_callback_url(
+                self.outbox_settings, workspace, message.channel
+            ),
+        )
+
+    async def perform(self, work: PreparedSend) -> SendResult:
+        adapter = self.adapters[work.channel]
+        return await asyncio.wait_for(adapter.send(work.outbound), self.send_timeout)
+
+    def finish_batch(
+        self, session: Session, items: list[tuple[ClaimedJob, PreparedSend, Any]]
+    ) -> list[Outcome]:
+        """Record the answers; a transient failure retries, a refusal is final and shown."""
+        answers = [(work, result, job.attempts >= job.max_attempts) for job, work, result in items]
+        outcomes: list[Outcome] = []
+        for answer in outbox.record_results(session, answers):
+            if answer.result is Result.RETRY:
+                outcomes.append(Retry(answer.reason, answer.retry_after))
+            elif answer.is_exhausted:
+                outcomes.append(Retry(answer.reason))
+            else:
+                outcomes.append(Done())
+        return outcomes

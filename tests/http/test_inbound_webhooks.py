@@ -1,0 +1,397 @@
+"""``/webhooks/{whatsapp,instagram,twilio,email}/{workspace}`` over HTTP: a valid signature
+is applied once, a bad one is 401 with nothing written, payloads never pick the store."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlencode
+
+import pytest
+from starlette.testclient import TestClient
+
+from parley.channels import meta
+from parley.channels.email_inbound import mailgun
+from parley.channels.twilio_sms import webhook as twilio
+from parley.customers.models import ConsentRecord
+from parley.http.app import create_app
+from parley.inbox.models import Conversation
+from parley.jobs.models import Job
+from parley.messaging.models import Direction, Message
+from parley.runtime import Runtime
+from parley.settings import Settings, get_settings
+from parley.store_events.models import WebhookDelivery
+from support import count, rows, seed
+
+DEMO = Settings()
+PUBLIC_URL = "https://parley.example.com"
+ADA_WA_ID = "447911123456"
+XSS = [
+    '"><img src=x onerror=alert(1)>',
+    "<script>alert('x')</script>",
+    "[click](javascript:alert(1))",
+    "' onmouseover='alert(1)",
+]
+
+
+@pytest.fixture
+def client(db):
+    seed(db)
+    settings = get_settings(database_url=db.url, embedded_worker=False, public_url=PUBLIC_URL)
+    app = create_app(settings, runtime=Runtime(settings=settings, db=db, adapters={}))
+    with TestClient(app, base_url="http://internal:8000") as test_client:
+        yield test_client
+
+
+def whatsapp_body(text: str, *, message_id: str = "wamid.IN1", phone_number_id: str | None = None):
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "102290129340398",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550783881",
+                                    "phone_number_id": phone_number_id
+                                    or DEMO.whatsapp_phone_number_id,
+                                },
+                                "contacts": [{"profile": {"name": "Ada"}, "wa_id": ADA_WA_ID}],
+                                "messages": [
+                                    {
+                                        "from": ADA_WA_ID,
+                                        "id": message_id,
+                                        "timestamp": str(int(time.time())),
+                                        "type": "text",
+                                        "text": {"body": text},
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
+
+
+def post_whatsapp(client, body: bytes, *, secret: str = DEMO.demo_meta_app_secret):
+    return client.post(
+        "/webhooks/whatsapp/demo",
+        content=body,
+        headers={
+            "X-Hub-Signature-256": meta.sign(body, secret),
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def inbound(db) -> list[Message]:
+    return rows(db, Message, Message.direction == Direction.INBOUND)
+
+
+def test_whatsapp_handshake_echoes_the_challenge_only_for_the_right_token(client):
+    ok = client.get(
+        "/webhooks/whatsapp/demo",
+        params={
+            "hub.mode": "subscribe",
+            "hub.verify_token": DEMO.demo_meta_verify_token,
+            "hub.challenge": "1158201444",
+        },
+    )
+    assert (ok.status_code, ok.text) == (200, "1158201444")
+    wrong = client.get(
+        "/webhooks/whatsapp/demo",
+        params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"},
+    )
+    assert wrong.status_code == 403
+    assert "1" not in wrong.text.replace("verification", "")
+
+
+def test_a_signed_whatsapp_message_is_stored_once_and_scheduled_for_the_assistant(client, db):
+    body = whatsapp_body("where is my order?")
+    first = post_whatsapp(client, body)
+    again = post_whatsapp(client, body)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["messages"] == 1
+    assert again.json() == {"status": "duplicate"}
+    (message,) = inbound(db)
+    assert (message.channel, message.sender, message.body) == (
+        "whatsapp",
+        "+447911123456",
+        "where is my order?",
+    )
+    assert count(db, Job, Job.kind == "assistant.respond") == 1
+
+
+@pytest.mark.parametrize(
+    "header_case",
+    ["missing", "wrong_secret", "flipped_byte"],
+)
+def test_a_whatsapp_delivery_that_does_not_verify_is_401_and_writes_nothing(
+    client, db, header_case
+):
+    body = whatsapp_body("hello")
+    headers = {"Content-Type": "application/json"}
+    if header_case == "wrong_secret":
+        headers["X-Hub-Signature-256"] = meta.sign(body, "not-the-secret")
+    elif header_case == "flipped_byte":
+        headers["X-Hub-Signature-256"] = meta.sign(body, DEMO.demo_meta_app_secret)
+        body = body.replace(b"hello", b"hellp")
+    response = client.post("/webhooks/whatsapp/demo", content=body, headers=headers)
+    assert response.status_code == 401
+    assert (count(db, WebhookDelivery), count(db, Message), count(db, Job)) == (0, 0, 0)
+
+
+def test_a_malformed_but_signed_whatsapp_body_is_a_4xx_with_a_reason(client, db):
+    body = b'{"object": "whatsapp_business_account", "entry": "nope"}'
+    response = post_whatsapp(client, body)
+    assert response.status_code == 422
+    assert response.json()["error"]
+    assert count(db, Message) == 0
+
+
+def test_a_payload_naming_another_stores_number_reaches_no_conversation(client, db):
+    response = post_whatsapp(client, whatsapp_body("hi", phone_number_id="999999999999999"))
+    assert response.status_code == 200
+    assert response.json()["ignored"] == 1
+    assert (count(db, Message), count(db, Conversation)) == (0, 0)
+
+
+def test_whatsapp_statuses_update_the_message_we_sent(client, db):
+    post_whatsapp(client, whatsapp_body("hello"))
+    from parley.clock import utc_now
+    from parley.messaging import service as outbox
+
+    with db.transaction() as session:
+        outbox.insert_message(
+            session,
+            {
+                **outbox.blank_row(workspace_id=inbound(db)[0].workspace_id, now=utc_now()),
+                "idempotency_key": "sent-1",
+                "message_type": "reply",
+                "channel": "whatsapp",
+                "status": "sent",
+                "provider": "whatsapp",
+                "provider_message_id": "wamid.OUT1",
+            },
+        )
+    for status in ("read", "delivered"):
+        body = json.dumps(
+            {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": "1",
+                        "changes": [
+                            {
+                                "field": "messages",
+                                "value": {
+                                    "messaging_product": "whatsapp",
+                                    "metadata": {
+                                        "display_phone_number": "15550783881",
+                                        "phone_number_id": DEMO.whatsapp_phone_number_id,
+                                    },
+                                    "statuses": [
+                                        {
+                                            "id": "wamid.OUT1",
+                                            "status": status,
+                                            "timestamp": str(int(time.time())),
+                                            "recipient_id": ADA_WA_ID,
+                                        }
+                                    ],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ).encode()
+        assert post_whatsapp(client, body).status_code == 200
+    (sent,) = rows(db, Message, Message.idempotency_key == "sent-1")
+    assert sent.status == "read"
+
+
+def _twilio_post(client, params: dict[str, str], *, token: str = DEMO.demo_twilio_auth_token):
+    url = twilio.public_url(PUBLIC_URL, "/webhooks/twilio/demo", "")
+    signature = twilio.compute_signature(url, params, token)
+    return client.post(
+        "/webhooks/twilio/demo",
+        content=urlencode(params),
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+
+
+def _sms(body: str, sid: str = "SM0001") -> dict[str, str]:
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": "AC123",
+        "From": "+12025550143",
+        "To": DEMO.twilio_from_number,
+        "Body": body,
+        "NumMedia": "0",
+    }
+
+
+def test_twilio_is_verified_against_the_public_url_not_the_proxys(client, db):
+    response = _twilio_post(client, _sms("hello"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/xml")
+    assert [m.body for m in inbound(db)] == ["hello"]
+
+
+def test_twilio_signed_for_the_internal_url_is_refused(client, db):
+    params = _sms("hello")
+    signature = twilio.compute_signature(
+        "http://internal:8000/webhooks/twilio/demo", params, DEMO.demo_twilio_auth_token
+    )
+    response = client.post(
+        "/webhooks/twilio/demo",
+        content=urlencode(params),
+        headers={
+            "X-Twilio-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    assert response.status_code == 401
+    assert count(db, Message) == 0
+
+
+def test_a_replayed_inbound_sms_is_one_message_and_one_reply_job(client, db):
+    for _ in range(3):
+        assert _twilio_post(client, _sms("hello", sid="SMREPLAY")).status_code == 200
+    assert len(inbound(db)) == 1
+    assert count(db, Job, Job.kind == "assistant.respond") == 1
+
+
+def test_stop_by_sms_webhook_is_recorded_before_the_answer(client, db):
+    assert _twilio_post(client, _sms("STOP", sid="SMSTOP")).status_code == 200
+    revoked = rows(db, ConsentRecord, ConsentRecord.is_granted.is_(False))
+    assert {(c.channel, c.purpose) for c in revoked} == {
+        ("sms", "transactional"),
+        ("sms", "marketing"),
+    }
+    assert count(db, Job, Job.kind == "messaging.deliver") == 1
+    assert count(db, Job, Job.kind == "assistant.respond") == 0
+
+
+def _mailgun(client, fields: dict[str, str], *, key: str = DEMO.demo_mailgun_signing_key):
+    timestamp, token = str(int(time.time())), f"token-{fields.get('Message-Id', 'x')}"
+    signed = {**fields, "timestamp": timestamp, "token": token}
+    signed["signature"] = mailgun.sign(timestamp, token, key)
+    return client.post("/webhooks/email/demo", data=signed)
+
+
+def test_an_email_reply_threads_into_the_conversation_of_the_message_it_answers(client, db):
+    from sqlalchemy import update
+
+    first = _mailgun(
+        client,
+        {
+            "sender": "grace@example.com",
+            "recipient": "orders@demo.parley.test",
+            "subject": "My order",
+            "body-plain": "Hi, a question about my order",
+            "Message-Id": "<first@mail.example.com>",
+        },
+    )
+    assert first.status_code == 200, first.text
+    (message,) = inbound(db)
+    with db.transaction() as session:
+        session.execute(update(Conversation).values(status="resolved"))
+        session.execute(
+            update(Message)
+            .where(Message.id == message.id)
+            .values(provider_message_id="<answer@demo.parley.test>")
+        )
+    _mailgun(
+        client,
+        {
+            "sender": "grace@example.com",
+            "recipient": "orders@demo.parley.test",
+            "subject": "Re: My order",
+            "body-plain": "Thanks!",
+            "Message-Id": "<second@mail.example.com>",
+            "In-Reply-To": "<answer@demo.parley.test>",
+            "References": "<first@mail.example.com> <answer@demo.parley.test>",
+        },
+    )
+    conversations = rows(db, Conversation)
+    assert len(conversations) == 1
+    assert conversations[0].status == "open"
+    assert {m.conversation_id for m in inbound(db)} == {conversations[0].id}
+
+
+def test_an_email_with_a_stale_signature_is_refused(client, db):
+    fields = {
+        "sender": "grace@example.com",
+        "recipient": "orders@demo.parley.test",
+        "body-plain": "hello",
+        "timestamp": str(int(time.time()) - 301),
+        "token": "old-token",
+    }
+    fields["signature"] = mailgun.sign(
+        fields["timestamp"], fields["token"], DEMO.demo_mailgun_signing_key
+    )
+    response = client.post("/webhooks/email/demo", data=fields)
+    assert response.status_code == 401
+    assert count(db, Message) == 0
+
+
+def _instagram_dm(text: str, mid: str) -> bytes:
+    return json.dumps(
+        {
+            "object": "instagram",
+            "entry": [
+                {
+                    "id": DEMO.instagram_account_id,
+                    "time": int(time.time() * 1000),
+                    "messaging": [
+                        {
+                            "sender": {"id": "IGSID-42"},
+                            "recipient": {"id": DEMO.instagram_account_id},
+                            "timestamp": int(time.time() * 1000),
+                            "message": {"mid": mid, "text": text},
+                        }
+                    ],
+                }
+            ],
+        }
+    ).encode()
+
+
+@pytest.mark.parametrize("payload", XSS)
+def test_xss_payloads_from_every_channel_are_stored_verbatim(client, db, payload):
+    post_whatsapp(client, whatsapp_body(payload, message_id="wamid.XSS"))
+    _twilio_post(client, _sms(payload, sid="SMXSS"))
+    _mailgun(
+        client,
+        {
+            "sender": "alan@example.com",
+            "recipient": "orders@demo.parley.test",
+            "subject": payload,
+            "body-plain": payload,
+            "Message-Id": "<xss@mail.example.com>",
+        },
+    )
+    body = _instagram_dm(payload, "mid.XSS")
+    client.post(
+        "/webhooks/instagram/demo",
+        content=body,
+        headers={"X-Hub-Signature-256": meta.sign(body, DEMO.demo_meta_app_secret)},
+    )
+    stored = {m.channel: m.body for m in inbound(db)}
+    assert stored == {
+        "whatsapp": payload,
+        "sms": payload,
+        "email": payload,
+        "instagram": payload,
+    }

@@ -1,0 +1,315 @@
+"""One conversation per customer across channels, replies on the channel they used, and
+consent read from what they write (STOP / START / HELP)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from parley.channels.base import ChannelKind
+from parley.commerce.models import Fulfillment
+from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
+from parley.inbox.models import AssistantTurn, Conversation, ConversationStatus, Owner
+from parley.inbox.service import set_status
+from parley.messaging.models import Author, Direction, Message, MessageStatus
+from support import (
+    all_adapters,
+    customer_writes,
+    deliveries,
+    drain,
+    inbox_worker,
+    post,
+    rows,
+    seed,
+    shopper,
+)
+
+ADA = "+447911123456"
+GRACE = "+12025550143"
+
+
+def _customer_id(db, email: str) -> int:
+    with db.transaction() as session:
+        return session.scalar(select(Customer.id).where(Customer.email == email))
+
+
+def test_reply_to_a_whatsapp_dispatch_is_answered_in_the_same_conversation_with_tracking(
+    db, tmp_path
+):
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    placed, dispatched, *_ = deliveries("Ada", number=1501)
+    post(db, placed)
+    post(db, dispatched)
+    drain(worker)
+    assert len(adapters[ChannelKind.WHATSAPP].sent) == 1
+
+    received = customer_writes(
+        db, channel=ChannelKind.WHATSAPP, sender=ADA, text="where is my order?"
+    )
+    drain(worker)
+
+    conversation = rows(db, Conversation)
+    assert [c.id for c in conversation] == [received.conversation_id]
+    timeline = rows(db, Message, Message.conversation_id == received.conversation_id)
+    assert [(m.direction, m.author, m.channel) for m in timeline] == [
+        (Direction.OUTBOUND, Author.JOURNEY, "email"),
+        (Direction.OUTBOUND, Author.JOURNEY, "whatsapp"),
+        (Direction.INBOUND, Author.CUSTOMER, "whatsapp"),
+        (Direction.OUTBOUND, Author.ASSISTANT, "whatsapp"),
+    ]
+    reply = timeline[-1]
+    (shipment,) = rows(db, Fulfillment)
+    assert reply.status == MessageStatus.SENT
+    assert reply.recipient == ADA
+    assert "automated assistant" in reply.body
+    assert "#1501" in reply.body
+    assert shipment.tracking_url in reply.body
+    assert shipment.tracking_company in reply.body
+    sent = adapters[ChannelKind.WHATSAPP].sent[-1]
+    assert sent.template is None
+    assert sent.text == reply.body
+    (turn,) = rows(db, AssistantTurn)
+    assert (turn.intent, turn.action) == ("track_order", "answered")
+    assert [lookup["lookup"] for lookup in turn.lookups] == ["customer_orders", "fulfillments"]
+
+
+def test_the_same_customer_on_sms_and_email_has_one_profile_and_one_conversation(db, tmp_path):
+    seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    by_sms = customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="hello")
+    by_email = customer_writes(
+        db, channel=ChannelKind.EMAIL, sender="Grace@Example.com", text="hello again"
+    )
+    drain(worker)
+    grace = _customer_id(db, "grace@example.com")
+    assert by_sms.customer_id == by_email.customer_id == grace
+    assert by_sms.conversation_id == by_email.conversation_id
+    (conversation,) = rows(db, Conversation)
+    assert conversation.channel == "email"
+
+
+def test_a_reply_goes_out_on_the_channel_the_customer_last_used(db, tmp_path):
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="hello")
+    drain(worker)
+    customer_writes(db, channel=ChannelKind.EMAIL, sender="grace@example.com", text="thanks")
+    drain(worker)
+    assert [m.to for m in adapters[ChannelKind.SMS].sent] == [GRACE]
+    assert [m.to for m in adapters[ChannelKind.EMAIL].sent] == ["grace@example.com"]
+
+
+def test_a_retried_delivery_of_one_message_is_stored_and_answered_once(db, tmp_path):
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    first = customer_writes(
+        db, channel=ChannelKind.SMS, sender=GRACE, text="hello", provider_message_id="SM1"
+    )
+    again = customer_writes(
+        db, channel=ChannelKind.SMS, sender=GRACE, text="hello", provider_message_id="SM1"
+    )
+    drain(worker)
+    assert (first.is_duplicate, again.is_duplicate) == (False, True)
+    assert len(rows(db, Message, Message.direction == Direction.INBOUND)) == 1
+    assert len(adapters[ChannelKind.SMS].sent) == 1
+
+
+def test_an_unknown_sender_gets_a_new_profile_holding_that_channel_identity(db, tmp_path):
+    seed(db)
+    received = customer_writes(
+        db, channel=ChannelKind.INSTAGRAM, sender="IGSID-77", text="hi", sender_name="mira.k"
+    )
+    (identity,) = rows(db, CustomerIdentity, CustomerIdentity.customer_id == received.customer_id)
+    assert (identity.kind, identity.value) == ("instagram", "IGSID-77")
+    assert identity.last_inbound_at is not None
+    (customer,) = rows(db, Customer, Customer.id == received.customer_id)
+    assert customer.first_name == "mira.k"
+
+
+def test_a_message_after_resolution_opens_a_new_conversation(db, tmp_path):
+    seed(db)
+    first = customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="hello")
+    with db.transaction() as session:
+        conversation = set_status(
+            session,
+            workspace_id=rows(db, Conversation)[0].workspace_id,
+            conversation_id=first.conversation_id,
+            status=ConversationStatus.RESOLVED,
+            actor="agent:1",
+        )
+        assert conversation.resolved_at is not None
+    second = customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="me again")
+    assert second.conversation_id != first.conversation_id
+    statuses = {c.id: c.status for c in rows(db, Conversation)}
+    assert statuses == {first.conversation_id: "resolved", second.conversation_id: "open"}
+
+
+def test_stop_on_sms_opts_out_at_once_and_the_next_journey_sms_is_skipped(db, tmp_path):
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    placed, dispatched, out_for_delivery, _ = deliveries("Grace", number=1601)
+    post(db, placed)
+    post(db, dispatched)
+    drain(worker)
+    assert [m.to for m in adapters[ChannelKind.SMS].sent] == [GRACE]
+
+    received = customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="  Stop. ")
+    assert received.keyword == "stop"
+    assert received.assistant_scheduled is False
+    drain(worker)
+    post(db, out_for_delivery)
+    drain(worker)
+
+    sms = adapters[ChannelKind.SMS].sent
+    assert len(sms) == 2
+    assert "unsubscribed" in sms[1].text
+    skipped = rows(db, Message, Message.channel == "sms", Message.status == MessageStatus.SKIPPED)
+    assert [m.status_reason for m in skipped] == ["opted out: not sent on sms"]
+    assert skipped[0].journey_run_id is not None
+    consent = rows(db, ConsentRecord, ConsentRecord.channel == "sms")
+    assert [(c.purpose, c.is_granted, c.source) for c in consent[-2:]] == [
+        ("transactional", False, "sms reply 'Stop.'"),
+        ("marketing", False, "sms reply 'Stop.'"),
+    ]
+
+
+def test_a_second_stop_sends_no_second_confirmation_and_start_resubscribes(db, tmp_path):
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    for text in ("STOP", "stop", "START"):
+        customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text=text)
+        drain(worker)
+    texts = [m.text for m in adapters[ChannelKind.SMS].sent]
+    assert len(texts) == 2
+    assert "unsubscribed" in texts[0]
+    assert "subscribed again" in texts[1]
+    consent = rows(db, ConsentRecord, ConsentRecord.channel == "sms")
+    assert [(c.purpose, c.is_granted) for c in consent][-1] == ("transactional", True)
+    # START restores conversational messages only: Grace never granted SMS marketing.
+    assert [(c.purpose, c.is_granted) for c in consent if c.purpose == "marketing"] == [
+        ("marketing", False)
+    ]
+
+
+def test_help_answers_with_the_store_name_and_how_to_stop(db, tmp_path):
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="help")
+    drain(worker)
+    (answer,) = adapters[ChannelKind.SMS].sent
+    assert "Juniper & Pine" in answer.text
+    assert "Reply STOP" in answer.text
+    assert "Msg&data rates may apply" in answer.text
+    assert rows(db, AssistantTurn) == []
+
+
+def test_a_plain_language_revocation_on_whatsapp_opts_out(db, tmp_path):
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    received = customer_writes(
+        db, channel=ChannelKind.WHATSAPP, sender=ADA, text="please stop messaging me on here"
+    )
+    drain(worker)
+    assert received.keyword == "stop"
+    revoked = rows(
+        db, ConsentRecord, ConsentRecord.channel == "whatsapp", ConsentRecord.is_granted.is_(False)
+    )
+    assert {c.purpose for c in revoked} == {"transactional", "marketing"}
+    assert len(adapters[ChannelKind.WHATSAPP].sent) == 1
+
+
+def test_an_agent_reply_after_the_whatsapp_window_is_refused_with_the_reason(
+    db, tmp_path, frozen_clock
+):
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    received = customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="agent please")
+    drain(worker)
+    frozen_clock.advance(timedelta(hours=24, seconds=1))
+    from parley.messaging.replies import queue_reply
+    from parley.workspaces.models import Workspace
+
+    with db.transaction() as session:
+        conversation = session.get(Conversation, received.conversation_id)
+        assert conversation.owner == Owner.HUMAN
+        workspace = session.get(Workspace, conversation.workspace_id)
+        late = queue_reply(
+            session,
+            workspace=workspace,
+            conversation=conversation,
+            text="Sorry for the wait!",
+            author=Author.AGENT,
+            idempotency_key="agent:late",
+        )
+        assert late.status == MessageStatus.SKIPPED
+        assert "24-hour window" in late.status_reason
+    drain(worker)
+    assert [m.text for m in adapters[ChannelKind.WHATSAPP].sent if "wait" in m.text] == []
+
+
+def test_shopper_lookup_helper_matches_the_demo_seed():
+    assert shopper("Ada").phone == ADA
+    assert shopper("Grace").phone == GRACE
+
+
+def _comment(db, comment_id: str, *, sent_at=None, event: str = "add"):
+    return customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="IGSID-5",
+        text="Love this! Price?",
+        kind="comment",
+        comment_id=comment_id,
+        post_id="media-1",
+        provider_message_id=f"comment-{comment_id}-{event}",
+        sent_at=sent_at,
+    )
+
+
+def _enable_comment_replies(db) -> None:
+    from parley.workspaces.models import Workspace
+
+    with db.transaction() as session:
+        workspace = session.scalar(select(Workspace))
+        workspace.settings = {
+            **workspace.settings,
+            "instagram_comment_reply": "Thanks! We've sent you the details in a DM.",
+        }
+
+
+def test_an_instagram_comment_gets_one_private_reply_and_no_assistant_dm(db, tmp_path):
+    seed(db)
+    _enable_comment_replies(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    _comment(db, "c-1")
+    _comment(db, "c-1", event="edited")
+    drain(worker)
+    sent = adapters[ChannelKind.INSTAGRAM].sent
+    assert [(m.to, m.text, m.is_human_agent) for m in sent] == [
+        ("comment:c-1", "Thanks! We've sent you the details in a DM.", False)
+    ]
+    assert rows(db, AssistantTurn) == []
+
+
+def test_a_comment_older_than_seven_days_gets_no_private_reply(db, tmp_path, frozen_clock):
+    seed(db)
+    _enable_comment_replies(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    _comment(db, "c-old", sent_at=frozen_clock.now - timedelta(days=7, seconds=1))
+    drain(worker)
+    assert adapters[ChannelKind.INSTAGRAM].sent == []
+    (skipped,) = rows(db, Message, Message.message_type == "comment_reply")
+    assert skipped.status == "skipped"
+    assert "more than 7 days" in skipped.status_reason

@@ -1,0 +1,121 @@
+"""Identity resolution across channels: deterministic merges, never across platform ids,
+every merge recorded with its reason and reversible."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley import events
+from parley.channels.base import ChannelKind
+from parley.customers import merges
+from parley.customers import service as customers
+from parley.customers.models import Customer, CustomerIdentity, CustomerMerge
+from parley.errors import Conflict
+from parley.inbox.models import Conversation, ConversationStatus
+from parley.messaging.models import Message
+from support import all_adapters, customer_writes, drain, inbox_worker, rows, seed
+
+PHONE = "+12025550188"
+EMAIL = "sam@example.net"
+
+
+def _platform_record(db, workspace_id: int, *, external_id: str, email: str, phone=None) -> int:
+    with db.transaction() as session:
+        profile = events.Customer(external_id=external_id, email=email, phone=phone)
+        customer_id = customers.resolve_customer_id(
+            session,
+            workspace_id=workspace_id,
+            contact=customers.contact_from(profile),
+            profile=profile,
+            consent_source="shopify",
+        )
+        assert customer_id is not None
+        return customer_id
+
+
+def test_a_store_record_linking_an_sms_sender_and_an_email_sender_merges_them(db, tmp_path):
+    workspace_id = seed(db)
+    by_sms = customer_writes(db, channel=ChannelKind.SMS, sender=PHONE, text="hi")
+    by_email = customer_writes(db, channel=ChannelKind.EMAIL, sender=EMAIL, text="hello")
+    assert by_sms.customer_id != by_email.customer_id
+
+    kept = _platform_record(db, workspace_id, external_id="9100", email=EMAIL, phone=PHONE)
+
+    assert kept == by_email.customer_id
+    (merge,) = rows(db, CustomerMerge)
+    assert (merge.kept_customer_id, merge.merged_customer_id) == (kept, by_sms.customer_id)
+    assert "phone +12025550188" in merge.reason
+    assert "shopify" in merge.reason
+    identities = rows(db, CustomerIdentity, CustomerIdentity.customer_id == kept)
+    assert {(i.kind, i.value) for i in identities} == {
+        ("email", EMAIL),
+        ("phone", PHONE),
+        ("shopify", "9100"),
+    }
+    # Both open conversations became one: the folded one points at the survivor.
+    conversations = {c.id: c for c in rows(db, Conversation)}
+    folded = conversations[by_sms.conversation_id]
+    assert folded.status == ConversationStatus.RESOLVED
+    assert folded.merged_into_id == by_email.conversation_id
+    assert {m.conversation_id for m in rows(db, Message)} == {by_email.conversation_id}
+    # The next SMS finds the merged profile.
+    again = customer_writes(db, channel=ChannelKind.SMS, sender=PHONE, text="still me")
+    assert again.customer_id == kept
+    assert again.conversation_id == by_email.conversation_id
+
+
+def test_two_store_customers_sharing_an_email_are_never_merged(db):
+    workspace_id = seed(db)
+    first = _platform_record(db, workspace_id, external_id="9201", email="family@example.org")
+    second = _platform_record(db, workspace_id, external_id="9202", email="family@example.org")
+    assert first != second
+    assert rows(db, CustomerMerge) == []
+    (holder,) = rows(db, CustomerIdentity, CustomerIdentity.value == "family@example.org")
+    assert holder.customer_id == first
+    shopify_ids = {
+        i.customer_id: i.value
+        for i in rows(db, CustomerIdentity, CustomerIdentity.kind == "shopify")
+    }
+    assert (shopify_ids[first], shopify_ids[second]) == ("9201", "9202")
+
+
+def test_merging_two_store_customers_by_hand_is_refused(db):
+    workspace_id = seed(db)
+    first = _platform_record(db, workspace_id, external_id="9301", email="a@example.org")
+    second = _platform_record(db, workspace_id, external_id="9302", email="b@example.org")
+    with db.transaction() as session, pytest.raises(Conflict, match="different store customers"):
+        merges.merge_customers(
+            session, workspace_id=workspace_id, keep_id=first, merge_id=second, reason="agent"
+        )
+    assert rows(db, CustomerMerge) == []
+
+
+def test_an_unmerge_moves_back_exactly_what_the_merge_moved(db, tmp_path):
+    workspace_id = seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    by_sms = customer_writes(db, channel=ChannelKind.SMS, sender=PHONE, text="hi")
+    by_email = customer_writes(db, channel=ChannelKind.EMAIL, sender=EMAIL, text="hello")
+    drain(worker)
+    kept = _platform_record(db, workspace_id, external_id="9400", email=EMAIL, phone=PHONE)
+    (merge,) = rows(db, CustomerMerge)
+    sms_messages = sorted(merge.moved["messages"])
+
+    with db.transaction() as session:
+        undone = merges.unmerge_customers(
+            session, workspace_id=workspace_id, merge_id=merge.id, reason="not the same person"
+        )
+        assert undone.undone_at is not None
+
+    phone_identity = rows(db, CustomerIdentity, CustomerIdentity.value == PHONE)[0]
+    assert phone_identity.customer_id == by_sms.customer_id
+    moved_back = rows(db, Message, Message.customer_id == by_sms.customer_id)
+    assert sorted(m.id for m in moved_back) == sms_messages
+    assert {m.conversation_id for m in moved_back} == {by_sms.conversation_id}
+    conversations = {c.id: c for c in rows(db, Conversation)}
+    assert conversations[by_sms.conversation_id].status == ConversationStatus.OPEN
+    assert conversations[by_sms.conversation_id].customer_id == by_sms.customer_id
+    (separate,) = rows(db, Customer, Customer.id == by_sms.customer_id)
+    assert separate.merged_into_id is None
+    assert kept == by_email.customer_id
+    with db.transaction() as session, pytest.raises(Conflict, match="already undone"):
+        merges.unmerge_customers(session, workspace_id=workspace_id, merge_id=merge.id, reason="x")

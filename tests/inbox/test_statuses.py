@@ -1,0 +1,98 @@
+"""Delivery receipts move a message's status up the lattice only, in whatever order and
+however many times they arrive (read never goes back to delivered)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import update
+
+from parley.channels.base import ChannelKind, StatusUpdate
+from parley.clock import utc_now
+from parley.inbox import service as inbox
+from parley.jobs.models import Job
+from parley.messaging import service as outbox
+from parley.messaging.models import Message, MessageStatus
+from support import rows, seed
+
+RANK = {"sent": 1, "failed": 2, "delivered": 3, "read": 4}
+WAMID = "wamid.status-test"
+
+
+def _outbound(db, workspace_id: int) -> int:
+    with db.transaction() as session:
+        message_id = outbox.insert_message(
+            session,
+            {
+                **outbox.blank_row(workspace_id=workspace_id, now=utc_now()),
+                "idempotency_key": "status-test",
+                "message_type": "dispatch",
+                "channel": "whatsapp",
+                "status": MessageStatus.SENDING,
+                "provider": "whatsapp",
+                "provider_message_id": WAMID,
+            },
+        )
+        assert message_id is not None
+        return message_id
+
+
+def _receipt(status: str) -> StatusUpdate:
+    return StatusUpdate(
+        channel=ChannelKind.WHATSAPP,
+        provider_message_id=WAMID,
+        status=status,
+        error_code="131026" if status == "failed" else None,
+        error_reason="Message undeliverable" if status == "failed" else None,
+    )
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    receipts=st.lists(st.sampled_from(sorted(RANK)), min_size=1, max_size=8).flatmap(
+        st.permutations
+    )
+)
+def test_any_order_and_repetition_of_receipts_ends_at_the_highest_status(db, receipts):
+    if not rows(db, Message):
+        _outbound(db, seed(db))
+    with db.transaction() as session:
+        session.execute(update(Message).values(status=MessageStatus.SENDING, status_reason=None))
+    (message,) = rows(db, Message)
+    for receipt in receipts:
+        with db.transaction() as session:
+            assert inbox.apply_status(
+                session, workspace_id=message.workspace_id, status=_receipt(receipt)
+            )
+    (final,) = rows(db, Message)
+    assert final.status == max(receipts, key=RANK.__getitem__)
+    if final.status == "failed":
+        assert final.status_reason is not None
+        assert "131026" in final.status_reason
+
+
+def test_a_receipt_for_a_message_not_recorded_yet_is_retried_later(db):
+    from support import all_adapters, drain, inbox_worker
+
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        assert not inbox.apply_status(session, workspace_id=workspace_id, status=_receipt("read"))
+    from parley.http.webhooks.inbound import _apply_status
+    from parley.workspaces.models import Workspace
+
+    with db.transaction() as session:
+        workspace = session.get(Workspace, workspace_id)
+        counts = {"statuses": 0}
+        _apply_status(session, workspace, _receipt("read"), counts)
+    (job,) = rows(db, Job, Job.kind == inbox.RETRY_STATUS)
+    assert job.payload["status"] == "read"
+    _outbound(db, workspace_id)
+    with db.transaction() as session:
+        session.execute(update(Job).values(due_at=utc_now()))
+    drain(inbox_worker(db, all_adapters()))
+    (message,) = rows(db, Message)
+    assert message.status == "read"
