@@ -313,3 +313,38 @@ def test_a_comment_older_than_seven_days_gets_no_private_reply(db, tmp_path, fro
     (skipped,) = rows(db, Message, Message.message_type == "comment_reply")
     assert skipped.status == "skipped"
     assert "more than 7 days" in skipped.status_reason
+
+
+def test_assignment_and_hand_back_are_recorded_on_the_timeline(db, tmp_path):
+    from parley.inbox import service as inbox
+    from parley.inbox.models import ConversationEvent
+
+    seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    received = customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="agent pls")
+    drain(worker)
+    workspace_id = rows(db, Conversation)[0].workspace_id
+    with db.transaction() as session:
+        inbox.assign(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=received.conversation_id,
+            assignee_id=7,
+            actor="agent:1",
+        )
+        inbox.hand_back(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=received.conversation_id,
+            actor="agent:7",
+        )
+    events = rows(db, ConversationEvent)
+    assert [(e.kind, e.actor) for e in events] == [
+        ("opened", "customer"),
+        ("handed_off", "assistant"),
+        ("assigned", "agent:1"),
+        ("handed_back", "agent:7"),
+    ]
+    assert events[2].detail == {"from": None, "to": 7}
+    (conversation,) = rows(db, Conversation)
+    assert (conversation.owner, conversation.assignee_id) == (Owner.ASSISTANT, 7)

@@ -276,6 +276,7 @@ class Respond:
                 "Sorry, I'm not sure I understood. I can help with order status, returns, "
                 "refunds, sizes and products; or write 'agent' to talk to a person.",
                 reason=f"low confidence ({prediction.intent}, {prediction.confidence:.2f})",
+                is_unsure=True,
             )
         context = Context(
             store_name=workspace.name,
@@ -312,11 +313,7 @@ class Respond:
         )
         conversation.has_assistant_replied = True
         conversation.low_confidence_count = (
-            conversation.low_confidence_count + 1
-            if answer.action is TurnAction.CLARIFIED
-            and answer.reason
-            and answer.reason.startswith("low confidence")
-            else 0
+            conversation.low_confidence_count + 1 if answer.is_unsure else 0
         )
         session.add(
             AssistantTurn(

@@ -76,6 +76,8 @@ class Answer:
     reason: str | None = None
     lookups: list[dict[str, Any]] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    is_unsure: bool = False
+    """The assistant could not place the message: a second time in a row hands off."""
 
 
 def answer(context: Context) -> Answer:

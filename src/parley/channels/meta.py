@@ -14,15 +14,45 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from parley.channels.base import MalformedWebhook, SignatureError
+import httpx
+
+from parley.channels.base import ChannelError, MalformedWebhook, SignatureError
+from parley.channels.http import error_for_status
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="
+
+
+GraphReason = Callable[[int, str | None, dict[str, Any]], str]
+
+
+def graph_error(
+    response: httpx.Response,
+    body: dict[str, Any],
+    *,
+    transient_codes: frozenset[str],
+    reason: GraphReason,
+) -> ChannelError:
+    """Classify a Graph API error body ``{"error": {"code", "message", ...}}``.
+
+    Some Graph codes mean "later" even when they come with a plain 400 (rate limits), so
+    the adapter's ``transient_codes`` overrule the HTTP status.
+    """
+    error = body.get("error")
+    error = error if isinstance(error, dict) else {}
+    code = error.get("code")
+    provider_code = str(code) if code is not None else None
+    return error_for_status(
+        response,
+        reason=reason(response.status_code, provider_code, error),
+        provider_code=provider_code,
+        transient=True if provider_code in transient_codes else None,
+    )
 
 
 def sign(body: bytes, app_secret: str) -> str:

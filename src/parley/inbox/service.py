@@ -551,6 +551,34 @@ def hand_back(
     return conversation
 
 
+def assign(
+    session: Session,
+    *,
+    workspace_id: int,
+    conversation_id: int,
+    assignee_id: int | None,
+    actor: str,
+) -> Conversation:
+    """Give the conversation to a teammate (None: unassigned); recorded on the timeline."""
+    conversation = get_conversation(
+        session, workspace_id=workspace_id, conversation_id=conversation_id
+    )
+    if conversation.assignee_id == assignee_id:
+        return conversation
+    now = utc_now()
+    _record_event(
+        session,
+        conversation,
+        EventKind.ASSIGNED,
+        actor=actor,
+        detail={"from": conversation.assignee_id, "to": assignee_id},
+        now=now,
+    )
+    conversation.assignee_id = assignee_id
+    conversation.updated_at = now
+    return conversation
+
+
 def set_status(
     session: Session,
     *,

@@ -24,11 +24,11 @@ from parley.channels.base import (
 )
 from parley.channels.http import (
     error_for_exception,
-    error_for_status,
     json_or_empty,
     make_client,
     status_detail,
 )
+from parley.channels.meta import graph_error
 from parley.settings import Settings
 
 PROVIDER_NAME = "WhatsApp Cloud API"
@@ -103,16 +103,7 @@ class WhatsappCloud:
         if response.is_success:
             return SendResult(provider_message_id=_message_id(body, response), raw=body)
 
-        error = body.get("error")
-        error = error if isinstance(error, dict) else {}
-        code = error.get("code")
-        provider_code = str(code) if code is not None else None
-        raise error_for_status(
-            response,
-            reason=_reason(response.status_code, provider_code, error),
-            provider_code=provider_code,
-            transient=True if provider_code in TRANSIENT_CODES else None,
-        )
+        raise graph_error(response, body, transient_codes=TRANSIENT_CODES, reason=_reason)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""

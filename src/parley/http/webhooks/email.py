@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from parley.channels.base import SignatureError
 from parley.channels.email_inbound import mailgun
 from parley.clock import utc_now
-from parley.http.webhooks.inbound import nudge_worker, receive
+from parley.http.webhooks.inbound import InboundDelivery, nudge_worker, receive
 from parley.workspaces.models import ChannelAccount
 
 MAILGUN = "mailgun"
@@ -52,12 +52,14 @@ async def email_webhook(request: Request) -> Response:
         receive,
         request.app.state.db,
         request.path_params["workspace"],
-        provider=MAILGUN,
-        key=fields.get("token") or fields.get("signature") or "",
-        body=fields.get("body-plain", ""),
-        headers={name: fields[name] for name in KEPT_FIELDS if name in fields},
-        verify=_verifier(fields),
-        parse=lambda: [mailgun.parse(items)],
+        InboundDelivery(
+            provider=MAILGUN,
+            key=fields.get("token") or fields.get("signature") or "",
+            body=fields.get("body-plain", ""),
+            headers={name: fields[name] for name in KEPT_FIELDS if name in fields},
+            verify=_verifier(fields),
+            parse=lambda: [mailgun.parse(items)],
+        ),
     )
     nudge_worker(request)
     return JSONResponse(answer)

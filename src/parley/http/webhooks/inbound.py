@@ -71,45 +71,30 @@ def delivery_key(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def receive(
-    db: Database,
-    slug: str,
-    *,
-    provider: str,
-    key: str,
-    body: str,
-    headers: dict[str, str],
-    verify: Callable[[list[ChannelAccount]], None],
-    parse: Callable[[], list[InboundEvent]],
-) -> dict[str, object]:
+@dataclass(frozen=True)
+class InboundDelivery:
+    """One provider request, as its route read it: how to verify it and how to parse it."""
+
+    provider: str
+    key: str
+    """What makes a retried delivery a duplicate (a body hash, MessageSid + status...)."""
+    body: str
+    headers: dict[str, str]
+    verify: Callable[[list[ChannelAccount]], None]
+    parse: Callable[[], list[InboundEvent]]
+
+
+def receive(db: Database, slug: str, delivery: InboundDelivery) -> dict[str, object]:
     """Verify, parse, store and apply one delivery; the JSON answer for the provider."""
     try:
         with db.transaction() as session:
-            return _receive(
-                session,
-                slug,
-                provider=provider,
-                key=key,
-                body=body,
-                headers=headers,
-                verify=verify,
-                parse=parse,
-            )
+            return _receive(session, slug, delivery)
     except inbox.DuplicateMessage:
         return {"status": "duplicate"}
 
 
-def _receive(
-    session: Session,
-    slug: str,
-    *,
-    provider: str,
-    key: str,
-    body: str,
-    headers: dict[str, str],
-    verify: Callable[[list[ChannelAccount]], None],
-    parse: Callable[[], list[InboundEvent]],
-) -> dict[str, object]:
+def _receive(session: Session, slug: str, delivery: InboundDelivery) -> dict[str, object]:
+    provider = delivery.provider
     workspace = session.scalar(select(Workspace).where(Workspace.slug == slug))
     if workspace is None:
         raise NotFound(f"unknown workspace {slug!r}")
@@ -117,11 +102,11 @@ def _receive(
     try:
         if not accounts:
             raise SignatureError(f"no {provider} account is connected")
-        verify(accounts)
+        delivery.verify(accounts)
     except SignatureError as exc:
         log.warning("%s webhook for %s refused: %s", provider, slug, exc)
         raise Unauthenticated(f"signature check failed: {exc}") from exc
-    parsed = parse_with(parse)
+    parsed = parse_with(delivery.parse)
     if parsed.problem is not None:
         log.warning("%s webhook for %s refused: %s", provider, slug, parsed.problem)
         raise Invalid(parsed.problem)
@@ -129,7 +114,11 @@ def _receive(
         session,
         workspace=workspace,
         delivery=Delivery(
-            source=provider, delivery_key=key, topic=provider, headers=headers, body=body
+            source=provider,
+            delivery_key=delivery.key,
+            topic=provider,
+            headers=delivery.headers,
+            body=delivery.body,
         ),
         status="processed",
         reason=None,

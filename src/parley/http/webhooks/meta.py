@@ -19,7 +19,7 @@ from parley.channels.base import InboundEvent, SignatureError
 from parley.channels.instagram import webhook as instagram
 from parley.channels.whatsapp_cloud import webhook as whatsapp
 from parley.db import Database
-from parley.http.webhooks.inbound import delivery_key, nudge_worker, receive
+from parley.http.webhooks.inbound import InboundDelivery, delivery_key, nudge_worker, receive
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import ChannelAccount
 
@@ -76,12 +76,14 @@ async def _post(
         receive,
         request.app.state.db,
         request.path_params["workspace"],
-        provider=provider,
-        key=delivery_key(body),
-        body=body.decode("utf-8", errors="replace"),
-        headers={name: value for name in KEPT_HEADERS if (value := request.headers.get(name))},
-        verify=_verifier(body, request.headers.get("x-hub-signature-256")),
-        parse=lambda: parser(body),
+        InboundDelivery(
+            provider=provider,
+            key=delivery_key(body),
+            body=body.decode("utf-8", errors="replace"),
+            headers={name: value for name in KEPT_HEADERS if (value := request.headers.get(name))},
+            verify=_verifier(body, request.headers.get("x-hub-signature-256")),
+            parse=lambda: parser(body),
+        ),
     )
     nudge_worker(request)
     return JSONResponse(answer)

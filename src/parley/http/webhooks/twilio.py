@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from parley.channels.base import SignatureError
 from parley.channels.twilio_sms import webhook as twilio
-from parley.http.webhooks.inbound import nudge_worker, receive
+from parley.http.webhooks.inbound import InboundDelivery, nudge_worker, receive
 from parley.workspaces.models import ChannelAccount
 
 TWILIO = "twilio"
@@ -55,12 +55,14 @@ async def twilio_webhook(request: Request) -> Response:
         receive,
         request.app.state.db,
         request.path_params["workspace"],
-        provider=TWILIO,
-        key=_key(params),
-        body="&".join(f"{k}={v}" for k, v in sorted(params.items())),
-        headers={"x-twilio-signature": request.headers.get("x-twilio-signature", "")},
-        verify=_verifier(url, params, request.headers.get("x-twilio-signature")),
-        parse=lambda: twilio.parse(params),
+        InboundDelivery(
+            provider=TWILIO,
+            key=_key(params),
+            body="&".join(f"{k}={v}" for k, v in sorted(params.items())),
+            headers={"x-twilio-signature": request.headers.get("x-twilio-signature", "")},
+            verify=_verifier(url, params, request.headers.get("x-twilio-signature")),
+            parse=lambda: twilio.parse(params),
+        ),
     )
     nudge_worker(request)
     # Twilio reads the answer as TwiML: an empty <Response/> sends nothing back by itself.
