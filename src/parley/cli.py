@@ -156,6 +156,7 @@ def demo(
 parley demo: {DEMO_NAME} (workspace "demo") on {settings.database_url}
 
   Sandbox phone + mailbox  {base}/sandbox/
+  Storefront with chat     {base}/demo/store
   Captured messages (JSON) {base}/sandbox/api/messages
   Shopify webhooks         POST {base}/webhooks/shopify/demo
                            (secret: PARLEY_DEMO_SHOPIFY_SECRET={settings.demo_shopify_secret})

@@ -23,6 +23,7 @@ from parley.channels.email_smtp.adapter import EmailSmtp
 from parley.channels.instagram.adapter import Instagram
 from parley.channels.registry import ADAPTERS, build_adapters, close_adapters
 from parley.channels.twilio_sms.adapter import TwilioSms
+from parley.channels.webchat.adapter import WebChat
 from parley.channels.whatsapp_cloud.adapter import WhatsappCloud
 from parley.settings import Settings
 
@@ -144,12 +145,14 @@ def test_registry_maps_each_kind_to_its_adapter() -> None:
         ChannelKind.SMS: TwilioSms,
         ChannelKind.WHATSAPP: WhatsappCloud,
         ChannelKind.INSTAGRAM: Instagram,
+        ChannelKind.WEBCHAT: WebChat,
     }
     assert {cls.provider for cls in ADAPTERS.values()} == {
         "smtp",
         "twilio",
         "whatsapp_cloud",
         "instagram",
+        "webchat",
     }
 
 

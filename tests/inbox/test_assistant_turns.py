@@ -282,3 +282,30 @@ def test_no_assistant_message_between_hand_off_and_hand_back(db, tmp_path):
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )
+
+
+def test_a_web_chat_visitor_claiming_an_email_sees_no_order_without_its_number(db, tmp_path):
+    workspace_id = seed(db)
+    placed, dispatched, *_ = deliveries("Ada", number=1501)
+    post(db, placed)
+    post(db, dispatched)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    drain(worker)
+    customer_writes(db, channel=ChannelKind.WEBCHAT, sender="visitor-1", text="hello")
+    with db.transaction() as session:
+        inbox.identify_visitor(
+            session, workspace_id=workspace_id, visitor_id="visitor-1", email="ada@example.com"
+        )
+    customer_writes(db, channel=ChannelKind.WEBCHAT, sender="visitor-1", text="where is my order")
+    drain(worker)
+    asked = _assistant_replies(db)[-1]
+    assert "order number and the email" in asked.body
+    assert FACT.search(asked.body) is None
+    customer_writes(
+        db,
+        channel=ChannelKind.WEBCHAT,
+        sender="visitor-1",
+        text="where is my order 1501, ada@example.com",
+    )
+    drain(worker)
+    assert "Track it here" in _assistant_replies(db)[-1].body

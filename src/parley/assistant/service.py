@@ -34,6 +34,7 @@ from parley.assistant.intents import Intent
 from parley.assistant.knowledge import KnowledgeBase, knowledge_base
 from parley.assistant.llm import Rephraser
 from parley.assistant.skills import Answer, Context
+from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order, Product, Refund
 from parley.customers.models import Customer
@@ -288,6 +289,7 @@ class Respond:
             earlier=_earlier_entities(session, conversation),
             lookups=lookups,
             now=now,
+            identity_is_proven=message.channel != ChannelKind.WEBCHAT,
         )
         return skills.answer(context)
 

@@ -65,6 +65,10 @@ class Context:
     """Entities from the customer's earlier messages in this conversation."""
     lookups: StoreLookups
     now: datetime
+    identity_is_proven: bool = True
+    """The channel proves who is writing (a phone number, an email sender, an Instagram
+    account). A web-chat visitor only asserts an email, so their orders are shown only for
+    an order number given together with that order's email or phone."""
 
 
 @dataclass
@@ -139,6 +143,14 @@ def _confirmed_order(context: Context, trail: list[dict[str, Any]]) -> _OrderAcc
                 )
             )
         return _OrderAccess(order=order)
+    if not context.identity_is_proven:
+        return _OrderAccess(
+            answer=Answer(
+                TurnAction.CLARIFIED,
+                "Could you send your order number and the email address you used for it?",
+                reason="order number and email needed to confirm who is asking",
+            )
+        )
     orders = _call(lookups.customer_orders)
     trail.append({"lookup": "customer_orders", "count": len(orders)})
     if not orders:
@@ -154,7 +166,8 @@ def _confirmed_order(context: Context, trail: list[dict[str, Any]]) -> _OrderAcc
 
 
 def _owns(context: Context, order: Order) -> bool:
-    if order.customer_id is not None and order.customer_id == context.customer.id:
+    is_theirs = order.customer_id is not None and order.customer_id == context.customer.id
+    if is_theirs and context.identity_is_proven:
         return True
     emails = set(context.entities.emails) | set(context.earlier.emails)
     phones = set(context.entities.phones) | set(context.earlier.phones)

@@ -12,11 +12,12 @@ from parley.channels.base import ChannelAdapter, ChannelKind
 from parley.channels.email_smtp.adapter import EmailSmtp
 from parley.channels.instagram.adapter import Instagram
 from parley.channels.twilio_sms.adapter import TwilioSms
+from parley.channels.webchat.adapter import WebChat
 from parley.channels.whatsapp_cloud.adapter import WhatsappCloud
 from parley.settings import Settings
 
 ADAPTERS: dict[ChannelKind, type[ChannelAdapter]] = {
-    cls.kind: cls for cls in (EmailSmtp, TwilioSms, WhatsappCloud, Instagram)
+    cls.kind: cls for cls in (EmailSmtp, TwilioSms, WhatsappCloud, Instagram, WebChat)
 }
 
 

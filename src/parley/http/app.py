@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from parley.http.api.v1 import create_api
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.http.unsubscribe import unsubscribe, unsubscribe_page
+from parley.http.webchat import webchat_routes
 from parley.http.webhooks.email import email_webhook
 from parley.http.webhooks.meta import (
     instagram_handshake,
@@ -106,6 +107,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         Route("/webhooks/email/{workspace}", email_webhook, methods=["POST"]),
         Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+        *webchat_routes(settings),
         Mount("/api/v1", app=api),
     ]
     if sandbox_store is not None:
