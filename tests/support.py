@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import func, select
@@ -206,7 +207,6 @@ def inbox_worker(
     tmp_model_dir: Any = None,
 ) -> Worker:
     """A worker with every task: journeys, reply delivery, late receipts, the assistant."""
-    from pathlib import Path
 
     outbox_settings = OutboxSettings(public_url="http://parley.test", secret_key="k")
     respond_options: dict[str, Any] = {"classifier": classifier or RuleClassifier()}

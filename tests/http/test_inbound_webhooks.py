@@ -8,15 +8,18 @@ import time
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from parley.channels import meta
 from parley.channels.email_inbound import mailgun
 from parley.channels.twilio_sms import webhook as twilio
+from parley.clock import utc_now
 from parley.customers.models import ConsentRecord
 from parley.http.app import create_app
 from parley.inbox.models import Conversation
 from parley.jobs.models import Job
+from parley.messaging import service as outbox
 from parley.messaging.models import Direction, Message
 from parley.runtime import Runtime
 from parley.settings import Settings, get_settings
@@ -164,8 +167,6 @@ def test_a_payload_naming_another_stores_number_reaches_no_conversation(client, 
 
 def test_whatsapp_statuses_update_the_message_we_sent(client, db):
     post_whatsapp(client, whatsapp_body("hello"))
-    from parley.clock import utc_now
-    from parley.messaging import service as outbox
 
     with db.transaction() as session:
         outbox.insert_message(
@@ -291,7 +292,6 @@ def _mailgun(client, fields: dict[str, str], *, key: str = DEMO.demo_mailgun_sig
 
 
 def test_an_email_reply_threads_into_the_conversation_of_the_message_it_answers(client, db):
-    from sqlalchemy import update
 
     first = _mailgun(
         client,

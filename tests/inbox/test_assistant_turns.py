@@ -19,6 +19,7 @@ from parley.inbox import service as inbox
 from parley.inbox.models import AssistantTurn, Conversation, Owner
 from parley.messaging.models import Author, Message
 from parley.settings import Settings
+from parley.workspaces.models import Workspace
 from support import (
     all_adapters,
     customer_writes,
@@ -164,8 +165,6 @@ def test_policy_answers_quote_the_store_and_uncovered_questions_go_to_a_person(d
     assert 'From our shipping: "' in answer.body
     assert "Standard delivery takes 2-4 working days in the UK" in answer.body
     with db.transaction() as session:
-        from parley.workspaces.models import Workspace
-
         workspace = session.scalar(select(Workspace))
         workspace.settings = {**workspace.settings, "knowledge": []}
     customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="how long for delivery?")

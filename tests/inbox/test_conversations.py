@@ -10,9 +10,18 @@ from sqlalchemy import select
 from parley.channels.base import ChannelKind
 from parley.commerce.models import Fulfillment
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
-from parley.inbox.models import AssistantTurn, Conversation, ConversationStatus, Owner
+from parley.inbox import service as inbox
+from parley.inbox.models import (
+    AssistantTurn,
+    Conversation,
+    ConversationEvent,
+    ConversationStatus,
+    Owner,
+)
 from parley.inbox.service import set_status
 from parley.messaging.models import Author, Direction, Message, MessageStatus
+from parley.messaging.replies import queue_reply
+from parley.workspaces.models import Workspace
 from support import (
     all_adapters,
     customer_writes,
@@ -236,8 +245,6 @@ def test_an_agent_reply_after_the_whatsapp_window_is_refused_with_the_reason(
     received = customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="agent please")
     drain(worker)
     frozen_clock.advance(timedelta(hours=24, seconds=1))
-    from parley.messaging.replies import queue_reply
-    from parley.workspaces.models import Workspace
 
     with db.transaction() as session:
         conversation = session.get(Conversation, received.conversation_id)
@@ -277,7 +284,6 @@ def _comment(db, comment_id: str, *, sent_at=None, event: str = "add"):
 
 
 def _enable_comment_replies(db) -> None:
-    from parley.workspaces.models import Workspace
 
     with db.transaction() as session:
         workspace = session.scalar(select(Workspace))
@@ -316,8 +322,6 @@ def test_a_comment_older_than_seven_days_gets_no_private_reply(db, tmp_path, fro
 
 
 def test_assignment_and_hand_back_are_recorded_on_the_timeline(db, tmp_path):
-    from parley.inbox import service as inbox
-    from parley.inbox.models import ConversationEvent
 
     seed(db)
     worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)

@@ -9,11 +9,13 @@ from sqlalchemy import update
 
 from parley.channels.base import ChannelKind, StatusUpdate
 from parley.clock import utc_now
+from parley.http.webhooks.inbound import _apply_status
 from parley.inbox import service as inbox
 from parley.jobs.models import Job
 from parley.messaging import service as outbox
 from parley.messaging.models import Message, MessageStatus
-from support import rows, seed
+from parley.workspaces.models import Workspace
+from support import all_adapters, drain, inbox_worker, rows, seed
 
 RANK = {"sent": 1, "failed": 2, "delivered": 3, "read": 4}
 WAMID = "wamid.status-test"
@@ -76,13 +78,10 @@ def test_any_order_and_repetition_of_receipts_ends_at_the_highest_status(db, rec
 
 
 def test_a_receipt_for_a_message_not_recorded_yet_is_retried_later(db):
-    from support import all_adapters, drain, inbox_worker
 
     workspace_id = seed(db)
     with db.transaction() as session:
         assert not inbox.apply_status(session, workspace_id=workspace_id, status=_receipt("read"))
-    from parley.http.webhooks.inbound import _apply_status
-    from parley.workspaces.models import Workspace
 
     with db.transaction() as session:
         workspace = session.get(Workspace, workspace_id)
