@@ -130,6 +130,7 @@ def demo(
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
     """Run parley with the demo store and the sandbox providers."""
+    from parley.assistant.classifier import load_classifier
     from parley.db import Database
     from parley.db.migrate import migrate as run_migrations
     from parley.demo.seed import DEMO_NAME, DemoChannels, seed_demo
@@ -150,6 +151,8 @@ def demo(
             channels=DemoChannels.from_settings(settings),
         )
     db.dispose()
+    typer.echo("Preparing the assistant's model (trained on the first start only)...")
+    load_classifier(settings.assistant_model_dir)
     base = f"http://{settings.host}:{settings.port}"
     typer.echo(
         f"""
