@@ -46,6 +46,12 @@ class Invalid(ParleyError):
     status_code = 422
 
 
+class TryAgain(ParleyError):
+    """Nothing was kept this time, and a retry will succeed: the sender should resend."""
+
+    status_code = 503
+
+
 def describe_problems(errors: Sequence[Any], *, limit: int = 3) -> str:
     """Pydantic-style error dicts as one readable line: ``steps.0.hours: Input should be...``."""
     parts = []

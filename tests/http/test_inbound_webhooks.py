@@ -17,6 +17,7 @@ from parley.channels.twilio_sms import webhook as twilio
 from parley.clock import utc_now
 from parley.customers.models import ConsentRecord
 from parley.http.app import create_app
+from parley.inbox import service as inbox_service
 from parley.inbox.models import Conversation
 from parley.jobs.models import Job
 from parley.messaging import service as outbox
@@ -395,3 +396,15 @@ def test_xss_payloads_from_every_channel_are_stored_verbatim(client, db, payload
         "email": payload,
         "instagram": payload,
     }
+
+
+def test_a_delivery_that_loses_a_race_for_one_of_its_messages_asks_to_be_resent(
+    client, db, monkeypatch
+):
+    def lose_the_race(*args, **kwargs):
+        raise inbox_service.DuplicateMessage("inbound:whatsapp:wamid.IN1")
+
+    monkeypatch.setattr(inbox_service, "record_inbound", lose_the_race)
+    response = post_whatsapp(client, whatsapp_body("hello"))
+    assert response.status_code == 503
+    assert (count(db, WebhookDelivery), count(db, Message)) == (0, 0)

@@ -30,7 +30,7 @@ from parley.channels.base import (
 )
 from parley.clock import utc_now
 from parley.db import Database
-from parley.errors import Invalid, NotFound, Unauthenticated
+from parley.errors import Invalid, NotFound, TryAgain, Unauthenticated
 from parley.inbox import service as inbox
 from parley.jobs import queue
 from parley.store_events import service as store_events
@@ -89,8 +89,10 @@ def receive(db: Database, slug: str, delivery: InboundDelivery) -> dict[str, obj
     try:
         with db.transaction() as session:
             return _receive(session, slug, delivery)
-    except inbox.DuplicateMessage:
-        return {"status": "duplicate"}
+    except inbox.DuplicateMessage as exc:
+        # Another delivery carrying one of these messages committed it meanwhile; this
+        # one's other events were rolled back with it, so the provider must resend.
+        raise TryAgain("a message in this delivery was being stored concurrently") from exc
 
 
 def _receive(session: Session, slug: str, delivery: InboundDelivery) -> dict[str, object]:
