@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
+from parley.clock import utc_now
 from parley.commerce.models import Fulfillment
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
 from parley.inbox import service as inbox
@@ -19,6 +20,7 @@ from parley.inbox.models import (
     Owner,
 )
 from parley.inbox.service import set_status
+from parley.jobs.models import Job
 from parley.messaging.models import Author, Direction, Message, MessageStatus
 from parley.messaging.replies import queue_reply
 from parley.workspaces.models import Workspace
@@ -352,3 +354,29 @@ def test_assignment_and_hand_back_are_recorded_on_the_timeline(db, tmp_path):
     assert events[2].detail == {"from": None, "to": 7}
     (conversation,) = rows(db, Conversation)
     assert (conversation.owner, conversation.assignee_id) == (Owner.ASSISTANT, 7)
+
+
+def test_a_reply_survives_a_provider_outage_and_is_sent_once(db, tmp_path):
+    seed(db)
+    adapters = all_adapters()
+    adapters[ChannelKind.SMS].script = [TransientChannelError("Twilio answered 503")]
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="hello")
+    drain(worker)
+    (reply,) = rows(db, Message, Message.author == Author.ASSISTANT)
+    assert (reply.status, reply.attempts) == (MessageStatus.QUEUED, 1)
+    assert adapters[ChannelKind.SMS].sent == []
+
+    with db.transaction() as session:
+        session.execute(update(Job).values(due_at=utc_now()))
+    drain(worker)
+    (reply,) = rows(db, Message, Message.author == Author.ASSISTANT)
+    assert (reply.status, reply.attempts) == (MessageStatus.SENT, 2)
+    assert len(adapters[ChannelKind.SMS].sent) == 1
+
+    adapters[ChannelKind.SMS].script = [PermanentChannelError("Twilio: number blocked")]
+    customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="thanks")
+    drain(worker)
+    failed = rows(db, Message, Message.author == Author.ASSISTANT)[-1]
+    assert (failed.status, failed.status_reason) == ("failed", "Twilio: number blocked")
+    assert len(adapters[ChannelKind.SMS].sent) == 1

@@ -9,7 +9,6 @@ characters, ``HUMAN_AGENT`` as the only tag Instagram accepts), answers errors i
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 import secrets
@@ -19,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
-from parley.sandbox.whatsapp import graph_error
+from parley.sandbox.whatsapp import bearer_matches, graph_error
 
 MAX_TEXT_CHARS: Final = 1000
 API_VERSION: Final = re.compile(r"^v\d{1,3}\.\d{1,2}$")
@@ -102,18 +101,12 @@ class InstagramMessages:
         self._token_bytes = access_token.encode()
         self._account_id = account_id
 
-    def _is_authenticated(self, request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(token.strip().encode(), self._token_bytes)
-
     async def create(self, request: Request) -> Response:
         """``POST /{version}/{account_id}/messages``."""
         fault = self._store.take_fault("instagram")
         if fault is not None:
             return await fault_response(fault)
-        if not self._is_authenticated(request):
+        if not bearer_matches(request, self._token_bytes):
             return graph_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
         version = request.path_params["version"]
         if not API_VERSION.match(version):

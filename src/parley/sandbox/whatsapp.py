@@ -34,6 +34,13 @@ class InvalidParameterError(ValueError):
     """The request breaks one of the Cloud API's rules; the message says which."""
 
 
+def bearer_matches(request: Request, token: bytes) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (constant-time), as
+    every Graph API call must."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
+
+
 def graph_error(
     status: int,
     code: int,
@@ -213,18 +220,12 @@ class WhatsAppMessages:
         self._phone_number_id = phone_number_id
         self._statuses = statuses
 
-    def _is_authenticated(self, request: Request) -> bool:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(token.strip().encode(), self._token_bytes)
-
     async def create(self, request: Request) -> Response:
         """``POST /{version}/{phone_number_id}/messages``."""
         fault = self._store.take_fault("whatsapp")
         if fault is not None:
             return await fault_response(fault)
-        if not self._is_authenticated(request):
+        if not bearer_matches(request, self._token_bytes):
             return graph_error(401, 190, "Invalid OAuth access token.")
         version = request.path_params["version"]
         if not API_VERSION.match(version):
