@@ -18,7 +18,9 @@ from parley.settings import Settings, get_settings
 app = typer.Typer(help="parley: customer communication for ecommerce stores.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Manage workspaces (stores).", no_args_is_help=True)
 jobs_app = typer.Typer(help="Look into the job queue.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage the people who sign in.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
+app.add_typer(user_app, name="user")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(assistant_app, name="assistant")
 
@@ -131,9 +133,16 @@ def demo(
 ) -> None:
     """Run parley with the demo store and the sandbox providers."""
     from parley.assistant.classifier import load_classifier
+    from parley.clock import utc_now
     from parley.db import Database
     from parley.db.migrate import migrate as run_migrations
-    from parley.demo.seed import DEMO_NAME, DemoChannels, seed_demo
+    from parley.demo.seed import (
+        DEMO_AGENT_EMAIL,
+        DEMO_NAME,
+        DemoChannels,
+        seed_demo,
+        seed_demo_team,
+    )
 
     overrides: dict[str, object] = {"sandbox": True}
     if host:
@@ -144,11 +153,18 @@ def demo(
     run_migrations(settings.database_url)
     db = Database(settings.database_url)
     with db.transaction() as session:
-        seed_demo(
+        workspace = seed_demo(
             session,
             shopify_secret=settings.demo_shopify_secret,
             api_key=settings.demo_api_key,
             channels=DemoChannels.from_settings(settings),
+        )
+        seed_demo_team(
+            session,
+            workspace=workspace,
+            admin_email=settings.demo_admin_email,
+            password=settings.demo_admin_password,
+            now=utc_now(),
         )
     db.dispose()
     typer.echo("Preparing the assistant's model (trained on the first start only)...")
@@ -158,6 +174,10 @@ def demo(
         f"""
 parley demo: {DEMO_NAME} (workspace "demo") on {settings.database_url}
 
+  Agents' inbox            {base}/inbox
+                           sign in as {settings.demo_admin_email} (admin)
+                           or {DEMO_AGENT_EMAIL} (agent)
+                           password: {settings.demo_admin_password}
   Sandbox phone + mailbox  {base}/sandbox/
   Storefront with chat     {base}/demo/store
   Captured messages (JSON) {base}/sandbox/api/messages
@@ -230,6 +250,58 @@ def workspace_create(
     finally:
         db.dispose()
     typer.echo(f"workspace {slug!r} created; API key (shown once): {api_key}")
+
+
+@user_app.command("create")
+def user_create(
+    workspace: Annotated[str, typer.Option(help="The workspace's slug")],
+    email: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()] = "",
+    role: Annotated[str, typer.Option(help="admin or agent")] = "admin",
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="PARLEY_NEW_USER_PASSWORD",
+            help="Prompted for when not given (or set PARLEY_NEW_USER_PASSWORD)",
+        ),
+    ] = "",
+) -> None:
+    """Create someone who signs in to a workspace's inbox: the first admin, typically."""
+    from parley.accounts import service as accounts
+    from parley.clock import utc_now
+    from parley.db import Database
+    from parley.errors import ParleyError
+    from parley.workspaces.service import get_workspace
+
+    settings = get_settings()
+    db = Database(settings.database_url)
+    try:
+        with db.transaction() as session:
+            found = get_workspace(session, slug=workspace)
+            user = accounts.create_user(
+                session, email=email, name=name, password=password, now=utc_now()
+            )
+            accounts.add_member(
+                session, workspace_id=found.id, user_id=user.id, role=role, now=utc_now()
+            )
+            accounts.audit(
+                session,
+                workspace_id=found.id,
+                action="user_created",
+                now=utc_now(),
+                actor_email="parley user create",
+                detail={"email": user.email, "role": role},
+            )
+            address = user.email
+    except ParleyError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"{role} {address} can now sign in to {workspace!r} at /login")
 
 
 # The secrets each provider's webhooks are verified with.

@@ -51,6 +51,27 @@ class Settings(BaseSettings):
         description="Signs unsubscribe links and sessions; set a long random value in production",
     )
 
+    # Agents' sign-in.
+    session_idle_minutes: int = Field(
+        default=120, description="An agent's session ends after this long without a request"
+    )
+    session_absolute_hours: int = Field(
+        default=12, description="An agent's session ends this long after sign-in, whatever happens"
+    )
+    session_cookie_secure: bool = Field(
+        default=True,
+        description="Mark session cookies Secure (browsers still send them to http://localhost)",
+    )
+    login_max_failures: int = Field(
+        default=10, description="Refused sign-ins per email or address before login answers 429"
+    )
+    login_failure_window_minutes: int = 15
+    invite_valid_days: int = 7
+    demo_admin_email: str = "admin@demo.parley.test"
+    demo_admin_password: str = Field(
+        default="parley-demo-admin", description="The demo admin's password, printed by `demo`"
+    )
+
     sandbox: bool = Field(default=False, description="Serve local stand-ins of provider APIs")
     sandbox_smtp_port: int = 8025
 

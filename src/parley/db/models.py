@@ -1,35 +1,59 @@
 """Imports every table so metadata (and Alembic) sees the whole schema."""
 
+from parley.accounts.models import (
+    AuditEntry,
+    Invite,
+    LoginFailure,
+    LoginSession,
+    Membership,
+    User,
+)
 from parley.commerce.models import Checkout, Fulfillment, Order, Product, Refund
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, CustomerMerge
-from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent
+from parley.inbox.models import (
+    AssistantTurn,
+    CannedReply,
+    Conversation,
+    ConversationEvent,
+    ConversationRead,
+)
 from parley.jobs.models import Job
 from parley.journeys.models import Journey, JourneyRun
+from parley.live.models import LiveEvent
 from parley.messaging.models import DeliveryAttempt, Message, MessageTemplate
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces.models import ChannelAccount, Workspace
 
 __all__ = [
     "AssistantTurn",
+    "AuditEntry",
+    "CannedReply",
     "ChannelAccount",
     "Checkout",
     "ConsentRecord",
     "Conversation",
     "ConversationEvent",
+    "ConversationRead",
     "Customer",
     "CustomerIdentity",
     "CustomerMerge",
     "DeliveryAttempt",
     "Fulfillment",
+    "Invite",
     "Job",
     "Journey",
     "JourneyRun",
+    "LiveEvent",
+    "LoginFailure",
+    "LoginSession",
+    "Membership",
     "Message",
     "MessageTemplate",
     "Order",
     "Product",
     "Refund",
     "StoreEvent",
+    "User",
     "WebhookDelivery",
     "Workspace",
 ]

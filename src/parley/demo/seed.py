@@ -8,12 +8,16 @@ Ada said yes to WhatsApp, Grace only to SMS, Alan gave nothing but an email addr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from email.utils import parseaddr
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parley import events
+from parley.accounts import service as accounts
+from parley.accounts.models import Membership, Role, User
 from parley.commerce import service as commerce
 from parley.customers import service as customers
 from parley.messaging.types import Purpose
@@ -256,6 +260,31 @@ def seed_demo(
                 source="demo seed: opt-in at checkout",
             )
     return workspace
+
+
+DEMO_AGENT_EMAIL = "agent@demo.parley.test"
+
+
+def seed_demo_team(
+    session: Session, *, workspace: Workspace, admin_email: str, password: str, now: datetime
+) -> None:
+    """The demo's admin and one agent, both with ``password``; kept as they are if present."""
+    for email, name, role in (
+        (admin_email, "Avery Admin", Role.ADMIN),
+        (DEMO_AGENT_EMAIL, "Sam Agent", Role.AGENT),
+    ):
+        user = session.scalar(select(User).where(User.email == email))
+        if user is None:
+            user = accounts.create_user(session, email=email, name=name, password=password, now=now)
+        member = session.scalar(
+            select(Membership).where(
+                Membership.workspace_id == workspace.id, Membership.user_id == user.id
+            )
+        )
+        if member is None:
+            accounts.add_member(
+                session, workspace_id=workspace.id, user_id=user.id, role=role, now=now
+            )
 
 
 def _connect_channels(session: Session, workspace: Workspace, channels: DemoChannels) -> None:

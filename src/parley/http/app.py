@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 from parley.http.api.v1 import create_api
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.http.unsubscribe import unsubscribe, unsubscribe_page
+from parley.http.web.app import WEB_EXCEPTION_HANDLERS, web_middleware, web_routes
 from parley.http.webchat import webchat_routes
 from parley.http.webhooks.email import email_webhook
 from parley.http.webhooks.meta import (
@@ -56,8 +57,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def index(request: Request) -> Response:
-    target = "/sandbox/" if request.app.state.settings.sandbox else "/healthz"
-    return RedirectResponse(target)
+    return RedirectResponse("/inbox")
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlette:
@@ -108,11 +108,17 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
         Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
         *webchat_routes(settings),
+        *web_routes(),
         Mount("/api/v1", app=api),
     ]
     if sandbox_store is not None:
         routes.append(Mount("/sandbox", app=create_sandbox_app(sandbox_store, settings)))
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=web_middleware(),
+        exception_handlers={**EXCEPTION_HANDLERS, **WEB_EXCEPTION_HANDLERS},
+    )
     app.state.settings = settings
     app.state.sandbox = sandbox_store
     app.state.worker = None

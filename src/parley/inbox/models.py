@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
@@ -40,6 +40,7 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_customer", "workspace_id", "customer_id", "status"),
         Index("ix_conversations_list", "workspace_id", "status", "last_message_at"),
+        Index("ix_conversations_waiting", "workspace_id", "status", "waiting_since"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -130,3 +131,32 @@ class AssistantTurn(Base):
     lookups: Mapped[list[Any]] = mapped_column(JsonType, default=list)
     label: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConversationRead(Base):
+    """How far one agent has read a conversation: messages after ``read_at`` are unread."""
+
+    __tablename__ = "conversation_reads"
+    __table_args__ = (UniqueConstraint("conversation_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CannedReply(Base):
+    """A saved answer agents insert with its shortcut; ``body`` may use variables such as
+    ``{{ customer.first_name }}``, rendered in the template sandbox."""
+
+    __tablename__ = "canned_replies"
+    __table_args__ = (UniqueConstraint("workspace_id", "shortcut"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    shortcut: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

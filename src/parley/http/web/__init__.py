@@ -1,0 +1,1 @@
+"""The agents' web app: server-rendered pages, signed-in sessions, CSRF and live updates."""
