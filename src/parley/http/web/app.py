@@ -9,11 +9,16 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from parley.errors import ParleyError
+from parley.http.web.admin import admin_routes
 from parley.http.web.auth import auth_routes
+from parley.http.web.canned import canned_routes
+from parley.http.web.composer import composer_routes
 from parley.http.web.inbox import inbox_routes
+from parley.http.web.live import live_routes
 from parley.http.web.pages import SignInRequired, page_error, sign_in_required
 from parley.http.web.security import SecurityHeaders
 from parley.http.web.sessions import Sessions
+from parley.http.web.sidebar import sidebar_routes
 
 STATIC = Path(__file__).parent / "static"
 
@@ -21,6 +26,11 @@ STATIC = Path(__file__).parent / "static"
 def web_routes() -> list[BaseRoute]:
     return [
         *auth_routes(),
+        *live_routes(),
+        *composer_routes(),
+        *sidebar_routes(),
+        *canned_routes(),
+        *admin_routes(),
         *inbox_routes(),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

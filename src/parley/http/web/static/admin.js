@@ -1,0 +1,2 @@
+// parley: admin.
+"use strict";

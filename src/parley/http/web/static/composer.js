@@ -1,0 +1,2 @@
+// parley: composer.
+"use strict";

@@ -1,0 +1,2 @@
+// parley: inbox.
+"use strict";

@@ -1,0 +1,2 @@
+// parley: live.
+"use strict";
