@@ -58,6 +58,10 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from e2e.inbox_browser import CHROMIUM_PROBLEM
+
+    if CHROMIUM_PROBLEM is not None:
+        terminalreporter.write_line(f"NOTE: {CHROMIUM_PROBLEM}.", yellow=True, bold=True)
     if POSTGRES_PROBLEM is not None:
         terminalreporter.write_line(
             f"NOTE: {POSTGRES_PROBLEM}: only the SQLite half of the suite ran. "

@@ -11,14 +11,18 @@ is attached to the failure report.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from e2e.demo_server import DemoServer, launch, wait_healthy
+from e2e.inbox_browser import CHROMIUM_PROBLEM, Chromium, start_chromium
 from parley.assistant.classifier import load_shipped_classifier
 from parley.db import Database
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
 
 SERVERS = pytest.StashKey[list[DemoServer]]()
 
@@ -60,6 +64,18 @@ def start_demo(
 def demo(start_demo: Callable[..., DemoServer]) -> DemoServer:
     """The demo with default settings (and a short backoff, so retries are quick)."""
     return start_demo(PARLEY_JOB_BACKOFF_BASE_SECONDS="0.2")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Chromium]:
+    """Debian's chromium under Playwright, once per session; skipped when absent (a failure
+    under ``CI=true``, where ``.ci/run`` installs it)."""
+    if CHROMIUM_PROBLEM is not None:
+        if IN_CI:
+            pytest.fail(f"CI=true but {CHROMIUM_PROBLEM}")
+        pytest.skip(CHROMIUM_PROBLEM)
+    with start_chromium() as browser:
+        yield browser
 
 
 @pytest.hookimpl(hookwrapper=True)
