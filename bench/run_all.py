@@ -21,6 +21,7 @@ import benchkit
 QUICK = {
     "ingest": ["--duration", "4", "--rate-duration", "4", "--memory-duration", "5"],
     "dispatch": ["--orders", "1000", "--lateness-seconds", "5"],
+    "inbox_list": ["--conversations", "2000", "--requests", "20"],
 }
 
 
@@ -75,7 +76,9 @@ def run_bench(name: str, db: str, out: Path, extra: list[str]) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated")
-    parser.add_argument("--only", default="ingest,dispatch", help="comma-separated benches")
+    parser.add_argument(
+        "--only", default="ingest,dispatch,inbox_list", help="comma-separated benches"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
     parser.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL)
     parser.add_argument("--profile", default=None, help="directory for py-spy stacks")
@@ -85,9 +88,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     import dispatch
+    import inbox_list
     import ingest
 
-    tables = {"ingest": ingest.table, "dispatch": dispatch.table}
+    tables = {"ingest": ingest.table, "dispatch": dispatch.table, "inbox_list": inbox_list.table}
     header = [benchkit.machine_line(), source_line()]
     print("\n".join(header), flush=True)
     t0 = time.monotonic()

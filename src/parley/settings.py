@@ -48,7 +48,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     secret_key: str = Field(
         default="change-me-parley-development-key",
-        description="Signs unsubscribe links and sessions; set a long random value in production",
+        description="Signs unsubscribe links and sessions, and encrypts stored channel "
+        "credentials; set a long random value in production",
+    )
+    credentials_previous_secret_keys: list[str] = Field(
+        default_factory=list,
+        description="Former secret keys (JSON list) still read when opening stored credentials "
+        "during a key rotation; keep each until every credential has been saved again",
     )
 
     # Agents' sign-in.
@@ -104,6 +110,15 @@ class Settings(BaseSettings):
     instagram_access_token: str = "sandbox-instagram-token"
 
     provider_timeout_seconds: float = 10.0
+
+    # The inbox's image proxy (``/media/proxy``): remote media is fetched by parley, never
+    # embedded, so a customer's image URL cannot track agents or reach internal hosts.
+    media_proxy_max_bytes: int = Field(default=5_000_000, description="Largest image served")
+    media_proxy_timeout_seconds: float = Field(default=5.0, description="Whole fetch deadline")
+    media_proxy_allow_private: bool = Field(
+        default=False,
+        description="Tests only: let the proxy fetch loopback and private addresses",
+    )
 
     # The assistant.
     assistant_model_dir: Path = Field(

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from parley.accounts.models import Membership, User
 from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment
@@ -331,6 +332,22 @@ def test_assignment_and_hand_back_are_recorded_on_the_timeline(db, tmp_path):
     drain(worker)
     workspace_id = rows(db, Conversation)[0].workspace_id
     with db.transaction() as session:
+        # Only a member can be assigned: make user 7 one.
+        session.add(
+            User(
+                id=7,
+                email="sam@example.com",
+                name="Sam",
+                password_hash="-",
+                password_changed_at=utc_now(),
+                created_at=utc_now(),
+            )
+        )
+        session.flush()
+        session.add(
+            Membership(workspace_id=workspace_id, user_id=7, role="agent", created_at=utc_now())
+        )
+        session.flush()
         inbox.assign(
             session,
             workspace_id=workspace_id,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from sqlalchemy import select
 from starlette.routing import Mount, Route
 
-from parley.accounts.models import AuditEntry, LoginSession
+from parley.accounts.models import AuditEntry, LoginSession, Membership
 from parley.http.web.security import TOKEN_AUTHENTICATED
 from support import count
 from web_support import ADMIN, browser, seed_team, sign_in, web_app
@@ -76,3 +77,205 @@ def test_every_mutating_route_refuses_a_cross_site_origin(app):
                 headers={"origin": "https://attacker.example"},
             )
             assert answer.status_code == 403, f"{method} {path} answered {answer.status_code}"
+
+
+# Every route that takes an id, with where that id comes from. A new route with an id
+# fails ``test_every_id_route_is_covered`` until it is listed here.
+ID_ROUTES = {
+    "/inbox/{conversation_id:int}": ("conversation",),
+    "/inbox/{conversation_id:int}/_timeline": ("conversation",),
+    "/inbox/{conversation_id:int}/_sidebar": ("conversation",),
+    "/inbox/{id:int}/_composer": ("conversation",),
+    "/inbox/{id:int}/canned/{canned_id:int}": ("conversation", "canned"),
+    "/inbox/{id:int}/reply": ("conversation",),
+    "/inbox/{id:int}/note": ("conversation",),
+    "/inbox/{id:int}/assign": ("conversation",),
+    "/inbox/{id:int}/snooze": ("conversation",),
+    "/inbox/{id:int}/resolve": ("conversation",),
+    "/inbox/{id:int}/reopen": ("conversation",),
+    "/inbox/{id:int}/hand-back": ("conversation",),
+    "/inbox/{id:int}/take-over": ("conversation",),
+    "/customers/{customer_id:int}/merge": ("customer",),
+    "/customers/{customer_id:int}/merges/{merge_id:int}/unmerge": ("customer", "merge"),
+    "/customers/{customer_id:int}/upcoming/{job_id:int}/cancel": ("customer", "job"),
+    "/admin/canned-replies/{id:int}": ("canned",),
+    "/admin/canned-replies/{id:int}/delete": ("canned",),
+    "/admin/channels/{account_id}/secrets": ("account",),
+    "/admin/channels/{account_id}/active": ("account",),
+    "/admin/team/{user_id}/role": ("user",),
+    "/admin/team/{user_id}/remove": ("user",),
+}
+# Routes whose parameters are names scoped by the signed-in workspace, not ids, or that are
+# public by token.
+NOT_ID_ROUTES = {
+    "/invite/{workspace}/{token}",
+    "/admin/journeys/{key}",
+    "/admin/journeys/{key}/enabled",
+    "/admin/journeys/{key}/timing",
+    "/admin/journeys/{key}/templates/{message}/{channel}",
+}
+OTHER_NAME = "Zebediah Elsewhere"
+
+
+def id_routes(app) -> list[tuple[str, str]]:
+    found = []
+    for route in app.routes:
+        if isinstance(route, Route) and "{" in route.path:
+            if route.path.startswith(TOKEN_AUTHENTICATED):
+                continue
+            for method in sorted((route.methods or set()) - {"HEAD"}):
+                found.append((method, route.path))
+    return found
+
+
+def test_every_id_route_is_covered(app):
+    unlisted = {path for _, path in id_routes(app)} - set(ID_ROUTES) - NOT_ID_ROUTES
+    assert unlisted == set()
+
+
+@pytest.fixture
+def elsewhere(db, app):
+    """The other store's conversation, customers, merge, canned reply, account and job."""
+    from parley.channels.base import ChannelKind
+    from parley.clock import utc_now
+    from parley.customers import merges
+    from parley.customers.models import Customer
+    from parley.inbox.models import CannedReply
+    from parley.jobs.models import Job
+    from parley.workspaces import service as workspaces
+    from parley.workspaces.models import Workspace
+    from support import customer_writes
+
+    received = customer_writes(
+        db,
+        channel=ChannelKind.SMS,
+        sender="+12025550999",
+        text="secret order question",
+        slug="other",
+    )
+    now = utc_now()
+    with db.transaction() as session:
+        other = session.scalar(select(Workspace).where(Workspace.slug == "other"))
+        customer = session.get_one(Customer, received.customer_id)
+        customer.first_name, customer.last_name = OTHER_NAME.split()
+        twin = Customer(
+            workspace_id=other.id, email="twin@elsewhere.example", created_at=now, updated_at=now
+        )
+        session.add(twin)
+        session.flush()
+        merge = merges.merge_customers(
+            session,
+            workspace_id=other.id,
+            keep_id=customer.id,
+            merge_id=twin.id,
+            reason="same person",
+        )
+        canned = CannedReply(
+            workspace_id=other.id,
+            shortcut="elsewhere",
+            title="Elsewhere",
+            body=f"{OTHER_NAME} canned",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(canned)
+        account = workspaces.add_channel_account(
+            session,
+            workspace_id=other.id,
+            channel="sms",
+            provider="twilio",
+            address="+15550009999",
+            secrets={"auth_token": "other-token"},
+        )
+        job = Job(
+            workspace_id=other.id,
+            kind="journeys.advance",
+            payload={},
+            due_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(job)
+        session.flush()
+        owner = session.scalar(
+            select(Membership.user_id).where(Membership.workspace_id == other.id)
+        )
+        return {
+            "conversation": received.conversation_id,
+            "customer": customer.id,
+            "merge": merge.id,
+            "canned": canned.id,
+            "account": account.id,
+            "job": job.id,
+            "user": owner,
+        }
+
+
+def fill(path: str, kinds: tuple[str, ...], ids: dict[str, int]) -> str:
+    values = iter(ids[kind] for kind in kinds)
+    return PARAM.sub(lambda _m: str(next(values)), path)
+
+
+def snapshot(db, workspace_slug: str) -> dict[str, list]:
+    """Everything the other store has that a write could change."""
+    from parley.customers.models import Customer, CustomerMerge
+    from parley.inbox.models import CannedReply, Conversation, ConversationEvent
+    from parley.jobs.models import Job
+    from parley.messaging.models import Message
+    from parley.workspaces.models import ChannelAccount, Workspace
+
+    with db.transaction() as session:
+        other_id = session.scalar(select(Workspace.id).where(Workspace.slug == workspace_slug))
+        state = {}
+        for model in (
+            Customer,
+            CustomerMerge,
+            CannedReply,
+            Conversation,
+            ConversationEvent,
+            Job,
+            Message,
+            ChannelAccount,
+            Membership,
+        ):
+            columns = [c for c in model.__table__.columns if c.name != "secrets"]
+            state[model.__tablename__] = [
+                tuple(row)
+                for row in session.execute(
+                    select(*columns).where(model.workspace_id == other_id).order_by(model.id)
+                )
+            ]
+        return state
+
+
+def test_another_workspaces_ids_answer_404_with_none_of_its_data(app, db, elsewhere):
+    before = snapshot(db, "other")
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        for method, path in id_routes(app):
+            if path in NOT_ID_ROUTES:
+                continue
+            url = fill(path, ID_ROUTES[path], elsewhere)
+            if method == "GET":
+                answer = client.get(url, headers={"accept": "text/html"})
+            else:
+                answer = client.request(
+                    method,
+                    url,
+                    data={
+                        "csrf_token": csrf,
+                        "body": "hello",
+                        "text": "hello",
+                        "reason": "x",
+                        "other": str(elsewhere["customer"]),
+                        "role": "agent",
+                        "assignee": "me",
+                        "until": "1h",
+                        "shortcut": "x",
+                        "title": "x",
+                    },
+                )
+            assert answer.status_code == 404, f"{method} {url} answered {answer.status_code}"
+            assert OTHER_NAME not in answer.text, f"{method} {url} leaked the other store's data"
+            assert "secret order question" not in answer.text, f"{method} {url}"
+    assert snapshot(db, "other") == before

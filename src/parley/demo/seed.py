@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 from parley import events
 from parley.accounts import service as accounts
 from parley.accounts.models import Membership, Role, User
+from parley.clock import utc_now
 from parley.commerce import service as commerce
 from parley.customers import service as customers
+from parley.inbox.models import CannedReply
 from parley.messaging.types import Purpose
 from parley.settings import Settings
 from parley.workspaces import service as workspaces
@@ -259,7 +261,49 @@ def seed_demo(
                 is_granted=True,
                 source="demo seed: opt-in at checkout",
             )
+    seed_canned_replies(session, workspace)
     return workspace
+
+
+CANNED_REPLIES: tuple[tuple[str, str, str], ...] = (
+    (
+        "tracking",
+        "Where is my order",
+        "Hi {{ customer.first_name or 'there' }}, your order"
+        "{% if order.name %} {{ order.name }}{% endif %} is on its way"
+        "{% if order.tracking_url %}: you can follow it here {{ order.tracking_url }}{% endif %}."
+        " Anything else I can help with?\n{{ agent.first_name }}, {{ store.name }}",
+    ),
+    (
+        "returns",
+        "How to return an item",
+        "Hi {{ customer.first_name or 'there' }}, you can return anything within 30 days of "
+        "delivery: reply with the item and the reason and we'll send a free return label."
+        "\n{{ agent.first_name }}, {{ store.name }}",
+    ),
+    (
+        "thanks",
+        "Thanks, closing",
+        "Thanks for getting in touch, {{ customer.first_name or 'and have a lovely day' }}! "
+        "If anything else comes up, just reply here.\n{{ agent.first_name }}, {{ store.name }}",
+    ),
+)
+
+
+def seed_canned_replies(session: Session, workspace: Workspace) -> None:
+    """A few canned replies agents use every day, so the composer's picker has something."""
+    now = utc_now()
+    for shortcut, title, body in CANNED_REPLIES:
+        session.add(
+            CannedReply(
+                workspace_id=workspace.id,
+                shortcut=shortcut,
+                title=title,
+                body=body,
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
 
 DEMO_AGENT_EMAIL = "agent@demo.parley.test"

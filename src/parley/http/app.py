@@ -22,6 +22,7 @@ from parley.http.api.v1 import create_api
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.http.unsubscribe import unsubscribe, unsubscribe_page
 from parley.http.web.app import WEB_EXCEPTION_HANDLERS, web_middleware, web_routes
+from parley.http.web.live import start_relay
 from parley.http.webchat import webchat_routes
 from parley.http.webhooks.email import email_webhook
 from parley.http.webhooks.meta import (
@@ -83,9 +84,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
             worker = rt.worker()
             app.state.worker = worker
             worker_task = asyncio.create_task(worker.run_forever(), name="parley-worker")
+        relay = await start_relay(app, rt.db, settings)
         try:
             yield
         finally:
+            await relay.stop()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
@@ -122,6 +125,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
     app.state.settings = settings
     app.state.sandbox = sandbox_store
     app.state.worker = None
+    app.state.live = None
     return app
 
 

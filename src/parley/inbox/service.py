@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from parley.accounts.models import Membership
 from parley.assistant.intents import Intent
 from parley.channels.base import ChannelKind, InboundMessage, StatusUpdate
 from parley.clock import utc_now
@@ -35,6 +36,7 @@ from parley.inbox.models import (
     Owner,
 )
 from parley.jobs import queue
+from parley.live.outbox import emit, emit_status
 from parley.messaging import replies
 from parley.messaging import service as outbox
 from parley.messaging.models import Author, Direction, Message, MessageStatus
@@ -158,6 +160,13 @@ def record_inbound(session: Session, *, workspace: Workspace, inbound: InboundMe
         raise DuplicateMessage(key)
     message = session.get(Message, message_id)
     assert message is not None
+    emit(
+        session,
+        workspace_id=workspace.id,
+        kind="message",
+        conversation_id=conversation.id,
+        data={"message_id": message.id, "direction": "inbound"},
+    )
     keyword = _apply_keywords(session, workspace, customer, conversation, message)
     auto_reply = (workspace.settings or {}).get("instagram_comment_reply")
     if inbound.kind == "comment" and inbound.comment_id and auto_reply:
@@ -499,10 +508,21 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
         Message.provider_message_id == status.provider_message_id,
         Message.direction == Direction.OUTBOUND,
     )
-    result = session.execute(
-        update(Message).where(*condition, Message.status.in_(lower)).values(**values)
-    )
-    if result.rowcount:  # type: ignore[attr-defined]
+    changed = session.execute(
+        update(Message)
+        .where(*condition, Message.status.in_(lower))
+        .values(**values)
+        .returning(Message.id, Message.conversation_id)
+    ).all()
+    for message_id, conversation_id in changed:
+        emit_status(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            status=status.status,
+        )
+    if changed:
         return True
     return session.scalar(select(Message.id).where(*condition)) is not None
 
@@ -530,6 +550,7 @@ def hand_off(
     _record_event(
         session, conversation, EventKind.HANDED_OFF, actor=actor, detail={"reason": reason}, now=now
     )
+    _announce(session, conversation, {"change": "handed_off"})
     return conversation
 
 
@@ -548,6 +569,7 @@ def hand_back(
     conversation.low_confidence_count = 0
     conversation.updated_at = now
     _record_event(session, conversation, EventKind.HANDED_BACK, actor=actor, detail={}, now=now)
+    _announce(session, conversation, {"change": "handed_back"})
     return conversation
 
 
@@ -559,10 +581,19 @@ def assign(
     assignee_id: int | None,
     actor: str,
 ) -> Conversation:
-    """Give the conversation to a teammate (None: unassigned); recorded on the timeline."""
+    """Give the conversation to a teammate (None: unassigned); recorded on the timeline.
+
+    Only a member of this workspace can be given it: another store's user id is refused.
+    """
     conversation = get_conversation(
         session, workspace_id=workspace_id, conversation_id=conversation_id
     )
+    if assignee_id is not None and not session.scalar(
+        select(Membership.id).where(
+            Membership.workspace_id == workspace_id, Membership.user_id == assignee_id
+        )
+    ):
+        raise Invalid("only a member of this workspace can be assigned a conversation")
     if conversation.assignee_id == assignee_id:
         return conversation
     now = utc_now()
@@ -576,6 +607,7 @@ def assign(
     )
     conversation.assignee_id = assignee_id
     conversation.updated_at = now
+    _announce(session, conversation, {"change": "assigned", "assignee_id": assignee_id})
     return conversation
 
 
@@ -618,7 +650,79 @@ def set_status(
     if status is ConversationStatus.RESOLVED:
         conversation.waiting_since = None
     conversation.updated_at = now
+    _announce(session, conversation, {"change": "status", "status": str(status)})
     return conversation
+
+
+def _announce(session: Session, conversation: Conversation, data: dict[str, Any]) -> None:
+    """Tell the agents' screens, at commit, that this conversation changed (``data`` says how)."""
+    emit(
+        session,
+        workspace_id=conversation.workspace_id,
+        kind="conversation",
+        conversation_id=conversation.id,
+        data=data,
+    )
+
+
+def send_reply(
+    session: Session,
+    *,
+    workspace_id: int,
+    conversation_id: int,
+    user_id: int,
+    agent_name: str,
+    channel: ChannelKind,
+    text: str,
+    template_name: str | None,
+    draft_key: str,
+) -> Message:
+    """An agent's reply from the composer (see :func:`replies.queue_agent_reply`).
+
+    Replying takes the conversation over from the assistant: a person now speaks for the
+    store, and the assistant answering alongside would contradict them. A conversation
+    nobody has is assigned to whoever replied, so teammates see it is being handled.
+    ``draft_key`` names the draft: the same draft sent twice (a double click, a resent
+    form) is one message.
+    """
+    conversation = get_conversation(
+        session, workspace_id=workspace_id, conversation_id=conversation_id
+    )
+    workspace = session.get_one(Workspace, workspace_id)
+    message = replies.queue_agent_reply(
+        session,
+        workspace=workspace,
+        conversation=conversation,
+        agent_name=agent_name,
+        channel=channel,
+        text=text,
+        template_name=template_name,
+        idempotency_key=f"agent-reply:{conversation.id}:{user_id}:{draft_key[:64]}",
+    )
+    if conversation.owner == Owner.ASSISTANT:
+        hand_off(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=conversation_id,
+            reason=f"{agent_name} replied",
+            actor=agent_name,
+        )
+    if conversation.assignee_id is None:
+        assign(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=conversation_id,
+            assignee_id=user_id,
+            actor=agent_name,
+        )
+    emit(
+        session,
+        workspace_id=workspace_id,
+        kind="message",
+        conversation_id=conversation_id,
+        data={"message_id": message.id},
+    )
+    return message
 
 
 def get_conversation(session: Session, *, workspace_id: int, conversation_id: int) -> Conversation:

@@ -77,11 +77,13 @@ class DeliverMessage:
                 recipient=message.recipient,
                 author=Author(message.author),
                 now=now,
+                is_template=message.template is not None,
             )
             if refusal is not None:
                 message.status = MessageStatus.SKIPPED
                 message.status_reason = f"not sent: {refusal}"
                 message.status_updated_at = now
+                outbox.announce_status(session, message)
                 return None
         return outbox.start_attempt(
             session,

@@ -15,19 +15,27 @@ accepted one is ``queued`` with a ``messaging.deliver`` job in the same transact
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
+from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
-from parley.customers.models import CustomerIdentity, IdentityKind
+from parley.customers.models import Customer, CustomerIdentity, IdentityKind
+from parley.errors import Conflict, Invalid
 from parley.inbox.models import Conversation
 from parley.jobs import queue
 from parley.messaging import service as outbox
-from parley.messaging.models import Author, Direction, Message, MessageStatus
+from parley.messaging.context import template_context
+from parley.messaging.default_templates import default_template
+from parley.messaging.models import Author, Direction, Message, MessageStatus, MessageTemplate
+from parley.messaging.policy import Reach, consent_allows
+from parley.messaging.templates import TemplateContent, TemplateError, TemplateRenderer
 from parley.messaging.types import MessageType, Purpose
 from parley.workspaces.models import Workspace
 
@@ -55,12 +63,22 @@ def queue_reply(
     idempotency_key: str,
     to_message: Message | None = None,
     message_type: MessageType = MessageType.REPLY,
+    channel: ChannelKind | None = None,
+    sender: str | None = None,
+    template: dict[str, Any] | None = None,
 ) -> Message:
-    """Queue a reply on the conversation's channel, or record why it may not go."""
+    """Queue a reply on the conversation's channel, or record why it may not go.
+
+    ``channel`` picks another channel the customer can be reached on (an agent's choice);
+    ``template`` (``{"name", "language", "parameters"}``) sends an approved WhatsApp
+    template, the one thing WhatsApp allows outside its 24-hour window.
+    """
     now = utc_now()
-    channel = ChannelKind(str(conversation.channel))
+    channel = channel or ChannelKind(str(conversation.channel))
     source = to_message or _last_inbound(session, conversation, channel)
-    recipient = source.sender if source is not None else None
+    recipient = (
+        source.sender if source is not None else _identity_address(session, conversation, channel)
+    )
     row = {
         **outbox.blank_row(workspace_id=workspace.id, now=now),
         "customer_id": conversation.customer_id,
@@ -71,12 +89,14 @@ def queue_reply(
         "purpose": Purpose.TRANSACTIONAL,
         "channel": channel,
         "recipient": recipient,
+        "sender": sender,
         "body": text,
+        "template": template,
         "reply_to": source.provider_message_id if source is not None else None,
     }
-    if channel is ChannelKind.EMAIL and source is not None:
-        row["subject"] = _reply_subject(source.subject, workspace.name)
-        row["headers"] = _threading_headers(source)
+    if channel is ChannelKind.EMAIL:
+        row["subject"] = _reply_subject(source.subject if source else None, workspace.name)
+        row["headers"] = _threading_headers(source) if source is not None else {}
     refusal = reply_refusal(
         session,
         workspace=workspace,
@@ -85,6 +105,7 @@ def queue_reply(
         recipient=recipient,
         author=author,
         now=now,
+        is_template=template is not None,
     )
     if refusal is None:
         row["status"] = MessageStatus.QUEUED
@@ -197,8 +218,12 @@ def reply_refusal(
     recipient: str | None,
     author: Author,
     now: datetime,
+    is_template: bool = False,
 ) -> str | None:
-    """Why this reply may not go out now, or None when it may."""
+    """Why this reply may not go out now, or None when it may.
+
+    ``is_template``: an approved WhatsApp template, which may go outside the window.
+    """
     if not workspace.is_active:
         return "the store has uninstalled parley"
     if not recipient:
@@ -213,6 +238,8 @@ def reply_refusal(
     if window is None or recipient.startswith(COMMENT_ADDRESS):
         # A private reply answers a comment, not a conversation: its 7 days were checked
         # when it was queued.
+        return None
+    if is_template and channel is ChannelKind.WHATSAPP:
         return None
     last = _last_inbound_at(session, conversation, channel)
     if last is not None and now - last < window:
@@ -268,6 +295,28 @@ def _last_inbound_at(
     )
 
 
+def _reach(session: Session, conversation: Conversation) -> Reach:
+    customer = session.get_one(Customer, conversation.customer_id)
+    identities = session.scalars(
+        select(CustomerIdentity).where(
+            CustomerIdentity.workspace_id == conversation.workspace_id,
+            CustomerIdentity.customer_id == conversation.customer_id,
+        )
+    )
+    consent = customers.current_consent(
+        session, workspace_id=conversation.workspace_id, customer_id=conversation.customer_id
+    )
+    return Reach(customer=customer, identities=list(identities), consent=consent)
+
+
+def _identity_address(
+    session: Session, conversation: Conversation, channel: ChannelKind
+) -> str | None:
+    """Where to reach the customer on a channel they have not written on here: the
+    address journeys would use (their email, their phone, their Instagram id)."""
+    return _reach(session, conversation).address(channel)
+
+
 def _reply_subject(subject: str | None, store_name: str) -> str:
     if not subject:
         return f"Your message to {store_name}"
@@ -308,4 +357,224 @@ def help_text(workspace: Workspace, channel: ChannelKind) -> str:
 
 
 def _channel_name(channel: ChannelKind) -> str:
-    return {"sms": "SMS", "whatsapp": "WhatsApp", "instagram": "Instagram"}.get(channel, channel)
+    return {
+        "sms": "SMS",
+        "whatsapp": "WhatsApp",
+        "instagram": "Instagram",
+        "email": "email",
+        "webchat": "web chat",
+    }.get(channel, channel)
+
+
+_RENDERER = TemplateRenderer()
+
+
+@dataclass(frozen=True)
+class ReplyChannel:
+    """One channel an agent could answer on, and what its rules allow right now."""
+
+    channel: ChannelKind
+    recipient: str | None
+    refusal: str | None
+    """Why free text may not go now; None when it may."""
+    needs_template: bool = False
+    """WhatsApp outside its 24-hour window: an approved template may still go."""
+    is_human_agent: bool = False
+    """Instagram 24 hours to 7 days after the customer wrote: sent with ``HUMAN_AGENT``."""
+
+    @property
+    def is_available(self) -> bool:
+        return self.refusal is None or self.needs_template
+
+
+@dataclass(frozen=True)
+class ApprovedTemplate:
+    """A WhatsApp template Meta approved, as the store words it (or parley's default)."""
+
+    name: str
+    language: str
+    message_type: MessageType
+    content: TemplateContent
+
+
+def reply_channels(
+    session: Session, *, workspace: Workspace, conversation: Conversation, now: datetime
+) -> list[ReplyChannel]:
+    """Every channel, the conversation's own first, each with whether an agent may use it.
+
+    A channel the customer has not written on in this conversation is business-initiated
+    there, so SMS and WhatsApp also need their consent, as a journey's message would.
+    """
+    reach = _reach(session, conversation)
+    current = ChannelKind(str(conversation.channel)) if conversation.channel else None
+    ordered = sorted(ChannelKind, key=lambda channel: channel != current)
+    options: list[ReplyChannel] = []
+    for channel in ordered:
+        source = _last_inbound(session, conversation, channel)
+        recipient = source.sender if source is not None else reach.address(channel)
+        if not recipient:
+            options.append(
+                ReplyChannel(channel, None, f"no {_channel_name(channel)} address for them")
+            )
+            continue
+        if source is None and channel in (ChannelKind.SMS, ChannelKind.WHATSAPP):
+            allowed, why = consent_allows(reach.consent, channel, Purpose.TRANSACTIONAL)
+            if not allowed:
+                options.append(ReplyChannel(channel, recipient, f"{why} for {channel}"))
+                continue
+        refusal, template_refusal = (
+            reply_refusal(
+                session,
+                workspace=workspace,
+                conversation=conversation,
+                channel=channel,
+                recipient=recipient,
+                author=Author.AGENT,
+                now=now,
+                is_template=is_template,
+            )
+            for is_template in (False, True)
+        )
+        needs_template = (
+            refusal is not None and channel is ChannelKind.WHATSAPP and template_refusal is None
+        )
+        last = (
+            _last_inbound_at(session, conversation, channel) if channel in WINDOW_IDENTITY else None
+        )
+        is_human_agent = (
+            refusal is None
+            and channel is ChannelKind.INSTAGRAM
+            and last is not None
+            and now - last >= SESSION_WINDOWS[channel]
+        )
+        options.append(ReplyChannel(channel, recipient, refusal, needs_template, is_human_agent))
+    return options
+
+
+def approved_templates(session: Session, *, workspace_id: int) -> list[ApprovedTemplate]:
+    """The WhatsApp templates this store can send outside the window, by name."""
+    found: dict[MessageType, TemplateContent] = {}
+    for message_type in MessageType:
+        content = default_template(message_type, ChannelKind.WHATSAPP)
+        if content is not None:
+            found[message_type] = content
+    stored = session.scalars(
+        select(MessageTemplate).where(
+            MessageTemplate.workspace_id == workspace_id,
+            MessageTemplate.channel == ChannelKind.WHATSAPP,
+        )
+    )
+    for row in stored:
+        found[MessageType(row.message_type)] = TemplateContent.from_dict(row.content)
+    named: dict[str, ApprovedTemplate] = {}
+    for message_type, content in found.items():
+        if content.whatsapp_template and content.whatsapp_template not in named:
+            named[content.whatsapp_template] = ApprovedTemplate(
+                content.whatsapp_template, content.whatsapp_language, message_type, content
+            )
+    return sorted(named.values(), key=lambda template: template.name)
+
+
+def latest_order(
+    session: Session, *, workspace_id: int, customer_id: int
+) -> tuple[Order | None, Fulfillment | None]:
+    """The customer's most recent order and its latest shipment: what "your order" means
+    in an agent's reply."""
+    order = session.scalar(
+        select(Order)
+        .where(Order.workspace_id == workspace_id, Order.customer_id == customer_id)
+        .order_by(Order.placed_at.desc().nulls_last(), Order.id.desc())
+        .limit(1)
+    )
+    if order is None:
+        return None, None
+    fulfillment = session.scalar(
+        select(Fulfillment)
+        .where(
+            Fulfillment.workspace_id == workspace_id,
+            Fulfillment.order_external_id == order.external_id,
+        )
+        .order_by(Fulfillment.created_at.desc(), Fulfillment.id.desc())
+        .limit(1)
+    )
+    return order, fulfillment
+
+
+def render_approved_template(
+    session: Session, *, workspace: Workspace, conversation: Conversation, name: str
+) -> tuple[str, dict[str, Any]]:
+    """The text and the ``template`` column for sending template ``name`` in this
+    conversation, filled in from the customer's latest order as a journey would."""
+    template = next(
+        (t for t in approved_templates(session, workspace_id=workspace.id) if t.name == name),
+        None,
+    )
+    if template is None:
+        raise Invalid(f"no approved WhatsApp template named {name!r}")
+    order, fulfillment = latest_order(
+        session, workspace_id=workspace.id, customer_id=conversation.customer_id
+    )
+    customer = session.get_one(Customer, conversation.customer_id)
+    context = template_context(
+        workspace=workspace, customer=customer, order=order, fulfillment=fulfillment
+    )
+    try:
+        rendered = _RENDERER.render(template.content, context)
+    except TemplateError as exc:
+        raise Invalid(f"template {name} cannot be filled in: {exc.reason}") from exc
+    assert rendered.template is not None
+    if not all(parameter.strip() for parameter in rendered.template.body_parameters):
+        # WhatsApp rejects an empty parameter: say so now rather than fail at the provider.
+        raise Invalid(f"template {name} needs an order this customer does not have")
+    return rendered.text, {
+        "name": rendered.template.name,
+        "language": rendered.template.language,
+        "parameters": list(rendered.template.body_parameters),
+    }
+
+
+def queue_agent_reply(
+    session: Session,
+    *,
+    workspace: Workspace,
+    conversation: Conversation,
+    agent_name: str,
+    channel: ChannelKind,
+    text: str,
+    template_name: str | None,
+    idempotency_key: str,
+) -> Message:
+    """An agent's reply from the composer: refused with the reason (Conflict) when the
+    channel's rules forbid it, rather than recorded as skipped, so the agent keeps the
+    draft and can pick a template or another channel."""
+    option = next(
+        o
+        for o in reply_channels(
+            session, workspace=workspace, conversation=conversation, now=utc_now()
+        )
+        if o.channel is channel
+    )
+    template: dict[str, Any] | None = None
+    if template_name:
+        if channel is not ChannelKind.WHATSAPP:
+            raise Invalid("approved templates are for WhatsApp only")
+        if not option.is_available:
+            raise Conflict(f"cannot reply on {_channel_name(channel)}: {option.refusal}")
+        text, template = render_approved_template(
+            session, workspace=workspace, conversation=conversation, name=template_name
+        )
+    elif not text.strip():
+        raise Invalid("the reply is empty")
+    elif option.refusal is not None:
+        raise Conflict(f"cannot reply on {_channel_name(channel)}: {option.refusal}")
+    return queue_reply(
+        session,
+        workspace=workspace,
+        conversation=conversation,
+        text=text.strip() if template is None else text,
+        author=Author.AGENT,
+        idempotency_key=idempotency_key,
+        channel=channel,
+        sender=agent_name,
+        template=template,
+    )

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from parley.channels.base import (
@@ -33,6 +33,7 @@ from parley.customers import service as customers
 from parley.customers.models import Customer
 from parley.db.base import table_of
 from parley.db.upsert import insert_on, per_dialect
+from parley.live.outbox import emit, emit_status, emit_statuses
 from parley.messaging import unsubscribe
 from parley.messaging.context import template_context
 from parley.messaging.lookup import OutboxLookup
@@ -135,7 +136,11 @@ def prepare_message(
         "purpose": purpose,
     }
     if not workspace.is_active:
-        insert_message(session, {**row, "status_reason": "the store has uninstalled parley"})
+        _announce_new(
+            session,
+            row,
+            insert_message(session, {**row, "status_reason": "the store has uninstalled parley"}),
+        )
         return None
     templates = lookup.templates(workspace.id, message_type)
     decision = decide(
@@ -149,7 +154,9 @@ def prepare_message(
     )
     row["decision"] = decision.trail
     if decision.channel is None:
-        insert_message(session, {**row, "status_reason": decision.skip_reason})
+        _announce_new(
+            session, row, insert_message(session, {**row, "status_reason": decision.skip_reason})
+        )
         return None
     # Sent elsewhere: the channel the customer left still shows the send it skipped.
     for channel, address in decision.opted_out:
@@ -186,6 +193,7 @@ def prepare_message(
     message_id = insert_message(session, row)
     if message_id is None:
         return None
+    _announce_new(session, row, message_id)
     _insert_attempt(session, message_id=message_id, row=row, number=1, now=now)
     return PreparedSend(
         message_id=message_id,
@@ -237,6 +245,18 @@ def blank_row(*, workspace_id: int, now: datetime) -> dict[str, Any]:
         "sent_at": None,
         "status_updated_at": now,
     }
+
+
+def _announce_new(session: Session, row: dict[str, Any], message_id: int | None) -> None:
+    """A journey message (sent or skipped) joined an open conversation: show it live."""
+    if message_id is not None and row["conversation_id"] is not None:
+        emit(
+            session,
+            workspace_id=row["workspace_id"],
+            kind="message",
+            conversation_id=row["conversation_id"],
+            data={"message_id": message_id, "status": str(row["status"])},
+        )
 
 
 def insert_message(session: Session, row: dict[str, Any]) -> int | None:
@@ -360,6 +380,18 @@ def close_pending(
         message.status = MessageStatus.SKIPPED
         message.status_reason = f"not sent: the journey ended ({reason})"
         message.status_updated_at = now
+        announce_status(session, message)
+
+
+def announce_status(session: Session, message: Message) -> None:
+    """The message's badge changed: tell the agents' screens at commit."""
+    emit_status(
+        session,
+        workspace_id=message.workspace_id,
+        conversation_id=message.conversation_id,
+        message_id=message.id,
+        status=message.status,
+    )
 
 
 def hold_interrupted(session: Session, message: Message, *, now: datetime) -> None:
@@ -381,6 +413,7 @@ def hold_interrupted(session: Session, message: Message, *, now: datetime) -> No
         "so it may have been delivered; not re-sent automatically"
     )
     message.status_updated_at = now
+    announce_status(session, message)
 
 
 def start_attempt(
@@ -395,6 +428,7 @@ def start_attempt(
     message.attempts += 1
     message.status = MessageStatus.SENDING
     message.status_updated_at = now
+    announce_status(session, message)
     row = {"workspace_id": message.workspace_id, "channel": message.channel}
     _insert_attempt(session, message_id=message.id, row=row, number=message.attempts, now=now)
     session.flush()
@@ -470,6 +504,7 @@ def record_results(
         connection = session.connection()
         connection.execute(_finish_attempt(session), [o.attempt for o in outcomes])
         connection.execute(_update_message_statement(session), [o.message for o in outcomes])
+        _announce_results(session, outcomes)
     for send, result, _ in answers:
         if isinstance(result, PermanentChannelError):
             _suppress_if_opted_out(session, send, result)
@@ -524,6 +559,23 @@ def _outcome(
     retry_after = result.retry_after if isinstance(result, TransientChannelError) else None
     recorded = Recorded(Result.RETRY, reason=reason, retry_after=retry_after, channel=send.channel)
     return _Outcome(recorded, attempt, message)
+
+
+def _announce_results(session: Session, outcomes: list[_Outcome]) -> None:
+    """One read of the batch's conversations, one multi-row insert of their live events."""
+    status_of = {o.message["message"]: str(o.message["status"]) for o in outcomes}
+    found = session.execute(
+        select(Message.id, Message.workspace_id, Message.conversation_id).where(
+            Message.id.in_(list(status_of)), Message.conversation_id.is_not(None)
+        )
+    )
+    emit_statuses(
+        session,
+        [
+            (workspace_id, conversation_id, message_id, status_of[message_id])
+            for message_id, workspace_id, conversation_id in found
+        ],
+    )
 
 
 @per_dialect

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
+from parley.workspaces.credentials import Sealed, SealedJson
 
 
 class Workspace(Base):
@@ -23,9 +24,11 @@ class Workspace(Base):
     store_url: Mapped[str | None] = mapped_column(String(500))
     support_email: Mapped[str | None] = mapped_column(String(320))
     shopify_shop_domain: Mapped[str | None] = mapped_column(String(255))
-    shopify_secret: Mapped[str | None] = mapped_column(Text)
+    # Sealed: stored encrypted (credentials.py); Python sees the plain secret.
+    shopify_secret: Mapped[str | None] = mapped_column(Sealed)
+    shopify_secret_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # During a secret rotation Shopify may sign with the old secret for up to an hour.
-    shopify_previous_secret: Mapped[str | None] = mapped_column(Text)
+    shopify_previous_secret: Mapped[str | None] = mapped_column(Sealed)
     shopify_previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     api_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -52,7 +55,10 @@ class ChannelAccount(Base):
     channel: Mapped[str] = mapped_column(String(16))
     provider: Mapped[str] = mapped_column(String(32))
     address: Mapped[str] = mapped_column(String(320))
-    secrets: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    # Sealed: one encrypted token (credentials.py); Python sees the plain dict.
+    secrets: Mapped[dict[str, Any]] = mapped_column(SealedJson, default=dict)
+    # Secret name -> ISO time it last changed: what the admin pages show, never decrypting.
+    secret_fields: Mapped[dict[str, str]] = mapped_column(JsonType, default=dict)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

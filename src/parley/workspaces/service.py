@@ -10,10 +10,12 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from parley.accounts.service import Login, audit_as, require_admin
 from parley.clock import utc_now
 from parley.db.upsert import per_dialect
-from parley.errors import Conflict, NotFound
+from parley.errors import Conflict, Invalid, NotFound
 from parley.journeys.service import install_built_in_journeys
+from parley.workspaces.credentials import CHANNEL_PROVIDERS, MAX_SECRET_CHARS
 from parley.workspaces.models import ChannelAccount, Workspace
 
 SECRET_ROTATION_GRACE = timedelta(hours=1)
@@ -43,6 +45,7 @@ def create_workspace(
         name=name,
         timezone=timezone,
         shopify_secret=shopify_secret,
+        shopify_secret_changed_at=utc_now() if shopify_secret else None,
         api_key_hash=hash_api_key(api_key) if api_key else None,
         store_url=store_url,
         support_email=support_email,
@@ -121,6 +124,7 @@ def rotate_shopify_secret(
     workspace.shopify_previous_secret = workspace.shopify_secret
     workspace.shopify_previous_secret_expires_at = utc_now() + grace
     workspace.shopify_secret = new_secret
+    workspace.shopify_secret_changed_at = utc_now()
 
 
 def mark_uninstalled(session: Session, *, workspace_id: int) -> None:
@@ -157,6 +161,7 @@ def add_channel_account(
         provider=provider,
         address=address,
         secrets=dict(secrets),
+        secret_fields={name: now.isoformat() for name in secrets},
         is_active=True,
         created_at=now,
         updated_at=now,
@@ -178,4 +183,256 @@ def channel_accounts(session: Session, *, workspace_id: int, provider: str) -> l
             )
             .order_by(ChannelAccount.id)
         )
+    )
+
+
+# Admin pages: credentials are write-only. Every change is audited with the provider and
+# field names, never a value.
+
+
+@dataclass(frozen=True)
+class SecretField:
+    name: str
+    is_set: bool
+    changed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ConnectedAccount:
+    """What an admin may see of a connected account: never a secret, not even a prefix."""
+
+    id: int
+    channel: str
+    provider: str
+    address: str
+    is_active: bool
+    fields: tuple[SecretField, ...]
+    connected_at: datetime
+
+
+def _changed_at(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def connected_accounts(session: Session, *, workspace_id: int) -> list[ConnectedAccount]:
+    """The workspace's channel accounts with which secrets are set and when they changed.
+
+    Reads only the plain ``secret_fields`` column: the page that lists credentials never
+    decrypts one.
+    """
+    rows = session.execute(
+        select(
+            ChannelAccount.id,
+            ChannelAccount.channel,
+            ChannelAccount.provider,
+            ChannelAccount.address,
+            ChannelAccount.is_active,
+            ChannelAccount.secret_fields,
+            ChannelAccount.created_at,
+        )
+        .where(ChannelAccount.workspace_id == workspace_id)
+        .order_by(ChannelAccount.channel, ChannelAccount.id)
+    )
+    found = []
+    for row in rows:
+        changed = row.secret_fields or {}
+        names = CHANNEL_PROVIDERS.get(row.provider, ("", tuple(changed)))[1]
+        fields = tuple(
+            SecretField(name, name in changed, _changed_at(changed.get(name))) for name in names
+        )
+        found.append(
+            ConnectedAccount(
+                row.id,
+                row.channel,
+                row.provider,
+                row.address,
+                row.is_active,
+                fields,
+                row.created_at,
+            )
+        )
+    return found
+
+
+def _clean_secrets(provider: str, given: dict[str, str], *, partial: bool) -> dict[str, str]:
+    if provider not in CHANNEL_PROVIDERS:
+        raise Invalid(f"unknown provider {provider!r}: use one of {', '.join(CHANNEL_PROVIDERS)}")
+    needed = CHANNEL_PROVIDERS[provider][1]
+    values = {name: given.get(name, "").strip() for name in needed}
+    for name, value in values.items():
+        if len(value) > MAX_SECRET_CHARS:
+            raise Invalid(f"{name} is longer than {MAX_SECRET_CHARS} characters")
+    if partial:
+        chosen = {name: value for name, value in values.items() if value}
+        if not chosen:
+            raise Invalid("enter at least one new secret to replace")
+        return chosen
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        raise Invalid(f"{provider} needs {', '.join(missing)}")
+    return values
+
+
+def connect_account(
+    session: Session,
+    *,
+    login: Login,
+    provider: str,
+    address: str,
+    secrets: dict[str, str],
+    ip: str,
+) -> ChannelAccount:
+    """Connect a provider account to the admin's workspace; audited without the values."""
+    require_admin(login)
+    values = _clean_secrets(provider, secrets, partial=False)
+    address = address.strip()
+    if not address or len(address) > 320:
+        raise Invalid("enter the account's address (phone number id, number, account id…)")
+    account = add_channel_account(
+        session,
+        workspace_id=login.workspace_id,
+        channel=CHANNEL_PROVIDERS[provider][0],
+        provider=provider,
+        address=address,
+        secrets=values,
+    )
+    audit_as(
+        session,
+        login,
+        "credentials_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={
+            "change": "connected",
+            "provider": provider,
+            "address": address,
+            "fields": sorted(values),
+        },
+    )
+    return account
+
+
+def replace_secrets(
+    session: Session,
+    *,
+    login: Login,
+    account_id: int,
+    secrets: dict[str, str],
+    ip: str,
+) -> None:
+    """Replace some or all of an account's secrets; blank fields keep their value."""
+    require_admin(login)
+    account = session.scalar(
+        select(ChannelAccount).where(
+            ChannelAccount.id == account_id, ChannelAccount.workspace_id == login.workspace_id
+        )
+    )
+    if account is None:
+        raise NotFound("no such channel account in this workspace")
+    values = _clean_secrets(account.provider, secrets, partial=True)
+    now = utc_now()
+    account.secrets = {**account.secrets, **values}
+    account.secret_fields = {
+        **(account.secret_fields or {}),
+        **{name: now.isoformat() for name in values},
+    }
+    account.updated_at = now
+    audit_as(
+        session,
+        login,
+        "credentials_changed",
+        now=now,
+        ip=ip,
+        detail={
+            "change": "replaced",
+            "provider": account.provider,
+            "address": account.address,
+            "fields": sorted(values),
+        },
+    )
+
+
+def set_active(
+    session: Session, *, login: Login, account_id: int, is_active: bool, ip: str
+) -> None:
+    """Pause or resume an account: a paused account's webhooks are no longer accepted."""
+    require_admin(login)
+    account = session.scalar(
+        select(ChannelAccount).where(
+            ChannelAccount.id == account_id, ChannelAccount.workspace_id == login.workspace_id
+        )
+    )
+    if account is None:
+        raise NotFound("no such channel account in this workspace")
+    if account.is_active == is_active:
+        return
+    account.is_active = is_active
+    account.updated_at = utc_now()
+    audit_as(
+        session,
+        login,
+        "credentials_changed",
+        now=account.updated_at,
+        ip=ip,
+        detail={
+            "change": "resumed" if is_active else "paused",
+            "provider": account.provider,
+            "address": account.address,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ShopifyState:
+    shop_domain: str | None
+    is_set: bool
+    changed_at: datetime | None
+    previous_accepted_until: datetime | None
+
+
+def shopify_state(session: Session, *, workspace_id: int) -> ShopifyState:
+    """Whether a Shopify secret is set, without reading (or decrypting) it."""
+    row = session.execute(
+        select(
+            Workspace.shopify_shop_domain,
+            Workspace.shopify_secret.is_not(None).label("is_set"),
+            Workspace.shopify_secret_changed_at,
+            Workspace.shopify_previous_secret_expires_at,
+        ).where(Workspace.id == workspace_id)
+    ).one()
+    now = utc_now()
+    until = row.shopify_previous_secret_expires_at
+    return ShopifyState(
+        row.shopify_shop_domain,
+        bool(row.is_set),
+        row.shopify_secret_changed_at,
+        until if until is not None and until > now else None,
+    )
+
+
+def set_shopify_secret(session: Session, *, login: Login, new_secret: str, ip: str) -> None:
+    """Set the Shopify webhook secret; replacing one keeps the old valid for the grace hour
+    Shopify may still sign with it."""
+    require_admin(login)
+    secret = new_secret.strip()
+    if not secret:
+        raise Invalid("enter the new Shopify secret")
+    if len(secret) > MAX_SECRET_CHARS:
+        raise Invalid(f"the secret is longer than {MAX_SECRET_CHARS} characters")
+    workspace = session.get_one(Workspace, login.workspace_id)
+    if workspace.shopify_secret == secret:
+        raise Conflict("that is already the Shopify secret")
+    change = "rotated" if workspace.shopify_secret else "set"
+    if workspace.shopify_secret:
+        rotate_shopify_secret(session, workspace=workspace, new_secret=secret)
+    else:
+        workspace.shopify_secret = secret
+        workspace.shopify_secret_changed_at = utc_now()
+    audit_as(
+        session,
+        login,
+        "credentials_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={"change": change, "provider": "shopify", "fields": ["shopify_secret"]},
     )

@@ -1,0 +1,142 @@
+"""``/admin/channels``: connected accounts and the Shopify secret, write-only.
+
+Nothing here ever puts a stored secret in a response: the page lists which secret fields
+are set and when they changed (read from a plain column), and every form field for a
+secret is an empty password input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from parley.errors import ParleyError
+from parley.http.web.admin.common import done, page, path_int, text
+from parley.http.web.auth import in_transaction
+from parley.http.web.pages import admin, db_of
+from parley.http.web.security import client_ip
+from parley.workspaces import service as workspaces
+from parley.workspaces.credentials import CHANNEL_PROVIDERS
+
+PROVIDER_LABELS = {
+    "whatsapp_cloud": "WhatsApp Cloud API",
+    "instagram": "Instagram",
+    "twilio": "Twilio SMS",
+    "mailgun": "Mailgun inbound email",
+}
+ADDRESS_HINTS = {
+    "whatsapp_cloud": "phone_number_id",
+    "instagram": "Instagram account id",
+    "twilio": "number in E.164, e.g. +447700900123",
+    "mailgun": "inbound address, e.g. help@shop.example",
+}
+
+
+def _context(session: Session, workspace_id: int) -> dict[str, Any]:
+    return {
+        "accounts": workspaces.connected_accounts(session, workspace_id=workspace_id),
+        "shopify": workspaces.shopify_state(session, workspace_id=workspace_id),
+        "providers": CHANNEL_PROVIDERS,
+        "labels": PROVIDER_LABELS,
+        "hints": ADDRESS_HINTS,
+    }
+
+
+async def _page(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
+    login = admin(request)
+    context = await in_transaction(db_of(request), lambda s: _context(s, login.workspace_id))
+    return page(
+        request,
+        "admin/channels.html",
+        section="channels",
+        status_code=status_code,
+        error=error,
+        **context,
+    )
+
+
+async def channels_page(request: Request) -> Response:
+    """``GET /admin/channels``."""
+    return await _page(request)
+
+
+def _secrets(form: Any) -> dict[str, str]:
+    names = {name for _, fields in CHANNEL_PROVIDERS.values() for name in fields}
+    return {name: text(form, name, 5_000) for name in names}
+
+
+async def connect(request: Request) -> Response:
+    """``POST /admin/channels``: connect a provider account to this workspace."""
+    login = admin(request)
+    form = await request.form()
+    try:
+        await in_transaction(
+            db_of(request),
+            lambda s: workspaces.connect_account(
+                s,
+                login=login,
+                provider=text(form, "provider", 40),
+                address=text(form, "address", 400),
+                secrets=_secrets(form),
+                ip=client_ip(request),
+            ),
+        )
+    except ParleyError as exc:
+        return await _page(request, status_code=exc.status_code, error=exc.message)
+    return done("/admin/channels", "connected")
+
+
+async def replace(request: Request) -> Response:
+    """``POST /admin/channels/{account_id}/secrets``: blank fields keep their value."""
+    login = admin(request)
+    account_id = path_int(request, "account_id")
+    form = await request.form()
+    try:
+        await in_transaction(
+            db_of(request),
+            lambda s: workspaces.replace_secrets(
+                s, login=login, account_id=account_id, secrets=_secrets(form), ip=client_ip(request)
+            ),
+        )
+    except ParleyError as exc:
+        if exc.status_code == 404:
+            raise
+        return await _page(request, status_code=exc.status_code, error=exc.message)
+    return done("/admin/channels", "replaced")
+
+
+async def set_active(request: Request) -> Response:
+    """``POST /admin/channels/{account_id}/active``: pause or resume an account."""
+    login = admin(request)
+    account_id = path_int(request, "account_id")
+    form = await request.form()
+    is_active = text(form, "is_active", 5) == "true"
+    await in_transaction(
+        db_of(request),
+        lambda s: workspaces.set_active(
+            s, login=login, account_id=account_id, is_active=is_active, ip=client_ip(request)
+        ),
+    )
+    return done("/admin/channels", "resumed" if is_active else "paused")
+
+
+async def shopify_secret(request: Request) -> Response:
+    """``POST /admin/shopify``: set or rotate the Shopify webhook secret."""
+    login = admin(request)
+    form = await request.form()
+    try:
+        await in_transaction(
+            db_of(request),
+            lambda s: workspaces.set_shopify_secret(
+                s,
+                login=login,
+                new_secret=text(form, "shopify_secret", 5_000),
+                ip=client_ip(request),
+            ),
+        )
+    except ParleyError as exc:
+        return await _page(request, status_code=exc.status_code, error=exc.message)
+    return done("/admin/channels", "shopify")

@@ -1,0 +1,71 @@
+"""Pieces every admin handler shares: the notice after a redirect, the form, the address."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse
+
+from parley.errors import NotFound
+from parley.http.web.pages import render
+
+# Notices are chosen by key, never echoed from the query string.
+NOTICES = {
+    "general": "Store details saved.",
+    "connected": "Channel connected. Its secrets are stored encrypted and will not be shown again.",
+    "replaced": "Secrets replaced. The new values will not be shown again.",
+    "paused": "Channel paused: its webhooks are refused until you resume it.",
+    "resumed": "Channel resumed.",
+    "shopify": "Shopify secret saved. The previous one stays valid for an hour.",
+    "policies": "Policies and FAQ saved. The assistant quotes the new text from now on.",
+    "journey": "Journey saved.",
+    "template": "Template saved.",
+    "role": "Role changed.",
+    "removed": "Member removed. Their sessions in this workspace have ended.",
+}
+
+SECTIONS = (
+    ("general", "/admin", "General"),
+    ("channels", "/admin/channels", "Channels"),
+    ("policies", "/admin/policies", "Store policies & FAQ"),
+    ("journeys", "/admin/journeys", "Journeys"),
+    ("team", "/admin/team", "Team"),
+    ("canned", "/admin/canned-replies", "Canned replies"),
+    ("audit", "/admin/audit", "Audit log"),
+)
+
+
+def page(
+    request: Request, template: str, *, section: str, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """Render an admin page inside the sub-navigation, with any notice the redirect named."""
+    context.setdefault("error", None)
+    return render(
+        request,
+        template,
+        status_code=status_code,
+        section=section,
+        sections=SECTIONS,
+        notice=NOTICES.get(request.query_params.get("done", "")),
+        **context,
+    )
+
+
+def done(path: str, notice: str) -> RedirectResponse:
+    """Post/redirect/get: the page reloads with a notice, and a refresh does not resubmit."""
+    return RedirectResponse(f"{path}?done={notice}", status_code=303)
+
+
+def text(form: FormData, name: str, limit: int = 20_000) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def path_int(request: Request, name: str) -> int:
+    """An id from the path; anything that is not one cannot exist, so it is a 404."""
+    raw = request.path_params[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound("not found")
+    return int(raw)

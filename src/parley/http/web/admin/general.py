@@ -1,0 +1,122 @@
+"""``/admin`` (the store's details) and ``/admin/policies`` (what the assistant quotes)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from functools import lru_cache
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from parley.errors import Invalid
+from parley.http.web.admin import store
+from parley.http.web.admin.common import done, page, text
+from parley.http.web.auth import in_transaction
+from parley.http.web.pages import admin, db_of
+from parley.http.web.security import client_ip
+from parley.workspaces.models import Workspace
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> list[str]:
+    return sorted(zoneinfo.available_timezones())
+
+
+async def general_page(request: Request) -> Response:
+    """``GET /admin``: name, site, support address and time zone."""
+    login = admin(request)
+    workspace = await in_transaction(
+        db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
+    )
+    return page(
+        request,
+        "admin/general.html",
+        section="general",
+        workspace=workspace,
+        timezones=_timezones(),
+    )
+
+
+async def save_general(request: Request) -> Response:
+    """``POST /admin/general``."""
+    login = admin(request)
+    form = await request.form()
+
+    def save(session: Session) -> None:
+        store.update_general(
+            session,
+            login=login,
+            name=text(form, "name", 300),
+            store_url=text(form, "store_url", 600),
+            support_email=text(form, "support_email", 400),
+            timezone=text(form, "timezone", 64),
+            ip=client_ip(request),
+        )
+
+    try:
+        await in_transaction(db_of(request), save)
+    except Invalid as exc:
+        workspace = await in_transaction(
+            db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
+        )
+        return page(
+            request,
+            "admin/general.html",
+            section="general",
+            status_code=exc.status_code,
+            error=exc.message,
+            workspace=workspace,
+            timezones=_timezones(),
+        )
+    return done("/admin", "general")
+
+
+async def policies_page(request: Request) -> Response:
+    """``GET /admin/policies``: the sections the assistant quotes, and the return window."""
+    login = admin(request)
+
+    def read(session: Session) -> tuple[list[store.Section], int]:
+        return store.knowledge_of(session.get_one(Workspace, login.workspace_id))
+
+    sections, days = await in_transaction(db_of(request), read)
+    return page(
+        request,
+        "admin/policies.html",
+        section="policies",
+        policy_sections=sections,
+        return_days=days,
+    )
+
+
+async def save_policies(request: Request) -> Response:
+    """``POST /admin/policies``: the whole list at once; ticked sections are removed."""
+    login = admin(request)
+    form = await request.form()
+    titles = [str(v)[:300] for v in form.getlist("title")]
+    texts = [str(v)[:30_000] for v in form.getlist("text")]
+    removed = {str(v) for v in form.getlist("remove")}
+    sections = [
+        store.Section(title, body)
+        for index, (title, body) in enumerate(zip(titles, texts, strict=False))
+        if str(index) not in removed
+    ]
+    days = text(form, "return_window_days", 10)
+    try:
+        await in_transaction(
+            db_of(request),
+            lambda s: store.save_knowledge(
+                s, login=login, sections=sections, return_window_days=days, ip=client_ip(request)
+            ),
+        )
+    except Invalid as exc:
+        return page(
+            request,
+            "admin/policies.html",
+            section="policies",
+            status_code=exc.status_code,
+            error=exc.message,
+            policy_sections=sections,
+            return_days=days,
+        )
+    return done("/admin/policies", "policies")

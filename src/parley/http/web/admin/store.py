@@ -1,0 +1,473 @@
+"""What the admin pages change, as functions of a session and the admin's :class:`Login`.
+
+No HTTP here: each handler parses its form and calls one of these inside a transaction.
+Every function checks the role itself and scopes every read and write by the login's
+workspace, so an id from another store is a 404 whatever page sent it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parley.accounts.service import Login, audit_as, require_admin
+from parley.channels.base import ChannelKind
+from parley.clock import utc_now
+from parley.customers.identity import normalise_email
+from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
+from parley.errors import Invalid, NotFound
+from parley.journeys import service as journeys
+from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
+from parley.journeys.models import Journey
+from parley.messaging import catalog
+from parley.messaging.templates import (
+    RenderedContent,
+    TemplateContent,
+    TemplateError,
+    TemplateRenderer,
+)
+from parley.messaging.types import MessageType
+from parley.workspaces.models import Workspace
+
+DEFAULT_RETURN_WINDOW_DAYS = 30
+MAX_SECTIONS = 50
+MAX_SECTION_CHARS = 20_000
+# A wait without a bound of its own (the satisfaction check has one) stays within 60 days.
+DEFAULT_WAIT_BOUNDS_HOURS = (0.25, 24 * 60)
+_RENDERER = TemplateRenderer()
+
+
+# General
+
+
+def update_general(
+    session: Session,
+    *,
+    login: Login,
+    name: str,
+    store_url: str,
+    support_email: str,
+    timezone: str,
+    ip: str,
+) -> None:
+    """The store's name, site, support address and time zone, as templates quote them."""
+    require_admin(login)
+    name = " ".join(name.split())
+    if not name or len(name) > 200:
+        raise Invalid("enter the store's name (up to 200 characters)")
+    store_url = store_url.strip()
+    if store_url and not store_url.startswith(("https://", "http://")):
+        raise Invalid("the store's address must start with https://")
+    if len(store_url) > 500:
+        raise Invalid("the store's address is too long")
+    email = normalise_email(support_email) if support_email.strip() else None
+    if support_email.strip() and email is None:
+        raise Invalid("enter a valid support email address")
+    if timezone not in zoneinfo.available_timezones():
+        raise Invalid(f"unknown time zone {timezone!r}")
+    workspace = session.get_one(Workspace, login.workspace_id)
+    workspace.name = name
+    workspace.store_url = store_url or None
+    workspace.support_email = email
+    workspace.timezone = timezone
+    audit_as(session, login, "settings_changed", now=utc_now(), ip=ip, detail={"page": "general"})
+
+
+# Store policies and FAQ
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    text: str
+
+
+def knowledge_of(workspace: Workspace) -> tuple[list[Section], int]:
+    """The policy sections the assistant quotes, and the return window in days."""
+    settings = workspace.settings or {}
+    sections = [
+        Section(str(item.get("title") or ""), str(item.get("text") or ""))
+        for item in settings.get("knowledge") or []
+        if isinstance(item, dict)
+    ]
+    days = int(settings.get("return_window_days") or DEFAULT_RETURN_WINDOW_DAYS)
+    return sections, days
+
+
+def save_knowledge(
+    session: Session,
+    *,
+    login: Login,
+    sections: list[Section],
+    return_window_days: str,
+    ip: str,
+) -> None:
+    """Replace the policy sections; a section with neither title nor text is dropped."""
+    require_admin(login)
+    kept = [
+        Section(" ".join(s.title.split()), s.text.replace("\r\n", "\n").strip())
+        for s in sections
+        if s.title.strip() or s.text.strip()
+    ]
+    if len(kept) > MAX_SECTIONS:
+        raise Invalid(f"at most {MAX_SECTIONS} sections")
+    for section in kept:
+        if not section.title or not section.text:
+            raise Invalid("every section needs a title and some text")
+        if len(section.title) > 200 or len(section.text) > MAX_SECTION_CHARS:
+            raise Invalid(f"section {section.title[:40]!r} is too long")
+    try:
+        days = int(return_window_days)
+    except ValueError:
+        raise Invalid("the return window is a number of days") from None
+    if not 0 <= days <= 365:
+        raise Invalid("the return window is between 0 and 365 days")
+    workspace = session.get_one(Workspace, login.workspace_id)
+    # A new dict, so the JSON column sees the change.
+    workspace.settings = {
+        **(workspace.settings or {}),
+        "knowledge": [{"title": s.title, "text": s.text} for s in kept],
+        "return_window_days": days,
+    }
+    audit_as(
+        session,
+        login,
+        "settings_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={"page": "policies", "sections": len(kept), "return_window_days": days},
+    )
+
+
+# Journeys
+
+
+@dataclass(frozen=True)
+class Wait:
+    index: int
+    hours: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class JourneyView:
+    key: str
+    name: str
+    description: str
+    is_enabled: bool
+    version: int
+    waits: tuple[Wait, ...]
+    messages: tuple[MessageType, ...]
+
+
+def _view(journey: Journey) -> JourneyView:
+    definition = journeys.definition_of(journey)
+    low, high = WAIT_BOUNDS_HOURS.get(journey.key, DEFAULT_WAIT_BOUNDS_HOURS)
+    waits = tuple(
+        Wait(index, step.duration.total_seconds() / 3600, low, high)
+        for index, step in enumerate(definition.steps)
+        if isinstance(step, WaitStep)
+    )
+    messages = tuple(step.message for step in definition.steps if isinstance(step, SendStep))
+    return JourneyView(
+        journey.key,
+        journey.name,
+        definition.description,
+        journey.is_enabled,
+        journey.version,
+        waits,
+        messages,
+    )
+
+
+def journey_views(session: Session, *, workspace_id: int) -> list[JourneyView]:
+    return [_view(j) for j in journeys.list_journeys(session, workspace_id=workspace_id)]
+
+
+def journey_view(session: Session, *, workspace_id: int, key: str) -> JourneyView:
+    journey = session.scalar(
+        select(Journey).where(Journey.workspace_id == workspace_id, Journey.key == key)
+    )
+    if journey is None:
+        raise NotFound(f"journey {key!r} not found")
+    return _view(journey)
+
+
+def set_journey_enabled(
+    session: Session, *, login: Login, key: str, is_enabled: bool, ip: str
+) -> None:
+    """Switch a journey on or off; runs already waiting re-check this before they send."""
+    require_admin(login)
+    journeys.update_journey(
+        session, workspace_id=login.workspace_id, key=key, is_enabled=is_enabled
+    )
+    audit_as(
+        session,
+        login,
+        "journey_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={"journey": key, "is_enabled": is_enabled},
+    )
+
+
+def set_journey_waits(
+    session: Session, *, login: Login, key: str, hours: dict[int, str], ip: str
+) -> None:
+    """Change a journey's waits (in hours) within the bounds the engine allows."""
+    require_admin(login)
+    journey = session.scalar(
+        select(Journey).where(Journey.workspace_id == login.workspace_id, Journey.key == key)
+    )
+    if journey is None:
+        raise NotFound(f"journey {key!r} not found")
+    definition = dict(journey.definition)
+    steps = [dict(step) for step in definition["steps"]]
+    low, high = WAIT_BOUNDS_HOURS.get(key, DEFAULT_WAIT_BOUNDS_HOURS)
+    for index, raw in hours.items():
+        if not 0 <= index < len(steps) or steps[index].get("type") != "wait":
+            raise Invalid(f"step {index} of {key!r} is not a wait")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise Invalid("a wait is a number of hours") from None
+        if not low <= value <= high:
+            raise Invalid(f"this wait must be between {low:g} and {high:g} hours, not {value:g}")
+        steps[index] = {"type": "wait", "hours": value}
+    definition["steps"] = steps
+    journeys.update_journey(
+        session, workspace_id=login.workspace_id, key=key, definition=definition
+    )
+    audit_as(
+        session,
+        login,
+        "journey_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={"journey": key, "waits_hours": {str(i): float(h) for i, h in hours.items()}},
+    )
+
+
+# Message templates
+
+
+def message_type_of(value: str) -> MessageType:
+    try:
+        return MessageType(value)
+    except ValueError:
+        raise NotFound(f"no message type {value!r}") from None
+
+
+def channel_of(value: str) -> ChannelKind:
+    try:
+        return ChannelKind(value)
+    except ValueError:
+        raise NotFound(f"no channel {value!r}") from None
+
+
+def journey_templates(
+    session: Session, *, workspace_id: int, key: str, message_type: MessageType
+) -> dict[ChannelKind, TemplateContent]:
+    """The wording per channel of a message this journey sends (404 if it sends none)."""
+    view = journey_view(session, workspace_id=workspace_id, key=key)
+    if message_type not in view.messages:
+        raise NotFound(f"journey {key!r} does not send {message_type}")
+    return catalog.templates_for(session, workspace_id=workspace_id, message_type=message_type)
+
+
+def edited_content(
+    current: TemplateContent, *, subject: str | None, text: str, html: str | None
+) -> TemplateContent:
+    """The template with the admin's subject, text and HTML; WhatsApp fields kept."""
+    return TemplateContent(
+        text=text.replace("\r\n", "\n"),
+        subject=subject if current.subject is not None else None,
+        html=html.replace("\r\n", "\n") if current.html is not None and html is not None else None,
+        whatsapp_template=current.whatsapp_template,
+        whatsapp_language=current.whatsapp_language,
+        whatsapp_parameters=current.whatsapp_parameters,
+    )
+
+
+def save_journey_template(
+    session: Session,
+    *,
+    login: Login,
+    key: str,
+    message_type: MessageType,
+    channel: ChannelKind,
+    subject: str | None,
+    text: str,
+    html: str | None,
+    ip: str,
+) -> None:
+    """Save a store's wording after it compiles and renders on the sample customer."""
+    require_admin(login)
+    found = journey_templates(
+        session, workspace_id=login.workspace_id, key=key, message_type=message_type
+    )
+    if channel not in found:
+        raise NotFound(f"{message_type} is not sent on {channel}")
+    content = edited_content(found[channel], subject=subject, text=text, html=html)
+    workspace = session.get_one(Workspace, login.workspace_id)
+    try:
+        _RENDERER.validate(content, sample_context=sample_context(workspace))
+    except TemplateError as exc:
+        raise Invalid(exc.reason) from exc
+    catalog.save_template(
+        session,
+        workspace_id=login.workspace_id,
+        message_type=message_type,
+        channel=channel,
+        content=content.to_dict(),
+        renderer=_RENDERER,
+    )
+    audit_as(
+        session,
+        login,
+        "template_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={"journey": key, "message": str(message_type), "channel": str(channel)},
+    )
+
+
+def sample_context(workspace: Workspace) -> dict[str, Any]:
+    """A made-up customer and order in the store's own name, for previews: the same shape
+    as ``messaging.context.template_context`` builds for a real message."""
+    store_url = (workspace.store_url or "https://shop.example").rstrip("/")
+    return {
+        "store": {
+            "name": workspace.name,
+            "url": workspace.store_url or "",
+            "support_email": workspace.support_email or "",
+        },
+        "customer": {
+            "first_name": "Maya",
+            "last_name": "Patel",
+            "email": "maya.patel@example.com",
+            "phone": "+447700900123",
+        },
+        "order": {
+            "number": "#1042",
+            "total": "86.50",
+            "currency": "GBP",
+            "status_url": f"{store_url}/orders/1042",
+            "items": [
+                {
+                    "title": "Merino Crew Jumper",
+                    "quantity": 1,
+                    "price": "68.00",
+                    "variant_title": "Oat / M",
+                },
+                {
+                    "title": "Organic Cotton Tee",
+                    "quantity": 1,
+                    "price": "18.50",
+                    "variant_title": "White / M",
+                },
+            ],
+            "item_count": 2,
+        },
+        "fulfillment": {
+            "tracking_company": "Royal Mail",
+            "tracking_number": "RM123456785GB",
+            "tracking_url": "https://track.example/RM123456785GB",
+            "shipment_status": "in_transit",
+        },
+        "unsubscribe_url": f"{store_url}/unsubscribe/sample",
+        "review_url": f"{store_url}/review/1042",
+        "body": "",
+    }
+
+
+def preview(workspace: Workspace, content: TemplateContent) -> RenderedContent:
+    """Render unsaved wording on the sample customer; :class:`TemplateError` explains a
+    syntax error, a sandbox refusal or an over-long output in words an owner can act on."""
+    return _RENDERER.render(content, sample_context(workspace))
+
+
+# Export
+
+
+def _safe_cell(value: object) -> str:
+    """Spreadsheet-safe: a cell that a spreadsheet would read as a formula gets a ``'``."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+EXPORT_COLUMNS = (
+    "customer_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "identities",
+    "consent",
+    "merged_into_id",
+    "created_at",
+)
+
+
+def export_customers(session: Session, *, login: Login, ip: str) -> str:
+    """This workspace's customers as CSV, with identities and latest consent; audited."""
+    require_admin(login)
+    workspace_id = login.workspace_id
+    identities: dict[int, list[str]] = {}
+    for identity in session.scalars(
+        select(CustomerIdentity)
+        .where(CustomerIdentity.workspace_id == workspace_id)
+        .order_by(CustomerIdentity.id)
+    ):
+        identities.setdefault(identity.customer_id, []).append(f"{identity.kind}:{identity.value}")
+    consent: dict[int, dict[tuple[str, str], ConsentRecord]] = {}
+    for record in session.scalars(
+        select(ConsentRecord)
+        .where(ConsentRecord.workspace_id == workspace_id)
+        .order_by(ConsentRecord.recorded_at, ConsentRecord.id)
+    ):
+        consent.setdefault(record.customer_id, {})[(record.channel, record.purpose)] = record
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    rows = 0
+    for customer in session.scalars(
+        select(Customer).where(Customer.workspace_id == workspace_id).order_by(Customer.id)
+    ):
+        latest = consent.get(customer.id, {})
+        writer.writerow(
+            _safe_cell(value)
+            for value in (
+                customer.id,
+                customer.first_name,
+                customer.last_name,
+                customer.email,
+                customer.phone,
+                "; ".join(identities.get(customer.id, [])),
+                "; ".join(
+                    f"{channel}/{purpose}={'granted' if r.is_granted else 'refused'} ({r.source})"
+                    for (channel, purpose), r in sorted(latest.items())
+                ),
+                customer.merged_into_id,
+                customer.created_at.isoformat(),
+            )
+        )
+        rows += 1
+    audit_as(
+        session,
+        login,
+        "export",
+        now=utc_now(),
+        ip=ip,
+        detail={"what": "customers", "rows": rows},
+    )
+    return out.getvalue()

@@ -1,0 +1,135 @@
+"""The agents' inbox in a real browser (Debian's chromium under Playwright) against the
+real ``parley demo``: sign in, answer a WhatsApp customer, watch messages arrive live, meet
+a closed WhatsApp window, and see customer-written markup stay text."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from e2e.inbox_browser import sign_in
+from parley.clock import utc_now
+from parley.customers.models import CustomerIdentity, IdentityKind
+from parley.settings import Settings
+
+DEMO = Settings()
+ADA_PHONE = "+447911123456"
+GRACE_PHONE = "+12025550143"
+
+
+def customer_writes(demo, channel: str, sender: str, text: str) -> None:
+    """The sandbox phone sends a message: the provider's real webhook, signed, to parley."""
+    answer = demo.http.post(
+        "/sandbox/api/inbound", json={"channel": channel, "from": sender, "text": text}
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def outbound(demo, channel: str) -> list[dict]:
+    return [m for m in demo.captured(channel=channel) if m.get("direction") != "inbound"]
+
+
+def open_conversation_with(page, name: str, text: str) -> None:
+    """Open ``name``'s conversation from the list and wait until it shows ``text``."""
+    page.locator('[data-test="conversation-row"]', has_text=name).first.click()
+    page.locator('[data-test="message-body"]', has_text=text).first.wait_for()
+
+
+def test_an_agent_answers_a_whatsapp_customer_and_the_reply_reaches_the_phone(demo, chromium):
+    customer_writes(demo, "whatsapp", ADA_PHONE, "Could I speak to a person about my parcel?")
+    page = chromium.new_page()
+    try:
+        sign_in(page, demo.base_url, DEMO.demo_admin_email, DEMO.demo_admin_password)
+        row = page.locator('[data-test="conversation-row"]', has_text="Ada")
+        row.first.wait_for(timeout=10_000)
+        row.first.click()
+        page.locator('[data-test="message-body"]', has_text="speak to a person").first.wait_for()
+        page.fill('[data-test="reply-body"]', "Hi Ada, this is Avery: your parcel left today.")
+        page.click('[data-test="send-reply"]')
+        [reply] = demo.wait_for(
+            lambda: [m for m in outbound(demo, "whatsapp") if "this is Avery" in m["body"]],
+            timeout=10.0,
+            what="the agent's reply on the sandbox phone",
+        )
+        assert reply["to"].lstrip("+") == ADA_PHONE.lstrip("+")
+        assert reply["template"] is None
+        # The reply shows in the conversation, without a reload.
+        page.locator('[data-test="message-body"]', has_text="this is Avery").first.wait_for()
+    finally:
+        page.close()
+
+
+def test_a_new_inbound_message_appears_live_in_another_agents_browser(demo, chromium):
+    customer_writes(demo, "sms", GRACE_PHONE, "hello, first message")
+    first = chromium.new_context().new_page()
+    second = chromium.new_context().new_page()
+    try:
+        sign_in(first, demo.base_url, DEMO.demo_admin_email, DEMO.demo_admin_password)
+        sign_in(second, demo.base_url, "agent@demo.parley.test", DEMO.demo_admin_password)
+        open_conversation_with(second, "Grace", "first message")
+        second.locator('[data-test="live-status"][data-state="live"]').wait_for()
+        first.locator('[data-test="live-status"][data-state="live"]').wait_for()
+        loads = []
+        second.on("load", lambda _page: loads.append(1))
+
+        started = time.monotonic()
+        customer_writes(demo, "sms", GRACE_PHONE, "are you there? second message")
+        second.locator('[data-test="message-body"]', has_text="second message").first.wait_for(
+            timeout=5_000
+        )
+        in_conversation = time.monotonic() - started
+        first.locator('[data-test="conversation-row"]', has_text="Grace").first.wait_for()
+
+        assert loads == []  # it arrived without a reload
+        assert in_conversation < 1.0, f"took {in_conversation:.3f} s to reach the agent's screen"
+    finally:
+        first.context.close()
+        second.context.close()
+
+
+def test_a_closed_whatsapp_window_switches_the_composer_to_templates(demo, chromium):
+    customer_writes(demo, "whatsapp", ADA_PHONE, "thanks, talk tomorrow")
+    page = chromium.new_page()
+    try:
+        sign_in(page, demo.base_url, DEMO.demo_admin_email, DEMO.demo_admin_password)
+        open_conversation_with(page, "Ada", "talk tomorrow")
+        page.locator('[data-test="reply-body"]').wait_for()
+        assert page.locator('[data-test="template-picker"]').count() == 0
+
+        # A day and more passes without a word from Ada on WhatsApp.
+        with demo.db.transaction() as session:
+            session.execute(
+                update(CustomerIdentity)
+                .where(CustomerIdentity.kind == IdentityKind.WHATSAPP)
+                .values(last_inbound_at=utc_now() - timedelta(hours=25))
+            )
+        page.reload()
+        picker = page.locator('[data-test="template-picker"]')
+        picker.wait_for()
+        assert "24-hour" in page.locator('[data-test="composer"]').inner_text()
+        assert page.locator('textarea[data-test="reply-body"]:visible').count() == 0
+    finally:
+        page.close()
+
+
+XSS = '<img src=x onerror="window.__pwned=1">"><script>window.__pwned=2</script>'
+
+
+def test_markup_in_a_customer_message_renders_as_text(demo, chromium):
+    customer_writes(demo, "whatsapp", ADA_PHONE, XSS)
+    page = chromium.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    try:
+        sign_in(page, demo.base_url, DEMO.demo_admin_email, DEMO.demo_admin_password)
+        page.locator('[data-test="conversation-row"]', has_text="Ada").first.click()
+        body = page.locator('[data-test="message-body"]', has_text="window.__pwned").first
+        body.wait_for()
+        assert body.inner_text().strip() == XSS
+        assert body.locator("img, script").count() == 0
+        assert page.evaluate("window.__pwned") is None
+        assert dialogs == []
+    finally:
+        page.close()

@@ -1,0 +1,623 @@
+"""The admin pages: admins only, credentials sealed and write-only, policies, journeys with
+their templates and live preview, the team, the audit log and the customer export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+from sqlalchemy import text
+
+from parley.accounts.models import AuditEntry, Invite, Membership
+from parley.channels.email_inbound import mailgun
+from parley.clock import utc_now
+from parley.customers.models import Customer
+from parley.journeys.models import Journey
+from parley.messaging.models import Message, MessageTemplate
+from parley.workspaces.models import ChannelAccount, Workspace
+from support import SECRET, count, rows, signed
+from web_support import ADMIN, AGENT, OTHER_ADMIN, browser, seed_team, sign_in, web_app
+
+HTML = {"accept": "text/html"}
+NEW_KEY = "zq7k-signing-key-typed-by-the-admin"
+NEW_SHOPIFY = "shopify-secret-typed-by-the-admin-91c2"
+
+ADMIN_GETS = (
+    "/admin",
+    "/admin/channels",
+    "/admin/policies",
+    "/admin/journeys",
+    "/admin/journeys/satisfaction_check",
+    "/admin/journeys/dispatch/templates/dispatch/sms",
+    "/admin/team",
+    "/admin/audit",
+    "/admin/export/customers.csv",
+)
+
+
+def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
+    return (
+        ("/admin/general", {"name": "Taken", "timezone": "UTC"}),
+        ("/admin/channels", {"provider": "twilio", "address": "+15550001", "auth_token": "x"}),
+        ("/admin/channels/1/secrets", {"auth_token": "stolen"}),
+        ("/admin/channels/1/active", {"is_active": "false"}),
+        ("/admin/shopify", {"shopify_secret": "stolen"}),
+        ("/admin/policies", {"title": "Hacked", "text": "x", "return_window_days": "1"}),
+        ("/admin/journeys/dispatch/enabled", {"is_enabled": "false"}),
+        ("/admin/journeys/satisfaction_check/timing", {"wait_0": "30"}),
+        (
+            "/admin/journeys/dispatch/templates/dispatch/sms",
+            {"text": "changed"},
+        ),
+        ("/admin/journeys/preview", {"message": "dispatch", "channel": "sms", "text": "x"}),
+        ("/admin/journeys/preview/email", {"message": "dispatch", "channel": "email", "text": "x"}),
+        ("/admin/team/invite", {"email": "friend@example.com", "role": "admin"}),
+        (f"/admin/team/{team.agent_id}/role", {"role": "admin"}),
+        (f"/admin/team/{team.admin_id}/remove", {}),
+    )
+
+
+@pytest.fixture
+def team(db):
+    return seed_team(db)
+
+
+@pytest.fixture
+def app(db, team):
+    return web_app(db)
+
+
+def snapshot(db) -> tuple:
+    """Everything an admin route could change, to prove a refusal changed nothing."""
+    with db.transaction() as session:
+        workspaces = [
+            (w.name, w.shopify_secret, w.settings, w.timezone)
+            for w in session.query(Workspace).order_by(Workspace.id)
+        ]
+        accounts = [
+            (a.address, a.secrets, a.is_active)
+            for a in session.query(ChannelAccount).order_by(ChannelAccount.id)
+        ]
+        journeys = [
+            (j.key, j.is_enabled, j.version) for j in session.query(Journey).order_by(Journey.id)
+        ]
+        members = [(m.user_id, m.role) for m in session.query(Membership).order_by(Membership.id)]
+    return (
+        workspaces,
+        accounts,
+        journeys,
+        members,
+        count(db, MessageTemplate),
+        count(db, Invite),
+        count(db, AuditEntry, AuditEntry.action != "sign_in"),
+    )
+
+
+def audit_actions(db, action: str) -> list[AuditEntry]:
+    return rows(db, AuditEntry, AuditEntry.action == action)
+
+
+def test_an_agent_gets_403_on_every_admin_route_and_nothing_changes(app, db, team):
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        for path in ADMIN_GETS:
+            assert client.get(path, headers=HTML).status_code == 403, path
+        for path, data in admin_posts(team):
+            answer = client.post(path, data={**data, "csrf_token": csrf})
+            assert answer.status_code == 403, path
+    assert snapshot(db) == before
+
+
+def test_an_admin_sees_every_admin_page_with_the_sub_navigation(app):
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        for path in ADMIN_GETS[:-1]:
+            answer = client.get(path, headers=HTML)
+            assert answer.status_code == 200, path
+            assert 'data-test="admin-nav"' in answer.text
+            assert 'href="/admin/canned-replies"' in answer.text
+
+
+def test_admin_writes_without_the_csrf_token_are_refused(app, db, team):
+    before = snapshot(db)
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        for path, data in admin_posts(team):
+            assert client.post(path, data=data).status_code == 403, path
+    assert snapshot(db) == before
+
+
+# Credentials
+
+
+def connect_mailgun(client, csrf: str, address: str = "help@demo-new.example") -> None:
+    answer = client.post(
+        "/admin/channels",
+        data={
+            "csrf_token": csrf,
+            "provider": "mailgun",
+            "address": address,
+            "signing_key": NEW_KEY,
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/admin/channels?done=connected"
+
+
+def mailgun_post(client, slug: str, key: str, recipient: str):
+    timestamp, token = str(int(time.time())), f"token-{time.time_ns()}"
+    return client.post(
+        f"/webhooks/email/{slug}",
+        data={
+            "sender": "grace@example.com",
+            "recipient": recipient,
+            "subject": "Hello",
+            "body-plain": "Is my parcel on its way?",
+            "Message-Id": f"<{token}@mail.example.com>",
+            "timestamp": timestamp,
+            "token": token,
+            "signature": mailgun.sign(timestamp, token, key),
+        },
+    )
+
+
+def raw_column(db, sql: str) -> list:
+    with db.transaction() as session:
+        return [row[0] for row in session.execute(text(sql))]
+
+
+def test_a_connected_channels_secret_is_stored_encrypted_and_its_webhooks_verify(app, db):
+    with browser(app) as client:
+        csrf = sign_in(client, OTHER_ADMIN)
+        connect_mailgun(client, csrf, "help@other.example")
+        refused = mailgun_post(client, "other", "not-the-key", "help@other.example")
+        accepted = mailgun_post(client, "other", NEW_KEY, "help@other.example")
+    assert refused.status_code == 401
+    assert accepted.status_code == 200, accepted.text
+    stored = raw_column(db, "SELECT secrets FROM channel_accounts WHERE provider = 'mailgun'")
+    assert len(stored) == 2
+    assert all(isinstance(value, str) and value.startswith("gAAAA") for value in stored)
+    assert not any(NEW_KEY in value or "signing_key" in value for value in stored)
+    (account,) = rows(db, ChannelAccount, ChannelAccount.address == "help@other.example")
+    assert account.secrets == {"signing_key": NEW_KEY}
+    assert count(db, Message) == 1
+
+
+def test_the_channels_page_never_shows_a_saved_secret(app, db):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        connect_mailgun(client, csrf)
+        page = client.get("/admin/channels?done=connected", headers=HTML)
+    assert page.status_code == 200
+    assert "will not be shown again" in page.text
+    assert NEW_KEY not in page.text
+    assert NEW_KEY[:5] not in page.text
+    for account in rows(db, ChannelAccount):
+        for value in account.secrets.values():
+            assert value not in page.text
+    assert page.text.count('data-test="channel-account"') == 5
+    assert 'data-field="signing_key"' in page.text
+    assert 'type="password" name="signing_key"' in page.text
+    assert 'value="' + NEW_KEY not in page.text
+
+
+def test_connecting_writes_an_audit_row_with_field_names_and_no_values(app, db):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        connect_mailgun(client, csrf)
+    (entry,) = audit_actions(db, "credentials_changed")
+    assert entry.actor_email == ADMIN
+    assert entry.detail == {
+        "change": "connected",
+        "provider": "mailgun",
+        "address": "help@demo-new.example",
+        "fields": ["signing_key"],
+    }
+    assert NEW_KEY not in str(entry.detail)
+
+
+def test_replacing_a_secret_keeps_the_others_and_verifies_with_the_new_one(app, db, team):
+    (account,) = rows(db, ChannelAccount, ChannelAccount.provider == "whatsapp_cloud")
+    old = dict(account.secrets)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            f"/admin/channels/{account.id}/secrets",
+            data={"csrf_token": csrf, "app_secret": "a-new-app-secret", "verify_token": ""},
+        )
+    assert answer.status_code == 303
+    (after,) = rows(db, ChannelAccount, ChannelAccount.id == account.id)
+    assert after.secrets == {"app_secret": "a-new-app-secret", "verify_token": old["verify_token"]}
+    assert set(after.secret_fields) == {"app_secret", "verify_token"}
+    assert after.secret_fields["app_secret"] > account.secret_fields["app_secret"]
+    (entry,) = audit_actions(db, "credentials_changed")
+    assert entry.detail["change"] == "replaced"
+    assert entry.detail["fields"] == ["app_secret"]
+
+
+def test_another_workspaces_channel_account_is_404_and_unchanged(app, db):
+    (account,) = rows(db, ChannelAccount, ChannelAccount.provider == "twilio")
+    with browser(app) as client:
+        csrf = sign_in(client, OTHER_ADMIN)
+        replaced = client.post(
+            f"/admin/channels/{account.id}/secrets",
+            data={"csrf_token": csrf, "auth_token": "hijacked"},
+        )
+        paused = client.post(
+            f"/admin/channels/{account.id}/active", data={"csrf_token": csrf, "is_active": "false"}
+        )
+    assert (replaced.status_code, paused.status_code) == (404, 404)
+    assert account.address not in replaced.text
+    (after,) = rows(db, ChannelAccount, ChannelAccount.id == account.id)
+    assert (after.secrets, after.is_active) == (account.secrets, True)
+    assert audit_actions(db, "credentials_changed") == []
+
+
+def test_the_shopify_secret_is_sealed_rotated_audited_and_verifies(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/shopify", data={"csrf_token": csrf, "shopify_secret": NEW_SHOPIFY}
+        )
+        assert answer.status_code == 303
+        page = client.get("/admin/channels", headers=HTML)
+        body, headers = signed("orders/create", {"id": 1}, webhook_id="w-new", secret=NEW_SHOPIFY)
+        new_ok = client.post("/webhooks/shopify/demo", content=body, headers=headers)
+        body, headers = signed("orders/create", {"id": 1}, webhook_id="w-old", secret=SECRET)
+        old_ok = client.post("/webhooks/shopify/demo", content=body, headers=headers)
+        body, headers = signed("orders/create", {"id": 1}, webhook_id="w-bad", secret="nope")
+        bad = client.post("/webhooks/shopify/demo", content=body, headers=headers)
+    assert NEW_SHOPIFY not in page.text
+    assert SECRET not in page.text
+    assert "still accepted until" in page.text
+    # Past the signature, a bare {"id": 1} is judged as an order and refused (422, not 401).
+    assert new_ok.status_code == 422
+    assert old_ok.status_code == 422
+    assert bad.status_code == 401
+    stored = raw_column(db, "SELECT shopify_secret FROM workspaces ORDER BY id")
+    assert all(value.startswith("gAAAA") for value in stored)
+    assert not any(NEW_SHOPIFY in value or SECRET in value for value in stored)
+    (entry,) = audit_actions(db, "credentials_changed")
+    assert entry.detail == {
+        "change": "rotated",
+        "provider": "shopify",
+        "fields": ["shopify_secret"],
+    }
+
+
+# Policies
+
+
+def test_policies_can_be_edited_added_and_removed(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        page = client.get("/admin/policies", headers=HTML)
+        assert "Returns policy" in page.text
+        answer = client.post(
+            "/admin/policies",
+            data={
+                "csrf_token": csrf,
+                "return_window_days": "45",
+                "title": ["Returns policy", "Shipping", "Gift wrapping"],
+                "text": [
+                    "Return within 45 days.\n\nFree in the UK.",
+                    "We ship everywhere.",
+                    "Add gift wrap at checkout for 3 pounds.",
+                ],
+                "remove": "1",
+            },
+        )
+    assert answer.status_code == 303
+    (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    assert workspace.settings["knowledge"] == [
+        {"title": "Returns policy", "text": "Return within 45 days.\n\nFree in the UK."},
+        {"title": "Gift wrapping", "text": "Add gift wrap at checkout for 3 pounds."},
+    ]
+    assert workspace.settings["return_window_days"] == 45
+    (entry,) = audit_actions(db, "settings_changed")
+    assert entry.detail == {"page": "policies", "sections": 2, "return_window_days": 45}
+
+
+def test_a_section_without_text_is_refused_and_nothing_is_saved(app, db, team):
+    (before,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/policies",
+            data={"csrf_token": csrf, "return_window_days": "30", "title": "Empty", "text": ""},
+            headers=HTML,
+        )
+    assert answer.status_code == 422
+    assert "every section needs a title and some text" in answer.text
+    (after,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    assert after.settings == before.settings
+
+
+# Journeys
+
+
+def journey(db, workspace_id: int, key: str) -> Journey:
+    (found,) = rows(db, Journey, Journey.workspace_id == workspace_id, Journey.key == key)
+    return found
+
+
+def test_switching_a_journey_off_and_on_takes_effect(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        off = client.post(
+            "/admin/journeys/dispatch/enabled", data={"csrf_token": csrf, "is_enabled": "false"}
+        )
+        assert off.status_code == 303
+        assert journey(db, team.workspace_id, "dispatch").is_enabled is False
+        page = client.get("/admin/journeys", headers=HTML)
+        assert "Switch on" in page.text
+        client.post(
+            "/admin/journeys/dispatch/enabled", data={"csrf_token": csrf, "is_enabled": "true"}
+        )
+    assert journey(db, team.workspace_id, "dispatch").is_enabled is True
+    assert journey(db, team.other_workspace_id, "dispatch").is_enabled is True
+    assert [e.detail for e in audit_actions(db, "journey_changed")] == [
+        {"journey": "dispatch", "is_enabled": False},
+        {"journey": "dispatch", "is_enabled": True},
+    ]
+
+
+def test_a_wait_is_changed_within_its_bounds_and_refused_outside_them(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        saved = client.post(
+            "/admin/journeys/satisfaction_check/timing", data={"csrf_token": csrf, "wait_0": "36"}
+        )
+        refused = client.post(
+            "/admin/journeys/satisfaction_check/timing",
+            data={"csrf_token": csrf, "wait_0": "72"},
+            headers=HTML,
+        )
+    assert saved.status_code == 303
+    assert refused.status_code == 422
+    assert "between 24 and 48 hours" in refused.text
+    changed = journey(db, team.workspace_id, "satisfaction_check")
+    assert changed.definition["steps"][0]["hours"] == 36
+    assert changed.version == 2
+
+
+def test_the_preview_renders_the_edited_template_on_the_sample_customer(app):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/journeys/preview",
+            data={
+                "message": "dispatch",
+                "channel": "email",
+                "subject": "{{ customer.first_name }}, {{ order.number }} is on its way",
+                "text": "Hi {{ customer.first_name }}, {{ order.total|money(order.currency) }}",
+                "html": "<p>{{ store.name }}</p>",
+            },
+            headers={"x-csrf-token": csrf, "accept": "application/json"},
+        )
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "ok": True,
+        "subject": "Maya, #1042 is on its way",
+        "text": "Hi Maya, £86.50",
+        "has_html": True,
+        "whatsapp": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        pytest.param("Hi {{ customer.first_name", "text, line 1:", id="syntax_case"),
+        pytest.param(
+            "{{ customer.__class__.__mro__ }}", "not allowed in a template", id="sandbox_case"
+        ),
+        pytest.param("{{ 'x' * 100000 }}", "larger than", id="output_cap_case"),
+    ],
+)
+def test_the_preview_explains_a_broken_template_without_failing(app, source, expected):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/journeys/preview",
+            data={"message": "dispatch", "channel": "sms", "text": source},
+            headers={"x-csrf-token": csrf, "accept": "application/json"},
+        )
+    assert answer.status_code == 200
+    assert answer.json()["ok"] is False
+    assert expected in answer.json()["error"]
+
+
+def test_the_email_preview_is_served_with_its_own_strict_policy(app):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        editor = client.get("/admin/journeys/dispatch/templates/dispatch/email", headers=HTML)
+        frame = client.post(
+            "/admin/journeys/preview/email",
+            data={
+                "csrf_token": csrf,
+                "message": "dispatch",
+                "channel": "email",
+                "subject": "s",
+                "text": "t",
+                "html": '<p style="color:red">{{ customer.first_name }}</p>',
+            },
+        )
+    assert "frame-src 'self'" in editor.headers["content-security-policy"]
+    assert 'sandbox title="Email preview"' in editor.text
+    assert frame.status_code == 200
+    assert frame.text == '<p style="color:red">Maya</p>'
+    policy = frame.headers["content-security-policy"]
+    assert "script-src" not in policy
+    assert "default-src 'none'" in policy
+    assert "sandbox" in policy
+    assert frame.headers["x-frame-options"] == "SAMEORIGIN"
+
+
+def test_saving_a_template_stores_it_and_a_broken_one_is_refused(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        path = "/admin/journeys/dispatch/templates/dispatch/sms"
+        saved = client.post(
+            path, data={"csrf_token": csrf, "text": "{{ store.name }}: {{ order.number }} shipped"}
+        )
+        refused = client.post(path, data={"csrf_token": csrf, "text": "{% for %}"}, headers=HTML)
+    assert saved.status_code == 303
+    assert refused.status_code == 422
+    assert "text, line 1" in refused.text
+    (template,) = rows(db, MessageTemplate)
+    assert (template.workspace_id, template.message_type, template.channel) == (
+        team.workspace_id,
+        "dispatch",
+        "sms",
+    )
+    assert template.content["text"] == "{{ store.name }}: {{ order.number }} shipped"
+    assert len(audit_actions(db, "template_changed")) == 1
+
+
+def test_an_unknown_journey_message_or_channel_is_404(app):
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        for path in (
+            "/admin/journeys/nope",
+            "/admin/journeys/dispatch/templates/win_back/email",
+            "/admin/journeys/dispatch/templates/dispatch/fax",
+            "/admin/journeys/order_confirmation/templates/order_confirmation/sms",
+        ):
+            assert client.get(path, headers=HTML).status_code == 404, path
+
+
+# Team
+
+
+def test_an_invite_shows_its_link_once_and_is_audited(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/team/invite",
+            data={"csrf_token": csrf, "email": "New.Agent@Example.com", "role": "agent"},
+        )
+        later = client.get("/admin/team", headers=HTML)
+    assert answer.status_code == 200
+    assert "https://testserver/invite/demo/" in answer.text
+    assert "/invite/demo/" not in later.text
+    (invite,) = rows(db, Invite)
+    assert (invite.workspace_id, invite.email, invite.role) == (
+        team.workspace_id,
+        "new.agent@example.com",
+        "agent",
+    )
+    (entry,) = audit_actions(db, "invited")
+    assert entry.detail == {"email": "new.agent@example.com", "role": "agent"}
+
+
+def test_an_admin_changes_a_role_and_removes_a_member(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        role = client.post(
+            f"/admin/team/{team.agent_id}/role", data={"csrf_token": csrf, "role": "admin"}
+        )
+        removed = client.post(f"/admin/team/{team.agent_id}/remove", data={"csrf_token": csrf})
+    assert (role.status_code, removed.status_code) == (303, 303)
+    assert count(db, Membership, Membership.user_id == team.agent_id) == 0
+    assert [e.detail for e in audit_actions(db, "role_changed")] == [
+        {"user_id": team.agent_id, "from": "agent", "to": "admin"}
+    ]
+    assert len(audit_actions(db, "member_removed")) == 1
+
+
+def test_another_workspaces_member_is_404_and_keeps_their_role(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        role = client.post(
+            f"/admin/team/{team.other_admin_id}/role", data={"csrf_token": csrf, "role": "agent"}
+        )
+        removed = client.post(
+            f"/admin/team/{team.other_admin_id}/remove", data={"csrf_token": csrf}
+        )
+    assert (role.status_code, removed.status_code) == (404, 404)
+    assert OTHER_ADMIN not in role.text
+    (membership,) = rows(db, Membership, Membership.user_id == team.other_admin_id)
+    assert membership.role == "admin"
+
+
+def test_the_last_admin_cannot_demote_themselves(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            f"/admin/team/{team.admin_id}/role",
+            data={"csrf_token": csrf, "role": "agent"},
+            headers=HTML,
+        )
+    assert answer.status_code == 409
+    assert "at least one admin" in answer.text
+    assert audit_actions(db, "role_changed") == []
+
+
+# Audit log and export
+
+
+def test_the_audit_log_lists_this_workspaces_entries_newest_first_in_pages(app, db, team):
+    with browser(app) as client:
+        sign_in(client, OTHER_ADMIN)
+        client.post("/logout", data={"csrf_token": ""})
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        for index in range(55):
+            client.post(
+                "/admin/journeys/dispatch/enabled",
+                data={"csrf_token": csrf, "is_enabled": "false" if index % 2 else "true"},
+            )
+        first = client.get("/admin/audit", headers=HTML)
+        older = client.get(
+            "/admin/audit?before=" + first.text.split("/admin/audit?before=")[1].split('"')[0],
+            headers=HTML,
+        )
+    assert first.text.count('data-test="audit-row"') == 50
+    assert older.text.count('data-test="audit-row"') == 6  # 5 changes and the sign-in
+    assert 'data-action="sign_in"' in older.text
+    assert OTHER_ADMIN not in first.text + older.text
+
+
+def test_the_export_has_only_this_workspaces_customers_safely_and_is_audited(app, db, team):
+    now = utc_now()
+    with db.transaction() as session:
+        session.add_all(
+            [
+                Customer(
+                    workspace_id=team.workspace_id,
+                    first_name='=HYPERLINK("http://evil")',
+                    last_name="@SUM(1)",
+                    email="formula@example.com",
+                    created_at=now,
+                    updated_at=now,
+                ),
+                Customer(
+                    workspace_id=team.other_workspace_id,
+                    first_name="Other",
+                    email="someone@other.example",
+                    created_at=now,
+                    updated_at=now,
+                ),
+            ]
+        )
+    ours = count(db, Customer, Customer.workspace_id == team.workspace_id)
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        answer = client.get("/admin/export/customers.csv")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    table = list(csv.reader(io.StringIO(answer.text)))
+    assert table[0][:5] == ["customer_id", "first_name", "last_name", "email", "phone"]
+    assert len(table) - 1 == ours
+    assert "someone@other.example" not in answer.text
+    (formula,) = [row for row in table if row[3] == "formula@example.com"]
+    assert formula[1:3] == ['\'=HYPERLINK("http://evil")', "'@SUM(1)"]
+    (entry,) = audit_actions(db, "export")
+    assert (entry.workspace_id, entry.detail) == (
+        team.workspace_id,
+        {"what": "customers", "rows": ours},
+    )

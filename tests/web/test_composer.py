@@ -1,0 +1,423 @@
+"""The composer: an agent's replies within each channel's rules, internal notes, and the
+moves on a conversation (assign, snooze, resolve, reopen, hand back, take over)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from parley.channels.base import ChannelKind
+from parley.http.web.composer import composer_context, snooze_until
+from parley.http.web.pages import ENV
+from parley.inbox.models import Conversation, ConversationEvent
+from parley.jobs.models import Job
+from parley.live.models import LiveEvent
+from parley.messaging import catalog
+from parley.messaging.models import Author, Message
+from parley.messaging.types import MessageType
+from support import all_adapters, count, customer_writes, drain, inbox_worker, rows
+from web_support import AGENT, OTHER_ADMIN, browser, login_as, seed_team, sign_in, web_app
+
+ADA_WHATSAPP = "+447911123456"
+JSON = {"accept": "application/json"}
+
+
+@pytest.fixture
+def team(db):
+    return seed_team(db)
+
+
+@pytest.fixture
+def app(db, team):
+    return web_app(db)
+
+
+def _conversation(db, conversation_id: int) -> Conversation:
+    return rows(db, Conversation, Conversation.id == conversation_id)[0]
+
+
+def _agent_messages(db) -> list[Message]:
+    return rows(db, Message, Message.author == Author.AGENT)
+
+
+def _events(db, conversation_id: int) -> list[ConversationEvent]:
+    return rows(db, ConversationEvent, ConversationEvent.conversation_id == conversation_id)
+
+
+def _whatsapp_conversation(db) -> int:
+    received = customer_writes(
+        db, channel=ChannelKind.WHATSAPP, sender=ADA_WHATSAPP, text="can I talk to an agent"
+    )
+    assert received.conversation_id is not None
+    return received.conversation_id
+
+
+def _store_template(db, workspace_id: int) -> None:
+    """A template the store had approved that needs no order: what the picker sends."""
+    with db.transaction() as session:
+        catalog.save_template(
+            session,
+            workspace_id=workspace_id,
+            message_type=MessageType.PROMOTION,
+            channel=ChannelKind.WHATSAPP,
+            content={
+                "text": "Hi {{ customer.first_name }}, we have an answer for you: reply here.",
+                "whatsapp_template": "support_follow_up",
+                "whatsapp_parameters": ["{{ customer.first_name or 'there' }}"],
+            },
+        )
+
+
+def test_a_reply_goes_out_on_the_customers_whatsapp_as_the_agent(app, db, tmp_path):
+    conversation_id = _whatsapp_conversation(db)
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        answer = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "body": "  Hi Ada, Sam here!  "},
+        )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"/inbox/{conversation_id}"
+    [message] = _agent_messages(db)
+    assert (message.channel, message.recipient, message.body) == (
+        "whatsapp",
+        ADA_WHATSAPP,
+        "Hi Ada, Sam here!",
+    )
+    assert (message.sender, message.status, message.template) == ("Sam Agent", "queued", None)
+    assert count(db, Job, Job.kind == "messaging.deliver") == 1
+    adapters = all_adapters()
+    drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path))
+    sent = [m for m in adapters[ChannelKind.WHATSAPP].sent if m.text == "Hi Ada, Sam here!"]
+    assert len(sent) == 1
+    assert sent[0].to == ADA_WHATSAPP
+    assert sent[0].is_human_agent is True
+    conversation = _conversation(db, conversation_id)
+    assert conversation.owner == "human"
+    assert conversation.assignee_id is not None
+    assert (
+        count(
+            db, LiveEvent, LiveEvent.kind == "message", LiveEvent.conversation_id == conversation_id
+        )
+        >= 2
+    )
+
+
+def test_a_reply_can_go_on_another_channel_the_customer_has(app, db):
+    conversation_id = _whatsapp_conversation(db)
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        window = client.get(f"/inbox/{conversation_id}/_composer")
+        answer = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "email", "body": "Details by email"},
+            headers=JSON,
+        )
+    assert window.status_code == 200
+    assert answer.status_code == 200
+    assert answer.json()["message"]["channel"] == "email"
+    [message] = _agent_messages(db)
+    assert (message.channel, message.recipient, message.status) == (
+        "email",
+        "ada@example.com",
+        "queued",
+    )
+    assert message.subject == "Your message to Juniper & Pine"
+
+
+def test_a_closed_whatsapp_window_offers_templates_and_refuses_free_text(
+    frozen_clock, app, db, team, tmp_path
+):
+    conversation_id = _whatsapp_conversation(db)
+    _store_template(db, team.workspace_id)
+    frozen_clock.advance(timedelta(hours=24, seconds=1))
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        window = client.get(f"/inbox/{conversation_id}/_composer")
+        refused = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "body": "Still there?"},
+            headers=JSON,
+        )
+        assert _agent_messages(db) == []
+        no_order = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "template": "order_dispatched"},
+            headers=JSON,
+        )
+        accepted = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "template": "support_follow_up"},
+        )
+    assert 'data-test="window-closed"' in window.text
+    assert 'data-test="template-picker"' in window.text
+    assert 'value="support_follow_up"' in window.text
+    assert f'data-refresh="/inbox/{conversation_id}/_composer"' in window.text
+    assert 'name="body"' not in window.text
+    assert refused.status_code == 409
+    assert "24-hour window" in refused.json()["error"]
+    assert no_order.status_code == 422
+    assert "needs an order" in no_order.json()["error"]
+    assert accepted.status_code == 303
+    [message] = _agent_messages(db)
+    assert message.status == "queued"
+    assert message.template == {
+        "name": "support_follow_up",
+        "language": "en",
+        "parameters": ["Ada"],
+    }
+    adapters = all_adapters()
+    drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path))
+    [sent] = [m for m in adapters[ChannelKind.WHATSAPP].sent if m.template is not None]
+    assert sent.template.name == "support_follow_up"
+    assert rows(db, Message, Message.id == message.id)[0].status == "sent"
+
+
+def test_instagram_replies_after_a_day_are_human_agent_and_after_a_week_refused(
+    frozen_clock, app, db, tmp_path
+):
+    received = customer_writes(
+        db, channel=ChannelKind.INSTAGRAM, sender="ig-5501", text="can I talk to an agent"
+    )
+    conversation_id = received.conversation_id
+    frozen_clock.advance(timedelta(hours=30))
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        window = client.get(f"/inbox/{conversation_id}/_composer")
+        late = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "instagram", "body": "Sorry for the wait"},
+        )
+        adapters = all_adapters()
+        drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path))
+        frozen_clock.advance(timedelta(days=6))
+        csrf = sign_in(client, AGENT)  # the earlier session timed out meanwhile
+        too_late = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "instagram", "body": "Hello again?"},
+            headers=JSON,
+        )
+    assert "sent as a human-agent reply (7-day window)" in window.text.lower()
+    assert late.status_code == 303
+    [sent] = [m for m in adapters[ChannelKind.INSTAGRAM].sent if m.text == "Sorry for the wait"]
+    assert sent.is_human_agent is True
+    assert too_late.status_code == 409
+    assert "more than 7 days ago" in too_late.json()["error"]
+    assert [m.body for m in _agent_messages(db)] == ["Sorry for the wait"]
+
+
+def test_a_reply_on_a_channel_the_customer_opted_out_of_is_refused(app, db):
+    conversation_id = _whatsapp_conversation(db)
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA_WHATSAPP, text="STOP")
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        window = client.get(f"/inbox/{conversation_id}/_composer")
+        answer = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "body": "But wait"},
+            headers=JSON,
+        )
+    assert answer.status_code == 409
+    assert "opted out of whatsapp" in answer.json()["error"]
+    assert 'data-test="channel-refusal"' in window.text
+    assert _agent_messages(db) == []
+
+
+def test_a_note_stays_internal(app, db, team, tmp_path):
+    conversation_id = _whatsapp_conversation(db)
+    messages_before = count(db, Message)
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        answer = client.post(
+            f"/inbox/{conversation_id}/note",
+            data={"csrf_token": csrf, "body": "VIP <b>customer</b>, refund approved"},
+            headers=JSON,
+        )
+    assert answer.status_code == 200
+    [note] = [e for e in _events(db, conversation_id) if e.kind == "note"]
+    assert note.actor == "Sam Agent"
+    assert note.detail == {"text": "VIP <b>customer</b>, refund approved", "user_id": team.agent_id}
+    assert answer.json()["note"]["id"] == note.id
+    assert count(db, Message) == messages_before
+    assert count(db, Job, Job.kind == "messaging.deliver") == 0
+    live = rows(db, LiveEvent, LiveEvent.conversation_id == conversation_id)
+    assert {"change": "note", "note_id": note.id} in [event.data for event in live]
+    adapters = all_adapters()
+    drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path))
+    assert not any("refund approved" in m.text for a in adapters.values() for m in a.sent)
+
+
+def test_assign_changes_only_the_assignee_and_refuses_strangers(app, db, team):
+    conversation_id = _whatsapp_conversation(db)
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        mine = client.post(
+            f"/inbox/{conversation_id}/assign", data={"csrf_token": csrf, "assignee": "me"}
+        )
+        assert _conversation(db, conversation_id).assignee_id == team.agent_id
+        teammate = client.post(
+            f"/inbox/{conversation_id}/assign",
+            data={"csrf_token": csrf, "assignee": str(team.admin_id)},
+            headers=JSON,
+        )
+        stranger = client.post(
+            f"/inbox/{conversation_id}/assign",
+            data={"csrf_token": csrf, "assignee": str(team.other_admin_id)},
+            headers=JSON,
+        )
+        assert _conversation(db, conversation_id).assignee_id == team.admin_id
+        nobody = client.post(
+            f"/inbox/{conversation_id}/assign", data={"csrf_token": csrf, "assignee": ""}
+        )
+    assert mine.status_code == 303
+    assert teammate.json()["conversation"]["assignee_id"] == team.admin_id
+    assert stranger.status_code == 422
+    assert nobody.status_code == 303
+    conversation = _conversation(db, conversation_id)
+    assert (conversation.assignee_id, conversation.status, conversation.owner) == (
+        None,
+        "open",
+        "assistant",
+    )
+    assigned = [e.detail for e in _events(db, conversation_id) if e.kind == "assigned"]
+    assert assigned == [
+        {"from": None, "to": team.agent_id},
+        {"from": team.agent_id, "to": team.admin_id},
+        {"from": team.admin_id, "to": None},
+    ]
+
+
+def test_snooze_resolve_reopen_hand_back_and_take_over(frozen_clock, app, db):
+    conversation_id = _whatsapp_conversation(db)
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+
+        def move(path: str, **fields: str) -> dict:
+            answer = client.post(
+                f"/inbox/{conversation_id}/{path}",
+                data={"csrf_token": csrf, **fields},
+                headers=JSON,
+            )
+            assert answer.status_code == 200, answer.text
+            return answer.json()["conversation"]
+
+        snoozed = move("snooze", until="tomorrow")
+        # 2026-03-02 10:00 UTC is 10:00 in London: tomorrow 9:00 there is 09:00 UTC.
+        assert snoozed["status"] == "snoozed"
+        assert snoozed["snoozed_until"] == "2026-03-03T09:00:00+00:00"
+        assert move("reopen")["status"] == "open"
+        assert move("resolve")["status"] == "resolved"
+        assert move("reopen")["status"] == "open"
+        assert move("take-over")["owner"] == "human"
+        assert move("hand-back")["owner"] == "assistant"
+        form = client.post(f"/inbox/{conversation_id}/resolve", data={"csrf_token": csrf})
+    assert form.status_code == 303
+    events = [(e.kind, e.actor) for e in _events(db, conversation_id) if e.kind != "opened"]
+    assert events == [
+        ("status_changed", "Sam Agent"),
+        ("status_changed", "Sam Agent"),
+        ("status_changed", "Sam Agent"),
+        ("status_changed", "Sam Agent"),
+        ("handed_off", "Sam Agent"),
+        ("handed_back", "Sam Agent"),
+        ("status_changed", "Sam Agent"),
+    ]
+    changes = [
+        e.data["change"]
+        for e in rows(db, LiveEvent, LiveEvent.kind == "conversation")
+        if e.conversation_id == conversation_id
+    ]
+    assert changes == ["status"] * 4 + ["handed_off", "handed_back", "status"]
+
+
+def test_snooze_presets_are_read_in_the_stores_timezone():
+    now = datetime(2026, 3, 6, 23, 30, tzinfo=UTC)  # Friday; already Saturday in Tokyo
+    assert snooze_until("1h", "", timezone="Asia/Tokyo", now=now) == now + timedelta(hours=1)
+    assert snooze_until("tomorrow", "", timezone="Asia/Tokyo", now=now) == datetime(
+        2026, 3, 8, 0, 0, tzinfo=UTC
+    )
+    assert snooze_until("monday", "", timezone="Asia/Tokyo", now=now) == datetime(
+        2026, 3, 9, 0, 0, tzinfo=UTC
+    )
+    assert snooze_until("", "2026-03-10T14:30", timezone="Europe/London", now=now) == datetime(
+        2026, 3, 10, 14, 30, tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        pytest.param("reply", {"channel": "whatsapp", "body": "hi"}, id="reply_case"),
+        pytest.param("note", {"body": "a note"}, id="note_case"),
+        pytest.param("assign", {"assignee": "me"}, id="assign_case"),
+        pytest.param("snooze", {"until": "1h"}, id="snooze_case"),
+        pytest.param("resolve", {}, id="resolve_case"),
+        pytest.param("reopen", {}, id="reopen_case"),
+        pytest.param("hand-back", {}, id="hand_back_case"),
+        pytest.param("take-over", {}, id="take_over_case"),
+    ],
+)
+def test_another_workspaces_conversation_is_not_found_and_unchanged(app, db, path, fields):
+    conversation_id = _whatsapp_conversation(db)
+    before = _conversation(db, conversation_id)
+    events_before = len(_events(db, conversation_id))
+    messages_before = count(db, Message)
+    with browser(app) as client:
+        csrf = sign_in(client, OTHER_ADMIN)
+        answer = client.post(
+            f"/inbox/{conversation_id}/{path}", data={"csrf_token": csrf, **fields}, headers=JSON
+        )
+        part = client.get(f"/inbox/{conversation_id}/_composer")
+    assert answer.status_code == 404
+    assert part.status_code == 404
+    assert "Ada" not in answer.text + part.text
+    after = _conversation(db, conversation_id)
+    assert (after.status, after.owner, after.assignee_id) == (
+        before.status,
+        before.owner,
+        before.assignee_id,
+    )
+    assert len(_events(db, conversation_id)) == events_before
+    assert count(db, Message) == messages_before
+
+
+def test_a_move_without_the_csrf_token_is_refused(app, db):
+    conversation_id = _whatsapp_conversation(db)
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        answer = client.post(f"/inbox/{conversation_id}/resolve", data={})
+    assert answer.status_code == 403
+    assert _conversation(db, conversation_id).status == "open"
+
+
+def test_the_composer_renders_its_controls(app, db, team):
+    conversation_id = _whatsapp_conversation(db)
+    with db.transaction() as session:
+        login = login_as(session, team.workspace_id, team.agent_id)
+        conversation = session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id)
+        )
+        html = ENV.get_template("conversation/_composer.html").render(
+            login=login, csrf_token="t", **composer_context(session, login, conversation)
+        )
+    for hook in (
+        "composer",
+        "reply-body",
+        "reply-channel",
+        "send-reply",
+        "add-note",
+        "mode-note",
+        "assign-me",
+        "assignee-select",
+        "snooze",
+        "resolve",
+        "take-over",
+        "canned-picker",
+        "shortcut-help",
+    ):
+        assert f'data-test="{hook}"' in html, hook
+    window_at = html.index('data-test="composer-window"')
+    assert html.index('name="body"') > html.index("</div>", window_at)
+    assert "/tracking · Where is my order" in html
