@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from parley.accounts.models import LoginSession, Membership, User
@@ -140,6 +141,7 @@ class Relay:
         self.policy = policy
         self.is_exiting = is_exiting
         self.last_id = 0
+        self._started = False
         self.is_listening = False
         self._gaps: dict[int, float] = {}
         self._wake = asyncio.Event()
@@ -148,7 +150,7 @@ class Relay:
 
     async def start(self) -> None:
         """Begin at the table's current end: a new process announces only what follows."""
-        self.last_id = await asyncio.to_thread(self._tail_id)
+        self._started = await self._find_tail()
         self._tasks.append(asyncio.create_task(self._run(), name="parley-live-relay"))
         if self.db.is_postgres:
             self._tasks.append(asyncio.create_task(self._listen(), name="parley-live-listen"))
@@ -164,6 +166,16 @@ class Relay:
         if self._reader is not self.db.engine:
             self._reader.dispose()
 
+    async def _find_tail(self) -> bool:
+        """Start from the table's end; with the database down, start once it answers, so
+        a serving process still comes up (and answers 503) during an outage."""
+        try:
+            self.last_id = await asyncio.to_thread(self._tail_id)
+        except OperationalError:
+            log.warning("live relay: database unavailable at start; will begin when it answers")
+            return False
+        return True
+
     def _tail_id(self) -> int:
         with Session(self._reader) as session:
             return int(session.scalar(select(func.max(LiveEvent.id))) or 0)
@@ -176,6 +188,9 @@ class Relay:
                 await asyncio.wait_for(self._wake.wait(), poll)
             self._wake.clear()
             try:
+                if not self._started:
+                    self._started = await self._find_tail()
+                    continue
                 await self.catch_up()
                 now = time.monotonic()
                 if now - revalidated >= REVALIDATE_SECONDS:
