@@ -66,10 +66,14 @@ def demo(start_demo: Callable[..., DemoServer]) -> DemoServer:
     return start_demo(PARLEY_JOB_BACKOFF_BASE_SECONDS="0.2")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Chromium]:
-    """Debian's chromium under Playwright, once per session; skipped when absent (a failure
-    under ``CI=true``, where ``.ci/run`` installs it)."""
+    """Debian's chromium under Playwright, once per module; skipped when absent (a failure
+    under ``CI=true``, where ``.ci/run`` installs it).
+
+    Not session-wide: Playwright's sync API keeps an event loop running on the main thread
+    while it is open, and later tests that call ``asyncio.run`` would fail.
+    """
     if CHROMIUM_PROBLEM is not None:
         if IN_CI:
             pytest.fail(f"CI=true but {CHROMIUM_PROBLEM}")
