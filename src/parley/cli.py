@@ -14,6 +14,7 @@ import uvicorn
 from parley.assistant.cli import assistant_app
 from parley.errors import Conflict, NotFound
 from parley.settings import Settings, get_settings
+from parley.workspaces.credentials import CHANNEL_PROVIDERS
 
 app = typer.Typer(help="parley: customer communication for ecommerce stores.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Manage workspaces (stores).", no_args_is_help=True)
@@ -304,19 +305,10 @@ def user_create(
     typer.echo(f"{role} {address} can now sign in to {workspace!r} at /login")
 
 
-# The secrets each provider's webhooks are verified with.
-CHANNEL_SECRETS = {
-    "whatsapp_cloud": ("whatsapp", ("app_secret", "verify_token")),
-    "instagram": ("instagram", ("app_secret", "verify_token")),
-    "twilio": ("sms", ("auth_token",)),
-    "mailgun": ("email", ("signing_key",)),
-}
-
-
 @workspace_app.command("connect")
 def workspace_connect(
     slug: Annotated[str, typer.Option(help="The workspace")],
-    provider: Annotated[str, typer.Option(help=", ".join(CHANNEL_SECRETS))],
+    provider: Annotated[str, typer.Option(help=", ".join(CHANNEL_PROVIDERS))],
     address: Annotated[
         str,
         typer.Option(
@@ -332,10 +324,10 @@ def workspace_connect(
     from parley.db import Database
     from parley.workspaces import service as workspaces
 
-    if provider not in CHANNEL_SECRETS:
-        typer.echo(f"error: provider must be one of {', '.join(CHANNEL_SECRETS)}", err=True)
+    if provider not in CHANNEL_PROVIDERS:
+        typer.echo(f"error: provider must be one of {', '.join(CHANNEL_PROVIDERS)}", err=True)
         raise typer.Exit(2)
-    channel, needed = CHANNEL_SECRETS[provider]
+    channel, needed = CHANNEL_PROVIDERS[provider]
     given = dict(item.partition("=")[::2] for item in secret)
     missing = [name for name in needed if not given.get(name)]
     if missing:

@@ -328,7 +328,7 @@ class AdvanceJourney:
                 workspace=facts.workspace,
                 customer=facts.customer,
                 message_type=current.message,
-                purpose=_purpose(facts.definition, current),
+                purpose=send_purpose(facts.definition, current),
                 idempotency_key=f"journey:{run.id}:{step}"
                 + (f":{len(exclude)}" if exclude else ""),
                 order=facts.order,
@@ -414,7 +414,7 @@ def _advance(work: StepSend, step: int, suffix: str, extra: dict[str, Any]) -> d
     }
 
 
-def _purpose(definition: JourneyDefinition, step: SendStep) -> Purpose:
+def send_purpose(definition: JourneyDefinition, step: SendStep) -> Purpose:
     if definition.lane is Purpose.MARKETING:
         return Purpose.MARKETING
     return DEFAULT_PURPOSES.get(step.message, Purpose.TRANSACTIONAL)

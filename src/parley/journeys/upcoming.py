@@ -25,14 +25,14 @@ from parley.customers.models import Customer
 from parley.errors import Conflict, NotFound
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.definitions import JourneyDefinition, SendStep, WaitStep
-from parley.journeys.engine import _purpose
+from parley.journeys.engine import send_purpose
 from parley.journeys.models import Journey, JourneyRun, RunStatus
 from parley.journeys.service import ADVANCE, definition_of, end_run
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import MessageStatus
 from parley.messaging.policy import decide
-from parley.messaging.service import _preferences
+from parley.messaging.service import channel_preferences
 from parley.messaging.types import MessageType
 from parley.workspaces.models import Workspace
 
@@ -196,11 +196,11 @@ def _describe(
     decision = decide(
         lookup.reach(customer),
         message_type=message_type,
-        purpose=_purpose(item.definition, step),
+        purpose=send_purpose(item.definition, step),
         now=max(item.due_at, utc_now()),
         templates=lookup.templates(workspace.id, message_type),
         exclude=tuple(item.job.payload.get("exclude") or ()),
-        preferences=_preferences(workspace, message_type),
+        preferences=channel_preferences(workspace, message_type),
     )
     return UpcomingSend(
         job_id=item.job.id,
@@ -248,7 +248,7 @@ def _record_skipped(
         "step_index": send.step_index,
         "idempotency_key": send.message_key,
         "message_type": send.message_type,
-        "purpose": _purpose(item.definition, step),
+        "purpose": send_purpose(item.definition, step),
         "status": MessageStatus.SKIPPED,
         "status_reason": f"not sent: {reason}",
     }

@@ -150,7 +150,7 @@ def prepare_message(
         now=now,
         templates=templates,
         exclude=exclude_channels,
-        preferences=_preferences(workspace, message_type),
+        preferences=channel_preferences(workspace, message_type),
     )
     row["decision"] = decision.trail
     if decision.channel is None:
@@ -308,7 +308,7 @@ def _template_json(rendered: RenderedContent, *, use_template: bool) -> dict[str
     }
 
 
-def _preferences(
+def channel_preferences(
     workspace: Workspace, message_type: MessageType
 ) -> dict[MessageType, tuple[ChannelKind, ...]]:
     """The channel-matching table with the store's own changes on top."""
