@@ -127,8 +127,9 @@ def cancel_upcoming(
 
 def _pending(session: Session, *, workspace_id: int, customer_id: int) -> list[_Pending]:
     """Pending advance jobs of the customer's active runs that lead to a send."""
-    runs = list(
-        session.execute(
+    runs = [
+        (run, journey)
+        for run, journey in session.execute(
             select(JourneyRun, Journey)
             .join(Journey, Journey.id == JourneyRun.journey_id)
             .where(
@@ -136,8 +137,8 @@ def _pending(session: Session, *, workspace_id: int, customer_id: int) -> list[_
                 JourneyRun.customer_id == customer_id,
                 JourneyRun.status == RunStatus.ACTIVE,
             )
-        ).tuples()
-    )
+        )
+    ]
     if not runs:
         return []
     by_id = {run.id: (run, journey) for run, journey in runs}
