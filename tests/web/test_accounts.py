@@ -42,9 +42,12 @@ def app(db, team):
 
 def test_inbox_without_a_session_redirects_to_the_login_form(app):
     with browser(app) as client:
-        answer = client.get("/inbox", headers={"accept": "text/html"})
-        assert answer.status_code == 303
-        assert answer.headers["location"] == "/login?next=%2Finbox"
+        for accept in ("text/html", "*/*", ""):
+            answer = client.get("/inbox", headers={"accept": accept})
+            assert answer.status_code == 303, accept
+            assert answer.headers["location"] == "/login?next=%2Finbox"
+        fetch = client.get("/inbox", headers={"accept": "application/json"})
+        assert fetch.status_code == 401
         form = client.get("/login")
     assert form.status_code == 200
     assert '<form method="post" action="/login"' in form.text

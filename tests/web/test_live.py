@@ -225,7 +225,11 @@ def test_a_removed_agent_stream_ends_at_once_and_a_colleague_keeps_receiving(db,
         assert ended["event"] == "ended"
         assert payload(seen)["conversation_id"] == message.conversation_id
         assert agent.frames.empty()
-        reconnect = httpx.get(f"{parley.url}/inbox/events", cookies=agent_cookies)
+        reconnect = httpx.get(
+            f"{parley.url}/inbox/events",
+            cookies=agent_cookies,
+            headers={"accept": "text/event-stream"},
+        )
         assert reconnect.status_code == 401
 
 

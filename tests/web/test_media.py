@@ -67,7 +67,11 @@ def team(db):
 
 
 def proxy(client, app, url):
-    return client.get(proxied(app.state.settings.secret_key, url))
+    """Load a proxied image as the browser's <img> does."""
+    return client.get(
+        proxied(app.state.settings.secret_key, url),
+        headers={"sec-fetch-mode": "no-cors", "sec-fetch-dest": "image"},
+    )
 
 
 @pytest.mark.parametrize(

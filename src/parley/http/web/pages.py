@@ -86,7 +86,22 @@ def render(
 
 
 def wants_html(request: Request) -> bool:
-    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+    """A page view, answered with a page (or the login) rather than a status for a script.
+
+    Browsers mark their own navigations (``Sec-Fetch-Mode: navigate``) and their scripts'
+    fetches, image loads and event streams otherwise; a client that sends no such header
+    (curl, a monitoring check) and does not ask for JSON or a stream is treated as a page
+    view too.
+    """
+    if request.method != "GET":
+        return False
+    accept = request.headers.get("accept", "")
+    if "text/html" in accept:
+        return True
+    mode = request.headers.get("sec-fetch-mode")
+    if mode is not None and mode != "navigate":
+        return False
+    return "application/json" not in accept and "text/event-stream" not in accept
 
 
 async def sign_in_required(request: Request, exc: Exception) -> Response:
