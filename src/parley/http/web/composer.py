@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from parley.accounts import service as accounts
@@ -26,7 +26,7 @@ from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.errors import Invalid, ParleyError
 from parley.http.web.auth import in_transaction
-from parley.http.web.pages import ENV, db_of, render, signed_in
+from parley.http.web.pages import db_of, render, signed_in
 from parley.inbox import canned, notes
 from parley.inbox import service as inbox
 from parley.inbox.models import Conversation, ConversationStatus
@@ -192,41 +192,51 @@ async def note(request: Request) -> Response:
     )
 
 
-async def assign(request: Request) -> Response:
-    """``POST /inbox/{id}/assign``: ``assignee`` is a member's id, ``me``, or empty."""
+Move = Callable[[Session, Login, int], Conversation]
+
+
+async def _move(request: Request, change: Move) -> Response:
+    """One move on the conversation in the path, answered with its new state."""
     login = signed_in(request)
     conversation_id = int(request.path_params["id"])
-    form = await request.form()
-    choice = _form_text(form, "assignee").strip()
-    assignee_id: int | None
-    if choice == "me":
-        assignee_id = login.user_id
-    elif not choice:
-        assignee_id = None
-    elif choice.isdigit():
-        assignee_id = int(choice)
-    else:
-        assignee_id = -1  # never a member: refused by the domain like any stranger's id
     return await _act(
         request,
-        lambda session: inbox.assign(
+        lambda session: change(session, login, conversation_id),
+        lambda conversation: {"conversation": _conversation_json(conversation)},
+    )
+
+
+async def assign(request: Request) -> Response:
+    """``POST /inbox/{id}/assign``: ``assignee`` is a member's id, ``me``, or empty."""
+    form = await request.form()
+    choice = _form_text(form, "assignee").strip()
+
+    def change(session: Session, login: Login, conversation_id: int) -> Conversation:
+        assignee_id: int | None
+        if choice == "me":
+            assignee_id = login.user_id
+        elif not choice:
+            assignee_id = None
+        elif choice.isdigit():
+            assignee_id = int(choice)
+        else:
+            assignee_id = -1  # never a member: refused by the domain like any stranger's id
+        return inbox.assign(
             session,
             workspace_id=login.workspace_id,
             conversation_id=conversation_id,
             assignee_id=assignee_id,
             actor=login.name,
-        ),
-        lambda conversation: {"conversation": _conversation_json(conversation)},
-    )
+        )
+
+    return await _move(request, change)
 
 
 async def snooze(request: Request) -> Response:
     """``POST /inbox/{id}/snooze``: ``until`` a preset, or ``at`` a date and time."""
-    login = signed_in(request)
-    conversation_id = int(request.path_params["id"])
     form = await request.form()
 
-    def work(session: Session) -> Conversation:
+    def change(session: Session, login: Login, conversation_id: int) -> Conversation:
         workspace = session.get_one(Workspace, login.workspace_id)
         until = snooze_until(
             _form_text(form, "until"),
@@ -243,25 +253,20 @@ async def snooze(request: Request) -> Response:
             snoozed_until=until,
         )
 
-    return await _act(
-        request, work, lambda conversation: {"conversation": _conversation_json(conversation)}
-    )
+    return await _move(request, change)
 
 
 def _status_move(status: ConversationStatus) -> Callable[[Request], Any]:
     async def move(request: Request) -> Response:
-        login = signed_in(request)
-        conversation_id = int(request.path_params["id"])
-        return await _act(
+        return await _move(
             request,
-            lambda session: inbox.set_status(
+            lambda session, login, conversation_id: inbox.set_status(
                 session,
                 workspace_id=login.workspace_id,
                 conversation_id=conversation_id,
                 status=status,
                 actor=login.name,
             ),
-            lambda conversation: {"conversation": _conversation_json(conversation)},
         )
 
     move.__doc__ = f"``POST``: the conversation becomes {status}."
@@ -270,34 +275,28 @@ def _status_move(status: ConversationStatus) -> Callable[[Request], Any]:
 
 async def hand_back(request: Request) -> Response:
     """``POST /inbox/{id}/hand-back``: the assistant answers the customer again."""
-    login = signed_in(request)
-    conversation_id = int(request.path_params["id"])
-    return await _act(
+    return await _move(
         request,
-        lambda session: inbox.hand_back(
+        lambda session, login, conversation_id: inbox.hand_back(
             session,
             workspace_id=login.workspace_id,
             conversation_id=conversation_id,
             actor=login.name,
         ),
-        lambda conversation: {"conversation": _conversation_json(conversation)},
     )
 
 
 async def take_over(request: Request) -> Response:
     """``POST /inbox/{id}/take-over``: the assistant stops answering; a person does."""
-    login = signed_in(request)
-    conversation_id = int(request.path_params["id"])
-    return await _act(
+    return await _move(
         request,
-        lambda session: inbox.hand_off(
+        lambda session, login, conversation_id: inbox.hand_off(
             session,
             workspace_id=login.workspace_id,
             conversation_id=conversation_id,
             reason=f"taken over by {login.name}",
             actor=login.name,
         ),
-        lambda conversation: {"conversation": _conversation_json(conversation)},
     )
 
 
@@ -315,10 +314,7 @@ async def composer_part(request: Request) -> Response:
         return {**composer_context(session, login, conversation), "part": part}
 
     context = await in_transaction(db_of(request), load)
-    body = ENV.get_template("conversation/_composer.html").render(
-        request=request, login=login, csrf_token=login.csrf_token, now=utc_now(), **context
-    )
-    return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+    return render(request, "conversation/_composer.html", **context)
 
 
 async def canned_text(request: Request) -> Response:

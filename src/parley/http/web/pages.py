@@ -25,18 +25,27 @@ class SignInRequired(Exception):
     """Raised by :func:`signed_in`; answered by a redirect to the login page (or a 401)."""
 
 
-def _ago(moment: datetime | None, now: datetime | None = None) -> str:
-    """'just now', '5 min', '3 h', '2 d': how long ago, for lists and timelines."""
-    if moment is None:
-        return ""
-    seconds = int(((now or utc_now()) - moment).total_seconds())
-    if seconds < 60:
-        return "just now"
+def _span(seconds: int) -> str:
+    """'5 min', '3 h', '2 d': a duration as lists and timelines show it."""
     if seconds < 3600:
         return f"{seconds // 60} min"
     if seconds < 86400:
         return f"{seconds // 3600} h"
     return f"{seconds // 86400} d"
+
+
+def _ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """'just now', '5 min', '3 h', '2 d': how long ago."""
+    if moment is None:
+        return ""
+    seconds = int(((now or utc_now()) - moment).total_seconds())
+    return "just now" if seconds < 60 else _span(seconds)
+
+
+def _until(moment: datetime) -> str:
+    """'now', 'in 5 min', 'in 3 h', 'in 2 d': how soon a scheduled send goes out."""
+    seconds = int((moment - utc_now()).total_seconds())
+    return "now" if seconds < 60 else f"in {_span(seconds)}"
 
 
 def _when(moment: datetime | None) -> str:
@@ -51,6 +60,7 @@ ENV = Environment(
     lstrip_blocks=True,
 )
 ENV.filters["ago"] = _ago
+ENV.filters["until"] = _until
 ENV.filters["when"] = _when
 
 

@@ -9,7 +9,6 @@ form (the merge of two Shopify customers, say) gets a page that says why.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -25,27 +24,12 @@ from parley.customers import profile as profiles
 from parley.customers.service import get_customer
 from parley.errors import Invalid, NotFound, ParleyError
 from parley.http.web.auth import in_transaction
-from parley.http.web.pages import ENV, db_of, render, signed_in
+from parley.http.web.pages import db_of, render, signed_in
 from parley.http.web.security import client_ip
 from parley.inbox.models import Conversation, ConversationStatus
 from parley.inbox.service import get_conversation
 from parley.journeys import upcoming
 from parley.live.outbox import emit
-
-
-def _until(moment: datetime) -> str:
-    """'now', 'in 5 min', 'in 3 h', 'in 2 d': how soon a scheduled send goes out."""
-    seconds = int((moment - utc_now()).total_seconds())
-    if seconds < 60:
-        return "now"
-    if seconds < 3600:
-        return f"in {seconds // 60} min"
-    if seconds < 86400:
-        return f"in {seconds // 3600} h"
-    return f"in {seconds // 86400} d"
-
-
-ENV.filters["until"] = _until
 
 
 def sidebar_context(session: Session, login: Login, conversation: Conversation) -> dict[str, Any]:
