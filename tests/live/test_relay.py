@@ -3,6 +3,7 @@ see it when it is handed on, in order, with replay after a reconnect."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -278,3 +279,19 @@ async def test_pruning_drops_old_rows_but_keeps_the_newest(db, team, relay, froz
 
     with db.sessions() as session:
         assert list(session.scalars(select(LiveEvent.id))) == [relay.last_id]
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_stop_ends_the_relay_even_when_a_wake_races_the_cancellation(db, turns):
+    """Python 3.11's ``asyncio.wait_for`` swallows a cancellation that lands as the awaited
+    wake completes; the relay then polled on forever and a server's shutdown hung."""
+    relay = Relay(db, policy=POLICY)
+    await relay.start()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    relay._wake.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await relay.stop()
+    assert relay._tasks == []

@@ -368,7 +368,8 @@ class AdvanceJourney:
 
     async def perform(self, work: StepSend) -> SendResult:
         adapter = self.adapters[work.send.channel]
-        return await asyncio.wait_for(adapter.send(work.send.outbound), self.send_timeout)
+        async with asyncio.timeout(self.send_timeout):
+            return await adapter.send(work.send.outbound)
 
     def finish_batch(
         self, session: Session, items: list[tuple[ClaimedJob, StepSend, Any]]

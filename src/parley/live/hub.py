@@ -91,7 +91,8 @@ class Subscriber:
         if self.ending is None and not self._pending:
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), wait_seconds)
+                async with asyncio.timeout(wait_seconds):
+                    await self._wake.wait()
             except TimeoutError:
                 return None
         if self.ending is not None:

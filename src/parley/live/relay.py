@@ -184,8 +184,11 @@ class Relay:
         revalidated = pruned = time.monotonic()
         while True:
             poll = FALLBACK_POLL_SECONDS if self.is_listening else POLL_SECONDS
+            # asyncio.timeout, never wait_for: on 3.11 wait_for loses a cancellation that
+            # lands as the wake completes (bpo-42130), and stop() then waited forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll)
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 if not self._started:

@@ -97,7 +97,8 @@ class DeliverMessage:
 
     async def perform(self, work: PreparedSend) -> SendResult:
         adapter = self.adapters[work.channel]
-        return await asyncio.wait_for(adapter.send(work.outbound), self.send_timeout)
+        async with asyncio.timeout(self.send_timeout):
+            return await adapter.send(work.outbound)
 
     def finish_batch(
         self, session: Session, items: list[tuple[ClaimedJob, PreparedSend, Any]]

@@ -64,7 +64,8 @@ class Doorbell:
     async def wait(self, at_most: float) -> bool:
         """Until rung or ``at_most`` seconds pass; True when rung. The ring is consumed."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), at_most)
+            async with asyncio.timeout(at_most):
+                await self._event.wait()
         was_rung = self._event.is_set()
         self._event.clear()
         return was_rung

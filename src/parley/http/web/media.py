@@ -178,9 +178,8 @@ async def media_proxy(request: Request) -> Response:
     if not url or not hmac.compare_digest(given, signature(settings.secret_key, url)):
         return _refusal("bad signature", 403)
     try:
-        body, media_type = await asyncio.wait_for(
-            fetch(url, settings=settings), timeout=settings.media_proxy_timeout_seconds + 1
-        )
+        async with asyncio.timeout(settings.media_proxy_timeout_seconds + 1):
+            body, media_type = await fetch(url, settings=settings)
     except Refused as exc:
         log.info("media proxy refused %r: %s", url[:200], exc)
         return _refusal(str(exc), exc.status_code)
