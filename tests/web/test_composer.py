@@ -93,7 +93,7 @@ def test_a_reply_goes_out_on_the_customers_whatsapp_as_the_agent(app, db, tmp_pa
     sent = [m for m in adapters[ChannelKind.WHATSAPP].sent if m.text == "Hi Ada, Sam here!"]
     assert len(sent) == 1
     assert sent[0].to == ADA_WHATSAPP
-    assert sent[0].is_human_agent is True
+    assert sent[0].is_human_agent is False  # the tag is Instagram's, past its 24 h
     conversation = _conversation(db, conversation_id)
     assert conversation.owner == "human"
     assert conversation.assignee_id is not None
@@ -206,6 +206,28 @@ def test_instagram_replies_after_a_day_are_human_agent_and_after_a_week_refused(
     assert too_late.status_code == 409
     assert "more than 7 days ago" in too_late.json()["error"]
     assert [m.body for m in _agent_messages(db)] == ["Sorry for the wait"]
+
+
+def test_an_instagram_reply_inside_the_day_goes_untagged(frozen_clock, app, db, tmp_path):
+    """HUMAN_AGENT is for replies past the 24-hour window only; inside it a reply is a
+    standard response."""
+    received = customer_writes(
+        db, channel=ChannelKind.INSTAGRAM, sender="ig-5502", text="is the blue one back?"
+    )
+    frozen_clock.advance(timedelta(hours=2))
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        window = client.get(f"/inbox/{received.conversation_id}/_composer")
+        answer = client.post(
+            f"/inbox/{received.conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "instagram", "body": "Yes, since Monday"},
+        )
+        adapters = all_adapters()
+        drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path))
+    assert answer.status_code == 303
+    assert "human-agent reply" not in window.text.lower()
+    [sent] = [m for m in adapters[ChannelKind.INSTAGRAM].sent if m.text == "Yes, since Monday"]
+    assert sent.is_human_agent is False
 
 
 def test_a_reply_on_a_channel_the_customer_opted_out_of_is_refused(app, db):

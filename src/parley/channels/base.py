@@ -69,8 +69,8 @@ class OutboundMessage:
     """The provider id of the customer's message this answers (email threading headers,
     an Instagram comment for a private reply)."""
     is_human_agent: bool = False
-    """Written by a person, not the assistant: Instagram lets only these go out 24 h-7 d
-    after the customer's last message (the ``HUMAN_AGENT`` tag)."""
+    """Send with Instagram's ``HUMAN_AGENT`` tag: a person's reply 24 h-7 d after the
+    customer's last message. Messaging decides it at send time, where the window is known."""
 
 
 @dataclass(frozen=True)

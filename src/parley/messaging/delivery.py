@@ -23,7 +23,7 @@ from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome, Retry
 from parley.messaging import service as outbox
 from parley.messaging.models import Author, Message, MessageStatus
-from parley.messaging.replies import DELIVER, reply_refusal
+from parley.messaging.replies import DELIVER, is_human_agent_reply, reply_refusal
 from parley.messaging.service import OutboxSettings, PreparedSend, Result
 from parley.workspaces.models import Workspace
 
@@ -68,6 +68,7 @@ class DeliverMessage:
         conversation = (
             session.get(Conversation, message.conversation_id) if message.conversation_id else None
         )
+        is_human_agent = False
         if conversation is not None:
             refusal = reply_refusal(
                 session,
@@ -85,10 +86,19 @@ class DeliverMessage:
                 message.status_updated_at = now
                 outbox.announce_status(session, message)
                 return None
+            is_human_agent = is_human_agent_reply(
+                session,
+                conversation=conversation,
+                channel=ChannelKind(str(message.channel)),
+                recipient=message.recipient,
+                author=Author(message.author),
+                now=now,
+            )
         return outbox.start_attempt(
             session,
             message,
             now=now,
+            is_human_agent=is_human_agent,
             sender_name=workspace.name,
             status_callback_url=outbox.status_callback_url(
                 self.outbox_settings, workspace, message.channel

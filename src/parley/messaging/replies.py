@@ -262,6 +262,26 @@ def reply_refusal(
     )
 
 
+def is_human_agent_reply(
+    session: Session,
+    *,
+    conversation: Conversation,
+    channel: ChannelKind,
+    recipient: str | None,
+    author: Author,
+    now: datetime,
+) -> bool:
+    """Whether a reply goes with Instagram's ``HUMAN_AGENT`` tag: a person's reply past the
+    24-hour window (up to 7 days, which :func:`reply_refusal` enforces). Inside the window
+    a reply is a standard response, and a private reply to a comment is never tagged."""
+    if channel is not ChannelKind.INSTAGRAM or author is not Author.AGENT:
+        return False
+    if not recipient or recipient.startswith(COMMENT_ADDRESS):
+        return False
+    last = _last_inbound_at(session, conversation, channel)
+    return last is not None and now - last >= SESSION_WINDOWS[channel]
+
+
 def _last_inbound(
     session: Session, conversation: Conversation, channel: ChannelKind
 ) -> Message | None:
@@ -438,14 +458,13 @@ def reply_channels(
         needs_template = (
             refusal is not None and channel is ChannelKind.WHATSAPP and template_refusal is None
         )
-        last = (
-            _last_inbound_at(session, conversation, channel) if channel in WINDOW_IDENTITY else None
-        )
-        is_human_agent = (
-            refusal is None
-            and channel is ChannelKind.INSTAGRAM
-            and last is not None
-            and now - last >= SESSION_WINDOWS[channel]
+        is_human_agent = refusal is None and is_human_agent_reply(
+            session,
+            conversation=conversation,
+            channel=channel,
+            recipient=recipient,
+            author=Author.AGENT,
+            now=now,
         )
         options.append(ReplyChannel(channel, recipient, refusal, needs_template, is_human_agent))
     return options

@@ -423,8 +423,13 @@ def start_attempt(
     now: datetime,
     sender_name: str,
     status_callback_url: str | None = None,
+    is_human_agent: bool = False,
 ) -> PreparedSend:
-    """An attempt for a ``queued`` message: a reply, or a retry after a transient failure."""
+    """An attempt for a ``queued`` message: a reply, or a retry after a transient failure.
+
+    ``is_human_agent``: an Instagram reply by a person past the 24-hour window, decided at
+    send time by the caller.
+    """
     message.attempts += 1
     message.status = MessageStatus.SENDING
     message.status_updated_at = now
@@ -450,7 +455,7 @@ def start_attempt(
                 "sender_name": sender_name,
                 "status_callback_url": status_callback_url,
                 "reply_to": message.reply_to,
-                "author": message.author,
+                "is_human_agent": is_human_agent,
             },
             message_id=message.id,
         ),
@@ -478,7 +483,7 @@ def _outbound(row: dict[str, Any], *, message_id: int) -> OutboundMessage:
         sender_name=row.get("sender_name"),
         status_callback_url=row.get("status_callback_url"),
         in_reply_to=row.get("reply_to"),
-        is_human_agent=row.get("author") == Author.AGENT,
+        is_human_agent=bool(row.get("is_human_agent")),
     )
 
 
