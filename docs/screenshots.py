@@ -89,6 +89,8 @@ def main() -> None:
         admin.goto(f"{base}/admin/journeys/dispatch")
         admin.wait_for_timeout(800)
         admin.screenshot(path=args.out / "admin-journey.png")
+        admin.goto(f"{base}/admin/channels")
+        admin.screenshot(path=args.out / "admin-channels.png", full_page=True)
         browser.close()
 
 

@@ -1,4 +1,5 @@
-"""The ``parley`` command: its help, ``migrate``, ``workspace create`` and ``jobs status``.
+"""The ``parley`` command: its help, ``migrate``, ``workspace create``, ``user create`` and
+``jobs status``.
 
 ``--help`` runs the installed console script; the rest run in-process through Typer's
 runner with ``PARLEY_DATABASE_URL`` pointing at the test's database.
@@ -21,6 +22,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
+from parley.accounts.models import AuditEntry, Membership, User
+from parley.accounts.passwords import verify_password
 from parley.cli import app
 from parley.db import Base
 from parley.db.migrate import alembic_config
@@ -41,9 +44,9 @@ def run(monkeypatch, tmp_path):
         monkeypatch.delenv(name)
     runner = CliRunner()
 
-    def invoke(database_url: str, *args: str):
+    def invoke(database_url: str, *args: str, input: str | None = None):
         monkeypatch.setenv("PARLEY_DATABASE_URL", database_url)
-        return runner.invoke(app, list(args))
+        return runner.invoke(app, list(args), input=input)
 
     return invoke
 
@@ -111,6 +114,61 @@ def test_workspace_create_twice_keeps_the_first(run, db):
     assert second.exit_code != 0
     assert "API key" not in second.output
     assert [w.name for w in rows(db, Workspace)] == ["Acme"]
+
+
+FIRST_PASSWORD = "correct horse battery"
+
+
+def _typed_twice(password: str) -> str:
+    """The prompt asks for the password and then for its confirmation."""
+    return f"{password}\n{password}\n"
+
+
+def test_user_create_makes_the_first_admin_of_one_workspace(run, db):
+    run(db.url, "workspace", "create", "--slug", "acme", "--name", "Acme")
+    run(db.url, "workspace", "create", "--slug", "other", "--name", "Other")
+    [acme, _other] = rows(db, Workspace)
+
+    result = run(
+        db.url,
+        *("user", "create", "--workspace", "acme", "--email", "ada@acme.test", "--name", "Ada"),
+        input=_typed_twice(FIRST_PASSWORD),
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith("admin ada@acme.test can now sign in to 'acme' at /login\n")
+    assert FIRST_PASSWORD not in result.output
+    [user] = rows(db, User)
+    assert (user.email, user.name) == ("ada@acme.test", "Ada")
+    assert user.password_hash.startswith("$argon2id$")
+    assert FIRST_PASSWORD not in user.password_hash
+    assert verify_password(user.password_hash, FIRST_PASSWORD).ok
+    assert [(m.workspace_id, m.user_id, m.role) for m in rows(db, Membership)] == [
+        (acme.id, user.id, "admin")
+    ]
+
+
+def test_user_create_with_a_taken_email_is_refused_and_changes_nothing(run, db):
+    run(db.url, "workspace", "create", "--slug", "acme", "--name", "Acme")
+    create = ("user", "create", "--workspace", "acme", "--email", "ada@acme.test")
+    first = run(db.url, *create, "--name", "Ada", input=_typed_twice(FIRST_PASSWORD))
+    assert first.exit_code == 0, first.output
+    [before] = rows(db, User)
+    audit_entries = count(db, AuditEntry)
+
+    second = run(db.url, *create, "--name", "Impostor", input=_typed_twice("another password"))
+
+    assert second.exit_code == 1
+    assert second.stderr == "error: a user with the email ada@acme.test already exists\n"
+    assert "can now sign in" not in second.output
+    [after] = rows(db, User)
+    assert (after.id, after.name, after.password_hash) == (
+        before.id,
+        "Ada",
+        before.password_hash,
+    )
+    assert [(m.user_id, m.role) for m in rows(db, Membership)] == [(before.id, "admin")]
+    assert count(db, AuditEntry) == audit_entries
 
 
 def test_jobs_status_prints_counts_as_json(run, db):

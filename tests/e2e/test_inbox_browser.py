@@ -1,17 +1,22 @@
 """The agents' inbox in a real browser (Debian's chromium under Playwright) against the
-real ``parley demo``: sign in, answer a WhatsApp customer, watch messages arrive live, meet
-a closed WhatsApp window, and see customer-written markup stay text."""
+real ``parley demo``: sign in, answer a WhatsApp customer, watch messages and new
+conversations arrive live, drive it from the keyboard, meet a closed WhatsApp window, and
+see customer-written markup stay text."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from e2e.inbox_browser import sign_in
+from parley.accounts.models import User
 from parley.clock import utc_now
 from parley.customers.models import CustomerIdentity, IdentityKind
+from parley.demo.seed import DEMO_AGENT_EMAIL
+from parley.inbox.models import Conversation
 from parley.settings import Settings
 
 DEMO = Settings()
@@ -87,6 +92,91 @@ def test_a_new_inbound_message_appears_live_in_another_agents_browser(demo, chro
     finally:
         first.context.close()
         second.context.close()
+
+
+def test_a_new_customers_conversation_appears_live_in_the_open_list(demo, chromium):
+    customer_writes(demo, "whatsapp", ADA_PHONE, "Could I speak to a person about my parcel?")
+    page = chromium.new_page()
+    try:
+        sign_in(page, demo.base_url, DEMO.demo_admin_email, DEMO.demo_admin_password)
+        rows = page.locator('[data-test="conversation-row"]')
+        rows.filter(has_text="Ada").first.wait_for(timeout=10_000)
+        page.locator('[data-test="live-status"][data-state="live"]').wait_for(timeout=10_000)
+        assert rows.filter(has_text="Grace").count() == 0
+        # A reload would drop this property and fire "load" again.
+        page.evaluate("window.__sameDocument = true")
+        loads = []
+        page.on("load", lambda _page: loads.append(1))
+
+        customer_writes(demo, "sms", GRACE_PHONE, "hello, is my order on its way?")
+
+        grace = rows.filter(has_text="Grace")
+        grace.first.wait_for(timeout=10_000)
+        with demo.db.transaction() as session:
+            conversations = set(session.scalars(select(Conversation.id)))
+        shown = {int(row.get_attribute("data-conversation-id")) for row in rows.all()}
+        assert (grace.count(), rows.count(), shown) == (1, 2, conversations)
+        assert page.evaluate("window.__sameDocument") is True
+        assert loads == []
+    finally:
+        page.close()
+
+
+def _opened(base_url: str, conversation_id: str) -> re.Pattern[str]:
+    return re.compile(rf"{re.escape(base_url)}/inbox/{conversation_id}(\?.*)?$")
+
+
+def test_keyboard_shortcuts_search_move_write_a_note_and_assign(demo, chromium):
+    customer_writes(demo, "whatsapp", ADA_PHONE, "Could I speak to a person about my parcel?")
+    customer_writes(demo, "sms", GRACE_PHONE, "hello, first message")
+    # The assistant's answers reorder the list; j and k are checked against a settled one.
+    demo.wait_until_idle()
+    page = chromium.new_page()
+    try:
+        sign_in(page, demo.base_url, DEMO_AGENT_EMAIL, DEMO.demo_admin_password)
+        rows = page.locator('[data-test="conversation-row"]')
+        rows.nth(1).wait_for(timeout=10_000)
+        first, second = (row.get_attribute("data-conversation-id") for row in rows.all())
+
+        page.keyboard.press("/")
+        search = page.locator('[data-test="search"]')
+        assert page.evaluate("document.activeElement.dataset.test") == "search"
+        assert search.input_value() == ""  # the slash opened the search, it was not typed
+        search.blur()
+
+        page.keyboard.press("j")
+        page.wait_for_url(_opened(demo.base_url, first), timeout=10_000)
+        page.keyboard.press("j")
+        page.wait_for_url(_opened(demo.base_url, second), timeout=10_000)
+        page.keyboard.press("k")
+        page.wait_for_url(_opened(demo.base_url, first), timeout=10_000)
+
+        composer = page.locator('[data-test="composer"]')
+        page.keyboard.press("n")
+        assert composer.get_attribute("data-mode") == "note"
+        assert page.locator('[data-test="mode-note"]').get_attribute("aria-selected") == "true"
+        assert page.evaluate("document.activeElement.dataset.test") == "reply-body"
+        page.keyboard.type("Checked the carrier: parcel is at the depot.")
+        page.keyboard.press("Control+Enter")
+        page.locator('[data-test="note-body"]', has_text="parcel is at the depot").wait_for(
+            timeout=10_000
+        )
+        assert page.locator('[data-test="reply-body"]').input_value() == ""
+        assert not [m for m in demo.captured() if "at the depot" in (m.get("body") or "")]
+
+        page.locator('[data-test="reply-body"]').blur()
+        page.keyboard.press("a")
+        page.locator('[data-test="assign-me"]').wait_for(state="detached", timeout=10_000)
+        selected = page.locator('[data-test="assignee-select"] option:checked')
+        assert selected.inner_text() == "Sam Agent (me)"
+        with demo.db.transaction() as session:
+            agent_id = session.scalar(select(User.id).where(User.email == DEMO_AGENT_EMAIL))
+            assignees = dict(
+                session.execute(select(Conversation.id, Conversation.assignee_id)).all()
+            )
+        assert assignees == {int(first): agent_id, int(second): None}
+    finally:
+        page.close()
 
 
 def test_a_closed_whatsapp_window_switches_the_composer_to_templates(demo, chromium):
