@@ -22,6 +22,7 @@ QUICK = {
     "ingest": ["--duration", "4", "--rate-duration", "4", "--memory-duration", "5"],
     "dispatch": ["--orders", "1000", "--lateness-seconds", "5"],
     "inbox_list": ["--conversations", "2000", "--requests", "20"],
+    "live_latency": ["--messages", "30"],
 }
 
 
@@ -77,7 +78,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated")
     parser.add_argument(
-        "--only", default="ingest,dispatch,inbox_list", help="comma-separated benches"
+        "--only",
+        default="ingest,dispatch,inbox_list,live_latency",
+        help="comma-separated benches",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
     parser.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL)
@@ -90,8 +93,14 @@ def main() -> None:
     import dispatch
     import inbox_list
     import ingest
+    import live_latency
 
-    tables = {"ingest": ingest.table, "dispatch": dispatch.table, "inbox_list": inbox_list.table}
+    tables = {
+        "ingest": ingest.table,
+        "dispatch": dispatch.table,
+        "inbox_list": inbox_list.table,
+        "live_latency": live_latency.table,
+    }
     header = [benchkit.machine_line(), source_line()]
     print("\n".join(header), flush=True)
     t0 = time.monotonic()

@@ -6,7 +6,6 @@ see customer-written markup stay text."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -79,16 +78,14 @@ def test_a_new_inbound_message_appears_live_in_another_agents_browser(demo, chro
         loads = []
         second.on("load", lambda _page: loads.append(1))
 
-        started = time.monotonic()
         customer_writes(demo, "sms", GRACE_PHONE, "are you there? second message")
+        # How fast is bench/live_latency.py's figure; this pins that it shows, live.
         second.locator('[data-test="message-body"]', has_text="second message").first.wait_for(
             timeout=5_000
         )
-        in_conversation = time.monotonic() - started
         first.locator('[data-test="conversation-row"]', has_text="Grace").first.wait_for()
 
         assert loads == []  # it arrived without a reload
-        assert in_conversation < 1.0, f"took {in_conversation:.3f} s to reach the agent's screen"
     finally:
         first.context.close()
         second.context.close()

@@ -166,19 +166,16 @@ def test_the_stream_needs_a_signed_in_session(db, team):
     assert answer.json() == {"error": "sign in first"}
 
 
-def test_a_new_inbound_message_reaches_a_connected_agent_within_a_second(db, team, monkeypatch):
+def test_a_new_inbound_message_reaches_a_connected_agents_stream(db, team, monkeypatch):
+    """How fast is ``bench/live_latency.py``'s figure; this pins that it arrives, whole."""
     with served(db, monkeypatch) as parley:
         agent = open_stream(parley.url, signed_in_cookies(parley.url, AGENT))
 
         message = customer_writes(
             db, channel=ChannelKind.WHATSAPP, sender="+447911123456", text="hi"
         )
-        committed = time.monotonic()
         frame = agent.next()
 
-    latency = frame["at"] - committed
-    log.info("inbound message to the agent's stream: %.1f ms", latency * 1000)
-    assert latency < 1.0, f"delivered after {latency:.3f} s"
     assert frame["event"] == "message"
     assert int(frame["id"]) > 0
     assert payload(frame) == {
