@@ -4,9 +4,11 @@ every merge recorded with its reason and reversible."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import insert
 
 from parley import events
 from parley.channels.base import ChannelKind
+from parley.clock import utc_now
 from parley.customers import merges
 from parley.customers import service as customers
 from parley.customers.models import Customer, CustomerIdentity, CustomerMerge
@@ -119,3 +121,59 @@ def test_an_unmerge_moves_back_exactly_what_the_merge_moved(db, tmp_path):
     assert kept == by_email.customer_id
     with db.transaction() as session, pytest.raises(Conflict, match="already undone"):
         merges.unmerge_customers(session, workspace_id=workspace_id, merge_id=merge.id, reason="x")
+
+
+def _a_store_with_customers(db, count: int) -> int:
+    """A workspace whose customers each hold an email, a phone and a Shopify id, with the
+    planner's statistics up to date (it plans differently for empty tables)."""
+    workspace_id = seed(db)
+    now = utc_now()
+    with db.transaction() as session:
+        ids = session.scalars(
+            insert(Customer).returning(Customer.id),
+            [{"workspace_id": workspace_id, "created_at": now, "updated_at": now}] * count,
+        ).all()
+        session.execute(
+            insert(CustomerIdentity),
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "customer_id": customer_id,
+                    "kind": kind,
+                    "value": f"{kind}-{customer_id}",
+                    "created_at": now,
+                }
+                for customer_id in ids
+                for kind in ("email", "phone", "shopify")
+            ],
+        )
+    with db.engine.connect() as connection:
+        connection.exec_driver_sql("ANALYZE")
+        connection.commit()
+    return workspace_id
+
+
+def test_finding_who_holds_identities_searches_the_identity_index_not_the_workspace(db):
+    """Every webhook asks who holds its shopper's identities; looked up by value alone the
+    search walked every identity of the store, and ingest slowed as the store grew."""
+    workspace_id = _a_store_with_customers(db, 500)
+    with db.sessions() as session:
+        connection = session.connection()
+        statement = customers._select_owners(session).params(
+            workspace_id=workspace_id, kinds=["shopify", "email"], values=["9100", EMAIL]
+        )
+        sql = str(
+            statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+        )
+        if db.is_postgres:
+            lines = [row[0] for row in connection.exec_driver_sql(f"EXPLAIN {sql}")]
+            scan = next(i for i, line in enumerate(lines) if "on customer_identities" in line)
+            assert "Index Scan using uq_customer_identities" in lines[scan]
+            assert "kind" in lines[scan + 1]
+            assert "value" in lines[scan + 1]
+        else:
+            plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+            assert plan[0] == (
+                "SEARCH customer_identities USING INDEX sqlite_autoindex_customer_identities_1 "
+                "(workspace_id=? AND kind=? AND value=?)"
+            )

@@ -200,7 +200,11 @@ def _owners(
     wanted = set(identities)
     found = session.connection().execute(
         _select_owners(session),
-        {"workspace_id": workspace_id, "values": [value for _, value in identities]},
+        {
+            "workspace_id": workspace_id,
+            "kinds": sorted({str(kind) for kind, _ in identities}),
+            "values": [value for _, value in identities],
+        },
     )
     return {
         (IdentityKind(row.kind), row.value): row for row in found if (row.kind, row.value) in wanted
@@ -301,7 +305,10 @@ def _select_owners(dialect: str) -> Any:
         )
         .join(CUSTOMERS, CUSTOMERS.c.id == IDENTITIES.c.customer_id)
         .where(
+            # All three columns of the unique index, so the search is by key, never a walk
+            # through every identity of the store; the caller drops cross pairs.
             IDENTITIES.c.workspace_id == bindparam("workspace_id"),
+            IDENTITIES.c.kind.in_(bindparam("kinds", expanding=True)),
             IDENTITIES.c.value.in_(bindparam("values", expanding=True)),
         )
     )
