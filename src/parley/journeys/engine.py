@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelAdapter, ChannelKind, SendResult
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import Customer
+from parley.db.scoped import in_workspaces
 from parley.jobs import queue
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome, Retry
@@ -142,7 +143,7 @@ class RunLookup:
             if run is not None:
                 message_keys.append((run.workspace_id, _send_key(job)))
         self.outbox.preload(
-            customer_ids=[c for c in customer_ids if self._customers.get(c)],
+            customers=[c for c in self._customers.values() if c is not None],
             message_keys=message_keys,
         )
 
@@ -166,11 +167,11 @@ class RunLookup:
         conditions = []
         if orders:
             conditions.append(
-                tuple_(StoreEvent.workspace_id, StoreEvent.order_external_id).in_(orders)
+                in_workspaces(StoreEvent.workspace_id, StoreEvent.order_external_id, orders)
             )
         if customers:
             conditions.append(
-                tuple_(StoreEvent.workspace_id, StoreEvent.customer_id).in_(customers)
+                in_workspaces(StoreEvent.workspace_id, StoreEvent.customer_id, customers)
             )
         for row in self.session.execute(query.where(or_(*conditions))):
             event = ExitEvent(*row)
@@ -246,7 +247,7 @@ def _by_external(
     if not keys:
         return {}
     rows = session.scalars(
-        select(model).where(tuple_(model.workspace_id, model.external_id).in_(keys))
+        select(model).where(in_workspaces(model.workspace_id, model.external_id, keys))
     )
     return {(row.workspace_id, row.external_id): row for row in rows}
 

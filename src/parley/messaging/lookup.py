@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelKind
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
+from parley.db.scoped import in_workspaces
 from parley.inbox.models import Conversation, ConversationStatus
 from parley.messaging import catalog
 from parley.messaging.models import Message
@@ -39,31 +40,36 @@ class OutboxLookup:
     def preload(
         self,
         *,
-        customer_ids: Iterable[int],
+        customers: Iterable[Customer],
         message_keys: Iterable[tuple[int, str]],
     ) -> None:
-        """Fetch in bulk what a batch will ask for."""
-        customer_ids = sorted(set(customer_ids) - self._identities.keys())
-        if customer_ids:
+        """Fetch in bulk what a batch will ask for, each query scoped by workspace."""
+        wanted = {(c.workspace_id, c.id) for c in customers if c.id not in self._identities}
+        if wanted:
             identities: dict[int, list[CustomerIdentity]] = defaultdict(list)
             for identity in self.session.scalars(
-                select(CustomerIdentity).where(CustomerIdentity.customer_id.in_(customer_ids))
+                select(CustomerIdentity).where(
+                    in_workspaces(
+                        CustomerIdentity.workspace_id, CustomerIdentity.customer_id, wanted
+                    )
+                )
             ):
                 identities[identity.customer_id].append(identity)
             consent: dict[int, dict[tuple[str, str], ConsentRecord]] = defaultdict(dict)
             for record in self.session.scalars(
                 select(ConsentRecord)
-                .where(ConsentRecord.customer_id.in_(customer_ids))
+                .where(in_workspaces(ConsentRecord.workspace_id, ConsentRecord.customer_id, wanted))
                 .order_by(ConsentRecord.id)
             ):
                 consent[record.customer_id][(record.channel, record.purpose)] = record
+            customer_ids = [customer_id for _, customer_id in wanted]
             for customer_id in customer_ids:
                 self._identities[customer_id] = identities.get(customer_id, [])
                 self._consent[customer_id] = consent.get(customer_id, {})
             self._conversations.update(dict.fromkeys(customer_ids))
             open_conversations = self.session.execute(
                 select(Conversation.customer_id, Conversation.id).where(
-                    Conversation.customer_id.in_(customer_ids),
+                    in_workspaces(Conversation.workspace_id, Conversation.customer_id, wanted),
                     Conversation.status != ConversationStatus.RESOLVED,
                 )
             )
@@ -72,8 +78,7 @@ class OutboxLookup:
         if keys:
             found = self.session.scalars(
                 select(Message).where(
-                    Message.workspace_id.in_({workspace_id for workspace_id, _ in keys}),
-                    Message.idempotency_key.in_({key for _, key in keys}),
+                    in_workspaces(Message.workspace_id, Message.idempotency_key, keys)
                 )
             )
             self._messages.update(dict.fromkeys(keys))
@@ -83,7 +88,7 @@ class OutboxLookup:
     def reach(self, customer: Customer) -> Reach:
         """The customer's identities and current consent (scoped by their workspace)."""
         if customer.id not in self._identities:
-            self.preload(customer_ids=[customer.id], message_keys=())
+            self.preload(customers=[customer], message_keys=())
         return Reach(
             customer=customer,
             identities=[
@@ -99,7 +104,7 @@ class OutboxLookup:
     def open_conversation_id(self, customer: Customer) -> int | None:
         """The customer's open conversation: a journey message sent now joins it."""
         if customer.id not in self._conversations:
-            self.preload(customer_ids=[customer.id], message_keys=())
+            self.preload(customers=[customer], message_keys=())
         return self._conversations[customer.id]
 
     def message(self, workspace_id: int, idempotency_key: str) -> Message | None:
