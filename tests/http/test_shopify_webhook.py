@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from parley.clock import utc_now
 from parley.commerce.models import Order
+from parley.customers.models import Customer, CustomerIdentity
 from parley.db import Database
 from parley.demo.simulate import shopper_dict
 from parley.http.app import create_app
@@ -169,6 +170,56 @@ def test_ten_concurrent_identical_deliveries_have_one_effect(client, db):
         count(db, JourneyRun),
         count(db, Job),
     ) == (1, 1, 1, 1)
+
+
+def test_a_new_shoppers_concurrent_orders_make_one_customer(client, db):
+    """Ten orders from a shopper parley has never seen, at once: the first to claim the
+    Shopify id makes the profile; every other delivery finds it and adds its order."""
+    newcomer = {
+        "id": 88001,
+        "email": "nia@example.net",
+        "phone": "+12025550177",
+        "first_name": "Nia",
+        "last_name": "Okafor",
+    }
+    placed = [
+        signed(
+            "orders/create",
+            payloads.order_payload(
+                order_id=7700 + n,
+                number=7700 + n,
+                customer=newcomer,
+                line_items=[{"title": "Trail Runner 2", "quantity": 1, "price": "98.00"}],
+                created_at=utc_now(),
+            ),
+            webhook_id=f"nia-{n}",
+        )
+        for n in range(10)
+    ]
+    statuses: list[int] = []
+    barrier = threading.Barrier(10)
+
+    def deliver(body: bytes, headers: dict[str, str]) -> None:
+        barrier.wait()
+        statuses.append(_post(client, body, headers).status_code)
+
+    threads = [threading.Thread(target=deliver, args=delivery) for delivery in placed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 10
+    [nia] = rows(db, Customer, Customer.email == "nia@example.net")
+    assert (nia.first_name, nia.last_name, nia.phone) == ("Nia", "Okafor", "+12025550177")
+    held = rows(db, CustomerIdentity, CustomerIdentity.customer_id == nia.id)
+    assert sorted((i.kind, i.value) for i in held) == [
+        ("email", "nia@example.net"),
+        ("phone", "+12025550177"),
+        ("shopify", "88001"),
+    ]
+    assert {o.customer_id for o in rows(db, Order, Order.external_id.like("77%"))} == {nia.id}
+    assert count(db, Order, Order.external_id.like("77%")) == 10
 
 
 def test_older_update_never_overwrites_newer_state(client, db):

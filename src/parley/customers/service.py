@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,21 +72,10 @@ def get_customer(session: Session, *, workspace_id: int, customer_id: int) -> Cu
     return customer
 
 
-def find_by_identity(
-    session: Session, *, workspace_id: int, kind: IdentityKind, value: str
-) -> Customer | None:
-    return session.scalar(
-        select(Customer)
-        .join(CustomerIdentity, CustomerIdentity.customer_id == Customer.id)
-        .where(
-            CustomerIdentity.workspace_id == workspace_id,
-            CustomerIdentity.kind == kind,
-            CustomerIdentity.value == value,
-        )
-    )
-
-
 PROFILE_FIELDS = ("email", "phone", "first_name", "last_name", "country_code", "timezone")
+Owner = Mapping[Any, Any]
+"""Who holds an identity: its customer id, workspace, kind and value, and that customer's
+profile fields and ``source_updated_at``."""
 
 
 def resolve_customer_id(
@@ -115,12 +105,16 @@ def resolve_customer_id(
     if known is not None and _is_another_platform_customer(session, contact, owners, known):
         known = None
     if known is None:
-        customer_id = _create(session, workspace_id=workspace_id, contact=contact, now=now)
-        owners = _owners(session, workspace_id=workspace_id, identities=identities)
-        current = next(row for row in owners.values() if row.customer_id == customer_id)
+        created = _create(session, workspace_id=workspace_id, contact=contact, now=now)
+        if created is not None:
+            owners = {**owners, identities[0]: created}
+        else:  # another transaction made this shopper first: theirs is the profile
+            owners = _owners(session, workspace_id=workspace_id, identities=identities)
+            created = owners[identities[0]]
+        current = created
     else:
         current = known
-        customer_id = known.customer_id
+    customer_id = int(current["customer_id"])
     _merge_linked(
         session,
         workspace_id=workspace_id,
@@ -134,10 +128,10 @@ def resolve_customer_id(
             _insert_identities(session),
             [_identity_row(workspace_id, customer_id, kind, value, now) for kind, value in missing],
         )
-    changes = profile_changes(current._mapping, contact=contact, profile=profile)
+    changes = profile_changes(current, contact=contact, profile=profile)
     if changes:
         connection.execute(
-            update(Customer).where(Customer.id == customer_id).values(**changes, updated_at=now)
+            _update_customer(session), {**changes, "updated_at": now, "customer_id": customer_id}
         )
     if profile is not None:
         _apply_platform_consent(
@@ -151,14 +145,16 @@ def resolve_customer_id(
 
 
 def _is_another_platform_customer(
-    session: Session, contact: Contact, owners: dict[tuple[IdentityKind, str], Any], known: Any
+    session: Session, contact: Contact, owners: dict[tuple[IdentityKind, str], Owner], known: Owner
 ) -> bool:
     """A new platform id whose email or phone is held by a profile with a different one:
     two store customers sharing an address, never to be merged."""
     if not contact.external_id or (IdentityKind.SHOPIFY, contact.external_id) in owners:
         return False
     return bool(
-        merges.platform_ids(session, workspace_id=known.workspace_id, customer_id=known.customer_id)
+        merges.platform_ids(
+            session, workspace_id=known["workspace_id"], customer_id=known["customer_id"]
+        )
     )
 
 
@@ -167,15 +163,15 @@ def _merge_linked(
     *,
     workspace_id: int,
     customer_id: int,
-    owners: dict[tuple[IdentityKind, str], Any],
+    owners: dict[tuple[IdentityKind, str], Owner],
     source: str,
 ) -> None:
     """One record naming identities held by different profiles proves they are one shopper:
     fold the others into ``customer_id``, unless their platform ids say two people."""
     others: dict[int, list[str]] = {}
     for (kind, value), row in owners.items():
-        if row.customer_id != customer_id:
-            others.setdefault(row.customer_id, []).append(f"{kind} {value}")
+        if row["customer_id"] != customer_id:
+            others.setdefault(row["customer_id"], []).append(f"{kind} {value}")
     for other_id, held in sorted(others.items()):
         conflict = merges.conflict_between(
             session, workspace_id=workspace_id, first_id=customer_id, second_id=other_id
@@ -195,7 +191,7 @@ def _merge_linked(
 
 def _owners(
     session: Session, *, workspace_id: int, identities: list[tuple[IdentityKind, str]]
-) -> dict[tuple[IdentityKind, str], Any]:
+) -> dict[tuple[IdentityKind, str], Owner]:
     """Who holds each of these identities, with that customer's profile (one query)."""
     wanted = set(identities)
     found = session.connection().execute(
@@ -207,12 +203,18 @@ def _owners(
         },
     )
     return {
-        (IdentityKind(row.kind), row.value): row for row in found if (row.kind, row.value) in wanted
+        (IdentityKind(row.kind), row.value): row._mapping
+        for row in found
+        if (row.kind, row.value) in wanted
     }
 
 
-def _create(session: Session, *, workspace_id: int, contact: Contact, now: datetime) -> int:
-    """Insert a profile holding the strongest identity, or return the one that won a race."""
+def _create(
+    session: Session, *, workspace_id: int, contact: Contact, now: datetime
+) -> Owner | None:
+    """Insert a profile holding the strongest identity: the new owner of that identity, as
+    :func:`_owners` would read it back, or None when a concurrent transaction claimed the
+    identity first (our profile is then discarded)."""
     connection = session.connection()
     customer_id = connection.execute(
         _insert_customer(session),
@@ -225,19 +227,27 @@ def _create(session: Session, *, workspace_id: int, contact: Contact, now: datet
         },
     ).scalar_one()
     kind, value = contact.identities()[0]
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT that did nothing, so a lost
+    # race looked won and left a second profile for one shopper.
     claimed = connection.execute(
-        _insert_identities(session), _identity_row(workspace_id, customer_id, kind, value, now)
-    ).rowcount
-    if claimed:
-        return int(customer_id)
-    connection.execute(delete(Customer).where(Customer.id == customer_id))
-    winner = find_by_identity(session, workspace_id=workspace_id, kind=kind, value=value)
-    assert winner is not None
-    return winner.id
+        _claim_identity(session), _identity_row(workspace_id, customer_id, kind, value, now)
+    ).scalar()
+    if claimed is None:
+        connection.execute(delete(Customer).where(Customer.id == customer_id))
+        return None
+    profile = dict.fromkeys(PROFILE_FIELDS) | {"email": contact.email, "phone": contact.phone}
+    return {
+        "customer_id": int(customer_id),
+        "workspace_id": workspace_id,
+        "kind": kind,
+        "value": value,
+        "source_updated_at": None,
+        **profile,
+    }
 
 
 def profile_changes(
-    current: Any, *, contact: Contact, profile: events.Customer | None
+    current: Owner, *, contact: Contact, profile: events.Customer | None
 ) -> dict[str, Any]:
     """The columns to change: gaps are always filled; set values are overwritten only by a
     platform record at least as new as the last one applied."""
@@ -285,6 +295,21 @@ def _insert_identities(dialect: str) -> Any:
     return insert_on(dialect, IDENTITIES).on_conflict_do_nothing(
         index_elements=["workspace_id", "kind", "value"]
     )
+
+
+@per_dialect
+def _claim_identity(dialect: str) -> Any:
+    return (
+        insert_on(dialect, IDENTITIES)
+        .on_conflict_do_nothing(index_elements=["workspace_id", "kind", "value"])
+        .returning(IDENTITIES.c.id)
+    )
+
+
+@per_dialect
+def _update_customer(dialect: str) -> Any:
+    """SET takes the columns of the parameters it is given, one cached form per set."""
+    return update(CUSTOMERS).where(CUSTOMERS.c.id == bindparam("customer_id"))
 
 
 @per_dialect
