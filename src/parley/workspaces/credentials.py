@@ -80,8 +80,13 @@ def seal(plain: str) -> str:
     return _keyring().encrypt(plain.encode()).decode("ascii")
 
 
+@lru_cache(maxsize=1024)
 def unseal(sealed: str) -> str:
-    """Decrypt a value :func:`seal` wrote under the current or a previous key."""
+    """Decrypt a value :func:`seal` wrote under the current or a previous key.
+
+    Remembered per token: every webhook reads its store's secret, and a token opens to the
+    same text for as long as the process's keyring lasts (the whole process).
+    """
     try:
         return _keyring().decrypt(sealed.encode("ascii")).decode()
     except (InvalidToken, UnicodeEncodeError) as exc:
