@@ -4,7 +4,7 @@ One server process (``bench/server.py``: parley's own ``serve`` command, embedde
 off, plus the baseline route) and one load-generator process (``bench/loadgen.py``,
 pinned to its own CPU) run four measurements, in this order, on a fresh database:
 
-1. baseline max throughput: ``POST /bench/baseline/bench`` (HMAC + one durable row);
+1. baseline max throughput: ``POST /webhooks/bench-baseline/bench`` (HMAC + one durable row);
 2. parley max throughput: ``POST /webhooks/shopify/bench`` (HMAC, store the delivery, map
    it, customer + order upserts, event, journeys planned, job enqueued, commit);
 3. parley at a fixed rate of half its measured throughput: p50/p99 latency;
@@ -154,7 +154,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         )
         common["server_pid"] = server.pid
         base = f"http://127.0.0.1:{port}"
-        baseline_url = f"{base}/bench/baseline/{benchkit.SLUG}"
+        baseline_url = f"{base}/webhooks/bench-baseline/{benchkit.SLUG}"
         parley_url = f"{base}/webhooks/shopify/{benchkit.SLUG}"
         try:
             log(f"[{kind}] baseline, max throughput ({opts.duration}s)")

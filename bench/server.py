@@ -3,9 +3,10 @@
 Run: ``PARLEY_DATABASE_URL=... PARLEY_PORT=... python bench/server.py [--no-worker]``
 (the arguments are ``parley serve``'s own; this runs parley's Typer CLI).
 
-The baseline, ``POST /bench/baseline/{workspace}``, is the least a durable webhook
-receiver can do, in the same process, on the same uvicorn server and the same
-``parley.db.Database`` engine (WAL + ``BEGIN IMMEDIATE`` on SQLite, the same pool on
+The baseline, ``POST /webhooks/bench-baseline/{workspace}``, is the least a durable webhook
+receiver can do, in the same process, on the same uvicorn server, behind the same
+middleware as parley's webhooks (under ``/webhooks/``: signed, so no CSRF token) and on the
+same ``parley.db.Database`` engine (WAL + ``BEGIN IMMEDIATE`` on SQLite, the same pool on
 PostgreSQL): read the body, verify the Shopify HMAC with parley's own
 ``signature.verify``, insert one row (key + raw body, ON CONFLICT DO NOTHING on the
 delivery key, as parley dedupes) with a prepared Core statement in one transaction on a
@@ -91,7 +92,8 @@ _create_app = app_module.create_app
 
 def create_app_with_baseline(*args: Any, **kwargs: Any) -> Any:
     app = _create_app(*args, **kwargs)
-    app.router.routes.append(Route("/bench/baseline/{workspace}", baseline, methods=["POST"]))
+    route = Route("/webhooks/bench-baseline/{workspace}", baseline, methods=["POST"])
+    app.router.routes.append(route)
     return app
 
 
