@@ -5,6 +5,7 @@ signed so parley's verifiers accept them, and a failure to post never breaks a s
 from __future__ import annotations
 
 import logging
+import ssl
 from urllib.parse import parse_qsl
 
 import httpx
@@ -23,11 +24,12 @@ from tests.sandbox.conftest import (
 )
 
 from parley.channels.base import ChannelKind, StatusUpdate
+from parley.channels.http import tls_context
 from parley.channels.twilio_sms import webhook as twilio
 from parley.channels.whatsapp_cloud import webhook as whatsapp
 from parley.clock import FrozenClock
 from parley.sandbox.store import SandboxStore
-from parley.sandbox.webhooks import WebhookPoster
+from parley.sandbox.webhooks import SignedWebhook, WebhookPoster
 
 pytestmark = pytest.mark.anyio
 
@@ -205,3 +207,29 @@ async def test_unreachable_parley_is_logged_and_the_send_still_succeeds(
         record.getMessage().startswith(f"sandbox: could not post a webhook to {CALLBACK}: ")
         for record in caplog.records
     )
+
+
+async def test_receipts_share_one_tls_context_however_many_are_posted(monkeypatch):
+    """Building a TLS context loads the CA bundle (about 30 ms of CPU); made afresh for each
+    receipt it capped the sandbox at a few dozen messages a second."""
+    built: list[ssl.SSLContext] = []
+    create = ssl.create_default_context
+
+    def counting(*args, **kwargs):
+        built.append(create(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    tls_context.cache_clear()
+    poster = WebhookPoster(timeout=1.0)
+    refused = []
+    for n in range(5):  # nothing listens on port 9: each post is refused, after its client
+        webhook = SignedWebhook(
+            url=f"http://127.0.0.1:9/webhooks/whatsapp/demo?n={n}", content=b"{}"
+        )
+        with pytest.raises(httpx.ConnectError):
+            await poster.post(webhook)
+        refused.append(n)
+    tls_context.cache_clear()
+    assert refused == [0, 1, 2, 3, 4]
+    assert len(built) == 1

@@ -30,6 +30,7 @@ import httpx
 
 from parley.channels import meta
 from parley.channels.email_inbound import mailgun
+from parley.channels.http import tls_context
 from parley.channels.twilio_sms import webhook as twilio_webhook
 from parley.clock import utc_now
 from parley.sandbox.twilio import API_VERSION as TWILIO_API_VERSION
@@ -261,7 +262,10 @@ class WebhookPoster:
     async def post(self, webhook: SignedWebhook) -> httpx.Response:
         """POST one webhook; raises ``httpx.HTTPError`` when parley cannot be reached."""
         async with httpx.AsyncClient(
-            transport=self._transport, timeout=self._timeout, follow_redirects=False
+            transport=self._transport,
+            timeout=self._timeout,
+            follow_redirects=False,
+            verify=tls_context(),
         ) as client:
             return await client.post(webhook.url, content=webhook.content, headers=webhook.headers)
 

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from parley.channels.http import tls_context
 from parley.http.web.pages import signed_in
 from parley.settings import Settings
 
@@ -134,7 +135,10 @@ async def fetch(url: str, *, settings: Settings) -> tuple[bytes, str | None]:
     limit = settings.media_proxy_max_bytes
     async with (
         httpx.AsyncClient(
-            follow_redirects=False, timeout=settings.media_proxy_timeout_seconds, trust_env=False
+            follow_redirects=False,
+            timeout=settings.media_proxy_timeout_seconds,
+            trust_env=False,
+            verify=tls_context(),
         ) as client,
         client.stream(
             "GET",
