@@ -7,6 +7,7 @@ databases with parley's own migrations and workspaces with parley's own service.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -634,6 +635,24 @@ def machine_line() -> str:
                 model = text_line.split(":", 1)[1].strip()
                 break
     return f"{cpus} CPUs ({model}), Python {sys.version.split()[0]}"
+
+
+def bench_parser(description: str) -> argparse.ArgumentParser:
+    """The options every bench takes: the engine, where its data lives, where it reports."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    p.add_argument("--pg-url", default=DEFAULT_PG_ADMIN_URL, help="admin connection")
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--keep", action="store_true", help="keep the bench databases")
+    p.add_argument("--json", default=None, help="write the results here")
+    return p
+
+
+def report(opts: argparse.Namespace, result: dict[str, Any], table: Any) -> None:
+    """Print a bench's table and write its JSON, stamped with this machine."""
+    result["machine"] = machine_line()
+    print(table(result))
+    write_json(opts.json, result)
 
 
 def write_json(path: str | None, data: dict[str, Any]) -> None:

@@ -693,9 +693,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="parley dispatch bench")
-    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    p.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL, help="admin connection")
+    p = benchkit.bench_parser("parley dispatch bench")
     p.add_argument("--orders", type=int, default=4000, help="preloaded orders (x1.5 jobs)")
     p.add_argument(
         "--sandbox-jobs", type=int, default=3000, help="jobs the sandbox phase drains (0: all)"
@@ -710,9 +708,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pgqueuer", dest="pgqueuer", action="store_false")
     p.add_argument("--pgq-jobs", type=int, default=20_000, help="jobs per PgQueuer drain (min)")
     p.add_argument("--profile", default=None, help="directory for py-spy collapsed stacks")
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--keep", action="store_true", help="keep the bench databases")
-    p.add_argument("--json", default=None, help="write the results here")
     return p
 
 
@@ -720,10 +715,7 @@ def main() -> None:
     opts = parser().parse_args()
     if opts.profile:
         Path(opts.profile).mkdir(parents=True, exist_ok=True)
-    result = run(opts.db, opts)
-    result["machine"] = benchkit.machine_line()
-    print(table(result))
-    benchkit.write_json(opts.json, result)
+    benchkit.report(opts, run(opts.db, opts), table)
 
 
 if __name__ == "__main__":

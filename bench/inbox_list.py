@@ -312,23 +312,15 @@ def table(result: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="parley inbox list bench")
-    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    p.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL, help="admin connection")
+    p = benchkit.bench_parser("parley inbox list bench")
     p.add_argument("--conversations", type=int, default=10_000)
     p.add_argument("--requests", type=int, default=50, help="timed requests per page")
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--keep", action="store_true", help="keep the bench database")
-    p.add_argument("--json", default=None, help="write the results here")
     return p
 
 
 def main() -> None:
     opts = parser().parse_args()
-    result = run(opts.db, opts)
-    result["machine"] = benchkit.machine_line()
-    print(table(result))
-    benchkit.write_json(opts.json, result)
+    benchkit.report(opts, run(opts.db, opts), table)
 
 
 if __name__ == "__main__":

@@ -371,9 +371,7 @@ def log(message: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="parley ingest bench")
-    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    p.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL, help="admin connection")
+    p = benchkit.bench_parser("parley ingest bench")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per max-throughput run")
     p.add_argument("--rate-duration", type=float, default=8.0, help="seconds per fixed-rate run")
     p.add_argument("--memory-duration", type=float, default=10.0)
@@ -393,9 +391,6 @@ def parser() -> argparse.ArgumentParser:
         help="what-if patch applied inside the bench server only (see server.py); "
         "not for the reported figures",
     )
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--keep", action="store_true", help="keep the bench databases")
-    p.add_argument("--json", default=None, help="write the results here")
     return p
 
 
@@ -405,10 +400,7 @@ def main() -> None:
         opts.server_cpus = ""
     if opts.profile:
         Path(opts.profile).mkdir(parents=True, exist_ok=True)
-    result = run(opts.db, opts)
-    result["machine"] = benchkit.machine_line()
-    print(table(result))
-    benchkit.write_json(opts.json, result)
+    benchkit.report(opts, run(opts.db, opts), table)
 
 
 if __name__ == "__main__":

@@ -162,22 +162,14 @@ def table(result: dict[str, Any]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="parley live-update latency bench")
-    p.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    p.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL, help="admin connection")
+    p = benchkit.bench_parser("parley live-update latency bench")
     p.add_argument("--messages", type=int, default=100)
-    p.add_argument("--workdir", default=None)
-    p.add_argument("--keep", action="store_true", help="keep the bench database")
-    p.add_argument("--json", default=None, help="write the results here")
     return p
 
 
 def main() -> None:
     opts = parser().parse_args()
-    result = run(opts.db, opts)
-    result["machine"] = benchkit.machine_line()
-    print(table(result))
-    benchkit.write_json(opts.json, result)
+    benchkit.report(opts, run(opts.db, opts), table)
 
 
 if __name__ == "__main__":
