@@ -117,7 +117,7 @@ async def run_worker(opts: argparse.Namespace) -> dict[str, Any]:
         "t1": t1,
         "cpu_seconds": cpu,
         "config": {
-            "batch_size": settings.worker_batch_size,
+            "batch_size": worker.config.batch_size,
             "concurrency": settings.worker_concurrency,
             "poll_seconds": settings.worker_poll_seconds,
         },

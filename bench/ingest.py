@@ -255,6 +255,10 @@ def memory_phase(
             **common,
         )
         out["load"] = load
+        log(
+            f"    {load['throughput']:.0f}/s answered, p50 {load['p50_ms']:.1f} ms, "
+            f"p90 {load['p90_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms"
+        )
         deadline = time.monotonic() + opts.drain_timeout
         while time.monotonic() < deadline:
             open_jobs = benchkit.count_rows(

@@ -39,7 +39,11 @@ class Settings(BaseSettings):
     )
     embedded_worker: bool = Field(default=True, description="`parley serve` also runs a worker")
     worker_concurrency: int = Field(default=64, description="sends in flight per worker process")
-    worker_batch_size: int = Field(default=200, description="jobs claimed per round")
+    worker_batch_size: int | None = Field(
+        default=None,
+        description="jobs claimed per round; default 200 on PostgreSQL and 20 on SQLite, "
+        "whose one writer a batch holds while it is prepared, so webhooks wait less",
+    )
     worker_poll_seconds: float = 0.2
     job_lease_seconds: int = 60
     job_max_attempts: int = 8

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -33,6 +34,7 @@ from parley.http.webhooks.meta import (
 )
 from parley.http.webhooks.shopify import shopify_webhook
 from parley.http.webhooks.twilio import twilio_webhook
+from parley.jobs.intake import CountIntake, Intake
 from parley.runtime import Runtime, build_runtime
 from parley.sandbox.app import create_sandbox_app
 from parley.sandbox.smtp import SandboxSmtpServer
@@ -80,8 +82,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
             smtp.start()
         worker_task = None
         worker = None
+        app.state.intake = Intake()
         if settings.embedded_worker:
-            worker = rt.worker()
+            worker = rt.worker(give_way=app.state.intake.give_way)
             app.state.worker = worker
             worker_task = asyncio.create_task(worker.run_forever(), name="parley-worker")
         relay = await start_relay(app, rt.db, settings)
@@ -119,13 +122,14 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=web_middleware(),
+        middleware=[Middleware(CountIntake), *web_middleware()],
         exception_handlers={**EXCEPTION_HANDLERS, **WEB_EXCEPTION_HANDLERS},
     )
     app.state.settings = settings
     app.state.sandbox = sandbox_store
     app.state.worker = None
     app.state.live = None
+    app.state.intake = None
     return app
 
 

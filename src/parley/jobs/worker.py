@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
@@ -113,7 +114,11 @@ class Worker:
         config: WorkerConfig | None = None,
         *,
         name: str | None = None,
+        give_way: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``give_way``, when given, is awaited before each database phase and each send:
+        ``parley serve`` passes its :class:`~parley.jobs.intake.Intake` so webhooks come
+        first."""
         self.db = db
         self.tasks = {task.kind: task for task in tasks}
         self.config = config or WorkerConfig()
@@ -121,6 +126,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._nudged = asyncio.Event()
         self._semaphore = asyncio.Semaphore(self.config.concurrency)
+        self._give_way = give_way
 
     async def run_forever(self) -> None:
         """Work until :meth:`stop`; sleep only when nothing is due."""
@@ -165,15 +171,22 @@ class Worker:
 
     async def run_once(self) -> int:
         """Claim one batch and see every job in it to an outcome; return how many."""
+        await self._wait_turn()
         jobs = await asyncio.to_thread(self._claim)
         if not jobs:
             return 0
+        await self._wait_turn()
         prepared = await asyncio.to_thread(self._prepare_all, jobs)
         pending = [(job, work) for job, work in prepared if work is not None]
         results = await asyncio.gather(*(self._perform(job, work) for job, work in pending))
         if pending:
+            await self._wait_turn()
             await asyncio.to_thread(self._finish_all, pending, results)
         return len(jobs)
+
+    async def _wait_turn(self) -> None:
+        if self._give_way is not None:
+            await self._give_way()
 
     def _claim(self) -> list[ClaimedJob]:
         with self.db.transaction() as session:
@@ -253,6 +266,7 @@ class Worker:
 
     async def _perform(self, job: ClaimedJob, work: Any) -> Any:
         async with self._semaphore:
+            await self._wait_turn()
             try:
                 return await self.tasks[job.kind].perform(work)
             except Exception as exc:  # noqa: BLE001 - handed to the task's finish to classify

@@ -1,0 +1,157 @@
+"""``parley serve``'s embedded worker gives way to deliveries being taken in."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from parley.db import Database
+from parley.jobs import queue
+from parley.jobs.intake import CountIntake, Intake
+from parley.jobs.models import Job, JobStatus
+from parley.jobs.queue import ClaimedJob
+from parley.jobs.worker import Outcome, Worker, WorkerConfig
+from parley.runtime import POSTGRES_BATCH_SIZE, SQLITE_BATCH_SIZE, Runtime
+from parley.settings import Settings
+from support import rows
+
+
+async def _ticks(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_give_way_waits_until_the_last_delivery_in_flight_ends() -> None:
+    async def scenario() -> list[str]:
+        intake = Intake(max_wait=60)
+        seen: list[str] = []
+        intake.started()
+        intake.started()
+
+        async def worker_turn() -> None:
+            await intake.give_way()
+            seen.append("worker")
+
+        turn = asyncio.create_task(worker_turn())
+        await _ticks()
+        intake.ended()
+        await _ticks()
+        seen.append("one delivery left")
+        intake.ended()
+        await turn
+        return seen
+
+    assert asyncio.run(scenario()) == ["one delivery left", "worker"]
+
+
+def test_give_way_returns_at_once_when_nothing_is_in_flight() -> None:
+    async def scenario() -> bool:
+        intake = Intake(max_wait=60)
+        turn = asyncio.create_task(intake.give_way())
+        await _ticks(1)
+        return turn.done()
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_give_way_stops_waiting_after_max_wait_so_sends_still_move_under_a_flood() -> None:
+    async def scenario() -> int:
+        intake = Intake(max_wait=0)
+        intake.started()
+        await intake.give_way()
+        return intake.in_flight
+
+    assert asyncio.run(scenario()) == 1
+
+
+def _counting_app() -> tuple[Starlette, list[int]]:
+    seen: list[int] = []
+
+    async def handler(request: Request) -> JSONResponse:
+        seen.append(request.app.state.intake.in_flight)
+        return JSONResponse({})
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/shopify/demo", handler, methods=["POST"]),
+            Route("/api/v1/events", handler, methods=["POST"]),
+            Route("/inbox", handler),
+        ],
+        middleware=[Middleware(CountIntake)],
+    )
+    app.state.intake = Intake()
+    return app, seen
+
+
+def test_webhooks_and_the_events_api_count_as_intake_and_pages_do_not() -> None:
+    app, seen = _counting_app()
+    with TestClient(app) as client:
+        client.post("/webhooks/shopify/demo")
+        client.post("/api/v1/events")
+        client.get("/inbox")
+        assert app.state.intake.in_flight == 0
+    assert seen == [1, 1, 0]
+
+
+class FinishAtOnce:
+    """A task whose jobs finish in ``prepare``; it notes which it saw."""
+
+    kind = "test.intake"
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        return None
+
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> None:
+        self.seen.append(job.id)
+
+    async def perform(self, work: Any) -> Any:
+        raise AssertionError("prepare finished the job")
+
+    def finish_batch(self, session: Session, items: list[Any]) -> list[Outcome]:
+        raise AssertionError("prepare finished the job")
+
+
+def test_a_worker_claims_nothing_until_intake_gives_way(db: Database) -> None:
+    with db.transaction() as session:
+        queue.enqueue(session, kind=FinishAtOnce.kind, payload={})
+    [job] = rows(db, Job)
+    task = FinishAtOnce()
+
+    async def scenario() -> tuple[list[str], list[int]]:
+        waiting, gate = asyncio.Event(), asyncio.Event()
+
+        async def give_way() -> None:
+            waiting.set()
+            await gate.wait()
+
+        worker = Worker(db, [task], WorkerConfig(), name="w1", give_way=give_way)
+        round_ = asyncio.create_task(worker.run_once())
+        await waiting.wait()
+        before = [job.status for job in rows(db, Job)]
+        gate.set()
+        await round_
+        return before, list(task.seen)
+
+    before, seen = asyncio.run(scenario())
+    assert before == [JobStatus.PENDING]
+    assert seen == [job.id]
+    assert [job.status for job in rows(db, Job)] == [JobStatus.DONE]
+
+
+def test_workers_claim_small_batches_on_sqlite_and_large_ones_on_postgresql(db: Database) -> None:
+    runtime = Runtime(settings=Settings(), db=db, adapters={})
+    expected = POSTGRES_BATCH_SIZE if db.is_postgres else SQLITE_BATCH_SIZE
+    assert runtime.worker_config().batch_size == expected
+    chosen = Runtime(settings=Settings(worker_batch_size=7), db=db, adapters={})
+    assert chosen.worker_config().batch_size == 7
