@@ -177,3 +177,64 @@ def test_finding_who_holds_identities_searches_the_identity_index_not_the_worksp
                 "SEARCH customer_identities USING INDEX sqlite_autoindex_customer_identities_1 "
                 "(workspace_id=? AND kind=? AND value=?)"
             )
+
+
+def test_a_profile_that_loses_the_race_for_its_strongest_identity_is_discarded_whole(db):
+    """Another delivery claimed the Shopify id between our read and our insert: the profile
+    we made is deleted, and the weaker identities it claimed in the same statement go with
+    it, so the winner can take them."""
+    workspace_id = seed(db)
+    winner = _platform_record(db, workspace_id, external_id="sh-501", email="lee@example.net")
+    profile = events.Customer(external_id="sh-501", email="lee@example.net", phone=PHONE)
+    contact = customers.contact_from(profile)
+    with db.transaction() as session:
+        before = {c.id for c in session.query(Customer)}
+        created, claimed = customers._create(
+            session,
+            workspace_id=workspace_id,
+            contact=contact,
+            profile=profile,
+            identities=contact.identities(),
+            now=utc_now(),
+        )
+    assert (created, claimed) == (None, [])
+    assert {c.id for c in rows(db, Customer)} == before
+    ours = {"sh-501", "lee@example.net", PHONE}
+    held = [(i.kind, i.value, i.customer_id) for i in rows(db, CustomerIdentity) if i.value in ours]
+    assert sorted(held) == [("email", "lee@example.net", winner), ("shopify", "sh-501", winner)]
+
+
+def test_a_new_profile_is_made_whole_in_one_insert_with_every_identity_it_holds(db):
+    workspace_id = seed(db)
+    profile = events.Customer(
+        external_id="sh-502", email="Kim@Example.net", phone=PHONE, first_name="Kim"
+    )
+    customer_id = _platform_record_of(db, workspace_id, profile)
+    [kim] = rows(db, Customer, Customer.id == customer_id)
+    assert (kim.email, kim.phone, kim.first_name, kim.timezone) == (
+        "kim@example.net",
+        PHONE,
+        "Kim",
+        "America/New_York",
+    )
+    assert sorted(
+        (i.kind, i.value)
+        for i in rows(db, CustomerIdentity, CustomerIdentity.customer_id == customer_id)
+    ) == [
+        ("email", "kim@example.net"),
+        ("phone", PHONE),
+        ("shopify", "sh-502"),
+    ]
+
+
+def _platform_record_of(db, workspace_id: int, profile: events.Customer) -> int:
+    with db.transaction() as session:
+        customer_id = customers.resolve_customer_id(
+            session,
+            workspace_id=workspace_id,
+            contact=customers.contact_from(profile),
+            profile=profile,
+            consent_source="shopify",
+        )
+    assert customer_id is not None
+    return customer_id

@@ -105,9 +105,17 @@ def resolve_customer_id(
     if known is not None and _is_another_platform_customer(session, contact, owners, known):
         known = None
     if known is None:
-        created = _create(session, workspace_id=workspace_id, contact=contact, now=now)
+        unheld = [identity for identity in identities if identity not in owners]
+        created, claimed = _create(
+            session,
+            workspace_id=workspace_id,
+            contact=contact,
+            profile=profile,
+            identities=unheld,
+            now=now,
+        )
         if created is not None:
-            owners = {**owners, identities[0]: created}
+            owners = {**owners, **dict.fromkeys(claimed, created)}
         else:  # another transaction made this shopper first: theirs is the profile
             owners = _owners(session, workspace_id=workspace_id, identities=identities)
             created = owners[identities[0]]
@@ -210,40 +218,57 @@ def _owners(
 
 
 def _create(
-    session: Session, *, workspace_id: int, contact: Contact, now: datetime
-) -> Owner | None:
-    """Insert a profile holding the strongest identity: the new owner of that identity, as
-    :func:`_owners` would read it back, or None when a concurrent transaction claimed the
-    identity first (our profile is then discarded)."""
+    session: Session,
+    *,
+    workspace_id: int,
+    contact: Contact,
+    profile: events.Customer | None,
+    identities: list[tuple[IdentityKind, str]],
+    now: datetime,
+) -> tuple[Owner | None, list[tuple[IdentityKind, str]]]:
+    """Insert a profile, filled from the record, holding the identities no one held when
+    they were read (strongest first), in two statements.
+
+    Returns the new owner of those identities, as :func:`_owners` would read it back, and
+    the identities it claimed; or None when a concurrent transaction claimed the strongest
+    first: our profile is then discarded, and the identities it claimed go with it.
+    """
     connection = session.connection()
+    fields = profile_changes(_NO_ONE, contact=contact, profile=profile)
+    row = dict.fromkeys(_CREATED_FIELDS) | fields
     customer_id = connection.execute(
         _insert_customer(session),
-        {
-            "workspace_id": workspace_id,
-            "email": contact.email,
-            "phone": contact.phone,
-            "created_at": now,
-            "updated_at": now,
-        },
+        {"workspace_id": workspace_id, "created_at": now, "updated_at": now, **row},
     ).scalar_one()
-    kind, value = contact.identities()[0]
     # RETURNING, not rowcount: psycopg reports -1 for an INSERT that did nothing, so a lost
-    # race looked won and left a second profile for one shopper.
-    claimed = connection.execute(
-        _claim_identity(session), _identity_row(workspace_id, customer_id, kind, value, now)
-    ).scalar()
-    if claimed is None:
+    # race looked won and left a second profile for one shopper. One statement for all the
+    # rows (SQLAlchemy's "insertmanyvalues"), inserted in the order given, strongest first.
+    claimed = [
+        (IdentityKind(kind), value)
+        for kind, value in connection.execute(
+            _claim_identities(session),
+            [
+                _identity_row(workspace_id, customer_id, kind, value, now)
+                for kind, value in identities
+            ],
+        )
+    ]
+    if identities[0] not in claimed:
         connection.execute(delete(Customer).where(Customer.id == customer_id))
-        return None
-    profile = dict.fromkeys(PROFILE_FIELDS) | {"email": contact.email, "phone": contact.phone}
+        return None, []
+    kind, value = identities[0]
     return {
         "customer_id": int(customer_id),
         "workspace_id": workspace_id,
         "kind": kind,
         "value": value,
-        "source_updated_at": None,
-        **profile,
-    }
+        **row,
+    }, claimed
+
+
+_CREATED_FIELDS = (*PROFILE_FIELDS, "source_updated_at")
+_NO_ONE: Owner = dict.fromkeys(_CREATED_FIELDS)
+"""The owner a new profile starts from: every field empty."""
 
 
 def profile_changes(
@@ -298,11 +323,11 @@ def _insert_identities(dialect: str) -> Any:
 
 
 @per_dialect
-def _claim_identity(dialect: str) -> Any:
+def _claim_identities(dialect: str) -> Any:
     return (
         insert_on(dialect, IDENTITIES)
         .on_conflict_do_nothing(index_elements=["workspace_id", "kind", "value"])
-        .returning(IDENTITIES.c.id)
+        .returning(IDENTITIES.c.kind, IDENTITIES.c.value)
     )
 
 
