@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from parley.clock import utc_now
@@ -23,6 +24,7 @@ from parley.runtime import Runtime
 from parley.settings import get_settings
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces import service as workspaces
+from parley.workspaces.models import Workspace
 from support import SECRET, count, deliveries, rows, seed, shopper, signed
 
 
@@ -88,7 +90,7 @@ def test_bad_signature_is_401_and_writes_nothing(client, db, tamper, caplog):
     assert "Ada" not in refusal[0]
 
 
-def test_old_secret_is_accepted_during_rotation_and_refused_after(client, db):
+def test_old_secret_is_accepted_during_rotation_and_refused_after(client, db, frozen_clock):
     with db.transaction() as session:
         workspace = workspaces.get_workspace(session, slug="demo")
         workspaces.rotate_shopify_secret(
@@ -105,11 +107,26 @@ def test_old_secret_is_accepted_during_rotation_and_refused_after(client, db):
     }
     assert _post(client, body, headers).status_code == 200
 
-    with db.transaction() as session:
-        workspace = workspaces.get_workspace(session, slug="demo")
-        workspace.shopify_previous_secret_expires_at = utc_now() - timedelta(seconds=1)
+    frozen_clock.advance(timedelta(hours=1, seconds=1))
     late = deliveries("Ada", order_id=2)[0]
     assert _post(client, late.body, late.headers).status_code == 401
+    assert count(db, WebhookDelivery) == 2
+
+
+def test_a_secret_rotated_by_another_process_is_accepted_on_its_first_delivery(client, db):
+    """This process remembers the workspace's secrets; a delivery signed with a secret set
+    since is checked again against the database before it is refused."""
+    first = deliveries("Ada", order_id=1)[0]
+    assert _post(client, first.body, first.headers).status_code == 200
+    with db.transaction() as session:
+        session.execute(
+            update(Workspace).where(Workspace.slug == "demo").values(shopify_secret="rotated")
+        )
+    body = deliveries("Ada", order_id=2)[0].body
+    headers = {**first.headers, "X-Shopify-Hmac-Sha256": sign(body, "rotated")}
+    headers |= {"X-Shopify-Webhook-Id": "rotated-1", "X-Shopify-Event-Id": "rotated-1"}
+    assert _post(client, body, headers).status_code == 200
+    assert count(db, WebhookDelivery) == 2
 
 
 def test_malformed_json_is_a_400_with_a_reason(client, db):
@@ -277,3 +294,22 @@ def test_malformed_body_with_a_bad_signature_is_401_not_422(client, db):
     response = _post(client, body, headers)
     assert response.status_code == 401
     assert _nothing_written(db)
+
+
+def test_deliveries_right_after_app_uninstalled_are_stored_but_start_nothing(client, db):
+    """The uninstall is applied by this process, which forgets what it remembered of the
+    workspace: the very next order is kept as a delivery and starts no journey."""
+    first = deliveries("Ada", order_id=1)[0]
+    assert _post(client, first.body, first.headers).status_code == 200
+    runs = count(db, JourneyRun)
+    body, headers = signed("app/uninstalled", {"id": 1, "name": "parley demo"}, webhook_id="bye")
+    assert _post(client, body, headers).status_code == 200
+    late = deliveries("Ada", order_id=2)[0]
+    assert _post(client, late.body, late.headers).json() == {
+        "status": "accepted",
+        "events": 0,
+        "journeys_started": 0,
+    }
+    assert count(db, WebhookDelivery) == 3
+    assert count(db, JourneyRun) == runs
+    assert rows(db, Order, Order.external_id == "2") == []

@@ -12,14 +12,16 @@ commit rate.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_SYNCHRONOUS = {"FULL", "NORMAL"}
@@ -86,6 +88,7 @@ class Database:
             engine_kwargs.setdefault("pool_pre_ping", True)
             self.engine = create_engine(self.url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._shared: dict[str, Any] = {}
 
     @property
     def is_postgres(self) -> bool:
@@ -96,6 +99,15 @@ class Database:
         """A session inside one transaction: commit on success, roll back on error."""
         with self.sessions() as session, session.begin():
             yield session
+
+    def shared(self, name: str, make: Callable[[], T]) -> T:
+        """One process-local object per name for this database, such as a cache of rows
+        that rarely change. It lives with this ``Database``, so two databases (a test's,
+        another tenant's) never see each other's."""
+        found = self._shared.get(name)
+        if found is None:
+            found = self._shared.setdefault(name, make())
+        return cast("T", found)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -18,12 +18,14 @@ from starlette.responses import JSONResponse
 from parley.clock import utc_now
 from parley.db import Database
 from parley.errors import Invalid, NotFound, Unauthenticated
-from parley.events import Event
+from parley.events import Event, EventType
 from parley.integrations.shopify import signature
 from parley.integrations.shopify.mapping import MalformedPayload, UnknownTopic, map_delivery
 from parley.store_events import service as store_events
 from parley.store_events.service import Delivery
 from parley.workspaces import service as workspaces
+from parley.workspaces.access import access_cache
+from parley.workspaces.service import WorkspaceAccess
 
 log = logging.getLogger(__name__)
 
@@ -117,29 +119,18 @@ def parse(headers: ShopifyHeaders, body: bytes) -> Parsed:
 
 
 def receive(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> dict[str, object]:
-    """Verify, store and plan in one transaction; the answer to give Shopify.
+    """Verify, then store and plan in one transaction; the answer to give Shopify.
 
-    Parsing and mapping happen first, outside the transaction, so the database (on SQLite,
-    its one writer) is held only for the signature check and the writes.
+    Parsing, mapping and the signature check happen first, outside the transaction, so
+    the database (on SQLite, its one writer) is held only for the writes.
     """
     parsed = parse(headers, body)
+    workspace = _verified_workspace(db, slug, headers, body)
+    if parsed.problem is not None:
+        log.warning("shopify %s for %s refused: %s", headers.topic, slug, parsed.problem)
+        raise parsed.problem
+    assert parsed.delivery is not None
     with db.transaction() as session:
-        workspace = workspaces.find_access(session, slug=slug)
-        if workspace is None:
-            raise NotFound(f"unknown workspace {slug!r}")
-        secrets = workspaces.shopify_secrets(workspace, now=utc_now())
-        if not signature.verify(body, headers.hmac, secrets):
-            log.warning(
-                "shopify webhook for %s refused: bad or missing HMAC (topic=%s, webhook_id=%s)",
-                slug,
-                headers.topic,
-                headers.webhook_id,
-            )
-            raise Unauthenticated("HMAC signature does not match")
-        if parsed.problem is not None:
-            log.warning("shopify %s for %s refused: %s", headers.topic, slug, parsed.problem)
-            raise parsed.problem
-        assert parsed.delivery is not None
         if parsed.mapped is None:
             store_events.record_delivery(
                 session,
@@ -152,9 +143,38 @@ def receive(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> di
         result = store_events.ingest(
             session, workspace=workspace, delivery=parsed.delivery, mapped=parsed.mapped
         )
+    if any(event.type is EventType.STORE_UNINSTALLED for event in parsed.mapped):
+        access_cache(db).forget(slug)
     if result.is_duplicate:
         return {"status": "duplicate"}
     return {"status": "accepted", "events": result.events, "journeys_started": result.runs_started}
+
+
+def _verified_workspace(
+    db: Database, slug: str, headers: ShopifyHeaders, body: bytes
+) -> WorkspaceAccess:
+    """The workspace, once the delivery's signature matches one of its secrets; a secret
+    that does not match what this process remembers is read again before refusing."""
+    cache = access_cache(db)
+    workspace = cache.get(slug)
+    if workspace is not None and not _signed_for(workspace, headers, body):
+        workspace = cache.refreshed(slug)
+    if workspace is None:
+        raise NotFound(f"unknown workspace {slug!r}")
+    if not _signed_for(workspace, headers, body):
+        log.warning(
+            "shopify webhook for %s refused: bad or missing HMAC (topic=%s, webhook_id=%s)",
+            slug,
+            headers.topic,
+            headers.webhook_id,
+        )
+        raise Unauthenticated("HMAC signature does not match")
+    return workspace
+
+
+def _signed_for(workspace: WorkspaceAccess, headers: ShopifyHeaders, body: bytes) -> bool:
+    secrets = workspaces.shopify_secrets(workspace, now=utc_now())
+    return signature.verify(body, headers.hmac, secrets)
 
 
 async def shopify_webhook(request: Request) -> JSONResponse:
