@@ -29,6 +29,7 @@ class Counting:
         self.statements = 0
         self.commits = 0
         self.kinds: Counter[str] = Counter()
+        self.recorded: list[str] | None = None
         event.listen(engine, "before_cursor_execute", self._on_execute)
         event.listen(engine, "commit", self._on_commit)
 
@@ -36,6 +37,8 @@ class Counting:
         self.statements += 1
         words = statement.split()
         self.kinds[" ".join(words[:1]).upper()] += 1
+        if self.recorded is not None:
+            self.recorded.append(" ".join(words))
 
     def _on_commit(self, _conn: Any) -> None:
         self.commits += 1
@@ -52,6 +55,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=400)
     parser.add_argument(
         "--cprofile", action="store_true", help="also print cProfile tables of receive()"
+    )
+    parser.add_argument(
+        "--show-sql", action="store_true", help="also print the statements of one delivery"
     )
     args = parser.parse_args()
 
@@ -73,6 +79,14 @@ def main() -> None:
         orders = [benchkit.order_delivery(i) for i in range(args.orders + 50)]
         for body, headers in orders[:50]:  # warm caches
             receive(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
+        if args.show_sql:
+            counting.recorded = []
+            body, headers = benchkit.order_delivery(10**6)
+            receive(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
+            print("statements of one orders/create delivery:")
+            for statement in counting.recorded:
+                print(f"  {statement[:300]}")
+            counting.recorded = None
         counting.reset()
         profiler = cProfile.Profile() if args.cprofile else None
         cpu0, t0 = time.process_time(), time.perf_counter()
