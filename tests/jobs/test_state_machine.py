@@ -44,6 +44,7 @@ from parley.journeys.models import JourneyRun, RunStatus
 from parley.messaging.models import Message, MessageStatus
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
+from parley.workspaces.access import access_cache
 from support import (
     deliveries,
     post,
@@ -74,6 +75,8 @@ def empty_database(db: Database) -> None:
     with db.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
+    # The workspace is made again under a new id: this process must not remember the old.
+    access_cache(db).clear()
 
 
 @dataclass

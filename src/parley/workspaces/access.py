@@ -60,6 +60,9 @@ class AccessCache:
     def forget(self, slug: str) -> None:
         self._entries.pop(slug, None)
 
+    def clear(self) -> None:
+        self._entries.clear()
+
     def _read(self, slug: str) -> _Entry:
         with self.db.transaction() as session:
             entry = _Entry(find_access(session, slug=slug), self.clock())
