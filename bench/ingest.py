@@ -32,6 +32,8 @@ import benchkit
 from benchkit import PYTHON, Child, Row, Target
 
 GOALS = {"sqlite": 3000.0, "postgres": 2000.0}
+SHOPIFY_TIMEOUT_MS = 5000.0
+"""Shopify waits this long for a webhook's answer before it counts a failure and retries."""
 P99_GOAL_MS = 50.0
 RSS_GOAL_MB = 300.0
 
@@ -353,6 +355,23 @@ def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
                     f"p99 {load['p99_ms']:.1f} ms with the worker on; "
                     f"{memory['messages_sent']} messages sent to the sandbox, "
                     f"{memory['open_jobs_at_end']} jobs still open"
+                ),
+            )
+        )
+        rows.append(
+            Row(
+                f"ingest p99 at half load, embedded worker sending ({memory['rate']:.0f}/s)",
+                load["p99_ms"],
+                "ms",
+                ceiling=ph["p99_ms"],
+                ceiling_label="worker off, same rate",
+                goal=f"< {SHOPIFY_TIMEOUT_MS:,.0f} ms (Shopify's timeout), all answered",
+                passed=load["p99_ms"] < SHOPIFY_TIMEOUT_MS
+                and load["throughput"] >= 0.95 * memory["rate"],
+                note=(
+                    f"answered {load['throughput']:.0f}/s of {memory['rate']:.0f}/s; "
+                    f"p50 {load['p50_ms']:.1f} ms, p90 {load['p90_ms']:.1f} ms; the sandbox's "
+                    "provider stand-ins run in the same process"
                 ),
             )
         )

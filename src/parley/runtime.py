@@ -6,7 +6,6 @@ Only the CLI and the HTTP app factory call this; the domain never reads settings
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +16,7 @@ from parley.channels.registry import build_adapters, close_adapters
 from parley.db import Database
 from parley.db.migrate import migrate
 from parley.inbox.tasks import ApplyStatusLater
+from parley.jobs.intake import Intake
 from parley.jobs.worker import Task, Worker, WorkerConfig
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging.delivery import DeliverMessage
@@ -24,11 +24,13 @@ from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.settings import Settings
 
-# A worker prepares a claimed batch in one transaction. On SQLite that holds the one
-# writer, and a webhook waits behind it: 20 jobs is a few milliseconds, 200 was hundreds
-# (p99 7.9 s under mixed load in bench/ingest.py). PostgreSQL's writers do not queue.
-SQLITE_BATCH_SIZE = 20
-POSTGRES_BATCH_SIZE = 200
+# A worker prepares a claimed batch in one transaction, a burst of CPU and, on SQLite,
+# a hold on the one writer. Beside the web server, or on SQLite, a webhook waits behind
+# it: 20 jobs is a few milliseconds, 200 was hundreds (bench/ingest.py, memory phase:
+# p99 7.9 s on SQLite, p50 176 -> 89 ms on PostgreSQL). A worker of its own on
+# PostgreSQL, where writers do not queue, amortises each round over 200.
+SMALL_BATCH_SIZE = 20
+LARGE_BATCH_SIZE = 200
 
 
 @dataclass
@@ -70,11 +72,13 @@ class Runtime:
             self.respond_task(),
         ]
 
-    def worker_config(self) -> WorkerConfig:
+    def worker_config(self, *, beside_web: bool = False) -> WorkerConfig:
+        """The worker's settings; ``beside_web`` for the one ``parley serve`` embeds."""
         settings = self.settings
+        small = beside_web or not self.db.is_postgres
         return WorkerConfig(
             batch_size=settings.worker_batch_size
-            or (POSTGRES_BATCH_SIZE if self.db.is_postgres else SQLITE_BATCH_SIZE),
+            or (SMALL_BATCH_SIZE if small else LARGE_BATCH_SIZE),
             concurrency=settings.worker_concurrency,
             lease=timedelta(seconds=settings.job_lease_seconds),
             poll_seconds=settings.worker_poll_seconds,
@@ -83,13 +87,18 @@ class Runtime:
             max_attempts=settings.job_max_attempts,
         )
 
-    def worker(
-        self, *, name: str | None = None, give_way: Callable[[], Awaitable[None]] | None = None
-    ) -> Worker:
-        """A worker for every task. The assistant's model is loaded (built on the very
-        first run) here, before any job, so no customer waits for it."""
+    def worker(self, *, name: str | None = None, intake: Intake | None = None) -> Worker:
+        """A worker for every task; with ``intake``, one that runs beside the web server
+        and gives way to the deliveries it is taking in. The assistant's model is loaded
+        (built on the very first run) here, before any job, so no customer waits for it."""
         _ = self.respond_task().classifier
-        return Worker(self.db, self.tasks(), self.worker_config(), name=name, give_way=give_way)
+        return Worker(
+            self.db,
+            self.tasks(),
+            self.worker_config(beside_web=intake is not None),
+            name=name,
+            give_way=intake.give_way if intake is not None else None,
+        )
 
     async def aclose(self) -> None:
         await close_adapters(self.adapters)

@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=64, description="sends in flight per worker process")
     worker_batch_size: int | None = Field(
         default=None,
-        description="jobs claimed per round; default 200 on PostgreSQL and 20 on SQLite, "
-        "whose one writer a batch holds while it is prepared, so webhooks wait less",
+        description="jobs claimed per round; default 20 on SQLite or beside the web server "
+        "(a batch is prepared in one burst, holding SQLite's one writer), 200 otherwise",
     )
     worker_poll_seconds: float = 0.2
     job_lease_seconds: int = 60

@@ -19,7 +19,7 @@ from parley.jobs.intake import CountIntake, Intake
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Outcome, Worker, WorkerConfig
-from parley.runtime import POSTGRES_BATCH_SIZE, SQLITE_BATCH_SIZE, Runtime
+from parley.runtime import LARGE_BATCH_SIZE, SMALL_BATCH_SIZE, Runtime
 from parley.settings import Settings
 from support import rows
 
@@ -149,9 +149,10 @@ def test_a_worker_claims_nothing_until_intake_gives_way(db: Database) -> None:
     assert [job.status for job in rows(db, Job)] == [JobStatus.DONE]
 
 
-def test_workers_claim_small_batches_on_sqlite_and_large_ones_on_postgresql(db: Database) -> None:
+def test_workers_claim_small_batches_on_sqlite_or_beside_the_web_server(db: Database) -> None:
     runtime = Runtime(settings=Settings(), db=db, adapters={})
-    expected = POSTGRES_BATCH_SIZE if db.is_postgres else SQLITE_BATCH_SIZE
-    assert runtime.worker_config().batch_size == expected
+    alone = LARGE_BATCH_SIZE if db.is_postgres else SMALL_BATCH_SIZE
+    assert runtime.worker_config().batch_size == alone
+    assert runtime.worker_config(beside_web=True).batch_size == SMALL_BATCH_SIZE
     chosen = Runtime(settings=Settings(worker_batch_size=7), db=db, adapters={})
-    assert chosen.worker_config().batch_size == 7
+    assert chosen.worker_config(beside_web=True).batch_size == 7

@@ -84,7 +84,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         worker = None
         app.state.intake = Intake()
         if settings.embedded_worker:
-            worker = rt.worker(give_way=app.state.intake.give_way)
+            worker = rt.worker(intake=app.state.intake)
             app.state.worker = worker
             worker_task = asyncio.create_task(worker.run_forever(), name="parley-worker")
         relay = await start_relay(app, rt.db, settings)
