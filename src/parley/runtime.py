@@ -15,8 +15,8 @@ from parley.channels.base import ChannelAdapter, ChannelKind
 from parley.channels.registry import build_adapters, close_adapters
 from parley.db import Database
 from parley.db.migrate import migrate
+from parley.http.intake import Intake
 from parley.inbox.tasks import ApplyStatusLater
-from parley.jobs.intake import Intake
 from parley.jobs.worker import Task, Worker, WorkerConfig
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging.delivery import DeliverMessage

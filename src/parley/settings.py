@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         default=True, description="`parley serve` brings a SQLite database up to date on start"
     )
     embedded_worker: bool = Field(default=True, description="`parley serve` also runs a worker")
+    intake_max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="deliveries (webhooks, events API) a server process takes in at once; "
+        "past it, 503 with Retry-After, so a retry storm is shed instead of timing out",
+    )
     worker_concurrency: int = Field(default=64, description="sends in flight per worker process")
     worker_batch_size: int | None = Field(
         default=None,

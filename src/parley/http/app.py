@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from parley.http.api.v1 import create_api
+from parley.http.intake import CountIntake, Intake
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.http.unsubscribe import unsubscribe, unsubscribe_page
 from parley.http.web.app import WEB_EXCEPTION_HANDLERS, web_middleware, web_routes
@@ -34,7 +35,6 @@ from parley.http.webhooks.meta import (
 )
 from parley.http.webhooks.shopify import shopify_webhook
 from parley.http.webhooks.twilio import twilio_webhook
-from parley.jobs.intake import CountIntake, Intake
 from parley.runtime import Runtime, build_runtime
 from parley.sandbox.app import create_sandbox_app
 from parley.sandbox.smtp import SandboxSmtpServer
@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
             smtp.start()
         worker_task = None
         worker = None
-        app.state.intake = Intake()
+        app.state.intake = Intake(max_in_flight=settings.intake_max_in_flight)
         if settings.embedded_worker:
             worker = rt.worker(intake=app.state.intake)
             app.state.worker = worker

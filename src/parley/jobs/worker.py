@@ -117,7 +117,7 @@ class Worker:
         give_way: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """``give_way``, when given, is awaited before each database phase and each send:
-        ``parley serve`` passes its :class:`~parley.jobs.intake.Intake` so webhooks come
+        ``parley serve`` passes its :class:`~parley.http.intake.Intake` so webhooks come
         first."""
         self.db = db
         self.tasks = {task.kind: task for task in tasks}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -14,14 +15,16 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from parley.db import Database
+from parley.http.app import create_app
+from parley.http.intake import SHED_LOG_INTERVAL, CountIntake, Intake
 from parley.jobs import queue
-from parley.jobs.intake import CountIntake, Intake
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Outcome, Worker, WorkerConfig
 from parley.runtime import LARGE_BATCH_SIZE, SMALL_BATCH_SIZE, Runtime
-from parley.settings import Settings
-from support import rows
+from parley.settings import Settings, get_settings
+from parley.store_events.models import WebhookDelivery
+from support import count, deliveries, rows, seed
 
 
 async def _ticks(n: int = 5) -> None:
@@ -156,3 +159,47 @@ def test_workers_claim_small_batches_on_sqlite_or_beside_the_web_server(db: Data
     assert runtime.worker_config(beside_web=True).batch_size == SMALL_BATCH_SIZE
     chosen = Runtime(settings=Settings(worker_batch_size=7), db=db, adapters={})
     assert chosen.worker_config(beside_web=True).batch_size == 7
+
+
+def _deliver(client: TestClient, delivery: Any) -> Any:
+    return client.post("/webhooks/shopify/demo", content=delivery.body, headers=delivery.headers)
+
+
+def test_deliveries_past_the_bound_get_503_with_retry_after_and_nothing_is_stored(db):
+    seed(db)
+    settings = get_settings(database_url=db.url, embedded_worker=False, intake_max_in_flight=2)
+    app = create_app(settings, runtime=Runtime(settings=settings, db=db, adapters={}))
+    placed = deliveries("Ada")[0]
+    with TestClient(app) as client:
+        intake = app.state.intake
+        intake.started()
+        intake.started()  # two deliveries are being taken in
+        refused = _deliver(client, placed)
+        page = client.get("/healthz")
+        assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
+        assert refused.json() == {"error": "too many deliveries at once, retry later"}
+        assert page.status_code == 200
+        assert (count(db, WebhookDelivery), intake.shed) == (0, 1)
+        intake.ended()
+        accepted = client.post(
+            "/webhooks/shopify/demo", content=placed.body, headers=placed.headers
+        )
+        assert accepted.status_code == 200
+        assert intake.in_flight == 1
+    assert count(db, WebhookDelivery) == 1
+
+
+def test_a_storm_is_logged_once_per_interval_with_how_many_were_refused(caplog) -> None:
+    ticks = [0.0]
+    intake = Intake(max_in_flight=1, clock=lambda: ticks[0])
+    assert intake.admit() is True
+    with caplog.at_level(logging.WARNING, logger="parley.http.intake"):
+        for _ in range(3):
+            assert intake.admit() is False
+        ticks[0] = SHED_LOG_INTERVAL
+        assert intake.admit() is False
+    assert [r.getMessage() for r in caplog.records] == [
+        "intake full (1 deliveries in flight): refused 1 with 503 and Retry-After",
+        "intake full (1 deliveries in flight): refused 3 with 503 and Retry-After",
+    ]
+    assert (intake.shed, intake.in_flight) == (4, 1)
