@@ -351,8 +351,6 @@ def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
                 goal=f"< {RSS_GOAL_MB:.0f} MB",
                 passed=hwm < RSS_GOAL_MB,
                 note=(
-                    f"{load['throughput']:.0f}/s offered {memory['rate']:.0f}/s, "
-                    f"p99 {load['p99_ms']:.1f} ms with the worker on; "
                     f"{memory['messages_sent']} messages sent to the sandbox, "
                     f"{memory['open_jobs_at_end']} jobs still open"
                 ),

@@ -22,8 +22,12 @@ EMAIL = "sam@example.net"
 
 
 def _platform_record(db, workspace_id: int, *, external_id: str, email: str, phone=None) -> int:
+    profile = events.Customer(external_id=external_id, email=email, phone=phone)
+    return _platform_record_of(db, workspace_id, profile)
+
+
+def _platform_record_of(db, workspace_id: int, profile: events.Customer) -> int:
     with db.transaction() as session:
-        profile = events.Customer(external_id=external_id, email=email, phone=phone)
         customer_id = customers.resolve_customer_id(
             session,
             workspace_id=workspace_id,
@@ -31,8 +35,8 @@ def _platform_record(db, workspace_id: int, *, external_id: str, email: str, pho
             profile=profile,
             consent_source="shopify",
         )
-        assert customer_id is not None
-        return customer_id
+    assert customer_id is not None
+    return customer_id
 
 
 def test_a_store_record_linking_an_sms_sender_and_an_email_sender_merges_them(db, tmp_path):
@@ -225,16 +229,3 @@ def test_a_new_profile_is_made_whole_in_one_insert_with_every_identity_it_holds(
         ("phone", PHONE),
         ("shopify", "sh-502"),
     ]
-
-
-def _platform_record_of(db, workspace_id: int, profile: events.Customer) -> int:
-    with db.transaction() as session:
-        customer_id = customers.resolve_customer_id(
-            session,
-            workspace_id=workspace_id,
-            contact=customers.contact_from(profile),
-            profile=profile,
-            consent_source="shopify",
-        )
-    assert customer_id is not None
-    return customer_id
