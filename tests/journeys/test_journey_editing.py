@@ -8,6 +8,7 @@ import pytest
 
 from parley.errors import Invalid
 from parley.journeys import service as journeys
+from parley.journeys import upcoming
 from parley.journeys.models import Journey, JourneyRun, RunStatus
 from parley.messaging.models import Message
 from support import count, deliveries, drain, make_worker, post, recording_adapters, rows, seed
@@ -97,3 +98,34 @@ def test_condition_step_exits_the_run_when_it_does_not_hold(db, frozen_clock):
         "condition not met: order.financial_status eq",
     )
     assert count(db, Message) == 0
+
+
+def test_a_journey_switched_off_sends_nothing_more_to_runs_already_waiting(db, frozen_clock):
+    """The Journeys page promises it: a switched-off journey starts no new runs and sends
+    nothing more to runs already waiting (here, a satisfaction check due in 24 h)."""
+    workspace_id = _update(db, "satisfaction_check", is_enabled=True).workspace_id
+    worker = make_worker(db, recording_adapters())
+    for delivery in deliveries("Alan"):
+        post(db, delivery)
+    drain(worker)
+    [journey] = rows(db, Journey, Journey.key == "satisfaction_check")
+    [run] = rows(db, JourneyRun, JourneyRun.journey_id == journey.id)
+    assert [send.journey_name for send in _upcoming(db, workspace_id, run.customer_id)] == [
+        "Satisfaction check"
+    ]
+    with db.transaction() as session:
+        journeys.update_journey(
+            session, workspace_id=workspace_id, key="satisfaction_check", is_enabled=False
+        )
+    assert _upcoming(db, workspace_id, run.customer_id) == []
+    frozen_clock.advance(timedelta(hours=24))
+    drain(worker)
+
+    assert count(db, Message, Message.message_type == "satisfaction_check") == 0
+    [run] = rows(db, JourneyRun, JourneyRun.journey_id == journey.id)
+    assert (run.status, run.exit_reason) == (RunStatus.EXITED, "journey switched off")
+
+
+def _upcoming(db, workspace_id: int, customer_id: int) -> list:
+    with db.transaction() as session:
+        return upcoming.upcoming_sends(session, workspace_id=workspace_id, customer_id=customer_id)

@@ -68,9 +68,14 @@ class RunFacts:
     workspace: Workspace
     run: JourneyRun
     definition: JourneyDefinition
+    journey_is_enabled: bool
     customer: Customer | None
     order: Order | None
     fulfillment: Fulfillment | None
+
+
+JOURNEY_SWITCHED_OFF = "journey switched off"
+"""A run's exit reason when its journey is switched off while the run waits."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class RunLookup:
         self.outbox = OutboxLookup(session)
         self._runs: dict[int, JourneyRun | None] = {}
         self._definitions: dict[int, JourneyDefinition] = {}
+        self._enabled: dict[int, bool] = {}
         self._workspaces: dict[int, Workspace] = {}
         self._orders: dict[tuple[int, str], Order | None] = {}
         self._fulfillments: dict[tuple[int, str], Fulfillment | None] = {}
@@ -115,7 +121,7 @@ class RunLookup:
         for journey in self.session.scalars(
             select(Journey).where(Journey.id.in_({run.journey_id for run in runs}))
         ):
-            self._definitions[journey.id] = definition_of(journey)
+            self._remember_journey(journey)
         for workspace in self.session.scalars(
             select(Workspace).where(Workspace.id.in_({run.workspace_id for run in runs}))
         ):
@@ -194,7 +200,7 @@ class RunLookup:
         if run.journey_id not in self._definitions:
             journey = self.session.get(Journey, run.journey_id)
             assert journey is not None
-            self._definitions[run.journey_id] = definition_of(journey)
+            self._remember_journey(journey)
         if run.workspace_id not in self._workspaces:
             workspace = self.session.get(Workspace, run.workspace_id)
             assert workspace is not None
@@ -216,10 +222,15 @@ class RunLookup:
             workspace=self._workspaces[run.workspace_id],
             run=run,
             definition=self._definitions[run.journey_id],
+            journey_is_enabled=self._enabled[run.journey_id],
             customer=customer,
             order=order,
             fulfillment=fulfillment,
         )
+
+    def _remember_journey(self, journey: Journey) -> None:
+        self._definitions[journey.id] = definition_of(journey)
+        self._enabled[journey.id] = journey.is_enabled
 
     def _external(
         self,
@@ -424,6 +435,8 @@ def send_purpose(definition: JourneyDefinition, step: SendStep) -> Purpose:
 
 def exit_reason(session: Session, facts: RunFacts, lookup: RunLookup | None = None) -> str | None:
     """Why the run must stop now, judged on the store's latest state; None to go on."""
+    if not facts.journey_is_enabled:
+        return JOURNEY_SWITCHED_OFF
     run = facts.run
     for rule in facts.definition.exit:
         if rule.event == "order.cancelled" and facts.order and facts.order.cancelled_at:

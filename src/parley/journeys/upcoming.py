@@ -126,7 +126,8 @@ def cancel_upcoming(
 
 
 def _pending(session: Session, *, workspace_id: int, customer_id: int) -> list[_Pending]:
-    """Pending advance jobs of the customer's active runs that lead to a send."""
+    """Pending advance jobs of the customer's active runs that lead to a send (none for a
+    journey switched off: its waiting runs will send nothing)."""
     runs = [
         (run, journey)
         for run, journey in session.execute(
@@ -136,6 +137,7 @@ def _pending(session: Session, *, workspace_id: int, customer_id: int) -> list[_
                 JourneyRun.workspace_id == workspace_id,
                 JourneyRun.customer_id == customer_id,
                 JourneyRun.status == RunStatus.ACTIVE,
+                Journey.is_enabled.is_(True),
             )
         )
     ]
