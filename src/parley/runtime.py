@@ -26,9 +26,9 @@ from parley.settings import Settings
 
 # A worker prepares a claimed batch in one transaction, a burst of CPU and, on SQLite,
 # a hold on the one writer. Beside the web server, or on SQLite, a webhook waits behind
-# it: 20 jobs is a few milliseconds, 200 was hundreds (bench/ingest.py, memory phase:
-# p99 7.9 s on SQLite, p50 176 -> 89 ms on PostgreSQL). A worker of its own on
-# PostgreSQL, where writers do not queue, amortises each round over 200.
+# it: 20 jobs is some 10-20 ms, 200 was hundreds (bench/ingest.py, memory phase: p99
+# 7.9 s on SQLite, p50 176 -> 89 ms on PostgreSQL). A worker of its own on PostgreSQL,
+# where writers do not queue, amortises each round over 200.
 SMALL_BATCH_SIZE = 20
 LARGE_BATCH_SIZE = 200
 
