@@ -110,4 +110,10 @@ class Database:
         return cast("T", found)
 
     def dispose(self) -> None:
+        """Close what was shared on this database (writer threads stop), then the pool."""
+        shared, self._shared = list(self._shared.values()), {}
+        for found in shared:
+            close = getattr(found, "close", None)
+            if callable(close):
+                close()
         self.engine.dispose()

@@ -11,12 +11,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from parley.clock import utc_now
 from parley.db import Database
+from parley.db.group_commit import group_commit
 from parley.errors import Invalid, NotFound, Unauthenticated
 from parley.events import Event, EventType
 from parley.integrations.shopify import signature
@@ -118,36 +119,80 @@ def parse(headers: ShopifyHeaders, body: bytes) -> Parsed:
     return Parsed(delivery=delivery, mapped=mapped)
 
 
-def receive(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> dict[str, object]:
-    """Verify, then store and plan in one transaction; the answer to give Shopify.
+@dataclass(frozen=True)
+class Verified:
+    """A delivery whose signature matched its workspace's secrets, parsed and mapped
+    (``mapped`` is None for a topic parley does not use)."""
 
-    Parsing, mapping and the signature check happen first, outside the transaction, so
-    the database (on SQLite, its one writer) is held only for the writes.
-    """
+    workspace: WorkspaceAccess
+    delivery: Delivery
+    mapped: list[Event] | None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What to tell Shopify, once the writes are committed."""
+
+    body: dict[str, object]
+    uninstalled: bool = False
+
+
+def verify(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> Verified:
+    """Check the signature, then parse and map: everything done before the database is
+    written. Raises the refusal (404, 401, then 4xx for a malformed body: a forged body
+    is a 401 whatever it contains)."""
     parsed = parse(headers, body)
     workspace = _verified_workspace(db, slug, headers, body)
     if parsed.problem is not None:
         log.warning("shopify %s for %s refused: %s", headers.topic, slug, parsed.problem)
         raise parsed.problem
     assert parsed.delivery is not None
-    with db.transaction() as session:
-        if parsed.mapped is None:
-            store_events.record_delivery(
-                session,
-                workspace=workspace,
-                delivery=parsed.delivery,
-                status="ignored",
-                reason=f"topic {parsed.delivery.topic!r} is not used by parley",
-            )
-            return {"status": "ignored", "reason": f"unhandled topic {parsed.delivery.topic}"}
-        result = store_events.ingest(
-            session, workspace=workspace, delivery=parsed.delivery, mapped=parsed.mapped
+    return Verified(workspace=workspace, delivery=parsed.delivery, mapped=parsed.mapped)
+
+
+def store(session: Session, verified: Verified) -> Answer:
+    """Store and plan a verified delivery in the caller's transaction. Acts on nothing
+    outside it: a group commit may roll this back and run it again."""
+    delivery, mapped = verified.delivery, verified.mapped
+    if mapped is None:
+        store_events.record_delivery(
+            session,
+            workspace=verified.workspace,
+            delivery=delivery,
+            status="ignored",
+            reason=f"topic {delivery.topic!r} is not used by parley",
         )
-    if any(event.type is EventType.STORE_UNINSTALLED for event in parsed.mapped):
-        access_cache(db).forget(slug)
+        return Answer({"status": "ignored", "reason": f"unhandled topic {delivery.topic}"})
+    result = store_events.ingest(
+        session, workspace=verified.workspace, delivery=delivery, mapped=mapped
+    )
+    uninstalled = any(event.type is EventType.STORE_UNINSTALLED for event in mapped)
     if result.is_duplicate:
-        return {"status": "duplicate"}
-    return {"status": "accepted", "events": result.events, "journeys_started": result.runs_started}
+        return Answer({"status": "duplicate"}, uninstalled)
+    return Answer(
+        {"status": "accepted", "events": result.events, "journeys_started": result.runs_started},
+        uninstalled,
+    )
+
+
+def committed(db: Database, slug: str, answer: Answer) -> dict[str, object]:
+    """After the commit: a store that uninstalled parley is forgotten at once."""
+    if answer.uninstalled:
+        access_cache(db).forget(slug)
+    return answer.body
+
+
+def receive(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> dict[str, object]:
+    """Verify, then store and plan in a transaction of its own; the answer to give Shopify.
+
+    The signature check, parsing and mapping happen first, outside the transaction, so
+    the database (on SQLite, its one writer) is held only for the writes. The route does
+    the same through a group commit.
+    """
+    verified = verify(db, slug, headers, body)
+    with db.transaction() as session:
+        answer = store(session, verified)
+    return committed(db, slug, answer)
 
 
 def _verified_workspace(
@@ -179,11 +224,8 @@ def _signed_for(workspace: WorkspaceAccess, headers: ShopifyHeaders, body: bytes
 
 async def shopify_webhook(request: Request) -> JSONResponse:
     body = await request.body()
-    answer = await run_in_threadpool(
-        receive,
-        request.app.state.db,
-        request.path_params["workspace"],
-        ShopifyHeaders.of(request),
-        body,
-    )
-    return JSONResponse(answer)
+    db: Database = request.app.state.db
+    slug = request.path_params["workspace"]
+    headers = ShopifyHeaders.of(request)
+    answer = await group_commit(db).run(lambda: verify(db, slug, headers, body), store)
+    return JSONResponse(committed(db, slug, answer))

@@ -1,0 +1,213 @@
+"""Group commit: writes queued together share one commit, and nobody pays for another's
+failure. Each test holds the one writer in its first unit's ``prepare`` so that the units
+behind it are queued when it frees, which makes the batches deterministic."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from parley.db import Database
+from parley.db.group_commit import GroupCommit, group_commit
+from parley.errors import Unauthenticated
+from parley.store_events import service as store_events
+from parley.store_events.models import WebhookDelivery
+from parley.store_events.service import Delivery
+from parley.workspaces.models import Workspace
+from support import rows, seed
+
+pytestmark = pytest.mark.anyio
+
+
+class Held:
+    """A ``prepare`` that keeps the writer busy until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self) -> None:
+        self.entered.set()
+        assert self.gate.wait(10), "the test never released the writer"
+
+    async def wait_entered(self) -> None:
+        assert await asyncio.to_thread(self.entered.wait, 10)
+
+
+def _record(workspace_id: int, key: str, *, fail: bool = False) -> Callable[[Session, Any], int]:
+    def write(session: Session, _prepared: Any) -> int:
+        workspace = session.get_one(Workspace, workspace_id)
+        delivery_id = store_events.record_delivery(
+            session,
+            workspace=workspace,
+            delivery=Delivery(
+                source="test", delivery_key=key, topic="orders/create", headers={}, body="{}"
+            ),
+            status="processed",
+            reason=None,
+        )
+        if fail:
+            raise ValueError(f"{key} is refused")
+        assert delivery_id is not None
+        return delivery_id
+
+    return write
+
+
+def _nothing() -> None:
+    return None
+
+
+def _count_commits(db: Database) -> list[int]:
+    commits = [0]
+
+    def on_commit(_connection: Any) -> None:
+        commits[0] += 1
+
+    event.listen(db.engine, "commit", on_commit)
+    return commits
+
+
+def _keys(db: Database) -> list[str]:
+    return sorted(delivery.delivery_key for delivery in rows(db, WebhookDelivery))
+
+
+async def _queue_behind_held(
+    writer: GroupCommit, held: Held, first: Callable[[Session, Any], int], *units: Any
+) -> list[asyncio.Task[Any]]:
+    """Start ``first`` (held in prepare), then queue ``units`` behind it."""
+    tasks = [asyncio.create_task(writer.run(held, first))]
+    await held.wait_entered()
+    tasks += [asyncio.create_task(writer.run(prepare, write)) for prepare, write in units]
+    await asyncio.sleep(0.05)  # every task has reached the queue
+    return tasks
+
+
+async def test_units_queued_while_the_writer_is_busy_share_one_commit(db):
+    workspace_id = seed(db)
+    writer = GroupCommit(db, writers=1)
+    commits = _count_commits(db)
+    held = Held()
+    tasks = await _queue_behind_held(
+        writer,
+        held,
+        _record(workspace_id, "a"),
+        *[(_nothing, _record(workspace_id, key)) for key in ("b", "c", "d")],
+    )
+    held.gate.set()
+    ids = await asyncio.gather(*tasks)
+    writer.close()
+
+    assert commits[0] == 2  # "a" alone, then "b", "c" and "d" together
+    assert _keys(db) == ["a", "b", "c", "d"]
+    assert sorted(ids) == sorted(d.id for d in rows(db, WebhookDelivery))
+
+
+async def test_a_write_that_fails_is_refused_alone_and_the_rest_of_its_batch_is_kept(db):
+    workspace_id = seed(db)
+    writer = GroupCommit(db, writers=1)
+    commits = _count_commits(db)
+    held = Held()
+    tasks = await _queue_behind_held(
+        writer,
+        held,
+        _record(workspace_id, "a"),
+        (_nothing, _record(workspace_id, "b")),
+        (_nothing, _record(workspace_id, "c", fail=True)),
+        (_nothing, _record(workspace_id, "d")),
+    )
+    held.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    writer.close()
+
+    assert [type(result) for result in results] == [int, int, ValueError, int]
+    assert str(results[2]) == "c is refused"
+    assert commits[0] == 3  # "a"; the batch rolled back; then "b" and "d" each alone
+    assert _keys(db) == ["a", "b", "d"]
+
+
+async def test_a_unit_refused_before_writing_touches_nothing_and_its_batch_goes_on(db):
+    workspace_id = seed(db)
+    writer = GroupCommit(db, writers=1)
+    commits = _count_commits(db)
+    written: list[str] = []
+
+    def refuse() -> None:
+        raise Unauthenticated("HMAC signature does not match")
+
+    def forged(session: Session, prepared: Any) -> None:
+        written.append("forged")
+
+    held = Held()
+    tasks = await _queue_behind_held(
+        writer,
+        held,
+        _record(workspace_id, "a"),
+        (_nothing, _record(workspace_id, "b")),
+        (refuse, forged),
+        (_nothing, _record(workspace_id, "c")),
+    )
+    held.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    writer.close()
+
+    assert isinstance(results[2], Unauthenticated)
+    assert written == []
+    assert commits[0] == 2
+    assert _keys(db) == ["a", "b", "c"]
+
+
+async def test_a_caller_that_went_away_still_has_its_write_committed(db):
+    """Shopify may give up on a slow answer; the delivery is kept, and its retry is then
+    a duplicate."""
+    workspace_id = seed(db)
+    writer = GroupCommit(db, writers=1)
+    held = Held()
+    first, gone = await _queue_behind_held(
+        writer, held, _record(workspace_id, "a"), (_nothing, _record(workspace_id, "b"))
+    )
+    gone.cancel()
+    held.gate.set()
+    await first
+    writer.close()
+
+    assert gone.cancelled()
+    assert _keys(db) == ["a", "b"]
+
+
+async def test_close_finishes_what_is_queued_then_refuses_new_units(db):
+    workspace_id = seed(db)
+    writer = GroupCommit(db, writers=1)
+    held = Held()
+    tasks = await _queue_behind_held(
+        writer, held, _record(workspace_id, "a"), (_nothing, _record(workspace_id, "b"))
+    )
+    closing = asyncio.create_task(asyncio.to_thread(writer.close))
+    await asyncio.sleep(0.05)
+    held.gate.set()
+    await asyncio.gather(*tasks)
+    await closing
+
+    assert _keys(db) == ["a", "b"]
+    with pytest.raises(RuntimeError, match="closed"):
+        await writer.run(_nothing, _record(workspace_id, "c"))
+    assert _keys(db) == ["a", "b"]
+
+
+async def test_disposing_the_database_stops_its_writers(db):
+    workspace_id = seed(db)
+    shared = group_commit(db)
+    await shared.run(_nothing, _record(workspace_id, "a"))
+    threads = [t for t in threading.enumerate() if t.name.startswith("parley-writer")]
+    assert threads
+
+    db.dispose()
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert group_commit(db) is not shared
