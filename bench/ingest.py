@@ -2,9 +2,11 @@
 
 One server process (``bench/server.py``: parley's own ``serve`` command, embedded worker
 off, plus the baseline route) and one load-generator process (``bench/loadgen.py``,
-pinned to its own CPU) run four measurements, in this order, on a fresh database:
+pinned to its own CPU) run five measurements, in this order, on a fresh database:
 
 1. baseline max throughput: ``POST /webhooks/bench-baseline/bench`` (HMAC + one durable row);
+1b. the same baseline through parley's group commit (``bench-baseline-grouped``): what
+   sharing commits alone buys, as parley's route shares them (reported, no goal);
 2. parley max throughput: ``POST /webhooks/shopify/bench`` (HMAC, store the delivery, map
    it, customer + order upserts, event, journeys planned, job enqueued, commit);
 3. parley at a fixed rate of half its measured throughput: p50/p99 latency;
@@ -157,6 +159,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         common["server_pid"] = server.pid
         base = f"http://127.0.0.1:{port}"
         baseline_url = f"{base}/webhooks/bench-baseline/{benchkit.SLUG}"
+        grouped_url = f"{base}/webhooks/bench-baseline-grouped/{benchkit.SLUG}"
         parley_url = f"{base}/webhooks/shopify/{benchkit.SLUG}"
         try:
             log(f"[{kind}] baseline, max throughput ({opts.duration}s)")
@@ -170,6 +173,17 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
                 **common,
             )
             log(f"    {b_max['throughput']:.0f}/s  p99 {b_max['p99_ms']:.1f} ms")
+            log(f"[{kind}] baseline through parley's group commit ({opts.duration}s)")
+            g_max = loadgen(
+                grouped_url,
+                mode="max",
+                seq=seq.take(opts.requests),
+                requests=opts.requests,
+                duration=opts.duration,
+                connections=opts.connections,
+                **common,
+            )
+            log(f"    {g_max['throughput']:.0f}/s  p99 {g_max['p99_ms']:.1f} ms")
             result["rss_after_baseline_kb"] = benchkit.proc_status(server.pid).get("VmHWM")
             # parley cannot outrun its ceiling by much: build only what it can use.
             p_requests = int(min(opts.requests, b_max["throughput"] * opts.duration * 1.5 + 2000))
@@ -216,7 +230,11 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         )
         result["jobs_enqueued"] = benchkit.count_rows(url, "SELECT count(*) FROM jobs")
         result.update(
-            baseline_max=b_max, parley_max=p_max, parley_half=p_half, baseline_half=b_half
+            baseline_max=b_max,
+            grouped_baseline_max=g_max,
+            parley_max=p_max,
+            parley_half=p_half,
+            baseline_half=b_half,
         )
 
         if opts.memory:
@@ -300,6 +318,7 @@ def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
                 f"load generator CPU {p['loadgen_cpu_pct']:.0f}%"
             ),
         ),
+        *_grouped_row(p, r.get("grouped_baseline_max")),
         Row(
             "ingest p50 at max load",
             p["p50_ms"],
@@ -376,9 +395,25 @@ def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _grouped_row(parley: dict[str, Any], grouped: dict[str, Any] | None) -> list[Row]:
+    """parley beside a baseline that shares commits as parley's route does (no goal)."""
+    if not grouped:
+        return []
+    return [
+        Row(
+            "ingest webhooks/s (max), beside a group-committed baseline",
+            parley["throughput"],
+            "/s",
+            ceiling=grouped["throughput"],
+            ceiling_label="baseline through parley's group commit",
+            note=f"server process CPU {grouped.get('server_cpu_pct', 0):.0f}% in that baseline run",
+        )
+    ]
+
+
 def table(result: dict[str, Any]) -> str:
     rows = [Row(**row) for row in result["rows"]]
-    phases = ["baseline_max", "parley_max", "parley_half", "baseline_half"]
+    phases = ["baseline_max", "grouped_baseline_max", "parley_max", "parley_half", "baseline_half"]
     watches = [result[p].get("interference") for p in phases if p in result]
     if result.get("memory"):
         watches.append(result["memory"]["load"].get("interference"))
