@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
-import httpx
+import httpx2
 from benchkit import Row
 
 GOAL_SECONDS = 1.0
@@ -39,18 +39,18 @@ CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class Browser:
-    """The few things a browser does that httpx leaves to us: keep every cookie the app
-    sets (they are ``__Host-`` and Secure, which httpx's jar keeps off plain HTTP)."""
+    """The few things a browser does that httpx2 leaves to us: keep every cookie the app
+    sets (they are ``__Host-`` and Secure, which httpx2's jar keeps off plain HTTP)."""
 
     def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=10.0, follow_redirects=False)
+        self.http = httpx2.Client(base_url=base_url, timeout=10.0, follow_redirects=False)
         self.cookies: dict[str, str] = {}
 
     def headers(self) -> dict[str, str]:
         jar = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         return {"cookie": jar, "accept": "text/html", "origin": str(self.http.base_url)}
 
-    def keep(self, response: httpx.Response) -> httpx.Response:
+    def keep(self, response: httpx2.Response) -> httpx2.Response:
         for header in response.headers.get_list("set-cookie"):
             name, _, rest = header.partition("=")
             self.cookies[name.strip()] = rest.split(";", 1)[0]
@@ -90,7 +90,7 @@ def measure(base_url: str, password: str, messages: int) -> tuple[list[float], l
     agent.sign_in(AGENT_EMAIL, password)
     events: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
     threading.Thread(target=follow, args=(agent, events), daemon=True).start()
-    phone = httpx.Client(base_url=base_url, timeout=10.0)
+    phone = httpx2.Client(base_url=base_url, timeout=10.0)
     time.sleep(1.0)  # the stream is open and the relay is tailing
     to_screen: list[float] = []
     stored: list[float] = []

@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 from playwright.sync_api import Page, sync_playwright
 
 from parley.demo.simulate import run_simulation
@@ -54,7 +54,7 @@ def main() -> None:
         duplicates=1,
         echo=lambda _line: None,
     )
-    with httpx.Client(base_url=base) as http:
+    with httpx2.Client(base_url=base) as http:
         for message in CUSTOMERS_WRITE:
             http.post("/sandbox/api/inbound", json=message).raise_for_status()
             time.sleep(1.0)

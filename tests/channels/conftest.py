@@ -1,4 +1,4 @@
-"""Fake providers for the channel tests: httpx.MockTransport for HTTP APIs, a real aiosmtpd
+"""Fake providers for the channel tests: httpx2.MockTransport for HTTP APIs, a real aiosmtpd
 server on loopback for SMTP. Each ``*_channel`` fixture yields ``(adapter, fake)`` where the
 fake can be told how to answer the next send (see :class:`FakeProvider`).
 """
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+import httpx2
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -46,7 +46,7 @@ class FakeProvider(Protocol):
     def accept(self) -> None: ...
 
     def answer_text(self, status: int, text: str) -> None:
-        self._answer = lambda _request: httpx.Response(status, text=text)
+        self._answer = lambda _request: httpx2.Response(status, text=text)
 
     def answer_status(self, http_status: int, *, retry_after: int | None = None) -> str:
         """Answer the next send with the provider's version of ``http_status``; return the
@@ -66,26 +66,26 @@ class FakeProvider(Protocol):
 
 @dataclass
 class FakeHttpApi:
-    """A provider behind ``httpx.MockTransport``: records requests, answers as told."""
+    """A provider behind ``httpx2.MockTransport``: records requests, answers as told."""
 
-    success: Callable[[], httpx.Response]
+    success: Callable[[], httpx2.Response]
     error_body: Callable[[int, str], dict[str, Any]]
     error_codes: dict[int, str]
     recipient: str = "+15551234567"
     carries_retry_after: bool = True
     message_id: str = ""
-    requests: list[httpx.Request] = field(default_factory=list)
+    requests: list[httpx2.Request] = field(default_factory=list)
     delivered_count: int = 0
-    _answer: Callable[[httpx.Request], httpx.Response] = field(init=False)
+    _answer: Callable[[httpx2.Request], httpx2.Response] = field(init=False)
 
     def __post_init__(self) -> None:
         self.accept()
 
     @property
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self._handle)
+    def transport(self) -> httpx2.MockTransport:
+        return httpx2.MockTransport(self._handle)
 
-    def _handle(self, request: httpx.Request) -> httpx.Response:
+    def _handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         response = self._answer(request)
         if response.is_success:
@@ -99,10 +99,10 @@ class FakeHttpApi:
         self._answer = lambda _request: self.success()
 
     def answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        self._answer = lambda _request: httpx.Response(status, json=body, headers=headers)
+        self._answer = lambda _request: httpx2.Response(status, json=body, headers=headers)
 
     def answer_text(self, status: int, text: str) -> None:
-        self._answer = lambda _request: httpx.Response(status, text=text)
+        self._answer = lambda _request: httpx2.Response(status, text=text)
 
     def answer_status(self, http_status: int, *, retry_after: int | None = None) -> str:
         code = self.error_codes[http_status]
@@ -111,21 +111,21 @@ class FakeHttpApi:
         return code
 
     def time_out(self) -> None:
-        def hang(request: httpx.Request) -> httpx.Response:
-            raise httpx.ReadTimeout("timed out", request=request)
+        def hang(request: httpx2.Request) -> httpx2.Response:
+            raise httpx2.ReadTimeout("timed out", request=request)
 
         self._answer = hang
 
     def refuse_connection(self) -> None:
-        def refuse(request: httpx.Request) -> httpx.Response:
-            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        def refuse(request: httpx2.Request) -> httpx2.Response:
+            raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
 
         self._answer = refuse
 
 
 def twilio_api() -> FakeHttpApi:
-    def success() -> httpx.Response:
-        return httpx.Response(
+    def success() -> httpx2.Response:
+        return httpx2.Response(
             201,
             json={
                 "sid": TWILIO_MESSAGE_SID,
@@ -171,8 +171,8 @@ def graph_error(status: int, code: str, message: str = "") -> dict[str, Any]:
 
 
 def whatsapp_api() -> FakeHttpApi:
-    def success() -> httpx.Response:
-        return httpx.Response(
+    def success() -> httpx2.Response:
+        return httpx2.Response(
             200,
             json={
                 "messaging_product": "whatsapp",
@@ -192,8 +192,8 @@ def whatsapp_api() -> FakeHttpApi:
 
 
 def instagram_api() -> FakeHttpApi:
-    def success() -> httpx.Response:
-        return httpx.Response(
+    def success() -> httpx2.Response:
+        return httpx2.Response(
             200, json={"recipient_id": INSTAGRAM_CUSTOMER, "message_id": INSTAGRAM_MESSAGE_ID}
         )
 
@@ -322,7 +322,7 @@ class FakeSmtpServer:
         self.handler.data_reply = "250 2.0.0 Ok: queued as 4ABC"
 
     def answer_text(self, status: int, text: str) -> None:
-        self._answer = lambda _request: httpx.Response(status, text=text)
+        self._answer = lambda _request: httpx2.Response(status, text=text)
 
     def answer_status(self, http_status: int, *, retry_after: int | None = None) -> str:
         self.handler.data_reply = self.REPLIES[http_status]

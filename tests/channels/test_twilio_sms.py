@@ -6,7 +6,7 @@ import base64
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
+import httpx2
 import pytest
 
 from parley.channels.base import (
@@ -28,7 +28,7 @@ TWILIO_MESSAGE_SID = "SM0123456789abcdef0123456789abcdef"
 Channel = tuple[TwilioSms, Any]
 
 
-def sent_form(request: httpx.Request) -> dict[str, list[str]]:
+def sent_form(request: httpx2.Request) -> dict[str, list[str]]:
     return parse_qs(request.content.decode(), keep_blank_values=True, strict_parsing=True)
 
 
@@ -177,11 +177,11 @@ async def test_one_client_serves_every_send(twilio_channel: Channel) -> None:
 
 
 async def test_from_settings_uses_twilio_settings() -> None:
-    requests: list[httpx.Request] = []
+    requests: list[httpx2.Request] = []
 
-    def created(request: httpx.Request) -> httpx.Response:
+    def created(request: httpx2.Request) -> httpx2.Response:
         requests.append(request)
-        return httpx.Response(201, json={"sid": TWILIO_MESSAGE_SID, "status": "queued"})
+        return httpx2.Response(201, json={"sid": TWILIO_MESSAGE_SID, "status": "queued"})
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -190,7 +190,7 @@ async def test_from_settings_uses_twilio_settings() -> None:
         twilio_auth_token="settings-token",
         twilio_from_number="+15550001111",
     )
-    adapter = TwilioSms.from_settings(settings, transport=httpx.MockTransport(created))
+    adapter = TwilioSms.from_settings(settings, transport=httpx2.MockTransport(created))
     try:
         await adapter.send(sms())
     finally:

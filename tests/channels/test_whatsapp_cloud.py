@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from parley.channels.base import (
@@ -36,7 +36,7 @@ def whatsapp(**overrides: Any) -> OutboundMessage:
     return OutboundMessage(**(fields | overrides))
 
 
-def sent_json(request: httpx.Request) -> Any:
+def sent_json(request: httpx2.Request) -> Any:
     return json.loads(request.content)
 
 
@@ -222,11 +222,11 @@ async def test_success_without_message_id_is_not_retried(whatsapp_channel: Chann
 
 
 async def test_from_settings_uses_whatsapp_settings() -> None:
-    requests: list[httpx.Request] = []
+    requests: list[httpx2.Request] = []
 
-    def accepted(request: httpx.Request) -> httpx.Response:
+    def accepted(request: httpx2.Request) -> httpx2.Response:
         requests.append(request)
-        return httpx.Response(200, json={"messages": [{"id": WAMID}]})
+        return httpx2.Response(200, json={"messages": [{"id": WAMID}]})
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -235,7 +235,7 @@ async def test_from_settings_uses_whatsapp_settings() -> None:
         whatsapp_phone_number_id="999",
         whatsapp_access_token="settings-token",
     )
-    adapter = WhatsappCloud.from_settings(settings, transport=httpx.MockTransport(accepted))
+    adapter = WhatsappCloud.from_settings(settings, transport=httpx2.MockTransport(accepted))
     try:
         result = await adapter.send(whatsapp())
     finally:

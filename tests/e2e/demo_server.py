@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from sqlalchemy import or_, select
 
@@ -68,10 +68,10 @@ class DemoServer:
     stderr_path: Path
     db: Database
     env: dict[str, str]
-    http: httpx.Client = field(init=False)
+    http: httpx2.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
+        self.http = httpx2.Client(base_url=self.base_url, timeout=10.0)
 
     def stderr(self) -> str:
         text = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
@@ -88,7 +88,7 @@ class DemoServer:
         assert response.status_code == 201, response.text
 
     # The API, with the demo workspace's key.
-    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
         headers = {"Authorization": f"Bearer {API_KEY}", **kwargs.pop("headers", {})}
         return self.http.request(method, f"/api/v1{path}", headers=headers, **kwargs)
 
@@ -97,7 +97,7 @@ class DemoServer:
         assert response.status_code == 200, response.text
         return response.json()["messages"]
 
-    def post_webhook(self, delivery: Any) -> httpx.Response:
+    def post_webhook(self, delivery: Any) -> httpx2.Response:
         return self.http.post(
             "/webhooks/shopify/demo", content=delivery.body, headers=delivery.headers
         )
@@ -191,7 +191,7 @@ def wait_healthy(server: DemoServer) -> bool:
         try:
             if server.http.get("/healthz", timeout=2.0).status_code == 200:
                 return True
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         time.sleep(POLL_SECONDS)
     server.stop()

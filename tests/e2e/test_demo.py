@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 
-import httpx
+import httpx2
 import pytest
 
 from e2e.demo_server import DemoServer, parley_command
@@ -131,7 +131,7 @@ def test_ten_identical_deliveries_send_one_message(demo):
     barrier = threading.Barrier(10)
 
     def deliver() -> None:
-        with httpx.Client(base_url=demo.base_url, timeout=30.0) as client:
+        with httpx2.Client(base_url=demo.base_url, timeout=30.0) as client:
             barrier.wait(timeout=10)
             response = client.post(
                 "/webhooks/shopify/demo", content=placed.body, headers=placed.headers

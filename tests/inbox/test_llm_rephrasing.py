@@ -1,7 +1,7 @@
 """The optional language model may reword the assistant's facts, never add one.
 
 The model is a local stand-in of an OpenAI-compatible ``/v1/chat/completions`` endpoint
-(a Starlette app reached through httpx's ASGI transport), told how to answer per test.
+(a Starlette app reached through httpx2's ASGI transport), told how to answer per test.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -56,7 +56,7 @@ class StandIn:
             base_url="http://llm.local/v1",
             model="stand-in",
             api_key="k",
-            transport=httpx.ASGITransport(app=app),
+            transport=httpx2.ASGITransport(app=app),
         )
 
 

@@ -1,5 +1,5 @@
 """Fixtures for the sandbox tests: fixed credentials, a fresh store, the app behind an
-in-process httpx client, a frozen clock so captured times are exact, and a fake parley
+in-process httpx2 client, a frozen clock so captured times are exact, and a fake parley
 that records the webhooks the sandbox posts (no server is ever started).
 
 ``app``/``client`` keep the stand-ins silent (no status webhooks), as a unit test of one
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
@@ -65,18 +65,18 @@ def clock() -> Iterator[FrozenClock]:
 
 @dataclass
 class FakeParley:
-    """parley's webhook routes, as an ``httpx.MockTransport``: records, answers as told."""
+    """parley's webhook routes, as an ``httpx2.MockTransport``: records, answers as told."""
 
-    requests: list[httpx.Request] = field(default_factory=list)
-    answer: Callable[[httpx.Request], httpx.Response] = field(
-        default=lambda _request: httpx.Response(200, json={"status": "accepted"})
+    requests: list[httpx2.Request] = field(default_factory=list)
+    answer: Callable[[httpx2.Request], httpx2.Response] = field(
+        default=lambda _request: httpx2.Response(200, json={"status": "accepted"})
     )
 
     @property
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self._handle)
+    def transport(self) -> httpx2.MockTransport:
+        return httpx2.MockTransport(self._handle)
 
-    def _handle(self, request: httpx.Request) -> httpx.Response:
+    def _handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         return self.answer(request)
 
@@ -104,9 +104,9 @@ def reporting_app(store: SandboxStore, settings: Settings, fake_parley: FakeParl
     )
 
 
-async def _client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test") as client:
+async def _client(app: Starlette) -> AsyncIterator[httpx2.AsyncClient]:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://sandbox.test") as client:
         yield client
     poster: WebhookPoster = app.state.webhook_poster
     # Nothing may still be posting once a test ends: its event loop is about to close.
@@ -114,12 +114,12 @@ async def _client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+async def client(app: Starlette) -> AsyncIterator[httpx2.AsyncClient]:
     async for client in _client(app):
         yield client
 
 
 @pytest.fixture
-async def reporting_client(reporting_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+async def reporting_client(reporting_app: Starlette) -> AsyncIterator[httpx2.AsyncClient]:
     async for client in _client(reporting_app):
         yield client

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
+import httpx2
 import pytest
 from tests.sandbox.conftest import (
     INSTAGRAM_ACCOUNT_ID,
@@ -33,16 +33,16 @@ pytestmark = pytest.mark.anyio
 IGSID = "1234567890123456"
 
 
-async def _compose(client: httpx.AsyncClient, payload: Any) -> httpx.Response:
+async def _compose(client: httpx2.AsyncClient, payload: Any) -> httpx2.Response:
     return await client.post("/api/inbound", json=payload)
 
 
-def _form(request: httpx.Request) -> dict[str, str]:
+def _form(request: httpx2.Request) -> dict[str, str]:
     return dict(parse_qsl(request.content.decode(), keep_blank_values=True))
 
 
 async def test_whatsapp_message_is_a_signed_cloud_api_webhook(
-    client: httpx.AsyncClient, store: SandboxStore, fake_parley: FakeParley, clock: FrozenClock
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley, clock: FrozenClock
 ) -> None:
     response = await _compose(
         client,
@@ -83,7 +83,7 @@ async def test_whatsapp_message_is_a_signed_cloud_api_webhook(
 
 
 async def test_sms_is_a_signed_twilio_webhook(
-    client: httpx.AsyncClient, store: SandboxStore, fake_parley: FakeParley
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley
 ) -> None:
     response = await _compose(client, {"channel": "sms", "from": "+12025550143", "text": "STOP"})
 
@@ -113,7 +113,7 @@ async def test_sms_is_a_signed_twilio_webhook(
 
 
 async def test_instagram_dm_is_a_signed_messaging_webhook(
-    client: httpx.AsyncClient, store: SandboxStore, fake_parley: FakeParley, clock: FrozenClock
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley, clock: FrozenClock
 ) -> None:
     response = await _compose(
         client, {"channel": "instagram", "from": IGSID, "text": "Is this in stock?"}
@@ -144,7 +144,7 @@ async def test_instagram_dm_is_a_signed_messaging_webhook(
 
 
 async def test_email_is_a_signed_mailgun_post_that_threads(
-    client: httpx.AsyncClient, store: SandboxStore, fake_parley: FakeParley, clock: FrozenClock
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley, clock: FrozenClock
 ) -> None:
     response = await _compose(
         client,
@@ -185,7 +185,7 @@ async def test_email_is_a_signed_mailgun_post_that_threads(
 
 
 async def test_inbound_messages_are_listed_with_their_direction(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
 ) -> None:
     await _compose(client, {"channel": "sms", "from": "+12025550143", "text": "hello"})
 
@@ -196,9 +196,9 @@ async def test_inbound_messages_are_listed_with_their_direction(
 
 
 async def test_parleys_refusal_is_passed_through(
-    client: httpx.AsyncClient, fake_parley: FakeParley
+    client: httpx2.AsyncClient, fake_parley: FakeParley
 ) -> None:
-    fake_parley.answer = lambda _request: httpx.Response(401, json={"error": "bad signature"})
+    fake_parley.answer = lambda _request: httpx2.Response(401, json={"error": "bad signature"})
 
     response = await _compose(client, {"channel": "sms", "from": "+12025550143", "text": "hi"})
 
@@ -207,9 +207,9 @@ async def test_parleys_refusal_is_passed_through(
 
 
 async def test_a_non_json_answer_is_shown_as_text(
-    client: httpx.AsyncClient, fake_parley: FakeParley
+    client: httpx2.AsyncClient, fake_parley: FakeParley
 ) -> None:
-    fake_parley.answer = lambda _request: httpx.Response(
+    fake_parley.answer = lambda _request: httpx2.Response(
         404, html="<h1>Not Found</h1>", headers={"Content-Type": "text/html"}
     )
 
@@ -222,10 +222,10 @@ async def test_a_non_json_answer_is_shown_as_text(
 
 
 async def test_unreachable_parley_is_a_502_and_the_message_stays_on_the_phone(
-    client: httpx.AsyncClient, store: SandboxStore, fake_parley: FakeParley
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley
 ) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
 
     fake_parley.answer = refuse
 
@@ -291,7 +291,7 @@ async def test_unreachable_parley_is_a_502_and_the_message_stays_on_the_phone(
     ],
 )
 async def test_invalid_requests_post_and_record_nothing(
-    client: httpx.AsyncClient,
+    client: httpx2.AsyncClient,
     store: SandboxStore,
     fake_parley: FakeParley,
     payload: Any,
@@ -306,7 +306,7 @@ async def test_invalid_requests_post_and_record_nothing(
 
 
 async def test_a_body_that_is_not_json_is_refused(
-    client: httpx.AsyncClient, store: SandboxStore, fake_parley: FakeParley
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley
 ) -> None:
     response = await client.post(
         "/api/inbound", content=b"{", headers={"Content-Type": "application/json"}
@@ -318,7 +318,7 @@ async def test_a_body_that_is_not_json_is_refused(
 
 
 async def test_only_json_requests_are_accepted(
-    client: httpx.AsyncClient, store: SandboxStore, fake_parley: FakeParley
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley
 ) -> None:
     # A cross-site form can post text/plain without a preflight; the composer refuses it.
     response = await client.post(

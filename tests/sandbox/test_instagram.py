@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from tests.sandbox.conftest import INSTAGRAM_ACCOUNT_ID, INSTAGRAM_TOKEN, NOW
@@ -27,13 +27,13 @@ DM = {"recipient": {"id": CUSTOMER}, "message": {"text": "Yes, it ships to Spain
 
 
 async def _send(
-    client: httpx.AsyncClient, payload: Any = None, *, url: str = URL, **kwargs: Any
-) -> httpx.Response:
+    client: httpx2.AsyncClient, payload: Any = None, *, url: str = URL, **kwargs: Any
+) -> httpx2.Response:
     kwargs.setdefault("headers", AUTH)
     return await client.post(url, json=DM if payload is None else payload, **kwargs)
 
 
-def _assert_graph_error(response: httpx.Response, *, status: int, code: int) -> dict[str, Any]:
+def _assert_graph_error(response: httpx2.Response, *, status: int, code: int) -> dict[str, Any]:
     assert response.status_code == status
     error: dict[str, Any] = response.json()["error"]
     assert error["code"] == code
@@ -42,7 +42,7 @@ def _assert_graph_error(response: httpx.Response, *, status: int, code: int) -> 
 
 
 async def test_dm_is_captured_and_answered_like_graph(
-    client: httpx.AsyncClient, store: SandboxStore, clock: FrozenClock
+    client: httpx2.AsyncClient, store: SandboxStore, clock: FrozenClock
 ) -> None:
     response = await _send(client)
 
@@ -64,7 +64,7 @@ async def test_dm_is_captured_and_answered_like_graph(
     assert store.received_count("instagram") == 1
 
 
-async def test_human_agent_tag_is_recorded(client: httpx.AsyncClient, store: SandboxStore) -> None:
+async def test_human_agent_tag_is_recorded(client: httpx2.AsyncClient, store: SandboxStore) -> None:
     payload = DM | {"messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
 
     response = await _send(client, payload)
@@ -74,7 +74,7 @@ async def test_human_agent_tag_is_recorded(client: httpx.AsyncClient, store: San
 
 
 async def test_private_reply_is_captured_against_the_comment(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     payload = {"recipient": {"comment_id": "17865799348089039"}, "message": {"text": "DM'd you!"}}
 
@@ -96,7 +96,7 @@ async def test_private_reply_is_captured_against_the_comment(
     ],
 )
 async def test_bad_token_is_refused(
-    client: httpx.AsyncClient, store: SandboxStore, headers: dict[str, str]
+    client: httpx2.AsyncClient, store: SandboxStore, headers: dict[str, str]
 ) -> None:
     response = await _send(client, headers=headers)
 
@@ -104,7 +104,7 @@ async def test_bad_token_is_refused(
     assert store.list() == []
 
 
-async def test_unknown_account_is_refused(client: httpx.AsyncClient, store: SandboxStore) -> None:
+async def test_unknown_account_is_refused(client: httpx2.AsyncClient, store: SandboxStore) -> None:
     response = await _send(client, url="/instagram/v21.0/17841499999999999/messages")
 
     error = _assert_graph_error(response, status=400, code=100)
@@ -157,7 +157,7 @@ async def test_unknown_account_is_refused(client: httpx.AsyncClient, store: Sand
     ],
 )
 async def test_invalid_requests_are_refused(
-    client: httpx.AsyncClient, store: SandboxStore, payload: Any, message: str
+    client: httpx2.AsyncClient, store: SandboxStore, payload: Any, message: str
 ) -> None:
     response = await _send(client, payload)
 
@@ -167,7 +167,7 @@ async def test_invalid_requests_are_refused(
 
 
 async def test_body_that_is_not_json_is_refused(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     response = await client.post(URL, content=b"{", headers=AUTH)
 
@@ -185,7 +185,7 @@ async def test_body_that_is_not_json_is_refused(
     ],
 )
 async def test_injected_faults_answer_like_graph(
-    client: httpx.AsyncClient, store: SandboxStore, status: int, code: int
+    client: httpx2.AsyncClient, store: SandboxStore, status: int, code: int
 ) -> None:
     store.inject_fault("instagram", status)
 
@@ -202,7 +202,7 @@ def _adapter(app: Starlette) -> Instagram:
         access_token=INSTAGRAM_TOKEN,
         base_url="http://sandbox.test/instagram",
         api_version="v21.0",
-        transport=httpx.ASGITransport(app=app),
+        transport=httpx2.ASGITransport(app=app),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -25,7 +25,7 @@ def _capture(store: SandboxStore, channel: str, to: str, body: str = "hello") ->
     return message
 
 
-async def test_page_has_security_headers(client: httpx.AsyncClient) -> None:
+async def test_page_has_security_headers(client: httpx2.AsyncClient) -> None:
     response = await client.get("/")
 
     assert response.status_code == 200
@@ -45,14 +45,14 @@ async def test_page_has_security_headers(client: httpx.AsyncClient) -> None:
     assert "__CSP_NONCE__" not in response.text
 
 
-async def test_each_page_gets_a_fresh_nonce(client: httpx.AsyncClient) -> None:
+async def test_each_page_gets_a_fresh_nonce(client: httpx2.AsyncClient) -> None:
     first = (await client.get("/")).headers["content-security-policy"]
     second = (await client.get("/")).headers["content-security-policy"]
 
     assert first != second
 
 
-async def test_page_loads_nothing_from_elsewhere(client: httpx.AsyncClient) -> None:
+async def test_page_loads_nothing_from_elsewhere(client: httpx2.AsyncClient) -> None:
     html = (await client.get("/")).text
 
     assert "http://" not in html
@@ -63,7 +63,7 @@ async def test_page_loads_nothing_from_elsewhere(client: httpx.AsyncClient) -> N
     assert "url(" not in html
 
 
-async def test_page_renders_customer_content_as_text_only(client: httpx.AsyncClient) -> None:
+async def test_page_renders_customer_content_as_text_only(client: httpx2.AsyncClient) -> None:
     html = (await client.get("/")).text
 
     assert "innerHTML" not in html
@@ -77,7 +77,7 @@ async def test_page_renders_customer_content_as_text_only(client: httpx.AsyncCli
     assert "/sandbox/" not in html
 
 
-async def test_page_has_the_customer_composer(client: httpx.AsyncClient) -> None:
+async def test_page_has_the_customer_composer(client: httpx2.AsyncClient) -> None:
     html = (await client.get("/")).text
 
     # It posts JSON to the composer, relative to the mount point like the poller.
@@ -94,7 +94,7 @@ async def test_page_has_the_customer_composer(client: httpx.AsyncClient) -> None
 
 
 async def test_listing_is_oldest_first_with_exact_fields(
-    client: httpx.AsyncClient, store: SandboxStore, clock: FrozenClock
+    client: httpx2.AsyncClient, store: SandboxStore, clock: FrozenClock
 ) -> None:
     first = _capture(store, "sms", "+447911123456", "first")
     second = _capture(store, "whatsapp", "447911123456", "second")
@@ -148,7 +148,7 @@ async def test_listing_is_oldest_first_with_exact_fields(
     ],
 )
 async def test_listing_filters(
-    client: httpx.AsyncClient, store: SandboxStore, query: str, expected: list[str]
+    client: httpx2.AsyncClient, store: SandboxStore, query: str, expected: list[str]
 ) -> None:
     _capture(store, "sms", "+447911123456", "a-sms")
     _capture(store, "sms", "+15551234567", "b-sms")
@@ -160,7 +160,7 @@ async def test_listing_filters(
 
 
 @pytest.mark.parametrize("query", ["?channel=fax", "?limit=0", "?limit=many"])
-async def test_listing_refuses_bad_queries(client: httpx.AsyncClient, query: str) -> None:
+async def test_listing_refuses_bad_queries(client: httpx2.AsyncClient, query: str) -> None:
     response = await client.get("/api/messages" + query)
 
     assert response.status_code == 400
@@ -168,7 +168,7 @@ async def test_listing_refuses_bad_queries(client: httpx.AsyncClient, query: str
 
 
 async def test_markup_in_a_body_is_returned_verbatim_as_data(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     # Given a message whose body looks like HTML, accepted through the Twilio stand-in
     response = await client.post(
@@ -187,7 +187,7 @@ async def test_markup_in_a_body_is_returned_verbatim_as_data(
 
 
 async def test_delete_clears_messages_and_counts(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     _capture(store, "sms", "+447911123456")
 
@@ -200,7 +200,7 @@ async def test_delete_clears_messages_and_counts(
 
 
 async def test_faults_api_injects_lists_and_clears(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     injected = await client.post(
         "/api/faults", json={"channel": "sms", "status": 503, "count": 2, "delay_seconds": 0}
@@ -220,7 +220,7 @@ async def test_faults_api_injects_lists_and_clears(
 
 
 async def test_injected_fault_applies_to_the_provider_route(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     await client.post("/api/faults", json={"channel": "whatsapp", "status": 500})
 
@@ -247,7 +247,7 @@ async def test_injected_fault_applies_to_the_provider_route(
     ],
 )
 async def test_faults_api_refuses_bad_faults(
-    client: httpx.AsyncClient, store: SandboxStore, payload: object
+    client: httpx2.AsyncClient, store: SandboxStore, payload: object
 ) -> None:
     response = await client.post("/api/faults", json=payload)
 
@@ -259,8 +259,8 @@ async def test_faults_api_refuses_bad_faults(
 async def test_works_under_a_mount_prefix(app: Starlette, store: SandboxStore) -> None:
     # Given the sandbox mounted the way parley's server mounts it
     server = Starlette(routes=[Mount("/sandbox", app=app)])
-    transport = httpx.ASGITransport(app=server)
-    async with httpx.AsyncClient(transport=transport, base_url="http://parley.test") as client:
+    transport = httpx2.ASGITransport(app=server)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://parley.test") as client:
         # When an adapter posts to its base URL plus the provider's own path
         sent = await client.post(
             "/sandbox/twilio/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",

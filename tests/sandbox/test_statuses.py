@@ -8,7 +8,7 @@ import logging
 import ssl
 from urllib.parse import parse_qsl
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from tests.sandbox.conftest import (
@@ -39,13 +39,13 @@ TWILIO_URL = f"/twilio/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
 CALLBACK = f"{PUBLIC_URL}/webhooks/twilio/demo?delivery=42"
 
 
-async def _send_whatsapp(client: httpx.AsyncClient) -> httpx.Response:
+async def _send_whatsapp(client: httpx2.AsyncClient) -> httpx2.Response:
     return await client.post(
         WHATSAPP_URL, json=WHATSAPP_TEXT, headers={"Authorization": f"Bearer {WHATSAPP_TOKEN}"}
     )
 
 
-async def _send_sms(client: httpx.AsyncClient, **extra: str) -> httpx.Response:
+async def _send_sms(client: httpx2.AsyncClient, **extra: str) -> httpx2.Response:
     form = {"To": "+12025550143", "From": "+15005550006", "Body": "Hi"} | extra
     return await client.post(TWILIO_URL, data=form, auth=(TWILIO_SID, TWILIO_TOKEN))
 
@@ -58,7 +58,7 @@ async def _drain(app: Starlette) -> None:
 
 async def test_whatsapp_reports_sent_then_delivered(
     reporting_app: Starlette,
-    reporting_client: httpx.AsyncClient,
+    reporting_client: httpx2.AsyncClient,
     fake_parley: FakeParley,
     clock: FrozenClock,
 ) -> None:
@@ -89,7 +89,7 @@ async def test_whatsapp_reports_sent_then_delivered(
 
 
 async def test_twilio_reports_to_the_status_callback(
-    reporting_app: Starlette, reporting_client: httpx.AsyncClient, fake_parley: FakeParley
+    reporting_app: Starlette, reporting_client: httpx2.AsyncClient, fake_parley: FakeParley
 ) -> None:
     response = await _send_sms(reporting_client, StatusCallback=CALLBACK)
     await _drain(reporting_app)
@@ -118,7 +118,7 @@ async def test_twilio_reports_to_the_status_callback(
 
 
 async def test_twilio_without_status_callback_reports_nothing(
-    reporting_app: Starlette, reporting_client: httpx.AsyncClient, fake_parley: FakeParley
+    reporting_app: Starlette, reporting_client: httpx2.AsyncClient, fake_parley: FakeParley
 ) -> None:
     response = await _send_sms(reporting_client)
     await _drain(reporting_app)
@@ -129,7 +129,7 @@ async def test_twilio_without_status_callback_reports_nothing(
 
 async def test_invalid_status_callback_is_refused(
     reporting_app: Starlette,
-    reporting_client: httpx.AsyncClient,
+    reporting_client: httpx2.AsyncClient,
     store: SandboxStore,
     fake_parley: FakeParley,
 ) -> None:
@@ -144,7 +144,7 @@ async def test_invalid_status_callback_is_refused(
 
 async def test_a_refused_send_reports_nothing(
     reporting_app: Starlette,
-    reporting_client: httpx.AsyncClient,
+    reporting_client: httpx2.AsyncClient,
     store: SandboxStore,
     fake_parley: FakeParley,
 ) -> None:
@@ -158,7 +158,7 @@ async def test_a_refused_send_reports_nothing(
 
 
 async def test_statuses_are_off_unless_asked_for(
-    app: Starlette, client: httpx.AsyncClient, fake_parley: FakeParley
+    app: Starlette, client: httpx2.AsyncClient, fake_parley: FakeParley
 ) -> None:
     await _send_whatsapp(client)
     await _send_sms(client, StatusCallback=CALLBACK)
@@ -169,11 +169,11 @@ async def test_statuses_are_off_unless_asked_for(
 
 async def test_parley_refusing_a_status_is_logged_and_the_send_still_succeeds(
     reporting_app: Starlette,
-    reporting_client: httpx.AsyncClient,
+    reporting_client: httpx2.AsyncClient,
     fake_parley: FakeParley,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake_parley.answer = lambda _request: httpx.Response(500, text="boom")
+    fake_parley.answer = lambda _request: httpx2.Response(500, text="boom")
 
     with caplog.at_level(logging.WARNING, logger="parley.sandbox.webhooks"):
         response = await _send_whatsapp(reporting_client)
@@ -188,12 +188,12 @@ async def test_parley_refusing_a_status_is_logged_and_the_send_still_succeeds(
 
 async def test_unreachable_parley_is_logged_and_the_send_still_succeeds(
     reporting_app: Starlette,
-    reporting_client: httpx.AsyncClient,
+    reporting_client: httpx2.AsyncClient,
     fake_parley: FakeParley,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ConnectError("[Errno 111] Connection refused", request=request)
 
     fake_parley.answer = refuse
 
@@ -227,7 +227,7 @@ async def test_receipts_share_one_tls_context_however_many_are_posted(monkeypatc
         webhook = SignedWebhook(
             url=f"http://127.0.0.1:9/webhooks/whatsapp/demo?n={n}", content=b"{}"
         )
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(httpx2.ConnectError):
             await poster.post(webhook)
         refused.append(n)
     tls_context.cache_clear()

@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from parley.clock import FrozenClock
@@ -24,14 +24,14 @@ VALID_FORM = {"To": "+447911123456", "From": "+15005550006", "Body": "Your order
 
 
 async def _send(
-    client: httpx.AsyncClient, form: dict[str, str] | None = None, **kwargs: Any
-) -> httpx.Response:
+    client: httpx2.AsyncClient, form: dict[str, str] | None = None, **kwargs: Any
+) -> httpx2.Response:
     kwargs.setdefault("auth", AUTH)
     return await client.post(kwargs.pop("url", URL), data=form or VALID_FORM, **kwargs)
 
 
 async def test_accepted_message_is_captured(
-    client: httpx.AsyncClient, store: SandboxStore, clock: FrozenClock
+    client: httpx2.AsyncClient, store: SandboxStore, clock: FrozenClock
 ) -> None:
     # Given valid credentials and a valid form; When the message is posted
     response = await _send(client)
@@ -100,7 +100,7 @@ async def test_accepted_message_is_captured(
     ],
 )
 async def test_wrong_auth_is_refused_and_nothing_captured(
-    client: httpx.AsyncClient, store: SandboxStore, kwargs: dict[str, Any]
+    client: httpx2.AsyncClient, store: SandboxStore, kwargs: dict[str, Any]
 ) -> None:
     response = await _send(client, **kwargs)
 
@@ -144,7 +144,7 @@ async def test_wrong_auth_is_refused_and_nothing_captured(
     ],
 )
 async def test_malformed_request_is_refused_and_nothing_captured(
-    client: httpx.AsyncClient, store: SandboxStore, form: dict[str, str], code: int
+    client: httpx2.AsyncClient, store: SandboxStore, form: dict[str, str], code: int
 ) -> None:
     response = await _send(client, form)
 
@@ -157,7 +157,7 @@ async def test_malformed_request_is_refused_and_nothing_captured(
 
 
 async def test_json_body_is_not_read_as_a_form(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     response = await client.post(URL, json=VALID_FORM, auth=AUTH)
 
@@ -167,7 +167,7 @@ async def test_json_body_is_not_read_as_a_form(
 
 
 async def test_messaging_service_sid_stands_in_for_from(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     service = "MG" + "a" * 32
     form = {"To": "+447911123456", "MessagingServiceSid": service, "Body": "hi"}
@@ -181,7 +181,7 @@ async def test_messaging_service_sid_stands_in_for_from(
 
 
 async def test_injected_503_fails_once_then_succeeds(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     store.inject_fault("sms", 503)
 
@@ -201,7 +201,7 @@ async def test_injected_503_fails_once_then_succeeds(
 
 
 async def test_injected_429_carries_retry_after(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     store.inject_fault("sms", 429, count=2)
 
@@ -213,7 +213,7 @@ async def test_injected_429_carries_retry_after(
     assert store.received_count("sms") == 1
 
 
-async def test_fault_until_cleared(client: httpx.AsyncClient, store: SandboxStore) -> None:
+async def test_fault_until_cleared(client: httpx2.AsyncClient, store: SandboxStore) -> None:
     store.inject_fault("sms", 500, count=-1)
 
     statuses = [(await _send(client)).status_code for _ in range(4)]
@@ -226,7 +226,7 @@ async def test_fault_until_cleared(client: httpx.AsyncClient, store: SandboxStor
 
 
 async def test_fault_on_another_channel_does_not_touch_sms(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     store.inject_fault("whatsapp", 503)
 
@@ -236,7 +236,9 @@ async def test_fault_on_another_channel_does_not_touch_sms(
     assert len(store.faults()) == 1
 
 
-async def test_fault_delay_holds_the_answer(client: httpx.AsyncClient, store: SandboxStore) -> None:
+async def test_fault_delay_holds_the_answer(
+    client: httpx2.AsyncClient, store: SandboxStore
+) -> None:
     store.inject_fault("sms", 504, delay_seconds=0.2)
 
     started = time.monotonic()
@@ -266,7 +268,7 @@ def test_segments(body: str, segments: int) -> None:
     assert count_segments(body) == segments
 
 
-async def test_segment_count_in_resource(client: httpx.AsyncClient) -> None:
+async def test_segment_count_in_resource(client: httpx2.AsyncClient) -> None:
     form = {**VALID_FORM, "Body": "Zażółć gęślą jaźń " * 5}
 
     response = await _send(client, form)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from parley.clock import FrozenClock
@@ -51,13 +51,13 @@ TEMPLATE = {
 
 
 async def _send(
-    client: httpx.AsyncClient, payload: Any = None, *, url: str = URL, **kwargs: Any
-) -> httpx.Response:
+    client: httpx2.AsyncClient, payload: Any = None, *, url: str = URL, **kwargs: Any
+) -> httpx2.Response:
     kwargs.setdefault("headers", AUTH)
     return await client.post(url, json=TEXT if payload is None else payload, **kwargs)
 
 
-def _assert_graph_error(response: httpx.Response, *, status: int, code: int) -> dict[str, Any]:
+def _assert_graph_error(response: httpx2.Response, *, status: int, code: int) -> dict[str, Any]:
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == code
@@ -67,7 +67,7 @@ def _assert_graph_error(response: httpx.Response, *, status: int, code: int) -> 
 
 
 async def test_text_message_is_captured(
-    client: httpx.AsyncClient, store: SandboxStore, clock: FrozenClock
+    client: httpx2.AsyncClient, store: SandboxStore, clock: FrozenClock
 ) -> None:
     response = await _send(client)
 
@@ -94,7 +94,7 @@ async def test_text_message_is_captured(
 
 
 async def test_template_message_is_captured_with_a_readable_body(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     response = await _send(client, TEMPLATE)
 
@@ -112,7 +112,7 @@ async def test_template_message_is_captured_with_a_readable_body(
     assert captured.provider_message_id == response.json()["messages"][0]["id"]
 
 
-async def test_template_without_parameters(client: httpx.AsyncClient, store: SandboxStore) -> None:
+async def test_template_without_parameters(client: httpx2.AsyncClient, store: SandboxStore) -> None:
     payload = {
         "messaging_product": "whatsapp",
         "to": "15551234567",
@@ -128,7 +128,7 @@ async def test_template_without_parameters(client: httpx.AsyncClient, store: San
 
 
 async def test_type_defaults_to_text_and_4096_chars_fit(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     payload = {"messaging_product": "whatsapp", "to": "15551234567", "text": {"body": "x" * 4096}}
 
@@ -148,7 +148,7 @@ async def test_type_defaults_to_text_and_4096_chars_fit(
     ],
 )
 async def test_wrong_token_is_refused_and_nothing_captured(
-    client: httpx.AsyncClient, store: SandboxStore, headers: dict[str, str]
+    client: httpx2.AsyncClient, store: SandboxStore, headers: dict[str, str]
 ) -> None:
     response = await _send(client, headers=headers)
 
@@ -159,7 +159,7 @@ async def test_wrong_token_is_refused_and_nothing_captured(
 
 
 async def test_other_phone_number_id_is_refused(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     response = await _send(client, url="/whatsapp/v21.0/999999999999999/messages")
 
@@ -169,7 +169,9 @@ async def test_other_phone_number_id_is_refused(
     assert store.list() == []
 
 
-async def test_malformed_version_is_refused(client: httpx.AsyncClient, store: SandboxStore) -> None:
+async def test_malformed_version_is_refused(
+    client: httpx2.AsyncClient, store: SandboxStore
+) -> None:
     response = await _send(client, url=f"/whatsapp/latest/{PHONE_NUMBER_ID}/messages")
 
     _assert_graph_error(response, status=400, code=100)
@@ -229,7 +231,7 @@ def _template_with(**template: Any) -> dict[str, Any]:
     ],
 )
 async def test_malformed_message_is_refused_and_nothing_captured(
-    client: httpx.AsyncClient, store: SandboxStore, payload: Any, fragment: str
+    client: httpx2.AsyncClient, store: SandboxStore, payload: Any, fragment: str
 ) -> None:
     response = await _send(client, payload)
 
@@ -242,7 +244,7 @@ async def test_malformed_message_is_refused_and_nothing_captured(
 
 
 async def test_body_that_is_not_json_is_refused(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     response = await client.post(
         URL, content=b"messaging_product=whatsapp", headers={**AUTH, "Content-Type": "text/plain"}
@@ -254,7 +256,7 @@ async def test_body_that_is_not_json_is_refused(
 
 
 async def test_injected_503_fails_once_then_succeeds(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     store.inject_fault("whatsapp", 503)
 
@@ -270,7 +272,7 @@ async def test_injected_503_fails_once_then_succeeds(
 
 
 async def test_injected_429_is_graph_rate_limit(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     store.inject_fault("whatsapp", 429)
 
@@ -281,7 +283,7 @@ async def test_injected_429_is_graph_rate_limit(
 
 
 async def test_customer_markup_is_captured_verbatim(
-    client: httpx.AsyncClient, store: SandboxStore
+    client: httpx2.AsyncClient, store: SandboxStore
 ) -> None:
     body = "<img src=x onerror=alert(1)>"
 

@@ -1,7 +1,7 @@
 """``GET /inbox/events`` end to end: real servers on loopback, real streams, both engines.
 
 Streaming needs a real server (the test client buffers whole responses), so each test runs
-uvicorn in a thread and reads the stream with httpx in another.
+uvicorn in a thread and reads the stream with httpx2 in another.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import uvicorn
 from sqlalchemy import text
@@ -76,8 +76,8 @@ def served(db, monkeypatch) -> Iterator[Served]:
         assert not thread.is_alive(), "server hung on exit"
 
 
-def signed_in_cookies(url: str, email: str) -> httpx.Cookies:
-    with httpx.Client(base_url=url) as client:
+def signed_in_cookies(url: str, email: str) -> httpx2.Cookies:
+    with httpx2.Client(base_url=url) as client:
         form = client.get("/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
         assert token
@@ -95,7 +95,7 @@ class Stream:
     frames: queue.Queue[dict[str, Any]] = field(default_factory=queue.Queue)
     opened: threading.Event = field(default_factory=threading.Event)
     closed: threading.Event = field(default_factory=threading.Event)
-    headers: httpx.Headers | None = None
+    headers: httpx2.Headers | None = None
 
     def next(self, kind: str | None = None) -> dict[str, Any]:
         while True:
@@ -113,7 +113,7 @@ class Stream:
 
 def open_stream(
     url: str,
-    cookies: httpx.Cookies,
+    cookies: httpx2.Cookies,
     *,
     last_event_id: int | None = None,
     hang_up_after: int | None = None,
@@ -128,7 +128,9 @@ def open_stream(
         frame: dict[str, Any] = {}
         try:
             with (
-                httpx.Client(base_url=url, cookies=cookies, timeout=httpx.Timeout(30.0)) as client,
+                httpx2.Client(
+                    base_url=url, cookies=cookies, timeout=httpx2.Timeout(30.0)
+                ) as client,
                 client.stream("GET", "/inbox/events", headers=headers) as answer,
             ):
                 stream.headers = answer.headers
@@ -144,7 +146,7 @@ def open_stream(
                     elif not line.startswith(":"):
                         name, _, value = line.partition(": ")
                         frame[name] = value
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         finally:
             stream.opened.set()
@@ -222,7 +224,7 @@ def test_a_removed_agent_stream_ends_at_once_and_a_colleague_keeps_receiving(db,
         assert ended["event"] == "ended"
         assert payload(seen)["conversation_id"] == message.conversation_id
         assert agent.frames.empty()
-        reconnect = httpx.get(
+        reconnect = httpx2.get(
             f"{parley.url}/inbox/events",
             cookies=agent_cookies,
             headers={"accept": "text/event-stream"},

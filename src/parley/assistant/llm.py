@@ -14,7 +14,7 @@ import logging
 import re
 from typing import Any
 
-import httpx
+import httpx2
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,12 @@ class Rephraser:
         model: str,
         api_key: str | None = None,
         timeout: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = f"{base_url.rstrip('/')}/chat/completions"
         self.model = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), transport=transport)
+        self._client = httpx2.AsyncClient(timeout=httpx2.Timeout(timeout), transport=transport)
 
     async def rephrase(self, draft: str, facts: dict[str, Any]) -> str:
         """The model's wording if it is grounded in the draft; the draft otherwise."""
@@ -77,7 +77,7 @@ class Rephraser:
             response = await self._client.post(self.url, json=body, headers=self._headers)
             response.raise_for_status()
             text = str(response.json()["choices"][0]["message"]["content"]).strip()
-        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
+        except (httpx2.HTTPError, ValueError, KeyError, IndexError, TypeError) as exc:
             log.warning("rephrasing failed, sending the draft: %s", exc)
             return draft
         if not text or not is_grounded(text, draft):

@@ -13,7 +13,7 @@ import math
 import ssl
 from functools import lru_cache
 
-import httpx
+import httpx2
 
 from parley.channels.base import ChannelError, PermanentChannelError, TransientChannelError
 
@@ -33,21 +33,21 @@ def tls_context() -> ssl.SSLContext:
     Building one loads the CA bundle, about 30 ms of CPU; a client made per request (the
     sandbox's receipts, the image proxy) paid that on every request, even over plain HTTP.
     """
-    return httpx.create_ssl_context()
+    return httpx2.create_ssl_context()
 
 
 def make_client(
-    timeout: float, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
+    timeout: float, transport: httpx2.AsyncBaseTransport | None = None
+) -> httpx2.AsyncClient:
     """Build the long-lived client an adapter reuses for every send.
 
     Every phase (connect, write, read, waiting for a pooled connection) gets the same
     explicit bound, so a stuck provider turns into a transient error instead of a hung
-    worker slot. ``transport`` lets tests substitute ``httpx.MockTransport``.
+    worker slot. ``transport`` lets tests substitute ``httpx2.MockTransport``.
     """
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout),
-        limits=httpx.Limits(
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(timeout),
+        limits=httpx2.Limits(
             max_connections=MAX_CONNECTIONS,
             max_keepalive_connections=MAX_CONNECTIONS,
             keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
@@ -81,7 +81,7 @@ def is_transient_status(status_code: int) -> bool:
 
 
 def error_for_status(
-    response: httpx.Response,
+    response: httpx2.Response,
     *,
     reason: str,
     provider_code: str | None = None,
@@ -103,16 +103,16 @@ def error_for_status(
     return PermanentChannelError(reason, provider_code=provider_code)
 
 
-def error_for_exception(exc: httpx.HTTPError, *, provider: str) -> ChannelError:
+def error_for_exception(exc: httpx2.HTTPError, *, provider: str) -> ChannelError:
     """Classify a failure that produced no response at all.
 
     A timeout after the request was written is ambiguous (the provider may have sent the
     message); it is still reported as transient, and reconciling a possible duplicate is
     the job layer's business.
     """
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx2.TimeoutException):
         return TransientChannelError(f"{provider} did not answer in time ({type(exc).__name__})")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+    if isinstance(exc, httpx2.UnsupportedProtocol | httpx2.LocalProtocolError):
         # Our own configuration or request is malformed: retrying sends the same thing.
         return PermanentChannelError(f"cannot call {provider}: {exc}")
     return TransientChannelError(f"could not reach {provider}: {type(exc).__name__}: {exc}")
@@ -125,7 +125,7 @@ def status_detail(status_code: int, provider_code: str | None) -> str:
     return f"HTTP {status_code}"
 
 
-def json_or_empty(response: httpx.Response) -> dict[str, object]:
+def json_or_empty(response: httpx2.Response) -> dict[str, object]:
     """The response body as a JSON object, or ``{}`` (a proxy's HTML 502, say)."""
     try:
         body = response.json()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpx2
 
 from parley.channels.base import ChannelError, MalformedWebhook, SignatureError
 from parley.channels.http import error_for_status
@@ -32,7 +32,7 @@ GraphReason = Callable[[int, str | None, dict[str, Any]], str]
 
 
 def graph_error(
-    response: httpx.Response,
+    response: httpx2.Response,
     body: dict[str, Any],
     *,
     transient_codes: frozenset[str],

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
+import httpx2
 
 from parley.clock import utc_now
 from parley.demo.seed import PRODUCTS, SHOPPERS, DemoShopper
@@ -132,7 +132,7 @@ def run_simulation(
     """Post each order's deliveries in turn, printing what parley answered."""
     seed = int(time.time())
     url = f"{base_url}/webhooks/shopify/{workspace}"
-    with httpx.Client(timeout=10.0) as client:
+    with httpx2.Client(timeout=10.0) as client:
         for index in range(orders):
             shopper = SHOPPERS[index % len(SHOPPERS)]
             order_id = seed * 100 + index

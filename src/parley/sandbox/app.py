@@ -13,7 +13,7 @@ import secrets
 from importlib.resources import files
 from typing import Final
 
-import httpx
+import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -70,7 +70,7 @@ def create_sandbox_app(
     settings: Settings,
     *,
     status_webhooks: bool = True,
-    webhook_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_transport: httpx2.AsyncBaseTransport | None = None,
     status_delay_seconds: float = DEFAULT_STATUS_DELAY_SECONDS,
 ) -> Starlette:
     """Build the sandbox app: provider stand-ins, the customer composer, the API, the page.
@@ -79,7 +79,7 @@ def create_sandbox_app(
     ``delivered`` back to parley, ``status_delay_seconds`` apart, like the real providers
     (on for the demo; unit tests with no parley server behind them turn it off).
     ``webhook_transport`` replaces the network for every post to parley's webhooks
-    (tests pass ``httpx.MockTransport`` or an ``httpx.ASGITransport``). The poster is
+    (tests pass ``httpx2.MockTransport`` or an ``httpx2.ASGITransport``). The poster is
     kept as ``app.state.webhook_poster`` so a test can wait for background posts.
     """
     poster = WebhookPoster(transport=webhook_transport, delay_seconds=status_delay_seconds)

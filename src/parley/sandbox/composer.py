@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
 from typing import Any, Final
 
-import httpx
+import httpx2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -132,7 +132,7 @@ class CustomerComposer:
         self._store.add(message)
         try:
             answer = await self._poster.post(webhook)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             return JSONResponse(
                 {"error": f"could not reach parley's webhook at {webhook.url}: {exc!r}"},
                 status_code=502,

@@ -8,7 +8,7 @@ the settings, and posts them to parley's own webhook routes
 delivery statuses travel through exactly the code a real provider would exercise.
 
 - :class:`ProviderWebhooks` builds one signed request per event;
-- :class:`WebhookPoster` sends them with httpx, now or in the background;
+- :class:`WebhookPoster` sends them with httpx2, now or in the background;
 - :class:`StatusReporter` is what the WhatsApp and Twilio stand-ins call after accepting
   a message: ``sent``, then ``delivered``, a moment apart.
 """
@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any, Final
 from urllib.parse import urlencode
 
-import httpx
+import httpx2
 
 from parley.channels import meta
 from parley.channels.email_inbound import mailgun
@@ -243,14 +243,14 @@ class WebhookPoster:
 
     Each post uses a short-lived client: the sandbox is mounted inside parley's app, whose
     lifespan never reaches a mounted app, so a long-lived client would have no one to
-    close it. ``transport`` lets tests answer without a server (``httpx.MockTransport``
-    or an ``httpx.ASGITransport`` around a small app).
+    close it. ``transport`` lets tests answer without a server (``httpx2.MockTransport``
+    or an ``httpx2.ASGITransport`` around a small app).
     """
 
     def __init__(
         self,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         delay_seconds: float = DEFAULT_STATUS_DELAY_SECONDS,
     ) -> None:
@@ -259,9 +259,9 @@ class WebhookPoster:
         self._delay_seconds = delay_seconds
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def post(self, webhook: SignedWebhook) -> httpx.Response:
-        """POST one webhook; raises ``httpx.HTTPError`` when parley cannot be reached."""
-        async with httpx.AsyncClient(
+    async def post(self, webhook: SignedWebhook) -> httpx2.Response:
+        """POST one webhook; raises ``httpx2.HTTPError`` when parley cannot be reached."""
+        async with httpx2.AsyncClient(
             transport=self._transport,
             timeout=self._timeout,
             follow_redirects=False,
@@ -291,7 +291,7 @@ class WebhookPoster:
             webhook = build()
             try:
                 response = await self.post(webhook)
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 log.warning("sandbox: could not post a webhook to %s: %r", webhook.url, exc)
                 continue
             if not response.is_success:

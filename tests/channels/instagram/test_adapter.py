@@ -8,7 +8,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from tests.channels.conftest import (
     INSTAGRAM_ACCOUNT_ID,
@@ -43,7 +43,7 @@ def instagram(**overrides: Any) -> OutboundMessage:
     return OutboundMessage(**(fields | overrides))
 
 
-def sent_json(request: httpx.Request) -> Any:
+def sent_json(request: httpx2.Request) -> Any:
     return json.loads(request.content)
 
 

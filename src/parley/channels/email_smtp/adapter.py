@@ -22,7 +22,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any, ClassVar, Self
 
 import aiosmtplib
-import httpx
+import httpx2
 
 from parley.channels.base import (
     Capabilities,
@@ -86,7 +86,7 @@ class EmailSmtp:
         timeout: float = 10.0,
         max_connections: int = 10,
         max_idle_seconds: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         """Configure the relay; nothing connects until the first send.
 

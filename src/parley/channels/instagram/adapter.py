@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, ClassVar, Self
 
-import httpx
+import httpx2
 
 from parley.channels.base import (
     Capabilities,
@@ -77,10 +77,10 @@ class Instagram:
         base_url: str = "https://graph.instagram.com",
         api_version: str = "v21.0",
         timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.messages_url = str(
-            httpx.URL(f"{base_url.rstrip('/')}/{api_version}/{instagram_account_id}/messages")
+            httpx2.URL(f"{base_url.rstrip('/')}/{api_version}/{instagram_account_id}/messages")
         )
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._client = make_client(timeout, transport)
@@ -104,7 +104,7 @@ class Instagram:
             response = await self._client.post(
                 self.messages_url, json=payload, headers=self._headers
             )
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise error_for_exception(exc, provider=PROVIDER_NAME) from exc
 
         body = json_or_empty(response)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-import httpx
+import httpx2
 
 from parley.channels.base import (
     Capabilities,
@@ -60,13 +60,13 @@ class TwilioSms:
         from_number: str,
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.from_number = from_number
         self.messages_url = str(
-            httpx.URL(f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json")
+            httpx2.URL(f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json")
         )
-        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._auth = httpx2.BasicAuth(account_sid, auth_token)
         self._client = make_client(timeout, transport)
 
     @classmethod
@@ -88,7 +88,7 @@ class TwilioSms:
             form["StatusCallback"] = message.status_callback_url
         try:
             response = await self._client.post(self.messages_url, data=form, auth=self._auth)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise error_for_exception(exc, provider=PROVIDER_NAME) from exc
 
         body = json_or_empty(response)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, ClassVar, Self
 
-import httpx
+import httpx2
 
 from parley.channels.base import (
     Capabilities,
@@ -70,10 +70,10 @@ class WhatsappCloud:
         base_url: str = "https://graph.facebook.com",
         api_version: str = "v21.0",
         timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.messages_url = str(
-            httpx.URL(f"{base_url.rstrip('/')}/{api_version}/{phone_number_id}/messages")
+            httpx2.URL(f"{base_url.rstrip('/')}/{api_version}/{phone_number_id}/messages")
         )
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._client = make_client(timeout, transport)
@@ -96,7 +96,7 @@ class WhatsappCloud:
             response = await self._client.post(
                 self.messages_url, json=build_payload(message), headers=self._headers
             )
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise error_for_exception(exc, provider=PROVIDER_NAME) from exc
 
         body = json_or_empty(response)
@@ -139,7 +139,7 @@ def _template(template: TemplateRef) -> dict[str, Any]:
     return body
 
 
-def _message_id(body: dict[str, Any], response: httpx.Response) -> str:
+def _message_id(body: dict[str, Any], response: httpx2.Response) -> str:
     messages = body.get("messages")
     if isinstance(messages, list) and messages and isinstance(messages[0], dict):
         message_id = messages[0].get("id")

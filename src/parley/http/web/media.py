@@ -29,7 +29,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-import httpx
+import httpx2
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -134,7 +134,7 @@ async def fetch(url: str, *, settings: Settings) -> tuple[bytes, str | None]:
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
     limit = settings.media_proxy_max_bytes
     async with (
-        httpx.AsyncClient(
+        httpx2.AsyncClient(
             follow_redirects=False,
             timeout=settings.media_proxy_timeout_seconds,
             trust_env=False,
@@ -187,7 +187,7 @@ async def media_proxy(request: Request) -> Response:
     except Refused as exc:
         log.info("media proxy refused %r: %s", url[:200], exc)
         return _refusal(str(exc), exc.status_code)
-    except (httpx.HTTPError, TimeoutError) as exc:
+    except (httpx2.HTTPError, TimeoutError) as exc:
         log.info("media proxy could not fetch %r: %s", url[:200], exc.__class__.__name__)
         return _refusal("the image could not be fetched", 502)
     headers = {
