@@ -161,45 +161,32 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         baseline_url = f"{base}/webhooks/bench-baseline/{benchkit.SLUG}"
         grouped_url = f"{base}/webhooks/bench-baseline-grouped/{benchkit.SLUG}"
         parley_url = f"{base}/webhooks/shopify/{benchkit.SLUG}"
+
+        def max_throughput(label: str, url: str, requests: int) -> dict[str, Any]:
+            log(f"[{kind}] {label}, max throughput ({opts.duration}s)")
+            run = loadgen(
+                url,
+                mode="max",
+                seq=seq.take(requests),
+                requests=requests,
+                duration=opts.duration,
+                connections=opts.connections,
+                **common,
+            )
+            log(f"    {run['throughput']:.0f}/s  p99 {run['p99_ms']:.1f} ms")
+            return run
+
         try:
-            log(f"[{kind}] baseline, max throughput ({opts.duration}s)")
-            b_max = loadgen(
-                baseline_url,
-                mode="max",
-                seq=seq.take(opts.requests),
-                requests=opts.requests,
-                duration=opts.duration,
-                connections=opts.connections,
-                **common,
+            b_max = max_throughput("baseline", baseline_url, opts.requests)
+            g_max = max_throughput(
+                "baseline through parley's group commit", grouped_url, opts.requests
             )
-            log(f"    {b_max['throughput']:.0f}/s  p99 {b_max['p99_ms']:.1f} ms")
-            log(f"[{kind}] baseline through parley's group commit ({opts.duration}s)")
-            g_max = loadgen(
-                grouped_url,
-                mode="max",
-                seq=seq.take(opts.requests),
-                requests=opts.requests,
-                duration=opts.duration,
-                connections=opts.connections,
-                **common,
-            )
-            log(f"    {g_max['throughput']:.0f}/s  p99 {g_max['p99_ms']:.1f} ms")
             result["rss_after_baseline_kb"] = benchkit.proc_status(server.pid).get("VmHWM")
             # parley cannot outrun its ceiling by much: build only what it can use.
             p_requests = int(min(opts.requests, b_max["throughput"] * opts.duration * 1.5 + 2000))
-            log(f"[{kind}] parley, max throughput ({opts.duration}s)")
             profile = Path(opts.profile) / f"ingest-{kind}.txt" if opts.profile else None
             with benchkit.py_spy(server.pid, profile, duration=opts.duration + 12):
-                p_max = loadgen(
-                    parley_url,
-                    mode="max",
-                    seq=seq.take(p_requests),
-                    requests=p_requests,
-                    duration=opts.duration,
-                    connections=opts.connections,
-                    **common,
-                )
-            log(f"    {p_max['throughput']:.0f}/s  p99 {p_max['p99_ms']:.1f} ms")
+                p_max = max_throughput("parley", parley_url, p_requests)
             half = max(1.0, p_max["throughput"] / 2)
             log(f"[{kind}] parley at half load ({half:.0f}/s for {opts.rate_duration}s)")
             p_half = loadgen(
