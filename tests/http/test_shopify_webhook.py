@@ -16,6 +16,7 @@ from parley.customers.models import Customer, CustomerIdentity
 from parley.db import Database
 from parley.demo.simulate import shopper_dict
 from parley.http.app import create_app
+from parley.http.webhooks.shopify import ShopifyHeaders, store, verify
 from parley.integrations.shopify import payloads
 from parley.integrations.shopify.signature import sign
 from parley.jobs.models import Job
@@ -313,3 +314,36 @@ def test_deliveries_right_after_app_uninstalled_are_stored_but_start_nothing(cli
     assert count(db, WebhookDelivery) == 3
     assert count(db, JourneyRun) == runs
     assert rows(db, Order, Order.external_id == "2") == []
+
+
+def _verified(db, body: bytes, headers: dict[str, str]):
+    lower = {name.lower(): value for name, value in headers.items()}
+    shopify = ShopifyHeaders(
+        hmac=lower.get("x-shopify-hmac-sha256"),
+        topic=lower.get("x-shopify-topic"),
+        webhook_id=lower.get("x-shopify-webhook-id"),
+        event_id=lower.get("x-shopify-event-id"),
+        triggered_at=lower.get("x-shopify-triggered-at"),
+        kept={},
+    )
+    return verify(db, "demo", shopify, body)
+
+
+def test_an_order_sharing_a_transaction_with_the_uninstall_before_it_starts_nothing(db):
+    """Under load the route writes waiting deliveries in one transaction (group commit):
+    both were verified while the store was still installed, and the order, written after
+    the uninstall, must still start no journey."""
+    seed(db)
+    body, headers = signed("app/uninstalled", {"id": 1, "name": "parley demo"}, webhook_id="bye")
+    uninstall = _verified(db, body, headers)
+    late = deliveries("Ada", order_id=2)[0]
+    order = _verified(db, late.body, late.headers)
+
+    with db.transaction() as session:
+        store(session, uninstall)
+        answer = store(session, order)
+
+    assert answer.body == {"status": "accepted", "events": 0, "journeys_started": 0}
+    assert count(db, WebhookDelivery) == 2
+    assert (count(db, JourneyRun), count(db, Job)) == (0, 0)
+    assert rows(db, Order) == []

@@ -23,7 +23,7 @@ from parley.journeys import service as journeys
 from parley.journeys.service import EventFacts
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces.models import Workspace
-from parley.workspaces.service import WorkspaceAccess, mark_uninstalled
+from parley.workspaces.service import WorkspaceAccess, mark_uninstalled, uninstalled_in
 
 DELIVERIES = table_of(WebhookDelivery)
 EVENTS = table_of(StoreEvent)
@@ -110,7 +110,7 @@ def ingest(
     )
     if delivery_id is None:
         return Ingested(delivery_id=None, is_duplicate=True)
-    if not workspace.is_active:
+    if not workspace.is_active or uninstalled_in(session, workspace.id):
         return Ingested(delivery_id=delivery_id, is_duplicate=False)
     started = 0
     for event in mapped:

@@ -127,6 +127,9 @@ def rotate_shopify_secret(
     workspace.shopify_secret_changed_at = utc_now()
 
 
+UNINSTALLED_IN_SESSION = "workspaces.uninstalled"
+
+
 def mark_uninstalled(session: Session, *, workspace_id: int) -> None:
     """The store removed parley: stop every send at once (checked before each send)."""
     session.execute(
@@ -134,6 +137,13 @@ def mark_uninstalled(session: Session, *, workspace_id: int) -> None:
         .where(Workspace.id == workspace_id)
         .values(is_active=False, uninstalled_at=utc_now())
     )
+    session.info.setdefault(UNINSTALLED_IN_SESSION, set()).add(workspace_id)
+
+
+def uninstalled_in(session: Session, workspace_id: int) -> bool:
+    """Whether this transaction has just uninstalled the workspace: deliveries written
+    after it in the same transaction (a group commit) were verified while it was active."""
+    return workspace_id in session.info.get(UNINSTALLED_IN_SESSION, ())
 
 
 def add_channel_account(
