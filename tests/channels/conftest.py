@@ -262,6 +262,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     content: bytes
+    smtp_utf8: bool
 
 
 class SmtpHandler:
@@ -286,7 +287,11 @@ class SmtpHandler:
         if self.data_reply.startswith("250"):
             self.received.append(
                 Received(
-                    session.peer, envelope.mail_from, list(envelope.rcpt_tos), envelope.content
+                    session.peer,
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.content,
+                    envelope.smtp_utf8,
                 )
             )
         return self.data_reply
@@ -346,13 +351,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[FakeSmtpServer]:
+def start_smtp_server(*, smtputf8: bool = False) -> FakeSmtpServer:
+    """A fake relay on a free port; ``smtputf8`` offers the SMTPUTF8 extension."""
     handler = SmtpHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
     controller.start()
-    server = FakeSmtpServer(handler=handler, controller=controller, port=port)
+    return FakeSmtpServer(handler=handler, controller=controller, port=port)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[FakeSmtpServer]:
+    server = start_smtp_server()
     yield server
     server.stop()
 

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from tests.channels.conftest import email_adapter, start_smtp_server
 
 from parley.channels.base import OutboundMessage, PermanentChannelError, TransientChannelError
 from parley.channels.email_smtp.adapter import EmailSmtp, message_id_for
@@ -213,13 +214,91 @@ async def test_reserved_headers_are_refused(
     assert server.handler.received == []
 
 
-async def test_header_injection_is_refused(email_channel: Channel) -> None:
+@pytest.mark.parametrize(
+    "field",
+    [
+        pytest.param({"subject": "Hello\r\nBcc: victim@example.com"}, id="subject_case"),
+        pytest.param({"to": "ada@example.com\nBcc: victim@example.com"}, id="to_case"),
+        pytest.param({"sender_name": "Shop\r\nBcc: victim@example.com"}, id="sender_case"),
+        pytest.param({"headers": {"X-Campaign": "a\nBcc: victim@example.com"}}, id="custom_case"),
+    ],
+)
+async def test_header_injection_is_refused(email_channel: Channel, field: dict[str, Any]) -> None:
     adapter, server = email_channel
 
     with pytest.raises(PermanentChannelError) as caught:
-        await adapter.send(email(subject="Hello\r\nBcc: victim@example.com"))
+        await adapter.send(email(**field))
 
-    assert caught.value.reason.startswith("cannot build the email:")
+    assert caught.value.reason.startswith("cannot build the email: the ")
+    assert caught.value.reason.endswith(" header contains a line break")
+    assert server.handler.received == []
+
+
+async def test_a_recipient_without_an_address_is_refused(email_channel: Channel) -> None:
+    adapter, server = email_channel
+
+    with pytest.raises(PermanentChannelError) as caught:
+        await adapter.send(email(to="Ada Lovelace"))
+
+    assert caught.value.reason == "cannot build the email: no address in 'Ada Lovelace'"
+    assert server.handler.received == []
+
+
+async def test_non_ascii_names_travel_as_encoded_words_over_plain_smtp(
+    email_channel: Channel,
+) -> None:
+    adapter, server = email_channel
+
+    await adapter.send(email(to="Zoë Ünal <zoe@example.com>", sender_name="Café Crème"))
+
+    (envelope,) = server.handler.received
+    assert envelope.content.isascii()
+    assert envelope.smtp_utf8 is False
+    mail = received(server)
+    assert mail["To"] == "Zoë Ünal <zoe@example.com>"
+    assert mail["From"] == "Café Crème <orders@demo.parley.test>"
+
+
+async def test_long_lines_are_wrapped_on_the_wire_and_restored_by_the_reader(
+    email_channel: Channel,
+) -> None:
+    adapter, server = email_channel
+    html = "<p>" + "<span>Grüße</span>" * 200 + "</p>"
+
+    await adapter.send(email(html=html))
+
+    wire = server.handler.received[0].content
+    assert max(len(line) for line in wire.split(b"\r\n")) <= 78
+    assert received(server).get_body(("html",)).get_content() == html + "\n"  # type: ignore[union-attr]
+
+
+async def test_an_internationalised_address_goes_out_as_smtputf8() -> None:
+    server = start_smtp_server(smtputf8=True)
+    adapter = email_adapter(server)
+    try:
+        await adapter.send(email(to="Zoë <zoë@example.com>", text="Grüße, Zoë"))
+    finally:
+        await adapter.aclose()
+        server.stop()
+
+    (envelope,) = server.handler.received
+    assert envelope.smtp_utf8 is True
+    assert envelope.rcpt_tos == ["zoë@example.com"]
+    assert "To: Zoë <zoë@example.com>" in envelope.content.decode()
+    mail = received(server)
+    assert mail["From"] == EMAIL_FROM
+    assert mail.get_content() == "Grüße, Zoë\n"
+
+
+async def test_an_internationalised_address_is_refused_by_a_relay_without_smtputf8(
+    email_channel: Channel,
+) -> None:
+    adapter, server = email_channel
+
+    with pytest.raises(PermanentChannelError) as caught:
+        await adapter.send(email(to="zoë@example.com"))
+
+    assert caught.value.reason.startswith("the mail server cannot do what we need:")
     assert server.handler.received == []
 
 

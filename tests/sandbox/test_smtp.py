@@ -105,6 +105,56 @@ async def test_unicode_subject_and_body_survive(
     assert captured.body == "Grüße, Zoë\n"
 
 
+async def test_an_internationalised_address_is_taken_over_smtputf8(
+    server: SandboxSmtpServer, store: SandboxStore
+) -> None:
+    message = _email(to="Zoë Ünal <zoë@example.com>", html=False)
+    message.replace_header("From", "Café Crème <orders@demo.parley.test>")
+
+    await _send(server, message)
+
+    [captured] = store.list()
+    assert captured.to == "zoë@example.com"
+    assert captured.sender == "Café Crème <orders@demo.parley.test>"
+    assert captured.headers["To"] == "Zoë Ünal <zoë@example.com>"
+
+
+async def test_the_inline_text_is_the_body_and_an_attached_text_file_is_not(
+    server: SandboxSmtpServer, store: SandboxStore
+) -> None:
+    message = _email(html=False)
+    message.add_attachment("sku,qty\nTEE-1,2\n", filename="order.csv")
+
+    await _send(server, message)
+
+    [captured] = store.list()
+    assert captured.body == "Hi Ada,\nthanks for your order #1001.\n"
+    assert captured.html is None
+
+
+async def test_a_body_in_an_unknown_charset_is_kept_readable(
+    server: SandboxSmtpServer, store: SandboxStore
+) -> None:
+    raw = (
+        f"From: {FROM}\r\nTo: ada@example.com\r\nMessage-ID: {MESSAGE_ID}\r\n"
+        "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+        'Content-Type: text/plain; charset="x-unknown"\r\n\r\nGr\u00fc\u00dfe\r\n'
+    ).encode()
+
+    await aiosmtplib.send(
+        raw,
+        sender="orders@demo.parley.test",
+        recipients=["ada@example.com"],
+        hostname=server.host,
+        port=server.port,
+        timeout=5,
+    )
+
+    [captured] = store.list()
+    assert captured.subject == "Grüße"
+    assert captured.body == "Grüße\n"
+
+
 @pytest.mark.parametrize(
     ("header", "reason"),
     [

@@ -4,17 +4,24 @@ parley's email adapter sends real SMTP to ``smtp_host:smtp_port``; in the demo t
 server (aiosmtpd, on its own thread and event loop). Every accepted message is captured
 once per ``RCPT TO`` recipient. Like a large mailbox provider it refuses a message without
 a ``From`` or a ``Message-ID`` header, and an injected fault on ``"email"`` answers the
-DATA command with that SMTP reply code.
+DATA command with that SMTP reply code. It offers SMTPUTF8, as the large providers do.
+
+Messages are parsed with the ``compat32`` policy, whose headers stay plain strings, and only
+the headers and text parts the capture keeps are decoded. ``policy.default`` turns every
+header into an object and costs about 3.4 ms per confirmation email against 0.3 ms, which
+made this stand-in, not parley, the ceiling of every email benchmark.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
-from email.message import EmailMessage
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
-from email.policy import default as default_policy
+from email.policy import Compat32
 from typing import Final
 
 from aiosmtpd.controller import Controller
@@ -39,18 +46,60 @@ def fault_reply(fault: Fault) -> str:
     return f"{code} 5.3.0 Sandbox: simulated permanent failure"
 
 
-def _part_content(message: EmailMessage, subtype: str) -> str | None:
-    part = message.get_body(preferencelist=(subtype,))
-    if part is None or part.get_content_subtype() != subtype:
+class _RawHeaders(Compat32):
+    """``compat32`` that hands every header back as the string that arrived.
+
+    Its default wraps a raw UTF-8 (SMTPUTF8) header in a ``Header`` object; the capture
+    decodes headers itself, in :func:`_header_text`.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        """The value as it arrived, folding and encoded words included."""
+        return value
+
+
+# A folded header line: the line break before continuation whitespace (RFC 5322 2.2.3).
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _header_text(value: str) -> str:
+    """A raw header value as a reader sees it: unfolded, encoded words decoded."""
+    value = _FOLD.sub("", value)
+    if not value.isascii():
+        # SMTPUTF8 headers arrive as raw UTF-8, which the parser keeps as surrogates.
+        return value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    try:
+        return str(make_header(decode_header(value)))
+    except (LookupError, UnicodeError, ValueError):
+        return value
+
+
+def _part_text(part: Message) -> str | None:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
         return None
     try:
-        content = part.get_content()
+        text = payload.decode(part.get_content_charset() or "us-ascii")
     except (LookupError, UnicodeError):
-        # An unknown charset: keep what can be read rather than refuse the message.
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else None
+        # An unknown or wrong charset: keep what can be read rather than refuse the message.
+        text = payload.decode("utf-8", "replace")
     # SMTP carries CRLF line ends; the capture keeps the text as it was written.
-    return content.replace("\r\n", "\n") if isinstance(content, str) else None
+    return text.replace("\r\n", "\n")
+
+
+def _bodies(message: Message) -> dict[str, str | None]:
+    """The first inline text/plain and text/html parts, decoded."""
+    found: dict[str, str | None] = {"plain": None, "html": None}
+    for part in message.walk():
+        subtype = part.get_content_subtype()
+        if (
+            part.get_content_maintype() == "text"
+            and subtype in found
+            and found[subtype] is None
+            and part.get_content_disposition() != "attachment"
+        ):
+            found[subtype] = _part_text(part)
+    return found
 
 
 class SandboxSmtpHandler:
@@ -58,7 +107,7 @@ class SandboxSmtpHandler:
 
     def __init__(self, store: SandboxStore) -> None:
         self._store = store
-        self._parser = BytesParser(_class=EmailMessage, policy=default_policy)
+        self._parser = BytesParser(policy=_RawHeaders())
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         """Called by aiosmtpd once the whole message has arrived."""
@@ -69,25 +118,23 @@ class SandboxSmtpHandler:
             return fault_reply(fault)
         raw = envelope.original_content or b""
         message = self._parser.parsebytes(raw)
-        if message["From"] is None:
+        sender, message_id, subject = (message[name] for name in ("From", "Message-ID", "Subject"))
+        if sender is None:
             return "550 5.7.1 Sandbox: message is not RFC 5322 compliant: no From header"
-        message_id = str(message["Message-ID"] or "").strip()
-        if not message_id:
+        if message_id is None or not message_id.strip():
             return "550 5.7.1 Sandbox: messages missing a valid Message-ID header are not accepted"
-        headers = {name: str(value) for name, value in message.items()}
-        subject = message["Subject"]
-        body = _part_content(message, "plain")
-        html = _part_content(message, "html")
+        headers = {name: _header_text(value) for name, value in message.items()}
+        bodies = _bodies(message)
         for recipient in envelope.rcpt_tos:
             self._store.add(
                 CapturedMessage(
                     channel="email",
                     to=recipient,
-                    sender=headers["From"],
-                    body=body or "",
-                    subject=str(subject) if subject is not None else None,
-                    html=html,
-                    provider_message_id=message_id,
+                    sender=_header_text(sender),
+                    body=bodies["plain"] or "",
+                    subject=None if subject is None else _header_text(subject),
+                    html=bodies["html"],
+                    provider_message_id=_header_text(message_id).strip(),
                     headers=headers,
                 )
             )
@@ -106,6 +153,7 @@ class SandboxSmtpServer:
             port=port,
             server_hostname=SERVER_HOSTNAME,
             ident="parley sandbox ESMTP",
+            enable_SMTPUTF8=True,
             ready_timeout=10.0,
         )
         self._is_running = False

