@@ -85,6 +85,7 @@ class Runtime:
             backoff_base_seconds=settings.job_backoff_base_seconds,
             backoff_cap_seconds=settings.job_backoff_cap_seconds,
             max_attempts=settings.job_max_attempts,
+            rounds_in_flight=settings.worker_rounds_in_flight or (1 if beside_web else 2),
         )
 
     def worker(self, *, name: str | None = None, intake: Intake | None = None) -> Worker:

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         description="jobs claimed per round; default 20 on SQLite or beside the web server "
         "(a batch is prepared in one burst, holding SQLite's one writer), 200 otherwise",
     )
+    worker_rounds_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="rounds (claim, prepare, send, finish) a worker process runs at once, so "
+        "one round's database work overlaps another's sends; default 2, or 1 beside the web "
+        "server (webhooks come first there)",
+    )
     worker_poll_seconds: float = 0.2
     job_lease_seconds: int = 60
     job_max_attempts: int = 8

@@ -161,6 +161,14 @@ def test_workers_claim_small_batches_on_sqlite_or_beside_the_web_server(db: Data
     assert chosen.worker_config(beside_web=True).batch_size == 7
 
 
+def test_a_worker_runs_two_rounds_at_once_except_beside_the_web_server(db: Database) -> None:
+    runtime = Runtime(settings=Settings(), db=db, adapters={})
+    assert runtime.worker_config().rounds_in_flight == 2
+    assert runtime.worker_config(beside_web=True).rounds_in_flight == 1
+    chosen = Runtime(settings=Settings(worker_rounds_in_flight=3), db=db, adapters={})
+    assert chosen.worker_config(beside_web=True).rounds_in_flight == 3
+
+
 def _deliver(client: TestClient, delivery: Any) -> Any:
     return client.post("/webhooks/shopify/demo", content=delivery.body, headers=delivery.headers)
 

