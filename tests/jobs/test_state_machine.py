@@ -117,7 +117,9 @@ class JourneyMachine(RuleBasedStateMachine):
         )
         # One event loop per example (not one per call): its thread pool is reused.
         self.loop = asyncio.new_event_loop()
-        self.worker = self._new_worker("steady")
+        # The steady worker runs two rounds at once, as ``parley worker`` does, with small
+        # batches so that both rounds have jobs to overlap.
+        self.worker = self._new_worker("steady", batch_size=2, rounds_in_flight=2)
         self.orders: list[PlacedOrder] = []
         self.posted: dict[str, Any] = {}
         self.crashes = 0
@@ -171,9 +173,14 @@ class JourneyMachine(RuleBasedStateMachine):
         ]
         return min(times, default=None)  # type: ignore[type-var]
 
-    def _new_worker(self, name: str) -> Worker:
+    def _new_worker(self, name: str, *, batch_size: int = 50, rounds_in_flight: int = 1) -> Worker:
         # A small retry budget, so that an outage can exhaust it within one example.
-        config = WorkerConfig(batch_size=50, backoff_base_seconds=5.0, max_attempts=MAX_ATTEMPTS)
+        config = WorkerConfig(
+            batch_size=batch_size,
+            backoff_base_seconds=5.0,
+            max_attempts=MAX_ATTEMPTS,
+            rounds_in_flight=rounds_in_flight,
+        )
         return Worker(self.db, [self.task], config, name=name)
 
     def _run(self, awaitable: Awaitable[T]) -> T:
