@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from starlette.testclient import TestClient
 
 from parley.clock import utc_now
@@ -20,6 +20,7 @@ from parley.http.webhooks.shopify import ShopifyHeaders, store, verify
 from parley.integrations.shopify import payloads
 from parley.integrations.shopify.signature import sign
 from parley.jobs.models import Job
+from parley.journeys import service as journeys
 from parley.journeys.models import JourneyRun
 from parley.runtime import Runtime
 from parley.settings import get_settings
@@ -327,6 +328,49 @@ def _verified(db, body: bytes, headers: dict[str, str]):
         kept={},
     )
     return verify(db, "demo", shopify, body)
+
+
+def test_orders_sharing_a_transaction_read_their_stores_journeys_once(db):
+    seed(db)
+    orders = [
+        _verified(db, late.body, late.headers)
+        for late in (deliveries("Ada", order_id=n, number=1500 + n)[0] for n in (1, 2, 3))
+    ]
+    journey_reads: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        # The enabled-journeys list (a definition is read once per revision per process).
+        if "FROM journeys" in statement and "is_enabled" in statement:
+            journey_reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        with db.transaction() as session:
+            answers = [store(session, order) for order in orders]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+
+    assert [answer.body["journeys_started"] for answer in answers] == [1, 1, 1]
+    assert len(journey_reads) == 1
+    assert count(db, JourneyRun) == 3
+
+
+def test_a_journey_switched_off_earlier_in_the_same_transaction_starts_nothing(db):
+    workspace_id = seed(db)
+    first, second = (
+        _verified(db, late.body, late.headers)
+        for late in (deliveries("Ada", order_id=n, number=1500 + n)[0] for n in (1, 2))
+    )
+
+    with db.transaction() as session:
+        before = store(session, first)
+        journeys.update_journey(
+            session, workspace_id=workspace_id, key="order_confirmation", is_enabled=False
+        )
+        after = store(session, second)
+
+    assert (before.body["journeys_started"], after.body["journeys_started"]) == (1, 0)
+    assert count(db, JourneyRun) == 1
 
 
 def test_an_order_sharing_a_transaction_with_the_uninstall_before_it_starts_nothing(db):
