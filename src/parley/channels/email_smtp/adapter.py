@@ -183,7 +183,7 @@ class EmailSmtp:
     async def send(self, message: OutboundMessage) -> SendResult:
         """Hand one email to the relay; raise Transient/PermanentChannelError on failure."""
         email = self.build_message(message)
-        message_id = message_id_for(message.idempotency_key, self.domain)
+        message_id = str(email["Message-ID"])
         async with self._slots:
             try:
                 smtp = await self._checkout()
