@@ -92,6 +92,20 @@ def test_bad_signature_is_401_and_writes_nothing(client, db, tamper, caplog):
     assert "Ada" not in refusal[0]
 
 
+def test_a_delivery_signed_with_another_stores_secret_is_401_and_writes_nothing(client, db):
+    with db.transaction() as session:
+        workspaces.create_workspace(
+            session, slug="other", name="Other Store", shopify_secret="other-store-secret"
+        )
+    placed = deliveries("Ada")[0]
+    forged = {**placed.headers, "X-Shopify-Hmac-Sha256": sign(placed.body, "other-store-secret")}
+
+    response = _post(client, placed.body, forged)
+
+    assert response.status_code == 401
+    assert _nothing_written(db)
+
+
 def test_old_secret_is_accepted_during_rotation_and_refused_after(client, db, frozen_clock):
     with db.transaction() as session:
         workspace = workspaces.get_workspace(session, slug="demo")
