@@ -88,7 +88,7 @@ def main() -> None:
                 print(f"  {statement[:300]}")
             counting.recorded = None
         counting.reset()
-        profiler = cProfile.Profile() if args.cprofile else None
+        profiler = cProfile.Profile(time.process_time) if args.cprofile else None
         cpu0, t0 = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
