@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--pg-url", default=benchkit.DEFAULT_PG_ADMIN_URL)
     parser.add_argument("--orders", type=int, default=400)
     parser.add_argument(
-        "--cprofile", action="store_true", help="also print cProfile tables of receive()"
+        "--cprofile",
+        action="store_true",
+        help="also print cProfile tables of receive(), in CPU time (waits left out)",
     )
     parser.add_argument(
         "--show-sql", action="store_true", help="also print the statements of one delivery"
