@@ -23,6 +23,10 @@ from typing import Any
 import benchkit
 from sqlalchemy import event
 
+BATCH = 10
+"""Deliveries to a transaction in the batched measurement, about what a group commit
+takes at a time under load."""
+
 
 class Counting:
     def __init__(self, engine: Any) -> None:
@@ -66,7 +70,7 @@ def main() -> None:
     import dispatch_worker
 
     from parley.db import Database
-    from parley.http.webhooks.shopify import receive
+    from parley.http.webhooks.shopify import receive, store, verify
     from parley.runtime import Runtime
     from parley.settings import Settings
 
@@ -110,6 +114,24 @@ def main() -> None:
 
         if profiler:
             print_profile("ingest: receive()", profiler)
+        batched = [benchkit.order_delivery(i) for i in range(10**5, 10**5 + args.orders)]
+        counting.reset()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for start in range(0, n, BATCH):
+            verified = [
+                verify(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
+                for body, headers in batched[start : start + BATCH]
+            ]
+            with db.transaction() as session:
+                for delivery in verified:
+                    store(session, delivery)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        print(
+            f"{args.db}: orders/create through store(), {BATCH} to a transaction "
+            "(as a group commit shares one)"
+        )
+        print(f"  {counting.statements / n:.1f} statements, {counting.commits / n:.2f} commits")
+        print(f"  {1000 * cpu / n:.2f} ms CPU, {1000 * wall / n:.2f} ms wall per delivery")
         runtime = Runtime(settings=Settings(), db=db, adapters=dispatch_worker.noop_adapters())
         worker = runtime.worker(name="sqlcount")
         counting.reset()

@@ -26,7 +26,7 @@ from parley.channels.base import (
 from parley.db import Database
 from parley.demo.seed import SHOPPERS, seed_demo
 from parley.demo.simulate import order_lifecycle
-from parley.http.webhooks.shopify import ShopifyHeaders, receive
+from parley.http.webhooks.shopify import ShopifyHeaders, Verified, receive, verify
 from parley.inbox import service as inbox
 from parley.inbox.service import Received
 from parley.inbox.tasks import ApplyStatusLater
@@ -118,6 +118,11 @@ class FakeRequestHeaders:
 
     def __init__(self, headers: dict[str, str]) -> None:
         self.headers = {name.lower(): value for name, value in headers.items()}
+
+
+def verified(db: Database, body: bytes, headers: dict[str, str], slug: str = "demo") -> Verified:
+    """A delivery checked and mapped as the route does before its write (``store``)."""
+    return verify(db, slug, ShopifyHeaders.of(FakeRequestHeaders(headers)), body)  # type: ignore[arg-type]
 
 
 def post(

@@ -16,7 +16,7 @@ from parley.customers.models import Customer, CustomerIdentity
 from parley.db import Database
 from parley.demo.simulate import shopper_dict
 from parley.http.app import create_app
-from parley.http.webhooks.shopify import ShopifyHeaders, store, verify
+from parley.http.webhooks.shopify import store
 from parley.integrations.shopify import payloads
 from parley.integrations.shopify.signature import sign
 from parley.jobs.models import Job
@@ -27,7 +27,7 @@ from parley.settings import get_settings
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
-from support import SECRET, count, deliveries, rows, seed, shopper, signed
+from support import SECRET, count, deliveries, rows, seed, shopper, signed, verified
 
 
 @pytest.fixture
@@ -331,23 +331,10 @@ def test_deliveries_right_after_app_uninstalled_are_stored_but_start_nothing(cli
     assert rows(db, Order, Order.external_id == "2") == []
 
 
-def _verified(db, body: bytes, headers: dict[str, str]):
-    lower = {name.lower(): value for name, value in headers.items()}
-    shopify = ShopifyHeaders(
-        hmac=lower.get("x-shopify-hmac-sha256"),
-        topic=lower.get("x-shopify-topic"),
-        webhook_id=lower.get("x-shopify-webhook-id"),
-        event_id=lower.get("x-shopify-event-id"),
-        triggered_at=lower.get("x-shopify-triggered-at"),
-        kept={},
-    )
-    return verify(db, "demo", shopify, body)
-
-
 def test_orders_sharing_a_transaction_read_their_stores_journeys_once(db):
     seed(db)
     orders = [
-        _verified(db, late.body, late.headers)
+        verified(db, late.body, late.headers)
         for late in (deliveries("Ada", order_id=n, number=1500 + n)[0] for n in (1, 2, 3))
     ]
     journey_reads: list[str] = []
@@ -372,7 +359,7 @@ def test_orders_sharing_a_transaction_read_their_stores_journeys_once(db):
 def test_a_journey_switched_off_earlier_in_the_same_transaction_starts_nothing(db):
     workspace_id = seed(db)
     first, second = (
-        _verified(db, late.body, late.headers)
+        verified(db, late.body, late.headers)
         for late in (deliveries("Ada", order_id=n, number=1500 + n)[0] for n in (1, 2))
     )
 
@@ -393,9 +380,9 @@ def test_an_order_sharing_a_transaction_with_the_uninstall_before_it_starts_noth
     the uninstall, must still start no journey."""
     seed(db)
     body, headers = signed("app/uninstalled", {"id": 1, "name": "parley demo"}, webhook_id="bye")
-    uninstall = _verified(db, body, headers)
+    uninstall = verified(db, body, headers)
     late = deliveries("Ada", order_id=2)[0]
-    order = _verified(db, late.body, late.headers)
+    order = verified(db, late.body, late.headers)
 
     with db.transaction() as session:
         store(session, uninstall)

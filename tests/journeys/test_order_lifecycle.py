@@ -11,6 +11,7 @@ from sqlalchemy import update
 from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
 from parley.commerce.models import Order
 from parley.demo.simulate import shopper_dict
+from parley.http.webhooks.shopify import store
 from parley.integrations.shopify import payloads
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun, RunStatus
@@ -26,6 +27,7 @@ from support import (
     seed,
     shopper,
     signed,
+    verified,
 )
 
 
@@ -148,6 +150,44 @@ def test_cancelled_order_gets_no_dispatch_message_even_when_cancelled_after_it_w
     assert adapters[ChannelKind.WHATSAPP].sent == []
     [run] = rows(db, JourneyRun, JourneyRun.run_key.like("fulfillment:%"))
     assert (run.status, run.exit_reason) == (RunStatus.EXITED, "order.cancelled")
+
+
+def test_an_order_cancelled_in_the_same_batch_as_its_dispatch_gets_no_dispatch_message(
+    db, frozen_clock, adapters
+):
+    """Under load the route writes waiting deliveries in one transaction (group commit),
+    one after the other: the cancel, last in the batch, ends the dispatch run that a
+    delivery before it in the same uncommitted transaction started."""
+    seed(db)
+    placed, dispatched, *_ = deliveries("Ada", order_id=779, number=1779)
+    body, headers = signed(
+        "orders/cancelled",
+        payloads.order_payload(
+            order_id=779,
+            number=1779,
+            customer=shopper_dict(shopper("Ada")),
+            line_items=[{"title": "Tee", "quantity": 1, "price": "24.00", "sku": "T"}],
+            created_at=frozen_clock.now,
+            updated_at=frozen_clock.now + timedelta(minutes=2),
+            cancelled_at=frozen_clock.now + timedelta(minutes=2),
+        ),
+        webhook_id="cancel-779",
+    )
+    batch = [
+        verified(db, placed.body, placed.headers),
+        verified(db, dispatched.body, dispatched.headers),
+        verified(db, body, headers),
+    ]
+
+    with db.transaction() as session:
+        answers = [store(session, item) for item in batch]
+    drain(make_worker(db, adapters))
+
+    assert [answer.body["journeys_started"] for answer in answers] == [1, 1, 0]
+    [run] = rows(db, JourneyRun, JourneyRun.run_key.like("fulfillment:%"))
+    assert (run.status, run.exit_reason) == (RunStatus.EXITED, "order.cancelled")
+    assert count(db, Message, Message.message_type == "dispatch") == 0
+    assert adapters[ChannelKind.WHATSAPP].sent == []
 
 
 def test_exit_is_rechecked_immediately_before_the_send(db, frozen_clock, adapters):
