@@ -192,6 +192,24 @@ class Shopper:
 ITEMS = ({"title": "Organic Cotton Tee", "quantity": 2, "price": "24.00", "sku": "SKU-8005"},)
 
 
+def order_event(seq: int, *, api_key: str = API_KEY) -> tuple[bytes, dict[str, str]]:
+    """The same order as :func:`order_delivery`, as a canonical ``order.created`` for
+    ``POST /api/v1/events`` (mapped by parley's own Shopify mapping), with its API key."""
+
+    from parley.integrations.shopify.mapping import map_delivery
+
+    body, _ = order_delivery(seq)
+    [event] = map_delivery("orders/create", json.loads(body), received_at=datetime.now(UTC))
+    payload = {
+        "id": str(uuid.uuid4()),
+        "type": str(event.type),
+        "occurred_at": event.occurred_at.isoformat(),
+        "payload": event.payload.model_dump(mode="json"),
+    }
+    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    return json.dumps(payload).encode(), headers
+
+
 def order_delivery(
     seq: int, *, secret: str = SECRET, channel: str = "email"
 ) -> tuple[bytes, dict[str, str]]:

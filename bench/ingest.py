@@ -2,8 +2,8 @@
 
 One server process (``bench/server.py``: parley's own ``serve`` command, embedded worker
 off, plus the baseline route) and one load-generator process (``bench/loadgen.py``,
-pinned to its own CPU) run five measurements, in this order, on a fresh database (1, 1b
-and 2 are repeated in interleaved rounds, ``--rounds``, 3 by default, and the median of
+pinned to its own CPU) run these measurements, in this order, on a fresh database (1, 1b,
+2 and 2b are repeated in interleaved rounds, ``--rounds``, 3 by default, and the median of
 each is reported beside every round's figure: on a shared 2-core machine one 8-second
 run of the baseline varied from 820 to 1,360/s between runs of the same code):
 
@@ -12,6 +12,8 @@ run of the baseline varied from 820 to 1,360/s between runs of the same code):
    sharing commits alone buys, as parley's route shares them (reported, no goal);
 2. parley max throughput: ``POST /webhooks/shopify/bench`` (HMAC, store the delivery, map
    it, customer + order upserts, event, journeys planned, job enqueued, commit);
+2b. the same orders as canonical events through ``POST /api/v1/events`` (API key, no
+   HMAC; reported, no goal);
 3. parley at a fixed rate of half its measured throughput: p50/p99 latency;
 4. the baseline at that same fixed rate: the latency ceiling.
 
@@ -164,6 +166,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         baseline_url = f"{base}/webhooks/bench-baseline/{benchkit.SLUG}"
         grouped_url = f"{base}/webhooks/bench-baseline-grouped/{benchkit.SLUG}"
         parley_url = f"{base}/webhooks/shopify/{benchkit.SLUG}"
+        events_url = f"{base}/api/v1/events"
 
         def max_throughput(label: str, url: str, requests: int) -> dict[str, Any]:
             log(f"[{kind}] {label}, max throughput ({opts.duration}s)")
@@ -180,7 +183,12 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             return run
 
         try:
-            rounds: dict[str, list[dict[str, Any]]] = {"baseline": [], "grouped": [], "parley": []}
+            rounds: dict[str, list[dict[str, Any]]] = {
+                "baseline": [],
+                "grouped": [],
+                "parley": [],
+                "events": [],
+            }
             for number in range(opts.rounds):
                 if opts.rounds > 1:
                     log(f"[{kind}] round {number + 1} of {opts.rounds}")
@@ -202,7 +210,10 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
                 )
                 with benchkit.py_spy(server.pid, profile, duration=opts.duration + 12):
                     rounds["parley"].append(max_throughput("parley", parley_url, p_requests))
-            b_max, g_max, p_max = (median_run(rounds[name]) for name in rounds)
+                rounds["events"].append(
+                    max_throughput("parley's events API", events_url, p_requests)
+                )
+            b_max, g_max, p_max, e_max = (median_run(rounds[name]) for name in rounds)
             result["rounds"] = {
                 name: [run["throughput"] for run in runs] for name, runs in rounds.items()
             }
@@ -239,6 +250,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             baseline_max=b_max,
             grouped_baseline_max=g_max,
             parley_max=p_max,
+            events_max=e_max,
             parley_half=p_half,
             baseline_half=b_half,
         )
@@ -321,7 +333,9 @@ def rounds_note(rounds: dict[str, list[float]] | None) -> str:
         f"; median of {len(rounds['parley'])} interleaved rounds: parley "
         f"{', '.join(f'{v:,.0f}' for v in rounds['parley'])}/s, baseline "
         f"{', '.join(f'{v:,.0f}' for v in rounds['baseline'])}/s, grouped baseline "
-        f"{', '.join(f'{v:,.0f}' for v in rounds['grouped'])}/s; per-round ratios {ratios}"
+        f"{', '.join(f'{v:,.0f}' for v in rounds['grouped'])}/s, events API "
+        f"{', '.join(f'{v:,.0f}' for v in rounds.get('events', []))}/s; "
+        f"per-round ratios {ratios}"
     )
 
 
@@ -347,6 +361,7 @@ def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
             ),
         ),
         *_grouped_row(p, r.get("grouped_baseline_max")),
+        *_events_row(r.get("events_max"), b),
         Row(
             "ingest p50 at max load",
             p["p50_ms"],
@@ -439,9 +454,36 @@ def _grouped_row(parley: dict[str, Any], grouped: dict[str, Any] | None) -> list
     ]
 
 
+def _events_row(events: dict[str, Any] | None, baseline: dict[str, Any]) -> list[Row]:
+    """The same orders as canonical events through ``POST /api/v1/events`` (no goal)."""
+    if not events:
+        return []
+    return [
+        Row(
+            "ingest events/s (max), POST /api/v1/events",
+            events["throughput"],
+            "/s",
+            ceiling=baseline["throughput"],
+            ceiling_label="baseline",
+            note=(
+                f"the same orders as canonical events with an API key; "
+                f"{events['ok']} ok / {events['measured']} measured, "
+                f"errors {events['errors'] or 'none'}"
+            ),
+        )
+    ]
+
+
 def table(result: dict[str, Any]) -> str:
     rows = [Row(**row) for row in result["rows"]]
-    phases = ["baseline_max", "grouped_baseline_max", "parley_max", "parley_half", "baseline_half"]
+    phases = [
+        "baseline_max",
+        "grouped_baseline_max",
+        "parley_max",
+        "events_max",
+        "parley_half",
+        "baseline_half",
+    ]
     watches = [result[p].get("interference") for p in phases if p in result]
     if result.get("memory"):
         watches.append(result["memory"]["load"].get("interference"))

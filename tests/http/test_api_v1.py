@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from parley.http.app import create_app
@@ -13,6 +16,7 @@ from parley.runtime import Runtime
 from parley.settings import get_settings
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces import service as workspaces
+from parley.workspaces.models import Workspace
 from support import API_KEY, count, drain, make_worker, recording_adapters, rows, seed
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -126,6 +130,42 @@ def test_the_same_event_twice_is_a_duplicate(client, db, first, second):
     assert response.status_code == 202
     assert response.json() == {"status": "duplicate"}
     assert (count(db, WebhookDelivery), count(db, StoreEvent), count(db, JourneyRun)) == (1, 1, 1)
+
+
+def test_ten_identical_events_at_once_have_one_effect(client, db):
+    """Events share commits under load (a group commit), so identical ones race inside
+    one transaction as well as across several: the unique key still decides."""
+    answers: list[dict[str, object]] = []
+    barrier = threading.Barrier(10)
+
+    def send() -> None:
+        barrier.wait()
+        answers.append(client.post("/api/v1/events", json=order_created(), headers=AUTH).json())
+
+    threads = [threading.Thread(target=send) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(answer["status"] for answer in answers) == ["accepted"] + ["duplicate"] * 9
+    assert (count(db, WebhookDelivery), count(db, StoreEvent), count(db, JourneyRun)) == (1, 1, 1)
+
+
+def test_a_key_replaced_a_moment_ago_is_refused_at_once_and_writes_nothing(client, db):
+    with db.transaction() as session:
+        session.execute(
+            update(Workspace).values(api_key_hash=workspaces.hash_api_key("the-new-key"))
+        )
+
+    refused = client.post("/api/v1/events", json=order_created(), headers=AUTH)
+
+    assert (refused.status_code, refused.json()) == (401, {"error": "unknown API key"})
+    assert _nothing_written(db)
+    accepted = client.post(
+        "/api/v1/events", json=order_created(), headers={"Authorization": "Bearer the-new-key"}
+    )
+    assert accepted.json() == {"status": "accepted", "journeys_started": 1}
 
 
 @pytest.mark.parametrize(

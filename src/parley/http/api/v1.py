@@ -7,6 +7,7 @@ scopes every query by it.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -15,12 +16,12 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from parley import events
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.db import Database
+from parley.db.group_commit import group_commit
 from parley.errors import Invalid, Unauthenticated, describe_problems
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.jobs import queue
@@ -67,26 +68,44 @@ def _workspace(session: Session, api_key: str) -> Workspace:
     return workspace
 
 
-def _accept_event(
+@dataclass(frozen=True)
+class _CheckedEvent:
+    """An event whose key names a workspace and whose payload parsed: ready to write."""
+
+    workspace: Workspace
+    delivery: Delivery
+    event: events.Event
+
+
+def _check_event(
     db: Database, api_key: str, event: EventIn, raw: bytes, idempotency_key: str | None
-) -> dict[str, Any]:
+) -> _CheckedEvent:
+    """Everything that may refuse the event, before any write: the payload (422), then
+    the key (401), read in a short transaction of its own so that a revoked key is
+    refused at once."""
     try:
         payload = events.parse_payload(event.type, event.payload)
     except ValidationError as exc:
         problems = describe_problems(exc.errors())
         raise Invalid(f"payload is not a valid {event.type}: {problems}") from exc
-    occurred_at = event.occurred_at or utc_now()
-    key = idempotency_key or event.id or hashlib.sha256(raw).hexdigest()
     with db.transaction() as session:
         workspace = _workspace(session, api_key)
-        result = store_events.ingest(
-            session,
-            workspace=workspace,
-            delivery=Delivery(
-                source="api", delivery_key=key, topic=event.type, headers={}, body=raw.decode()
-            ),
-            mapped=[events.Event.build(event.type, payload, occurred_at)],
-        )
+    key = idempotency_key or event.id or hashlib.sha256(raw).hexdigest()
+    return _CheckedEvent(
+        workspace=workspace,
+        delivery=Delivery(
+            source="api", delivery_key=key, topic=event.type, headers={}, body=raw.decode()
+        ),
+        event=events.Event.build(event.type, payload, event.occurred_at or utc_now()),
+    )
+
+
+def _store_event(session: Session, checked: _CheckedEvent) -> dict[str, Any]:
+    """Store and plan a checked event in the caller's (maybe shared) transaction; acts on
+    nothing outside it, as a group commit may roll it back and run it again."""
+    result = store_events.ingest(
+        session, workspace=checked.workspace, delivery=checked.delivery, mapped=[checked.event]
+    )
     if result.is_duplicate:
         return {"status": "duplicate"}
     return {"status": "accepted", "journeys_started": result.runs_started}
@@ -140,8 +159,9 @@ def create_api() -> FastAPI:
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         raw = await request.body()
-        return await run_in_threadpool(
-            _accept_event, _db(request), api_key, event, raw, idempotency_key
+        db = _db(request)
+        return await group_commit(db).run(
+            lambda: _check_event(db, api_key, event, raw, idempotency_key), _store_event
         )
 
     @api.get("/messages")
