@@ -4,6 +4,7 @@ is applied once, a bad one is 401 with nothing written, payloads never pick the 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from urllib.parse import urlencode
 
@@ -129,6 +130,29 @@ def test_a_signed_whatsapp_message_is_stored_once_and_scheduled_for_the_assistan
         "+447911123456",
         "where is my order?",
     )
+    assert count(db, Job, Job.kind == "assistant.respond") == 1
+
+
+def test_ten_identical_whatsapp_deliveries_at_once_are_one_message_and_one_reply_job(client, db):
+    """Provider webhooks share commits under load (group commit), so identical deliveries
+    race inside one transaction as well as across several: the unique key decides."""
+    body = whatsapp_body("where is my order?")
+    answers: list[tuple[int, str]] = []
+    barrier = threading.Barrier(10)
+
+    def deliver() -> None:
+        barrier.wait()
+        response = post_whatsapp(client, body)
+        answers.append((response.status_code, response.json()["status"]))
+
+    threads = [threading.Thread(target=deliver) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(answers) == [(200, "accepted")] + [(200, "duplicate")] * 9
+    assert (count(db, WebhookDelivery), len(inbound(db))) == (1, 1)
     assert count(db, Job, Job.kind == "assistant.respond") == 1
 
 

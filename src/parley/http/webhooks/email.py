@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -48,8 +47,7 @@ async def email_webhook(request: Request) -> Response:
     form = await request.form()
     items = dict(form.multi_items())
     fields = {key: value for key, value in items.items() if isinstance(value, str)}
-    answer = await run_in_threadpool(
-        receive,
+    answer = await receive(
         request.app.state.db,
         request.path_params["workspace"],
         InboundDelivery(

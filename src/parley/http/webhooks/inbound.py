@@ -1,12 +1,14 @@
 """What every messaging-provider webhook shares: verify, store raw, apply, acknowledge.
 
 Each provider route reads its request and hands :func:`receive` a verifier and a parser.
-In one transaction ``receive`` checks the signature against *this* workspace's accounts
-(never any other store's secret) before the body is parsed at all, keeps the raw delivery
-once (a retried delivery is a duplicate), and applies each event: messages go to the
-inbox, receipts to the outbox's statuses. An event naming an account that is not this
-workspace's is ignored and logged, so a payload can never pick its store. Only then is
-the provider answered 200.
+``receive`` first checks the signature against *this* workspace's accounts, read in a
+short transaction of their own (never any other store's secret), before the body is
+parsed at all. Then, through the group commit (receipts come two or three per message
+sent, so under load many wait together and share one transaction), it keeps the raw
+delivery once (a retried delivery is a duplicate) and applies each event: messages go to
+the inbox, receipts to the outbox's statuses. An event naming an account that is not this
+workspace's is ignored and logged, so a payload can never pick its store. Only after the
+commit is the provider answered 200.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -30,6 +31,7 @@ from parley.channels.base import (
 )
 from parley.clock import utc_now
 from parley.db import Database
+from parley.db.group_commit import group_commit
 from parley.errors import Invalid, NotFound, TryAgain, Unauthenticated
 from parley.inbox import service as inbox
 from parley.jobs import queue
@@ -84,37 +86,54 @@ class InboundDelivery:
     parse: Callable[[], list[InboundEvent]]
 
 
-def receive(db: Database, slug: str, delivery: InboundDelivery) -> dict[str, object]:
-    """Verify, parse, store and apply one delivery; the JSON answer for the provider."""
+@dataclass(frozen=True)
+class CheckedDelivery:
+    """A delivery whose signature matched one of its workspace's accounts, parsed."""
+
+    workspace_id: int
+    addresses: frozenset[str]
+    """The workspace's account addresses on this provider (lower case)."""
+    delivery: Delivery
+    events: list[InboundEvent]
+
+
+async def receive(db: Database, slug: str, delivery: InboundDelivery) -> dict[str, object]:
+    """Verify and parse, then store and apply through the group commit (deliveries
+    waiting together share a transaction); the JSON answer for the provider."""
     try:
-        with db.transaction() as session:
-            return _receive(session, slug, delivery)
+        return await group_commit(db).run(lambda: check(db, slug, delivery), store)
     except inbox.DuplicateMessage as exc:
         # Another delivery carrying one of these messages committed it meanwhile; this
         # one's other events were rolled back with it, so the provider must resend.
         raise TryAgain("a message in this delivery was being stored concurrently") from exc
 
 
-def _receive(session: Session, slug: str, delivery: InboundDelivery) -> dict[str, object]:
+def check(db: Database, slug: str, delivery: InboundDelivery) -> CheckedDelivery:
+    """Everything that may refuse a delivery, before any write: the workspace (404), the
+    signature against *its* accounts, read now (401), then the body (422)."""
     provider = delivery.provider
-    workspace = session.scalar(select(Workspace).where(Workspace.slug == slug))
-    if workspace is None:
-        raise NotFound(f"unknown workspace {slug!r}")
-    accounts = workspaces.channel_accounts(session, workspace_id=workspace.id, provider=provider)
-    try:
-        if not accounts:
-            raise SignatureError(f"no {provider} account is connected")
-        delivery.verify(accounts)
-    except SignatureError as exc:
-        log.warning("%s webhook for %s refused: %s", provider, slug, exc)
-        raise Unauthenticated(f"signature check failed: {exc}") from exc
+    with db.transaction() as session:
+        workspace = workspaces.find_access(session, slug=slug)
+        if workspace is None:
+            raise NotFound(f"unknown workspace {slug!r}")
+        accounts = workspaces.channel_accounts(
+            session, workspace_id=workspace.id, provider=provider
+        )
+        try:
+            if not accounts:
+                raise SignatureError(f"no {provider} account is connected")
+            delivery.verify(accounts)
+        except SignatureError as exc:
+            log.warning("%s webhook for %s refused: %s", provider, slug, exc)
+            raise Unauthenticated(f"signature check failed: {exc}") from exc
+        addresses = frozenset(account.address.lower() for account in accounts)
     parsed = parse_with(delivery.parse)
     if parsed.problem is not None:
         log.warning("%s webhook for %s refused: %s", provider, slug, parsed.problem)
         raise Invalid(parsed.problem)
-    stored = store_events.record_delivery(
-        session,
-        workspace=workspace,
+    return CheckedDelivery(
+        workspace_id=workspace.id,
+        addresses=addresses,
         delivery=Delivery(
             source=provider,
             delivery_key=delivery.key,
@@ -122,16 +141,26 @@ def _receive(session: Session, slug: str, delivery: InboundDelivery) -> dict[str
             headers=delivery.headers,
             body=delivery.body,
         ),
-        status="processed",
-        reason=None,
+        events=parsed.events,
+    )
+
+
+def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:
+    """Keep the raw delivery once and apply its events, in the caller's (maybe shared)
+    transaction; acts on nothing outside it, as a group commit may run it twice."""
+    workspace = session.get_one(Workspace, checked.workspace_id)
+    provider = checked.delivery.source
+    stored = store_events.record_delivery(
+        session, workspace=workspace, delivery=checked.delivery, status="processed", reason=None
     )
     if stored is None:
         return {"status": "duplicate"}
-    addresses = {account.address.lower() for account in accounts}
     counts = {"messages": 0, "statuses": 0, "duplicates": 0, "ignored": 0}
-    for event in parsed.events:
-        if event.account is not None and event.account.lower() not in addresses:
-            log.warning("%s webhook for %s names another account; ignored", provider, slug)
+    for event in checked.events:
+        if event.account is not None and event.account.lower() not in checked.addresses:
+            log.warning(
+                "%s webhook for %s names another account; ignored", provider, workspace.slug
+            )
             counts["ignored"] += 1
         elif isinstance(event, InboundMessage):
             _apply_message(session, workspace, event, counts)

@@ -72,8 +72,7 @@ async def _post(
     request: Request, provider: str, parser: Callable[[bytes], list[InboundEvent]]
 ) -> Response:
     body = await request.body()
-    answer = await run_in_threadpool(
-        receive,
+    answer = await receive(
         request.app.state.db,
         request.path_params["workspace"],
         InboundDelivery(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -51,8 +50,7 @@ async def twilio_webhook(request: Request) -> Response:
     params = {key: value for key, value in form.multi_items() if isinstance(value, str)}
     settings = request.app.state.settings
     url = twilio.public_url(settings.resolved_public_url(), request.url.path, request.url.query)
-    await run_in_threadpool(
-        receive,
+    await receive(
         request.app.state.db,
         request.path_params["workspace"],
         InboundDelivery(
