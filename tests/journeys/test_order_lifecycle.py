@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import update
@@ -121,6 +121,23 @@ def test_whole_lifecycle_sends_four_messages_then_satisfaction_check_a_day_later
     assert statuses == {RunStatus.COMPLETED}
 
 
+def _cancelled(*, order_id: int, number: int, at: datetime) -> tuple[bytes, dict[str, str]]:
+    """Ada's order, cancelled two minutes after ``at``: a signed ``orders/cancelled``."""
+    return signed(
+        "orders/cancelled",
+        payloads.order_payload(
+            order_id=order_id,
+            number=number,
+            customer=shopper_dict(shopper("Ada")),
+            line_items=[{"title": "Tee", "quantity": 1, "price": "24.00", "sku": "T"}],
+            created_at=at,
+            updated_at=at + timedelta(minutes=2),
+            cancelled_at=at + timedelta(minutes=2),
+        ),
+        webhook_id=f"cancel-{order_id}",
+    )
+
+
 def test_cancelled_order_gets_no_dispatch_message_even_when_cancelled_after_it_was_planned(
     db, frozen_clock, adapters
 ):
@@ -130,19 +147,7 @@ def test_cancelled_order_gets_no_dispatch_message_even_when_cancelled_after_it_w
     post(db, placed)
     drain(make_worker(db, adapters))
     post(db, dispatched)  # dispatch journey planned, not yet run
-    body, headers = signed(
-        "orders/cancelled",
-        payloads.order_payload(
-            order_id=777,
-            number=1777,
-            customer=shopper_dict(shopper("Ada")),
-            line_items=[{"title": "Tee", "quantity": 1, "price": "24.00", "sku": "T"}],
-            created_at=frozen_clock.now,
-            updated_at=frozen_clock.now + timedelta(minutes=2),
-            cancelled_at=frozen_clock.now + timedelta(minutes=2),
-        ),
-        webhook_id="cancel-777",
-    )
+    body, headers = _cancelled(order_id=777, number=1777, at=frozen_clock.now)
     post(db, None, body=body, headers=headers)
     drain(make_worker(db, adapters))
 
@@ -160,19 +165,7 @@ def test_an_order_cancelled_in_the_same_batch_as_its_dispatch_gets_no_dispatch_m
     delivery before it in the same uncommitted transaction started."""
     seed(db)
     placed, dispatched, *_ = deliveries("Ada", order_id=779, number=1779)
-    body, headers = signed(
-        "orders/cancelled",
-        payloads.order_payload(
-            order_id=779,
-            number=1779,
-            customer=shopper_dict(shopper("Ada")),
-            line_items=[{"title": "Tee", "quantity": 1, "price": "24.00", "sku": "T"}],
-            created_at=frozen_clock.now,
-            updated_at=frozen_clock.now + timedelta(minutes=2),
-            cancelled_at=frozen_clock.now + timedelta(minutes=2),
-        ),
-        webhook_id="cancel-779",
-    )
+    body, headers = _cancelled(order_id=779, number=1779, at=frozen_clock.now)
     batch = [
         verified(db, placed.body, placed.headers),
         verified(db, dispatched.body, dispatched.headers),
