@@ -5,7 +5,7 @@ off, plus the baseline route) and one load-generator process (``bench/loadgen.py
 pinned to its own CPU) run these measurements, in this order, on a fresh database (1, 1b,
 2 and 2b are repeated in interleaved rounds, ``--rounds``, 3 by default, and the median of
 each is reported beside every round's figure: on a shared 2-core machine one 8-second
-run of the baseline varied from 820 to 1,360/s between runs of the same code):
+run of the PostgreSQL baseline varied from 820 to 1,360/s between invocations):
 
 1. baseline max throughput: ``POST /webhooks/bench-baseline/bench`` (HMAC + one durable row);
 1b. the same baseline through parley's group commit (``bench-baseline-grouped``): what
