@@ -232,6 +232,7 @@ def test_transient_failure_then_success_sends_exactly_once(db, frozen_clock, ada
     adapters[ChannelKind.EMAIL].script = [TransientChannelError("timeout", retry_after=30)]
     worker = make_worker(db, adapters)
     post(db, deliveries("Alan")[0])
+    first_try = frozen_clock.now
     drain(worker)
     [job] = rows(db, Job)
     assert job.status == JobStatus.PENDING
@@ -242,6 +243,14 @@ def test_transient_failure_then_success_sends_exactly_once(db, frozen_clock, ada
     assert len(adapters[ChannelKind.EMAIL].sent) == 1
     [message] = rows(db, Message)
     assert (message.status, message.attempts) == (MessageStatus.SENT, 2)
+    second_try = first_try + timedelta(minutes=5)
+    assert [
+        (a.number, a.channel, a.outcome, a.error, a.started_at, a.finished_at)
+        for a in rows(db, DeliveryAttempt, order_by=lambda m: m.number)
+    ] == [
+        (1, "email", "transient_error", "timeout", first_try, first_try),
+        (2, "email", "sent", None, second_try, second_try),
+    ]
 
 
 def test_permanent_whatsapp_refusal_falls_back_to_sms(db, frozen_clock, adapters):
@@ -267,6 +276,7 @@ def test_crash_after_handing_over_is_held_for_review_not_resent(db, frozen_clock
     post(db, deliveries("Alan")[0])
     [claimed] = worker._claim()
     [(job, work)] = worker._prepare_all([claimed])
+    handed_over = frozen_clock.now
     asyncio.run(worker.tasks[job.kind].perform(work))  # the provider accepted it...
     # ...and the process died before _finish_all. The lease runs out:
     frozen_clock.advance(timedelta(seconds=61))
@@ -276,7 +286,47 @@ def test_crash_after_handing_over_is_held_for_review_not_resent(db, frozen_clock
     [message] = rows(db, Message)
     assert message.status == MessageStatus.HELD
     assert message.status_reason.startswith("held for review")
-    assert [a.outcome for a in rows(db, DeliveryAttempt)] == ["interrupted"]
+    [attempt] = rows(db, DeliveryAttempt)
+    assert (attempt.number, attempt.outcome, attempt.started_at, attempt.finished_at) == (
+        1,
+        "interrupted",
+        handed_over,
+        handed_over + timedelta(seconds=61),
+    )
+
+
+@pytest.mark.parametrize("crashed", [False, True], ids=["answered", "crashed"])
+def test_an_attempt_row_written_at_its_start_by_an_earlier_version_is_completed_in_place(
+    db, frozen_clock, adapters, crashed
+):
+    """Before attempts were written at their outcome, each began as a ``started`` row; a
+    send in flight across the upgrade finishes that row rather than adding a second."""
+    seed(db)
+    worker = make_worker(db, adapters)
+    post(db, deliveries("Alan")[0])
+    [claimed] = worker._claim()
+    [(job, work)] = worker._prepare_all([claimed])
+    with db.transaction() as session:
+        session.add(
+            DeliveryAttempt(
+                workspace_id=work.workspace_id,
+                message_id=work.send.message_id,
+                number=1,
+                channel="email",
+                outcome="started",
+                started_at=frozen_clock.now,
+            )
+        )
+    result = asyncio.run(worker.tasks[job.kind].perform(work))
+    if crashed:
+        frozen_clock.advance(timedelta(seconds=61))
+        drain(make_worker(db, adapters))
+    else:
+        worker._finish_all([(job, work)], [result])
+
+    [attempt] = rows(db, DeliveryAttempt)
+    assert (attempt.number, attempt.outcome) == (1, "interrupted" if crashed else "sent")
+    assert len(adapters[ChannelKind.EMAIL].sent) == 1
 
 
 def test_same_webhook_ten_times_gives_one_message(db, frozen_clock, adapters):

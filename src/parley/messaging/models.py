@@ -51,6 +51,7 @@ class Author(StrEnum):
 
 class AttemptOutcome(StrEnum):
     STARTED = "started"
+    """Only in rows written before attempts were recorded at their outcome."""
     SENT = "sent"
     TRANSIENT_ERROR = "transient_error"
     PERMANENT_ERROR = "permanent_error"

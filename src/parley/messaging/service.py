@@ -72,6 +72,7 @@ class PreparedSend:
     customer_id: int | None
     channel: ChannelKind
     attempt_number: int
+    started_at: datetime
     outbound: OutboundMessage
 
 
@@ -194,13 +195,13 @@ def prepare_message(
     if message_id is None:
         return None
     _announce_new(session, row, message_id)
-    _insert_attempt(session, message_id=message_id, row=row, number=1, now=now)
     return PreparedSend(
         message_id=message_id,
         workspace_id=workspace.id,
         customer_id=customer.id,
         channel=decision.channel,
         attempt_number=1,
+        started_at=now,
         outbound=_outbound(
             {
                 **row,
@@ -272,30 +273,6 @@ def _insert_message(dialect: str) -> Any:
         .on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
         .returning(MESSAGES.c.id)
     )
-
-
-def _insert_attempt(
-    session: Session, *, message_id: int, row: dict[str, Any], number: int, now: datetime
-) -> None:
-    session.connection().execute(
-        _insert_attempt_statement(session),
-        {
-            "workspace_id": row["workspace_id"],
-            "message_id": message_id,
-            "number": number,
-            "channel": row["channel"],
-            "outcome": AttemptOutcome.STARTED,
-            "error": None,
-            "provider_code": None,
-            "started_at": now,
-            "finished_at": None,
-        },
-    )
-
-
-@per_dialect
-def _insert_attempt_statement(dialect: str) -> Any:
-    return insert_on(dialect, ATTEMPTS)
 
 
 def _template_json(rendered: RenderedContent, *, use_template: bool) -> dict[str, Any] | None:
@@ -395,17 +372,20 @@ def announce_status(session: Session, message: Message) -> None:
 
 
 def hold_interrupted(session: Session, message: Message, *, now: datetime) -> None:
-    session.execute(
-        update(DeliveryAttempt)
-        .where(
-            DeliveryAttempt.message_id == message.id,
-            DeliveryAttempt.outcome == AttemptOutcome.STARTED,
-        )
-        .values(
-            outcome=AttemptOutcome.INTERRUPTED,
-            finished_at=now,
-            error="worker stopped before the provider's answer was recorded",
-        )
+    session.connection().execute(
+        _record_attempts(session),
+        {
+            "workspace_id": message.workspace_id,
+            "message_id": message.id,
+            "number": message.attempts,
+            "channel": message.channel,
+            "outcome": AttemptOutcome.INTERRUPTED,
+            "error": "worker stopped before the provider's answer was recorded",
+            "provider_code": None,
+            # The message went to ``sending`` when this attempt started.
+            "started_at": message.status_updated_at,
+            "finished_at": now,
+        },
     )
     message.status = MessageStatus.HELD
     message.status_reason = (
@@ -434,8 +414,6 @@ def start_attempt(
     message.status = MessageStatus.SENDING
     message.status_updated_at = now
     announce_status(session, message)
-    row = {"workspace_id": message.workspace_id, "channel": message.channel}
-    _insert_attempt(session, message_id=message.id, row=row, number=message.attempts, now=now)
     session.flush()
     return PreparedSend(
         message_id=message.id,
@@ -443,6 +421,7 @@ def start_attempt(
         customer_id=message.customer_id,
         channel=ChannelKind(str(message.channel)),
         attempt_number=message.attempts,
+        started_at=now,
         outbound=_outbound(
             {
                 "workspace_id": message.workspace_id,
@@ -500,14 +479,15 @@ def record_results(
 ) -> list[Recorded]:
     """Store what the provider said for each ``(send, result, is_last_attempt)``.
 
-    Two ``executemany`` updates for the whole batch (attempts, then messages), whatever its
-    size; the answer per send tells its job whether to retry.
+    Two ``executemany`` statements for the whole batch, whatever its size: the attempts
+    go in with their outcomes, then the messages are updated; the answer per send tells
+    its job whether to retry.
     """
     now = utc_now()
     outcomes = [_outcome(send, result, now, is_last) for send, result, is_last in answers]
     if outcomes:
         connection = session.connection()
-        connection.execute(_finish_attempt(session), [o.attempt for o in outcomes])
+        connection.execute(_record_attempts(session), [o.attempt for o in outcomes])
         connection.execute(_update_message_statement(session), [o.message for o in outcomes])
         _announce_results(session, outcomes)
     for send, result, _ in answers:
@@ -520,10 +500,13 @@ def _outcome(
     send: PreparedSend, result: SendResult | BaseException, now: datetime, is_last: bool
 ) -> _Outcome:
     attempt: dict[str, Any] = {
-        "message": send.message_id,
-        "attempt": send.attempt_number,
+        "workspace_id": send.workspace_id,
+        "message_id": send.message_id,
+        "number": send.attempt_number,
+        "channel": send.channel,
         "error": None,
         "provider_code": getattr(result, "provider_code", None),
+        "started_at": send.started_at,
         "finished_at": now,
     }
     message: dict[str, Any] = {
@@ -584,19 +567,17 @@ def _announce_results(session: Session, outcomes: list[_Outcome]) -> None:
 
 
 @per_dialect
-def _finish_attempt(dialect: str) -> Any:
-    return (
-        update(ATTEMPTS)
-        .where(
-            ATTEMPTS.c.message_id == bindparam("message"),
-            ATTEMPTS.c.number == bindparam("attempt"),
-        )
-        .values(
-            outcome=bindparam("outcome"),
-            error=bindparam("error"),
-            provider_code=bindparam("provider_code"),
-            finished_at=bindparam("finished_at"),
-        )
+def _record_attempts(dialect: str) -> Any:
+    """An attempt is written once, when its outcome is known: until then the message's
+    ``sending`` status and attempt count say it is in flight. A row an earlier version
+    wrote at the start (outcome ``started``) is completed in place."""
+    statement = insert_on(dialect, ATTEMPTS)
+    return statement.on_conflict_do_update(
+        index_elements=["message_id", "number"],
+        set_={
+            name: statement.excluded[name]
+            for name in ("outcome", "error", "provider_code", "finished_at")
+        },
     )
 
 
