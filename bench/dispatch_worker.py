@@ -75,7 +75,7 @@ def sandbox_settings(port: int, smtp_port: int) -> Any:
 async def run_worker(opts: argparse.Namespace) -> dict[str, Any]:
     from parley.channels.registry import build_adapters
     from parley.db import Database
-    from parley.runtime import Runtime
+    from parley.runtime import Runtime, tune_garbage_collector
     from parley.settings import Settings
 
     if opts.provider == "sandbox":
@@ -90,6 +90,7 @@ async def run_worker(opts: argparse.Namespace) -> dict[str, Any]:
         db_options["sqlite_synchronous"] = settings.sqlite_synchronous
     runtime = Runtime(settings=settings, db=Database(opts.db_url, **db_options), adapters=adapters)
     worker = runtime.worker(name=f"bench-{opts.name}-{os.getpid()}")
+    tune_garbage_collector()  # as ``parley worker`` does
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)

@@ -2,7 +2,9 @@
 
 A cheap, noise-free companion to the throughput benches: no server, no concurrency, one
 thread, so the figures barely move with machine load. Counts every statement the engine
-sends (``before_cursor_execute``) and every commit.
+sends (``before_cursor_execute``) and every commit, and the CPU spent in the garbage
+collector. The collector is set up as ``parley serve`` and ``parley worker`` set it up
+(``tune_garbage_collector``); ``--default-gc`` keeps Python's defaults to compare.
 
 Run: ``.venv/bin/python bench/sqlcount.py --db sqlite`` (or ``--db postgres``).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import pstats
 import tempfile
@@ -52,6 +55,29 @@ class Counting:
         self.kinds.clear()
 
 
+class Collections:
+    """CPU time the garbage collector takes, from its own start and stop callbacks."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cpu = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_phase)
+
+    def _on_phase(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.count += 1
+            self.cpu += time.process_time() - self._started
+
+    def reset(self) -> None:
+        self.count, self.cpu = 0, 0.0
+
+    def line(self, n: int, unit: str) -> str:
+        return f"  collector: {self.count} collections, {1000 * self.cpu / n:.3f} ms CPU per {unit}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
@@ -65,13 +91,18 @@ def main() -> None:
     parser.add_argument(
         "--show-sql", action="store_true", help="also print the statements of one delivery"
     )
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's garbage collector settings instead of parley's long-running ones",
+    )
     args = parser.parse_args()
 
     import dispatch_worker
 
     from parley.db import Database
     from parley.http.webhooks.shopify import receive, store, verify
-    from parley.runtime import Runtime
+    from parley.runtime import Runtime, tune_garbage_collector
     from parley.settings import Settings
 
     target = benchkit.Target(
@@ -93,6 +124,9 @@ def main() -> None:
             for statement in counting.recorded:
                 print(f"  {statement[:300]}")
             counting.recorded = None
+        if not args.default_gc:
+            tune_garbage_collector()
+        collections = Collections()
         counting.reset()
         profiler = cProfile.Profile(time.process_time) if args.cprofile else None
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -111,11 +145,13 @@ def main() -> None:
             "  statements by kind per delivery: "
             + ", ".join(f"{k} {v / n:.1f}" for k, v in counting.kinds.most_common())
         )
+        print(collections.line(n, "delivery"))
 
         if profiler:
             print_profile("ingest: receive()", profiler)
         batched = [benchkit.order_delivery(i) for i in range(10**5, 10**5 + args.orders)]
         counting.reset()
+        collections.reset()
         cpu0, t0 = time.process_time(), time.perf_counter()
         for start in range(0, n, BATCH):
             verified = [
@@ -132,9 +168,11 @@ def main() -> None:
         )
         print(f"  {counting.statements / n:.1f} statements, {counting.commits / n:.2f} commits")
         print(f"  {1000 * cpu / n:.2f} ms CPU, {1000 * wall / n:.2f} ms wall per delivery")
+        print(collections.line(n, "delivery"))
         runtime = Runtime(settings=Settings(), db=db, adapters=dispatch_worker.noop_adapters())
         worker = runtime.worker(name="sqlcount")
         counting.reset()
+        collections.reset()
         cpu0, t0 = time.process_time(), time.perf_counter()
         handled = asyncio.run(worker.run_until_idle())
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
@@ -148,6 +186,7 @@ def main() -> None:
             "  statements by kind per job: "
             + ", ".join(f"{k} {v / handled:.2f}" for k, v in counting.kinds.most_common())
         )
+        print(collections.line(handled, "job"))
         db.dispose()
     finally:
         target.cleanup()

@@ -1,5 +1,5 @@
-"""The ``parley`` command: its help, ``migrate``, ``workspace create``, ``user create`` and
-``jobs status``.
+"""The ``parley`` command: its help, ``migrate``, ``workspace create``, ``user create``,
+``jobs status``, ``worker`` and ``serve``.
 
 ``--help`` runs the installed console script; the rest run in-process through Typer's
 runner with ``PARLEY_DATABASE_URL`` pointing at the test's database.
@@ -7,6 +7,7 @@ runner with ``PARLEY_DATABASE_URL`` pointing at the test's database.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from parley.db import Base
 from parley.db.migrate import alembic_config
 from parley.jobs.models import Job
 from parley.journeys.models import Journey
+from parley.runtime import GC_YOUNG_THRESHOLD
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
 from support import count, deliveries, post, rows, seed
@@ -182,6 +184,20 @@ def test_jobs_status_prints_counts_as_json(run, db):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"pending": 2}
     assert count(db, Job) == 2
+
+
+def test_worker_sets_the_collector_up_for_a_long_running_process(run, db):
+    before = gc.get_threshold()
+    try:
+        result = run(db.url, "worker", "--drain")
+
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == "drained 0 jobs"
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_serve_refuses_several_processes_with_the_sandbox(run, tmp_path):

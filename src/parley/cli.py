@@ -28,6 +28,7 @@ app.add_typer(assistant_app, name="assistant")
 
 def _serve(settings: Settings) -> None:
     from parley.http.app import create_app
+    from parley.runtime import tune_garbage_collector
 
     config = uvicorn.Config(
         create_app(settings),
@@ -37,6 +38,7 @@ def _serve(settings: Settings) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    tune_garbage_collector()
     uvicorn.Server(config).run()
 
 
@@ -96,7 +98,7 @@ def worker(
     drain: Annotated[bool, typer.Option(help="Exit once nothing is due")] = False,
 ) -> None:
     """Run a worker process; start as many as you like against one database."""
-    from parley.runtime import build_runtime
+    from parley.runtime import build_runtime, tune_garbage_collector
 
     settings = get_settings()
     if settings.sandbox:
@@ -105,6 +107,7 @@ def worker(
     async def main() -> None:
         runtime = build_runtime(settings)
         job_worker = runtime.worker()
+        tune_garbage_collector()
         try:
             if drain:
                 handled = await job_worker.run_until_idle()

@@ -35,7 +35,7 @@ from parley.http.webhooks.meta import (
 )
 from parley.http.webhooks.shopify import shopify_webhook
 from parley.http.webhooks.twilio import twilio_webhook
-from parley.runtime import Runtime, build_runtime
+from parley.runtime import Runtime, build_runtime, tune_garbage_collector
 from parley.sandbox.app import create_sandbox_app
 from parley.sandbox.smtp import SandboxSmtpServer
 from parley.sandbox.store import SandboxStore
@@ -135,4 +135,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
 
 def app_from_environment() -> Starlette:
     """The app built from ``PARLEY_*`` settings: what each ``serve --workers`` process runs."""
-    return create_app(get_settings())
+    app = create_app(get_settings())
+    tune_garbage_collector()
+    return app
