@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from starlette.testclient import TestClient
 
 from parley.http.app import create_app
@@ -166,6 +166,62 @@ def test_a_key_replaced_a_moment_ago_is_refused_at_once_and_writes_nothing(clien
         "/api/v1/events", json=order_created(), headers={"Authorization": "Bearer the-new-key"}
     )
     assert accepted.json() == {"status": "accepted", "journeys_started": 1}
+
+
+def test_an_event_with_a_key_seen_valid_has_no_transaction_of_its_own_for_the_key(client, db):
+    assert client.post("/api/v1/events", json=order_created(), headers=AUTH).status_code == 202
+    commits: list[object] = []
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(db.engine, "commit", committed)
+    try:
+        response = client.post("/api/v1/events", json=order_created("9002", "#9002"), headers=AUTH)
+    finally:
+        event.remove(db.engine, "commit", committed)
+
+    assert response.json() == {"status": "accepted", "journeys_started": 1}
+    assert len(commits) == 1
+
+
+def test_a_key_revoked_after_use_is_refused_at_once_while_other_events_go_through(client, db):
+    """A key seen valid skips its own read; its write reads it again, so revoking it
+    still takes effect on the next event, and that event fails alone in a shared batch."""
+    with db.transaction() as session:
+        workspaces.create_workspace(session, slug="other", name="Other", api_key=OTHER_API_KEY)
+    other = {"Authorization": f"Bearer {OTHER_API_KEY}"}
+    assert client.post("/api/v1/events", json=order_created(), headers=AUTH).status_code == 202
+    with db.transaction() as session:
+        session.execute(
+            update(Workspace)
+            .where(Workspace.slug != "other")
+            .values(api_key_hash=workspaces.hash_api_key("the-new-key"))
+        )
+
+    answers: list[tuple[str, int, dict[str, object]]] = []
+    barrier = threading.Barrier(9)
+
+    def send(number: int, headers: dict[str, str]) -> None:
+        body = order_created(external_id=str(9100 + number), number=f"#{9100 + number}")
+        barrier.wait()
+        response = client.post("/api/v1/events", json=body, headers=headers)
+        answers.append((headers["Authorization"], response.status_code, response.json()))
+
+    threads = [threading.Thread(target=send, args=(0, AUTH))] + [
+        threading.Thread(target=send, args=(n, other)) for n in range(1, 9)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(status for _, status, _ in answers) == [202] * 8 + [401]
+    assert [body for key, _, body in answers if key == AUTH["Authorization"]] == [
+        {"error": "unknown API key"}
+    ]
+    assert count(db, StoreEvent) == 1 + 8
+    assert count(db, StoreEvent, StoreEvent.order_external_id == "9100") == 0
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The facts a webhook needs about its workspace, read at most once a second per process.
+"""The facts a webhook needs about its workspace, read at most once a second per process,
+and the API keys this process has found valid.
 
 Every delivery to ``/webhooks/shopify/{workspace}`` needs the workspace's id, whether it
 is active, and the secrets its signature may use. Reading them inside the delivery's
@@ -76,3 +77,37 @@ class AccessCache:
 def access_cache(db: Database) -> AccessCache:
     """This process's cache for ``db``."""
     return db.shared("workspaces.access", lambda: AccessCache(db))
+
+
+class KnownApiKeys:
+    """Hashes of the API keys this process has found valid, for one database.
+
+    An event sent with a key not in here has its key read in a transaction of its own
+    before anything is written, so a wrong key is refused without touching anyone else's
+    write. One sent with a known key skips that read: its write reads the key again, in
+    the shared transaction, and a key revoked in the meantime fails that write, which is
+    then refused alone (see :mod:`parley.db.group_commit`). Nothing is ever accepted on
+    this memory alone.
+    """
+
+    def __init__(self) -> None:
+        self._hashes: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key_hash: str) -> bool:
+        return key_hash in self._hashes
+
+    def remember(self, key_hash: str) -> None:
+        with self._lock:
+            if len(self._hashes) >= MAX_ENTRIES:
+                self._hashes.clear()
+            self._hashes.add(key_hash)
+
+    def forget(self, key_hash: str) -> None:
+        with self._lock:
+            self._hashes.discard(key_hash)
+
+
+def known_api_keys(db: Database) -> KnownApiKeys:
+    """This process's known keys for ``db``."""
+    return db.shared("workspaces.api_keys", KnownApiKeys)

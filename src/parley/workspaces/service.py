@@ -88,16 +88,31 @@ def find_access(session: Session, *, slug: str) -> WorkspaceAccess | None:
     return WorkspaceAccess(**row._mapping) if row else None
 
 
+def find_access_by_key_hash(session: Session, *, key_hash: str) -> WorkspaceAccess | None:
+    """The same light read, for the workspace whose API key hashes to ``key_hash``."""
+    found = session.connection().execute(_select_access_by_key(session), {"key_hash": key_hash})
+    row = found.first()
+    return WorkspaceAccess(**row._mapping) if row else None
+
+
+_ACCESS_COLUMNS = (
+    Workspace.id,
+    Workspace.slug,
+    Workspace.is_active,
+    Workspace.shopify_secret,
+    Workspace.shopify_previous_secret,
+    Workspace.shopify_previous_secret_expires_at,
+)
+
+
 @per_dialect
 def _select_access(dialect: str) -> Any:
-    return select(
-        Workspace.id,
-        Workspace.slug,
-        Workspace.is_active,
-        Workspace.shopify_secret,
-        Workspace.shopify_previous_secret,
-        Workspace.shopify_previous_secret_expires_at,
-    ).where(Workspace.slug == bindparam("slug"))
+    return select(*_ACCESS_COLUMNS).where(Workspace.slug == bindparam("slug"))
+
+
+@per_dialect
+def _select_access_by_key(dialect: str) -> Any:
+    return select(*_ACCESS_COLUMNS).where(Workspace.api_key_hash == bindparam("key_hash"))
 
 
 def find_by_api_key(session: Session, *, api_key: str) -> Workspace | None:

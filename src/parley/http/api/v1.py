@@ -32,7 +32,9 @@ from parley.messaging.types import MessageType
 from parley.store_events import service as store_events
 from parley.store_events.service import Delivery
 from parley.workspaces import service as workspaces
+from parley.workspaces.access import KnownApiKeys, known_api_keys
 from parley.workspaces.models import Workspace
+from parley.workspaces.service import WorkspaceAccess
 
 
 class EventIn(BaseModel):
@@ -70,9 +72,10 @@ def _workspace(session: Session, api_key: str) -> Workspace:
 
 @dataclass(frozen=True)
 class _CheckedEvent:
-    """An event whose key names a workspace and whose payload parsed: ready to write."""
+    """An event whose payload parsed and whose key was valid a moment ago: ready to write."""
 
-    workspace: Workspace
+    key_hash: str
+    known_keys: KnownApiKeys
     delivery: Delivery
     event: events.Event
 
@@ -80,19 +83,23 @@ class _CheckedEvent:
 def _check_event(
     db: Database, api_key: str, event: EventIn, raw: bytes, idempotency_key: str | None
 ) -> _CheckedEvent:
-    """Everything that may refuse the event, before any write: the payload (422), then
-    the key (401), read in a short transaction of its own so that a revoked key is
-    refused at once."""
+    """Everything that may refuse the event, before any write: the payload (422), then a
+    key this process has not seen valid (401), read in a short transaction of its own."""
     try:
         payload = events.parse_payload(event.type, event.payload)
     except ValidationError as exc:
         problems = describe_problems(exc.errors())
         raise Invalid(f"payload is not a valid {event.type}: {problems}") from exc
-    with db.transaction() as session:
-        workspace = _workspace(session, api_key)
+    key_hash = workspaces.hash_api_key(api_key)
+    known_keys = known_api_keys(db)
+    if key_hash not in known_keys:
+        with db.transaction() as session:
+            _access(session, key_hash)
+        known_keys.remember(key_hash)
     key = idempotency_key or event.id or hashlib.sha256(raw).hexdigest()
     return _CheckedEvent(
-        workspace=workspace,
+        key_hash=key_hash,
+        known_keys=known_keys,
         delivery=Delivery(
             source="api", delivery_key=key, topic=event.type, headers={}, body=raw.decode()
         ),
@@ -100,11 +107,28 @@ def _check_event(
     )
 
 
+def _access(session: Session, key_hash: str) -> WorkspaceAccess:
+    workspace = workspaces.find_access_by_key_hash(session, key_hash=key_hash)
+    if workspace is None:
+        raise Unauthenticated("unknown API key")
+    return workspace
+
+
 def _store_event(session: Session, checked: _CheckedEvent) -> dict[str, Any]:
     """Store and plan a checked event in the caller's (maybe shared) transaction; acts on
-    nothing outside it, as a group commit may roll it back and run it again."""
+    nothing outside it but this process's memory of valid keys, as a group commit may
+    roll it back and run it again.
+
+    The key is read again here, so one revoked since it was last seen valid is refused
+    now: the shared write fails and this event, written alone, is refused alone.
+    """
+    try:
+        workspace = _access(session, checked.key_hash)
+    except Unauthenticated:
+        checked.known_keys.forget(checked.key_hash)
+        raise
     result = store_events.ingest(
-        session, workspace=checked.workspace, delivery=checked.delivery, mapped=[checked.event]
+        session, workspace=workspace, delivery=checked.delivery, mapped=[checked.event]
     )
     if result.is_duplicate:
         return {"status": "duplicate"}
