@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -33,6 +34,8 @@ PYTHON = sys.executable
 SLUG = "bench"
 SECRET = "bench-shopify-secret"
 API_KEY = "bench-api-key"
+META_APP_SECRET = "bench-meta-app-secret"
+WHATSAPP_NUMBER_ID = "100000000000042"
 DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BASELINE_TABLE = "bench_baseline_deliveries"
 
@@ -120,23 +123,62 @@ class Target:
             self.created.clear()
 
 
-def prepare_parley_db(url: str, *, baseline_table: bool = False) -> None:
-    """Migrate with parley's migrations and create the bench workspace (and baseline table)."""
+def prepare_parley_db(url: str, *, baseline_table: bool = False, sent_whatsapp: int = 0) -> None:
+    """Migrate with parley's migrations and create the bench workspace (and baseline table).
+
+    ``sent_whatsapp``: also connect a WhatsApp Cloud account and record that many sent
+    WhatsApp messages (``wamid.bench.<seq>``), for :func:`whatsapp_status_delivery`'s
+    receipts to find.
+    """
     from parley.db import Database
     from parley.db.migrate import migrate
-    from parley.workspaces.service import create_workspace
+    from parley.workspaces.service import add_channel_account, create_workspace
 
     migrate(url)
     db = Database(url)
     try:
         with db.transaction() as session:
-            create_workspace(
+            workspace = create_workspace(
                 session, slug=SLUG, name="Bench Store", shopify_secret=SECRET, api_key=API_KEY
             )
+            if sent_whatsapp:
+                add_channel_account(
+                    session,
+                    workspace_id=workspace.id,
+                    channel="whatsapp",
+                    provider="whatsapp_cloud",
+                    address=WHATSAPP_NUMBER_ID,
+                    secrets={"app_secret": META_APP_SECRET, "verify_token": "bench"},
+                )
+                _record_sent_whatsapp(session, workspace.id, sent_whatsapp)
         if baseline_table:
             baseline_metadata().create_all(db.engine)
     finally:
         db.dispose()
+
+
+def _record_sent_whatsapp(session: Any, workspace_id: int, count: int) -> None:
+    """``count`` journey messages parley sent on WhatsApp and is waiting to hear about."""
+    from parley.messaging.service import MESSAGES, blank_row
+
+    now = datetime.now(UTC)
+    rows = []
+    for seq in range(count):
+        row = blank_row(workspace_id=workspace_id, now=now)
+        row.update(
+            idempotency_key=f"bench:{seq}",
+            message_type="order_dispatched",
+            channel="whatsapp",
+            recipient=_wa_id(seq),
+            body="Your order is on its way.",
+            status="sent",
+            provider="whatsapp",
+            provider_message_id=_wamid(seq),
+            attempts=1,
+            sent_at=now,
+        )
+        rows.append(row)
+    session.connection().execute(MESSAGES.insert(), rows)
 
 
 def baseline_metadata() -> Any:
@@ -269,6 +311,43 @@ def fulfillment_delivery(
         triggered_at=now,
     )
     return body, headers
+
+
+def _wamid(seq: int) -> str:
+    return f"wamid.bench.{seq}"
+
+
+def _wa_id(seq: int) -> str:
+    return f"1202{seq % 10_000_000:07d}"
+
+
+def whatsapp_status_delivery(
+    seq: int, *, status: str = "delivered"
+) -> tuple[str, bytes, dict[str, str]]:
+    """The WhatsApp Cloud API's signed status webhook for sent message ``seq``, built by
+    parley's own sandbox builder: its path, body and headers."""
+    from urllib.parse import urlsplit
+
+    webhook = _bench_provider_webhooks().whatsapp_status(
+        message_id=_wamid(seq), wa_id=_wa_id(seq), status=status
+    )
+    return urlsplit(webhook.url).path, webhook.content, webhook.headers
+
+
+@functools.cache
+def _bench_provider_webhooks() -> Any:
+    """The sandbox's webhook builder, aimed at the bench workspace's WhatsApp account."""
+    from parley.sandbox.webhooks import ProviderWebhooks
+    from parley.settings import Settings
+
+    return ProviderWebhooks(
+        Settings(
+            sandbox_workspace=SLUG,
+            demo_meta_app_secret=META_APP_SECRET,
+            whatsapp_phone_number_id=WHATSAPP_NUMBER_ID,
+            public_url="http://bench.invalid",
+        )
+    )
 
 
 def shopify_headers(headers: dict[str, str]) -> Any:

@@ -3,7 +3,7 @@
 One server process (``bench/server.py``: parley's own ``serve`` command, embedded worker
 off, plus the baseline route) and one load-generator process (``bench/loadgen.py``,
 pinned to its own CPU) run these measurements, in this order, on a fresh database (1, 1b,
-2 and 2b are repeated in interleaved rounds, ``--rounds``, 3 by default, and the median of
+2, 2b and 2c are repeated in interleaved rounds, ``--rounds``, 3 by default, and the median of
 each is reported beside every round's figure: on a shared 2-core machine one 8-second
 run of the PostgreSQL baseline varied from 820 to 1,360/s between invocations):
 
@@ -14,6 +14,11 @@ run of the PostgreSQL baseline varied from 820 to 1,360/s between invocations):
    it, customer + order upserts, event, journeys planned, job enqueued, commit);
 2b. the same orders as canonical events through ``POST /api/v1/events`` (API key, no
    HMAC; reported, no goal);
+2c. WhatsApp delivery receipts through ``POST /webhooks/whatsapp/bench``: the Cloud API's
+   signed status webhook (built by parley's sandbox), one for each of as many WhatsApp
+   messages the bench recorded as sent before the server started (verify, store the
+   delivery, move the message to ``delivered``, commit). Receipts come two or three per
+   message sent, the largest inbound volume a store has (reported, no goal);
 3. parley at a fixed rate of half its measured throughput: p50/p99 latency;
 4. the baseline at that same fixed rate: the latency ceiling.
 
@@ -115,6 +120,7 @@ def start_server(
     worker: bool,
     sandbox: bool,
     experiment: str = "",
+    processes: int = 1,
 ) -> tuple[Child, int]:
     port = benchkit.free_port()
     env = {
@@ -128,6 +134,8 @@ def start_server(
         "BENCH_EXPERIMENT": experiment,
     }
     args = [PYTHON, str(benchkit.BENCH_DIR / "server.py"), "--worker" if worker else "--no-worker"]
+    if processes > 1:
+        args += ["--workers", str(processes)]
     server = Child(args, env=env, cpus=cpus, log=workdir / f"{name}.log")
     benchkit.wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60, child=server)
     return server, port
@@ -151,7 +159,12 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"db": kind, "workdir": str(workdir)}
     try:
         url = target.fresh("ingest")
-        benchkit.prepare_parley_db(url, baseline_table=True)
+        # Receipts need sent messages to find, recorded before the server starts.
+        receipts_per_round = opts.requests // 2
+        benchkit.prepare_parley_db(
+            url, baseline_table=True, sent_whatsapp=receipts_per_round * opts.rounds
+        )
+        receipts_next = 0
         server, port = start_server(
             url,
             workdir,
@@ -160,6 +173,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             worker=False,
             sandbox=False,
             experiment=opts.experiment,
+            processes=opts.server_processes,
         )
         common["server_pid"] = server.pid
         base = f"http://127.0.0.1:{port}"
@@ -167,13 +181,16 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         grouped_url = f"{base}/webhooks/bench-baseline-grouped/{benchkit.SLUG}"
         parley_url = f"{base}/webhooks/shopify/{benchkit.SLUG}"
         events_url = f"{base}/api/v1/events"
+        receipts_url = base + benchkit.whatsapp_status_delivery(0)[0]
 
-        def max_throughput(label: str, url: str, requests: int) -> dict[str, Any]:
+        def max_throughput(
+            label: str, url: str, requests: int, first: int | None = None
+        ) -> dict[str, Any]:
             log(f"[{kind}] {label}, max throughput ({opts.duration}s)")
             run = loadgen(
                 url,
                 mode="max",
-                seq=seq.take(requests),
+                seq=seq.take(requests) if first is None else first,
                 requests=requests,
                 duration=opts.duration,
                 connections=opts.connections,
@@ -188,6 +205,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
                 "grouped": [],
                 "parley": [],
                 "events": [],
+                "receipts": [],
             }
             for number in range(opts.rounds):
                 if opts.rounds > 1:
@@ -213,7 +231,16 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
                 rounds["events"].append(
                     max_throughput("parley's events API", events_url, p_requests)
                 )
-            b_max, g_max, p_max, e_max = (median_run(rounds[name]) for name in rounds)
+                rounds["receipts"].append(
+                    max_throughput(
+                        "parley's WhatsApp receipts",
+                        receipts_url,
+                        min(p_requests, receipts_per_round),
+                        first=receipts_next,
+                    )
+                )
+                receipts_next += receipts_per_round
+            b_max, g_max, p_max, e_max, r_max = (median_run(rounds[name]) for name in rounds)
             result["rounds"] = {
                 name: [run["throughput"] for run in runs] for name, runs in rounds.items()
             }
@@ -246,11 +273,15 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             url, "SELECT count(*) FROM webhook_deliveries"
         )
         result["jobs_enqueued"] = benchkit.count_rows(url, "SELECT count(*) FROM jobs")
+        result["receipts_applied"] = benchkit.count_rows(
+            url, "SELECT count(*) FROM messages WHERE status = 'delivered'"
+        )
         result.update(
             baseline_max=b_max,
             grouped_baseline_max=g_max,
             parley_max=p_max,
             events_max=e_max,
+            receipts_max=r_max,
             parley_half=p_half,
             baseline_half=b_half,
         )
@@ -362,6 +393,7 @@ def rows_for(kind: str, r: dict[str, Any]) -> list[Row]:
         ),
         *_grouped_row(p, r.get("grouped_baseline_max")),
         *_events_row(r.get("events_max"), b),
+        *_receipts_row(r.get("receipts_max"), b, r),
         Row(
             "ingest p50 at max load",
             p["p50_ms"],
@@ -474,6 +506,32 @@ def _events_row(events: dict[str, Any] | None, baseline: dict[str, Any]) -> list
     ]
 
 
+def _receipts_row(
+    receipts: dict[str, Any] | None, baseline: dict[str, Any], result: dict[str, Any]
+) -> list[Row]:
+    """WhatsApp status webhooks, each moving one sent message to delivered (no goal)."""
+    if not receipts:
+        return []
+    rounds = result.get("rounds") or {}
+    each = ", ".join(f"{v:,.0f}" for v in rounds.get("receipts", []))
+    return [
+        Row(
+            "provider receipts/s (max), WhatsApp status webhooks",
+            receipts["throughput"],
+            "/s",
+            ceiling=baseline["throughput"],
+            ceiling_label="baseline",
+            note=(
+                f"{receipts['ok']} ok / {receipts['measured']} measured, "
+                f"errors {receipts['errors'] or 'none'}; server process CPU "
+                f"{receipts.get('server_cpu_pct', 0):.0f}%; "
+                f"{result.get('receipts_applied', 0):,} messages moved to delivered in all"
+                + (f"; rounds {each}/s" if len(rounds.get("receipts", [])) > 1 else "")
+            ),
+        )
+    ]
+
+
 def table(result: dict[str, Any]) -> str:
     rows = [Row(**row) for row in result["rows"]]
     phases = [
@@ -481,6 +539,7 @@ def table(result: dict[str, Any]) -> str:
         "grouped_baseline_max",
         "parley_max",
         "events_max",
+        "receipts_max",
         "parley_half",
         "baseline_half",
     ]
@@ -513,6 +572,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-connections", type=int, default=128, help="fixed-rate connections")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds left out of each figure")
     p.add_argument("--gen-procs", type=int, default=2, help="processes building deliveries")
+    p.add_argument(
+        "--server-processes", type=int, default=1, help="parley serve --workers (default 1)"
+    )
     p.add_argument("--server-cpus", default=None, help='pin the server, e.g. "0" (default: none)')
     p.add_argument("--loadgen-cpu", default=None, help="pin the generator (default: last CPU)")
     p.add_argument("--no-memory", dest="memory", action="store_false")

@@ -1,8 +1,9 @@
-"""A lean HTTP/1.1 keep-alive load generator for signed Shopify deliveries.
+"""A lean HTTP/1.1 keep-alive load generator for signed webhooks.
 
 Runs in its own process (pinned with ``--cpu``), pre-builds every request before the clock
 starts (each a unique, correctly signed ``orders/create`` delivery: its own order id,
-shopper and webhook id, so parley's dedupe never short-circuits), then replays them over
+shopper and webhook id, so parley's dedupe never short-circuits; or, for the WhatsApp
+route, the status receipt of one of the bench's sent messages), then replays them over
 raw asyncio streams on uvloop:
 
 - ``--mode max``: a closed loop, ``--connections`` connections each sending its next request
@@ -36,6 +37,8 @@ def _build_chunk(args: tuple[int, int, str, str, str]) -> list[bytes]:
     for seq in range(start, start + count):
         if path.startswith("/api/v1/events"):
             body, headers = benchkit.order_event(seq)
+        elif path.startswith("/webhooks/whatsapp/"):
+            _, body, headers = benchkit.whatsapp_status_delivery(seq)
         else:
             body, headers = benchkit.order_delivery(seq, secret=secret)
         head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]

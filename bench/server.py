@@ -157,10 +157,14 @@ def apply_experiments(names: str) -> None:
         engine_module._sqlite_engine = single_writer
 
 
+# At import, not in main(): ``serve --workers N`` spawns its processes, and each imports
+# this script as ``__mp_main__`` before building its app (``app_from_environment`` calls
+# ``create_app`` through the module), so every process mounts the baseline routes.
+apply_experiments(os.environ.get("BENCH_EXPERIMENT", ""))
+app_module.create_app = create_app_with_baseline
+
+
 def main() -> None:
-    apply_experiments(os.environ.get("BENCH_EXPERIMENT", ""))
-    # parley.cli._serve imports create_app from parley.http.app when it runs.
-    app_module.create_app = create_app_with_baseline
     from parley.cli import app as cli
 
     cli(["serve", *sys.argv[1:]], prog_name="parley")
