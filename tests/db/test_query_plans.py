@@ -16,7 +16,11 @@ from datetime import timedelta
 from sqlalchemy import event
 
 from parley import clock
+from parley.channels.base import ChannelKind, StatusUpdate
 from parley.db import Database
+from parley.inbox import service as inbox
+from parley.messaging import service as outbox
+from parley.messaging.models import MessageStatus
 from support import deliveries, drain, make_worker, post, recording_adapters, seed
 
 SHOPPERS = ("Ada", "Grace", "Alan", "Frida")
@@ -64,3 +68,57 @@ def test_ingest_and_dispatch_never_scan_a_table(sqlite_template, tmp_path):
     db.dispose()
     assert len(sent) > 20  # both paths were recorded
     assert scans == {}, "\n".join(f"{s}: {p}" for s, p in scans.items())
+
+
+def test_a_receipt_finds_its_message_by_provider_id_not_among_the_stores_messages(
+    sqlite_template, tmp_path
+):
+    """Receipts come two or three per message sent: their lookup must not grow with the
+    store. Without statistics SQLite once chose the (workspace, customer) index for it
+    and read every message of the store for each receipt."""
+    path = tmp_path / "parley.db"
+    shutil.copy(sqlite_template, path)
+    db = Database(f"sqlite:///{path}")
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        for n in range(3):
+            outbox.insert_message(
+                session,
+                {
+                    **outbox.blank_row(workspace_id=workspace_id, now=clock.utc_now()),
+                    "idempotency_key": f"plan-{n}",
+                    "message_type": "dispatch",
+                    "channel": "whatsapp",
+                    "status": MessageStatus.SENT,
+                    "provider": "whatsapp",
+                    "provider_message_id": f"wamid.plan-{n}",
+                },
+            )
+    sent: dict[str, object] = {}
+
+    def record(_conn, _cursor, statement, parameters, _context, executemany):
+        if "messages" in statement:
+            sent.setdefault(statement, parameters)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    for wamid, status in (("wamid.plan-1", "delivered"), ("wamid.unknown", "read")):
+        receipt = StatusUpdate(
+            channel=ChannelKind.WHATSAPP, provider_message_id=wamid, status=status
+        )
+        with db.transaction() as session:
+            inbox.apply_status(session, workspace_id=workspace_id, status=receipt)
+    event.remove(db.engine, "before_cursor_execute", record)
+
+    plans = {}
+    with db.engine.connect() as connection:
+        for statement, parameters in sent.items():
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plans[statement.split()[0]] = [
+                row[-1] for row in plan if "messages" in row[-1].split()[:2]
+            ]
+    db.dispose()
+    by_provider_id = (
+        "SEARCH messages USING INDEX ix_messages_provider "
+        "(workspace_id=? AND provider=? AND provider_message_id=?)"
+    )
+    assert plans == {"UPDATE": [by_provider_id], "SELECT": [by_provider_id]}

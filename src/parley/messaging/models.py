@@ -65,7 +65,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("workspace_id", "idempotency_key"),
         Index("ix_messages_customer", "workspace_id", "customer_id", "created_at"),
-        Index("ix_messages_provider", "provider", "provider_message_id"),
+        Index("ix_messages_provider", "workspace_id", "provider", "provider_message_id"),
         Index("ix_messages_conversation", "conversation_id", "id"),
     )
 
