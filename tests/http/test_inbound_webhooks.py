@@ -9,7 +9,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, select, update
 from starlette.testclient import TestClient
 
 from parley.channels import meta
@@ -26,6 +26,7 @@ from parley.messaging.models import Direction, Message
 from parley.runtime import Runtime
 from parley.settings import Settings, get_settings
 from parley.store_events.models import WebhookDelivery
+from parley.workspaces.models import ChannelAccount
 from support import count, rows, seed
 
 DEMO = Settings()
@@ -173,6 +174,47 @@ def test_a_whatsapp_delivery_that_does_not_verify_is_401_and_writes_nothing(
     response = client.post("/webhooks/whatsapp/demo", content=body, headers=headers)
     assert response.status_code == 401
     assert (count(db, WebhookDelivery), count(db, Message), count(db, Job)) == (0, 0, 0)
+
+
+def _account_reads(db) -> list[str]:
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args):
+        if "FROM channel_accounts" in statement:
+            seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_deliveries_in_the_same_second_read_the_stores_accounts_once(client, db):
+    reads = _account_reads(db)
+    for n in range(3):
+        response = post_whatsapp(client, whatsapp_body(f"hello {n}", message_id=f"wamid.R{n}"))
+        assert response.status_code == 200
+    assert len(reads) == 1
+    assert len(inbound(db)) == 3
+
+
+def test_an_app_secret_changed_elsewhere_works_on_its_first_delivery_and_the_old_one_stops(
+    client, db
+):
+    assert post_whatsapp(client, whatsapp_body("before", message_id="wamid.B")).status_code == 200
+    with db.transaction() as session:
+        account = session.scalars(
+            select(ChannelAccount).where(ChannelAccount.provider == "whatsapp_cloud")
+        ).one()
+        account.secrets = {**account.secrets, "app_secret": "rotated-app-secret"}
+    reads = _account_reads(db)
+    after = post_whatsapp(
+        client, whatsapp_body("after", message_id="wamid.A"), secret="rotated-app-secret"
+    )
+    assert after.status_code == 200
+    assert len(reads) == 1  # the remembered secret did not match: read again, then accepted
+    stale = post_whatsapp(client, whatsapp_body("stale", message_id="wamid.S"))
+    assert stale.status_code == 401
+    assert len(reads) == 2  # a forged or stale signature costs one read, as before
+    assert sorted(m.body for m in inbound(db)) == ["after", "before"]
 
 
 def test_a_malformed_but_signed_whatsapp_body_is_a_4xx_with_a_reason(client, db):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
 from parley.db import Database
-from parley.workspaces.access import AccessCache, access_cache
-from parley.workspaces.models import Workspace
+from parley.settings import Settings
+from parley.workspaces.access import AccessCache, ProviderAccessCache, access_cache
+from parley.workspaces.models import ChannelAccount, Workspace
 from support import seed
 
 
@@ -81,3 +82,25 @@ def test_each_database_has_its_own_cache(db, tmp_path):
         assert access_cache(db) is not access_cache(other)
     finally:
         other.dispose()
+
+
+def test_a_disconnected_provider_account_stops_verifying_once_the_ttl_ends(db):
+    seed(db)
+    ticks = Ticks()
+    cache = ProviderAccessCache(db, ttl=1.0, clock=ticks)
+    before = cache.get(("demo", "whatsapp_cloud"))
+    assert before.workspace is not None
+    assert [account.secrets["app_secret"] for account in before.accounts] == [
+        Settings().demo_meta_app_secret
+    ]
+    with db.transaction() as session:
+        for account in session.scalars(select(ChannelAccount)):
+            account.is_active = False
+    ticks.now = 0.99
+    assert cache.get(("demo", "whatsapp_cloud")) == before
+    ticks.now = 1.0
+    after = cache.get(("demo", "whatsapp_cloud"))
+    assert after.workspace == before.workspace
+    assert after.accounts == ()
+    unknown = cache.get(("nope", "whatsapp_cloud"))
+    assert (unknown.workspace, unknown.accounts) == (None, ())

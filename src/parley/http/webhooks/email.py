@@ -6,7 +6,7 @@ refused and the token is the delivery's key, so a replay inside the window is a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,14 +15,14 @@ from parley.channels.base import SignatureError
 from parley.channels.email_inbound import mailgun
 from parley.clock import utc_now
 from parley.http.webhooks.inbound import InboundDelivery, nudge_worker, receive
-from parley.workspaces.models import ChannelAccount
+from parley.workspaces.access import AccountKeys
 
 MAILGUN = "mailgun"
 KEPT_FIELDS = ("sender", "recipient", "subject", "Message-Id", "timestamp", "token")
 
 
-def _verifier(fields: dict[str, str]) -> Callable[[list[ChannelAccount]], None]:
-    def verify(accounts: list[ChannelAccount]) -> None:
+def _verifier(fields: dict[str, str]) -> Callable[[Sequence[AccountKeys]], None]:
+    def verify(accounts: Sequence[AccountKeys]) -> None:
         keys = {a.secrets.get("signing_key") for a in accounts} - {None, ""}
         last: SignatureError = SignatureError("Mailgun signature does not match")
         for key in keys:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -37,8 +37,8 @@ from parley.inbox import service as inbox
 from parley.jobs import queue
 from parley.store_events import service as store_events
 from parley.store_events.service import Delivery
-from parley.workspaces import service as workspaces
-from parley.workspaces.models import ChannelAccount, Workspace
+from parley.workspaces.access import AccountKeys, ProviderAccess, provider_access_cache
+from parley.workspaces.models import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class InboundDelivery:
     """What makes a retried delivery a duplicate (a body hash, MessageSid + status...)."""
     body: str
     headers: dict[str, str]
-    verify: Callable[[list[ChannelAccount]], None]
+    verify: Callable[[Sequence[AccountKeys]], None]
     parse: Callable[[], list[InboundEvent]]
 
 
@@ -110,29 +110,31 @@ async def receive(db: Database, slug: str, delivery: InboundDelivery) -> dict[st
 
 def check(db: Database, slug: str, delivery: InboundDelivery) -> CheckedDelivery:
     """Everything that may refuse a delivery, before any write: the workspace (404), the
-    signature against *its* accounts, read now (401), then the body (422)."""
+    signature against *its* accounts (401), then the body (422).
+
+    The accounts are what this process read of them within the last second; a signature
+    they do not match is checked again against a fresh read before it is refused, so a
+    secret changed elsewhere works on its first delivery.
+    """
     provider = delivery.provider
-    with db.transaction() as session:
-        workspace = workspaces.find_access(session, slug=slug)
-        if workspace is None:
-            raise NotFound(f"unknown workspace {slug!r}")
-        accounts = workspaces.channel_accounts(
-            session, workspace_id=workspace.id, provider=provider
-        )
+    cache = provider_access_cache(db)
+    access = cache.get((slug, provider))
+    try:
+        workspace_id = _verified(slug, provider, access, delivery)
+    except SignatureError:
+        access = cache.refreshed((slug, provider))
         try:
-            if not accounts:
-                raise SignatureError(f"no {provider} account is connected")
-            delivery.verify(accounts)
+            workspace_id = _verified(slug, provider, access, delivery)
         except SignatureError as exc:
             log.warning("%s webhook for %s refused: %s", provider, slug, exc)
             raise Unauthenticated(f"signature check failed: {exc}") from exc
-        addresses = frozenset(account.address.lower() for account in accounts)
+    addresses = frozenset(account.address.lower() for account in access.accounts)
     parsed = parse_with(delivery.parse)
     if parsed.problem is not None:
         log.warning("%s webhook for %s refused: %s", provider, slug, parsed.problem)
         raise Invalid(parsed.problem)
     return CheckedDelivery(
-        workspace_id=workspace.id,
+        workspace_id=workspace_id,
         addresses=addresses,
         delivery=Delivery(
             source=provider,
@@ -143,6 +145,16 @@ def check(db: Database, slug: str, delivery: InboundDelivery) -> CheckedDelivery
         ),
         events=parsed.events,
     )
+
+
+def _verified(slug: str, provider: str, access: ProviderAccess, delivery: InboundDelivery) -> int:
+    """The workspace's id once the delivery's signature matches one of its accounts."""
+    if access.workspace is None:
+        raise NotFound(f"unknown workspace {slug!r}")
+    if not access.accounts:
+        raise SignatureError(f"no {provider} account is connected")
+    delivery.verify(access.accounts)
+    return access.workspace.id
 
 
 def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:

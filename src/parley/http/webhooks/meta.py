@@ -8,7 +8,7 @@ verify token.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,7 +21,7 @@ from parley.channels.whatsapp_cloud import webhook as whatsapp
 from parley.db import Database
 from parley.http.webhooks.inbound import InboundDelivery, delivery_key, nudge_worker, receive
 from parley.workspaces import service as workspaces
-from parley.workspaces.models import ChannelAccount
+from parley.workspaces.access import AccountKeys
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ async def _handshake(request: Request, provider: str) -> Response:
     return JSONResponse({"error": "verification failed"}, status_code=403)
 
 
-def _verifier(body: bytes, header: str | None) -> Callable[[list[ChannelAccount]], None]:
-    def verify(accounts: list[ChannelAccount]) -> None:
+def _verifier(body: bytes, header: str | None) -> Callable[[Sequence[AccountKeys]], None]:
+    def verify(accounts: Sequence[AccountKeys]) -> None:
         secrets = {a.secrets.get("app_secret") for a in accounts} - {None, ""}
         for secret in secrets:
             try:

@@ -7,7 +7,7 @@ proxy the request's own URL is not that URL, so it is rebuilt from ``PARLEY_PUBL
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,7 +15,7 @@ from starlette.responses import Response
 from parley.channels.base import SignatureError
 from parley.channels.twilio_sms import webhook as twilio
 from parley.http.webhooks.inbound import InboundDelivery, nudge_worker, receive
-from parley.workspaces.models import ChannelAccount
+from parley.workspaces.access import AccountKeys
 
 TWILIO = "twilio"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -31,8 +31,8 @@ def _key(params: dict[str, str]) -> str:
 
 def _verifier(
     url: str, params: dict[str, str], header: str | None
-) -> Callable[[list[ChannelAccount]], None]:
-    def verify(accounts: list[ChannelAccount]) -> None:
+) -> Callable[[Sequence[AccountKeys]], None]:
+    def verify(accounts: Sequence[AccountKeys]) -> None:
         tokens = {a.secrets.get("auth_token") for a in accounts} - {None, ""}
         for token in tokens:
             try:
