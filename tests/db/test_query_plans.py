@@ -1,30 +1,64 @@
-"""The webhook's and the worker's statements search indexes; none walks a whole table.
+"""The webhooks' and the worker's statements search indexes; none walks a whole table,
+nor all of one store's rows.
 
 A statement that scans grows slower with every order a store takes, and on the webhook
-and send paths that is every request. SQLite's planner is deterministic (no statistics
-until ANALYZE), so its plans are pinned here for every statement those paths send;
-PostgreSQL plans from statistics, and the webhook's identity lookup is checked on it in
-``tests/inbox/test_identity.py``.
+and send paths that is every request. So does one that searches an index by the
+workspace alone: SQLite once looked each delivery receipt's message up that way and
+read every message of the store for it. SQLite's planner is deterministic (no
+statistics until ANALYZE), so its plans are pinned here for every statement those paths
+send; PostgreSQL plans from statistics, and the webhook's identity lookup is checked on
+it in ``tests/inbox/test_identity.py``.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from parley import clock
 from parley.channels.base import ChannelKind, StatusUpdate
 from parley.db import Database
 from parley.inbox import service as inbox
-from parley.messaging import service as outbox
-from parley.messaging.models import MessageStatus
-from support import deliveries, drain, make_worker, post, recording_adapters, seed
+from parley.messaging.models import Message
+from support import (
+    all_adapters,
+    customer_writes,
+    deliveries,
+    drain,
+    inbox_worker,
+    make_worker,
+    post,
+    recording_adapters,
+    seed,
+)
 
 SHOPPERS = ("Ada", "Grace", "Alan", "Frida")
 TABLE_SCAN = re.compile(r"^SCAN (?!(\d+ )?CONSTANT ROWS?$)")
+STORE_WIDE = re.compile(r"^SEARCH (\w+) USING (?:COVERING )?INDEX \w+ \(workspace_id=\?\)$")
+PER_STORE = {
+    "messages",
+    "conversations",
+    "customers",
+    "customer_identities",
+    "consent_records",
+    "orders",
+    "fulfillments",
+    "store_events",
+    "webhook_deliveries",
+    "journey_runs",
+    "jobs",
+}
+"""Tables that grow with a store's trade (a store's journeys and templates do not)."""
+WRITERS = (
+    (ChannelKind.WHATSAPP, "+447700900001"),
+    (ChannelKind.SMS, "+447700900002"),
+    (ChannelKind.WHATSAPP, "+447700900123"),
+)
 
 
 def _a_busy_store(db: Database, orders: int) -> None:
@@ -35,12 +69,16 @@ def _a_busy_store(db: Database, orders: int) -> None:
     drain(make_worker(db, recording_adapters()))
 
 
-def test_ingest_and_dispatch_never_scan_a_table(sqlite_template, tmp_path):
-    path = tmp_path / "parley.db"
-    shutil.copy(sqlite_template, path)
-    db = Database(f"sqlite:///{path}")
-    seed(db)
-    _a_busy_store(db, 12)
+def _growing_with_the_store(line: str) -> bool:
+    """A plan step that reads a whole table, or every row of one store in it."""
+    store_wide = STORE_WIDE.match(line)
+    return bool(TABLE_SCAN.match(line)) or bool(store_wide and store_wide[1] in PER_STORE)
+
+
+def _plans_growing_with_the_store(
+    db: Database, flow: Callable[[], None], *, at_least: int = 10
+) -> dict[str, list[str]]:
+    """Run ``flow``; the plan steps of its reads and updates that grow with the store."""
     sent: dict[str, object] = {}
 
     def record(_conn, _cursor, statement, parameters, _context, executemany):
@@ -50,75 +88,76 @@ def test_ingest_and_dispatch_never_scan_a_table(sqlite_template, tmp_path):
             sent.setdefault(statement, parameters[0] if executemany else parameters)
 
     event.listen(db.engine, "before_cursor_execute", record)
-    start = clock.utc_now() + timedelta(days=1)
-    for n, delivery in enumerate(deliveries("Grace", order_id=990, number=99, start=start)):
-        post(db, delivery)
-        if n == 1:  # the dispatch messages go out while the order is still moving
-            drain(make_worker(db, recording_adapters()))
-    drain(make_worker(db, recording_adapters()))
-    event.remove(db.engine, "before_cursor_execute", record)
-
-    scans = {}
+    try:
+        flow()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(sent) >= at_least  # the flow was recorded
+    found = {}
     with db.engine.connect() as connection:
         for statement, parameters in sent.items():
             plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            scanned = [row[-1] for row in plan if TABLE_SCAN.match(row[-1])]
-            if scanned:
-                scans[" ".join(statement.split())[:160]] = scanned
-    db.dispose()
-    assert len(sent) > 20  # both paths were recorded
-    assert scans == {}, "\n".join(f"{s}: {p}" for s, p in scans.items())
+            growing = [row[-1] for row in plan if _growing_with_the_store(row[-1])]
+            if growing:
+                found[" ".join(statement.split())[:160]] = growing
+    return found
 
 
-def test_a_receipt_finds_its_message_by_provider_id_not_among_the_stores_messages(
-    sqlite_template, tmp_path
-):
-    """Receipts come two or three per message sent: their lookup must not grow with the
-    store. Without statistics SQLite once chose the (workspace, customer) index for it
-    and read every message of the store for each receipt."""
+def _busy_sqlite_store(sqlite_template: Path, tmp_path: Path) -> Database:
     path = tmp_path / "parley.db"
     shutil.copy(sqlite_template, path)
     db = Database(f"sqlite:///{path}")
-    workspace_id = seed(db)
-    with db.transaction() as session:
-        for n in range(3):
-            outbox.insert_message(
-                session,
-                {
-                    **outbox.blank_row(workspace_id=workspace_id, now=clock.utc_now()),
-                    "idempotency_key": f"plan-{n}",
-                    "message_type": "dispatch",
-                    "channel": "whatsapp",
-                    "status": MessageStatus.SENT,
-                    "provider": "whatsapp",
-                    "provider_message_id": f"wamid.plan-{n}",
-                },
-            )
-    sent: dict[str, object] = {}
+    seed(db)
+    _a_busy_store(db, 12)
+    return db
 
-    def record(_conn, _cursor, statement, parameters, _context, executemany):
-        if "messages" in statement:
-            sent.setdefault(statement, parameters)
 
-    event.listen(db.engine, "before_cursor_execute", record)
-    for wamid, status in (("wamid.plan-1", "delivered"), ("wamid.unknown", "read")):
-        receipt = StatusUpdate(
-            channel=ChannelKind.WHATSAPP, provider_message_id=wamid, status=status
-        )
-        with db.transaction() as session:
-            inbox.apply_status(session, workspace_id=workspace_id, status=receipt)
-    event.remove(db.engine, "before_cursor_execute", record)
+def test_ingest_and_dispatch_never_scan_a_table(sqlite_template, tmp_path):
+    db = _busy_sqlite_store(sqlite_template, tmp_path)
 
-    plans = {}
-    with db.engine.connect() as connection:
-        for statement, parameters in sent.items():
-            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-            plans[statement.split()[0]] = [
-                row[-1] for row in plan if "messages" in row[-1].split()[:2]
-            ]
+    def an_order_moving() -> None:
+        start = clock.utc_now() + timedelta(days=1)
+        for n, delivery in enumerate(deliveries("Grace", order_id=990, number=99, start=start)):
+            post(db, delivery)
+            if n == 1:  # the dispatch messages go out while the order is still moving
+                drain(make_worker(db, recording_adapters()))
+        drain(make_worker(db, recording_adapters()))
+
+    found = _plans_growing_with_the_store(db, an_order_moving)
     db.dispose()
-    by_provider_id = (
-        "SEARCH messages USING INDEX ix_messages_provider "
-        "(workspace_id=? AND provider=? AND provider_message_id=?)"
-    )
-    assert plans == {"UPDATE": [by_provider_id], "SELECT": [by_provider_id]}
+    assert found == {}, "\n".join(f"{s}: {p}" for s, p in found.items())
+
+
+def test_conversations_and_receipts_never_read_all_of_a_stores_messages(sqlite_template, tmp_path):
+    db = _busy_sqlite_store(sqlite_template, tmp_path)
+
+    def customers_write_and_are_answered() -> None:
+        for channel, sender in WRITERS:
+            customer_writes(db, channel=channel, sender=sender, text="where is my order?")
+            customer_writes(db, channel=channel, sender=sender, text="can I talk to a person?")
+        drain(inbox_worker(db, all_adapters()))
+
+    def receipts_arrive() -> None:
+        # The last one is for a message not recorded (yet): it is looked for, then retried.
+        for workspace_id, channel, provider_message_id in [*replies, (1, "whatsapp", "wamid.X")]:
+            receipt = StatusUpdate(
+                channel=ChannelKind(channel),
+                provider_message_id=provider_message_id,
+                status="delivered",
+            )
+            with db.transaction() as session:
+                inbox.apply_status(session, workspace_id=workspace_id, status=receipt)
+
+    customers_write_and_are_answered()  # the conversations exist: now measure
+    found = _plans_growing_with_the_store(db, customers_write_and_are_answered)
+    with db.transaction() as session:
+        replies = session.execute(
+            select(Message.workspace_id, Message.channel, Message.provider_message_id)
+            .where(Message.provider_message_id.is_not(None))
+            .order_by(Message.id.desc())
+            .limit(4)
+        ).all()
+    assert len(replies) == 4
+    found |= _plans_growing_with_the_store(db, receipts_arrive, at_least=2)
+    db.dispose()
+    assert found == {}, "\n".join(f"{s}: {p}" for s, p in found.items())

@@ -217,7 +217,10 @@ class Respond:
         if conversation.owner != Owner.ASSISTANT:
             return False
         answered = session.scalar(
-            select(AssistantTurn.id).where(AssistantTurn.message_id == message.id)
+            select(AssistantTurn.id).where(
+                AssistantTurn.workspace_id == message.workspace_id,
+                AssistantTurn.message_id == message.id,
+            )
         )
         return answered is None
 

@@ -114,7 +114,10 @@ class AssistantTurn(Base):
     """
 
     __tablename__ = "assistant_turns"
-    __table_args__ = (Index("ix_assistant_turns_conversation", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_assistant_turns_conversation", "conversation_id", "id"),
+        Index("ix_assistant_turns_message", "workspace_id", "message_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
