@@ -2,7 +2,9 @@
 
 A cheap, noise-free companion to the throughput benches: no server, no concurrency, one
 thread, so the figures barely move with machine load. Counts every statement the engine
-sends (``before_cursor_execute``) and every commit, and the CPU spent in the garbage
+sends (``before_cursor_execute``, and each row of a pipelined ``executemany(...,
+returning=True)`` that parley hands psycopg directly, which SQLAlchemy does not see) and
+every commit, and the CPU spent in the garbage
 collector. The collector is set up as ``parley serve`` and ``parley worker`` set it up
 (``tune_garbage_collector``); ``--default-gc`` keeps Python's defaults to compare.
 
@@ -39,6 +41,25 @@ class Counting:
         self.recorded: list[str] | None = None
         event.listen(engine, "before_cursor_execute", self._on_execute)
         event.listen(engine, "commit", self._on_commit)
+        if engine.dialect.name == "postgresql":
+            self._count_pipelined()
+
+    def _count_pipelined(self) -> None:
+        """Count each row of psycopg's ``executemany(..., returning=True)`` as a statement
+        (``parley.db.upsert.insert_each_returning``): SQLAlchemy never calls it so."""
+        import psycopg
+
+        original = psycopg.Cursor.executemany
+        counting = self
+
+        def executemany(cursor: Any, query: Any, params_seq: Any, **kwargs: Any) -> None:
+            if kwargs.get("returning"):
+                params_seq = list(params_seq)
+                for _ in params_seq:
+                    counting._on_execute(None, cursor, str(query))
+            original(cursor, query, params_seq, **kwargs)
+
+        psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
 
     def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.statements += 1

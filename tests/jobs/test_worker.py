@@ -15,7 +15,7 @@ from parley.db import Database
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.queue import ClaimedJob
-from parley.jobs.worker import Done, Fail, Outcome, Retry, Worker, WorkerConfig
+from parley.jobs.worker import Done, Fail, Outcome, Retry, RetryLater, Worker, WorkerConfig
 from support import count, drain, rows
 
 
@@ -230,6 +230,60 @@ def test_prepare_failure_of_one_job_does_not_undo_the_others_in_its_batch(db, fr
     assert statuses == {first: (JobStatus.PENDING, 1), second: (JobStatus.DONE, 1)}
     assert task.performed == [second]
     assert _side_effects(db) == [f"prepare:{second}:1", f"finish:{second}:1"]
+
+
+@dataclass
+class BatchRecordingTask(ScriptedTask):
+    """Prepares a plan per job and records the plans in ``record_batch``, with a write
+    that must be rolled back if the batch is redone; ``record_error`` fails the batch's
+    recording for the job ids in ``failing``."""
+
+    kind: str = "test.recorded"
+    record_error: Exception | None = None
+    recorded_batches: list[list[int]] = field(default_factory=list)
+
+    def record_batch(self, session: Session, items: list[tuple[ClaimedJob, Any]]) -> list[Any]:
+        self.recorded_batches.append([job.id for job, _ in items])
+        for job, _ in items:
+            if self.record_error is not None and self._fails(job):
+                raise self.record_error
+            _side_effect(session, job, "record")
+        return [f"recorded {work}" for _, work in items]
+
+
+def test_a_batch_is_recorded_in_one_call_after_every_job_is_prepared(db, frozen_clock):
+    task = BatchRecordingTask()
+    jobs = _enqueue(db, task.kind, n=3)
+
+    drain(_worker(db, task))
+
+    assert task.recorded_batches == [jobs]
+    assert task.performed == [f"recorded {job_id}" for job_id in jobs]
+    assert {job.status for job in rows(db, Job, Job.kind == task.kind)} == {JobStatus.DONE}
+
+
+def test_a_recording_that_fails_is_redone_job_by_job_and_fails_that_job_alone(db, frozen_clock):
+    task = BatchRecordingTask(record_error=RetryLater("raced", retry_after=30))
+    first, second, third = _enqueue(db, task.kind, n=3)
+    task.failing = {second}
+
+    drain(_worker(db, task))
+
+    assert task.recorded_batches == [[first, second, third], [first], [second], [third]]
+    statuses = {job.id: (job.status, job.attempts) for job in rows(db, Job, Job.kind == task.kind)}
+    assert statuses == {
+        first: (JobStatus.DONE, 1),
+        second: (JobStatus.PENDING, 1),
+        third: (JobStatus.DONE, 1),
+    }
+    assert _only_error(db, second) == "raced"
+    assert task.performed == [f"recorded {first}", f"recorded {third}"]
+    # The failed batch's writes, and the failed job's own, were rolled back.
+    assert sorted(_side_effects(db)) == sorted(
+        f"{phase}:{job_id}:1"
+        for job_id in (first, third)
+        for phase in ("prepare", "record", "finish")
+    )
 
 
 def test_finish_failure_of_one_job_does_not_undo_the_others_in_its_batch(db, frozen_clock):

@@ -6,15 +6,18 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
 from parley.commerce.models import Order
+from parley.customers.models import Customer
 from parley.demo.simulate import shopper_dict
 from parley.http.webhooks.shopify import store
 from parley.integrations.shopify import payloads
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun, RunStatus
+from parley.messaging import service as outbox
+from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import DeliveryAttempt, Message, MessageStatus
 from support import (
     count,
@@ -251,6 +254,64 @@ def test_transient_failure_then_success_sends_exactly_once(db, frozen_clock, ada
         (1, "email", "transient_error", "timeout", first_try, first_try),
         (2, "email", "sent", None, second_try, second_try),
     ]
+
+
+def test_a_message_another_worker_recorded_first_is_not_sent_again(
+    db, frozen_clock, adapters, monkeypatch
+):
+    """A job reclaimed while its first worker was still preparing it: both plan the same
+    message, the first records it. The second finds the key taken when it records its
+    batch; that job waits and then resumes from the recorded message, the rest of its
+    batch goes out."""
+    seed(db)
+    post(db, deliveries("Grace")[0])
+    post(db, deliveries("Ada", order_id=502, number=1502)[0])
+    [grace_job, ada_job] = rows(db, Job, order_by=lambda j: j.id)
+    grace_key = f"journey:{grace_job.payload['run_id']}:0"
+    with db.transaction() as session:
+        [grace] = session.scalars(select(Customer).where(Customer.first_name == "Grace"))
+        outbox.insert_message(
+            session,
+            {
+                **outbox.blank_row(workspace_id=grace.workspace_id, now=frozen_clock.now),
+                "customer_id": grace.id,
+                "idempotency_key": grace_key,
+                "message_type": "order_confirmation",
+                "channel": "email",
+                "status": MessageStatus.SENT,
+                "provider": "email",
+                "provider_message_id": "the-other-worker",
+            },
+        )
+    # This worker read the outbox before the other worker's message was committed.
+    unseen = {grace_key}
+    real_message = OutboxLookup.message
+
+    def read_before_the_race(lookup, workspace_id, idempotency_key):
+        if idempotency_key in unseen:
+            return None
+        return real_message(lookup, workspace_id, idempotency_key)
+
+    monkeypatch.setattr(OutboxLookup, "message", read_before_the_race)
+    worker = make_worker(db, adapters)
+    drain(worker)
+
+    [ada_email] = adapters[ChannelKind.EMAIL].sent
+    assert ada_email.to == "ada@example.com"
+    jobs = {job.id: job for job in rows(db, Job)}
+    assert jobs[ada_job.id].status == JobStatus.DONE
+    assert (jobs[grace_job.id].status, jobs[grace_job.id].last_error) == (
+        JobStatus.PENDING,
+        f"job {grace_job.id}: another worker recorded its message first",
+    )
+
+    unseen.clear()
+    frozen_clock.advance(timedelta(minutes=1))
+    drain(worker)
+    assert [email.to for email in adapters[ChannelKind.EMAIL].sent] == ["ada@example.com"]
+    assert rows(db, Job, Job.id == grace_job.id)[0].status == JobStatus.DONE
+    [graces] = rows(db, Message, Message.idempotency_key == grace_key)
+    assert (graces.status, graces.provider_message_id) == (MessageStatus.SENT, "the-other-worker")
 
 
 def test_permanent_whatsapp_refusal_falls_back_to_sms(db, frozen_clock, adapters):

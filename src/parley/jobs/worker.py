@@ -6,7 +6,10 @@ a batch costs two commits however many jobs it holds:
 1. ``preload(session, jobs)`` reads what the whole batch needs in bulk; then
    ``prepare(session, job, batch)`` runs for each job inside the batch's first transaction
    (each job in its own savepoint). It returns ``None`` when the job is finished, or the
-   work to do outside.
+   work to do outside. A task that writes a row per job before its call (a message
+   ``sending``) may let ``prepare`` plan it and write the whole batch's rows at once in
+   ``record_batch(session, items)`` (:class:`RecordsInBatch`), after every job is
+   prepared; when jobs are prepared one by one, each is recorded in its own savepoint.
 2. ``perform(work)`` runs with no transaction open (a provider call, with a timeout).
 3. ``finish_batch(session, items)`` records every ``(job, work, result)`` of the batch in
    the second transaction and says how each job ends (:class:`Done`, :class:`Retry`,
@@ -28,7 +31,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session
 
@@ -89,6 +92,16 @@ class Task(Protocol):
     def finish_batch(
         self, session: Session, items: list[tuple[ClaimedJob, Any, Any]]
     ) -> list[Outcome]: ...
+
+
+@runtime_checkable
+class RecordsInBatch(Protocol):
+    """A task whose prepared jobs are recorded together before anything is performed."""
+
+    def record_batch(self, session: Session, items: list[tuple[ClaimedJob, Any]]) -> list[Any]:
+        """The work to perform for each ``(job, prepared)``, in order; raise (for instance
+        :class:`RetryLater`) to have the jobs prepared and recorded one by one."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -242,6 +255,8 @@ class Worker:
                 try:
                     with session.begin_nested() if isolated else contextlib.nullcontext():
                         work = task.prepare(session, job, batches.get(job.kind))
+                        if isolated and work is not None:
+                            [(_, work)] = self._record(session, [(job, work)])
                 except Exception as exc:
                     if not isolated:
                         raise _RedoIsolated from exc
@@ -251,8 +266,29 @@ class Worker:
                     finished.append(job)
                 else:
                     prepared.append((job, work))
+            if not isolated:
+                try:
+                    prepared = self._record(session, prepared)
+                except Exception as exc:
+                    raise _RedoIsolated from exc
             queue.complete_many(session, finished, worker=self.name)
         return prepared
+
+    def _record(
+        self, session: Session, prepared: list[tuple[ClaimedJob, Any]]
+    ) -> list[tuple[ClaimedJob, Any]]:
+        """Each kind's prepared jobs through its ``record_batch``, if it has one; in order."""
+        recorded: dict[int, Any] = {}
+        for kind, task in self.tasks.items():
+            if not isinstance(task, RecordsInBatch):
+                continue
+            items = [(job, work) for job, work in prepared if job.kind == kind]
+            if items:
+                works = task.record_batch(session, items)
+                recorded.update(
+                    (id(job), work) for (job, _), work in zip(items, works, strict=True)
+                )
+        return [(job, recorded.get(id(job), work)) for job, work in prepared]
 
     @staticmethod
     def _prepare_failure(job: ClaimedJob, exc: Exception) -> Retry:

@@ -30,7 +30,7 @@ from parley.customers.models import Customer
 from parley.db.scoped import in_workspaces
 from parley.jobs import queue
 from parley.jobs.queue import ClaimedJob
-from parley.jobs.worker import Done, Outcome, Retry
+from parley.jobs.worker import Done, Outcome, Retry, RetryLater
 from parley.journeys.definitions import (
     Condition,
     ConditionStep,
@@ -42,13 +42,15 @@ from parley.journeys.models import Journey, JourneyRun, RunStatus
 from parley.journeys.service import ADVANCE, definition_of, end_run, end_runs
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
-from parley.messaging.service import OutboxSettings, PreparedSend, Result
+from parley.messaging.service import OutboxSettings, PreparedSend, Result, UnrecordedSend
 from parley.messaging.templates import TemplateRenderer
 from parley.messaging.types import DEFAULT_PURPOSES, Purpose
 from parley.store_events.models import StoreEvent
 from parley.workspaces.models import Workspace
 
 SEND_TIMEOUT_MARGIN_SECONDS = 5.0
+RACED_RETRY_SECONDS = 5.0
+"""A job whose message another worker recorded first waits this long before resuming."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,29 @@ class StepSend:
     step_count: int
     exclude: tuple[str, ...]
     send: PreparedSend
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A send step whose message is decided and rendered but not yet recorded: the batch's
+    messages are recorded together (:meth:`AdvanceJourney.record_batch`)."""
+
+    run_id: int
+    workspace_id: int
+    step: int
+    step_count: int
+    exclude: tuple[str, ...]
+    send: UnrecordedSend
+
+    def recorded(self, send: PreparedSend) -> StepSend:
+        return StepSend(
+            run_id=self.run_id,
+            workspace_id=self.workspace_id,
+            step=self.step,
+            step_count=self.step_count,
+            exclude=self.exclude,
+            send=send,
+        )
 
 
 @dataclass(frozen=True)
@@ -294,7 +319,7 @@ class AdvanceJourney:
 
     def prepare(
         self, session: Session, job: ClaimedJob, batch: RunLookup | None
-    ) -> StepSend | None:
+    ) -> StepSend | PlannedStep | None:
         lookup = batch or RunLookup(session)
         run = lookup.run(int(job.payload["run_id"]), job.workspace_id)
         if run is None:
@@ -334,7 +359,7 @@ class AdvanceJourney:
                 reason = "no customer to message (no email, phone or platform id)"
                 _end(session, run, RunStatus.EXITED, reason, now)
                 return None
-            send = outbox.prepare_message(
+            send = outbox.plan_message(
                 session,
                 lookup=lookup.outbox,
                 workspace=facts.workspace,
@@ -351,15 +376,10 @@ class AdvanceJourney:
                 step_index=step,
                 exclude_channels=exclude,
             )
-            if send is not None:
-                return StepSend(
-                    run_id=run.id,
-                    workspace_id=run.workspace_id,
-                    step=step,
-                    step_count=len(steps),
-                    exclude=exclude,
-                    send=send,
-                )
+            if isinstance(send, UnrecordedSend):
+                return PlannedStep(run.id, run.workspace_id, step, len(steps), exclude, send)
+            if send is not None:  # a send waiting for its retry: recorded already
+                return StepSend(run.id, run.workspace_id, step, len(steps), exclude, send)
             step += 1
             exclude = ()
         _end(session, run, RunStatus.COMPLETED, None, now)
@@ -377,6 +397,31 @@ class AdvanceJourney:
             idempotency_key=_send_key(job),
             reason=reason,
         )
+
+    def record_batch(
+        self, session: Session, items: list[tuple[ClaimedJob, StepSend | PlannedStep]]
+    ) -> list[StepSend]:
+        """Record the batch's planned messages ``sending`` together.
+
+        A message whose key another worker recorded first (a job reclaimed while its
+        first worker was still preparing it) stops the job here: it is tried again later
+        and then resumes from that message, as any retried job does.
+        """
+        planned = [work for _, work in items if isinstance(work, PlannedStep)]
+        recorded = iter(outbox.record_sends(session, [work.send for work in planned]))
+        steps: list[StepSend] = []
+        for job, work in items:
+            if isinstance(work, StepSend):
+                steps.append(work)
+                continue
+            send = next(recorded)
+            if send is None:
+                raise RetryLater(
+                    f"job {job.id}: another worker recorded its message first",
+                    retry_after=RACED_RETRY_SECONDS,
+                )
+            steps.append(work.recorded(send))
+        return steps
 
     async def perform(self, work: StepSend) -> SendResult:
         adapter = self.adapters[work.send.channel]

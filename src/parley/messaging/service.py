@@ -1,4 +1,4 @@
-"""The outbox: prepare a message (decide, render, record ``sending``), then record the answer.
+"""The outbox: plan a message (decide, render), record it ``sending``, then record the answer.
 
 The provider is called between the two, outside any transaction. The message row is keyed
 (``idempotency_key``, unique per workspace), so a retried job finds the row it made:
@@ -32,7 +32,7 @@ from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
 from parley.customers.models import Customer
 from parley.db.base import table_of
-from parley.db.upsert import insert_on, per_dialect
+from parley.db.upsert import insert_each_returning, insert_on, per_dialect
 from parley.live.outbox import emit, emit_status, emit_statuses
 from parley.messaging import unsubscribe
 from parley.messaging.context import template_context
@@ -76,6 +76,20 @@ class PreparedSend:
     outbound: OutboundMessage
 
 
+@dataclass(frozen=True)
+class UnrecordedSend:
+    """A message decided and rendered whose ``sending`` row is not written yet.
+
+    A worker plans every job of its batch first, then writes their rows together
+    (:func:`record_sends`): one pipelined round trip on PostgreSQL instead of one each.
+    """
+
+    row: dict[str, Any]
+    sender_name: str
+    status_callback_url: str | None
+    started_at: datetime
+
+
 class Result(StrEnum):
     SENT = "sent"
     RETRY = "retry"
@@ -94,7 +108,7 @@ class Recorded:
     """A transient failure on the last allowed attempt: the job goes to the dead letter."""
 
 
-def prepare_message(
+def plan_message(
     session: Session,
     *,
     lookup: OutboxLookup,
@@ -110,11 +124,13 @@ def prepare_message(
     journey_run_id: int | None = None,
     step_index: int | None = None,
     exclude_channels: tuple[str, ...] = (),
-) -> PreparedSend | None:
-    """Decide and render a message and record it ``sending``; or record why it is not sent.
+) -> PreparedSend | UnrecordedSend | None:
+    """Decide and render a message; or record why it is not sent.
 
-    Returns the send to perform, or None when there is nothing to send (skipped, or the
-    key's message was already decided, or it is held after an interrupted send).
+    Returns the send to record (:func:`record_sends`) and perform; a send to perform
+    again when the key's message waits for a retry; or None when there is nothing to
+    send (skipped, or the key's message was already decided, or it is held after an
+    interrupted send).
     """
     now = utc_now()
     existing = lookup.message(workspace.id, idempotency_key)
@@ -191,26 +207,45 @@ def prepare_message(
             "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
-    message_id = insert_message(session, row)
-    if message_id is None:
-        return None
-    _announce_new(session, row, message_id)
-    return PreparedSend(
-        message_id=message_id,
-        workspace_id=workspace.id,
-        customer_id=customer.id,
-        channel=decision.channel,
-        attempt_number=1,
+    return UnrecordedSend(
+        row=row,
+        sender_name=workspace.name,
+        status_callback_url=status_callback_url(outbox, workspace, decision.channel),
         started_at=now,
-        outbound=_outbound(
-            {
-                **row,
-                "sender_name": workspace.name,
-                "status_callback_url": status_callback_url(outbox, workspace, decision.channel),
-            },
-            message_id=message_id,
-        ),
     )
+
+
+def record_sends(session: Session, sends: list[UnrecordedSend]) -> list[PreparedSend | None]:
+    """Write each planned message ``sending``, all in one go; the send to perform for
+    each, or None where its key's message exists already (a racing worker recorded it,
+    or the same key came twice in the list: only the first is recorded)."""
+    message_ids = insert_each_returning(session, _insert_message(session), [s.row for s in sends])
+    prepared: list[PreparedSend | None] = []
+    for send, message_id in zip(sends, message_ids, strict=True):
+        if message_id is None:
+            prepared.append(None)
+            continue
+        row = send.row
+        _announce_new(session, row, message_id)
+        prepared.append(
+            PreparedSend(
+                message_id=message_id,
+                workspace_id=row["workspace_id"],
+                customer_id=row["customer_id"],
+                channel=row["channel"],
+                attempt_number=1,
+                started_at=send.started_at,
+                outbound=_outbound(
+                    {
+                        **row,
+                        "sender_name": send.sender_name,
+                        "status_callback_url": send.status_callback_url,
+                    },
+                    message_id=message_id,
+                ),
+            )
+        )
+    return prepared
 
 
 def blank_row(*, workspace_id: int, now: datetime) -> dict[str, Any]:
