@@ -15,6 +15,9 @@ from parley.customers.models import Customer, CustomerIdentity, CustomerMerge
 from parley.errors import Conflict
 from parley.inbox.models import Conversation, ConversationStatus
 from parley.messaging.models import Message
+from parley.store_events import service as store_events
+from parley.store_events.models import StoreEvent
+from parley.workspaces.models import Workspace
 from support import all_adapters, customer_writes, drain, inbox_worker, rows, seed
 
 PHONE = "+12025550188"
@@ -229,3 +232,29 @@ def test_a_new_profile_is_made_whole_in_one_insert_with_every_identity_it_holds(
         ("phone", PHONE),
         ("shopify", "sh-502"),
     ]
+
+
+def test_a_merge_later_in_the_same_transaction_moves_the_store_events_held_before_it(db):
+    """A group commit writes several deliveries in one transaction and holds their store
+    events until it commits; a delivery that merges an earlier one's shopper must still
+    find and move that shopper's events (and record them as moved, for an unmerge)."""
+    workspace_id = seed(db)
+    customer_id = _platform_record(db, workspace_id, external_id="9401", email=EMAIL)
+    with db.transaction() as session:
+        workspace = session.get(Workspace, workspace_id)
+        for profile in (
+            events.Customer(phone=PHONE, first_name="Sam"),
+            events.Customer(external_id="9401", email=EMAIL, phone=PHONE),
+        ):
+            store_events.apply_event(
+                session,
+                workspace=workspace,
+                event=events.Event.build(events.EventType.CUSTOMER_UPDATED, profile, utc_now()),
+                delivery_id=None,
+                source="shopify",
+            )
+    (merge,) = rows(db, CustomerMerge)
+    assert merge.kept_customer_id == customer_id
+    recorded = rows(db, StoreEvent, order_by=lambda e: e.id)
+    assert [event.customer_id for event in recorded] == [customer_id, customer_id]
+    assert merge.moved["store_events"] == [recorded[0].id]

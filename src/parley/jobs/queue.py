@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
+from parley.db.at_commit import insert_at_commit
 from parley.db.base import UTCDateTime, table_of
 from parley.db.upsert import insert_on, per_dialect
 from parley.jobs.models import Job, JobStatus
@@ -47,8 +48,14 @@ def enqueue(
     idempotency_key: str | None = None,
     lane: str = "transactional",
     max_attempts: int = 8,
+    at_commit: bool = False,
 ) -> None:
-    """Add a job in the caller's transaction; a job with the same key already there wins."""
+    """Add a job in the caller's transaction; a job with the same key already there wins.
+
+    ``at_commit``: write it with the transaction's other held-back jobs before its next
+    ORM statement or its commit (:mod:`parley.db.at_commit`), for callers that never read
+    the jobs table back in that transaction.
+    """
     enqueue_many(
         session,
         [
@@ -62,10 +69,11 @@ def enqueue(
                 "max_attempts": max_attempts,
             }
         ],
+        at_commit=at_commit,
     )
 
 
-def enqueue_many(session: Session, jobs: list[dict[str, Any]]) -> None:
+def enqueue_many(session: Session, jobs: list[dict[str, Any]], *, at_commit: bool = False) -> None:
     """Add several jobs in one statement (same rules as :func:`enqueue`)."""
     if not jobs:
         return
@@ -86,7 +94,10 @@ def enqueue_many(session: Session, jobs: list[dict[str, Any]]) -> None:
         }
         for job in jobs
     ]
-    session.connection().execute(_insert_jobs(session), rows)
+    if at_commit:
+        insert_at_commit(session, _insert_jobs(session), rows)
+    else:
+        session.connection().execute(_insert_jobs(session), rows)
 
 
 @per_dialect

@@ -210,6 +210,7 @@ def on_event(session: Session, *, workspace_id: int, facts: EventFacts, now: dat
                 due_at=now,
                 idempotency_key=f"journey:{run_id}:0",
                 lane=definition.lane,
+                at_commit=True,
             )
             started += 1
     return started

@@ -17,6 +17,7 @@ from parley import events
 from parley.clock import utc_now
 from parley.commerce import service as commerce
 from parley.customers import service as customers
+from parley.db.at_commit import insert_at_commit
 from parley.db.base import table_of
 from parley.db.upsert import insert_on, per_dialect
 from parley.journeys import service as journeys
@@ -138,19 +139,24 @@ def apply_event(
     payload = event.payload
     customer_id = _customer_for(session, workspace=workspace, event=event, source=source)
     facts = _apply(session, workspace=workspace, event=event, customer_id=customer_id)
-    session.connection().execute(
+    # Nothing reads store events back while deliveries are taken in: they go in with
+    # the transaction's others, before its commit.
+    insert_at_commit(
+        session,
         _insert_event(session),
-        {
-            "workspace_id": workspace.id,
-            "delivery_id": delivery_id,
-            "type": event.type,
-            "subject": _subject(event),
-            "order_external_id": facts.order_external_id,
-            "customer_id": customer_id,
-            "payload": payload.model_dump(mode="json"),
-            "occurred_at": event.occurred_at,
-            "recorded_at": utc_now(),
-        },
+        [
+            {
+                "workspace_id": workspace.id,
+                "delivery_id": delivery_id,
+                "type": event.type,
+                "subject": _subject(event),
+                "order_external_id": facts.order_external_id,
+                "customer_id": customer_id,
+                "payload": payload.model_dump(mode="json"),
+                "occurred_at": event.occurred_at,
+                "recorded_at": utc_now(),
+            }
+        ],
     )
     if event.type is events.EventType.STORE_UNINSTALLED:
         mark_uninstalled(session, workspace_id=workspace.id)
