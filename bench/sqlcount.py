@@ -122,7 +122,7 @@ def main() -> None:
     import dispatch_worker
 
     from parley.db import Database
-    from parley.http.webhooks.shopify import receive, store, verify
+    from parley.http.webhooks.shopify import receive, stage, store, verify
     from parley.runtime import Runtime, tune_garbage_collector
     from parley.settings import Settings
 
@@ -180,6 +180,7 @@ def main() -> None:
                 for body, headers in batched[start : start + BATCH]
             ]
             with db.transaction() as session:
+                stage(session, verified)  # as the group commit does before the writes
                 for delivery in verified:
                     store(session, delivery)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0

@@ -215,3 +215,122 @@ async def test_disposing_the_database_stops_its_writers(db):
 
     assert not any(thread.is_alive() for thread in threads)
     assert group_commit(db) is not shared
+
+
+def _staged_delivery(key: str) -> Delivery:
+    return Delivery(source="test", delivery_key=key, topic="orders/create", headers={}, body="{}")
+
+
+def _stage_recording(
+    workspace_id: int, calls: list[list[str]]
+) -> Callable[[Session, list[Any]], None]:
+    def stage(session: Session, group: list[Any]) -> None:
+        calls.append([delivery.delivery_key for delivery in group])
+        store_events.record_deliveries(
+            session,
+            [
+                store_events.DeliveryRecord(workspace_id, delivery, "processed")
+                for delivery in group
+            ],
+        )
+
+    return stage
+
+
+def _write_staged(workspace_id: int) -> Callable[[Session, Delivery], int | None]:
+    def write(session: Session, delivery: Delivery) -> int | None:
+        workspace = session.get_one(Workspace, workspace_id)
+        return store_events.record_delivery(
+            session, workspace=workspace, delivery=delivery, status="processed", reason=None
+        )
+
+    return write
+
+
+async def test_a_stage_runs_once_for_its_units_before_their_writes_and_not_for_a_unit_alone(db):
+    workspace_id = seed(db)
+    writer = GroupCommit(db, writers=1)
+    calls: list[list[str]] = []
+    stage = _stage_recording(workspace_id, calls)
+    write = _write_staged(workspace_id)
+    statements: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args):
+        if statement.startswith("INSERT INTO webhook_deliveries"):
+            statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    held = Held()
+    first = asyncio.create_task(
+        writer.run(lambda: (held(), _staged_delivery("a"))[1], write, stage=stage)
+    )
+    await held.wait_entered()
+    behind = [
+        asyncio.create_task(writer.run(lambda key=key: _staged_delivery(key), write, stage=stage))
+        for key in ("b", "c", "b")
+    ]
+    await asyncio.sleep(0.05)
+    held.gate.set()
+    ids = await asyncio.gather(first, *behind)
+    writer.close()
+
+    assert calls == [["b", "c", "b"]]  # "a" was written alone: no stage
+    assert ids[2] is not None
+    assert ids[1] is not None
+    assert ids[3] is None  # the second "b" of the group is a duplicate
+    assert ids[0] is not None
+    assert _keys(db) == ["a", "b", "c"]
+    # "a" inserted by its write; on PostgreSQL the group's go to the driver in one
+    # pipelined call, which SQLAlchemy does not see; on SQLite one statement each.
+    assert len(statements) == (1 if db.is_postgres else 4)
+
+
+async def test_a_group_whose_write_fails_after_its_stage_is_redone_alone_without_it(db):
+    workspace_id = seed(db)
+    writer = GroupCommit(db, writers=1)
+    calls: list[list[str]] = []
+    stage = _stage_recording(workspace_id, calls)
+    write = _write_staged(workspace_id)
+
+    def failing(session: Session, delivery: Delivery) -> int | None:
+        write(session, delivery)
+        raise ValueError("refused after recording")
+
+    held = Held()
+    tasks = [asyncio.create_task(writer.run(held, _record(workspace_id, "a")))]
+    await held.wait_entered()
+    tasks += [
+        asyncio.create_task(writer.run(lambda: _staged_delivery("b"), write, stage=stage)),
+        asyncio.create_task(writer.run(lambda: _staged_delivery("c"), failing, stage=stage)),
+    ]
+    await asyncio.sleep(0.05)
+    held.gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    writer.close()
+
+    assert calls == [["b", "c"]]
+    assert isinstance(results[2], ValueError)
+    assert isinstance(results[1], int)
+    assert _keys(db) == ["a", "b"]  # the staged "c" was rolled back with its group
+
+
+def test_a_delivery_staged_with_one_status_and_written_with_another_is_an_error(db):
+    workspace_id = seed(db)
+    delivery = _staged_delivery("a")
+
+    def staged_then_written_otherwise() -> None:
+        with db.transaction() as session:
+            store_events.record_deliveries(
+                session, [store_events.DeliveryRecord(workspace_id, delivery, "processed")]
+            )
+            store_events.record_delivery(
+                session,
+                workspace=session.get_one(Workspace, workspace_id),
+                delivery=delivery,
+                status="ignored",
+                reason=None,
+            )
+
+    with pytest.raises(RuntimeError, match="recorded as 'processed', now 'ignored'"):
+        staged_then_written_otherwise()
+    assert _keys(db) == []

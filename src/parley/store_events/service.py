@@ -19,7 +19,7 @@ from parley.commerce import service as commerce
 from parley.customers import service as customers
 from parley.db.at_commit import insert_at_commit
 from parley.db.base import table_of
-from parley.db.upsert import insert_on, per_dialect
+from parley.db.upsert import insert_each_returning, insert_on, per_dialect
 from parley.journeys import service as journeys
 from parley.journeys.service import EventFacts
 from parley.store_events.models import StoreEvent, WebhookDelivery
@@ -62,26 +62,66 @@ def record_delivery(
 
     The unique (workspace, source, delivery_key) constraint decides, so ten identical
     deliveries racing each other produce exactly one row, on SQLite and PostgreSQL alike.
+    A delivery :func:`record_deliveries` recorded earlier in this transaction is not
+    inserted again: its answer is the one that call got.
     """
+    recorded: dict[int, tuple[str, int | None]] = session.info.get(_RECORDED, {})
+    staged = recorded.pop(id(delivery), None)
+    if staged is not None:
+        staged_status, delivery_id = staged
+        if staged_status != status:
+            raise RuntimeError(f"delivery recorded as {staged_status!r}, now {status!r}")
+        return delivery_id
     return (
         session.connection()
-        .execute(
-            _insert_delivery(session),
-            {
-                "workspace_id": workspace.id,
-                "source": delivery.source,
-                "delivery_key": delivery.delivery_key,
-                "topic": delivery.topic,
-                "headers": delivery.headers,
-                "body": delivery.body,
-                "status": status,
-                "status_reason": reason,
-                "triggered_at": delivery.triggered_at,
-                "received_at": utc_now(),
-            },
-        )
+        .execute(_insert_delivery(session), _delivery_row(workspace.id, delivery, status, reason))
         .scalar()
     )
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A delivery to record, with the status its write will give it."""
+
+    workspace_id: int
+    delivery: Delivery
+    status: str
+    reason: str | None = None
+
+
+def record_deliveries(session: Session, records: list[DeliveryRecord]) -> None:
+    """Insert several deliveries at once (one pipelined round trip on PostgreSQL), for
+    :func:`record_delivery` to answer from when each one's write gets to it."""
+    rows = [
+        _delivery_row(record.workspace_id, record.delivery, record.status, record.reason)
+        for record in records
+    ]
+    delivery_ids = insert_each_returning(session, _insert_delivery(session), rows)
+    recorded: dict[int, tuple[str, int | None]] = session.info.setdefault(_RECORDED, {})
+    for record, delivery_id in zip(records, delivery_ids, strict=True):
+        recorded[id(record.delivery)] = (record.status, delivery_id)
+
+
+_RECORDED = "parley.store_events.recorded"
+PROCESSED = "processed"
+"""A delivery's status once its events are applied (or, for messaging, its messages)."""
+
+
+def _delivery_row(
+    workspace_id: int, delivery: Delivery, status: str, reason: str | None
+) -> dict[str, Any]:
+    return {
+        "workspace_id": workspace_id,
+        "source": delivery.source,
+        "delivery_key": delivery.delivery_key,
+        "topic": delivery.topic,
+        "headers": delivery.headers,
+        "body": delivery.body,
+        "status": status,
+        "status_reason": reason,
+        "triggered_at": delivery.triggered_at,
+        "received_at": utc_now(),
+    }
 
 
 @per_dialect
@@ -107,7 +147,7 @@ def ingest(
 ) -> Ingested:
     """Store a delivery and apply its canonical events (nothing, if it is a duplicate)."""
     delivery_id = record_delivery(
-        session, workspace=workspace, delivery=delivery, status="processed", reason=None
+        session, workspace=workspace, delivery=delivery, status=PROCESSED, reason=None
     )
     if delivery_id is None:
         return Ingested(delivery_id=None, is_duplicate=True)

@@ -36,7 +36,7 @@ from parley.errors import Invalid, NotFound, TryAgain, Unauthenticated
 from parley.inbox import service as inbox
 from parley.jobs import queue
 from parley.store_events import service as store_events
-from parley.store_events.service import Delivery
+from parley.store_events.service import Delivery, DeliveryRecord
 from parley.workspaces.access import AccountKeys, ProviderAccess, provider_access_cache
 from parley.workspaces.models import Workspace
 
@@ -101,7 +101,7 @@ async def receive(db: Database, slug: str, delivery: InboundDelivery) -> dict[st
     """Verify and parse, then store and apply through the group commit (deliveries
     waiting together share a transaction); the JSON answer for the provider."""
     try:
-        return await group_commit(db).run(lambda: check(db, slug, delivery), store)
+        return await group_commit(db).run(lambda: check(db, slug, delivery), store, stage=stage)
     except inbox.DuplicateMessage as exc:
         # Another delivery carrying one of these messages committed it meanwhile; this
         # one's other events were rolled back with it, so the provider must resend.
@@ -157,13 +157,28 @@ def _verified(slug: str, provider: str, access: ProviderAccess, delivery: Inboun
     return access.workspace.id
 
 
+def stage(session: Session, group: list[CheckedDelivery]) -> None:
+    """A group commit's deliveries recorded together, before each is applied."""
+    store_events.record_deliveries(
+        session,
+        [
+            DeliveryRecord(checked.workspace_id, checked.delivery, store_events.PROCESSED)
+            for checked in group
+        ],
+    )
+
+
 def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:
     """Keep the raw delivery once and apply its events, in the caller's (maybe shared)
     transaction; acts on nothing outside it, as a group commit may run it twice."""
     workspace = session.get_one(Workspace, checked.workspace_id)
     provider = checked.delivery.source
     stored = store_events.record_delivery(
-        session, workspace=workspace, delivery=checked.delivery, status="processed", reason=None
+        session,
+        workspace=workspace,
+        delivery=checked.delivery,
+        status=store_events.PROCESSED,
+        reason=None,
     )
     if stored is None:
         return {"status": "duplicate"}

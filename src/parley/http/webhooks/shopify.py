@@ -23,7 +23,7 @@ from parley.events import Event, EventType
 from parley.integrations.shopify import signature
 from parley.integrations.shopify.mapping import MalformedPayload, UnknownTopic, map_delivery
 from parley.store_events import service as store_events
-from parley.store_events.service import Delivery
+from parley.store_events.service import Delivery, DeliveryRecord
 from parley.workspaces import service as workspaces
 from parley.workspaces.access import access_cache
 from parley.workspaces.service import WorkspaceAccess
@@ -155,12 +155,9 @@ def store(session: Session, verified: Verified) -> Answer:
     outside it: a group commit may roll this back and run it again."""
     delivery, mapped = verified.delivery, verified.mapped
     if mapped is None:
+        status, reason = _recorded_as(verified)
         store_events.record_delivery(
-            session,
-            workspace=verified.workspace,
-            delivery=delivery,
-            status="ignored",
-            reason=f"topic {delivery.topic!r} is not used by parley",
+            session, workspace=verified.workspace, delivery=delivery, status=status, reason=reason
         )
         return Answer({"status": "ignored", "reason": f"unhandled topic {delivery.topic}"})
     result = store_events.ingest(
@@ -173,6 +170,24 @@ def store(session: Session, verified: Verified) -> Answer:
         {"status": "accepted", "events": result.events, "journeys_started": result.runs_started},
         uninstalled,
     )
+
+
+def stage(session: Session, group: list[Verified]) -> None:
+    """A group commit's deliveries recorded together, before each is applied."""
+    store_events.record_deliveries(
+        session,
+        [
+            DeliveryRecord(verified.workspace.id, verified.delivery, *_recorded_as(verified))
+            for verified in group
+        ],
+    )
+
+
+def _recorded_as(verified: Verified) -> tuple[str, str | None]:
+    """The status (and reason) a delivery's raw row gets."""
+    if verified.mapped is None:
+        return "ignored", f"topic {verified.delivery.topic!r} is not used by parley"
+    return store_events.PROCESSED, None
 
 
 def committed(db: Database, slug: str, answer: Answer) -> dict[str, object]:
@@ -227,5 +242,5 @@ async def shopify_webhook(request: Request) -> JSONResponse:
     db: Database = request.app.state.db
     slug = request.path_params["workspace"]
     headers = ShopifyHeaders.of(request)
-    answer = await group_commit(db).run(lambda: verify(db, slug, headers, body), store)
+    answer = await group_commit(db).run(lambda: verify(db, slug, headers, body), store, stage=stage)
     return JSONResponse(committed(db, slug, answer))
