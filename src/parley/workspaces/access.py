@@ -41,7 +41,9 @@ class _Entry(Generic[V]):
 class _Recent(Generic[K, V]):
     """Values read from the database at most once per ``ttl`` per key, for one database."""
 
-    def __init__(self, db: Database, *, ttl: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, db: Database, *, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.db = db
         self.ttl = ttl
         self.clock = clock
@@ -79,11 +81,6 @@ class _Recent(Generic[K, V]):
 class AccessCache(_Recent[str, WorkspaceAccess | None]):
     """Workspace access by slug, including "no such workspace", for one database."""
 
-    def __init__(
-        self, db: Database, *, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        super().__init__(db, ttl=ttl, clock=clock)
-
     def _load(self, key: str) -> WorkspaceAccess | None:
         with self.db.transaction() as session:
             return find_access(session, slug=key)
@@ -112,11 +109,6 @@ class ProviderAccess:
 
 class ProviderAccessCache(_Recent[tuple[str, str], ProviderAccess]):
     """Provider access by (workspace slug, provider), for one database."""
-
-    def __init__(
-        self, db: Database, *, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        super().__init__(db, ttl=ttl, clock=clock)
 
     def _load(self, key: tuple[str, str]) -> ProviderAccess:
         slug, provider = key
