@@ -52,7 +52,7 @@ class CustomerIdentity(Base):
     __tablename__ = "customer_identities"
     __table_args__ = (
         UniqueConstraint("workspace_id", "kind", "value"),
-        Index("ix_customer_identities_customer", "customer_id"),
+        Index("ix_customer_identities_customer", "workspace_id", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
