@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -242,6 +243,128 @@ def test_serve_with_two_workers_migrates_once_and_answers(tmp_path):
         alembic_config(env["PARLEY_DATABASE_URL"])
     ).get_current_head()
     assert version.scalar_one() == head
+
+
+def _serve_two_processes(tmp_path: Path, port: int) -> subprocess.Popen[str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")},
+        "PARLEY_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PARLEY_PORT": str(port),
+    }
+    script = Path(sys.executable).with_name("parley")
+    return subprocess.Popen(
+        [str(script), "serve", "--workers", "2", "--no-worker"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _server_processes(parent: int) -> set[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return {
+        int(pid)
+        for pid in children
+        if "multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_text()
+        and "resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_text()
+    }
+
+
+ESTABLISHED, LISTEN = "01", "0A"  # TCP states as /proc/net/tcp writes them
+
+
+def _sockets_held(pid: int, port: int, state: str) -> int:
+    """This process's TCP sockets on local ``port`` in ``state``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                inodes.add(f"socket:[{fields[9]}]")
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            held += os.readlink(fd) in inodes
+        except FileNotFoundError:
+            continue
+    return held
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads on Linux")
+def test_serve_processes_share_connections_opened_all_at_once(tmp_path):
+    port = _free_port()
+    server = _serve_two_processes(tmp_path, port)
+    clients: list[socket.socket] = []
+    try:
+        assert _wait_healthy(port, seconds=30), "server did not become healthy"
+        processes = _server_processes(server.pid)
+        assert len(processes) == 2
+        # A burst, as a proxy's upstream pool or the ingest bench opens it: every
+        # connection is queued before either process accepts one. With one shared
+        # socket, the first process to wake takes them all.
+        for pid in processes:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        finally:
+            for pid in processes:
+                os.kill(pid, signal.SIGCONT)
+        for client in clients:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: parley\r\n\r\n")
+        for client in clients:
+            assert client.recv(64).startswith(b"HTTP/1.1 200")
+        held = {pid: _sockets_held(pid, port, ESTABLISHED) for pid in processes}
+    finally:
+        for client in clients:
+            client.close()
+        server.terminate()
+        server.communicate(timeout=30)
+    assert sum(held.values()) == 32
+    assert all(count > 0 for count in held.values()), held
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads on Linux")
+def test_serve_starts_another_process_when_one_dies(tmp_path):
+    port = _free_port()
+    server = _serve_two_processes(tmp_path, port)
+    try:
+        assert _wait_healthy(port, seconds=30), "server did not become healthy"
+        first = _server_processes(server.pid)
+        killed = min(first)
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        listening: set[int] = set()
+        while time.monotonic() < deadline:
+            now = _server_processes(server.pid)
+            listening = {pid for pid in now if _sockets_held(pid, port, LISTEN)}
+            if len(listening) == 2 and killed not in listening:
+                break
+            time.sleep(0.2)
+        assert len(listening) == 2
+        assert killed not in listening
+        assert _wait_healthy(port, seconds=30)
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert f"server process {killed} exited with -9; starting another" in output
+    assert output.count("Started server process") == 3
+
+
+def test_serve_with_several_processes_says_when_the_port_is_taken(run, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        os.environ["PARLEY_PORT"] = str(port)
+        try:
+            result = run(f"sqlite:///{tmp_path / 'p.db'}", "serve", "--workers", "2")
+        finally:
+            del os.environ["PARLEY_PORT"]
+    assert result.exit_code == 1
+    assert f"error: cannot listen on 127.0.0.1:{port}" in result.output
 
 
 def _free_port() -> int:

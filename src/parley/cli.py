@@ -6,13 +6,14 @@ import asyncio
 import json
 import os
 import secrets as secrets_module
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 
 from parley.assistant.cli import assistant_app
 from parley.errors import Conflict, NotFound
+from parley.http.processes import Supervisor, spreads_connections
 from parley.settings import Settings, get_settings
 from parley.workspaces.credentials import CHANNEL_PROVIDERS
 
@@ -66,7 +67,9 @@ def _serve_processes(settings: Settings, processes: int) -> None:
     """Several server processes sharing one port and one database.
 
     The parent migrates once; the children then start from the environment without
-    migrating, so they never race each other over the schema.
+    migrating, so they never race each other over the schema. On Linux each process
+    listens on a socket of its own, so the kernel spreads connections that open at once
+    (:mod:`parley.http.processes`).
     """
     if settings.sandbox:
         typer.echo("error: the sandbox runs in one process; use --workers 1", err=True)
@@ -81,16 +84,27 @@ def _serve_processes(settings: Settings, processes: int) -> None:
         PARLEY_EMBEDDED_WORKER=str(settings.embedded_worker).lower(),
         PARLEY_MIGRATE_ON_START="false",
     )
-    uvicorn.run(
-        "parley.http.app:app_from_environment",
-        factory=True,
-        workers=processes,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "workers": processes,
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    app_path = "parley.http.app:app_from_environment"
+    if not spreads_connections():
+        uvicorn.run(app_path, **options)  # one socket shared by the processes
+        return
+    supervisor = Supervisor(uvicorn.Config(app_path, **options))
+    try:
+        supervisor.run()
+    except OSError as exc:  # the port: taken, or the address is not this host's
+        typer.echo(f"error: cannot listen on {settings.host}:{settings.port}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if supervisor.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
