@@ -493,13 +493,15 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds a process (and not its children) has used."""
+    """User+system CPU seconds a process and its running descendants have used (the
+    processes of ``serve --workers N`` under their supervisor)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return math.nan
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+    own = int(fields[11]) + int(fields[12])
+    return (own + sum(_pid_jiffies(child) for child in _descendants(pid))) / ticks
 
 
 def start_py_spy(pid: int, out: Path, *, duration: float, idle: bool = False) -> Any:
@@ -560,11 +562,8 @@ def _pid_jiffies(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def _bench_pids(root: int | None = None) -> set[int]:
-    """The bench's processes: ``root`` (default: this one), its descendants, and the
-    PostgreSQL backends serving bench_* databases."""
-    parents: dict[int, int] = {}
-    mine: set[int] = set()
+def _processes() -> Iterator[tuple[int, int, bytes]]:
+    """(pid, parent pid, command line) of every process still there when read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -573,19 +572,35 @@ def _bench_pids(root: int | None = None) -> set[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        pid = int(entry.name)
-        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        yield int(entry.name), int(stat.rsplit(")", 1)[1].split()[1]), cmdline
+
+
+def _descendants(root: int, parents: dict[int, int] | None = None) -> set[int]:
+    """The processes below ``root`` (children, their children...), not ``root`` itself."""
+    if parents is None:
+        parents = {pid: parent for pid, parent, _ in _processes()}
+    found: set[int] = set()
+    for pid in parents:
+        p, hops = parents.get(pid, 0), 0
+        while p and hops < 64:
+            if p == root:
+                found.add(pid)
+                break
+            p, hops = parents.get(p, 0), hops + 1
+    return found
+
+
+def _bench_pids(root: int | None = None) -> set[int]:
+    """The bench's processes: ``root`` (default: this one), its descendants, and the
+    PostgreSQL backends serving bench_* databases."""
+    parents: dict[int, int] = {}
+    mine: set[int] = set()
+    for pid, parent, cmdline in _processes():
+        parents[pid] = parent
         if b"postgres" in cmdline and b" bench_" in cmdline:
             mine.add(pid)
     root = root or os.getpid()
-    for pid in parents:
-        p, hops = pid, 0
-        while p and hops < 64:
-            if p == root:
-                mine.add(pid)
-                break
-            p, hops = parents.get(p, 0), hops + 1
-    return mine
+    return mine | {root} | _descendants(root, parents)
 
 
 class CpuWatch:
