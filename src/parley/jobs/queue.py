@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from parley.clock import utc_now
 from parley.db.at_commit import insert_at_commit
 from parley.db.base import UTCDateTime, table_of
+from parley.db.scoped import one_of
 from parley.db.upsert import insert_on, per_dialect
 from parley.jobs.models import Job, JobStatus
 
@@ -173,7 +174,7 @@ def still_held(session: Session, jobs: list[ClaimedJob], *, worker: str) -> set[
     if not jobs:
         return set()
     statement = select(Job.id).where(
-        Job.id.in_([job.id for job in jobs]),
+        one_of(session, Job.id, [job.id for job in jobs]),
         Job.locked_by == worker,
         Job.status == JobStatus.RUNNING,
     )

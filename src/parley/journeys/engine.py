@@ -27,7 +27,7 @@ from parley.channels.base import ChannelAdapter, ChannelKind, SendResult
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import Customer
-from parley.db.scoped import in_workspaces
+from parley.db.scoped import in_workspaces, one_of
 from parley.jobs import queue
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome, Retry, RetryLater
@@ -140,32 +140,39 @@ class RunLookup:
     def preload(self, jobs: Iterable[ClaimedJob]) -> None:
         jobs = list(jobs)
         run_ids = [int(job.payload["run_id"]) for job in jobs]
-        runs = list(self.session.scalars(select(JourneyRun).where(JourneyRun.id.in_(run_ids))))
+        session = self.session
+        runs = list(
+            session.scalars(select(JourneyRun).where(one_of(session, JourneyRun.id, run_ids)))
+        )
         self._runs.update(dict.fromkeys(run_ids))
         self._runs.update({run.id: run for run in runs})
-        for journey in self.session.scalars(
-            select(Journey).where(Journey.id.in_({run.journey_id for run in runs}))
+        for journey in session.scalars(
+            select(Journey).where(one_of(session, Journey.id, {run.journey_id for run in runs}))
         ):
             self._remember_journey(journey)
-        for workspace in self.session.scalars(
-            select(Workspace).where(Workspace.id.in_({run.workspace_id for run in runs}))
+        for workspace in session.scalars(
+            select(Workspace).where(
+                one_of(session, Workspace.id, {run.workspace_id for run in runs})
+            )
         ):
             self._workspaces[workspace.id] = workspace
         order_keys = {(r.workspace_id, r.order_external_id) for r in runs if r.order_external_id}
         self._orders.update(dict.fromkeys(order_keys))
-        self._orders.update(_by_external(self.session, Order, order_keys))
+        self._orders.update(_by_external(session, Order, order_keys))
         fulfillment_keys = {
             (r.workspace_id, r.context["fulfillment_external_id"])
             for r in runs
             if (r.context or {}).get("fulfillment_external_id")
         }
         self._fulfillments.update(dict.fromkeys(fulfillment_keys))
-        self._fulfillments.update(_by_external(self.session, Fulfillment, fulfillment_keys))
+        self._fulfillments.update(_by_external(session, Fulfillment, fulfillment_keys))
         customer_ids = {r.customer_id for r in runs if r.customer_id} | {
             o.customer_id for o in self._orders.values() if o and o.customer_id
         }
         self._customers.update(dict.fromkeys(customer_ids))
-        for customer in self.session.scalars(select(Customer).where(Customer.id.in_(customer_ids))):
+        for customer in session.scalars(
+            select(Customer).where(one_of(session, Customer.id, customer_ids))
+        ):
             self._customers[customer.id] = customer
         self._load_exit_events(runs)
         message_keys = []
@@ -194,15 +201,18 @@ class RunLookup:
             self._exit_events.setdefault((workspace_id, f"customer:{customer_id}"), [])
         if not exit_types or not (orders or customers):
             return
-        query = select(*EXIT_EVENT_COLUMNS).where(StoreEvent.type.in_(exit_types))
+        session = self.session
+        query = select(*EXIT_EVENT_COLUMNS).where(one_of(session, StoreEvent.type, exit_types))
         conditions = []
         if orders:
             conditions.append(
-                in_workspaces(StoreEvent.workspace_id, StoreEvent.order_external_id, orders)
+                in_workspaces(
+                    session, StoreEvent.workspace_id, StoreEvent.order_external_id, orders
+                )
             )
         if customers:
             conditions.append(
-                in_workspaces(StoreEvent.workspace_id, StoreEvent.customer_id, customers)
+                in_workspaces(session, StoreEvent.workspace_id, StoreEvent.customer_id, customers)
             )
         for row in self.session.execute(query.where(or_(*conditions))):
             event = ExitEvent(*row)
@@ -283,7 +293,7 @@ def _by_external(
     if not keys:
         return {}
     rows = session.scalars(
-        select(model).where(in_workspaces(model.workspace_id, model.external_id, keys))
+        select(model).where(in_workspaces(session, model.workspace_id, model.external_id, keys))
     )
     return {(row.workspace_id, row.external_id): row for row in rows}
 

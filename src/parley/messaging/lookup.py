@@ -44,13 +44,14 @@ class OutboxLookup:
         message_keys: Iterable[tuple[int, str]],
     ) -> None:
         """Fetch in bulk what a batch will ask for, each query scoped by workspace."""
+        session = self.session
         wanted = {(c.workspace_id, c.id) for c in customers if c.id not in self._identities}
         if wanted:
             identities: dict[int, list[CustomerIdentity]] = defaultdict(list)
             for identity in self.session.scalars(
                 select(CustomerIdentity).where(
                     in_workspaces(
-                        CustomerIdentity.workspace_id, CustomerIdentity.customer_id, wanted
+                        session, CustomerIdentity.workspace_id, CustomerIdentity.customer_id, wanted
                     )
                 )
             ):
@@ -58,7 +59,11 @@ class OutboxLookup:
             consent: dict[int, dict[tuple[str, str], ConsentRecord]] = defaultdict(dict)
             for record in self.session.scalars(
                 select(ConsentRecord)
-                .where(in_workspaces(ConsentRecord.workspace_id, ConsentRecord.customer_id, wanted))
+                .where(
+                    in_workspaces(
+                        session, ConsentRecord.workspace_id, ConsentRecord.customer_id, wanted
+                    )
+                )
                 .order_by(ConsentRecord.id)
             ):
                 consent[record.customer_id][(record.channel, record.purpose)] = record
@@ -69,7 +74,9 @@ class OutboxLookup:
             self._conversations.update(dict.fromkeys(customer_ids))
             open_conversations = self.session.execute(
                 select(Conversation.customer_id, Conversation.id).where(
-                    in_workspaces(Conversation.workspace_id, Conversation.customer_id, wanted),
+                    in_workspaces(
+                        session, Conversation.workspace_id, Conversation.customer_id, wanted
+                    ),
                     Conversation.status != ConversationStatus.RESOLVED,
                 )
             )
@@ -78,7 +85,7 @@ class OutboxLookup:
         if keys:
             found = self.session.scalars(
                 select(Message).where(
-                    in_workspaces(Message.workspace_id, Message.idempotency_key, keys)
+                    in_workspaces(session, Message.workspace_id, Message.idempotency_key, keys)
                 )
             )
             self._messages.update(dict.fromkeys(keys))

@@ -32,6 +32,7 @@ from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
 from parley.customers.models import Customer
 from parley.db.base import table_of
+from parley.db.scoped import one_of
 from parley.db.upsert import insert_each_returning, insert_on, per_dialect
 from parley.live.outbox import emit, emit_status, emit_statuses
 from parley.messaging import unsubscribe
@@ -589,7 +590,7 @@ def _announce_results(session: Session, outcomes: list[_Outcome]) -> None:
     status_of = {o.message["message"]: str(o.message["status"]) for o in outcomes}
     found = session.execute(
         select(Message.id, Message.workspace_id, Message.conversation_id).where(
-            Message.id.in_(list(status_of)), Message.conversation_id.is_not(None)
+            one_of(session, Message.id, status_of), Message.conversation_id.is_not(None)
         )
     )
     emit_statuses(

@@ -1,0 +1,87 @@
+"""``one_of`` and ``in_workspaces``: a batch's keys found in their own store only, and on
+PostgreSQL in one statement text whatever the batch's size."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, select
+
+from parley.clock import utc_now
+from parley.db.scoped import in_workspaces, one_of
+from parley.messaging import service as outbox
+from parley.messaging.models import Message, MessageStatus
+from parley.workspaces import service as workspaces
+from support import seed
+
+
+def _store_messages(db, workspace_id: int, keys: list[str]) -> None:
+    now = utc_now()
+    with db.transaction() as session:
+        for key in keys:
+            session.add(
+                Message(
+                    **{
+                        **outbox.blank_row(workspace_id=workspace_id, now=now),
+                        "idempotency_key": key,
+                        "message_type": "order_confirmation",
+                        "channel": "email",
+                        "body": key,
+                        "status": MessageStatus.SENT,
+                    }
+                )
+            )
+
+
+def _statements_while(db, read):
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _executemany):
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.transaction() as session:
+            found = read(session)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    return found, sent
+
+
+def test_a_batch_finds_its_keys_in_its_own_store_only(db):
+    demo = seed(db)
+    with db.transaction() as session:
+        other = workspaces.create_workspace(session, slug="other", name="Other").id
+    _store_messages(db, demo, ["a", "b", "c"])
+    _store_messages(db, other, ["a", "d"])
+
+    def read(session):
+        condition = in_workspaces(
+            session,
+            Message.workspace_id,
+            Message.idempotency_key,
+            [(demo, "a"), (demo, "c"), (demo, "d"), (other, "d"), (other, "b")],
+        )
+        return set(session.execute(select(Message.workspace_id, Message.body).where(condition)))
+
+    found, _ = _statements_while(db, read)
+    assert found == {(demo, "a"), (demo, "c"), (other, "d")}
+
+
+def test_batches_of_any_size_send_the_same_statement_on_postgresql(db):
+    workspace_id = seed(db)
+    _store_messages(db, workspace_id, [f"k{n}" for n in range(120)])
+
+    def lookup(size: int):
+        def read(session):
+            condition = one_of(session, Message.idempotency_key, [f"k{n}" for n in range(size)])
+            return session.scalars(select(Message.body).where(condition)).all()
+
+        return _statements_while(db, read)
+
+    few, few_sent = lookup(3)
+    many, many_sent = lookup(120)
+    assert sorted(few) == ["k0", "k1", "k2"]
+    assert sorted(many) == sorted(f"k{n}" for n in range(120))
+    if db.is_postgres:
+        assert few_sent == many_sent  # one array parameter: the text does not grow
+    else:
+        assert len(many_sent[-1]) > len(few_sent[-1])  # SQLite: a placeholder each
