@@ -3,8 +3,10 @@ every merge recorded with its reason and reversible."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from parley import events
 from parley.channels.base import ChannelKind
@@ -258,3 +260,104 @@ def test_a_merge_later_in_the_same_transaction_moves_the_store_events_held_befor
     recorded = rows(db, StoreEvent, order_by=lambda e: e.id)
     assert [event.customer_id for event in recorded] == [customer_id, customer_id]
     assert merge.moved["store_events"] == [recorded[0].id]
+
+
+def _applied_as_a_group(db, workspace_id: int, profiles: list[events.Customer]) -> list[int]:
+    """Customer records applied in one transaction after their shoppers were looked up
+    together, as a group commit of webhooks does; the customer id each resolved to."""
+    with db.transaction() as session:
+        workspace = session.get(Workspace, workspace_id)
+        records = [
+            events.Event.build(events.EventType.CUSTOMER_UPDATED, profile, utc_now())
+            for profile in profiles
+        ]
+        store_events.prefetch_shoppers(session, [(workspace_id, records)])
+        for record in records:
+            store_events.apply_event(
+                session, workspace=workspace, event=record, delivery_id=None, source="shopify"
+            )
+    resolved = []
+    for profile in profiles:
+        [identity] = rows(db, CustomerIdentity, CustomerIdentity.value == profile.email)
+        resolved.append(identity.customer_id)
+    return resolved
+
+
+def test_a_groups_shoppers_are_looked_up_in_one_statement(db):
+    workspace_id = seed(db)
+    known = [
+        _platform_record(db, workspace_id, external_id=f"95{n}", email=f"known{n}@example.net")
+        for n in range(3)
+    ]
+    lookups: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _executemany):
+        if "FROM customer_identities JOIN customers" in statement:
+            lookups.append(statement)
+
+    profiles = [events.Customer(external_id="9599", email="new@example.net")] + [
+        events.Customer(external_id=f"95{n}", email=f"known{n}@example.net") for n in range(3)
+    ]
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        resolved = _applied_as_a_group(db, workspace_id, profiles)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(lookups) == 1
+    assert resolved[1:] == known
+    assert resolved[0] not in known
+
+
+def test_two_records_of_one_new_shopper_in_a_group_make_one_customer(db):
+    workspace_id = seed(db)
+    before = len(rows(db, Customer))
+    profile = events.Customer(external_id="9601", email="pat@example.net", first_name="Pat")
+    first, second = _applied_as_a_group(db, workspace_id, [profile, profile])
+    assert first == second
+    assert len(rows(db, Customer)) == before + 1
+
+
+def test_a_later_record_in_a_group_sees_the_profile_an_earlier_one_wrote(db):
+    """The lookup read before the group is stale once a record changes the profile: an
+    older record later in the group must not overwrite the newer name."""
+    workspace_id = seed(db)
+    start = utc_now()
+    customer_id = _platform_record_of(
+        db,
+        workspace_id,
+        events.Customer(
+            external_id="9701", email="ray@example.net", first_name="Old", updated_at=start
+        ),
+    )
+    newer, older = (
+        events.Customer(
+            external_id="9701",
+            email="ray@example.net",
+            first_name=name,
+            updated_at=start + timedelta(minutes=minutes),
+        )
+        for name, minutes in (("New", 2), ("Stale", 1))
+    )
+    assert _applied_as_a_group(db, workspace_id, [newer, older]) == [customer_id, customer_id]
+    [ray] = rows(db, Customer, Customer.id == customer_id)
+    assert ray.first_name == "New"
+
+
+def test_a_record_after_a_merge_in_its_group_finds_the_kept_customer(db):
+    """A merge moves identities the group's lookup saw on the merged profile: a later
+    record naming one of them must find the profile they now belong to."""
+    workspace_id = seed(db)
+    kept = _platform_record(db, workspace_id, external_id="9801", email=EMAIL)
+    with db.transaction() as session:
+        merged = customers.resolve_customer_id(
+            session,
+            workspace_id=workspace_id,
+            contact=customers.contact_from(events.Customer(email="sam.b@example.net", phone=PHONE)),
+        )
+    linking = events.Customer(external_id="9801", email=EMAIL, phone=PHONE)
+    later = events.Customer(email="sam.b@example.net", first_name="Sam")
+    assert _applied_as_a_group(db, workspace_id, [linking, later]) == [kept, kept]
+    (merge,) = rows(db, CustomerMerge)
+    assert (merge.kept_customer_id, merge.merged_customer_id) == (kept, merged)
+    [sam] = rows(db, Customer, Customer.id == kept)
+    assert sam.first_name == "Sam"

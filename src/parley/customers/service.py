@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -76,6 +76,58 @@ PROFILE_FIELDS = ("email", "phone", "first_name", "last_name", "country_code", "
 Owner = Mapping[Any, Any]
 """Who holds an identity: its customer id, workspace, kind and value, and that customer's
 profile fields and ``source_updated_at``."""
+Identity = tuple[IdentityKind, str]
+
+_PREFETCHED = "parley.customers.prefetched_owners"
+
+
+@dataclass
+class _Prefetched:
+    """Who held which of a group's identities when they were read together."""
+
+    asked: set[Identity] = field(default_factory=set)
+    owners: dict[Identity, Owner] = field(default_factory=dict)
+
+
+def prefetch_owners(session: Session, *, workspace_id: int, contacts: Iterable[Contact]) -> None:
+    """Read who holds a group's shoppers' identities in one statement, before the group's
+    records are applied one by one: their lookups in :func:`resolve_customer_id` answer
+    from it instead of a statement each.
+
+    It only ever holds what was read. A write of :func:`resolve_customer_id` forgets the
+    identities it asked about and every identity of the customer it changed, and a merge
+    forgets the store's all, so a lookup after a write in this transaction reads again.
+    """
+    identities = {identity for contact in contacts for identity in contact.identities()}
+    if not identities:
+        return
+    owners = _read_owners(session, workspace_id=workspace_id, identities=sorted(identities))
+    prefetched = session.info.setdefault(_PREFETCHED, {})
+    prefetched[workspace_id] = _Prefetched(asked=identities, owners=owners)
+
+
+def _forget(
+    session: Session,
+    *,
+    workspace_id: int,
+    identities: Iterable[Identity] = (),
+    customer_id: int | None = None,
+    everything: bool = False,
+) -> None:
+    """Drop prefetched owners a write may have changed (see :func:`prefetch_owners`)."""
+    prefetched: dict[int, _Prefetched] = session.info.get(_PREFETCHED, {})
+    memo = prefetched.get(workspace_id)
+    if memo is None:
+        return
+    if everything:
+        del prefetched[workspace_id]
+        return
+    gone = set(identities)
+    if customer_id is not None:
+        gone |= {i for i, owner in memo.owners.items() if owner["customer_id"] == customer_id}
+    memo.asked -= gone
+    for identity in gone:
+        memo.owners.pop(identity, None)
 
 
 def resolve_customer_id(
@@ -114,6 +166,7 @@ def resolve_customer_id(
             identities=unheld,
             now=now,
         )
+        _forget(session, workspace_id=workspace_id, identities=identities)
         if created is not None:
             owners = {**owners, **dict.fromkeys(claimed, created)}
         else:  # another transaction made this shopper first: theirs is the profile
@@ -141,6 +194,8 @@ def resolve_customer_id(
         connection.execute(
             _update_customer(session), {**changes, "updated_at": now, "customer_id": customer_id}
         )
+    if missing or changes:
+        _forget(session, workspace_id=workspace_id, identities=identities, customer_id=customer_id)
     if profile is not None:
         _apply_platform_consent(
             session,
@@ -187,6 +242,7 @@ def _merge_linked(
         if conflict is not None:
             log.info("customers %s and %s not merged: %s", customer_id, other_id, conflict)
             continue
+        _forget(session, workspace_id=workspace_id, everything=True)
         merges.merge_customers(
             session,
             workspace_id=workspace_id,
@@ -198,9 +254,21 @@ def _merge_linked(
 
 
 def _owners(
-    session: Session, *, workspace_id: int, identities: list[tuple[IdentityKind, str]]
-) -> dict[tuple[IdentityKind, str], Owner]:
-    """Who holds each of these identities, with that customer's profile (one query)."""
+    session: Session, *, workspace_id: int, identities: list[Identity]
+) -> dict[Identity, Owner]:
+    """Who holds each of these identities, with that customer's profile: prefetched with
+    the group's, or one query."""
+    memo = session.info.get(_PREFETCHED, {}).get(workspace_id)
+    if memo is not None and memo.asked.issuperset(identities):
+        return {
+            identity: memo.owners[identity] for identity in identities if identity in memo.owners
+        }
+    return _read_owners(session, workspace_id=workspace_id, identities=identities)
+
+
+def _read_owners(
+    session: Session, *, workspace_id: int, identities: list[Identity]
+) -> dict[Identity, Owner]:
     wanted = set(identities)
     found = session.connection().execute(
         _select_owners(session),

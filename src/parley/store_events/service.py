@@ -7,6 +7,8 @@ all; the webhook is acknowledged only after that commit.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -208,23 +210,16 @@ def _customer_for(
     session: Session, *, workspace: Workspace | WorkspaceAccess, event: events.Event, source: str
 ) -> int | None:
     payload: Any = event.payload
-    profile: events.Customer | None
-    if isinstance(payload, events.Customer):
-        profile = payload
-        contact = customers.contact_from(profile)
-    elif isinstance(payload, events.Order | events.Checkout):
-        profile = payload.customer
-        contact = customers.contact_from(profile, email=payload.email, phone=payload.phone)
-    elif isinstance(payload, events.Fulfillment):
+    if isinstance(payload, events.Fulfillment):
         order = commerce.find_order(
             session, workspace_id=workspace.id, external_id=payload.order_external_id
         )
         if order is not None and order.customer_id is not None:
             return order.customer_id
-        profile = payload.customer
-        contact = customers.contact_from(profile)
-    else:
+    shopper = _shopper_of(event)
+    if shopper is None:
         return None
+    profile, contact = shopper
     return customers.resolve_customer_id(
         session,
         workspace_id=workspace.id,
@@ -232,6 +227,34 @@ def _customer_for(
         profile=profile,
         consent_source=f"{source}:{event.type}",
     )
+
+
+def _shopper_of(event: events.Event) -> tuple[events.Customer | None, customers.Contact] | None:
+    """The shopper an event names: their platform profile, if any, and how to know them."""
+    payload: Any = event.payload
+    if isinstance(payload, events.Customer):
+        return payload, customers.contact_from(payload)
+    if isinstance(payload, events.Order | events.Checkout):
+        contact = customers.contact_from(payload.customer, email=payload.email, phone=payload.phone)
+        return payload.customer, contact
+    if isinstance(payload, events.Fulfillment):
+        return payload.customer, customers.contact_from(payload.customer)
+    return None
+
+
+def prefetch_shoppers(
+    session: Session, groups: Iterable[tuple[int, Iterable[events.Event]]]
+) -> None:
+    """Look up together the shoppers a group commit's ``(workspace id, events)`` name, one
+    statement per store, before the events are applied one by one."""
+    contacts: dict[int, list[customers.Contact]] = defaultdict(list)
+    for workspace_id, mapped in groups:
+        for event in mapped:
+            shopper = _shopper_of(event)
+            if shopper is not None:
+                contacts[workspace_id].append(shopper[1])
+    for workspace_id, found in contacts.items():
+        customers.prefetch_owners(session, workspace_id=workspace_id, contacts=found)
 
 
 def _apply(

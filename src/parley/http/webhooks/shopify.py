@@ -173,13 +173,18 @@ def store(session: Session, verified: Verified) -> Answer:
 
 
 def stage(session: Session, group: list[Verified]) -> None:
-    """A group commit's deliveries recorded together, before each is applied."""
+    """A group commit's deliveries recorded together, and their shoppers looked up
+    together, before each is applied."""
     store_events.record_deliveries(
         session,
         [
             DeliveryRecord(verified.workspace.id, verified.delivery, *_recorded_as(verified))
             for verified in group
         ],
+    )
+    store_events.prefetch_shoppers(
+        session,
+        [(verified.workspace.id, verified.mapped) for verified in group if verified.mapped],
     )
 
 
