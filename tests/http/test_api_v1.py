@@ -456,3 +456,51 @@ def test_template_for_an_unknown_channel_is_422(client, db):
     assert response.status_code == 422
     assert response.json()["error"].startswith("path.channel: Input should be ")
     assert count(db, MessageTemplate) == 0
+
+
+def test_a_group_of_events_reads_its_key_once_and_looks_its_shoppers_up_together(db):
+    """As a group commit writes them: the stage reads the key and the shoppers for all."""
+    from parley.http.api import v1
+
+    seed(db)
+    checked = [
+        v1._check_event(
+            db,
+            API_KEY,
+            v1.EventIn.model_validate(
+                {
+                    **order_created(str(9300 + n), f"#{9300 + n}"),
+                    "payload": {
+                        **order_created()["payload"],
+                        "external_id": str(9300 + n),
+                        "customer": {
+                            **ADA,
+                            "external_id": str(7300 + n),
+                            "email": f"shopper{n}@example.com",
+                            "phone": f"+44791112{n:04d}",
+                        },
+                    },
+                }
+            ),
+            b"{}",
+            f"event-{n}",
+        )
+        for n in range(4)
+    ]
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _executemany):
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.transaction() as session:
+            v1._stage_events(session, checked)
+            answers = [v1._store_event(session, one) for one in checked]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+    assert answers == [{"status": "accepted", "journeys_started": 1}] * 4
+    assert sum("FROM workspaces" in s and "api_key_hash" in s for s in statements) == 1
+    assert sum("FROM customer_identities JOIN customers" in s for s in statements) == 1
+    assert count(db, WebhookDelivery, WebhookDelivery.source == "api") == 4

@@ -30,7 +30,7 @@ from parley.messaging import catalog
 from parley.messaging.models import Message
 from parley.messaging.types import MessageType
 from parley.store_events import service as store_events
-from parley.store_events.service import Delivery
+from parley.store_events.service import Delivery, DeliveryRecord
 from parley.workspaces import service as workspaces
 from parley.workspaces.access import KnownApiKeys, known_api_keys
 from parley.workspaces.models import Workspace
@@ -114,19 +114,51 @@ def _access(session: Session, key_hash: str) -> WorkspaceAccess:
     return workspace
 
 
+_ACCESS_IN_SESSION = "parley.api.access"
+
+
+def _stage_events(session: Session, group: list[_CheckedEvent]) -> None:
+    """A group commit's events: each key read once for the group, the deliveries recorded
+    together and their shoppers looked up together, before each event is applied.
+
+    A key revoked since it was seen valid fails the stage, and with it the shared write:
+    each event is then written alone, and only the revoked key's are refused.
+    """
+    access = session.info.setdefault(_ACCESS_IN_SESSION, {})
+    for checked in group:
+        if checked.key_hash not in access:
+            access[checked.key_hash] = _access_or_forget(session, checked)
+    store_events.record_deliveries(
+        session,
+        [
+            DeliveryRecord(access[checked.key_hash].id, checked.delivery, store_events.PROCESSED)
+            for checked in group
+        ],
+    )
+    store_events.prefetch_shoppers(
+        session, [(access[checked.key_hash].id, [checked.event]) for checked in group]
+    )
+
+
+def _access_or_forget(session: Session, checked: _CheckedEvent) -> WorkspaceAccess:
+    """The key's workspace, read in this transaction; a key no longer valid is forgotten."""
+    try:
+        return _access(session, checked.key_hash)
+    except Unauthenticated:
+        checked.known_keys.forget(checked.key_hash)
+        raise
+
+
 def _store_event(session: Session, checked: _CheckedEvent) -> dict[str, Any]:
     """Store and plan a checked event in the caller's (maybe shared) transaction; acts on
     nothing outside it but this process's memory of valid keys, as a group commit may
     roll it back and run it again.
 
-    The key is read again here, so one revoked since it was last seen valid is refused
-    now: the shared write fails and this event, written alone, is refused alone.
+    The key is read again in this transaction (once for a group, by its stage), so one
+    revoked since it was last seen valid is refused now.
     """
-    try:
-        workspace = _access(session, checked.key_hash)
-    except Unauthenticated:
-        checked.known_keys.forget(checked.key_hash)
-        raise
+    access: dict[str, WorkspaceAccess] = session.info.get(_ACCESS_IN_SESSION, {})
+    workspace = access.get(checked.key_hash) or _access_or_forget(session, checked)
     result = store_events.ingest(
         session, workspace=workspace, delivery=checked.delivery, mapped=[checked.event]
     )
@@ -185,7 +217,9 @@ def create_api() -> FastAPI:
         raw = await request.body()
         db = _db(request)
         return await group_commit(db).run(
-            lambda: _check_event(db, api_key, event, raw, idempotency_key), _store_event
+            lambda: _check_event(db, api_key, event, raw, idempotency_key),
+            _store_event,
+            stage=_stage_events,
         )
 
     @api.get("/messages")
