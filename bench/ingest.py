@@ -244,7 +244,7 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
             result["rounds"] = {
                 name: [run["throughput"] for run in runs] for name, runs in rounds.items()
             }
-            half = max(1.0, p_max["throughput"] / 2)
+            half = opts.half_rate or max(1.0, p_max["throughput"] / 2)
             log(f"[{kind}] parley at half load ({half:.0f}/s for {opts.rate_duration}s)")
             p_half = loadgen(
                 parley_url,
@@ -578,6 +578,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server-cpus", default=None, help='pin the server, e.g. "0" (default: none)')
     p.add_argument("--loadgen-cpu", default=None, help="pin the generator (default: last CPU)")
     p.add_argument("--no-memory", dest="memory", action="store_false")
+    p.add_argument(
+        "--half-rate",
+        type=float,
+        default=None,
+        help="fixed rate for the half-load runs (default: half of parley's max), to compare "
+        "two versions' latency at one rate",
+    )
     p.add_argument("--profile", default=None, help="directory for py-spy collapsed stacks")
     p.add_argument(
         "--experiment",
