@@ -361,3 +361,40 @@ def test_a_record_after_a_merge_in_its_group_finds_the_kept_customer(db):
     assert (merge.kept_customer_id, merge.merged_customer_id) == (kept, merged)
     [sam] = rows(db, Customer, Customer.id == kept)
     assert sam.first_name == "Sam"
+
+
+def test_two_stages_looking_up_one_stores_shoppers_both_answer(db):
+    """A group may hold Shopify deliveries and API events for one store: the second
+    stage's lookup adds to the first's instead of replacing it."""
+    workspace_id = seed(db)
+    known = {
+        n: _platform_record(db, workspace_id, external_id=f"99{n}", email=f"two{n}@example.net")
+        for n in range(2)
+    }
+    contacts = {
+        n: customers.contact_from(
+            events.Customer(external_id=f"99{n}", email=f"two{n}@example.net")
+        )
+        for n in range(2)
+    }
+    lookups: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _executemany):
+        if "FROM customer_identities JOIN customers" in statement:
+            lookups.append(statement)
+
+    with db.transaction() as session:
+        for n in range(2):
+            customers.prefetch_owners(session, workspace_id=workspace_id, contacts=[contacts[n]])
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            resolved = {
+                n: customers.resolve_customer_id(
+                    session, workspace_id=workspace_id, contact=contacts[n]
+                )
+                for n in range(2)
+            }
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+    assert resolved == known
+    assert lookups == []

@@ -102,8 +102,14 @@ def prefetch_owners(session: Session, *, workspace_id: int, contacts: Iterable[C
     if not identities:
         return
     owners = _read_owners(session, workspace_id=workspace_id, identities=sorted(identities))
-    prefetched = session.info.setdefault(_PREFETCHED, {})
-    prefetched[workspace_id] = _Prefetched(asked=identities, owners=owners)
+    # Several stages of one group (Shopify's, the events API's) may ask about one store.
+    memo = session.info.setdefault(_PREFETCHED, {}).setdefault(workspace_id, _Prefetched())
+    memo.asked |= identities
+    for identity in identities:
+        if identity in owners:
+            memo.owners[identity] = owners[identity]
+        else:
+            memo.owners.pop(identity, None)
 
 
 def _forget(
