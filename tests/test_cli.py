@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
@@ -301,6 +302,8 @@ def test_serve_processes_share_connections_opened_all_at_once(tmp_path):
         assert _wait_healthy(port, seconds=30), "server did not become healthy"
         processes = _server_processes(server.pid)
         assert len(processes) == 2
+        # Each process listens once its app has started; wait for both.
+        assert _eventually(lambda: all(_sockets_held(p, port, LISTEN) for p in processes))
         # A burst, as a proxy's upstream pool or the ingest bench opens it: every
         # connection is queued before either process accepts one. With one shared
         # socket, the first process to wake takes them all.
@@ -332,18 +335,18 @@ def test_serve_starts_another_process_when_one_dies(tmp_path):
     try:
         assert _wait_healthy(port, seconds=30), "server did not become healthy"
         first = _server_processes(server.pid)
+        assert _eventually(lambda: all(_sockets_held(p, port, LISTEN) for p in first))
         killed = min(first)
         os.kill(killed, signal.SIGKILL)
-        deadline = time.monotonic() + 30
         listening: set[int] = set()
-        while time.monotonic() < deadline:
+
+        def replaced() -> bool:
+            nonlocal listening
             now = _server_processes(server.pid)
             listening = {pid for pid in now if _sockets_held(pid, port, LISTEN)}
-            if len(listening) == 2 and killed not in listening:
-                break
-            time.sleep(0.2)
-        assert len(listening) == 2
-        assert killed not in listening
+            return len(listening) == 2 and killed not in listening
+
+        assert _eventually(replaced), listening
         assert _wait_healthy(port, seconds=30)
     finally:
         server.terminate()
@@ -365,6 +368,15 @@ def test_serve_with_several_processes_says_when_the_port_is_taken(run, tmp_path)
             del os.environ["PARLEY_PORT"]
     assert result.exit_code == 1
     assert f"error: cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def _eventually(check: Callable[[], bool], *, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _free_port() -> int:

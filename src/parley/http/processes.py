@@ -40,8 +40,12 @@ def spreads_connections() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def listening_socket(host: str, port: int, *, backlog: int, listen: bool = True) -> socket.socket:
-    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT``, listening unless told not."""
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT``, not yet listening.
+
+    A child hands it to uvicorn, whose ``create_server`` listens on it only once the app
+    has started: until then the kernel routes no connection to a process not ready for it.
+    """
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
@@ -50,8 +54,6 @@ def listening_socket(host: str, port: int, *, backlog: int, listen: bool = True)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        if listen:
-            sock.listen(backlog)
     except OSError:
         sock.close()
         raise
@@ -62,7 +64,7 @@ def _serve_child(config: uvicorn.Config) -> None:
     """One server process: its own socket on the shared port, then uvicorn on it."""
     config.configure_logging()
     try:
-        sock = listening_socket(config.host, config.port, backlog=config.backlog)
+        sock = reuse_port_socket(config.host, config.port)
     except OSError as exc:
         logging.getLogger("uvicorn.error").error(exc)
         sys.exit(STARTUP_FAILURE)
@@ -83,9 +85,7 @@ class Supervisor:
         """Serve until SIGINT or SIGTERM (or a child that cannot start)."""
         # Bound, never listening: the port is checked before any child starts, and no
         # connection is ever queued on this socket.
-        reserved = listening_socket(
-            self.config.host, self.config.port, backlog=self.config.backlog, listen=False
-        )
+        reserved = reuse_port_socket(self.config.host, self.config.port)
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
