@@ -25,13 +25,13 @@ from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.settings import Settings
 
-# A worker prepares a claimed batch in one transaction, a burst of CPU and, on SQLite,
+# A worker reads a claimed batch in bulk and prepares it, a burst of CPU and, on SQLite,
 # a hold on the one writer. Beside the web server, or on SQLite, a webhook waits behind
-# it: 20 jobs is some 10-20 ms, 200 was hundreds (bench/ingest.py, memory phase: p99
-# 7.9 s on SQLite, p50 176 -> 89 ms on PostgreSQL). A worker of its own on PostgreSQL,
-# where writers do not queue, amortises each round over 200.
-SMALL_BATCH_SIZE = 20
-LARGE_BATCH_SIZE = 200
+# each transaction: 20 jobs is some 5-10 ms, 200 in one was hundreds (bench/ingest.py,
+# memory phase: p99 7.9 s on SQLite, p50 176 -> 89 ms on PostgreSQL). So there a batch
+# of 200 is read once and prepared 20 to a transaction; a worker of its own on
+# PostgreSQL, where writers do not queue, prepares its 200 in one.
+PREPARE_CHUNK = 20
 
 # Python collects its young objects every 700 net allocations of containers, and every
 # hundredth time the whole heap: the assistant's model, every imported module. A worker's
@@ -94,10 +94,10 @@ class Runtime:
     def worker_config(self, *, beside_web: bool = False) -> WorkerConfig:
         """The worker's settings; ``beside_web`` for the one ``parley serve`` embeds."""
         settings = self.settings
-        small = beside_web or not self.db.is_postgres
+        chunked = beside_web or not self.db.is_postgres
         return WorkerConfig(
-            batch_size=settings.worker_batch_size
-            or (SMALL_BATCH_SIZE if small else LARGE_BATCH_SIZE),
+            batch_size=settings.worker_batch_size,
+            prepare_chunk=settings.worker_prepare_chunk or (PREPARE_CHUNK if chunked else None),
             concurrency=settings.worker_concurrency,
             lease=timedelta(seconds=settings.job_lease_seconds),
             poll_seconds=settings.worker_poll_seconds,

@@ -118,8 +118,9 @@ class JourneyMachine(RuleBasedStateMachine):
         # One event loop per example (not one per call): its thread pool is reused.
         self.loop = asyncio.new_event_loop()
         # The steady worker runs two rounds at once, as ``parley worker`` does, with small
-        # batches so that both rounds have jobs to overlap.
-        self.worker = self._new_worker("steady", batch_size=2, rounds_in_flight=2)
+        # batches so that both rounds have jobs to overlap, each read once and prepared
+        # in chunks, as on SQLite.
+        self.worker = self._new_worker("steady", batch_size=3, rounds_in_flight=2, prepare_chunk=2)
         self.orders: list[PlacedOrder] = []
         self.posted: dict[str, Any] = {}
         self.crashes = 0
@@ -173,13 +174,21 @@ class JourneyMachine(RuleBasedStateMachine):
         ]
         return min(times, default=None)  # type: ignore[type-var]
 
-    def _new_worker(self, name: str, *, batch_size: int = 50, rounds_in_flight: int = 1) -> Worker:
+    def _new_worker(
+        self,
+        name: str,
+        *,
+        batch_size: int = 50,
+        rounds_in_flight: int = 1,
+        prepare_chunk: int | None = None,
+    ) -> Worker:
         # A small retry budget, so that an outage can exhaust it within one example.
         config = WorkerConfig(
             batch_size=batch_size,
             backoff_base_seconds=5.0,
             max_attempts=MAX_ATTEMPTS,
             rounds_in_flight=rounds_in_flight,
+            prepare_chunk=prepare_chunk,
         )
         return Worker(self.db, [self.task], config, name=name)
 

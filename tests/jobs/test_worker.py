@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from parley.db import Database
@@ -100,12 +101,20 @@ def _side_effect(session: Session, job: ClaimedJob, phase: str) -> None:
     )
 
 
-def _worker(db: Database, *tasks: Any, name: str = "w1", batch_size: int = 50) -> Worker:
+def _worker(
+    db: Database,
+    *tasks: Any,
+    name: str = "w1",
+    batch_size: int = 50,
+    prepare_chunk: int | None = None,
+    give_way: Any = None,
+) -> Worker:
     return Worker(
         db,
         list(tasks),
-        WorkerConfig(batch_size=batch_size, backoff_base_seconds=5.0),
+        WorkerConfig(batch_size=batch_size, backoff_base_seconds=5.0, prepare_chunk=prepare_chunk),
         name=name,
+        give_way=give_way,
     )
 
 
@@ -284,6 +293,74 @@ def test_a_recording_that_fails_is_redone_job_by_job_and_fails_that_job_alone(db
         for job_id in (first, third)
         for phase in ("prepare", "record", "finish")
     )
+
+
+@dataclass
+class ChunkedTask(BatchRecordingTask):
+    """A recording task that notes each bulk read."""
+
+    kind: str = "test.chunked"
+    preloaded: list[list[int]] = field(default_factory=list)
+
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        self.preloaded.append([job.id for job in jobs])
+
+
+def test_a_batch_prepared_in_chunks_is_read_once_and_committed_chunk_by_chunk(db, frozen_clock):
+    task = ChunkedTask()
+    jobs = _enqueue(db, task.kind, n=5)
+    chunks_at_commit: list[int] = []
+    watch = lambda _session: chunks_at_commit.append(len(task.recorded_batches))  # noqa: E731
+    event.listen(db.sessions, "after_commit", watch)
+    try:
+        drain(_worker(db, task, prepare_chunk=2))
+    finally:
+        event.remove(db.sessions, "after_commit", watch)
+
+    assert task.preloaded == [jobs]
+    assert task.recorded_batches == [jobs[0:2], jobs[2:4], jobs[4:5]]
+    assert sorted(set(chunks_at_commit)) == [0, 1, 2, 3]
+    assert task.performed == [f"recorded {job_id}" for job_id in jobs]
+    assert {job.status for job in rows(db, Job, Job.kind == task.kind)} == {JobStatus.DONE}
+
+
+def test_a_chunk_that_fails_is_redone_job_by_job_and_the_rest_read_again(db, frozen_clock):
+    task = ChunkedTask(record_error=RetryLater("raced", retry_after=30))
+    jobs = _enqueue(db, task.kind, n=5)
+    task.failing = {jobs[2]}
+
+    drain(_worker(db, task, prepare_chunk=2))
+
+    assert task.preloaded == [jobs, jobs[2:4], jobs[4:5]]
+    assert task.recorded_batches == [jobs[0:2], jobs[2:4], [jobs[2]], [jobs[3]], jobs[4:5]]
+    statuses = {job.id: job.status for job in rows(db, Job, Job.kind == task.kind)}
+    assert statuses == {
+        job_id: JobStatus.PENDING if job_id == jobs[2] else JobStatus.DONE for job_id in jobs
+    }
+    assert _only_error(db, jobs[2]) == "raced"
+    # The failed chunk's writes were rolled back; the failing job wrote nothing.
+    assert sorted(_side_effects(db)) == sorted(
+        f"{phase}:{job_id}:1"
+        for job_id in jobs
+        if job_id != jobs[2]
+        for phase in ("prepare", "record", "finish")
+    )
+
+
+def test_a_worker_gives_way_before_each_chunk_it_prepares(db, frozen_clock):
+    task = RecordingTask()
+    _enqueue(db, task.kind, n=5)
+    prepared_when_giving_way: list[int] = []
+
+    async def give_way() -> None:
+        prepared_when_giving_way.append(len(task.seen))
+
+    worker = _worker(db, task, prepare_chunk=2, give_way=give_way)
+    assert asyncio.run(worker.run_once()) == 5
+
+    # Before the claim, before the bulk read, then before each chunk of two.
+    assert prepared_when_giving_way == [0, 0, 0, 2, 4]
+    assert {job.status for job in rows(db, Job, Job.kind == task.kind)} == {JobStatus.DONE}
 
 
 def test_finish_failure_of_one_job_does_not_undo_the_others_in_its_batch(db, frozen_clock):
