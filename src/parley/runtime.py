@@ -26,11 +26,14 @@ from parley.messaging.templates import TemplateRenderer
 from parley.settings import Settings
 
 # A worker reads a claimed batch in bulk and prepares it, a burst of CPU and, on SQLite,
-# a hold on the one writer. Beside the web server, or on SQLite, a webhook waits behind
-# each transaction: 20 jobs is some 5-10 ms, 200 in one was hundreds (bench/ingest.py,
-# memory phase: p99 7.9 s on SQLite, p50 176 -> 89 ms on PostgreSQL). So there a batch
-# of 200 is read once and prepared 20 to a transaction; a worker of its own on
-# PostgreSQL, where writers do not queue, prepares its 200 in one.
+# a hold on the one writer. Beside the web server a webhook waits behind each burst and
+# its round's sends: 20 jobs a round is some 5-10 ms, 200 were hundreds (bench/ingest.py,
+# memory phase: p99 7.9 s on SQLite, p50 176 -> 89 ms on PostgreSQL; read once and
+# prepared 20 to a transaction, still 106-118 -> 170-244 ms on SQLite). A worker of its
+# own claims 200; on SQLite it prepares them 20 to a transaction, so a webhook of a
+# server in another process waits for a chunk, not the whole round.
+SMALL_BATCH_SIZE = 20
+LARGE_BATCH_SIZE = 200
 PREPARE_CHUNK = 20
 
 # Python collects its young objects every 700 net allocations of containers, and every
@@ -94,9 +97,10 @@ class Runtime:
     def worker_config(self, *, beside_web: bool = False) -> WorkerConfig:
         """The worker's settings; ``beside_web`` for the one ``parley serve`` embeds."""
         settings = self.settings
-        chunked = beside_web or not self.db.is_postgres
+        chunked = not beside_web and not self.db.is_postgres
         return WorkerConfig(
-            batch_size=settings.worker_batch_size,
+            batch_size=settings.worker_batch_size
+            or (SMALL_BATCH_SIZE if beside_web else LARGE_BATCH_SIZE),
             prepare_chunk=settings.worker_prepare_chunk or (PREPARE_CHUNK if chunked else None),
             concurrency=settings.worker_concurrency,
             lease=timedelta(seconds=settings.job_lease_seconds),

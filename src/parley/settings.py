@@ -45,15 +45,18 @@ class Settings(BaseSettings):
         "past it, 503 with Retry-After, so a retry storm is shed instead of timing out",
     )
     worker_concurrency: int = Field(default=64, description="sends in flight per worker process")
-    worker_batch_size: int = Field(
-        default=200, ge=1, description="jobs claimed per round, read together in bulk"
+    worker_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="jobs claimed per round, read together in bulk; default 200, or 20 "
+        "beside the web server (a round's bursts of work and sends would keep its "
+        "webhooks waiting)",
     )
     worker_prepare_chunk: int | None = Field(
         default=None,
         ge=1,
-        description="jobs of a round prepared to a transaction; default 20 on SQLite or "
-        "beside the web server (a transaction holds SQLite's one writer, and a long burst "
-        "of preparing would keep webhooks waiting), the whole round otherwise",
+        description="jobs of a round prepared to a transaction; default 20 for a worker of "
+        "its own on SQLite (a transaction holds the one writer), the whole round otherwise",
     )
     worker_rounds_in_flight: int | None = Field(
         default=None,

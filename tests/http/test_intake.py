@@ -21,7 +21,7 @@ from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Outcome, Worker, WorkerConfig
-from parley.runtime import PREPARE_CHUNK, Runtime
+from parley.runtime import LARGE_BATCH_SIZE, PREPARE_CHUNK, SMALL_BATCH_SIZE, Runtime
 from parley.settings import Settings, get_settings
 from parley.store_events.models import WebhookDelivery
 from support import count, deliveries, rows, seed
@@ -152,17 +152,20 @@ def test_a_worker_claims_nothing_until_intake_gives_way(db: Database) -> None:
     assert [job.status for job in rows(db, Job)] == [JobStatus.DONE]
 
 
-def test_workers_prepare_in_chunks_on_sqlite_or_beside_the_web_server(db: Database) -> None:
+def test_workers_claim_small_batches_beside_the_web_server_and_chunk_alone_on_sqlite(
+    db: Database,
+) -> None:
     runtime = Runtime(settings=Settings(), db=db, adapters={})
-    alone = None if db.is_postgres else PREPARE_CHUNK
-    assert runtime.worker_config().prepare_chunk == alone
-    assert runtime.worker_config(beside_web=True).prepare_chunk == PREPARE_CHUNK
-    assert runtime.worker_config().batch_size == 200
+    alone, beside = runtime.worker_config(), runtime.worker_config(beside_web=True)
+    assert (alone.batch_size, alone.prepare_chunk) == (
+        LARGE_BATCH_SIZE,
+        None if db.is_postgres else PREPARE_CHUNK,
+    )
+    assert (beside.batch_size, beside.prepare_chunk) == (SMALL_BATCH_SIZE, None)
     chosen = Runtime(
         settings=Settings(worker_batch_size=7, worker_prepare_chunk=3), db=db, adapters={}
-    )
-    assert chosen.worker_config(beside_web=True).batch_size == 7
-    assert chosen.worker_config(beside_web=True).prepare_chunk == 3
+    ).worker_config(beside_web=True)
+    assert (chosen.batch_size, chosen.prepare_chunk) == (7, 3)
 
 
 def test_a_worker_runs_two_rounds_at_once_except_beside_the_web_server(db: Database) -> None:
