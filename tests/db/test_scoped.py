@@ -1,12 +1,13 @@
-"""``one_of`` and ``in_workspaces``: a batch's keys found in their own store only, and on
-PostgreSQL in one statement text whatever the batch's size."""
+"""``one_of``, ``one_of_parameter`` and ``in_workspaces``: a batch's keys found in their
+own store only, and on PostgreSQL in one statement text whatever the batch's size."""
 
 from __future__ import annotations
 
 from sqlalchemy import event, select
 
 from parley.clock import utc_now
-from parley.db.scoped import in_workspaces, one_of
+from parley.db.scoped import in_workspaces, one_of, one_of_parameter
+from parley.db.upsert import dialect_of
 from parley.messaging import service as outbox
 from parley.messaging.models import Message, MessageStatus
 from parley.workspaces import service as workspaces
@@ -85,3 +86,23 @@ def test_batches_of_any_size_send_the_same_statement_on_postgresql(db):
         assert few_sent == many_sent  # one array parameter: the text does not grow
     else:
         assert len(many_sent[-1]) > len(few_sent[-1])  # SQLite: a placeholder each
+
+
+def test_a_statement_built_once_takes_its_keys_as_a_parameter(db):
+    workspace_id = seed(db)
+    _store_messages(db, workspace_id, [f"k{n}" for n in range(120)])
+
+    def lookup(size: int):
+        def read(session):
+            condition = one_of_parameter(dialect_of(session), Message.idempotency_key, "keys")
+            keys = [f"k{n}" for n in range(size)]
+            return session.scalars(select(Message.body).where(condition), {"keys": keys}).all()
+
+        return _statements_while(db, read)
+
+    few, few_sent = lookup(3)
+    many, many_sent = lookup(120)
+    assert sorted(few) == ["k0", "k1", "k2"]
+    assert sorted(many) == sorted(f"k{n}" for n in range(120))
+    if db.is_postgres:
+        assert few_sent == many_sent

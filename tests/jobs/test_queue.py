@@ -158,6 +158,26 @@ def test_worker_that_lost_its_lease_cannot_settle_the_job(db, frozen_clock):
     assert (job.status, job.locked_until, job.last_error) == (JobStatus.DONE, None, None)
 
 
+def test_completing_many_jobs_settles_only_those_this_worker_still_holds(db, frozen_clock):
+    _enqueue(db, payload={"n": 1})
+    [lost] = _claim(db, "w1", limit=1)
+    frozen_clock.advance(LEASE + timedelta(seconds=1))
+    [taken] = _claim(db, "w2")
+    _enqueue(db, payload={"n": 2})
+    _enqueue(db, payload={"n": 3})
+    kept = _claim(db, "w1")
+
+    with db.transaction() as session:
+        queue.complete_many(session, [lost, *kept], worker="w1")
+
+    settled = {job.id: (job.status, job.locked_by, job.locked_until) for job in rows(db, Job)}
+    assert taken.id == lost.id
+    assert settled == {
+        lost.id: (JobStatus.RUNNING, "w2", frozen_clock.now + LEASE),
+        **{job.id: (JobStatus.DONE, "w1", None) for job in kept},
+    }
+
+
 def test_a_settled_job_cannot_be_settled_again(db, frozen_clock):
     _enqueue(db)
     [claimed] = _claim(db, "w1")

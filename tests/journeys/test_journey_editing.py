@@ -129,3 +129,41 @@ def test_a_journey_switched_off_sends_nothing_more_to_runs_already_waiting(db, f
 def _upcoming(db, workspace_id: int, customer_id: int) -> list:
     with db.transaction() as session:
         return upcoming.upcoming_sends(session, workspace_id=workspace_id, customer_id=customer_id)
+
+
+def test_ending_many_runs_leaves_a_run_that_already_ended_as_it_ended(db, frozen_clock):
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        [journey, *_] = journeys.list_journeys(session, workspace_id=workspace_id)
+        runs = [
+            JourneyRun(
+                workspace_id=workspace_id,
+                journey_id=journey.id,
+                run_key=f"order:{n}",
+                started_at=frozen_clock.now,
+            )
+            for n in range(3)
+        ]
+        session.add_all(runs)
+        session.flush()
+        exited = runs[0]
+        journeys.end_run(
+            session,
+            run_id=exited.id,
+            status=RunStatus.EXITED,
+            reason="order.cancelled",
+            now=frozen_clock.now,
+        )
+    later = frozen_clock.now + timedelta(minutes=5)
+
+    with db.transaction() as session:
+        journeys.end_runs(
+            session, run_ids=[run.id for run in runs], status=RunStatus.COMPLETED, now=later
+        )
+
+    ended = {run.id: (run.status, run.exit_reason, run.ended_at) for run in rows(db, JourneyRun)}
+    assert ended == {
+        exited.id: (RunStatus.EXITED, "order.cancelled", frozen_clock.now),
+        runs[1].id: (RunStatus.COMPLETED, None, later),
+        runs[2].id: (RunStatus.COMPLETED, None, later),
+    }

@@ -39,6 +39,15 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> ColumnElemen
     return cast("ColumnElement[bool]", column.in_(listed))
 
 
+def one_of_parameter(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
+    """:func:`one_of` with its values left to a parameter ``name`` (a list), for
+    statements built once per dialect (:func:`parley.db.upsert.per_dialect`)."""
+    if dialect == "postgresql":
+        condition: ColumnElement[bool] = column == any_(bindparam(name, type_=ARRAY(column.type)))
+        return condition
+    return cast("ColumnElement[bool]", column.in_(bindparam(name, expanding=True)))
+
+
 def in_workspaces(
     session: Session, workspace_column: Any, key_column: Any, pairs: Iterable[tuple[int, Any]]
 ) -> ColumnElement[bool]:

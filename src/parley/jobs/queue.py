@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from parley.clock import utc_now
 from parley.db.at_commit import insert_at_commit
 from parley.db.base import UTCDateTime, table_of
-from parley.db.scoped import one_of
+from parley.db.scoped import one_of, one_of_parameter
 from parley.db.upsert import insert_on, per_dialect
 from parley.jobs.models import Job, JobStatus
 
@@ -184,20 +184,11 @@ def still_held(session: Session, jobs: list[ClaimedJob], *, worker: str) -> set[
 
 
 def complete_many(session: Session, jobs: list[ClaimedJob], *, worker: str) -> None:
-    """Mark several held jobs done in one round trip."""
+    """Mark several held jobs done in one statement (jobs whose lease was lost are left)."""
     if jobs:
         session.connection().execute(
-            _settle_statement(session),
-            [
-                {
-                    "job": job.id,
-                    "worker": worker,
-                    "status": JobStatus.DONE,
-                    "error": None,
-                    "now": utc_now(),
-                }
-                for job in jobs
-            ],
+            _complete_many_statement(session),
+            {"jobs": [job.id for job in jobs], "worker": worker, "now": utc_now()},
         )
 
 
@@ -267,6 +258,25 @@ def _settle_statement(dialect: str) -> Any:
             status=bindparam("status"),
             locked_until=None,
             last_error=bindparam("error"),
+            updated_at=bindparam("now"),
+        )
+    )
+
+
+@per_dialect
+def _complete_many_statement(dialect: str) -> Any:
+    """:func:`_settle_statement` for many jobs at once, each done."""
+    return (
+        update(JOBS)
+        .where(
+            one_of_parameter(dialect, JOBS.c.id, "jobs"),
+            JOBS.c.locked_by == bindparam("worker"),
+            JOBS.c.status == JobStatus.RUNNING,
+        )
+        .values(
+            status=JobStatus.DONE,
+            locked_until=None,
+            last_error=None,
             updated_at=bindparam("now"),
         )
     )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from parley import events
 from parley.clock import utc_now
 from parley.db.base import table_of
+from parley.db.scoped import one_of_parameter
 from parley.db.upsert import insert_for, insert_on, per_dialect
 from parley.errors import Invalid, NotFound, describe_problems
 from parley.jobs import queue
@@ -310,11 +311,10 @@ def end_run(
 
 
 def end_runs(session: Session, *, run_ids: list[int], status: RunStatus, now: datetime) -> None:
-    """Close several runs in one round trip."""
+    """Close several runs in one statement (those still active)."""
     if run_ids:
         session.connection().execute(
-            _end_run(session),
-            [{"run": run_id, "status": status, "reason": None, "now": now} for run_id in run_ids],
+            _end_runs(session), {"runs": run_ids, "status": status, "reason": None, "now": now}
         )
 
 
@@ -323,6 +323,17 @@ def _end_run(dialect: str) -> Any:
     return (
         update(RUNS)
         .where(RUNS.c.id == bindparam("run"), RUNS.c.status == RunStatus.ACTIVE)
+        .values(
+            status=bindparam("status"), exit_reason=bindparam("reason"), ended_at=bindparam("now")
+        )
+    )
+
+
+@per_dialect
+def _end_runs(dialect: str) -> Any:
+    return (
+        update(RUNS)
+        .where(one_of_parameter(dialect, RUNS.c.id, "runs"), RUNS.c.status == RunStatus.ACTIVE)
         .values(
             status=bindparam("status"), exit_reason=bindparam("reason"), ended_at=bindparam("now")
         )
