@@ -399,3 +399,52 @@ def test_same_webhook_ten_times_gives_one_message(db, frozen_clock, adapters):
     assert answers == ["accepted"] + ["duplicate"] * 9
     assert count(db, Message) == 1
     assert len(adapters[ChannelKind.EMAIL].sent) == 1
+
+
+def test_each_answer_of_a_batch_is_recorded_on_its_own_message(db, frozen_clock, adapters):
+    seed(db)
+    for n, first_name in enumerate(("Ada", "Grace", "Alan")):
+        placed, *_ = deliveries(first_name, order_id=601 + n, number=1601 + n)
+        post(db, placed)
+    adapters[ChannelKind.EMAIL].script = [
+        TransientChannelError("503 from provider"),
+        PermanentChannelError("mailbox unavailable", provider_code="550"),
+    ]
+
+    drain(make_worker(db, adapters))
+
+    emails = rows(db, Message, Message.channel == "email")
+    attempts = {attempt.message_id: attempt for attempt in rows(db, DeliveryAttempt)}
+    recorded = {
+        (
+            message.status,
+            message.status_reason,
+            message.provider_message_id,
+            attempts[message.id].outcome,
+            attempts[message.id].error,
+            attempts[message.id].provider_code,
+        )
+        for message in emails
+    }
+    assert recorded == {
+        (
+            MessageStatus.QUEUED,
+            "retrying after attempt 1: 503 from provider",
+            None,
+            "transient_error",
+            "503 from provider",
+            None,
+        ),
+        (
+            MessageStatus.FAILED,
+            "mailbox unavailable",
+            None,
+            "permanent_error",
+            "mailbox unavailable",
+            "550",
+        ),
+        (MessageStatus.SENT, None, "email-0", "sent", None, None),
+    }
+    [sent] = adapters[ChannelKind.EMAIL].sent
+    [sent_row] = [message for message in emails if message.status == MessageStatus.SENT]
+    assert sent.to == sent_row.recipient

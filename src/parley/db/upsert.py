@@ -8,12 +8,13 @@ which cost more than the database work itself on the webhook path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Column, Table, bindparam, column, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import TableValuedAlias
 
 T = TypeVar("T")
 
@@ -95,3 +96,30 @@ def insert_each_returning(
     finally:
         cursor.close()
     return values
+
+
+def unnested(columns: Mapping[str, Column[Any]]) -> TableValuedAlias:
+    """A batch of rows on PostgreSQL as ``unnest(:a, :b, ...) AS batch(a, b, ...)``: one
+    array parameter per key, typed as its column. Written from or joined to, it makes a
+    batch's write one statement whose text does not depend on the batch's size, where an
+    ``executemany`` is one statement a row (measured for a 200-row update: 10.5 -> 4.5 us
+    of server CPU and 12 -> 1.4 us of client CPU a row). Run with :func:`write_rows`."""
+    arrays = [bindparam(key, type_=postgresql.ARRAY(col.type)) for key, col in columns.items()]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(column(key, col.type) for key, col in columns.items()))
+        .render_derived(name="batch")
+    )
+
+
+def write_rows(session: Session, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """Run a batch write built once per dialect: on PostgreSQL a statement over
+    :func:`unnested`, given each key's values as one list; on SQLite, where a statement
+    has no round trip to save, a statement with a parameter per key, run for each row."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(statement, {key: [row[key] for row in rows] for key in rows[0]})
+    else:
+        connection.execute(statement, rows)

@@ -33,7 +33,7 @@ from parley.customers import service as customers
 from parley.customers.models import Customer
 from parley.db.base import table_of
 from parley.db.scoped import one_of
-from parley.db.upsert import insert_each_returning, insert_on, per_dialect
+from parley.db.upsert import insert_each_returning, insert_on, per_dialect, unnested, write_rows
 from parley.live.outbox import emit, emit_status, emit_statuses
 from parley.messaging import unsubscribe
 from parley.messaging.context import template_context
@@ -515,16 +515,15 @@ def record_results(
 ) -> list[Recorded]:
     """Store what the provider said for each ``(send, result, is_last_attempt)``.
 
-    Two ``executemany`` statements for the whole batch, whatever its size: the attempts
-    go in with their outcomes, then the messages are updated; the answer per send tells
-    its job whether to retry.
+    Two statements for the whole batch, whatever its size (on SQLite, two run for each
+    row): the attempts go in with their outcomes, then the messages are updated; the
+    answer per send tells its job whether to retry.
     """
     now = utc_now()
     outcomes = [_outcome(send, result, now, is_last) for send, result, is_last in answers]
     if outcomes:
-        connection = session.connection()
-        connection.execute(_record_attempts(session), [o.attempt for o in outcomes])
-        connection.execute(_update_message_statement(session), [o.message for o in outcomes])
+        write_rows(session, _record_attempt_batch(session), [o.attempt for o in outcomes])
+        write_rows(session, _update_messages(session), [o.message for o in outcomes])
         _announce_results(session, outcomes)
     for send, result, _ in answers:
         if isinstance(result, PermanentChannelError):
@@ -602,12 +601,38 @@ def _announce_results(session: Session, outcomes: list[_Outcome]) -> None:
     )
 
 
+_ATTEMPT_KEYS = (
+    "workspace_id",
+    "message_id",
+    "number",
+    "channel",
+    "outcome",
+    "error",
+    "provider_code",
+    "started_at",
+    "finished_at",
+)
+
+
 @per_dialect
 def _record_attempts(dialect: str) -> Any:
     """An attempt is written once, when its outcome is known: until then the message's
     ``sending`` status and attempt count say it is in flight. A row an earlier version
     wrote at the start (outcome ``started``) is completed in place."""
+    return _completing_attempts(insert_on(dialect, ATTEMPTS))
+
+
+@per_dialect
+def _record_attempt_batch(dialect: str) -> Any:
+    """:func:`_record_attempts` for a batch (:func:`write_rows`)."""
     statement = insert_on(dialect, ATTEMPTS)
+    if dialect == "postgresql":
+        batch = unnested({key: ATTEMPTS.c[key] for key in _ATTEMPT_KEYS})
+        statement = statement.from_select(_ATTEMPT_KEYS, select(batch))
+    return _completing_attempts(statement)
+
+
+def _completing_attempts(statement: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=["message_id", "number"],
         set_={
@@ -618,22 +643,48 @@ def _record_attempts(dialect: str) -> Any:
 
 
 @per_dialect
-def _update_message_statement(dialect: str) -> Any:
+def _update_messages(dialect: str) -> Any:
+    """Each message of a batch to its provider's answer (:func:`write_rows`); a provider
+    and id already known are kept when the answer has none."""
     columns = MESSAGES.c
+    if dialect == "postgresql":
+        batch = unnested(
+            {
+                "message": columns.id,
+                "status": columns.status,
+                "status_reason": columns.status_reason,
+                "status_updated_at": columns.status_updated_at,
+                "provider": columns.provider,
+                "provider_message_id": columns.provider_message_id,
+                "sent_at": columns.sent_at,
+            }
+        )
+        answer: Any = batch.c
+        matches = columns.id == answer.message
+    else:
+        answer = _Parameters()
+        matches = columns.id == bindparam("message")
     return (
         update(MESSAGES)
-        .where(columns.id == bindparam("message"))
+        .where(matches)
         .values(
-            status=bindparam("status"),
-            status_reason=bindparam("status_reason"),
-            status_updated_at=bindparam("status_updated_at"),
-            provider=func.coalesce(bindparam("provider"), columns.provider),
+            status=answer.status,
+            status_reason=answer.status_reason,
+            status_updated_at=answer.status_updated_at,
+            provider=func.coalesce(answer.provider, columns.provider),
             provider_message_id=func.coalesce(
-                bindparam("provider_message_id"), columns.provider_message_id
+                answer.provider_message_id, columns.provider_message_id
             ),
-            sent_at=func.coalesce(bindparam("sent_at"), columns.sent_at),
+            sent_at=func.coalesce(answer.sent_at, columns.sent_at),
         )
     )
+
+
+class _Parameters:
+    """``answer.status`` is ``bindparam("status")``: the per-row form of an unnested batch."""
+
+    def __getattr__(self, name: str) -> Any:
+        return bindparam(name)
 
 
 def _suppress_if_opted_out(
