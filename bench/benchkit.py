@@ -92,8 +92,8 @@ class Target:
     def fresh(self, name: str) -> str:
         if self.kind == "sqlite":
             path = self.workdir / f"{name}.db"
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            _unlink_sqlite(path)
+            self.created.append(str(path))
             return f"sqlite:///{path}"
         database = f"bench_{name}"
         self.created.append(database)
@@ -106,8 +106,8 @@ class Target:
 
             src = self.workdir / f"{source}.db"
             dst = self.workdir / f"{name}.db"
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{dst}{suffix}").unlink(missing_ok=True)
+            _unlink_sqlite(dst)
+            self.created.append(str(dst))
             with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
                 a.backup(b)
             return f"sqlite:///{dst}"
@@ -116,11 +116,20 @@ class Target:
         return pg_create(self.pg_admin_url, database, template=f"bench_{source}")
 
     def cleanup(self) -> None:
-        if self.kind == "postgres":
-            for database in dict.fromkeys(self.created):
-                with contextlib.suppress(Exception):
-                    pg_drop(self.pg_admin_url, database)
-            self.created.clear()
+        """Drop the databases this target made (a run's SQLite files are hundreds of MB);
+        the work directory's logs stay."""
+        for database in dict.fromkeys(self.created):
+            if self.kind == "sqlite":
+                _unlink_sqlite(Path(database))
+                continue
+            with contextlib.suppress(Exception):
+                pg_drop(self.pg_admin_url, database)
+        self.created.clear()
+
+
+def _unlink_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def prepare_parley_db(url: str, *, baseline_table: bool = False, sent_whatsapp: int = 0) -> None:
