@@ -4,6 +4,9 @@ SQLite runs in WAL mode and every transaction starts with ``BEGIN IMMEDIATE``: a
 transaction that reads and then writes would otherwise fail with "database is locked"
 when another writer got there first, instead of waiting for ``busy_timeout``.
 
+SQLite's log is checkpointed by a thread of its own (:mod:`parley.db.checkpoint`), not
+by whichever commit fills it.
+
 SQLite's ``synchronous`` defaults to FULL: a webhook is acknowledged only once its
 commit is on disk, so a power cut cannot lose an event the platform will not resend.
 NORMAL (opt-in) survives process crashes but not power loss, for many times the
@@ -21,6 +24,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from parley.db.checkpoint import Checkpointer
+
 T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -36,10 +41,16 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def sqlite_file(url: str) -> str | None:
+    """The database file a SQLite URL names; None for an in-memory database."""
+    database = make_url(url).database
+    return database if database and database != ":memory:" else None
+
+
 def _sqlite_engine(url: str, *, synchronous: str, **kwargs: Any) -> Engine:
-    parsed = make_url(url)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     # One connection per process: every transaction here writes (BEGIN IMMEDIATE), and
     # SQLite admits one writer at a time. Threads that queue for the pool are served in
     # order; threads that each hold a connection instead wait in SQLite's busy handler,
@@ -63,6 +74,8 @@ def _sqlite_engine(url: str, *, synchronous: str, **kwargs: Any) -> Engine:
         cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if path is not None:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's thread does
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -89,6 +102,9 @@ class Database:
             self.engine = create_engine(self.url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._shared: dict[str, Any] = {}
+        path = sqlite_file(self.url) if not self.is_postgres else None
+        if path is not None:
+            self._shared["parley.sqlite.checkpointer"] = Checkpointer(path)
 
     @property
     def is_postgres(self) -> bool:
