@@ -3,6 +3,7 @@ own store only, and on PostgreSQL in one statement text whatever the batch's siz
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import event, select
 
 from parley.clock import utc_now
@@ -67,16 +68,24 @@ def test_a_batch_finds_its_keys_in_its_own_store_only(db):
     assert found == {(demo, "a"), (demo, "c"), (other, "d")}
 
 
-def test_batches_of_any_size_send_the_same_statement_on_postgresql(db):
+def _inline(session, keys):
+    condition = one_of(session, Message.idempotency_key, keys)
+    return session.scalars(select(Message.body).where(condition)).all()
+
+
+def _built_once(session, keys):
+    condition = one_of_parameter(dialect_of(session), Message.idempotency_key, "keys")
+    return session.scalars(select(Message.body).where(condition), {"keys": keys}).all()
+
+
+@pytest.mark.parametrize("read_keys", [_inline, _built_once], ids=["one_of", "one_of_parameter"])
+def test_batches_of_any_size_send_the_same_statement_on_postgresql(db, read_keys):
     workspace_id = seed(db)
     _store_messages(db, workspace_id, [f"k{n}" for n in range(120)])
 
     def lookup(size: int):
-        def read(session):
-            condition = one_of(session, Message.idempotency_key, [f"k{n}" for n in range(size)])
-            return session.scalars(select(Message.body).where(condition)).all()
-
-        return _statements_while(db, read)
+        keys = [f"k{n}" for n in range(size)]
+        return _statements_while(db, lambda session: read_keys(session, keys))
 
     few, few_sent = lookup(3)
     many, many_sent = lookup(120)
@@ -86,23 +95,3 @@ def test_batches_of_any_size_send_the_same_statement_on_postgresql(db):
         assert few_sent == many_sent  # one array parameter: the text does not grow
     else:
         assert len(many_sent[-1]) > len(few_sent[-1])  # SQLite: a placeholder each
-
-
-def test_a_statement_built_once_takes_its_keys_as_a_parameter(db):
-    workspace_id = seed(db)
-    _store_messages(db, workspace_id, [f"k{n}" for n in range(120)])
-
-    def lookup(size: int):
-        def read(session):
-            condition = one_of_parameter(dialect_of(session), Message.idempotency_key, "keys")
-            keys = [f"k{n}" for n in range(size)]
-            return session.scalars(select(Message.body).where(condition), {"keys": keys}).all()
-
-        return _statements_while(db, read)
-
-    few, few_sent = lookup(3)
-    many, many_sent = lookup(120)
-    assert sorted(few) == ["k0", "k1", "k2"]
-    assert sorted(many) == sorted(f"k{n}" for n in range(120))
-    if db.is_postgres:
-        assert few_sent == many_sent
