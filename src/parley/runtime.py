@@ -29,12 +29,16 @@ from parley.settings import Settings
 # a hold on the one writer. Beside the web server a webhook waits behind each burst and
 # its round's sends: 20 jobs a round is some 5-10 ms, 200 were hundreds (bench/ingest.py,
 # memory phase: p99 7.9 s on SQLite, p50 176 -> 89 ms on PostgreSQL; read once and
-# prepared 20 to a transaction, still 106-118 -> 170-244 ms on SQLite). A worker of its
-# own claims 200; on SQLite it prepares them 20 to a transaction, so a webhook of a
-# server in another process waits for a chunk, not the whole round.
+# prepared 20 to a transaction, still 106-118 -> 170-244 ms on SQLite). So there a round
+# claims 20 while webhooks arrive, and 200 once none has for QUIET_SECONDS: a campaign
+# from a quiet store goes out at a worker's full rate, and the first webhook after the
+# quiet waits for a chunk. A worker of its own claims 200. Rounds of 200 are prepared 20
+# to a transaction on SQLite and beside the web server, so a webhook (of this process or
+# another) waits for a chunk, not the whole round.
 SMALL_BATCH_SIZE = 20
 LARGE_BATCH_SIZE = 200
 PREPARE_CHUNK = 20
+QUIET_SECONDS = 2.0
 
 # Python collects its young objects every 700 net allocations of containers, and every
 # hundredth time the whole heap: the assistant's model, every imported module. A worker's
@@ -97,10 +101,11 @@ class Runtime:
     def worker_config(self, *, beside_web: bool = False) -> WorkerConfig:
         """The worker's settings; ``beside_web`` for the one ``parley serve`` embeds."""
         settings = self.settings
-        chunked = not beside_web and not self.db.is_postgres
+        chunked = beside_web or not self.db.is_postgres
+        chosen = settings.worker_batch_size
         return WorkerConfig(
-            batch_size=settings.worker_batch_size
-            or (SMALL_BATCH_SIZE if beside_web else LARGE_BATCH_SIZE),
+            batch_size=chosen or (SMALL_BATCH_SIZE if beside_web else LARGE_BATCH_SIZE),
+            quiet_batch_size=LARGE_BATCH_SIZE if beside_web and chosen is None else None,
             prepare_chunk=settings.worker_prepare_chunk or (PREPARE_CHUNK if chunked else None),
             concurrency=settings.worker_concurrency,
             lease=timedelta(seconds=settings.job_lease_seconds),
@@ -122,6 +127,7 @@ class Runtime:
             self.worker_config(beside_web=intake is not None),
             name=name,
             give_way=intake.give_way if intake is not None else None,
+            quiet=(lambda: intake.quiet_for(QUIET_SECONDS)) if intake is not None else None,
         )
 
     async def aclose(self) -> None:

@@ -48,15 +48,16 @@ class Settings(BaseSettings):
     worker_batch_size: int | None = Field(
         default=None,
         ge=1,
-        description="jobs claimed per round, read together in bulk; default 200, or 20 "
-        "beside the web server (a round's bursts of work and sends would keep its "
-        "webhooks waiting)",
+        description="jobs claimed per round, read together in bulk; default 200, or beside "
+        "the web server 20 while webhooks arrive (a round's bursts of work and sends would "
+        "keep them waiting) and 200 once none has for 2 s; setting it fixes the size",
     )
     worker_prepare_chunk: int | None = Field(
         default=None,
         ge=1,
-        description="jobs of a round prepared to a transaction; default 20 for a worker of "
-        "its own on SQLite (a transaction holds the one writer), the whole round otherwise",
+        description="jobs of a round prepared to a transaction; default 20 on SQLite (a "
+        "transaction holds the one writer) or beside the web server, the whole round "
+        "otherwise",
     )
     worker_rounds_in_flight: int | None = Field(
         default=None,

@@ -21,7 +21,13 @@ from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Outcome, Worker, WorkerConfig
-from parley.runtime import LARGE_BATCH_SIZE, PREPARE_CHUNK, SMALL_BATCH_SIZE, Runtime
+from parley.runtime import (
+    LARGE_BATCH_SIZE,
+    PREPARE_CHUNK,
+    QUIET_SECONDS,
+    SMALL_BATCH_SIZE,
+    Runtime,
+)
 from parley.settings import Settings, get_settings
 from parley.store_events.models import WebhookDelivery
 from support import count, deliveries, rows, seed
@@ -152,20 +158,57 @@ def test_a_worker_claims_nothing_until_intake_gives_way(db: Database) -> None:
     assert [job.status for job in rows(db, Job)] == [JobStatus.DONE]
 
 
-def test_workers_claim_small_batches_beside_the_web_server_and_chunk_alone_on_sqlite(
+def test_beside_the_web_server_a_worker_claims_small_batches_until_the_intake_is_quiet(
     db: Database,
 ) -> None:
     runtime = Runtime(settings=Settings(), db=db, adapters={})
     alone, beside = runtime.worker_config(), runtime.worker_config(beside_web=True)
-    assert (alone.batch_size, alone.prepare_chunk) == (
+    assert (alone.batch_size, alone.quiet_batch_size, alone.prepare_chunk) == (
         LARGE_BATCH_SIZE,
+        None,
         None if db.is_postgres else PREPARE_CHUNK,
     )
-    assert (beside.batch_size, beside.prepare_chunk) == (SMALL_BATCH_SIZE, None)
+    assert (beside.batch_size, beside.quiet_batch_size, beside.prepare_chunk) == (
+        SMALL_BATCH_SIZE,
+        LARGE_BATCH_SIZE,
+        PREPARE_CHUNK,
+    )
     chosen = Runtime(
         settings=Settings(worker_batch_size=7, worker_prepare_chunk=3), db=db, adapters={}
     ).worker_config(beside_web=True)
-    assert (chosen.batch_size, chosen.prepare_chunk) == (7, 3)
+    assert (chosen.batch_size, chosen.quiet_batch_size, chosen.prepare_chunk) == (7, None, 3)
+
+
+def test_the_embedded_worker_claims_the_quiet_batch_only_after_a_quiet_spell(
+    db: Database,
+) -> None:
+    with db.transaction() as session:
+        for _ in range(9):
+            queue.enqueue(session, kind=FinishAtOnce.kind, payload={})
+    now = [100.0]
+    intake = Intake(max_wait=0, clock=lambda: now[0])
+    config = WorkerConfig(batch_size=2, quiet_batch_size=4, prepare_chunk=2)
+    worker = Worker(
+        db,
+        [FinishAtOnce()],
+        config,
+        name="w1",
+        give_way=intake.give_way,
+        quiet=lambda: intake.quiet_for(QUIET_SECONDS),
+    )
+
+    async def rounds() -> list[int]:
+        claimed = []
+        intake.started()  # a webhook in flight
+        claimed.append(await worker.run_once())
+        intake.ended()  # answered just now
+        claimed.append(await worker.run_once())
+        now[0] += QUIET_SECONDS  # and none since
+        claimed.append(await worker.run_once())
+        return claimed
+
+    assert asyncio.run(rounds()) == [2, 2, 4]
+    assert [job.status for job in rows(db, Job)].count(JobStatus.DONE) == 8
 
 
 def test_a_worker_runs_two_rounds_at_once_except_beside_the_web_server(db: Database) -> None:
