@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import update
 
 from parley.clock import utc_now
-from parley.db.upsert import dialect_of, unnested, write_rows
+from parley.db.upsert import batch_values, dialect_of, write_rows
 from parley.messaging import service as outbox
 from parley.messaging.models import Message, MessageStatus
 from support import rows, seed
@@ -14,19 +14,14 @@ MESSAGES = outbox.MESSAGES
 
 
 def _statement(dialect: str) -> object:
-    if dialect == "postgresql":
-        batch = unnested(
-            {"message": MESSAGES.c.id, "body": MESSAGES.c.body, "decision": MESSAGES.c.decision}
-        )
-        return (
-            update(MESSAGES)
-            .where(MESSAGES.c.id == batch.c.message)
-            .values(body=batch.c.body, decision=batch.c.decision)
-        )
+    batch = batch_values(
+        dialect,
+        {"message": MESSAGES.c.id, "body": MESSAGES.c.body, "decision": MESSAGES.c.decision},
+    )
     return (
         update(MESSAGES)
-        .where(MESSAGES.c.id == bindparam("message"))
-        .values(body=bindparam("body"), decision=bindparam("decision"))
+        .where(MESSAGES.c.id == batch["message"])
+        .values(body=batch["body"], decision=batch["decision"])
     )
 
 

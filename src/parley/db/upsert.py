@@ -116,6 +116,16 @@ def unnested(columns: Mapping[str, Column[Any]]) -> TableValuedAlias:
     )
 
 
+def batch_values(dialect: str, columns: Mapping[str, Column[Any]]) -> dict[str, Any]:
+    """Each key's value in a batch write built once per dialect: a column of the
+    :func:`unnested` batch on PostgreSQL, a parameter of each row on SQLite. Run the
+    statement with :func:`write_rows`."""
+    if dialect == "postgresql":
+        batch = unnested(columns)
+        return {key: batch.c[key] for key in columns}
+    return {key: bindparam(key) for key in columns}
+
+
 def write_rows(session: Session, statement: Any, rows: list[dict[str, Any]]) -> None:
     """Run a batch write built once per dialect: on PostgreSQL a statement over
     :func:`unnested`, given each key's values as one list; on SQLite, where a statement

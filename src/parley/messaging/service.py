@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from parley.channels.base import (
@@ -33,7 +33,14 @@ from parley.customers import service as customers
 from parley.customers.models import Customer
 from parley.db.base import table_of
 from parley.db.scoped import one_of
-from parley.db.upsert import insert_each_returning, insert_on, per_dialect, unnested, write_rows
+from parley.db.upsert import (
+    batch_values,
+    insert_each_returning,
+    insert_on,
+    per_dialect,
+    unnested,
+    write_rows,
+)
 from parley.live.outbox import emit, emit_status, emit_statuses
 from parley.messaging import unsubscribe
 from parley.messaging.context import template_context
@@ -647,44 +654,32 @@ def _update_messages(dialect: str) -> Any:
     """Each message of a batch to its provider's answer (:func:`write_rows`); a provider
     and id already known are kept when the answer has none."""
     columns = MESSAGES.c
-    if dialect == "postgresql":
-        batch = unnested(
-            {
-                "message": columns.id,
-                "status": columns.status,
-                "status_reason": columns.status_reason,
-                "status_updated_at": columns.status_updated_at,
-                "provider": columns.provider,
-                "provider_message_id": columns.provider_message_id,
-                "sent_at": columns.sent_at,
-            }
-        )
-        answer: Any = batch.c
-        matches = columns.id == answer.message
-    else:
-        answer = _Parameters()
-        matches = columns.id == bindparam("message")
+    answer = batch_values(
+        dialect,
+        {
+            "message": columns.id,
+            "status": columns.status,
+            "status_reason": columns.status_reason,
+            "status_updated_at": columns.status_updated_at,
+            "provider": columns.provider,
+            "provider_message_id": columns.provider_message_id,
+            "sent_at": columns.sent_at,
+        },
+    )
     return (
         update(MESSAGES)
-        .where(matches)
+        .where(columns.id == answer["message"])
         .values(
-            status=answer.status,
-            status_reason=answer.status_reason,
-            status_updated_at=answer.status_updated_at,
-            provider=func.coalesce(answer.provider, columns.provider),
+            status=answer["status"],
+            status_reason=answer["status_reason"],
+            status_updated_at=answer["status_updated_at"],
+            provider=func.coalesce(answer["provider"], columns.provider),
             provider_message_id=func.coalesce(
-                answer.provider_message_id, columns.provider_message_id
+                answer["provider_message_id"], columns.provider_message_id
             ),
-            sent_at=func.coalesce(answer.sent_at, columns.sent_at),
+            sent_at=func.coalesce(answer["sent_at"], columns.sent_at),
         )
     )
-
-
-class _Parameters:
-    """``answer.status`` is ``bindparam("status")``: the per-row form of an unnested batch."""
-
-    def __getattr__(self, name: str) -> Any:
-        return bindparam(name)
 
 
 def _suppress_if_opted_out(
