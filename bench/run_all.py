@@ -101,7 +101,9 @@ def main() -> None:
         "inbox_list": inbox_list.table,
         "live_latency": live_latency.table,
     }
-    header = [benchkit.machine_line(), source_line()]
+    # The reference work, before and after: CPU figures of runs whose times differ are
+    # not comparable as they stand (this machine's speed moves from day to day).
+    header = [benchkit.machine_line(), source_line(), "at the start, " + benchkit.speed_line()]
     print("\n".join(header), flush=True)
     t0 = time.monotonic()
     results: list[tuple[str, str, dict | None]] = []
@@ -116,6 +118,7 @@ def main() -> None:
 
     print("\n" + "=" * 100)
     print("\n".join(header))
+    print("at the end, " + benchkit.speed_line())
     print(f"all benches: {time.monotonic() - t0:.0f}s")
     failed = False
     for name, db, result in results:

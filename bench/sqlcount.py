@@ -209,6 +209,7 @@ def main() -> None:
             + ", ".join(f"{k} {v / handled:.2f}" for k, v in counting.kinds.most_common())
         )
         print(collections.line(handled, "job"))
+        print(benchkit.speed_line())
         db.dispose()
     finally:
         target.cleanup()
