@@ -272,6 +272,17 @@ def test_output_cap_is_configurable():
     assert excinfo.value.reason == "template output exceeds 100 characters"
 
 
+def test_templates_see_the_sandbox_globals_without_lipsum_however_often_rendered():
+    renderer = TemplateRenderer()
+    source = "{{ range(3)|list }}|{{ joiner is defined }}|{{ lipsum is defined }}"
+
+    # The first render compiles; the second reuses the cached template and its globals.
+    assert [render_text(renderer, source) for _ in range(2)] == ["[0, 1, 2]|True|False"] * 2
+    with pytest.raises(TemplateError) as excinfo:
+        render_text(renderer, "{{ lipsum(1) }}")
+    assert excinfo.value.reason == "text: 'lipsum' is undefined"
+
+
 def test_work_inside_a_template_is_bounded():
     # One step to call range(), one per iteration.
     renderer = TemplateRenderer(max_steps=11)
