@@ -85,6 +85,21 @@ def _sqlite_engine(url: str, *, synchronous: str, **kwargs: Any) -> Engine:
     return engine
 
 
+def _postgres_engine(url: str, **kwargs: Any) -> Engine:
+    """Sessions in UTC, whatever the server's default: psycopg then reads ``timestamptz``
+    as ``datetime.timezone.utc`` values, as parley keeps time. Under a named zone (a
+    server's ``Etc/UTC``) it converts every value to a ``zoneinfo`` zone first, and
+    parley back to UTC: 2.7 against 1.1 us a value, about twenty values a job. The
+    URL's own ``options`` are kept."""
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    given = connect_args.get("options", make_url(url).query.get("options", ""))
+    connect_args["options"] = " ".join(filter(None, [str(given), "-c TimeZone=UTC"]))
+    kwargs.setdefault("pool_size", 20)
+    kwargs.setdefault("max_overflow", 20)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
 class Database:
     """One engine and its session factory; the only way code reaches the database."""
 
@@ -96,10 +111,7 @@ class Database:
                 raise ValueError(f"sqlite_synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")
             self.engine = _sqlite_engine(self.url, synchronous=synchronous, **engine_kwargs)
         else:
-            engine_kwargs.setdefault("pool_size", 20)
-            engine_kwargs.setdefault("max_overflow", 20)
-            engine_kwargs.setdefault("pool_pre_ping", True)
-            self.engine = create_engine(self.url, **engine_kwargs)
+            self.engine = _postgres_engine(self.url, **engine_kwargs)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._shared: dict[str, Any] = {}
         path = sqlite_file(self.url) if not self.is_postgres else None
