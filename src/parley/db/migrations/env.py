@@ -17,19 +17,25 @@ def run_migrations() -> None:
     assert url is not None
     if url.startswith("sqlite"):
         # Reuse parley's SQLite set-up (WAL, busy timeout) so a migration waits politely.
-        engine = Database(url).engine
+        # Disposed as a whole: its log checkpointer's connection open past the return
+        # left the migration in the log, where a copy of the file alone missed it.
+        database = Database(url)
+        engine, dispose = database.engine, database.dispose
     else:
         engine = create_engine(url, poolclass=pool.NullPool)
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=Base.metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-            compare_type=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-    engine.dispose()
+        dispose = engine.dispose
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=Base.metadata,
+                render_as_batch=connection.dialect.name == "sqlite",
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        dispose()
 
 
 run_migrations()
