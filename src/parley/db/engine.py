@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -97,7 +98,16 @@ def _postgres_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A batch's keys and values go as array parameters (``= ANY(:ids)``, ``unnest``).
+        # In text format psycopg escapes every element with a regular expression: 200
+        # strings cost 0.74 ms of CPU to send, against 0.21 ms as a binary array.
+        dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+    return engine
 
 
 class Database:
