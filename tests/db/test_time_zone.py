@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
@@ -26,13 +27,23 @@ def test_a_time_written_in_any_zone_reads_back_as_the_same_instant_in_utc(db):
     assert read.tzinfo is UTC
 
 
-def test_postgres_sessions_run_in_utc_and_keep_the_urls_own_options(postgres_database):
-    url = make_url(postgres_database).update_query_dict({"options": "-c statement_timeout=4321"})
+@pytest.mark.parametrize(
+    "options",
+    [
+        "-c statement_timeout=4321",
+        ["-c statement_timeout=4321", "-c lock_timeout=1234"],  # ?options= twice
+    ],
+    ids=["once", "twice"],
+)
+def test_postgres_sessions_run_in_utc_and_keep_the_urls_own_options(postgres_database, options):
+    url = make_url(postgres_database).update_query_dict({"options": options})
     db = Database(url.render_as_string(hide_password=False))
     try:
         with db.engine.connect() as connection:
             assert connection.execute(text("SHOW TimeZone")).scalar() == "UTC"
             assert connection.execute(text("SHOW statement_timeout")).scalar() == "4321ms"
+            if isinstance(options, list):
+                assert connection.execute(text("SHOW lock_timeout")).scalar() == "1234ms"
             now = connection.execute(text("SELECT now()")).scalar()
         assert now is not None
         assert now.tzinfo is UTC

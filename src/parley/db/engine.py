@@ -94,7 +94,8 @@ def _postgres_engine(url: str, **kwargs: Any) -> Engine:
     URL's own ``options`` are kept."""
     connect_args = dict(kwargs.pop("connect_args", {}))
     given = connect_args.get("options", make_url(url).query.get("options", ""))
-    connect_args["options"] = " ".join(filter(None, [str(given), "-c TimeZone=UTC"]))
+    given = " ".join(given) if isinstance(given, tuple) else str(given)  # ?options= twice
+    connect_args["options"] = " ".join(filter(None, [given, "-c TimeZone=UTC"]))
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)

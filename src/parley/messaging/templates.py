@@ -713,7 +713,7 @@ class TemplateRenderer:
                 )
         template = env.from_string(tree)
         # A template's globals are a ChainMap over the environment's, which every render
-        # copies key by key in Python (a third of rendering a one-line subject). Nothing
+        # copies key by key in Python (about half the time of a one-line field). Nothing
         # changes an environment's globals after it is made, so a plain dict reads the same.
         template.globals = dict(template.globals)
         return template
