@@ -15,14 +15,17 @@ commit rate.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import psycopg
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from parley.db.checkpoint import Checkpointer
@@ -31,6 +34,8 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_SYNCHRONOUS = {"FULL", "NORMAL"}
+POSTGRES_PING_AFTER_IDLE_SECONDS = 1.0
+_RETURNED_AT = "parley.returned_at"
 
 
 def normalise_url(url: str) -> str:
@@ -86,7 +91,9 @@ def _sqlite_engine(url: str, *, synchronous: str, **kwargs: Any) -> Engine:
     return engine
 
 
-def _postgres_engine(url: str, **kwargs: Any) -> Engine:
+def _postgres_engine(
+    url: str, *, ping_after_idle: float = POSTGRES_PING_AFTER_IDLE_SECONDS, **kwargs: Any
+) -> Engine:
     """Sessions in UTC, whatever the server's default: psycopg then reads ``timestamptz``
     as ``datetime.timezone.utc`` values, as parley keeps time. Under a named zone (a
     server's ``Etc/UTC``) it converts every value to a ``zoneinfo`` zone first, and
@@ -98,8 +105,9 @@ def _postgres_engine(url: str, **kwargs: Any) -> Engine:
     connect_args["options"] = " ".join(filter(None, [given, "-c TimeZone=UTC"]))
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine, ping_after_idle)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -109,6 +117,39 @@ def _postgres_engine(url: str, **kwargs: Any) -> Engine:
         dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
 
     return engine
+
+
+def _ping_when_idle(
+    engine: Engine, idle_seconds: float, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Check a pooled connection with a round trip only when it has sat unused for
+    ``idle_seconds``, instead of at every checkout (``pool_pre_ping``).
+
+    A connection left in the pool over a quiet spell may have been closed by a server
+    restart, a failover or an idle timeout: it is pinged, and if the ping fails every
+    pooled connection is replaced before anything is sent on it. Under load the same
+    ping was a round trip of its own per transaction (a lone webhook's transaction has
+    eleven more), for connections used a few milliseconds before. A server lost within
+    ``idle_seconds`` of a connection's last use fails that connection's next transaction
+    as it would have failed one already under way; SQLAlchemy then replaces the whole
+    pool, a webhook is answered 5xx and redelivered, and a worker claims again.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = clock()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED_AT)  # none yet: a new connection
+        if returned is None or clock() - returned < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except psycopg.Error as exc:
+            raise InvalidatePoolError(
+                f"pooled connection failed its ping after {clock() - returned:.0f} s idle"
+            ) from exc
 
 
 class Database:
