@@ -36,6 +36,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_SYNCHRONOUS = {"FULL", "NORMAL"}
 POSTGRES_PING_AFTER_IDLE_SECONDS = 1.0
 _RETURNED_AT = "parley.returned_at"
+_DATABASE = "parley.database"  # ``Session.info`` key: the Database a session was made by
 
 
 def normalise_url(url: str) -> str:
@@ -164,7 +165,7 @@ class Database:
             self.engine = _sqlite_engine(self.url, synchronous=synchronous, **engine_kwargs)
         else:
             self.engine = _postgres_engine(self.url, **engine_kwargs)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={_DATABASE: self})
         self._shared: dict[str, Any] = {}
         path = sqlite_file(self.url) if not self.is_postgres else None
         if path is not None:
@@ -188,6 +189,12 @@ class Database:
         if found is None:
             found = self._shared.setdefault(name, make())
         return cast("T", found)
+
+    @staticmethod
+    def of(session: Session) -> Database | None:
+        """The database whose ``sessions`` made ``session``; None for one made elsewhere."""
+        found = session.info.get(_DATABASE)
+        return found if isinstance(found, Database) else None
 
     def dispose(self) -> None:
         """Close what was shared on this database (writer threads stop), then the pool."""
