@@ -9,6 +9,8 @@ the process sets up its database and data at full speed, then turns counting on
 
 - ``ingest``: ``orders/create`` deliveries verified and stored ten to a transaction, as a
   group commit shares one (``sqlcount.py``'s second figure);
+- ``lone``: the same deliveries each through ``receive()``, a transaction of its own, as
+  a delivery arriving at a quiet moment is written (``sqlcount.py``'s first figure);
 - ``dispatch``: the worker draining one order confirmation a delivery, in batches of 200,
   no-op provider (``sqlcount.py``'s third figure).
 
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import benchkit
 
-PHASES = ("ingest", "dispatch")
+PHASES = ("ingest", "lone", "dispatch")
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
@@ -47,7 +49,7 @@ def measured(phase: str, kind: str, orders: int, pg_url: str) -> int:
     import dispatch_worker
 
     from parley.db import Database
-    from parley.http.webhooks.shopify import stage, store, verify
+    from parley.http.webhooks.shopify import receive, stage, store, verify
     from parley.runtime import Runtime, tune_garbage_collector
     from parley.settings import Settings
 
@@ -74,6 +76,13 @@ def measured(phase: str, kind: str, orders: int, pg_url: str) -> int:
         if phase == "ingest":
             _count_on(True)
             store_ten_at_a_time(deliveries[50:])
+            _count_on(False)
+            db.dispose()
+            return orders
+        if phase == "lone":
+            _count_on(True)
+            for body, headers in deliveries[50:]:
+                receive(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
             _count_on(False)
             db.dispose()
             return orders
@@ -135,7 +144,11 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
-    units = {"ingest": "webhook (stored ten to a transaction)", "dispatch": "job (batches of 200)"}
+    units = {
+        "ingest": "webhook (stored ten to a transaction)",
+        "lone": "webhook (a transaction each)",
+        "dispatch": "job (batches of 200)",
+    }
     for phase in opts.phases.split(","):
         instructions, items = run_phase(phase, opts)
         print(

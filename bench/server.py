@@ -144,7 +144,13 @@ def apply_experiments(names: str) -> None:
     - ``sqlite-single-writer``: SQLite connection pool of one (no overflow), so requests
       queue for the one writer on the pool's condition variable instead of sleeping in
       SQLite's busy handler.
+    - ``pg-writers-N``: N group-commit writer threads on PostgreSQL.
     """
+    for name in names.split(","):
+        if name.startswith("pg-writers-"):
+            import parley.db.group_commit as group_commit_module
+
+            group_commit_module.POSTGRES_WRITERS = int(name.removeprefix("pg-writers-"))
     if "sqlite-single-writer" in names.split(","):
         import parley.db.engine as engine_module
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
 import io
@@ -22,6 +23,7 @@ import pstats
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +109,8 @@ def main() -> None:
     parser.add_argument(
         "--cprofile",
         action="store_true",
-        help="also print cProfile tables of receive(), in CPU time (waits left out)",
+        help="also print cProfile tables of receive() and of the worker's jobs, in CPU time "
+        "(waits left out)",
     )
     parser.add_argument(
         "--show-sql", action="store_true", help="also print the statements of one delivery"
@@ -195,8 +198,15 @@ def main() -> None:
         worker = runtime.worker(name="sqlcount")
         counting.reset()
         collections.reset()
+        job_profiler = cProfile.Profile(time.process_time) if args.cprofile else None
         cpu0, t0 = time.process_time(), time.perf_counter()
-        handled = asyncio.run(worker.run_until_idle())
+        if job_profiler:
+            with inline_threads():
+                job_profiler.enable()
+                handled = asyncio.run(worker.run_until_idle())
+                job_profiler.disable()
+        else:
+            handled = asyncio.run(worker.run_until_idle())
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         print(f"{args.db}: journeys.advance with a no-op provider, one worker, {handled} jobs")
         print(
@@ -209,10 +219,28 @@ def main() -> None:
             + ", ".join(f"{k} {v / handled:.2f}" for k, v in counting.kinds.most_common())
         )
         print(collections.line(handled, "job"))
+        if job_profiler:
+            print_profile("worker: journeys.advance jobs (threads run inline)", job_profiler)
         print(benchkit.speed_line())
         db.dispose()
     finally:
         target.cleanup()
+
+
+@contextlib.contextmanager
+def inline_threads() -> Iterator[None]:
+    """``asyncio.to_thread`` runs its function in the calling thread, so cProfile (which
+    sees one thread) sees the worker's database phases too."""
+
+    async def inline(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    original = asyncio.to_thread
+    asyncio.to_thread = inline  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        asyncio.to_thread = original
 
 
 def print_profile(title: str, profiler: cProfile.Profile) -> None:
