@@ -513,6 +513,22 @@ def cpu_seconds(pid: int) -> float:
     return (own + sum(_pid_jiffies(child) for child in _descendants(pid))) / ticks
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds this machine's PostgreSQL processes (server, backends, writers) have
+    used so far, from /proc: the database's own work, where it runs on this machine. A
+    backend that exits between two readings takes its share with it, so read around work
+    whose connections stay open."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (
+        sum(_pid_jiffies(pid) for pid, _, cmdline in _processes() if _is_postgres(cmdline)) / ticks
+    )
+
+
+def _is_postgres(cmdline: bytes) -> bool:
+    program = cmdline.split(b"\0", 1)[0]
+    return program.startswith(b"postgres:") or program.endswith(b"/bin/postgres")
+
+
 def start_py_spy(pid: int, out: Path, *, duration: float, idle: bool = False) -> Any:
     """py-spy ``record`` of ``pid`` as raw collapsed stacks (``idle``: waiting threads too).
 

@@ -2,11 +2,10 @@
 
 A cheap, noise-free companion to the throughput benches: no server, no concurrency, one
 thread, so the figures barely move with machine load. Counts every statement the engine
-sends (``before_cursor_execute``, and each row of a pipelined ``executemany(...,
-returning=True)`` that parley hands psycopg directly, which SQLAlchemy does not see) and
-every commit, and the CPU spent in the garbage
-collector. The collector is set up as ``parley serve`` and ``parley worker`` set it up
-(``tune_garbage_collector``); ``--default-gc`` keeps Python's defaults to compare.
+sends (``before_cursor_execute``: an ``executemany`` counts once) and every commit, and
+the CPU spent in the garbage collector. The collector is set up as ``parley serve`` and
+``parley worker`` set it up (``tune_garbage_collector``); ``--default-gc`` keeps Python's
+defaults to compare.
 
 Run: ``.venv/bin/python bench/sqlcount.py --db sqlite`` (or ``--db postgres``).
 """
@@ -19,6 +18,7 @@ import contextlib
 import cProfile
 import gc
 import io
+import math
 import pstats
 import tempfile
 import time
@@ -43,25 +43,6 @@ class Counting:
         self.recorded: list[str] | None = None
         event.listen(engine, "before_cursor_execute", self._on_execute)
         event.listen(engine, "commit", self._on_commit)
-        if engine.dialect.name == "postgresql":
-            self._count_pipelined()
-
-    def _count_pipelined(self) -> None:
-        """Count each row of psycopg's ``executemany(..., returning=True)`` as a statement
-        (``parley.db.upsert.insert_each_returning``): SQLAlchemy never calls it so."""
-        import psycopg
-
-        original = psycopg.Cursor.executemany
-        counting = self
-
-        def executemany(cursor: Any, query: Any, params_seq: Any, **kwargs: Any) -> None:
-            if kwargs.get("returning"):
-                params_seq = list(params_seq)
-                for _ in params_seq:
-                    counting._on_execute(None, cursor, str(query))
-            original(cursor, query, params_seq, **kwargs)
-
-        psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
 
     def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.statements += 1
@@ -153,7 +134,7 @@ def main() -> None:
         collections = Collections()
         counting.reset()
         profiler = cProfile.Profile(time.process_time) if args.cprofile else None
-        cpu0, t0 = time.process_time(), time.perf_counter()
+        cpu0, t0, server0 = time.process_time(), time.perf_counter(), server_cpu(args.db)
         if profiler:
             profiler.enable()
         for body, headers in orders[50:]:
@@ -161,10 +142,12 @@ def main() -> None:
         if profiler:
             profiler.disable()
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        server = server_cpu(args.db) - server0
         n = args.orders
         print(f"{args.db}: orders/create through receive(), one thread, {n} deliveries")
         print(f"  {counting.statements / n:.1f} statements, {counting.commits / n:.2f} commits")
         print(f"  {1000 * cpu / n:.2f} ms CPU, {1000 * wall / n:.2f} ms wall per delivery")
+        print(server_line(server, n, "delivery"))
         print(
             "  statements by kind per delivery: "
             + ", ".join(f"{k} {v / n:.1f}" for k, v in counting.kinds.most_common())
@@ -176,7 +159,7 @@ def main() -> None:
         batched = [benchkit.order_delivery(i) for i in range(10**5, 10**5 + args.orders)]
         counting.reset()
         collections.reset()
-        cpu0, t0 = time.process_time(), time.perf_counter()
+        cpu0, t0, server0 = time.process_time(), time.perf_counter(), server_cpu(args.db)
         for start in range(0, n, BATCH):
             verified = [
                 verify(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
@@ -187,19 +170,21 @@ def main() -> None:
                 for delivery in verified:
                     store(session, delivery)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        server = server_cpu(args.db) - server0
         print(
             f"{args.db}: orders/create through store(), {BATCH} to a transaction "
             "(as a group commit shares one)"
         )
         print(f"  {counting.statements / n:.1f} statements, {counting.commits / n:.2f} commits")
         print(f"  {1000 * cpu / n:.2f} ms CPU, {1000 * wall / n:.2f} ms wall per delivery")
+        print(server_line(server, n, "delivery"))
         print(collections.line(n, "delivery"))
         runtime = Runtime(settings=Settings(), db=db, adapters=dispatch_worker.noop_adapters())
         worker = runtime.worker(name="sqlcount")
         counting.reset()
         collections.reset()
         job_profiler = cProfile.Profile(time.process_time) if args.cprofile else None
-        cpu0, t0 = time.process_time(), time.perf_counter()
+        cpu0, t0, server0 = time.process_time(), time.perf_counter(), server_cpu(args.db)
         if job_profiler:
             with inline_threads():
                 job_profiler.enable()
@@ -208,12 +193,14 @@ def main() -> None:
         else:
             handled = asyncio.run(worker.run_until_idle())
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        server = server_cpu(args.db) - server0
         print(f"{args.db}: journeys.advance with a no-op provider, one worker, {handled} jobs")
         print(
             f"  {counting.statements / handled:.1f} statements, "
             f"{counting.commits / handled:.3f} commits per job"
         )
         print(f"  {1000 * cpu / handled:.2f} ms CPU, {1000 * wall / handled:.2f} ms wall per job")
+        print(server_line(server, handled, "job"))
         print(
             "  statements by kind per job: "
             + ", ".join(f"{k} {v / handled:.2f}" for k, v in counting.kinds.most_common())
@@ -225,6 +212,18 @@ def main() -> None:
         db.dispose()
     finally:
         target.cleanup()
+
+
+def server_cpu(db: str) -> float:
+    """PostgreSQL's own CPU seconds so far when it runs on this machine; NaN for SQLite,
+    whose work is this process's."""
+    return benchkit.postgres_cpu_seconds() if db == "postgres" else math.nan
+
+
+def server_line(seconds: float, n: int, unit: str) -> str:
+    if math.isnan(seconds):
+        return "  database server: in this process (SQLite)"
+    return f"  database server: {1000 * seconds / n:.2f} ms CPU per {unit} (PostgreSQL's processes)"
 
 
 @contextlib.contextmanager

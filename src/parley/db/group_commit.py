@@ -14,8 +14,8 @@ alone and waits for nobody: a writer never holds a batch open for more to come.
 
 Units of one kind may share a ``stage``: it runs once for all of them at the start of a
 shared transaction, before any unit's ``write``, so what every unit begins with (the
-webhooks' raw delivery rows) goes to the database in one pipelined round trip instead of
-one each. A unit written alone skips it.
+webhooks' raw delivery rows) goes to the database in one statement instead of one each.
+A unit written alone skips it.
 
 Nothing is answered before its commit, and one caller's failure is nobody else's: when
 any write in a batch raises (or the commit fails), the batch is rolled back and each of

@@ -35,10 +35,10 @@ from parley.db.base import table_of
 from parley.db.scoped import one_of
 from parley.db.upsert import (
     batch_values,
-    insert_each_returning,
+    insert_batch,
+    insert_batch_returning,
     insert_on,
     per_dialect,
-    unnested,
     write_rows,
 )
 from parley.live.outbox import emit, emit_status, emit_statuses
@@ -89,7 +89,7 @@ class UnrecordedSend:
     """A message decided and rendered whose ``sending`` row is not written yet.
 
     A worker plans every job of its batch first, then writes their rows together
-    (:func:`record_sends`): one pipelined round trip on PostgreSQL instead of one each.
+    (:func:`record_sends`): one statement on PostgreSQL instead of one each.
     """
 
     row: dict[str, Any]
@@ -227,7 +227,9 @@ def record_sends(session: Session, sends: list[UnrecordedSend]) -> list[Prepared
     """Write each planned message ``sending``, all in one go; the send to perform for
     each, or None where its key's message exists already (a racing worker recorded it,
     or the same key came twice in the list: only the first is recorded)."""
-    message_ids = insert_each_returning(session, _insert_message(session), [s.row for s in sends])
+    message_ids = insert_batch_returning(
+        session, _insert_message(session), [s.row for s in sends], keys=_MESSAGE_KEY
+    )
     prepared: list[PreparedSend | None] = []
     for send, message_id in zip(sends, message_ids, strict=True):
         if message_id is None:
@@ -306,15 +308,23 @@ def _announce_new(session: Session, row: dict[str, Any], message_id: int | None)
 def insert_message(session: Session, row: dict[str, Any]) -> int | None:
     """Insert a message; None if a message with its key exists (a racing worker or a
     provider's retried delivery committed it first)."""
-    return session.connection().execute(_insert_message(session), row).scalar()
+    found: list[int | None] = insert_batch_returning(
+        session, _insert_message(session), [row], keys=_MESSAGE_KEY
+    )
+    return found[0]
+
+
+_MESSAGE_KEY = ("workspace_id", "idempotency_key")
 
 
 @per_dialect
 def _insert_message(dialect: str) -> Any:
+    """Planned messages in one statement (:func:`insert_batch_returning`); a key already
+    recorded is skipped."""
     return (
-        insert_on(dialect, MESSAGES)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "idempotency_key"])
-        .returning(MESSAGES.c.id)
+        insert_batch(dialect, MESSAGES)
+        .on_conflict_do_nothing(index_elements=list(_MESSAGE_KEY))
+        .returning(MESSAGES.c.id, *(MESSAGES.c[key] for key in _MESSAGE_KEY))
     )
 
 
@@ -632,11 +642,7 @@ def _record_attempts(dialect: str) -> Any:
 @per_dialect
 def _record_attempt_batch(dialect: str) -> Any:
     """:func:`_record_attempts` for a batch (:func:`write_rows`)."""
-    statement = insert_on(dialect, ATTEMPTS)
-    if dialect == "postgresql":
-        batch = unnested({key: ATTEMPTS.c[key] for key in _ATTEMPT_KEYS})
-        statement = statement.from_select(_ATTEMPT_KEYS, select(batch))
-    return _completing_attempts(statement)
+    return _completing_attempts(insert_batch(dialect, ATTEMPTS, _ATTEMPT_KEYS))
 
 
 def _completing_attempts(statement: Any) -> Any:

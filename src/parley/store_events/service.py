@@ -21,7 +21,7 @@ from parley.commerce import service as commerce
 from parley.customers import service as customers
 from parley.db.at_commit import insert_at_commit
 from parley.db.base import table_of
-from parley.db.upsert import insert_each_returning, insert_on, per_dialect
+from parley.db.upsert import insert_batch, insert_batch_returning, insert_on, per_dialect
 from parley.journeys import service as journeys
 from parley.journeys.service import EventFacts
 from parley.store_events.models import StoreEvent, WebhookDelivery
@@ -92,13 +92,15 @@ class DeliveryRecord:
 
 
 def record_deliveries(session: Session, records: list[DeliveryRecord]) -> None:
-    """Insert several deliveries at once (one pipelined round trip on PostgreSQL), for
+    """Insert several deliveries at once (one statement on PostgreSQL), for
     :func:`record_delivery` to answer from when each one's write gets to it."""
     rows = [
         _delivery_row(record.workspace_id, record.delivery, record.status, record.reason)
         for record in records
     ]
-    delivery_ids = insert_each_returning(session, _insert_delivery(session), rows)
+    delivery_ids = insert_batch_returning(
+        session, _insert_deliveries(session), rows, keys=_DELIVERY_KEY
+    )
     recorded: dict[int, tuple[str, int | None]] = session.info.setdefault(_RECORDED, {})
     for record, delivery_id in zip(records, delivery_ids, strict=True):
         recorded[id(record.delivery)] = (record.status, delivery_id)
@@ -126,12 +128,25 @@ def _delivery_row(
     }
 
 
+_DELIVERY_KEY = ("workspace_id", "source", "delivery_key")
+
+
 @per_dialect
 def _insert_delivery(dialect: str) -> Any:
     return (
         insert_on(dialect, DELIVERIES)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "source", "delivery_key"])
+        .on_conflict_do_nothing(index_elements=list(_DELIVERY_KEY))
         .returning(DELIVERIES.c.id)
+    )
+
+
+@per_dialect
+def _insert_deliveries(dialect: str) -> Any:
+    """:func:`_insert_delivery` for a batch (:func:`insert_batch_returning`)."""
+    return (
+        insert_batch(dialect, DELIVERIES)
+        .on_conflict_do_nothing(index_elements=list(_DELIVERY_KEY))
+        .returning(DELIVERIES.c.id, *(DELIVERIES.c[key] for key in _DELIVERY_KEY))
     )
 
 
