@@ -49,10 +49,15 @@ def _terminate(url: str, pid: int) -> None:
     assert ended == (True,)
 
 
-def test_a_connection_used_within_the_idle_limit_goes_out_without_a_ping(
-    postgres_database, monkeypatch
+@pytest.mark.parametrize(
+    ("idle_limit", "pinged"),
+    [(60, 0), (0, 4)],  # never, or at each checkout but the first (a new connection)
+    ids=["used-within-the-limit", "idle-past-the-limit"],
+)
+def test_a_pooled_connection_is_pinged_only_once_idle_past_the_limit(
+    postgres_database, monkeypatch, idle_limit, pinged
 ):
-    db = Database(postgres_database, ping_after_idle=60)
+    db = Database(postgres_database, ping_after_idle=idle_limit)
     pings = _pings(db, monkeypatch)
     try:
         pids = {_backend_pid(db) for _ in range(5)}
@@ -60,19 +65,7 @@ def test_a_connection_used_within_the_idle_limit_goes_out_without_a_ping(
         db.dispose()
 
     assert len(pids) == 1  # one pooled connection, reused
-    assert pings == []
-
-
-def test_a_connection_idle_past_the_limit_is_pinged_before_use(postgres_database, monkeypatch):
-    db = Database(postgres_database, ping_after_idle=0)
-    pings = _pings(db, monkeypatch)
-    try:
-        pids = {_backend_pid(db) for _ in range(3)}
-    finally:
-        db.dispose()
-
-    assert len(pids) == 1
-    assert len(pings) == 2  # not the first checkout: a new connection needs none
+    assert len(pings) == pinged
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_before_use(
