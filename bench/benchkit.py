@@ -187,26 +187,34 @@ def prepare_parley_db(
         db.dispose()
 
 
+def store_deliveries(
+    db: Any, deliveries: Sequence[tuple[bytes, dict[str, str]]], *, per_transaction: int
+) -> None:
+    """Signed deliveries verified and stored through the webhook path, ``per_transaction``
+    to a transaction, as a group commit stores them (stage first, then each write)."""
+    from parley.http.webhooks.shopify import stage, store, verify
+
+    for start in range(0, len(deliveries), per_transaction):
+        verified = [
+            verify(db, SLUG, shopify_headers(headers), body)
+            for body, headers in deliveries[start : start + per_transaction]
+        ]
+        with db.transaction() as session:
+            stage(session, verified)
+            for delivery in verified:
+                store(session, delivery)
+
+
 def _record_history(db: Any, orders: int) -> None:
     """``orders`` past orders through the webhook path, fifty to a transaction, their
     jobs then marked done; then ``ANALYZE`` on PostgreSQL (SQLite plans without
     statistics, as parley leaves it)."""
     from sqlalchemy import update
 
-    from parley.http.webhooks.shopify import stage, store, verify
     from parley.jobs.models import Job, JobStatus
 
-    for start in range(0, orders, 50):
-        deliveries = [
-            order_delivery(HISTORY_FIRST_SEQ + seq) for seq in range(start, min(start + 50, orders))
-        ]
-        verified = [
-            verify(db, SLUG, shopify_headers(headers), body) for body, headers in deliveries
-        ]
-        with db.transaction() as session:
-            stage(session, verified)
-            for delivery in verified:
-                store(session, delivery)
+    history = [order_delivery(HISTORY_FIRST_SEQ + seq) for seq in range(orders)]
+    store_deliveries(db, history, per_transaction=50)
     with db.transaction() as session:
         session.execute(update(Job).values(status=JobStatus.DONE))
     if db.is_postgres:

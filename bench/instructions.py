@@ -49,7 +49,7 @@ def measured(phase: str, kind: str, orders: int, pg_url: str) -> int:
     import dispatch_worker
 
     from parley.db import Database
-    from parley.http.webhooks.shopify import receive, stage, store, verify
+    from parley.http.webhooks.shopify import receive
     from parley.runtime import Runtime, tune_garbage_collector
     from parley.settings import Settings
 
@@ -63,15 +63,7 @@ def measured(phase: str, kind: str, orders: int, pg_url: str) -> int:
         deliveries = [benchkit.order_delivery(i) for i in range(orders + 50)]
 
         def store_ten_at_a_time(part: list[tuple[bytes, dict[str, str]]]) -> None:
-            for start in range(0, len(part), 10):
-                verified = [
-                    verify(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
-                    for body, headers in part[start : start + 10]
-                ]
-                with db.transaction() as session:
-                    stage(session, verified)
-                    for delivery in verified:
-                        store(session, delivery)
+            benchkit.store_deliveries(db, part, per_transaction=10)
 
         store_ten_at_a_time(deliveries[:50])  # caches warm, statements prepared
         tune_garbage_collector()

@@ -106,7 +106,7 @@ def main() -> None:
     import dispatch_worker
 
     from parley.db import Database
-    from parley.http.webhooks.shopify import receive, stage, store, verify
+    from parley.http.webhooks.shopify import receive
     from parley.runtime import Runtime, tune_garbage_collector
     from parley.settings import Settings
 
@@ -160,15 +160,7 @@ def main() -> None:
         counting.reset()
         collections.reset()
         cpu0, t0, server0 = time.process_time(), time.perf_counter(), server_cpu(args.db)
-        for start in range(0, n, BATCH):
-            verified = [
-                verify(db, benchkit.SLUG, benchkit.shopify_headers(headers), body)
-                for body, headers in batched[start : start + BATCH]
-            ]
-            with db.transaction() as session:
-                stage(session, verified)  # as the group commit does before the writes
-                for delivery in verified:
-                    store(session, delivery)
+        benchkit.store_deliveries(db, batched, per_transaction=BATCH)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         server = server_cpu(args.db) - server0
         print(

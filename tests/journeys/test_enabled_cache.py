@@ -9,10 +9,11 @@ from typing import Any
 from sqlalchemy import event
 
 from parley.db import Database
+from parley.db.recent import Recent
 from parley.journeys import service as journeys
 from parley.journeys.engine import JOURNEY_SWITCHED_OFF
 from parley.journeys.models import JourneyRun, RunStatus
-from parley.journeys.service import ENABLED_TTL_SECONDS, EnabledCache
+from parley.journeys.service import ENABLED_TTL_SECONDS
 from parley.messaging.models import Message
 from support import count, deliveries, drain, make_worker, post, recording_adapters, rows, seed
 
@@ -29,7 +30,7 @@ class Ticks:
 
 def _with_clock(db: Database) -> Ticks:
     ticks = Ticks()
-    cache = db.shared("journeys.enabled", lambda: EnabledCache(clock=ticks))
+    cache = db.shared("journeys.enabled", lambda: Recent(ttl=ENABLED_TTL_SECONDS, clock=ticks))
     assert cache.clock is ticks  # made here, before anything touched the journeys
     return ticks
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +15,7 @@ from parley import events
 from parley.clock import utc_now
 from parley.db import Database
 from parley.db.base import table_of
+from parley.db.recent import Recent
 from parley.db.scoped import one_of_parameter
 from parley.db.upsert import insert_for, insert_on, per_dialect
 from parley.errors import Invalid, NotFound, describe_problems
@@ -39,7 +37,6 @@ _DEFINITIONS: dict[str, JourneyDefinition] = {}
 _ENABLED_IN_SESSION = "journeys.enabled"
 _CHANGED_IN_SESSION = "journeys.changed"
 ENABLED_TTL_SECONDS = 1.0
-MAX_CACHED_WORKSPACES = 10_000
 
 
 def new_revision() -> str:
@@ -153,7 +150,7 @@ def enabled_journeys(session: Session, *, workspace_id: int) -> tuple[EnabledJou
 
     Read once per transaction (a group-committed batch of one store's deliveries shares
     the read) and kept by the process for :data:`ENABLED_TTL_SECONDS` (see
-    :class:`EnabledCache`). :func:`update_journey` and :func:`install_built_in_journeys`
+    :func:`enabled_cache`). :func:`update_journey` and :func:`install_built_in_journeys`
     forget both, so a change made earlier in the same transaction, or committed earlier
     in the same process, is seen at once.
     """
@@ -167,58 +164,28 @@ def enabled_journeys(session: Session, *, workspace_id: int) -> tuple[EnabledJou
     cache = None
     if database is not None and workspace_id not in session.info.get(_CHANGED_IN_SESSION, ()):
         cache = enabled_cache(database)
-        found = cache.get(workspace_id)
+        kept = cache.fresh(workspace_id)
+        found = kept.value if kept is not None else None
     if found is None:
         read_at = cache.clock() if cache is not None else 0.0
         found = _read_enabled(session, workspace_id=workspace_id)
         if cache is not None:
-            cache.put(workspace_id, found, read_at=read_at)
+            cache.keep(workspace_id, found, read_at=read_at)
     remembered[workspace_id] = found
     return found
 
 
-class EnabledCache:
-    """Each workspace's enabled journeys as this process last read them, for one database.
+def enabled_cache(db: Database) -> Recent[int, tuple[EnabledJourney, ...]]:
+    """This process's switched-on journeys by workspace, for ``db``.
 
     Every delivery needs them. Read once per transaction, they cost a delivery that
     arrives at a quiet moment (written alone, a transaction of its own) one statement of
     nine. Kept here, a change made in another process (a second ``serve``, a CLI) shows
-    within ``ttl``; one made in this process shows at once. A run started in that time
-    for a journey just switched off ends before its first send: every step re-checks that
-    its journey is on (:func:`parley.journeys.engine.exit_reason`).
+    within :data:`ENABLED_TTL_SECONDS`; one made in this process shows at once. A run
+    started in that time for a journey just switched off ends before its first send:
+    every step re-checks that its journey is on (:func:`parley.journeys.engine.exit_reason`).
     """
-
-    def __init__(
-        self, *, ttl: float = ENABLED_TTL_SECONDS, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self._entries: dict[int, tuple[float, tuple[EnabledJourney, ...]]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, workspace_id: int) -> tuple[EnabledJourney, ...] | None:
-        entry = self._entries.get(workspace_id)
-        if entry is None or self.clock() - entry[0] >= self.ttl:
-            return None
-        return entry[1]
-
-    def put(
-        self, workspace_id: int, journeys: tuple[EnabledJourney, ...], *, read_at: float
-    ) -> None:
-        """Keep ``journeys`` as read at ``read_at`` (taken before the read began)."""
-        with self._lock:
-            if len(self._entries) >= MAX_CACHED_WORKSPACES:
-                self._entries.clear()
-            self._entries[workspace_id] = (read_at, journeys)
-
-    def forget(self, workspace_id: int) -> None:
-        with self._lock:
-            self._entries.pop(workspace_id, None)
-
-
-def enabled_cache(db: Database) -> EnabledCache:
-    """This process's cache of enabled journeys for ``db``."""
-    return db.shared("journeys.enabled", EnabledCache)
+    return db.shared("journeys.enabled", lambda: Recent(ttl=ENABLED_TTL_SECONDS))
 
 
 def _read_enabled(session: Session, *, workspace_id: int) -> tuple[EnabledJourney, ...]:
@@ -248,8 +215,8 @@ def _forget_enabled(session: Session, *, workspace_id: int) -> None:
 def _after_commit(session: Session) -> None:
     # Another transaction may have kept the old journeys between the change and its commit.
     changed = session.info.pop(_CHANGED_IN_SESSION, None)
-    database = Database.of(session)
-    if changed and database is not None:
+    database = Database.of(session) if changed else None
+    if database is not None:
         cache = enabled_cache(database)
         for workspace_id in changed:
             cache.forget(workspace_id)

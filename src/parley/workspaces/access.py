@@ -21,64 +21,41 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from parley.db import Database
+from parley.db.recent import MAX_ENTRIES, Recent
 from parley.workspaces.service import WorkspaceAccess, channel_accounts, find_access
-
-MAX_ENTRIES = 10_000
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-@dataclass(frozen=True)
-class _Entry(Generic[V]):
-    value: V
-    read_at: float
-
-
-class _Recent(Generic[K, V]):
-    """Values read from the database at most once per ``ttl`` per key, for one database."""
+class _ReadOnMiss(Recent[K, V]):
+    """A :class:`Recent` that reads a key in a transaction of its own when it has none."""
 
     def __init__(
         self, db: Database, *, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__(ttl=ttl, clock=clock)
         self.db = db
-        self.ttl = ttl
-        self.clock = clock
-        self._entries: dict[K, _Entry[V]] = {}
-        self._lock = threading.Lock()
 
     def get(self, key: K) -> V:
-        entry = self._entries.get(key)
-        if entry is None or self.clock() - entry.read_at >= self.ttl:
-            entry = self._read(key)
-        return entry.value
+        kept = self.fresh(key)
+        return self.refreshed(key) if kept is None else kept.value
 
     def refreshed(self, key: K) -> V:
         """Read again now."""
-        return self._read(key).value
-
-    def forget(self, key: K) -> None:
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def _read(self, key: K) -> _Entry[V]:
-        entry = _Entry(self._load(key), self.clock())
-        with self._lock:
-            if len(self._entries) >= MAX_ENTRIES:  # keys come from URLs: bound the cache
-                self._entries.clear()
-            self._entries[key] = entry
-        return entry
+        read_at = self.clock()
+        value = self._load(key)
+        self.keep(key, value, read_at=read_at)
+        return value
 
     def _load(self, key: K) -> V:
         raise NotImplementedError
 
 
-class AccessCache(_Recent[str, WorkspaceAccess | None]):
+class AccessCache(_ReadOnMiss[str, WorkspaceAccess | None]):
     """Workspace access by slug, including "no such workspace", for one database."""
 
     def _load(self, key: str) -> WorkspaceAccess | None:
@@ -107,7 +84,7 @@ class ProviderAccess:
     accounts: tuple[AccountKeys, ...]
 
 
-class ProviderAccessCache(_Recent[tuple[str, str], ProviderAccess]):
+class ProviderAccessCache(_ReadOnMiss[tuple[str, str], ProviderAccess]):
     """Provider access by (workspace slug, provider), for one database."""
 
     def _load(self, key: tuple[str, str]) -> ProviderAccess:
