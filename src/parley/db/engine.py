@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
-from parley.db.checkpoint import Checkpointer
+from parley.db.checkpoint import LOG_SIZE_LIMIT_BYTES, Checkpointer
 
 T = TypeVar("T")
 
@@ -83,6 +83,7 @@ def _sqlite_engine(url: str, *, synchronous: str, **kwargs: Any) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         if path is not None:
             cursor.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's thread does
+            cursor.execute(f"PRAGMA journal_size_limit={LOG_SIZE_LIMIT_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -169,7 +170,13 @@ class Database:
         self._shared: dict[str, Any] = {}
         path = sqlite_file(self.url) if not self.is_postgres else None
         if path is not None:
-            self._shared["parley.sqlite.checkpointer"] = Checkpointer(path)
+            checkpointer = Checkpointer(path)
+            self._shared["parley.sqlite.checkpointer"] = checkpointer
+
+            @event.listens_for(self.engine, "checkin")
+            def _between_transactions(dbapi_connection: Any, _record: Any) -> None:
+                if dbapi_connection is not None:
+                    checkpointer.restart_long_log(dbapi_connection)
 
     @property
     def is_postgres(self) -> bool:
