@@ -62,14 +62,12 @@ def measured(phase: str, kind: str, orders: int, pg_url: str) -> int:
         db = Database(url)
         deliveries = [benchkit.order_delivery(i) for i in range(orders + 50)]
 
-        def store_ten_at_a_time(part: list[tuple[bytes, dict[str, str]]]) -> None:
-            benchkit.store_deliveries(db, part, per_transaction=10)
-
-        store_ten_at_a_time(deliveries[:50])  # caches warm, statements prepared
+        # caches warm, statements prepared
+        benchkit.store_deliveries(db, deliveries[:50], per_transaction=10)
         tune_garbage_collector()
         if phase == "ingest":
             _count_on(True)
-            store_ten_at_a_time(deliveries[50:])
+            benchkit.store_deliveries(db, deliveries[50:], per_transaction=10)
             _count_on(False)
             db.dispose()
             return orders
@@ -80,7 +78,7 @@ def measured(phase: str, kind: str, orders: int, pg_url: str) -> int:
             _count_on(False)
             db.dispose()
             return orders
-        store_ten_at_a_time(deliveries[50:])
+        benchkit.store_deliveries(db, deliveries[50:], per_transaction=10)
         # A lease far longer than the slowed-down round, so no job is claimed twice.
         settings = Settings(worker_batch_size=200, job_lease_seconds=3600)
         runtime = Runtime(settings=settings, db=db, adapters=dispatch_worker.noop_adapters())

@@ -74,11 +74,11 @@ def record_delivery(
         if staged_status != status:
             raise RuntimeError(f"delivery recorded as {staged_status!r}, now {status!r}")
         return delivery_id
-    return (
-        session.connection()
-        .execute(_insert_delivery(session), _delivery_row(workspace.id, delivery, status, reason))
-        .scalar()
+    row = _delivery_row(workspace.id, delivery, status, reason)
+    found: list[int | None] = insert_batch_returning(
+        session, _insert_deliveries(session), [row], keys=_DELIVERY_KEY
     )
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -132,17 +132,9 @@ _DELIVERY_KEY = ("workspace_id", "source", "delivery_key")
 
 
 @per_dialect
-def _insert_delivery(dialect: str) -> Any:
-    return (
-        insert_on(dialect, DELIVERIES)
-        .on_conflict_do_nothing(index_elements=list(_DELIVERY_KEY))
-        .returning(DELIVERIES.c.id)
-    )
-
-
-@per_dialect
 def _insert_deliveries(dialect: str) -> Any:
-    """:func:`_insert_delivery` for a batch (:func:`insert_batch_returning`)."""
+    """Raw deliveries, one or a batch, in one statement (:func:`insert_batch_returning`);
+    a key already recorded is skipped."""
     return (
         insert_batch(dialect, DELIVERIES)
         .on_conflict_do_nothing(index_elements=list(_DELIVERY_KEY))
