@@ -76,6 +76,7 @@ def loadgen(
     warmup: float,
     gen_procs: int,
     server_pid: int = 0,
+    records: Path | None = None,
 ) -> dict[str, Any]:
     args = [
         PYTHON,
@@ -104,6 +105,8 @@ def loadgen(
     args += ["--bench-root", str(os.getpid())]
     if server_pid:
         args += ["--watch-pid", str(server_pid)]
+    if records is not None:
+        args += ["--records", str(records)]
     child = Child(args, capture=True)
     out = child.communicate(timeout=duration + 300)
     lines = [line for line in out.splitlines() if line.startswith("{")]

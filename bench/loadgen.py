@@ -219,6 +219,13 @@ def main() -> None:
     parser.add_argument(
         "--bench-root", type=int, default=0, help="pid whose process tree is the bench"
     )
+    parser.add_argument(
+        "--records",
+        default=None,
+        help="also write every request's [due, answered, status] here as JSON; the times "
+        "are time.perf_counter(), the machine's monotonic clock, which other processes "
+        "share on Linux, so a bench can pick the requests sent while something else ran",
+    )
     args = parser.parse_args()
 
     url = urlsplit(args.url)
@@ -258,6 +265,9 @@ def main() -> None:
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     result = summarise(rec, warmup=args.warmup, mode=args.mode, cpu=cpu, wall=wall)
+    if args.records:
+        with open(args.records, "w") as out:
+            json.dump([[due, done, status] for due, _, done, status in rec.records], out)
     result["build_seconds"] = build_seconds
     if server_cpu is not None:
         result["server_cpu_pct"] = 100 * server_cpu / wall

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx2
@@ -28,11 +29,13 @@ from typer.testing import CliRunner
 from parley.accounts.models import AuditEntry, Membership, User
 from parley.accounts.passwords import verify_password
 from parley.cli import app
+from parley.clock import utc_now
 from parley.db import Base
 from parley.db.migrate import alembic_config
 from parley.jobs.models import Job
 from parley.journeys.models import Journey
 from parley.runtime import GC_YOUNG_THRESHOLD
+from parley.store_events.models import WebhookDelivery
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
 from support import count, deliveries, post, rows, seed
@@ -186,6 +189,27 @@ def test_jobs_status_prints_counts_as_json(run, db):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"pending": 2}
     assert count(db, Job) == 2
+
+
+def test_jobs_sweep_deletes_what_is_past_its_retention_now(run, db, frozen_clock, monkeypatch):
+    seed(db)
+    for delivery in deliveries("Ada"):
+        post(db, delivery)
+    young = deliveries("Grace", order_id=502, number=1502)[0]
+    frozen_clock.advance(timedelta(days=2))
+    post(db, young)
+    frozen_clock.advance(timedelta(days=1, seconds=1))
+
+    result = run(db.url, "jobs", "sweep")
+    assert result.exit_code == 0, result.output
+    assert result.output == "deleted 0 raw deliveries and 0 finished jobs\n"
+
+    monkeypatch.setenv("PARLEY_WEBHOOK_RETENTION_DAYS", "3")
+    result = run(db.url, "jobs", "sweep")
+    assert result.exit_code == 0, result.output
+    assert result.output == "deleted 4 raw deliveries and 0 finished jobs\n"
+    [kept] = rows(db, WebhookDelivery)
+    assert kept.received_at == utc_now() - timedelta(days=1, seconds=1)
 
 
 def test_worker_sets_the_collector_up_for_a_long_running_process(run, db):

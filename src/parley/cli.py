@@ -388,6 +388,20 @@ def jobs_status() -> None:
     db.dispose()
 
 
+@jobs_app.command("sweep")
+def jobs_sweep() -> None:
+    """Delete what is past its retention now (workers also do it every 10 minutes)."""
+    from parley.db import Database
+    from parley.housekeeping import sweep
+    from parley.runtime import retention
+
+    settings = get_settings()
+    db = Database(settings.database_url)
+    swept = sweep(db, retention(settings))
+    typer.echo(f"deleted {swept.deliveries} raw deliveries and {swept.jobs} finished jobs")
+    db.dispose()
+
+
 @jobs_app.command("dead")
 def jobs_dead() -> None:
     """The dead letter: jobs that used up their attempts, with their last error."""

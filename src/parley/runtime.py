@@ -16,6 +16,7 @@ from parley.channels.base import ChannelAdapter, ChannelKind
 from parley.channels.registry import build_adapters, close_adapters
 from parley.db import Database
 from parley.db.migrate import migrate
+from parley.housekeeping import SWEEP_SCHEDULE, Retention, SweepTask
 from parley.http.intake import Intake
 from parley.inbox.tasks import ApplyStatusLater
 from parley.jobs.worker import Task, Worker, WorkerConfig
@@ -59,6 +60,14 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def retention(settings: Settings) -> Retention:
+    """How long the housekeeping sweep keeps raw deliveries and finished jobs."""
+    return Retention(
+        webhooks=timedelta(days=settings.webhook_retention_days),
+        finished_jobs=timedelta(days=settings.job_retention_days),
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -96,6 +105,7 @@ class Runtime:
             ),
             ApplyStatusLater(),
             self.respond_task(),
+            SweepTask(self.db, retention(self.settings)),
         ]
 
     def worker_config(self, *, beside_web: bool = False) -> WorkerConfig:
@@ -128,6 +138,7 @@ class Runtime:
             name=name,
             give_way=intake.give_way if intake is not None else None,
             quiet=(lambda: intake.quiet_for(QUIET_SECONDS)) if intake is not None else None,
+            schedules=[SWEEP_SCHEDULE],
         )
 
     async def aclose(self) -> None:

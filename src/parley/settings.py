@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     job_max_attempts: int = 8
     job_backoff_base_seconds: float = 5.0
     job_backoff_cap_seconds: float = 3600.0
+    webhook_retention_days: float = Field(
+        default=14,
+        ge=3,
+        description="raw deliveries (webhook bodies, kept verbatim) are deleted this long "
+        "after they arrived; each is also the dedupe key that stops a platform's late retry "
+        "(up to 3 days, Meta's up to 7) being taken in again, so at least 3",
+    )
+    job_retention_days: float = Field(
+        default=7,
+        gt=0,
+        description="done and cancelled jobs are deleted this long after they finished; "
+        "failed and dead jobs (the dead letter) are kept",
+    )
     log_level: str = "INFO"
     secret_key: str = Field(
         default="change-me-parley-development-key",

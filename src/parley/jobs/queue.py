@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
@@ -313,3 +313,29 @@ def list_dead(session: Session, *, workspace_id: int | None = None, limit: int =
     if workspace_id is not None:
         query = query.where(Job.workspace_id == workspace_id)
     return list(session.scalars(query.limit(limit)))
+
+
+FINISHED = (JobStatus.DONE, JobStatus.CANCELLED)
+"""States a job never leaves, and that nobody needs to look back at for long. Failed and
+dead jobs are the dead letter, kept until someone deals with them."""
+
+
+def prune_finished(session: Session, *, finished_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` done or cancelled jobs last touched before ``finished_before``.
+
+    Deployment-wide housekeeping, across workspaces. Safe for exactly-once: a job's key is
+    no longer needed once it is done, because what it caused is keyed where it lives (a
+    message by its own idempotency key, a journey run by its run key).
+    """
+    doomed = (
+        select(Job.id)
+        .where(
+            Job.status.in_(FINISHED),
+            Job.due_at < finished_before,
+            Job.updated_at < finished_before,
+        )
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = session.execute(delete(Job).where(Job.id.in_(doomed)))
+    return int(result.rowcount)  # type: ignore[attr-defined]

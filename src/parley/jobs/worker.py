@@ -30,15 +30,17 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session
 
+from parley.clock import utc_now
 from parley.db import Database
 from parley.jobs import queue
+from parley.jobs.periodic import Schedule, enqueue_ticks
 from parley.jobs.queue import ClaimedJob
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,12 @@ class WorkerConfig:
     between chunks a webhook (and ``give_way``) goes first."""
 
 
+MIN_TICK_PAUSE = 0.05
+MAX_TICK_PAUSE = 60.0
+"""The schedule looks again at least this often, so a clock moved by NTP is followed
+within a minute; after a failed enqueue it looks again after 25 polls (5 s)."""
+
+
 class Worker:
     """Runs registered tasks from the shared job table; any number may run at once."""
 
@@ -145,12 +153,20 @@ class Worker:
         name: str | None = None,
         give_way: Callable[[], Awaitable[None]] | None = None,
         quiet: Callable[[], bool] | None = None,
+        schedules: Sequence[Schedule] = (),
     ) -> None:
         """``give_way``, when given, is awaited before each database phase and each send:
         ``parley serve`` passes its :class:`~parley.http.intake.Intake` so webhooks come
-        first. ``quiet``, when it returns True, lets a round claim ``quiet_batch_size``."""
+        first. ``quiet``, when it returns True, lets a round claim ``quiet_batch_size``.
+        ``schedules``: periodic tasks whose ticks :meth:`run_forever` enqueues
+        (:mod:`parley.jobs.periodic`); each must be one of ``tasks``."""
         self.db = db
         self.tasks = {task.kind: task for task in tasks}
+        unknown = [schedule.kind for schedule in schedules if schedule.kind not in self.tasks]
+        if unknown:
+            raise ValueError(f"schedules for kinds with no task: {unknown}")
+        self.schedules = tuple(schedules)
+        self._ticks_enqueued: dict[str, datetime] = {}
         self.config = config or WorkerConfig()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._stopping = asyncio.Event()
@@ -161,7 +177,42 @@ class Worker:
 
     async def run_forever(self) -> None:
         """Work until :meth:`stop`; sleep only when nothing is due."""
-        await asyncio.gather(*(self._rounds() for _ in range(self.config.rounds_in_flight)))
+        await asyncio.gather(
+            self._schedule_forever(),
+            *(self._rounds() for _ in range(self.config.rounds_in_flight)),
+        )
+
+    async def _schedule_forever(self) -> None:
+        """Enqueue the periodic tasks' ticks as they come, until :meth:`stop`."""
+        while self.schedules and not self._stopping.is_set():
+            now = utc_now()
+            wake = min(schedule.next_tick(now) for schedule in self.schedules)
+            pause = min(max((wake - now).total_seconds(), MIN_TICK_PAUSE), MAX_TICK_PAUSE)
+            try:
+                await self.enqueue_due_ticks()
+            except Exception:
+                log.exception("enqueueing periodic ticks failed; trying again shortly")
+                pause = min(pause, self.config.poll_seconds * 25)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=pause)
+
+    async def enqueue_due_ticks(self) -> list[Schedule]:
+        """Enqueue the current tick of each schedule, once per tick in this process; the
+        schedules written for (another process may have enqueued the same ticks first)."""
+        now = utc_now()
+        due = [s for s in self.schedules if self._ticks_enqueued.get(s.kind) != s.tick(now)]
+        if not due:
+            return []
+        await self._wait_turn()
+        await asyncio.to_thread(self._enqueue_ticks, due, now)
+        for schedule in due:
+            self._ticks_enqueued[schedule.kind] = schedule.tick(now)
+        self._nudged.set()
+        return due
+
+    def _enqueue_ticks(self, schedules: list[Schedule], now: datetime) -> None:
+        with self.db.transaction() as session:
+            enqueue_ticks(session, schedules, now=now)
 
     async def _rounds(self) -> None:
         while not self._stopping.is_set():

@@ -41,9 +41,9 @@ class StoreEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
-    delivery_id: Mapped[int | None] = mapped_column(
-        ForeignKey("webhook_deliveries.id", ondelete="SET NULL")
-    )
+    delivery_id: Mapped[int | None] = mapped_column(BigId)
+    """The delivery that carried the event; not a foreign key, because raw deliveries are
+    pruned after their retention period while the events stay (migration 0009)."""
     type: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(300))
     order_external_id: Mapped[str | None] = mapped_column(String(255))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from parley import events
@@ -307,3 +308,34 @@ def _subject(event: events.Event) -> str:
     kind = event.type.split(".", 1)[0]
     external_id = getattr(payload, "external_id", None)
     return f"{kind}:{external_id}" if external_id else kind
+
+
+def prune_deliveries(session: Session, *, received_before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest raw deliveries received before ``received_before``.
+
+    Deployment-wide housekeeping, across workspaces. A delivery's row is its dedupe key
+    (the replay defence for platforms that sign no timestamp), so the caller's cutoff must
+    leave every platform's retry horizon covered. Rows are walked from the oldest by
+    primary key, which needs no index on ``received_at`` (one more write per delivery):
+    the walk stops at the first row still young, so one that arrived a moment out of order
+    waits for the rows after it. The events a delivery carried stay.
+    """
+    oldest = session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.received_at)
+        .order_by(WebhookDelivery.id)
+        .limit(limit)
+    ).all()
+    old = 0
+    for _, received_at in oldest:
+        if received_at >= received_before:
+            break
+        old += 1
+    if not old:
+        return 0
+    result = session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.id <= oldest[old - 1].id,
+            WebhookDelivery.received_at < received_before,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

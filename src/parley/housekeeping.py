@@ -1,0 +1,137 @@
+"""The housekeeping sweep: what parley keeps only for a while is deleted once it is old.
+
+Without it, every raw delivery (about 5 KB a webhook, kept verbatim) and every finished
+job would stay forever, and a busy store's database would grow by gigabytes a month. The
+sweep is a periodic job (:mod:`parley.jobs.periodic`), so any number of worker processes
+run it once per tick between them. It deletes in small batches, each its own short
+transaction: on SQLite a transaction holds the one writer, and a webhook should never
+wait behind a month of deletions.
+
+What goes, and when (``PARLEY_WEBHOOK_RETENTION_DAYS``, ``PARLEY_JOB_RETENTION_DAYS``):
+- raw deliveries past the webhook retention (default 14 days). A delivery's row is also
+  its dedupe key, the only replay defence for Shopify, Twilio and Meta, which sign no
+  timestamp; platforms retry for up to 3 days (Meta up to 7), so the retention cannot be
+  set under 3 days. The store events a delivery carried stay in the store's timeline.
+- done and cancelled jobs past the job retention (default 7 days). Failed and dead jobs
+  are the dead letter and stay until someone deals with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from parley.clock import utc_now
+from parley.db import Database
+from parley.jobs import queue
+from parley.jobs.periodic import Schedule
+from parley.jobs.queue import ClaimedJob
+from parley.jobs.worker import Done, Outcome, Retry
+from parley.store_events.service import prune_deliveries
+
+log = logging.getLogger(__name__)
+
+SWEEP_KIND = "housekeeping.sweep"
+SWEEP_SCHEDULE = Schedule(kind=SWEEP_KIND, every=timedelta(minutes=10))
+MIN_WEBHOOK_RETENTION = timedelta(days=3)
+"""Shorter than the platforms' retry horizon, a late retry would be taken in again."""
+PRUNE_BATCH = 500
+"""Rows deleted to a transaction."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long raw deliveries and finished jobs are kept."""
+
+    webhooks: timedelta = timedelta(days=14)
+    finished_jobs: timedelta = timedelta(days=7)
+
+    def __post_init__(self) -> None:
+        if self.webhooks < MIN_WEBHOOK_RETENTION:
+            raise ValueError(
+                f"raw deliveries must be kept at least {MIN_WEBHOOK_RETENTION.days} days: "
+                "they are the dedupe keys that stop a platform's late retry being taken in "
+                "again"
+            )
+        if self.finished_jobs <= timedelta(0):
+            raise ValueError("finished jobs must be kept for some time")
+
+
+@dataclass(frozen=True)
+class Swept:
+    """What one sweep deleted."""
+
+    deliveries: int
+    jobs: int
+
+
+def sweep(db: Database, retention: Retention, *, now: datetime | None = None) -> Swept:
+    """Delete everything past its retention, a batch to a transaction, until none is left."""
+    now = now or utc_now()
+    deliveries = _in_batches(
+        db,
+        lambda session: prune_deliveries(
+            session, received_before=now - retention.webhooks, limit=PRUNE_BATCH
+        ),
+    )
+    jobs = _in_batches(
+        db,
+        lambda session: queue.prune_finished(
+            session, finished_before=now - retention.finished_jobs, limit=PRUNE_BATCH
+        ),
+    )
+    return Swept(deliveries=deliveries, jobs=jobs)
+
+
+def _in_batches(db: Database, prune: Callable[[Session], int]) -> int:
+    total = 0
+    while True:
+        with db.transaction() as session:
+            deleted = prune(session)
+        total += deleted
+        if deleted < PRUNE_BATCH:
+            return total
+
+
+class SweepTask:
+    """The sweep as a job: it reads nothing up front, and deletes in ``perform``, where no
+    transaction of the worker's is open, in transactions of its own."""
+
+    kind = SWEEP_KIND
+
+    def __init__(self, db: Database, retention: Retention) -> None:
+        self.db = db
+        self.retention = retention
+
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        return None
+
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> datetime:
+        return utc_now()
+
+    async def perform(self, work: datetime) -> Swept:
+        return await asyncio.to_thread(sweep, self.db, self.retention, now=work)
+
+    def finish_batch(
+        self, session: Session, items: list[tuple[ClaimedJob, Any, Any]]
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for job, _, result in items:
+            if isinstance(result, Swept):
+                if result.deliveries or result.jobs:
+                    log.info(
+                        "housekeeping: deleted %s raw deliveries and %s finished jobs",
+                        result.deliveries,
+                        result.jobs,
+                    )
+                outcomes.append(Done())
+            else:
+                log.error("housekeeping sweep (job %s) failed", job.id, exc_info=result)
+                outcomes.append(Retry(f"{type(result).__name__}: {result}"))
+        return outcomes
