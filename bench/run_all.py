@@ -1,6 +1,6 @@
 """Every bench, on SQLite and on PostgreSQL, then every table together.
 
-Run: ``.venv/bin/python bench/run_all.py`` (``make bench``). About 8 minutes on 2 CPUs
+Run: ``.venv/bin/python bench/run_all.py`` (``make bench``). About 15 minutes on 2 CPUs
 with the defaults; ``--quick`` for a smoke run of about 4. Each bench runs as its own
 process and writes JSON into ``--out`` (default ``var/bench/``), which is where the
 tables printed at the end come from; ``--profile DIR`` adds py-spy stacks of the server
@@ -23,6 +23,7 @@ QUICK = {
     "dispatch": ["--orders", "1000", "--lateness-seconds", "5"],
     "inbox_list": ["--conversations", "2000", "--requests", "20"],
     "live_latency": ["--messages", "30"],
+    "sweep": ["--rows", "5000", "--duration", "10", "--quiet-duration", "4"],
 }
 
 
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated")
     parser.add_argument(
         "--only",
-        default="ingest,dispatch,inbox_list,live_latency",
+        default="ingest,dispatch,inbox_list,live_latency,sweep",
         help="comma-separated benches",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
@@ -94,12 +95,14 @@ def main() -> None:
     import inbox_list
     import ingest
     import live_latency
+    import sweep
 
     tables = {
         "ingest": ingest.table,
         "dispatch": dispatch.table,
         "inbox_list": inbox_list.table,
         "live_latency": live_latency.table,
+        "sweep": sweep.table,
     }
     # The reference work, before and after: CPU figures of runs whose times differ are
     # not comparable as they stand (this machine's speed moves from day to day).

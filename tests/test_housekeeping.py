@@ -117,6 +117,7 @@ def test_a_job_due_long_ago_but_finished_lately_is_kept(db, frozen_clock):
 
 def test_the_sweep_deletes_in_batches_until_nothing_old_is_left(db, frozen_clock, monkeypatch):
     monkeypatch.setattr(housekeeping, "PRUNE_BATCH", 3)
+    monkeypatch.setattr(housekeeping, "REST_SECONDS", 0.0)
     for number in range(10):
         _job(db, f"done-{number}", JobStatus.DONE)
     frozen_clock.advance(timedelta(days=7, seconds=1))
@@ -173,3 +174,28 @@ def test_a_sweep_that_fails_is_retried_with_its_error_kept(db, frozen_clock, mon
     assert sweep_job.attempts == 1
     assert sweep_job.last_error == "RuntimeError: disk on fire"
     assert sweep_job.due_at > utc_now()
+
+
+def test_a_sweep_out_of_budget_hands_the_rest_to_the_next_part_of_its_tick(
+    db, frozen_clock, monkeypatch
+):
+    monkeypatch.setattr(housekeeping, "PRUNE_BATCH", 2)
+    monkeypatch.setattr(housekeeping, "REST_SECONDS", 0.0)
+    monkeypatch.setattr(housekeeping, "BUDGET_SECONDS", 0.0)
+    for number in range(5):
+        _job(db, f"done-{number}", JobStatus.DONE)
+    frozen_clock.advance(timedelta(days=7, seconds=1))
+    worker = _sweeping_worker(db)
+
+    async def tick() -> None:
+        await worker.enqueue_due_ticks()
+        await worker.run_until_idle()
+
+    asyncio.run(tick())
+
+    key = SWEEP_SCHEDULE.key(SWEEP_SCHEDULE.tick(utc_now()))
+    assert [(job.idempotency_key, job.status) for job in rows(db, Job)] == [
+        (key, JobStatus.DONE),
+        (f"{key}:1", JobStatus.DONE),
+        (f"{key}:2", JobStatus.DONE),
+    ]

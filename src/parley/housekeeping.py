@@ -4,8 +4,8 @@ Without it, every raw delivery (about 5 KB a webhook, kept verbatim) and every f
 job would stay forever, and a busy store's database would grow by gigabytes a month. The
 sweep is a periodic job (:mod:`parley.jobs.periodic`), so any number of worker processes
 run it once per tick between them. It deletes in small batches, each its own short
-transaction: on SQLite a transaction holds the one writer, and a webhook should never
-wait behind a month of deletions.
+transaction with a rest after it: on SQLite a transaction holds the one writer, and a
+webhook should never wait behind a month of deletions.
 
 What goes, and when (``PARLEY_WEBHOOK_RETENTION_DAYS``, ``PARLEY_JOB_RETENTION_DAYS``):
 - raw deliveries past the webhook retention (default 14 days). A delivery's row is also
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,8 +42,17 @@ SWEEP_KIND = "housekeeping.sweep"
 SWEEP_SCHEDULE = Schedule(kind=SWEEP_KIND, every=timedelta(minutes=10))
 MIN_WEBHOOK_RETENTION = timedelta(days=3)
 """Shorter than the platforms' retry horizon, a late retry would be taken in again."""
-PRUNE_BATCH = 500
-"""Rows deleted to a transaction."""
+PRUNE_BATCH = 200
+"""Rows deleted to a transaction: a few milliseconds of holding SQLite's one writer."""
+REST_SECONDS = 0.1
+"""The pause after each batch, and at least as long as the batch took. A writer that has
+waited a while for SQLite's lock (a webhook in another process) looks again every 100 ms,
+so a shorter pause would let the sweep take the lock back before it looked: measured
+(``bench/sweep.py``), back-to-back batches of 500 kept webhooks waiting seconds (p99
+3.9 s at 200/s)."""
+BUDGET_SECONDS = 20.0
+"""One sweep job deletes for this long at most, well inside a job's lease (60 s by
+default), then hands what is left to a follow-up job of the same tick."""
 
 
 @dataclass(frozen=True)
@@ -65,49 +75,76 @@ class Retention:
 
 @dataclass(frozen=True)
 class Swept:
-    """What one sweep deleted."""
+    """What one sweep deleted, and whether it stopped at its budget with more to do."""
 
     deliveries: int
     jobs: int
+    more: bool = False
 
 
-def sweep(db: Database, retention: Retention, *, now: datetime | None = None) -> Swept:
-    """Delete everything past its retention, a batch to a transaction, until none is left."""
+def sweep(
+    db: Database,
+    retention: Retention,
+    *,
+    now: datetime | None = None,
+    budget_seconds: float | None = None,
+) -> Swept:
+    """Delete everything past its retention, a batch to a transaction with a rest after
+    each, until none is left or ``budget_seconds`` (of the monotonic clock) have passed."""
     now = now or utc_now()
-    deliveries = _in_batches(
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    deliveries, more = _in_batches(
         db,
         lambda session: prune_deliveries(
             session, received_before=now - retention.webhooks, limit=PRUNE_BATCH
         ),
+        deadline,
     )
-    jobs = _in_batches(
+    if more:
+        return Swept(deliveries=deliveries, jobs=0, more=True)
+    jobs, more = _in_batches(
         db,
         lambda session: queue.prune_finished(
             session, finished_before=now - retention.finished_jobs, limit=PRUNE_BATCH
         ),
+        deadline,
     )
-    return Swept(deliveries=deliveries, jobs=jobs)
+    return Swept(deliveries=deliveries, jobs=jobs, more=more)
 
 
-def _in_batches(db: Database, prune: Callable[[Session], int]) -> int:
+def _in_batches(
+    db: Database, prune: Callable[[Session], int], deadline: float | None
+) -> tuple[int, bool]:
+    """Rows deleted, and whether the deadline came with more left."""
     total = 0
     while True:
+        started = time.monotonic()
         with db.transaction() as session:
             deleted = prune(session)
         total += deleted
         if deleted < PRUNE_BATCH:
-            return total
+            return total, False
+        took = time.monotonic() - started
+        if deadline is not None and time.monotonic() + REST_SECONDS >= deadline:
+            return total, True
+        time.sleep(max(REST_SECONDS, took))
 
 
 class SweepTask:
     """The sweep as a job: it reads nothing up front, and deletes in ``perform``, where no
-    transaction of the worker's is open, in transactions of its own."""
+    transaction of the worker's is open, in transactions of its own. A sweep that used its
+    budget with more to delete enqueues the next part of its tick, due at once."""
 
     kind = SWEEP_KIND
 
-    def __init__(self, db: Database, retention: Retention) -> None:
+    def __init__(
+        self, db: Database, retention: Retention, *, budget_seconds: float | None = None
+    ) -> None:
+        """``budget_seconds``: a part's deleting time, :data:`BUDGET_SECONDS` unless given
+        (``parley serve`` and ``parley worker`` keep it under a third of the job lease)."""
         self.db = db
         self.retention = retention
+        self.budget_seconds = budget_seconds
 
     def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
         return None
@@ -116,22 +153,34 @@ class SweepTask:
         return utc_now()
 
     async def perform(self, work: datetime) -> Swept:
-        return await asyncio.to_thread(sweep, self.db, self.retention, now=work)
+        budget = BUDGET_SECONDS if self.budget_seconds is None else self.budget_seconds
+        return await asyncio.to_thread(
+            sweep, self.db, self.retention, now=work, budget_seconds=budget
+        )
 
     def finish_batch(
         self, session: Session, items: list[tuple[ClaimedJob, Any, Any]]
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for job, _, result in items:
-            if isinstance(result, Swept):
-                if result.deliveries or result.jobs:
-                    log.info(
-                        "housekeeping: deleted %s raw deliveries and %s finished jobs",
-                        result.deliveries,
-                        result.jobs,
-                    )
-                outcomes.append(Done())
-            else:
+            if not isinstance(result, Swept):
                 log.error("housekeeping sweep (job %s) failed", job.id, exc_info=result)
                 outcomes.append(Retry(f"{type(result).__name__}: {result}"))
+                continue
+            if result.deliveries or result.jobs:
+                log.info(
+                    "housekeeping: deleted %s raw deliveries and %s finished jobs%s",
+                    result.deliveries,
+                    result.jobs,
+                    "; more to delete in the next part" if result.more else "",
+                )
+            if result.more:
+                tick, part = job.payload["tick"], job.payload.get("part", 0) + 1
+                queue.enqueue(
+                    session,
+                    kind=SWEEP_KIND,
+                    payload={"tick": tick, "part": part},
+                    idempotency_key=f"{SWEEP_SCHEDULE.key(datetime.fromisoformat(tick))}:{part}",
+                )
+            outcomes.append(Done())
         return outcomes

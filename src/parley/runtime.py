@@ -16,7 +16,7 @@ from parley.channels.base import ChannelAdapter, ChannelKind
 from parley.channels.registry import build_adapters, close_adapters
 from parley.db import Database
 from parley.db.migrate import migrate
-from parley.housekeeping import SWEEP_SCHEDULE, Retention, SweepTask
+from parley.housekeeping import BUDGET_SECONDS, SWEEP_SCHEDULE, Retention, SweepTask
 from parley.http.intake import Intake
 from parley.inbox.tasks import ApplyStatusLater
 from parley.jobs.worker import Task, Worker, WorkerConfig
@@ -105,7 +105,11 @@ class Runtime:
             ),
             ApplyStatusLater(),
             self.respond_task(),
-            SweepTask(self.db, retention(self.settings)),
+            SweepTask(
+                self.db,
+                retention(self.settings),
+                budget_seconds=min(BUDGET_SECONDS, self.settings.job_lease_seconds / 3),
+            ),
         ]
 
     def worker_config(self, *, beside_web: bool = False) -> WorkerConfig:
