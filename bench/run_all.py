@@ -23,7 +23,7 @@ QUICK = {
     "dispatch": ["--orders", "1000", "--lateness-seconds", "5"],
     "inbox_list": ["--conversations", "2000", "--requests", "20"],
     "live_latency": ["--messages", "30"],
-    "sweep": ["--rows", "5000", "--duration", "10", "--quiet-duration", "4"],
+    "sweep": ["--rows", "3000", "--duration", "10", "--quiet-duration", "4"],
 }
 
 
