@@ -9,8 +9,12 @@ from contextlib import closing
 from pathlib import Path
 
 from alembic import command
+from sqlalchemy import update
 
 from parley.db.migrate import alembic_config, migrate
+from parley.journeys.definitions import BUILT_IN_DEFINITIONS
+from parley.journeys.models import Journey
+from support import rows, seed
 
 
 def test_migrated_schema_matches_the_models(db):
@@ -37,3 +41,33 @@ def test_a_migrated_sqlite_file_is_whole_and_left_alone_once_migrate_returns(tmp
 
 def _checkpointers() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "parley-sqlite-checkpoint"]
+
+
+def _steps(db) -> dict[str, list[dict]]:
+    return {journey.key: journey.definition["steps"] for journey in rows(db, Journey)}
+
+
+def test_parcel_journeys_a_store_never_edited_learn_to_skip_outrun_updates(db):
+    seed(db)
+    config = alembic_config(db.url)
+    shipped = {
+        "dispatch": [{"type": "send", "message": "dispatch"}],
+        "out_for_delivery": [{"type": "send", "message": "out_for_delivery"}],
+    }
+    now = {d.key: d.dump()["steps"] for d in BUILT_IN_DEFINITIONS}
+
+    command.downgrade(config, "0009")
+    assert {key: _steps(db)[key] for key in shipped} == shipped
+    with db.transaction() as session:
+        session.execute(update(Journey).where(Journey.key == "out_for_delivery").values(version=2))
+    command.upgrade(config, "head")
+
+    steps = _steps(db)
+    assert steps["dispatch"] == now["dispatch"]
+    assert steps["dispatch"][0]["reason"] == (
+        "superseded: the parcel is already out for delivery or delivered"
+    )
+    assert steps["out_for_delivery"] == shipped["out_for_delivery"]  # edited: left alone
+    assert {key: value for key, value in steps.items() if key not in shipped} == {
+        key: value for key, value in now.items() if key not in shipped
+    }

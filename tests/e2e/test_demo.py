@@ -232,9 +232,11 @@ def test_permanent_outage_ends_in_the_dead_letter_after_max_attempts(start_demo,
 
 
 def test_simulate_against_the_live_demo_captures_eight_messages(demo):
+    """At simulate's own pace (a second between deliveries) every update is news when the
+    worker gets to it, so each of the four is sent (all at once, only the latest would be)."""
     env = {**demo.env, "PARLEY_DEMO_SHOPIFY_SECRET": SECRET}
     result = subprocess.run(
-        [*parley_command(), "simulate", "--url", demo.base_url, "--orders", "2", "--delay", "0"],
+        [*parley_command(), "simulate", "--url", demo.base_url, "--orders", "2", "--delay", "1"],
         env=env,
         capture_output=True,
         text=True,

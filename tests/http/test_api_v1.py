@@ -9,7 +9,7 @@ from sqlalchemy import event, update
 from starlette.testclient import TestClient
 
 from parley.http.app import create_app
-from parley.journeys.definitions import BUILT_IN
+from parley.journeys.definitions import BUILT_IN, JourneyDefinition
 from parley.journeys.models import Journey, JourneyRun
 from parley.messaging.models import Message, MessageTemplate
 from parley.runtime import Runtime
@@ -376,9 +376,9 @@ def test_invalid_journey_definition_is_422_and_changes_nothing(
     assert error.startswith(prefix)
     assert field in error
     [journey] = rows(db, Journey, Journey.key == "dispatch")
-    assert (journey.version, journey.definition["steps"]) == (
+    assert (journey.version, journey.definition) == (
         1,
-        [{"type": "send", "message": "dispatch"}],
+        JourneyDefinition.parse(_dispatch_definition()).dump(),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -107,7 +108,7 @@ def test_whole_lifecycle_sends_four_messages_then_satisfaction_check_a_day_later
     worker = make_worker(db, adapters)
     for delivery in deliveries("Ada"):
         post(db, delivery)
-    drain(worker)
+        drain(worker)
 
     types = [m.message_type for m in rows(db, Message)]
     assert types == ["order_confirmation", "dispatch", "out_for_delivery", "delivered"]
@@ -122,6 +123,114 @@ def test_whole_lifecycle_sends_four_messages_then_satisfaction_check_a_day_later
     assert (check.channel, check.status) == ("email", "sent")
     statuses = {run.status for run in rows(db, JourneyRun)}
     assert statuses == {RunStatus.COMPLETED}
+
+
+def test_parcel_updates_the_worker_reaches_only_after_delivery_are_not_sent(
+    db, frozen_clock, adapters
+):
+    seed(db)
+    placed, dispatched, out_for_delivery, delivered = deliveries("Ada")
+    worker = make_worker(db, adapters)
+    post(db, placed)
+    post(db, dispatched)
+    post(db, out_for_delivery)
+    drain(worker)  # a worker behind: the parcel is out for delivery when it gets to dispatch
+    post(db, delivered)
+    drain(worker)
+
+    assert [m.message_type for m in rows(db, Message)] == [
+        "order_confirmation",
+        "out_for_delivery",
+        "delivered",
+    ]
+    assert sum(len(adapter.sent) for adapter in adapters.values()) == 3
+    ended = {
+        (run.status, run.exit_reason)
+        for run in rows(db, JourneyRun)
+        if run.status == RunStatus.EXITED
+    }
+    assert ended == {
+        (RunStatus.EXITED, "superseded: the parcel is already out for delivery or delivered")
+    }
+
+
+def test_an_out_for_delivery_update_reached_after_delivery_is_not_sent(db, frozen_clock, adapters):
+    seed(db)
+    placed, dispatched, out_for_delivery, delivered = deliveries("Grace")
+    worker = make_worker(db, adapters)
+    for delivery in (placed, dispatched):
+        post(db, delivery)
+        drain(worker)
+    post(db, out_for_delivery)
+    post(db, delivered)
+    drain(worker)
+
+    assert [m.message_type for m in rows(db, Message)] == [
+        "order_confirmation",
+        "dispatch",
+        "delivered",
+    ]
+    [skipped] = rows(db, JourneyRun, JourneyRun.status == RunStatus.EXITED)
+    assert skipped.exit_reason == "superseded: the parcel is already delivered"
+    assert sum(len(adapter.sent) for adapter in adapters.values()) == 3
+
+
+def _dispatch_waiting_for_its_retry(db, adapters) -> tuple[Any, Any]:
+    """Ada's order placed and dispatched, the WhatsApp dispatch message's first attempt
+    refused with a 503: it waits for its retry. The worker, and the parcel's next update."""
+    seed(db)
+    placed, dispatched, out_for_delivery, _ = deliveries("Ada", order_id=781, number=1781)
+    worker = make_worker(db, adapters)
+    post(db, placed)
+    drain(worker)
+    adapters[ChannelKind.WHATSAPP].script.append(TransientChannelError("503 from provider"))
+    post(db, dispatched)
+    drain(worker)
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert (dispatch.channel, dispatch.status) == ("whatsapp", MessageStatus.QUEUED)
+    return worker, out_for_delivery
+
+
+def test_a_dispatch_waiting_for_its_retry_is_skipped_once_the_parcel_is_out_for_delivery(
+    db, frozen_clock, adapters
+):
+    worker, out_for_delivery = _dispatch_waiting_for_its_retry(db, adapters)
+
+    post(db, out_for_delivery)
+    frozen_clock.advance(timedelta(hours=1))
+    drain(worker)
+
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert (dispatch.status, dispatch.status_reason) == (
+        MessageStatus.SKIPPED,
+        "not sent: the journey ended (superseded: the parcel is already out for delivery or "
+        "delivered)",
+    )
+    [update] = rows(db, Message, Message.message_type == "out_for_delivery")
+    assert update.status == MessageStatus.SENT
+    assert [m.idempotency_key for m in adapters[ChannelKind.WHATSAPP].sent] == [
+        f"parley-{update.workspace_id}-{update.id}"
+    ]
+    assert count(db, Job, Job.status != JobStatus.DONE) == 0
+
+
+def test_a_dispatch_waiting_for_its_retry_is_skipped_once_the_order_is_cancelled(
+    db, frozen_clock, adapters
+):
+    worker, _ = _dispatch_waiting_for_its_retry(db, adapters)
+
+    body, headers = _cancelled(order_id=781, number=1781, at=frozen_clock.now)
+    post(db, None, body=body, headers=headers)
+    frozen_clock.advance(timedelta(hours=1))
+    drain(worker)
+
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert (dispatch.status, dispatch.status_reason) == (
+        MessageStatus.SKIPPED,
+        "not sent: the journey ended (order.cancelled)",
+    )
+    assert adapters[ChannelKind.WHATSAPP].sent == []
+    assert count(db, Job, Job.status != JobStatus.DONE) == 0
 
 
 def _cancelled(*, order_id: int, number: int, at: datetime) -> tuple[bytes, dict[str, str]]:

@@ -78,9 +78,14 @@ class Condition(_Strict):
 
 
 class ConditionStep(_Strict):
+    """Go on when the condition holds; otherwise end the run, or skip the next step.
+    ``reason`` is what the run records when the condition ends it (the store owner's own
+    words; by default the condition itself)."""
+
     type: Literal["condition"]
     condition: Condition = Field(alias="if")
     otherwise: Literal["exit", "skip_next"] = "exit"
+    reason: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class SendStep(_Strict):
@@ -111,6 +116,18 @@ class JourneyDefinition(_Strict):
 
 ORDER_CANCELLED_EXIT = {"event": "order.cancelled"}
 
+
+def _not_yet(later: list[str], words: str) -> dict[str, Any]:
+    """A parcel update goes out only while it is news: when the worker gets to it after the
+    parcel has moved on (a backlog after an outage, or updates that arrived together),
+    the later update's message tells the customer, and this one would only confuse."""
+    return {
+        "type": "condition",
+        "if": {"path": "fulfillment.shipment_status", "op": "not_in", "value": later},
+        "reason": f"superseded: the parcel is already {words}",
+    }
+
+
 BUILT_IN: tuple[dict[str, Any], ...] = (
     {
         "key": "order_confirmation",
@@ -128,7 +145,10 @@ BUILT_IN: tuple[dict[str, Any], ...] = (
         "trigger": {"event": "fulfillment.created"},
         "run_key": "fulfillment",
         "exit": [ORDER_CANCELLED_EXIT],
-        "steps": [{"type": "send", "message": "dispatch"}],
+        "steps": [
+            _not_yet(["out_for_delivery", "delivered"], "out for delivery or delivered"),
+            {"type": "send", "message": "dispatch"},
+        ],
     },
     {
         "key": "out_for_delivery",
@@ -137,7 +157,10 @@ BUILT_IN: tuple[dict[str, Any], ...] = (
         "trigger": {"event": "fulfillment.out_for_delivery"},
         "run_key": "fulfillment",
         "exit": [ORDER_CANCELLED_EXIT],
-        "steps": [{"type": "send", "message": "out_for_delivery"}],
+        "steps": [
+            _not_yet(["delivered"], "delivered"),
+            {"type": "send", "message": "out_for_delivery"},
+        ],
     },
     {
         "key": "delivered",

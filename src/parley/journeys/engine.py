@@ -178,8 +178,9 @@ class RunLookup:
         message_keys = []
         for job in jobs:
             run = self._runs.get(int(job.payload["run_id"]))
-            if run is not None:
-                message_keys.append((run.workspace_id, _send_key(job)))
+            if run is not None and run.journey_id in self._definitions:
+                definition = self._definitions[run.journey_id]
+                message_keys += [(run.workspace_id, key) for key in _send_keys(job, definition)]
         self.outbox.preload(
             customers=[c for c in self._customers.values() if c is not None],
             message_keys=message_keys,
@@ -298,10 +299,30 @@ def _by_external(
     return {(row.workspace_id, row.external_id): row for row in rows}
 
 
-def _send_key(job: ClaimedJob) -> str:
+def _send_keys(job: ClaimedJob, definition: JourneyDefinition) -> list[str]:
+    """The keys of the messages this job can have recorded: the send step it starts at, or
+    the sends its conditions lead to before the next wait. A retried job walks again from
+    the step it was enqueued for, so a message it left waiting belongs to the send step
+    behind any conditions, whichever way they come out this time."""
+    run_id, start = job.payload["run_id"], int(job.payload["step"])
     exclude = job.payload.get("exclude", ())
-    step = int(job.payload["step"])
-    return f"journey:{job.payload['run_id']}:{step}" + (f":{len(exclude)}" if exclude else "")
+    keys: list[str] = []
+    steps = definition.steps
+    reachable, seen = [start], set()
+    while reachable:
+        step = reachable.pop()
+        if step in seen or step >= len(steps):
+            continue
+        seen.add(step)
+        current = steps[step]
+        if isinstance(current, SendStep):
+            suffix = f":{len(exclude)}" if exclude and step == start else ""
+            keys.append(f"journey:{run_id}:{step}{suffix}")
+        elif isinstance(current, ConditionStep):
+            reachable.append(step + 1)
+            if current.otherwise == "skip_next":
+                reachable.append(step + 2)
+    return sorted(keys)
 
 
 class AdvanceJourney:
@@ -353,7 +374,9 @@ class AdvanceJourney:
                 if holds(current.condition, facts):
                     step += 1
                 elif current.otherwise == "exit":
-                    reason = f"condition not met: {current.condition.path} {current.condition.op}"
+                    condition = current.condition
+                    reason = current.reason or f"condition not met: {condition.path} {condition.op}"
+                    self._close_pending(session, lookup, job, run, reason)
                     _end(session, run, RunStatus.EXITED, reason, now)
                     return None
                 else:
@@ -399,14 +422,15 @@ class AdvanceJourney:
     def _close_pending(
         session: Session, lookup: RunLookup, job: ClaimedJob, run: JourneyRun, reason: str
     ) -> None:
-        """Settle a message this job's step left in flight or waiting for a retry."""
-        outbox.close_pending(
-            session,
-            lookup=lookup.outbox,
-            workspace_id=run.workspace_id,
-            idempotency_key=_send_key(job),
-            reason=reason,
-        )
+        """Settle a message this job left in flight or waiting for a retry."""
+        for key in _send_keys(job, lookup.facts(run).definition):
+            outbox.close_pending(
+                session,
+                lookup=lookup.outbox,
+                workspace_id=run.workspace_id,
+                idempotency_key=key,
+                reason=reason,
+            )
 
     def record_batch(
         self, session: Session, items: list[tuple[ClaimedJob, StepSend | PlannedStep]]
