@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0010"
 down_revision: str | None = "0009"
@@ -54,7 +55,7 @@ JOURNEYS = sa.table(
     sa.column("key", sa.String),
     sa.column("version", sa.Integer),
     sa.column("revision", sa.String),
-    sa.column("definition", sa.JSON().with_variant(sa.dialects.postgresql.JSONB(), "postgresql")),
+    sa.column("definition", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")),
 )
 
 
