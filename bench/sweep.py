@@ -144,6 +144,41 @@ def sweep_child(url: str) -> None:
     )
 
 
+def at_rate(
+    url: str,
+    opts: argparse.Namespace,
+    seq: Seq,
+    common: dict[str, Any],
+    *,
+    duration: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """parley's webhook at ``--rate`` for ``duration`` seconds (``loadgen``'s options)."""
+    return loadgen(
+        url,
+        mode="rate",
+        seq=seq.take(int(opts.rate * duration) + 10),
+        rate=opts.rate,
+        duration=duration,
+        **common,
+        **extra,
+    )
+
+
+def in_background(
+    url: str, opts: argparse.Namespace, seq: Seq, common: dict[str, Any], records: Path
+) -> tuple[threading.Thread, dict[str, Any]]:
+    """:func:`at_rate` for ``--duration`` on a thread; its figures land in the dict."""
+    loaded: dict[str, Any] = {}
+
+    def load() -> None:
+        loaded.update(at_rate(url, opts, seq, common, duration=opts.duration, records=records))
+
+    generator = threading.Thread(target=load)
+    generator.start()
+    return generator, loaded
+
+
 def window_figures(records: list[list[float]], start: float, end: float) -> dict[str, Any]:
     """Latency of the requests due while the sweep ran."""
     inside = [(due, done, status) for due, done, status in records if start <= due <= end]
@@ -178,36 +213,19 @@ def run(kind: str, opts: argparse.Namespace) -> dict[str, Any]:
         parley_url = f"http://127.0.0.1:{port}/webhooks/shopify/{benchkit.SLUG}"
         try:
             log(f"[{kind}] {opts.rate:.0f}/s for {opts.quiet_duration}s, nothing else running")
-            result["quiet"] = loadgen(
+            result["quiet"] = at_rate(
                 parley_url,
-                mode="rate",
-                seq=seq.take(int(opts.rate * opts.quiet_duration) + 10),
-                rate=opts.rate,
+                opts,
+                seq,
+                common,
                 duration=opts.quiet_duration,
                 server_pid=server.pid,
-                **common,
             )
             quiet = result["quiet"]
             log(f"    p50 {quiet['p50_ms']:.1f} ms  p99 {quiet['p99_ms']:.1f} ms")
             log(f"[{kind}] {opts.rate:.0f}/s for {opts.duration}s, sweeping {opts.sweep_after}s in")
             records_path = workdir / "records.json"
-            loaded: dict[str, Any] = {}
-
-            def load() -> None:
-                loaded.update(
-                    loadgen(
-                        parley_url,
-                        mode="rate",
-                        seq=seq.take(int(opts.rate * opts.duration) + 10),
-                        rate=opts.rate,
-                        duration=opts.duration,
-                        records=records_path,
-                        **common,
-                    )
-                )
-
-            generator = threading.Thread(target=load)
-            generator.start()
+            generator, loaded = in_background(parley_url, opts, seq, common, records_path)
             time.sleep(opts.sweep_after)
             sweeper = Child(
                 [PYTHON, str(Path(__file__).resolve()), "--sweep-only", url],
@@ -277,24 +295,8 @@ def embedded_phase(
     )
     parley_url = f"http://127.0.0.1:{port}/webhooks/shopify/{benchkit.SLUG}"
     records_path = workdir / "records-embedded.json"
-    loaded: dict[str, Any] = {}
     try:
-
-        def load() -> None:
-            loaded.update(
-                loadgen(
-                    parley_url,
-                    mode="rate",
-                    seq=seq.take(int(opts.rate * opts.duration) + 10),
-                    rate=opts.rate,
-                    duration=opts.duration,
-                    records=records_path,
-                    **common,
-                )
-            )
-
-        generator = threading.Thread(target=load)
-        generator.start()
+        generator, _ = in_background(parley_url, opts, seq, common, records_path)
         ended = None
         deadline = time.monotonic() + 600
         while ended is None and time.monotonic() < deadline:
@@ -307,14 +309,8 @@ def embedded_phase(
         if ended is None:
             raise RuntimeError("the embedded worker's sweep did not finish in 10 minutes")
         log(f"[{kind}] the same server at {opts.rate:.0f}/s after the sweep")
-        quiet = loadgen(
-            parley_url,
-            mode="rate",
-            seq=seq.take(int(opts.rate * opts.quiet_duration) + 10),
-            rate=opts.rate,
-            duration=opts.quiet_duration,
-            server_pid=server.pid,
-            **common,
+        quiet = at_rate(
+            parley_url, opts, seq, common, duration=opts.quiet_duration, server_pid=server.pid
         )
     finally:
         server.stop()
