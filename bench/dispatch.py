@@ -370,11 +370,13 @@ def respread(url: str, *, count_jobs: int, seconds: float, lead: float) -> float
 
 
 def lateness_of(url: str) -> list[float]:
-    """sent_at - due_at, per message, joined through the job's run id."""
+    """sent_at - due_at, per message, joined through the journey job's run id (the
+    worker's own periodic jobs, such as the housekeeping sweep, have none)."""
     from sqlalchemy import select
 
     from parley.db import Database
     from parley.jobs.models import Job
+    from parley.journeys.service import ADVANCE
     from parley.messaging.models import Message
 
     db = Database(url)
@@ -382,7 +384,9 @@ def lateness_of(url: str) -> list[float]:
         with db.transaction() as session:
             due = {
                 int(job.payload["run_id"]): job.due_at
-                for job in session.scalars(select(Job).where(Job.status != "cancelled"))
+                for job in session.scalars(
+                    select(Job).where(Job.kind == ADVANCE, Job.status != "cancelled")
+                )
             }
             rows = session.execute(
                 select(Message.journey_run_id, Message.sent_at).where(Message.status == "sent")
