@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, update
 from typer.testing import CliRunner
 
 from parley.accounts.models import AuditEntry, Membership, User
@@ -210,6 +210,64 @@ def test_jobs_sweep_deletes_what_is_past_its_retention_now(run, db, frozen_clock
     assert result.output == "deleted 4 raw deliveries and 0 finished jobs\n"
     [kept] = rows(db, WebhookDelivery)
     assert kept.received_at == utc_now() - timedelta(days=1, seconds=1)
+
+
+def _dead_jobs(db, how_many: int) -> list[int]:
+    seed(db)
+    for n in range(how_many):
+        post(db, deliveries("Ada", order_id=501 + n, number=1501 + n)[0])
+    with db.transaction() as session:
+        session.execute(update(Job).values(status="dead", attempts=8, last_error="gave up: 503"))
+    return [job.id for job in rows(db, Job)]
+
+
+def test_jobs_dead_lists_and_jobs_retry_re_drives_the_named_jobs(run, db):
+    first, second = _dead_jobs(db, 2)
+
+    listed = run(db.url, "jobs", "dead")
+    assert listed.exit_code == 0, listed.output
+    assert sorted(listed.output.splitlines()) == [
+        f"{first} journeys.advance dead attempts=8 gave up: 503",
+        f"{second} journeys.advance dead attempts=8 gave up: 503",
+    ]
+
+    result = run(db.url, "jobs", "retry", str(first))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"{first} journeys.advance re-driven (re-drive 1)",
+        "1 jobs re-driven, due now: a running worker takes them",
+    ]
+    assert {job.id: job.status for job in rows(db, Job)} == {first: "pending", second: "dead"}
+
+
+def test_jobs_retry_all_re_drives_the_whole_dead_letter(run, db):
+    ids = _dead_jobs(db, 3)
+
+    result = run(db.url, "jobs", "retry", "--all")
+
+    assert result.exit_code == 0, result.output
+    last = result.output.splitlines()[-1]
+    assert last == "3 jobs re-driven, due now: a running worker takes them"
+    assert {job.id: job.status for job in rows(db, Job)} == dict.fromkeys(ids, "pending")
+
+
+def test_jobs_retry_refuses_a_job_outside_the_dead_letter_and_exits_non_zero(run, db):
+    [job_id] = _dead_jobs(db, 1)
+    with db.transaction() as session:
+        session.execute(update(Job).values(status="done"))
+
+    result = run(db.url, "jobs", "retry", str(job_id), "404")
+
+    assert result.exit_code == 1
+    assert f"error: job {job_id} is done: only dead or failed jobs are re-driven" in result.output
+    assert "error: no job 404" in result.output
+    assert rows(db, Job)[0].status == "done"
+
+
+def test_jobs_retry_wants_job_ids_or_all(run, db):
+    result = run(db.url, "jobs", "retry")
+    assert result.exit_code == 2
+    assert "name the jobs to retry, or pass --all" in result.output
 
 
 def test_worker_sets_the_collector_up_for_a_long_running_process(run, db):

@@ -404,12 +404,45 @@ def jobs_sweep() -> None:
 
 @jobs_app.command("dead")
 def jobs_dead() -> None:
-    """The dead letter: jobs that used up their attempts, with their last error."""
+    """The dead letter: jobs that used up their attempts or failed for good, with why."""
     from parley.db import Database
     from parley.jobs.queue import list_dead
 
     db = Database(get_settings().database_url)
     with db.transaction() as session:
         for job in list_dead(session):
-            typer.echo(f"{job.id} {job.kind} attempts={job.attempts} {job.last_error}")
+            typer.echo(f"{job.id} {job.kind} {job.status} attempts={job.attempts} {job.last_error}")
     db.dispose()
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_ids: Annotated[list[int] | None, typer.Argument(help="Jobs of the dead letter.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every job of the dead letter.")] = False,
+) -> None:
+    """Re-drive dead-letter jobs: due now, with a fresh set of attempts.
+
+    A journey send that had failed is sent anew as a message of its own, if the order
+    and the journey still call for it; the failed one stays on record.
+    """
+    from parley.db import Database
+    from parley.jobs.queue import list_dead, redrive
+
+    if bool(job_ids) == every:
+        raise typer.BadParameter("name the jobs to retry, or pass --all")
+    db = Database(get_settings().database_url)
+    redriven, refused = 0, 0
+    with db.transaction() as session:
+        for job_id in job_ids or [job.id for job in list_dead(session, limit=None)]:
+            try:
+                job = redrive(session, job_id)
+            except (Conflict, NotFound) as exc:
+                typer.echo(f"error: {exc.message}", err=True)
+                refused += 1
+                continue
+            redriven += 1
+            typer.echo(f"{job.id} {job.kind} re-driven (re-drive {job.payload['redrive']})")
+    db.dispose()
+    typer.echo(f"{redriven} jobs re-driven, due now: a running worker takes them")
+    if refused:
+        raise typer.Exit(1)

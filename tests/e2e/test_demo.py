@@ -231,6 +231,31 @@ def test_permanent_outage_ends_in_the_dead_letter_after_max_attempts(start_demo,
     assert demo.captured(channel="sms") == []
 
 
+def test_a_dead_lettered_sms_goes_out_once_when_retried_after_the_outage(start_demo):
+    demo = start_demo(PARLEY_JOB_BACKOFF_BASE_SECONDS="0.01", PARLEY_JOB_MAX_ATTEMPTS="3")
+    demo.inject_fault(channel="sms", status=503, count=-1)
+    placed, dispatched, *_ = deliveries("Grace")
+    demo.post_webhook(placed)
+    demo.post_webhook(dispatched)
+    _wait_for_dispatch_to_settle(demo, 3)
+    demo.wait_until_idle()
+    [dead] = demo.api("GET", "/jobs/dead").json()["jobs"]
+
+    assert demo.http.delete("/sandbox/api/faults").status_code == 204
+    retried = demo.api("POST", f"/jobs/dead/{dead['id']}/retry")
+    assert retried.status_code == 200, retried.text
+    demo.wait_for(lambda: demo.captured(channel="sms"), what="the re-sent SMS")
+    demo.wait_until_idle()
+
+    assert [m["to"] for m in demo.captured(channel="sms")] == ["+12025550143"]
+    dispatches = [m for m in demo.messages() if m["type"] == "dispatch"]
+    assert sorted((m["channel"], m["status"], m["attempts"]) for m in dispatches) == [
+        ("sms", "failed", 3),
+        ("sms", "sent", 1),
+    ]
+    assert demo.api("GET", "/jobs/dead").json() == {"jobs": []}
+
+
 def test_simulate_against_the_live_demo_captures_eight_messages(demo):
     """At simulate's own pace (a second between deliveries) every update is news when the
     worker gets to it, so each of the four is sent (all at once, only the latest would be)."""

@@ -9,6 +9,7 @@ from sqlalchemy import event, update
 from starlette.testclient import TestClient
 
 from parley.http.app import create_app
+from parley.jobs.models import Job
 from parley.journeys.definitions import BUILT_IN, JourneyDefinition
 from parley.journeys.models import Journey, JourneyRun
 from parley.messaging.models import Message, MessageTemplate
@@ -298,6 +299,48 @@ def test_another_workspaces_key_sees_none_of_the_demo_messages(client, db):
     ]
     assert client.get("/api/v1/messages", headers=other).json() == {"messages": []}
     assert client.get("/api/v1/jobs/dead", headers=other).json() == {"jobs": []}
+
+
+# POST /jobs/dead/{id}/retry ---------------------------------------------------------------
+
+
+def test_a_dead_job_is_re_driven_only_through_its_own_stores_key(client, db):
+    with db.transaction() as session:
+        workspaces.create_workspace(session, slug="other", name="Other", api_key=OTHER_API_KEY)
+    client.post("/api/v1/events", json=order_created(), headers=AUTH)
+    [job] = rows(db, Job)
+    with db.transaction() as session:
+        session.execute(
+            update(Job).where(Job.id == job.id).values(status="dead", last_error="gave up")
+        )
+    other = {"Authorization": f"Bearer {OTHER_API_KEY}"}
+
+    refused = client.post(f"/api/v1/jobs/dead/{job.id}/retry", headers=other)
+    assert (refused.status_code, refused.json()) == (404, {"error": f"no job {job.id}"})
+    assert rows(db, Job)[0].status == "dead"
+
+    listed = client.get("/api/v1/jobs/dead", headers=AUTH).json()["jobs"]
+    assert [(j["id"], j["status"], j["last_error"]) for j in listed] == [
+        (job.id, "dead", "gave up")
+    ]
+    retried = client.post(f"/api/v1/jobs/dead/{job.id}/retry", headers=AUTH)
+    assert retried.status_code == 200
+    body = retried.json()["job"]
+    assert (body["id"], body["status"], body["attempts"], body["payload"]["redrive"]) == (
+        job.id,
+        "pending",
+        0,
+        1,
+    )
+    again = client.post(f"/api/v1/jobs/dead/{job.id}/retry", headers=AUTH)
+    assert (again.status_code, again.json()) == (
+        409,
+        {"error": f"job {job.id} is pending: only dead or failed jobs are re-driven"},
+    )
+
+    drain(make_worker(db, recording_adapters()))
+    [message] = rows(db, Message)
+    assert (message.message_type, message.status) == ("order_confirmation", "sent")
 
 
 # PATCH /journeys/{key} -------------------------------------------------------------------

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 
 from parley.db import Database
+from parley.errors import Conflict, NotFound
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
 from support import count, rows
@@ -258,6 +259,87 @@ def test_retry_dead_letters_when_attempts_are_spent(db, frozen_clock):
     with db.transaction() as session:
         assert [dead.id for dead in queue.list_dead(session)] == [job.id]
         assert queue.count_by_status(session) == {"dead": 1}
+
+
+# -- the dead letter, re-driven ---------------------------------------------------------
+
+
+def _settle(db: Database, how: str) -> Job:
+    """One job, claimed and then failed for good or retried until dead."""
+    _enqueue(db, max_attempts=1, payload={"order": 7})
+    [claimed] = _claim(db, "w1")
+    with db.transaction() as session:
+        if how == "failed":
+            queue.fail(session, claimed, worker="w1", error="recipient rejected")
+        else:
+            queue.retry(session, claimed, worker="w1", error="503", delay=timedelta(seconds=1))
+    return _job(db)
+
+
+@pytest.mark.parametrize("how", ["failed", "dead"])
+def test_a_job_of_the_dead_letter_is_re_driven_due_now_with_fresh_attempts(db, frozen_clock, how):
+    settled = _settle(db, how)
+    frozen_clock.advance(timedelta(hours=3))
+    with db.transaction() as session:
+        assert [job.id for job in queue.list_dead(session)] == [settled.id]
+        queue.redrive(session, settled.id)
+
+    job = _job(db)
+    assert (job.status, job.attempts, job.due_at, job.locked_by) == (
+        JobStatus.PENDING,
+        0,
+        frozen_clock.now,
+        None,
+    )
+    assert job.payload == {"order": 7, "redrive": 1}
+    assert job.last_error == settled.last_error
+    with db.transaction() as session:
+        assert queue.list_dead(session) == []
+    [claimed] = _claim(db, "w2")
+    assert (claimed.id, claimed.attempts, claimed.payload["redrive"]) == (settled.id, 1, 1)
+
+
+def test_each_re_drive_is_counted_in_the_payload(db, frozen_clock):
+    settled = _settle(db, "dead")
+    with db.transaction() as session:
+        queue.redrive(session, settled.id)
+    [claimed] = _claim(db, "w1")
+    with db.transaction() as session:
+        queue.retry(session, claimed, worker="w1", error="503", delay=timedelta(seconds=1))
+    with db.transaction() as session:
+        queue.redrive(session, settled.id)
+
+    assert _job(db).payload == {"order": 7, "redrive": 2}
+
+
+@pytest.mark.parametrize("state", ["pending", "running", "done"])
+def test_a_job_outside_the_dead_letter_is_not_re_driven(db, frozen_clock, state):
+    _enqueue(db)
+    if state != "pending":
+        [claimed] = _claim(db, "w1")
+        if state == "done":
+            with db.transaction() as session:
+                queue.complete(session, claimed, worker="w1")
+    before = _job(db)
+
+    with db.transaction() as session, pytest.raises(Conflict) as refused:
+        queue.redrive(session, before.id)
+
+    assert refused.value.message == (
+        f"job {before.id} is {state}: only dead or failed jobs are re-driven"
+    )
+    after = _job(db)
+    assert (after.status, after.attempts, after.payload, after.updated_at) == (
+        before.status,
+        before.attempts,
+        before.payload,
+        before.updated_at,
+    )
+
+
+def test_re_driving_a_job_that_is_not_there_is_not_found(db, frozen_clock):
+    with db.transaction() as session, pytest.raises(NotFound):
+        queue.redrive(session, 404)
 
 
 # -- concurrency ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from parley.db.at_commit import insert_at_commit
 from parley.db.base import UTCDateTime, table_of
 from parley.db.scoped import one_of, one_of_parameter
 from parley.db.upsert import insert_on, per_dialect
+from parley.errors import Conflict, NotFound
 from parley.jobs.models import Job, JobStatus
 
 JOBS = table_of(Job)
@@ -307,12 +308,62 @@ def count_by_status(session: Session, *, workspace_id: int | None = None) -> dic
     return {row[0]: row[1] for row in session.execute(query)}
 
 
-def list_dead(session: Session, *, workspace_id: int | None = None, limit: int = 100) -> list[Job]:
-    """The dead letter: jobs that spent their attempts, newest first."""
-    query = select(Job).where(Job.status == JobStatus.DEAD).order_by(Job.updated_at.desc())
+DEAD_LETTER = (JobStatus.DEAD, JobStatus.FAILED)
+"""Jobs that will not run again unless someone re-drives them: attempts spent, or a
+permanent failure."""
+
+
+def list_dead(
+    session: Session, *, workspace_id: int | None = None, limit: int | None = 100
+) -> list[Job]:
+    """The dead letter, newest first."""
+    query = select(Job).where(Job.status.in_(DEAD_LETTER)).order_by(Job.updated_at.desc())
     if workspace_id is not None:
         query = query.where(Job.workspace_id == workspace_id)
     return list(session.scalars(query.limit(limit)))
+
+
+REDRIVE = "redrive"
+"""The payload field counting a job's re-drives: a task whose dead job left its work
+settled (a journey send marked failed) tells a re-drive from a retry by it."""
+
+
+def redrive(session: Session, job_id: int, *, workspace_id: int | None = None) -> Job:
+    """Put a job of the dead letter back, due now, with a fresh set of attempts.
+
+    Its last error stays until the next attempt replaces it. Scoped by ``workspace_id``
+    when given (an API key's store); the deployment's CLI passes None.
+    Raises NotFound for a job that is not there, Conflict for one not in the dead letter.
+    """
+    query = select(Job).where(Job.id == job_id)
+    if workspace_id is not None:
+        query = query.where(Job.workspace_id == workspace_id)
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if job.status not in DEAD_LETTER:
+        raise Conflict(f"job {job_id} is {job.status}: only dead or failed jobs are re-driven")
+    now = utc_now()
+    payload = {**job.payload, REDRIVE: int(job.payload.get(REDRIVE, 0)) + 1}
+    # Conditional on the status read: of two concurrent re-drives, one wins.
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_(DEAD_LETTER))
+        .values(
+            status=JobStatus.PENDING,
+            payload=payload,
+            attempts=0,
+            due_at=now,
+            locked_until=None,
+            locked_by=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise Conflict(f"job {job_id} was re-driven by someone else just now")
+    session.refresh(job)
+    return job
 
 
 FINISHED = (JobStatus.DONE, JobStatus.CANCELLED)

@@ -7,6 +7,10 @@ events and state (a cancelled order gets no dispatch message, however late the
 cancellation came), then goes through the outbox. A send refused permanently on one
 channel falls back to the next channel the policy allows.
 
+A job re-driven out of the dead letter (``parley jobs retry``) whose send had failed
+re-sends that one message under a key of its own, after the same checks a first send
+gets; the run had already moved on when the job died, so it is not moved on again.
+
 The worker hands a whole claimed batch to :meth:`AdvanceJourney.preload`, which reads
 the runs, orders, fulfilments, customers and exit events of every job in a few bulk
 queries (:class:`RunLookup`); each job then only writes.
@@ -29,7 +33,7 @@ from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import Customer
 from parley.db.scoped import in_workspaces, one_of
 from parley.jobs import queue
-from parley.jobs.queue import ClaimedJob
+from parley.jobs.queue import REDRIVE, ClaimedJob
 from parley.jobs.worker import Done, Outcome, Retry, RetryLater
 from parley.journeys.definitions import (
     Condition,
@@ -42,6 +46,7 @@ from parley.journeys.models import Journey, JourneyRun, RunStatus
 from parley.journeys.service import ADVANCE, definition_of, end_run, end_runs
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
+from parley.messaging.models import MessageStatus
 from parley.messaging.service import OutboxSettings, PreparedSend, Result, UnrecordedSend
 from parley.messaging.templates import TemplateRenderer
 from parley.messaging.types import DEFAULT_PURPOSES, Purpose
@@ -51,6 +56,8 @@ from parley.workspaces.models import Workspace
 SEND_TIMEOUT_MARGIN_SECONDS = 5.0
 RACED_RETRY_SECONDS = 5.0
 """A job whose message another worker recorded first waits this long before resuming."""
+RESEND = "resend"
+"""Payload flag of a re-send's fallback job: it re-sends too, on the next channel."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class StepSend:
     step_count: int
     exclude: tuple[str, ...]
     send: PreparedSend
+    redrive: int = 0
+    resend: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,8 @@ class PlannedStep:
     step_count: int
     exclude: tuple[str, ...]
     send: UnrecordedSend
+    redrive: int = 0
+    resend: bool = False
 
     def recorded(self, send: PreparedSend) -> StepSend:
         return StepSend(
@@ -85,6 +96,8 @@ class PlannedStep:
             step_count=self.step_count,
             exclude=self.exclude,
             send=send,
+            redrive=self.redrive,
+            resend=self.resend,
         )
 
 
@@ -101,6 +114,7 @@ class RunFacts:
 
 JOURNEY_SWITCHED_OFF = "journey switched off"
 """A run's exit reason when its journey is switched off while the run waits."""
+NO_CUSTOMER = "no customer to message (no email, phone or platform id)"
 
 
 @dataclass(frozen=True)
@@ -303,10 +317,21 @@ def _send_keys(job: ClaimedJob, definition: JourneyDefinition) -> list[str]:
     """The keys of the messages this job can have recorded: the send step it starts at, or
     the sends its conditions lead to before the next wait. A retried job walks again from
     the step it was enqueued for, so a message it left waiting belongs to the send step
-    behind any conditions, whichever way they come out this time."""
+    behind any conditions, whichever way they come out this time. A re-driven job's
+    re-sends have keys of their own (:func:`_message_key`)."""
+    redrive = int(job.payload.get(REDRIVE, 0))
+    return sorted(
+        key
+        for _, base in _base_sends(job, definition)
+        for key in [base, *(f"{base}:r{n}" for n in range(1, redrive + 1))]
+    )
+
+
+def _base_sends(job: ClaimedJob, definition: JourneyDefinition) -> list[tuple[int, str]]:
+    """The send steps :func:`_send_keys` speaks of, each with its first message's key."""
     run_id, start = job.payload["run_id"], int(job.payload["step"])
     exclude = job.payload.get("exclude", ())
-    keys: list[str] = []
+    keys: list[tuple[int, str]] = []
     steps = definition.steps
     reachable, seen = [start], set()
     while reachable:
@@ -317,12 +342,46 @@ def _send_keys(job: ClaimedJob, definition: JourneyDefinition) -> list[str]:
         current = steps[step]
         if isinstance(current, SendStep):
             suffix = f":{len(exclude)}" if exclude and step == start else ""
-            keys.append(f"journey:{run_id}:{step}{suffix}")
+            keys.append((step, f"journey:{run_id}:{step}{suffix}"))
         elif isinstance(current, ConditionStep):
             reachable.append(step + 1)
             if current.otherwise == "skip_next":
                 reachable.append(step + 2)
-    return sorted(keys)
+    return keys
+
+
+def _message_key(
+    lookup: RunLookup, workspace_id: int, base: str, job: ClaimedJob
+) -> tuple[str, bool]:
+    """The key a send step's message goes under, and whether it re-sends a failed one.
+
+    A job re-driven out of the dead letter re-sends when the latest message of its step
+    failed, under ``<key>:r<n>`` for its n-th re-drive: the failed message stays as it
+    was, with its reason. A failed message has settled (the provider refused it, or every
+    attempt ended in an error), so sending anew cannot deliver it twice. Otherwise the
+    job resumes the latest message as a retried job does: one in flight when the job
+    died is held for review, never re-sent blindly.
+    """
+    redrive = int(job.payload.get(REDRIVE, 0))
+    if job.payload.get(RESEND):
+        return f"{base}:r{redrive}", True
+    for n in range(redrive - 1, -1, -1):
+        key = f"{base}:r{n}" if n else base
+        found = lookup.outbox.message(workspace_id, key)
+        if found is not None:
+            if found.status == MessageStatus.FAILED:
+                return f"{base}:r{redrive}", True
+            return key, False
+    return base, False
+
+
+def _resends(lookup: RunLookup, job: ClaimedJob, run: JourneyRun, facts: RunFacts) -> bool:
+    if not job.payload.get(REDRIVE):
+        return False
+    return any(
+        _message_key(lookup, run.workspace_id, base, job)[1]
+        for _, base in _base_sends(job, facts.definition)
+    )
 
 
 class AdvanceJourney:
@@ -355,43 +414,43 @@ class AdvanceJourney:
         run = lookup.run(int(job.payload["run_id"]), job.workspace_id)
         if run is None:
             return None
-        if run.status != RunStatus.ACTIVE:
-            self._close_pending(session, lookup, job, run, run.exit_reason or str(run.status))
-            return None
         facts = lookup.facts(run)
+        resend = _resends(lookup, job, run, facts)
+        if self._run_ended(session, lookup, job, facts, resend=resend):
+            return None
+        redrive = int(job.payload.get(REDRIVE, 0))
         step = int(job.payload["step"])
         exclude = tuple(job.payload.get("exclude", ()))
-        now = utc_now()
         steps = facts.definition.steps
         while step < len(steps):
             current = steps[step]
             if isinstance(current, WaitStep):
+                if resend:
+                    break
                 _schedule(
                     session, run, facts.definition, step + 1, due_at=job.due_at + current.duration
                 )
                 return None
             if isinstance(current, ConditionStep):
-                if holds(current.condition, facts):
-                    step += 1
-                elif current.otherwise == "exit":
-                    condition = current.condition
-                    reason = current.reason or f"condition not met: {condition.path} {condition.op}"
-                    self._close_pending(session, lookup, job, run, reason)
-                    _end(session, run, RunStatus.EXITED, reason, now)
+                after = self._after_condition(session, lookup, job, facts, step, resend=resend)
+                if after is None:
                     return None
-                else:
-                    step += 2
+                step = after
                 continue
             assert isinstance(current, SendStep)
-            exit_because = exit_reason(session, facts, lookup)
-            if exit_because is not None:
-                self._close_pending(session, lookup, job, run, exit_because)
-                _end(session, run, RunStatus.EXITED, exit_because, now)
+            reason = exit_reason(session, facts, lookup) or (
+                NO_CUSTOMER if facts.customer is None else None
+            )
+            if reason is not None:
+                self._stop(session, lookup, job, facts, reason, resend=resend)
                 return None
-            if facts.customer is None:
-                reason = "no customer to message (no email, phone or platform id)"
-                _end(session, run, RunStatus.EXITED, reason, now)
-                return None
+            assert facts.customer is not None
+            key, _ = _message_key(
+                lookup,
+                run.workspace_id,
+                f"journey:{run.id}:{step}" + (f":{len(exclude)}" if exclude else ""),
+                job,
+            )
             send = outbox.plan_message(
                 session,
                 lookup=lookup.outbox,
@@ -399,8 +458,7 @@ class AdvanceJourney:
                 customer=facts.customer,
                 message_type=current.message,
                 purpose=send_purpose(facts.definition, current),
-                idempotency_key=f"journey:{run.id}:{step}"
-                + (f":{len(exclude)}" if exclude else ""),
+                idempotency_key=key,
                 order=facts.order,
                 fulfillment=facts.fulfillment,
                 renderer=self.renderer,
@@ -409,14 +467,81 @@ class AdvanceJourney:
                 step_index=step,
                 exclude_channels=exclude,
             )
+            place = (run.id, run.workspace_id, step, len(steps), exclude)
             if isinstance(send, UnrecordedSend):
-                return PlannedStep(run.id, run.workspace_id, step, len(steps), exclude, send)
+                return PlannedStep(*place, send, redrive, resend)
             if send is not None:  # a send waiting for its retry: recorded already
-                return StepSend(run.id, run.workspace_id, step, len(steps), exclude, send)
+                return StepSend(*place, send, redrive, resend)
+            if resend:
+                return None  # the re-send is decided: sent already, or skipped with its reason
             step += 1
             exclude = ()
-        _end(session, run, RunStatus.COMPLETED, None, now)
+        self._walked_past_the_end(session, lookup, job, facts, resend=resend)
         return None
+
+    def _after_condition(
+        self,
+        session: Session,
+        lookup: RunLookup,
+        job: ClaimedJob,
+        facts: RunFacts,
+        step: int,
+        *,
+        resend: bool,
+    ) -> int | None:
+        """The step a condition leads to, or None when it stops the walk: a condition
+        that fails stops a re-send whatever its ``otherwise``."""
+        current = facts.definition.steps[step]
+        assert isinstance(current, ConditionStep)
+        if holds(current.condition, facts):
+            return step + 1
+        condition = current.condition
+        reason = current.reason or f"condition not met: {condition.path} {condition.op}"
+        if resend or current.otherwise == "exit":
+            self._stop(session, lookup, job, facts, reason, resend=resend)
+            return None
+        return step + 2
+
+    def _walked_past_the_end(
+        self, session: Session, lookup: RunLookup, job: ClaimedJob, facts: RunFacts, *, resend: bool
+    ) -> None:
+        if resend:
+            self._not_resent(session, lookup, job, facts, "its conditions now pass it by")
+        else:
+            _end(session, facts.run, RunStatus.COMPLETED, None, utc_now())
+
+    def _run_ended(
+        self, session: Session, lookup: RunLookup, job: ClaimedJob, facts: RunFacts, *, resend: bool
+    ) -> bool:
+        """Whether the run is over for this job (and what it left is settled). A re-send
+        may follow a run that completed while its job lay dead, not one that exited."""
+        run = facts.run
+        if run.status == RunStatus.ACTIVE or (resend and run.status == RunStatus.COMPLETED):
+            return False
+        reason = run.exit_reason or str(run.status)
+        reason = f"the journey ended ({reason})" if resend else reason
+        self._stop(session, lookup, job, facts, reason, resend=resend, end=False)
+        return True
+
+    def _stop(
+        self,
+        session: Session,
+        lookup: RunLookup,
+        job: ClaimedJob,
+        facts: RunFacts,
+        reason: str,
+        *,
+        resend: bool,
+        end: bool = True,
+    ) -> None:
+        """No send this time: a re-send is recorded skipped; a run's walk settles what
+        the job left pending and, unless the run has ended already, exits the run."""
+        if resend:
+            self._not_resent(session, lookup, job, facts, reason)
+            return
+        self._close_pending(session, lookup, job, facts.run, reason)
+        if end:
+            _end(session, facts.run, RunStatus.EXITED, reason, utc_now())
 
     @staticmethod
     def _close_pending(
@@ -431,6 +556,29 @@ class AdvanceJourney:
                 idempotency_key=key,
                 reason=reason,
             )
+
+    def _not_resent(
+        self, session: Session, lookup: RunLookup, job: ClaimedJob, facts: RunFacts, reason: str
+    ) -> None:
+        """A re-send the store's state no longer calls for: recorded skipped, with why,
+        beside the failed message (one this job left waiting for a retry is settled)."""
+        run, definition = facts.run, facts.definition
+        self._close_pending(session, lookup, job, run, reason)
+        for index, base in _base_sends(job, definition):
+            key, resend = _message_key(lookup, run.workspace_id, base, job)
+            step = definition.steps[index]
+            if resend and isinstance(step, SendStep):
+                outbox.record_skipped(
+                    session,
+                    workspace_id=run.workspace_id,
+                    customer_id=facts.customer.id if facts.customer else None,
+                    journey_run_id=run.id,
+                    step_index=index,
+                    idempotency_key=key,
+                    message_type=step.message,
+                    purpose=send_purpose(definition, step),
+                    reason=f"not re-sent: {reason}",
+                )
 
     def record_batch(
         self, session: Session, items: list[tuple[ClaimedJob, StepSend | PlannedStep]]
@@ -481,10 +629,18 @@ class AdvanceJourney:
             if answer.result is Result.FAILED and not is_last:
                 # Permanent refusal on this channel: let the policy try the next one.
                 exclude = [*work.exclude, str(answer.channel)]
-                follow_ups.append(
-                    _advance(work, work.step, f":x{len(exclude)}", {"exclude": exclude})
-                )
+                extra: dict[str, Any] = {"exclude": exclude}
+                suffix = f":x{len(exclude)}"
+                if work.redrive:
+                    suffix += f":r{work.redrive}"
+                    extra[REDRIVE] = work.redrive
+                if work.resend:
+                    extra[RESEND] = True
+                follow_ups.append(_advance(work, work.step, suffix, extra))
                 outcomes.append(Done())
+                continue
+            if work.resend:  # the run moved on when this job died
+                outcomes.append(Retry(answer.reason) if answer.result is Result.FAILED else Done())
                 continue
             if work.step + 1 < work.step_count:
                 follow_ups.append(_advance(work, work.step + 1, "", {}))

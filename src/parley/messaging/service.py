@@ -258,6 +258,33 @@ def record_sends(session: Session, sends: list[UnrecordedSend]) -> list[Prepared
     return prepared
 
 
+def record_skipped(
+    session: Session,
+    *,
+    workspace_id: int,
+    customer_id: int | None,
+    journey_run_id: int,
+    step_index: int,
+    idempotency_key: str,
+    message_type: MessageType,
+    purpose: Purpose,
+    reason: str,
+) -> None:
+    """A journey message decided against before the policy ran, recorded with why (a key
+    recorded already is left as it is)."""
+    row = {
+        **blank_row(workspace_id=workspace_id, now=utc_now()),
+        "customer_id": customer_id,
+        "journey_run_id": journey_run_id,
+        "step_index": step_index,
+        "idempotency_key": idempotency_key,
+        "message_type": message_type,
+        "purpose": purpose,
+        "status_reason": reason,
+    }
+    insert_message(session, row)
+
+
 def blank_row(*, workspace_id: int, now: datetime) -> dict[str, Any]:
     """Every column of a message row at its starting value (a skipped journey message)."""
     return {

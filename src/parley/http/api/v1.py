@@ -25,6 +25,7 @@ from parley.db.group_commit import group_commit
 from parley.errors import Invalid, Unauthenticated, describe_problems
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.jobs import queue
+from parley.jobs.models import Job
 from parley.journeys import service as journeys
 from parley.messaging import catalog
 from parley.messaging.models import Message
@@ -200,6 +201,19 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": describe_problems(exc.errors())}, status_code=422)
 
 
+def _job_out(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "payload": job.payload,
+        "attempts": job.attempts,
+        "last_error": job.last_error,
+        "due_at": job.due_at.isoformat(),
+        "updated_at": job.updated_at.isoformat(),
+    }
+
+
 def create_api() -> FastAPI:
     api = FastAPI(
         title="parley API",
@@ -242,19 +256,17 @@ def create_api() -> FastAPI:
         with _db(request).transaction() as session:
             workspace = _workspace(session, api_key)
             jobs = queue.list_dead(session, workspace_id=workspace.id)
-            return {
-                "jobs": [
-                    {
-                        "id": job.id,
-                        "kind": job.kind,
-                        "payload": job.payload,
-                        "attempts": job.attempts,
-                        "last_error": job.last_error,
-                        "updated_at": job.updated_at.isoformat(),
-                    }
-                    for job in jobs
-                ]
-            }
+            return {"jobs": [_job_out(job) for job in jobs]}
+
+    @api.post("/jobs/dead/{job_id}/retry")
+    def retry_dead_job(
+        request: Request, job_id: int, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        """Re-drive one job of the store's dead letter (404 if it is not the store's, 409
+        if it is not in the dead letter)."""
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            return {"job": _job_out(queue.redrive(session, job_id, workspace_id=workspace.id))}
 
     @api.get("/journeys")
     def list_journeys(
