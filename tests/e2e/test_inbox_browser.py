@@ -1,7 +1,8 @@
 """The agents' inbox in a real browser (Debian's chromium under Playwright) against the
 real ``parley demo``: sign in, answer a WhatsApp customer, watch messages and new
 conversations arrive live, drive it from the keyboard, meet a closed WhatsApp window, and
-see customer-written markup stay text."""
+see customer-written markup stay text; and an admin send a failed SMS again from
+Settings."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from parley.customers.models import CustomerIdentity, IdentityKind
 from parley.demo.seed import DEMO_AGENT_EMAIL
 from parley.inbox.models import Conversation
 from parley.settings import Settings
+from support import deliveries
 
 DEMO = Settings()
 ADA_PHONE = "+447911123456"
@@ -218,5 +220,36 @@ def test_markup_in_a_customer_message_renders_as_text(demo, chromium):
         assert body.locator("img, script").count() == 0
         assert page.evaluate("window.__pwned") is None
         assert dialogs == []
+    finally:
+        page.close()
+
+
+def test_an_admin_sends_a_failed_sms_again_from_settings(start_demo, chromium):
+    demo = start_demo(PARLEY_JOB_BACKOFF_BASE_SECONDS="0.01", PARLEY_JOB_MAX_ATTEMPTS="3")
+    demo.inject_fault(channel="sms", status=503, count=-1)
+    placed, dispatched, *_ = deliveries("Grace")
+    demo.post_webhook(placed)
+    demo.post_webhook(dispatched)
+    demo.wait_for(
+        lambda: [m for m in demo.messages() if m["status"] == "failed"],
+        what="the dispatch SMS to give up",
+    )
+    assert demo.http.delete("/sandbox/api/faults").status_code == 204
+    page = chromium.new_page()
+    try:
+        sign_in(page, demo.base_url, DEMO.demo_admin_email, DEMO.demo_admin_password)
+        page.goto(f"{demo.base_url}/admin/failed")
+        row = page.locator('[data-test="failed-send"]')
+        assert row.count() == 1
+        assert "Dispatch" in row.inner_text()
+        assert GRACE_PHONE in row.inner_text()
+        row.locator('[data-test="retry"]').click()
+        page.locator('[data-test="notice"]', has_text="Sent back to the queue").wait_for()
+        [sms] = demo.wait_for(
+            lambda: outbound(demo, "sms"), timeout=10.0, what="the SMS sent again"
+        )
+        assert sms["to"] == GRACE_PHONE
+        page.reload()
+        page.locator('[data-test="no-failed-sends"]').wait_for()
     finally:
         page.close()

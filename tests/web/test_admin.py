@@ -6,18 +6,32 @@ from __future__ import annotations
 import csv
 import io
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import text
 
 from parley.accounts.models import AuditEntry, Invite, Membership
+from parley.channels.base import ChannelKind, TransientChannelError
 from parley.channels.email_inbound import mailgun
 from parley.clock import utc_now
 from parley.customers.models import Customer
+from parley.jobs import queue
+from parley.jobs.models import Job
 from parley.journeys.models import Journey
 from parley.messaging.models import Message, MessageTemplate
 from parley.workspaces.models import ChannelAccount, Workspace
-from support import SECRET, count, rows, signed
+from support import (
+    SECRET,
+    count,
+    deliveries,
+    drain,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    signed,
+)
 from web_support import ADMIN, AGENT, OTHER_ADMIN, browser, seed_team, sign_in, web_app
 
 HTML = {"accept": "text/html"}
@@ -31,6 +45,7 @@ ADMIN_GETS = (
     "/admin/journeys",
     "/admin/journeys/satisfaction_check",
     "/admin/journeys/dispatch/templates/dispatch/sms",
+    "/admin/failed",
     "/admin/team",
     "/admin/audit",
     "/admin/export/customers.csv",
@@ -53,6 +68,8 @@ def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
         ),
         ("/admin/journeys/preview", {"message": "dispatch", "channel": "sms", "text": "x"}),
         ("/admin/journeys/preview/email", {"message": "dispatch", "channel": "email", "text": "x"}),
+        ("/admin/failed/retry", {}),
+        ("/admin/failed/1/retry", {}),
         ("/admin/team/invite", {"email": "friend@example.com", "role": "admin"}),
         (f"/admin/team/{team.agent_id}/role", {"role": "admin"}),
         (f"/admin/team/{team.admin_id}/remove", {}),
@@ -84,11 +101,13 @@ def snapshot(db) -> tuple:
             (j.key, j.is_enabled, j.version) for j in session.query(Journey).order_by(Journey.id)
         ]
         members = [(m.user_id, m.role) for m in session.query(Membership).order_by(Membership.id)]
+        jobs = [(j.id, j.status, j.attempts) for j in session.query(Job).order_by(Job.id)]
     return (
         workspaces,
         accounts,
         journeys,
         members,
+        jobs,
         count(db, MessageTemplate),
         count(db, Invite),
         count(db, AuditEntry, AuditEntry.action != "sign_in"),
@@ -621,3 +640,98 @@ def test_the_export_has_only_this_workspaces_customers_safely_and_is_audited(app
         team.workspace_id,
         {"what": "customers", "rows": ours},
     )
+
+
+# Failed sends
+
+
+def dead_dispatches(db, clock, *names: str) -> list[Job]:
+    """Each shopper's dispatch SMS refused with a 503 at all 8 attempts: its job dead."""
+    adapters = recording_adapters()
+    adapters[ChannelKind.SMS].script = [TransientChannelError("503 from provider")] * 8 * len(names)
+    worker = make_worker(db, adapters)
+    for n, name in enumerate(names):
+        placed, dispatched, *_ = deliveries(name, order_id=601 + n, number=1601 + n)
+        post(db, placed)
+        post(db, dispatched)
+    for _ in range(20 * len(names)):
+        drain(worker)
+        pending = rows(db, Job, Job.status == "pending")
+        if not pending:
+            break
+        clock.advance(max(min(j.due_at for j in pending) - clock.now, timedelta(0)))
+    dead = rows(db, Job, Job.status == "dead")
+    assert len(dead) == len(names)
+    return dead
+
+
+def test_an_admin_sees_a_failed_dispatch_and_sends_it_again(frozen_clock, app, db, team):
+    [dead] = dead_dispatches(db, frozen_clock, "Grace")
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        listed = client.get("/admin/failed", headers=HTML)
+        assert listed.status_code == 200
+        assert listed.text.count('data-test="failed-send"') == 1
+        assert f'data-job-id="{dead.id}"' in listed.text
+        for shown in ("Dispatch", "Grace", "+12025550143", "dead letter after 8 attempts: 503"):
+            assert shown in listed.text, shown
+
+        answer = client.post(f"/admin/failed/{dead.id}/retry", data={"csrf_token": csrf})
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/admin/failed?done=retried"
+        [job] = rows(db, Job, Job.id == dead.id)
+        assert (job.status, job.attempts, job.payload["redrive"]) == ("pending", 0, 1)
+        (entry,) = audit_actions(db, "dead_letter_retried")
+        assert (entry.workspace_id, entry.detail) == (
+            team.workspace_id,
+            {"count": 1, "jobs": [dead.id]},
+        )
+
+        adapters = recording_adapters()
+        drain(make_worker(db, adapters))
+        assert [sms.to for sms in adapters[ChannelKind.SMS].sent] == ["+12025550143"]
+        after = client.get("/admin/failed?done=retried", headers=HTML)
+    assert "Sent back to the queue" in after.text
+    assert 'data-test="no-failed-sends"' in after.text
+
+
+def test_send_all_again_re_drives_the_whole_dead_letter_in_one_audited_step(
+    frozen_clock, app, db, team
+):
+    dead = dead_dispatches(db, frozen_clock, "Grace", "Grace")
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post("/admin/failed/retry", data={"csrf_token": csrf})
+    assert answer.status_code == 303
+    assert {job.status for job in rows(db, Job, Job.id.in_([j.id for j in dead]))} == {"pending"}
+    (entry,) = audit_actions(db, "dead_letter_retried")
+    assert entry.detail["count"] == 2
+    assert sorted(entry.detail["jobs"]) == sorted(job.id for job in dead)
+
+
+def test_another_stores_admin_neither_sees_nor_re_drives_a_failed_send(frozen_clock, app, db, team):
+    [dead] = dead_dispatches(db, frozen_clock, "Grace")
+    with browser(app) as client:
+        csrf = sign_in(client, OTHER_ADMIN)
+        listed = client.get("/admin/failed", headers=HTML)
+        refused = client.post(f"/admin/failed/{dead.id}/retry", data={"csrf_token": csrf})
+        all_of_theirs = client.post("/admin/failed/retry", data={"csrf_token": csrf})
+    assert 'data-test="no-failed-sends"' in listed.text
+    assert refused.status_code == 404
+    assert all_of_theirs.status_code == 303
+    assert rows(db, Job, Job.id == dead.id)[0].status == "dead"
+    assert audit_actions(db, "dead_letter_retried") == []
+
+
+def test_a_send_already_sent_back_is_refused_with_the_reason_and_nothing_audited(
+    frozen_clock, app, db, team
+):
+    [dead] = dead_dispatches(db, frozen_clock, "Grace")
+    with db.transaction() as session:
+        queue.redrive(session, dead.id)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(f"/admin/failed/{dead.id}/retry", data={"csrf_token": csrf})
+    assert answer.status_code == 409
+    assert f"job {dead.id} is pending: only dead or failed jobs are re-driven" in answer.text
+    assert audit_actions(db, "dead_letter_retried") == []

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, TransientChannelError
 from parley.http.web.composer import composer_context, snooze_until
 from parley.http.web.pages import ENV
 from parley.inbox.models import Conversation, ConversationEvent
+from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.live.models import LiveEvent
 from parley.messaging import catalog
@@ -103,6 +104,39 @@ def test_a_reply_goes_out_on_the_customers_whatsapp_as_the_agent(app, db, tmp_pa
         )
         >= 2
     )
+
+
+def test_a_reply_whose_delivery_died_in_an_outage_goes_out_once_when_re_driven(
+    frozen_clock, app, db, tmp_path
+):
+    conversation_id = _whatsapp_conversation(db)
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "body": "Hi Ada, Sam here!"},
+        )
+    adapters = all_adapters()
+    adapters[ChannelKind.WHATSAPP].script = [TransientChannelError("503 from provider")] * 8
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    [job] = rows(db, Job, Job.kind == "messaging.deliver")
+    for _ in range(8):
+        drain(worker)
+        [job] = rows(db, Job, Job.id == job.id)
+        frozen_clock.advance(max(job.due_at - frozen_clock.now, timedelta(0)))
+    assert job.status == "dead"
+    [reply] = _agent_messages(db)
+    assert (reply.status, reply.attempts) == ("failed", 8)
+
+    with db.transaction() as session:
+        queue.redrive(session, job.id)
+    drain(worker)
+
+    sent = [m for m in adapters[ChannelKind.WHATSAPP].sent if m.text == "Hi Ada, Sam here!"]
+    assert len(sent) == 1
+    [reply] = _agent_messages(db)
+    assert (reply.status, reply.attempts, reply.status_reason) == ("sent", 9, None)
+    assert rows(db, Job, Job.id == job.id)[0].status == "done"
 
 
 def test_a_reply_can_go_on_another_channel_the_customer_has(app, db):

@@ -104,6 +104,7 @@ ID_ROUTES = {
     "/admin/channels/{account_id}/active": ("account",),
     "/admin/team/{user_id}/role": ("user",),
     "/admin/team/{user_id}/remove": ("user",),
+    "/admin/failed/{job_id}/retry": ("job",),
 }
 # Routes whose parameters are names scoped by the signed-in workspace, not ids, or that are
 # public by token.

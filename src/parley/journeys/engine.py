@@ -189,15 +189,15 @@ class RunLookup:
         ):
             self._customers[customer.id] = customer
         self._load_exit_events(runs)
-        message_keys = []
+        keys: list[tuple[int, str]] = []
         for job in jobs:
             run = self._runs.get(int(job.payload["run_id"]))
             if run is not None and run.journey_id in self._definitions:
                 definition = self._definitions[run.journey_id]
-                message_keys += [(run.workspace_id, key) for key in _send_keys(job, definition)]
+                keys += [(run.workspace_id, key) for key in message_keys(job.payload, definition)]
         self.outbox.preload(
             customers=[c for c in self._customers.values() if c is not None],
-            message_keys=message_keys,
+            message_keys=keys,
         )
 
     def _load_exit_events(self, runs: list[JourneyRun]) -> None:
@@ -313,24 +313,24 @@ def _by_external(
     return {(row.workspace_id, row.external_id): row for row in rows}
 
 
-def _send_keys(job: ClaimedJob, definition: JourneyDefinition) -> list[str]:
-    """The keys of the messages this job can have recorded: the send step it starts at, or
-    the sends its conditions lead to before the next wait. A retried job walks again from
-    the step it was enqueued for, so a message it left waiting belongs to the send step
-    behind any conditions, whichever way they come out this time. A re-driven job's
-    re-sends have keys of their own (:func:`_message_key`)."""
-    redrive = int(job.payload.get(REDRIVE, 0))
+def message_keys(payload: Mapping[str, Any], definition: JourneyDefinition) -> list[str]:
+    """The keys of the messages a job (by its payload) can have recorded: the send step it
+    starts at, or the sends its conditions lead to before the next wait. A retried job
+    walks again from the step it was enqueued for, so a message it left waiting belongs
+    to the send step behind any conditions, whichever way they come out this time. A
+    re-driven job's re-sends have keys of their own (:func:`_message_key`)."""
+    redrive = int(payload.get(REDRIVE, 0))
     return sorted(
         key
-        for _, base in _base_sends(job, definition)
+        for _, base in _base_sends(payload, definition)
         for key in [base, *(f"{base}:r{n}" for n in range(1, redrive + 1))]
     )
 
 
-def _base_sends(job: ClaimedJob, definition: JourneyDefinition) -> list[tuple[int, str]]:
-    """The send steps :func:`_send_keys` speaks of, each with its first message's key."""
-    run_id, start = job.payload["run_id"], int(job.payload["step"])
-    exclude = job.payload.get("exclude", ())
+def _base_sends(payload: Mapping[str, Any], definition: JourneyDefinition) -> list[tuple[int, str]]:
+    """The send steps :func:`message_keys` speaks of, each with its first message's key."""
+    run_id, start = payload["run_id"], int(payload["step"])
+    exclude = payload.get("exclude", ())
     keys: list[tuple[int, str]] = []
     steps = definition.steps
     reachable, seen = [start], set()
@@ -380,7 +380,7 @@ def _resends(lookup: RunLookup, job: ClaimedJob, run: JourneyRun, facts: RunFact
         return False
     return any(
         _message_key(lookup, run.workspace_id, base, job)[1]
-        for _, base in _base_sends(job, facts.definition)
+        for _, base in _base_sends(job.payload, facts.definition)
     )
 
 
@@ -548,7 +548,7 @@ class AdvanceJourney:
         session: Session, lookup: RunLookup, job: ClaimedJob, run: JourneyRun, reason: str
     ) -> None:
         """Settle a message this job left in flight or waiting for a retry."""
-        for key in _send_keys(job, lookup.facts(run).definition):
+        for key in message_keys(job.payload, lookup.facts(run).definition):
             outbox.close_pending(
                 session,
                 lookup=lookup.outbox,
@@ -564,7 +564,7 @@ class AdvanceJourney:
         beside the failed message (one this job left waiting for a retry is settled)."""
         run, definition = facts.run, facts.definition
         self._close_pending(session, lookup, job, run, reason)
-        for index, base in _base_sends(job, definition):
+        for index, base in _base_sends(job.payload, definition):
             key, resend = _message_key(lookup, run.workspace_id, base, job)
             step = definition.steps[index]
             if resend and isinstance(step, SendStep):

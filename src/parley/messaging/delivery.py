@@ -4,7 +4,7 @@ Journey messages are decided and sent by the journey engine; a reply is decided 
 queued (:mod:`parley.messaging.replies`) and this task only delivers it, re-checking at
 send time what may have changed since: the store uninstalled, or the customer opted out.
 Retries, the ``sending`` in-flight state and its reconciliation are the outbox's, shared
-with journey sends.
+with journey sends. A reply whose job was re-driven out of the dead letter is tried again.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from parley.channels.base import ChannelAdapter, ChannelKind, SendResult
 from parley.clock import utc_now
 from parley.inbox.models import Conversation
-from parley.jobs.queue import ClaimedJob
+from parley.jobs.queue import REDRIVE, ClaimedJob
 from parley.jobs.worker import Done, Outcome, Retry
 from parley.messaging import service as outbox
 from parley.messaging.models import Author, Message, MessageStatus
@@ -61,6 +61,12 @@ class DeliverMessage:
         if message.status == MessageStatus.SENDING:
             outbox.hold_interrupted(session, message, now=now)
             return None
+        if message.status == MessageStatus.FAILED and job.payload.get(REDRIVE):
+            # Re-driven out of the dead letter. A failed reply has settled (every attempt
+            # ended in an error), so trying it again cannot deliver it twice; the same
+            # message goes out, as the agent wrote it, and its attempts go on counting.
+            message.status = MessageStatus.QUEUED
+            message.status_reason = None
         if message.status != MessageStatus.QUEUED:
             return None
         workspace = session.get(Workspace, message.workspace_id)

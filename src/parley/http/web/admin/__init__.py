@@ -1,5 +1,5 @@
 """``/admin``: workspace settings, channel credentials, policies, journeys and their
-templates, the team and the audit log (admins only).
+templates, failed sends, the team and the audit log (admins only).
 
 Every handler starts with ``admin(request)``, GET and POST alike, so an agent gets 403
 whatever URL they type; the domain functions check the role again. To add a page, write
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from parley.http.web.admin import audit, channels, general, journeys, team
+from parley.http.web.admin import audit, channels, failed, general, journeys, team
 
 
 def admin_routes() -> list[BaseRoute]:
@@ -41,6 +41,9 @@ def admin_routes() -> list[BaseRoute]:
             journeys.save_template,
             methods=["POST"],
         ),
+        Route("/admin/failed", failed.failed_page, methods=["GET"]),
+        Route("/admin/failed/retry", failed.retry_all, methods=["POST"]),
+        Route("/admin/failed/{job_id}/retry", failed.retry_one, methods=["POST"]),
         Route("/admin/team", team.team_page, methods=["GET"]),
         Route("/admin/team/invite", team.invite, methods=["POST"]),
         Route("/admin/team/{user_id}/role", team.set_role, methods=["POST"]),

@@ -24,6 +24,8 @@ NOTICES = {
     "template": "Template saved.",
     "role": "Role changed.",
     "removed": "Member removed. Their sessions in this workspace have ended.",
+    "retried": "Sent back to the queue: each goes out within seconds, unless the order or the "
+    "conversation no longer calls for it (the reason is then kept on the message).",
 }
 
 SECTIONS = (
@@ -31,6 +33,7 @@ SECTIONS = (
     ("channels", "/admin/channels", "Channels"),
     ("policies", "/admin/policies", "Store policies & FAQ"),
     ("journeys", "/admin/journeys", "Journeys"),
+    ("failed", "/admin/failed", "Failed sends"),
     ("team", "/admin/team", "Team"),
     ("canned", "/admin/canned-replies", "Canned replies"),
     ("audit", "/admin/audit", "Audit log"),

@@ -21,7 +21,8 @@ from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.customers.identity import normalise_email
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
-from parley.errors import Invalid, NotFound
+from parley.errors import Conflict, Invalid, NotFound
+from parley.jobs import queue
 from parley.journeys import service as journeys
 from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
 from parley.journeys.models import Journey
@@ -471,3 +472,41 @@ def export_customers(session: Session, *, login: Login, ip: str) -> str:
         detail={"what": "customers", "rows": rows},
     )
     return out.getvalue()
+
+
+# Failed sends (the dead letter)
+
+AUDITED_JOB_IDS = 50
+"""The first ids of a re-drive kept in its audit entry (after an outage, all may be
+thousands: the count says how many)."""
+
+
+def retry_failed_sends(
+    session: Session, *, login: Login, job_ids: list[int] | None, ip: str
+) -> int:
+    """Send again what gave up: the named jobs of the store's dead letter, or all of it.
+
+    A named job not in it is refused (404, 409) and nothing is re-driven; with ``None``,
+    a job someone re-drove in the meantime is passed over. Audited with how many, and
+    which.
+    """
+    require_admin(login)
+    if job_ids is None:
+        wanted = [
+            job.id for job in queue.list_dead(session, workspace_id=login.workspace_id, limit=None)
+        ]
+        redriven = []
+        for job_id in wanted:
+            try:
+                redriven.append(queue.redrive(session, job_id, workspace_id=login.workspace_id))
+            except Conflict:
+                continue
+    else:
+        redriven = [
+            queue.redrive(session, job_id, workspace_id=login.workspace_id) for job_id in job_ids
+        ]
+    if redriven:
+        ids = [job.id for job in redriven]
+        detail: dict[str, Any] = {"count": len(ids), "jobs": ids[:AUDITED_JOB_IDS]}
+        audit_as(session, login, "dead_letter_retried", now=utc_now(), ip=ip, detail=detail)
+    return len(redriven)

@@ -1,0 +1,65 @@
+"""``/admin/failed``: what gave up after every retry (the dead letter), and sending it again
+once the cause is fixed (a provider back up, a credential replaced)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from parley.dead_letter import failed_sends
+from parley.errors import ParleyError
+from parley.http.web.admin import store
+from parley.http.web.admin.common import done, page, path_int
+from parley.http.web.auth import in_transaction
+from parley.http.web.pages import admin, db_of
+from parley.http.web.security import client_ip
+
+PAGE_SIZE = 100
+
+
+async def _page(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
+    login = admin(request)
+    sends = await in_transaction(
+        db_of(request),
+        lambda s: failed_sends(s, workspace_id=login.workspace_id, limit=PAGE_SIZE),
+    )
+    return page(
+        request,
+        "admin/failed.html",
+        section="failed",
+        status_code=status_code,
+        error=error,
+        sends=sends,
+        page_size=PAGE_SIZE,
+    )
+
+
+async def failed_page(request: Request) -> Response:
+    """``GET /admin/failed``: newest first."""
+    return await _page(request)
+
+
+async def retry_one(request: Request) -> Response:
+    """``POST /admin/failed/{job_id}/retry``."""
+    return await _retry(request, [path_int(request, "job_id")])
+
+
+async def retry_all(request: Request) -> Response:
+    """``POST /admin/failed/retry``: everything in the store's dead letter."""
+    return await _retry(request, None)
+
+
+async def _retry(request: Request, job_ids: list[int] | None) -> Response:
+    login = admin(request)
+    try:
+        await in_transaction(
+            db_of(request),
+            lambda s: store.retry_failed_sends(
+                s, login=login, job_ids=job_ids, ip=client_ip(request)
+            ),
+        )
+    except ParleyError as exc:
+        if exc.status_code == 404:
+            raise
+        return await _page(request, status_code=exc.status_code, error=exc.message)
+    return done("/admin/failed", "retried")
