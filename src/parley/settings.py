@@ -68,7 +68,12 @@ class Settings(BaseSettings):
     )
     worker_poll_seconds: float = 0.2
     job_lease_seconds: int = 60
-    job_max_attempts: int = 8
+    job_max_attempts: int = Field(
+        default=12,
+        ge=1,
+        description="attempts before the dead letter; with the backoff's defaults (5 s "
+        "doubling, capped at an hour) 12 ride out a provider outage of 1.2 to 2.4 hours",
+    )
     job_backoff_base_seconds: float = 5.0
     job_backoff_cap_seconds: float = 3600.0
     webhook_retention_days: float = Field(

@@ -206,7 +206,8 @@ def _wait_for_dispatch_to_settle(demo: DemoServer, max_attempts: int) -> dict:
 
 
 # PARLEY_JOB_MAX_ATTEMPTS is what a deploying engineer sets to ride out a longer outage
-# (10_case) or give up sooner (3_case); the queue's own default is 8.
+# or give up sooner; the deployment's default is 12 (1.2 to 2.4 hours at the default
+# backoff, too long to wait for here).
 @pytest.mark.parametrize("max_attempts", [3, 8, 10], ids=lambda n: f"{n}_case")
 def test_permanent_outage_ends_in_the_dead_letter_after_max_attempts(start_demo, max_attempts):
     demo = start_demo(
