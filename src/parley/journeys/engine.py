@@ -570,14 +570,16 @@ class AdvanceJourney:
             if resend and isinstance(step, SendStep):
                 outbox.record_skipped(
                     session,
+                    lookup=lookup.outbox,
                     workspace_id=run.workspace_id,
-                    customer_id=facts.customer.id if facts.customer else None,
+                    customer=facts.customer,
                     journey_run_id=run.id,
                     step_index=index,
                     idempotency_key=key,
                     message_type=step.message,
                     purpose=send_purpose(definition, step),
                     reason=f"not re-sent: {reason}",
+                    now=utc_now(),
                 )
 
     def record_batch(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -30,7 +29,6 @@ from parley.journeys.models import Journey, JourneyRun, RunStatus
 from parley.journeys.service import ADVANCE, definition_of, end_run
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
-from parley.messaging.models import MessageStatus
 from parley.messaging.policy import decide
 from parley.messaging.service import channel_preferences
 from parley.messaging.types import MessageType
@@ -243,16 +241,16 @@ def _record_skipped(
         return
     step = item.definition.steps[send.step_index]
     assert isinstance(step, SendStep)
-    row: dict[str, Any] = {
-        **outbox.blank_row(workspace_id=item.run.workspace_id, now=now),
-        "customer_id": customer.id,
-        "conversation_id": lookup.open_conversation_id(customer),
-        "journey_run_id": item.run.id,
-        "step_index": send.step_index,
-        "idempotency_key": send.message_key,
-        "message_type": send.message_type,
-        "purpose": send_purpose(item.definition, step),
-        "status": MessageStatus.SKIPPED,
-        "status_reason": f"not sent: {reason}",
-    }
-    outbox.insert_message(session, row)
+    outbox.record_skipped(
+        session,
+        lookup=lookup,
+        workspace_id=item.run.workspace_id,
+        customer=customer,
+        journey_run_id=item.run.id,
+        step_index=send.step_index,
+        idempotency_key=send.message_key,
+        message_type=send.message_type,
+        purpose=send_purpose(item.definition, step),
+        reason=f"not sent: {reason}",
+        now=now,
+    )

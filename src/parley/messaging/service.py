@@ -261,20 +261,24 @@ def record_sends(session: Session, sends: list[UnrecordedSend]) -> list[Prepared
 def record_skipped(
     session: Session,
     *,
+    lookup: OutboxLookup,
     workspace_id: int,
-    customer_id: int | None,
+    customer: Customer | None,
     journey_run_id: int,
     step_index: int,
     idempotency_key: str,
-    message_type: MessageType,
+    message_type: str,
     purpose: Purpose,
     reason: str,
+    now: datetime,
 ) -> None:
-    """A journey message decided against before the policy ran, recorded with why (a key
-    recorded already is left as it is)."""
+    """A journey message decided against before the policy ran (an agent cancelled it, a
+    re-send no longer called for), recorded with why where the customer's open
+    conversation shows it. A key recorded already is left as it is."""
     row = {
-        **blank_row(workspace_id=workspace_id, now=utc_now()),
-        "customer_id": customer_id,
+        **blank_row(workspace_id=workspace_id, now=now),
+        "customer_id": customer.id if customer else None,
+        "conversation_id": lookup.open_conversation_id(customer) if customer else None,
         "journey_run_id": journey_run_id,
         "step_index": step_index,
         "idempotency_key": idempotency_key,
