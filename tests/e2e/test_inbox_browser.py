@@ -1,8 +1,8 @@
 """The agents' inbox in a real browser (Debian's chromium under Playwright) against the
 real ``parley demo``: sign in, answer a WhatsApp customer, watch messages and new
 conversations arrive live, drive it from the keyboard, meet a closed WhatsApp window, and
-see customer-written markup stay text; and an admin send a failed SMS again from
-Settings."""
+see customer-written markup stay text; send again a reply an outage stopped, and as an
+admin a failed SMS from Settings."""
 
 from __future__ import annotations
 
@@ -251,5 +251,35 @@ def test_an_admin_sends_a_failed_sms_again_from_settings(start_demo, chromium):
         assert sms["to"] == GRACE_PHONE
         page.reload()
         page.locator('[data-test="no-failed-sends"]').wait_for()
+    finally:
+        page.close()
+
+
+def test_an_agent_sends_a_reply_again_after_the_outage_that_stopped_it(start_demo, chromium):
+    demo = start_demo(PARLEY_JOB_BACKOFF_BASE_SECONDS="0.01", PARLEY_JOB_MAX_ATTEMPTS="3")
+    customer_writes(demo, "whatsapp", ADA_PHONE, "Could I speak to a person about my parcel?")
+    page = chromium.new_page()
+    try:
+        sign_in(page, demo.base_url, DEMO.demo_admin_email, DEMO.demo_admin_password)
+        open_conversation_with(page, "Ada", "speak to a person")
+        demo.inject_fault(channel="whatsapp", status=503, count=-1)
+        page.fill('[data-test="reply-body"]', "Hi Ada, Avery here: it left today.")
+        page.click('[data-test="send-reply"]')
+        demo.wait_for(
+            lambda: [m for m in demo.messages() if m["status"] == "failed"],
+            what="the reply to give up",
+        )
+        assert demo.http.delete("/sandbox/api/faults").status_code == 204
+        page.reload()
+        page.locator('[data-test="send-again"]').click()
+        [reply] = demo.wait_for(
+            lambda: [m for m in outbound(demo, "whatsapp") if "Avery here" in m["body"]],
+            timeout=10.0,
+            what="the reply sent again",
+        )
+        assert reply["to"].lstrip("+") == ADA_PHONE.lstrip("+")
+        page.locator('[data-test="send-again"]').wait_for(state="detached")
+        [agent_reply] = [m for m in demo.messages() if "Avery here" in (m.get("body") or "")]
+        assert (agent_reply["attempts"], agent_reply["status"] != "failed") == (4, True)
     finally:
         page.close()

@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from parley.channels.base import ChannelKind, TransientChannelError
+from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
 from parley.http.web.composer import composer_context, snooze_until
 from parley.http.web.pages import ENV
 from parley.inbox.models import Conversation, ConversationEvent
-from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.live.models import LiveEvent
 from parley.messaging import catalog
@@ -106,36 +105,83 @@ def test_a_reply_goes_out_on_the_customers_whatsapp_as_the_agent(app, db, tmp_pa
     )
 
 
-def test_a_reply_whose_delivery_died_in_an_outage_goes_out_once_when_re_driven(
-    frozen_clock, app, db, tmp_path
-):
+def _reply_that_failed(db, frozen_clock, tmp_path, error, *, attempts: int = 8):
+    """Sam's WhatsApp reply to Ada, answered with ``error`` at every attempt."""
     conversation_id = _whatsapp_conversation(db)
-    with browser(app) as client:
-        csrf = sign_in(client, AGENT)
-        client.post(
-            f"/inbox/{conversation_id}/reply",
-            data={"csrf_token": csrf, "channel": "whatsapp", "body": "Hi Ada, Sam here!"},
-        )
+    _reply_as_agent(db, conversation_id, "Hi Ada, Sam here!")
     adapters = all_adapters()
-    adapters[ChannelKind.WHATSAPP].script = [TransientChannelError("503 from provider")] * 8
+    adapters[ChannelKind.WHATSAPP].script = [error] * attempts
     worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
     [job] = rows(db, Job, Job.kind == "messaging.deliver")
-    for _ in range(8):
+    for _ in range(attempts):
         drain(worker)
         [job] = rows(db, Job, Job.id == job.id)
         frozen_clock.advance(max(job.due_at - frozen_clock.now, timedelta(0)))
-    assert job.status == "dead"
     [reply] = _agent_messages(db)
-    assert (reply.status, reply.attempts) == ("failed", 8)
+    return conversation_id, reply, job, worker, adapters
 
-    with db.transaction() as session:
-        queue.redrive(session, job.id)
-    drain(worker)
+
+def _reply_as_agent(db, conversation_id: int, text: str) -> None:
+    with browser(web_app(db)) as client:
+        csrf = sign_in(client, AGENT)
+        answer = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "body": text},
+        )
+        assert answer.status_code == 303
+
+
+def test_an_agent_sends_a_reply_again_that_gave_up_in_an_outage(frozen_clock, app, db, tmp_path):
+    conversation_id, reply, job, worker, adapters = _reply_that_failed(
+        db, frozen_clock, tmp_path, TransientChannelError("503 from provider")
+    )
+    assert (job.status, reply.status, reply.attempts) == ("dead", "failed", 8)
+
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        timeline = client.get(f"/inbox/{conversation_id}/_timeline").text
+        assert timeline.count('data-test="send-again"') == 1
+        assert f"/inbox/{conversation_id}/messages/{reply.id}/send-again" in timeline
+        answer = client.post(
+            f"/inbox/{conversation_id}/messages/{reply.id}/send-again",
+            data={"csrf_token": csrf},
+        )
+        assert answer.status_code == 303
+        assert rows(db, Job, Job.id == job.id)[0].status == "pending"
+        drain(worker)
+        after = client.get(f"/inbox/{conversation_id}/_timeline").text
 
     sent = [m for m in adapters[ChannelKind.WHATSAPP].sent if m.text == "Hi Ada, Sam here!"]
     assert len(sent) == 1
     [reply] = _agent_messages(db)
     assert (reply.status, reply.attempts, reply.status_reason) == ("sent", 9, None)
+    assert rows(db, Job, Job.id == job.id)[0].status == "done"
+    assert 'data-test="send-again"' not in after
+
+
+def test_a_reply_refused_for_good_is_not_offered_again_and_is_refused(
+    frozen_clock, app, db, tmp_path
+):
+    conversation_id, reply, job, _, _ = _reply_that_failed(
+        db, frozen_clock, tmp_path, PermanentChannelError("not a WhatsApp user"), attempts=1
+    )
+    assert (job.status, reply.status) == ("done", "failed")
+
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        timeline = client.get(f"/inbox/{conversation_id}/_timeline").text
+        answer = client.post(
+            f"/inbox/{conversation_id}/messages/{reply.id}/send-again",
+            data={"csrf_token": csrf},
+        )
+        elsewhere = client.post(
+            f"/inbox/{conversation_id}/messages/{reply.id + 1000}/send-again",
+            data={"csrf_token": csrf},
+        )
+    assert 'data-test="send-again"' not in timeline
+    assert answer.status_code == 409
+    assert "only a reply that gave up after every retry can be sent again" in answer.text
+    assert elsewhere.status_code == 404
     assert rows(db, Job, Job.id == job.id)[0].status == "done"
 
 

@@ -105,6 +105,7 @@ ID_ROUTES = {
     "/admin/team/{user_id}/role": ("user",),
     "/admin/team/{user_id}/remove": ("user",),
     "/admin/failed/{job_id}/retry": ("job",),
+    "/inbox/{id:int}/messages/{message_id:int}/send-again": ("conversation", "message"),
 }
 # Routes whose parameters are names scoped by the signed-in workspace, not ids, or that are
 # public by token.
@@ -208,6 +209,7 @@ def elsewhere(db, app):
             "canned": canned.id,
             "account": account.id,
             "job": job.id,
+            "message": received.message_id,
             "user": owner,
         }
 

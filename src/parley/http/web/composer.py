@@ -1,4 +1,5 @@
-"""The composer under a conversation: replies, notes and the agent's moves on it.
+"""The composer under a conversation: replies (and sending again one an outage stopped),
+notes and the agent's moves on it.
 
 Every route here is a thin handler: it parses the form, calls one domain function in a
 transaction scoped to the signed-in agent's workspace, and answers a browser form with a
@@ -192,6 +193,24 @@ async def note(request: Request) -> Response:
     )
 
 
+async def send_again(request: Request) -> Response:
+    """``POST /inbox/{id}/messages/{message_id}/send-again``: a reply that gave up after
+    every retry (a provider outage), sent again once the provider is back."""
+    login = signed_in(request)
+    conversation_id = int(request.path_params["id"])
+    message_id = int(request.path_params["message_id"])
+    return await _act(
+        request,
+        lambda session: replies.retry_reply(
+            session,
+            workspace_id=login.workspace_id,
+            conversation_id=conversation_id,
+            message_id=message_id,
+        ),
+        lambda message: {"message": {"id": message.id}},
+    )
+
+
 Move = Callable[[Session, Login, int], Conversation]
 
 
@@ -337,6 +356,7 @@ def composer_routes() -> list[Route]:
     return [
         Route("/inbox/{id:int}/reply", reply, methods=["POST"]),
         Route("/inbox/{id:int}/note", note, methods=["POST"]),
+        Route("/inbox/{id:int}/messages/{message_id:int}/send-again", send_again, methods=["POST"]),
         Route("/inbox/{id:int}/assign", assign, methods=["POST"]),
         Route("/inbox/{id:int}/snooze", snooze, methods=["POST"]),
         Route(
