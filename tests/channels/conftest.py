@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import httpx2
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from parley.channels.email_smtp.adapter import EmailSmtp
 from parley.channels.instagram.adapter import Instagram
@@ -351,11 +352,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_smtp_server(*, smtputf8: bool = False) -> FakeSmtpServer:
-    """A fake relay on a free port; ``smtputf8`` offers the SMTPUTF8 extension."""
+def start_smtp_server(
+    *, smtputf8: bool = False, login: tuple[str, str] | None = None
+) -> FakeSmtpServer:
+    """A fake relay on a free port; ``smtputf8`` offers the SMTPUTF8 extension; with
+    ``login`` the relay requires AUTH (over plain loopback) with that user and password."""
     handler = SmtpHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
+    auth: dict[str, Any] = {}
+    if login is not None:
+        expected = (login[0].encode(), login[1].encode())
+
+        def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any):
+            matches = isinstance(data, LoginPassword) and (data.login, data.password) == expected
+            return AuthResult(success=matches, handled=False)
+
+        auth = {"authenticator": authenticator, "auth_required": True, "auth_require_tls": False}
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8, **auth
+    )
     controller.start()
     return FakeSmtpServer(handler=handler, controller=controller, port=port)
 

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 from tests.channels.conftest import email_adapter, start_smtp_server
 
-from parley.channels.base import OutboundMessage, PermanentChannelError, TransientChannelError
+from parley.channels.base import (
+    AccountChannelError,
+    OutboundMessage,
+    PermanentChannelError,
+    TransientChannelError,
+)
 from parley.channels.email_smtp.adapter import EmailSmtp, message_id_for
 from parley.settings import Settings
 
@@ -181,6 +186,31 @@ async def test_data_reply_code_decides_the_failure_class(
     assert type(caught.value) is error
     assert caught.value.provider_code == code  # type: ignore[attr-defined]
     assert caught.value.reason == f"the mail server answered {reply}"  # type: ignore[attr-defined]
+
+
+# Loopback only: the relay asks for AUTH without TLS, which aiosmtpd warns about.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.filterwarnings("ignore:Session.login_data is deprecated")
+async def test_a_refused_smtp_login_is_an_account_refusal_and_the_right_one_sends() -> None:
+    server = start_smtp_server(login=("orders", "right-password"))
+    wrong = email_adapter(server, username="orders", password="wrong-password")
+    right = email_adapter(server, username="orders", password="right-password")
+    try:
+        with pytest.raises(AccountChannelError) as caught:
+            await wrong.send(email())
+        assert server.handler.received == []
+        await right.send(email())
+    finally:
+        await wrong.aclose()
+        await right.aclose()
+        server.stop()
+
+    assert caught.value.provider_code == "535"
+    assert caught.value.reason == (
+        "the mail server answered 535 5.7.8 Authentication credentials invalid"
+        " (the SMTP login was refused)"
+    )
+    assert len(server.handler.received) == 1
 
 
 async def test_connection_stays_usable_after_a_refusal(email_channel: Channel) -> None:

@@ -10,6 +10,7 @@ import httpx2
 import pytest
 
 from parley.channels.base import (
+    AccountChannelError,
     OutboundMessage,
     PermanentChannelError,
     TransientChannelError,
@@ -130,18 +131,43 @@ async def test_invalid_number_is_permanent_21211(twilio_channel: Channel) -> Non
     with pytest.raises(PermanentChannelError) as caught:
         await adapter.send(sms(to="+1555"))
 
+    assert type(caught.value) is PermanentChannelError  # the number, not the account
     assert caught.value.provider_code == "21211"
     assert "Invalid 'To' Phone Number" in caught.value.reason
 
 
-async def test_bad_credentials_are_permanent(twilio_channel: Channel) -> None:
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        pytest.param(401, 20003, id="bad_credentials_case"),
+        pytest.param(401, 20005, id="account_not_active_case"),
+        pytest.param(400, 21606, id="from_number_cannot_send_case"),
+        pytest.param(400, 21659, id="from_number_not_on_account_case"),
+    ],
+)
+async def test_a_refused_account_is_an_account_refusal(
+    twilio_channel: Channel, status: int, code: int
+) -> None:
+    adapter, api = twilio_channel
+    api.answer(status, {"code": code, "message": "Refused", "status": status})
+
+    with pytest.raises(AccountChannelError) as caught:
+        await adapter.send(sms())
+
+    assert caught.value.provider_code == str(code)
+
+
+async def test_bad_credentials_are_explained(twilio_channel: Channel) -> None:
     adapter, api = twilio_channel
     api.answer(401, {"code": 20003, "message": "Authenticate", "status": 401})
 
-    with pytest.raises(PermanentChannelError) as caught:
+    with pytest.raises(AccountChannelError) as caught:
         await adapter.send(sms())
 
-    assert caught.value.provider_code == "20003"
+    assert caught.value.reason == (
+        "Twilio rejected the SMS (HTTP 401, error 20003): Twilio rejected the account"
+        " credentials - Authenticate"
+    )
 
 
 async def test_html_gateway_error_is_transient_without_code(twilio_channel: Channel) -> None:

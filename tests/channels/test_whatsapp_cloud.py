@@ -9,6 +9,7 @@ import httpx2
 import pytest
 
 from parley.channels.base import (
+    AccountChannelError,
     OutboundMessage,
     PermanentChannelError,
     TemplateRef,
@@ -156,21 +157,26 @@ async def test_outside_window_131047_is_permanent(whatsapp_channel: Channel) -> 
 
 
 @pytest.mark.parametrize(
-    ("status", "code"),
+    ("status", "code", "error_class"),
     [
-        pytest.param(400, 131026, id="undeliverable_case"),
-        pytest.param(401, 190, id="expired_token_case"),
-        pytest.param(400, 100, id="invalid_parameter_case"),
+        pytest.param(400, 131026, PermanentChannelError, id="undeliverable_case"),
+        pytest.param(400, 100, PermanentChannelError, id="invalid_parameter_case"),
+        pytest.param(401, 190, AccountChannelError, id="expired_token_case"),
+        pytest.param(403, 10, AccountChannelError, id="permission_revoked_case"),
+        pytest.param(400, 131031, AccountChannelError, id="account_locked_case"),
+        pytest.param(400, 131042, AccountChannelError, id="payment_problem_case"),
     ],
 )
-async def test_refusals_are_permanent(whatsapp_channel: Channel, status: int, code: int) -> None:
+async def test_refusals_are_permanent(
+    whatsapp_channel: Channel, status: int, code: int, error_class: type[Exception]
+) -> None:
     adapter, api = whatsapp_channel
     api.answer(status, graph_error(code, f"(#{code}) refused"))
 
     with pytest.raises(PermanentChannelError) as caught:
         await adapter.send(whatsapp())
 
-    assert not isinstance(caught.value, TransientChannelError)
+    assert type(caught.value) is error_class
     assert caught.value.provider_code == str(code)
 
 

@@ -257,6 +257,36 @@ def test_a_dead_lettered_sms_goes_out_once_when_retried_after_the_outage(start_d
     assert demo.api("GET", "/jobs/dead").json() == {"jobs": []}
 
 
+def test_a_refused_twilio_login_falls_back_to_email_which_waits_out_a_refused_smtp_login(
+    start_demo,
+):
+    demo = start_demo(PARLEY_JOB_BACKOFF_BASE_SECONDS="0.01")
+    placed, dispatched, *_ = deliveries("Grace")
+    demo.post_webhook(placed)
+    demo.wait_for(lambda: demo.captured(channel="email"), what="the confirmation")
+    demo.wait_until_idle()
+    demo.inject_fault(channel="sms", status=401, count=-1)
+    demo.inject_fault(channel="email", status=535, count=2)
+
+    demo.post_webhook(dispatched)
+    demo.wait_for(lambda: len(demo.captured(channel="email")) == 2, what="the dispatch email")
+    demo.wait_until_idle()
+
+    assert demo.captured(channel="sms") == []
+    [_, email] = demo.captured(channel="email")
+    assert email["to"] == "grace@example.com"
+    dispatches = {m["channel"]: m for m in demo.messages() if m["type"] == "dispatch"}
+    assert {c: (m["status"], m["attempts"]) for c, m in dispatches.items()} == {
+        "sms": ("failed", 1),
+        "email": ("sent", 3),
+    }
+    assert dispatches["sms"]["reason"] == (
+        "Twilio rejected the SMS (HTTP 401, error 20003): Twilio rejected the account"
+        " credentials - Authenticate"
+    )
+    assert demo.api("GET", "/jobs/dead").json() == {"jobs": []}
+
+
 def test_simulate_against_the_live_demo_captures_eight_messages(demo):
     """At simulate's own pace (a second between deliveries) every update is news when the
     worker gets to it, so each of the four is sent (all at once, only the latest would be)."""

@@ -202,6 +202,19 @@ async def test_injected_550_is_permanent(server: SandboxSmtpServer, store: Sandb
     assert store.list() == []
 
 
+async def test_injected_535_refuses_the_login(
+    server: SandboxSmtpServer, store: SandboxStore
+) -> None:
+    store.inject_fault("email", 535)
+
+    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+        await _send(server, _email())
+
+    assert refused.value.code == 535
+    assert refused.value.message == "5.7.8 Sandbox: simulated login refused, credentials invalid"
+    assert store.list() == []
+
+
 def test_stop_is_safe_twice(store: SandboxStore) -> None:
     smtp = SandboxSmtpServer(store, port=_free_port())
     with smtp:

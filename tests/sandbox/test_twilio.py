@@ -213,6 +213,23 @@ async def test_injected_429_carries_retry_after(
     assert store.received_count("sms") == 1
 
 
+async def test_an_injected_401_answers_as_twilio_refuses_a_revoked_token(
+    client: httpx2.AsyncClient, store: SandboxStore
+) -> None:
+    store.inject_fault("sms", 401)
+
+    refused = await _send(client)
+
+    assert refused.status_code == 401
+    assert refused.json() == {
+        "code": 20003,
+        "message": "Authenticate",
+        "more_info": "https://www.twilio.com/docs/errors/20003",
+        "status": 401,
+    }
+    assert store.list() == []
+
+
 async def test_fault_until_cleared(client: httpx2.AsyncClient, store: SandboxStore) -> None:
     store.inject_fault("sms", 500, count=-1)
 

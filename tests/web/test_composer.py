@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
+from parley.channels.base import (
+    AccountChannelError,
+    ChannelKind,
+    PermanentChannelError,
+    TransientChannelError,
+)
 from parley.http.web.composer import composer_context, snooze_until
 from parley.http.web.pages import ENV
 from parley.inbox.models import Conversation, ConversationEvent
@@ -182,6 +187,28 @@ def test_a_reply_refused_for_good_is_not_offered_again_and_is_refused(
     assert answer.status_code == 409
     assert "only a reply that gave up after every retry can be sent again" in answer.text
     assert elsewhere.status_code == 404
+    assert rows(db, Job, Job.id == job.id)[0].status == "done"
+
+
+def test_a_reply_whose_provider_refused_the_store_token_waits_and_goes_once_it_is_fixed(
+    frozen_clock, app, db, tmp_path
+):
+    refusal = AccountChannelError("Invalid OAuth access token", provider_code="190")
+    _, reply, job, worker, adapters = _reply_that_failed(
+        db, frozen_clock, tmp_path, refusal, attempts=1
+    )
+    assert (job.status, job.attempts) == ("pending", 1)
+    assert (reply.status, reply.status_reason) == (
+        "queued",
+        "retrying after attempt 1: Invalid OAuth access token",
+    )
+
+    drain(worker)  # the token replaced
+
+    sent = [m for m in adapters[ChannelKind.WHATSAPP].sent if m.text == "Hi Ada, Sam here!"]
+    assert len(sent) == 1
+    [reply] = _agent_messages(db)
+    assert (reply.status, reply.attempts) == ("sent", 2)
     assert rows(db, Job, Job.id == job.id)[0].status == "done"
 
 

@@ -8,8 +8,10 @@ payloads into ``InboundMessage`` / ``StatusUpdate`` events (``meta.py`` holds wh
 WhatsApp and Instagram share). ``base.py`` holds the contract every adapter meets (``kind``,
 ``provider``, ``capabilities``, ``from_settings``, ``send``, ``aclose``) and the two
 failure classes delivery acts on: ``TransientChannelError`` (retry later) and
-``PermanentChannelError`` (fail now, show the reason). ``http.py`` is the pooled client and
-status classification shared by HTTP providers; ``registry.py`` maps kind to class.
+``PermanentChannelError`` (fail now, show the reason), with ``AccountChannelError`` for a
+provider refusing the store's own credentials or account (fall back, else keep retrying).
+``http.py`` is the pooled client and status classification shared by HTTP providers;
+``registry.py`` maps kind to class.
 
 To add a channel:
 

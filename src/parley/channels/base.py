@@ -4,8 +4,9 @@ An adapter knows one provider's wire format and nothing of parley's domain: it n
 touches the database. ``messaging/`` hands it an :class:`OutboundMessage` and stores the
 :class:`SendResult`; a failure is classified as :class:`TransientChannelError` (retry with
 backoff: network errors, timeouts, 429, 5xx) or :class:`PermanentChannelError` (fail at
-once: other 4xx, a recipient the provider refuses). Adding a channel means one folder here
-and one line in ``registry.py``.
+once: other 4xx, a recipient the provider refuses), of which :class:`AccountChannelError`
+is the provider refusing the store's own account or settings. Adding a channel means one
+folder here and one line in ``registry.py``.
 """
 
 from __future__ import annotations
@@ -102,7 +103,23 @@ class TransientChannelError(ChannelError):
 
 
 class PermanentChannelError(ChannelError):
-    """Retrying cannot help: a rejected recipient, bad credentials, a malformed request."""
+    """Retrying cannot help: a rejected recipient, a malformed request."""
+
+
+class AccountChannelError(PermanentChannelError):
+    """The provider refused the store's account, not this message: credentials wrong or
+    expired, an account suspended, a sender number not on the account.
+
+    Every message on the channel fails the same way until someone fixes the settings, and
+    then this one would go through. So it is final for this channel *now* (a journey falls
+    back to the next channel at once), but where no other channel is left the message is
+    kept and retried like an outage (:meth:`as_outage`), ending in the dead letter, from
+    which it can be sent again once the settings are fixed.
+    """
+
+    def as_outage(self) -> TransientChannelError:
+        """The same refusal, to be retried with backoff until the settings are fixed."""
+        return TransientChannelError(self.reason, provider_code=self.provider_code)
 
 
 class SignatureError(Exception):

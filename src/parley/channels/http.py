@@ -2,7 +2,9 @@
 
 Providers differ in their error bodies but agree on what HTTP itself says: a timeout, a
 dropped connection, 429 or 5xx is worth retrying later, while any other 4xx means the
-request itself is wrong and retrying cannot help. Adapters parse their own body for a
+request itself is wrong and retrying cannot help; 401, and the codes an adapter names as
+its provider's account refusals, say the store's credentials or account are at fault rather
+than the message (:class:`AccountChannelError`). Adapters parse their own body for a
 provider code and a readable message and hand both to :func:`error_for_status`, so the
 transient/permanent split is decided in one place.
 """
@@ -15,7 +17,12 @@ from functools import lru_cache
 
 import httpx2
 
-from parley.channels.base import ChannelError, PermanentChannelError, TransientChannelError
+from parley.channels.base import (
+    AccountChannelError,
+    ChannelError,
+    PermanentChannelError,
+    TransientChannelError,
+)
 
 # The worker keeps ~64 sends in flight per process (``worker_concurrency``); 100 pooled,
 # kept-alive connections per provider leave headroom without a TLS handshake per send.
@@ -24,6 +31,7 @@ KEEPALIVE_EXPIRY_SECONDS = 30.0
 
 # 408 is the server saying *it* timed out waiting for us: as retryable as our own timeout.
 _RETRYABLE_4XX = frozenset({408, 429})
+UNAUTHORIZED = 401
 
 
 @lru_cache(maxsize=1)
@@ -86,11 +94,13 @@ def error_for_status(
     reason: str,
     provider_code: str | None = None,
     transient: bool | None = None,
+    account_codes: frozenset[str] = frozenset(),
 ) -> ChannelError:
     """Classify a non-2xx response.
 
     ``transient`` lets an adapter override the status-based decision for provider codes
-    that contradict their HTTP status (WhatsApp reports some rate limits as plain 400).
+    that contradict their HTTP status (WhatsApp reports some rate limits as plain 400);
+    ``account_codes`` are the provider's codes for a refused account, whatever the status.
     """
     if transient is None:
         transient = is_transient_status(response.status_code)
@@ -100,6 +110,8 @@ def error_for_status(
             provider_code=provider_code,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
+    if response.status_code == UNAUTHORIZED or provider_code in account_codes:
+        return AccountChannelError(reason, provider_code=provider_code)
     return PermanentChannelError(reason, provider_code=provider_code)
 
 

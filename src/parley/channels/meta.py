@@ -37,11 +37,13 @@ def graph_error(
     *,
     transient_codes: frozenset[str],
     reason: GraphReason,
+    account_codes: frozenset[str] = frozenset(),
 ) -> ChannelError:
     """Classify a Graph API error body ``{"error": {"code", "message", ...}}``.
 
     Some Graph codes mean "later" even when they come with a plain 400 (rate limits), so
-    the adapter's ``transient_codes`` overrule the HTTP status.
+    the adapter's ``transient_codes`` overrule the HTTP status; its ``account_codes`` say
+    the store's token or business account was refused, not the message.
     """
     error = body.get("error")
     error = error if isinstance(error, dict) else {}
@@ -52,6 +54,7 @@ def graph_error(
         reason=reason(response.status_code, provider_code, error),
         provider_code=provider_code,
         transient=True if provider_code in transient_codes else None,
+        account_codes=account_codes,
     )
 
 

@@ -5,7 +5,9 @@ A job names a run and the step to reach. Waits schedule the next job at a later
 run's facts; a send first re-checks the journey's exit rules against the store's latest
 events and state (a cancelled order gets no dispatch message, however late the
 cancellation came), then goes through the outbox. A send refused permanently on one
-channel falls back to the next channel the policy allows.
+channel falls back to the next channel the policy allows. A provider refusing the store's
+own account (bad credentials) falls back too; where no other channel would take the
+message, it is retried like an outage instead, to go out once the settings are fixed.
 
 A job re-driven out of the dead letter (``parley jobs retry``) whose send had failed
 re-sends that one message under a key of its own, after the same checks a first send
@@ -27,7 +29,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from parley.channels.base import ChannelAdapter, ChannelKind, SendResult
+from parley.channels.base import AccountChannelError, ChannelAdapter, ChannelKind, SendResult
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import Customer
@@ -616,8 +618,15 @@ class AdvanceJourney:
         self, session: Session, items: list[tuple[ClaimedJob, StepSend, Any]]
     ) -> list[Outcome]:
         """Record every answer of the batch, then move each run on (or retry, or fall back)."""
+        refused = any(isinstance(result, AccountChannelError) for _, _, result in items)
+        lookup = RunLookup(session) if refused else None
         answers = [
-            (work.send, result, job.attempts >= job.max_attempts) for job, work, result in items
+            (
+                work.send,
+                _outage_if_nowhere_else(lookup, work, result),
+                job.attempts >= job.max_attempts,
+            )
+            for job, work, result in items
         ]
         recorded = outbox.record_results(session, answers)
         outcomes: list[Outcome] = []
@@ -653,6 +662,37 @@ class AdvanceJourney:
         queue.enqueue_many(session, follow_ups)
         end_runs(session, run_ids=completed, status=RunStatus.COMPLETED, now=utc_now())
         return outcomes
+
+
+def _outage_if_nowhere_else(lookup: RunLookup | None, work: StepSend, result: Any) -> Any:
+    """A provider's refusal of the store's account, as the run should take it.
+
+    Where another channel would take the message it falls back, like any refusal; where
+    none would, it is retried like an outage, so the message waits for the settings to
+    be fixed (and, past its attempts, waits in the dead letter) instead of failing.
+    """
+    if lookup is None or not isinstance(result, AccountChannelError):
+        return result
+    run = lookup.run(work.run_id, work.workspace_id)
+    if run is None:
+        return result.as_outage()
+    facts = lookup.facts(run)
+    steps = facts.definition.steps
+    step = steps[work.step] if work.step < len(steps) else None
+    if (
+        facts.customer is not None
+        and isinstance(step, SendStep)
+        and outbox.has_other_channel(
+            lookup.outbox,
+            workspace=facts.workspace,
+            customer=facts.customer,
+            message_type=step.message,
+            purpose=send_purpose(facts.definition, step),
+            exclude_channels=(*work.exclude, str(work.send.channel)),
+        )
+    ):
+        return result
+    return result.as_outage()
 
 
 def _advance(work: StepSend, step: int, suffix: str, extra: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parley.channels.base import ChannelAdapter, ChannelKind, SendResult
+from parley.channels.base import AccountChannelError, ChannelAdapter, ChannelKind, SendResult
 from parley.clock import utc_now
 from parley.inbox.models import Conversation
 from parley.jobs.queue import REDRIVE, ClaimedJob
@@ -119,8 +119,12 @@ class DeliverMessage:
     def finish_batch(
         self, session: Session, items: list[tuple[ClaimedJob, PreparedSend, Any]]
     ) -> list[Outcome]:
-        """Record the answers; a transient failure retries, a refusal is final and shown."""
-        answers = [(work, result, job.attempts >= job.max_attempts) for job, work, result in items]
+        """Record the answers; a transient failure retries, a refusal of the message is
+        final and shown, a refusal of the store's account is retried."""
+        answers = [
+            (work, _no_fallback(result), job.attempts >= job.max_attempts)
+            for job, work, result in items
+        ]
         outcomes: list[Outcome] = []
         for answer in outbox.record_results(session, answers):
             if answer.result is Result.RETRY:
@@ -130,3 +134,9 @@ class DeliverMessage:
             else:
                 outcomes.append(Done())
         return outcomes
+
+
+def _no_fallback(result: Any) -> Any:
+    """A reply goes on its one channel: a provider refusing the store's account is waited
+    out like an outage (then the dead letter), for the reply to go once it is fixed."""
+    return result.as_outage() if isinstance(result, AccountChannelError) else result

@@ -223,6 +223,33 @@ def plan_message(
     )
 
 
+def has_other_channel(
+    lookup: OutboxLookup,
+    *,
+    workspace: Workspace,
+    customer: Customer,
+    message_type: MessageType,
+    purpose: Purpose,
+    exclude_channels: tuple[str, ...],
+) -> bool:
+    """Whether the policy would send this message on a channel outside ``exclude_channels``
+    now; nothing is recorded. Asked when a provider refuses the store's account: the
+    message falls back when another channel would take it, and is kept for retrying when
+    none would."""
+    if not workspace.is_active:
+        return False
+    decision = decide(
+        lookup.reach(customer),
+        message_type=message_type,
+        purpose=purpose,
+        now=utc_now(),
+        templates=lookup.templates(workspace.id, message_type),
+        exclude=exclude_channels,
+        preferences=channel_preferences(workspace, message_type),
+    )
+    return decision.channel is not None
+
+
 def record_sends(session: Session, sends: list[UnrecordedSend]) -> list[PreparedSend | None]:
     """Write each planned message ``sending``, all in one go; the send to perform for
     each, or None where its key's message exists already (a racing worker recorded it,

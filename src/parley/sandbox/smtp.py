@@ -43,6 +43,8 @@ def fault_reply(fault: Fault) -> str:
         return f"{code} 5.1.1 Sandbox: simulated permanent failure, mailbox unavailable"
     if code == 552:
         return f"{code} 5.2.2 Sandbox: simulated permanent failure, mailbox full"
+    if code in (530, 535):  # a relay refusing the login (a real one does so at AUTH)
+        return f"{code} 5.7.8 Sandbox: simulated login refused, credentials invalid"
     return f"{code} 5.3.0 Sandbox: simulated permanent failure"
 
 

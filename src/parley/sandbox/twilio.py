@@ -83,6 +83,8 @@ async def fault_response(fault: Fault) -> JSONResponse:
     """Answer an injected fault the way Twilio answers an outage or a rate limit."""
     if fault.delay_seconds:
         await asyncio.sleep(fault.delay_seconds)
+    if fault.status == 401:  # as Twilio refuses a revoked auth token
+        return twilio_error(401, 20003, "Authenticate")
     message = _FAULT_MESSAGES.get(fault.status, "Sandbox: simulated provider failure")
     response = twilio_error(fault.status, 20000 + fault.status, message)
     if fault.status == 429:

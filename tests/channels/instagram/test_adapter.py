@@ -20,6 +20,7 @@ from tests.channels.conftest import (
 )
 
 from parley.channels.base import (
+    AccountChannelError,
     Capabilities,
     ChannelKind,
     OutboundMessage,
@@ -127,7 +128,7 @@ async def test_missing_recipient_is_permanent_and_sends_nothing(
         pytest.param(403, "17", TransientChannelError, id="user_rate_limit_case"),
         pytest.param(400, "551", PermanentChannelError, id="person_unavailable_case"),
         pytest.param(400, "10", PermanentChannelError, id="outside_window_case"),
-        pytest.param(401, "190", PermanentChannelError, id="bad_token_case"),
+        pytest.param(401, "190", AccountChannelError, id="bad_token_case"),
     ],
 )
 async def test_graph_codes_are_classified(
@@ -139,6 +140,7 @@ async def test_graph_codes_are_classified(
     with pytest.raises(error_class) as caught:
         await adapter.send(instagram())
 
+    assert type(caught.value) is error_class
     assert isinstance(caught.value, PermanentChannelError | TransientChannelError)
     assert caught.value.provider_code == code
     verb = "rejected the message"

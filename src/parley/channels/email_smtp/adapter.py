@@ -38,6 +38,7 @@ import aiosmtplib
 import httpx2
 
 from parley.channels.base import (
+    AccountChannelError,
     Capabilities,
     ChannelError,
     ChannelKind,
@@ -308,7 +309,15 @@ def _classify(exc: aiosmtplib.SMTPException | OSError) -> ChannelError:
     return TransientChannelError(f"could not reach the mail server: {type(exc).__name__}: {exc}")
 
 
+# Authentication required (530), mechanism too weak (534), credentials invalid (535): the
+# relay refuses the store's login, not the message.
+_ACCOUNT_CODES = frozenset({530, 534, 535})
+
+
 def _by_code(code: int, reason: str) -> ChannelError:
+    if code in _ACCOUNT_CODES:
+        reason += " (the SMTP login was refused)"
+        return AccountChannelError(reason, provider_code=str(code))
     if code >= 500:
         return PermanentChannelError(reason, provider_code=str(code))
     return TransientChannelError(reason, provider_code=str(code))

@@ -59,6 +59,15 @@ TRANSIENT_CODES = frozenset(
     }
 )
 
+# Graph codes that refuse the page's token, not the message. (Code 10 is not among them:
+# Instagram sends it for a message outside the recipient's window.)
+ACCOUNT_CODES = frozenset(
+    {
+        "0",  # AuthException: the access token was invalidated
+        "190",  # access token expired or invalid
+    }
+)
+
 
 class Instagram:
     """Instagram messaging adapter; one instance holds one pooled HTTP client for all sends."""
@@ -117,7 +126,13 @@ class Instagram:
                 )
             return SendResult(provider_message_id=message_id, raw=body)
 
-        raise graph_error(response, body, transient_codes=TRANSIENT_CODES, reason=_reason)
+        raise graph_error(
+            response,
+            body,
+            transient_codes=TRANSIENT_CODES,
+            reason=_reason,
+            account_codes=ACCOUNT_CODES,
+        )
 
     async def aclose(self) -> None:
         """Close the pooled connections."""

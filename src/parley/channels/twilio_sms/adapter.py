@@ -37,7 +37,15 @@ _EXPLANATIONS = {
     "21614": "the 'To' number cannot receive SMS",
     "21408": "sending to this region is not enabled on the Twilio account",
     "20003": "Twilio rejected the account credentials",
+    "20005": "the Twilio account is not active",
+    "21212": "the 'From' number in the Twilio settings is not a valid number",
+    "21606": "the 'From' number in the Twilio settings cannot send SMS to this destination",
+    "21659": "the 'From' number in the Twilio settings is not a number on the Twilio account",
 }
+
+# The account or its settings at fault, not the message: fixed in Twilio or in parley's
+# settings, the same SMS would go through (see ``AccountChannelError``).
+_ACCOUNT_CODES = frozenset({"20003", "20005", "21212", "21408", "21606", "21659"})
 
 # Opt-outs are never retried, whatever status code they arrive with: re-sending to
 # someone who replied STOP is both futile and a compliance problem.
@@ -110,6 +118,7 @@ class TwilioSms:
             reason=_reason(response.status_code, provider_code, body.get("message")),
             provider_code=provider_code,
             transient=False if provider_code in _ALWAYS_PERMANENT else None,
+            account_codes=_ACCOUNT_CODES,
         )
 
     async def aclose(self) -> None:

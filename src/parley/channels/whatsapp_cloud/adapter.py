@@ -48,6 +48,23 @@ TRANSIENT_CODES = frozenset(
     }
 )
 
+# Graph codes that refuse the store's token or business account, not the message: fixed
+# in Meta's Business Manager or parley's settings, the same message would go through.
+ACCOUNT_CODES = frozenset(
+    {
+        "0",  # AuthException: the access token was invalidated
+        "3",  # the app lacks the capability for this endpoint
+        "10",  # permission not granted or revoked
+        "190",  # access token expired or invalid
+        "200",  # API permission missing
+        "368",  # the account is temporarily blocked for policy violations
+        "131005",  # access denied
+        "131031",  # the business account is locked
+        "131042",  # a payment problem on the business account
+        "133010",  # the sending phone number is not registered
+    }
+)
+
 
 class WhatsappCloud:
     """WhatsApp Cloud API adapter; one instance holds one pooled HTTP client for all sends."""
@@ -103,7 +120,13 @@ class WhatsappCloud:
         if response.is_success:
             return SendResult(provider_message_id=_message_id(body, response), raw=body)
 
-        raise graph_error(response, body, transient_codes=TRANSIENT_CODES, reason=_reason)
+        raise graph_error(
+            response,
+            body,
+            transient_codes=TRANSIENT_CODES,
+            reason=_reason,
+            account_codes=ACCOUNT_CODES,
+        )
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
