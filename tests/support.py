@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -87,6 +87,16 @@ def make_worker(
 
 def drain(worker: Worker) -> int:
     return asyncio.run(worker.run_until_idle())
+
+
+def hold_next_send(worker: Worker, frozen: clock.FrozenClock) -> None:
+    """Claim the next job, hand its message to the provider and stop before recording the
+    answer, as a worker killed mid-send does; past the lease, the next worker holds it."""
+    [claimed] = worker._claim()
+    [(job, work)] = worker._prepare_all([claimed])
+    asyncio.run(worker.tasks[job.kind].perform(work))
+    frozen.advance(timedelta(seconds=61))
+    drain(worker)
 
 
 def seed(db: Database) -> int:

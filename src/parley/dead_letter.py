@@ -72,7 +72,7 @@ def failed_sends(session: Session, *, workspace_id: int, limit: int = 100) -> li
 
 def _messages_of(session: Session, workspace_id: int, jobs: list[Job]) -> dict[int, Message | None]:
     """Each job's message: a journey step's by its keys, a reply by its id."""
-    journey_keys = _journey_message_keys(session, workspace_id, jobs)
+    journey_keys = journey_message_keys(session, workspace_id, jobs)
     wanted_keys = {key for keys in journey_keys.values() for key in keys}
     reply_ids = {int(job.payload["message_id"]) for job in jobs if job.kind == DELIVER}
     found = list(
@@ -95,9 +95,10 @@ def _messages_of(session: Session, workspace_id: int, jobs: list[Job]) -> dict[i
     return messages
 
 
-def _journey_message_keys(
+def journey_message_keys(
     session: Session, workspace_id: int, jobs: list[Job]
 ) -> dict[int, list[str]]:
+    """The keys of the messages each journey job can have recorded, by job id."""
     payloads: dict[int, dict[str, Any]] = {
         job.id: job.payload for job in jobs if job.kind == ADVANCE
     }

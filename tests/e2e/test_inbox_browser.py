@@ -23,6 +23,7 @@ from support import deliveries
 DEMO = Settings()
 ADA_PHONE = "+447911123456"
 GRACE_PHONE = "+12025550143"
+ADMIN_NAME = "Avery Admin"
 
 
 def customer_writes(demo, channel: str, sender: str, text: str) -> None:
@@ -253,6 +254,58 @@ def test_an_admin_sends_a_failed_sms_again_from_settings(start_demo, chromium):
         page.locator('[data-test="no-failed-sends"]').wait_for()
     finally:
         page.close()
+
+
+def test_an_admin_sends_again_an_sms_held_after_the_server_died_mid_send(start_demo, chromium):
+    """RELIABILITY S2 on a live server: killed while the provider had the SMS, the next
+    server holds it rather than re-send it; the admin, having checked the provider's
+    log, sends it again from Settings."""
+    demo = start_demo(PARLEY_JOB_LEASE_SECONDS="2")
+    placed, dispatched, *_ = deliveries("Grace")
+    demo.post_webhook(placed)
+    demo.wait_for(lambda: outbound(demo, "email"), what="the confirmation")
+    demo.wait_until_idle()
+    demo.inject_fault(channel="sms", status=503, delay_seconds=30)  # the SMS hangs in flight
+    demo.post_webhook(dispatched)
+    demo.wait_for(
+        lambda: [m for m in demo.messages() if m["status"] == "sending"],
+        what="the dispatch SMS in flight",
+    )
+    demo.process.kill()
+    demo.process.wait(5)
+
+    revived = start_demo(PARLEY_JOB_LEASE_SECONDS="2")
+    [held] = revived.wait_for(
+        lambda: [m for m in revived.messages() if m["status"] == "held"],
+        what="the next server to hold the SMS",
+    )
+    assert outbound(revived, "sms") == []
+    page = chromium.new_page()
+    try:
+        sign_in(page, revived.base_url, DEMO.demo_admin_email, DEMO.demo_admin_password)
+        page.goto(f"{revived.base_url}/admin/failed")
+        row = page.locator('[data-test="held-message"]')
+        assert row.count() == 1
+        assert "Dispatch" in row.inner_text()
+        assert GRACE_PHONE in row.inner_text()
+        row.locator('[data-test="held-send-again"]').click()
+        page.locator('[data-test="notice"]', has_text="Sent back to the queue").wait_for()
+        [sms] = revived.wait_for(
+            lambda: outbound(revived, "sms"), timeout=10.0, what="the SMS sent again"
+        )
+        assert sms["to"] == GRACE_PHONE
+        page.reload()
+        assert page.locator('[data-test="held-message"]').count() == 0
+    finally:
+        page.close()
+    statuses = sorted(
+        (m["status"], m["reason"] or "") for m in revived.messages() if m["type"] == "dispatch"
+    )
+    assert statuses == [
+        ("failed", f"held for review, then found not delivered by {ADMIN_NAME}: sent again"),
+        ("sent", ""),
+    ]
+    assert held["reason"].startswith("held for review")
 
 
 def test_an_agent_sends_a_reply_again_after_the_outage_that_stopped_it(start_demo, chromium):

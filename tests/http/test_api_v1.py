@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import event, update
 from starlette.testclient import TestClient
 
+from parley.channels.base import ChannelKind
 from parley.http.app import create_app
 from parley.jobs.models import Job
 from parley.journeys.definitions import BUILT_IN, JourneyDefinition
@@ -18,7 +19,16 @@ from parley.settings import get_settings
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
-from support import API_KEY, count, drain, make_worker, recording_adapters, rows, seed
+from support import (
+    API_KEY,
+    count,
+    drain,
+    hold_next_send,
+    make_worker,
+    recording_adapters,
+    rows,
+    seed,
+)
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 OTHER_API_KEY = "other-store-api-key"
@@ -547,3 +557,61 @@ def test_a_group_of_events_reads_its_key_once_and_looks_its_shoppers_up_together
     assert sum("FROM workspaces" in s and "api_key_hash" in s for s in statements) == 1
     assert sum("FROM customer_identities JOIN customers" in s for s in statements) == 1
     assert count(db, WebhookDelivery, WebhookDelivery.source == "api") == 4
+
+
+# POST /messages/{id}/arrived, /messages/{id}/send-again -----------------------------------
+
+
+def _held_confirmation(client, db, frozen_clock, adapters):
+    client.post("/api/v1/events", json=order_created(), headers=AUTH)
+    hold_next_send(make_worker(db, adapters), frozen_clock)
+    [held] = client.get("/api/v1/messages?status=held", headers=AUTH).json()["messages"]
+    return held
+
+
+def test_a_held_message_is_sent_again_only_through_its_own_stores_key(client, db, frozen_clock):
+    with db.transaction() as session:
+        workspaces.create_workspace(session, slug="other", name="Other", api_key=OTHER_API_KEY)
+    adapters = recording_adapters()
+    held = _held_confirmation(client, db, frozen_clock, adapters)
+    other = {"Authorization": f"Bearer {OTHER_API_KEY}"}
+
+    refused = [
+        client.post(f"/api/v1/messages/{held['id']}/{action}", headers=other)
+        for action in ("arrived", "send-again")
+    ]
+    assert [(r.status_code, r.json()) for r in refused] == [
+        (404, {"error": f"no message {held['id']}"})
+    ] * 2
+    assert client.get("/api/v1/messages?status=held", headers=AUTH).json()["messages"] != []
+
+    answer = client.post(f"/api/v1/messages/{held['id']}/send-again", headers=AUTH)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["message"]["status"], body["message"]["reason"]) == (
+        "failed",
+        "held for review, then found not delivered by the API: sent again",
+    )
+    assert (body["job"]["status"], body["job"]["payload"]["redrive"]) == ("pending", 1)
+    again = client.post(f"/api/v1/messages/{held['id']}/arrived", headers=AUTH)
+    assert (again.status_code, again.json()) == (
+        409,
+        {"error": f"message {held['id']} is failed: only held messages are reviewed"},
+    )
+    drain(make_worker(db, adapters))
+    assert [email.to for email in adapters[ChannelKind.EMAIL].sent] == ["ada@example.com"] * 2
+
+
+def test_a_held_message_that_arrived_is_marked_sent_through_the_api(client, db, frozen_clock):
+    adapters = recording_adapters()
+    held = _held_confirmation(client, db, frozen_clock, adapters)
+
+    answer = client.post(f"/api/v1/messages/{held['id']}/arrived", headers=AUTH)
+
+    assert answer.status_code == 200
+    assert (answer.json()["message"]["status"], answer.json()["message"]["reason"]) == (
+        "sent",
+        "held for review, then found delivered by the API",
+    )
+    assert client.get("/api/v1/messages?status=held", headers=AUTH).json() == {"messages": []}
+    assert len(adapters[ChannelKind.EMAIL].sent) == 1

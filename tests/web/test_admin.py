@@ -23,9 +23,11 @@ from parley.messaging.models import Message, MessageTemplate
 from parley.workspaces.models import ChannelAccount, Workspace
 from support import (
     SECRET,
+    RecordingAdapter,
     count,
     deliveries,
     drain,
+    hold_next_send,
     make_worker,
     post,
     recording_adapters,
@@ -70,6 +72,8 @@ def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
         ("/admin/journeys/preview/email", {"message": "dispatch", "channel": "email", "text": "x"}),
         ("/admin/failed/retry", {}),
         ("/admin/failed/1/retry", {}),
+        ("/admin/failed/held/1/arrived", {}),
+        ("/admin/failed/held/1/send-again", {}),
         ("/admin/team/invite", {"email": "friend@example.com", "role": "admin"}),
         (f"/admin/team/{team.agent_id}/role", {"role": "admin"}),
         (f"/admin/team/{team.admin_id}/remove", {}),
@@ -735,3 +739,88 @@ def test_a_send_already_sent_back_is_refused_with_the_reason_and_nothing_audited
     assert answer.status_code == 409
     assert f"job {dead.id} is pending: only dead or failed jobs are re-driven" in answer.text
     assert audit_actions(db, "dead_letter_retried") == []
+
+
+# Messages held for review
+
+
+def held_dispatch(db, clock) -> tuple[Message, dict[ChannelKind, RecordingAdapter]]:
+    """Grace's dispatch SMS, handed to the provider by a worker that stopped before
+    recording the answer: held for review."""
+    adapters = recording_adapters()
+    worker = make_worker(db, adapters)
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    drain(worker)
+    post(db, dispatched)
+    hold_next_send(worker, clock)
+    [held] = rows(db, Message, Message.status == "held")
+    return held, adapters
+
+
+def test_an_admin_sends_again_a_held_dispatch_the_provider_never_took(frozen_clock, app, db, team):
+    held, adapters = held_dispatch(db, frozen_clock)
+    assert len(adapters[ChannelKind.SMS].sent) == 1  # handed over before the stop
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        listed = client.get("/admin/failed", headers=HTML)
+        assert listed.text.count('data-test="held-message"') == 1
+        assert f'data-message-id="{held.id}"' in listed.text
+        for shown in ("Held for review", "Dispatch", "Grace", "+12025550143"):
+            assert shown in listed.text, shown
+
+        answer = client.post(f"/admin/failed/held/{held.id}/send-again", data={"csrf_token": csrf})
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/admin/failed?done=retried"
+        drain(make_worker(db, adapters))
+        after = client.get("/admin/failed", headers=HTML)
+
+    assert [sms.to for sms in adapters[ChannelKind.SMS].sent] == ["+12025550143"] * 2
+    [message] = rows(db, Message, Message.id == held.id)
+    assert (message.status, message.status_reason) == (
+        "failed",
+        "held for review, then found not delivered by Avery Admin: sent again",
+    )
+    [again] = rows(db, Message, Message.idempotency_key == f"{held.idempotency_key}:r1")
+    assert (again.channel, again.status) == ("sms", "sent")
+    (entry,) = audit_actions(db, "held_message_reviewed")
+    assert (entry.workspace_id, entry.detail) == (
+        team.workspace_id,
+        {"message": held.id, "arrived": False},
+    )
+    assert 'data-test="held-message"' not in after.text
+
+
+def test_an_admin_marks_a_held_dispatch_arrived_and_nothing_is_sent(frozen_clock, app, db, team):
+    held, adapters = held_dispatch(db, frozen_clock)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(f"/admin/failed/held/{held.id}/arrived", data={"csrf_token": csrf})
+        again = client.post(f"/admin/failed/held/{held.id}/send-again", data={"csrf_token": csrf})
+        drain(make_worker(db, adapters))
+
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/admin/failed?done=arrived"
+    assert again.status_code == 409
+    assert f"message {held.id} is sent: only held messages are reviewed" in again.text
+    assert len(adapters[ChannelKind.SMS].sent) == 1
+    [message] = rows(db, Message, Message.id == held.id)
+    assert message.status == "sent"
+    assert [e.detail for e in audit_actions(db, "held_message_reviewed")] == [
+        {"message": held.id, "arrived": True}
+    ]
+
+
+def test_another_stores_admin_neither_sees_nor_reviews_a_held_message(frozen_clock, app, db, team):
+    held, _ = held_dispatch(db, frozen_clock)
+    with browser(app) as client:
+        csrf = sign_in(client, OTHER_ADMIN)
+        listed = client.get("/admin/failed", headers=HTML)
+        answers = [
+            client.post(f"/admin/failed/held/{held.id}/{action}", data={"csrf_token": csrf})
+            for action in ("arrived", "send-again")
+        ]
+    assert 'data-test="held-message"' not in listed.text
+    assert [answer.status_code for answer in answers] == [404, 404]
+    assert rows(db, Message, Message.id == held.id)[0].status == "held"
+    assert audit_actions(db, "held_message_reviewed") == []

@@ -106,6 +106,8 @@ ID_ROUTES = {
     "/admin/team/{user_id}/remove": ("user",),
     "/admin/failed/{job_id}/retry": ("job",),
     "/inbox/{id:int}/messages/{message_id:int}/send-again": ("conversation", "message"),
+    "/admin/failed/held/{message_id}/arrived": ("held",),
+    "/admin/failed/held/{message_id}/send-again": ("held",),
 }
 # Routes whose parameters are names scoped by the signed-in workspace, not ids, or that are
 # public by token.
@@ -144,6 +146,7 @@ def elsewhere(db, app):
     from parley.customers.models import Customer
     from parley.inbox.models import CannedReply
     from parley.jobs.models import Job
+    from parley.messaging.models import Message, MessageStatus
     from parley.workspaces import service as workspaces
     from parley.workspaces.models import Workspace
     from support import customer_writes
@@ -198,6 +201,21 @@ def elsewhere(db, app):
             updated_at=now,
         )
         session.add(job)
+        held = Message(
+            workspace_id=other.id,
+            customer_id=customer.id,
+            conversation_id=received.conversation_id,
+            idempotency_key="held-elsewhere",
+            message_type="dispatch",
+            purpose="transactional",
+            channel="sms",
+            recipient="+12025550999",
+            body=f"{OTHER_NAME}'s parcel",
+            status=MessageStatus.HELD,
+            created_at=now,
+            status_updated_at=now,
+        )
+        session.add(held)
         session.flush()
         owner = session.scalar(
             select(Membership.user_id).where(Membership.workspace_id == other.id)
@@ -210,6 +228,7 @@ def elsewhere(db, app):
             "account": account.id,
             "job": job.id,
             "message": received.message_id,
+            "held": held.id,
             "user": owner,
         }
 

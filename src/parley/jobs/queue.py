@@ -328,12 +328,20 @@ REDRIVE = "redrive"
 settled (a journey send marked failed) tells a re-drive from a retry by it."""
 
 
-def redrive(session: Session, job_id: int, *, workspace_id: int | None = None) -> Job:
+def redrive(
+    session: Session,
+    job_id: int,
+    *,
+    workspace_id: int | None = None,
+    statuses: tuple[JobStatus, ...] = DEAD_LETTER,
+) -> Job:
     """Put a job of the dead letter back, due now, with a fresh set of attempts.
 
     Its last error stays until the next attempt replaces it. Scoped by ``workspace_id``
-    when given (an API key's store); the deployment's CLI passes None.
-    Raises NotFound for a job that is not there, Conflict for one not in the dead letter.
+    when given (an API key's store); the deployment's CLI passes None. ``statuses`` widens
+    what may be put back: a done job whose message was held, once someone has found it
+    was not delivered (:mod:`parley.held_messages`).
+    Raises NotFound for a job that is not there, Conflict for one in another state.
     """
     query = select(Job).where(Job.id == job_id)
     if workspace_id is not None:
@@ -341,14 +349,15 @@ def redrive(session: Session, job_id: int, *, workspace_id: int | None = None) -
     job = session.scalar(query)
     if job is None:
         raise NotFound(f"no job {job_id}")
-    if job.status not in DEAD_LETTER:
-        raise Conflict(f"job {job_id} is {job.status}: only dead or failed jobs are re-driven")
+    if job.status not in statuses:
+        allowed = " or ".join(str(status) for status in statuses)
+        raise Conflict(f"job {job_id} is {job.status}: only {allowed} jobs are re-driven")
     now = utc_now()
     payload = {**job.payload, REDRIVE: int(job.payload.get(REDRIVE, 0)) + 1}
     # Conditional on the status read: of two concurrent re-drives, one wins.
     result = session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.status.in_(DEAD_LETTER))
+        .where(Job.id == job.id, Job.status.in_(statuses))
         .values(
             status=JobStatus.PENDING,
             payload=payload,

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
@@ -67,6 +67,15 @@ class Message(Base):
         Index("ix_messages_customer", "workspace_id", "customer_id", "created_at"),
         Index("ix_messages_provider", "workspace_id", "provider", "provider_message_id"),
         Index("ix_messages_conversation", "conversation_id", "id"),
+        # The few messages waiting for someone's review (Settings → Failed sends), found
+        # without reading the store's every message.
+        Index(
+            "ix_messages_held",
+            "workspace_id",
+            "id",
+            sqlite_where=text("status = 'held'"),
+            postgresql_where=text("status = 'held'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

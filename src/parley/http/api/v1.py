@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parley import events
+from parley import events, held_messages
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.db import Database
@@ -116,6 +116,8 @@ def _access(session: Session, key_hash: str) -> WorkspaceAccess:
 
 
 _ACCESS_IN_SESSION = "parley.api.access"
+API_REVIEWER = "the API"
+"""Who a held message's review is put down to when it comes through the API key."""
 
 
 def _stage_events(session: Session, group: list[_CheckedEvent]) -> None:
@@ -250,6 +252,42 @@ def create_api() -> FastAPI:
                 query = query.where(Message.status == status)
             rows = session.scalars(query.order_by(Message.id.desc()).limit(min(limit, 1000)))
             return {"messages": [_message_out(message) for message in rows]}
+
+    @api.post("/messages/{message_id}/arrived")
+    def held_message_arrived(
+        request: Request, message_id: int, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        """A message held for review arrived, by the provider's log: mark it sent (404 if
+        it is not the store's, 409 if it is not held)."""
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            message = held_messages.mark_arrived(
+                session,
+                workspace_id=workspace.id,
+                message_id=message_id,
+                by=API_REVIEWER,
+                now=utc_now(),
+            )
+            return {"message": _message_out(message)}
+
+    @api.post("/messages/{message_id}/send-again")
+    def held_message_send_again(
+        request: Request, message_id: int, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        """A message held for review did not arrive, by the provider's log: send it again
+        through the job that held it (404 if it is not the store's, 409 if it is not held
+        or its job has not settled)."""
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            job = held_messages.send_again(
+                session,
+                workspace_id=workspace.id,
+                message_id=message_id,
+                by=API_REVIEWER,
+                now=utc_now(),
+            )
+            message = session.get_one(Message, message_id)
+            return {"message": _message_out(message), "job": _job_out(job)}
 
     @api.get("/jobs/dead")
     def dead_letter(request: Request, api_key: Annotated[str, Depends(_api_key)]) -> dict[str, Any]:

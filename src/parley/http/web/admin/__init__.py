@@ -44,6 +44,12 @@ def admin_routes() -> list[BaseRoute]:
         Route("/admin/failed", failed.failed_page, methods=["GET"]),
         Route("/admin/failed/retry", failed.retry_all, methods=["POST"]),
         Route("/admin/failed/{job_id}/retry", failed.retry_one, methods=["POST"]),
+        Route("/admin/failed/held/{message_id}/arrived", failed.held_arrived, methods=["POST"]),
+        Route(
+            "/admin/failed/held/{message_id}/send-again",
+            failed.held_send_again,
+            methods=["POST"],
+        ),
         Route("/admin/team", team.team_page, methods=["GET"]),
         Route("/admin/team/invite", team.invite, methods=["POST"]),
         Route("/admin/team/{user_id}/role", team.set_role, methods=["POST"]),

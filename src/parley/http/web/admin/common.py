@@ -26,6 +26,7 @@ NOTICES = {
     "removed": "Member removed. Their sessions in this workspace have ended.",
     "retried": "Sent back to the queue: each goes out within seconds, unless the order or the "
     "conversation no longer calls for it (the reason is then kept on the message).",
+    "arrived": "Marked sent.",
 }
 
 SECTIONS = (

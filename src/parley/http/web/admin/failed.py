@@ -1,5 +1,6 @@
 """``/admin/failed``: what gave up after every retry (the dead letter), and sending it again
-once the cause is fixed (a provider back up, a credential replaced)."""
+once the cause is fixed (a provider back up, a credential replaced); and the messages held
+for review, with the admin's word on each (it arrived, or send it again)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from starlette.responses import Response
 
 from parley.dead_letter import failed_sends
 from parley.errors import ParleyError
+from parley.held_messages import held_messages
 from parley.http.web.admin import store
 from parley.http.web.admin.common import done, page, path_int
 from parley.http.web.auth import in_transaction
@@ -19,9 +21,12 @@ PAGE_SIZE = 100
 
 async def _page(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
     login = admin(request)
-    sends = await in_transaction(
+    sends, held = await in_transaction(
         db_of(request),
-        lambda s: failed_sends(s, workspace_id=login.workspace_id, limit=PAGE_SIZE),
+        lambda s: (
+            failed_sends(s, workspace_id=login.workspace_id, limit=PAGE_SIZE),
+            held_messages(s, workspace_id=login.workspace_id, limit=PAGE_SIZE),
+        ),
     )
     return page(
         request,
@@ -30,6 +35,7 @@ async def _page(request: Request, *, status_code: int = 200, error: str | None =
         status_code=status_code,
         error=error,
         sends=sends,
+        held=held,
         page_size=PAGE_SIZE,
     )
 
@@ -63,3 +69,30 @@ async def _retry(request: Request, job_ids: list[int] | None) -> Response:
             raise
         return await _page(request, status_code=exc.status_code, error=exc.message)
     return done("/admin/failed", "retried")
+
+
+async def held_arrived(request: Request) -> Response:
+    """``POST /admin/failed/held/{message_id}/arrived``: the provider's log shows it."""
+    return await _review(request, arrived=True)
+
+
+async def held_send_again(request: Request) -> Response:
+    """``POST /admin/failed/held/{message_id}/send-again``: the provider's log lacks it."""
+    return await _review(request, arrived=False)
+
+
+async def _review(request: Request, *, arrived: bool) -> Response:
+    login = admin(request)
+    message_id = path_int(request, "message_id")
+    try:
+        await in_transaction(
+            db_of(request),
+            lambda s: store.review_held_message(
+                s, login=login, message_id=message_id, arrived=arrived, ip=client_ip(request)
+            ),
+        )
+    except ParleyError as exc:
+        if exc.status_code == 404:
+            raise
+        return await _page(request, status_code=exc.status_code, error=exc.message)
+    return done("/admin/failed", "arrived" if arrived else "retried")

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from parley import held_messages
 from parley.accounts.service import Login, audit_as, require_admin
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
@@ -510,3 +511,25 @@ def retry_failed_sends(
         detail: dict[str, Any] = {"count": len(ids), "jobs": ids[:AUDITED_JOB_IDS]}
         audit_as(session, login, "dead_letter_retried", now=utc_now(), ip=ip, detail=detail)
     return len(redriven)
+
+
+# Messages held for review
+
+
+def review_held_message(
+    session: Session, *, login: Login, message_id: int, arrived: bool, ip: str
+) -> None:
+    """The admin's word on a held message: it arrived (marked sent) or it did not (sent
+    again through the job that held it). Audited with the message and the decision."""
+    require_admin(login)
+    now = utc_now()
+    if arrived:
+        held_messages.mark_arrived(
+            session, workspace_id=login.workspace_id, message_id=message_id, by=login.name, now=now
+        )
+    else:
+        held_messages.send_again(
+            session, workspace_id=login.workspace_id, message_id=message_id, by=login.name, now=now
+        )
+    detail = {"message": message_id, "arrived": arrived}
+    audit_as(session, login, "held_message_reviewed", now=now, ip=ip, detail=detail)

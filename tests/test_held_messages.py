@@ -1,0 +1,214 @@
+"""Messages held for review and the store owner's word on each, on both engines.
+
+A worker that stopped after handing a message over leaves it held; whoever checked the
+provider's log says it arrived (marked sent, nothing sent) or it did not (sent again
+through the job that held it, after the checks a first send gets, once).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from parley.channels.base import ChannelKind
+from parley.commerce.models import Order
+from parley.errors import Conflict, NotFound
+from parley.held_messages import held_messages, mark_arrived, send_again
+from parley.inbox.models import Conversation
+from parley.jobs.models import Job, JobStatus
+from parley.journeys.models import JourneyRun, RunStatus
+from parley.messaging import replies
+from parley.messaging.models import Author, Message, MessageStatus
+from parley.workspaces.models import Workspace
+from support import (
+    customer_writes,
+    deliveries,
+    drain,
+    hold_next_send,
+    inbox_worker,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+)
+
+ADMIN = "Ana Admin"
+
+
+@pytest.fixture
+def adapters():
+    return recording_adapters()
+
+
+def _held(db) -> Message:
+    [held] = rows(db, Message, Message.status == MessageStatus.HELD)
+    return held
+
+
+def _held_confirmation(db, adapters, clock) -> tuple[Message, object]:
+    seed(db)
+    worker = make_worker(db, adapters)
+    post(db, deliveries("Alan")[0])
+    hold_next_send(worker, clock)
+    return _held(db), worker
+
+
+def _held_dispatch(db, adapters, clock) -> tuple[Message, object]:
+    seed(db)
+    placed, dispatched, *_ = deliveries("Grace")
+    worker = make_worker(db, adapters)
+    post(db, placed)
+    drain(worker)
+    post(db, dispatched)
+    hold_next_send(worker, clock)
+    return _held(db), worker
+
+
+def _decide(db, message: Message, decision, **kwargs):
+    with db.transaction() as session:
+        return decision(
+            session,
+            workspace_id=kwargs.pop("workspace_id", message.workspace_id),
+            message_id=message.id,
+            by=ADMIN,
+            now=kwargs.pop("now"),
+        )
+
+
+def test_a_held_confirmation_that_did_not_arrive_is_sent_anew_once(db, frozen_clock, adapters):
+    held, worker = _held_confirmation(db, adapters, frozen_clock)
+    [run] = rows(db, JourneyRun)
+    assert len(adapters[ChannelKind.EMAIL].sent) == 1  # handed over before the stop
+
+    job = _decide(db, held, send_again, now=frozen_clock.now)
+    assert (job.status, job.attempts, job.payload["redrive"]) == (JobStatus.PENDING, 0, 1)
+    drain(worker)
+
+    assert len(adapters[ChannelKind.EMAIL].sent) == 2
+    assert [(m.idempotency_key, m.status, m.status_reason) for m in rows(db, Message)] == [
+        (
+            held.idempotency_key,
+            "failed",
+            f"held for review, then found not delivered by {ADMIN}: sent again",
+        ),
+        (f"{held.idempotency_key}:r1", "sent", None),
+    ]
+    [after] = rows(db, JourneyRun)
+    assert (after.status, after.ended_at) == (RunStatus.COMPLETED, run.ended_at)
+    assert [j.status for j in rows(db, Job)] == [JobStatus.DONE]
+
+
+def test_a_held_dispatch_is_not_sent_again_once_the_order_is_cancelled(db, frozen_clock, adapters):
+    held, worker = _held_dispatch(db, adapters, frozen_clock)
+    sms_before = len(adapters[ChannelKind.SMS].sent)
+    with db.transaction() as session:
+        session.execute(update(Order).values(cancelled_at=frozen_clock.now))
+
+    _decide(db, held, send_again, now=frozen_clock.now)
+    drain(worker)
+
+    assert len(adapters[ChannelKind.SMS].sent) == sms_before
+    [resend] = rows(db, Message, Message.idempotency_key == f"{held.idempotency_key}:r1")
+    assert (resend.status, resend.status_reason) == (
+        "skipped",
+        "not re-sent: order.cancelled",
+    )
+
+
+def test_a_held_message_that_arrived_is_marked_sent_and_nothing_goes(db, frozen_clock, adapters):
+    held, worker = _held_confirmation(db, adapters, frozen_clock)
+    handed_over = frozen_clock.now - timedelta(seconds=61)
+    frozen_clock.advance(timedelta(hours=2))
+
+    _decide(db, held, mark_arrived, now=frozen_clock.now)
+    drain(worker)
+
+    [message] = rows(db, Message)
+    assert (message.status, message.status_reason, message.sent_at) == (
+        "sent",
+        f"held for review, then found delivered by {ADMIN}",
+        handed_over,
+    )
+    assert len(adapters[ChannelKind.EMAIL].sent) == 1
+    assert [j.status for j in rows(db, Job)] == [JobStatus.DONE]
+    with db.transaction() as session:
+        assert held_messages(session, workspace_id=held.workspace_id) == []
+
+
+def test_the_held_list_names_the_message_and_its_customer_for_its_store_only(
+    db, frozen_clock, adapters
+):
+    held, _ = _held_dispatch(db, adapters, frozen_clock)
+
+    with db.transaction() as session:
+        [item] = held_messages(session, workspace_id=held.workspace_id)
+        elsewhere = held_messages(session, workspace_id=held.workspace_id + 1)
+        described = (item.message.id, item.what, item.customer.first_name)
+
+    assert described == (held.id, "Dispatch", "Grace")
+    assert elsewhere == []
+
+
+@pytest.mark.parametrize("decision", [mark_arrived, send_again], ids=["arrived", "send_again"])
+def test_only_a_held_message_of_the_store_is_reviewed(db, frozen_clock, adapters, decision):
+    held, _ = _held_confirmation(db, adapters, frozen_clock)
+
+    with pytest.raises(NotFound):
+        _decide(db, held, decision, workspace_id=held.workspace_id + 1, now=frozen_clock.now)
+    _decide(db, held, mark_arrived, now=frozen_clock.now)
+    with pytest.raises(Conflict, match=f"message {held.id} is sent: only held messages"):
+        _decide(db, held, decision, now=frozen_clock.now)
+
+    [message] = rows(db, Message)
+    assert message.status == "sent"
+    assert [j.status for j in rows(db, Job)] == [JobStatus.DONE]
+
+
+def test_a_held_message_is_not_sent_again_while_its_job_still_runs(db, frozen_clock, adapters):
+    held, _ = _held_confirmation(db, adapters, frozen_clock)
+    with db.transaction() as session:
+        session.execute(update(Job).values(status=JobStatus.RUNNING))
+
+    with pytest.raises(Conflict, match="the job that sent this message is running"):
+        _decide(db, held, send_again, now=frozen_clock.now)
+
+    [message] = rows(db, Message)
+    assert message.status == "held"
+    assert [j.status for j in rows(db, Job)] == [JobStatus.RUNNING]
+
+
+def test_a_held_reply_that_did_not_arrive_goes_out_as_written(db, frozen_clock, adapters, tmp_path):
+    seed(db)
+    received = customer_writes(
+        db, channel=ChannelKind.SMS, sender="+12025550143", text="thank you!"
+    )
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    drain(worker)  # the assistant's turn, whatever it made of it
+    with db.transaction() as session:
+        conversation = session.get_one(Conversation, received.conversation_id)
+        reply = replies.queue_reply(
+            session,
+            workspace=session.get_one(Workspace, conversation.workspace_id),
+            conversation=conversation,
+            text="Sam here: glad it arrived!",
+            author=Author.AGENT,
+            idempotency_key="agent-reply-1",
+            sender="Sam Agent",
+        )
+        reply_id = reply.id
+    hold_next_send(worker, frozen_clock)
+    held = _held(db)
+    assert held.id == reply_id
+
+    _decide(db, held, send_again, now=frozen_clock.now)
+    drain(worker)
+
+    sent = [
+        sms for sms in adapters[ChannelKind.SMS].sent if sms.text == "Sam here: glad it arrived!"
+    ]
+    assert len(sent) == 2  # the one handed over before the stop, and this one
+    [message] = rows(db, Message, Message.id == reply_id)
+    assert (message.status, message.attempts, message.status_reason) == ("sent", 2, None)
