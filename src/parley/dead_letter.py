@@ -1,5 +1,6 @@
 """A store's dead letter in its owner's words: each job that will not run again, with the
-message it was sending and to whom, for the admin page.
+message it was sending and to whom, for the admin page; and, the other way, the job that
+would send a failed message again, for the conversation it shows in.
 
 The queue knows jobs only (:func:`parley.jobs.queue.list_dead`); what a job was sending is
 its task's business: a journey step's message is found by the keys the engine gives it
@@ -9,20 +10,22 @@ queue's (:func:`parley.jobs.queue.redrive`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from parley.customers.models import Customer
+from parley.errors import Conflict, NotFound
 from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.journeys.engine import message_keys
 from parley.journeys.models import Journey, JourneyRun
 from parley.journeys.service import ADVANCE, definition_of
-from parley.messaging.models import Message, MessageStatus
-from parley.messaging.replies import DELIVER
+from parley.messaging.models import Direction, Message, MessageStatus
+from parley.messaging.replies import DELIVER, delivery_key
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,79 @@ def _the_failed_one(messages: list[Message]) -> Message | None:
     failed = [m for m in messages if m.status == MessageStatus.FAILED]
     candidates = failed or messages
     return max(candidates, key=lambda m: m.id) if candidates else None
+
+
+def journey_jobs(
+    session: Session,
+    workspace_id: int,
+    run_ids: Collection[int],
+    statuses: Collection[str] | None = None,
+) -> list[Job]:
+    """The jobs of these journey runs (their keys start ``journey:<run>:``), in
+    ``statuses`` when given."""
+    if not run_ids:
+        return []
+    query = select(Job).where(
+        Job.workspace_id == workspace_id,
+        Job.kind == ADVANCE,
+        or_(*(Job.idempotency_key.startswith(f"journey:{run_id}:") for run_id in run_ids)),
+    )
+    if statuses is not None:
+        query = query.where(Job.status.in_(statuses))
+    return list(session.scalars(query))
+
+
+def jobs_to_send_again(
+    session: Session, *, workspace_id: int, messages: list[Message]
+) -> dict[int, Job]:
+    """The dead-letter job that would send each of these failed messages again, by message
+    id: a reply's delivery job; for a journey step, the job whose latest failed message it
+    is. Two queries at most, none when nothing given failed."""
+    failed = [
+        m
+        for m in messages
+        if m.status == MessageStatus.FAILED and m.direction == Direction.OUTBOUND
+    ]
+    found: dict[int, Job] = {}
+    reply_keys = {delivery_key(m.id): m.id for m in failed if m.journey_run_id is None}
+    if reply_keys:
+        for job in session.scalars(
+            select(Job).where(
+                Job.workspace_id == workspace_id,
+                Job.idempotency_key.in_(reply_keys),
+                Job.status.in_(queue.DEAD_LETTER),
+            )
+        ):
+            found[reply_keys[job.idempotency_key or ""]] = job
+    journey_messages = {m.idempotency_key: m for m in failed if m.journey_run_id is not None}
+    run_ids = {m.journey_run_id for m in journey_messages.values() if m.journey_run_id}
+    jobs = journey_jobs(session, workspace_id, run_ids, queue.DEAD_LETTER)
+    for job_id, keys in journey_message_keys(session, workspace_id, jobs).items():
+        mine = [journey_messages[key] for key in keys if key in journey_messages]
+        if mine:
+            found[max(mine, key=lambda m: m.id).id] = next(j for j in jobs if j.id == job_id)
+    return found
+
+
+def send_again(
+    session: Session, *, workspace_id: int, conversation_id: int, message_id: int
+) -> Message:
+    """Send again, from the conversation it shows in, a message that gave up after every
+    retry (its job in the dead letter): a reply as written, a journey message anew after
+    every check a first send gets. One refused for good (a number that cannot take SMS,
+    the window closed) is not: it would be refused the same way."""
+    message = session.scalar(
+        select(Message).where(
+            Message.workspace_id == workspace_id,
+            Message.conversation_id == conversation_id,
+            Message.id == message_id,
+            Message.direction == Direction.OUTBOUND,
+        )
+    )
+    if message is None:
+        raise NotFound(f"no message {message_id} in this conversation")
+    job = jobs_to_send_again(session, workspace_id=workspace_id, messages=[message]).get(message.id)
+    if job is None:
+        raise Conflict("only a message that gave up after every retry can be sent again")
+    queue.redrive(session, job.id, workspace_id=workspace_id)
+    return message

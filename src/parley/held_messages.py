@@ -26,11 +26,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from parley.customers.models import Customer
-from parley.dead_letter import journey_message_keys
+from parley.dead_letter import journey_jobs, journey_message_keys
 from parley.errors import Conflict, NotFound
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
-from parley.journeys.service import ADVANCE
 from parley.messaging import service as outbox
 from parley.messaging.models import DeliveryAttempt, Direction, Message, MessageStatus
 from parley.messaging.replies import delivery_key
@@ -174,15 +173,7 @@ def _job_of(session: Session, message: Message) -> Job | None:
                 Job.workspace_id == workspace_id, Job.idempotency_key == delivery_key(message.id)
             )
         )
-    jobs = list(
-        session.scalars(
-            select(Job).where(
-                Job.workspace_id == workspace_id,
-                Job.kind == ADVANCE,
-                Job.idempotency_key.startswith(f"journey:{message.journey_run_id}:"),
-            )
-        )
-    )
+    jobs = journey_jobs(session, workspace_id, [message.journey_run_id])
     keys = journey_message_keys(session, workspace_id, jobs)
     holding = [job for job in jobs if message.idempotency_key in keys.get(job.id, ())]
     return max(holding, key=lambda job: job.id, default=None)

@@ -22,10 +22,20 @@ from parley.live.models import LiveEvent
 from parley.messaging import catalog
 from parley.messaging.models import Author, Message
 from parley.messaging.types import MessageType
-from support import all_adapters, count, customer_writes, drain, inbox_worker, rows
+from support import (
+    all_adapters,
+    count,
+    customer_writes,
+    deliveries,
+    drain,
+    inbox_worker,
+    post,
+    rows,
+)
 from web_support import AGENT, OTHER_ADMIN, browser, login_as, seed_team, sign_in, web_app
 
 ADA_WHATSAPP = "+447911123456"
+GRACE_SMS = "+12025550143"
 JSON = {"accept": "application/json"}
 
 
@@ -185,7 +195,7 @@ def test_a_reply_refused_for_good_is_not_offered_again_and_is_refused(
         )
     assert 'data-test="send-again"' not in timeline
     assert answer.status_code == 409
-    assert "only a reply that gave up after every retry can be sent again" in answer.text
+    assert "only a message that gave up after every retry can be sent again" in answer.text
     assert elsewhere.status_code == 404
     assert rows(db, Job, Job.id == job.id)[0].status == "done"
 
@@ -210,6 +220,50 @@ def test_a_reply_whose_provider_refused_the_store_token_waits_and_goes_once_it_i
     [reply] = _agent_messages(db)
     assert (reply.status, reply.attempts) == ("sent", 2)
     assert rows(db, Job, Job.id == job.id)[0].status == "done"
+
+
+def test_an_agent_sends_again_a_dispatch_that_gave_up_in_an_outage(frozen_clock, app, db, tmp_path):
+    received = customer_writes(
+        db, channel=ChannelKind.SMS, sender=GRACE_SMS, text="when will my order ship?"
+    )
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    drain(worker)  # the assistant's turn
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    drain(worker)
+    adapters[ChannelKind.SMS].script = [TransientChannelError("503 from provider")] * 8
+    post(db, dispatched)
+    for _ in range(20):
+        drain(worker)
+        pending = rows(db, Job, Job.status == "pending")
+        if not pending:
+            break
+        frozen_clock.advance(max(min(j.due_at for j in pending) - frozen_clock.now, timedelta(0)))
+    [dead] = rows(db, Job, Job.status == "dead")
+    [failed] = rows(db, Message, Message.message_type == "dispatch")
+    assert (failed.status, failed.conversation_id) == ("failed", received.conversation_id)
+
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        url = f"/inbox/{received.conversation_id}"
+        timeline = client.get(f"{url}/_timeline").text
+        assert timeline.count('data-test="send-again"') == 1
+        assert f"{url}/messages/{failed.id}/send-again" in timeline
+        answer = client.post(f"{url}/messages/{failed.id}/send-again", data={"csrf_token": csrf})
+        assert answer.status_code == 303
+        assert rows(db, Job, Job.id == dead.id)[0].status == "pending"
+        drain(worker)
+        after = client.get(f"{url}/_timeline").text
+
+    dispatch = rows(db, Message, Message.message_type == "dispatch")
+    assert [(m.idempotency_key, m.status) for m in dispatch] == [
+        (failed.idempotency_key, "failed"),
+        (f"{failed.idempotency_key}:r1", "sent"),
+    ]
+    sent = [sms for sms in adapters[ChannelKind.SMS].sent if sms.text == dispatch[1].body]
+    assert [sms.to for sms in sent] == [GRACE_SMS]
+    assert 'data-test="send-again"' not in after
 
 
 def test_a_reply_can_go_on_another_channel_the_customer_has(app, db):

@@ -17,12 +17,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from parley.accounts.service import members
+from parley.dead_letter import jobs_to_send_again
 from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent, EventKind
-from parley.jobs.models import Job
-from parley.jobs.queue import DEAD_LETTER
 from parley.journeys.models import Journey, JourneyRun
-from parley.messaging.models import Direction, Message, MessageStatus
-from parley.messaging.replies import delivery_key
+from parley.messaging.models import Message
 
 LIMIT = 300
 RASTER_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -114,7 +112,7 @@ def customer_history(session: Session, *, conversation: Conversation) -> History
         )
     )
     journeys = _journey_steps(session, workspace_id, messages)
-    dead_replies = _dead_replies(session, workspace_id, messages)
+    to_send_again = jobs_to_send_again(session, workspace_id=workspace_id, messages=messages)
     names = {member.user_id: member.name for member in members(session, workspace_id=workspace_id)}
     items = [
         Item(
@@ -123,7 +121,7 @@ def customer_history(session: Session, *, conversation: Conversation) -> History
             id=message.id,
             message=message,
             journey=journeys.get(message.id),
-            can_send_again=message.id in dead_replies,
+            can_send_again=message.id in to_send_again,
             attachments=[_attachment(raw) for raw in message.attachments or []],
         )
         for message in messages
@@ -136,26 +134,6 @@ def customer_history(session: Session, *, conversation: Conversation) -> History
     items.sort(key=lambda item: (item.at, order[item.kind], item.id))
     is_truncated = max(len(items), len(messages), len(events), len(turns)) > LIMIT
     return History(items=items[-LIMIT:], is_truncated=is_truncated)
-
-
-def _dead_replies(session: Session, workspace_id: int, messages: list[Message]) -> set[int]:
-    """The failed replies whose delivery job is in the dead letter, in one query (none when
-    nothing shown failed)."""
-    keys = {
-        delivery_key(m.id): m.id
-        for m in messages
-        if m.status == MessageStatus.FAILED and m.direction == Direction.OUTBOUND
-    }
-    if not keys:
-        return set()
-    dead = session.scalars(
-        select(Job.idempotency_key).where(
-            Job.workspace_id == workspace_id,
-            Job.idempotency_key.in_(keys),
-            Job.status.in_(DEAD_LETTER),
-        )
-    )
-    return {keys[key] for key in dead if key}
 
 
 def _journey_steps(session: Session, workspace_id: int, messages: list[Message]) -> dict[int, str]:

@@ -27,11 +27,9 @@ from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
 from parley.customers.models import Customer, CustomerIdentity, IdentityKind
-from parley.errors import Conflict, Invalid, NotFound
+from parley.errors import Conflict, Invalid
 from parley.inbox.models import Conversation
 from parley.jobs import queue
-from parley.jobs.models import Job
-from parley.jobs.queue import DEAD_LETTER
 from parley.messaging import service as outbox
 from parley.messaging.context import template_context
 from parley.messaging.default_templates import default_template
@@ -214,34 +212,6 @@ def queue_comment_reply(
 def delivery_key(message_id: int) -> str:
     """The key of the ``messaging.deliver`` job that sends a queued reply."""
     return f"deliver:{message_id}"
-
-
-def retry_reply(
-    session: Session, *, workspace_id: int, conversation_id: int, message_id: int
-) -> Message:
-    """Send a reply again that gave up after every retry (its delivery job in the dead
-    letter), from the conversation it belongs to. A reply refused for good (a number
-    that cannot take SMS, the window closed) is not: sending it again would be refused
-    the same way."""
-    message = session.scalar(
-        select(Message).where(
-            Message.workspace_id == workspace_id,
-            Message.conversation_id == conversation_id,
-            Message.id == message_id,
-            Message.direction == Direction.OUTBOUND,
-        )
-    )
-    if message is None:
-        raise NotFound(f"no message {message_id} in this conversation")
-    job = session.scalar(
-        select(Job).where(
-            Job.workspace_id == workspace_id, Job.idempotency_key == delivery_key(message.id)
-        )
-    )
-    if message.status != MessageStatus.FAILED or job is None or job.status not in DEAD_LETTER:
-        raise Conflict("only a reply that gave up after every retry can be sent again")
-    queue.redrive(session, job.id, workspace_id=workspace_id)
-    return message
 
 
 def reply_refusal(

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from parley import dead_letter
 from parley.accounts import service as accounts
 from parley.accounts.service import Login
 from parley.channels.base import ChannelKind
@@ -194,14 +195,14 @@ async def note(request: Request) -> Response:
 
 
 async def send_again(request: Request) -> Response:
-    """``POST /inbox/{id}/messages/{message_id}/send-again``: a reply that gave up after
-    every retry (a provider outage), sent again once the provider is back."""
+    """``POST /inbox/{id}/messages/{message_id}/send-again``: a reply or journey message
+    that gave up after every retry (a provider outage), sent again once it is back."""
     login = signed_in(request)
     conversation_id = int(request.path_params["id"])
     message_id = int(request.path_params["message_id"])
     return await _act(
         request,
-        lambda session: replies.retry_reply(
+        lambda session: dead_letter.send_again(
             session,
             workspace_id=login.workspace_id,
             conversation_id=conversation_id,
