@@ -1,4 +1,5 @@
-"""The ``parley`` command: serve, worker, migrate, demo, simulate, workspace, jobs."""
+"""The ``parley`` command: serve, worker, migrate, demo, simulate, workspace, jobs,
+providers."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ app = typer.Typer(help="parley: customer communication for ecommerce stores.", n
 workspace_app = typer.Typer(help="Manage workspaces (stores).", no_args_is_help=True)
 jobs_app = typer.Typer(help="Look into the job queue.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage the people who sign in.", no_args_is_help=True)
+providers_app = typer.Typer(help="The providers parley sends through.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
+app.add_typer(providers_app, name="providers")
 app.add_typer(user_app, name="user")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(assistant_app, name="assistant")
@@ -445,4 +448,30 @@ def jobs_retry(
     db.dispose()
     typer.echo(f"{redriven} jobs re-driven, due now: a running worker takes them")
     if refused:
+        raise typer.Exit(1)
+
+
+@providers_app.command("check")
+def providers_check(
+    channels: Annotated[
+        list[str] | None,
+        typer.Argument(help="Channels to check: email, sms, whatsapp, instagram, webchat."),
+    ] = None,
+) -> None:
+    """Ask each provider whether it takes the settings (credentials, sender), sending
+    nothing. With PARLEY_SANDBOX=1 the providers are the running server's sandbox."""
+    from parley.channels.base import ChannelKind
+    from parley.channels.registry import check_providers
+
+    known = {str(kind) for kind in ChannelKind}
+    unknown = sorted(set(channels or ()) - known)
+    if unknown:
+        raise typer.BadParameter(f"unknown channel {', '.join(unknown)}: one of {sorted(known)}")
+    settings = get_settings()
+    if settings.sandbox:
+        settings = settings.pointed_at_sandbox()
+    checks = asyncio.run(check_providers(settings, [ChannelKind(c) for c in channels or ()]))
+    for check in checks:
+        typer.echo(f"{check.channel:<10} {'ok' if check.is_ok else 'FAILED':<7} {check.said}")
+    if not all(check.is_ok for check in checks):
         raise typer.Exit(1)

@@ -287,6 +287,52 @@ def test_a_refused_twilio_login_falls_back_to_email_which_waits_out_a_refused_sm
     assert demo.api("GET", "/jobs/dead").json() == {"jobs": []}
 
 
+def _check_providers(demo, *channels: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*parley_command(), "providers", "check", *channels],
+        env={**demo.env, "PARLEY_SANDBOX": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_providers_check_asks_each_sandbox_provider_and_sends_nothing(demo):
+    result = _check_providers(demo)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    smtp_port = demo.env["PARLEY_SANDBOX_SMTP_PORT"]
+    assert result.stdout.splitlines() == [
+        f"email      ok      the mail server at 127.0.0.1:{smtp_port} took the connection"
+        " (no login configured)",
+        "sms        ok      the Twilio account ACsandbox00000000000000000000000000 is active"
+        " and +15005550006 is one of its numbers",
+        "whatsapp   ok      the token reads the WhatsApp number +15550100001 (parley sandbox)",
+        "instagram  ok      the token is the Instagram account @parley_sandbox's",
+        "webchat    ok      served by parley itself: nothing to check",
+    ]
+    assert demo.captured() == []
+
+
+def test_providers_check_names_a_refused_token_and_a_sender_not_on_the_account(demo):
+    result = _check_providers(
+        demo,
+        "sms",
+        "whatsapp",
+        PARLEY_WHATSAPP_ACCESS_TOKEN="revoked-token",
+        PARLEY_TWILIO_FROM_NUMBER="+15551234567",
+    )
+
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "sms        FAILED  +15551234567 (PARLEY_TWILIO_FROM_NUMBER) is not a number of the"
+        " Twilio account ACsandbox00000000000000000000000000 (check the credentials and sender)",
+        "whatsapp   FAILED  WhatsApp refused the settings (HTTP 401, error 190): Invalid OAuth"
+        " access token. (check the credentials and sender)",
+    ]
+
+
 def test_simulate_against_the_live_demo_captures_eight_messages(demo):
     """At simulate's own pace (a second between deliveries) every update is news when the
     worker gets to it, so each of the four is sent (all at once, only the latest would be)."""

@@ -291,3 +291,30 @@ async def test_segment_count_in_resource(client: httpx2.AsyncClient) -> None:
     response = await _send(client, form)
 
     assert response.json()["num_segments"] == "2"
+
+
+ACCOUNT_URL = f"/twilio/2010-04-01/Accounts/{TWILIO_SID}"
+
+
+async def test_the_account_and_its_number_are_read_with_its_credentials_only(
+    client: httpx2.AsyncClient, store: SandboxStore
+) -> None:
+    account = await client.get(f"{ACCOUNT_URL}.json", auth=AUTH)
+    numbers = await client.get(f"{ACCOUNT_URL}/IncomingPhoneNumbers.json", auth=AUTH)
+    other = await client.get(
+        f"{ACCOUNT_URL}/IncomingPhoneNumbers.json",
+        params={"PhoneNumber": "+15551234567"},
+        auth=AUTH,
+    )
+    refused = await client.get(f"{ACCOUNT_URL}.json", auth=(TWILIO_SID, "wrong"))
+
+    assert (account.status_code, account.json()["sid"], account.json()["status"]) == (
+        200,
+        TWILIO_SID,
+        "active",
+    )
+    [number] = numbers.json()["incoming_phone_numbers"]
+    assert number["account_sid"] == TWILIO_SID
+    assert other.json()["incoming_phone_numbers"] == []
+    assert (refused.status_code, refused.json()["code"]) == (401, 20003)
+    assert store.list() == []

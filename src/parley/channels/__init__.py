@@ -6,7 +6,7 @@ wire format: no database, no journeys, no consent rules. Outbound, an adapter ``
 inbound, a folder's ``webhook.py`` verifies the provider's signature and parses its
 payloads into ``InboundMessage`` / ``StatusUpdate`` events (``meta.py`` holds what
 WhatsApp and Instagram share). ``base.py`` holds the contract every adapter meets (``kind``,
-``provider``, ``capabilities``, ``from_settings``, ``send``, ``aclose``) and the two
+``provider``, ``capabilities``, ``from_settings``, ``send``, ``check``, ``aclose``) and the two
 failure classes delivery acts on: ``TransientChannelError`` (retry later) and
 ``PermanentChannelError`` (fail now, show the reason), with ``AccountChannelError`` for a
 provider refusing the store's own credentials or account (fall back, else keep retrying).

@@ -210,4 +210,10 @@ class ChannelAdapter(Protocol):
 
     async def send(self, message: OutboundMessage) -> SendResult: ...
 
+    async def check(self) -> str:
+        """Ask the provider whether it takes these settings, sending nothing; what it
+        said, in words. Raises :class:`ChannelError` as a send would
+        (:class:`AccountChannelError` for refused credentials)."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -22,7 +22,12 @@ from typing import Any
 import httpx2
 
 from parley.channels.base import ChannelError, MalformedWebhook, SignatureError
-from parley.channels.http import error_for_status
+from parley.channels.http import (
+    error_for_exception,
+    error_for_status,
+    json_or_empty,
+    status_detail,
+)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 _PREFIX = "sha256="
@@ -54,6 +59,41 @@ def graph_error(
         reason=reason(response.status_code, provider_code, error),
         provider_code=provider_code,
         transient=True if provider_code in transient_codes else None,
+        account_codes=account_codes,
+    )
+
+
+async def read_node(
+    client: httpx2.AsyncClient,
+    url: str,
+    *,
+    token: str,
+    fields: str,
+    provider: str,
+    transient_codes: frozenset[str],
+    account_codes: frozenset[str],
+) -> dict[str, Any]:
+    """Read one Graph node's ``fields`` with the token, as a settings check does (nothing
+    is sent); a refusal raises :class:`ChannelError` classified as a send's would be."""
+    try:
+        response = await client.get(
+            url, params={"fields": fields}, headers={"Authorization": f"Bearer {token}"}
+        )
+    except httpx2.HTTPError as exc:
+        raise error_for_exception(exc, provider=provider) from exc
+    body = json_or_empty(response)
+    if response.is_success:
+        return body
+
+    def reason(status_code: int, provider_code: str | None, error: dict[str, Any]) -> str:
+        said = f"{provider} refused the settings ({status_detail(status_code, provider_code)})"
+        return f"{said}: {error['message']}" if error.get("message") else said
+
+    raise graph_error(
+        response,
+        body,
+        transient_codes=transient_codes,
+        reason=reason,
         account_codes=account_codes,
     )
 

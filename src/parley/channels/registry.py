@@ -6,9 +6,12 @@ the kind, so adding a channel is one folder plus one entry in the tuple below.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Collection
+from dataclasses import dataclass
 
-from parley.channels.base import ChannelAdapter, ChannelKind
+from parley.channels.base import AccountChannelError, ChannelAdapter, ChannelError, ChannelKind
 from parley.channels.email_smtp.adapter import EmailSmtp
 from parley.channels.instagram.adapter import Instagram
 from parley.channels.twilio_sms.adapter import TwilioSms
@@ -31,3 +34,41 @@ async def close_adapters(adapters: dict[ChannelKind, ChannelAdapter]) -> None:
     async with contextlib.AsyncExitStack() as stack:
         for adapter in adapters.values():
             stack.push_async_callback(adapter.aclose)
+
+
+@dataclass(frozen=True)
+class ProviderCheck:
+    """What one provider said of the settings."""
+
+    channel: ChannelKind
+    is_ok: bool
+    said: str
+
+
+async def check_providers(
+    settings: Settings, channels: Collection[ChannelKind] = ()
+) -> list[ProviderCheck]:
+    """Ask every provider (or those of ``channels``) at once whether it takes the
+    settings, sending nothing: what a deploying engineer runs before the first customer's
+    message finds out."""
+    adapters = build_adapters(settings)
+    kinds = [kind for kind in adapters if not channels or kind in channels]
+    try:
+        answers = await asyncio.gather(
+            *(adapters[kind].check() for kind in kinds), return_exceptions=True
+        )
+    finally:
+        await close_adapters(adapters)
+    return [_checked(kind, answer) for kind, answer in zip(kinds, answers, strict=True)]
+
+
+def _checked(kind: ChannelKind, answer: str | BaseException) -> ProviderCheck:
+    if isinstance(answer, str):
+        return ProviderCheck(kind, True, answer)
+    if isinstance(answer, AccountChannelError):
+        return ProviderCheck(kind, False, f"{answer.reason} (check the credentials and sender)")
+    if isinstance(answer, ChannelError):
+        return ProviderCheck(kind, False, answer.reason)
+    if isinstance(answer, Exception):
+        return ProviderCheck(kind, False, f"{type(answer).__name__}: {answer}")
+    raise answer

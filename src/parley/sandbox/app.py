@@ -88,6 +88,7 @@ def create_sandbox_app(
         store,
         account_sid=settings.twilio_account_sid,
         auth_token=settings.twilio_auth_token,
+        phone_number=settings.twilio_from_number,
         statuses=statuses,
     )
     whatsapp = WhatsAppMessages(
@@ -111,6 +112,14 @@ def create_sandbox_app(
                 twilio.create,
                 methods=["POST"],
             ),
+            Route("/twilio/2010-04-01/Accounts/{AccountSid}.json", twilio.account, methods=["GET"]),
+            Route(
+                "/twilio/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json",
+                twilio.incoming_numbers,
+                methods=["GET"],
+            ),
+            Route("/whatsapp/{version}/{phone_number_id}", whatsapp.phone_number, methods=["GET"]),
+            Route("/instagram/{version}/me", instagram.me, methods=["GET"]),
             Route(
                 "/whatsapp/{version}/{phone_number_id}/messages", whatsapp.create, methods=["POST"]
             ),

@@ -101,6 +101,17 @@ class InstagramMessages:
         self._token_bytes = access_token.encode()
         self._account_id = account_id
 
+    async def me(self, request: Request) -> Response:
+        """``GET /{version}/me``: the professional account the token belongs to."""
+        fault = self._store.take_fault("instagram")
+        if fault is not None:
+            return await fault_response(fault)
+        if not bearer_matches(request, self._token_bytes):
+            return graph_error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        return JSONResponse(
+            {"user_id": self._account_id, "username": "parley_sandbox", "id": self._account_id}
+        )
+
     async def create(self, request: Request) -> Response:
         """``POST /{version}/{account_id}/messages``."""
         fault = self._store.take_fault("instagram")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import hmac
 import re
 import secrets
@@ -135,12 +136,14 @@ class TwilioMessages:
         *,
         account_sid: str,
         auth_token: str,
+        phone_number: str = "",
         statuses: StatusReporter | None = None,
     ) -> None:
         """``statuses``, when given, posts ``sent`` and ``delivered`` callbacks to a
         message's ``StatusCallback`` URL, as Twilio does; ``None`` keeps it silent."""
         self._store = store
         self._statuses = statuses
+        self._phone_number = phone_number
         self._account_sid = account_sid
         self._sid_bytes = account_sid.encode()
         self._token_bytes = auth_token.encode()
@@ -155,6 +158,48 @@ class TwilioMessages:
         token_matches = hmac.compare_digest(password.encode(), self._token_bytes)
         path_matches = request.path_params["AccountSid"] == self._account_sid
         return sid_matches and token_matches and path_matches
+
+    async def account(self, request: Request) -> Response:
+        """``GET /2010-04-01/Accounts/{AccountSid}.json``: the account, always active."""
+        fault = self._store.take_fault("sms")
+        if fault is not None:
+            return await fault_response(fault)
+        if not self._is_authenticated(request):
+            return twilio_error(401, 20003, "Authenticate")
+        uri = f"/{API_VERSION}/Accounts/{self._account_sid}.json"
+        return JSONResponse(
+            {
+                "sid": self._account_sid,
+                "friendly_name": "parley sandbox",
+                "status": "active",
+                "type": "Full",
+                "uri": uri,
+            }
+        )
+
+    async def incoming_numbers(self, request: Request) -> Response:
+        """``GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json``: the one
+        number of this account, when ``PhoneNumber`` (if given) is it."""
+        fault = self._store.take_fault("sms")
+        if fault is not None:
+            return await fault_response(fault)
+        if not self._is_authenticated(request):
+            return twilio_error(401, 20003, "Authenticate")
+        wanted = request.query_params.get("PhoneNumber")
+        numbers = [
+            {
+                "sid": "PN" + hashlib.sha256(self._phone_number.encode()).hexdigest()[:32],
+                "account_sid": self._account_sid,
+                "phone_number": self._phone_number,
+                "friendly_name": self._phone_number,
+                "capabilities": {"sms": True, "mms": False, "voice": False},
+            }
+        ]
+        if not self._phone_number or (wanted is not None and wanted != self._phone_number):
+            numbers = []
+        return JSONResponse(
+            {"incoming_phone_numbers": numbers, "page": 0, "page_size": 50, "start": 0}
+        )
 
     async def create(self, request: Request) -> Response:
         """``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``."""

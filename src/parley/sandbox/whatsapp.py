@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
+from parley.sandbox.webhooks import SANDBOX_DISPLAY_PHONE_NUMBER
 
 if TYPE_CHECKING:
     from parley.sandbox.webhooks import StatusReporter
@@ -219,6 +220,32 @@ class WhatsAppMessages:
         self._token_bytes = access_token.encode()
         self._phone_number_id = phone_number_id
         self._statuses = statuses
+
+    async def phone_number(self, request: Request) -> Response:
+        """``GET /{version}/{phone_number_id}``: the business phone number node."""
+        fault = self._store.take_fault("whatsapp")
+        if fault is not None:
+            return await fault_response(fault)
+        if not bearer_matches(request, self._token_bytes):
+            return graph_error(401, 190, "Invalid OAuth access token.")
+        phone_number_id = request.path_params["phone_number_id"]
+        if phone_number_id != self._phone_number_id:
+            return graph_error(
+                400,
+                100,
+                f"Unsupported get request. Object with ID '{phone_number_id}' does not "
+                "exist, cannot be loaded due to missing permissions, or does not support "
+                "this operation.",
+                error_type="GraphMethodException",
+                subcode=33,
+            )
+        return JSONResponse(
+            {
+                "display_phone_number": f"+{SANDBOX_DISPLAY_PHONE_NUMBER}",
+                "verified_name": "parley sandbox",
+                "id": phone_number_id,
+            }
+        )
 
     async def create(self, request: Request) -> Response:
         """``POST /{version}/{phone_number_id}/messages``."""

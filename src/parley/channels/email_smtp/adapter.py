@@ -214,6 +214,22 @@ class EmailSmtp:
             },
         )
 
+    async def check(self) -> str:
+        """Open a connection of its own (EHLO, STARTTLS or TLS, and AUTH as configured),
+        ask NOOP, say QUIT: the relay takes these settings."""
+        smtp = aiosmtplib.SMTP(**self._smtp_options)
+        try:
+            await smtp.connect()
+            await smtp.noop()
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _classify(exc) from exc
+        finally:
+            await _quit(smtp)
+        where = f"{self._smtp_options['hostname']}:{self._smtp_options['port']}"
+        if self._smtp_options["username"]:
+            return f"the mail server at {where} took the login"
+        return f"the mail server at {where} took the connection (no login configured)"
+
     async def aclose(self) -> None:
         """Say QUIT on every idle connection; busy ones are closed when they come back."""
         self._closed = True

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Self
 import httpx2
 
 from parley.channels.base import (
+    AccountChannelError,
     Capabilities,
     ChannelKind,
     OutboundMessage,
@@ -42,7 +43,7 @@ from parley.channels.http import (
     make_client,
     status_detail,
 )
-from parley.channels.meta import graph_error
+from parley.channels.meta import graph_error, read_node
 from parley.settings import Settings
 
 PROVIDER_NAME = "Instagram"
@@ -88,9 +89,11 @@ class Instagram:
         timeout: float = 10.0,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        self.messages_url = str(
-            httpx2.URL(f"{base_url.rstrip('/')}/{api_version}/{instagram_account_id}/messages")
-        )
+        root = f"{base_url.rstrip('/')}/{api_version}"
+        self.account_id = instagram_account_id
+        self.me_url = str(httpx2.URL(f"{root}/me"))
+        self.messages_url = str(httpx2.URL(f"{root}/{instagram_account_id}/messages"))
+        self._token = access_token
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._client = make_client(timeout, transport)
 
@@ -133,6 +136,25 @@ class Instagram:
             reason=_reason,
             account_codes=ACCOUNT_CODES,
         )
+
+    async def check(self) -> str:
+        """Read ``/me`` with the token: it must be the professional account that sends."""
+        me = await read_node(
+            self._client,
+            self.me_url,
+            token=self._token,
+            fields="user_id,username",
+            provider=PROVIDER_NAME,
+            transient_codes=TRANSIENT_CODES,
+            account_codes=ACCOUNT_CODES,
+        )
+        username = f"@{me['username']}" if me.get("username") else "an unnamed account"
+        if str(me.get("user_id")) != self.account_id:
+            raise AccountChannelError(
+                f"the Instagram token is {username}'s ({me.get('user_id')}), not the account"
+                f" in PARLEY_INSTAGRAM_ACCOUNT_ID ({self.account_id})"
+            )
+        return f"the token is the Instagram account {username}'s"
 
     async def aclose(self) -> None:
         """Close the pooled connections."""

@@ -3,7 +3,8 @@
 Wire format: ``POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json`` with HTTP Basic
 auth (AccountSid, AuthToken) and a form-encoded body; Twilio answers 201 with the new
 Message resource (``sid`` ``SM…``, ``status`` ``queued``/``accepted``) or an error body
-``{"code", "message", "more_info", "status"}``.
+``{"code", "message", "more_info", "status"}``. Checking the settings reads
+``GET .../Accounts/{AccountSid}.json`` and ``.../IncomingPhoneNumbers.json?PhoneNumber=``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, ClassVar, Self
 import httpx2
 
 from parley.channels.base import (
+    AccountChannelError,
     Capabilities,
     ChannelKind,
     OutboundMessage,
@@ -71,9 +73,11 @@ class TwilioSms:
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.from_number = from_number
-        self.messages_url = str(
-            httpx2.URL(f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json")
+        self.account_sid = account_sid
+        self.account_url = str(
+            httpx2.URL(f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}")
         )
+        self.messages_url = f"{self.account_url}/Messages.json"
         self._auth = httpx2.BasicAuth(account_sid, auth_token)
         self._client = make_client(timeout, transport)
 
@@ -119,6 +123,52 @@ class TwilioSms:
             provider_code=provider_code,
             transient=False if provider_code in _ALWAYS_PERMANENT else None,
             account_codes=_ACCOUNT_CODES,
+        )
+
+    async def check(self) -> str:
+        """Fetch the Account resource (are the credentials good, is it active?) and, for a
+        phone number sender, the account's IncomingPhoneNumber with that number."""
+        account = await self._get(f"{self.account_url}.json")
+        status = account.get("status")
+        if status != "active":
+            raise AccountChannelError(
+                f"the Twilio account {self.account_sid} is {status or 'of unknown status'}",
+                provider_code="20005",
+            )
+        said = f"the Twilio account {self.account_sid} is active"
+        if not self.from_number.startswith("+"):
+            return f"{said}; it sends as {self.from_number}"
+        numbers = await self._get(
+            f"{self.account_url}/IncomingPhoneNumbers.json",
+            params={"PhoneNumber": self.from_number},
+        )
+        if not numbers.get("incoming_phone_numbers"):
+            raise AccountChannelError(
+                f"{self.from_number} (PARLEY_TWILIO_FROM_NUMBER) is not a number of the Twilio"
+                f" account {self.account_sid}",
+                provider_code="21659",
+            )
+        return f"{said} and {self.from_number} is one of its numbers"
+
+    async def _get(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        try:
+            response = await self._client.get(url, params=params, auth=self._auth)
+        except httpx2.HTTPError as exc:
+            raise error_for_exception(exc, provider=PROVIDER_NAME) from exc
+        body = json_or_empty(response)
+        if response.is_success:
+            return body
+        code = body.get("code")
+        provider_code = str(code) if code is not None else None
+        reason = (
+            f"Twilio refused the settings ({status_detail(response.status_code, provider_code)})"
+        )
+        if provider_code in _EXPLANATIONS:
+            reason += f": {_EXPLANATIONS[provider_code]}"
+        if body.get("message"):
+            reason += f" - {body['message']}"
+        raise error_for_status(
+            response, reason=reason, provider_code=provider_code, account_codes=_ACCOUNT_CODES
         )
 
     async def aclose(self) -> None:

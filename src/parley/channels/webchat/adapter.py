@@ -139,5 +139,9 @@ class WebChat:
         self.hub.ring(message.to)
         return SendResult(provider_message_id=message.idempotency_key)
 
+    async def check(self) -> str:
+        """No provider: parley serves the chat itself."""
+        return "served by parley itself: nothing to check"
+
     async def aclose(self) -> None:
         return None

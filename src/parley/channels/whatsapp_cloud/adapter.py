@@ -5,6 +5,7 @@ JSON body; success is 200 with ``messages[0].id`` (``wamid.…``), failure a Gra
 ``{"error": {"message", "type", "code", "error_subcode", "error_data", "fbtrace_id"}}``.
 Free text is only allowed inside the 24-hour customer-service window; outside it the caller
 must send an approved template (``OutboundMessage.template``), or Meta answers 131047.
+Checking the settings reads the phone number node, ``GET {base}/{version}/{phone_number_id}``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from parley.channels.http import (
     make_client,
     status_detail,
 )
-from parley.channels.meta import graph_error
+from parley.channels.meta import graph_error, read_node
 from parley.settings import Settings
 
 PROVIDER_NAME = "WhatsApp Cloud API"
@@ -89,9 +90,9 @@ class WhatsappCloud:
         timeout: float = 10.0,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        self.messages_url = str(
-            httpx2.URL(f"{base_url.rstrip('/')}/{api_version}/{phone_number_id}/messages")
-        )
+        self.number_url = str(httpx2.URL(f"{base_url.rstrip('/')}/{api_version}/{phone_number_id}"))
+        self.messages_url = f"{self.number_url}/messages"
+        self._token = access_token
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._client = make_client(timeout, transport)
 
@@ -127,6 +128,21 @@ class WhatsappCloud:
             reason=_reason,
             account_codes=ACCOUNT_CODES,
         )
+
+    async def check(self) -> str:
+        """Read the sending phone number with the token: both must be right for it."""
+        number = await read_node(
+            self._client,
+            self.number_url,
+            token=self._token,
+            fields="display_phone_number,verified_name",
+            provider="WhatsApp",
+            transient_codes=TRANSIENT_CODES,
+            account_codes=ACCOUNT_CODES,
+        )
+        shown = number.get("display_phone_number") or number.get("id") or "?"
+        name = f" ({number['verified_name']})" if number.get("verified_name") else ""
+        return f"the token reads the WhatsApp number {shown}{name}"
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
