@@ -248,7 +248,8 @@ def test_a_re_send_does_not_walk_the_run_on_again_after_its_jobs_were_swept(
             definition={
                 **confirmation,
                 "steps": [
-                    {"type": "send", "message": "order_confirmation"},
+                    # Still worth sending the weeks later it is re-driven.
+                    {"type": "send", "message": "order_confirmation", "expires_after_hours": 720},
                     {"type": "wait", "hours": 1},
                     {"type": "send", "message": "satisfaction_check"},
                 ],

@@ -12,10 +12,17 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from parley.events import EventType
-from parley.messaging.types import MessageType, Purpose
+from parley.messaging.types import DEFAULT_EXPIRY_HOURS, MessageType, Purpose
 
 
 class RunKey(StrEnum):
@@ -89,8 +96,25 @@ class ConditionStep(_Strict):
 
 
 class SendStep(_Strict):
+    """Send a message of this type; past ``expires_after_hours`` after it was due (the
+    message type's default when unset) it is skipped, not sent late."""
+
     type: Literal["send"]
     message: MessageType
+    expires_after_hours: float | None = Field(default=None, gt=0, le=24 * 90)
+
+    @property
+    def expires_after(self) -> timedelta | None:
+        hours = self.expires_after_hours or DEFAULT_EXPIRY_HOURS.get(self.message)
+        return timedelta(hours=hours) if hours else None
+
+    @model_serializer(mode="wrap")
+    def _unset_expiry_left_out(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A step that keeps its type's default is stored as it always was."""
+        data = handler(self)
+        if self.expires_after_hours is None and isinstance(data, dict):
+            data.pop("expires_after_hours", None)
+        return data
 
 
 Step = Annotated[WaitStep | ConditionStep | SendStep, Field(discriminator="type")]

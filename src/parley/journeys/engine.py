@@ -24,7 +24,8 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -60,6 +61,13 @@ RACED_RETRY_SECONDS = 5.0
 """A job whose message another worker recorded first waits this long before resuming."""
 RESEND = "resend"
 """Payload flag of a re-send's fallback job: it re-sends too, on the next channel."""
+DUE = "due"
+"""Payload key: when a scheduled step was due (ISO), which retries and re-drives keep."""
+
+
+class Walk(Enum):
+    ON = "on"
+    """A send step is done with (sent before, skipped, expired): the walk goes on."""
 
 
 @dataclass(frozen=True)
@@ -420,7 +428,6 @@ class AdvanceJourney:
         resend = _resends(lookup, job, run, facts)
         if self._run_ended(session, lookup, job, facts, resend=resend):
             return None
-        redrive = int(job.payload.get(REDRIVE, 0))
         step = int(job.payload["step"])
         exclude = tuple(job.payload.get("exclude", ()))
         steps = facts.definition.steps
@@ -440,46 +447,75 @@ class AdvanceJourney:
                 step = after
                 continue
             assert isinstance(current, SendStep)
-            reason = exit_reason(session, facts, lookup) or (
-                NO_CUSTOMER if facts.customer is None else None
-            )
-            if reason is not None:
-                self._stop(session, lookup, job, facts, reason, resend=resend)
-                return None
-            assert facts.customer is not None
-            key, _ = _message_key(
-                lookup,
-                run.workspace_id,
-                f"journey:{run.id}:{step}" + (f":{len(exclude)}" if exclude else ""),
-                job,
-            )
-            send = outbox.plan_message(
-                session,
-                lookup=lookup.outbox,
-                workspace=facts.workspace,
-                customer=facts.customer,
-                message_type=current.message,
-                purpose=send_purpose(facts.definition, current),
-                idempotency_key=key,
-                order=facts.order,
-                fulfillment=facts.fulfillment,
-                renderer=self.renderer,
-                outbox=self.outbox_settings,
-                journey_run_id=run.id,
-                step_index=step,
-                exclude_channels=exclude,
-            )
-            place = (run.id, run.workspace_id, step, len(steps), exclude)
-            if isinstance(send, UnrecordedSend):
-                return PlannedStep(*place, send, redrive, resend)
-            if send is not None:  # a send waiting for its retry: recorded already
-                return StepSend(*place, send, redrive, resend)
-            if resend:
-                return None  # the re-send is decided: sent already, or skipped with its reason
+            sent = self._send(session, lookup, job, facts, step, exclude, resend=resend)
+            if sent is not Walk.ON:
+                return sent
             step += 1
             exclude = ()
         self._walked_past_the_end(session, lookup, job, facts, resend=resend)
         return None
+
+    def _send(
+        self,
+        session: Session,
+        lookup: RunLookup,
+        job: ClaimedJob,
+        facts: RunFacts,
+        step: int,
+        exclude: tuple[str, ...],
+        *,
+        resend: bool,
+    ) -> StepSend | PlannedStep | Literal[Walk.ON] | None:
+        """A send step: its message to record and send, or to send again after a retry;
+        None when the walk stops here (the run exits, the message is decided already for
+        a re-send); Walk.ON when this step is done with (sent before, skipped, expired)."""
+        run, current = facts.run, facts.definition.steps[step]
+        assert isinstance(current, SendStep)
+        reason = exit_reason(session, facts, lookup) or (
+            NO_CUSTOMER if facts.customer is None else None
+        )
+        if reason is not None:
+            self._stop(session, lookup, job, facts, reason, resend=resend)
+            return None
+        assert facts.customer is not None
+        key, _ = _message_key(
+            lookup,
+            run.workspace_id,
+            f"journey:{run.id}:{step}" + (f":{len(exclude)}" if exclude else ""),
+            job,
+        )
+        stale = expiry_reason(current, due=due_of(job, run), now=utc_now())
+        if stale is not None and resend:
+            self._not_resent(session, lookup, job, facts, stale)
+            return None
+        if stale is not None:
+            self._expire(session, lookup, facts, step, key, stale)
+            return Walk.ON
+        send = outbox.plan_message(
+            session,
+            lookup=lookup.outbox,
+            workspace=facts.workspace,
+            customer=facts.customer,
+            message_type=current.message,
+            purpose=send_purpose(facts.definition, current),
+            idempotency_key=key,
+            order=facts.order,
+            fulfillment=facts.fulfillment,
+            renderer=self.renderer,
+            outbox=self.outbox_settings,
+            journey_run_id=run.id,
+            step_index=step,
+            exclude_channels=exclude,
+        )
+        place = (run.id, run.workspace_id, step, len(facts.definition.steps), exclude)
+        redrive = int(job.payload.get(REDRIVE, 0))
+        if isinstance(send, UnrecordedSend):
+            return PlannedStep(*place, send, redrive, resend)
+        if send is not None:  # a send waiting for its retry: recorded already
+            return StepSend(*place, send, redrive, resend)
+        if resend:
+            return None  # the re-send is decided: sent already, or skipped with its reason
+        return Walk.ON
 
     def _after_condition(
         self,
@@ -503,6 +539,36 @@ class AdvanceJourney:
             self._stop(session, lookup, job, facts, reason, resend=resend)
             return None
         return step + 2
+
+    @staticmethod
+    def _expire(
+        session: Session, lookup: RunLookup, facts: RunFacts, step: int, key: str, reason: str
+    ) -> None:
+        """A send past its expiry is skipped with why (one waiting for a retry too), and
+        the run walks on."""
+        run, definition = facts.run, facts.definition
+        current = definition.steps[step]
+        assert isinstance(current, SendStep)
+        outbox.skip_pending(
+            session,
+            lookup=lookup.outbox,
+            workspace_id=run.workspace_id,
+            idempotency_key=key,
+            reason=reason,
+        )
+        outbox.record_skipped(
+            session,
+            lookup=lookup.outbox,
+            workspace_id=run.workspace_id,
+            customer=facts.customer,
+            journey_run_id=run.id,
+            step_index=step,
+            idempotency_key=key,
+            message_type=current.message,
+            purpose=send_purpose(definition, current),
+            reason=reason,
+            now=utc_now(),
+        )
 
     def _walked_past_the_end(
         self, session: Session, lookup: RunLookup, job: ClaimedJob, facts: RunFacts, *, resend: bool
@@ -647,14 +713,14 @@ class AdvanceJourney:
                     extra[REDRIVE] = work.redrive
                 if work.resend:
                     extra[RESEND] = True
-                follow_ups.append(_advance(work, work.step, suffix, extra))
+                follow_ups.append(_advance(job, work, work.step, suffix, extra))
                 outcomes.append(Done())
                 continue
             if work.resend:  # the run moved on when this job died
                 outcomes.append(Retry(answer.reason) if answer.result is Result.FAILED else Done())
                 continue
             if work.step + 1 < work.step_count:
-                follow_ups.append(_advance(work, work.step + 1, "", {}))
+                follow_ups.append(_advance(job, work, work.step + 1, "", {}))
             else:
                 completed.append(work.run_id)
             # A send that used up its attempts still moves the run on; its job is dead-lettered.
@@ -695,13 +761,39 @@ def _outage_if_nowhere_else(lookup: RunLookup | None, work: StepSend, result: An
     return result.as_outage()
 
 
-def _advance(work: StepSend, step: int, suffix: str, extra: dict[str, Any]) -> dict[str, Any]:
+def _advance(
+    job: ClaimedJob, work: StepSend, step: int, suffix: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The job for the run's next send (or the same one on the next channel), due as the
+    step that led to it was."""
+    due = {DUE: job.payload[DUE]} if DUE in job.payload else {}
     return {
         "kind": ADVANCE,
-        "payload": {"run_id": work.run_id, "step": step, **extra},
+        "payload": {"run_id": work.run_id, "step": step, **due, **extra},
         "workspace_id": work.workspace_id,
         "idempotency_key": f"journey:{work.run_id}:{step}{suffix}",
     }
+
+
+def due_of(job: ClaimedJob, run: JourneyRun) -> datetime:
+    """When the job's step was due: as scheduled after a wait, else when the run began
+    (retries and re-drives move a job's ``due_at``, never this)."""
+    due = job.payload.get(DUE)
+    return datetime.fromisoformat(due) if isinstance(due, str) else run.started_at
+
+
+def expiry_reason(step: SendStep, *, due: datetime, now: datetime) -> str | None:
+    """Why this send is no longer worth making, or None while it is."""
+    ttl = step.expires_after
+    if ttl is None or now - due <= ttl:
+        return None
+    late = (now - due).total_seconds() / 3600
+    words = str(step.message).replace("_", " ")
+    article = "an" if words[0] in "aeiou" else "a"
+    return (
+        f"expired: due {late:.0f} h ago, and {article} {words} message goes only within"
+        f" {ttl.total_seconds() / 3600:g} h of that"
+    )
 
 
 def send_purpose(definition: JourneyDefinition, step: SendStep) -> Purpose:
@@ -785,7 +877,7 @@ def _schedule(
     queue.enqueue(
         session,
         kind=ADVANCE,
-        payload={"run_id": run.id, "step": step},
+        payload={"run_id": run.id, "step": step, DUE: due_at.isoformat()},
         workspace_id=run.workspace_id,
         due_at=due_at,
         idempotency_key=f"journey:{run.id}:{step}",

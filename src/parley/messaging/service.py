@@ -458,6 +458,20 @@ def close_pending(
     A message in flight (``sending``) may have reached the provider, so it is held for
     review; one waiting for a retry (``queued``) is skipped with the reason.
     """
+    skip_pending(
+        session,
+        lookup=lookup,
+        workspace_id=workspace_id,
+        idempotency_key=idempotency_key,
+        reason=f"not sent: the journey ended ({reason})",
+    )
+
+
+def skip_pending(
+    session: Session, *, lookup: OutboxLookup, workspace_id: int, idempotency_key: str, reason: str
+) -> None:
+    """This message will not go after all: one waiting for a retry is skipped with
+    ``reason``; one in flight may have reached the provider, so it is held for review."""
     message = lookup.message(workspace_id, idempotency_key)
     if message is None:
         return
@@ -466,7 +480,7 @@ def close_pending(
         hold_interrupted(session, message, now=now)
     elif message.status == MessageStatus.QUEUED:
         message.status = MessageStatus.SKIPPED
-        message.status_reason = f"not sent: the journey ended ({reason})"
+        message.status_reason = reason
         message.status_updated_at = now
         announce_status(session, message)
 

@@ -75,3 +75,21 @@ DEFAULT_PURPOSES: dict[MessageType, Purpose] = {
     MessageType.INBOUND: Purpose.TRANSACTIONAL,
     MessageType.COMMENT_REPLY: Purpose.TRANSACTIONAL,
 }
+
+DEFAULT_EXPIRY_HOURS: dict[MessageType, float] = {
+    MessageType.ORDER_CONFIRMATION: 24,
+    MessageType.DISPATCH: 48,
+    MessageType.OUT_FOR_DELIVERY: 12,
+    MessageType.DELIVERED: 48,
+    MessageType.SATISFACTION_CHECK: 72,
+    MessageType.CART_RECOVERY: 24,
+    MessageType.REPURCHASE_PROMPT: 72,
+    MessageType.WIN_BACK: 72,
+    MessageType.LOYALTY: 72,
+    MessageType.RECOMMENDATION: 72,
+    MessageType.PROMOTION: 24,
+}
+"""How long after it was due a journey message is still worth sending. A worker back from
+a long outage, or a dead letter sent again days later, would otherwise deliver yesterday's
+news ("out for delivery" a day late, a cart reminder after the sale); past it the message
+is skipped with the reason. A send step's ``expires_after_hours`` overrides it."""

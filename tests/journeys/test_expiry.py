@@ -1,0 +1,145 @@
+"""Journey messages past their expiry are skipped with the reason, not sent late, on both
+engines: a worker back from a long outage, or a dead letter sent again days later, does
+not deliver yesterday's news (RELIABILITY J5)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from parley.channels.base import ChannelKind, TransientChannelError
+from parley.jobs import queue
+from parley.jobs.models import Job, JobStatus
+from parley.journeys.definitions import JourneyDefinition
+from parley.journeys.models import JourneyRun, RunStatus
+from parley.messaging.models import Message
+from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed
+
+
+@pytest.fixture
+def adapters():
+    return recording_adapters()
+
+
+def _messages(db, message_type: str) -> list[tuple[str, str | None]]:
+    return [
+        (m.status, m.status_reason) for m in rows(db, Message, Message.message_type == message_type)
+    ]
+
+
+def test_a_confirmation_the_worker_reaches_a_day_late_is_skipped_as_expired(
+    db, frozen_clock, adapters
+):
+    seed(db)
+    post(db, deliveries("Alan")[0])
+    frozen_clock.advance(timedelta(hours=25))  # no worker ran meanwhile
+
+    drain(make_worker(db, adapters))
+
+    assert _messages(db, "order_confirmation") == [
+        (
+            "skipped",
+            "expired: due 25 h ago, and an order confirmation message goes only within 24 h"
+            " of that",
+        )
+    ]
+    assert adapters[ChannelKind.EMAIL].sent == []
+    [run] = rows(db, JourneyRun)
+    assert run.status == RunStatus.COMPLETED
+    assert [job.status for job in rows(db, Job)] == [JobStatus.DONE]
+
+
+def test_a_confirmation_within_its_expiry_still_goes(db, frozen_clock, adapters):
+    seed(db)
+    post(db, deliveries("Alan")[0])
+    frozen_clock.advance(timedelta(hours=23))
+
+    drain(make_worker(db, adapters))
+
+    assert _messages(db, "order_confirmation") == [("sent", None)]
+
+
+@pytest.mark.parametrize(
+    ("late_hours", "status"), [(70, "sent"), (73, "skipped")], ids=["within", "past"]
+)
+def test_a_satisfaction_check_counts_its_expiry_from_when_it_was_due(
+    db, frozen_clock, adapters, late_hours, status
+):
+    """Due a day after delivery: its 72 hours run from then, not from the delivery."""
+    seed(db)
+    worker = make_worker(db, adapters)
+    for delivery in deliveries("Alan"):
+        post(db, delivery)
+    drain(worker)
+    frozen_clock.advance(timedelta(hours=24 + late_hours))
+
+    drain(worker)
+
+    [(found, _)] = _messages(db, "satisfaction_check")
+    assert found == status
+
+
+def test_a_dispatch_retrying_past_its_expiry_is_skipped_not_sent(db, frozen_clock, adapters):
+    seed(db)
+    worker = make_worker(db, adapters)
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    drain(worker)
+    adapters[ChannelKind.SMS].script = [TransientChannelError("503 from provider")]
+    post(db, dispatched)
+    drain(worker)
+    [waiting] = rows(db, Job, Job.status == JobStatus.PENDING)
+    frozen_clock.advance(timedelta(hours=49))  # the worker was down until now
+
+    drain(worker)
+
+    assert _messages(db, "dispatch") == [
+        (
+            "skipped",
+            "expired: due 49 h ago, and a dispatch message goes only within 48 h of that",
+        )
+    ]
+    assert adapters[ChannelKind.SMS].sent == []
+    assert rows(db, Job, Job.id == waiting.id)[0].status == JobStatus.DONE
+
+
+def test_a_confirmation_re_driven_past_its_expiry_is_recorded_not_re_sent(
+    db, frozen_clock, adapters
+):
+    seed(db)
+    adapters[ChannelKind.EMAIL].script = [TransientChannelError("503 from provider")] * 8
+    worker = make_worker(db, adapters)
+    post(db, deliveries("Alan")[0])
+    [job] = rows(db, Job)
+    for _ in range(20):
+        drain(worker)
+        [job] = rows(db, Job, Job.id == job.id)
+        if job.status == JobStatus.DEAD:
+            break
+        frozen_clock.advance(max(job.due_at - frozen_clock.now, timedelta(0)))
+    frozen_clock.advance(timedelta(days=2))
+
+    with db.transaction() as session:
+        queue.redrive(session, job.id)
+    drain(worker)
+
+    assert [status for status, _ in _messages(db, "order_confirmation")] == ["failed", "skipped"]
+    assert _messages(db, "order_confirmation")[1][1].startswith("not re-sent: expired: due 4")
+    assert adapters[ChannelKind.EMAIL].sent == []
+
+
+@pytest.mark.parametrize("hours", [0, -1, 24 * 91])
+def test_an_expiry_must_be_positive_and_at_most_ninety_days(hours):
+    with pytest.raises(ValueError, match="expires_after_hours"):
+        JourneyDefinition.parse(
+            {
+                "key": "quick",
+                "name": "Quick",
+                "trigger": {"event": "order.created"},
+                "run_key": "order",
+                "steps": [
+                    {"type": "send", "message": "order_confirmation", "expires_after_hours": hours}
+                ],
+            }
+        )
