@@ -74,8 +74,8 @@ def test_a_refused_login_on_the_only_channel_keeps_the_message_until_it_is_fixed
     assert email.to == "alan@example.com"
     assert _messages(db, "order_confirmation") == [(key, "email", "sent", None, 3)]
     assert [a.outcome for a in rows(db, DeliveryAttempt)] == [
-        "transient_error",
-        "transient_error",
+        "account_refused",
+        "account_refused",
         "sent",
     ]
     assert [a.provider_code for a in rows(db, DeliveryAttempt)] == ["535", "535", None]

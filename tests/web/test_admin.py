@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from parley.accounts.models import AuditEntry, Invite, Membership
-from parley.channels.base import ChannelKind, TransientChannelError
+from parley.channels.base import AccountChannelError, ChannelKind, TransientChannelError
 from parley.channels.email_inbound import mailgun
 from parley.clock import utc_now
 from parley.customers.models import Customer
@@ -824,3 +824,34 @@ def test_another_stores_admin_neither_sees_nor_reviews_a_held_message(frozen_clo
     assert [answer.status_code for answer in answers] == [404, 404]
     assert rows(db, Message, Message.id == held.id)[0].status == "held"
     assert audit_actions(db, "held_message_reviewed") == []
+
+
+def test_a_provider_refusing_the_stores_login_is_warned_of_for_an_hour(frozen_clock, app, db, team):
+    adapters = recording_adapters()
+    adapters[ChannelKind.SMS].script = [
+        AccountChannelError(
+            "Twilio rejected the SMS (HTTP 401, error 20003): Authenticate", provider_code="20003"
+        )
+    ]
+    worker = make_worker(db, adapters)
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    post(db, dispatched)
+    drain(worker)
+    assert [email.to for email in adapters[ChannelKind.EMAIL].sent] == ["grace@example.com"] * 2
+
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        warned = client.get("/admin/failed", headers=HTML).text
+        frozen_clock.advance(timedelta(minutes=61))
+        later = client.get("/admin/failed", headers=HTML).text
+    with browser(app) as client:
+        sign_in(client, OTHER_ADMIN)
+        elsewhere = client.get("/admin/failed", headers=HTML).text
+
+    assert warned.count('data-test="refused-account"') == 1
+    assert 'data-channel="sms"' in warned
+    assert "(1 time in the last hour" in warned
+    assert "Twilio rejected the SMS (HTTP 401, error 20003): Authenticate" in warned
+    assert 'data-test="refused-account"' not in later
+    assert 'data-test="refused-account"' not in elsewhere

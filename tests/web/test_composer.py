@@ -20,7 +20,7 @@ from parley.inbox.models import Conversation, ConversationEvent
 from parley.jobs.models import Job
 from parley.live.models import LiveEvent
 from parley.messaging import catalog
-from parley.messaging.models import Author, Message
+from parley.messaging.models import Author, DeliveryAttempt, Message
 from parley.messaging.types import MessageType
 from support import (
     all_adapters,
@@ -220,6 +220,8 @@ def test_a_reply_whose_provider_refused_the_store_token_waits_and_goes_once_it_i
     [reply] = _agent_messages(db)
     assert (reply.status, reply.attempts) == ("sent", 2)
     assert rows(db, Job, Job.id == job.id)[0].status == "done"
+    attempts = rows(db, DeliveryAttempt, DeliveryAttempt.message_id == reply.id)
+    assert [a.outcome for a in attempts] == ["account_refused", "sent"]
 
 
 def test_an_agent_sends_again_a_dispatch_that_gave_up_in_an_outage(frozen_clock, app, db, tmp_path):

@@ -93,13 +93,20 @@ class ChannelError(Exception):
 
 
 class TransientChannelError(ChannelError):
-    """Worth retrying later: network trouble, timeouts, 429, 5xx."""
+    """Worth retrying later: network trouble, timeouts, 429, 5xx; or a refusal of the
+    store's account waited out where no other channel is left (``refuses_account``)."""
 
     def __init__(
-        self, reason: str, *, provider_code: str | None = None, retry_after: float | None = None
+        self,
+        reason: str,
+        *,
+        provider_code: str | None = None,
+        retry_after: float | None = None,
+        refuses_account: bool = False,
     ) -> None:
         super().__init__(reason, provider_code=provider_code)
         self.retry_after = retry_after
+        self.refuses_account = refuses_account
 
 
 class PermanentChannelError(ChannelError):
@@ -119,7 +126,9 @@ class AccountChannelError(PermanentChannelError):
 
     def as_outage(self) -> TransientChannelError:
         """The same refusal, to be retried with backoff until the settings are fixed."""
-        return TransientChannelError(self.reason, provider_code=self.provider_code)
+        return TransientChannelError(
+            self.reason, provider_code=self.provider_code, refuses_account=True
+        )
 
 
 class SignatureError(Exception):

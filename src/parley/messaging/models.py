@@ -56,6 +56,9 @@ class AttemptOutcome(StrEnum):
     TRANSIENT_ERROR = "transient_error"
     PERMANENT_ERROR = "permanent_error"
     INTERRUPTED = "interrupted"
+    ACCOUNT_REFUSED = "account_refused"
+    """The provider refused the store's credentials or account (then the message fell
+    back, or waits in retries): what Settings warns admins about."""
 
 
 class Message(Base):
@@ -120,7 +123,17 @@ class DeliveryAttempt(Base):
     """One hand-off of a message to a provider, and what came of it."""
 
     __tablename__ = "delivery_attempts"
-    __table_args__ = (UniqueConstraint("message_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("message_id", "number"),
+        # The few refusals of a store's own account, for the warning on its Settings pages.
+        Index(
+            "ix_delivery_attempts_account_refused",
+            "workspace_id",
+            "finished_at",
+            sqlite_where=text("outcome = 'account_refused'"),
+            postgresql_where=text("outcome = 'account_refused'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))

@@ -20,6 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from parley.channels.base import (
+    AccountChannelError,
     ChannelKind,
     OutboundMessage,
     PermanentChannelError,
@@ -650,13 +651,26 @@ def _outcome(
             sent_at=now,
         )
         return _Outcome(Recorded(Result.SENT, channel=send.channel), attempt, message)
+    refuses_account = isinstance(result, AccountChannelError) or (
+        isinstance(result, TransientChannelError) and result.refuses_account
+    )
     if isinstance(result, PermanentChannelError):
-        attempt.update(outcome=AttemptOutcome.PERMANENT_ERROR, error=result.reason)
+        attempt.update(
+            outcome=AttemptOutcome.ACCOUNT_REFUSED
+            if refuses_account
+            else AttemptOutcome.PERMANENT_ERROR,
+            error=result.reason,
+        )
         message.update(status=MessageStatus.FAILED, status_reason=result.reason)
         recorded = Recorded(Result.FAILED, reason=result.reason, channel=send.channel)
         return _Outcome(recorded, attempt, message)
     reason = result.reason if isinstance(result, TransientChannelError) else repr(result)
-    attempt.update(outcome=AttemptOutcome.TRANSIENT_ERROR, error=reason)
+    attempt.update(
+        outcome=AttemptOutcome.ACCOUNT_REFUSED
+        if refuses_account
+        else AttemptOutcome.TRANSIENT_ERROR,
+        error=reason,
+    )
     if is_last:
         message.update(
             status=MessageStatus.FAILED,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from parley.clock import utc_now
 from parley.dead_letter import failed_sends
 from parley.errors import ParleyError
 from parley.held_messages import held_messages
@@ -15,17 +16,19 @@ from parley.http.web.admin.common import done, page, path_int
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
+from parley.messaging.refusals import recent_refusals
 
 PAGE_SIZE = 100
 
 
 async def _page(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
     login = admin(request)
-    sends, held = await in_transaction(
+    sends, held, refused = await in_transaction(
         db_of(request),
         lambda s: (
             failed_sends(s, workspace_id=login.workspace_id, limit=PAGE_SIZE),
             held_messages(s, workspace_id=login.workspace_id, limit=PAGE_SIZE),
+            recent_refusals(s, workspace_id=login.workspace_id, now=utc_now()),
         ),
     )
     return page(
@@ -36,6 +39,7 @@ async def _page(request: Request, *, status_code: int = 200, error: str | None =
         error=error,
         sends=sends,
         held=held,
+        refused=refused,
         page_size=PAGE_SIZE,
     )
 
