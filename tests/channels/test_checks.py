@@ -114,6 +114,18 @@ async def test_twilio_check_refuses_what_a_send_would_find_refused(
     assert (caught.value.provider_code, caught.value.reason) == (code, reason)
 
 
+async def test_twilio_check_during_an_outage_is_transient() -> None:
+    down = _json(503, {"code": 20503, "message": "Service Unavailable", "status": 503})
+
+    with pytest.raises(TransientChannelError) as caught:
+        await _twilio(Api({ACCOUNT: down})).check()
+
+    assert (
+        caught.value.reason
+        == "Twilio could not answer (HTTP 503, error 20503) - Service Unavailable"
+    )
+
+
 async def test_twilio_check_of_a_messaging_service_sender_reads_the_account_only() -> None:
     api = Api({ACCOUNT: ACTIVE})
 
@@ -161,7 +173,10 @@ async def test_whatsapp_check_classifies_an_expired_token_and_an_outage() -> Non
     assert refused.value.reason == (
         "WhatsApp refused the settings (HTTP 401, error 190): Error validating access token"
     )
-    assert later.value.provider_code == "2"
+    assert (later.value.provider_code, later.value.reason) == (
+        "2",
+        "WhatsApp could not answer (HTTP 503, error 2): Service temporarily unavailable",
+    )
 
 
 def _instagram(api: Api) -> Instagram:

@@ -86,7 +86,8 @@ async def read_node(
         return body
 
     def reason(status_code: int, provider_code: str | None, error: dict[str, Any]) -> str:
-        said = f"{provider} refused the settings ({status_detail(status_code, provider_code)})"
+        verb = "refused the settings" if status_code < 500 else "could not answer"
+        said = f"{provider} {verb} ({status_detail(status_code, provider_code)})"
         return f"{said}: {error['message']}" if error.get("message") else said
 
     raise graph_error(

@@ -160,9 +160,8 @@ class TwilioSms:
             return body
         code = body.get("code")
         provider_code = str(code) if code is not None else None
-        reason = (
-            f"Twilio refused the settings ({status_detail(response.status_code, provider_code)})"
-        )
+        verb = "refused the settings" if response.status_code < 500 else "could not answer"
+        reason = f"Twilio {verb} ({status_detail(response.status_code, provider_code)})"
         if provider_code in _EXPLANATIONS:
             reason += f": {_EXPLANATIONS[provider_code]}"
         if body.get("message"):
