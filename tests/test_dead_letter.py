@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
-from parley.dead_letter import failed_sends
+from parley.dead_letter import failed_sends, jobs_to_send_again
 from parley.inbox.models import Conversation
+from parley.jobs import queue
 from parley.jobs.models import Job
-from parley.messaging.models import Author
+from parley.messaging.models import Author, Message
 from parley.messaging.replies import queue_reply
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
@@ -114,3 +116,30 @@ def test_another_stores_dead_letter_is_not_read(db, frozen_clock, adapters, tmp_
 
     assert [row[1] for row in _read(db, workspace_id)] == ["Order confirmation"]
     assert _read(db, other) == []
+
+
+def test_only_the_latest_failed_message_of_a_dead_journey_job_is_offered_again(
+    db, frozen_clock, adapters, tmp_path
+):
+    """A confirmation that died, was re-driven and died again shows two failed messages;
+    its job sends the step again once, so only the latest offers it."""
+    seed(db)
+    adapters[ChannelKind.EMAIL].script = list(OUTAGE) * 2
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    post(db, deliveries("Alan")[0])
+    _until_idle(db, worker, frozen_clock)
+    [dead] = rows(db, Job, Job.status == "dead")
+    with db.transaction() as session:
+        queue.redrive(session, dead.id)
+    _until_idle(db, worker, frozen_clock)
+
+    with db.transaction() as session:
+        messages = list(session.scalars(select(Message).order_by(Message.id)))
+        offered = jobs_to_send_again(
+            session, workspace_id=messages[0].workspace_id, messages=messages
+        )
+        shown = [(m.idempotency_key.rsplit(":", 1)[-1], m.status) for m in messages]
+        offered_ids = {message_id: job.id for message_id, job in offered.items()}
+
+    assert shown == [("0", "failed"), ("r1", "failed")]
+    assert offered_ids == {messages[1].id: dead.id}

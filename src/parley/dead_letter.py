@@ -182,14 +182,14 @@ def jobs_to_send_again(
                 Job.status.in_(queue.DEAD_LETTER),
             )
         ):
-            found[reply_keys[job.idempotency_key or ""]] = job
+            found[reply_keys[str(job.idempotency_key)]] = job
     journey_messages = {m.idempotency_key: m for m in failed if m.journey_run_id is not None}
     run_ids = {m.journey_run_id for m in journey_messages.values() if m.journey_run_id}
-    jobs = journey_jobs(session, workspace_id, run_ids, queue.DEAD_LETTER)
-    for job_id, keys in journey_message_keys(session, workspace_id, jobs).items():
+    jobs = {job.id: job for job in journey_jobs(session, workspace_id, run_ids, queue.DEAD_LETTER)}
+    for job_id, keys in journey_message_keys(session, workspace_id, list(jobs.values())).items():
         mine = [journey_messages[key] for key in keys if key in journey_messages]
         if mine:
-            found[max(mine, key=lambda m: m.id).id] = next(j for j in jobs if j.id == job_id)
+            found[max(mine, key=lambda m: m.id).id] = jobs[job_id]
     return found
 
 
