@@ -407,6 +407,41 @@ def test_a_wait_is_changed_within_its_bounds_and_refused_outside_them(app, db, t
     assert changed.version == 2
 
 
+def test_how_long_a_late_message_still_goes_is_set_per_send_and_bounded(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        listed = client.get("/admin/journeys", headers=HTML).text
+        saved = client.post(
+            "/admin/journeys/dispatch/timing", data={"csrf_token": csrf, "expiry_1": "6"}
+        )
+        refused = [
+            client.post(
+                "/admin/journeys/dispatch/timing",
+                data={"csrf_token": csrf, field: value},
+                headers=HTML,
+            )
+            for field, value in (("expiry_1", "0"), ("expiry_1", "2161"), ("expiry_0", "6"))
+        ]
+    assert 'name="expiry_1" value="48"' in listed  # dispatch's default
+    assert saved.status_code == 303
+    assert [answer.status_code for answer in refused] == [422, 422, 422]
+    assert "up to 2160 hours after it is due, not 0" in refused[0].text
+    assert "is not a send" in refused[2].text
+    changed = journey(db, team.workspace_id, "dispatch")
+    assert changed.definition["steps"][1] == {
+        "type": "send",
+        "message": "dispatch",
+        "expires_after_hours": 6,
+    }
+    assert journey(db, team.other_workspace_id, "dispatch").definition["steps"][1] == {
+        "type": "send",
+        "message": "dispatch",
+    }
+    assert [e.detail for e in audit_actions(db, "journey_changed")] == [
+        {"journey": "dispatch", "waits_hours": {}, "expires_after_hours": {"1": 6.0}}
+    ]
+
+
 def test_the_preview_renders_the_edited_template_on_the_sample_customer(app):
     with browser(app) as client:
         csrf = sign_in(client, ADMIN)

@@ -60,20 +60,17 @@ async def set_enabled(request: Request) -> Response:
 
 
 async def set_waits(request: Request) -> Response:
-    """``POST /admin/journeys/{key}/timing``: fields ``wait_<step index>`` in hours."""
+    """``POST /admin/journeys/{key}/timing``: fields ``wait_<step index>`` and
+    ``expiry_<step index>``, in hours."""
     login = admin(request)
     key = request.path_params["key"]
     form = await request.form()
-    hours = {
-        int(name[5:]): str(value)[:20]
-        for name, value in form.multi_items()
-        if name.startswith("wait_") and name[5:].isdigit() and len(name) < 12
-    }
+    hours, expiries = _indexed(form, "wait_"), _indexed(form, "expiry_")
     try:
         await in_transaction(
             db_of(request),
             lambda s: store.set_journey_waits(
-                s, login=login, key=key, hours=hours, ip=client_ip(request)
+                s, login=login, key=key, hours=hours, expiries=expiries, ip=client_ip(request)
             ),
         )
     except Invalid as exc:
@@ -89,6 +86,15 @@ async def set_waits(request: Request) -> Response:
             journeys=views,
         )
     return done("/admin/journeys", "journey")
+
+
+def _indexed(form: FormData, prefix: str) -> dict[int, str]:
+    """The form's ``<prefix><step index>`` fields, by step index."""
+    return {
+        int(name[len(prefix) :]): str(value)[:20]
+        for name, value in form.multi_items()
+        if name.startswith(prefix) and name[len(prefix) :].isdigit() and len(name) < 20
+    }
 
 
 def _editor(

@@ -42,6 +42,8 @@ MAX_SECTIONS = 50
 MAX_SECTION_CHARS = 20_000
 # A wait without a bound of its own (the satisfaction check has one) stays within 60 days.
 DEFAULT_WAIT_BOUNDS_HOURS = (0.25, 24 * 60)
+MAX_EXPIRY_HOURS = 24 * 90
+"""As far as a send step's ``expires_after_hours`` goes (the definition's own bound)."""
 _RENDERER = TemplateRenderer()
 
 
@@ -159,6 +161,15 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class Expiry:
+    """How long after it is due a send step's message still goes (hours)."""
+
+    index: int
+    message: MessageType
+    hours: float
+
+
+@dataclass(frozen=True)
 class JourneyView:
     key: str
     name: str
@@ -167,6 +178,7 @@ class JourneyView:
     version: int
     waits: tuple[Wait, ...]
     messages: tuple[MessageType, ...]
+    expiries: tuple[Expiry, ...] = ()
 
 
 def _view(journey: Journey) -> JourneyView:
@@ -178,6 +190,11 @@ def _view(journey: Journey) -> JourneyView:
         if isinstance(step, WaitStep)
     )
     messages = tuple(step.message for step in definition.steps if isinstance(step, SendStep))
+    expiries = tuple(
+        Expiry(index, step.message, step.expires_after.total_seconds() / 3600)
+        for index, step in enumerate(definition.steps)
+        if isinstance(step, SendStep) and step.expires_after is not None
+    )
     return JourneyView(
         journey.key,
         journey.name,
@@ -186,6 +203,7 @@ def _view(journey: Journey) -> JourneyView:
         journey.version,
         waits,
         messages,
+        expiries,
     )
 
 
@@ -221,9 +239,16 @@ def set_journey_enabled(
 
 
 def set_journey_waits(
-    session: Session, *, login: Login, key: str, hours: dict[int, str], ip: str
+    session: Session,
+    *,
+    login: Login,
+    key: str,
+    hours: dict[int, str],
+    ip: str,
+    expiries: dict[int, str] | None = None,
 ) -> None:
-    """Change a journey's waits (in hours) within the bounds the engine allows."""
+    """Change a journey's waits (in hours) within the bounds the engine allows, and how
+    long after it is due each message still goes (``expiries``, hours, up to 90 days)."""
     require_admin(login)
     journey = session.scalar(
         select(Journey).where(Journey.workspace_id == login.workspace_id, Journey.key == key)
@@ -243,6 +268,18 @@ def set_journey_waits(
         if not low <= value <= high:
             raise Invalid(f"this wait must be between {low:g} and {high:g} hours, not {value:g}")
         steps[index] = {"type": "wait", "hours": value}
+    for index, raw in (expiries or {}).items():
+        if not 0 <= index < len(steps) or steps[index].get("type") != "send":
+            raise Invalid(f"step {index} of {key!r} is not a send")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise Invalid("how long a message still goes is a number of hours") from None
+        if not 0 < value <= MAX_EXPIRY_HOURS:
+            raise Invalid(
+                f"a message may go up to {MAX_EXPIRY_HOURS:g} hours after it is due, not {value:g}"
+            )
+        steps[index] = {**steps[index], "expires_after_hours": value}
     definition["steps"] = steps
     journeys.update_journey(
         session, workspace_id=login.workspace_id, key=key, definition=definition
@@ -253,7 +290,15 @@ def set_journey_waits(
         "journey_changed",
         now=utc_now(),
         ip=ip,
-        detail={"journey": key, "waits_hours": {str(i): float(h) for i, h in hours.items()}},
+        detail={
+            "journey": key,
+            "waits_hours": {str(i): float(h) for i, h in hours.items()},
+            **(
+                {"expires_after_hours": {str(i): float(h) for i, h in expiries.items()}}
+                if expiries
+                else {}
+            ),
+        },
     )
 
 
