@@ -11,6 +11,7 @@ import pytest
 from parley.channels.base import ChannelKind, TransientChannelError
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
+from parley.journeys import upcoming
 from parley.journeys.definitions import JourneyDefinition
 from parley.journeys.models import JourneyRun, RunStatus
 from parley.messaging.models import Message
@@ -143,3 +144,30 @@ def test_an_expiry_must_be_positive_and_at_most_ninety_days(hours):
                 ],
             }
         )
+
+
+def test_the_still_to_come_list_says_a_send_past_its_expiry_will_not_go(db, frozen_clock):
+    workspace_id = seed(db)
+    post(db, deliveries("Alan")[0])  # no worker runs
+    [run] = rows(db, JourneyRun)
+
+    def upcoming_now() -> list[tuple[str | None, str]]:
+        with db.transaction() as session:
+            sends = upcoming.upcoming_sends(
+                session, workspace_id=workspace_id, customer_id=run.customer_id
+            )
+            return [(send.channel, send.channel_note) for send in sends]
+
+    frozen_clock.advance(timedelta(hours=23))
+    on_time = upcoming_now()
+    frozen_clock.advance(timedelta(hours=2))
+    late = upcoming_now()
+
+    assert on_time == [("email", "")]
+    assert late == [
+        (
+            None,
+            "expired: due 25 h ago, and an order confirmation message goes only within 24 h"
+            " of that",
+        )
+    ]

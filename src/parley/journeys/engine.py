@@ -484,7 +484,7 @@ class AdvanceJourney:
             f"journey:{run.id}:{step}" + (f":{len(exclude)}" if exclude else ""),
             job,
         )
-        stale = expiry_reason(current, due=due_of(job, run), now=utc_now())
+        stale = expiry_reason(current, due=due_of(job.payload, run), now=utc_now())
         if stale is not None and resend:
             self._not_resent(session, lookup, job, facts, stale)
             return None
@@ -775,10 +775,10 @@ def _advance(
     }
 
 
-def due_of(job: ClaimedJob, run: JourneyRun) -> datetime:
-    """When the job's step was due: as scheduled after a wait, else when the run began
-    (retries and re-drives move a job's ``due_at``, never this)."""
-    due = job.payload.get(DUE)
+def due_of(payload: Mapping[str, Any], run: JourneyRun) -> datetime:
+    """When a job's step was due, by its payload: as scheduled after a wait, else when the
+    run began (retries and re-drives move a job's ``due_at``, never this)."""
+    due = payload.get(DUE)
     return datetime.fromisoformat(due) if isinstance(due, str) else run.started_at
 
 

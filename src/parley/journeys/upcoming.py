@@ -24,7 +24,7 @@ from parley.customers.models import Customer
 from parley.errors import Conflict, NotFound
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.definitions import JourneyDefinition, SendStep, WaitStep
-from parley.journeys.engine import send_purpose
+from parley.journeys.engine import due_of, expiry_reason, send_purpose
 from parley.journeys.models import Journey, JourneyRun, RunStatus
 from parley.journeys.service import ADVANCE, definition_of, end_run
 from parley.messaging import service as outbox
@@ -203,6 +203,12 @@ def _describe(
         exclude=tuple(item.job.payload.get("exclude") or ()),
         preferences=channel_preferences(workspace, message_type),
     )
+    # A send the job reaches without a wait was due when the job's step was; past its
+    # expiry the worker will skip it (a backlog after an outage), so it is not shown as going.
+    due = item.due_at
+    if item.send_index == int(item.job.payload.get("step", 0)):
+        due = due_of(item.job.payload, item.run)
+    stale = expiry_reason(step, due=due, now=max(item.due_at, utc_now()))
     return UpcomingSend(
         job_id=item.job.id,
         run_id=item.run.id,
@@ -211,8 +217,8 @@ def _describe(
         step_count=len(item.definition.steps),
         message_type=message_type,
         due_at=item.due_at,
-        channel=decision.channel,
-        channel_note="" if decision.channel else decision.skip_reason,
+        channel=None if stale else decision.channel,
+        channel_note=stale or ("" if decision.channel else decision.skip_reason),
         message_key=_message_key(item),
     )
 
