@@ -546,29 +546,14 @@ class AdvanceJourney:
     ) -> None:
         """A send past its expiry is skipped with why (one waiting for a retry too), and
         the run walks on."""
-        run, definition = facts.run, facts.definition
-        current = definition.steps[step]
-        assert isinstance(current, SendStep)
         outbox.skip_pending(
             session,
             lookup=lookup.outbox,
-            workspace_id=run.workspace_id,
+            workspace_id=facts.run.workspace_id,
             idempotency_key=key,
             reason=reason,
         )
-        outbox.record_skipped(
-            session,
-            lookup=lookup.outbox,
-            workspace_id=run.workspace_id,
-            customer=facts.customer,
-            journey_run_id=run.id,
-            step_index=step,
-            idempotency_key=key,
-            message_type=current.message,
-            purpose=send_purpose(definition, current),
-            reason=reason,
-            now=utc_now(),
-        )
+        _record_skipped(session, lookup, facts, step, key, reason)
 
     def _walked_past_the_end(
         self, session: Session, lookup: RunLookup, job: ClaimedJob, facts: RunFacts, *, resend: bool
@@ -634,21 +619,8 @@ class AdvanceJourney:
         self._close_pending(session, lookup, job, run, reason)
         for index, base in _base_sends(job.payload, definition):
             key, resend = _message_key(lookup, run.workspace_id, base, job)
-            step = definition.steps[index]
-            if resend and isinstance(step, SendStep):
-                outbox.record_skipped(
-                    session,
-                    lookup=lookup.outbox,
-                    workspace_id=run.workspace_id,
-                    customer=facts.customer,
-                    journey_run_id=run.id,
-                    step_index=index,
-                    idempotency_key=key,
-                    message_type=step.message,
-                    purpose=send_purpose(definition, step),
-                    reason=f"not re-sent: {reason}",
-                    now=utc_now(),
-                )
+            if resend and isinstance(definition.steps[index], SendStep):
+                _record_skipped(session, lookup, facts, index, key, f"not re-sent: {reason}")
 
     def record_batch(
         self, session: Session, items: list[tuple[ClaimedJob, StepSend | PlannedStep]]
@@ -728,6 +700,29 @@ class AdvanceJourney:
         queue.enqueue_many(session, follow_ups)
         end_runs(session, run_ids=completed, status=RunStatus.COMPLETED, now=utc_now())
         return outcomes
+
+
+def _record_skipped(
+    session: Session, lookup: RunLookup, facts: RunFacts, step: int, key: str, reason: str
+) -> None:
+    """The send step's message under ``key``, recorded skipped with why (a key recorded
+    already is left as it is)."""
+    run, definition = facts.run, facts.definition
+    current = definition.steps[step]
+    assert isinstance(current, SendStep)
+    outbox.record_skipped(
+        session,
+        lookup=lookup.outbox,
+        workspace_id=run.workspace_id,
+        customer=facts.customer,
+        journey_run_id=run.id,
+        step_index=step,
+        idempotency_key=key,
+        message_type=current.message,
+        purpose=send_purpose(definition, current),
+        reason=reason,
+        now=utc_now(),
+    )
 
 
 def _outage_if_nowhere_else(lookup: RunLookup | None, work: StepSend, result: Any) -> Any:
