@@ -19,6 +19,7 @@ from parley.customers.models import Customer
 from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.journeys.models import Journey
+from parley.messaging import refusals
 from parley.messaging.models import Message, MessageTemplate
 from parley.workspaces.models import ChannelAccount, Workspace
 from support import (
@@ -861,7 +862,8 @@ def test_another_stores_admin_neither_sees_nor_reviews_a_held_message(frozen_clo
     assert audit_actions(db, "held_message_reviewed") == []
 
 
-def test_a_provider_refusing_the_stores_login_is_warned_of_for_an_hour(frozen_clock, app, db, team):
+def refused_grace_sms(db) -> None:
+    """Grace's dispatch SMS refused with Twilio 20003: it falls back to email."""
     adapters = recording_adapters()
     adapters[ChannelKind.SMS].script = [
         AccountChannelError(
@@ -875,6 +877,9 @@ def test_a_provider_refusing_the_stores_login_is_warned_of_for_an_hour(frozen_cl
     drain(worker)
     assert [email.to for email in adapters[ChannelKind.EMAIL].sent] == ["grace@example.com"] * 2
 
+
+def test_a_provider_refusing_the_stores_login_is_warned_of_for_an_hour(frozen_clock, app, db, team):
+    refused_grace_sms(db)
     with browser(app) as client:
         sign_in(client, ADMIN)
         warned = client.get("/admin/failed", headers=HTML).text
@@ -890,3 +895,14 @@ def test_a_provider_refusing_the_stores_login_is_warned_of_for_an_hour(frozen_cl
     assert "Twilio rejected the SMS (HTTP 401, error 20003): Authenticate" in warned
     assert 'data-test="refused-account"' not in later
     assert 'data-test="refused-account"' not in elsewhere
+
+
+def test_a_refusal_count_past_what_is_read_is_shown_as_a_floor(
+    frozen_clock, app, db, team, monkeypatch
+):
+    monkeypatch.setattr(refusals, "READ_AT_MOST", 1)
+    refused_grace_sms(db)
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        warned = client.get("/admin/failed", headers=HTML).text
+    assert "(1+ times in the last hour" in warned

@@ -18,7 +18,7 @@ from parley.messaging.models import AttemptOutcome, DeliveryAttempt
 
 RECENT = timedelta(hours=1)
 READ_AT_MOST = 500
-"""Refusals read for the warning; past it the count says "500 or more"."""
+"""Refusals read for the warning; past it each count is shown as a floor ("120+")."""
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,8 @@ class RefusedAccount:
     count: int
     last_at: datetime
     last_error: str
-
-    @property
-    def is_count_capped(self) -> bool:
-        return self.count >= READ_AT_MOST
+    is_count_capped: bool = False
+    """More refusals than were read: the count is a floor."""
 
 
 def recent_refusals(session: Session, *, workspace_id: int, now: datetime) -> list[RefusedAccount]:
@@ -52,7 +50,8 @@ def recent_refusals(session: Session, *, workspace_id: int, now: datetime) -> li
         counts[channel] = counts.get(channel, 0) + 1
         if channel not in found and finished_at is not None:
             found[channel] = RefusedAccount(channel, 0, finished_at, error or "")
+    capped = len(rows) >= READ_AT_MOST
     return [
-        RefusedAccount(r.channel, counts[r.channel], r.last_at, r.last_error)
+        RefusedAccount(r.channel, counts[r.channel], r.last_at, r.last_error, capped)
         for r in found.values()
     ]
