@@ -38,18 +38,22 @@ class FailedSend:
     @property
     def what(self) -> str:
         """The message as the store names it: "Dispatch", "Reply by Sam Agent"..."""
-        message = self.message
-        if self.job.kind == DELIVER:
-            return f"Reply by {message.sender}" if message and message.sender else "Reply"
-        if message is not None and message.message_type:
-            return str(message.message_type).replace("_", " ").capitalize()
-        return self.job.kind
+        if self.message is not None:
+            return message_name(self.message)
+        return "Reply" if self.job.kind == DELIVER else self.job.kind
 
     @property
     def why(self) -> str:
         if self.message is not None and self.message.status_reason:
             return self.message.status_reason
         return self.job.last_error or ""
+
+
+def message_name(message: Message) -> str:
+    """A message as the store names it: "Dispatch" for a journey's, "Reply by Sam Agent"."""
+    if message.journey_run_id is None:
+        return f"Reply by {message.sender}" if message.sender else "Reply"
+    return str(message.message_type).replace("_", " ").capitalize()
 
 
 def failed_sends(session: Session, *, workspace_id: int, limit: int = 100) -> list[FailedSend]:

@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from parley.customers.models import Customer
-from parley.dead_letter import journey_jobs, journey_message_keys
+from parley.dead_letter import journey_jobs, journey_message_keys, message_name
 from parley.errors import Conflict, NotFound
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
@@ -47,10 +47,7 @@ class HeldMessage:
     @property
     def what(self) -> str:
         """The message as the store names it: "Dispatch", "Reply by Sam Agent"..."""
-        message = self.message
-        if message.journey_run_id is None:
-            return f"Reply by {message.sender}" if message.sender else "Reply"
-        return str(message.message_type).replace("_", " ").capitalize()
+        return message_name(self.message)
 
 
 def held_messages(session: Session, *, workspace_id: int, limit: int = 100) -> list[HeldMessage]:

@@ -67,18 +67,17 @@ async def read_node(
     client: httpx2.AsyncClient,
     url: str,
     *,
-    token: str,
+    headers: Mapping[str, str],
     fields: str,
     provider: str,
     transient_codes: frozenset[str],
     account_codes: frozenset[str],
 ) -> dict[str, Any]:
-    """Read one Graph node's ``fields`` with the token, as a settings check does (nothing
+    """Read one Graph node's ``fields`` with the adapter's bearer ``headers``, as a settings
+    check does (nothing
     is sent); a refusal raises :class:`ChannelError` classified as a send's would be."""
     try:
-        response = await client.get(
-            url, params={"fields": fields}, headers={"Authorization": f"Bearer {token}"}
-        )
+        response = await client.get(url, params={"fields": fields}, headers=dict(headers))
     except httpx2.HTTPError as exc:
         raise error_for_exception(exc, provider=provider) from exc
     body = json_or_empty(response)

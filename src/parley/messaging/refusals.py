@@ -44,14 +44,14 @@ def recent_refusals(session: Session, *, workspace_id: int, now: datetime) -> li
         .order_by(DeliveryAttempt.finished_at.desc())
         .limit(READ_AT_MOST)
     ).all()
-    found: dict[str, RefusedAccount] = {}
     counts: dict[str, int] = {}
-    for channel, finished_at, error in rows:
+    last: dict[str, tuple[datetime, str]] = {}
+    for channel, finished_at, error in rows:  # newest first
         counts[channel] = counts.get(channel, 0) + 1
-        if channel not in found and finished_at is not None:
-            found[channel] = RefusedAccount(channel, 0, finished_at, error or "")
+        if finished_at is not None:  # always, by the filter; the column is nullable
+            last.setdefault(channel, (finished_at, error or ""))
     capped = len(rows) >= READ_AT_MOST
     return [
-        RefusedAccount(r.channel, counts[r.channel], r.last_at, r.last_error, capped)
-        for r in found.values()
+        RefusedAccount(channel, counts[channel], at, error, capped)
+        for channel, (at, error) in last.items()
     ]

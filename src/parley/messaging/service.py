@@ -11,6 +11,7 @@ The provider is called between the two, outside any transaction. The message row
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -54,8 +55,8 @@ from parley.messaging.models import (
     Message,
     MessageStatus,
 )
-from parley.messaging.policy import decide
-from parley.messaging.templates import RenderedContent, TemplateRenderer
+from parley.messaging.policy import Decision, decide
+from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
 from parley.workspaces.models import Workspace
 
@@ -169,14 +170,8 @@ def plan_message(
         )
         return None
     templates = lookup.templates(workspace.id, message_type)
-    decision = decide(
-        lookup.reach(customer),
-        message_type=message_type,
-        purpose=purpose,
-        now=now,
-        templates=templates,
-        exclude=exclude_channels,
-        preferences=channel_preferences(workspace, message_type),
+    decision = _decide(
+        lookup, workspace, customer, message_type, purpose, exclude_channels, templates, now
     )
     row["decision"] = decision.trail
     if decision.channel is None:
@@ -239,16 +234,33 @@ def has_other_channel(
     none would."""
     if not workspace.is_active:
         return False
-    decision = decide(
+    templates = lookup.templates(workspace.id, message_type)
+    decision = _decide(
+        lookup, workspace, customer, message_type, purpose, exclude_channels, templates, utc_now()
+    )
+    return decision.channel is not None
+
+
+def _decide(
+    lookup: OutboxLookup,
+    workspace: Workspace,
+    customer: Customer,
+    message_type: MessageType,
+    purpose: Purpose,
+    exclude_channels: tuple[str, ...],
+    templates: Mapping[ChannelKind, TemplateContent],
+    now: datetime,
+) -> Decision:
+    """The policy's decision for this customer with the store's channel preferences."""
+    return decide(
         lookup.reach(customer),
         message_type=message_type,
         purpose=purpose,
-        now=utc_now(),
-        templates=lookup.templates(workspace.id, message_type),
+        now=now,
+        templates=templates,
         exclude=exclude_channels,
         preferences=channel_preferences(workspace, message_type),
     )
-    return decision.channel is not None
 
 
 def record_sends(session: Session, sends: list[UnrecordedSend]) -> list[PreparedSend | None]:

@@ -93,7 +93,6 @@ class Instagram:
         self.account_id = instagram_account_id
         self.me_url = str(httpx2.URL(f"{root}/me"))
         self.messages_url = str(httpx2.URL(f"{root}/{instagram_account_id}/messages"))
-        self._token = access_token
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._client = make_client(timeout, transport)
 
@@ -142,7 +141,7 @@ class Instagram:
         me = await read_node(
             self._client,
             self.me_url,
-            token=self._token,
+            headers=self._headers,
             fields="user_id,username",
             provider=PROVIDER_NAME,
             transient_codes=TRANSIENT_CODES,

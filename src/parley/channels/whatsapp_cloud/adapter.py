@@ -92,7 +92,6 @@ class WhatsappCloud:
     ) -> None:
         self.number_url = str(httpx2.URL(f"{base_url.rstrip('/')}/{api_version}/{phone_number_id}"))
         self.messages_url = f"{self.number_url}/messages"
-        self._token = access_token
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._client = make_client(timeout, transport)
 
@@ -134,7 +133,7 @@ class WhatsappCloud:
         number = await read_node(
             self._client,
             self.number_url,
-            token=self._token,
+            headers=self._headers,
             fields="display_phone_number,verified_name",
             provider="WhatsApp",
             transient_codes=TRANSIENT_CODES,
