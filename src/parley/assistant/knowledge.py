@@ -5,22 +5,34 @@ A store writes its policies as titled sections (``workspace.settings["knowledge"
 matched to passages by TF-IDF cosine similarity over words and character n-grams (robust
 to typos). An answer quotes the best passage with its section title; when nothing matches
 well enough the assistant hands off rather than invent a policy.
+
+The index is scikit-learn's ``TfidfVectorizer`` arithmetic (smoothed idf, l2-normalised
+rows; word 1-2-grams with sublinear tf, ``char_wb`` 3-5-grams), written out here over an
+inverted index instead of called: importing scikit-learn pulls in SciPy's stats and
+optimisers, about 77 MB of every ``serve`` and ``worker`` process and a second and a
+half of start-up, for a few dozen passages a store writes. The intent classifier already
+predicts without it (it fits with scikit-learn, offline). A test pins the scores to
+scikit-learn's on the same passages and questions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
-
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.pipeline import FeatureUnion
 
 # Below this similarity a passage does not answer the question.
 MIN_SCORE = 0.12
 _CACHE_SIZE = 64
+# scikit-learn's default token: two or more word characters.
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
 
 @dataclass(frozen=True)
@@ -47,35 +59,91 @@ def passages_of(sections: list[dict[str, Any]]) -> list[Passage]:
     return found
 
 
+def word_terms(text: str) -> list[str]:
+    """Lower-cased words of two or more characters, and each pair of neighbours."""
+    words = _TOKEN.findall(text.lower())
+    return words + [f"{first} {second}" for first, second in pairwise(words)]
+
+
+def char_terms(text: str) -> list[str]:
+    """Character 3- to 5-grams of each space-padded word; a word shorter than an n-gram
+    counts once, whole (scikit-learn's ``char_wb``)."""
+    grams: list[str] = []
+    for word in text.lower().split():
+        padded = f" {word} "
+        for size in range(3, 6):
+            if len(padded) <= size:
+                grams.append(padded)
+                break
+            grams.extend(padded[start : start + size] for start in range(len(padded) - size + 1))
+    return grams
+
+
+class _Index:
+    """TF-IDF over one kind of term: each passage's l2-normalised weights, by term."""
+
+    def __init__(
+        self, documents: Sequence[str], terms: Callable[[str], list[str]], *, sublinear: bool
+    ) -> None:
+        self._terms = terms
+        self._sublinear = sublinear
+        counted = [Counter(terms(document)) for document in documents]
+        frequency = Counter(term for counts in counted for term in counts)
+        size = len(documents)
+        self._idf = {
+            term: math.log((1 + size) / (1 + found)) + 1 for term, found in frequency.items()
+        }
+        self._size = size
+        self._postings: dict[str, list[tuple[int, float]]] = {}
+        for position, counts in enumerate(counted):
+            for term, weight in self._weights(counts).items():
+                self._postings.setdefault(term, []).append((position, weight))
+
+    def _weights(self, counts: Counter[str]) -> dict[str, float]:
+        """tf (1 + log tf when sublinear) times idf, over the known terms, normalised."""
+        weights = {
+            term: (1 + math.log(count) if self._sublinear else count) * self._idf[term]
+            for term, count in counts.items()
+            if term in self._idf
+        }
+        norm = math.sqrt(sum(weight * weight for weight in weights.values()))
+        return {term: weight / norm for term, weight in weights.items()} if norm else {}
+
+    def cosines(self, text: str) -> list[float]:
+        """Each passage's cosine similarity to ``text``, in passage order."""
+        scores = [0.0] * self._size
+        for term, weight in self._weights(Counter(self._terms(text))).items():
+            for position, passage_weight in self._postings[term]:
+                scores[position] += weight * passage_weight
+        return scores
+
+
 class KnowledgeBase:
     """Passages and the index over them."""
 
     def __init__(self, passages: list[Passage]) -> None:
         self.passages = passages
-        self._vectorizer: FeatureUnion | None = None
-        self._matrix: Any = None
-        if passages:
-            self._vectorizer = FeatureUnion(
-                [
-                    ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-                    ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5))),
-                ]
-            )
-            self._matrix = self._vectorizer.fit_transform(
-                [f"{p.source}. {p.text}" for p in passages]
-            )
+        documents = [f"{passage.source}. {passage.text}" for passage in passages]
+        self._indexes = (
+            _Index(documents, word_terms, sublinear=True),
+            _Index(documents, char_terms, sublinear=False),
+        )
+
+    def scores(self, query: str) -> list[float]:
+        """Each passage's similarity to ``query``, in passage order: the mean of the word
+        and the character cosines."""
+        words, chars = (index.cosines(query) for index in self._indexes)
+        return [(word + char) / 2 for word, char in zip(words, chars, strict=True)]
 
     def search(self, query: str, *, min_score: float = MIN_SCORE) -> Found | None:
         """The passage that best answers ``query``, or None when none does."""
-        if self._vectorizer is None or not query.strip():
+        if not self.passages or not query.strip():
             return None
-        vector = self._vectorizer.transform([query])
-        # Each half is L2-normalised, so the dot product of the union is twice a cosine.
-        scores = (self._matrix @ vector.T).toarray().ravel() / 2
-        best = int(scores.argmax())
+        scores = self.scores(query)
+        best = max(range(len(scores)), key=scores.__getitem__)  # the first wins a tie
         if scores[best] < min_score:
             return None
-        return Found(passage=self.passages[best], score=float(scores[best]))
+        return Found(passage=self.passages[best], score=scores[best])
 
 
 _cache: dict[str, KnowledgeBase] = {}
