@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -84,20 +81,3 @@ def test_a_question_no_policy_covers_finds_nothing():
     assert knowledge.search("zzz qqq") is None
     assert knowledge.search("   ") is None
     assert KnowledgeBase([]).search("returns") is None
-
-
-def test_serving_does_not_import_scikit_learn():
-    """scikit-learn and SciPy cost every process about 77 MB; only training loads them."""
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys, parley.http.app, parley.cli; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-
-    assert loaded.stdout.strip() == "[]"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import tempfile
 from collections import Counter
@@ -270,11 +271,28 @@ def load_shipped_classifier(model_dir: Path) -> IntentClassifier:
     recipe = [MODEL_FORMAT, SVM_C, CONFIDENCE_SCALE, FeatureSettings().to_json(), examples]
     digest = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()
     path = model_dir / f"{_SHIPPED_PREFIX}{digest[:16]}.npz"
-    if path.exists():
-        return IntentClassifier.load(path)
-    classifier = IntentClassifier.train(examples)
-    classifier.save(path)
-    for stale in model_dir.glob(f"{_SHIPPED_PREFIX}*.npz"):
-        if stale != path:
-            stale.unlink(missing_ok=True)
-    return classifier
+    if not path.exists():
+        _train_in_child(path)
+        for stale in model_dir.glob(f"{_SHIPPED_PREFIX}*.npz"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
+    return IntentClassifier.load(path)
+
+
+def _train_in_child(path: Path) -> None:
+    """Train the shipped model and save it to ``path`` in a process of its own.
+
+    Fitting imports scikit-learn and SciPy, some 77 MB that a serving process would keep
+    for its whole life after one first start; a child gives it all back when it exits.
+    """
+    child = multiprocessing.get_context("spawn").Process(
+        target=_train_shipped, args=(path,), name="parley-train-assistant"
+    )
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"training the shipped assistant model failed (exit {child.exitcode})")
+
+
+def _train_shipped(path: Path) -> None:
+    IntentClassifier.train(shipped_examples()).save(path)
