@@ -23,7 +23,7 @@ from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.journeys.engine import message_keys
 from parley.journeys.models import Journey, JourneyRun
-from parley.journeys.service import ADVANCE, definition_of
+from parley.journeys.service import ADVANCE, run_definitions
 from parley.messaging.models import Direction, Message, MessageStatus
 from parley.messaging.replies import DELIVER, delivery_key
 
@@ -120,8 +120,8 @@ def journey_message_keys(
             )
         )
     }
-    definitions = {
-        journey.id: definition_of(journey)
+    journeys = {
+        journey.id: journey
         for journey in session.scalars(
             select(Journey).where(
                 Journey.workspace_id == workspace_id,
@@ -129,11 +129,15 @@ def journey_message_keys(
             )
         )
     }
+    definitions = run_definitions(
+        session,
+        [(run, journeys[run.journey_id]) for run in runs.values() if run.journey_id in journeys],
+    )
     keys: dict[int, list[str]] = {}
     for job_id, payload in payloads.items():
         run = runs.get(int(payload["run_id"]))
-        if run is not None and run.journey_id in definitions:
-            keys[job_id] = message_keys(payload, definitions[run.journey_id])
+        if run is not None and run.id in definitions:
+            keys[job_id] = message_keys(payload, definitions[run.id])
     return keys
 
 

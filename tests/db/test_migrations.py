@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from parley.db.migrate import alembic_config, migrate
 from parley.journeys.definitions import BUILT_IN_DEFINITIONS
-from parley.journeys.models import Journey
+from parley.journeys.models import Journey, JourneyVersion
 from support import rows, seed
 
 
@@ -71,3 +71,19 @@ def test_parcel_journeys_a_store_never_edited_learn_to_skip_outrun_updates(db):
     assert {key: value for key, value in steps.items() if key not in shipped} == {
         key: value for key, value in now.items() if key not in shipped
     }
+
+
+def test_each_journey_keeps_its_current_definition_as_a_version_once_migrated(db):
+    seed(db)
+    config = alembic_config(db.url)
+    command.downgrade(config, "0012")
+    with db.transaction() as session:
+        session.execute(update(Journey).where(Journey.key == "dispatch").values(version=3))
+    command.upgrade(config, "head")
+
+    journeys = {journey.id: journey for journey in rows(db, Journey)}
+    assert sorted(
+        (journeys[v.journey_id].key, v.version, v.revision, v.definition)
+        for v in rows(db, JourneyVersion)
+    ) == sorted((j.key, j.version, j.revision, j.definition) for j in journeys.values())
+    assert {v.version for v in rows(db, JourneyVersion)} == {1, 3}

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import delete
 
+from parley.customers.models import Customer
 from parley.errors import Invalid
 from parley.journeys import service as journeys
 from parley.journeys import upcoming
-from parley.journeys.models import Journey, JourneyRun, RunStatus
+from parley.journeys.models import Journey, JourneyRun, JourneyVersion, RunStatus
 from parley.messaging.models import Message
 from support import count, deliveries, drain, make_worker, post, recording_adapters, rows, seed
 
@@ -167,3 +169,80 @@ def test_ending_many_runs_leaves_a_run_that_already_ended_as_it_ended(db, frozen
         runs[1].id: (RunStatus.COMPLETED, None, later),
         runs[2].id: (RunStatus.COMPLETED, None, later),
     }
+
+
+def test_a_run_in_flight_finishes_on_the_version_it_started_on(db, frozen_clock):
+    """Alan's satisfaction check waits a day at step 1 when the store drops the wait: his
+    job's step 1 would be past the end of the new steps, and he would get nothing. He gets
+    his check once, a day after delivery; Grace, delivered after the edit, at once."""
+    workspace_id = seed(db)
+    adapters = recording_adapters()
+    worker = make_worker(db, adapters)
+    for delivery in deliveries("Alan"):
+        post(db, delivery)
+    drain(worker)
+    with db.transaction() as session:
+        journeys.update_journey(
+            session,
+            workspace_id=workspace_id,
+            key="satisfaction_check",
+            definition={**_satisfaction(24), "steps": [_satisfaction(24)["steps"][1]]},
+        )
+    [alan] = rows(db, Customer, Customer.first_name == "Alan")
+    assert [
+        (send.journey_name, send.due_at - frozen_clock.now)
+        for send in _upcoming(db, workspace_id, alan.id)
+    ] == [("Satisfaction check", timedelta(hours=24))]
+
+    for delivery in deliveries("Grace", order_id=502, number=1502):
+        post(db, delivery)
+    drain(worker)
+    assert _satisfaction_checks(db) == ["Grace"]
+    frozen_clock.advance(timedelta(hours=24))
+    drain(worker)
+    drain(worker)
+
+    assert _satisfaction_checks(db) == ["Grace", "Alan"]
+    assert [(run.context["journey_version"], run.status) for run in _satisfaction_runs(db)] == [
+        (1, RunStatus.COMPLETED),
+        (2, RunStatus.COMPLETED),
+    ]
+    versions = rows(db, JourneyVersion, JourneyVersion.journey_id == _satisfaction_journey_id(db))
+    assert [(v.version, len(v.definition["steps"])) for v in versions] == [(1, 2), (2, 1)]
+
+
+def test_a_run_whose_version_was_edited_away_before_versions_were_kept_follows_the_current(
+    db, frozen_clock
+):
+    """Before migration 0013 only the current definition was kept."""
+    seed(db)
+    worker = make_worker(db, recording_adapters())
+    for delivery in deliveries("Alan"):
+        post(db, delivery)
+    drain(worker)
+    _update(db, "satisfaction_check", definition=_satisfaction(36))
+    with db.transaction() as session:
+        session.execute(delete(JourneyVersion).where(JourneyVersion.version == 1))
+
+    frozen_clock.advance(timedelta(hours=24))
+    drain(worker)
+
+    assert _satisfaction_checks(db) == ["Alan"]
+
+
+def _satisfaction_runs(db) -> list[JourneyRun]:
+    return rows(db, JourneyRun, JourneyRun.journey_id == _satisfaction_journey_id(db))
+
+
+def _satisfaction_journey_id(db) -> int:
+    [journey] = rows(db, Journey, Journey.key == "satisfaction_check")
+    return journey.id
+
+
+def _satisfaction_checks(db) -> list[str]:
+    customers = {customer.id: customer.first_name for customer in rows(db, Customer)}
+    return [
+        customers[message.customer_id]
+        for message in rows(db, Message, Message.message_type == "satisfaction_check")
+        if message.status == "sent"
+    ]

@@ -46,7 +46,7 @@ from parley.journeys.definitions import (
     WaitStep,
 )
 from parley.journeys.models import Journey, JourneyRun, RunStatus
-from parley.journeys.service import ADVANCE, definition_of, end_run, end_runs
+from parley.journeys.service import ADVANCE, end_run, end_runs, run_definitions
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import MessageStatus
@@ -153,8 +153,9 @@ class RunLookup:
         self.session = session
         self.outbox = OutboxLookup(session)
         self._runs: dict[int, JourneyRun | None] = {}
+        self._journeys: dict[int, Journey] = {}
         self._definitions: dict[int, JourneyDefinition] = {}
-        self._enabled: dict[int, bool] = {}
+        """By run id: the version of its journey the run started on."""
         self._workspaces: dict[int, Workspace] = {}
         self._orders: dict[tuple[int, str], Order | None] = {}
         self._fulfillments: dict[tuple[int, str], Fulfillment | None] = {}
@@ -173,7 +174,10 @@ class RunLookup:
         for journey in session.scalars(
             select(Journey).where(one_of(session, Journey.id, {run.journey_id for run in runs}))
         ):
-            self._remember_journey(journey)
+            self._journeys[journey.id] = journey
+        journeys = self._journeys
+        pairs = [(run, journeys[run.journey_id]) for run in runs if run.journey_id in journeys]
+        self._definitions.update(run_definitions(session, pairs))
         for workspace in session.scalars(
             select(Workspace).where(
                 one_of(session, Workspace.id, {run.workspace_id for run in runs})
@@ -202,8 +206,8 @@ class RunLookup:
         keys: list[tuple[int, str]] = []
         for job in jobs:
             run = self._runs.get(int(job.payload["run_id"]))
-            if run is not None and run.journey_id in self._definitions:
-                definition = self._definitions[run.journey_id]
+            if run is not None and run.id in self._definitions:
+                definition = self._definitions[run.id]
                 keys += [(run.workspace_id, key) for key in message_keys(job.payload, definition)]
         self.outbox.preload(
             customers=[c for c in self._customers.values() if c is not None],
@@ -214,8 +218,8 @@ class RunLookup:
         exit_types = {
             str(rule.event)
             for run in runs
-            if run.journey_id in self._definitions
-            for rule in self._definitions[run.journey_id].exit
+            if run.id in self._definitions
+            for rule in self._definitions[run.id].exit
         }
         orders = {(r.workspace_id, r.order_external_id) for r in runs if r.order_external_id}
         customers = {(r.workspace_id, r.customer_id) for r in runs if r.customer_id}
@@ -257,10 +261,13 @@ class RunLookup:
         return run if run is not None and run.workspace_id == workspace_id else None
 
     def facts(self, run: JourneyRun) -> RunFacts:
-        if run.journey_id not in self._definitions:
+        if run.journey_id not in self._journeys:
             journey = self.session.get(Journey, run.journey_id)
             assert journey is not None
-            self._remember_journey(journey)
+            self._journeys[journey.id] = journey
+        journey = self._journeys[run.journey_id]
+        if run.id not in self._definitions:
+            self._definitions.update(run_definitions(self.session, [(run, journey)]))
         if run.workspace_id not in self._workspaces:
             workspace = self.session.get(Workspace, run.workspace_id)
             assert workspace is not None
@@ -281,16 +288,12 @@ class RunLookup:
         return RunFacts(
             workspace=self._workspaces[run.workspace_id],
             run=run,
-            definition=self._definitions[run.journey_id],
-            journey_is_enabled=self._enabled[run.journey_id],
+            definition=self._definitions[run.id],
+            journey_is_enabled=journey.is_enabled,
             customer=customer,
             order=order,
             fulfillment=fulfillment,
         )
-
-    def _remember_journey(self, journey: Journey) -> None:
-        self._definitions[journey.id] = definition_of(journey)
-        self._enabled[journey.id] = journey.is_enabled
 
     def _external(
         self,

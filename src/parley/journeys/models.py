@@ -39,6 +39,24 @@ class Journey(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class JourneyVersion(Base):
+    """Every definition a journey has had. A run follows the version it started on
+    (``context["journey_version"]``): the step index its waiting job holds means the same
+    step after an edit, so an edit can neither skip a step of a run in flight nor send one
+    of its messages twice."""
+
+    __tablename__ = "journey_versions"
+    __table_args__ = (UniqueConstraint("journey_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[str] = mapped_column(String(32))
+    definition: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class JourneyRun(Base):
     """One customer's trip through one journey, unique per run key (e.g. the order)."""
 

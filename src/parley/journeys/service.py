@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import and_, bindparam, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from parley import events
@@ -26,7 +27,7 @@ from parley.journeys.definitions import (
     RunKey,
     check_wait_bounds,
 )
-from parley.journeys.models import Journey, JourneyRun, RunStatus
+from parley.journeys.models import Journey, JourneyRun, JourneyVersion, RunStatus
 
 ADVANCE = "journeys.advance"
 RUNS = table_of(JourneyRun)
@@ -85,6 +86,22 @@ def install_built_in_journeys(session: Session, *, workspace_id: int) -> None:
         ),
         rows,
     )
+    kept = select(
+        Journey.workspace_id,
+        Journey.id,
+        Journey.version,
+        Journey.revision,
+        Journey.definition,
+        Journey.updated_at,
+    ).where(Journey.workspace_id == workspace_id)
+    session.execute(
+        insert_for(session, table_of(JourneyVersion))
+        .from_select(
+            ["workspace_id", "journey_id", "version", "revision", "definition", "created_at"],
+            kept,
+        )
+        .on_conflict_do_nothing(index_elements=["journey_id", "version"])
+    )
 
 
 def list_journeys(session: Session, *, workspace_id: int) -> list[Journey]:
@@ -103,7 +120,8 @@ def update_journey(
     definition: dict[str, Any] | None = None,
     is_enabled: bool | None = None,
 ) -> Journey:
-    """Change a journey; only runs that have not reached a step yet see the new steps."""
+    """Change a journey. A new definition is a new version: runs started from now on
+    follow it, and runs in flight finish on the version they started on."""
     journey = session.scalar(
         select(Journey).where(Journey.workspace_id == workspace_id, Journey.key == key)
     )
@@ -130,6 +148,17 @@ def update_journey(
     if is_enabled is not None:
         journey.is_enabled = is_enabled
     journey.updated_at = utc_now()
+    if definition is not None:
+        session.add(
+            JourneyVersion(
+                workspace_id=workspace_id,
+                journey_id=journey.id,
+                version=journey.version,
+                revision=journey.revision,
+                definition=journey.definition,
+                created_at=journey.updated_at,
+            )
+        )
     # Written now, so that reads on the connection later in this transaction see it.
     session.flush()
     return journey
@@ -308,6 +337,63 @@ def definition_of(journey: Journey) -> JourneyDefinition:
     """The parsed definition, parsed once per revision (every event needs it)."""
     definition = _DEFINITIONS.get(journey.revision)
     return definition or _remember(journey.revision, journey.definition)
+
+
+def started_on(run: JourneyRun) -> int | None:
+    """The version of its journey a run started on (None for a run that did not say)."""
+    version = (run.context or {}).get("journey_version")
+    return int(version) if version is not None else None
+
+
+def run_definitions(
+    session: Session, runs: Iterable[tuple[JourneyRun, Journey]]
+) -> dict[int, JourneyDefinition]:
+    """The definition each run follows, by run id: the version it started on.
+
+    Runs on the current version (nearly all) need no read; older versions are read in
+    one query. A version edited away before versions were kept is gone: its runs follow
+    the current definition.
+    """
+    found: dict[int, JourneyDefinition] = {}
+    older: dict[tuple[int, int, int], list[int]] = {}
+    current: dict[int, Journey] = {}
+    for run, journey in runs:
+        version = started_on(run)
+        if version is None or version == journey.version:
+            found[run.id] = definition_of(journey)
+        else:
+            older.setdefault((journey.workspace_id, journey.id, version), []).append(run.id)
+            current[run.id] = journey
+    if not older:
+        return found
+    rows = session.execute(
+        select(
+            JourneyVersion.workspace_id,
+            JourneyVersion.journey_id,
+            JourneyVersion.version,
+            JourneyVersion.revision,
+            JourneyVersion.definition,
+        ).where(
+            or_(
+                *(
+                    and_(
+                        JourneyVersion.workspace_id == workspace_id,
+                        JourneyVersion.journey_id == journey_id,
+                        JourneyVersion.version == version,
+                    )
+                    for workspace_id, journey_id, version in older
+                )
+            )
+        )
+    )
+    for workspace_id, journey_id, version, revision, stored in rows:
+        definition = _DEFINITIONS.get(revision) or _remember(revision, stored)
+        for run_id in older.pop((workspace_id, journey_id, version)):
+            found[run_id] = definition
+    for run_ids in older.values():
+        for run_id in run_ids:
+            found[run_id] = definition_of(current[run_id])
+    return found
 
 
 def _remember(revision: str, stored: dict[str, Any]) -> JourneyDefinition:

@@ -26,7 +26,7 @@ from parley.jobs.models import Job, JobStatus
 from parley.journeys.definitions import JourneyDefinition, SendStep, WaitStep
 from parley.journeys.engine import due_of, expiry_reason, send_purpose
 from parley.journeys.models import Journey, JourneyRun, RunStatus
-from parley.journeys.service import ADVANCE, definition_of, end_run
+from parley.journeys.service import ADVANCE, end_run, run_definitions
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.policy import decide
@@ -152,13 +152,14 @@ def _pending(session: Session, *, workspace_id: int, customer_id: int) -> list[_
         )
         .order_by(Job.due_at, Job.id)
     )
+    definitions = run_definitions(session, runs)
     found = []
     for job in jobs:
         run_id = int(job.payload.get("run_id", 0))
         if run_id not in by_id:
             continue
         run, journey = by_id[run_id]
-        definition = definition_of(journey)
+        definition = definitions[run_id]
         target = _next_send(definition, int(job.payload.get("step", 0)), job.due_at)
         if target is not None:
             found.append(_Pending(job, run, journey, definition, *target))
