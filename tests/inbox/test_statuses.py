@@ -9,6 +9,8 @@ from sqlalchemy import update
 
 from parley.channels.base import ChannelKind, StatusUpdate
 from parley.clock import utc_now
+from parley.customers import service as customers
+from parley.customers.models import ConsentRecord, Customer
 from parley.http.webhooks.inbound import _apply_status
 from parley.inbox import service as inbox
 from parley.jobs.models import Job
@@ -95,3 +97,52 @@ def test_a_receipt_for_a_message_not_recorded_yet_is_retried_later(db):
     drain(inbox_worker(db, all_adapters()))
     (message,) = rows(db, Message)
     assert message.status == "read"
+
+
+def _ada_outbound(db, workspace_id: int) -> int:
+    [ada] = rows(db, Customer, Customer.first_name == "Ada")
+    _outbound(db, workspace_id)
+    with db.transaction() as session:
+        session.execute(update(Message).values(customer_id=ada.id))
+    return ada.id
+
+
+def _failed(code: str) -> StatusUpdate:
+    return StatusUpdate(
+        channel=ChannelKind.WHATSAPP,
+        provider_message_id=WAMID,
+        status="failed",
+        error_code=code,
+        error_reason="Unable to deliver the message",
+    )
+
+
+def test_a_whatsapp_receipt_saying_the_customer_stopped_marketing_revokes_marketing_only(db):
+    """131050: Ada stopped the store's marketing messages inside WhatsApp (RELIABILITY S4)."""
+    workspace_id = seed(db)
+    ada_id = _ada_outbound(db, workspace_id)
+
+    with db.transaction() as session:
+        assert inbox.apply_status(session, workspace_id=workspace_id, status=_failed("131050"))
+        consent = customers.current_consent(session, workspace_id=workspace_id, customer_id=ada_id)
+
+    assert consent[("whatsapp", "marketing")].is_granted is False
+    assert consent[("whatsapp", "transactional")].is_granted is True
+    revoked = rows(db, ConsentRecord, ConsentRecord.source == "provider error 131050")
+    assert [(r.customer_id, r.channel, r.purpose, r.is_granted) for r in revoked] == [
+        (ada_id, "whatsapp", "marketing", False)
+    ]
+    (message,) = rows(db, Message)
+    assert message.status_reason == (
+        "the provider reported the message failed (131050): Unable to deliver the message"
+    )
+
+
+def test_a_failed_receipt_for_another_reason_revokes_nothing(db):
+    workspace_id = seed(db)
+    _ada_outbound(db, workspace_id)
+
+    with db.transaction() as session:
+        inbox.apply_status(session, workspace_id=workspace_id, status=_failed("131026"))
+
+    assert rows(db, ConsentRecord, ConsentRecord.source.startswith("provider error")) == []

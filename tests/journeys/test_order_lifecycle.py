@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
 from parley.commerce.models import Order
-from parley.customers.models import Customer
+from parley.customers.models import ConsentRecord, Customer
 from parley.demo.simulate import shopper_dict
 from parley.http.webhooks.shopify import store
 from parley.integrations.shopify import payloads
@@ -557,3 +557,48 @@ def test_each_answer_of_a_batch_is_recorded_on_its_own_message(db, frozen_clock,
     [sent] = adapters[ChannelKind.EMAIL].sent
     [sent_row] = [message for message in emails if message.status == MessageStatus.SENT]
     assert sent.to == sent_row.recipient
+
+
+def test_an_sms_refused_because_the_number_replied_stop_revokes_sms_and_goes_by_email(
+    db, frozen_clock, adapters
+):
+    """Twilio's 21610: the number replied STOP to the store's number. That is Grace's own
+    opt-out, recorded as such, so her later messages do not try SMS again (RELIABILITY S4)."""
+    seed(db)
+    adapters[ChannelKind.SMS].script = [
+        PermanentChannelError("the recipient has opted out", provider_code="21610")
+    ]
+    placed, dispatched, out_for_delivery, _ = deliveries("Grace")
+    for delivery in (placed, dispatched):
+        post(db, delivery)
+    drain(make_worker(db, adapters))
+
+    dispatch = rows(db, Message, Message.message_type == "dispatch")
+    assert [(m.channel, m.status) for m in dispatch] == [("sms", "failed"), ("email", "sent")]
+    revoked = rows(db, ConsentRecord, ConsentRecord.source == "provider error 21610")
+    assert sorted((r.channel, r.purpose, r.is_granted) for r in revoked) == [
+        ("sms", "marketing", False),
+        ("sms", "transactional", False),
+    ]
+
+    post(db, out_for_delivery)
+    drain(make_worker(db, adapters))
+    later = rows(db, Message, Message.message_type == "out_for_delivery")
+    assert [(m.channel, m.status, m.status_reason) for m in later] == [
+        ("sms", "skipped", "opted out: not sent on sms"),
+        ("email", "sent", None),
+    ]
+    assert len(adapters[ChannelKind.SMS].sent) == 0
+
+
+def test_a_refusal_that_is_not_an_opt_out_revokes_nothing(db, frozen_clock, adapters):
+    seed(db)
+    adapters[ChannelKind.WHATSAPP].script = [
+        PermanentChannelError("not a WhatsApp user", provider_code="131026")
+    ]
+    placed, dispatched, *_ = deliveries("Frida")
+    post(db, placed)
+    post(db, dispatched)
+    drain(make_worker(db, adapters))
+
+    assert rows(db, ConsentRecord, ConsentRecord.source.startswith("provider error")) == []

@@ -512,9 +512,9 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
         update(Message)
         .where(*condition, Message.status.in_(lower))
         .values(**values)
-        .returning(Message.id, Message.conversation_id)
+        .returning(Message.id, Message.conversation_id, Message.customer_id)
     ).all()
-    for message_id, conversation_id in changed:
+    for message_id, conversation_id, customer_id in changed:
         emit_status(
             session,
             workspace_id=workspace_id,
@@ -522,6 +522,14 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
             message_id=message_id,
             status=status.status,
         )
+        if status.status == MessageStatus.FAILED:
+            outbox.record_provider_opt_out(
+                session,
+                workspace_id=workspace_id,
+                customer_id=customer_id,
+                channel=str(status.channel),
+                code=status.error_code,
+            )
     if changed:
         return True
     return session.scalar(select(Message.id).where(*condition)) is not None

@@ -62,7 +62,15 @@ from parley.workspaces.models import Workspace
 
 MESSAGES = table_of(Message)
 ATTEMPTS = table_of(DeliveryAttempt)
-OPTED_OUT_CODES = {("sms", "21610")}
+OPTED_OUT_CODES: dict[tuple[str, str], tuple[Purpose, ...]] = {
+    # Twilio: the number replied STOP to the sending number, and carriers block every
+    # further message from it until START.
+    ("sms", "21610"): (Purpose.TRANSACTIONAL, Purpose.MARKETING),
+    # WhatsApp: the person stopped the business's marketing messages inside WhatsApp;
+    # order updates still reach them. Reported on the failed status receipt.
+    ("whatsapp", "131050"): (Purpose.MARKETING,),
+}
+"""Provider refusals that are the recipient's own opt-out, and what they revoke."""
 
 
 @dataclass(frozen=True)
@@ -629,7 +637,13 @@ def record_results(
         _announce_results(session, outcomes)
     for send, result, _ in answers:
         if isinstance(result, PermanentChannelError):
-            _suppress_if_opted_out(session, send, result)
+            record_provider_opt_out(
+                session,
+                workspace_id=send.workspace_id,
+                customer_id=send.customer_id,
+                channel=str(send.channel),
+                code=result.provider_code,
+            )
     return [outcome.recorded for outcome in outcomes]
 
 
@@ -786,20 +800,28 @@ def _update_messages(dialect: str) -> Any:
     )
 
 
-def _suppress_if_opted_out(
-    session: Session, send: PreparedSend, error: PermanentChannelError
-) -> None:
-    """A provider saying the recipient opted out (Twilio 21610) is a revocation to record."""
-    if send.customer_id is None or (send.channel, error.provider_code) not in OPTED_OUT_CODES:
-        return
-    for purpose in Purpose:
+def record_provider_opt_out(
+    session: Session,
+    *,
+    workspace_id: int,
+    customer_id: int | None,
+    channel: str,
+    code: str | None,
+) -> bool:
+    """A provider's refusal that says the recipient opted out (:data:`OPTED_OUT_CODES`),
+    recorded as their revocation on that channel; True when it was one."""
+    purposes = OPTED_OUT_CODES.get((channel, code or ""))
+    if customer_id is None or purposes is None:
+        return False
+    for purpose in purposes:
         customers.record_consent(
             session,
-            workspace_id=send.workspace_id,
-            customer_id=send.customer_id,
-            channel=str(send.channel),
+            workspace_id=workspace_id,
+            customer_id=customer_id,
+            channel=channel,
             purpose=purpose,
             is_granted=False,
-            source=f"provider error {error.provider_code}",
+            source=f"provider error {code}",
             only_if_changed=True,
         )
+    return True
