@@ -602,3 +602,29 @@ def test_a_refusal_that_is_not_an_opt_out_revokes_nothing(db, frozen_clock, adap
     drain(make_worker(db, adapters))
 
     assert rows(db, ConsentRecord, ConsentRecord.source.startswith("provider error")) == []
+
+
+def test_a_message_already_scheduled_when_the_store_uninstalls_is_not_sent(
+    db, frozen_clock, adapters
+):
+    """Alan's satisfaction check waits its day when the store uninstalls parley: when it
+    comes due it is recorded with the reason and nothing goes out (RELIABILITY W13)."""
+    seed(db)
+    worker = make_worker(db, adapters)
+    for delivery in deliveries("Alan"):
+        post(db, delivery)
+    drain(worker)
+    sent = {kind: len(adapter.sent) for kind, adapter in adapters.items()}
+    body, headers = signed("app/uninstalled", {"id": 1, "name": "parley demo"}, webhook_id="bye")
+    post(db, None, body=body, headers=headers)
+
+    frozen_clock.advance(timedelta(hours=24))
+    drain(worker)
+
+    [check] = rows(db, Message, Message.message_type == "satisfaction_check")
+    assert (check.status, check.status_reason) == (
+        "skipped",
+        "the store has uninstalled parley",
+    )
+    assert {kind: len(adapter.sent) for kind, adapter in adapters.items()} == sent
+    assert {job.status for job in rows(db, Job)} == {JobStatus.DONE}
