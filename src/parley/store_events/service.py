@@ -7,6 +7,7 @@ all; the webhook is acknowledged only after that commit.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -175,6 +176,25 @@ def ingest(
     return Ingested(
         delivery_id=delivery_id, is_duplicate=False, events=len(mapped), runs_started=started
     )
+
+
+def repeats_stored(session: Session, *, workspace_id: int, delivery: Delivery) -> bool:
+    """A duplicate delivery carries what its key was first stored with: the same JSON
+    (key order and spacing aside), or the same text when either is not JSON. A key the
+    sweep has since removed cannot be compared, and so is not held against it."""
+    stored = session.scalar(
+        select(WebhookDelivery.body).where(
+            WebhookDelivery.workspace_id == workspace_id,
+            WebhookDelivery.source == delivery.source,
+            WebhookDelivery.delivery_key == delivery.delivery_key,
+        )
+    )
+    if stored is None or stored == delivery.body:
+        return True
+    try:
+        return bool(json.loads(stored) == json.loads(delivery.body))
+    except json.JSONDecodeError:
+        return False
 
 
 def apply_event(

@@ -22,7 +22,7 @@ from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.db import Database
 from parley.db.group_commit import group_commit
-from parley.errors import Invalid, Unauthenticated, describe_problems
+from parley.errors import Conflict, Invalid, Unauthenticated, describe_problems
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.jobs import queue
 from parley.jobs.models import Job
@@ -166,6 +166,13 @@ def _store_event(session: Session, checked: _CheckedEvent) -> dict[str, Any]:
         session, workspace=workspace, delivery=checked.delivery, mapped=[checked.event]
     )
     if result.is_duplicate:
+        if not store_events.repeats_stored(
+            session, workspace_id=workspace.id, delivery=checked.delivery
+        ):
+            raise Conflict(
+                f"idempotency key {checked.delivery.delivery_key!r} was first used for a"
+                " different event; a new event needs a new key"
+            )
         return {"status": "duplicate"}
     return {"status": "accepted", "journeys_started": result.runs_started}
 
