@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, update
+from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
 from parley.clock import utc_now
@@ -392,3 +393,44 @@ def test_an_order_sharing_a_transaction_with_the_uninstall_before_it_starts_noth
     assert count(db, WebhookDelivery) == 2
     assert (count(db, JourneyRun), count(db, Job)) == (0, 0)
     assert rows(db, Order) == []
+
+
+def test_a_commit_lost_mid_request_is_503_and_shopifys_retry_has_one_effect(client, db):
+    """The connection drops as the delivery commits (RELIABILITY W11): Shopify is told to
+    retry, nothing of the delivery stays, and its retry is taken once."""
+    placed = deliveries("Ada")[0]
+    before = _counts(db)
+    lost = []
+
+    def drop_connection(connection) -> None:
+        if not lost:
+            lost.append(True)
+            raise OperationalError("COMMIT", {}, ConnectionError("server closed the connection"))
+
+    event.listen(db.engine, "commit", drop_connection)
+    try:
+        refused = _post(client, placed.body, placed.headers)
+    finally:
+        event.remove(db.engine, "commit", drop_connection)
+
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
+    assert _counts(db) == before
+    retried = _post(client, placed.body, placed.headers)
+    again = _post(client, placed.body, placed.headers)
+
+    assert (retried.json()["status"], again.json()) == ("accepted", {"status": "duplicate"})
+    assert _counts(db) == {
+        "deliveries": before["deliveries"] + 1,
+        "orders": before["orders"] + 1,
+        "runs": before["runs"] + 1,
+        "jobs": before["jobs"] + 1,
+    }
+
+
+def _counts(db) -> dict[str, int]:
+    return {
+        "deliveries": count(db, WebhookDelivery),
+        "orders": count(db, Order),
+        "runs": count(db, JourneyRun),
+        "jobs": count(db, Job),
+    }
