@@ -7,20 +7,30 @@ through the job that held it, after the checks a first send gets, once).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import update
+from starlette.testclient import TestClient
 
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, StatusUpdate
+from parley.channels.twilio_sms import webhook as twilio
+from parley.channels.twilio_sms.adapter import REFERENCE_PARAMETER
 from parley.commerce.models import Order
 from parley.errors import Conflict, NotFound
 from parley.held_messages import held_messages, mark_arrived, send_again
+from parley.http.app import create_app
+from parley.inbox import service as inbox
 from parley.inbox.models import Conversation
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun, RunStatus
 from parley.messaging import replies
 from parley.messaging.models import Author, Message, MessageStatus
+from parley.messaging.service import message_reference
+from parley.runtime import Runtime
+from parley.settings import Settings, get_settings
 from parley.workspaces.models import Workspace
 from support import (
     customer_writes,
@@ -36,6 +46,7 @@ from support import (
 )
 
 ADMIN = "Ana Admin"
+PUBLIC_URL = "https://parley.example.com"
 
 
 @pytest.fixture
@@ -212,3 +223,166 @@ def test_a_held_reply_that_did_not_arrive_goes_out_as_written(db, frozen_clock, 
     assert len(sent) == 2  # the one handed over before the stop, and this one
     [message] = rows(db, Message, Message.id == reply_id)
     assert (message.status, message.attempts, message.status_reason) == ("sent", 2, None)
+
+
+def _twilio_receipt(db, params: dict[str, str], reference: str):
+    """Twilio's status callback, posted to (and signed over) the StatusCallback URL the
+    message was sent with: parley's receipt URL with the message's reference."""
+    settings = get_settings(database_url=db.url, embedded_worker=False, public_url=PUBLIC_URL)
+    app = create_app(settings, runtime=Runtime(settings=settings, db=db, adapters={}))
+    query = urlencode({REFERENCE_PARAMETER: reference})
+    url = twilio.public_url(PUBLIC_URL, "/webhooks/twilio/demo", query)
+    with TestClient(app, base_url="http://internal:8000") as client:
+        return client.post(
+            f"/webhooks/twilio/demo?{query}",
+            content=urlencode(params),
+            headers={
+                "X-Twilio-Signature": twilio.compute_signature(
+                    url, params, Settings().demo_twilio_auth_token
+                ),
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
+
+
+def _delivered(sid: str) -> dict[str, str]:
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": "delivered",
+        "SmsStatus": "delivered",
+        "To": "+447700900003",
+        "From": Settings().twilio_from_number,
+        "AccountSid": Settings().twilio_account_sid,
+    }
+
+
+def test_twilios_receipt_naming_a_held_sms_settles_it_with_no_one_deciding(
+    db, frozen_clock, adapters
+):
+    """The worker died after Twilio took Grace's SMS; Twilio's receipt comes back to the
+    StatusCallback URL the SMS was sent with, which names it: it is delivered, as of its
+    hand-over, with Twilio's sid, and nothing is sent again (RELIABILITY S2)."""
+    held, worker = _held_dispatch(db, adapters, frozen_clock)
+    handed_over = frozen_clock.now - timedelta(seconds=61)
+
+    answer = _twilio_receipt(
+        db, _delivered("SM-held-1"), message_reference(held.workspace_id, held.id)
+    )
+    drain(worker)
+
+    assert answer.status_code == 200
+    [message] = rows(db, Message, Message.id == held.id)
+    assert (message.status, message.provider_message_id, message.sent_at) == (
+        MessageStatus.DELIVERED,
+        "SM-held-1",
+        handed_over,
+    )
+    assert message.status_reason == (
+        "held for review, then settled by the provider's receipt: it reached the provider"
+    )
+    with db.transaction() as session:
+        assert held_messages(session, workspace_id=held.workspace_id) == []
+    assert len(adapters[ChannelKind.SMS].sent) == 1
+
+
+def test_a_whatsapp_receipt_naming_a_held_message_settles_it(db, frozen_clock, adapters):
+    held, _ = _held_dispatch_on_whatsapp(db, adapters, frozen_clock)
+
+    with db.transaction() as session:
+        assert inbox.apply_status(
+            session,
+            workspace_id=held.workspace_id,
+            status=StatusUpdate(
+                channel=ChannelKind.WHATSAPP,
+                provider_message_id="wamid.held",
+                status="sent",
+                reference=message_reference(held.workspace_id, held.id),
+            ),
+        )
+
+    [message] = rows(db, Message, Message.id == held.id)
+    assert (message.status, message.provider_message_id, message.status_reason) == (
+        MessageStatus.SENT,
+        "wamid.held",
+        "held for review, then settled by the provider's receipt: it reached the provider",
+    )
+
+
+@pytest.mark.parametrize("named", ["another store's", "another channel's"])
+def test_a_receipt_settles_only_a_held_message_of_its_store_and_channel(
+    db, frozen_clock, adapters, named
+):
+    held, _ = _held_dispatch(db, adapters, frozen_clock)
+    workspace_id = held.workspace_id + 1 if named == "another store's" else held.workspace_id
+    channel = ChannelKind.WHATSAPP if named == "another channel's" else ChannelKind.SMS
+
+    with db.transaction() as session:
+        assert not inbox.apply_status(
+            session,
+            workspace_id=held.workspace_id,
+            status=StatusUpdate(
+                channel=channel,
+                provider_message_id="SM-other",
+                status="delivered",
+                reference=message_reference(workspace_id, held.id),
+            ),
+        )
+
+    [message] = rows(db, Message, Message.id == held.id)
+    assert (message.status, message.provider_message_id) == (MessageStatus.HELD, None)
+
+
+def _held_dispatch_on_whatsapp(db, adapters, clock) -> tuple[Message, object]:
+    seed(db)
+    placed, dispatched, *_ = deliveries("Ada")
+    worker = make_worker(db, adapters)
+    post(db, placed)
+    drain(worker)
+    post(db, dispatched)
+    hold_next_send(worker, clock)
+    held = _held(db)
+    assert held.channel == "whatsapp"
+    return held, worker
+
+
+def test_a_receipt_that_comes_before_the_hold_lets_the_restarted_worker_find_it_arrived(
+    db, frozen_clock, adapters
+):
+    """The usual order: Twilio's receipt comes seconds after the hand-over, while the
+    dead worker's SMS is still `sending`, and the lease runs out a minute later. The
+    receipt names the SMS, so the next worker marks it sent instead of holding it."""
+    seed(db)
+    placed, dispatched, *_ = deliveries("Grace")
+    worker = make_worker(db, adapters)
+    post(db, placed)
+    drain(worker)
+    post(db, dispatched)
+    [claimed] = worker._claim()
+    [(job, work)] = worker._prepare_all([claimed])
+    asyncio.run(worker.tasks[job.kind].perform(work))  # Twilio took it; the worker died
+    [sending] = rows(db, Message, Message.status == MessageStatus.SENDING)
+
+    handed_over = frozen_clock.now
+    receipt = {**_delivered("SM-early-1"), "MessageStatus": "sent", "SmsStatus": "sent"}
+
+    answer = _twilio_receipt(db, receipt, message_reference(sending.workspace_id, sending.id))
+    frozen_clock.advance(timedelta(seconds=61))
+    drain(worker)
+    frozen_clock.advance(timedelta(minutes=5))
+    drain(worker)
+
+    assert answer.status_code == 200
+    [message] = rows(db, Message, Message.id == sending.id)
+    assert (message.status, message.provider_message_id, message.sent_at) == (
+        MessageStatus.SENT,
+        "SM-early-1",
+        handed_over,
+    )
+    assert message.status_reason == (
+        "the send was interrupted after it was handed to the provider, whose receipt shows"
+        " it arrived"
+    )
+    with db.transaction() as session:
+        assert held_messages(session, workspace_id=message.workspace_id) == []
+    assert len(adapters[ChannelKind.SMS].sent) == 1

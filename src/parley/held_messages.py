@@ -2,9 +2,11 @@
 
 A worker that stopped after handing a message to the provider and before recording the
 answer leaves it ``held``: the provider may have taken it, so parley never re-sends it on
-its own (:func:`parley.messaging.service.hold_interrupted`). Only someone who has looked
-at the provider's own log (Twilio's console, WhatsApp Manager, the mail relay's) can
-say what happened, and this module takes that word:
+its own (:func:`parley.messaging.service.hold_interrupted`). An SMS or WhatsApp message
+is usually settled by the provider's own receipt, which names it
+(:func:`parley.messaging.service.settle_held`). For the rest (email, a receipt that never
+came), only someone who has looked at the provider's own log (Twilio's console, WhatsApp
+Manager, the mail relay's) can say what happened, and this module takes that word:
 
 - **it arrived**: the message is marked sent;
 - **it did not arrive**: it is sent again, through the job that held it. The message is

@@ -55,8 +55,22 @@ async def test_send_posts_form_to_messages_resource(twilio_channel: Channel) -> 
         "To": ["+15551234567"],
         "From": [TWILIO_FROM],
         "Body": ["Your order shipped"],
-        "StatusCallback": ["https://shop.test/webhooks/twilio/status"],
+        "StatusCallback": ["https://shop.test/webhooks/twilio/status?ref=d-1"],
     }
+
+
+async def test_the_status_callback_keeps_its_own_query_beside_the_reference(
+    twilio_channel: Channel,
+) -> None:
+    """Receipts come back to the URL as given: the message's reference rides in its query."""
+    adapter, api = twilio_channel
+
+    await adapter.send(sms(status_callback_url="https://shop.test/webhooks/twilio/demo?x=1"))
+
+    (request,) = api.requests
+    assert sent_form(request)["StatusCallback"] == [
+        "https://shop.test/webhooks/twilio/demo?x=1&ref=d-1"
+    ]
 
 
 async def test_send_without_callback_omits_status_callback(twilio_channel: Channel) -> None:

@@ -68,6 +68,7 @@ async def test_text_is_posted_to_messages_with_bearer_token(whatsapp_channel: Ch
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": "15551234567",
+        "biz_opaque_callback_data": "d-1",
         "type": "text",
         "text": {"body": "Your order shipped: https://shop.test/track/1001", "preview_url": True},
     }
@@ -91,6 +92,7 @@ async def test_template_carries_body_parameters(whatsapp_channel: Channel) -> No
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": "15551234567",
+        "biz_opaque_callback_data": "d-1",
         "type": "template",
         "template": {
             "name": "order_shipped",

@@ -32,7 +32,7 @@ def _outbound(db, workspace_id: int) -> int:
                 "idempotency_key": "status-test",
                 "message_type": "dispatch",
                 "channel": "whatsapp",
-                "status": MessageStatus.SENDING,
+                "status": MessageStatus.SENT,
                 "provider": "whatsapp",
                 "provider_message_id": WAMID,
             },
@@ -65,7 +65,7 @@ def test_any_order_and_repetition_of_receipts_ends_at_the_highest_status(db, rec
     if not rows(db, Message):
         _outbound(db, seed(db))
     with db.transaction() as session:
-        session.execute(update(Message).values(status=MessageStatus.SENDING, status_reason=None))
+        session.execute(update(Message).values(status=MessageStatus.SENT, status_reason=None))
     (message,) = rows(db, Message)
     for receipt in receipts:
         with db.transaction() as session:
@@ -146,3 +146,21 @@ def test_a_failed_receipt_for_another_reason_revokes_nothing(db):
         inbox.apply_status(session, workspace_id=workspace_id, status=_failed("131026"))
 
     assert rows(db, ConsentRecord, ConsentRecord.source.startswith("provider error")) == []
+
+
+def test_a_receipt_for_a_message_whose_answer_is_still_being_recorded_waits_for_it(db):
+    """A receipt may beat the worker's own record of the provider's answer: applied now,
+    a "delivered" would be overwritten with the worker's "sent". It counts as not found
+    yet, and is applied again later (the caller queues it)."""
+    workspace_id = seed(db)
+    _outbound(db, workspace_id)
+    with db.transaction() as session:
+        session.execute(update(Message).values(status=MessageStatus.SENDING))
+
+    with db.transaction() as session:
+        assert not inbox.apply_status(
+            session, workspace_id=workspace_id, status=_receipt("delivered")
+        )
+
+    (message,) = rows(db, Message)
+    assert message.status == MessageStatus.SENDING

@@ -88,6 +88,44 @@ async def test_whatsapp_reports_sent_then_delivered(
     ]
 
 
+async def test_whatsapp_hands_back_the_callback_data_the_send_gave(
+    reporting_app: Starlette,
+    reporting_client: httpx2.AsyncClient,
+    fake_parley: FakeParley,
+) -> None:
+    await reporting_client.post(
+        WHATSAPP_URL,
+        json={**WHATSAPP_TEXT, "biz_opaque_callback_data": "parley-1-42"},
+        headers={"Authorization": f"Bearer {WHATSAPP_TOKEN}"},
+    )
+    await _drain(reporting_app)
+
+    references = [
+        event.reference
+        for request in fake_parley.requests
+        for event in whatsapp.parse(request.content)
+        if isinstance(event, StatusUpdate)
+    ]
+    assert references == ["parley-1-42", "parley-1-42"]
+
+
+async def test_whatsapp_refuses_callback_data_past_512_characters(
+    reporting_app: Starlette,
+    reporting_client: httpx2.AsyncClient,
+    fake_parley: FakeParley,
+) -> None:
+    response = await reporting_client.post(
+        WHATSAPP_URL,
+        json={**WHATSAPP_TEXT, "biz_opaque_callback_data": "x" * 513},
+        headers={"Authorization": f"Bearer {WHATSAPP_TOKEN}"},
+    )
+    await _drain(reporting_app)
+
+    assert response.status_code == 400
+    assert "biz_opaque_callback_data" in response.json()["error"]["message"]
+    assert fake_parley.requests == []
+
+
 async def test_twilio_reports_to_the_status_callback(
     reporting_app: Starlette, reporting_client: httpx2.AsyncClient, fake_parley: FakeParley
 ) -> None:

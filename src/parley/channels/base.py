@@ -202,6 +202,10 @@ class StatusUpdate:
     occurred_at: datetime | None = None
     error_code: str | None = None
     error_reason: str | None = None
+    reference: str | None = None
+    """What parley gave the provider with the message to hand back on its receipts (the
+    message's ``idempotency_key``): a receipt for a message whose send was interrupted
+    before the provider's id was recorded still finds it."""
 
 
 InboundEvent = InboundMessage | StatusUpdate

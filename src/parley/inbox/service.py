@@ -491,12 +491,20 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
     """Move a message we sent to a later status; True when the message is known.
 
     One conditional UPDATE: the row changes only if its current status ranks lower, so
-    receipts applied in any order, any number of times, end at the highest one.
+    receipts applied in any order, any number of times, end at the highest one. A message
+    whose send is still being recorded (``sending``) is left to its worker: the receipt
+    counts as not found yet, and is applied again later. A receipt that names its message
+    (``reference``) and matches no provider id may be the first word on a message held
+    after an interrupted send: it settles it (:func:`parley.messaging.service.settle_held`).
     """
     rank = STATUS_RANK.get(status.status)
     if rank is None:
         return True
-    lower = [name for name, value in STATUS_RANK.items() if value < rank]
+    lower = [
+        name
+        for name, value in STATUS_RANK.items()
+        if value < rank and name != MessageStatus.SENDING
+    ]
     values: dict[str, Any] = {"status": status.status, "status_updated_at": utc_now()}
     if status.status == MessageStatus.FAILED:
         values["status_reason"] = _failure_reason(status)
@@ -508,12 +516,18 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
         Message.provider_message_id == status.provider_message_id,
         Message.direction == Direction.OUTBOUND,
     )
-    changed = session.execute(
+    statement = (
         update(Message)
         .where(*condition, Message.status.in_(lower))
         .values(**values)
         .returning(Message.id, Message.conversation_id, Message.customer_id)
-    ).all()
+    )
+    changed = session.execute(statement).all()
+    if not changed and status.reference:
+        if outbox.settle_held(session, workspace_id=workspace_id, status=status):
+            return True
+        # Settled a moment ago by another receipt, which gave the message its provider id.
+        changed = session.execute(statement).all()
     for message_id, conversation_id, customer_id in changed:
         emit_status(
             session,
@@ -532,7 +546,8 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
             )
     if changed:
         return True
-    return session.scalar(select(Message.id).where(*condition)) is not None
+    known = select(Message.id).where(*condition, Message.status != MessageStatus.SENDING)
+    return session.scalar(known) is not None
 
 
 def _failure_reason(status: StatusUpdate) -> str:
@@ -765,6 +780,7 @@ def status_payload(status: StatusUpdate) -> dict[str, Any]:
         "status": status.status,
         "error_code": status.error_code,
         "error_reason": status.error_reason,
+        "reference": status.reference,
     }
 
 
@@ -775,6 +791,7 @@ def status_from_payload(payload: dict[str, Any]) -> StatusUpdate:
         status=payload["status"],
         error_code=payload.get("error_code"),
         error_reason=payload.get("error_reason"),
+        reference=payload.get("reference"),
     )
 
 

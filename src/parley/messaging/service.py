@@ -11,6 +11,7 @@ The provider is called between the two, outside any transaction. The message row
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from parley.channels.base import (
     OutboundMessage,
     PermanentChannelError,
     SendResult,
+    StatusUpdate,
     TemplateRef,
     TransientChannelError,
 )
@@ -518,6 +520,8 @@ def announce_status(session: Session, message: Message) -> None:
 
 
 def hold_interrupted(session: Session, message: Message, *, now: datetime) -> None:
+    """A message left ``sending`` by a worker that stopped after handing it over: held for
+    a person's review, never re-sent blindly; or sent, when a receipt already named it."""
     session.connection().execute(
         _record_attempts(session),
         {
@@ -533,13 +537,107 @@ def hold_interrupted(session: Session, message: Message, *, now: datetime) -> No
             "finished_at": now,
         },
     )
-    message.status = MessageStatus.HELD
-    message.status_reason = (
-        "held for review: the send was interrupted after it was handed to the provider, "
-        "so it may have been delivered; not re-sent automatically"
-    )
+    if message.provider_message_id is not None:
+        # A receipt named it while it was sending (settle_held): the provider has it.
+        message.status = MessageStatus.SENT
+        message.status_reason = (
+            "the send was interrupted after it was handed to the provider, whose receipt"
+            " shows it arrived"
+        )
+        message.sent_at = message.status_updated_at
+    else:
+        message.status = MessageStatus.HELD
+        message.status_reason = (
+            "held for review: the send was interrupted after it was handed to the provider, "
+            "so it may have been delivered; not re-sent automatically"
+        )
     message.status_updated_at = now
     announce_status(session, message)
+
+
+def message_reference(workspace_id: int, message_id: int) -> str:
+    """What parley hands a provider with a message, the same on every attempt: providers
+    that deduplicate get it, email carries it in its ``Message-ID``, and the receipts of
+    Twilio and WhatsApp bring it back (``StatusUpdate.reference``)."""
+    return f"parley-{workspace_id}-{message_id}"
+
+
+_REFERENCE = re.compile(r"parley-(\d+)-(\d+)")
+
+
+def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) -> bool:
+    """A receipt that names its message (``reference``) before parley recorded the
+    provider's answer. The provider has the message, so:
+
+    - one held after an interrupted send is settled by the receipt, with the provider's
+      id, instead of waiting for a person (True);
+    - one still ``sending`` keeps the provider's id: its worker records the answer as
+      usual, and if that worker died, :func:`hold_interrupted` finds the message arrived
+      instead of holding it (False: the receipt itself is applied once the answer is in).
+
+    Only a message of this workspace on the receipt's channel is touched; each update is
+    conditional on the message's status, so of two receipts at once one settles it and
+    the other is applied after, by the provider's id.
+    """
+    found = _REFERENCE.fullmatch(status.reference or "")
+    if found is None or int(found[1]) != workspace_id:
+        return False
+    message_id = int(found[2])
+    named = (
+        Message.workspace_id == workspace_id,
+        Message.id == message_id,
+        Message.direction == Direction.OUTBOUND,
+        Message.channel == str(status.channel),
+    )
+    session.execute(
+        update(Message)
+        .where(
+            *named, Message.status == MessageStatus.SENDING, Message.provider_message_id.is_(None)
+        )
+        .values(provider=str(status.channel), provider_message_id=status.provider_message_id)
+    )
+    handed_over = session.scalar(
+        select(DeliveryAttempt.started_at)
+        .where(
+            DeliveryAttempt.workspace_id == workspace_id,
+            DeliveryAttempt.message_id == message_id,
+        )
+        .order_by(DeliveryAttempt.number.desc())
+        .limit(1)
+    )
+    now = utc_now()
+    values: dict[str, Any] = {
+        "status": status.status,
+        "status_updated_at": now,
+        "provider": str(status.channel),
+        "provider_message_id": status.provider_message_id,
+    }
+    if status.status == MessageStatus.FAILED:
+        values["status_reason"] = (
+            "held for review, then the provider's receipt said it failed"
+            f" ({status.error_code or 'no code'})"
+            + (f": {status.error_reason}" if status.error_reason else "")
+        )
+    else:
+        values["sent_at"] = handed_over or now
+        values["status_reason"] = (
+            "held for review, then settled by the provider's receipt: it reached the provider"
+        )
+    settled = session.execute(
+        update(Message)
+        .where(*named, Message.status == MessageStatus.HELD)
+        .values(**values)
+        .returning(Message.conversation_id)
+    ).all()
+    for (conversation_id,) in settled:
+        emit_status(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            status=status.status,
+        )
+    return bool(settled)
 
 
 def start_attempt(
@@ -590,7 +688,7 @@ def start_attempt(
 def _outbound(row: dict[str, Any], *, message_id: int) -> OutboundMessage:
     template = row["template"]
     return OutboundMessage(
-        idempotency_key=f"parley-{row['workspace_id']}-{message_id}",
+        idempotency_key=message_reference(row["workspace_id"], message_id),
         to=row["recipient"] or "",
         text=row["body"] or "",
         subject=row["subject"],

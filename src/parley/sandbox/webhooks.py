@@ -113,20 +113,20 @@ class ProviderWebhooks:
             {"contacts": [{"profile": profile, "wa_id": wa_id}], "messages": [message]}
         )
 
-    def whatsapp_status(self, *, message_id: str, wa_id: str, status: str) -> SignedWebhook:
-        """A delivery status for a message parley sent."""
-        return self._whatsapp(
-            {
-                "statuses": [
-                    {
-                        "id": message_id,
-                        "status": status,
-                        "timestamp": str(int(utc_now().timestamp())),
-                        "recipient_id": wa_id,
-                    }
-                ]
-            }
-        )
+    def whatsapp_status(
+        self, *, message_id: str, wa_id: str, status: str, reference: str | None = None
+    ) -> SignedWebhook:
+        """A delivery status for a message parley sent, with the ``biz_opaque_callback_data``
+        the send gave, as the Cloud API hands it back."""
+        item = {
+            "id": message_id,
+            "status": status,
+            "timestamp": str(int(utc_now().timestamp())),
+            "recipient_id": wa_id,
+        }
+        if reference is not None:
+            item["biz_opaque_callback_data"] = reference
+        return self._whatsapp({"statuses": [item]})
 
     def _twilio(self, url: str, params: dict[str, str]) -> SignedWebhook:
         signature = twilio_webhook.compute_signature(
@@ -316,7 +316,9 @@ class StatusReporter:
         self._webhooks = ProviderWebhooks(settings)
         self._poster = poster
 
-    def whatsapp_accepted(self, *, message_id: str, wa_id: str) -> None:
+    def whatsapp_accepted(
+        self, *, message_id: str, wa_id: str, reference: str | None = None
+    ) -> None:
         """Report to parley's WhatsApp webhook, as the Cloud API does for every message."""
         self._poster.post_later(
             [
@@ -325,6 +327,7 @@ class StatusReporter:
                     message_id=message_id,
                     wa_id=wa_id,
                     status=status,
+                    reference=reference,
                 )
                 for status in ("sent", "delivered")
             ]

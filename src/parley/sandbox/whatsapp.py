@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from parley.sandbox.webhooks import StatusReporter
 
 MAX_TEXT_CHARS: Final = 4096
+MAX_CALLBACK_DATA: Final = 512
+"""The Cloud API's limit on ``biz_opaque_callback_data``."""
 WA_ID: Final = re.compile(r"^[1-9]\d{6,14}$")
 API_VERSION: Final = re.compile(r"^v\d{1,3}\.\d{1,2}$")
 COMPONENT_TYPES: Final = frozenset({"header", "body", "button"})
@@ -276,6 +278,14 @@ class WhatsAppMessages:
             to, body, template = parse_message(payload)
         except InvalidParameterError as error:
             return invalid_parameter(str(error))
+        reference = payload.get("biz_opaque_callback_data")
+        if reference is not None and (
+            not isinstance(reference, str) or len(reference) > MAX_CALLBACK_DATA
+        ):
+            return invalid_parameter(
+                f"biz_opaque_callback_data must be a string of at most {MAX_CALLBACK_DATA}"
+                " characters."
+            )
         wamid = new_wamid()
         self._store.add(
             CapturedMessage(
@@ -288,7 +298,7 @@ class WhatsAppMessages:
             )
         )
         if self._statuses is not None:
-            self._statuses.whatsapp_accepted(message_id=wamid, wa_id=to)
+            self._statuses.whatsapp_accepted(message_id=wamid, wa_id=to, reference=reference)
         sent = {"id": wamid}
         if template is not None:
             sent["message_status"] = "accepted"

@@ -310,6 +310,20 @@ def test_failed_status_carries_the_error_code_and_reason() -> None:
     ]
 
 
+def test_a_status_hands_back_the_callback_data_the_send_gave() -> None:
+    """``biz_opaque_callback_data`` names the message even when its wamid was never
+    recorded (a send interrupted after the hand-over)."""
+    payload = _recorded("message_status.json")["sent"]
+    payload["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"] = (
+        "parley-1-42"
+    )
+
+    [update] = webhook.parse(json.dumps(payload).encode())
+
+    assert isinstance(update, StatusUpdate)
+    assert update.reference == "parley-1-42"
+
+
 def test_group_recipient_is_not_turned_into_a_phone_number() -> None:
     [update] = _parse_recorded("message_status.json", "group")
 

@@ -31,6 +31,9 @@ from parley.channels.http import (
 from parley.settings import Settings
 
 PROVIDER_NAME = "Twilio"
+REFERENCE_PARAMETER = "ref"
+"""The ``StatusCallback`` URL's query parameter naming the message: Twilio posts receipts
+to (and signs) that URL as given, so it comes back with every receipt."""
 
 # Codes whose meaning a store owner needs spelled out; Twilio's own text is terse.
 _EXPLANATIONS = {
@@ -97,7 +100,11 @@ class TwilioSms:
         """Create one Message resource; raise Transient/PermanentChannelError on failure."""
         form = {"To": message.to, "From": self.from_number, "Body": message.text}
         if message.status_callback_url:
-            form["StatusCallback"] = message.status_callback_url
+            form["StatusCallback"] = str(
+                httpx2.URL(message.status_callback_url).copy_merge_params(
+                    {REFERENCE_PARAMETER: message.idempotency_key}
+                )
+            )
         try:
             response = await self._client.post(self.messages_url, data=form, auth=self._auth)
         except httpx2.HTTPError as exc:

@@ -157,23 +157,26 @@ def _port_variants(url: str) -> list[str]:
     return [url, urlunsplit(parts._replace(netloc=other))]
 
 
-def parse(params: Mapping[str, str]) -> list[InboundEvent]:
+def parse(params: Mapping[str, str], *, reference: str | None = None) -> list[InboundEvent]:
     """The event in one Twilio messaging post: an inbound message, a status, or nothing.
 
     Raises :class:`MalformedWebhook` when ``MessageSid`` (or the older ``SmsSid``) is
     missing, or an inbound message lacks ``From`` or has unreadable media fields.
+    ``reference`` is the message's reference from the ``StatusCallback`` URL, if any.
     """
     sid = params.get("MessageSid") or params.get("SmsSid")
     if not sid:
         raise MalformedWebhook("MessageSid (or SmsSid) is missing")
     status = params.get("MessageStatus") or params.get("SmsStatus")
     if status is not None and "Body" not in params:
-        update = _status(sid, status, params)
+        update = _status(sid, status, params, reference)
         return [update] if update is not None else []
     return [_inbound(sid, params)]
 
 
-def _status(sid: str, status: str, params: Mapping[str, str]) -> StatusUpdate | None:
+def _status(
+    sid: str, status: str, params: Mapping[str, str], reference: str | None
+) -> StatusUpdate | None:
     mapped = _STATUSES.get(status.strip().lower())
     if mapped is None:
         return None
@@ -187,6 +190,7 @@ def _status(sid: str, status: str, params: Mapping[str, str]) -> StatusUpdate | 
         recipient=params.get("To") or None,
         error_code=error_code,
         error_reason=_error_reason(error_code, params.get("ErrorMessage")),
+        reference=reference,
     )
 
 

@@ -155,6 +155,8 @@ def build_payload(message: OutboundMessage) -> dict[str, Any]:
         "recipient_type": "individual",
         # Cloud API wants the wa_id: E.164 digits without the leading "+".
         "to": message.to.strip().removeprefix("+"),
+        # Handed back on every status receipt for this message.
+        "biz_opaque_callback_data": message.idempotency_key,
     }
     if message.template is not None:
         payload["type"] = "template"

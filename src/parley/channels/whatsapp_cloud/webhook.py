@@ -164,6 +164,7 @@ def _status(item: Located, account: str | None) -> StatusUpdate | None:
         occurred_at=item.time("timestamp"),
         error_code=error_code,
         error_reason=error_reason,
+        reference=item.optional_text("biz_opaque_callback_data"),
     )
 
 

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from parley.channels.base import SignatureError
 from parley.channels.twilio_sms import webhook as twilio
+from parley.channels.twilio_sms.adapter import REFERENCE_PARAMETER
 from parley.http.webhooks.inbound import InboundDelivery, nudge_worker, receive
 from parley.workspaces.access import AccountKeys
 
@@ -59,7 +60,9 @@ async def twilio_webhook(request: Request) -> Response:
             body="&".join(f"{k}={v}" for k, v in sorted(params.items())),
             headers={"x-twilio-signature": request.headers.get("x-twilio-signature", "")},
             verify=_verifier(url, params, request.headers.get("x-twilio-signature")),
-            parse=lambda: twilio.parse(params),
+            parse=lambda: twilio.parse(
+                params, reference=request.query_params.get(REFERENCE_PARAMETER)
+            ),
         ),
     )
     nudge_worker(request)
