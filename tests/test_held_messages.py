@@ -67,15 +67,27 @@ def _held_confirmation(db, adapters, clock) -> tuple[Message, object]:
     return _held(db), worker
 
 
-def _held_dispatch(db, adapters, clock) -> tuple[Message, object]:
+def _held_dispatch(db, adapters, clock, shopper: str = "Grace") -> tuple[Message, object]:
+    """The shopper's dispatch message held: its worker died after the hand-over."""
+    worker = _dispatch_handed_over(db, adapters, shopper)
+    clock.advance(timedelta(seconds=61))
+    drain(worker)
+    return _held(db), worker
+
+
+def _dispatch_handed_over(db, adapters, shopper: str):
+    """The shopper's dispatch message handed to the provider by a worker that then died
+    (the message stays `sending` until the lease runs out)."""
     seed(db)
-    placed, dispatched, *_ = deliveries("Grace")
+    placed, dispatched, *_ = deliveries(shopper)
     worker = make_worker(db, adapters)
     post(db, placed)
     drain(worker)
     post(db, dispatched)
-    hold_next_send(worker, clock)
-    return _held(db), worker
+    [claimed] = worker._claim()
+    [(job, work)] = worker._prepare_all([claimed])
+    asyncio.run(worker.tasks[job.kind].perform(work))
+    return worker
 
 
 def _decide(db, message: Message, decision, **kwargs):
@@ -287,7 +299,8 @@ def test_twilios_receipt_naming_a_held_sms_settles_it_with_no_one_deciding(
 
 
 def test_a_whatsapp_receipt_naming_a_held_message_settles_it(db, frozen_clock, adapters):
-    held, _ = _held_dispatch_on_whatsapp(db, adapters, frozen_clock)
+    held, _ = _held_dispatch(db, adapters, frozen_clock, shopper="Ada")
+    assert held.channel == "whatsapp"
 
     with db.transaction() as session:
         assert inbox.apply_status(
@@ -333,36 +346,14 @@ def test_a_receipt_settles_only_a_held_message_of_its_store_and_channel(
     assert (message.status, message.provider_message_id) == (MessageStatus.HELD, None)
 
 
-def _held_dispatch_on_whatsapp(db, adapters, clock) -> tuple[Message, object]:
-    seed(db)
-    placed, dispatched, *_ = deliveries("Ada")
-    worker = make_worker(db, adapters)
-    post(db, placed)
-    drain(worker)
-    post(db, dispatched)
-    hold_next_send(worker, clock)
-    held = _held(db)
-    assert held.channel == "whatsapp"
-    return held, worker
-
-
 def test_a_receipt_that_comes_before_the_hold_lets_the_restarted_worker_find_it_arrived(
     db, frozen_clock, adapters
 ):
     """The usual order: Twilio's receipt comes seconds after the hand-over, while the
     dead worker's SMS is still `sending`, and the lease runs out a minute later. The
     receipt names the SMS, so the next worker marks it sent instead of holding it."""
-    seed(db)
-    placed, dispatched, *_ = deliveries("Grace")
-    worker = make_worker(db, adapters)
-    post(db, placed)
-    drain(worker)
-    post(db, dispatched)
-    [claimed] = worker._claim()
-    [(job, work)] = worker._prepare_all([claimed])
-    asyncio.run(worker.tasks[job.kind].perform(work))  # Twilio took it; the worker died
+    worker = _dispatch_handed_over(db, adapters, "Grace")
     [sending] = rows(db, Message, Message.status == MessageStatus.SENDING)
-
     handed_over = frozen_clock.now
     receipt = {**_delivered("SM-early-1"), "MessageStatus": "sent", "SmsStatus": "sent"}
 

@@ -437,6 +437,8 @@ def test_permanent_whatsapp_refusal_falls_back_to_sms(db, frozen_clock, adapters
     assert [(m.channel, m.status) for m in dispatch] == [("whatsapp", "failed"), ("sms", "sent")]
     assert dispatch[1].decision == ["whatsapp: failed earlier for this step"]
     assert len(adapters[ChannelKind.SMS].sent) == 1
+    # Not a WhatsApp user is not an opt-out: no consent is revoked.
+    assert rows(db, ConsentRecord, ConsentRecord.source.startswith("provider error")) == []
 
 
 def test_crash_after_handing_over_is_held_for_review_not_resent(db, frozen_clock, adapters):
@@ -589,19 +591,6 @@ def test_an_sms_refused_because_the_number_replied_stop_revokes_sms_and_goes_by_
         ("email", "sent", None),
     ]
     assert len(adapters[ChannelKind.SMS].sent) == 0
-
-
-def test_a_refusal_that_is_not_an_opt_out_revokes_nothing(db, frozen_clock, adapters):
-    seed(db)
-    adapters[ChannelKind.WHATSAPP].script = [
-        PermanentChannelError("not a WhatsApp user", provider_code="131026")
-    ]
-    placed, dispatched, *_ = deliveries("Frida")
-    post(db, placed)
-    post(db, dispatched)
-    drain(make_worker(db, adapters))
-
-    assert rows(db, ConsentRecord, ConsentRecord.source.startswith("provider error")) == []
 
 
 def test_a_message_already_scheduled_when_the_store_uninstalls_is_not_sent(

@@ -522,12 +522,12 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
         .values(**values)
         .returning(Message.id, Message.conversation_id, Message.customer_id)
     )
-    changed = session.execute(statement).all()
+    changed: list[Any] = list(session.execute(statement).all())
     if not changed and status.reference:
-        if outbox.settle_held(session, workspace_id=workspace_id, status=status):
-            return True
-        # Settled a moment ago by another receipt, which gave the message its provider id.
-        changed = session.execute(statement).all()
+        changed = list(outbox.settle_held(session, workspace_id=workspace_id, status=status))
+    if not changed and status.reference:
+        # Settled a moment ago by another receipt, which gave it its provider id.
+        changed = list(session.execute(statement).all())
     for message_id, conversation_id, customer_id in changed:
         emit_status(
             session,

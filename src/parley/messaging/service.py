@@ -565,15 +565,19 @@ def message_reference(workspace_id: int, message_id: int) -> str:
 _REFERENCE = re.compile(r"parley-(\d+)-(\d+)")
 
 
-def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) -> bool:
+def settle_held(
+    session: Session, *, workspace_id: int, status: StatusUpdate
+) -> list[tuple[int, int | None, int | None]]:
     """A receipt that names its message (``reference``) before parley recorded the
     provider's answer. The provider has the message, so:
 
     - one held after an interrupted send is settled by the receipt, with the provider's
-      id, instead of waiting for a person (True);
+      id, instead of waiting for a person: returned as (id, conversation id, customer
+      id), for the caller to announce as it does any receipt's change;
     - one still ``sending`` keeps the provider's id: its worker records the answer as
       usual, and if that worker died, :func:`hold_interrupted` finds the message arrived
-      instead of holding it (False: the receipt itself is applied once the answer is in).
+      instead of holding it (nothing returned: the receipt itself is applied once the
+      answer is in).
 
     Only a message of this workspace on the receipt's channel is touched; each update is
     conditional on the message's status, so of two receipts at once one settles it and
@@ -581,7 +585,7 @@ def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) ->
     """
     found = _REFERENCE.fullmatch(status.reference or "")
     if found is None or int(found[1]) != workspace_id:
-        return False
+        return []
     message_id = int(found[2])
     named = (
         Message.workspace_id == workspace_id,
@@ -627,17 +631,9 @@ def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) ->
         update(Message)
         .where(*named, Message.status == MessageStatus.HELD)
         .values(**values)
-        .returning(Message.conversation_id)
+        .returning(Message.id, Message.conversation_id, Message.customer_id)
     ).all()
-    for (conversation_id,) in settled:
-        emit_status(
-            session,
-            workspace_id=workspace_id,
-            conversation_id=conversation_id,
-            message_id=message_id,
-            status=status.status,
-        )
-    return bool(settled)
+    return [(row[0], row[1], row[2]) for row in settled]
 
 
 def start_attempt(
