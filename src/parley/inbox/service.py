@@ -524,10 +524,11 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
     )
     changed: list[Any] = list(session.execute(statement).all())
     if not changed and status.reference:
-        changed = list(outbox.settle_held(session, workspace_id=workspace_id, status=status))
-    if not changed and status.reference:
-        # Settled a moment ago by another receipt, which gave it its provider id.
-        changed = list(session.execute(statement).all())
+        named = outbox.settle_held(session, workspace_id=workspace_id, status=status)
+        if named.still_sending:
+            return False
+        # Or settled a moment ago by another receipt, which gave it its provider id.
+        changed = named.settled or list(session.execute(statement).all())
     for message_id, conversation_id, customer_id in changed:
         emit_status(
             session,

@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from parley.channels.base import (
@@ -565,75 +565,85 @@ def message_reference(workspace_id: int, message_id: int) -> str:
 _REFERENCE = re.compile(r"parley-(\d+)-(\d+)")
 
 
-def settle_held(
-    session: Session, *, workspace_id: int, status: StatusUpdate
-) -> list[tuple[int, int | None, int | None]]:
+@dataclass(frozen=True)
+class NamedByReceipt:
+    """What a receipt naming its message found: the held messages it settled, as (id,
+    conversation id, customer id), or a message still ``sending``."""
+
+    settled: list[tuple[int, int | None, int | None]]
+    still_sending: bool = False
+
+
+def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) -> NamedByReceipt:
     """A receipt that names its message (``reference``) before parley recorded the
-    provider's answer. The provider has the message, so:
+    provider's answer. The provider has the message, so, in one statement:
 
     - one held after an interrupted send is settled by the receipt, with the provider's
-      id, instead of waiting for a person: returned as (id, conversation id, customer
-      id), for the caller to announce as it does any receipt's change;
+      id and as sent when it was handed over, instead of waiting for a person (returned,
+      for the caller to announce as it does any receipt's change);
     - one still ``sending`` keeps the provider's id: its worker records the answer as
       usual, and if that worker died, :func:`hold_interrupted` finds the message arrived
-      instead of holding it (nothing returned: the receipt itself is applied once the
-      answer is in).
+      instead of holding it (the receipt itself is applied once the answer is in).
 
-    Only a message of this workspace on the receipt's channel is touched; each update is
-    conditional on the message's status, so of two receipts at once one settles it and
-    the other is applied after, by the provider's id.
+    Only a message of this workspace on the receipt's channel is touched, and only in one
+    of those two states, so of two receipts at once one settles it and the other is
+    applied after, by the provider's id.
     """
     found = _REFERENCE.fullmatch(status.reference or "")
     if found is None or int(found[1]) != workspace_id:
-        return []
-    message_id = int(found[2])
-    named = (
-        Message.workspace_id == workspace_id,
-        Message.id == message_id,
-        Message.direction == Direction.OUTBOUND,
-        Message.channel == str(status.channel),
-    )
-    session.execute(
-        update(Message)
-        .where(
-            *named, Message.status == MessageStatus.SENDING, Message.provider_message_id.is_(None)
-        )
-        .values(provider=str(status.channel), provider_message_id=status.provider_message_id)
-    )
-    handed_over = session.scalar(
-        select(DeliveryAttempt.started_at)
-        .where(
-            DeliveryAttempt.workspace_id == workspace_id,
-            DeliveryAttempt.message_id == message_id,
-        )
-        .order_by(DeliveryAttempt.number.desc())
-        .limit(1)
-    )
+        return NamedByReceipt([])
+    held = Message.status == MessageStatus.HELD
     now = utc_now()
-    values: dict[str, Any] = {
-        "status": status.status,
-        "status_updated_at": now,
-        "provider": str(status.channel),
-        "provider_message_id": status.provider_message_id,
-    }
     if status.status == MessageStatus.FAILED:
-        values["status_reason"] = (
+        reason = (
             "held for review, then the provider's receipt said it failed"
             f" ({status.error_code or 'no code'})"
             + (f": {status.error_reason}" if status.error_reason else "")
         )
+        sent_at: Any = Message.sent_at
     else:
-        values["sent_at"] = handed_over or now
-        values["status_reason"] = (
-            "held for review, then settled by the provider's receipt: it reached the provider"
+        reason = "held for review, then settled by the provider's receipt: it reached the provider"
+        handed_over = (
+            select(DeliveryAttempt.started_at)
+            .where(
+                DeliveryAttempt.workspace_id == Message.workspace_id,
+                DeliveryAttempt.message_id == Message.id,
+            )
+            .order_by(DeliveryAttempt.number.desc())
+            .limit(1)
+            .scalar_subquery()
         )
-    settled = session.execute(
+        sent_at = case((held, func.coalesce(handed_over, now)), else_=Message.sent_at)
+    rows = session.execute(
         update(Message)
-        .where(*named, Message.status == MessageStatus.HELD)
-        .values(**values)
-        .returning(Message.id, Message.conversation_id, Message.customer_id)
+        .where(
+            Message.workspace_id == workspace_id,
+            Message.id == int(found[2]),
+            Message.direction == Direction.OUTBOUND,
+            Message.channel == str(status.channel),
+            or_(
+                held,
+                and_(
+                    Message.status == MessageStatus.SENDING,
+                    Message.provider_message_id.is_(None),
+                ),
+            ),
+        )
+        .values(
+            provider=str(status.channel),
+            provider_message_id=status.provider_message_id,
+            status=case((held, status.status), else_=Message.status),
+            status_reason=case((held, reason), else_=Message.status_reason),
+            status_updated_at=case((held, now), else_=Message.status_updated_at),
+            sent_at=sent_at,
+        )
+        .returning(Message.id, Message.conversation_id, Message.customer_id, Message.status)
+        .execution_options(synchronize_session=False)
     ).all()
-    return [(row[0], row[1], row[2]) for row in settled]
+    return NamedByReceipt(
+        settled=[(row[0], row[1], row[2]) for row in rows if row[3] != MessageStatus.SENDING],
+        still_sending=any(row[3] == MessageStatus.SENDING for row in rows),
+    )
 
 
 def start_attempt(
