@@ -427,3 +427,29 @@ def test_stop_by_sms_in_the_demo_keeps_the_next_shipping_update_off_sms(
     assert [(m["status"], m["reason"]) for m in skipped] == [
         ("skipped", "opted out: not sent on sms")
     ]
+
+
+def test_webhooks_are_answered_while_a_send_hangs_at_the_provider(start_demo):
+    """The answer never waits for a send (RELIABILITY W4): with Grace's dispatch SMS
+    hanging at the provider, her order's next deliveries and another store order are each
+    stored and answered while that SMS is still in flight."""
+    demo = start_demo(PARLEY_PROVIDER_TIMEOUT_SECONDS="30")
+    demo.inject_fault(channel="sms", status=503, delay_seconds=30)
+    placed, dispatched, out_for_delivery, delivered = deliveries("Grace")
+    assert demo.post_webhook(placed).json() == ACCEPTED
+    assert demo.post_webhook(dispatched).json() == ACCEPTED
+    demo.wait_for(lambda: _dispatch_sending(demo), what="the dispatch SMS in flight")
+
+    answers = [
+        demo.post_webhook(delivery).json()["status"]
+        for delivery in (out_for_delivery, delivered, deliveries("Alan", order_id=502)[0])
+    ]
+
+    assert answers == ["accepted"] * 3
+    assert _dispatch_sending(demo)
+    assert demo.captured(channel="sms") == []
+    assert count(demo.db, WebhookDelivery) == 5
+
+
+def _dispatch_sending(demo: DemoServer) -> bool:
+    return any(m["type"] == "dispatch" and m["status"] == "sending" for m in demo.messages())
