@@ -339,7 +339,7 @@ def definition_of(journey: Journey) -> JourneyDefinition:
     return definition or _remember(journey.revision, journey.definition)
 
 
-def started_on(run: JourneyRun) -> int | None:
+def _started_on(run: JourneyRun) -> int | None:
     """The version of its journey a run started on (None for a run that did not say)."""
     version = (run.context or {}).get("journey_version")
     return int(version) if version is not None else None
@@ -358,7 +358,7 @@ def run_definitions(
     older: dict[tuple[int, int, int], list[int]] = {}
     current: dict[int, Journey] = {}
     for run, journey in runs:
-        version = started_on(run)
+        version = _started_on(run)
         if version is None or version == journey.version:
             found[run.id] = definition_of(journey)
         else:
