@@ -12,7 +12,7 @@ import pytest
 
 from parley.db import Database
 from parley.errors import Conflict, NotFound
-from parley.jobs import queue
+from parley.jobs import claims, queue
 from parley.jobs.models import Job, JobStatus
 from support import count, rows
 
@@ -26,7 +26,7 @@ def _enqueue(db: Database, kind: str = "test.job", **fields: object) -> None:
 
 def _claim(db: Database, worker: str, *, limit: int = 10) -> list[queue.ClaimedJob]:
     with db.transaction() as session:
-        return queue.claim(session, worker=worker, limit=limit, lease=LEASE)
+        return claims.claim(session, worker=worker, limit=limit, lease=LEASE)
 
 
 def _job(db: Database) -> Job:
@@ -356,7 +356,7 @@ def test_concurrent_claimers_get_disjoint_jobs(db, frozen_clock):
         mine: list[int] = []
         while True:
             with db.transaction() as session:
-                jobs = queue.claim(session, worker=name, limit=7, lease=LEASE)
+                jobs = claims.claim(session, worker=name, limit=7, lease=LEASE)
                 # Hold the claim's transaction open so the others must go around it.
                 time.sleep(0.002)
             if not jobs:

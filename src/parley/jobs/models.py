@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
@@ -23,6 +23,20 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class Lane(StrEnum):
+    """The queue a job waits in; a claim takes transactional work before marketing work.
+
+    Stored values: never rename. They are the consent purposes' names, so a journey's
+    purpose is its jobs' lane.
+    """
+
+    TRANSACTIONAL = "transactional"
+    MARKETING = "marketing"
+
+
+PENDING_ONLY = text("status = 'pending'")
+
+
 class Job(Base):
     """A unit of work due at a time, claimed under a lease, retried with backoff."""
 
@@ -31,6 +45,17 @@ class Job(Base):
         UniqueConstraint("idempotency_key"),
         Index("ix_jobs_due", "status", "due_at"),
         Index("ix_jobs_workspace_status", "workspace_id", "status"),
+        # Each store's waiting jobs per lane in due order: a fair claim finds the stores
+        # with due work and takes each one's share from here (:mod:`parley.jobs.claims`).
+        # Only pending rows, so it stays the size of the backlog, not of the history.
+        Index(
+            "ix_jobs_pending_by_store",
+            "workspace_id",
+            "lane",
+            "due_at",
+            sqlite_where=PENDING_ONLY,
+            postgresql_where=PENDING_ONLY,
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -40,7 +65,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(300))
-    lane: Mapped[str] = mapped_column(String(16), default="transactional")
+    lane: Mapped[str] = mapped_column(String(16), default=Lane.TRANSACTIONAL)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

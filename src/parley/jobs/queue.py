@@ -1,9 +1,9 @@
-"""Enqueue, claim and settle jobs. Every function here is one named SQL statement.
+"""Enqueue and settle jobs. Every function here is one named SQL statement.
 
 ``enqueue`` runs in the caller's transaction: the job commits together with the rows that
-caused it, or not at all. ``claim`` flips due jobs to ``running`` under a lease in one
-statement; a job whose lease ran out (its worker died) is claimable again, and its
-attempt counts.
+caused it, or not at all. Claiming (:mod:`parley.jobs.claims`) flips due jobs to
+``running`` under a lease; a job whose lease ran out (its worker died) is claimable
+again, and its attempt counts. Only the worker holding a job settles it.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
 from parley.db.at_commit import insert_at_commit
-from parley.db.base import UTCDateTime, table_of
+from parley.db.base import table_of
 from parley.db.scoped import one_of, one_of_parameter
 from parley.db.upsert import insert_on, per_dialect
 from parley.errors import Conflict, NotFound
-from parley.jobs.models import Job, JobStatus
+from parley.jobs.models import Job, JobStatus, Lane
 
 JOBS = table_of(Job)
 
@@ -48,7 +48,7 @@ def enqueue(
     workspace_id: int | None = None,
     due_at: datetime | None = None,
     idempotency_key: str | None = None,
-    lane: str = "transactional",
+    lane: str = Lane.TRANSACTIONAL,
     max_attempts: int = 8,
     at_commit: bool = False,
 ) -> None:
@@ -76,7 +76,11 @@ def enqueue(
 
 
 def enqueue_many(session: Session, jobs: list[dict[str, Any]], *, at_commit: bool = False) -> None:
-    """Add several jobs in one statement (same rules as :func:`enqueue`)."""
+    """Add several jobs in one statement (same rules as :func:`enqueue`).
+
+    A lane must be one of :class:`Lane` (ValueError otherwise): a claim takes jobs lane by
+    lane, so a job in a lane it does not know would never run.
+    """
     if not jobs:
         return
     now = utc_now()
@@ -87,7 +91,7 @@ def enqueue_many(session: Session, jobs: list[dict[str, Any]], *, at_commit: boo
             "workspace_id": job.get("workspace_id"),
             "due_at": job.get("due_at") or now,
             "idempotency_key": job.get("idempotency_key"),
-            "lane": job.get("lane", "transactional"),
+            "lane": Lane(job.get("lane", Lane.TRANSACTIONAL)).value,
             "max_attempts": job.get("max_attempts", 8),
             "status": JobStatus.PENDING,
             "attempts": 0,
@@ -105,59 +109,6 @@ def enqueue_many(session: Session, jobs: list[dict[str, Any]], *, at_commit: boo
 @per_dialect
 def _insert_jobs(dialect: str) -> Any:
     return insert_on(dialect, JOBS).on_conflict_do_nothing(index_elements=["idempotency_key"])
-
-
-_CLAIM_SQL = """
-UPDATE jobs
-   SET status = 'running', attempts = attempts + 1, locked_until = :lease_until,
-       locked_by = :worker, updated_at = :now
- WHERE id IN (
-       SELECT id FROM jobs
-        WHERE (status = 'pending' AND due_at <= :now)
-           OR (status = 'running' AND locked_until < :now)
-        ORDER BY due_at
-        LIMIT :limit
-        {lock})
-RETURNING id, kind, payload, workspace_id, attempts, max_attempts, due_at
-"""
-
-
-def claim(
-    session: Session, *, worker: str, limit: int, lease: timedelta, now: datetime | None = None
-) -> list[ClaimedJob]:
-    """Take up to ``limit`` due jobs (and jobs whose lease expired) for this worker.
-
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets many workers claim side by side without
-    waiting on each other's rows. SQLite: the caller's ``BEGIN IMMEDIATE`` makes the claim
-    the only writer for its few microseconds.
-    """
-    now = now or utc_now()
-    postgres = session.get_bind().dialect.name == "postgresql"
-    sql = text(_CLAIM_SQL.format(lock="FOR UPDATE SKIP LOCKED" if postgres else ""))
-    statement = sql.bindparams(
-        bindparam("now", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime())
-    ).columns(
-        Job.id, Job.kind, Job.payload, Job.workspace_id, Job.attempts, Job.max_attempts, Job.due_at
-    )
-    rows = session.execute(
-        statement,
-        {"now": now, "lease_until": now + lease, "worker": worker, "limit": limit},
-    ).all()
-    return sorted(
-        (
-            ClaimedJob(
-                id=row.id,
-                kind=row.kind,
-                payload=row.payload,
-                workspace_id=row.workspace_id,
-                attempts=row.attempts,
-                max_attempts=row.max_attempts,
-                due_at=row.due_at,
-            )
-            for row in rows
-        ),
-        key=lambda job: (job.due_at, job.id),
-    )
 
 
 def complete(session: Session, job: ClaimedJob, *, worker: str) -> bool:

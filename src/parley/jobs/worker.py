@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
 from parley.db import Database
-from parley.jobs import queue
+from parley.jobs import claims, queue
 from parley.jobs.periodic import Schedule, enqueue_ticks
 from parley.jobs.queue import ClaimedJob
 
@@ -172,6 +172,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._nudged = asyncio.Event()
         self._semaphore = asyncio.Semaphore(self.config.concurrency)
+        self._rotation = claims.Rotation()
         self._give_way = give_way
         self._quiet = quiet
 
@@ -289,11 +290,12 @@ class Worker:
 
     def _claim(self, limit: int | None = None) -> list[ClaimedJob]:
         with self.db.transaction() as session:
-            jobs = queue.claim(
+            jobs = claims.claim(
                 session,
                 worker=self.name,
                 limit=limit or self.config.batch_size,
                 lease=self.config.lease,
+                rotation=self._rotation,
             )
         budget = self.config.max_attempts
         if budget is None:

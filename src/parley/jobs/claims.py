@@ -1,0 +1,311 @@
+"""Who goes next: due jobs are claimed transactional work first, shared fairly between stores.
+
+One store's flood of due jobs (a broadcast, a bulk fulfilment, a backlog after an
+outage) must not hold back another store's order updates (DESIGN.md, "Beyond one
+machine"; RELIABILITY.md T7). A claim of ``limit`` jobs therefore takes, in order:
+
+1. jobs whose lease ran out (their worker died) and the deployment's own jobs (no store:
+   the periodic ticks), oldest first. They are few, and nobody else would take them.
+2. Each lane in turn, transactional before marketing. Within a lane, the stores with due
+   work share what room is left in parts as equal as the room allows, the larger parts
+   to the stores whose oldest due job has waited longest; what a store cannot use (it
+   had fewer due jobs, or another worker holds them) is shared again between the stores
+   that filled their part. A store alone with due work gets the whole batch. When more
+   stores have due work than the batch has room, one job each goes to the next stores
+   in the worker's :class:`Rotation`, so every store's turn comes within a few claims
+   however old another store's backlog is.
+
+Finding the stores with due work is a loose index scan of ``ix_jobs_pending_by_store``:
+one index probe per store with waiting jobs and one per store and lane, never a read of
+the backlog, so a store's million queued jobs cost a claim what one job does. Each
+store's part is a range of that index in due order. On PostgreSQL every store's part is
+taken in one statement (``LATERAL (... LIMIT part FOR UPDATE SKIP LOCKED)`` per store),
+so workers claim side by side without waiting on each other's rows. On SQLite, where the
+caller's ``BEGIN IMMEDIATE`` already makes the claim the only writer, each part is one
+short statement.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+from parley.clock import utc_now
+from parley.db.base import UTCDateTime
+from parley.db.upsert import per_dialect
+from parley.jobs.models import Job, Lane
+from parley.jobs.queue import ClaimedJob
+
+LANES = (Lane.TRANSACTIONAL, Lane.MARKETING)
+"""Claim order: a marketing job waits while transactional work is due."""
+
+_TAKE = """
+UPDATE jobs
+   SET status = 'running', attempts = attempts + 1, locked_until = :lease_until,
+       locked_by = :worker, updated_at = :now
+ WHERE id IN ({chosen})
+RETURNING id, kind, payload, workspace_id, attempts, max_attempts, due_at
+"""
+
+_OVERDUE = """
+SELECT id FROM (
+    SELECT id, due_at FROM (
+        SELECT id, due_at FROM jobs {store_index}
+         WHERE status = 'pending' AND workspace_id IS NULL
+           AND lane IN ('transactional', 'marketing') AND due_at <= :now
+         ORDER BY due_at
+         LIMIT :room
+         {lock}) AS unowned
+    UNION ALL
+    SELECT id, due_at FROM (
+        SELECT id, due_at FROM jobs
+         WHERE status = 'running' AND locked_until < :now
+         ORDER BY due_at
+         LIMIT :room
+         {lock}) AS expired
+) AS overdue
+ ORDER BY due_at
+ LIMIT :room
+"""
+
+_STORE_PART = """
+SELECT id FROM jobs
+ WHERE status = 'pending' AND workspace_id = {store} AND lane = :lane AND due_at <= :now
+ ORDER BY due_at
+ LIMIT {part}
+ {lock}
+"""
+
+_EVERY_STORE_PART = """
+SELECT taken.id
+  FROM unnest(CAST(:stores AS BIGINT[]), CAST(:parts AS INTEGER[])) AS store(id, part)
+ CROSS JOIN LATERAL (
+       SELECT id FROM jobs
+        WHERE status = 'pending' AND workspace_id = store.id AND lane = :lane
+          AND due_at <= :now
+        ORDER BY due_at
+        LIMIT store.part
+          FOR UPDATE SKIP LOCKED) AS taken
+"""
+
+_DUE_STORES = """
+WITH RECURSIVE stores(id) AS (
+    SELECT (SELECT workspace_id FROM jobs {store_index}
+             WHERE status = 'pending' AND workspace_id IS NOT NULL
+             ORDER BY workspace_id, lane, due_at LIMIT 1)
+  UNION ALL
+    SELECT (SELECT workspace_id FROM jobs {store_index}
+             WHERE status = 'pending' AND workspace_id > stores.id
+             ORDER BY workspace_id, lane, due_at LIMIT 1)
+      FROM stores
+     WHERE stores.id IS NOT NULL
+)
+SELECT * FROM (
+    SELECT stores.id,
+           (SELECT due_at FROM jobs
+             WHERE status = 'pending' AND workspace_id = stores.id AND lane = 'transactional'
+             ORDER BY due_at LIMIT 1) AS transactional,
+           (SELECT due_at FROM jobs
+             WHERE status = 'pending' AND workspace_id = stores.id AND lane = 'marketing'
+             ORDER BY due_at LIMIT 1) AS marketing
+      FROM stores
+     WHERE stores.id IS NOT NULL) AS heads
+ WHERE transactional <= :now OR marketing <= :now
+"""
+
+
+@dataclass
+class Rotation:
+    """Where a worker's claims stopped, per lane, when more stores had due work than the
+    batch had room: the next such claim starts with the stores after it, by id."""
+
+    after: dict[Lane, int] = field(default_factory=dict)
+
+    def order(self, lane: Lane, stores: list[int], room: int) -> list[int]:
+        """``stores`` by id, starting after the last store served, wrapping round; the
+        first ``room`` of them are served now."""
+        ring = sorted(stores)
+        start = bisect_right(ring, self.after.get(lane, 0))
+        ordered = ring[start:] + ring[:start]
+        self.after[lane] = ordered[min(room, len(ordered)) - 1]
+        return ordered
+
+
+def claim(
+    session: Session,
+    *,
+    worker: str,
+    limit: int,
+    lease: timedelta,
+    now: datetime | None = None,
+    rotation: Rotation | None = None,
+) -> list[ClaimedJob]:
+    """Take up to ``limit`` due jobs (and jobs whose lease expired) for this worker, fairly.
+
+    Returned oldest due first. The caller's transaction holds them; on SQLite it must be
+    ``BEGIN IMMEDIATE`` (:meth:`parley.db.Database.transaction`). A worker passes the same
+    ``rotation`` to each of its claims; without one, a claim starts at the lowest store id.
+    """
+    now = now or utc_now()
+    taking = _Taking(
+        session, worker=worker, now=now, lease_until=now + lease, rotation=rotation or Rotation()
+    )
+    jobs = taking.overdue(limit)
+    if len(jobs) < limit:
+        due = _due_stores(session, now)
+        for lane in LANES:
+            room = limit - len(jobs)
+            if room <= 0:
+                break
+            jobs += taking.shared(lane, due[lane], room)
+    return sorted(jobs, key=lambda job: (job.due_at, job.id))
+
+
+def shares(room: int, stores: int) -> list[int]:
+    """``room`` split into ``stores`` parts as equal as can be, the larger ones first."""
+    whole, extra = divmod(room, stores)
+    return [whole + 1 if index < extra else whole for index in range(stores)]
+
+
+def _due_stores(session: Session, now: datetime) -> dict[Lane, list[int]]:
+    """Per lane, the stores with due work, the longest waiting first."""
+    statement = (
+        _due_stores_statement(session)
+        .bindparams(bindparam("now", type_=UTCDateTime()))
+        .columns(id=BigInteger(), **{lane.value: UTCDateTime() for lane in LANES})
+    )
+    waiting: dict[Lane, list[tuple[datetime, int]]] = {lane: [] for lane in LANES}
+    for row in session.execute(statement, {"now": now}).mappings():
+        for lane in LANES:
+            oldest = row[lane.value]
+            if oldest is not None and oldest <= now:
+                waiting[lane].append((oldest, row["id"]))
+    return {lane: [store for _, store in sorted(waiting[lane])] for lane in LANES}
+
+
+class _Taking:
+    """The claim's statements, bound to one worker, one moment and one lease."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        worker: str,
+        now: datetime,
+        lease_until: datetime,
+        rotation: Rotation,
+    ) -> None:
+        self.session = session
+        self.rotation = rotation
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.values = {"worker": worker, "now": now, "lease_until": lease_until}
+
+    def overdue(self, room: int) -> list[ClaimedJob]:
+        """Expired leases and the deployment's own due jobs, oldest first."""
+        return self._take(_overdue_statement(self.session), {"room": room})
+
+    def shared(self, lane: Lane, stores: list[int], room: int) -> list[ClaimedJob]:
+        """Up to ``room`` due jobs of ``lane``, shared between ``stores`` (longest waiting
+        first). What a store cannot use goes round again to the stores that filled their
+        part, those with the fewest so far first, so that no two stores that still have
+        due work end more than one job apart."""
+        taken: list[ClaimedJob] = []
+        so_far: Counter[int | None] = Counter()
+        if len(stores) > room:
+            stores = self.rotation.order(lane, stores, room)
+        while stores and room > 0:
+            turn, waiting = stores[:room], stores[room:]
+            parts = shares(room, len(turn))
+            got = self._parts(lane, turn, parts)
+            taken += got
+            room -= len(got)
+            this_round = Counter(job.workspace_id for job in got)
+            so_far += this_round
+            filled = [
+                store for store, part in zip(turn, parts, strict=True) if this_round[store] == part
+            ]
+            stores = sorted(filled + waiting, key=lambda store: so_far[store])
+        return taken
+
+    def _parts(self, lane: Lane, stores: list[int], parts: list[int]) -> list[ClaimedJob]:
+        values: dict[str, Any]
+        if self.postgres:
+            values = {"lane": lane.value, "stores": stores, "parts": parts}
+            return self._take(_every_store_statement(self.session), values)
+        taken: list[ClaimedJob] = []
+        for store, part in zip(stores, parts, strict=True):
+            values = {"lane": lane.value, "store": store, "part": part}
+            taken += self._take(_one_store_statement(self.session), values)
+        return taken
+
+    def _take(self, statement: Any, values: dict[str, Any]) -> list[ClaimedJob]:
+        rows = self.session.execute(statement, {**self.values, **values}).all()
+        return [
+            ClaimedJob(
+                id=row.id,
+                kind=row.kind,
+                payload=row.payload,
+                workspace_id=row.workspace_id,
+                attempts=row.attempts,
+                max_attempts=row.max_attempts,
+                due_at=row.due_at,
+            )
+            for row in rows
+        ]
+
+
+def _taking(chosen: str) -> Any:
+    return (
+        text(_TAKE.format(chosen=chosen))
+        .bindparams(
+            bindparam("now", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime())
+        )
+        .columns(
+            Job.id,
+            Job.kind,
+            Job.payload,
+            Job.workspace_id,
+            Job.attempts,
+            Job.max_attempts,
+            Job.due_at,
+        )
+    )
+
+
+def _lock(dialect: str) -> str:
+    return "FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
+
+
+def _store_index(dialect: str) -> str:
+    """SQLite, with no statistics, plans ``status = 'pending'`` on ``ix_jobs_due`` and
+    reads every pending job of every store; the partial index has them by store."""
+    return "" if dialect == "postgresql" else "INDEXED BY ix_jobs_pending_by_store"
+
+
+@per_dialect
+def _due_stores_statement(dialect: str) -> Any:
+    return text(_DUE_STORES.format(store_index=_store_index(dialect)))
+
+
+@per_dialect
+def _overdue_statement(dialect: str) -> Any:
+    return _taking(_OVERDUE.format(lock=_lock(dialect), store_index=_store_index(dialect)))
+
+
+@per_dialect
+def _one_store_statement(dialect: str) -> Any:
+    return _taking(_STORE_PART.format(store=":store", part=":part", lock=_lock(dialect)))
+
+
+@per_dialect
+def _every_store_statement(dialect: str) -> Any:
+    return _taking(_EVERY_STORE_PART).bindparams(
+        bindparam("stores", type_=ARRAY(BigInteger())), bindparam("parts", type_=ARRAY(Integer()))
+    )
