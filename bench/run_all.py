@@ -1,6 +1,6 @@
 """Every bench, on SQLite and on PostgreSQL, then every table together.
 
-Run: ``.venv/bin/python bench/run_all.py`` (``make bench``). About 15 minutes on 2 CPUs
+Run: ``.venv/bin/python bench/run_all.py`` (``make bench``). About 20 minutes on 2 CPUs
 with the defaults; ``--quick`` for a smoke run of about 4. Each bench runs as its own
 process and writes JSON into ``--out`` (default ``var/bench/``), which is where the
 tables printed at the end come from; ``--profile DIR`` adds py-spy stacks of the server
@@ -24,6 +24,7 @@ QUICK = {
     "inbox_list": ["--conversations", "2000", "--requests", "20"],
     "live_latency": ["--messages", "30"],
     "sweep": ["--rows", "3000", "--duration", "10", "--quiet-duration", "4"],
+    "fairness": ["--flood", "20000", "--duration", "4"],
 }
 
 
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated")
     parser.add_argument(
         "--only",
-        default="ingest,dispatch,inbox_list,live_latency,sweep",
+        default="ingest,dispatch,inbox_list,live_latency,sweep,fairness",
         help="comma-separated benches",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
@@ -92,6 +93,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     import dispatch
+    import fairness
     import inbox_list
     import ingest
     import live_latency
@@ -103,6 +105,7 @@ def main() -> None:
         "inbox_list": inbox_list.table,
         "live_latency": live_latency.table,
         "sweep": sweep.table,
+        "fairness": fairness.table,
     }
     # The reference work, before and after: CPU figures of runs whose times differ are
     # not comparable as they stand (this machine's speed moves from day to day).
