@@ -226,6 +226,7 @@ def test_a_claim_is_full_whenever_work_is_due_and_no_store_is_short_changed(
 def test_concurrent_claimers_share_every_stores_jobs_without_overlap(db, frozen_clock, stores):
     for index, store in enumerate(stores):
         _backlog(db, store, 60 + 10 * index, lane=MARKETING if index == 3 else TRANSACTIONAL)
+    _backlog(db, None, 50, kind="periodic.tick")
     claimers = 4
     start = threading.Barrier(claimers)
 
@@ -247,7 +248,7 @@ def test_concurrent_claimers_share_every_stores_jobs_without_overlap(db, frozen_
 
     every = [job_id for ids in claimed.values() for job_id in ids]
     assert sorted(every) == sorted(job.id for job in rows(db, Job))
-    assert len(every) == 60 + 70 + 80 + 90
+    assert len(every) == 60 + 70 + 80 + 90 + 50
     holder = {job_id: name for name, ids in claimed.items() for job_id in ids}
     for job in rows(db, Job):
         assert (job.status, job.attempts, job.locked_by) == (

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -340,43 +337,6 @@ def test_a_job_outside_the_dead_letter_is_not_re_driven(db, frozen_clock, state)
 def test_re_driving_a_job_that_is_not_there_is_not_found(db, frozen_clock):
     with db.transaction() as session, pytest.raises(NotFound):
         queue.redrive(session, 404)
-
-
-# -- concurrency ------------------------------------------------------------------------
-
-
-def test_concurrent_claimers_get_disjoint_jobs(db, frozen_clock):
-    with db.transaction() as session:
-        queue.enqueue_many(session, [{"kind": "test.job", "payload": {"n": n}} for n in range(200)])
-    claimers = 4
-    start = threading.Barrier(claimers)
-
-    def claim_until_empty(name: str) -> list[int]:
-        start.wait()
-        mine: list[int] = []
-        while True:
-            with db.transaction() as session:
-                jobs = claims.claim(session, worker=name, limit=7, lease=LEASE)
-                # Hold the claim's transaction open so the others must go around it.
-                time.sleep(0.002)
-            if not jobs:
-                return mine
-            mine.extend(job.id for job in jobs)
-
-    names = [f"w{n}" for n in range(claimers)]
-    with ThreadPoolExecutor(claimers) as pool:
-        claimed = dict(zip(names, pool.map(claim_until_empty, names), strict=True))
-
-    every = [job_id for ids in claimed.values() for job_id in ids]
-    assert len(every) == 200
-    assert sorted(every) == sorted(job.id for job in rows(db, Job))
-    holder = {job_id: name for name, ids in claimed.items() for job_id in ids}
-    for job in rows(db, Job):
-        assert (job.status, job.attempts, job.locked_by) == (
-            JobStatus.RUNNING,
-            1,
-            holder[job.id],
-        )
 
 
 # -- backoff ----------------------------------------------------------------------------
