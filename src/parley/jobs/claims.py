@@ -22,7 +22,10 @@ store's part is a range of that index in due order. On PostgreSQL every store's 
 taken in one statement (``LATERAL (... LIMIT part FOR UPDATE SKIP LOCKED)`` per store),
 so workers claim side by side without waiting on each other's rows. On SQLite, where the
 caller's ``BEGIN IMMEDIATE`` already makes the claim the only writer, each part is one
-short statement.
+short statement. The same read says whether anything of (1) is waiting, so a usual
+claim is two statements: in a worker process busy sending, every round trip also waits
+for its thread's turn at the interpreter (measured on PostgreSQL: a claim of three
+statements took 9 ms alone and 62 ms beside one busy thread).
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ SELECT taken.id
           FOR UPDATE SKIP LOCKED) AS taken
 """
 
-_DUE_STORES = """
+_DUE_WORK = """
 WITH RECURSIVE stores(id) AS (
     SELECT (SELECT workspace_id FROM jobs {store_index}
              WHERE status = 'pending' AND workspace_id IS NOT NULL
@@ -107,7 +110,7 @@ WITH RECURSIVE stores(id) AS (
       FROM stores
      WHERE stores.id IS NOT NULL
 )
-SELECT * FROM (
+SELECT id, transactional, marketing, 0 AS overdue FROM (
     SELECT stores.id,
            (SELECT due_at FROM jobs
              WHERE status = 'pending' AND workspace_id = stores.id AND lane = 'transactional'
@@ -118,6 +121,12 @@ SELECT * FROM (
       FROM stores
      WHERE stores.id IS NOT NULL) AS heads
  WHERE transactional <= :now OR marketing <= :now
+UNION ALL
+SELECT NULL, NULL, NULL, 1
+ WHERE EXISTS (SELECT 1 FROM jobs {store_index}
+                WHERE status = 'pending' AND workspace_id IS NULL
+                  AND lane IN ('transactional', 'marketing') AND due_at <= :now)
+    OR EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND locked_until < :now)
 """
 
 
@@ -157,14 +166,13 @@ def claim(
     taking = _Taking(
         session, worker=worker, now=now, lease_until=now + lease, rotation=rotation or Rotation()
     )
-    jobs = taking.overdue(limit)
-    if len(jobs) < limit:
-        due = _due_stores(session, now)
-        for lane in LANES:
-            room = limit - len(jobs)
-            if room <= 0:
-                break
-            jobs += taking.shared(lane, due[lane], room)
+    due, overdue = _due_work(session, now)
+    jobs = taking.overdue(limit) if overdue else []
+    for lane in LANES:
+        room = limit - len(jobs)
+        if room <= 0:
+            break
+        jobs += taking.shared(lane, due[lane], room)
     return sorted(jobs, key=lambda job: (job.due_at, job.id))
 
 
@@ -174,20 +182,28 @@ def shares(room: int, stores: int) -> list[int]:
     return [whole + 1 if index < extra else whole for index in range(stores)]
 
 
-def _due_stores(session: Session, now: datetime) -> dict[Lane, list[int]]:
-    """Per lane, the stores with due work, the longest waiting first."""
+def _due_work(session: Session, now: datetime) -> tuple[dict[Lane, list[int]], bool]:
+    """Per lane, the stores with due work, the longest waiting first; and whether any
+    lease ran out or any of the deployment's own jobs is due. One read, so a claim with
+    nothing overdue (nearly every one) costs two round trips, not three."""
     statement = (
-        _due_stores_statement(session)
+        _due_work_statement(session)
         .bindparams(bindparam("now", type_=UTCDateTime()))
-        .columns(id=BigInteger(), **{lane.value: UTCDateTime() for lane in LANES})
+        .columns(
+            id=BigInteger(), overdue=Integer(), **{lane.value: UTCDateTime() for lane in LANES}
+        )
     )
     waiting: dict[Lane, list[tuple[datetime, int]]] = {lane: [] for lane in LANES}
+    overdue = False
     for row in session.execute(statement, {"now": now}).mappings():
+        if row["overdue"]:
+            overdue = True
+            continue
         for lane in LANES:
             oldest = row[lane.value]
             if oldest is not None and oldest <= now:
                 waiting[lane].append((oldest, row["id"]))
-    return {lane: [store for _, store in sorted(waiting[lane])] for lane in LANES}
+    return {lane: [store for _, store in sorted(waiting[lane])] for lane in LANES}, overdue
 
 
 class _Taking:
@@ -290,8 +306,8 @@ def _store_index(dialect: str) -> str:
 
 
 @per_dialect
-def _due_stores_statement(dialect: str) -> Any:
-    return text(_DUE_STORES.format(store_index=_store_index(dialect)))
+def _due_work_statement(dialect: str) -> Any:
+    return text(_DUE_WORK.format(store_index=_store_index(dialect)))
 
 
 @per_dialect
