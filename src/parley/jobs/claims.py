@@ -78,12 +78,11 @@ SELECT id FROM (
  LIMIT :room
 """
 
-_STORE_PART = """
+_ONE_STORE_PART = """
 SELECT id FROM jobs
- WHERE status = 'pending' AND workspace_id = {store} AND lane = :lane AND due_at <= :now
+ WHERE status = 'pending' AND workspace_id = :store AND lane = :lane AND due_at <= :now
  ORDER BY due_at
- LIMIT {part}
- {lock}
+ LIMIT :part
 """
 
 _EVERY_STORE_PART = """
@@ -186,13 +185,7 @@ def _due_work(session: Session, now: datetime) -> tuple[dict[Lane, list[int]], b
     """Per lane, the stores with due work, the longest waiting first; and whether any
     lease ran out or any of the deployment's own jobs is due. One read, so a claim with
     nothing overdue (nearly every one) costs two round trips, not three."""
-    statement = (
-        _due_work_statement(session)
-        .bindparams(bindparam("now", type_=UTCDateTime()))
-        .columns(
-            id=BigInteger(), overdue=Integer(), **{lane.value: UTCDateTime() for lane in LANES}
-        )
-    )
+    statement = _due_work_statement(session)
     waiting: dict[Lane, list[tuple[datetime, int]]] = {lane: [] for lane in LANES}
     overdue = False
     for row in session.execute(statement, {"now": now}).mappings():
@@ -307,7 +300,13 @@ def _store_index(dialect: str) -> str:
 
 @per_dialect
 def _due_work_statement(dialect: str) -> Any:
-    return text(_DUE_WORK.format(store_index=_store_index(dialect)))
+    return (
+        text(_DUE_WORK.format(store_index=_store_index(dialect)))
+        .bindparams(bindparam("now", type_=UTCDateTime()))
+        .columns(
+            id=BigInteger(), overdue=Integer(), **{lane.value: UTCDateTime() for lane in LANES}
+        )
+    )
 
 
 @per_dialect
@@ -317,7 +316,8 @@ def _overdue_statement(dialect: str) -> Any:
 
 @per_dialect
 def _one_store_statement(dialect: str) -> Any:
-    return _taking(_STORE_PART.format(store=":store", part=":part", lock=_lock(dialect)))
+    """SQLite's: one store's part (no row locks: the claim holds the one writer)."""
+    return _taking(_ONE_STORE_PART)
 
 
 @per_dialect
