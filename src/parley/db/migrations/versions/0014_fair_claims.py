@@ -3,7 +3,9 @@
 A claim used to take the oldest due jobs whoever they belonged to, so one store's flood
 of due jobs held back every other store's order updates. A fair claim finds the stores
 with due work and takes a share from each, transactional lane first; this partial index
-over pending jobs answers both in index order (:mod:`parley.jobs.claims`).
+over pending jobs answers both in index order (:mod:`parley.jobs.claims`). On PostgreSQL
+``ix_jobs_due`` leaves pending jobs out: in due order across every store, the planner
+chose it for one store's part and walked another store's whole backlog.
 
 Revision ID: 0014
 Revises: 0013
@@ -21,9 +23,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 PENDING_ONLY = sa.text("status = 'pending'")
+NOT_PENDING = sa.text("status <> 'pending'")
 
 
 def upgrade() -> None:
+    op.drop_index("ix_jobs_due", table_name="jobs")
+    op.create_index(
+        "ix_jobs_due", "jobs", ["status", "due_at"], unique=False, postgresql_where=NOT_PENDING
+    )
     op.create_index(
         "ix_jobs_pending_by_store",
         "jobs",
@@ -36,3 +43,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_jobs_pending_by_store", table_name="jobs")
+    op.drop_index("ix_jobs_due", table_name="jobs")
+    op.create_index("ix_jobs_due", "jobs", ["status", "due_at"], unique=False)
