@@ -9,9 +9,9 @@ from typing import Any
 import httpx2
 import pytest
 
+from parley.channels.twilio_sms.segments import count_segments
 from parley.clock import FrozenClock
 from parley.sandbox.store import CapturedMessage, SandboxStore
-from parley.sandbox.twilio import count_segments
 
 pytestmark = pytest.mark.anyio
 

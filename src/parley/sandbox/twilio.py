@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from parley.channels.twilio_sms.segments import count_segments
 from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
 
 if TYPE_CHECKING:
@@ -31,13 +32,6 @@ API_VERSION: Final = "2010-04-01"
 E164: Final = re.compile(r"^\+[1-9]\d{6,14}$")
 MAX_BODY_CHARS: Final = 1600
 
-# GSM 03.38: the basic set costs one septet a character, the extension set two. A body
-# with anything else goes out as UCS-2, which changes how many segments it is billed as.
-_GSM_BASIC: Final = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENSION: Final = frozenset("^{}\\[~]|€\f")
 
 _FAULT_MESSAGES: Final = {
     400: "Bad Request",
@@ -50,21 +44,6 @@ _FAULT_MESSAGES: Final = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-
-
-def count_segments(body: str) -> int:
-    """How many SMS segments Twilio bills ``body`` as (GSM-7 or UCS-2)."""
-    septets = 0
-    for char in body:
-        if char in _GSM_BASIC:
-            septets += 1
-        elif char in _GSM_EXTENSION:
-            septets += 2
-        else:
-            # UCS-2 counts UTF-16 code units: a character outside the BMP takes two.
-            units = len(body.encode("utf-16-le")) // 2
-            return 1 if units <= 70 else -(-units // 67)
-    return 1 if septets <= 160 else -(-septets // 153)
 
 
 def twilio_error(status: int, code: int, message: str) -> JSONResponse:

@@ -32,9 +32,9 @@ from parley.channels import meta
 from parley.channels.email_inbound import mailgun
 from parley.channels.http import tls_context
 from parley.channels.twilio_sms import webhook as twilio_webhook
+from parley.channels.twilio_sms.segments import count_segments
 from parley.clock import utc_now
 from parley.sandbox.twilio import API_VERSION as TWILIO_API_VERSION
-from parley.sandbox.twilio import count_segments
 from parley.settings import Settings
 
 log = logging.getLogger(__name__)
