@@ -34,6 +34,7 @@ from parley.integrations.shopify import payloads
 from parley.jobs.worker import Worker, WorkerConfig
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging.delivery import DeliverMessage
+from parley.messaging.pace import Pacer
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.workspaces.models import Workspace
@@ -75,12 +76,17 @@ def recording_adapters() -> dict[ChannelKind, RecordingAdapter]:
 
 
 def make_worker(
-    db: Database, adapters: dict[ChannelKind, Any], *, max_attempts_base: float = 5.0
+    db: Database,
+    adapters: dict[ChannelKind, Any],
+    *,
+    max_attempts_base: float = 5.0,
+    pacer: Pacer | None = None,
 ) -> Worker:
     task = AdvanceJourney(
         adapters=adapters,
         renderer=TemplateRenderer(),
         outbox_settings=OutboxSettings(public_url="http://parley.test", secret_key="k"),
+        pacer=pacer,
     )
     return Worker(db, [task], WorkerConfig(batch_size=50, backoff_base_seconds=max_attempts_base))
 
@@ -220,6 +226,7 @@ def inbox_worker(
     classifier: Any = None,
     lookups: Any = None,
     tmp_model_dir: Any = None,
+    pacer: Pacer | None = None,
 ) -> Worker:
     """A worker with every task: journeys, reply delivery, late receipts, the assistant."""
 
@@ -229,9 +236,12 @@ def inbox_worker(
         respond_options["lookups"] = lookups
     tasks: list[Any] = [
         AdvanceJourney(
-            adapters=adapters, renderer=TemplateRenderer(), outbox_settings=outbox_settings
+            adapters=adapters,
+            renderer=TemplateRenderer(),
+            outbox_settings=outbox_settings,
+            pacer=pacer,
         ),
-        DeliverMessage(adapters=adapters, outbox_settings=outbox_settings),
+        DeliverMessage(adapters=adapters, outbox_settings=outbox_settings, pacer=pacer),
         ApplyStatusLater(),
         Respond(model_dir=Path(tmp_model_dir or "var/assistant"), **respond_options),
     ]

@@ -14,6 +14,7 @@ from parley.assistant.llm import Rephraser
 from parley.assistant.service import Respond
 from parley.channels.base import ChannelAdapter, ChannelKind
 from parley.channels.registry import build_adapters, close_adapters
+from parley.channels.twilio_sms.segments import count_segments
 from parley.db import Database
 from parley.db.migrate import migrate
 from parley.housekeeping import BUDGET_SECONDS, SWEEP_SCHEDULE, Retention, SweepTask
@@ -22,6 +23,7 @@ from parley.inbox.tasks import ApplyStatusLater
 from parley.jobs.worker import Task, Worker, WorkerConfig
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging.delivery import DeliverMessage
+from parley.messaging.pace import Allowance, Pacer, Sender, one_unit
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.settings import Settings
@@ -60,6 +62,49 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+def pacer(settings: Settings) -> Pacer:
+    """The deployment's senders, each paced to what its provider takes (0: not paced).
+    SMS is counted in segments, as carriers and Twilio count a number's throughput."""
+    senders = {
+        ChannelKind.WHATSAPP: (
+            f"whatsapp:{settings.whatsapp_phone_number_id}",
+            settings.whatsapp_messages_per_second,
+            "message",
+            one_unit,
+        ),
+        ChannelKind.SMS: (
+            f"sms:{settings.twilio_from_number}",
+            settings.twilio_segments_per_second,
+            "SMS segment",
+            count_segments,
+        ),
+        ChannelKind.INSTAGRAM: (
+            f"instagram:{settings.instagram_account_id}",
+            settings.instagram_messages_per_second,
+            "message",
+            one_unit,
+        ),
+        ChannelKind.EMAIL: (
+            f"email:{settings.smtp_username or settings.smtp_host}",
+            settings.smtp_messages_per_second,
+            "message",
+            one_unit,
+        ),
+    }
+    return Pacer(
+        {
+            channel: Sender(
+                key,
+                Allowance(rate, burst=max(1.0, rate * settings.send_burst_seconds)),
+                unit=unit,
+                cost=cost,
+            )
+            for channel, (key, rate, unit, cost) in senders.items()
+            if rate > 0
+        }
+    )
+
+
 def retention(settings: Settings) -> Retention:
     """How long the housekeeping sweep keeps raw deliveries and finished jobs."""
     return Retention(
@@ -91,17 +136,20 @@ class Runtime:
             public_url=self.settings.resolved_public_url(), secret_key=self.settings.secret_key
         )
         timeout = self.settings.provider_timeout_seconds
+        paced = pacer(self.settings)
         return [
             AdvanceJourney(
                 adapters=self.adapters,
                 renderer=TemplateRenderer(),
                 outbox_settings=outbox_settings,
                 send_timeout_seconds=timeout,
+                pacer=paced,
             ),
             DeliverMessage(
                 adapters=self.adapters,
                 outbox_settings=outbox_settings,
                 send_timeout_seconds=timeout,
+                pacer=paced,
             ),
             ApplyStatusLater(),
             self.respond_task(),

@@ -155,6 +155,36 @@ class Settings(BaseSettings):
 
     provider_timeout_seconds: float = 10.0
 
+    # Each sender's pace: what its provider takes from it a second, or 0 for no pacing.
+    # Sends past it wait as jobs for their time, never in memory (parley.messaging.pace).
+    whatsapp_messages_per_second: float = Field(
+        default=80,
+        ge=0,
+        description="Messages a second the WhatsApp business number takes: 80 by default, "
+        "1000 once Meta upgrades it, 20 for a number also used in the WhatsApp Business app",
+    )
+    twilio_segments_per_second: float = Field(
+        default=1,
+        ge=0,
+        description="SMS segments a second the Twilio number takes: 1 for a US long code, "
+        "more for a toll-free number, a short code or a registered 10DLC campaign",
+    )
+    instagram_messages_per_second: float = Field(
+        default=300,
+        ge=0,
+        description="Text messages a second Instagram's Send API takes per account",
+    )
+    smtp_messages_per_second: float = Field(
+        default=0,
+        ge=0,
+        description="Messages a second the SMTP relay takes (0: the relay queues for itself)",
+    )
+    send_burst_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="A rested sender may send this many seconds' worth at once",
+    )
+
     # The inbox's image proxy (``/media/proxy``): remote media is fetched by parley, never
     # embedded, so a customer's image URL cannot track agents or reach internal hosts.
     media_proxy_max_bytes: int = Field(default=5_000_000, description="Largest image served")

@@ -6,17 +6,28 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from parley.clock import utc_now
 from parley.db import Database
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.queue import ClaimedJob
-from parley.jobs.worker import Done, Fail, Outcome, Retry, RetryLater, Worker, WorkerConfig
+from parley.jobs.worker import (
+    Done,
+    Fail,
+    Later,
+    Outcome,
+    Retry,
+    RetryLater,
+    Worker,
+    WorkerConfig,
+)
 from support import count, drain, rows
 
 
@@ -250,6 +261,8 @@ class BatchRecordingTask(ScriptedTask):
     kind: str = "test.recorded"
     record_error: Exception | None = None
     recorded_batches: list[list[int]] = field(default_factory=list)
+    later: dict[int, datetime] = field(default_factory=dict)
+    """Job ids told to wait until a time instead of being recorded."""
 
     def record_batch(self, session: Session, items: list[tuple[ClaimedJob, Any]]) -> list[Any]:
         self.recorded_batches.append([job.id for job, _ in items])
@@ -257,7 +270,10 @@ class BatchRecordingTask(ScriptedTask):
             if self.record_error is not None and self._fails(job):
                 raise self.record_error
             _side_effect(session, job, "record")
-        return [f"recorded {work}" for _, work in items]
+        return [
+            Later(self.later[job.id], "no room") if job.id in self.later else f"recorded {work}"
+            for job, work in items
+        ]
 
 
 def test_a_batch_is_recorded_in_one_call_after_every_job_is_prepared(db, frozen_clock):
@@ -293,6 +309,40 @@ def test_a_recording_that_fails_is_redone_job_by_job_and_fails_that_job_alone(db
         for job_id in (first, third)
         for phase in ("prepare", "record", "finish")
     )
+
+
+@pytest.mark.parametrize("isolated", [False, True], ids=["batch", "job_by_job"])
+def test_a_job_told_to_wait_goes_back_due_then_with_its_attempt_given_back(
+    db, frozen_clock, isolated
+):
+    task = BatchRecordingTask(record_error=RetryLater("raced") if isolated else None)
+    first, second, third = _enqueue(db, task.kind, n=3)
+    task.failing = {third}
+    later = utc_now() + timedelta(seconds=2)
+    task.later = {second: later}
+
+    drain(_worker(db, task))
+
+    waiting = _only_by_id(db, second)
+    assert (waiting.status, waiting.due_at, waiting.attempts) == (JobStatus.PENDING, later, 0)
+    assert (waiting.locked_by, waiting.last_error) == (None, None)
+    # Redone job by job when the third's recording fails: the wait survives that too.
+    assert task.performed == [f"recorded {first}"] + ([] if isolated else [f"recorded {third}"])
+    assert _only_by_id(db, first).status == JobStatus.DONE
+
+    task.later, task.record_error = {}, None
+    frozen_clock.advance(timedelta(seconds=2))
+    drain(_worker(db, task))
+    assert task.performed[-1] == f"recorded {second}"
+    assert (_only_by_id(db, second).status, _only_by_id(db, second).attempts) == (
+        JobStatus.DONE,
+        1,
+    )
+
+
+def _only_by_id(db: Database, job_id: int) -> Job:
+    [job] = rows(db, Job, Job.id == job_id)
+    return job
 
 
 @dataclass

@@ -20,7 +20,7 @@ from parley.inbox.models import (
 from parley.jobs.models import Job
 from parley.journeys.models import Journey, JourneyRun
 from parley.live.models import LiveEvent
-from parley.messaging.models import DeliveryAttempt, Message, MessageTemplate
+from parley.messaging.models import DeliveryAttempt, Message, MessageTemplate, SenderPace
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces.models import ChannelAccount, Workspace
 
@@ -52,6 +52,7 @@ __all__ = [
     "Order",
     "Product",
     "Refund",
+    "SenderPace",
     "StoreEvent",
     "User",
     "WebhookDelivery",

@@ -186,6 +186,19 @@ def retry(
     return JobStatus.PENDING if result.rowcount else None  # type: ignore[attr-defined]
 
 
+def postpone(session: Session, jobs: list[tuple[ClaimedJob, datetime]], *, worker: str) -> None:
+    """Put held jobs back, each due at its time, with the attempt their claim counted
+    given back: they did not run (a send waiting for its sender's room). Jobs whose lease
+    was lost are left to the worker that holds them."""
+    session.connection().execute(
+        _postpone_statement(session),
+        [
+            {"job": job.id, "until": until, "worker": worker, "now": utc_now()}
+            for job, until in jobs
+        ],
+    )
+
+
 def _settle(
     session: Session, job: ClaimedJob, *, worker: str, status: JobStatus, error: str | None
 ) -> bool:
@@ -210,6 +223,26 @@ def _settle_statement(dialect: str) -> Any:
             status=bindparam("status"),
             locked_until=None,
             last_error=bindparam("error"),
+            updated_at=bindparam("now"),
+        )
+    )
+
+
+@per_dialect
+def _postpone_statement(dialect: str) -> Any:
+    return (
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("job"),
+            JOBS.c.locked_by == bindparam("worker"),
+            JOBS.c.status == JobStatus.RUNNING,
+        )
+        .values(
+            status=JobStatus.PENDING,
+            due_at=bindparam("until"),
+            attempts=JOBS.c.attempts - 1,
+            locked_until=None,
+            locked_by=None,
             updated_at=bindparam("now"),
         )
     )

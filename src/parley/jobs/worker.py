@@ -7,7 +7,8 @@ a batch costs a few commits however many jobs it holds:
    ``prepare(session, job, batch)`` runs for each job inside the batch's first
    transaction, or, with ``prepare_chunk``, in one transaction per chunk of jobs after
    the bulk read's own (on SQLite, where a transaction holds the one writer). It returns
-   ``None`` when the job is finished, or the work to do outside. A task that writes a
+   ``None`` when the job is finished, :class:`Later` when it must wait (its attempt given
+   back), or the work to do outside. A task that writes a
    row per job before its call (a message ``sending``) may let ``prepare`` plan it and
    write the whole batch's rows at once in ``record_batch(session, items)``
    (:class:`RecordsInBatch`), after every job is prepared; when jobs are prepared one by
@@ -63,6 +64,16 @@ class Retry:
 class Fail:
     """Retrying cannot help."""
 
+    reason: str
+
+
+@dataclass(frozen=True)
+class Later:
+    """Not now, and not a failure: the job waits until ``until`` and its attempt is given
+    back. Returned from ``prepare`` or ``record_batch`` for a job whose send its sender
+    has no room for yet (:mod:`parley.messaging.pace`); nothing is performed for it."""
+
+    until: datetime
     reason: str
 
 
@@ -394,6 +405,10 @@ class Worker:
             except Exception as exc:
                 raise _RedoIsolated from exc
         queue.complete_many(session, finished, worker=self.name)
+        waiting = [(job, work.until) for job, work in prepared if isinstance(work, Later)]
+        if waiting:
+            queue.postpone(session, waiting, worker=self.name)
+            prepared = [(job, work) for job, work in prepared if not isinstance(work, Later)]
         return prepared
 
     def _record(
@@ -404,7 +419,11 @@ class Worker:
         for kind, task in self.tasks.items():
             if not isinstance(task, RecordsInBatch):
                 continue
-            items = [(job, work) for job, work in prepared if job.kind == kind]
+            items = [
+                (job, work)
+                for job, work in prepared
+                if job.kind == kind and not isinstance(work, Later)
+            ]
             if items:
                 works = task.record_batch(session, items)
                 recorded.update(

@@ -37,7 +37,7 @@ from parley.customers.models import Customer
 from parley.db.scoped import in_workspaces, one_of
 from parley.jobs import queue
 from parley.jobs.queue import REDRIVE, ClaimedJob
-from parley.jobs.worker import Done, Outcome, Retry, RetryLater
+from parley.jobs.worker import Done, Later, Outcome, Retry, RetryLater
 from parley.journeys.definitions import (
     Condition,
     ConditionStep,
@@ -50,7 +50,14 @@ from parley.journeys.service import ADVANCE, end_run, end_runs, run_definitions
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import MessageStatus
-from parley.messaging.service import OutboxSettings, PreparedSend, Result, UnrecordedSend
+from parley.messaging.pace import Pacer, Wait
+from parley.messaging.service import (
+    OutboxSettings,
+    PreparedSend,
+    QueuedSend,
+    Result,
+    UnrecordedSend,
+)
 from parley.messaging.templates import TemplateRenderer
 from parley.messaging.types import DEFAULT_PURPOSES, Purpose
 from parley.store_events.models import StoreEvent
@@ -86,15 +93,16 @@ class StepSend:
 
 @dataclass(frozen=True)
 class PlannedStep:
-    """A send step whose message is decided and rendered but not yet recorded: the batch's
-    messages are recorded together (:meth:`AdvanceJourney.record_batch`)."""
+    """A send step whose message is decided and rendered (or waits for its retry) but is
+    not yet recorded ``sending``: the batch's messages are recorded together, where their
+    senders have room (:meth:`AdvanceJourney.record_batch`)."""
 
     run_id: int
     workspace_id: int
     step: int
     step_count: int
     exclude: tuple[str, ...]
-    send: UnrecordedSend
+    send: UnrecordedSend | QueuedSend
     redrive: int = 0
     resend: bool = False
 
@@ -409,10 +417,12 @@ class AdvanceJourney:
         renderer: TemplateRenderer,
         outbox_settings: OutboxSettings,
         send_timeout_seconds: float = 10.0,
+        pacer: Pacer | None = None,
     ) -> None:
         self.adapters = adapters
         self.renderer = renderer
         self.outbox_settings = outbox_settings
+        self.pacer = pacer
         self.send_timeout = send_timeout_seconds + SEND_TIMEOUT_MARGIN_SECONDS
 
     def preload(self, session: Session, jobs: list[ClaimedJob]) -> RunLookup:
@@ -422,7 +432,7 @@ class AdvanceJourney:
 
     def prepare(
         self, session: Session, job: ClaimedJob, batch: RunLookup | None
-    ) -> StepSend | PlannedStep | None:
+    ) -> PlannedStep | None:
         lookup = batch or RunLookup(session)
         run = lookup.run(int(job.payload["run_id"]), job.workspace_id)
         if run is None:
@@ -468,7 +478,7 @@ class AdvanceJourney:
         exclude: tuple[str, ...],
         *,
         resend: bool,
-    ) -> StepSend | PlannedStep | Literal[Walk.ON] | None:
+    ) -> PlannedStep | Literal[Walk.ON] | None:
         """A send step: its message to record and send, or to send again after a retry;
         None when the walk stops here (the run exits, the message is decided already for
         a re-send); Walk.ON when this step is done with (sent before, skipped, expired)."""
@@ -511,11 +521,8 @@ class AdvanceJourney:
             exclude_channels=exclude,
         )
         place = (run.id, run.workspace_id, step, len(facts.definition.steps), exclude)
-        redrive = int(job.payload.get(REDRIVE, 0))
-        if isinstance(send, UnrecordedSend):
-            return PlannedStep(*place, send, redrive, resend)
-        if send is not None:  # a send waiting for its retry: recorded already
-            return StepSend(*place, send, redrive, resend)
+        if send is not None:
+            return PlannedStep(*place, send, int(job.payload.get(REDRIVE, 0)), resend)
         if resend:
             return None  # the re-send is decided: sent already, or skipped with its reason
         return Walk.ON
@@ -626,28 +633,26 @@ class AdvanceJourney:
                 _record_skipped(session, lookup, facts, index, key, f"not re-sent: {reason}")
 
     def record_batch(
-        self, session: Session, items: list[tuple[ClaimedJob, StepSend | PlannedStep]]
-    ) -> list[StepSend]:
-        """Record the batch's planned messages ``sending`` together.
+        self, session: Session, items: list[tuple[ClaimedJob, PlannedStep]]
+    ) -> list[StepSend | Later]:
+        """Record the batch's messages ``sending`` together, each where its sender has
+        room; a job whose sender has none waits for it, nothing recorded.
 
         A message whose key another worker recorded first (a job reclaimed while its
         first worker was still preparing it) stops the job here: it is tried again later
         and then resumes from that message, as any retried job does.
         """
-        planned = [work for _, work in items if isinstance(work, PlannedStep)]
-        recorded = iter(outbox.record_sends(session, [work.send for work in planned]))
-        steps: list[StepSend] = []
-        for job, work in items:
-            if isinstance(work, StepSend):
-                steps.append(work)
-                continue
-            send = next(recorded)
+        recorded = outbox.record_sends(session, [work.send for _, work in items], pacer=self.pacer)
+        steps: list[StepSend | Later] = []
+        for (job, work), send in zip(items, recorded, strict=True):
             if send is None:
                 raise RetryLater(
                     f"job {job.id}: another worker recorded its message first",
                     retry_after=RACED_RETRY_SECONDS,
                 )
-            steps.append(work.recorded(send))
+            steps.append(
+                Later(send.until, send.reason) if isinstance(send, Wait) else work.recorded(send)
+            )
         return steps
 
     async def perform(self, work: StepSend) -> SendResult:

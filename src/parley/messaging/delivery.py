@@ -20,11 +20,12 @@ from parley.channels.base import AccountChannelError, ChannelAdapter, ChannelKin
 from parley.clock import utc_now
 from parley.inbox.models import Conversation
 from parley.jobs.queue import REDRIVE, ClaimedJob
-from parley.jobs.worker import Done, Outcome, Retry
+from parley.jobs.worker import Done, Later, Outcome, Retry
 from parley.messaging import service as outbox
 from parley.messaging.models import Author, Message, MessageStatus
+from parley.messaging.pace import Pacer, Wait
 from parley.messaging.replies import DELIVER, is_human_agent_reply, reply_refusal
-from parley.messaging.service import OutboxSettings, PreparedSend, Result
+from parley.messaging.service import OutboxSettings, PreparedSend, QueuedSend, Result
 from parley.workspaces.models import Workspace
 
 SEND_TIMEOUT_MARGIN_SECONDS = 5.0
@@ -41,9 +42,11 @@ class DeliverMessage:
         adapters: Mapping[ChannelKind, ChannelAdapter],
         outbox_settings: OutboxSettings,
         send_timeout_seconds: float = 10.0,
+        pacer: Pacer | None = None,
     ) -> None:
         self.adapters = adapters
         self.outbox_settings = outbox_settings
+        self.pacer = pacer
         self.send_timeout = send_timeout_seconds + SEND_TIMEOUT_MARGIN_SECONDS
 
     def preload(self, session: Session, jobs: list[ClaimedJob]) -> dict[int, Message]:
@@ -52,7 +55,7 @@ class DeliverMessage:
 
     def prepare(
         self, session: Session, job: ClaimedJob, batch: dict[int, Message] | None
-    ) -> PreparedSend | None:
+    ) -> QueuedSend | None:
         message_id = int(job.payload["message_id"])
         message = (batch or {}).get(message_id) or session.get(Message, message_id)
         if message is None or message.workspace_id != job.workspace_id:
@@ -100,16 +103,22 @@ class DeliverMessage:
                 author=Author(message.author),
                 now=now,
             )
-        return outbox.start_attempt(
-            session,
+        return QueuedSend(
             message,
-            now=now,
-            is_human_agent=is_human_agent,
             sender_name=workspace.name,
             status_callback_url=outbox.status_callback_url(
                 self.outbox_settings, workspace, message.channel
             ),
+            is_human_agent=is_human_agent,
         )
+
+    def record_batch(
+        self, session: Session, items: list[tuple[ClaimedJob, QueuedSend]]
+    ) -> list[PreparedSend | Later]:
+        """Start the batch's attempts together, each where its sender has room; a reply
+        whose sender has none waits for it."""
+        recorded = outbox.record_sends(session, [send for _, send in items], pacer=self.pacer)
+        return [_later_or_send(result) for result in recorded]
 
     async def perform(self, work: PreparedSend) -> SendResult:
         adapter = self.adapters[work.channel]
@@ -134,6 +143,12 @@ class DeliverMessage:
             else:
                 outcomes.append(Done())
         return outcomes
+
+
+def _later_or_send(result: PreparedSend | Wait | None) -> PreparedSend | Later:
+    # A queued message's attempt always starts unless its sender has no room.
+    assert result is not None
+    return Later(result.until, result.reason) if isinstance(result, Wait) else result
 
 
 def _no_fallback(result: Any) -> Any:

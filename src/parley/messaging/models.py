@@ -159,3 +159,27 @@ class MessageTemplate(Base):
     channel: Mapped[str] = mapped_column(String(16))
     content: Mapped[dict[str, Any]] = mapped_column(JsonType)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SenderPace(Base):
+    """How far one sender's allowance is spent and booked: the pacer's one row per sender
+    (:mod:`parley.messaging.pace`).
+
+    A sender is the deployment's account on a provider (a WhatsApp business number, a
+    Twilio number), shared by every store that sends from it, so this row belongs to the
+    sender and not to a store.
+
+    - ``spent_until``: the sends granted so far, laid end to end at the sender's rate, fill
+      the time up to here; a sender whose ``spent_until`` is past is rested.
+    - ``*_booked_until``: sends that found no room were given later times up to here, one
+      after another, in their lane: a waiting backlog is spread over the times the sender
+      can take it, each send tried again once, not all of them at every turn.
+    """
+
+    __tablename__ = "sender_paces"
+
+    sender: Mapped[str] = mapped_column(String(400), primary_key=True)
+    spent_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    transactional_booked_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    marketing_booked_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

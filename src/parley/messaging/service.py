@@ -12,7 +12,7 @@ The provider is called between the two, outside any transaction. The message row
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -57,6 +57,7 @@ from parley.messaging.models import (
     Message,
     MessageStatus,
 )
+from parley.messaging.pace import Pacer, Wait, Want
 from parley.messaging.policy import Decision, decide
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
@@ -110,6 +111,19 @@ class UnrecordedSend:
     started_at: datetime
 
 
+@dataclass(frozen=True)
+class QueuedSend:
+    """A ``queued`` message to send: a reply, or a retry after a transient failure. Its
+    attempt starts when the batch is recorded (:func:`record_sends`), if its sender has
+    room then."""
+
+    message: Message
+    sender_name: str
+    status_callback_url: str | None
+    is_human_agent: bool = False
+    """An Instagram reply by a person past the 24-hour window, decided at send time."""
+
+
 class Result(StrEnum):
     SENT = "sent"
     RETRY = "retry"
@@ -144,18 +158,17 @@ def plan_message(
     journey_run_id: int | None = None,
     step_index: int | None = None,
     exclude_channels: tuple[str, ...] = (),
-) -> PreparedSend | UnrecordedSend | None:
+) -> UnrecordedSend | QueuedSend | None:
     """Decide and render a message; or record why it is not sent.
 
-    Returns the send to record (:func:`record_sends`) and perform; a send to perform
-    again when the key's message waits for a retry; or None when there is nothing to
-    send (skipped, or the key's message was already decided, or it is held after an
-    interrupted send).
+    Returns the send to record (:func:`record_sends`) and perform: a new message, or the
+    key's message waiting for a retry; or None when there is nothing to send (skipped,
+    or the key's message was already decided, or it is held after an interrupted send).
     """
     now = utc_now()
     existing = lookup.message(workspace.id, idempotency_key)
     if existing is not None:
-        return _resume(
+        return resume(
             session,
             existing,
             now=now,
@@ -273,39 +286,72 @@ def _decide(
     )
 
 
-def record_sends(session: Session, sends: list[UnrecordedSend]) -> list[PreparedSend | None]:
-    """Write each planned message ``sending``, all in one go; the send to perform for
-    each, or None where its key's message exists already (a racing worker recorded it,
-    or the same key came twice in the list: only the first is recorded)."""
-    message_ids = insert_batch_returning(
-        session, _insert_message(session), [s.row for s in sends], keys=_MESSAGE_KEY
+def record_sends(
+    session: Session,
+    sends: Sequence[UnrecordedSend | QueuedSend],
+    *,
+    pacer: Pacer | None = None,
+) -> list[PreparedSend | Wait | None]:
+    """Record each send ``sending`` (new messages all in one go), where its sender has
+    room (``pacer``): for each, the send to perform; a :class:`Wait` when its sender has
+    none now, with nothing written for it; or None where a new message's key exists
+    already (a racing worker recorded it, or the same key came twice in the list: only
+    the first is recorded)."""
+    now = utc_now()
+    waits: list[Wait | None] = (
+        pacer.take(session, [_want(send) for send in sends], now=now)
+        if pacer is not None
+        else [None] * len(sends)
     )
-    prepared: list[PreparedSend | None] = []
-    for send, message_id in zip(sends, message_ids, strict=True):
+    results: list[PreparedSend | Wait | None] = list(waits)
+    new = [
+        (index, send)
+        for index, send in enumerate(sends)
+        if isinstance(send, UnrecordedSend) and waits[index] is None
+    ]
+    message_ids = insert_batch_returning(
+        session, _insert_message(session), [send.row for _, send in new], keys=_MESSAGE_KEY
+    )
+    for (index, send), message_id in zip(new, message_ids, strict=True):
         if message_id is None:
-            prepared.append(None)
             continue
         row = send.row
         _announce_new(session, row, message_id)
-        prepared.append(
-            PreparedSend(
+        results[index] = PreparedSend(
+            message_id=message_id,
+            workspace_id=row["workspace_id"],
+            customer_id=row["customer_id"],
+            channel=row["channel"],
+            attempt_number=1,
+            started_at=send.started_at,
+            outbound=_outbound(
+                {
+                    **row,
+                    "sender_name": send.sender_name,
+                    "status_callback_url": send.status_callback_url,
+                },
                 message_id=message_id,
-                workspace_id=row["workspace_id"],
-                customer_id=row["customer_id"],
-                channel=row["channel"],
-                attempt_number=1,
-                started_at=send.started_at,
-                outbound=_outbound(
-                    {
-                        **row,
-                        "sender_name": send.sender_name,
-                        "status_callback_url": send.status_callback_url,
-                    },
-                    message_id=message_id,
-                ),
-            )
+            ),
         )
-    return prepared
+    for index, queued in enumerate(sends):
+        if isinstance(queued, QueuedSend) and waits[index] is None:
+            results[index] = start_attempt(
+                session,
+                queued.message,
+                now=now,
+                sender_name=queued.sender_name,
+                status_callback_url=queued.status_callback_url,
+                is_human_agent=queued.is_human_agent,
+            )
+    return results
+
+
+def _want(send: UnrecordedSend | QueuedSend) -> Want:
+    if isinstance(send, QueuedSend):
+        message = send.message
+        return Want(str(message.channel), str(message.purpose), message.body or "")
+    row = send.row
+    return Want(str(row["channel"]), str(row["purpose"]), row["body"] or "")
 
 
 def record_skipped(
@@ -452,21 +498,23 @@ def status_callback_url(
     return f"{outbox.public_url}/webhooks/twilio/{workspace.slug}"
 
 
-def _resume(
+def resume(
     session: Session,
     message: Message,
     *,
     now: datetime,
     sender_name: str,
     status_callback_url: str | None,
-) -> PreparedSend | None:
+    is_human_agent: bool = False,
+) -> QueuedSend | None:
+    """The send a keyed message still owes: a ``queued`` one is sent (once recorded);
+    one left ``sending`` is held for review; any other is decided already."""
     if message.status == MessageStatus.QUEUED:
-        return start_attempt(
-            session,
+        return QueuedSend(
             message,
-            now=now,
             sender_name=sender_name,
             status_callback_url=status_callback_url,
+            is_human_agent=is_human_agent,
         )
     if message.status == MessageStatus.SENDING:
         hold_interrupted(session, message, now=now)

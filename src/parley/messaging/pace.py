@@ -1,0 +1,292 @@
+"""Each sender's pace: no more sends than its provider takes, the rest kept waiting as jobs.
+
+A provider takes so many messages a second from one sender: a WhatsApp business number 80
+by default (1,000 once Meta upgrades it), a US long code one SMS segment. Past that it
+refuses (WhatsApp's 130429) or queues in memory where a restart loses them (Twilio holds
+a few hours' worth, then drops). So a send is granted its sender's room the moment it
+would be recorded ``sending``; a send that finds none is not made, and its job waits in
+the job table, durable like any other, for the time the sender will have room.
+
+The allowance is the generic cell rate algorithm (GCRA): sends granted so far, laid end
+to end at the sender's rate, fill the time up to ``spent_until``; a send fits while that
+stays within one burst of now. A sender's row is read ``FOR UPDATE`` and written back in
+the transaction that records the sends, so every worker on every machine draws from one
+allowance, and a send rolled back gives its room back with it.
+
+A send that finds no room is *booked*: given the next free time after the sends already
+waiting in its lane, so a backlog of 100,000 is spread over the times the sender can
+take it and each job is prepared again once, not at every turn. Bookings are a schedule,
+not a claim on the room: when a booked send comes back it asks again, and order updates
+are granted before marketing in every batch, so a broadcast's bookings never hold an
+order update back. A marketing send that loses its time to one is booked again after
+its lane.
+
+Written here rather than with a rate-limiting library: the ones on PyPI keep their
+counters in memory, Redis or a store of their own, outside the transaction that records
+the send, so a rolled-back send would keep its room and a crash between the two would
+lose or double it; the algorithm itself is the few lines of :func:`pace`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from parley.channels.base import ChannelKind
+from parley.db.base import table_of
+from parley.db.scoped import one_of_parameter
+from parley.db.upsert import insert_on, per_dialect
+from parley.messaging.models import SenderPace
+from parley.messaging.types import Purpose
+
+log = logging.getLogger(__name__)
+
+PACES = table_of(SenderPace)
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What a provider takes from one sender: ``per_second`` units (messages, or SMS
+    segments), up to ``burst`` of them at once from a rested sender."""
+
+    per_second: float
+    burst: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.per_second <= 0:
+            raise ValueError(f"a sender's rate must be above 0, not {self.per_second}")
+        if self.burst < 1:
+            raise ValueError(f"a sender's burst must be at least 1, not {self.burst}")
+
+    @property
+    def interval(self) -> timedelta:
+        """The time one unit takes at this rate, rounded up to the microsecond: a sender
+        is never paced faster than it allows (a third of a second rounded down would give
+        a thousandth of a send too many every few minutes)."""
+        return timedelta(microseconds=math.ceil(1_000_000 / self.per_second))
+
+    @property
+    def tolerance(self) -> timedelta:
+        """How far ahead of now the spent allowance may run: one burst."""
+        return self.interval * self.burst
+
+
+def one_unit(text: str) -> int:
+    """A channel that counts messages: every message costs one."""
+    return 1
+
+
+@dataclass(frozen=True)
+class Sender:
+    """One paced sender: its key (``whatsapp:<phone_number_id>``), what its provider
+    allows, and what a message costs against that (SMS: its segments)."""
+
+    key: str
+    allowance: Allowance
+    unit: str = "message"
+    cost: Callable[[str], int] = one_unit
+
+    def describe(self) -> str:
+        rate = f"{self.allowance.per_second:g}"
+        return f"{self.key} takes {rate} {self.unit}{'' if rate == '1' else 's'} a second"
+
+
+@dataclass
+class Ledger:
+    """One sender's row, as :func:`pace` reads and moves it."""
+
+    spent_until: datetime
+    booked_until: dict[Purpose, datetime]
+
+
+@dataclass(frozen=True)
+class Want:
+    """A send about to be recorded: the channel it goes on, its purpose, its text."""
+
+    channel: str
+    purpose: str
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """No room for this send now: try it again at ``until``."""
+
+    until: datetime
+    reason: str
+
+
+def pace(
+    ledger: Ledger,
+    wants: Sequence[tuple[Purpose, int]],
+    allowance: Allowance,
+    *,
+    now: datetime,
+) -> list[datetime | None]:
+    """Grant or book each ``(purpose, cost)`` of one sender's batch; moves ``ledger``.
+
+    For each want, None when it may go now, or when to ask again. Transactional wants are
+    served first, each lane in the order given; once one finds no room, every later one
+    waits too, so a small send never overtakes a large one it queued behind. A waiting
+    want is booked after its lane's bookings, and a marketing one after the order
+    updates' too. A send costing more than a whole burst goes when the sender is rested,
+    then the sender rests for its cost.
+    """
+    interval, tolerance = allowance.interval, allowance.tolerance
+    order = sorted(range(len(wants)), key=lambda i: wants[i][0] == Purpose.MARKETING)
+    end = max(ledger.spent_until, now)
+    waits: list[datetime | None] = [None] * len(wants)
+    full = False
+    for i in order:
+        purpose, cost = wants[i]
+        need = interval * cost
+        if not full and (end + need <= now + tolerance or end <= now):
+            end += need
+            continue
+        full = True
+        if purpose == Purpose.MARKETING:
+            # Behind the order updates booked so far, too: they go first.
+            lane = Purpose.MARKETING
+            start = max(ledger.booked_until[lane], ledger.booked_until[Purpose.TRANSACTIONAL], end)
+        else:
+            lane = Purpose.TRANSACTIONAL
+            start = max(ledger.booked_until[lane], end)
+        ledger.booked_until[lane] = start + need
+        # It fits once the sends before it have gone and it is within a burst of its slot
+        # (or, larger than a burst, once the sender has rested).
+        waits[i] = max(now, start + min(need - tolerance, timedelta(0)))
+    ledger.spent_until = end
+    return waits
+
+
+@dataclass
+class Pacer:
+    """The deployment's paced senders by channel; a channel not listed is not paced."""
+
+    senders: Mapping[ChannelKind, Sender] = field(default_factory=dict)
+
+    def paces(self, channel: str) -> bool:
+        return channel in self.senders
+
+    def take(self, session: Session, wants: Sequence[Want], *, now: datetime) -> list[Wait | None]:
+        """For each want, in the transaction that records the sends: None when its room
+        is taken and it may go, or when to try it again."""
+        by_sender: dict[str, list[int]] = {}
+        for index, want in enumerate(wants):
+            sender = self.senders.get(ChannelKind(want.channel))
+            if sender is not None:
+                by_sender.setdefault(sender.key, []).append(index)
+        results: list[Wait | None] = [None] * len(wants)
+        if not by_sender:
+            return results
+        senders = {s.key: s for s in self.senders.values()}
+        ledgers = _lock(session, sorted(by_sender), now=now)
+        for key, indexes in by_sender.items():
+            sender = senders[key]
+            waits = pace(
+                ledgers[key],
+                [(Purpose(wants[i].purpose), sender.cost(wants[i].text)) for i in indexes],
+                sender.allowance,
+                now=now,
+            )
+            reason = f"waiting for the sender's pace: {sender.describe()}"
+            waiting = 0
+            for index, until in zip(indexes, waits, strict=True):
+                if until is not None:
+                    results[index] = Wait(until, reason)
+                    waiting += 1
+            if waiting:
+                log.debug("%s: %d of %d sends wait", sender.describe(), waiting, len(indexes))
+        session.connection().execute(
+            _write(session),
+            [
+                {
+                    "key": key,
+                    "spent": ledger.spent_until,
+                    "transactional": ledger.booked_until[Purpose.TRANSACTIONAL],
+                    "marketing": ledger.booked_until[Purpose.MARKETING],
+                    "now": now,
+                }
+                for key, ledger in ledgers.items()
+            ],
+        )
+        return results
+
+
+def _lock(session: Session, keys: list[str], *, now: datetime) -> dict[str, Ledger]:
+    """The senders' rows, locked until the transaction ends (on SQLite its write lock
+    does); a sender seen for the first time starts rested."""
+    connection = session.connection()
+    ledgers = _read(connection.execute(_select(session), {"keys": keys}))
+    missing = [key for key in keys if key not in ledgers]
+    if missing:
+        connection.execute(
+            _insert(session),
+            [
+                {
+                    "sender": key,
+                    "spent_until": now,
+                    "transactional_booked_until": now,
+                    "marketing_booked_until": now,
+                    "updated_at": now,
+                }
+                for key in missing
+            ],
+        )
+        ledgers.update(_read(connection.execute(_select(session), {"keys": missing})))
+    return ledgers
+
+
+def _read(rows: Any) -> dict[str, Ledger]:
+    return {
+        row.sender: Ledger(
+            spent_until=row.spent_until,
+            booked_until={
+                Purpose.TRANSACTIONAL: row.transactional_booked_until,
+                Purpose.MARKETING: row.marketing_booked_until,
+            },
+        )
+        for row in rows
+    }
+
+
+@per_dialect
+def _select(dialect: str) -> Any:
+    return (
+        select(
+            PACES.c.sender,
+            PACES.c.spent_until,
+            PACES.c.transactional_booked_until,
+            PACES.c.marketing_booked_until,
+        )
+        .where(one_of_parameter(dialect, PACES.c.sender, "keys"))
+        .order_by(PACES.c.sender)
+        .with_for_update()
+    )
+
+
+@per_dialect
+def _insert(dialect: str) -> Any:
+    """A sender's first row; another worker may write it first, and then its row stands."""
+    return insert_on(dialect, PACES).on_conflict_do_nothing(index_elements=["sender"])
+
+
+@per_dialect
+def _write(dialect: str) -> Any:
+    return (
+        update(PACES)
+        .where(PACES.c.sender == bindparam("key"))
+        .values(
+            spent_until=bindparam("spent"),
+            transactional_booked_until=bindparam("transactional"),
+            marketing_booked_until=bindparam("marketing"),
+            updated_at=bindparam("now"),
+        )
+    )
