@@ -108,7 +108,6 @@ class UnrecordedSend:
     row: dict[str, Any]
     sender_name: str
     status_callback_url: str | None
-    started_at: datetime
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,6 @@ def plan_message(
         row=row,
         sender_name=workspace.name,
         status_callback_url=status_callback_url(outbox, workspace, decision.channel),
-        started_at=now,
     )
 
 
@@ -309,13 +307,12 @@ def record_sends(
         for index, send in enumerate(sends)
         if isinstance(send, UnrecordedSend) and waits[index] is None
     ]
-    message_ids = insert_batch_returning(
-        session, _insert_message(session), [send.row for _, send in new], keys=_MESSAGE_KEY
-    )
-    for (index, send), message_id in zip(new, message_ids, strict=True):
+    # A send's attempt starts when it goes ``sending``, now: after its sender's room.
+    rows = [{**send.row, "status_updated_at": now} for _, send in new]
+    message_ids = insert_batch_returning(session, _insert_message(session), rows, keys=_MESSAGE_KEY)
+    for (index, send), row, message_id in zip(new, rows, message_ids, strict=True):
         if message_id is None:
             continue
-        row = send.row
         _announce_new(session, row, message_id)
         results[index] = PreparedSend(
             message_id=message_id,
@@ -323,7 +320,7 @@ def record_sends(
             customer_id=row["customer_id"],
             channel=row["channel"],
             attempt_number=1,
-            started_at=send.started_at,
+            started_at=now,
             outbound=_outbound(
                 {
                     **row,
