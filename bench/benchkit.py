@@ -43,6 +43,18 @@ BASELINE_TABLE = "bench_baseline_deliveries"
 # --------------------------------------------------------------------------- databases
 
 
+def paced_at(per_second: float) -> dict[str, float]:
+    """Settings pacing every sender at ``per_second`` (0: not paced). The dispatch benches
+    measure parley's own work with senders unpaced, as a deployment whose providers take
+    more than it sends; ``bench/pacing.py`` measures the pace."""
+    return {
+        "whatsapp_messages_per_second": per_second,
+        "twilio_segments_per_second": per_second,
+        "instagram_messages_per_second": per_second,
+        "smtp_messages_per_second": per_second,
+    }
+
+
 def pg_url(admin_url: str, database: str) -> str:
     """The admin URL with another database name, as a SQLAlchemy psycopg URL."""
     base, _, _ = admin_url.rpartition("/")

@@ -171,8 +171,10 @@ def parley_workers(
     cpus: str | None,
     profile: Path | None = None,
     stop_when: Any = None,
+    pace: float = 0.0,
 ) -> dict[str, Any]:
-    """Start ``n`` worker processes together; collect their JSON reports."""
+    """Start ``n`` worker processes together; collect their JSON reports. ``pace``: what
+    every sender takes a second (0: not paced)."""
     start_at = time.time() + 3.0
     children = []
     for i in range(n):
@@ -191,6 +193,8 @@ def parley_workers(
             str(deadline),
             "--name",
             f"{label}-{i}",
+            "--pace",
+            str(pace),
         ]
         if sandbox:
             args += ["--sandbox-port", str(sandbox[0]), "--sandbox-smtp-port", str(sandbox[1])]

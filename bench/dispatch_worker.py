@@ -73,6 +73,8 @@ def sandbox_settings(port: int, smtp_port: int) -> Any:
 
 
 async def run_worker(opts: argparse.Namespace) -> dict[str, Any]:
+    import benchkit
+
     from parley.channels.registry import build_adapters
     from parley.db import Database
     from parley.runtime import Runtime, tune_garbage_collector
@@ -84,7 +86,9 @@ async def run_worker(opts: argparse.Namespace) -> dict[str, Any]:
     else:
         settings = Settings()
         adapters = noop_adapters()
-    settings = settings.model_copy(update={"database_url": opts.db_url})
+    settings = settings.model_copy(
+        update={"database_url": opts.db_url, **benchkit.paced_at(opts.pace)}
+    )
     db_options = {}
     if hasattr(settings, "sqlite_synchronous"):  # the durability parley's runtime would use
         db_options["sqlite_synchronous"] = settings.sqlite_synchronous
@@ -104,7 +108,17 @@ async def run_worker(opts: argparse.Namespace) -> dict[str, Any]:
             handled = await asyncio.wait_for(worker.run_until_idle(), opts.deadline)
         else:
             loop.call_later(opts.deadline, worker.stop)
+            claimed = [0]
+            run_once = worker.run_once
+
+            async def counted() -> int:
+                n = await run_once()
+                claimed[0] += n
+                return n
+
+            worker.run_once = counted  # type: ignore[method-assign]
             await worker.run_forever()
+            handled = claimed[0]
     finally:
         t1 = time.time()
         cpu = time.process_time() - cpu0
@@ -214,6 +228,12 @@ def main() -> None:
     parser.add_argument("--start-at", type=float, default=0.0, help="epoch seconds to start at")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds, then stop")
     parser.add_argument("--name", default="w")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="messages (SMS segments) a second every sender takes; 0: senders not paced",
+    )
     parser.add_argument("--cpu", default=None)
     parser.add_argument("--channel", default="", help="blast: only this channel's messages")
     parser.add_argument("--limit", type=int, default=0, help="blast: at most this many")

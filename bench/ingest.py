@@ -136,6 +136,8 @@ def start_server(
         "PARLEY_SANDBOX_SMTP_PORT": str(benchkit.free_port()),
         "PARLEY_EMBEDDED_WORKER": "1" if worker else "0",
         "BENCH_EXPERIMENT": experiment,
+        # The embedded worker sends as fast as it can, as before senders were paced.
+        **{f"PARLEY_{name.upper()}": "0" for name in benchkit.paced_at(0)},
     }
     args = [PYTHON, str(benchkit.BENCH_DIR / "server.py"), "--worker" if worker else "--no-worker"]
     if processes > 1:

@@ -80,7 +80,7 @@ def measured(phase: str, kind: str, orders: int, pg_url: str) -> int:
             return orders
         benchkit.store_deliveries(db, deliveries[50:], per_transaction=10)
         # A lease far longer than the slowed-down round, so no job is claimed twice.
-        settings = Settings(worker_batch_size=200, job_lease_seconds=3600)
+        settings = Settings(worker_batch_size=200, job_lease_seconds=3600, **benchkit.paced_at(0))
         runtime = Runtime(settings=settings, db=db, adapters=dispatch_worker.noop_adapters())
         worker = runtime.worker(name="instructions")
         _count_on(True)

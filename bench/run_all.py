@@ -25,6 +25,7 @@ QUICK = {
     "live_latency": ["--messages", "30"],
     "sweep": ["--rows", "3000", "--duration", "10", "--quiet-duration", "4"],
     "fairness": ["--flood", "20000", "--duration", "4"],
+    "pacing": ["--orders", "1500", "--rate", "300"],
 }
 
 
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated")
     parser.add_argument(
         "--only",
-        default="ingest,dispatch,inbox_list,live_latency,sweep,fairness",
+        default="ingest,dispatch,inbox_list,live_latency,sweep,fairness,pacing",
         help="comma-separated benches",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
@@ -97,6 +98,7 @@ def main() -> None:
     import inbox_list
     import ingest
     import live_latency
+    import pacing
     import sweep
 
     tables = {
@@ -106,6 +108,7 @@ def main() -> None:
         "live_latency": live_latency.table,
         "sweep": sweep.table,
         "fairness": fairness.table,
+        "pacing": pacing.table,
     }
     # The reference work, before and after: CPU figures of runs whose times differ are
     # not comparable as they stand (this machine's speed moves from day to day).

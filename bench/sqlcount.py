@@ -171,7 +171,11 @@ def main() -> None:
         print(f"  {1000 * cpu / n:.2f} ms CPU, {1000 * wall / n:.2f} ms wall per delivery")
         print(server_line(server, n, "delivery"))
         print(collections.line(n, "delivery"))
-        runtime = Runtime(settings=Settings(), db=db, adapters=dispatch_worker.noop_adapters())
+        runtime = Runtime(
+            settings=Settings(**benchkit.paced_at(0)),
+            db=db,
+            adapters=dispatch_worker.noop_adapters(),
+        )
         worker = runtime.worker(name="sqlcount")
         counting.reset()
         collections.reset()
