@@ -8,13 +8,16 @@ worker has nothing left to do, so "no second message" is checked once nothing ca
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
 from collections import Counter
+from itertools import pairwise
 
 import httpx2
 import pytest
+from sqlalchemy import select
 
 from e2e.demo_server import DemoServer, parley_command
 from parley.commerce.models import Order
@@ -22,6 +25,7 @@ from parley.housekeeping import SWEEP_KIND
 from parley.integrations.shopify.signature import sign
 from parley.jobs.models import Job
 from parley.journeys.models import JourneyRun
+from parley.messaging.models import DeliveryAttempt
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from support import SECRET, count, deliveries
 
@@ -105,6 +109,29 @@ def test_dispatch_goes_by_sms_to_an_sms_only_customer(demo):
     )
     assert demo.captured(channel="whatsapp") == []
     assert _channels(demo) == [("email", "grace@example.com"), ("sms", "+12025550143")]
+
+
+def test_sms_falling_due_together_leave_a_second_apart_as_a_us_long_code_takes_them(demo):
+    """The demo's Twilio number is paced as the default sender is: one segment a second."""
+    for n in range(3):
+        placed, dispatched, *_ = deliveries("Grace", order_id=800 + n, number=1800 + n)
+        assert demo.post_webhook(placed).json() == ACCEPTED
+        assert demo.post_webhook(dispatched).json() == ACCEPTED
+
+    demo.wait_for(lambda: len(demo.captured(channel="sms")) >= 3, what="three SMS")
+    demo.wait_until_idle()
+
+    orders = sorted(re.findall(r"#\d+", sms["body"])[0] for sms in demo.captured(channel="sms"))
+    assert orders == ["#1800", "#1801", "#1802"]
+    with demo.db.transaction() as session:
+        handed_over = session.scalars(
+            select(DeliveryAttempt.started_at)
+            .where(DeliveryAttempt.channel == "sms")
+            .order_by(DeliveryAttempt.started_at)
+        ).all()
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(handed_over)]
+    assert len(gaps) == 2
+    assert min(gaps) >= 1.0
 
 
 def test_bad_hmac_is_refused_with_401_and_nothing_is_stored_or_sent(demo):
