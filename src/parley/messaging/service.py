@@ -167,7 +167,7 @@ def plan_message(
     now = utc_now()
     existing = lookup.message(workspace.id, idempotency_key)
     if existing is not None:
-        return resume(
+        return _resume(
             session,
             existing,
             now=now,
@@ -495,24 +495,18 @@ def status_callback_url(
     return f"{outbox.public_url}/webhooks/twilio/{workspace.slug}"
 
 
-def resume(
+def _resume(
     session: Session,
     message: Message,
     *,
     now: datetime,
     sender_name: str,
     status_callback_url: str | None,
-    is_human_agent: bool = False,
 ) -> QueuedSend | None:
     """The send a keyed message still owes: a ``queued`` one is sent (once recorded);
     one left ``sending`` is held for review; any other is decided already."""
     if message.status == MessageStatus.QUEUED:
-        return QueuedSend(
-            message,
-            sender_name=sender_name,
-            status_callback_url=status_callback_url,
-            is_human_agent=is_human_agent,
-        )
+        return QueuedSend(message, sender_name=sender_name, status_callback_url=status_callback_url)
     if message.status == MessageStatus.SENDING:
         hold_interrupted(session, message, now=now)
     return None
