@@ -209,42 +209,35 @@ def _settle(
     return bool(result.rowcount)
 
 
+def _update_held_job() -> Any:
+    """The job ``:job`` while ``:worker`` holds it running: only that worker may settle it
+    or put it back (a lost lease settles nothing)."""
+    return update(JOBS).where(
+        JOBS.c.id == bindparam("job"),
+        JOBS.c.locked_by == bindparam("worker"),
+        JOBS.c.status == JobStatus.RUNNING,
+    )
+
+
 @per_dialect
 def _settle_statement(dialect: str) -> Any:
-    """Only the worker holding a running job may settle it (a lost lease settles nothing)."""
-    return (
-        update(JOBS)
-        .where(
-            JOBS.c.id == bindparam("job"),
-            JOBS.c.locked_by == bindparam("worker"),
-            JOBS.c.status == JobStatus.RUNNING,
-        )
-        .values(
-            status=bindparam("status"),
-            locked_until=None,
-            last_error=bindparam("error"),
-            updated_at=bindparam("now"),
-        )
+    return _update_held_job().values(
+        status=bindparam("status"),
+        locked_until=None,
+        last_error=bindparam("error"),
+        updated_at=bindparam("now"),
     )
 
 
 @per_dialect
 def _postpone_statement(dialect: str) -> Any:
-    return (
-        update(JOBS)
-        .where(
-            JOBS.c.id == bindparam("job"),
-            JOBS.c.locked_by == bindparam("worker"),
-            JOBS.c.status == JobStatus.RUNNING,
-        )
-        .values(
-            status=JobStatus.PENDING,
-            due_at=bindparam("until"),
-            attempts=JOBS.c.attempts - 1,
-            locked_until=None,
-            locked_by=None,
-            updated_at=bindparam("now"),
-        )
+    return _update_held_job().values(
+        status=JobStatus.PENDING,
+        due_at=bindparam("until"),
+        attempts=JOBS.c.attempts - 1,
+        locked_until=None,
+        locked_by=None,
+        updated_at=bindparam("now"),
     )
 
 
