@@ -2,10 +2,11 @@
 
 A provider takes so many messages a second from one sender: a WhatsApp business number 80
 by default (1,000 once Meta upgrades it), a US long code one SMS segment. Past that it
-refuses (WhatsApp's 130429) or queues in memory where a restart loses them (Twilio holds
-a few hours' worth, then drops). So a send is granted its sender's room the moment it
-would be recorded ``sending``; a send that finds none is not made, and its job waits in
-the job table, durable like any other, for the time the sender will have room.
+refuses (WhatsApp's 130429) or queues the excess itself, out of parley's sight and order
+(Twilio holds a few hours' worth, then fails the rest). So a send is granted its sender's
+room the moment it would be recorded ``sending``; a send that finds none is not made, and
+its job waits in the job table, durable like any other, for the time the sender will have
+room.
 
 The allowance is the generic cell rate algorithm (GCRA): sends granted so far, laid end
 to end at the sender's rate, fill the time up to ``spent_until``; a send fits while that
