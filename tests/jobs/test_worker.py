@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -313,7 +314,7 @@ def test_a_recording_that_fails_is_redone_job_by_job_and_fails_that_job_alone(db
 
 @pytest.mark.parametrize("isolated", [False, True], ids=["batch", "job_by_job"])
 def test_a_job_told_to_wait_goes_back_due_then_with_its_attempt_given_back(
-    db, frozen_clock, isolated
+    db, frozen_clock, isolated, caplog
 ):
     task = BatchRecordingTask(record_error=RetryLater("raced") if isolated else None)
     first, second, third = _enqueue(db, task.kind, n=3)
@@ -321,7 +322,10 @@ def test_a_job_told_to_wait_goes_back_due_then_with_its_attempt_given_back(
     later = utc_now() + timedelta(seconds=2)
     task.later = {second: later}
 
-    drain(_worker(db, task))
+    with caplog.at_level(logging.DEBUG, logger="parley.jobs.worker"):
+        drain(_worker(db, task))
+
+    assert f"job {second} (test.recorded) waits until {later}: no room" in caplog.text
 
     waiting = _only_by_id(db, second)
     assert (waiting.status, waiting.due_at, waiting.attempts) == (JobStatus.PENDING, later, 0)

@@ -405,9 +405,15 @@ class Worker:
             except Exception as exc:
                 raise _RedoIsolated from exc
         queue.complete_many(session, finished, worker=self.name)
-        waiting = [(job, work.until) for job, work in prepared if isinstance(work, Later)]
+        waiting = [(job, work) for job, work in prepared if isinstance(work, Later)]
         if waiting:
-            queue.postpone(session, waiting, worker=self.name)
+            queue.postpone(
+                session, [(job, later.until) for job, later in waiting], worker=self.name
+            )
+            for job, later in waiting:
+                log.debug(
+                    "job %s (%s) waits until %s: %s", job.id, job.kind, later.until, later.reason
+                )
             prepared = [(job, work) for job, work in prepared if not isinstance(work, Later)]
         return prepared
 

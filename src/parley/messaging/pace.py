@@ -30,7 +30,6 @@ lose or double it; the algorithm itself is the few lines of :func:`pace`.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,8 +45,6 @@ from parley.db.scoped import one_of_parameter
 from parley.db.upsert import insert_on, per_dialect
 from parley.messaging.models import SenderPace
 from parley.messaging.types import Purpose
-
-log = logging.getLogger(__name__)
 
 PACES = table_of(SenderPace)
 
@@ -173,9 +170,6 @@ class Pacer:
 
     senders: Mapping[ChannelKind, Sender] = field(default_factory=dict)
 
-    def paces(self, channel: str) -> bool:
-        return channel in self.senders
-
     def take(self, session: Session, wants: Sequence[Want], *, now: datetime) -> list[Wait | None]:
         """For each want, in the transaction that records the sends: None when its room
         is taken and it may go, or when to try it again."""
@@ -198,13 +192,9 @@ class Pacer:
                 now=now,
             )
             reason = f"waiting for the sender's pace: {sender.describe()}"
-            waiting = 0
             for index, until in zip(indexes, waits, strict=True):
                 if until is not None:
                     results[index] = Wait(until, reason)
-                    waiting += 1
-            if waiting:
-                log.debug("%s: %d of %d sends wait", sender.describe(), waiting, len(indexes))
         session.connection().execute(
             _write(session),
             [
