@@ -50,7 +50,7 @@ from parley.journeys.service import ADVANCE, end_run, end_runs, run_definitions
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import MessageStatus
-from parley.messaging.pace import Pacer, Wait
+from parley.messaging.pace import Pacer
 from parley.messaging.service import (
     OutboxSettings,
     PreparedSend,
@@ -650,9 +650,7 @@ class AdvanceJourney:
                     f"job {job.id}: another worker recorded its message first",
                     retry_after=RACED_RETRY_SECONDS,
                 )
-            steps.append(
-                Later(send.until, send.reason) if isinstance(send, Wait) else work.recorded(send)
-            )
+            steps.append(send if isinstance(send, Later) else work.recorded(send))
         return steps
 
     async def perform(self, work: StepSend) -> SendResult:

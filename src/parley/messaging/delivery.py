@@ -23,7 +23,7 @@ from parley.jobs.queue import REDRIVE, ClaimedJob
 from parley.jobs.worker import Done, Later, Outcome, Retry
 from parley.messaging import service as outbox
 from parley.messaging.models import Author, Message, MessageStatus
-from parley.messaging.pace import Pacer, Wait
+from parley.messaging.pace import Pacer
 from parley.messaging.replies import DELIVER, is_human_agent_reply, reply_refusal
 from parley.messaging.service import OutboxSettings, PreparedSend, QueuedSend, Result
 from parley.workspaces.models import Workspace
@@ -118,7 +118,11 @@ class DeliverMessage:
         """Start the batch's attempts together, each where its sender has room; a reply
         whose sender has none waits for it."""
         recorded = outbox.record_sends(session, [send for _, send in items], pacer=self.pacer)
-        return [_later_or_send(result) for result in recorded]
+        sends: list[PreparedSend | Later] = []
+        for result in recorded:
+            assert result is not None, "a queued message's attempt starts unless it must wait"
+            sends.append(result)
+        return sends
 
     async def perform(self, work: PreparedSend) -> SendResult:
         adapter = self.adapters[work.channel]
@@ -143,12 +147,6 @@ class DeliverMessage:
             else:
                 outcomes.append(Done())
         return outcomes
-
-
-def _later_or_send(result: PreparedSend | Wait | None) -> PreparedSend | Later:
-    # A queued message's attempt always starts unless its sender has no room.
-    assert result is not None
-    return Later(result.until, result.reason) if isinstance(result, Wait) else result
 
 
 def _no_fallback(result: Any) -> Any:

@@ -43,6 +43,7 @@ from parley.channels.base import ChannelKind
 from parley.db.base import table_of
 from parley.db.scoped import one_of_parameter
 from parley.db.upsert import insert_on, per_dialect
+from parley.jobs.worker import Later
 from parley.messaging.models import SenderPace
 from parley.messaging.types import Purpose
 
@@ -113,14 +114,6 @@ class Want:
     text: str = ""
 
 
-@dataclass(frozen=True)
-class Wait:
-    """No room for this send now: try it again at ``until``."""
-
-    until: datetime
-    reason: str
-
-
 def pace(
     ledger: Ledger,
     wants: Sequence[tuple[Purpose, int]],
@@ -170,7 +163,7 @@ class Pacer:
 
     senders: Mapping[ChannelKind, Sender] = field(default_factory=dict)
 
-    def take(self, session: Session, wants: Sequence[Want], *, now: datetime) -> list[Wait | None]:
+    def take(self, session: Session, wants: Sequence[Want], *, now: datetime) -> list[Later | None]:
         """For each want, in the transaction that records the sends: None when its room
         is taken and it may go, or when to try it again."""
         by_sender: dict[str, list[int]] = {}
@@ -178,7 +171,7 @@ class Pacer:
             sender = self.senders.get(ChannelKind(want.channel))
             if sender is not None:
                 by_sender.setdefault(sender.key, []).append(index)
-        results: list[Wait | None] = [None] * len(wants)
+        results: list[Later | None] = [None] * len(wants)
         if not by_sender:
             return results
         senders = {s.key: s for s in self.senders.values()}
@@ -194,7 +187,7 @@ class Pacer:
             reason = f"waiting for the sender's pace: {sender.describe()}"
             for index, until in zip(indexes, waits, strict=True):
                 if until is not None:
-                    results[index] = Wait(until, reason)
+                    results[index] = Later(until, reason)
         session.connection().execute(
             _write(session),
             [

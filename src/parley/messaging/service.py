@@ -45,6 +45,7 @@ from parley.db.upsert import (
     per_dialect,
     write_rows,
 )
+from parley.jobs.worker import Later
 from parley.live.outbox import emit, emit_status, emit_statuses
 from parley.messaging import unsubscribe
 from parley.messaging.context import template_context
@@ -57,7 +58,7 @@ from parley.messaging.models import (
     Message,
     MessageStatus,
 )
-from parley.messaging.pace import Pacer, Wait, Want
+from parley.messaging.pace import Pacer, Want
 from parley.messaging.policy import Decision, decide
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
@@ -289,19 +290,19 @@ def record_sends(
     sends: Sequence[UnrecordedSend | QueuedSend],
     *,
     pacer: Pacer | None = None,
-) -> list[PreparedSend | Wait | None]:
+) -> list[PreparedSend | Later | None]:
     """Record each send ``sending`` (new messages all in one go), where its sender has
-    room (``pacer``): for each, the send to perform; a :class:`Wait` when its sender has
+    room (``pacer``): for each, the send to perform; :class:`Later` when its sender has
     none now, with nothing written for it; or None where a new message's key exists
     already (a racing worker recorded it, or the same key came twice in the list: only
     the first is recorded)."""
     now = utc_now()
-    waits: list[Wait | None] = (
+    waits: list[Later | None] = (
         pacer.take(session, [_want(send) for send in sends], now=now)
         if pacer is not None
         else [None] * len(sends)
     )
-    results: list[PreparedSend | Wait | None] = list(waits)
+    results: list[PreparedSend | Later | None] = list(waits)
     new = [
         (index, send)
         for index, send in enumerate(sends)
