@@ -165,13 +165,13 @@ def claim(
     taking = _Taking(
         session, worker=worker, now=now, lease_until=now + lease, rotation=rotation or Rotation()
     )
-    due, overdue = _due_work(session, now)
-    jobs = taking.overdue(limit) if overdue else []
+    found = waiting(session, now)
+    jobs = taking.overdue(limit) if found.overdue else []
     for lane in LANES:
         room = limit - len(jobs)
         if room <= 0:
             break
-        jobs += taking.shared(lane, due[lane], room)
+        jobs += taking.shared(lane, [store for _, store in found.stores[lane]], room)
     return sorted(jobs, key=lambda job: (job.due_at, job.id))
 
 
@@ -181,12 +181,23 @@ def shares(room: int, stores: int) -> list[int]:
     return [whole + 1 if index < extra else whole for index in range(stores)]
 
 
-def _due_work(session: Session, now: datetime) -> tuple[dict[Lane, list[int]], bool]:
-    """Per lane, the stores with due work, the longest waiting first; and whether any
-    lease ran out or any of the deployment's own jobs is due. One read, so a claim with
-    nothing overdue (nearly every one) costs two round trips, not three."""
+@dataclass(frozen=True)
+class Waiting:
+    """What a claim finds due, without reading the backlog itself."""
+
+    stores: dict[Lane, list[tuple[datetime, int]]]
+    """Per lane, the stores with due work as ``(oldest due time, store)``, the longest
+    waiting first."""
+    overdue: bool
+    """Whether any lease ran out or any of the deployment's own jobs is due."""
+
+
+def waiting(session: Session, now: datetime) -> Waiting:
+    """The stores with due work and whether anything is overdue, in one read: so a claim
+    with nothing overdue (nearly every one) costs two round trips, not three. The alerts
+    watch reads it too (:mod:`parley.jobs.backlog`)."""
     statement = _due_work_statement(session)
-    waiting: dict[Lane, list[tuple[datetime, int]]] = {lane: [] for lane in LANES}
+    stores: dict[Lane, list[tuple[datetime, int]]] = {lane: [] for lane in LANES}
     overdue = False
     for row in session.execute(statement, {"now": now}).mappings():
         if row["overdue"]:
@@ -195,8 +206,8 @@ def _due_work(session: Session, now: datetime) -> tuple[dict[Lane, list[int]], b
         for lane in LANES:
             oldest = row[lane.value]
             if oldest is not None and oldest <= now:
-                waiting[lane].append((oldest, row["id"]))
-    return {lane: [store for _, store in sorted(waiting[lane])] for lane in LANES}, overdue
+                stores[lane].append((oldest, row["id"]))
+    return Waiting({lane: sorted(heads) for lane, heads in stores.items()}, overdue)
 
 
 class _Taking:
@@ -298,7 +309,7 @@ def _lock(dialect: str) -> str:
     return "FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
 
 
-def _store_index(dialect: str) -> str:
+def store_index(dialect: str) -> str:
     """SQLite, with no statistics, plans ``status = 'pending'`` on ``ix_jobs_due`` and
     reads every pending job of every store; the partial index has them by store."""
     return "" if dialect == "postgresql" else "INDEXED BY ix_jobs_pending_by_store"
@@ -307,7 +318,7 @@ def _store_index(dialect: str) -> str:
 @per_dialect
 def _due_work_statement(dialect: str) -> Any:
     return (
-        text(_DUE_WORK.format(store_index=_store_index(dialect)))
+        text(_DUE_WORK.format(store_index=store_index(dialect)))
         .bindparams(bindparam("now", type_=UTCDateTime()))
         .columns(
             id=BigInteger(), overdue=Integer(), **{lane.value: UTCDateTime() for lane in LANES}
@@ -317,7 +328,7 @@ def _due_work_statement(dialect: str) -> Any:
 
 @per_dialect
 def _overdue_statement(dialect: str) -> Any:
-    return _taking(dialect, _OVERDUE.format(lock=_lock(dialect), store_index=_store_index(dialect)))
+    return _taking(dialect, _OVERDUE.format(lock=_lock(dialect), store_index=store_index(dialect)))
 
 
 @per_dialect
