@@ -10,9 +10,15 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx2
+
+from parley.alerts.notify import NotifyTask
+from parley.alerts.rules import Thresholds
+from parley.alerts.watch import WatchTask, watch_schedule
 from parley.assistant.llm import Rephraser
 from parley.assistant.service import Respond
 from parley.channels.base import ChannelAdapter, ChannelKind
+from parley.channels.http import make_client
 from parley.channels.registry import build_adapters, close_adapters
 from parley.channels.twilio_sms.segments import count_segments
 from parley.db import Database
@@ -20,6 +26,7 @@ from parley.db.migrate import migrate
 from parley.housekeeping import BUDGET_SECONDS, SWEEP_SCHEDULE, Retention, SweepTask
 from parley.http.intake import Intake
 from parley.inbox.tasks import ApplyStatusLater
+from parley.jobs.periodic import Schedule
 from parley.jobs.worker import Task, Worker, WorkerConfig
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging.delivery import DeliverMessage
@@ -105,6 +112,14 @@ def pacer(settings: Settings) -> Pacer:
     )
 
 
+def thresholds(settings: Settings) -> Thresholds:
+    """When the alerts watch fires (0 turns an alert off)."""
+    return Thresholds(
+        late_seconds=settings.alert_late_seconds,
+        dead_letter_window=timedelta(minutes=settings.alert_dead_letter_minutes),
+    )
+
+
 def retention(settings: Settings) -> Retention:
     """How long the housekeeping sweep keeps raw deliveries and finished jobs."""
     return Retention(
@@ -120,6 +135,7 @@ class Runtime:
     adapters: dict[ChannelKind, ChannelAdapter]
     rephraser: Rephraser | None = None
     _respond: Respond | None = None
+    _alert_client: httpx2.AsyncClient | None = None
 
     def respond_task(self) -> Respond:
         """One assistant per process: its model is loaded once and shared by workers."""
@@ -158,7 +174,21 @@ class Runtime:
                 retention(self.settings),
                 budget_seconds=min(BUDGET_SECONDS, self.settings.job_lease_seconds / 3),
             ),
+            WatchTask(
+                thresholds(self.settings), notify=self.settings.alert_webhook_url is not None
+            ),
+            NotifyTask(
+                self.settings.alert_webhook_url,
+                self.alert_client(),
+                source=self.settings.resolved_public_url(),
+            ),
         ]
+
+    def alert_client(self) -> httpx2.AsyncClient:
+        """One client for alert notifications, closed with the runtime."""
+        if self._alert_client is None:
+            self._alert_client = make_client(self.settings.provider_timeout_seconds)
+        return self._alert_client
 
     def worker_config(self, *, beside_web: bool = False) -> WorkerConfig:
         """The worker's settings; ``beside_web`` for the one ``parley serve`` embeds."""
@@ -178,6 +208,13 @@ class Runtime:
             rounds_in_flight=settings.worker_rounds_in_flight or (1 if beside_web else 2),
         )
 
+    def schedules(self) -> list[Schedule]:
+        """The periodic jobs every worker schedules: the sweep and the alerts watch."""
+        return [
+            SWEEP_SCHEDULE,
+            watch_schedule(timedelta(seconds=self.settings.alert_check_seconds)),
+        ]
+
     def worker(self, *, name: str | None = None, intake: Intake | None = None) -> Worker:
         """A worker for every task; with ``intake``, one that runs beside the web server
         and gives way to the deliveries it is taking in. The assistant's model is loaded
@@ -190,11 +227,13 @@ class Runtime:
             name=name,
             give_way=intake.give_way if intake is not None else None,
             quiet=(lambda: intake.quiet_for(QUIET_SECONDS)) if intake is not None else None,
-            schedules=[SWEEP_SCHEDULE],
+            schedules=self.schedules(),
         )
 
     async def aclose(self) -> None:
         await close_adapters(self.adapters)
+        if self._alert_client is not None:
+            await self._alert_client.aclose()
         if self.rephraser is not None:
             await self.rephraser.aclose()
         self.db.dispose()

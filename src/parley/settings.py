@@ -90,6 +90,31 @@ class Settings(BaseSettings):
         "failed and dead jobs (the dead letter) are kept",
     )
     log_level: str = "INFO"
+    # Alerts (parley.alerts) and the monitoring endpoint (GET /metrics).
+    alert_check_seconds: float = Field(
+        default=30, ge=1, description="How often the alerts watch reads the backlog"
+    )
+    alert_late_seconds: float = Field(
+        default=120,
+        ge=0,
+        description="Alert when the oldest due job of a lane has waited this long (0: off)",
+    )
+    alert_dead_letter_minutes: float = Field(
+        default=15,
+        ge=0,
+        description="Alert when jobs reached the dead letter within this many minutes (0: off)",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Where each alert's start and end is posted as JSON (a Slack or "
+        "Mattermost incoming webhook shows its text); alerts are logged either way",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token a monitoring system sends to GET /metrics; unset, the "
+        "endpoint is off",
+    )
+
     secret_key: str = Field(
         default="change-me-parley-development-key",
         description="Signs unsubscribe links and sessions, and encrypts stored channel "

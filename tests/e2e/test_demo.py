@@ -21,7 +21,6 @@ from sqlalchemy import select
 
 from e2e.demo_server import DemoServer, parley_command
 from parley.commerce.models import Order
-from parley.housekeeping import SWEEP_KIND
 from parley.integrations.shopify.signature import sign
 from parley.jobs.models import Job
 from parley.journeys.models import JourneyRun
@@ -148,7 +147,7 @@ def test_bad_hmac_is_refused_with_401_and_nothing_is_stored_or_sent(demo):
         count(demo.db, StoreEvent),
         count(demo.db, Order),
         count(demo.db, JourneyRun),
-        count(demo.db, Job, Job.kind != SWEEP_KIND),
+        count(demo.db, Job, Job.workspace_id.is_not(None)),
     ) == (0, 0, 0, 0, 0)
     assert demo.captured() == []
 
@@ -182,7 +181,7 @@ def test_ten_identical_deliveries_send_one_message(demo):
     assert (
         count(demo.db, WebhookDelivery),
         count(demo.db, JourneyRun),
-        count(demo.db, Job, Job.kind != SWEEP_KIND),
+        count(demo.db, Job, Job.workspace_id.is_not(None)),
     ) == (1, 1, 1)
 
 

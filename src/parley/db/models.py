@@ -8,6 +8,7 @@ from parley.accounts.models import (
     Membership,
     User,
 )
+from parley.alerts.models import Alert
 from parley.commerce.models import Checkout, Fulfillment, Order, Product, Refund
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, CustomerMerge
 from parley.inbox.models import (
@@ -25,6 +26,7 @@ from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces.models import ChannelAccount, Workspace
 
 __all__ = [
+    "Alert",
     "AssistantTurn",
     "AuditEntry",
     "CannedReply",

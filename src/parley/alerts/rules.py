@@ -1,0 +1,138 @@
+"""Which alerts fire, given the backlog: pure, so each rule is tested without a clock.
+
+- ``late:<lane>``: the oldest due job of the lane has waited ``late_seconds`` past its
+  time: the workers are not keeping up (too few, stopped, or a provider is slow), and
+  customers' order updates go out late. It stops firing once the lane is back under half
+  that, so a lane hovering at the threshold does not notify at every watch.
+- ``dead_letter``: jobs reached the dead letter within the last ``dead_letter_window``:
+  sends that failed for good or ran out of attempts, which only a person re-drives. Alert
+  notifications that died are left out: they would alert about themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from parley.jobs.backlog import Backlog
+from parley.jobs.models import Lane
+
+NOTIFY_KIND = "alerts.notify"
+
+LANE_WORDS = {Lane.TRANSACTIONAL: "Order updates", Lane.MARKETING: "Marketing sends"}
+DEAD_LETTER = "dead_letter"
+
+
+def late(lane: str) -> str:
+    """The name of the alert on ``lane``'s lateness."""
+    return f"late:{lane}"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    late_seconds: float = 120.0
+    """0 turns the lateness alerts off."""
+    dead_letter_window: timedelta = timedelta(minutes=15)
+    """0 turns the dead-letter alert off."""
+
+    def __post_init__(self) -> None:
+        if self.late_seconds < 0 or self.dead_letter_window < timedelta(0):
+            raise ValueError("alert thresholds cannot be negative")
+
+
+def names() -> list[str]:
+    """Every alert there is, firing or not (``GET /metrics`` shows each)."""
+    return [*(late(lane) for lane in Lane), DEAD_LETTER]
+
+
+def evaluate(
+    backlog: Backlog,
+    thresholds: Thresholds,
+    *,
+    firing: frozenset[str] | set[str],
+    store_names: Mapping[int, str],
+) -> dict[str, str | None]:
+    """Each alert's summary while it fires, or None; ``firing`` is what fires now (for the
+    lateness alerts' hysteresis), ``store_names`` names the stores by workspace id."""
+    verdicts: dict[str, str | None] = {}
+    for lane in Lane:
+        verdicts[late(lane)] = _late(backlog, lane, thresholds, late(lane) in firing, store_names)
+    verdicts[DEAD_LETTER] = _dead_letter(backlog, thresholds)
+    return verdicts
+
+
+def _late(
+    backlog: Backlog,
+    lane: Lane,
+    thresholds: Thresholds,
+    was_firing: bool,
+    store_names: Mapping[int, str],
+) -> str | None:
+    if not thresholds.late_seconds:
+        return None
+    waited = backlog.late_seconds(lane)
+    floor = thresholds.late_seconds / 2 if was_firing else thresholds.late_seconds
+    if waited < floor:
+        return None
+    found = backlog.lanes[lane]
+    store = found.longest_waiting_store
+    whose = (
+        f"store {store_names.get(store, f'#{store}')!r}"
+        if store is not None
+        else "the deployment's own"
+    )
+    stores = f" across {counted(found.stores, 'store')}" if found.stores else ""
+    return (
+        f"{LANE_WORDS[lane]} are {duration(waited)} late: {counted(found.due, 'job')} due now"
+        f"{stores}; the longest waiting is {whose}. Are the workers "
+        "running and keeping up (`parley jobs backlog`)?"
+    )
+
+
+def _dead_letter(backlog: Backlog, thresholds: Thresholds) -> str | None:
+    window = thresholds.dead_letter_window
+    if not window:
+        return None
+    lately = {kind: n for kind, n in backlog.dead_lately.items() if kind != NOTIFY_KIND}
+    if not lately:
+        return None
+    total = sum(backlog.dead_letter.values())
+    kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(lately.items()))
+    return (
+        f"{counted(sum(lately.values()), 'job')} reached the dead letter in the last "
+        f"{duration(window.total_seconds())} ({kinds}); {total:,} in it now. "
+        "`parley jobs dead` lists them with why, `parley jobs retry` re-drives them."
+    )
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 job``, ``12,345 jobs``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def duration(seconds: float) -> str:
+    """``3 h 5 min``, ``4 min 12 s``, ``45 s``: as precise as a person reads it."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+def resolution(name: str, backlog: Backlog, *, fired_for: float) -> str:
+    """What an alert that stopped firing says: that it is over, after how long."""
+    if name == DEAD_LETTER:
+        total = sum(backlog.dead_letter.values())
+        return (
+            f"No job has reached the dead letter lately (this alert fired for "
+            f"{duration(fired_for)}); {total:,} in it now."
+        )
+    lane = name.removeprefix("late:")
+    return (
+        f"{LANE_WORDS[Lane(lane)]} are on time again: the oldest due job has waited "
+        f"{duration(backlog.late_seconds(lane))} (this alert fired for {duration(fired_for)})."
+    )
