@@ -21,6 +21,7 @@ from starlette.routing import Mount, Route
 
 from parley.http.api.v1 import create_api
 from parley.http.intake import CountIntake, Intake
+from parley.http.metrics import metrics
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.http.unsubscribe import unsubscribe, unsubscribe_page
 from parley.http.web.app import WEB_EXCEPTION_HANDLERS, web_middleware, web_routes
@@ -104,6 +105,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
     routes = [
         Route("/", index),
         Route("/healthz", healthz),
+        Route("/metrics", metrics),
         Route("/webhooks/shopify/{workspace}", shopify_webhook, methods=["POST"]),
         Route("/webhooks/whatsapp/{workspace}", whatsapp_handshake, methods=["GET"]),
         Route("/webhooks/whatsapp/{workspace}", whatsapp_webhook, methods=["POST"]),
