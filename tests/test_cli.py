@@ -28,6 +28,8 @@ from typer.testing import CliRunner
 
 from parley.accounts.models import AuditEntry, Membership, User
 from parley.accounts.passwords import verify_password
+from parley.alerts.rules import Thresholds
+from parley.alerts.watch import watch
 from parley.cli import app
 from parley.clock import utc_now
 from parley.db import Base
@@ -189,6 +191,43 @@ def test_jobs_status_prints_counts_as_json(run, db):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"pending": 2}
     assert count(db, Job) == 2
+
+
+def test_jobs_backlog_shows_what_is_due_how_late_and_which_alerts_fire(run, db, frozen_clock):
+    seed(db)
+    for n in range(3):
+        post(db, deliveries("Ada", order_id=700 + n, number=1700 + n)[0])
+    frozen_clock.advance(timedelta(minutes=4))
+    with db.transaction() as session:
+        [changed] = watch(session, Thresholds(), now=utc_now(), notify=False)
+
+    result = run(db.url, "jobs", "backlog")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "lanes": {
+            "transactional": {
+                "due": 3,
+                "stores": 1,
+                "late_seconds": 240.0,
+                "longest_waiting_store": "demo",
+            },
+            "marketing": {
+                "due": 0,
+                "stores": 0,
+                "late_seconds": 0.0,
+                "longest_waiting_store": None,
+            },
+        },
+        "lease_expired": 0,
+        "dead_letter": {},
+        "alerts": {
+            "late:transactional": {
+                "firing_since": utc_now().isoformat(),
+                "summary": changed.summary,
+            }
+        },
+    }
 
 
 def test_jobs_sweep_deletes_what_is_past_its_retention_now(run, db, frozen_clock, monkeypatch):

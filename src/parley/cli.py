@@ -391,6 +391,47 @@ def jobs_status() -> None:
     db.dispose()
 
 
+@jobs_app.command("backlog")
+def jobs_backlog() -> None:
+    """What is due and how late, per lane; the dead letter; which alerts fire, and why."""
+    from parley.alerts.watch import firing, store_names
+    from parley.clock import utc_now
+    from parley.db import Database
+    from parley.jobs.backlog import read_backlog
+    from parley.runtime import thresholds
+
+    settings = get_settings()
+    db = Database(settings.database_url)
+    now = utc_now()
+    with db.transaction() as session:
+        backlog = read_backlog(session, now=now, dead_since=thresholds(settings).dead_letter_window)
+        slugs = store_names(session, backlog)
+        shown = {
+            "lanes": {
+                lane: {
+                    "due": found.due,
+                    "stores": found.stores,
+                    "late_seconds": round(found.late_seconds(now), 1),
+                    "longest_waiting_store": slugs.get(found.longest_waiting_store)
+                    if found.longest_waiting_store is not None
+                    else None,
+                }
+                for lane, found in backlog.lanes.items()
+            },
+            "lease_expired": backlog.lease_expired,
+            "dead_letter": backlog.dead_letter,
+            "alerts": {
+                alert.name: {
+                    "firing_since": alert.firing_since and alert.firing_since.isoformat(),
+                    "summary": alert.summary,
+                }
+                for alert in firing(session)
+            },
+        }
+    db.dispose()
+    typer.echo(json.dumps(shown, indent=2, sort_keys=True))
+
+
 @jobs_app.command("sweep")
 def jobs_sweep() -> None:
     """Delete what is past its retention now (workers also do it every 10 minutes)."""
