@@ -17,9 +17,13 @@ Phases, each on a fresh copy of the same database:
   serves last: there an update waits for the whole flood.
 - broadcast: the same flood in the marketing lane.
 
+The worker also runs the alerts watch (``parley.alerts.watch``) every ``--watch-seconds``
+(once a second by default, 30 times as often as a deployment does), so its reading of
+the waiting backlog shares the database with the claims as it would.
+
 Reported: the order updates' p50/p95/p99 latency in each phase beside the ceiling, how
-many were done, the flood's jobs/s while sharing, and the claim's own time with the
-flood waiting and without.
+many were done, the flood's jobs/s while sharing, the claim's own time with the flood
+waiting and without, and the watch's: how long one took, and which alerts it fired.
 
 Run: ``.venv/bin/python bench/fairness.py --db sqlite`` (or ``--db postgres``).
 """
@@ -119,16 +123,27 @@ def prepare(url: str, *, flood: int, lane: str | None) -> tuple[int, int]:
 
 async def phase(url: str, steady: int, opts: argparse.Namespace) -> dict[str, Any]:
     """Run the worker while the steady store's updates fall due; measure them."""
+    from parley.alerts.watch import WatchTask, watch_schedule
     from parley.db import Database
     from parley.jobs import queue
     from parley.jobs.worker import Worker
-    from parley.runtime import Runtime
+    from parley.runtime import Runtime, thresholds
     from parley.settings import get_settings
 
     settings = get_settings(database_url=url)
     db = Database(url)
     runtime = Runtime(settings=settings, db=db, adapters={})
     claim_seconds: list[float] = []
+    watch_seconds: list[float] = []
+    fired: set[str] = set()
+
+    class TimedWatch(WatchTask):
+        def prepare(self, session: Any, job: Any, batch: Any = None) -> Any:
+            start = time.perf_counter()
+            changes = super().prepare(session, job, batch)
+            watch_seconds.append(time.perf_counter() - start)
+            fired.update(change.name for change in changes if change.firing)
+            return changes
 
     class TimedWorker(Worker):
         def _claim(self, limit: int | None = None) -> list[Any]:
@@ -141,9 +156,14 @@ async def phase(url: str, steady: int, opts: argparse.Namespace) -> dict[str, An
     seconds = opts.provider_ms / 1000
     worker = TimedWorker(
         db,
-        [StandInSend(STEADY_KIND, seconds), StandInSend(FLOOD_KIND, seconds)],
+        [
+            StandInSend(STEADY_KIND, seconds),
+            StandInSend(FLOOD_KIND, seconds),
+            TimedWatch(thresholds(settings), notify=False),
+        ],
         runtime.worker_config(),
         name="bench-fairness",
+        schedules=[watch_schedule(timedelta(seconds=opts.watch_seconds))],
     )
 
     def enqueue_one(n: int) -> None:
@@ -173,7 +193,14 @@ async def phase(url: str, steady: int, opts: argparse.Namespace) -> dict[str, An
     await running
     elapsed = time.monotonic() - started
     try:
-        return measure(db, steady, elapsed, claim_seconds, opts)
+        measured = measure(db, steady, elapsed, claim_seconds, opts)
+        return {
+            **measured,
+            "watches": len(watch_seconds),
+            "watch_p50_ms": 1000 * benchkit.percentile(watch_seconds, 50),
+            "watch_max_ms": 1000 * max(watch_seconds, default=0.0),
+            "fired": sorted(fired),
+        }
     finally:
         db.dispose()
 
@@ -259,7 +286,8 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
             note=(
                 f"{alone['updates_done']} of {alone['updates']} done; p50 "
                 f"{alone['p50_s']:.3f} s, p99 {alone['p99_s']:.3f} s; claim p50 "
-                f"{alone['claim_p50_ms']:.1f} ms over {alone['claims']} claims"
+                f"{alone['claim_p50_ms']:.1f} ms over {alone['claims']} claims; "
+                f"{_watched(alone)}"
             ),
         )
     ]
@@ -281,11 +309,20 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
                     f"{shared['max_s']:.3f} s; the flood meanwhile: {shared['flood_done']:,} "
                     f"done ({shared['flood_per_s']:,.0f}/s), {shared['flood_left']:,} left; "
                     f"claim p50 {shared['claim_p50_ms']:.1f} ms, p95 "
-                    f"{shared['claim_p95_ms']:.1f} ms over {shared['claims']} claims"
+                    f"{shared['claim_p95_ms']:.1f} ms over {shared['claims']} claims; "
+                    f"{_watched(shared)}"
                 ),
             )
         )
     return rows
+
+
+def _watched(phase: dict[str, Any]) -> str:
+    fired = ", ".join(phase["fired"]) or "nothing"
+    return (
+        f"the alerts watch p50 {phase['watch_p50_ms']:.1f} ms, max "
+        f"{phase['watch_max_ms']:.1f} ms over {phase['watches']} watches; it fired {fired}"
+    )
 
 
 def table(result: dict[str, Any]) -> str:
@@ -306,6 +343,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="seconds of order updates")
     p.add_argument("--grace", type=float, default=2.0, help="seconds after the last update")
     p.add_argument("--provider-ms", type=float, default=20.0, help="a send's answer time")
+    p.add_argument("--watch-seconds", type=int, default=1, help="how often the alerts watch runs")
     return p
 
 
