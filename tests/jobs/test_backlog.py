@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 
 from parley.clock import utc_now
 from parley.jobs import queue
-from parley.jobs.backlog import LaneBacklog, read_backlog
+from parley.jobs.backlog import LaneBacklog, read_backlog, store_backlog
 from parley.jobs.models import Job, JobStatus, Lane
 from parley.workspaces.service import create_workspace
 
@@ -100,3 +100,31 @@ def test_expired_leases_and_the_dead_letter_by_kind_with_those_dead_lately(db, f
     assert backlog.dead_letter == {"journeys.advance": 2, "messages.deliver": 1}
     assert backlog.dead_lately == {"journeys.advance": 1, "messages.deliver": 1}
     assert backlog.lanes[Lane.TRANSACTIONAL].due == 0
+
+
+def test_a_stores_own_backlog_holds_its_due_jobs_and_no_other_stores(db, frozen_clock):
+    first, second = _stores(db)
+    _job(db, store=first, ago=timedelta(minutes=4))
+    _job(db, store=first, ago=timedelta(minutes=1))
+    _job(db, store=first, ago=-timedelta(minutes=1))
+    _job(db, store=first, lane=Lane.MARKETING, ago=timedelta(minutes=2))
+    _job(db, store=second, ago=timedelta(hours=1))
+    _job(db, store=None, ago=timedelta(hours=2))
+
+    with db.transaction() as session:
+        found = store_backlog(session, workspace_id=first, now=utc_now())
+
+    assert found == {
+        Lane.TRANSACTIONAL: LaneBacklog(
+            due=2,
+            stores=1,
+            oldest_due_at=utc_now() - timedelta(minutes=4),
+            longest_waiting_store=first,
+        ),
+        Lane.MARKETING: LaneBacklog(
+            due=1,
+            stores=1,
+            oldest_due_at=utc_now() - timedelta(minutes=2),
+            longest_waiting_store=first,
+        ),
+    }

@@ -906,3 +906,35 @@ def test_a_refusal_count_past_what_is_read_is_shown_as_a_floor(
         sign_in(client, ADMIN)
         warned = client.get("/admin/failed", headers=HTML).text
     assert "(1+ times in the last hour" in warned
+
+
+def test_a_stores_sends_running_late_are_shown_to_its_own_admins_alone(frozen_clock, app, db, team):
+    post(db, deliveries("Ada")[0])
+    post(db, deliveries("Grace", order_id=502, number=1502)[0])
+    frozen_clock.advance(timedelta(seconds=119))
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        on_time = client.get("/admin/failed", headers=HTML).text
+        frozen_clock.advance(timedelta(minutes=3, seconds=1))
+        late = client.get("/admin/failed", headers=HTML).text
+    with browser(app) as client:
+        sign_in(client, OTHER_ADMIN)
+        elsewhere = client.get("/admin/failed", headers=HTML).text
+
+    assert 'data-test="running-late"' not in on_time
+    assert late.count('data-test="running-late"') == 1
+    assert 'data-lane="transactional"' in late
+    assert (
+        "<strong>Order updates are going out late</strong>: 2 due now, the oldest waiting 5 min."
+    ) in late
+    assert 'data-test="running-late"' not in elsewhere
+
+
+def test_no_lateness_is_shown_while_the_lateness_alert_is_off(frozen_clock, db, team):
+    post(db, deliveries("Ada")[0])
+    frozen_clock.advance(timedelta(hours=1))
+    with browser(web_app(db, alert_late_seconds=0)) as client:
+        sign_in(client, ADMIN)
+        page = client.get("/admin/failed", headers=HTML).text
+
+    assert 'data-test="running-late"' not in page

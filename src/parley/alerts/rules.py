@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from parley.jobs.backlog import Backlog
+from parley.jobs.backlog import Backlog, LaneBacklog
 from parley.jobs.models import Lane
 
 NOTIFY_KIND = "alerts.notify"
@@ -60,6 +60,30 @@ def evaluate(
         verdicts[late(lane)] = _late(backlog, lane, thresholds, late(lane) in firing, store_names)
     verdicts[DEAD_LETTER] = _dead_letter(backlog, thresholds)
     return verdicts
+
+
+@dataclass(frozen=True)
+class RunningLate:
+    """A lane of one store's sends running late, as its admins are told."""
+
+    lane: str
+    words: str
+    due: int
+    oldest_due_at: datetime
+
+
+def running_late(
+    lanes: Mapping[str, LaneBacklog], thresholds: Thresholds, *, now: datetime
+) -> list[RunningLate]:
+    """The lanes (of one store's :func:`~parley.jobs.backlog.store_backlog`) whose oldest
+    due job has waited the lateness alert's threshold; none while that alert is off."""
+    if not thresholds.late_seconds:
+        return []
+    return [
+        RunningLate(lane, LANE_WORDS[Lane(lane)], found.due, found.oldest_due_at)
+        for lane, found in lanes.items()
+        if found.oldest_due_at is not None and found.late_seconds(now) >= thresholds.late_seconds
+    ]
 
 
 def _late(

@@ -1,12 +1,15 @@
 """``/admin/failed``: what gave up after every retry (the dead letter), and sending it again
-once the cause is fixed (a provider back up, a credential replaced); and the messages held
-for review, with the admin's word on each (it arrived, or send it again)."""
+once the cause is fixed (a provider back up, a credential replaced); the messages held
+for review, with the admin's word on each (it arrived, or send it again); and, while the
+store's sends are running late, how late (the deployment's lateness alert, for this
+store alone)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from parley.alerts.rules import running_late
 from parley.clock import utc_now
 from parley.dead_letter import failed_sends
 from parley.errors import ParleyError
@@ -16,21 +19,26 @@ from parley.http.web.admin.common import done, page, path_int
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
+from parley.jobs.backlog import store_backlog
 from parley.messaging.refusals import recent_refusals
+from parley.runtime import thresholds
 
 PAGE_SIZE = 100
 
 
 async def _page(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
     login = admin(request)
-    sends, held, refused = await in_transaction(
+    now = utc_now()
+    sends, held, refused, due = await in_transaction(
         db_of(request),
         lambda s: (
             failed_sends(s, workspace_id=login.workspace_id, limit=PAGE_SIZE),
             held_messages(s, workspace_id=login.workspace_id, limit=PAGE_SIZE),
-            recent_refusals(s, workspace_id=login.workspace_id, now=utc_now()),
+            recent_refusals(s, workspace_id=login.workspace_id, now=now),
+            store_backlog(s, workspace_id=login.workspace_id, now=now),
         ),
     )
+    late = running_late(due, thresholds(request.app.state.settings), now=now)
     return page(
         request,
         "admin/failed.html",
@@ -40,6 +48,7 @@ async def _page(request: Request, *, status_code: int = 200, error: str | None =
         sends=sends,
         held=held,
         refused=refused,
+        late=late,
         page_size=PAGE_SIZE,
     )
 
