@@ -7,6 +7,9 @@
 - ``dead_letter``: jobs reached the dead letter within the last ``dead_letter_window``:
   sends that failed for good or ran out of attempts, which only a person re-drives. Alert
   notifications that died are left out: they would alert about themselves.
+
+A store's admins are shown their own store's lanes past the lateness threshold
+(:func:`running_late`), never the deployment's alert, which names other stores.
 """
 
 from __future__ import annotations
