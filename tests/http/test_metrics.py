@@ -63,7 +63,8 @@ def test_a_missing_or_wrong_token_is_refused_and_logged(client, caplog, authoriz
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="parley metrics"'
     assert response.json() == {"error": "a valid bearer token is required"}
-    assert "GET /metrics refused" in caplog.text
+    refused = "no" if authorization is None else "a wrong"
+    assert f"GET /metrics refused: {refused} bearer token, from testclient" in caplog.text
     assert TOKEN not in caplog.text
 
 

@@ -30,6 +30,7 @@ from parley.alerts import rules
 from parley.alerts.watch import firing
 from parley.clock import utc_now
 from parley.db import Database
+from parley.http.web.security import client_ip
 from parley.jobs.backlog import Backlog, read_backlog
 from parley.runtime import thresholds
 
@@ -103,7 +104,11 @@ async def metrics(request: Request) -> Response:
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         credentials.strip().encode(), token.encode()
     ):
-        log.warning("GET /metrics refused: %s bearer token", "a wrong" if given else "no")
+        log.warning(
+            "GET /metrics refused: %s bearer token, from %s",
+            "a wrong" if given else "no",
+            client_ip(request),
+        )
         return JSONResponse(
             {"error": "a valid bearer token is required"},
             status_code=401,
