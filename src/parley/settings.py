@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     )
     alert_webhook_url: str | None = Field(
         default=None,
+        pattern=r"^https?://[^\s/]+",
         description="Where each alert's start and end is posted as JSON (a Slack or "
         "Mattermost incoming webhook shows its text); alerts are logged either way",
     )

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import httpx2
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select, update
 
 from parley.alerts.models import Alert
@@ -28,7 +29,7 @@ from parley.journeys.engine import AdvanceJourney
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.runtime import Runtime
-from parley.settings import get_settings
+from parley.settings import Settings, get_settings
 from support import count, deliveries, post, recording_adapters, rows, seed
 
 HOOK = "http://alerts.test/hook"
@@ -285,3 +286,11 @@ def test_the_deployment_s_settings_set_the_watch_s_interval_thresholds_and_webho
     unset = {task.kind: task for task in default.tasks()}
     asyncio.run(default.aclose())
     assert (unset[WATCH_KIND].notify, unset[NOTIFY_KIND].url) == (False, None)
+
+
+@pytest.mark.parametrize(
+    "url", ["hooks.slack.com/services/T0/B0/x", "ftp://alerts.test/", "https://"]
+)
+def test_an_alert_webhook_that_is_not_an_http_url_is_refused_at_start(url):
+    with pytest.raises(ValidationError, match="alert_webhook_url"):
+        Settings(alert_webhook_url=url)
