@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import func, select
 
+import parley.db.models  # noqa: F401  (every table registered, for every_row)
 from parley import clock
 from parley.assistant.classifier import Prediction
 from parley.assistant.intents import Intent
@@ -24,6 +26,7 @@ from parley.channels.base import (
     SendResult,
 )
 from parley.db import Database
+from parley.db.base import Base
 from parley.demo.seed import SHOPPERS, seed_demo
 from parley.demo.simulate import order_lifecycle
 from parley.http.webhooks.shopify import ShopifyHeaders, Verified, receive, verify
@@ -276,3 +279,30 @@ def customer_writes(
 
 
 _inbound_ids = itertools.count(1)
+
+
+def every_row(db: Database, *, but_store: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Each table's rows as plain dicts (sealed columns come back as stored: encrypted),
+    except those of the store ``but_store``."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    with db.engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            query = select(table)
+            if but_store is not None and "workspace_id" in table.c:
+                query = query.where(
+                    (table.c.workspace_id != but_store) | table.c.workspace_id.is_(None)
+                )
+            found[table.name] = [dict(row._mapping) for row in connection.execute(query)]
+    return found
+
+
+def where_found(db: Database, *needles: str, but_store: int | None = None) -> list[tuple[str, str]]:
+    """``(table, needle)`` for every row holding one of ``needles`` in any column,
+    compared case-insensitively over the row's JSON text."""
+    lowered = [needle.lower() for needle in needles]
+    hits = []
+    for table, table_rows in every_row(db, but_store=but_store).items():
+        for row in table_rows:
+            text = json.dumps(row, default=str, ensure_ascii=False).lower()
+            hits.extend((table, needle) for needle in lowered if needle in text)
+    return hits

@@ -33,6 +33,7 @@ from parley.messaging.delivery import DeliverMessage
 from parley.messaging.pace import Allowance, Pacer, Sender, one_unit
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
+from parley.privacy.tasks import CustomerRequestTask, EraseStoreTask
 from parley.settings import Settings
 
 # A worker reads a claimed batch in bulk and prepares it, a burst of CPU and, on SQLite,
@@ -181,6 +182,10 @@ class Runtime:
                 self.settings.alert_webhook_url,
                 self.alert_client(),
                 source=self.settings.resolved_public_url(),
+            ),
+            CustomerRequestTask(),
+            EraseStoreTask(
+                self.db, budget_seconds=min(BUDGET_SECONDS, self.settings.job_lease_seconds / 3)
             ),
         ]
 

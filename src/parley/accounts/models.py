@@ -98,7 +98,9 @@ class LoginFailure(Base):
 class AuditEntry(Base):
     """Append-only: who did what security-relevant thing in a workspace, from where.
 
-    Nothing in parley updates or deletes these rows.
+    Nothing in parley updates or deletes these rows, but a store's erasure
+    (``shop/redact``, :mod:`parley.privacy`), which deletes the store's with the rest of
+    its data and records that it did in the deployment's own rows (no workspace).
     """
 
     __tablename__ = "audit_log"

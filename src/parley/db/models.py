@@ -22,6 +22,7 @@ from parley.jobs.models import Job
 from parley.journeys.models import Journey, JourneyRun
 from parley.live.models import LiveEvent
 from parley.messaging.models import DeliveryAttempt, Message, MessageTemplate, SenderPace
+from parley.privacy.models import PrivacyRequest
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces.models import ChannelAccount, Workspace
 
@@ -52,6 +53,7 @@ __all__ = [
     "Message",
     "MessageTemplate",
     "Order",
+    "PrivacyRequest",
     "Product",
     "Refund",
     "SenderPace",

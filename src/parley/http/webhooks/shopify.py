@@ -20,8 +20,10 @@ from parley.db import Database
 from parley.db.group_commit import group_commit
 from parley.errors import Invalid, NotFound, Unauthenticated
 from parley.events import Event, EventType
-from parley.integrations.shopify import signature
+from parley.integrations.shopify import compliance, signature
 from parley.integrations.shopify.mapping import MalformedPayload, UnknownTopic, map_delivery
+from parley.privacy import service as privacy
+from parley.privacy.service import CustomerRequest, StoreErasure
 from parley.store_events import service as store_events
 from parley.store_events.service import Delivery, DeliveryRecord
 from parley.workspaces import service as workspaces
@@ -85,6 +87,8 @@ class Parsed:
 
     delivery: Delivery | None = None
     mapped: list[Event] | None = None
+    request: CustomerRequest | StoreErasure | None = None
+    """A compliance topic's privacy request (then ``mapped`` is None)."""
     problem: Exception | None = None
 
 
@@ -110,6 +114,11 @@ def parse(headers: ShopifyHeaders, body: bytes) -> Parsed:
         body=text,
         triggered_at=triggered_at,
     )
+    if topic in compliance.TOPICS:
+        try:
+            return Parsed(delivery=delivery, request=compliance.read_request(topic, payload))
+        except MalformedPayload as exc:
+            return Parsed(problem=exc)
     try:
         mapped = map_delivery(topic, payload, received_at=triggered_at or utc_now())
     except UnknownTopic:
@@ -127,6 +136,7 @@ class Verified:
     workspace: WorkspaceAccess
     delivery: Delivery
     mapped: list[Event] | None
+    request: CustomerRequest | StoreErasure | None = None
 
 
 @dataclass(frozen=True)
@@ -147,13 +157,20 @@ def verify(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> Ver
         log.warning("shopify %s for %s refused: %s", headers.topic, slug, parsed.problem)
         raise parsed.problem
     assert parsed.delivery is not None
-    return Verified(workspace=workspace, delivery=parsed.delivery, mapped=parsed.mapped)
+    return Verified(
+        workspace=workspace,
+        delivery=parsed.delivery,
+        mapped=parsed.mapped,
+        request=parsed.request,
+    )
 
 
 def store(session: Session, verified: Verified) -> Answer:
     """Store and plan a verified delivery in the caller's transaction. Acts on nothing
     outside it: a group commit may roll this back and run it again."""
     delivery, mapped = verified.delivery, verified.mapped
+    if verified.request is not None:
+        return _take_request(session, verified, verified.request)
     if mapped is None:
         status, reason = _recorded_as(verified)
         store_events.record_delivery(
@@ -170,6 +187,29 @@ def store(session: Session, verified: Verified) -> Answer:
         {"status": "accepted", "events": result.events, "journeys_started": result.runs_started},
         uninstalled,
     )
+
+
+def _take_request(
+    session: Session, verified: Verified, request: CustomerRequest | StoreErasure
+) -> Answer:
+    """A compliance delivery: stored, and its request queued for a job, once."""
+    delivery_id = store_events.record_delivery(
+        session,
+        workspace=verified.workspace,
+        delivery=verified.delivery,
+        status=store_events.PROCESSED,
+        reason=None,
+    )
+    if delivery_id is None:
+        return Answer({"status": "duplicate"})
+    workspace_id, now = verified.workspace.id, utc_now()
+    if isinstance(request, StoreErasure):
+        privacy.receive_store_erasure(session, workspace_id=workspace_id, erasure=request, now=now)
+        return Answer({"status": "accepted", "request": "store erasure"})
+    request_id = privacy.receive_customer_request(
+        session, workspace_id=workspace_id, request=request, delivery_id=delivery_id, now=now
+    )
+    return Answer({"status": "accepted", "request": request.kind.value, "id": request_id})
 
 
 def stage(session: Session, group: list[Verified]) -> None:
@@ -190,7 +230,7 @@ def stage(session: Session, group: list[Verified]) -> None:
 
 def _recorded_as(verified: Verified) -> tuple[str, str | None]:
     """The status (and reason) a delivery's raw row gets."""
-    if verified.mapped is None:
+    if verified.mapped is None and verified.request is None:
         return "ignored", f"topic {verified.delivery.topic!r} is not used by parley"
     return store_events.PROCESSED, None
 

@@ -22,7 +22,7 @@ verified delivery and returns the events it means:
 | ``app/uninstalled``     | ``store.uninstalled``                                               |
 
 Any other topic raises :class:`UnknownTopic`; the compliance topics (``customers/redact``,
-``shop/redact``, ``customers/data_request``) are handled by the edge, not mapped to events.
+``shop/redact``, ``customers/data_request``) are privacy requests (:mod:`.compliance`), not events.
 A body that cannot be read raises :class:`MalformedPayload` whose reason names the field.
 
 Identifiers are Shopify's numeric ``id`` values as decimal strings. Every timestamp becomes an
@@ -82,7 +82,7 @@ _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
 _MAX_ID_LENGTH = 255
 
 
-class _Fields:
+class Fields:
     """Typed reads from one JSON object; every failure names the field's path."""
 
     def __init__(self, data: Mapping[str, Any], *, topic: str, path: str = "") -> None:
@@ -109,6 +109,23 @@ class _Fields:
         if value is None:
             self.fail(key, "is missing")
         return value
+
+    def idents(self, key: str) -> list[str]:
+        """A list of ids (``orders_to_redact``)."""
+        value = self._data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(key, "is not a list")
+        found = []
+        for index, item in enumerate(value):
+            if isinstance(item, int) and not isinstance(item, bool):
+                found.append(str(item))
+            elif isinstance(item, str) and 0 < len(item) <= _MAX_ID_LENGTH:
+                found.append(item)
+            else:
+                self.fail(f"{key}[{index}]", "is not an id")
+        return found
 
     def text(self, key: str) -> str | None:
         value = self._data.get(key)
@@ -159,16 +176,16 @@ class _Fields:
         except ValidationError:
             return self.fail(key, "is not a timestamp with a UTC offset")
 
-    def child(self, key: str) -> _Fields | None:
+    def child(self, key: str) -> Fields | None:
         value = self._data.get(key)
         # Shopify serialises some absent objects as an empty list (checkout shipping_address).
         if value is None or value == []:
             return None
         if not isinstance(value, dict):
             self.fail(key, "is not an object")
-        return _Fields(value, topic=self._topic, path=f"{self._path}{key}.")
+        return Fields(value, topic=self._topic, path=f"{self._path}{key}.")
 
-    def children(self, key: str) -> list[_Fields]:
+    def children(self, key: str) -> list[Fields]:
         value = self._data.get(key)
         if value is None:
             return []
@@ -178,7 +195,7 @@ class _Fields:
         for index, item in enumerate(value):
             if not isinstance(item, dict):
                 self.fail(f"{key}[{index}]", "is not an object")
-            items.append(_Fields(item, topic=self._topic, path=f"{self._path}{key}[{index}]."))
+            items.append(Fields(item, topic=self._topic, path=f"{self._path}{key}[{index}]."))
         return items
 
     def strings(self, key: str) -> list[str]:
@@ -216,7 +233,7 @@ def _country_code(value: str | None) -> str | None:
 _CONSENT_STATES = {"subscribed": ConsentState.GRANTED, "unsubscribed": ConsentState.REVOKED}
 
 
-def _consent(record: _Fields, key: str, *, legacy_key: str | None = None) -> ConsentState:
+def _consent(record: Fields, key: str, *, legacy_key: str | None = None) -> ConsentState:
     consent = record.child(key)
     if consent is not None:
         # not_subscribed, pending (double opt-in not confirmed), redacted, invalid: no grant.
@@ -226,7 +243,7 @@ def _consent(record: _Fields, key: str, *, legacy_key: str | None = None) -> Con
     return ConsentState.UNKNOWN
 
 
-def _person_name(*sources: _Fields | None) -> tuple[str | None, str | None]:
+def _person_name(*sources: Fields | None) -> tuple[str | None, str | None]:
     """First and last name from the first source naming anyone, never mixed across sources."""
     for source in sources:
         if source is None:
@@ -241,7 +258,7 @@ def _person_name(*sources: _Fields | None) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _customer(record: _Fields | None, *, around: _Fields | None = None) -> Customer | None:
+def _customer(record: Fields | None, *, around: Fields | None = None) -> Customer | None:
     """Map a Shopify customer object; ``around`` is the order or checkout carrying it.
 
     Since API 2025-04, an order's customer object may omit contact details and names unless
@@ -293,7 +310,7 @@ def _customer(record: _Fields | None, *, around: _Fields | None = None) -> Custo
     )
 
 
-def _address(fields: _Fields | None) -> Address | None:
+def _address(fields: Fields | None) -> Address | None:
     if fields is None:
         return None
     first_name, last_name = fields.text("first_name"), fields.text("last_name")
@@ -310,7 +327,7 @@ def _address(fields: _Fields | None) -> Address | None:
     )
 
 
-def _line_items(fields: _Fields) -> list[LineItem]:
+def _line_items(fields: Fields) -> list[LineItem]:
     items = []
     for item in fields.children("line_items"):
         title = item.text("title") or item.text("name")
@@ -331,7 +348,7 @@ def _line_items(fields: _Fields) -> list[LineItem]:
     return items
 
 
-def _order(fields: _Fields) -> Order:
+def _order(fields: Fields) -> Order:
     external_id = fields.required_ident("id")
     order_number = fields.ident("order_number")
     number = fields.text("name") or (f"#{order_number}" if order_number else None)
@@ -378,14 +395,14 @@ _SHIPMENTS: dict[str, tuple[ShipmentStatus, EventType | None]] = {
 }
 
 
-def _shipment(fields: _Fields) -> tuple[ShipmentStatus | None, EventType | None]:
+def _shipment(fields: Fields) -> tuple[ShipmentStatus | None, EventType | None]:
     raw = fields.text("shipment_status")
     if raw is None:
         return None, None
     return _SHIPMENTS.get(raw.lower(), (ShipmentStatus.UNKNOWN, None))
 
 
-def _fulfillment(fields: _Fields) -> Fulfillment:
+def _fulfillment(fields: Fields) -> Fulfillment:
     destination = fields.child("destination")
     email = fields.text("email")
     customer = None
@@ -415,7 +432,7 @@ def _fulfillment(fields: _Fields) -> Fulfillment:
     )
 
 
-def _checkout(fields: _Fields) -> Checkout:
+def _checkout(fields: Fields) -> Checkout:
     external_id = fields.ident("token") or fields.ident("id")
     if external_id is None:
         fields.fail("id", "is missing")
@@ -434,7 +451,7 @@ def _checkout(fields: _Fields) -> Checkout:
     )
 
 
-def _refund_amount(fields: _Fields) -> tuple[Decimal | None, str | None]:
+def _refund_amount(fields: Fields) -> tuple[Decimal | None, str | None]:
     """Money returned: successful refund transactions, else the refunded lines' value.
 
     The transactions are what actually went back to the shopper. Without any (a refund still
@@ -466,7 +483,7 @@ def _refund_amount(fields: _Fields) -> tuple[Decimal | None, str | None]:
     return total, _first(*currencies)
 
 
-def _refund(fields: _Fields) -> Refund:
+def _refund(fields: Fields) -> Refund:
     amount, currency = _refund_amount(fields)
     return Refund(
         external_id=fields.required_ident("id"),
@@ -478,7 +495,7 @@ def _refund(fields: _Fields) -> Refund:
     )
 
 
-def _product(fields: _Fields) -> Product:
+def _product(fields: Fields) -> Product:
     title = fields.text("title")
     if title is None:
         fields.fail("title", "is missing")
@@ -504,7 +521,7 @@ def _product(fields: _Fields) -> Product:
     )
 
 
-def _customer_record(fields: _Fields) -> Customer:
+def _customer_record(fields: Fields) -> Customer:
     fields.required_ident("id")
     customer = _customer(fields)
     if customer is None:  # unreachable: a customer object always maps
@@ -515,11 +532,11 @@ def _customer_record(fields: _Fields) -> Customer:
 _Mapped = list[tuple[EventType, Payload]]
 
 
-def _orders(event_type: EventType) -> Callable[[_Fields], _Mapped]:
+def _orders(event_type: EventType) -> Callable[[Fields], _Mapped]:
     return lambda fields: [(event_type, _order(fields))]
 
 
-def _fulfillments_create(fields: _Fields) -> _Mapped:
+def _fulfillments_create(fields: Fields) -> _Mapped:
     fulfillment = _fulfillment(fields)
     milestone = _shipment(fields)[1]
     # A fulfillment created with tracking already moving (a 3PL reporting late) also announces
@@ -530,20 +547,20 @@ def _fulfillments_create(fields: _Fields) -> _Mapped:
     return mapped
 
 
-def _fulfillments_update(fields: _Fields) -> _Mapped:
+def _fulfillments_update(fields: Fields) -> _Mapped:
     fulfillment = _fulfillment(fields)
     milestone = _shipment(fields)[1]
     return [(milestone or EventType.FULFILLMENT_UPDATED, fulfillment)]
 
 
-def _store_uninstalled(fields: _Fields) -> _Mapped:
+def _store_uninstalled(fields: Fields) -> _Mapped:
     # myshopify_domain first: it is the shop's permanent name, the one X-Shopify-Shop-Domain
     # carries; `domain` is the primary (possibly custom) storefront domain.
     domain = fields.text("myshopify_domain") or fields.text("domain")
     return [(EventType.STORE_UNINSTALLED, StoreUninstalled(shop_domain=domain))]
 
 
-_MAPPERS: dict[str, Callable[[_Fields], _Mapped]] = {
+_MAPPERS: dict[str, Callable[[Fields], _Mapped]] = {
     "orders/create": _orders(EventType.ORDER_CREATED),
     "orders/updated": _orders(EventType.ORDER_UPDATED),
     "orders/paid": _orders(EventType.ORDER_PAID),
@@ -599,7 +616,7 @@ def map_delivery(topic: str, payload: object, *, received_at: datetime) -> list[
         raise ValueError("received_at must be timezone-aware")
     if not isinstance(payload, dict):
         raise MalformedPayload(f"{topic}: the body is not a JSON object")
-    fields = _Fields(payload, topic=topic)
+    fields = Fields(payload, topic=topic)
     received_at = received_at.astimezone(UTC)
     occurred_at = (
         received_at

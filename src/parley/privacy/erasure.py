@@ -1,0 +1,301 @@
+"""Erasure: a customer's rows deleted from one store (``customers/redact``), or a whole
+store's (``shop/redact``).
+
+A customer's erasure is one transaction: their rows are a person's history, bounded,
+and a half-erased customer is worse than one not yet erased. Rows are deleted rather
+than blanked: an order with its names and address blanked still says who bought what,
+when and where it went. What parley sent them goes too (the message text names them),
+with the raw platform deliveries that carried their details, which would otherwise stay
+until the housekeeping sweep (14 days). Each store's own records (its products, its
+templates, other customers) are untouched.
+
+A store's erasure may be millions of rows, so it deletes a batch to a transaction like
+the housekeeping sweep does (:mod:`parley.housekeeping`), and the store's row last.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, Table, delete, func, or_, select, true, update
+from sqlalchemy.orm import Session
+
+import parley.db.models  # noqa: F401  (every table registered, for the store's erasure)
+from parley.commerce.models import Checkout, Fulfillment, Order, Refund
+from parley.customers.identity import normalise_email, normalise_phone
+from parley.customers.models import Customer
+from parley.db.base import Base
+from parley.inbox.models import Conversation
+from parley.jobs.models import Job, JobStatus
+from parley.journeys.models import JourneyRun
+from parley.live.models import LiveEvent
+from parley.messaging.models import Message
+from parley.privacy.held import Held, find_held
+from parley.privacy.models import PrivacyRequest, RequestKind
+from parley.privacy.service import Subject
+from parley.store_events.models import StoreEvent, WebhookDelivery
+from parley.workspaces.models import Workspace
+
+
+@dataclass
+class Erased:
+    """Rows deleted, by what they were, in the words the store owner reads."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, what: str, rowcount: int) -> None:
+        if rowcount:
+            self.counts[what] = self.counts.get(what, 0) + rowcount
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "parley held nothing on this customer"
+        return "deleted " + ", ".join(f"{what} {count}" for what, count in self.counts.items())
+
+
+def erase_customer(
+    session: Session, *, workspace_id: int, subject: Subject, request_delivery: int | None = None
+) -> Erased:
+    """Delete everything of the store's that is about the customer ``subject`` names.
+
+    ``request_delivery``, the raw delivery of the request itself, names them too: its body
+    is blanked, not deleted, so the platform's retry of it is still known as one.
+    """
+    held = find_held(session, workspace_id=workspace_id, subject=subject)
+    erased = Erased()
+    events = _events_of(workspace_id, held, subject)
+    deliveries = {
+        delivery
+        for delivery in session.scalars(select(StoreEvent.delivery_id).where(events).distinct())
+        if delivery is not None
+    }
+    erased.add("pending or finished jobs", _delete_jobs(session, workspace_id, held))
+    erased.add(
+        "live updates",
+        _delete(
+            session,
+            delete(LiveEvent).where(
+                LiveEvent.workspace_id == workspace_id,
+                LiveEvent.conversation_id.in_(held.conversations),
+            ),
+        ),
+    )
+    erased.add(
+        "messages",
+        _delete(
+            session,
+            delete(Message).where(
+                Message.workspace_id == workspace_id, Message.id.in_(held.messages)
+            ),
+        ),
+    )
+    erased.add(
+        "conversations",
+        _delete(
+            session,
+            delete(Conversation).where(
+                Conversation.workspace_id == workspace_id,
+                Conversation.id.in_(held.conversations),
+            ),
+        ),
+    )
+    erased.add("store events", _delete(session, delete(StoreEvent).where(events)))
+    erased.add(
+        "journey runs",
+        _delete(
+            session,
+            delete(JourneyRun).where(
+                JourneyRun.workspace_id == workspace_id, JourneyRun.id.in_(held.runs)
+            ),
+        ),
+    )
+    for model, what in ((Fulfillment, "fulfilments"), (Refund, "refunds")):
+        erased.add(
+            what,
+            _delete(
+                session,
+                delete(model).where(
+                    model.workspace_id == workspace_id,
+                    model.order_external_id.in_(held.orders),
+                ),
+            ),
+        )
+    erased.add(
+        "orders",
+        _delete(
+            session,
+            delete(Order).where(
+                Order.workspace_id == workspace_id, Order.external_id.in_(held.orders)
+            ),
+        ),
+    )
+    erased.add(
+        "checkouts",
+        _delete(
+            session,
+            delete(Checkout).where(
+                Checkout.workspace_id == workspace_id, Checkout.external_id.in_(held.checkouts)
+            ),
+        ),
+    )
+    _blank_delivery(session, workspace_id, request_delivery)
+    erased.add(
+        "raw platform deliveries",
+        _delete_deliveries(
+            session, workspace_id, deliveries, held.traces | _given(subject), request_delivery
+        ),
+    )
+    erased.add("earlier data exports", _drop_exports(session, workspace_id, held, subject))
+    erased.add(
+        "customer profiles",
+        _delete(
+            session,
+            delete(Customer).where(
+                Customer.workspace_id == workspace_id, Customer.id.in_(held.customers)
+            ),
+        ),
+    )
+    return erased
+
+
+def _delete(session: Session, statement: object) -> int:
+    result = session.execute(statement)  # type: ignore[call-overload]
+    return int(result.rowcount)
+
+
+def _given(subject: Subject) -> set[str]:
+    """The request's own email and phone as written, beside their normalised forms."""
+    return {value for value in (subject.email, subject.phone) if value and len(value) >= 6}
+
+
+def _events_of(workspace_id: int, held: Held, subject: Subject) -> ColumnElement[bool]:
+    subjects = [f"checkout:{checkout}" for checkout in held.checkouts]
+    if subject.platform_customer_id:
+        subjects.append(f"customer:{subject.platform_customer_id}")
+    return (StoreEvent.workspace_id == workspace_id) & or_(
+        StoreEvent.customer_id.in_(held.customers),
+        StoreEvent.order_external_id.in_(held.orders),
+        StoreEvent.subject.in_(subjects),
+    )
+
+
+def _delete_jobs(session: Session, workspace_id: int, held: Held) -> int:
+    """The customer's journey steps and sends not yet run, and the finished ones' rows.
+    A job running now is left to its worker, which finds its run or message gone."""
+    return _delete(
+        session,
+        delete(Job).where(
+            Job.workspace_id == workspace_id,
+            Job.status != JobStatus.RUNNING,
+            or_(
+                Job.payload["run_id"].as_integer().in_(held.runs),
+                Job.payload["message_id"].as_integer().in_(held.messages),
+            ),
+        ),
+    )
+
+
+def _blank_delivery(session: Session, workspace_id: int, delivery_id: int | None) -> None:
+    if delivery_id is None:
+        return
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.workspace_id == workspace_id, WebhookDelivery.id == delivery_id)
+        .values(body="{}", status_reason="body erased with the customer it named")
+    )
+
+
+def _delete_deliveries(
+    session: Session,
+    workspace_id: int,
+    carried: set[int],
+    traces: set[str] | frozenset[str],
+    kept: int | None,
+) -> int:
+    """The raw deliveries that carried the customer's events, and any other still kept
+    that names them (a topic parley does not map, an earlier access request)."""
+    return _delete(
+        session,
+        delete(WebhookDelivery).where(
+            WebhookDelivery.workspace_id == workspace_id,
+            WebhookDelivery.id != kept if kept is not None else true(),
+            or_(
+                WebhookDelivery.id.in_(carried),
+                *(WebhookDelivery.body.contains(trace, autoescape=True) for trace in traces),
+            ),
+        ),
+    )
+
+
+def _drop_exports(session: Session, workspace_id: int, held: Held, subject: Subject) -> int:
+    """An earlier access request's export is a copy of what is being erased."""
+    dropped = 0
+    emails = {value for kind, value in held.identities if kind == "email"}
+    phones = {value for kind, value in held.identities if kind == "phone"}
+    for request in session.scalars(
+        select(PrivacyRequest).where(
+            PrivacyRequest.workspace_id == workspace_id,
+            PrivacyRequest.kind == RequestKind.ACCESS,
+            PrivacyRequest.subject.is_not(None),
+        )
+    ):
+        earlier = Subject.from_json(request.subject or {})
+        same_id = earlier.platform_customer_id is not None and (
+            earlier.platform_customer_id == subject.platform_customer_id
+        )
+        if (
+            same_id
+            or normalise_email(earlier.email) in emails
+            or normalise_phone(earlier.phone) in phones
+        ):
+            request.subject = None
+            request.export = None
+            request.summary = (
+                request.summary or ""
+            ) + "; its export was deleted by a later erasure"
+            dropped += 1
+    return dropped
+
+
+# --- a whole store ---------------------------------------------------------------------
+
+STORE_BATCH = 500
+"""Rows deleted to a transaction."""
+
+
+def store_tables() -> list[Table]:
+    """Every table holding a store's rows, the ones that point at others first."""
+    return [
+        table
+        for table in reversed(Base.metadata.sorted_tables)
+        if "workspace_id" in table.c and table.name != "workspaces"
+    ]
+
+
+def erase_store_batch(session: Session, *, workspace_id: int) -> tuple[str, int] | None:
+    """Delete up to :data:`STORE_BATCH` of the store's rows, from the first table that
+    still has some: which table, and how many; None when only the store's row is left."""
+    for table in store_tables():
+        ids = select(table.c.id).where(table.c.workspace_id == workspace_id).limit(STORE_BATCH)
+        deleted = _delete(session, delete(table).where(table.c.id.in_(ids.scalar_subquery())))
+        if deleted:
+            return table.name, deleted
+    return None
+
+
+def remaining_rows(session: Session, *, workspace_id: int) -> dict[str, int]:
+    """How many of the store's rows each table still holds (for the log and the tests)."""
+    counts = {}
+    for table in store_tables():
+        count = session.scalar(
+            select(func.count()).select_from(table).where(table.c.workspace_id == workspace_id)
+        )
+        if count:
+            counts[table.name] = int(count)
+    return counts
+
+
+def delete_store(session: Session, *, workspace_id: int) -> None:
+    """The store's own row, last: anything written meanwhile goes with it (every table's
+    rows are deleted with their store)."""
+    session.execute(delete(Workspace).where(Workspace.id == workspace_id))

@@ -1,0 +1,124 @@
+"""Taking in a privacy request: recorded and handed to a job in the delivery's transaction.
+
+The platform is answered as soon as the request is stored (Shopify allows 5 seconds, and
+erasing a store takes longer); the job (:mod:`parley.privacy.tasks`) carries it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from parley.customers.identity import normalise_email, normalise_phone
+from parley.jobs import queue
+from parley.privacy.models import PrivacyRequest, RequestKind, RequestStatus
+
+CUSTOMER_REQUEST_KIND = "privacy.customer_request"
+ERASE_STORE_KIND = "privacy.erase_store"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a request is about, as the store's platform names them."""
+
+    platform_customer_id: str | None
+    email: str | None
+    phone: str | None
+    orders: tuple[str, ...] = ()
+    """The platform's ids of the orders the request covers (beyond the customer's own)."""
+
+    def names_someone(self) -> bool:
+        return bool(self.platform_customer_id or self.email or self.phone)
+
+    @property
+    def normalised_email(self) -> str | None:
+        return normalise_email(self.email)
+
+    @property
+    def normalised_phone(self) -> str | None:
+        return normalise_phone(self.phone)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "platform_customer_id": self.platform_customer_id,
+            "email": self.email,
+            "phone": self.phone,
+            "orders": list(self.orders),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Subject:
+        return cls(
+            platform_customer_id=data.get("platform_customer_id"),
+            email=data.get("email"),
+            phone=data.get("phone"),
+            orders=tuple(data.get("orders") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class CustomerRequest:
+    """A customer's erasure or access request, forwarded by the store's platform."""
+
+    kind: RequestKind
+    subject: Subject
+    shop_domain: str | None = None
+    platform_request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreErasure:
+    """The store's platform asks for all of a store's data to be deleted."""
+
+    shop_domain: str | None = None
+
+
+def receive_customer_request(
+    session: Session,
+    *,
+    workspace_id: int,
+    request: CustomerRequest,
+    delivery_id: int | None,
+    now: datetime,
+) -> int:
+    """Record the request and queue the job that carries it out; the request's id."""
+    row = PrivacyRequest(
+        workspace_id=workspace_id,
+        kind=request.kind,
+        reference=request.subject.platform_customer_id,
+        delivery_id=delivery_id,
+        subject={
+            **request.subject.to_json(),
+            "platform_request_id": request.platform_request_id,
+        },
+        status=RequestStatus.PENDING,
+        received_at=now,
+    )
+    session.add(row)
+    session.flush()
+    queue.enqueue(
+        session,
+        kind=CUSTOMER_REQUEST_KIND,
+        payload={"request_id": row.id},
+        workspace_id=workspace_id,
+        due_at=now,
+        idempotency_key=f"privacy:{row.id}",
+    )
+    return row.id
+
+
+def receive_store_erasure(
+    session: Session, *, workspace_id: int, erasure: StoreErasure, now: datetime
+) -> None:
+    """Queue the store's erasure. It is the deployment's job, not the store's: it deletes
+    the store's jobs along with everything else, and must outlive them."""
+    queue.enqueue(
+        session,
+        kind=ERASE_STORE_KIND,
+        payload={"workspace_id": workspace_id, "shop_domain": erasure.shop_domain},
+        due_at=now,
+        idempotency_key=f"erase-store:{workspace_id}",
+    )

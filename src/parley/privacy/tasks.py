@@ -1,0 +1,221 @@
+"""The jobs that carry out privacy requests once the platform has been answered."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parley.accounts.service import audit
+from parley.clock import utc_now
+from parley.db import Database
+from parley.housekeeping import BUDGET_SECONDS, REST_SECONDS
+from parley.jobs import queue
+from parley.jobs.queue import ClaimedJob
+from parley.jobs.worker import Done, Outcome, Retry
+from parley.privacy.erasure import delete_store, erase_customer, erase_store_batch
+from parley.privacy.export import counted, export_customer
+from parley.privacy.models import PrivacyRequest, RequestKind, RequestStatus
+from parley.privacy.service import CUSTOMER_REQUEST_KIND, ERASE_STORE_KIND, Subject
+from parley.workspaces.models import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CarriedOut:
+    """A customer request done: what the log says (counts, never the person)."""
+
+    request_id: int
+    kind: str
+    store: str
+    summary: str
+
+
+class CustomerRequestTask:
+    """Erasure or access for one customer, done in the worker's transaction: the erasure
+    and the request's record of it commit together."""
+
+    kind = CUSTOMER_REQUEST_KIND
+
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        return None
+
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> CarriedOut | None:
+        found = session.execute(
+            select(PrivacyRequest, Workspace)
+            .join(Workspace, Workspace.id == PrivacyRequest.workspace_id)
+            .where(
+                PrivacyRequest.id == job.payload["request_id"],
+                PrivacyRequest.workspace_id == job.workspace_id,
+            )
+            .with_for_update(of=PrivacyRequest)
+        ).first()
+        if found is None or found[0].status == RequestStatus.DONE:
+            return None
+        request, workspace = found
+        subject = Subject.from_json(request.subject or {})
+        now = utc_now()
+        if request.kind == RequestKind.ERASURE:
+            erased = erase_customer(
+                session,
+                workspace_id=workspace.id,
+                subject=subject,
+                request_delivery=request.delivery_id,
+            )
+            request.summary = erased.summary()
+            request.subject = None
+        else:
+            request.export = export_customer(
+                session, workspace_id=workspace.id, store=workspace.name, subject=subject, now=now
+            )
+            request.summary = counted(request.export)
+        request.status = RequestStatus.DONE
+        request.completed_at = now
+        return CarriedOut(request.id, request.kind, workspace.slug, request.summary)
+
+    async def perform(self, work: CarriedOut | None) -> CarriedOut | None:
+        return work
+
+    def finish_batch(
+        self, session: Session, items: list[tuple[ClaimedJob, Any, Any]]
+    ) -> list[Outcome]:
+        for _, done, _ in items:
+            if done is not None:
+                log.info(
+                    "privacy %s request %s for store %r carried out: %s",
+                    done.kind,
+                    done.request_id,
+                    done.store,
+                    done.summary,
+                )
+        return [Done() for _ in items]
+
+
+@dataclass
+class StoreErased:
+    """One part of a store's erasure: rows deleted by table, and whether it is over."""
+
+    store: str
+    deleted: dict[str, int] = field(default_factory=dict)
+    finished: bool = False
+    refused: str | None = None
+
+
+class EraseStoreTask:
+    """A whole store's erasure (``shop/redact``), a batch to a transaction in ``perform``
+    where no transaction of the worker's is open, like the housekeeping sweep. A part
+    that used its time budget hands the rest to a follow-up job."""
+
+    kind = ERASE_STORE_KIND
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        budget_seconds: float = BUDGET_SECONDS,
+        rest_seconds: float = REST_SECONDS,
+    ) -> None:
+        """``rest_seconds``: the pause after each batch, as the sweep's (a webhook waiting
+        for SQLite's one writer gets its turn)."""
+        self.db = db
+        self.budget_seconds = budget_seconds
+        self.rest_seconds = rest_seconds
+
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
+        return None
+
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> StoreErased | int:
+        """The store's id when its erasure may go on, or why it may not."""
+        workspace_id = int(job.payload["workspace_id"])
+        workspace = session.get(Workspace, workspace_id)
+        if workspace is None:
+            return StoreErased(store=f"#{workspace_id}", finished=True)
+        asked = job.payload.get("shop_domain")
+        if workspace.is_active:
+            refused = "the store has parley installed (reinstalled since it uninstalled?)"
+            return StoreErased(store=workspace.slug, refused=refused)
+        if asked and workspace.shopify_shop_domain and asked != workspace.shopify_shop_domain:
+            refused = f"it names {asked!r}, and this store is {workspace.shopify_shop_domain!r}"
+            return StoreErased(store=workspace.slug, refused=refused)
+        return workspace_id
+
+    async def perform(self, work: StoreErased | int) -> StoreErased:
+        if isinstance(work, StoreErased):
+            return work
+        return await asyncio.to_thread(
+            erase_store, self.db, work, self.budget_seconds, self.rest_seconds
+        )
+
+    def finish_batch(
+        self, session: Session, items: list[tuple[ClaimedJob, Any, Any]]
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for job, _, result in items:
+            if not isinstance(result, StoreErased):
+                log.error("store erasure (job %s) failed", job.id, exc_info=result)
+                outcomes.append(Retry(f"{type(result).__name__}: {result}"))
+                continue
+            _log(result)
+            if not result.finished and result.refused is None:
+                part = int(job.payload.get("part", 0)) + 1
+                workspace_id = job.payload["workspace_id"]
+                queue.enqueue(
+                    session,
+                    kind=ERASE_STORE_KIND,
+                    payload={**job.payload, "part": part},
+                    idempotency_key=f"erase-store:{workspace_id}:{part}",
+                )
+            outcomes.append(Done())
+        return outcomes
+
+
+def _log(result: StoreErased) -> None:
+    if result.refused is not None:
+        log.warning("store %r not erased: %s", result.store, result.refused)
+        return
+    deleted = ", ".join(f"{count} {table}" for table, count in result.deleted.items())
+    if result.finished:
+        log.warning("store %r erased (shop/redact): deleted %s", result.store, deleted or "it")
+    else:
+        log.info("store %r erasure goes on: deleted %s so far", result.store, deleted)
+
+
+def erase_store(
+    db: Database, workspace_id: int, budget_seconds: float, rest_seconds: float = REST_SECONDS
+) -> StoreErased:
+    """Delete the store's rows a batch to a transaction until none is left (then the
+    store's own row, with an entry in the deployment's audit log) or the budget is spent."""
+    deadline = time.monotonic() + budget_seconds
+    with db.transaction() as session:
+        workspace = session.get(Workspace, workspace_id)
+        if workspace is None:
+            return StoreErased(store=f"#{workspace_id}", finished=True)
+        store, domain = workspace.slug, workspace.shopify_shop_domain
+    result = StoreErased(store=store)
+    while True:
+        started = time.monotonic()
+        with db.transaction() as session:
+            batch = erase_store_batch(session, workspace_id=workspace_id)
+            if batch is None:
+                delete_store(session, workspace_id=workspace_id)
+                audit(
+                    session,
+                    workspace_id=None,
+                    action="store.erased",
+                    now=utc_now(),
+                    detail={"store": store, "shop_domain": domain, "deleted": result.deleted},
+                )
+                result.finished = True
+                return result
+        table, count = batch
+        result.deleted[table] = result.deleted.get(table, 0) + count
+        took = time.monotonic() - started
+        if time.monotonic() + rest_seconds >= deadline:
+            return result
+        time.sleep(max(rest_seconds, took) if rest_seconds else 0)
