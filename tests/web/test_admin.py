@@ -50,6 +50,7 @@ ADMIN_GETS = (
     "/admin/journeys/dispatch/templates/dispatch/sms",
     "/admin/failed",
     "/admin/team",
+    "/admin/privacy",
     "/admin/audit",
     "/admin/export/customers.csv",
 )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parley.customers.identity import normalise_email, normalise_phone
@@ -121,4 +122,27 @@ def receive_store_erasure(
         payload={"workspace_id": workspace_id, "shop_domain": erasure.shop_domain},
         due_at=now,
         idempotency_key=f"erase-store:{workspace_id}",
+    )
+
+
+def list_requests(session: Session, *, workspace_id: int, limit: int) -> list[PrivacyRequest]:
+    """The store's requests, newest first."""
+    return list(
+        session.scalars(
+            select(PrivacyRequest)
+            .where(PrivacyRequest.workspace_id == workspace_id)
+            .order_by(PrivacyRequest.received_at.desc(), PrivacyRequest.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def find_export(session: Session, *, workspace_id: int, request_id: int) -> dict[str, Any] | None:
+    """An access request's export, if it has one (gathered, and not erased since)."""
+    return session.scalar(
+        select(PrivacyRequest.export).where(
+            PrivacyRequest.workspace_id == workspace_id,
+            PrivacyRequest.id == request_id,
+            PrivacyRequest.kind == RequestKind.ACCESS,
+        )
     )

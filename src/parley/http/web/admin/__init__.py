@@ -1,5 +1,5 @@
 """``/admin``: workspace settings, channel credentials, policies, journeys and their
-templates, failed sends, the team and the audit log (admins only).
+templates, failed sends, the team, privacy requests and the audit log (admins only).
 
 Every handler starts with ``admin(request)``, GET and POST alike, so an agent gets 403
 whatever URL they type; the domain functions check the role again. To add a page, write
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from parley.http.web.admin import audit, channels, failed, general, journeys, team
+from parley.http.web.admin import audit, channels, failed, general, journeys, privacy, team
 
 
 def admin_routes() -> list[BaseRoute]:
@@ -54,6 +54,8 @@ def admin_routes() -> list[BaseRoute]:
         Route("/admin/team/invite", team.invite, methods=["POST"]),
         Route("/admin/team/{user_id}/role", team.set_role, methods=["POST"]),
         Route("/admin/team/{user_id}/remove", team.remove, methods=["POST"]),
+        Route("/admin/privacy", privacy.privacy_page, methods=["GET"]),
+        Route("/admin/privacy/{request_id}/export.json", privacy.download_export, methods=["GET"]),
         Route("/admin/audit", audit.audit_page, methods=["GET"]),
         Route("/admin/export/customers.csv", audit.export_customers, methods=["GET"]),
     ]

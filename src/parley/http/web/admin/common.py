@@ -37,6 +37,7 @@ SECTIONS = (
     ("failed", "/admin/failed", "Failed sends"),
     ("team", "/admin/team", "Team"),
     ("canned", "/admin/canned-replies", "Canned replies"),
+    ("privacy", "/admin/privacy", "Privacy requests"),
     ("audit", "/admin/audit", "Audit log"),
 )
 
