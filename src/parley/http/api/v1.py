@@ -16,13 +16,14 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from parley import events, held_messages
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.db import Database
 from parley.db.group_commit import group_commit
-from parley.errors import Conflict, Invalid, Unauthenticated, describe_problems
+from parley.errors import Conflict, Invalid, NotFound, Unauthenticated, describe_problems
 from parley.http.responses import EXCEPTION_HANDLERS
 from parley.jobs import queue
 from parley.jobs.models import Job
@@ -30,6 +31,9 @@ from parley.journeys import service as journeys
 from parley.messaging import catalog
 from parley.messaging.models import Message
 from parley.messaging.types import MessageType
+from parley.privacy import service as privacy
+from parley.privacy.models import PrivacyRequest, RequestKind
+from parley.privacy.service import CustomerRequest, Subject
 from parley.store_events import service as store_events
 from parley.store_events.service import Delivery, DeliveryRecord
 from parley.workspaces import service as workspaces
@@ -45,6 +49,25 @@ class EventIn(BaseModel):
     type: events.EventType
     occurred_at: AwareDatetime | None = None
     payload: dict[str, Any]
+
+
+class PrivacyCustomerIn(BaseModel):
+    """Who a privacy request is about: at least one of your id, their email, their phone."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+
+
+class PrivacyRequestIn(BaseModel):
+    """A customer's erasure or access request, from a platform other than Shopify (whose
+    compliance webhooks make the same requests)."""
+
+    kind: RequestKind
+    customer: PrivacyCustomerIn
+    orders: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=10_000, description="Your order ids it also covers"
+    )
 
 
 class JourneyPatch(BaseModel):
@@ -177,6 +200,62 @@ def _store_event(session: Session, checked: _CheckedEvent) -> dict[str, Any]:
     return {"status": "accepted", "journeys_started": result.runs_started}
 
 
+def _take_privacy_request(
+    db: Database, api_key: str, body: PrivacyRequestIn, raw: bytes, idempotency_key: str | None
+) -> dict[str, Any]:
+    """Store the request (once per key) and queue the job that carries it out."""
+    subject = Subject(
+        platform_customer_id=body.customer.id,
+        email=body.customer.email,
+        phone=body.customer.phone,
+        orders=tuple(body.orders),
+    )
+    if not subject.names_someone():
+        raise Invalid("customer: give at least one of id, email and phone")
+    delivery = Delivery(
+        source="api",
+        delivery_key=idempotency_key or hashlib.sha256(raw).hexdigest(),
+        topic=f"privacy/{body.kind}",
+        headers={},
+        body=raw.decode(),
+    )
+    with db.transaction() as session:
+        workspace = _workspace(session, api_key)
+        delivery_id = store_events.record_delivery(
+            session,
+            workspace=workspace,
+            delivery=delivery,
+            status=store_events.PROCESSED,
+            reason=None,
+        )
+        if delivery_id is None:
+            return {"status": "duplicate"}
+        request_id = privacy.receive_customer_request(
+            session,
+            workspace_id=workspace.id,
+            request=CustomerRequest(kind=body.kind, subject=subject),
+            delivery_id=delivery_id,
+            now=utc_now(),
+        )
+        return {
+            "status": "accepted",
+            "request": _privacy_out(session.get_one(PrivacyRequest, request_id)),
+        }
+
+
+def _privacy_out(request: PrivacyRequest) -> dict[str, Any]:
+    return {
+        "id": request.id,
+        "kind": request.kind,
+        "customer_id": request.reference,
+        "status": request.status,
+        "summary": request.summary,
+        "has_export": request.export is not None,
+        "received_at": request.received_at.isoformat(),
+        "completed_at": request.completed_at.isoformat() if request.completed_at else None,
+    }
+
+
 def _message_out(message: Message) -> dict[str, Any]:
     return {
         "id": message.id,
@@ -221,6 +300,47 @@ def _job_out(job: Job) -> dict[str, Any]:
         "due_at": job.due_at.isoformat(),
         "updated_at": job.updated_at.isoformat(),
     }
+
+
+def _add_privacy_routes(api: FastAPI) -> None:
+    """Customers' privacy requests from platforms other than Shopify."""
+
+    @api.post("/privacy-requests", status_code=202)
+    async def post_privacy_request(
+        request: Request,
+        body: PrivacyRequestIn,
+        api_key: Annotated[str, Depends(_api_key)],
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """A customer's erasure or access request; carried out by a job, so the answer is
+        the request as received (``GET`` it again to see it done)."""
+        raw = await request.body()
+        return await run_in_threadpool(
+            _take_privacy_request, _db(request), api_key, body, raw, idempotency_key
+        )
+
+    @api.get("/privacy-requests")
+    def list_privacy_requests(
+        request: Request, api_key: Annotated[str, Depends(_api_key)], limit: int = 100
+    ) -> dict[str, Any]:
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            found = privacy.list_requests(
+                session, workspace_id=workspace.id, limit=max(1, min(limit, 1000))
+            )
+            return {"requests": [_privacy_out(item) for item in found]}
+
+    @api.get("/privacy-requests/{request_id}/export")
+    def privacy_export(
+        request: Request, request_id: int, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        """An access request's data (404 until it is gathered, or once erased)."""
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            export = privacy.find_export(session, workspace_id=workspace.id, request_id=request_id)
+            if export is None:
+                raise NotFound("no such access request, or its data is not gathered or was erased")
+            return export
 
 
 def create_api() -> FastAPI:
@@ -312,6 +432,8 @@ def create_api() -> FastAPI:
         with _db(request).transaction() as session:
             workspace = _workspace(session, api_key)
             return {"job": _job_out(queue.redrive(session, job_id, workspace_id=workspace.id))}
+
+    _add_privacy_routes(api)
 
     @api.get("/journeys")
     def list_journeys(

@@ -1,0 +1,125 @@
+"""``/api/v1/privacy-requests``: other platforms' customers' erasure and access requests,
+carried out by the same job as Shopify's compliance webhooks."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from parley.customers.models import Customer
+from parley.http.app import create_app
+from parley.jobs.models import Job
+from parley.jobs.worker import Worker, WorkerConfig
+from parley.privacy.models import PrivacyRequest
+from parley.privacy.tasks import CustomerRequestTask
+from parley.runtime import Runtime
+from parley.settings import get_settings
+from parley.store_events.models import WebhookDelivery
+from parley.workspaces import service as workspaces
+from support import API_KEY, count, deliveries, drain, post, seed, where_found
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+OTHER_KEY = "other-store-api-key"
+
+
+@pytest.fixture
+def client(db):
+    seed(db)
+    with db.transaction() as session:
+        workspaces.create_workspace(session, slug="other", name="Other", api_key=OTHER_KEY)
+    for delivery in deliveries("Ada", order_id=501):
+        post(db, delivery)
+    settings = get_settings(database_url=db.url, embedded_worker=False)
+    app = create_app(settings, runtime=Runtime(settings=settings, db=db, adapters={}))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _carry_out(db) -> None:
+    drain(Worker(db, [CustomerRequestTask()], WorkerConfig()))
+
+
+def test_an_erasure_through_the_api_deletes_the_customer_and_reports_done(client, db):
+    answer = client.post(
+        "/api/v1/privacy-requests",
+        json={"kind": "erasure", "customer": {"email": "ada@example.com"}},
+        headers=AUTH,
+    )
+    assert answer.status_code == 202
+    body = answer.json()
+    assert (body["status"], body["request"]["kind"], body["request"]["status"]) == (
+        "accepted",
+        "erasure",
+        "pending",
+    )
+    _carry_out(db)
+    listed = client.get("/api/v1/privacy-requests", headers=AUTH).json()["requests"]
+    [done] = listed
+    assert (done["id"], done["status"], done["has_export"]) == (
+        body["request"]["id"],
+        "done",
+        False,
+    )
+    assert done["summary"].startswith("deleted ")
+    assert where_found(db, "ada@example.com", "Lovelace") == []
+    assert count(db, Customer, Customer.workspace_id == 1) == 3
+
+
+def test_an_access_request_through_the_api_is_downloaded_from_it(client, db):
+    posted = client.post(
+        "/api/v1/privacy-requests",
+        json={"kind": "access", "customer": {"id": "7001"}, "orders": ["501"]},
+        headers=AUTH,
+    ).json()
+    request_id = posted["request"]["id"]
+    assert (
+        client.get(f"/api/v1/privacy-requests/{request_id}/export", headers=AUTH).status_code == 404
+    )
+    _carry_out(db)
+    export = client.get(f"/api/v1/privacy-requests/{request_id}/export", headers=AUTH)
+    assert export.status_code == 200
+    assert [order["external_id"] for order in export.json()["orders"]] == ["501"]
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+    assert (
+        client.get(f"/api/v1/privacy-requests/{request_id}/export", headers=other).status_code
+        == 404
+    )
+    assert client.get("/api/v1/privacy-requests", headers=other).json() == {"requests": []}
+
+
+def test_the_same_request_twice_under_one_idempotency_key_is_one_request(client, db):
+    request = {"kind": "erasure", "customer": {"id": "7001"}}
+    headers = {**AUTH, "Idempotency-Key": "req-1"}
+    first = client.post("/api/v1/privacy-requests", json=request, headers=headers)
+    again = client.post("/api/v1/privacy-requests", json=request, headers=headers)
+    assert (first.status_code, again.json()) == (202, {"status": "duplicate"})
+    assert count(db, PrivacyRequest) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"kind": "erasure", "customer": {}}, "give at least one of id, email and phone"),
+        ({"kind": "forget", "customer": {"id": "1"}}, "kind"),
+        ({"kind": "erasure"}, "customer"),
+        ({"kind": "erasure", "customer": {"id": "1"}, "orders": [""]}, "orders"),
+    ],
+)
+def test_a_malformed_request_is_422_with_the_reason_and_nothing_stored(client, db, body, reason):
+    jobs, deliveries_before = count(db, Job), count(db, WebhookDelivery)
+    answer = client.post("/api/v1/privacy-requests", json=body, headers=AUTH)
+    assert answer.status_code == 422
+    assert reason in answer.json()["error"]
+    assert (count(db, PrivacyRequest), count(db, Job), count(db, WebhookDelivery)) == (
+        0,
+        jobs,
+        deliveries_before,
+    )
+
+
+def test_without_a_valid_key_nothing_is_stored(client, db):
+    request = {"kind": "erasure", "customer": {"id": "7001"}}
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        answer = client.post("/api/v1/privacy-requests", json=request, headers=headers)
+        assert answer.status_code == 401
+    assert count(db, PrivacyRequest) == 0
