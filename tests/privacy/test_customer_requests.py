@@ -246,6 +246,32 @@ def test_a_malformed_request_is_refused_with_the_reason_and_nothing_queued(
     assert (count(db, PrivacyRequest), count(db, Job)) == (0, jobs_before)
 
 
+def test_a_redact_over_http_is_answered_once_stored_and_then_carried_out(db, stores):
+    from starlette.testclient import TestClient
+
+    from parley.http.app import create_app
+    from parley.runtime import Runtime
+    from parley.settings import get_settings
+
+    settings = get_settings(database_url=db.url, embedded_worker=False)
+    app = create_app(settings, runtime=Runtime(settings=settings, db=db, adapters={}))
+    body, headers = signed("customers/redact", {"customer": ADA}, webhook_id="over-http")
+    with TestClient(app) as client:
+        first = client.post("/webhooks/shopify/demo", content=body, headers=headers)
+        again = client.post("/webhooks/shopify/demo", content=body, headers=headers)
+    assert first.json() == {"status": "accepted", "request": "erasure", "id": 1}
+    assert again.json() == {"status": "duplicate"}
+    [request] = rows(db, PrivacyRequest)
+    assert (request.status, request.subject["email"]) == ("pending", "ada@example.com")
+    drain(_privacy_worker(db))
+    assert where_found(db, *ADA_TRACES, but_store=stores) == []
+    [delivery] = rows(db, WebhookDelivery, WebhookDelivery.topic == "customers/redact")
+    assert (delivery.body, delivery.status_reason) == (
+        "{}",
+        "body erased with the customer it named",
+    )
+
+
 def test_a_request_with_a_bad_signature_is_refused_and_nothing_written(db, stores):
     from parley.errors import Unauthenticated
 
