@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from parley import clock
+from parley.accounts.models import AuditEntry
 from parley.channels.base import ChannelKind
 from parley.commerce.models import Order
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
@@ -141,6 +142,9 @@ def test_customer_redact_erases_everything_the_store_held_on_them_and_nothing_el
     )
     assert request.summary is not None
     assert request.summary.startswith("deleted ")
+    [entry] = rows(db, AuditEntry, AuditEntry.action == "customer_erased")
+    assert (entry.workspace_id, entry.actor_id, entry.detail["request"]) == (1, None, 1)
+    assert entry.detail["deleted"]["customer profiles"] == 1
     assert "customer profiles 1" in request.summary
     assert "orders 1" in request.summary
 

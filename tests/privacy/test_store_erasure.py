@@ -99,7 +99,7 @@ def test_shop_redact_after_uninstall_deletes_every_row_of_the_store_and_no_other
         assert other_after[table] == table_rows, table
     assert other_after["workspaces"] == [other_store]
     assert _store_rows(db, stores)["orders"] == 1
-    [entry] = rows(db, AuditEntry, AuditEntry.action == "store.erased")
+    [entry] = rows(db, AuditEntry, AuditEntry.action == "store_erased")
     assert entry.workspace_id is None
     assert entry.detail["store"] == "demo"
     assert entry.detail["shop_domain"] == "parley-demo.myshopify.com"

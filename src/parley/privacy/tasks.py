@@ -70,6 +70,13 @@ class CustomerRequestTask:
             )
             request.summary = erased.summary()
             request.subject = None
+            audit(
+                session,
+                workspace_id=workspace.id,
+                action="customer_erased",
+                now=now,
+                detail={"request": request.id, "deleted": erased.counts},
+            )
         else:
             request.export = export_customer(
                 session, workspace_id=workspace.id, store=workspace.name, subject=subject, now=now
@@ -207,7 +214,7 @@ def erase_store(
                 audit(
                     session,
                     workspace_id=None,
-                    action="store.erased",
+                    action="store_erased",
                     now=utc_now(),
                     detail={"store": store, "shop_domain": domain, "deleted": result.deleted},
                 )
