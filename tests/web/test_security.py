@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route
 
 from parley.accounts.models import AuditEntry, LoginSession, Membership
 from parley.http.web.security import TOKEN_AUTHENTICATED
+from parley.privacy.models import PrivacyRequest, RequestKind, RequestStatus
 from support import count
 from web_support import ADMIN, browser, seed_team, sign_in, web_app
 
@@ -105,6 +106,7 @@ ID_ROUTES = {
     "/admin/team/{user_id}/role": ("user",),
     "/admin/team/{user_id}/remove": ("user",),
     "/admin/failed/{job_id}/retry": ("job",),
+    "/admin/privacy/{request_id}/export.json": ("privacy_request",),
     "/inbox/{id:int}/messages/{message_id:int}/send-again": ("conversation", "message"),
     "/admin/failed/held/{message_id}/arrived": ("held",),
     "/admin/failed/held/{message_id}/send-again": ("held",),
@@ -216,6 +218,16 @@ def elsewhere(db, app):
             status_updated_at=now,
         )
         session.add(held)
+        request = PrivacyRequest(
+            workspace_id=other.id,
+            kind=RequestKind.ACCESS,
+            reference="42",
+            status=RequestStatus.DONE,
+            export={"customers": [{"first_name": OTHER_NAME}]},
+            received_at=now,
+            completed_at=now,
+        )
+        session.add(request)
         session.flush()
         owner = session.scalar(
             select(Membership.user_id).where(Membership.workspace_id == other.id)
@@ -229,6 +241,7 @@ def elsewhere(db, app):
             "job": job.id,
             "message": received.message_id,
             "held": held.id,
+            "privacy_request": request.id,
             "user": owner,
         }
 

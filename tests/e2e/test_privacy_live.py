@@ -1,0 +1,61 @@
+"""Privacy requests against the running demo: Shopify's compliance webhooks are answered
+at once and carried out by the demo's own worker, over loopback HTTP only."""
+
+from __future__ import annotations
+
+import json
+
+from parley.integrations.shopify import payloads
+from parley.integrations.shopify.signature import sign
+from support import SECRET, deliveries, where_found
+
+
+def _compliance(demo, topic: str, payload: dict, webhook_id: str):
+    body = json.dumps(payload).encode()
+    headers = payloads.webhook_headers(
+        topic, body, SECRET, shop_domain=payloads.DEMO_SHOP_DOMAIN, webhook_id=webhook_id
+    )
+    return demo.http.post("/webhooks/shopify/demo", content=body, headers=headers)
+
+
+def _done(demo) -> list[dict]:
+    requests = demo.api("GET", "/privacy-requests").json()["requests"]
+    return [request for request in requests if request["status"] == "done"]
+
+
+def test_a_customer_gathered_then_erased_by_the_running_demo(demo):
+    placed, dispatched, *_ = deliveries("Ada")
+    demo.post_webhook(placed)
+    demo.post_webhook(dispatched)
+    demo.wait_for(lambda: demo.captured(channel="whatsapp"), what="Ada's dispatch message")
+    demo.wait_until_idle()
+    ada = {"id": 7001, "email": "ada@example.com", "phone": "+447911123456"}
+
+    access = _compliance(demo, "customers/data_request", {"customer": ada}, "access-1")
+    assert access.json() == {"status": "accepted", "request": "access", "id": 1}
+    [gathered] = demo.wait_for(lambda: _done(demo), what="the access request carried out")
+    export = demo.api("GET", f"/privacy-requests/{gathered['id']}/export").json()
+    assert sorted(message["channel"] for message in export["messages"]) == ["email", "whatsapp"]
+
+    erasure = _compliance(demo, "customers/redact", {"customer": ada}, "erasure-1")
+    assert erasure.json() == {"status": "accepted", "request": "erasure", "id": 2}
+    demo.wait_for(lambda: len(_done(demo)) == 2, what="the erasure carried out")
+    assert where_found(demo.db, "ada@example.com", "7911123456", "Lovelace") == []
+    assert [
+        m for m in demo.messages() if m["recipient"] in ("ada@example.com", "447911123456")
+    ] == []
+    assert demo.api("GET", f"/privacy-requests/{gathered['id']}/export").status_code == 404
+
+    body = json.dumps({"customer": {"id": 7003}}).encode()
+    refused = demo.http.post(
+        "/webhooks/shopify/demo",
+        content=body,
+        headers={
+            **payloads.webhook_headers(
+                "customers/redact", body, SECRET, shop_domain="x", webhook_id="bad"
+            ),
+            "X-Shopify-Hmac-Sha256": sign(body, "not-the-secret"),
+        },
+    )
+    assert refused.status_code == 401
+    assert "bad or missing HMAC" in demo.stderr()
