@@ -28,6 +28,12 @@ def test_a_customer_gathered_then_erased_by_the_running_demo(demo):
     demo.post_webhook(placed)
     demo.post_webhook(dispatched)
     demo.wait_for(lambda: demo.captured(channel="whatsapp"), what="Ada's dispatch message")
+    demo.wait_for(
+        lambda: all(
+            m["status"] == "delivered" for m in demo.messages() if m["channel"] == "whatsapp"
+        ),
+        what="the sandbox's receipts for it",
+    )
     demo.wait_until_idle()
     ada = {"id": 7001, "email": "ada@example.com", "phone": "+447911123456"}
 

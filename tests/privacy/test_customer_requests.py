@@ -89,6 +89,10 @@ def stores(db, tmp_path):
         text="Ada Lovelace: where is #1501?",
     )
     customer_writes(db, channel=ChannelKind.SMS, sender="+12025550143", text="Grace: thanks!")
+    # A topic parley stores without mapping, naming Ada's number as WhatsApp writes it.
+    unmapped = {"customer_id": 7001, "phone_number": "447911123456"}
+    body, headers = signed("customers_marketing_consent/update", unmapped, webhook_id="consent")
+    assert post(db, None, body=body, headers=headers)["status"] == "ignored"
     drain(inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path / "model"))
     return other
 

@@ -41,12 +41,19 @@ class Held:
     def traces(self) -> frozenset[str]:
         """Strings that, found in a raw payload, mean it is about this customer: their
         addresses and channel ids (not the platform's bare numeric id, which would match
-        any longer number it is part of)."""
-        return frozenset(
+        any longer number it is part of), and each phone without its ``+`` too, as
+        WhatsApp writes it (``wa_id``, ``recipient_id``)."""
+        found = {
             value
             for kind, value in self.identities
             if kind != IdentityKind.SHOPIFY and len(value) >= 6
-        )
+        }
+        found |= {
+            value[1:]
+            for kind, value in self.identities
+            if kind == IdentityKind.PHONE and value.startswith("+")
+        }
+        return frozenset(found)
 
     def is_empty(self) -> bool:
         return not (self.customers or self.orders or self.checkouts or self.messages)
