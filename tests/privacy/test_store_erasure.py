@@ -152,3 +152,13 @@ def test_the_store_erasure_outlives_the_store_jobs_it_deletes(db, stores):
     assert count(db, Job, Job.workspace_id == 1, Job.status == JobStatus.PENDING) >= 1
     drain(_eraser(db))
     assert count(db, Job, Job.workspace_id == 1) == 0
+
+
+def test_a_shop_redact_refused_while_installed_does_not_stop_a_later_one(db, stores):
+    _shop_redact(db)
+    drain(_eraser(db))
+    _uninstall(db)
+    body, headers = signed("shop/redact", SHOP, webhook_id="shop-redact-again")
+    assert post(db, None, body=body, headers=headers)["status"] == "accepted"
+    drain(_eraser(db))
+    assert count(db, Workspace, Workspace.id == 1) == 0

@@ -112,16 +112,21 @@ def receive_customer_request(
 
 
 def receive_store_erasure(
-    session: Session, *, workspace_id: int, erasure: StoreErasure, now: datetime
+    session: Session, *, workspace_id: int, erasure: StoreErasure, delivery_id: int, now: datetime
 ) -> None:
     """Queue the store's erasure. It is the deployment's job, not the store's: it deletes
-    the store's jobs along with everything else, and must outlive them."""
+    the store's jobs along with everything else, and must outlive them. Keyed by the
+    delivery: one refused while the store was installed does not stand in for a later one."""
     queue.enqueue(
         session,
         kind=ERASE_STORE_KIND,
-        payload={"workspace_id": workspace_id, "shop_domain": erasure.shop_domain},
+        payload={
+            "workspace_id": workspace_id,
+            "shop_domain": erasure.shop_domain,
+            "delivery_id": delivery_id,
+        },
         due_at=now,
-        idempotency_key=f"erase-store:{workspace_id}",
+        idempotency_key=f"erase-store:{workspace_id}:{delivery_id}",
     )
 
 

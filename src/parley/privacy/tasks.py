@@ -171,12 +171,12 @@ class EraseStoreTask:
             _log(result)
             if not result.finished and result.refused is None:
                 part = int(job.payload.get("part", 0)) + 1
-                workspace_id = job.payload["workspace_id"]
+                workspace_id, delivery_id = job.payload["workspace_id"], job.payload["delivery_id"]
                 queue.enqueue(
                     session,
                     kind=ERASE_STORE_KIND,
                     payload={**job.payload, "part": part},
-                    idempotency_key=f"erase-store:{workspace_id}:{part}",
+                    idempotency_key=f"erase-store:{workspace_id}:{delivery_id}:{part}",
                 )
             outcomes.append(Done())
         return outcomes

@@ -204,7 +204,9 @@ def _take_request(
         return Answer({"status": "duplicate"})
     workspace_id, now = verified.workspace.id, utc_now()
     if isinstance(request, StoreErasure):
-        privacy.receive_store_erasure(session, workspace_id=workspace_id, erasure=request, now=now)
+        privacy.receive_store_erasure(
+            session, workspace_id=workspace_id, erasure=request, delivery_id=delivery_id, now=now
+        )
         return Answer({"status": "accepted", "request": "store erasure"})
     request_id = privacy.receive_customer_request(
         session, workspace_id=workspace_id, request=request, delivery_id=delivery_id, now=now
