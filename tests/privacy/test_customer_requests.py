@@ -9,10 +9,11 @@ import pytest
 
 from parley import clock
 from parley.accounts.models import AuditEntry
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, StatusUpdate
 from parley.commerce.models import Order
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
 from parley.demo.simulate import order_lifecycle
+from parley.inbox import service as inbox
 from parley.inbox.models import AssistantTurn, Conversation
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.worker import Worker, WorkerConfig
@@ -218,6 +219,37 @@ def test_a_later_erasure_deletes_an_earlier_export(db, stores):
     assert access.summary.endswith("; its export was deleted by a later erasure")
     assert erasure.status == "done"
     assert where_found(db, *ADA_TRACES, but_store=stores) == []
+
+
+def test_a_late_receipt_for_an_erased_message_is_dropped_not_retried(db, stores):
+    [ada] = rows(db, Customer, Customer.email == "ada@example.com", Customer.workspace_id == 1)
+    [whatsapp, *_] = rows(
+        db,
+        Message,
+        Message.customer_id == ada.id,
+        Message.channel == "whatsapp",
+        Message.direction == "outbound",
+        Message.provider_message_id.is_not(None),
+    )
+    [grace_sent, *_] = rows(
+        db, Message, Message.recipient == "+12025550143", Message.direction == "outbound"
+    )
+    _redact_ada(db)
+    drain(_privacy_worker(db))
+
+    def receipt(message: Message, provider_id: str) -> bool:
+        status = StatusUpdate(
+            channel=ChannelKind(message.channel),
+            provider_message_id=provider_id,
+            status="delivered",
+            reference=f"parley-1-{message.id}",
+        )
+        with db.transaction() as session:
+            return inbox.apply_status(session, workspace_id=1, status=status)
+
+    assert receipt(whatsapp, whatsapp.provider_message_id) is True  # known: erased
+    # A live message's receipt that matches no provider id is still waited for.
+    assert receipt(grace_sent, "not-its-provider-id") is False
 
 
 @pytest.mark.parametrize(

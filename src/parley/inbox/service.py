@@ -548,7 +548,19 @@ def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -
     if changed:
         return True
     known = select(Message.id).where(*condition, Message.status != MessageStatus.SENDING)
-    return session.scalar(known) is not None
+    return session.scalar(known) is not None or _erased(session, workspace_id, status)
+
+
+def _erased(session: Session, workspace_id: int, status: StatusUpdate) -> bool:
+    """The receipt names a message that is gone: erased with its customer
+    (:mod:`parley.privacy`; nothing else deletes messages, and a message's reference is
+    handed to the provider only once its row is committed). There is nothing to apply,
+    and nothing to wait for."""
+    message_id = outbox.referenced_message(status.reference, workspace_id=workspace_id)
+    if message_id is None:
+        return False
+    found = select(Message.id).where(Message.workspace_id == workspace_id, Message.id == message_id)
+    return session.scalar(found) is None
 
 
 def _failure_reason(status: StatusUpdate) -> str:

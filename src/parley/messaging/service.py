@@ -605,6 +605,14 @@ def message_reference(workspace_id: int, message_id: int) -> str:
 _REFERENCE = re.compile(r"parley-(\d+)-(\d+)")
 
 
+def referenced_message(reference: str | None, *, workspace_id: int) -> int | None:
+    """The id of the store's message a receipt's ``reference`` names, if it names one."""
+    found = _REFERENCE.fullmatch(reference or "")
+    if found is None or int(found[1]) != workspace_id:
+        return None
+    return int(found[2])
+
+
 @dataclass(frozen=True)
 class NamedByReceipt:
     """What a receipt naming its message found: the held messages it settled, as (id,
@@ -629,8 +637,8 @@ def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) ->
     of those two states, so of two receipts at once one settles it and the other is
     applied after, by the provider's id.
     """
-    found = _REFERENCE.fullmatch(status.reference or "")
-    if found is None or int(found[1]) != workspace_id:
+    message_id = referenced_message(status.reference, workspace_id=workspace_id)
+    if message_id is None:
         return NamedByReceipt([])
     held = Message.status == MessageStatus.HELD
     now = utc_now()
@@ -658,7 +666,7 @@ def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) ->
         update(Message)
         .where(
             Message.workspace_id == workspace_id,
-            Message.id == int(found[2]),
+            Message.id == message_id,
             Message.direction == Direction.OUTBOUND,
             Message.channel == str(status.channel),
             or_(
