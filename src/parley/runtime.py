@@ -154,6 +154,8 @@ class Runtime:
         )
         timeout = self.settings.provider_timeout_seconds
         paced = pacer(self.settings)
+        # A part of a long deletion stays well inside a job's lease.
+        budget = min(BUDGET_SECONDS, self.settings.job_lease_seconds / 3)
         return [
             AdvanceJourney(
                 adapters=self.adapters,
@@ -173,7 +175,7 @@ class Runtime:
             SweepTask(
                 self.db,
                 retention(self.settings),
-                budget_seconds=min(BUDGET_SECONDS, self.settings.job_lease_seconds / 3),
+                budget_seconds=budget,
             ),
             WatchTask(
                 thresholds(self.settings), notify=self.settings.alert_webhook_url is not None
@@ -183,10 +185,8 @@ class Runtime:
                 self.alert_client(),
                 source=self.settings.resolved_public_url(),
             ),
-            CustomerRequestTask(),
-            EraseStoreTask(
-                self.db, budget_seconds=min(BUDGET_SECONDS, self.settings.job_lease_seconds / 3)
-            ),
+            CustomerRequestTask(self.db, budget_seconds=budget),
+            EraseStoreTask(self.db, budget_seconds=budget),
         ]
 
     def alert_client(self) -> httpx2.AsyncClient:

@@ -36,7 +36,7 @@ def client(db):
 
 
 def _carry_out(db) -> None:
-    drain(Worker(db, [CustomerRequestTask()], WorkerConfig()))
+    drain(Worker(db, [CustomerRequestTask(db, rest_seconds=0)], WorkerConfig()))
 
 
 def test_an_erasure_through_the_api_deletes_the_customer_and_reports_done(client, db):

@@ -3,6 +3,7 @@ store erased, or gathered for the store owner, by a job after the delivery is an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -44,7 +45,7 @@ OTHER_SECRET = "the-other-store's-secret"
 
 
 def _privacy_worker(db) -> Worker:
-    return Worker(db, [CustomerRequestTask()], WorkerConfig(batch_size=50))
+    return Worker(db, [CustomerRequestTask(db, rest_seconds=0)], WorkerConfig(batch_size=50))
 
 
 def _request(db, topic: str, payload: dict, *, webhook_id: str) -> dict:
@@ -152,6 +153,37 @@ def test_customer_redact_erases_everything_the_store_held_on_them_and_nothing_el
     assert entry.detail["deleted"]["customer profiles"] == 1
     assert "customer profiles 1" in request.summary
     assert "orders 1" in request.summary
+
+
+def test_the_search_of_other_deliveries_goes_on_in_parts_until_every_one_is_searched(db, stores):
+    _redact_ada(db)
+    task = CustomerRequestTask(db, budget_seconds=0, rest_seconds=0, window=2)
+    drain(Worker(db, [task], WorkerConfig()))
+    parts = rows(db, Job, Job.kind == "privacy.customer_request")
+    assert len(parts) >= 3
+    assert [job.payload.get("after", 0) for job in parts] == sorted(
+        job.payload.get("after", 0) for job in parts
+    )
+    assert {job.status for job in parts} == {JobStatus.DONE}
+    assert where_found(db, *ADA_TRACES, but_store=stores) == []
+    [request] = rows(db, PrivacyRequest)
+    assert (request.status, request.subject) == ("done", None)
+    # The delivery naming Ada that carried none of her events was found by the search.
+    assert "raw platform deliveries " in request.summary
+    [entry] = rows(db, AuditEntry, AuditEntry.action == "customer_erased")
+    assert entry.detail["deleted"]["customer profiles"] == 1
+
+
+def test_an_erasure_in_progress_names_no_one_but_what_it_still_searches_for(db, stores):
+    _redact_ada(db)
+    task = CustomerRequestTask(db, budget_seconds=0, rest_seconds=0, window=3)
+    worker = Worker(db, [task], WorkerConfig(batch_size=1))
+    asyncio.run(worker.run_once())
+    [request] = rows(db, PrivacyRequest)
+    assert request.status == "pending"
+    assert set(request.subject) == {"traces", "deleted"}
+    assert "Lovelace" not in str(request.subject)
+    assert request.summary.startswith("deleted ")
 
 
 def test_the_same_redact_delivered_twice_is_one_request(db, stores):

@@ -28,7 +28,7 @@ def team(db):
 def _forward(db, topic: str, webhook_id: str) -> None:
     body, headers = signed(topic, {"customer": ADA}, webhook_id=webhook_id)
     post(db, None, body=body, headers=headers)
-    drain(Worker(db, [CustomerRequestTask()], WorkerConfig()))
+    drain(Worker(db, [CustomerRequestTask(db, rest_seconds=0)], WorkerConfig()))
 
 
 def test_an_access_request_is_listed_and_its_data_downloaded_by_an_admin_audited(db, team):

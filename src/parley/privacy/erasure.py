@@ -15,9 +15,10 @@ the housekeeping sweep does (:mod:`parley.housekeeping`), and the store's row la
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Table, delete, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 import parley.db.models  # noqa: F401  (every table registered, for the store's erasure)
@@ -39,9 +40,11 @@ from parley.workspaces.models import Workspace
 
 @dataclass
 class Erased:
-    """Rows deleted, by what they were, in the words the store owner reads."""
+    """Rows deleted, by what they were, in the words the store owner reads, and the
+    strings that name the customer (for :func:`scrub_mentions`, after)."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    traces: frozenset[str] = frozenset()
 
     def add(self, what: str, rowcount: int) -> None:
         if rowcount:
@@ -62,7 +65,7 @@ def erase_customer(
     is blanked, not deleted, so the platform's retry of it is still known as one.
     """
     held = find_held(session, workspace_id=workspace_id, subject=subject)
-    erased = Erased()
+    erased = Erased(traces=held.traces | _given(subject))
     events = _events_of(workspace_id, held, subject)
     deliveries = {
         delivery
@@ -141,8 +144,12 @@ def erase_customer(
     _blank_delivery(session, workspace_id, request_delivery)
     erased.add(
         "raw platform deliveries",
-        _delete_deliveries(
-            session, workspace_id, deliveries, held.traces | _given(subject), request_delivery
+        _delete(
+            session,
+            delete(WebhookDelivery).where(
+                WebhookDelivery.workspace_id == workspace_id,
+                WebhookDelivery.id.in_(deliveries - {request_delivery or 0}),
+            ),
         ),
     )
     erased.add("earlier data exports", _drop_exports(session, workspace_id, held, subject))
@@ -205,26 +212,59 @@ def _blank_delivery(session: Session, workspace_id: int, delivery_id: int | None
     )
 
 
-def _delete_deliveries(
+MENTION_WINDOW = 2_000
+"""Raw deliveries searched to a transaction: about 10 ms of SQLite's one writer for
+bodies of 5 KB (0.9 s for 200,000 searched in one go, measured)."""
+
+
+@dataclass(frozen=True)
+class Scrubbed:
+    """Raw deliveries deleted for naming the customer, and where the search stopped:
+    ``after`` is the last id searched, None once every delivery has been."""
+
+    deleted: int
+    after: int | None
+
+
+def delete_mentions(
     session: Session,
+    *,
     workspace_id: int,
-    carried: set[int],
-    traces: set[str] | frozenset[str],
+    traces: Iterable[str],
+    after: int,
     kept: int | None,
-) -> int:
-    """The raw deliveries that carried the customer's events, and any other still kept
-    that names them (a topic parley does not map, an earlier access request)."""
-    return _delete(
+    window: int = MENTION_WINDOW,
+) -> Scrubbed:
+    """Search the store's next ``window`` raw deliveries after id ``after`` and delete those
+    that name the customer: a topic parley does not map, a receipt, an earlier request.
+    The deliveries that carried the customer's events went with the erasure itself; these
+    are the rest, searched a window at a time because each is a scan of their bodies."""
+    mentions = [WebhookDelivery.body.contains(trace, autoescape=True) for trace in traces]
+    if not mentions:
+        return Scrubbed(deleted=0, after=None)
+    last = session.scalar(
+        select(func.max(WebhookDelivery.id)).where(
+            WebhookDelivery.id.in_(
+                select(WebhookDelivery.id)
+                .where(WebhookDelivery.workspace_id == workspace_id, WebhookDelivery.id > after)
+                .order_by(WebhookDelivery.id)
+                .limit(window)
+            )
+        )
+    )
+    if last is None:
+        return Scrubbed(deleted=0, after=None)
+    deleted = _delete(
         session,
         delete(WebhookDelivery).where(
             WebhookDelivery.workspace_id == workspace_id,
-            WebhookDelivery.id != kept if kept is not None else true(),
-            or_(
-                WebhookDelivery.id.in_(carried),
-                *(WebhookDelivery.body.contains(trace, autoescape=True) for trace in traces),
-            ),
+            WebhookDelivery.id > after,
+            WebhookDelivery.id <= last,
+            WebhookDelivery.id != (kept or 0),
+            or_(*mentions),
         ),
     )
+    return Scrubbed(deleted=deleted, after=last)
 
 
 def _drop_exports(session: Session, workspace_id: int, held: Held, subject: Subject) -> int:

@@ -18,7 +18,15 @@ from parley.housekeeping import BUDGET_SECONDS, REST_SECONDS
 from parley.jobs import queue
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome, Retry
-from parley.privacy.erasure import delete_store, erase_customer, erase_store_batch
+from parley.privacy.erasure import (
+    MENTION_WINDOW,
+    Erased,
+    Scrubbed,
+    delete_mentions,
+    delete_store,
+    erase_customer,
+    erase_store_batch,
+)
 from parley.privacy.export import counted, export_customer
 from parley.privacy.models import PrivacyRequest, RequestKind, RequestStatus
 from parley.privacy.service import CUSTOMER_REQUEST_KIND, ERASE_STORE_KIND, Subject
@@ -37,16 +45,54 @@ class CarriedOut:
     summary: str
 
 
+@dataclass(frozen=True)
+class Search:
+    """An erasure's second part: the store's other raw deliveries, searched for the
+    customer's details from id ``after`` on."""
+
+    request_id: int
+    workspace_id: int
+    store: str
+    traces: tuple[str, ...]
+    kept: int | None
+    """The request's own delivery, blanked by the erasure and kept as its dedupe key."""
+    after: int
+
+
 class CustomerRequestTask:
-    """Erasure or access for one customer, done in the worker's transaction: the erasure
-    and the request's record of it commit together."""
+    """Erasure or access for one customer.
+
+    An access request is gathered in the worker's transaction. An erasure proper (every
+    row about the customer) is one transaction too, the worker's, with the request's
+    record of it. Then the store's other raw deliveries are searched for the customer's
+    details a window to a transaction (:func:`~parley.privacy.erasure.delete_mentions`) in
+    ``perform``, with a rest after each as the sweep has, because each window is a scan of
+    their bodies and on SQLite a transaction holds the one writer. The request is done
+    when every delivery has been searched; a part that used its time budget hands the
+    rest to a follow-up job.
+    """
 
     kind = CUSTOMER_REQUEST_KIND
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        budget_seconds: float = BUDGET_SECONDS,
+        rest_seconds: float = REST_SECONDS,
+        window: int = MENTION_WINDOW,
+    ) -> None:
+        self.db = db
+        self.budget_seconds = budget_seconds
+        self.rest_seconds = rest_seconds
+        self.window = window
 
     def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
         return None
 
-    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> CarriedOut | None:
+    def prepare(
+        self, session: Session, job: ClaimedJob, batch: Any = None
+    ) -> CarriedOut | Search | None:
         found = session.execute(
             select(PrivacyRequest, Workspace)
             .join(Workspace, Workspace.id == PrivacyRequest.workspace_id)
@@ -59,49 +105,124 @@ class CustomerRequestTask:
         if found is None or found[0].status == RequestStatus.DONE:
             return None
         request, workspace = found
-        subject = Subject.from_json(request.subject or {})
-        now = utc_now()
-        if request.kind == RequestKind.ERASURE:
-            erased = erase_customer(
-                session,
-                workspace_id=workspace.id,
-                subject=subject,
-                request_delivery=request.delivery_id,
-            )
-            request.summary = erased.summary()
-            request.subject = None
-            audit(
-                session,
-                workspace_id=workspace.id,
-                action="customer_erased",
-                now=now,
-                detail={"request": request.id, "deleted": erased.counts},
-            )
-        else:
+        if request.kind == RequestKind.ACCESS:
+            now = utc_now()
+            subject = Subject.from_json(request.subject or {})
             request.export = export_customer(
                 session, workspace_id=workspace.id, store=workspace.name, subject=subject, now=now
             )
             request.summary = counted(request.export)
-        request.status = RequestStatus.DONE
-        request.completed_at = now
-        return CarriedOut(request.id, request.kind, workspace.slug, request.summary)
+            request.status = RequestStatus.DONE
+            request.completed_at = now
+            return CarriedOut(request.id, request.kind, workspace.slug, request.summary)
+        progress = request.subject or {}
+        if "traces" not in progress:
+            erased = erase_customer(
+                session,
+                workspace_id=workspace.id,
+                subject=Subject.from_json(progress),
+                request_delivery=request.delivery_id,
+            )
+            request.summary = erased.summary()
+            # Who it was is forgotten; what still names them is kept until it is found.
+            progress = {"traces": sorted(erased.traces), "deleted": list(erased.counts.items())}
+            request.subject = progress
+        return Search(
+            request_id=request.id,
+            workspace_id=workspace.id,
+            store=workspace.slug,
+            traces=tuple(progress["traces"]),
+            kept=request.delivery_id,
+            after=int(job.payload.get("after", 0)),
+        )
 
-    async def perform(self, work: CarriedOut | None) -> CarriedOut | None:
+    async def perform(
+        self, work: CarriedOut | Search | None
+    ) -> CarriedOut | tuple[Search, Scrubbed] | None:
+        if isinstance(work, Search):
+            return work, await asyncio.to_thread(self._search, work)
         return work
+
+    def _search(self, search: Search) -> Scrubbed:
+        deadline = time.monotonic() + self.budget_seconds
+        deleted, after = 0, search.after
+        while True:
+            started = time.monotonic()
+            with self.db.transaction() as session:
+                window = delete_mentions(
+                    session,
+                    workspace_id=search.workspace_id,
+                    traces=search.traces,
+                    after=after,
+                    kept=search.kept,
+                    window=self.window,
+                )
+            deleted += window.deleted
+            if window.after is None:
+                return Scrubbed(deleted=deleted, after=None)
+            after = window.after
+            took = time.monotonic() - started
+            if time.monotonic() + self.rest_seconds >= deadline:
+                return Scrubbed(deleted=deleted, after=after)
+            time.sleep(max(self.rest_seconds, took) if self.rest_seconds else 0)
 
     def finish_batch(
         self, session: Session, items: list[tuple[ClaimedJob, Any, Any]]
     ) -> list[Outcome]:
-        for _, done, _ in items:
-            if done is not None:
-                log.info(
-                    "privacy %s request %s for store %r carried out: %s",
-                    done.kind,
-                    done.request_id,
-                    done.store,
-                    done.summary,
-                )
-        return [Done() for _ in items]
+        outcomes: list[Outcome] = []
+        for job, _, result in items:
+            if isinstance(result, BaseException):
+                log.error("privacy request (job %s) failed", job.id, exc_info=result)
+                outcomes.append(Retry(f"{type(result).__name__}: {result}"))
+                continue
+            if isinstance(result, CarriedOut):
+                _log_done(result)
+            elif result is not None:
+                search, scrubbed = result
+                _searched(session, search, scrubbed)
+            outcomes.append(Done())
+        return outcomes
+
+
+def _searched(session: Session, search: Search, scrubbed: Scrubbed) -> None:
+    """Count what a part of the search deleted; queue the next part, or finish."""
+    request = session.get_one(PrivacyRequest, search.request_id, with_for_update=True)
+    progress = dict(request.subject or {})
+    erased = Erased(counts=dict(progress.get("deleted", [])))
+    erased.add("raw platform deliveries", scrubbed.deleted)
+    if scrubbed.after is not None:
+        request.subject = {**progress, "deleted": list(erased.counts.items())}
+        queue.enqueue(
+            session,
+            kind=CUSTOMER_REQUEST_KIND,
+            payload={"request_id": request.id, "after": scrubbed.after},
+            workspace_id=search.workspace_id,
+            idempotency_key=f"privacy:{request.id}:after:{scrubbed.after}",
+        )
+        return
+    now = utc_now()
+    request.summary = erased.summary()
+    request.subject = None
+    request.status = RequestStatus.DONE
+    request.completed_at = now
+    audit(
+        session,
+        workspace_id=search.workspace_id,
+        action="customer_erased",
+        now=now,
+        detail={"request": request.id, "deleted": erased.counts},
+    )
+    _log_done(CarriedOut(request.id, request.kind, search.store, request.summary))
+
+
+def _log_done(done: CarriedOut) -> None:
+    log.info(
+        "privacy %s request %s for store %r carried out: %s",
+        done.kind,
+        done.request_id,
+        done.store,
+        done.summary,
+    )
 
 
 @dataclass
