@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Table, delete, func, or_, select, update
+from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 import parley.db.models  # noqa: F401  (every table registered, for the store's erasure)
@@ -31,7 +31,7 @@ from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun
 from parley.live.models import LiveEvent
 from parley.messaging.models import Message
-from parley.privacy.held import Held, find_held
+from parley.privacy.held import Held, events_of, find_held
 from parley.privacy.models import PrivacyRequest, RequestKind
 from parley.privacy.service import Subject
 from parley.store_events.models import StoreEvent, WebhookDelivery
@@ -66,7 +66,7 @@ def erase_customer(
     """
     held = find_held(session, workspace_id=workspace_id, subject=subject)
     erased = Erased(traces=held.traces | _given(subject))
-    events = _events_of(workspace_id, held, subject)
+    events = events_of(workspace_id, held, subject)
     deliveries = {
         delivery
         for delivery in session.scalars(select(StoreEvent.delivery_id).where(events).distinct())
@@ -173,17 +173,6 @@ def _delete(session: Session, statement: object) -> int:
 def _given(subject: Subject) -> set[str]:
     """The request's own email and phone as written, beside their normalised forms."""
     return {value for value in (subject.email, subject.phone) if value and len(value) >= 6}
-
-
-def _events_of(workspace_id: int, held: Held, subject: Subject) -> ColumnElement[bool]:
-    subjects = [f"checkout:{checkout}" for checkout in held.checkouts]
-    if subject.platform_customer_id:
-        subjects.append(f"customer:{subject.platform_customer_id}")
-    return (StoreEvent.workspace_id == workspace_id) & or_(
-        StoreEvent.customer_id.in_(held.customers),
-        StoreEvent.order_external_id.in_(held.orders),
-        StoreEvent.subject.in_(subjects),
-    )
 
 
 def _delete_jobs(session: Session, workspace_id: int, held: Held) -> int:

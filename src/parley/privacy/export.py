@@ -20,7 +20,7 @@ from parley.db.base import Base
 from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent
 from parley.journeys.models import JourneyRun
 from parley.messaging.models import DeliveryAttempt, Message
-from parley.privacy.held import find_held
+from parley.privacy.held import events_of, find_held
 from parley.privacy.service import Subject
 from parley.store_events.models import StoreEvent
 
@@ -45,11 +45,7 @@ def export_customer(
         "fulfillments": rows(Fulfillment, Fulfillment.order_external_id.in_(held.orders)),
         "refunds": rows(Refund, Refund.order_external_id.in_(held.orders)),
         "checkouts": rows(Checkout, Checkout.external_id.in_(held.checkouts)),
-        "store_events": rows(
-            StoreEvent,
-            StoreEvent.customer_id.in_(held.customers)
-            | StoreEvent.order_external_id.in_(held.orders),
-        ),
+        "store_events": rows(StoreEvent, events_of(workspace_id, held, subject)),
         "journey_runs": rows(JourneyRun, JourneyRun.id.in_(held.runs)),
         "conversations": rows(Conversation, Conversation.id.in_(held.conversations)),
         "conversation_events": rows(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from parley.commerce.models import Checkout, Order
@@ -21,6 +21,7 @@ from parley.inbox.models import Conversation
 from parley.journeys.models import JourneyRun
 from parley.messaging.models import Message
 from parley.privacy.service import Subject
+from parley.store_events.models import StoreEvent
 
 
 @dataclass(frozen=True)
@@ -197,3 +198,15 @@ def _with_merges(session: Session, workspace_id: int, found: Iterable[int]) -> s
         new = reached - profiles
         profiles |= new
     return profiles
+
+
+def events_of(workspace_id: int, held: Held, subject: Subject) -> ColumnElement[bool]:
+    """The store events about the customer: theirs, their orders', their checkouts'."""
+    subjects = [f"checkout:{checkout}" for checkout in held.checkouts]
+    if subject.platform_customer_id:
+        subjects.append(f"customer:{subject.platform_customer_id}")
+    return (StoreEvent.workspace_id == workspace_id) & or_(
+        StoreEvent.customer_id.in_(held.customers),
+        StoreEvent.order_external_id.in_(held.orders),
+        StoreEvent.subject.in_(subjects),
+    )

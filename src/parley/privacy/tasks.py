@@ -186,7 +186,9 @@ class CustomerRequestTask:
 
 def _searched(session: Session, search: Search, scrubbed: Scrubbed) -> None:
     """Count what a part of the search deleted; queue the next part, or finish."""
-    request = session.get_one(PrivacyRequest, search.request_id, with_for_update=True)
+    request = session.get(PrivacyRequest, search.request_id, with_for_update=True)
+    if request is None:  # its store was erased meanwhile
+        return
     progress = dict(request.subject or {})
     erased = Erased(counts=dict(progress.get("deleted", [])))
     erased.add("raw platform deliveries", scrubbed.deleted)
