@@ -186,7 +186,14 @@ class CustomerRequestTask:
 
 def _searched(session: Session, search: Search, scrubbed: Scrubbed) -> None:
     """Count what a part of the search deleted; queue the next part, or finish."""
-    request = session.get(PrivacyRequest, search.request_id, with_for_update=True)
+    request = session.scalar(
+        select(PrivacyRequest)
+        .where(
+            PrivacyRequest.id == search.request_id,
+            PrivacyRequest.workspace_id == search.workspace_id,
+        )
+        .with_for_update()
+    )
     if request is None:  # its store was erased meanwhile
         return
     progress = dict(request.subject or {})
