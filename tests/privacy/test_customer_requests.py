@@ -174,6 +174,21 @@ def test_the_search_of_other_deliveries_goes_on_in_parts_until_every_one_is_sear
     assert entry.detail["deleted"]["customer profiles"] == 1
 
 
+def test_the_search_covers_the_deliveries_there_at_the_erasure_not_those_arriving_after(db, stores):
+    _redact_ada(db)
+    task = CustomerRequestTask(db, budget_seconds=0, rest_seconds=0, window=2)
+    asyncio.run(Worker(db, [task], WorkerConfig(batch_size=1)).run_once())
+    later = {"customer_id": 7001, "phone_number": "447911123456"}
+    body, headers = signed("customers_marketing_consent/update", later, webhook_id="later")
+    post(db, None, body=body, headers=headers)
+    drain(Worker(db, [task], WorkerConfig()))
+    [request] = rows(db, PrivacyRequest)
+    assert request.status == "done"
+    # The one there at the erasure was found; the one after is left to the sweep.
+    naming_ada = WebhookDelivery.body.contains("447911123456")
+    assert count(db, WebhookDelivery, naming_ada, WebhookDelivery.workspace_id == 1) == 1
+
+
 def test_an_erasure_in_progress_names_no_one_but_what_it_still_searches_for(db, stores):
     _redact_ada(db)
     task = CustomerRequestTask(db, budget_seconds=0, rest_seconds=0, window=3)
@@ -181,7 +196,7 @@ def test_an_erasure_in_progress_names_no_one_but_what_it_still_searches_for(db, 
     asyncio.run(worker.run_once())
     [request] = rows(db, PrivacyRequest)
     assert request.status == "pending"
-    assert set(request.subject) == {"traces", "deleted"}
+    assert set(request.subject) == {"traces", "deleted", "from", "until"}
     assert "Lovelace" not in str(request.subject)
     assert request.summary.startswith("deleted ")
 

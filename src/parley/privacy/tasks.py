@@ -24,6 +24,7 @@ from parley.privacy.erasure import (
     Scrubbed,
     delete_mentions,
     delete_store,
+    delivery_range,
     erase_customer,
     erase_store_batch,
 )
@@ -57,6 +58,9 @@ class Search:
     kept: int | None
     """The request's own delivery, blanked by the erasure and kept as its dedupe key."""
     after: int
+    until: int
+    """The newest delivery when the erasure was done: the search ends there, or it would
+    chase the deliveries that keep arriving."""
 
 
 class CustomerRequestTask:
@@ -124,8 +128,15 @@ class CustomerRequestTask:
                 request_delivery=request.delivery_id,
             )
             request.summary = erased.summary()
-            # Who it was is forgotten; what still names them is kept until it is found.
-            progress = {"traces": sorted(erased.traces), "deleted": list(erased.counts.items())}
+            # Who it was is forgotten; what still names them is kept until it is found,
+            # with the raw deliveries to search: those there now.
+            first, last = delivery_range(session)
+            progress = {
+                "traces": sorted(erased.traces),
+                "deleted": list(erased.counts.items()),
+                "from": first - 1,
+                "until": last,
+            }
             request.subject = progress
         return Search(
             request_id=request.id,
@@ -133,7 +144,8 @@ class CustomerRequestTask:
             store=workspace.slug,
             traces=tuple(progress["traces"]),
             kept=request.delivery_id,
-            after=int(job.payload.get("after", 0)),
+            after=int(job.payload.get("after", progress["from"])),
+            until=int(progress["until"]),
         )
 
     async def perform(
@@ -154,6 +166,7 @@ class CustomerRequestTask:
                     workspace_id=search.workspace_id,
                     traces=search.traces,
                     after=after,
+                    until=search.until,
                     kept=search.kept,
                     window=self.window,
                 )
@@ -337,9 +350,13 @@ def erase_store(
     result = StoreErased(store=store)
     while True:
         started = time.monotonic()
-        with db.transaction() as session:
+        # Children first, every row of the store: nothing is left pointing at a row
+        # deleted, so the foreign keys' checks are skipped (see transaction_unchecked).
+        with db.transaction_unchecked() as session:
             batch = erase_store_batch(session, workspace_id=workspace_id)
-            if batch is None:
+        if batch is None:
+            # Checked: anything written for the store meanwhile goes with its row.
+            with db.transaction() as session:
                 delete_store(session, workspace_id=workspace_id)
                 audit(
                     session,
@@ -348,8 +365,8 @@ def erase_store(
                     now=utc_now(),
                     detail={"store": store, "shop_domain": domain, "deleted": result.deleted},
                 )
-                result.finished = True
-                return result
+            result.finished = True
+            return result
         table, count = batch
         result.deleted[table] = result.deleted.get(table, 0) + count
         took = time.monotonic() - started
