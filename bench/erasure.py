@@ -598,6 +598,13 @@ def timed_database(url: str, timeline: Timeline) -> Any:
                 yield session
             timeline.transactions.append((started, time.perf_counter()))
 
+        @contextmanager
+        def transaction_unchecked(self) -> Iterator[Any]:
+            started = time.perf_counter()
+            with super().transaction_unchecked() as session:
+                yield session
+            timeline.transactions.append((started, time.perf_counter()))
+
     return TimedDatabase(url)
 
 

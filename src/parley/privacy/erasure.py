@@ -24,13 +24,13 @@ from sqlalchemy.orm import Session
 import parley.db.models  # noqa: F401  (every table registered, for the store's erasure)
 from parley.commerce.models import Checkout, Fulfillment, Order, Refund
 from parley.customers.identity import normalise_email, normalise_phone
-from parley.customers.models import Customer
+from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, CustomerMerge
 from parley.db.base import Base
-from parley.inbox.models import Conversation
+from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent, ConversationRead
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun
 from parley.live.models import LiveEvent
-from parley.messaging.models import Message
+from parley.messaging.models import DeliveryAttempt, Message
 from parley.privacy.held import Held, events_of, find_held
 from parley.privacy.models import PrivacyRequest, RequestKind
 from parley.privacy.service import Subject
@@ -83,6 +83,7 @@ def erase_customer(
             ),
         ),
     )
+    _delete_children(session, workspace_id, held)
     erased.add(
         "messages",
         _delete(
@@ -163,6 +164,63 @@ def erase_customer(
         ),
     )
     return erased
+
+
+def _delete_children(session: Session, workspace_id: int, held: Held) -> None:
+    """What the foreign keys' cascades would delete with the customer's messages,
+    conversations and profiles: deleted here first, so the erasure is whole on SQLite,
+    where it runs with the keys unchecked, and no row is left pointing at one gone."""
+    messages, conversations, customers = held.messages, held.conversations, held.customers
+    for statement in (
+        delete(DeliveryAttempt).where(
+            DeliveryAttempt.workspace_id == workspace_id, DeliveryAttempt.message_id.in_(messages)
+        ),
+        delete(AssistantTurn).where(
+            AssistantTurn.workspace_id == workspace_id,
+            or_(
+                AssistantTurn.message_id.in_(messages),
+                AssistantTurn.conversation_id.in_(conversations),
+            ),
+        ),
+        update(AssistantTurn)
+        .where(
+            AssistantTurn.workspace_id == workspace_id,
+            AssistantTurn.reply_message_id.in_(messages),
+        )
+        .values(reply_message_id=None),
+        delete(ConversationEvent).where(
+            ConversationEvent.workspace_id == workspace_id,
+            ConversationEvent.conversation_id.in_(conversations),
+        ),
+        delete(ConversationRead).where(
+            ConversationRead.workspace_id == workspace_id,
+            ConversationRead.conversation_id.in_(conversations),
+        ),
+        update(Conversation)
+        .where(
+            Conversation.workspace_id == workspace_id,
+            Conversation.merged_into_id.in_(conversations),
+        )
+        .values(merged_into_id=None),
+        delete(CustomerIdentity).where(
+            CustomerIdentity.workspace_id == workspace_id,
+            CustomerIdentity.customer_id.in_(customers),
+        ),
+        delete(ConsentRecord).where(
+            ConsentRecord.workspace_id == workspace_id, ConsentRecord.customer_id.in_(customers)
+        ),
+        delete(CustomerMerge).where(
+            CustomerMerge.workspace_id == workspace_id,
+            or_(
+                CustomerMerge.kept_customer_id.in_(customers),
+                CustomerMerge.merged_customer_id.in_(customers),
+            ),
+        ),
+        update(Customer)
+        .where(Customer.workspace_id == workspace_id, Customer.merged_into_id.in_(customers))
+        .values(merged_into_id=None),
+    ):
+        session.execute(statement)
 
 
 def _delete(session: Session, statement: object) -> int:

@@ -47,6 +47,17 @@ class CarriedOut:
 
 
 @dataclass(frozen=True)
+class Erase:
+    """An erasure's first part: every row about the customer ``subject`` names."""
+
+    request_id: int
+    workspace_id: int
+    store: str
+    subject: Subject
+    kept: int | None
+
+
+@dataclass(frozen=True)
 class Search:
     """An erasure's second part: the store's other raw deliveries, searched for the
     customer's details from id ``after`` on."""
@@ -67,13 +78,14 @@ class CustomerRequestTask:
     """Erasure or access for one customer.
 
     An access request is gathered in the worker's transaction. An erasure proper (every
-    row about the customer) is one transaction too, the worker's, with the request's
-    record of it. Then the store's other raw deliveries are searched for the customer's
-    details a window to a transaction (:func:`~parley.privacy.erasure.delete_mentions`) in
-    ``perform``, with a rest after each as the sweep has, because each window is a scan of
-    their bodies and on SQLite a transaction holds the one writer. The request is done
-    when every delivery has been searched; a part that used its time budget hands the
-    rest to a follow-up job.
+    row about the customer) is one transaction of its own in ``perform``, with the
+    request's record of it; then the store's other raw deliveries are searched for the
+    customer's details a window to a transaction
+    (:func:`~parley.privacy.erasure.delete_mentions`), with a rest after each as the
+    sweep has, because each window is a scan of their bodies and on SQLite a transaction
+    holds the one writer. The request is done when every delivery there was at the
+    erasure has been searched; a part that used its time budget hands the rest to a
+    follow-up job.
     """
 
     kind = CUSTOMER_REQUEST_KIND
@@ -96,7 +108,7 @@ class CustomerRequestTask:
 
     def prepare(
         self, session: Session, job: ClaimedJob, batch: Any = None
-    ) -> CarriedOut | Search | None:
+    ) -> CarriedOut | Erase | Search | None:
         found = session.execute(
             select(PrivacyRequest, Workspace)
             .join(Workspace, Workspace.id == PrivacyRequest.workspace_id)
@@ -121,39 +133,50 @@ class CustomerRequestTask:
             return CarriedOut(request.id, request.kind, workspace.slug, request.summary)
         progress = request.subject or {}
         if "traces" not in progress:
+            return Erase(
+                request_id=request.id,
+                workspace_id=workspace.id,
+                store=workspace.slug,
+                subject=Subject.from_json(progress),
+                kept=request.delivery_id,
+            )
+        return _search_of(request, workspace.slug, int(job.payload.get("after", progress["from"])))
+
+    async def perform(
+        self, work: CarriedOut | Erase | Search | None
+    ) -> CarriedOut | tuple[Search, Scrubbed] | None:
+        if isinstance(work, Erase):
+            work = await asyncio.to_thread(self._erase, work)
+        if isinstance(work, Search):
+            return work, await asyncio.to_thread(self._search, work)
+        return work
+
+    def _erase(self, erase: Erase) -> Search:
+        """The erasure proper, one transaction of its own with the request's record of
+        it. Every row about the customer is deleted, children first, so on SQLite the
+        foreign keys go unchecked (:meth:`~parley.db.Database.transaction_unchecked`):
+        checked, each row deleted was a scan of every table pointing at its table."""
+        with self.db.transaction_unchecked() as session:
+            request = _locked_request(session, erase.request_id, erase.workspace_id)
+            if request is None or request.subject is None or "traces" in request.subject:
+                raise RuntimeError(f"privacy request {erase.request_id} changed meanwhile")
             erased = erase_customer(
                 session,
-                workspace_id=workspace.id,
-                subject=Subject.from_json(progress),
-                request_delivery=request.delivery_id,
+                workspace_id=erase.workspace_id,
+                subject=erase.subject,
+                request_delivery=erase.kept,
             )
             request.summary = erased.summary()
             # Who it was is forgotten; what still names them is kept until it is found,
             # with the raw deliveries to search: those there now.
             first, last = delivery_range(session)
-            progress = {
+            request.subject = {
                 "traces": sorted(erased.traces),
                 "deleted": list(erased.counts.items()),
                 "from": first - 1,
                 "until": last,
             }
-            request.subject = progress
-        return Search(
-            request_id=request.id,
-            workspace_id=workspace.id,
-            store=workspace.slug,
-            traces=tuple(progress["traces"]),
-            kept=request.delivery_id,
-            after=int(job.payload.get("after", progress["from"])),
-            until=int(progress["until"]),
-        )
-
-    async def perform(
-        self, work: CarriedOut | Search | None
-    ) -> CarriedOut | tuple[Search, Scrubbed] | None:
-        if isinstance(work, Search):
-            return work, await asyncio.to_thread(self._search, work)
-        return work
+            return _search_of(request, erase.store, first - 1)
 
     def _search(self, search: Search) -> Scrubbed:
         deadline = time.monotonic() + self.budget_seconds
@@ -197,16 +220,30 @@ class CustomerRequestTask:
         return outcomes
 
 
-def _searched(session: Session, search: Search, scrubbed: Scrubbed) -> None:
-    """Count what a part of the search deleted; queue the next part, or finish."""
-    request = session.scalar(
+def _locked_request(session: Session, request_id: int, workspace_id: int) -> PrivacyRequest | None:
+    return session.scalar(
         select(PrivacyRequest)
-        .where(
-            PrivacyRequest.id == search.request_id,
-            PrivacyRequest.workspace_id == search.workspace_id,
-        )
+        .where(PrivacyRequest.id == request_id, PrivacyRequest.workspace_id == workspace_id)
         .with_for_update()
     )
+
+
+def _search_of(request: PrivacyRequest, store: str, after: int) -> Search:
+    progress = request.subject or {}
+    return Search(
+        request_id=request.id,
+        workspace_id=request.workspace_id,
+        store=store,
+        traces=tuple(progress["traces"]),
+        kept=request.delivery_id,
+        after=after,
+        until=int(progress["until"]),
+    )
+
+
+def _searched(session: Session, search: Search, scrubbed: Scrubbed) -> None:
+    """Count what a part of the search deleted; queue the next part, or finish."""
+    request = _locked_request(session, search.request_id, search.workspace_id)
     if request is None:  # its store was erased meanwhile
         return
     progress = dict(request.subject or {})
