@@ -1041,12 +1041,7 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
             note=(
                 f"{erased['windows'] - erased['windows_to_catch_up']} more windows after it had "
                 f"searched every delivery there was at the request ({erased['parts']} parts in "
-                "all): the search stops only when a window finds no newer delivery"
-                + (
-                    ", and here that came when the load stopped"
-                    if abs(customer["last_due"] - erased["search_end"]) < 1.0
-                    else ""
-                )
+                "all): the search ends at the newest delivery there was at the erasure"
             ),
         )
     )

@@ -26,6 +26,7 @@ QUICK = {
     "sweep": ["--rows", "3000", "--duration", "10", "--quiet-duration", "4"],
     "fairness": ["--flood", "20000", "--duration", "4"],
     "pacing": ["--orders", "1500", "--rate", "300"],
+    "erasure": ["--rows", "5000", "--duration", "20", "--customer-duration", "10"],
 }
 
 
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite,postgres", help="comma-separated")
     parser.add_argument(
         "--only",
-        default="ingest,dispatch,inbox_list,live_latency,sweep,fairness,pacing",
+        default="ingest,dispatch,inbox_list,live_latency,sweep,fairness,pacing,erasure",
         help="comma-separated benches",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
@@ -94,6 +95,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     import dispatch
+    import erasure
     import fairness
     import inbox_list
     import ingest
@@ -109,6 +111,7 @@ def main() -> None:
         "sweep": sweep.table,
         "fairness": fairness.table,
         "pacing": pacing.table,
+        "erasure": erasure.table,
     }
     # The reference work, before and after: CPU figures of runs whose times differ are
     # not comparable as they stand (this machine's speed moves from day to day).
