@@ -95,6 +95,10 @@ def stores(db, tmp_path):
     unmapped = {"customer_id": 7001, "phone_number": "447911123456"}
     body, headers = signed("customers_marketing_consent/update", unmapped, webhook_id="consent")
     assert post(db, None, body=body, headers=headers)["status"] == "ignored"
+    # And one naming her by email, in another case than the one parley keeps.
+    unmapped = {"email": "ADA@Example.com", "accepts_marketing": True}
+    body, headers = signed("customers_email_marketing_consent/update", unmapped, webhook_id="e")
+    assert post(db, None, body=body, headers=headers)["status"] == "ignored"
     drain(inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path / "model"))
     return other
 
