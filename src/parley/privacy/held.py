@@ -56,9 +56,6 @@ class Held:
         }
         return frozenset(found)
 
-    def is_empty(self) -> bool:
-        return not (self.customers or self.orders or self.checkouts or self.messages)
-
 
 def find_held(session: Session, *, workspace_id: int, subject: Subject) -> Held:
     """Everything of the store's that belongs to the customer ``subject`` names."""
