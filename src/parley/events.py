@@ -92,6 +92,12 @@ class Customer(_Model):
     )
     email_marketing: ConsentState = ConsentState.UNKNOWN
     sms_marketing: ConsentState = ConsentState.UNKNOWN
+    email_marketing_since: AwareDatetime | None = Field(
+        default=None, description="when the shopper last gave or withdrew email marketing"
+    )
+    sms_marketing_since: AwareDatetime | None = Field(
+        default=None, description="when the shopper last gave or withdrew SMS marketing"
+    )
     tags: list[str] = Field(default_factory=list)
     updated_at: AwareDatetime | None = None
 

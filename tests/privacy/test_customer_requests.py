@@ -210,7 +210,7 @@ def test_an_erasure_in_progress_names_no_one_but_what_it_still_searches_for(db, 
     asyncio.run(worker.run_once())
     [request] = rows(db, PrivacyRequest)
     assert request.status == "pending"
-    assert set(request.subject) == {"traces", "deleted", "from", "until"}
+    assert set(request.subject) == {"traces", "deleted", "kept", "from", "until"}
     assert "Lovelace" not in str(request.subject)
     assert request.summary.startswith("deleted ")
 

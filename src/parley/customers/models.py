@@ -102,3 +102,23 @@ class CustomerMerge(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     undo_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Suppression(Base):
+    """A "no" kept after the person who said it was erased (RELIABILITY P3).
+
+    ``digest`` is a keyed hash of one address (an email, a phone number, a channel id):
+    it cannot be read back into the address, yet the same address brought back by a later
+    import hashes to it again, and the "no" is recorded on the new profile
+    (:mod:`parley.customers.suppression`).
+    """
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("workspace_id", "digest", "channel", "purpose"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    digest: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

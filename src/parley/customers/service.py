@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from parley import events
 from parley.clock import utc_now
-from parley.customers import merges
+from parley.customers import merges, suppression
 from parley.customers.identity import normalise_email, normalise_phone, timezone_for_phone
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.db.base import table_of
@@ -87,6 +87,9 @@ class _Prefetched:
 
     asked: set[Identity] = field(default_factory=set)
     owners: dict[Identity, Owner] = field(default_factory=dict)
+    unheld: set[Identity] = field(default_factory=set)
+    """Identities no one held, whose suppressions were read too: into ``kept``."""
+    kept: dict[tuple[str, str], list[suppression.Kept]] = field(default_factory=dict)
 
 
 def prefetch_owners(session: Session, *, workspace_id: int, contacts: Iterable[Contact]) -> None:
@@ -110,6 +113,11 @@ def prefetch_owners(session: Session, *, workspace_id: int, contacts: Iterable[C
             memo.owners[identity] = owners[identity]
         else:
             memo.owners.pop(identity, None)
+    # A new identity may be an erased customer's address coming back: its suppressions are
+    # looked up for the whole group in one statement too.
+    unheld = identities - owners.keys()
+    memo.kept.update(suppression.matching(session, workspace_id=workspace_id, identities=unheld))
+    memo.unheld |= unheld
 
 
 def _forget(
@@ -162,6 +170,7 @@ def resolve_customer_id(
     known = next((owners[i] for i in identities if i in owners), None)
     if known is not None and _is_another_platform_customer(session, contact, owners, known):
         known = None
+    claimed: list[Identity] = []
     if known is None:
         unheld = [identity for identity in identities if identity not in owners]
         created, claimed = _create(
@@ -182,6 +191,7 @@ def resolve_customer_id(
     else:
         current = known
     customer_id = int(current["customer_id"])
+    new = list(claimed)
     _merge_linked(
         session,
         workspace_id=workspace_id,
@@ -195,6 +205,9 @@ def resolve_customer_id(
             _insert_identities(session),
             [_identity_row(workspace_id, customer_id, kind, value, now) for kind, value in missing],
         )
+        new.extend(missing)
+    if new:
+        _refuse_kept(session, workspace_id=workspace_id, customer_id=customer_id, identities=new)
     changes = profile_changes(current, contact=contact, profile=profile)
     if changes:
         connection.execute(
@@ -211,6 +224,40 @@ def resolve_customer_id(
             source=consent_source,
         )
     return customer_id
+
+
+def _refuse_kept(
+    session: Session, *, workspace_id: int, customer_id: int, identities: list[Identity]
+) -> None:
+    """Record on the customer every refusal kept through an erasure of someone with one of
+    these newly held identities, before anything can be sent to them."""
+    memo = session.info.get(_PREFETCHED, {}).get(workspace_id)
+    if memo is not None and memo.unheld.issuperset(identities):
+        kept = memo.kept
+    else:
+        kept = suppression.matching(session, workspace_id=workspace_id, identities=identities)
+    refused = suppression.refusals(kept, identities)
+    if not refused:
+        return
+    current = current_consent(session, workspace_id=workspace_id, customer_id=customer_id)
+    for one in refused:
+        record = current.get((one.channel, one.purpose))
+        if record is not None and not record.is_granted:
+            continue
+        record_consent(
+            session,
+            workspace_id=workspace_id,
+            customer_id=customer_id,
+            channel=one.channel,
+            purpose=one.purpose,
+            is_granted=False,
+            source=f"{suppression.SOURCE} on {one.since:%Y-%m-%d}",
+        )
+    log.info(
+        "customer %s: %d refusal(s) kept through an erasure recorded on the profile",
+        customer_id,
+        len(refused),
+    )
 
 
 def _is_another_platform_customer(
@@ -441,8 +488,35 @@ def _select_owners(dialect: str) -> Any:
 def _apply_platform_consent(
     session: Session, *, workspace_id: int, customer_id: int, profile: events.Customer, source: str
 ) -> None:
-    for channel, state in (("email", profile.email_marketing), ("sms", profile.sms_marketing)):
-        if state is events.ConsentState.UNKNOWN:
+    """Record the platform's marketing consent where it changes the customer's.
+
+    A grant does not lift a refusal kept through an erasure unless the platform dates it
+    after the erasure: otherwise it is the store's old record of them, from before the
+    "no", coming back with their address (:mod:`parley.customers.suppression`).
+    """
+    stated = [
+        (channel, state, since)
+        for channel, state, since in (
+            ("email", profile.email_marketing, profile.email_marketing_since),
+            ("sms", profile.sms_marketing, profile.sms_marketing_since),
+        )
+        if state is not events.ConsentState.UNKNOWN
+    ]
+    if not stated:
+        return
+    current = current_consent(session, workspace_id=workspace_id, customer_id=customer_id)
+    for channel, state, since in stated:
+        granted = state is events.ConsentState.GRANTED
+        record = current.get((channel, "marketing"))
+        if record is not None and record.is_granted == granted:
+            continue
+        if granted and not _grant_lifts_kept(
+            session,
+            workspace_id=workspace_id,
+            customer_id=customer_id,
+            channel=channel,
+            since=since,
+        ):
             continue
         record_consent(
             session,
@@ -450,10 +524,43 @@ def _apply_platform_consent(
             customer_id=customer_id,
             channel=channel,
             purpose="marketing",
-            is_granted=state is events.ConsentState.GRANTED,
+            is_granted=granted,
             source=source,
-            only_if_changed=True,
         )
+
+
+def _grant_lifts_kept(
+    session: Session, *, workspace_id: int, customer_id: int, channel: str, since: datetime | None
+) -> bool:
+    """Whether a platform's marketing grant may stand: no kept refusal, or dated after it
+    (which it lifts)."""
+    kept = suppression.standing(
+        session,
+        workspace_id=workspace_id,
+        customer_id=customer_id,
+        channel=channel,
+        purpose="marketing",
+    )
+    if kept is None:
+        return True
+    if since is None or since <= kept.since:
+        log.info(
+            "customer %s: the platform's %s marketing grant (dated %s) is not applied: "
+            "they refused it before an erasure on %s",
+            customer_id,
+            channel,
+            since.isoformat() if since else "never",
+            f"{kept.since:%Y-%m-%d}",
+        )
+        return False
+    suppression.lift(
+        session,
+        workspace_id=workspace_id,
+        customer_id=customer_id,
+        channel=channel,
+        purposes=["marketing"],
+    )
+    return True
 
 
 def record_consent(

@@ -22,6 +22,7 @@ from parley.assistant.intents import Intent
 from parley.channels.base import ChannelKind, InboundMessage, StatusUpdate
 from parley.clock import utc_now
 from parley.customers import service as customers
+from parley.customers import suppression
 from parley.customers.identity import normalise_email
 from parley.customers.models import Customer, CustomerIdentity, IdentityKind
 from parley.customers.service import Contact
@@ -452,9 +453,12 @@ def _set_consent(
     """Revoke (STOP) every purpose on the channel, or restore (START) it.
 
     START restores conversational messages, and marketing only where the customer had
-    granted it before the revocation START undoes: a keyword is not express consent.
+    granted it before the revocation START undoes: a keyword is not express consent. What
+    it restores lifts the same refusals kept through an erasure, so they do not come back
+    with the number (:mod:`parley.customers.suppression`).
     """
     changed = False
+    restored: list[str] = []
     history = customers.consent_history(
         session, workspace_id=workspace.id, customer_id=customer.id, channel=channel
     )
@@ -484,6 +488,16 @@ def _set_consent(
             source=source,
         )
         changed = True
+        if granted:
+            restored.append(purpose)
+    if restored:
+        suppression.lift(
+            session,
+            workspace_id=workspace.id,
+            customer_id=customer.id,
+            channel=channel,
+            purposes=restored,
+        )
     return changed
 
 

@@ -22,7 +22,9 @@ from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 import parley.db.models  # noqa: F401  (every table registered, for the store's erasure)
+from parley.clock import utc_now
 from parley.commerce.models import Checkout, Fulfillment, Order, Refund
+from parley.customers import suppression
 from parley.customers.identity import normalise_email, normalise_phone
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, CustomerMerge
 from parley.db.base import Base
@@ -45,6 +47,9 @@ class Erased:
 
     counts: dict[str, int] = field(default_factory=dict)
     traces: frozenset[str] = frozenset()
+    kept: int = 0
+    """Refusals kept as suppressions (:mod:`parley.customers.suppression`), by address,
+    channel and purpose."""
 
     def add(self, what: str, rowcount: int) -> None:
         if rowcount:
@@ -53,7 +58,10 @@ class Erased:
     def summary(self) -> str:
         if not self.counts:
             return "parley held nothing on this customer"
-        return "deleted " + ", ".join(f"{what} {count}" for what, count in self.counts.items())
+        deleted = "deleted " + ", ".join(f"{what} {count}" for what, count in self.counts.items())
+        if self.kept:
+            deleted += f"; kept {self.kept} opt-out(s) as suppressions (keyed hashes, no address)"
+        return deleted
 
 
 def erase_customer(
@@ -83,6 +91,7 @@ def erase_customer(
             ),
         ),
     )
+    erased.kept = _keep_refusals(session, workspace_id, held)
     _delete_children(session, workspace_id, held)
     erased.add(
         "messages",
@@ -164,6 +173,28 @@ def erase_customer(
         ),
     )
     return erased
+
+
+def _keep_refusals(session: Session, workspace_id: int, held: Held) -> int:
+    """Keep what the customer last refused, per channel and purpose across all their
+    profiles, as suppressions of their addresses: the "no" outlives the erasure."""
+    latest: dict[tuple[str, str], ConsentRecord] = {}
+    for record in session.scalars(
+        select(ConsentRecord)
+        .where(
+            ConsentRecord.workspace_id == workspace_id,
+            ConsentRecord.customer_id.in_(held.customers),
+        )
+        .order_by(ConsentRecord.id)
+    ):
+        latest[(record.channel, record.purpose)] = record
+    return suppression.keep(
+        session,
+        workspace_id=workspace_id,
+        identities=held.identities,
+        consent=latest.values(),
+        now=utc_now(),
+    )
 
 
 def _delete_children(session: Session, workspace_id: int, held: Held) -> None:

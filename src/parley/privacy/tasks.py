@@ -173,6 +173,7 @@ class CustomerRequestTask:
             request.subject = {
                 "traces": sorted(erased.traces),
                 "deleted": list(erased.counts.items()),
+                "kept": erased.kept,
                 "from": first - 1,
                 "until": last,
             }
@@ -247,7 +248,7 @@ def _searched(session: Session, search: Search, scrubbed: Scrubbed) -> None:
     if request is None:  # its store was erased meanwhile
         return
     progress = dict(request.subject or {})
-    erased = Erased(counts=dict(progress.get("deleted", [])))
+    erased = Erased(counts=dict(progress.get("deleted", [])), kept=progress.get("kept", 0))
     erased.add("raw platform deliveries", scrubbed.deleted)
     if scrubbed.after is not None:
         request.subject = {**progress, "deleted": list(erased.counts.items())}
@@ -269,7 +270,7 @@ def _searched(session: Session, search: Search, scrubbed: Scrubbed) -> None:
         workspace_id=search.workspace_id,
         action="customer_erased",
         now=now,
-        detail={"request": request.id, "deleted": erased.counts},
+        detail={"request": request.id, "deleted": erased.counts, "kept_opt_outs": erased.kept},
     )
     _log_done(CarriedOut(request.id, request.kind, search.store, request.summary))
 

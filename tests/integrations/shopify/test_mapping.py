@@ -1119,6 +1119,7 @@ def test_order_payload_round_trip() -> None:
         locale="en",
         email_marketing=ConsentState.GRANTED,
         sms_marketing=ConsentState.UNKNOWN,
+        email_marketing_since=PLACED_AT,
         updated_at=PLACED_AT,
     )
     assert order.status_url is not None
@@ -1272,6 +1273,8 @@ def test_customer_payload_round_trip() -> None:
         country_code="PT",
         email_marketing=ConsentState.REVOKED,
         sms_marketing=ConsentState.GRANTED,
+        email_marketing_since=PLACED_AT,
+        sms_marketing_since=PLACED_AT,
         tags=["vip", "newsletter"],
         updated_at=updated_at,
     )
@@ -1332,3 +1335,35 @@ def test_built_bodies_use_only_shopifys_field_names() -> None:
     assert _keys(checkout["line_items"][0]) <= _keys(checkout_sample["line_items"][0])
     assert _keys(customer) <= _keys(customer_sample) | CONSENT_KEYS | {"tags"}
     assert _keys(customer["default_address"]) == _keys(customer_sample["default_address"])
+
+
+def test_a_consent_is_read_with_the_date_the_shopper_gave_it() -> None:
+    body = payloads.customer_payload(customer={**ANA, "sms_consent": True}, created_at=PLACED_AT)
+    body["sms_marketing_consent"]["consent_updated_at"] = "2025-04-02T09:30:00-04:00"
+    del body["email_marketing_consent"]
+    body["accepts_marketing"] = True
+    body["accepts_marketing_updated_at"] = "2025-01-05T10:00:00Z"
+
+    customer = _one("customers/update", body).payload
+
+    assert (customer.sms_marketing, customer.sms_marketing_since) == (
+        ConsentState.GRANTED,
+        datetime(2025, 4, 2, 13, 30, tzinfo=UTC),
+    )
+    assert (customer.email_marketing, customer.email_marketing_since) == (
+        ConsentState.GRANTED,
+        datetime(2025, 1, 5, 10, 0, tzinfo=UTC),
+    )
+
+
+def test_a_consent_date_that_is_not_a_timestamp_is_refused_with_its_field() -> None:
+    body = payloads.customer_payload(customer={**ANA, "sms_consent": True}, created_at=PLACED_AT)
+    body["sms_marketing_consent"]["consent_updated_at"] = "last Tuesday"
+
+    with pytest.raises(MalformedPayload) as raised:
+        _map("customers/update", body)
+
+    assert raised.value.reason == (
+        "customers/update: 'sms_marketing_consent.consent_updated_at' is not a timestamp "
+        "with a UTC offset"
+    )

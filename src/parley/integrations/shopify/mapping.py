@@ -243,6 +243,15 @@ def _consent(record: Fields, key: str, *, legacy_key: str | None = None) -> Cons
     return ConsentState.UNKNOWN
 
 
+def _consent_since(record: Fields, key: str, *, legacy_key: str | None = None) -> datetime | None:
+    """When the shopper last gave or withdrew it, as the platform dated it: a grant dated
+    after an erasure lifts the opt-out kept through it (:mod:`parley.customers.suppression`)."""
+    consent = record.child(key)
+    if consent is not None:
+        return consent.when("consent_updated_at")
+    return record.when(legacy_key) if legacy_key is not None else None
+
+
 def _person_name(*sources: Fields | None) -> tuple[str | None, str | None]:
     """First and last name from the first source naming anyone, never mixed across sources."""
     for source in sources:
@@ -305,6 +314,14 @@ def _customer(record: Fields | None, *, around: Fields | None = None) -> Custome
         sms_marketing=(
             _consent(record, "sms_marketing_consent") if record else ConsentState.UNKNOWN
         ),
+        email_marketing_since=(
+            _consent_since(
+                record, "email_marketing_consent", legacy_key="accepts_marketing_updated_at"
+            )
+            if record
+            else None
+        ),
+        sms_marketing_since=(_consent_since(record, "sms_marketing_consent") if record else None),
         tags=record.words("tags") if record else [],
         updated_at=record.when("updated_at") if record else None,
     )
