@@ -118,13 +118,15 @@ class Settings(BaseSettings):
 
     secret_key: str = Field(
         default="change-me-parley-development-key",
-        description="Signs unsubscribe links and sessions, and encrypts stored channel "
-        "credentials; set a long random value in production",
+        description="Signs unsubscribe links and sessions, encrypts stored channel "
+        "credentials and keys the hashes of an erased customer's opt-outs; set a long random "
+        "value in production",
     )
     credentials_previous_secret_keys: list[str] = Field(
         default_factory=list,
         description="Former secret keys (JSON list) still read when opening stored credentials "
-        "during a key rotation; keep each until every credential has been saved again",
+        "during a key rotation, and when matching the opt-outs an erasure kept under them; "
+        "keep each until every credential has been saved again, and for the opt-outs, keep it",
     )
 
     # Agents' sign-in.

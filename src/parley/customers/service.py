@@ -510,7 +510,10 @@ def _apply_platform_consent(
         record = current.get((channel, "marketing"))
         if record is not None and record.is_granted == granted:
             continue
-        if granted and not _grant_lifts_kept(
+        # A kept refusal is on the ledger as soon as its address is held (_refuse_kept), so
+        # only a grant overturning a refusal can be overturning a kept one.
+        overturns = granted and record is not None
+        if overturns and not _grant_lifts_kept(
             session,
             workspace_id=workspace_id,
             customer_id=customer_id,
