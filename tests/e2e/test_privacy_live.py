@@ -4,6 +4,7 @@ at once and carried out by the demo's own worker, over loopback HTTP only."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 from parley.integrations.shopify import payloads
 from parley.integrations.shopify.signature import sign
@@ -65,3 +66,42 @@ def test_a_customer_gathered_then_erased_by_the_running_demo(demo):
     )
     assert refused.status_code == 401
     assert "bad or missing HMAC" in demo.stderr()
+
+
+def _sms_sent(demo) -> list[dict]:
+    return [m for m in demo.captured(channel="sms") if m.get("direction") != "inbound"]
+
+
+def test_a_stop_outlives_the_erasure_in_the_running_demo(demo):
+    """STOP, redact, the store imports her again "subscribed": no SMS reaches her."""
+    placed, dispatched, *_ = deliveries("Grace")
+    demo.post_webhook(placed)
+    demo.post_webhook(dispatched)
+    demo.wait_for(lambda: _sms_sent(demo), what="Grace's SMS dispatch message")
+    stop = demo.http.post(
+        "/sandbox/api/inbound", json={"channel": "sms", "from": "+12025550143", "text": "STOP"}
+    )
+    assert stop.status_code == 200, stop.text
+    demo.wait_for(lambda: len(_sms_sent(demo)) == 2, what="the STOP confirmation")
+    grace = {"id": 7002, "email": "grace@example.com", "phone": "+12025550143"}
+    erasure = _compliance(demo, "customers/redact", {"customer": grace}, "erasure-grace")
+    assert erasure.json()["status"] == "accepted"
+    demo.wait_for(lambda: _done(demo), what="the erasure carried out")
+
+    month_ago = datetime.now(UTC) - timedelta(days=30)
+    again = payloads.customer_payload(
+        customer={**grace, "first_name": "Grace", "sms_consent": True}, created_at=month_ago
+    )
+    assert _compliance(demo, "customers/create", again, "re-import").status_code == 200
+    placed, dispatched, *_ = deliveries("Grace", order_id=503, number=1503)
+    demo.post_webhook(placed)
+    demo.post_webhook(dispatched)
+    demo.wait_for(
+        lambda: [m for m in demo.captured(channel="email") if "1503" in json.dumps(m)][1:],
+        what="her confirmation and dispatch by email",
+    )
+    demo.wait_until_idle()
+
+    assert len(_sms_sent(demo)) == 2
+    [skipped] = [m for m in demo.messages() if m["type"] == "dispatch" and m["channel"] == "sms"]
+    assert (skipped["status"], skipped["reason"]) == ("skipped", "opted out: not sent on sms")
