@@ -118,6 +118,7 @@ def thresholds(settings: Settings) -> Thresholds:
     return Thresholds(
         late_seconds=settings.alert_late_seconds,
         dead_letter_window=timedelta(minutes=settings.alert_dead_letter_minutes),
+        privacy_after=timedelta(days=settings.alert_privacy_days),
     )
 
 

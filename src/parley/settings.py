@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Alert when jobs reached the dead letter within this many minutes (0: off)",
     )
+    alert_privacy_days: float = Field(
+        default=25,
+        ge=0,
+        description="Alert when a customer's privacy request is not carried out this many "
+        "days after it was received; the answer is owed within a month (0: off)",
+    )
     alert_webhook_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/]+",

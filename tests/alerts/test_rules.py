@@ -9,6 +9,7 @@ import pytest
 from parley.alerts.rules import (
     DEAD_LETTER,
     NOTIFY_KIND,
+    PRIVACY,
     Thresholds,
     duration,
     evaluate,
@@ -18,6 +19,8 @@ from parley.alerts.rules import (
 )
 from parley.jobs.backlog import Backlog, LaneBacklog
 from parley.jobs.models import Lane
+from parley.privacy.models import one_month_after
+from parley.privacy.service import Waiting
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 TRANSACTIONAL_LATE = late(Lane.TRANSACTIONAL)
@@ -50,7 +53,7 @@ def verdict(found: Backlog, *, firing=frozenset(), thresholds=DEFAULTS) -> dict:
 
 
 def test_every_alert_is_named_and_none_fires_for_an_empty_backlog():
-    assert names() == ["late:transactional", "late:marketing", "dead_letter"]
+    assert names() == ["late:transactional", "late:marketing", "dead_letter", "privacy_requests"]
     assert verdict(backlog()) == dict.fromkeys(names())
 
 
@@ -131,3 +134,28 @@ def test_a_resolution_says_it_is_over_and_how_long_it_fired():
 )
 def test_durations_read_as_a_person_says_them(seconds, words):
     assert duration(seconds) == words
+
+
+def test_late_privacy_requests_fire_naming_the_oldest_and_its_due_date():
+    received = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    waiting = Waiting(
+        count=3,
+        oldest_id=7,
+        oldest_kind="erasure",
+        oldest_store="acme",
+        oldest_received_at=received,
+        oldest_due_at=one_month_after(received),
+    )
+    found = evaluate(backlog(), DEFAULTS, firing=frozenset(), store_names={}, waiting=waiting)
+
+    assert found[PRIVACY] == (
+        "3 privacy requests not carried out 25 days after receipt (the oldest, erasure "
+        "request 7 of store 'acme', was received 2026-03-02 and is due by 2026-04-02); the "
+        "store owes the answer within a month. Requests are done in seconds: see why in "
+        "`parley jobs dead` (kind privacy.customer_request) and the store's Settings → "
+        "Privacy requests."
+    )
+    off = Thresholds(privacy_after=timedelta(0))
+    assert evaluate(backlog(), off, firing=frozenset(), store_names={}, waiting=waiting) == (
+        dict.fromkeys(names())
+    )

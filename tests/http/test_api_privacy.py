@@ -3,6 +3,9 @@ carried out by the same job as Shopify's compliance webhooks."""
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -10,7 +13,8 @@ from parley.customers.models import Customer
 from parley.http.app import create_app
 from parley.jobs.models import Job
 from parley.jobs.worker import Worker, WorkerConfig
-from parley.privacy.models import PrivacyRequest
+from parley.privacy.export import SCHEMA
+from parley.privacy.models import PrivacyRequest, one_month_after
 from parley.privacy.tasks import CustomerRequestTask
 from parley.runtime import Runtime
 from parley.settings import get_settings
@@ -123,3 +127,19 @@ def test_without_a_valid_key_nothing_is_stored(client, db):
         answer = client.post("/api/v1/privacy-requests", json=request, headers=headers)
         assert answer.status_code == 401
     assert count(db, PrivacyRequest) == 0
+
+
+def test_the_export_schema_is_published_and_each_request_says_when_it_is_due(client, db):
+    schema = client.get("/api/v1/privacy-requests/export-schema")
+    assert schema.status_code == 200
+    assert schema.headers["content-type"] == "application/schema+json"
+    assert schema.json() == json.loads(SCHEMA.read_text(encoding="utf-8"))
+    assert schema.json()["title"] == "parley.privacy-export/1"
+
+    posted = client.post(
+        "/api/v1/privacy-requests",
+        json={"kind": "access", "customer": {"id": "7001"}},
+        headers=AUTH,
+    ).json()["request"]
+    received = datetime.fromisoformat(posted["received_at"])
+    assert datetime.fromisoformat(posted["due_at"]) == one_month_after(received)

@@ -4,6 +4,7 @@ request's data for the store owner to download (admins only, each download audit
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -80,3 +81,21 @@ def test_no_one_but_the_stores_admins_downloads_its_exports(db, team, who, statu
     if who == OTHER_ADMIN:
         assert 'data-test="privacy-request"' not in listing.text
     assert rows(db, AuditEntry, AuditEntry.action == "export") == []
+
+
+def test_a_request_in_progress_shows_when_it_is_due_and_when_it_is_overdue(frozen_clock, db, team):
+    body, headers = signed("customers/data_request", {"customer": ADA}, webhook_id="access")
+    post(db, None, body=body, headers=headers)  # received, not yet carried out
+    pages = []
+    for wait in (timedelta(0), timedelta(days=31)):
+        frozen_clock.advance(wait)
+        with browser(web_app(db)) as client:
+            sign_in(client, ADMIN)
+            pages.append(client.get("/admin/privacy", headers=HTML).text)
+    on_time, late = pages
+
+    def due(page: str) -> str:
+        return page.split('data-test="privacy-due">', 1)[1].split("</td>", 1)[0]
+
+    assert due(on_time) == "02 Apr 2026, 10:00 UTC"  # received 2 March, 10:00
+    assert due(late) == '<span class="badge bad">overdue</span> 02 Apr 2026, 10:00 UTC'

@@ -7,6 +7,10 @@
 - ``dead_letter``: jobs reached the dead letter within the last ``dead_letter_window``:
   sends that failed for good or ran out of attempts, which only a person re-drives. Alert
   notifications that died are left out: they would alert about themselves.
+- ``privacy_requests``: a customer's privacy request has not been carried out
+  ``privacy_after`` (25 days) after it was received. The store owes the answer within a
+  month (GDPR article 12(3)); requests are done in seconds, so one this old is held back
+  by a failure a person must look at, with days left to do it.
 
 A store's admins are shown their own store's lanes past the lateness threshold
 (:func:`running_late`), never the deployment's alert, which names other stores.
@@ -20,11 +24,13 @@ from datetime import datetime, timedelta
 
 from parley.jobs.backlog import Backlog, LaneBacklog
 from parley.jobs.models import Lane
+from parley.privacy.service import Waiting
 
 NOTIFY_KIND = "alerts.notify"
 
 LANE_WORDS = {Lane.TRANSACTIONAL: "Order updates", Lane.MARKETING: "Marketing sends"}
 DEAD_LETTER = "dead_letter"
+PRIVACY = "privacy_requests"
 
 
 def late(lane: str) -> str:
@@ -38,15 +44,19 @@ class Thresholds:
     """0 turns the lateness alerts off."""
     dead_letter_window: timedelta = timedelta(minutes=15)
     """0 turns the dead-letter alert off."""
+    privacy_after: timedelta = timedelta(days=25)
+    """0 turns the privacy requests' alert off."""
 
     def __post_init__(self) -> None:
-        if self.late_seconds < 0 or self.dead_letter_window < timedelta(0):
+        if min(self.dead_letter_window, self.privacy_after) < timedelta(0) or (
+            self.late_seconds < 0
+        ):
             raise ValueError("alert thresholds cannot be negative")
 
 
 def names() -> list[str]:
     """Every alert there is, firing or not (``GET /metrics`` shows each)."""
-    return [*(late(lane) for lane in Lane), DEAD_LETTER]
+    return [*(late(lane) for lane in Lane), DEAD_LETTER, PRIVACY]
 
 
 def evaluate(
@@ -55,13 +65,16 @@ def evaluate(
     *,
     firing: frozenset[str] | set[str],
     store_names: Mapping[int, str],
+    waiting: Waiting | None = None,
 ) -> dict[str, str | None]:
     """Each alert's summary while it fires, or None; ``firing`` is what fires now (for the
-    lateness alerts' hysteresis), ``store_names`` names the stores by workspace id."""
+    lateness alerts' hysteresis), ``store_names`` names the stores by workspace id,
+    ``waiting`` the privacy requests received ``privacy_after`` ago and not done."""
     verdicts: dict[str, str | None] = {}
     for lane in Lane:
         verdicts[late(lane)] = _late(backlog, lane, thresholds, late(lane) in firing, store_names)
     verdicts[DEAD_LETTER] = _dead_letter(backlog, thresholds)
+    verdicts[PRIVACY] = _privacy(waiting, thresholds)
     return verdicts
 
 
@@ -133,6 +146,23 @@ def _dead_letter(backlog: Backlog, thresholds: Thresholds) -> str | None:
     )
 
 
+def _privacy(waiting: Waiting | None, thresholds: Thresholds) -> str | None:
+    if not thresholds.privacy_after or waiting is None:
+        return None
+    days = thresholds.privacy_after.total_seconds() / 86400
+    oldest = (
+        f"the oldest, {waiting.oldest_kind} request {waiting.oldest_id} of store "
+        f"{waiting.oldest_store!r}, was received {waiting.oldest_received_at:%Y-%m-%d} and is "
+        f"due by {waiting.oldest_due_at:%Y-%m-%d}"
+    )
+    return (
+        f"{counted(waiting.count, 'privacy request')} not carried out {days:g} days after "
+        f"receipt ({oldest}); the store owes the answer within a month. Requests are done in "
+        "seconds: see why in `parley jobs dead` (kind privacy.customer_request) and the "
+        "store's Settings → Privacy requests."
+    )
+
+
 def counted(n: int, noun: str) -> str:
     """``1 job``, ``12,345 jobs``."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
@@ -152,6 +182,11 @@ def duration(seconds: float) -> str:
 
 def resolution(name: str, backlog: Backlog, *, fired_for: float) -> str:
     """What an alert that stopped firing says: that it is over, after how long."""
+    if name == PRIVACY:
+        return (
+            "Every privacy request is carried out or was received recently (this alert "
+            f"fired for {duration(fired_for)})."
+        )
     if name == DEAD_LETTER:
         total = sum(backlog.dead_letter.values())
         return (

@@ -33,6 +33,7 @@ from parley.jobs.backlog import Backlog, read_backlog
 from parley.jobs.periodic import Schedule
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome
+from parley.privacy import service as privacy
 from parley.workspaces.models import Workspace
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ def watch(session: Session, thresholds: Thresholds, *, now: datetime, notify: bo
         thresholds,
         firing={name for name, row in rows.items() if row.firing_since is not None},
         store_names=store_names(session, backlog),
+        waiting=(
+            privacy.waiting_since(session, before=now - thresholds.privacy_after)
+            if thresholds.privacy_after
+            else None
+        ),
     )
     changes = []
     for name, summary in verdicts.items():

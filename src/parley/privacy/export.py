@@ -7,8 +7,12 @@ machine-readable form they can take elsewhere (article 20).
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import inspect, select
@@ -20,11 +24,66 @@ from parley.db.base import Base
 from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent
 from parley.journeys.models import JourneyRun
 from parley.messaging.models import DeliveryAttempt, Message
-from parley.privacy.held import events_of, find_held
+from parley.privacy.held import Held, events_of, find_held
 from parley.privacy.service import Subject
 from parley.store_events.models import StoreEvent
 
 FORMAT = "parley.privacy-export/1"
+SCHEMA = Path(__file__).with_name("export-1.schema.json")
+"""The format's JSON Schema (draft 2020-12), published with the code: a change to an
+exported table changes the format, and its version with it (a test checks they agree)."""
+
+
+Where = Callable[[int, Held, Subject], Any]
+"""The rows of a section: a condition on its model, given the store, what was found and
+the request."""
+
+_SECTIONS: tuple[tuple[str, type[Base], Where], ...] = (
+    ("customers", Customer, lambda ws, held, subject: Customer.id.in_(held.customers)),
+    (
+        "identities",
+        CustomerIdentity,
+        lambda ws, held, subject: CustomerIdentity.customer_id.in_(held.customers),
+    ),
+    (
+        "consent_records",
+        ConsentRecord,
+        lambda ws, held, subject: ConsentRecord.customer_id.in_(held.customers),
+    ),
+    ("orders", Order, lambda ws, held, subject: Order.external_id.in_(held.orders)),
+    (
+        "fulfillments",
+        Fulfillment,
+        lambda ws, held, subject: Fulfillment.order_external_id.in_(held.orders),
+    ),
+    ("refunds", Refund, lambda ws, held, subject: Refund.order_external_id.in_(held.orders)),
+    ("checkouts", Checkout, lambda ws, held, subject: Checkout.external_id.in_(held.checkouts)),
+    ("store_events", StoreEvent, lambda ws, held, subject: events_of(ws, held, subject)),
+    ("journey_runs", JourneyRun, lambda ws, held, subject: JourneyRun.id.in_(held.runs)),
+    (
+        "conversations",
+        Conversation,
+        lambda ws, held, subject: Conversation.id.in_(held.conversations),
+    ),
+    (
+        "conversation_events",
+        ConversationEvent,
+        lambda ws, held, subject: ConversationEvent.conversation_id.in_(held.conversations),
+    ),
+    ("messages", Message, lambda ws, held, subject: Message.id.in_(held.messages)),
+    (
+        "delivery_attempts",
+        DeliveryAttempt,
+        lambda ws, held, subject: DeliveryAttempt.message_id.in_(held.messages),
+    ),
+    (
+        "assistant_turns",
+        AssistantTurn,
+        lambda ws, held, subject: AssistantTurn.message_id.in_(held.messages),
+    ),
+)
+SECTIONS: dict[str, type[Base]] = {name: model for name, model, _ in _SECTIONS}
+"""Each section of the export, in order, and the table its rows are every column of."""
 
 
 def export_customer(
@@ -32,28 +91,17 @@ def export_customer(
 ) -> dict[str, Any]:
     """The export, ready to serialise; ``store`` is the store's name, for the reader."""
     held = find_held(session, workspace_id=workspace_id, subject=subject)
-
-    def rows(model: type[Base], condition: Any) -> list[dict[str, Any]]:
-        scope = model.__table__.c.workspace_id == workspace_id
-        return [_plain(row) for row in session.scalars(select(model).where(scope, condition))]
-
-    sections: dict[str, list[Any]] = {
-        "customers": rows(Customer, Customer.id.in_(held.customers)),
-        "identities": rows(CustomerIdentity, CustomerIdentity.customer_id.in_(held.customers)),
-        "consent_records": rows(ConsentRecord, ConsentRecord.customer_id.in_(held.customers)),
-        "orders": rows(Order, Order.external_id.in_(held.orders)),
-        "fulfillments": rows(Fulfillment, Fulfillment.order_external_id.in_(held.orders)),
-        "refunds": rows(Refund, Refund.order_external_id.in_(held.orders)),
-        "checkouts": rows(Checkout, Checkout.external_id.in_(held.checkouts)),
-        "store_events": rows(StoreEvent, events_of(workspace_id, held, subject)),
-        "journey_runs": rows(JourneyRun, JourneyRun.id.in_(held.runs)),
-        "conversations": rows(Conversation, Conversation.id.in_(held.conversations)),
-        "conversation_events": rows(
-            ConversationEvent, ConversationEvent.conversation_id.in_(held.conversations)
-        ),
-        "messages": rows(Message, Message.id.in_(held.messages)),
-        "delivery_attempts": rows(DeliveryAttempt, DeliveryAttempt.message_id.in_(held.messages)),
-        "assistant_turns": rows(AssistantTurn, AssistantTurn.message_id.in_(held.messages)),
+    sections = {
+        name: [
+            _plain(row)
+            for row in session.scalars(
+                select(model).where(
+                    model.__table__.c.workspace_id == workspace_id,
+                    where(workspace_id, held, subject),
+                )
+            )
+        ]
+        for name, model, where in _SECTIONS
     }
     return {
         "format": FORMAT,
@@ -67,6 +115,13 @@ def export_customer(
         },
         **sections,
     }
+
+
+@cache
+def export_schema() -> dict[str, Any]:
+    """:data:`SCHEMA`, read once."""
+    found: dict[str, Any] = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    return found
 
 
 def counted(export: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -54,3 +55,18 @@ class PrivacyRequest(Base):
     export: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def due_at(self) -> datetime:
+        """When the answer is owed: one month after receipt (GDPR article 12(3))."""
+        return one_month_after(self.received_at)
+
+
+def one_month_after(moment: datetime) -> datetime:
+    """The same day and time a calendar month later, or the month's last day when it has
+    no such day (31 January: 28 or 29 February), as the regulation's month is counted."""
+    year, month = divmod(moment.month, 12)
+    year, month = moment.year + year, month + 1
+    return moment.replace(
+        year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1])
+    )

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from parley.customers.identity import normalise_email, normalise_phone
 from parley.jobs import queue
 from parley.privacy.models import PrivacyRequest, RequestKind, RequestStatus
+from parley.workspaces.models import Workspace
 
 CUSTOMER_REQUEST_KIND = "privacy.customer_request"
 ERASE_STORE_KIND = "privacy.erase_store"
@@ -150,4 +151,41 @@ def find_export(session: Session, *, workspace_id: int, request_id: int) -> dict
             PrivacyRequest.id == request_id,
             PrivacyRequest.kind == RequestKind.ACCESS,
         )
+    )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The privacy requests still not done that were received before a cut-off."""
+
+    count: int
+    oldest_id: int
+    oldest_kind: str
+    oldest_store: str
+    oldest_received_at: datetime
+    oldest_due_at: datetime
+
+
+def waiting_since(session: Session, *, before: datetime) -> Waiting | None:
+    """Across the deployment (for its engineer's alert): requests received before
+    ``before`` and not done, or None. Few rows: requests are done in seconds, so at most
+    the ones a failure holds back."""
+    late = (PrivacyRequest.status == RequestStatus.PENDING, PrivacyRequest.received_at < before)
+    count = session.scalar(select(func.count()).select_from(PrivacyRequest).where(*late)) or 0
+    if not count:
+        return None
+    oldest, store = session.execute(
+        select(PrivacyRequest, Workspace.slug)
+        .join(Workspace, Workspace.id == PrivacyRequest.workspace_id)
+        .where(*late)
+        .order_by(PrivacyRequest.received_at, PrivacyRequest.id)
+        .limit(1)
+    ).one()
+    return Waiting(
+        count=count,
+        oldest_id=oldest.id,
+        oldest_kind=oldest.kind,
+        oldest_store=store,
+        oldest_received_at=oldest.received_at,
+        oldest_due_at=oldest.due_at,
     )

@@ -32,6 +32,7 @@ from parley.messaging import catalog
 from parley.messaging.models import Message
 from parley.messaging.types import MessageType
 from parley.privacy import service as privacy
+from parley.privacy.export import export_schema
 from parley.privacy.models import PrivacyRequest, RequestKind
 from parley.privacy.service import CustomerRequest, Subject
 from parley.store_events import service as store_events
@@ -252,6 +253,7 @@ def _privacy_out(request: PrivacyRequest) -> dict[str, Any]:
         "summary": request.summary,
         "has_export": request.export is not None,
         "received_at": request.received_at.isoformat(),
+        "due_at": request.due_at.isoformat(),
         "completed_at": request.completed_at.isoformat() if request.completed_at else None,
     }
 
@@ -329,6 +331,12 @@ def _add_privacy_routes(api: FastAPI) -> None:
                 session, workspace_id=workspace.id, limit=max(1, min(limit, 1000))
             )
             return {"requests": [_privacy_out(item) for item in found]}
+
+    @api.get("/privacy-requests/export-schema")
+    def privacy_export_schema() -> JSONResponse:
+        """The JSON Schema every export validates against (``parley.privacy-export/1``):
+        public, it holds no one's data."""
+        return JSONResponse(export_schema(), media_type="application/schema+json")
 
     @api.get("/privacy-requests/{request_id}/export")
     def privacy_export(
