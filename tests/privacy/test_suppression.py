@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -55,6 +55,14 @@ ADA = {
     "last_name": "Lovelace",
 }
 OTHER_SECRET = "the-other-store's-secret"
+
+
+@pytest.fixture(autouse=True)
+def _midday_in_new_york():
+    """Grace's marketing texts go at once: it is noon where she is (not her quiet hours)."""
+    clock.FrozenClock(datetime(2026, 6, 10, 16, 0, tzinfo=UTC)).install()
+    yield
+    clock.reset_clock()
 
 
 @pytest.fixture(autouse=True)

@@ -59,6 +59,7 @@ ADMIN_GETS = (
 def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
     return (
         ("/admin/general", {"name": "Taken", "timezone": "UTC"}),
+        ("/admin/quiet-hours", {"opens": "0", "closes": "24", "sundays": "on"}),
         ("/admin/channels", {"provider": "twilio", "address": "+15550001", "auth_token": "x"}),
         ("/admin/channels/1/secrets", {"auth_token": "stolen"}),
         ("/admin/channels/1/active", {"is_active": "false"}),
@@ -359,6 +360,42 @@ def test_a_section_without_text_is_refused_and_nothing_is_saved(app, db, team):
     assert "every section needs a title and some text" in answer.text
     (after,) = rows(db, Workspace, Workspace.id == team.workspace_id)
     assert after.settings == before.settings
+
+
+def test_quiet_hours_are_set_for_the_store_and_audited(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        page = client.get("/admin", headers=HTML)
+        assert 'data-test="quiet-hours-form"' in page.text
+        assert '<option value="8" selected>08:00</option>' in page.text
+        assert '<option value="21" selected>21:00</option>' in page.text
+        answer = client.post(
+            "/admin/quiet-hours", data={"csrf_token": csrf, "opens": "9", "closes": "20"}
+        )
+        assert answer.status_code == 303
+        again = client.get("/admin", headers=HTML)
+    assert '<option value="9" selected>09:00</option>' in again.text
+    (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    assert workspace.settings["quiet_hours"] == {"opens": 9, "closes": 20, "sundays": False}
+    (entry,) = audit_actions(db, "settings_changed")
+    assert entry.detail == {"page": "quiet hours", "opens": 9, "closes": 20, "sundays": False}
+
+
+@pytest.mark.parametrize(("opens", "closes"), [("21", "8"), ("9", "9"), ("x", "20"), ("8", "")])
+def test_a_quiet_hours_window_that_does_not_open_before_it_closes_is_refused(
+    app, db, team, opens, closes
+):
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/quiet-hours",
+            data={"csrf_token": csrf, "opens": opens, "closes": closes, "sundays": "on"},
+            headers=HTML,
+        )
+    assert answer.status_code == 422
+    assert "choose the hour marketing texts start and a later hour they stop" in answer.text
+    assert snapshot(db) == before
 
 
 # Journeys

@@ -432,7 +432,7 @@ class AdvanceJourney:
 
     def prepare(
         self, session: Session, job: ClaimedJob, batch: RunLookup | None
-    ) -> PlannedStep | None:
+    ) -> PlannedStep | Later | None:
         lookup = batch or RunLookup(session)
         run = lookup.run(int(job.payload["run_id"]), job.workspace_id)
         if run is None:
@@ -478,8 +478,9 @@ class AdvanceJourney:
         exclude: tuple[str, ...],
         *,
         resend: bool,
-    ) -> PlannedStep | Literal[Walk.ON] | None:
+    ) -> PlannedStep | Later | Literal[Walk.ON] | None:
         """A send step: its message to record and send, or to send again after a retry;
+        :class:`Later` when it must wait (a marketing text in the customer's quiet hours);
         None when the walk stops here (the run exits, the message is decided already for
         a re-send); Walk.ON when this step is done with (sent before, skipped, expired)."""
         run, current = facts.run, facts.definition.steps[step]
@@ -520,6 +521,8 @@ class AdvanceJourney:
             step_index=step,
             exclude_channels=exclude,
         )
+        if isinstance(send, Later):
+            return send
         place = (run.id, run.workspace_id, step, len(facts.definition.steps), exclude)
         if send is not None:
             return PlannedStep(*place, send, int(job.payload.get(REDRIVE, 0)), resend)

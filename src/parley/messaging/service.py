@@ -60,6 +60,7 @@ from parley.messaging.models import (
 )
 from parley.messaging.pace import Pacer, Want
 from parley.messaging.policy import Decision, decide
+from parley.messaging.quiet_hours import QUIET_CHANNELS, QuietHours, zone_of
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
 from parley.workspaces.models import Workspace
@@ -158,16 +159,22 @@ def plan_message(
     journey_run_id: int | None = None,
     step_index: int | None = None,
     exclude_channels: tuple[str, ...] = (),
-) -> UnrecordedSend | QueuedSend | None:
+) -> UnrecordedSend | QueuedSend | Later | None:
     """Decide and render a message; or record why it is not sent.
 
     Returns the send to record (:func:`record_sends`) and perform: a new message, or the
-    key's message waiting for a retry; or None when there is nothing to send (skipped,
-    or the key's message was already decided, or it is held after an interrupted send).
+    key's message waiting for a retry; :class:`Later` when it is a marketing text due in
+    the customer's quiet hours, nothing recorded; or None when there is nothing to send
+    (skipped, or the key's message was already decided, or it is held after an
+    interrupted send).
     """
     now = utc_now()
     existing = lookup.message(workspace.id, idempotency_key)
     if existing is not None:
+        if existing.status == MessageStatus.QUEUED:
+            wait = _quiet(workspace, customer, str(existing.purpose), existing.channel, now)
+            if wait is not None:
+                return wait
         return _resume(
             session,
             existing,
@@ -202,6 +209,9 @@ def plan_message(
             session, row, insert_message(session, {**row, "status_reason": decision.skip_reason})
         )
         return None
+    wait = _quiet(workspace, customer, purpose, decision.channel, now)
+    if wait is not None:
+        return wait
     # Sent elsewhere: the channel the customer left still shows the send it skipped.
     for channel, address in decision.opted_out:
         insert_message(
@@ -238,6 +248,25 @@ def plan_message(
         row=row,
         sender_name=workspace.name,
         status_callback_url=status_callback_url(outbox, workspace, decision.channel),
+    )
+
+
+def _quiet(
+    workspace: Workspace, customer: Customer, purpose: str, channel: str | None, now: datetime
+) -> Later | None:
+    """A marketing text due in the customer's quiet hours waits for them to end, nothing
+    recorded (:mod:`parley.messaging.quiet_hours`)."""
+    if purpose != Purpose.MARKETING or channel not in QUIET_CHANNELS:
+        return None
+    zone = zone_of(customer.timezone, workspace.timezone)
+    hours = QuietHours.of(workspace.settings)
+    opens = hours.next_opening(now, zone)
+    if opens is None:
+        return None
+    return Later(
+        opens,
+        f"quiet hours: marketing on {channel} waits until "
+        f"{opens.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}",
     )
 
 

@@ -14,6 +14,7 @@ from parley.http.web.pages import render
 # Notices are chosen by key, never echoed from the query string.
 NOTICES = {
     "general": "Store details saved.",
+    "quiet_hours": "Quiet hours saved. Marketing texts due outside them wait for the morning.",
     "connected": "Channel connected. Its secrets are stored encrypted and will not be shown again.",
     "replaced": "Secrets replaced. The new values will not be shown again.",
     "paused": "Channel paused: its webhooks are refused until you resume it.",

@@ -15,6 +15,7 @@ from parley.http.web.admin.common import done, page, text
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
+from parley.messaging.quiet_hours import QuietHours
 from parley.workspaces.models import Workspace
 
 
@@ -24,17 +25,26 @@ def _timezones() -> list[str]:
 
 
 async def general_page(request: Request) -> Response:
-    """``GET /admin``: name, site, support address and time zone."""
+    """``GET /admin``: name, site, support address, time zone and quiet hours."""
     login = admin(request)
     workspace = await in_transaction(
         db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
     )
+    return _general(request, workspace)
+
+
+def _general(
+    request: Request, workspace: Workspace, *, error: str | None = None, status_code: int = 200
+) -> Response:
     return page(
         request,
         "admin/general.html",
         section="general",
+        status_code=status_code,
+        error=error,
         workspace=workspace,
         timezones=_timezones(),
+        quiet=QuietHours.of(workspace.settings),
     )
 
 
@@ -60,16 +70,33 @@ async def save_general(request: Request) -> Response:
         workspace = await in_transaction(
             db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
         )
-        return page(
-            request,
-            "admin/general.html",
-            section="general",
-            status_code=exc.status_code,
-            error=exc.message,
-            workspace=workspace,
-            timezones=_timezones(),
-        )
+        return _general(request, workspace, error=exc.message, status_code=exc.status_code)
     return done("/admin", "general")
+
+
+async def save_quiet_hours(request: Request) -> Response:
+    """``POST /admin/quiet-hours``."""
+    login = admin(request)
+    form = await request.form()
+
+    def save(session: Session) -> None:
+        store.update_quiet_hours(
+            session,
+            login=login,
+            opens=text(form, "opens", 4),
+            closes=text(form, "closes", 4),
+            sundays=text(form, "sundays", 4) == "on",
+            ip=client_ip(request),
+        )
+
+    try:
+        await in_transaction(db_of(request), save)
+    except Invalid as exc:
+        workspace = await in_transaction(
+            db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
+        )
+        return _general(request, workspace, error=exc.message, status_code=exc.status_code)
+    return done("/admin", "quiet_hours")
 
 
 async def policies_page(request: Request) -> Response:

@@ -28,6 +28,7 @@ from parley.journeys import service as journeys
 from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
 from parley.journeys.models import Journey
 from parley.messaging import catalog
+from parley.messaging.quiet_hours import QuietHours
 from parley.messaging.templates import (
     RenderedContent,
     TemplateContent,
@@ -81,6 +82,30 @@ def update_general(
     workspace.support_email = email
     workspace.timezone = timezone
     audit_as(session, login, "settings_changed", now=utc_now(), ip=ip, detail={"page": "general"})
+
+
+def update_quiet_hours(
+    session: Session, *, login: Login, opens: str, closes: str, sundays: bool, ip: str
+) -> QuietHours:
+    """When marketing texts may reach customers, in their own time zone."""
+    require_admin(login)
+    try:
+        hours = QuietHours(opens=int(opens), closes=int(closes), sundays=sundays)
+    except ValueError:
+        raise Invalid(
+            "quiet hours: choose the hour marketing texts start and a later hour they stop"
+        ) from None
+    workspace = session.get_one(Workspace, login.workspace_id)
+    workspace.settings = {**(workspace.settings or {}), "quiet_hours": hours.as_settings()}
+    audit_as(
+        session,
+        login,
+        "settings_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={"page": "quiet hours", **hours.as_settings()},
+    )
+    return hours
 
 
 # Store policies and FAQ

@@ -1,0 +1,89 @@
+"""Quiet hours: a marketing text never reaches a customer in their night (RELIABILITY S8).
+
+US rules (47 CFR 64.1200(c)(1)) forbid marketing calls and texts before 8:00 or after
+21:00 at the customer's location; some states and countries are stricter (9:00 to 20:00;
+France 8:00 to 22:00 and not on Sundays). A store sets its window on Settings → General
+(``workspace.settings["quiet_hours"]``), 8:00 to 21:00 by default.
+
+Only marketing on the channels that ring a phone (SMS, WhatsApp) waits: order updates are
+what the customer is waiting for, and email does not wake anyone. A send that falls in
+the quiet hours is not dropped: its job waits until the window next opens in the
+customer's zone and the message is decided then (:class:`~parley.jobs.worker.Later`).
+The zone is the customer's (from the store's platform, or from a phone number that has
+only one), else the store's. Times are computed with ``zoneinfo`` on the local calendar,
+so a daylight-saving change neither skips nor repeats an opening (RELIABILITY J4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from parley.channels.base import ChannelKind
+
+QUIET_CHANNELS = frozenset({ChannelKind.SMS, ChannelKind.WHATSAPP})
+SUNDAY = 6
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """Marketing texts go out from ``opens`` to ``closes`` o'clock, local time."""
+
+    opens: int = 8
+    closes: int = 21
+    sundays: bool = True
+    """Whether marketing texts go out on Sundays at all."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.opens < self.closes <= 24:
+            raise ValueError("quiet hours: the window must open before it closes, within a day")
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any] | None) -> QuietHours:
+        """A store's window, from its settings; the default where it set none."""
+        found = (settings or {}).get("quiet_hours") or {}
+        return cls(
+            opens=int(found.get("opens", cls.opens)),
+            closes=int(found.get("closes", cls.closes)),
+            sundays=bool(found.get("sundays", cls.sundays)),
+        )
+
+    def as_settings(self) -> dict[str, Any]:
+        return {"opens": self.opens, "closes": self.closes, "sundays": self.sundays}
+
+    def allows(self, moment: datetime, zone: ZoneInfo) -> bool:
+        local = moment.astimezone(zone)
+        if not self.sundays and local.weekday() == SUNDAY:
+            return False
+        return self.opens <= local.hour < self.closes
+
+    def next_opening(self, now: datetime, zone: ZoneInfo) -> datetime | None:
+        """None while the window is open in ``zone``; otherwise the instant (UTC) it next
+        opens there."""
+        if self.allows(now, zone):
+            return None
+        today = now.astimezone(zone).date()
+        for days in range(8):
+            day = today + timedelta(days=days)
+            if not self.sundays and day.weekday() == SUNDAY:
+                continue
+            # The wall-clock opening on that day; one inside a daylight-saving gap is read
+            # as the same instant an hour on, which the window still contains.
+            opening = datetime.combine(day, time(self.opens), tzinfo=zone).astimezone(UTC)
+            if opening > now:
+                return opening
+        raise AssertionError("a window that opens every week opens within eight days")
+
+
+def zone_of(customer_timezone: str | None, store_timezone: str | None) -> ZoneInfo:
+    """Where the customer is: their own zone, else the store's, else UTC."""
+    for name in (customer_timezone, store_timezone):
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ValueError, KeyError):
+                continue
+    return ZoneInfo("UTC")

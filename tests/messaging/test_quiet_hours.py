@@ -1,0 +1,200 @@
+"""Quiet hours (RELIABILITY S8, J4): a marketing text due in the customer's night waits for
+their morning, in their own zone, across daylight-saving changes; order updates do not."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from parley.channels.base import ChannelKind
+from parley.customers import service as customers
+from parley.customers.models import Customer
+from parley.jobs.models import Job, JobStatus
+from parley.journeys import service as journeys
+from parley.journeys.engine import ADVANCE
+from parley.messaging.models import Message
+from parley.messaging.quiet_hours import QuietHours, zone_of
+from parley.workspaces.models import Workspace
+from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed
+
+NEW_YORK = ZoneInfo("America/New_York")
+US = QuietHours()
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("now", "opens"),
+    [
+        ("2026-06-10T12:00:00-04:00", None),  # midday: allowed
+        ("2026-06-10T08:00:00-04:00", None),  # the first allowed minute
+        ("2026-06-10T07:59:59-04:00", "2026-06-10T08:00:00-04:00"),
+        ("2026-06-10T21:00:00-04:00", "2026-06-11T08:00:00-04:00"),
+        ("2026-06-10T23:30:00-04:00", "2026-06-11T08:00:00-04:00"),
+        # The night clocks spring forward (8 March 2026, 2:00 -> 3:00): 8:00 is EDT.
+        ("2026-03-08T01:30:00-05:00", "2026-03-08T08:00:00-04:00"),
+        # The night they fall back (1 November 2026, 2:00 -> 1:00): 8:00 is EST.
+        ("2026-11-01T01:30:00-04:00", "2026-11-01T08:00:00-05:00"),
+    ],
+)
+def test_the_window_opens_at_eight_in_the_customers_own_zone(now, opens):
+    assert US.next_opening(at(now), NEW_YORK) == (at(opens) if opens else None)
+
+
+def test_a_store_that_sends_nothing_on_sundays_waits_for_monday():
+    france = QuietHours(opens=8, closes=22, sundays=False)
+    paris = ZoneInfo("Europe/Paris")
+    saturday_night = at("2026-06-13T22:30:00+02:00")
+    assert france.next_opening(saturday_night, paris) == at("2026-06-15T08:00:00+02:00")
+    assert france.next_opening(at("2026-06-14T12:00:00+02:00"), paris) == at(
+        "2026-06-15T08:00:00+02:00"
+    )
+    assert france.next_opening(at("2026-06-13T21:59:00+02:00"), paris) is None
+
+
+def test_a_window_that_does_not_open_before_it_closes_is_refused():
+    for opens, closes in ((21, 8), (9, 9), (-1, 20), (8, 25)):
+        with pytest.raises(ValueError, match="must open before it closes"):
+            QuietHours(opens=opens, closes=closes)
+
+
+def test_the_zone_is_the_customers_then_the_stores_then_utc():
+    assert zone_of("Asia/Tokyo", "Europe/London").key == "Asia/Tokyo"
+    assert zone_of(None, "Europe/London").key == "Europe/London"
+    assert zone_of("Not/AZone", None).key == "UTC"
+
+
+ZONES = sorted(zoneinfo.available_timezones() - {"Factory", "localtime"})
+WINDOWS = st.tuples(st.integers(0, 23), st.integers(1, 24)).filter(lambda w: w[0] < w[1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    instant=st.datetimes(
+        min_value=datetime(2020, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive
+        max_value=datetime(2035, 1, 1),  # noqa: DTZ001
+        timezones=st.just(UTC),
+    ),
+    zone=st.sampled_from(ZONES),
+    window=WINDOWS,
+    sundays=st.booleans(),
+)
+def test_a_deferred_text_lands_at_the_first_allowed_moment_whatever_the_zone_and_date(
+    instant, zone, window, sundays
+):
+    hours = QuietHours(opens=window[0], closes=window[1], sundays=sundays)
+    place = ZoneInfo(zone)
+    opens = hours.next_opening(instant, place)
+    if hours.allows(instant, place):
+        assert opens is None
+        return
+    assert opens is not None
+    assert instant < opens <= instant + timedelta(days=8)
+    local = opens.astimezone(place)
+    assert hours.opens <= local.hour < hours.closes
+    assert hours.allows(opens, place)
+    assert not hours.allows(opens - timedelta(seconds=1), place)
+    # Nothing earlier was allowed: every quarter hour between (zones differ from UTC by
+    # whole quarter hours) is still quiet.
+    step = instant.replace(minute=instant.minute - instant.minute % 15, second=0, microsecond=0)
+    while (step := step + timedelta(minutes=15)) < opens:
+        assert not hours.allows(step, place)
+
+
+# --- through the journey engine ----------------------------------------------------------
+
+
+@pytest.fixture
+def grace_takes_marketing_texts(db):
+    """Grace (New York) agreed to marketing by SMS; the dispatch journey is a promotion."""
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        grace = session.scalar(select(Customer.id).where(Customer.email == "grace@example.com"))
+        assert grace is not None
+        customers.record_consent(
+            session,
+            workspace_id=workspace_id,
+            customer_id=grace,
+            channel="sms",
+            purpose="marketing",
+            is_granted=True,
+            source="checkout",
+        )
+    return workspace_id
+
+
+def _lane(db, workspace_id: int, lane: str) -> None:
+    with db.transaction() as session:
+        journey = next(
+            j
+            for j in journeys.list_journeys(session, workspace_id=workspace_id)
+            if j.key == "dispatch"
+        )
+        journeys.update_journey(
+            session,
+            workspace_id=workspace_id,
+            key="dispatch",
+            definition={**journey.definition, "lane": lane},
+        )
+
+
+def test_a_marketing_text_due_at_night_waits_for_the_customers_morning(
+    db, frozen_clock, grace_takes_marketing_texts
+):
+    _lane(db, grace_takes_marketing_texts, "marketing")
+    frozen_clock.advance(at("2026-03-03T23:10:00-05:00") - frozen_clock())
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    post(db, dispatched)
+    adapters = recording_adapters()
+    drain(make_worker(db, adapters))
+
+    assert adapters[ChannelKind.SMS].sent == []
+    assert rows(db, Message, Message.message_type == "dispatch") == []
+    [waiting] = rows(db, Job, Job.status == JobStatus.PENDING, Job.kind == ADVANCE)
+    assert waiting.due_at == at("2026-03-04T08:00:00-05:00")
+    assert waiting.attempts == 0
+
+    frozen_clock.advance(at("2026-03-04T08:00:00-05:00") - frozen_clock())
+    drain(make_worker(db, adapters))
+    [sms] = adapters[ChannelKind.SMS].sent
+    assert sms.to == "+12025550143"
+    [message] = rows(db, Message, Message.message_type == "dispatch")
+    assert (message.channel, message.purpose, message.created_at) == (
+        "sms",
+        "marketing",
+        at("2026-03-04T08:00:00-05:00"),
+    )
+
+
+def test_an_order_update_at_night_goes_at_once(db, frozen_clock, grace_takes_marketing_texts):
+    frozen_clock.advance(at("2026-03-03T23:10:00-05:00") - frozen_clock())
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    post(db, dispatched)
+    adapters = recording_adapters()
+    drain(make_worker(db, adapters))
+    [sms] = adapters[ChannelKind.SMS].sent
+    assert sms.to == "+12025550143"
+
+
+def test_the_stores_own_window_applies(db, frozen_clock, grace_takes_marketing_texts):
+    _lane(db, grace_takes_marketing_texts, "marketing")
+    with db.transaction() as session:
+        store = session.get_one(Workspace, grace_takes_marketing_texts)
+        store.settings = {**store.settings, "quiet_hours": {"opens": 0, "closes": 24}}
+    frozen_clock.advance(at("2026-03-03T23:10:00-05:00") - frozen_clock())
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    post(db, dispatched)
+    adapters = recording_adapters()
+    drain(make_worker(db, adapters))
+    assert len(adapters[ChannelKind.SMS].sent) == 1
