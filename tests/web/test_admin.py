@@ -60,6 +60,7 @@ def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
     return (
         ("/admin/general", {"name": "Taken", "timezone": "UTC"}),
         ("/admin/quiet-hours", {"opens": "0", "closes": "24", "sundays": "on"}),
+        ("/admin/frequency-caps", {"email": "0", "sms": "0", "whatsapp": "0", "instagram": "0"}),
         ("/admin/channels", {"provider": "twilio", "address": "+15550001", "auth_token": "x"}),
         ("/admin/channels/1/secrets", {"auth_token": "stolen"}),
         ("/admin/channels/1/active", {"is_active": "false"}),
@@ -395,6 +396,50 @@ def test_a_quiet_hours_window_that_does_not_open_before_it_closes_is_refused(
         )
     assert answer.status_code == 422
     assert "choose the hour marketing texts start and a later hour they stop" in answer.text
+    assert snapshot(db) == before
+
+
+def test_frequency_caps_are_set_for_the_store_and_audited(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        page = client.get("/admin", headers=HTML)
+        assert '<input type="number" name="email" value="16"' in page.text
+        answer = client.post(
+            "/admin/frequency-caps",
+            data={
+                "csrf_token": csrf,
+                "email": "24",
+                "sms": "48",
+                "whatsapp": "0",
+                "instagram": "12.5",
+            },
+        )
+        assert answer.status_code == 303
+    (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    caps = {"email": 24.0, "sms": 48.0, "whatsapp": 0.0, "instagram": 12.5}
+    assert workspace.settings["frequency_caps"] == caps
+    (entry,) = audit_actions(db, "settings_changed")
+    assert entry.detail == {"page": "frequency caps", **caps}
+
+
+@pytest.mark.parametrize("email", ["-1", "721", "", "nan", "soon"])
+def test_a_frequency_cap_out_of_bounds_is_refused(app, db, team, email):
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/frequency-caps",
+            data={
+                "csrf_token": csrf,
+                "email": email,
+                "sms": "24",
+                "whatsapp": "24",
+                "instagram": "24",
+            },
+            headers=HTML,
+        )
+    assert answer.status_code == 422
+    assert "frequency caps: enter hours between 0 and 720 for each channel" in answer.text
     assert snapshot(db) == before
 
 

@@ -183,3 +183,21 @@ class SenderPace(Base):
     transactional_booked_until: Mapped[datetime] = mapped_column(UTCDateTime)
     marketing_booked_until: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MarketingSlot(Base):
+    """The last marketing message a customer was sent on a channel, for the frequency cap
+    (:mod:`parley.messaging.frequency`): one row per customer and channel, taken by one
+    conditional upsert, so two sends deciding at once cannot both pass."""
+
+    __tablename__ = "marketing_slots"
+    __table_args__ = (UniqueConstraint("workspace_id", "customer_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str] = mapped_column(String(300))
+    """The message that took it: the same message decided again (after its sender had no
+    room, say) keeps its slot."""

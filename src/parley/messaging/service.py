@@ -47,8 +47,9 @@ from parley.db.upsert import (
 )
 from parley.jobs.worker import Later
 from parley.live.outbox import emit, emit_status, emit_statuses
-from parley.messaging import unsubscribe
+from parley.messaging import frequency, unsubscribe
 from parley.messaging.context import template_context
+from parley.messaging.frequency import FrequencyCaps
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import (
     AttemptOutcome,
@@ -212,6 +213,11 @@ def plan_message(
     wait = _quiet(workspace, customer, purpose, decision.channel, now)
     if wait is not None:
         return wait
+    capped = _capped(session, workspace, customer, purpose, decision.channel, idempotency_key, now)
+    if capped is not None:
+        row.update(channel=decision.channel, recipient=decision.recipient, status_reason=capped)
+        _announce_new(session, row, insert_message(session, row))
+        return None
     # Sent elsewhere: the channel the customer left still shows the send it skipped.
     for channel, address in decision.opted_out:
         insert_message(
@@ -267,6 +273,39 @@ def _quiet(
         opens,
         f"quiet hours: marketing on {channel} waits until "
         f"{opens.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}",
+    )
+
+
+def _capped(
+    session: Session,
+    workspace: Workspace,
+    customer: Customer,
+    purpose: str,
+    channel: str,
+    idempotency_key: str,
+    now: datetime,
+) -> str | None:
+    """Why the frequency cap stops this marketing message, or None when it may go (its
+    slot is then taken, in this transaction: :mod:`parley.messaging.frequency`)."""
+    if purpose != Purpose.MARKETING:
+        return None
+    window = FrequencyCaps.of(workspace.settings).window(channel)
+    if window is None:
+        return None
+    last = frequency.take_slot(
+        session,
+        workspace_id=workspace.id,
+        customer_id=customer.id,
+        channel=channel,
+        idempotency_key=idempotency_key,
+        now=now,
+        window=window,
+    )
+    if last is None:
+        return None
+    return (
+        f"frequency cap: marketing by {channel} at most once every "
+        f"{window.total_seconds() / 3600:g} h; the last went {last:%Y-%m-%d %H:%M} UTC"
     )
 
 

@@ -32,7 +32,7 @@ from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent, 
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun
 from parley.live.models import LiveEvent
-from parley.messaging.models import DeliveryAttempt, Message
+from parley.messaging.models import DeliveryAttempt, MarketingSlot, Message
 from parley.privacy.held import Held, events_of, find_held
 from parley.privacy.models import PrivacyRequest, RequestKind
 from parley.privacy.service import Subject
@@ -239,6 +239,9 @@ def _delete_children(session: Session, workspace_id: int, held: Held) -> None:
         ),
         delete(ConsentRecord).where(
             ConsentRecord.workspace_id == workspace_id, ConsentRecord.customer_id.in_(customers)
+        ),
+        delete(MarketingSlot).where(
+            MarketingSlot.workspace_id == workspace_id, MarketingSlot.customer_id.in_(customers)
         ),
         delete(CustomerMerge).where(
             CustomerMerge.workspace_id == workspace_id,

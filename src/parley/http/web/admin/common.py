@@ -15,6 +15,7 @@ from parley.http.web.pages import render
 NOTICES = {
     "general": "Store details saved.",
     "quiet_hours": "Quiet hours saved. Marketing texts due outside them wait for the morning.",
+    "frequency_caps": "Frequency caps saved. Marketing past them is skipped, with the reason.",
     "connected": "Channel connected. Its secrets are stored encrypted and will not be shown again.",
     "replaced": "Secrets replaced. The new values will not be shown again.",
     "paused": "Channel paused: its webhooks are refused until you resume it.",

@@ -15,6 +15,7 @@ from parley.http.web.admin.common import done, page, text
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
+from parley.messaging.frequency import DEFAULT_HOURS, FrequencyCaps
 from parley.messaging.quiet_hours import QuietHours
 from parley.workspaces.models import Workspace
 
@@ -45,6 +46,7 @@ def _general(
         workspace=workspace,
         timezones=_timezones(),
         quiet=QuietHours.of(workspace.settings),
+        caps=FrequencyCaps.of(workspace.settings).hours,
     )
 
 
@@ -147,3 +149,26 @@ async def save_policies(request: Request) -> Response:
             return_days=days,
         )
     return done("/admin/policies", "policies")
+
+
+async def save_frequency_caps(request: Request) -> Response:
+    """``POST /admin/frequency-caps``."""
+    login = admin(request)
+    form = await request.form()
+
+    def save(session: Session) -> None:
+        store.update_frequency_caps(
+            session,
+            login=login,
+            hours={channel: text(form, channel, 12) for channel in DEFAULT_HOURS},
+            ip=client_ip(request),
+        )
+
+    try:
+        await in_transaction(db_of(request), save)
+    except Invalid as exc:
+        workspace = await in_transaction(
+            db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
+        )
+        return _general(request, workspace, error=exc.message, status_code=exc.status_code)
+    return done("/admin", "frequency_caps")

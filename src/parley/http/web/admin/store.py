@@ -28,6 +28,7 @@ from parley.journeys import service as journeys
 from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
 from parley.journeys.models import Journey
 from parley.messaging import catalog
+from parley.messaging.frequency import MAX_HOURS, FrequencyCaps
 from parley.messaging.quiet_hours import QuietHours
 from parley.messaging.templates import (
     RenderedContent,
@@ -106,6 +107,30 @@ def update_quiet_hours(
         detail={"page": "quiet hours", **hours.as_settings()},
     )
     return hours
+
+
+def update_frequency_caps(
+    session: Session, *, login: Login, hours: dict[str, str], ip: str
+) -> FrequencyCaps:
+    """How often marketing may reach one customer, per channel, in hours (0: no cap)."""
+    require_admin(login)
+    try:
+        caps = FrequencyCaps({channel: float(value) for channel, value in hours.items()})
+    except ValueError:
+        raise Invalid(
+            f"frequency caps: enter hours between 0 and {MAX_HOURS} for each channel"
+        ) from None
+    workspace = session.get_one(Workspace, login.workspace_id)
+    workspace.settings = {**(workspace.settings or {}), "frequency_caps": dict(caps.hours)}
+    audit_as(
+        session,
+        login,
+        "settings_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={"page": "frequency caps", **caps.hours},
+    )
+    return caps
 
 
 # Store policies and FAQ

@@ -1,0 +1,163 @@
+"""Frequency caps (RELIABILITY S17): at most one marketing message per channel in the
+store's window, however many sends decide at once; order updates are never capped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+
+import pytest
+
+from parley.channels.base import ChannelKind
+from parley.clock import utc_now
+from parley.customers.models import Customer
+from parley.journeys import service as journeys
+from parley.messaging import frequency
+from parley.messaging.frequency import FrequencyCaps
+from parley.messaging.models import MarketingSlot, Message
+from parley.workspaces.models import Workspace
+from support import count, deliveries, drain, make_worker, post, recording_adapters, rows, seed
+
+
+def _ada(db) -> int:
+    [ada] = rows(db, Customer, Customer.email == "ada@example.com")
+    return ada.id
+
+
+def _take(db, customer_id: int, key: str, window=timedelta(hours=16)):
+    with db.transaction() as session:
+        return frequency.take_slot(
+            session,
+            workspace_id=1,
+            customer_id=customer_id,
+            channel="email",
+            idempotency_key=key,
+            now=utc_now(),
+            window=window,
+        )
+
+
+def test_two_sends_deciding_at_the_same_moment_take_the_slot_once(db, frozen_clock):
+    seed(db)
+    ada = _ada(db)
+    for attempt in range(5):
+        start = threading.Barrier(2)
+        results: dict[str, object] = {}
+
+        def decide(key: str, results=results, start=start) -> None:
+            start.wait()
+            results[key] = _take(db, ada, key)
+
+        threads = [
+            threading.Thread(target=decide, args=(f"round-{attempt}-{side}",)) for side in "ab"
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        passed = [key for key, last in results.items() if last is None]
+        assert len(passed) == 1, results
+        [stopped] = [last for last in results.values() if last is not None]
+        assert stopped == utc_now()
+        frozen_clock.advance(timedelta(hours=16))
+    assert count(db, MarketingSlot) == 1
+
+
+def test_the_same_message_decided_again_keeps_its_slot(db, frozen_clock):
+    seed(db)
+    ada = _ada(db)
+    assert _take(db, ada, "promo:1") is None
+    frozen_clock.advance(timedelta(minutes=5))
+    assert _take(db, ada, "promo:1") is None  # e.g. its sender had no room the first time
+    assert _take(db, ada, "promo:2") == utc_now()
+    frozen_clock.advance(timedelta(hours=16))
+    assert _take(db, ada, "promo:2") is None
+
+
+def _confirmations_are_marketing(db) -> None:
+    with db.transaction() as session:
+        journey = next(
+            j
+            for j in journeys.list_journeys(session, workspace_id=1)
+            if j.key == "order_confirmation"
+        )
+        journeys.update_journey(
+            session,
+            workspace_id=1,
+            key="order_confirmation",
+            definition={**journey.definition, "lane": "marketing"},
+        )
+
+
+def _in_two_workers_at_once(db, adapters) -> None:
+    workers = [make_worker(db, adapters) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda w=worker: asyncio.run(w.run_until_idle()))
+        for worker in workers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    drain(make_worker(db, adapters))
+
+
+def test_two_journeys_firing_together_send_one_marketing_email_and_record_the_other(
+    db, frozen_clock
+):
+    seed(db)  # Ada agreed to marketing email
+    _confirmations_are_marketing(db)
+    post(db, deliveries("Ada", order_id=501, number=1501)[0])
+    post(db, deliveries("Ada", order_id=502, number=1502)[0])
+    adapters = recording_adapters()
+    _in_two_workers_at_once(db, adapters)
+
+    [sent] = adapters[ChannelKind.EMAIL].sent
+    assert sent.to == "ada@example.com"
+    messages = rows(db, Message, Message.message_type == "order_confirmation")
+    assert sorted(m.status for m in messages) == ["sent", "skipped"]
+    [skipped] = [m for m in messages if m.status == "skipped"]
+    assert (skipped.channel, skipped.recipient, skipped.status_reason) == (
+        "email",
+        "ada@example.com",
+        "frequency cap: marketing by email at most once every 16 h; the last went "
+        "2026-03-02 10:00 UTC",
+    )
+
+    frozen_clock.advance(timedelta(hours=16))
+    post(db, deliveries("Ada", order_id=503, number=1503)[0])
+    drain(make_worker(db, adapters))
+    assert len(adapters[ChannelKind.EMAIL].sent) == 2
+
+
+def test_order_updates_are_never_capped(db, frozen_clock):
+    seed(db)
+    post(db, deliveries("Ada", order_id=501, number=1501)[0])
+    post(db, deliveries("Ada", order_id=502, number=1502)[0])
+    adapters = recording_adapters()
+    _in_two_workers_at_once(db, adapters)
+    assert len(adapters[ChannelKind.EMAIL].sent) == 2
+    assert count(db, MarketingSlot) == 0
+
+
+def test_a_store_without_a_cap_on_email_sends_every_marketing_email(db, frozen_clock):
+    seed(db)
+    _confirmations_are_marketing(db)
+    with db.transaction() as session:
+        store = session.get_one(Workspace, 1)
+        store.settings = {**store.settings, "frequency_caps": {"email": 0}}
+    post(db, deliveries("Ada", order_id=501, number=1501)[0])
+    post(db, deliveries("Ada", order_id=502, number=1502)[0])
+    adapters = recording_adapters()
+    drain(make_worker(db, adapters))
+    assert len(adapters[ChannelKind.EMAIL].sent) == 2
+
+
+def test_caps_are_klaviyos_defaults_until_a_store_sets_its_own():
+    assert FrequencyCaps.of({}).window("email") == timedelta(hours=16)
+    assert FrequencyCaps.of({}).window("sms") == timedelta(hours=24)
+    assert FrequencyCaps.of({"frequency_caps": {"sms": 0}}).window("sms") is None
+    for hours in (-1, 721, float("nan")):
+        with pytest.raises(ValueError, match="between 0 and 720 hours"):
+            FrequencyCaps({"email": hours})
