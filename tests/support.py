@@ -35,6 +35,7 @@ from parley.inbox.service import Received
 from parley.inbox.tasks import ApplyStatusLater
 from parley.integrations.shopify import payloads
 from parley.jobs.worker import Worker, WorkerConfig
+from parley.journeys import service as journeys
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging.delivery import DeliverMessage
 from parley.messaging.pace import Pacer
@@ -115,6 +116,20 @@ def seed(db: Database) -> int:
 
 def shopper(first_name: str) -> Any:
     return next(s for s in SHOPPERS if s.first_name == first_name)
+
+
+def to_lane(db: Database, key: str, lane: str, *, workspace_id: int = 1) -> None:
+    """A store moving a journey to another lane, as it might to run it as a promotion."""
+    with db.transaction() as session:
+        journey = next(
+            j for j in journeys.list_journeys(session, workspace_id=workspace_id) if j.key == key
+        )
+        journeys.update_journey(
+            session,
+            workspace_id=workspace_id,
+            key=key,
+            definition={**journey.definition, "lane": lane},
+        )
 
 
 def deliveries(

@@ -12,12 +12,21 @@ import pytest
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.customers.models import Customer
-from parley.journeys import service as journeys
 from parley.messaging import frequency
 from parley.messaging.frequency import FrequencyCaps
 from parley.messaging.models import MarketingSlot, Message
 from parley.workspaces.models import Workspace
-from support import count, deliveries, drain, make_worker, post, recording_adapters, rows, seed
+from support import (
+    count,
+    deliveries,
+    drain,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+    to_lane,
+)
 
 
 def _ada(db) -> int:
@@ -75,21 +84,6 @@ def test_the_same_message_decided_again_keeps_its_slot(db, frozen_clock):
     assert _take(db, ada, "promo:2") is None
 
 
-def _confirmations_are_marketing(db) -> None:
-    with db.transaction() as session:
-        journey = next(
-            j
-            for j in journeys.list_journeys(session, workspace_id=1)
-            if j.key == "order_confirmation"
-        )
-        journeys.update_journey(
-            session,
-            workspace_id=1,
-            key="order_confirmation",
-            definition={**journey.definition, "lane": "marketing"},
-        )
-
-
 def _in_two_workers_at_once(db, adapters) -> None:
     workers = [make_worker(db, adapters) for _ in range(2)]
     threads = [
@@ -107,7 +101,7 @@ def test_two_journeys_firing_together_send_one_marketing_email_and_record_the_ot
     db, frozen_clock
 ):
     seed(db)  # Ada agreed to marketing email
-    _confirmations_are_marketing(db)
+    to_lane(db, "order_confirmation", "marketing")
     post(db, deliveries("Ada", order_id=501, number=1501)[0])
     post(db, deliveries("Ada", order_id=502, number=1502)[0])
     adapters = recording_adapters()
@@ -143,7 +137,7 @@ def test_order_updates_are_never_capped(db, frozen_clock):
 
 def test_a_store_without_a_cap_on_email_sends_every_marketing_email(db, frozen_clock):
     seed(db)
-    _confirmations_are_marketing(db)
+    to_lane(db, "order_confirmation", "marketing")
     with db.transaction() as session:
         store = session.get_one(Workspace, 1)
         store.settings = {**store.settings, "frequency_caps": {"email": 0}}

@@ -16,12 +16,11 @@ from parley.channels.base import ChannelKind
 from parley.customers import service as customers
 from parley.customers.models import Customer
 from parley.jobs.models import Job, JobStatus
-from parley.journeys import service as journeys
 from parley.journeys.engine import ADVANCE
 from parley.messaging.models import Message
 from parley.messaging.quiet_hours import QuietHours, zone_of
 from parley.workspaces.models import Workspace
-from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed
+from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed, to_lane
 
 NEW_YORK = ZoneInfo("America/New_York")
 US = QuietHours()
@@ -131,25 +130,10 @@ def grace_takes_marketing_texts(db):
     return workspace_id
 
 
-def _lane(db, workspace_id: int, lane: str) -> None:
-    with db.transaction() as session:
-        journey = next(
-            j
-            for j in journeys.list_journeys(session, workspace_id=workspace_id)
-            if j.key == "dispatch"
-        )
-        journeys.update_journey(
-            session,
-            workspace_id=workspace_id,
-            key="dispatch",
-            definition={**journey.definition, "lane": lane},
-        )
-
-
 def test_a_marketing_text_due_at_night_waits_for_the_customers_morning(
     db, frozen_clock, grace_takes_marketing_texts
 ):
-    _lane(db, grace_takes_marketing_texts, "marketing")
+    to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
     frozen_clock.advance(at("2026-03-03T23:10:00-05:00") - frozen_clock())
     placed, dispatched, *_ = deliveries("Grace")
     post(db, placed)
@@ -187,7 +171,7 @@ def test_an_order_update_at_night_goes_at_once(db, frozen_clock, grace_takes_mar
 
 
 def test_the_stores_own_window_applies(db, frozen_clock, grace_takes_marketing_texts):
-    _lane(db, grace_takes_marketing_texts, "marketing")
+    to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
     with db.transaction() as session:
         store = session.get_one(Workspace, grace_takes_marketing_texts)
         store.settings = {**store.settings, "quiet_hours": {"opens": 0, "closes": 24}}

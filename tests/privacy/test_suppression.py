@@ -18,7 +18,6 @@ from parley.customers.models import ConsentRecord, Customer, Suppression
 from parley.http.unsubscribe import _unsubscribe
 from parley.integrations.shopify import payloads
 from parley.jobs.worker import Worker, WorkerConfig
-from parley.journeys import service as journeys
 from parley.messaging.models import Message
 from parley.messaging.unsubscribe import make_token
 from parley.privacy.models import PrivacyRequest
@@ -37,6 +36,7 @@ from support import (
     rows,
     seed,
     signed,
+    to_lane,
     where_found,
 )
 
@@ -105,15 +105,6 @@ def _consent(db, phone: str, *, workspace_id: int = 1) -> dict[tuple[str, str], 
     return current
 
 
-def _to_marketing_lane(db, key: str) -> None:
-    """A store moving a journey to the marketing lane, as it might for a promotion."""
-    with db.transaction() as session:
-        journey = next(j for j in journeys.list_journeys(session, workspace_id=1) if j.key == key)
-        journeys.update_journey(
-            session, workspace_id=1, key=key, definition={**journey.definition, "lane": "marketing"}
-        )
-
-
 @pytest.fixture
 def grace_said_stop(db, tmp_path):
     """Grace signed up for SMS marketing a month ago, texted STOP, and was erased; the SMS
@@ -160,7 +151,7 @@ def test_an_sms_stop_outlives_the_erasure_when_the_store_imports_the_customer_ag
     assert kept.source == f"kept through an erasure on {clock.utc_now():%Y-%m-%d}"
 
     # A promotion on the dispatch journey's channels: WhatsApp, SMS, then email.
-    _to_marketing_lane(db, "dispatch")
+    to_lane(db, "dispatch", "marketing")
     for delivery in deliveries("Grace", order_id=503, number=1503)[:2]:
         post(db, delivery)
     adapters = all_adapters()
@@ -186,7 +177,7 @@ def test_a_customer_erased_without_refusing_anything_is_messaged_as_the_import_s
 
     _import(db, {**GRACE, "sms_consent": True}, at=signed_up, webhook_id="re-import")
     assert _consent(db, GRACE["phone"]) == {("sms", "marketing"): True}
-    _to_marketing_lane(db, "dispatch")
+    to_lane(db, "dispatch", "marketing")
     for delivery in deliveries("Grace", order_id=503, number=1503)[:2]:
         post(db, delivery)
     adapters = all_adapters()
@@ -270,7 +261,7 @@ def test_an_email_unsubscribe_outlives_the_erasure(db, tmp_path):
         at=clock.utc_now() - timedelta(days=60),
         webhook_id="re-import",
     )
-    _to_marketing_lane(db, "order_confirmation")
+    to_lane(db, "order_confirmation", "marketing")
     post(db, deliveries("Ada", order_id=504, number=1504)[0])
     adapters = all_adapters()
     drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path / "model"))

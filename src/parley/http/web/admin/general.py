@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Callable
 from functools import lru_cache
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from parley.accounts.service import Login
 from parley.errors import Invalid
 from parley.http.web.admin import store
 from parley.http.web.admin.common import done, page, text
@@ -50,6 +52,20 @@ def _general(
     )
 
 
+async def _saved(
+    request: Request, login: Login, save: Callable[[Session], None], notice: str
+) -> Response:
+    """Post/redirect/get on success; the page again with the reason (422) on a refusal."""
+    try:
+        await in_transaction(db_of(request), save)
+    except Invalid as exc:
+        workspace = await in_transaction(
+            db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
+        )
+        return _general(request, workspace, error=exc.message, status_code=exc.status_code)
+    return done("/admin", notice)
+
+
 async def save_general(request: Request) -> Response:
     """``POST /admin/general``."""
     login = admin(request)
@@ -66,14 +82,7 @@ async def save_general(request: Request) -> Response:
             ip=client_ip(request),
         )
 
-    try:
-        await in_transaction(db_of(request), save)
-    except Invalid as exc:
-        workspace = await in_transaction(
-            db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
-        )
-        return _general(request, workspace, error=exc.message, status_code=exc.status_code)
-    return done("/admin", "general")
+    return await _saved(request, login, save, "general")
 
 
 async def save_quiet_hours(request: Request) -> Response:
@@ -91,14 +100,7 @@ async def save_quiet_hours(request: Request) -> Response:
             ip=client_ip(request),
         )
 
-    try:
-        await in_transaction(db_of(request), save)
-    except Invalid as exc:
-        workspace = await in_transaction(
-            db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
-        )
-        return _general(request, workspace, error=exc.message, status_code=exc.status_code)
-    return done("/admin", "quiet_hours")
+    return await _saved(request, login, save, "quiet_hours")
 
 
 async def policies_page(request: Request) -> Response:
@@ -164,11 +166,4 @@ async def save_frequency_caps(request: Request) -> Response:
             ip=client_ip(request),
         )
 
-    try:
-        await in_transaction(db_of(request), save)
-    except Invalid as exc:
-        workspace = await in_transaction(
-            db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
-        )
-        return _general(request, workspace, error=exc.message, status_code=exc.status_code)
-    return done("/admin", "frequency_caps")
+    return await _saved(request, login, save, "frequency_caps")

@@ -96,16 +96,7 @@ def update_quiet_hours(
         raise Invalid(
             "quiet hours: choose the hour marketing texts start and a later hour they stop"
         ) from None
-    workspace = session.get_one(Workspace, login.workspace_id)
-    workspace.settings = {**(workspace.settings or {}), "quiet_hours": hours.as_settings()}
-    audit_as(
-        session,
-        login,
-        "settings_changed",
-        now=utc_now(),
-        ip=ip,
-        detail={"page": "quiet hours", **hours.as_settings()},
-    )
+    _save_setting(session, login, "quiet_hours", hours.as_settings(), page="quiet hours", ip=ip)
     return hours
 
 
@@ -120,17 +111,19 @@ def update_frequency_caps(
         raise Invalid(
             f"frequency caps: enter hours between 0 and {MAX_HOURS} for each channel"
         ) from None
-    workspace = session.get_one(Workspace, login.workspace_id)
-    workspace.settings = {**(workspace.settings or {}), "frequency_caps": dict(caps.hours)}
-    audit_as(
-        session,
-        login,
-        "settings_changed",
-        now=utc_now(),
-        ip=ip,
-        detail={"page": "frequency caps", **caps.hours},
-    )
+    _save_setting(session, login, "frequency_caps", dict(caps.hours), page="frequency caps", ip=ip)
     return caps
+
+
+def _save_setting(
+    session: Session, login: Login, key: str, value: dict[str, Any], *, page: str, ip: str
+) -> None:
+    """One of the store's marketing rules written to its settings, and audited with it."""
+    workspace = session.get_one(Workspace, login.workspace_id)
+    workspace.settings = {**(workspace.settings or {}), key: value}
+    audit_as(
+        session, login, "settings_changed", now=utc_now(), ip=ip, detail={"page": page, **value}
+    )
 
 
 # Store policies and FAQ
