@@ -116,9 +116,10 @@ def keep(
     consent: Iterable[ConsentRecord],
     now: datetime,
 ) -> int:
-    """Before an erasure: keep every refusal standing in ``consent`` (each profile's
-    latest statement per channel and purpose) for each address of ``identities`` that
-    channel reaches. Returns how many (address, channel, purpose) are now kept."""
+    """Before an erasure: keep every refusal standing in ``consent`` (the customer's
+    latest statement per channel and purpose, across their profiles) for each address of
+    ``identities`` that channel reaches. Returns how many (address, channel, purpose) are
+    now kept."""
     addresses = {a for kind, value in identities if (a := address_of(kind, value)) is not None}
     key = _keys()[0]
     refused = {(r.channel, r.purpose) for r in consent if not r.is_granted}
