@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 
@@ -15,6 +16,18 @@ _now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
 def utc_now() -> datetime:
     """Return the current time as an aware UTC datetime."""
     return _now()
+
+
+def zone_of(*names: str | None) -> ZoneInfo:
+    """The first of these IANA zone names that is one (a customer's, then their store's,
+    say), else UTC: a stored name this machine's zone database lacks is not an error."""
+    for name in names:
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return ZoneInfo("UTC")
 
 
 def set_clock(now: Callable[[], datetime]) -> None:

@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from parley.channels.base import ChannelKind
+from parley.clock import zone_of
 from parley.customers import service as customers
 from parley.customers.models import Customer
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.engine import ADVANCE
 from parley.messaging.models import Message
-from parley.messaging.quiet_hours import QuietHours, zone_of
+from parley.messaging.quiet_hours import QuietHours
 from parley.workspaces.models import Workspace
 from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed, to_lane
 

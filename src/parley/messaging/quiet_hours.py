@@ -76,14 +76,3 @@ class QuietHours:
             if opening > now:
                 return opening
         raise AssertionError("a window that opens every week opens within eight days")
-
-
-def zone_of(customer_timezone: str | None, store_timezone: str | None) -> ZoneInfo:
-    """Where the customer is: their own zone, else the store's, else UTC."""
-    for name in (customer_timezone, store_timezone):
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ValueError, KeyError):
-                continue
-    return ZoneInfo("UTC")

@@ -31,7 +31,7 @@ from parley.channels.base import (
     TemplateRef,
     TransientChannelError,
 )
-from parley.clock import utc_now
+from parley.clock import utc_now, zone_of
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
 from parley.customers.models import Customer
@@ -61,7 +61,7 @@ from parley.messaging.models import (
 )
 from parley.messaging.pace import Pacer, Want
 from parley.messaging.policy import Decision, decide
-from parley.messaging.quiet_hours import QUIET_CHANNELS, QuietHours, zone_of
+from parley.messaging.quiet_hours import QUIET_CHANNELS, QuietHours
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
 from parley.workspaces.models import Workspace

@@ -14,7 +14,6 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -25,7 +24,7 @@ from parley import dead_letter
 from parley.accounts import service as accounts
 from parley.accounts.service import Login
 from parley.channels.base import ChannelKind
-from parley.clock import utc_now
+from parley.clock import utc_now, zone_of
 from parley.errors import Invalid, ParleyError
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import db_of, render, signed_in
@@ -67,10 +66,7 @@ def composer_context(session: Session, login: Login, conversation: Conversation)
 def snooze_until(choice: str, at: str, *, timezone: str, now: datetime) -> datetime:
     """When a snooze ends: a preset read in the store's timezone (so "tomorrow 9:00" is
     the store's morning), or a ``datetime-local`` value in that same timezone."""
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
+    zone = zone_of(timezone)
     local = now.astimezone(zone)
     nine = time(9, 0)
     if at.strip():
