@@ -24,6 +24,7 @@ from parley.channels.base import (
     InboundMessage,
     OutboundMessage,
     SendResult,
+    TemplateReview,
 )
 from parley.db import Database
 from parley.db.base import Base
@@ -37,6 +38,7 @@ from parley.integrations.shopify import payloads
 from parley.jobs.worker import Worker, WorkerConfig
 from parley.journeys import service as journeys
 from parley.journeys.engine import AdvanceJourney
+from parley.messaging import whatsapp_templates
 from parley.messaging.delivery import DeliverMessage
 from parley.messaging.pace import Pacer
 from parley.messaging.service import OutboxSettings
@@ -129,6 +131,14 @@ def to_lane(db: Database, key: str, lane: str, *, workspace_id: int = 1) -> None
             workspace_id=workspace_id,
             key=key,
             definition={**journey.definition, "lane": lane},
+        )
+
+
+def meta_holds(db: Database, *templates: TemplateReview, workspace_id: int = 1) -> None:
+    """The store's WhatsApp templates as Meta lists them, as the hourly sync records it."""
+    with db.transaction() as session:
+        whatsapp_templates.record_listing(
+            session, workspace_id=workspace_id, listed=list(templates), now=clock.utc_now()
         )
 
 

@@ -21,6 +21,7 @@ from parley.channels.base import ChannelAdapter, ChannelKind
 from parley.channels.http import make_client
 from parley.channels.registry import build_adapters, close_adapters
 from parley.channels.twilio_sms.segments import count_segments
+from parley.channels.whatsapp_cloud.adapter import WhatsappCloud
 from parley.db import Database
 from parley.db.migrate import migrate
 from parley.housekeeping import BUDGET_SECONDS, SWEEP_SCHEDULE, Retention, SweepTask
@@ -33,6 +34,8 @@ from parley.messaging.delivery import DeliverMessage
 from parley.messaging.pace import Allowance, Pacer, Sender, one_unit
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
+from parley.messaging.whatsapp_templates import SYNC_SCHEDULE as TEMPLATE_SYNC_SCHEDULE
+from parley.messaging.whatsapp_templates import TemplateSyncTask
 from parley.privacy.tasks import CustomerRequestTask, EraseStoreTask
 from parley.settings import Settings
 
@@ -188,7 +191,20 @@ class Runtime:
             ),
             CustomerRequestTask(self.db, budget_seconds=budget),
             EraseStoreTask(self.db, budget_seconds=budget),
+            *([TemplateSyncTask(self._whatsapp())] if self._reads_templates() else []),
         ]
+
+    def _whatsapp(self) -> WhatsappCloud:
+        adapter = self.adapters[ChannelKind.WHATSAPP]
+        assert isinstance(adapter, WhatsappCloud)
+        return adapter
+
+    def _reads_templates(self) -> bool:
+        """Whether the WhatsApp templates' standing is read from Meta: only with the
+        business account's id, and the real adapter to ask."""
+        return bool(self.settings.whatsapp_business_account_id) and isinstance(
+            self.adapters.get(ChannelKind.WHATSAPP), WhatsappCloud
+        )
 
     def alert_client(self) -> httpx2.AsyncClient:
         """One client for alert notifications, closed with the runtime."""
@@ -215,11 +231,15 @@ class Runtime:
         )
 
     def schedules(self) -> list[Schedule]:
-        """The periodic jobs every worker schedules: the sweep and the alerts watch."""
-        return [
+        """The periodic jobs every worker schedules: the sweep, the alerts watch, and
+        reading the WhatsApp templates when the business account is known."""
+        schedules = [
             SWEEP_SCHEDULE,
             watch_schedule(timedelta(seconds=self.settings.alert_check_seconds)),
         ]
+        if self._reads_templates():
+            schedules.append(TEMPLATE_SYNC_SCHEDULE)
+        return schedules
 
     def worker(self, *, name: str | None = None, intake: Intake | None = None) -> Worker:
         """A worker for every task; with ``intake``, one that runs beside the web server

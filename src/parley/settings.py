@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("var") / "parley.db"
+SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID = "100000000000000"
 
 
 class Settings(BaseSettings):
@@ -180,6 +181,13 @@ class Settings(BaseSettings):
     whatsapp_api_version: str = "v21.0"
     whatsapp_phone_number_id: str = "100000000000001"
     whatsapp_access_token: str = "sandbox-whatsapp-token"
+    whatsapp_business_account_id: str = Field(
+        default="",
+        description="The WhatsApp Business Account (WABA) id the number belongs to: parley "
+        "reads its templates' review status and category from Meta every hour, and passes "
+        "over a paused one or a marketing one without marketing consent. Empty: not read, "
+        "and Meta's answer to each send decides (the sandbox sets its own)",
+    )
 
     # Instagram messaging (Instagram API with Instagram Login).
     instagram_base_url: str = "https://graph.instagram.com"
@@ -288,6 +296,8 @@ class Settings(BaseSettings):
             update={
                 "twilio_base_url": f"{base}/twilio",
                 "whatsapp_base_url": f"{base}/whatsapp",
+                "whatsapp_business_account_id": self.whatsapp_business_account_id
+                or SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID,
                 "instagram_base_url": f"{base}/instagram",
                 "smtp_host": "127.0.0.1",
                 "smtp_port": self.sandbox_smtp_port,

@@ -155,10 +155,41 @@ async def test_whatsapp_check_reads_the_phone_number_node_with_the_token() -> No
 
     said = await _whatsapp(api).check()
 
-    assert said == "the token reads the WhatsApp number +1 555-0100 (Shop)"
+    assert said == (
+        "the token reads the WhatsApp number +1 555-0100 (Shop); no business account id, "
+        "so its templates are not read"
+    )
     [request] = api.requests
     assert request.url.params["fields"] == "display_phone_number,verified_name"
     assert request.headers["Authorization"] == f"Bearer {WHATSAPP_TOKEN}"
+
+
+async def test_whatsapp_check_counts_the_business_accounts_templates() -> None:
+    templates = [
+        {"name": "order_dispatched", "language": "en", "status": "APPROVED", "category": "UTILITY"},
+        {"name": "sale", "language": "en", "status": "APPROVED", "category": "MARKETING"},
+        {"name": "old", "language": "en", "status": "PAUSED", "category": "MARKETING"},
+    ]
+    api = Api(
+        {
+            NUMBER_NODE: _json(200, {"display_phone_number": "+1 555-0100"}),
+            "/v21.0/4455/message_templates": _json(200, {"data": templates, "paging": {}}),
+        }
+    )
+    adapter = WhatsappCloud(
+        phone_number_id=WHATSAPP_PHONE_NUMBER_ID,
+        access_token=WHATSAPP_TOKEN,
+        base_url="https://graph.test",
+        business_account_id="4455",
+        transport=api.transport,
+    )
+
+    said = await adapter.check()
+
+    assert said == (
+        "the token reads the WhatsApp number +1 555-0100 and 3 templates of its business "
+        "account (2 approved, 2 marketing)"
+    )
 
 
 async def test_whatsapp_check_classifies_an_expired_token_and_an_outage() -> None:

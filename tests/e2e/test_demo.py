@@ -334,7 +334,8 @@ def test_providers_check_asks_each_sandbox_provider_and_sends_nothing(demo):
         " (no login configured)",
         "sms        ok      the Twilio account ACsandbox00000000000000000000000000 is active"
         " and +15005550006 is one of its numbers",
-        "whatsapp   ok      the token reads the WhatsApp number +15550100001 (parley sandbox)",
+        "whatsapp   ok      the token reads the WhatsApp number +15550100001 (parley sandbox)"
+        " and 4 templates of its business account (4 approved, 0 marketing)",
         "instagram  ok      the token is the Instagram account @parley_sandbox's",
         "webchat    ok      served by parley itself: nothing to check",
     ]

@@ -113,6 +113,8 @@ async def test_template_message_is_captured_with_a_readable_body(
 
 
 async def test_template_without_parameters(client: httpx2.AsyncClient, store: SandboxStore) -> None:
+    approved = {"name": "welcome", "language": "en_GB", "category": "UTILITY"}
+    assert (await client.post("/api/whatsapp-templates", json=approved)).status_code == 200
     payload = {
         "messaging_product": "whatsapp",
         "to": "15551234567",

@@ -12,7 +12,12 @@ import pytest
 from sqlalchemy import text
 
 from parley.accounts.models import AuditEntry, Invite, Membership
-from parley.channels.base import AccountChannelError, ChannelKind, TransientChannelError
+from parley.channels.base import (
+    AccountChannelError,
+    ChannelKind,
+    TemplateReview,
+    TransientChannelError,
+)
 from parley.channels.email_inbound import mailgun
 from parley.clock import utc_now
 from parley.customers.models import Customer
@@ -30,6 +35,7 @@ from support import (
     drain,
     hold_next_send,
     make_worker,
+    meta_holds,
     post,
     recording_adapters,
     rows,
@@ -618,6 +624,29 @@ def test_saving_a_template_stores_it_and_a_broken_one_is_refused(app, db, team):
     )
     assert template.content["text"] == "{{ store.name }}: {{ order.number }} shipped"
     assert len(audit_actions(db, "template_changed")) == 1
+
+
+def test_the_whatsapp_editor_shows_what_meta_says_of_its_template(app, db, team):
+    path = "/admin/journeys/dispatch/templates/dispatch/whatsapp"
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        unread = client.get(path, headers=HTML)
+        meta_holds(
+            db,
+            TemplateReview("order_dispatched", "en", "APPROVED", "MARKETING"),
+            workspace_id=team.workspace_id,
+        )
+        marketing = client.get(path, headers=HTML)
+        meta_holds(
+            db,
+            TemplateReview("order_delivered", "en", "APPROVED", "UTILITY"),
+            workspace_id=team.workspace_id,
+        )
+        missing = client.get(path, headers=HTML)
+
+    assert 'data-test="template-at-meta"' not in unread.text
+    assert "At Meta: approved, marketing. Meta classes it as marketing" in marketing.text
+    assert "Meta does not list this template for your WhatsApp account" in missing.text
 
 
 def test_an_unknown_journey_message_or_channel_is_404(app):

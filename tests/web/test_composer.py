@@ -12,6 +12,7 @@ from parley.channels.base import (
     AccountChannelError,
     ChannelKind,
     PermanentChannelError,
+    TemplateReview,
     TransientChannelError,
 )
 from parley.http.web.composer import composer_context, snooze_until
@@ -29,6 +30,7 @@ from support import (
     deliveries,
     drain,
     inbox_worker,
+    meta_holds,
     post,
     rows,
 )
@@ -288,6 +290,46 @@ def test_a_reply_can_go_on_another_channel_the_customer_has(app, db):
         "queued",
     )
     assert message.subject == "Your message to Juniper & Pine"
+
+
+def test_a_template_meta_classes_as_marketing_is_marked_and_refused_without_consent(
+    frozen_clock, app, db, team
+):
+    # Given Meta classes the store's follow-up as marketing and has paused the dispatch one
+    conversation_id = _whatsapp_conversation(db)
+    _store_template(db, team.workspace_id)
+    meta_holds(
+        db,
+        TemplateReview("support_follow_up", "en", "APPROVED", "MARKETING"),
+        TemplateReview("order_dispatched", "en", "PAUSED", "UTILITY"),
+        TemplateReview("order_delivered", "en", "APPROVED", "UTILITY"),
+        workspace_id=team.workspace_id,
+    )
+    frozen_clock.advance(timedelta(hours=24, seconds=1))
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        window = client.get(f"/inbox/{conversation_id}/_composer")
+        refused = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "template": "support_follow_up"},
+            headers=JSON,
+        )
+        paused = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "whatsapp", "template": "order_dispatched"},
+            headers=JSON,
+        )
+
+    assert "support_follow_up (promotion; marketing: needs their marketing consent)" in window.text
+    assert 'value="order_delivered"' in window.text
+    assert 'value="order_dispatched"' not in window.text
+    assert refused.status_code == 422
+    assert refused.json()["error"] == (
+        "template support_follow_up (en) is marketing at Meta; no marketing consent"
+    )
+    assert paused.status_code == 422
+    assert "no approved WhatsApp template named 'order_dispatched'" in paused.json()["error"]
+    assert _agent_messages(db) == []
 
 
 def test_a_closed_whatsapp_window_offers_templates_and_refuses_free_text(

@@ -208,7 +208,39 @@ class StatusUpdate:
     before the provider's id was recorded still finds it."""
 
 
-InboundEvent = InboundMessage | StatusUpdate
+@dataclass(frozen=True)
+class TemplateReview:
+    """Meta's word on one WhatsApp template of the business account: every field when it
+    lists the account's templates, only what changed when a webhook tells of a review or
+    a change of category."""
+
+    name: str
+    language: str
+    status: str | None = None
+    """Upper case as Meta writes it: ``APPROVED``, ``PAUSED``, ``REJECTED``..."""
+    category: str | None = None
+    """``MARKETING``, ``UTILITY`` or ``AUTHENTICATION``."""
+    meta_id: str | None = None
+    reason: str | None = None
+    channel: ChannelKind = ChannelKind.WHATSAPP
+    account: str | None = None
+    """Template webhooks name the business account, not a phone number: always None."""
+
+
+@dataclass(frozen=True)
+class MarketingPreference:
+    """A customer's choice, made in the messaging app itself, to stop or resume a
+    business's marketing messages (WhatsApp's ``user_preferences``)."""
+
+    channel: ChannelKind
+    sender: str
+    wants_marketing: bool
+    detail: str
+    account: str | None = None
+    occurred_at: datetime | None = None
+
+
+InboundEvent = InboundMessage | StatusUpdate | TemplateReview | MarketingPreference
 
 
 class ChannelAdapter(Protocol):

@@ -72,12 +72,14 @@ async def read_node(
     provider: str,
     transient_codes: frozenset[str],
     account_codes: frozenset[str],
+    params: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Read one Graph node's ``fields`` with the adapter's bearer ``headers``, as a settings
-    check does (nothing
-    is sent); a refusal raises :class:`ChannelError` classified as a send's would be."""
+    """Read one Graph node's (or edge's) ``fields`` with the adapter's bearer ``headers``,
+    nothing sent; a refusal raises :class:`ChannelError` classified as a send's would be."""
     try:
-        response = await client.get(url, params={"fields": fields}, headers=dict(headers))
+        response = await client.get(
+            url, params={"fields": fields, **(params or {})}, headers=dict(headers)
+        )
     except httpx2.HTTPError as exc:
         raise error_for_exception(exc, provider=provider) from exc
     body = json_or_empty(response)

@@ -24,6 +24,7 @@ from parley.messaging.models import Message
 from parley.messaging.policy import Reach
 from parley.messaging.templates import TemplateContent
 from parley.messaging.types import MessageType
+from parley.messaging.whatsapp_templates import Registry, registry_for
 
 
 class OutboxLookup:
@@ -36,6 +37,7 @@ class OutboxLookup:
         self._messages: dict[tuple[int, str], Message | None] = {}
         self._templates: dict[tuple[int, str], dict[ChannelKind, TemplateContent]] = {}
         self._conversations: dict[int, int | None] = {}
+        self._whatsapp_templates: dict[int, Registry] = {}
 
     def preload(
         self,
@@ -135,3 +137,11 @@ class OutboxLookup:
                 self.session, workspace_id=workspace_id, message_type=message_type
             )
         return self._templates[key]
+
+    def whatsapp_templates(self, workspace_id: int) -> Registry:
+        """What Meta says of the store's WhatsApp templates, read once per batch."""
+        if workspace_id not in self._whatsapp_templates:
+            self._whatsapp_templates[workspace_id] = registry_for(
+                self.session, workspace_id=workspace_id
+            )
+        return self._whatsapp_templates[workspace_id]

@@ -201,3 +201,23 @@ class MarketingSlot(Base):
     idempotency_key: Mapped[str] = mapped_column(String(300))
     """The message that took it: the same message decided again (after its sender had no
     room, say) keeps its slot."""
+
+
+class WhatsAppTemplate(Base):
+    """A template as Meta holds it for the store's WhatsApp business account: its review
+    status and its category, which Meta may change on its own
+    (:mod:`parley.messaging.whatsapp_templates`). The policy reads these before a template
+    goes outside the 24-hour window."""
+
+    __tablename__ = "whatsapp_templates"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", "language"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(24))
+    meta_id: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -16,6 +16,7 @@ from parley.channels.base import ChannelKind
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.messaging.templates import TemplateContent
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
+from parley.messaging.whatsapp_templates import NOT_READ, Registry
 
 WHATSAPP_WINDOW = timedelta(hours=24)
 CHANNEL_ONLY_IDENTITIES = {
@@ -97,6 +98,24 @@ def consent_allows(
     return False, "no consent"
 
 
+def template_refusal(
+    registry: Registry,
+    consent: Mapping[tuple[str, str], ConsentRecord],
+    name: str,
+    language: str,
+    purpose: Purpose,
+) -> str | None:
+    """Why WhatsApp template ``name`` may not go to this customer now, or None."""
+    refused = registry.refusal(name, language)
+    if refused is not None:
+        return refused
+    if purpose is not Purpose.MARKETING and registry.is_marketing(name, language):
+        allowed, why = consent_allows(consent, ChannelKind.WHATSAPP, Purpose.MARKETING)
+        if not allowed:
+            return f"template {name} ({language}) is marketing at Meta; {why}"
+    return None
+
+
 def decide(
     reach: Reach,
     *,
@@ -106,8 +125,14 @@ def decide(
     templates: Mapping[ChannelKind, TemplateContent],
     exclude: Collection[str] = (),
     preferences: Mapping[MessageType, tuple[ChannelKind, ...]] = DEFAULT_CHANNEL_PREFERENCES,
+    whatsapp_templates: Registry = NOT_READ,
 ) -> Decision:
-    """Pick the first channel that may carry this message, or say why none may."""
+    """Pick the first channel that may carry this message, or say why none may.
+
+    ``whatsapp_templates`` is what Meta says of the store's templates: outside the
+    24-hour window a template Meta would refuse is passed over, and one Meta classes as
+    marketing needs marketing consent whatever the message's purpose.
+    """
     trail: list[str] = []
     opted_out: list[tuple[ChannelKind, str]] = []
     for channel in preferences.get(message_type, (ChannelKind.EMAIL,)):
@@ -134,6 +159,16 @@ def decide(
             if last is None or now - last >= WHATSAPP_WINDOW:
                 if not content.whatsapp_template:
                     trail.append(f"{channel}: outside the 24-hour window and no approved template")
+                    continue
+                refused = template_refusal(
+                    whatsapp_templates,
+                    reach.consent,
+                    content.whatsapp_template,
+                    content.whatsapp_language,
+                    purpose,
+                )
+                if refused is not None:
+                    trail.append(f"{channel}: {refused}")
                     continue
                 use_template = True
         return Decision(

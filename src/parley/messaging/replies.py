@@ -34,9 +34,10 @@ from parley.messaging import service as outbox
 from parley.messaging.context import template_context
 from parley.messaging.default_templates import default_template
 from parley.messaging.models import Author, Direction, Message, MessageStatus, MessageTemplate
-from parley.messaging.policy import Reach, consent_allows
+from parley.messaging.policy import Reach, consent_allows, template_refusal
 from parley.messaging.templates import TemplateContent, TemplateError, TemplateRenderer
 from parley.messaging.types import MessageType, Purpose
+from parley.messaging.whatsapp_templates import registry_for
 from parley.workspaces.models import Workspace
 
 DELIVER = "messaging.deliver"
@@ -420,6 +421,8 @@ class ApprovedTemplate:
     language: str
     message_type: MessageType
     content: TemplateContent
+    is_marketing: bool = False
+    """Meta classes it as marketing: only customers with marketing consent may get it."""
 
 
 def reply_channels(
@@ -476,7 +479,10 @@ def reply_channels(
 
 
 def approved_templates(session: Session, *, workspace_id: int) -> list[ApprovedTemplate]:
-    """The WhatsApp templates this store can send outside the window, by name."""
+    """The WhatsApp templates this store can send outside the window, by name: those it
+    words (or parley's defaults) that Meta would take now
+    (:mod:`parley.messaging.whatsapp_templates`)."""
+    registry = registry_for(session, workspace_id=workspace_id)
     found: dict[MessageType, TemplateContent] = {}
     for message_type in MessageType:
         content = default_template(message_type, ChannelKind.WHATSAPP)
@@ -492,9 +498,14 @@ def approved_templates(session: Session, *, workspace_id: int) -> list[ApprovedT
         found[MessageType(row.message_type)] = TemplateContent.from_dict(row.content)
     named: dict[str, ApprovedTemplate] = {}
     for message_type, content in found.items():
-        if content.whatsapp_template and content.whatsapp_template not in named:
-            named[content.whatsapp_template] = ApprovedTemplate(
-                content.whatsapp_template, content.whatsapp_language, message_type, content
+        name, language = content.whatsapp_template, content.whatsapp_language
+        if name and name not in named and registry.refusal(name, language) is None:
+            named[name] = ApprovedTemplate(
+                name,
+                language,
+                message_type,
+                content,
+                is_marketing=registry.is_marketing(name, language),
             )
     return sorted(named.values(), key=lambda template: template.name)
 
@@ -535,6 +546,16 @@ def render_approved_template(
     )
     if template is None:
         raise Invalid(f"no approved WhatsApp template named {name!r}")
+    if template.is_marketing:
+        refused = template_refusal(
+            registry_for(session, workspace_id=workspace.id),
+            _reach(session, conversation).consent,
+            template.name,
+            template.language,
+            Purpose.TRANSACTIONAL,
+        )
+        if refused is not None:
+            raise Invalid(refused)
     order, fulfillment = latest_order(
         session, workspace_id=workspace.id, customer_id=conversation.customer_id
     )

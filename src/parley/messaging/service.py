@@ -350,6 +350,7 @@ def _decide(
         templates=templates,
         exclude=exclude_channels,
         preferences=channel_preferences(workspace, message_type),
+        whatsapp_templates=lookup.whatsapp_templates(workspace.id),
     )
 
 

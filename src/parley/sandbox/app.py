@@ -3,6 +3,7 @@
 Routes are relative to the mount point, so the adapters' base URLs are
 ``{server}/sandbox/twilio``, ``{server}/sandbox/whatsapp`` and
 ``{server}/sandbox/instagram``, exactly where the real providers' paths begin.
+``/api/whatsapp-templates`` plays Meta's template review (:mod:`.whatsapp_templates`).
 ``POST /api/inbound`` is the customer's side: it posts signed provider webhooks to
 parley's own ``/webhooks/...`` routes.
 """
@@ -24,9 +25,15 @@ from parley.sandbox.composer import CustomerComposer
 from parley.sandbox.instagram import InstagramMessages
 from parley.sandbox.store import SandboxStore
 from parley.sandbox.twilio import TwilioMessages
-from parley.sandbox.webhooks import DEFAULT_STATUS_DELAY_SECONDS, StatusReporter, WebhookPoster
+from parley.sandbox.webhooks import (
+    DEFAULT_STATUS_DELAY_SECONDS,
+    ProviderWebhooks,
+    StatusReporter,
+    WebhookPoster,
+)
 from parley.sandbox.whatsapp import WhatsAppMessages
-from parley.settings import Settings
+from parley.sandbox.whatsapp_templates import TemplateCatalogue, WhatsAppTemplates
+from parley.settings import SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID, Settings
 
 NONCE_PLACEHOLDER: Final = "__CSP_NONCE__"
 
@@ -91,11 +98,21 @@ def create_sandbox_app(
         phone_number=settings.twilio_from_number,
         statuses=statuses,
     )
+    catalogue = TemplateCatalogue()
     whatsapp = WhatsAppMessages(
         store,
         access_token=settings.whatsapp_access_token,
         phone_number_id=settings.whatsapp_phone_number_id,
         statuses=statuses,
+        templates=catalogue,
+    )
+    whatsapp_templates = WhatsAppTemplates(
+        catalogue,
+        access_token=settings.whatsapp_access_token,
+        business_account_id=settings.whatsapp_business_account_id
+        or SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID,
+        webhooks=ProviderWebhooks(settings) if status_webhooks else None,
+        poster=poster,
     )
     instagram = InstagramMessages(
         store,
@@ -119,6 +136,11 @@ def create_sandbox_app(
                 methods=["GET"],
             ),
             Route("/whatsapp/{version}/{phone_number_id}", whatsapp.phone_number, methods=["GET"]),
+            Route(
+                "/whatsapp/{version}/{waba_id}/message_templates",
+                whatsapp_templates.list,
+                methods=["GET"],
+            ),
             Route("/instagram/{version}/me", instagram.me, methods=["GET"]),
             Route(
                 "/whatsapp/{version}/{phone_number_id}/messages", whatsapp.create, methods=["POST"]
@@ -130,9 +152,12 @@ def create_sandbox_app(
             Route("/api/faults", api.list_faults, methods=["GET"]),
             Route("/api/faults", api.inject_fault, methods=["POST"]),
             Route("/api/faults", api.clear_faults, methods=["DELETE"]),
+            Route("/api/whatsapp-templates", whatsapp_templates.show, methods=["GET"]),
+            Route("/api/whatsapp-templates", whatsapp_templates.review, methods=["POST"]),
             Route("/", page.show, methods=["GET"]),
         ]
     )
     app.state.store = store
     app.state.webhook_poster = poster
+    app.state.whatsapp_templates = catalogue
     return app

@@ -35,13 +35,12 @@ from parley.channels.twilio_sms import webhook as twilio_webhook
 from parley.channels.twilio_sms.segments import count_segments
 from parley.clock import utc_now
 from parley.sandbox.twilio import API_VERSION as TWILIO_API_VERSION
-from parley.settings import Settings
+from parley.settings import SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID, Settings
 
 log = logging.getLogger(__name__)
 
-# The sandbox's WhatsApp Business Account and the number customers see; parley reads
-# neither (it keys on phone_number_id), but real payloads always carry them.
-SANDBOX_WABA_ID: Final = "100000000000000"
+# The number customers see; parley does not read it (it keys on phone_number_id), but
+# real payloads always carry it.
 SANDBOX_DISPLAY_PHONE_NUMBER: Final = "15550100001"
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 DEFAULT_STATUS_DELAY_SECONDS: Final = 0.5
@@ -91,9 +90,45 @@ class ProviderWebhooks:
                 "phone_number_id": self._settings.whatsapp_phone_number_id,
             },
         } | value
-        change = {"value": value, "field": "messages"}
-        entry = {"id": SANDBOX_WABA_ID, "changes": [change]}
+        return self._business_account_change("messages", value)
+
+    def _business_account_change(self, field_name: str, value: dict[str, Any]) -> SignedWebhook:
+        entry = {
+            "id": self._settings.whatsapp_business_account_id
+            or SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID,
+            "time": int(utc_now().timestamp()),
+            "changes": [{"value": value, "field": field_name}],
+        }
         return self._meta("whatsapp", {"object": "whatsapp_business_account", "entry": [entry]})
+
+    def whatsapp_template_review(
+        self, *, template: dict[str, Any], category_changed_from: str | None
+    ) -> SignedWebhook:
+        """Meta's word on a template it reviewed (``message_template_status_update``) or
+        re-classed (``template_category_update``), for a catalogue item of the stand-in."""
+        named = {
+            "message_template_id": int(template["id"]),
+            "message_template_name": template["name"],
+            "message_template_language": template["language"],
+        }
+        if category_changed_from is not None:
+            return self._business_account_change(
+                "template_category_update",
+                named
+                | {
+                    "previous_category": category_changed_from,
+                    "new_category": template["category"],
+                },
+            )
+        return self._business_account_change(
+            "message_template_status_update",
+            named
+            | {
+                "event": template["status"],
+                "reason": "NONE",
+                "message_template_category": template["category"],
+            },
+        )
 
     def whatsapp_message(
         self, *, wa_id: str, text: str, message_id: str, name: str | None, reply_to: str | None

@@ -24,6 +24,7 @@ from parley.sandbox.webhooks import SANDBOX_DISPLAY_PHONE_NUMBER
 
 if TYPE_CHECKING:
     from parley.sandbox.webhooks import StatusReporter
+    from parley.sandbox.whatsapp_templates import TemplateCatalogue
 
 MAX_TEXT_CHARS: Final = 4096
 MAX_CALLBACK_DATA: Final = 512
@@ -214,11 +215,14 @@ class WhatsAppMessages:
         access_token: str,
         phone_number_id: str,
         statuses: StatusReporter | None = None,
+        templates: TemplateCatalogue | None = None,
     ) -> None:
         """``statuses``, when given, posts ``sent`` and ``delivered`` to parley's webhook
         for every accepted message, as the Cloud API does; ``None`` keeps the stand-in
-        silent (unit tests with no parley server behind them)."""
+        silent (unit tests with no parley server behind them). ``templates``, when given,
+        refuses a template it does not hold approved, as Meta does."""
         self._store = store
+        self._templates = templates
         self._token_bytes = access_token.encode()
         self._phone_number_id = phone_number_id
         self._statuses = statuses
@@ -278,6 +282,11 @@ class WhatsAppMessages:
             to, body, template = parse_message(payload)
         except InvalidParameterError as error:
             return invalid_parameter(str(error))
+        if template is not None and self._templates is not None:
+            refused = self._templates.refusal(template["name"], template["language"])
+            if refused is not None:
+                code, said = refused
+                return graph_error(404 if code == 132001 else 400, code, said)
         reference = payload.get("biz_opaque_callback_data")
         if reference is not None and (
             not isinstance(reference, str) or len(reference) > MAX_CALLBACK_DATA

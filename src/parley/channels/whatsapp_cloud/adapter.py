@@ -6,6 +6,8 @@ JSON body; success is 200 with ``messages[0].id`` (``wamid.…``), failure a Gra
 Free text is only allowed inside the 24-hour customer-service window; outside it the caller
 must send an approved template (``OutboundMessage.template``), or Meta answers 131047.
 Checking the settings reads the phone number node, ``GET {base}/{version}/{phone_number_id}``.
+The business account's templates, with Meta's review status and category, are read from
+``GET {base}/{version}/{waba_id}/message_templates``, a page at a time.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from parley.channels.base import (
     PermanentChannelError,
     SendResult,
     TemplateRef,
+    TemplateReview,
 )
 from parley.channels.http import (
     error_for_exception,
@@ -33,6 +36,10 @@ from parley.channels.meta import graph_error, read_node
 from parley.settings import Settings
 
 PROVIDER_NAME = "WhatsApp Cloud API"
+TEMPLATE_FIELDS = "id,name,language,status,category,rejected_reason"
+TEMPLATES_PER_PAGE = 100
+MAX_TEMPLATE_PAGES = 100
+"""Meta allows a business account at most 6,000 templates: 60 pages of 100."""
 
 # Graph codes that mean "later", even when Meta sends them with a plain 400.
 TRANSIENT_CODES = frozenset(
@@ -87,11 +94,18 @@ class WhatsappCloud:
         access_token: str,
         base_url: str = "https://graph.facebook.com",
         api_version: str = "v21.0",
+        business_account_id: str = "",
         timeout: float = 10.0,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        self.number_url = str(httpx2.URL(f"{base_url.rstrip('/')}/{api_version}/{phone_number_id}"))
+        graph = f"{base_url.rstrip('/')}/{api_version}"
+        self.number_url = str(httpx2.URL(f"{graph}/{phone_number_id}"))
         self.messages_url = f"{self.number_url}/messages"
+        self.templates_url = (
+            str(httpx2.URL(f"{graph}/{business_account_id}/message_templates"))
+            if business_account_id
+            else None
+        )
         self._headers = {"Authorization": f"Bearer {access_token}"}
         self._client = make_client(timeout, transport)
 
@@ -103,6 +117,7 @@ class WhatsappCloud:
             "access_token": settings.whatsapp_access_token,
             "base_url": settings.whatsapp_base_url,
             "api_version": settings.whatsapp_api_version,
+            "business_account_id": settings.whatsapp_business_account_id,
             "timeout": settings.provider_timeout_seconds,
         }
         return cls(**(options | overrides))
@@ -129,7 +144,8 @@ class WhatsappCloud:
         )
 
     async def check(self) -> str:
-        """Read the sending phone number with the token: both must be right for it."""
+        """Read the sending phone number with the token (both must be right for it), then
+        the business account's templates, which the policy reads hourly."""
         number = await read_node(
             self._client,
             self.number_url,
@@ -141,7 +157,50 @@ class WhatsappCloud:
         )
         shown = number.get("display_phone_number") or number.get("id") or "?"
         name = f" ({number['verified_name']})" if number.get("verified_name") else ""
-        return f"the token reads the WhatsApp number {shown}{name}"
+        said = f"the token reads the WhatsApp number {shown}{name}"
+        if self.templates_url is None:
+            return f"{said}; no business account id, so its templates are not read"
+        templates = await self.list_templates()
+        approved = sum(1 for template in templates if template.status == "APPROVED")
+        marketing = sum(1 for template in templates if template.category == "MARKETING")
+        return (
+            f"{said} and {len(templates)} templates of its business account "
+            f"({approved} approved, {marketing} marketing)"
+        )
+
+    async def list_templates(self) -> list[TemplateReview]:
+        """Every template of the business account, with Meta's status and category.
+
+        Pages are followed by their ``after`` cursor on our own URL, never by the
+        ``paging.next`` address the answer names, which would be handed the token.
+        """
+        if self.templates_url is None:
+            raise PermanentChannelError("no WhatsApp business account id is set")
+        reviews: list[TemplateReview] = []
+        after: str | None = None
+        for _ in range(MAX_TEMPLATE_PAGES):
+            params = {"limit": str(TEMPLATES_PER_PAGE)} | ({"after": after} if after else {})
+            page = await read_node(
+                self._client,
+                self.templates_url,
+                headers=self._headers,
+                fields=TEMPLATE_FIELDS,
+                params=params,
+                provider="WhatsApp",
+                transient_codes=TRANSIENT_CODES,
+                account_codes=ACCOUNT_CODES,
+            )
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise PermanentChannelError("WhatsApp listed the templates without their data")
+            reviews.extend(_reviews(data))
+            paging = _object(page.get("paging"))
+            after = _object(paging.get("cursors")).get("after")
+            if not paging.get("next") or not isinstance(after, str) or not after:
+                return reviews
+        raise PermanentChannelError(
+            f"WhatsApp listed more than {MAX_TEMPLATE_PAGES} pages of templates"
+        )
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
@@ -177,6 +236,35 @@ def _template(template: TemplateRef) -> dict[str, Any]:
             }
         ]
     return body
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _reviews(data: list[Any]) -> list[TemplateReview]:
+    """Graph's template items; one without its name, language, status or category (Meta
+    always sends them) is left out."""
+    reviews = []
+    for item in data:
+        if not isinstance(item, dict):
+            continue
+        values = [item.get(key) for key in ("name", "language", "status", "category")]
+        if not all(isinstance(value, str) and value for value in values):
+            continue
+        name, language, status, category = (str(value) for value in values)
+        reason = item.get("rejected_reason")
+        reviews.append(
+            TemplateReview(
+                name=name,
+                language=language,
+                status=status.upper(),
+                category=category.upper(),
+                meta_id=str(item["id"]) if item.get("id") is not None else None,
+                reason=reason if isinstance(reason, str) and reason not in ("", "NONE") else None,
+            )
+        )
+    return reviews
 
 
 def _message_id(body: dict[str, Any], response: httpx2.Response) -> str:

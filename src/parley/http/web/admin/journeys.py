@@ -22,7 +22,7 @@ from parley.http.web.admin.common import done, page, text
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import DEFAULT_CSP, client_ip
-from parley.messaging import catalog
+from parley.messaging import catalog, whatsapp_templates
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateError
 from parley.messaging.types import MessageType
 from parley.workspaces.models import Workspace
@@ -110,12 +110,18 @@ def _editor(
     chosen = store.channel_of(channel) if channel else next(iter(templates))
     if chosen not in templates:
         raise NotFound(f"{message_type} is not sent on {chosen}")
+    content = templates[chosen]
+    registry = whatsapp_templates.registry_for(session, workspace_id=workspace_id)
     return {
         "journey": view,
         "templates": templates,
         "message": message_type,
         "channel": chosen,
-        "content": templates[chosen],
+        "content": content,
+        "at_meta": registry.get(content.whatsapp_template, content.whatsapp_language)
+        if content.whatsapp_template
+        else None,
+        "meta_read": registry.is_synced,
     }
 
 
