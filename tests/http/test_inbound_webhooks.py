@@ -22,7 +22,7 @@ from parley.inbox import service as inbox_service
 from parley.inbox.models import Conversation
 from parley.jobs.models import Job
 from parley.messaging import service as outbox
-from parley.messaging.models import Direction, Message
+from parley.messaging.models import Direction, Message, WhatsAppTemplate
 from parley.runtime import Runtime
 from parley.settings import Settings, get_settings
 from parley.store_events.models import WebhookDelivery
@@ -282,6 +282,114 @@ def test_whatsapp_statuses_update_the_message_we_sent(client, db):
         assert post_whatsapp(client, body).status_code == 200
     (sent,) = rows(db, Message, Message.idempotency_key == "sent-1")
     assert sent.status == "read"
+
+
+def _business_account(field: str, value: dict) -> bytes:
+    entry = {
+        "id": "102290129340398",
+        "time": 1751247548,
+        "changes": [{"field": field, "value": value}],
+    }
+    return json.dumps({"object": "whatsapp_business_account", "entry": [entry]}).encode()
+
+
+def test_metas_review_of_a_template_updates_this_stores_registry(client, db):
+    approved = _business_account(
+        "message_template_status_update",
+        {
+            "event": "APPROVED",
+            "message_template_id": 1689556908129832,
+            "message_template_name": "order_dispatched",
+            "message_template_language": "en",
+            "reason": "NONE",
+            "message_template_category": "UTILITY",
+        },
+    )
+    reclassed = _business_account(
+        "template_category_update",
+        {
+            "message_template_id": 1689556908129832,
+            "message_template_name": "order_dispatched",
+            "message_template_language": "en",
+            "previous_category": "UTILITY",
+            "new_category": "MARKETING",
+        },
+    )
+
+    first = post_whatsapp(client, approved)
+    second = post_whatsapp(client, reclassed)
+
+    assert (first.status_code, first.json()["templates"]) == (200, 1)
+    assert (second.status_code, second.json()["templates"]) == (200, 1)
+    [template] = rows(db, WhatsAppTemplate)
+    assert (template.name, template.status, template.category, template.meta_id) == (
+        "order_dispatched",
+        "APPROVED",
+        "MARKETING",
+        "1689556908129832",
+    )
+
+
+def test_a_template_review_that_does_not_verify_is_401_and_changes_nothing(client, db):
+    body = _business_account(
+        "message_template_status_update",
+        {
+            "event": "PAUSED",
+            "message_template_name": "order_dispatched",
+            "message_template_language": "en",
+            "message_template_category": "UTILITY",
+        },
+    )
+
+    response = post_whatsapp(client, body, secret="not-the-app-secret")
+
+    assert response.status_code == 401
+    assert (count(db, WhatsAppTemplate), count(db, WebhookDelivery)) == (0, 0)
+
+
+def _preference(value: str, detail: str) -> bytes:
+    return _business_account(
+        "user_preferences",
+        {
+            "messaging_product": "whatsapp",
+            "metadata": {
+                "display_phone_number": "15550783881",
+                "phone_number_id": DEMO.whatsapp_phone_number_id,
+            },
+            "user_preferences": [
+                {
+                    "wa_id": ADA_WA_ID,
+                    "detail": detail,
+                    "category": "marketing_messages",
+                    "value": value,
+                    "timestamp": int(time.time()),
+                }
+            ],
+        },
+    )
+
+
+def test_stopping_whatsapp_marketing_in_the_app_refuses_marketing_only(client, db):
+    resumed = post_whatsapp(
+        client, _preference("resume", "User requested to resume marketing messages")
+    )
+    stopped = post_whatsapp(
+        client, _preference("stop", "User requested to stop marketing messages")
+    )
+    again = post_whatsapp(
+        client, _preference("stop", "User requested to stop marketing messages again")
+    )
+
+    assert [r.json()["preferences"] for r in (resumed, stopped, again)] == [1, 1, 1]
+    whatsapp = rows(db, ConsentRecord, ConsentRecord.channel == "whatsapp")
+    ada = [c for c in whatsapp if c.customer_id == whatsapp[-1].customer_id]
+    assert [(c.purpose, c.is_granted, c.source) for c in ada][-2:] == [
+        ("marketing", True, "whatsapp: User requested to resume marketing messages"),
+        ("marketing", False, "whatsapp: User requested to stop marketing messages"),
+    ]
+    assert [(c.purpose, c.is_granted) for c in ada if c.purpose == "transactional"] == [
+        ("transactional", True)
+    ]
 
 
 def _twilio_post(client, params: dict[str, str], *, token: str = DEMO.demo_twilio_auth_token):

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from parley.accounts.models import Membership
 from parley.assistant.intents import Intent
-from parley.channels.base import ChannelKind, InboundMessage, StatusUpdate
+from parley.channels.base import ChannelKind, InboundMessage, MarketingPreference, StatusUpdate
 from parley.clock import utc_now
 from parley.customers import service as customers
 from parley.customers import suppression
@@ -499,6 +499,52 @@ def _set_consent(
             purposes=restored,
         )
     return changed
+
+
+def apply_marketing_preference(
+    session: Session, *, workspace: Workspace, preference: MarketingPreference
+) -> bool:
+    """A customer's stop or resume of marketing, chosen in the messaging app's own menu,
+    on their consent ledger before anything else can be sent; whether it changed it.
+
+    A stop is a refusal like STOP, for marketing only: order updates still go. A resume
+    (or a sign-up) is the customer's own request for the store's marketing there, so it
+    also lifts a marketing refusal kept through an erasure. An unknown number gets a
+    profile, so a stop holds when the store later imports them.
+    """
+    channel = preference.channel
+    customer_id = customers.resolve_customer_id(
+        session,
+        workspace_id=workspace.id,
+        contact=Contact(
+            external_id=None,
+            email=None,
+            phone=preference.sender,
+            channel_ids=((IdentityKind.WHATSAPP, preference.sender),),
+        ),
+        consent_source=f"{channel} marketing preference",
+    )
+    if customer_id is None:
+        return False
+    record = customers.record_consent(
+        session,
+        workspace_id=workspace.id,
+        customer_id=customer_id,
+        channel=channel,
+        purpose=Purpose.MARKETING,
+        is_granted=preference.wants_marketing,
+        source=f"{channel}: {preference.detail[:160]}",
+        only_if_changed=True,
+    )
+    if record is not None and preference.wants_marketing:
+        suppression.lift(
+            session,
+            workspace_id=workspace.id,
+            customer_id=customer_id,
+            channel=channel,
+            purposes=[Purpose.MARKETING],
+        )
+    return record is not None
 
 
 def apply_status(session: Session, *, workspace_id: int, status: StatusUpdate) -> bool:

@@ -19,7 +19,9 @@ from parley.channels.base import (
     ChannelKind,
     InboundMessage,
     MalformedWebhook,
+    MarketingPreference,
     StatusUpdate,
+    TemplateReview,
 )
 from parley.channels.whatsapp_cloud import webhook
 
@@ -83,8 +85,133 @@ def test_every_recorded_payload_parses(file: str) -> None:
     for name, payload in _recorded(file).items():
         events = webhook.parse(json.dumps(payload).encode())
 
-        assert all(isinstance(event, InboundMessage | StatusUpdate) for event in events), name
+        assert all(
+            isinstance(event, InboundMessage | StatusUpdate | TemplateReview | MarketingPreference)
+            for event in events
+        ), name
         assert all(event.channel is ChannelKind.WHATSAPP for event in events), name
+
+
+def test_template_reviews_parse_to_status_and_category() -> None:
+    approved = _parse_recorded("template_status_update.json", "approved")
+    rejected = _parse_recorded("template_status_update.json", "rejected")
+    reclassed = _parse_recorded("template_category_update.json", "marketing")
+
+    assert approved == [
+        TemplateReview(
+            name="order_confirmation",
+            language="en_US",
+            status="APPROVED",
+            category="UTILITY",
+            meta_id="1689556908129832",
+        )
+    ]
+    assert rejected == [
+        TemplateReview(
+            name="abandoned_cart",
+            language="en",
+            status="REJECTED",
+            category="MARKETING",
+            meta_id="1689556908129835",
+            reason=(
+                "Your template has parameters placed next to each other (like {{1}}{{2}}) "
+                "without text or punctuation between them."
+            ),
+        )
+    ]
+    assert reclassed == [
+        TemplateReview(
+            name="my_message_template",
+            language="he",
+            category="MARKETING",
+            meta_id="12345678",
+        )
+    ]
+
+
+def test_marketing_preferences_parse_for_resume_and_signup() -> None:
+    resume = _parse_recorded("user_marketing_preferences.json", "resume")
+    signup = _parse_recorded("user_marketing_preferences.json", "signup")
+
+    assert resume == [
+        MarketingPreference(
+            channel=ChannelKind.WHATSAPP,
+            sender="+16505551234",
+            wants_marketing=True,
+            detail="User requested to resume marketing messages",
+            account="106540352242922",
+            occurred_at=datetime(2024, 11, 15, 21, 22, 1, tzinfo=UTC),
+        )
+    ]
+    assert [(p.sender, p.wants_marketing) for p in signup] == [("+16505551234", True)]
+
+
+def test_a_marketing_stop_parses_as_a_refusal_and_other_categories_are_left() -> None:
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "102290129340398",
+                "changes": [
+                    {
+                        "field": "user_preferences",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {"phone_number_id": ACCOUNT},
+                            "user_preferences": [
+                                {
+                                    "wa_id": "447911123456",
+                                    "detail": "User requested to stop marketing messages",
+                                    "category": "marketing_messages",
+                                    "value": "stop",
+                                    "timestamp": 1731705721,
+                                },
+                                {
+                                    "wa_id": "447911123457",
+                                    "category": "some_later_category",
+                                    "value": "stop",
+                                    "timestamp": 1731705721,
+                                },
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+    events = webhook.parse(json.dumps(body).encode())
+
+    assert events == [
+        MarketingPreference(
+            channel=ChannelKind.WHATSAPP,
+            sender="+447911123456",
+            wants_marketing=False,
+            detail="User requested to stop marketing messages",
+            account=ACCOUNT,
+            occurred_at=datetime(2024, 11, 15, 21, 22, 1, tzinfo=UTC),
+        )
+    ]
+
+
+def test_a_template_review_without_its_name_is_malformed() -> None:
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "1",
+                "changes": [
+                    {
+                        "field": "message_template_status_update",
+                        "value": {"event": "PAUSED", "message_template_language": "en"},
+                    }
+                ],
+            }
+        ],
+    }
+
+    with pytest.raises(MalformedWebhook, match="message_template_name"):
+        webhook.parse(json.dumps(body).encode())
 
 
 def test_signature_vector_body_parses_to_its_text_message() -> None:
@@ -334,14 +461,13 @@ def test_group_recipient_is_not_turned_into_a_phone_number() -> None:
 @pytest.mark.parametrize(
     ("file", "name"),
     [
-        pytest.param("template_status_update.json", "approved", id="template_review_case"),
+        pytest.param("template_quality_update.json", "yellow", id="template_quality_case"),
         pytest.param("account_update.json", "account_restriction", id="account_update_case"),
         pytest.param("call_connect.json", "user_initiated", id="call_case"),
         pytest.param("outgoing_message.json", "text", id="business_app_echo_case"),
-        pytest.param("user_marketing_preferences.json", "resume", id="marketing_preference"),
     ],
 )
-def test_fields_other_than_messages_are_ignored(file: str, name: str) -> None:
+def test_fields_parley_does_not_use_are_ignored(file: str, name: str) -> None:
     assert _parse_recorded(file, name) == []
 
 
@@ -353,6 +479,12 @@ def test_a_batch_keeps_payload_order_and_each_changes_account() -> None:
     events = webhook.parse(body)
 
     assert events == [
+        TemplateReview(
+            name="order_dispatched",
+            language="en",
+            status="APPROVED",
+            meta_id="1689556908129832",
+        ),
         InboundMessage(
             channel=ChannelKind.WHATSAPP,
             provider_message_id="wamid.ADA1",

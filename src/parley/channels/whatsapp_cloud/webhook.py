@@ -1,12 +1,14 @@
 """Read WhatsApp Cloud API webhooks: the signature, the subscribe handshake, the events.
 
-Meta posts ``{"object": "whatsapp_business_account", "entry": [{"changes": [...]}]}``;
-only changes with ``field: "messages"`` concern conversations. Their ``value`` carries
+Meta posts ``{"object": "whatsapp_business_account", "entry": [{"changes": [...]}]}``.
+Changes with ``field: "messages"`` concern conversations. Their ``value`` carries
 ``metadata.phone_number_id`` (the store's number, our ``account``), ``contacts`` (the
 customer's profile name), ``messages`` (what customers wrote) and ``statuses`` (what
-became of what we sent). Every other field (template reviews, account updates, calls,
-Business-app echoes, marketing preferences) is acknowledged and ignored here, so a new
-field Meta adds never fails a delivery.
+became of what we sent). ``user_preferences`` is a customer stopping or resuming the
+business's marketing messages from WhatsApp's own menu; ``message_template_status_update``
+and ``template_category_update`` are Meta's review of a template and its change of
+category. Every other field (account updates, quality scores, calls, Business-app echoes)
+is acknowledged and ignored here, so a new field Meta adds never fails a delivery.
 
 Signature checking and the ``hub.challenge`` handshake are Meta-wide and live in
 :mod:`parley.channels.meta`; they are re-exported here so a route needs one import.
@@ -19,13 +21,19 @@ from parley.channels.base import (
     ChannelKind,
     InboundEvent,
     InboundMessage,
+    MarketingPreference,
     StatusUpdate,
+    TemplateReview,
 )
 from parley.channels.meta import Located, handshake, load_payload, sign, verify_signature
 
 __all__ = ["handshake", "parse", "sign", "verify_signature"]
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
+TEMPLATE_FIELDS = frozenset({"message_template_status_update", "template_category_update"})
+MARKETING = {"stop": False, "resume": True, "signup": True}
+"""``user_preferences`` values for ``marketing_messages``: what the customer asked for in
+WhatsApp itself (stop, resume, or sign up through the business's sign-up link)."""
 
 # "played" is a voice message we sent being listened to: it can only follow "read".
 _STATUSES = {
@@ -47,7 +55,14 @@ def parse(body: bytes) -> list[InboundEvent]:
     events: list[InboundEvent] = []
     for entry in payload.children("entry"):
         for change in entry.children("changes"):
-            if change.data.get("field") != "messages":
+            field = change.data.get("field")
+            if field in TEMPLATE_FIELDS:
+                events.append(_template_review(change.child("value")))
+                continue
+            if field == "user_preferences":
+                events.extend(_preferences(change.child("value")))
+                continue
+            if field != "messages":
                 continue
             value = change.child("value")
             account = value.child("metadata").optional_text("phone_number_id")
@@ -58,6 +73,47 @@ def parse(body: bytes) -> list[InboundEvent]:
                 if update is not None:
                     events.append(update)
     return events
+
+
+def _template_review(value: Located) -> TemplateReview:
+    """A template's new status (with its category) or its new category."""
+    status = value.optional_text("event")
+    category = value.optional_text("new_category") or value.optional_text(
+        "message_template_category"
+    )
+    reason = value.optional_text("reason")
+    rejection = value.child("rejection_info").optional_text("reason")
+    template_id = value.data.get("message_template_id")
+    return TemplateReview(
+        name=value.text("message_template_name"),
+        language=value.text("message_template_language"),
+        status=status.upper() if status else None,
+        category=category.upper() if category else None,
+        meta_id=str(template_id) if template_id is not None else None,
+        reason=rejection or (reason if reason and reason != "NONE" else None),
+    )
+
+
+def _preferences(value: Located) -> list[MarketingPreference]:
+    """Each customer's stop, resume or sign-up for marketing messages; other categories
+    and values are left."""
+    account = value.child("metadata").optional_text("phone_number_id")
+    preferences = []
+    for item in value.children("user_preferences"):
+        choice = item.optional_text("value")
+        if item.optional_text("category") != "marketing_messages" or choice not in MARKETING:
+            continue
+        preferences.append(
+            MarketingPreference(
+                channel=ChannelKind.WHATSAPP,
+                sender=as_e164(item.text("wa_id")),
+                wants_marketing=MARKETING[choice],
+                detail=item.optional_text("detail") or f"marketing messages: {choice}",
+                account=account,
+                occurred_at=item.time("timestamp"),
+            )
+        )
+    return preferences
 
 
 def as_e164(wa_id: str) -> str:

@@ -26,8 +26,10 @@ from parley.channels.base import (
     InboundEvent,
     InboundMessage,
     MalformedWebhook,
+    MarketingPreference,
     SignatureError,
     StatusUpdate,
+    TemplateReview,
 )
 from parley.clock import utc_now
 from parley.db import Database
@@ -35,6 +37,7 @@ from parley.db.group_commit import group_commit
 from parley.errors import Invalid, NotFound, TryAgain, Unauthenticated
 from parley.inbox import service as inbox
 from parley.jobs import queue
+from parley.messaging import whatsapp_templates
 from parley.store_events import service as store_events
 from parley.store_events.service import Delivery, DeliveryRecord
 from parley.workspaces.access import AccountKeys, ProviderAccess, provider_access_cache
@@ -182,7 +185,14 @@ def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:
     )
     if stored is None:
         return {"status": "duplicate"}
-    counts = {"messages": 0, "statuses": 0, "duplicates": 0, "ignored": 0}
+    counts = {
+        "messages": 0,
+        "statuses": 0,
+        "duplicates": 0,
+        "ignored": 0,
+        "templates": 0,
+        "preferences": 0,
+    }
     for event in checked.events:
         if event.account is not None and event.account.lower() not in checked.addresses:
             log.warning(
@@ -191,6 +201,11 @@ def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:
             counts["ignored"] += 1
         elif isinstance(event, InboundMessage):
             _apply_message(session, workspace, event, counts)
+        elif isinstance(event, TemplateReview):
+            _apply_review(session, workspace, event, counts)
+        elif isinstance(event, MarketingPreference):
+            inbox.apply_marketing_preference(session, workspace=workspace, preference=event)
+            counts["preferences"] += 1
         else:
             _apply_status(session, workspace, event, counts)
     return {"status": "accepted", **counts}
@@ -204,6 +219,17 @@ def _apply_message(
         return
     received = inbox.record_inbound(session, workspace=workspace, inbound=event)
     counts["duplicates" if received.is_duplicate else "messages"] += 1
+
+
+def _apply_review(
+    session: Session, workspace: Workspace, event: TemplateReview, counts: dict[str, int]
+) -> None:
+    counts["templates"] += 1
+    change = whatsapp_templates.apply_review(
+        session, workspace_id=workspace.id, review=event, now=utc_now()
+    )
+    if change is not None:
+        log.warning("WhatsApp template for %s changed at Meta: %s", workspace.slug, change)
 
 
 def _apply_status(
