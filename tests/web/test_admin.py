@@ -67,6 +67,7 @@ def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
         ("/admin/general", {"name": "Taken", "timezone": "UTC"}),
         ("/admin/quiet-hours", {"opens": "0", "closes": "24", "sundays": "on"}),
         ("/admin/frequency-caps", {"email": "0", "sms": "0", "whatsapp": "0", "instagram": "0"}),
+        ("/admin/marketing-pause", {"paused": "on"}),
         ("/admin/channels", {"provider": "twilio", "address": "+15550001", "auth_token": "x"}),
         ("/admin/channels/1/secrets", {"auth_token": "stolen"}),
         ("/admin/channels/1/active", {"is_active": "false"}),
@@ -426,6 +427,29 @@ def test_frequency_caps_are_set_for_the_store_and_audited(app, db, team):
     assert workspace.settings["frequency_caps"] == caps
     (entry,) = audit_actions(db, "settings_changed")
     assert entry.detail == {"page": "frequency caps", **caps}
+
+
+def test_an_admin_pauses_and_resumes_marketing_from_settings(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        before = client.get("/admin", headers=HTML)
+        paused = client.post("/admin/marketing-pause", data={"csrf_token": csrf, "paused": "on"})
+        shown = client.get(paused.headers["location"], headers=HTML)
+        (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+        settings_while_paused = dict(workspace.settings)
+        resumed = client.post("/admin/marketing-pause", data={"csrf_token": csrf})
+        after = client.get("/admin", headers=HTML)
+
+    assert "Pause all marketing" in before.text
+    assert (paused.status_code, resumed.status_code) == (303, 303)
+    assert "Marketing is paused" in shown.text
+    assert f"by {ADMIN}" in shown.text
+    assert settings_while_paused["marketing_paused"]["by"] == ADMIN
+    assert "Pause all marketing" in after.text
+    (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    assert workspace.settings["marketing_paused"] is None
+    assert [e.action for e in audit_actions(db, "marketing_paused")] == ["marketing_paused"]
+    assert [e.action for e in audit_actions(db, "marketing_resumed")] == ["marketing_resumed"]
 
 
 @pytest.mark.parametrize("email", ["-1", "721", "", "nan", "soon"])

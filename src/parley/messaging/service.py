@@ -51,6 +51,7 @@ from parley.messaging import frequency, unsubscribe
 from parley.messaging.context import template_context
 from parley.messaging.frequency import FrequencyCaps
 from parley.messaging.lookup import OutboxLookup
+from parley.messaging.marketing_pause import MarketingPause
 from parley.messaging.models import (
     AttemptOutcome,
     Author,
@@ -164,16 +165,18 @@ def plan_message(
     """Decide and render a message; or record why it is not sent.
 
     Returns the send to record (:func:`record_sends`) and perform: a new message, or the
-    key's message waiting for a retry; :class:`Later` when it is a marketing text due in
-    the customer's quiet hours, nothing recorded; or None when there is nothing to send
-    (skipped, or the key's message was already decided, or it is held after an
-    interrupted send).
+    key's message waiting for a retry; :class:`Later` when it is marketing the store has
+    paused, or a marketing text due in the customer's quiet hours, nothing recorded; or
+    None when there is nothing to send (skipped, or the key's message was already
+    decided, or it is held after an interrupted send).
     """
     now = utc_now()
     existing = lookup.message(workspace.id, idempotency_key)
     if existing is not None:
         if existing.status == MessageStatus.QUEUED:
-            wait = _quiet(workspace, customer, str(existing.purpose), existing.channel, now)
+            wait = _paused(workspace, str(existing.purpose), now) or _quiet(
+                workspace, customer, str(existing.purpose), existing.channel, now
+            )
             if wait is not None:
                 return wait
         return _resume(
@@ -200,6 +203,9 @@ def plan_message(
             insert_message(session, {**row, "status_reason": "the store has uninstalled parley"}),
         )
         return None
+    paused = _paused(workspace, purpose, now)
+    if paused is not None:
+        return paused
     templates = lookup.templates(workspace.id, message_type)
     decision = _decide(
         lookup, workspace, customer, message_type, purpose, exclude_channels, templates, now
@@ -255,6 +261,14 @@ def plan_message(
         sender_name=workspace.name,
         status_callback_url=status_callback_url(outbox, workspace, decision.channel),
     )
+
+
+def _paused(workspace: Workspace, purpose: str, now: datetime) -> Later | None:
+    """A marketing send waits while the store has paused marketing, nothing recorded
+    (:mod:`parley.messaging.marketing_pause`)."""
+    if purpose != Purpose.MARKETING:
+        return None
+    return MarketingPause.of(workspace.settings).hold(now)
 
 
 def _quiet(

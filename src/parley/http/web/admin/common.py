@@ -16,6 +16,7 @@ NOTICES = {
     "general": "Store details saved.",
     "quiet_hours": "Quiet hours saved. Marketing texts due outside them wait for the morning.",
     "frequency_caps": "Frequency caps saved. Marketing past them is skipped, with the reason.",
+    "marketing_pause": "Marketing switch saved: the banner above says where it stands.",
     "connected": "Channel connected. Its secrets are stored encrypted and will not be shown again.",
     "replaced": "Secrets replaced. The new values will not be shown again.",
     "paused": "Channel paused: its webhooks are refused until you resume it.",

@@ -18,6 +18,7 @@ from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
 from parley.messaging.frequency import DEFAULT_HOURS, FrequencyCaps
+from parley.messaging.marketing_pause import MarketingPause
 from parley.messaging.quiet_hours import QuietHours
 from parley.workspaces.models import Workspace
 
@@ -49,6 +50,7 @@ def _general(
         timezones=_timezones(),
         quiet=QuietHours.of(workspace.settings),
         caps=FrequencyCaps.of(workspace.settings).hours,
+        pause=MarketingPause.of(workspace.settings),
     )
 
 
@@ -167,3 +169,16 @@ async def save_frequency_caps(request: Request) -> Response:
         )
 
     return await _saved(request, login, save, "frequency_caps")
+
+
+async def save_marketing_pause(request: Request) -> Response:
+    """``POST /admin/marketing-pause`` with ``paused=on`` to pause, anything else to resume."""
+    login = admin(request)
+    form = await request.form()
+
+    def save(session: Session) -> None:
+        store.set_marketing_paused(
+            session, login=login, paused=text(form, "paused", 4) == "on", ip=client_ip(request)
+        )
+
+    return await _saved(request, login, save, "marketing_pause")

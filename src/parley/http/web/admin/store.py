@@ -29,6 +29,7 @@ from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
 from parley.journeys.models import Journey
 from parley.messaging import catalog
 from parley.messaging.frequency import MAX_HOURS, FrequencyCaps
+from parley.messaging.marketing_pause import MarketingPause
 from parley.messaging.quiet_hours import QuietHours
 from parley.messaging.templates import (
     RenderedContent,
@@ -113,6 +114,22 @@ def update_frequency_caps(
         ) from None
     _save_setting(session, login, "frequency_caps", dict(caps.hours), page="frequency caps", ip=ip)
     return caps
+
+
+def set_marketing_paused(session: Session, *, login: Login, paused: bool, ip: str) -> None:
+    """Press the store's kill switch for marketing, or release it
+    (:mod:`parley.messaging.marketing_pause`); audited as its own action."""
+    require_admin(login)
+    workspace = session.get_one(Workspace, login.workspace_id)
+    current = MarketingPause.of(workspace.settings)
+    if current.is_paused == paused:
+        return
+    now = utc_now()
+    pause = MarketingPause(since=now, by=login.email) if paused else MarketingPause()
+    workspace.settings = {**(workspace.settings or {}), "marketing_paused": pause.as_settings()}
+    action = "marketing_paused" if paused else "marketing_resumed"
+    detail = {} if paused else {"paused_since": current.as_settings()}
+    audit_as(session, login, action, now=now, ip=ip, detail=detail)
 
 
 def _save_setting(
