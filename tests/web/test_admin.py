@@ -406,6 +406,48 @@ def test_a_quiet_hours_window_that_does_not_open_before_it_closes_is_refused(
     assert snapshot(db) == before
 
 
+def _general(postal: str) -> dict[str, str]:
+    return {
+        "name": "Juniper & Pine",
+        "store_url": "https://juniper-and-pine.example",
+        "support_email": "help@juniper-and-pine.example",
+        "postal_address": postal,
+        "timezone": "Europe/London",
+    }
+
+
+def test_the_stores_postal_address_is_saved_with_its_details(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        saved = client.post(
+            "/admin/general",
+            data={
+                "csrf_token": csrf,
+                **_general("  Juniper & Pine\r\n 1 Quay   Road, Bristol BS1 \n"),
+            },
+        )
+        page = client.get("/admin", headers=HTML)
+
+    assert saved.status_code == 303
+    (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    assert workspace.settings["postal_address"] == "Juniper & Pine\n1 Quay Road, Bristol BS1"
+    assert "1 Quay Road, Bristol BS1</textarea>" in page.text
+    assert [e.detail for e in audit_actions(db, "settings_changed")] == [{"page": "general"}]
+
+
+def test_a_postal_address_too_long_is_refused_and_changes_nothing(app, db, team):
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/general", data={"csrf_token": csrf, **_general("x" * 501)}, headers=HTML
+        )
+
+    assert answer.status_code == 422
+    assert "the postal address is longer than 500 characters" in answer.text
+    assert snapshot(db) == before
+
+
 def test_frequency_caps_are_set_for_the_store_and_audited(app, db, team):
     with browser(app) as client:
         csrf = sign_in(client, ADMIN)

@@ -125,6 +125,9 @@ class DemoChannels:
         ]
 
 
+DEMO_POSTAL_ADDRESS = "Juniper & Pine, 14 Harbour Street, Portland, ME 04101, USA"
+"""Invented, as the store is: what its marketing email shows (CAN-SPAM)."""
+
 # The store's own words, which the assistant quotes (invented for the demo).
 KNOWLEDGE: tuple[dict[str, str], ...] = (
     {
@@ -210,6 +213,7 @@ def seed_demo(
     workspace.settings = {
         "knowledge": [dict(section) for section in KNOWLEDGE],
         "return_window_days": 30,
+        "postal_address": DEMO_POSTAL_ADDRESS,
     }
     _connect_channels(session, workspace, channels)
     for external_id, title, product_type, price in PRODUCTS:

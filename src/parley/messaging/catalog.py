@@ -12,6 +12,7 @@ from parley.clock import utc_now
 from parley.db.base import table_of
 from parley.db.upsert import insert_for
 from parley.errors import Invalid
+from parley.messaging import postal_address
 from parley.messaging.default_templates import default_template
 from parley.messaging.models import MessageTemplate
 from parley.messaging.templates import TemplateContent, TemplateError, TemplateRenderer
@@ -51,6 +52,7 @@ def save_template(
     try:
         parsed = TemplateContent.from_dict(content)
         (renderer or TemplateRenderer()).validate(parsed)
+        postal_address.lint(message_type, channel, parsed)
     except (TemplateError, TypeError, ValueError, KeyError) as exc:
         raise Invalid(f"template for {message_type} on {channel} is not valid: {exc}") from exc
     statement = insert_for(session, table_of(MessageTemplate)).values(

@@ -12,6 +12,7 @@ from typing import Any
 
 from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import Customer
+from parley.messaging import postal_address
 from parley.workspaces.models import Workspace
 
 
@@ -33,6 +34,7 @@ def template_context(
             "name": workspace.name,
             "url": workspace.store_url or "",
             "support_email": workspace.support_email or "",
+            "postal_address": postal_address.of(workspace.settings),
         },
         "customer": {
             "first_name": customer.first_name or "",

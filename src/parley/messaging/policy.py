@@ -126,18 +126,23 @@ def decide(
     exclude: Collection[str] = (),
     preferences: Mapping[MessageType, tuple[ChannelKind, ...]] = DEFAULT_CHANNEL_PREFERENCES,
     whatsapp_templates: Registry = NOT_READ,
+    unavailable: Mapping[ChannelKind, str] | None = None,
 ) -> Decision:
     """Pick the first channel that may carry this message, or say why none may.
 
     ``whatsapp_templates`` is what Meta says of the store's templates: outside the
     24-hour window a template Meta would refuse is passed over, and one Meta classes as
-    marketing needs marketing consent whatever the message's purpose.
+    marketing needs marketing consent whatever the message's purpose. ``unavailable``
+    names channels the store cannot use for this message now, with the reason.
     """
     trail: list[str] = []
     opted_out: list[tuple[ChannelKind, str]] = []
     for channel in preferences.get(message_type, (ChannelKind.EMAIL,)):
         if channel in exclude:
             trail.append(f"{channel}: failed earlier for this step")
+            continue
+        if unavailable and channel in unavailable:
+            trail.append(f"{channel}: {unavailable[channel]}")
             continue
         content = templates.get(channel)
         if content is None:

@@ -47,7 +47,7 @@ from parley.db.upsert import (
 )
 from parley.jobs.worker import Later
 from parley.live.outbox import emit, emit_status, emit_statuses
-from parley.messaging import frequency, unsubscribe
+from parley.messaging import frequency, postal_address, unsubscribe
 from parley.messaging.context import template_context
 from parley.messaging.frequency import FrequencyCaps
 from parley.messaging.lookup import OutboxLookup
@@ -241,6 +241,8 @@ def plan_message(
         workspace=workspace, customer=customer, order=order, fulfillment=fulfillment, extra=links
     )
     rendered = renderer.render(templates[decision.channel], context)
+    if decision.channel is ChannelKind.EMAIL and purpose is Purpose.MARKETING:
+        rendered = postal_address.with_address(rendered, postal_address.of(workspace.settings))
     row.update(
         channel=decision.channel,
         recipient=decision.recipient,
@@ -365,7 +367,14 @@ def _decide(
         exclude=exclude_channels,
         preferences=channel_preferences(workspace, message_type),
         whatsapp_templates=lookup.whatsapp_templates(workspace.id),
+        unavailable=_unavailable(workspace, purpose),
     )
+
+
+def _unavailable(workspace: Workspace, purpose: str) -> dict[ChannelKind, str]:
+    """Channels the store's own settings rule out for this message."""
+    refused = postal_address.refusal(workspace.settings, ChannelKind.EMAIL, purpose)
+    return {ChannelKind.EMAIL: refused} if refused else {}
 
 
 def record_sends(

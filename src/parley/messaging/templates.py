@@ -12,7 +12,8 @@ typo never fails a delivery; ``order`` and ``fulfillment`` are empty for message
 one. Amounts are decimal strings in major units (``"86.50"``); format them with
 ``{{ order.total|money(order.currency) }}``.
 
-- ``store``: ``name``, ``url``, ``support_email``
+- ``store``: ``name``, ``url``, ``support_email``, ``postal_address`` (required in
+  marketing email: :mod:`parley.messaging.postal_address`)
 - ``customer``: ``first_name``, ``last_name``, ``email``, ``phone``
 - ``order``: ``number`` (as the store shows it, ``"#1042"``), ``total``, ``currency``,
   ``status_url``, ``items`` (each ``title``, ``quantity``, ``price``, ``variant_title``),

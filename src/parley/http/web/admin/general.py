@@ -17,6 +17,7 @@ from parley.http.web.admin.common import done, page, text
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
+from parley.messaging import postal_address
 from parley.messaging.frequency import DEFAULT_HOURS, FrequencyCaps
 from parley.messaging.marketing_pause import MarketingPause
 from parley.messaging.quiet_hours import QuietHours
@@ -51,6 +52,7 @@ def _general(
         quiet=QuietHours.of(workspace.settings),
         caps=FrequencyCaps.of(workspace.settings).hours,
         pause=MarketingPause.of(workspace.settings),
+        postal=postal_address.of(workspace.settings),
     )
 
 
@@ -81,6 +83,7 @@ async def save_general(request: Request) -> Response:
             store_url=text(form, "store_url", 600),
             support_email=text(form, "support_email", 400),
             timezone=text(form, "timezone", 64),
+            postal=text(form, "postal_address", 2_000),
             ip=client_ip(request),
         )
 

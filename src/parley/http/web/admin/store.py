@@ -27,7 +27,7 @@ from parley.jobs import queue
 from parley.journeys import service as journeys
 from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
 from parley.journeys.models import Journey
-from parley.messaging import catalog
+from parley.messaging import catalog, postal_address
 from parley.messaging.frequency import MAX_HOURS, FrequencyCaps
 from parley.messaging.marketing_pause import MarketingPause
 from parley.messaging.quiet_hours import QuietHours
@@ -60,10 +60,12 @@ def update_general(
     name: str,
     store_url: str,
     support_email: str,
+    postal: str,
     timezone: str,
     ip: str,
 ) -> None:
-    """The store's name, site, support address and time zone, as templates quote them."""
+    """The store's name, site, support address, postal address and time zone, as
+    templates quote them."""
     require_admin(login)
     name = " ".join(name.split())
     if not name or len(name) > 200:
@@ -78,11 +80,16 @@ def update_general(
         raise Invalid("enter a valid support email address")
     if timezone not in zoneinfo.available_timezones():
         raise Invalid(f"unknown time zone {timezone!r}")
+    try:
+        address = postal_address.check(postal)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
     workspace = session.get_one(Workspace, login.workspace_id)
     workspace.name = name
     workspace.store_url = store_url or None
     workspace.support_email = email
     workspace.timezone = timezone
+    workspace.settings = {**(workspace.settings or {}), "postal_address": address}
     audit_as(session, login, "settings_changed", now=utc_now(), ip=ip, detail={"page": "general"})
 
 
