@@ -69,14 +69,23 @@ _REVOCATIONS = [
         r"\bleave me alone\b",
         r"\bopt me out\b",
         r"\bunsubscribe me\b",
+        r"\bstop\s+(these|this|those|the|your|all|all the|all these)?\s*(messages|texts|sms|"
+        r"whatsapps?|emails|promotions|spam)\b",
+        r"\b(do ?n[o']?t|do not|no longer)\s+want\s+(to\s+(receive|get)\s+)?(these|this|those|"
+        r"your|any|any more|anymore|more)?\s*(messages|texts|sms|whatsapps?|emails|promotions)\b",
+        # "please stop", "stop it", or a message that ends by saying so after a reason.
+        r"(^|[,.;:!?]\s*)(please\s+)?stop(\s+(it|please|now|that))?[\s.!]*$",
         # Spanish / Portuguese
         r"\bno mas\s+(mensajes|textos|sms|whatsapps?)\b",
+        r"\bno quiero\s+(recibir\s+)?(mas\s+)?(sus\s+|tus\s+)?(mensajes|textos|sms|whatsapps?)\b",
         r"\bya no me\s+(escriban|escribas|manden|mandes|envien|envies|contacten)\b",
         r"\b(dejen|deja) de\s+(escribirme|mandarme|enviarme|contactarme)\b",
         r"\bnao (me )?(mandem|enviem|escrevam)\b",
         r"\bparem de\s+(me )?(mandar|enviar)\b",
         # French / German
         r"\barretez de m'?\s*(envoyer|ecrire|contacter)\b",
+        r"\bne (plus|pas) m'?\s*(envoyer|ecrire|contacter)\b",
+        r"\bne veux plus\b.*\b(messages|sms|textos|whatsapps?|mails)\b",
         r"\bnicht mehr\s+(schreiben|kontaktieren|senden)\b",
     )
 ]
