@@ -59,6 +59,15 @@ def _agent_messages(db) -> list[Message]:
     return rows(db, Message, Message.author == Author.AGENT)
 
 
+def _send_template(client, conversation_id: int, csrf: str, name: str, **kwargs):
+    """An agent picks WhatsApp template ``name`` in the composer and sends it."""
+    return client.post(
+        f"/inbox/{conversation_id}/reply",
+        data={"csrf_token": csrf, "channel": "whatsapp", "template": name},
+        **kwargs,
+    )
+
+
 def _events(db, conversation_id: int) -> list[ConversationEvent]:
     return rows(db, ConversationEvent, ConversationEvent.conversation_id == conversation_id)
 
@@ -309,16 +318,8 @@ def test_a_template_meta_classes_as_marketing_is_marked_and_refused_without_cons
     with browser(app) as client:
         csrf = sign_in(client, AGENT)
         window = client.get(f"/inbox/{conversation_id}/_composer")
-        refused = client.post(
-            f"/inbox/{conversation_id}/reply",
-            data={"csrf_token": csrf, "channel": "whatsapp", "template": "support_follow_up"},
-            headers=JSON,
-        )
-        paused = client.post(
-            f"/inbox/{conversation_id}/reply",
-            data={"csrf_token": csrf, "channel": "whatsapp", "template": "order_dispatched"},
-            headers=JSON,
-        )
+        refused = _send_template(client, conversation_id, csrf, "support_follow_up", headers=JSON)
+        paused = _send_template(client, conversation_id, csrf, "order_dispatched", headers=JSON)
 
     assert "support_follow_up (promotion; marketing: needs their marketing consent)" in window.text
     assert 'value="order_delivered"' in window.text
@@ -347,15 +348,8 @@ def test_a_closed_whatsapp_window_offers_templates_and_refuses_free_text(
             headers=JSON,
         )
         assert _agent_messages(db) == []
-        no_order = client.post(
-            f"/inbox/{conversation_id}/reply",
-            data={"csrf_token": csrf, "channel": "whatsapp", "template": "order_dispatched"},
-            headers=JSON,
-        )
-        accepted = client.post(
-            f"/inbox/{conversation_id}/reply",
-            data={"csrf_token": csrf, "channel": "whatsapp", "template": "support_follow_up"},
-        )
+        no_order = _send_template(client, conversation_id, csrf, "order_dispatched", headers=JSON)
+        accepted = _send_template(client, conversation_id, csrf, "support_follow_up")
     assert 'data-test="window-closed"' in window.text
     assert 'data-test="template-picker"' in window.text
     assert 'value="support_follow_up"' in window.text
