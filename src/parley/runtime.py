@@ -191,20 +191,16 @@ class Runtime:
             ),
             CustomerRequestTask(self.db, budget_seconds=budget),
             EraseStoreTask(self.db, budget_seconds=budget),
-            *([TemplateSyncTask(self._whatsapp())] if self._reads_templates() else []),
+            *([TemplateSyncTask(lister)] if (lister := self._template_lister()) else []),
         ]
 
-    def _whatsapp(self) -> WhatsappCloud:
-        adapter = self.adapters[ChannelKind.WHATSAPP]
-        assert isinstance(adapter, WhatsappCloud)
-        return adapter
-
-    def _reads_templates(self) -> bool:
-        """Whether the WhatsApp templates' standing is read from Meta: only with the
-        business account's id, and the real adapter to ask."""
-        return bool(self.settings.whatsapp_business_account_id) and isinstance(
-            self.adapters.get(ChannelKind.WHATSAPP), WhatsappCloud
-        )
+    def _template_lister(self) -> WhatsappCloud | None:
+        """The adapter that reads the WhatsApp templates' standing from Meta: only with
+        the business account's id, and the real adapter to ask."""
+        adapter = self.adapters.get(ChannelKind.WHATSAPP)
+        if self.settings.whatsapp_business_account_id and isinstance(adapter, WhatsappCloud):
+            return adapter
+        return None
 
     def alert_client(self) -> httpx2.AsyncClient:
         """One client for alert notifications, closed with the runtime."""
@@ -237,7 +233,7 @@ class Runtime:
             SWEEP_SCHEDULE,
             watch_schedule(timedelta(seconds=self.settings.alert_check_seconds)),
         ]
-        if self._reads_templates():
+        if self._template_lister() is not None:
             schedules.append(TEMPLATE_SYNC_SCHEDULE)
         return schedules
 

@@ -49,9 +49,9 @@ def check(address: str) -> str:
     return cleaned
 
 
-def refusal(settings: Mapping[str, Any] | None, channel: ChannelKind, purpose: str) -> str | None:
+def refusal(settings: Mapping[str, Any] | None, purpose: str) -> str | None:
     """Why this message may not go by email now, or None."""
-    if channel is not ChannelKind.EMAIL or purpose != Purpose.MARKETING or of(settings):
+    if purpose != Purpose.MARKETING or of(settings):
         return None
     return "marketing email needs the store's postal address (CAN-SPAM): set it on Settings"
 

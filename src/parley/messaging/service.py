@@ -373,7 +373,7 @@ def _decide(
 
 def _unavailable(workspace: Workspace, purpose: str) -> dict[ChannelKind, str]:
     """Channels the store's own settings rule out for this message."""
-    refused = postal_address.refusal(workspace.settings, ChannelKind.EMAIL, purpose)
+    refused = postal_address.refusal(workspace.settings, purpose)
     return {ChannelKind.EMAIL: refused} if refused else {}
 
 

@@ -22,7 +22,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy import delete, select
@@ -47,10 +46,8 @@ STATUS_OF_EVENT = {"REINSTATED": "APPROVED", "UNPAUSED": "APPROVED"}
 """Webhook events that name a return to a status rather than a status."""
 
 
-class Category(StrEnum):
-    MARKETING = "MARKETING"
-    UTILITY = "UTILITY"
-    AUTHENTICATION = "AUTHENTICATION"
+MARKETING = "MARKETING"
+"""Meta's class for marketing templates (the others: ``UTILITY``, ``AUTHENTICATION``)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ class Standing:
 
     @property
     def is_marketing(self) -> bool:
-        return self.category == Category.MARKETING
+        return self.category == MARKETING
 
     def describe(self) -> str:
         return f"{self.name} ({self.language})"
