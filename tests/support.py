@@ -134,6 +134,16 @@ def to_lane(db: Database, key: str, lane: str, *, workspace_id: int = 1) -> None
         )
 
 
+def promotions_without_caps(db: Database) -> None:
+    """The store runs its order confirmation as a promotion, with no frequency cap: each
+    order placed is one marketing send."""
+    to_lane(db, "order_confirmation", "marketing")
+    with db.transaction() as session:
+        workspace = session.get_one(Workspace, 1)
+        caps = {"email": 0, "sms": 0, "whatsapp": 0, "instagram": 0}
+        workspace.settings = {**workspace.settings, "frequency_caps": caps}
+
+
 def meta_holds(db: Database, *templates: TemplateReview, workspace_id: int = 1) -> None:
     """The store's WhatsApp templates as Meta lists them, as the hourly sync records it."""
     with db.transaction() as session:

@@ -1,5 +1,5 @@
 """The ``parley`` command: its help, ``migrate``, ``workspace create``, ``user create``,
-``jobs status``, ``worker`` and ``serve``.
+``jobs status``, ``marketing``, ``worker`` and ``serve``.
 
 ``--help`` runs the installed console script; the rest run in-process through Typer's
 runner with ``PARLEY_DATABASE_URL`` pointing at the test's database.
@@ -42,7 +42,7 @@ from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
 from support import count, deliveries, post, rows, seed
 
-COMMANDS = ("serve", "worker", "migrate", "demo", "simulate", "workspace", "jobs")
+COMMANDS = ("serve", "worker", "migrate", "demo", "simulate", "workspace", "jobs", "marketing")
 
 
 @pytest.fixture
@@ -307,6 +307,60 @@ def test_jobs_retry_wants_job_ids_or_all(run, db):
     result = run(db.url, "jobs", "retry")
     assert result.exit_code == 2
     assert "name the jobs to retry, or pass --all" in result.output
+
+
+def test_marketing_pause_and_resume_from_the_command_line_are_audited_as_the_cli(
+    run, db, frozen_clock
+):
+    seed(db)
+
+    paused = run(db.url, "marketing", "pause", "--workspace", "demo")
+    again = run(db.url, "marketing", "pause", "--workspace", "demo")
+    resumed = run(db.url, "marketing", "resume", "--workspace", "demo")
+
+    assert paused.exit_code == 0, paused.output
+    assert json.loads(paused.output)["paused"] == {
+        "since": utc_now().isoformat(),
+        "by": "parley marketing pause",
+    }
+    assert again.exit_code == 0, again.output
+    assert json.loads(resumed.output) == {"paused": None, "rate": None, "waiting": []}
+    entries = rows(db, AuditEntry, AuditEntry.action.like("marketing_%"))
+    assert [(e.action, e.actor_email) for e in entries] == [
+        ("marketing_paused", "parley marketing pause"),
+        ("marketing_resumed", "parley marketing resume"),
+    ]
+
+
+def test_marketing_rate_sets_and_lifts_the_rate_and_refuses_a_bad_one(run, db):
+    seed(db)
+
+    set_ = run(db.url, "marketing", "rate", "--workspace", "demo", "2,500")
+    refused = run(db.url, "marketing", "rate", "--workspace", "demo", "lots")
+    status = run(db.url, "marketing", "status", "--workspace", "demo")
+    lifted = run(db.url, "marketing", "rate", "--workspace", "demo", "0")
+
+    assert set_.exit_code == 0, set_.output
+    assert json.loads(set_.output)["rate"] == {"per_hour": 2500}
+    assert refused.exit_code == 1
+    assert "error: marketing rate: enter a whole number of messages an hour" in refused.output
+    assert json.loads(status.output)["rate"] == {"per_hour": 2500}
+    assert json.loads(lifted.output)["rate"] is None
+    entries = rows(db, AuditEntry, AuditEntry.action == "marketing_rate_changed")
+    assert [(e.actor_email, e.detail["to"]) for e in entries] == [
+        ("parley marketing rate", 2500),
+        ("parley marketing rate", None),
+    ]
+
+
+def test_marketing_for_an_unknown_workspace_exits_non_zero(run, db):
+    seed(db)
+
+    result = run(db.url, "marketing", "pause", "--workspace", "nope")
+
+    assert result.exit_code == 1
+    assert "error: workspace 'nope' not found" in result.output
+    assert rows(db, AuditEntry, AuditEntry.action.like("marketing_%")) == []
 
 
 def test_worker_sets_the_collector_up_for_a_long_running_process(run, db):

@@ -1,5 +1,5 @@
 """The ``parley`` command: serve, worker, migrate, demo, simulate, workspace, jobs,
-providers."""
+marketing, providers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import secrets as secrets_module
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -26,7 +27,12 @@ providers_app = typer.Typer(help="The providers parley sends through.", no_args_
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(providers_app, name="providers")
 app.add_typer(user_app, name="user")
+marketing_app = typer.Typer(
+    help="A store's marketing in flight: pause, resume, its rate, what waits.",
+    no_args_is_help=True,
+)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(marketing_app, name="marketing")
 app.add_typer(assistant_app, name="assistant")
 
 
@@ -490,6 +496,83 @@ def jobs_retry(
     typer.echo(f"{redriven} jobs re-driven, due now: a running worker takes them")
     if refused:
         raise typer.Exit(1)
+
+
+WorkspaceOption = Annotated[str, typer.Option(help="The workspace's slug")]
+
+
+def _marketing(workspace: str, command: str, change: Callable[..., object] | None = None) -> None:
+    """Apply ``change(session, workspace, actor, now)`` to the store's marketing controls,
+    if given, and print them as JSON; a refusal is printed and exits 1."""
+    from parley.clock import utc_now
+    from parley.db import Database
+    from parley.errors import ParleyError
+    from parley.messaging.marketing_controls import Actor, controls_of
+    from parley.workspaces.service import get_workspace
+
+    db = Database(get_settings().database_url)
+    try:
+        with db.transaction() as session:
+            found = get_workspace(session, slug=workspace)
+            if change is not None:
+                change(session, found, Actor(f"parley marketing {command}"), utc_now())
+            shown = controls_of(session, found).as_json()
+    except ParleyError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
+    typer.echo(json.dumps(shown, indent=2, sort_keys=True))
+
+
+@marketing_app.command("status")
+def marketing_status(workspace: WorkspaceOption) -> None:
+    """Whether the store's marketing is paused, its rate, and what waits, for what."""
+    _marketing(workspace, "status")
+
+
+def _switch(workspace: str, *, paused: bool) -> None:
+    from parley.messaging.marketing_controls import set_paused
+
+    _marketing(
+        workspace,
+        "pause" if paused else "resume",
+        lambda s, w, actor, now: set_paused(s, w, paused=paused, actor=actor, now=now),
+    )
+
+
+@marketing_app.command("pause")
+def marketing_pause(workspace: WorkspaceOption) -> None:
+    """Hold every marketing send of the store from the next batch; order updates go."""
+    _switch(workspace, paused=True)
+
+
+@marketing_app.command("resume")
+def marketing_resume(workspace: WorkspaceOption) -> None:
+    """Let the held marketing go, each send decided in the next batch."""
+    _switch(workspace, paused=False)
+
+
+@marketing_app.command("rate")
+def marketing_rate(
+    workspace: WorkspaceOption,
+    per_hour: Annotated[str, typer.Argument(help="Messages an hour at most; 0 for no limit")],
+) -> None:
+    """Set or lift the store's marketing rate; the sends waiting for it are re-planned."""
+    from parley.errors import Invalid
+    from parley.messaging.marketing_controls import set_rate
+    from parley.messaging.marketing_rate import MarketingRate
+
+    try:
+        rate = MarketingRate.parse(per_hour)
+    except Invalid as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    _marketing(
+        workspace,
+        "rate",
+        lambda s, w, actor, now: set_rate(s, w, rate, actor=actor, now=now),
+    )
 
 
 @providers_app.command("check")

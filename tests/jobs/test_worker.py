@@ -272,7 +272,9 @@ class BatchRecordingTask(ScriptedTask):
                 raise self.record_error
             _side_effect(session, job, "record")
         return [
-            Later(self.later[job.id], "no room") if job.id in self.later else f"recorded {work}"
+            Later(self.later[job.id], "no room", "room")
+            if job.id in self.later
+            else f"recorded {work}"
             for job, work in items
         ]
 
@@ -329,7 +331,7 @@ def test_a_job_told_to_wait_goes_back_due_then_with_its_attempt_given_back(
 
     waiting = _only_by_id(db, second)
     assert (waiting.status, waiting.due_at, waiting.attempts) == (JobStatus.PENDING, later, 0)
-    assert (waiting.locked_by, waiting.last_error) == (None, None)
+    assert (waiting.locked_by, waiting.last_error, waiting.waiting_for) == (None, None, "room")
     # Redone job by job when the third's recording fails: the wait survives that too.
     assert task.performed == [f"recorded {first}"] + ([] if isolated else [f"recorded {third}"])
     assert _only_by_id(db, first).status == JobStatus.DONE
@@ -342,6 +344,7 @@ def test_a_job_told_to_wait_goes_back_due_then_with_its_attempt_given_back(
         JobStatus.DONE,
         1,
     )
+    assert _only_by_id(db, second).waiting_for is None
 
 
 def _only_by_id(db: Database, job_id: int) -> Job:

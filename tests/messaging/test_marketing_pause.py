@@ -15,6 +15,7 @@ from parley.jobs.models import Job, JobStatus
 from parley.journeys.engine import ADVANCE
 from parley.messaging.marketing_pause import RECHECK, MarketingPause
 from parley.messaging.models import Message
+from parley.messaging.types import WaitingFor
 from parley.workspaces.models import Workspace
 from support import (
     RecordingAdapter,
@@ -23,9 +24,9 @@ from support import (
     drain,
     make_worker,
     post,
+    promotions_without_caps,
     recording_adapters,
     rows,
-    to_lane,
 )
 from web_support import ADMIN, login_as, seed_team
 
@@ -40,15 +41,6 @@ def _press(db, *, paused: bool) -> None:
         store.set_marketing_paused(
             session, login=login_as(session, 1, admin.id), paused=paused, ip="127.0.0.1"
         )
-
-
-def _promotions_without_caps(db) -> None:
-    """The store runs its order confirmation as a promotion, with no frequency cap."""
-    to_lane(db, "order_confirmation", "marketing")
-    with db.transaction() as session:
-        workspace = session.get_one(Workspace, 1)
-        caps = {"email": 0, "sms": 0, "whatsapp": 0, "instagram": 0}
-        workspace.settings = {**workspace.settings, "frequency_caps": caps}
 
 
 class PressesPauseOnFirstSend(RecordingAdapter):
@@ -68,7 +60,7 @@ def test_pausing_mid_blast_lets_only_the_planned_batch_go_and_resuming_sends_the
     db, frozen_clock
 ):
     seed_team(db)
-    _promotions_without_caps(db)
+    promotions_without_caps(db)
     for number in range(ORDERS):
         placed, *_ = deliveries("Ada", order_id=9000 + number, number=19000 + number)
         post(db, placed)
@@ -100,7 +92,7 @@ def test_pausing_mid_blast_lets_only_the_planned_batch_go_and_resuming_sends_the
 
 def test_order_updates_go_while_marketing_is_paused(db, frozen_clock):
     seed_team(db)
-    _promotions_without_caps(db)
+    promotions_without_caps(db)
     _press(db, paused=True)
     adapters = recording_adapters()
     for name in ("Ada", "Grace"):
@@ -135,3 +127,25 @@ def test_the_switch_is_audited_with_who_pressed_it_and_pressing_it_twice_changes
     assert actions == ["marketing_paused", "marketing_resumed"]
     with db.transaction() as session:
         assert MarketingPause.of(session.get_one(Workspace, 1).settings).is_paused is False
+
+
+def test_resuming_lets_the_held_sends_go_in_the_next_batch_not_at_their_next_look(db, frozen_clock):
+    seed_team(db)
+    promotions_without_caps(db)
+    _press(db, paused=True)
+    for number in range(10):
+        placed, *_ = deliveries("Ada", order_id=9000 + number, number=19000 + number)
+        post(db, placed)
+    adapters = recording_adapters()
+    worker = make_worker(db, adapters)
+    drain(worker)
+    held = rows(db, Job, Job.kind == ADVANCE, Job.status == JobStatus.PENDING)
+    assert {job.waiting_for for job in held} == {WaitingFor.MARKETING_PAUSED}
+    assert len(held) == 10
+
+    _press(db, paused=False)
+    drain(worker)
+
+    assert len(adapters[ChannelKind.EMAIL].sent) == 10
+    [resumed] = rows(db, AuditEntry, AuditEntry.action == "marketing_resumed")
+    assert resumed.detail["brought_forward"] == 10

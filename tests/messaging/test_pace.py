@@ -15,9 +15,10 @@ from parley.channels.base import ChannelKind, TransientChannelError
 from parley.channels.twilio_sms.segments import count_segments
 from parley.clock import utc_now
 from parley.jobs.models import Job, JobStatus
+from parley.messaging.marketing_rate import MarketingRate
 from parley.messaging.models import Author, Message, MessageStatus, SenderPace
 from parley.messaging.pace import Allowance, Ledger, Pacer, Sender, Want, pace
-from parley.messaging.types import Purpose
+from parley.messaging.types import Purpose, WaitingFor
 from parley.runtime import pacer as pacer_from_settings
 from parley.settings import Settings
 from support import (
@@ -235,6 +236,48 @@ def test_workers_taking_at_once_share_one_allowance(db, frozen_clock):
         [row] = session.scalars(select(SenderPace)).all()
     assert row.spent_until == T0 + timedelta(seconds=1)
     assert row.transactional_booked_until == T0 + timedelta(seconds=2.4)
+
+
+def test_a_stores_rate_holds_its_marketing_before_the_sender_is_asked(db, frozen_clock):
+    pacer = email_pacer(per_second=10, burst=10)
+    store = MarketingRate(3600).sender(1)  # one a second, a minute's worth at once
+    wants = [Want("email", "marketing", store=store)] * 62 + [Want("email", "transactional")]
+
+    with db.transaction() as session:
+        waits = pacer.take(session, wants, now=T0)
+
+    # The store lets 60 through; the sender takes 10 of them and the order update first.
+    held_by_store = [w for w in waits[:62] if w and w.cause == WaitingFor.MARKETING_RATE]
+    held_by_sender = [w for w in waits[:62] if w and w.cause == WaitingFor.SENDER_PACE]
+    assert waits[62] is None
+    assert waits[:9] == [None] * 9
+    assert len(held_by_store) == 2
+    assert len(held_by_sender) == 51
+    assert held_by_store[0].reason == (
+        "waiting for the store's marketing rate: at most 3,600 an hour"
+    )
+    assert [w.until for w in held_by_store] == [
+        T0 + timedelta(seconds=1),
+        T0 + timedelta(seconds=2),
+    ]
+    with db.transaction() as session:
+        spent = {row.sender: row.spent_until for row in session.scalars(select(SenderPace))}
+    # The two the store held took no room from the sender every store shares.
+    assert spent == {
+        "email:relay": T0 + timedelta(seconds=1),
+        "store:1:marketing": T0 + timedelta(seconds=60),
+    }
+
+
+def test_each_stores_rate_is_its_own(db, frozen_clock):
+    pacer = Pacer()
+    one, two = MarketingRate(60).sender(1), MarketingRate(60).sender(2)
+    wants = [Want("email", "marketing", store=one)] * 2 + [Want("email", "marketing", store=two)]
+
+    with db.transaction() as session:
+        waits = pacer.take(session, wants, now=T0)
+
+    assert [wait and wait.until for wait in waits] == [None, T0 + timedelta(minutes=1), None]
 
 
 def test_an_sms_costs_its_segments(db, frozen_clock):

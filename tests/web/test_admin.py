@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from datetime import timedelta
 
@@ -37,6 +38,7 @@ from support import (
     make_worker,
     meta_holds,
     post,
+    promotions_without_caps,
     recording_adapters,
     rows,
     signed,
@@ -68,6 +70,7 @@ def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
         ("/admin/quiet-hours", {"opens": "0", "closes": "24", "sundays": "on"}),
         ("/admin/frequency-caps", {"email": "0", "sms": "0", "whatsapp": "0", "instagram": "0"}),
         ("/admin/marketing-pause", {"paused": "on"}),
+        ("/admin/marketing-rate", {"per_hour": "1"}),
         ("/admin/channels", {"provider": "twilio", "address": "+15550001", "auth_token": "x"}),
         ("/admin/channels/1/secrets", {"auth_token": "stolen"}),
         ("/admin/channels/1/active", {"is_active": "false"}),
@@ -492,6 +495,55 @@ def test_an_admin_pauses_and_resumes_marketing_from_settings(app, db, team):
     assert workspace.settings["marketing_paused"] is None
     assert [e.action for e in audit_actions(db, "marketing_paused")] == ["marketing_paused"]
     assert [e.action for e in audit_actions(db, "marketing_resumed")] == ["marketing_resumed"]
+
+
+def test_an_admin_sets_the_marketing_rate_and_it_is_audited(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        before = client.get("/admin", headers=HTML)
+        saved = client.post("/admin/marketing-rate", data={"csrf_token": csrf, "per_hour": "1,500"})
+        after = client.get("/admin", headers=HTML)
+
+    assert 'name="per_hour" value=""' in before.text
+    assert "Nothing is waiting" in before.text
+    assert saved.status_code == 303
+    assert 'name="per_hour" value="1500"' in after.text
+    (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    assert workspace.settings["marketing_rate"] == {"per_hour": 1500}
+    (entry,) = audit_actions(db, "marketing_rate_changed")
+    assert (entry.actor_email, entry.detail) == (ADMIN, {"from": None, "to": 1500, "replanned": 0})
+
+
+def test_the_sends_waiting_are_shown_by_what_they_wait_for(app, db, team):
+    promotions_without_caps(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        client.post("/admin/marketing-rate", data={"csrf_token": csrf, "per_hour": "60"})
+        for number in (1, 2, 3):
+            placed, *_ = deliveries("Ada", order_id=600 + number, number=1600 + number)
+            post(db, placed)
+        drain(make_worker(db, recording_adapters()))
+        page = client.get("/admin", headers=HTML)
+
+    row = re.search(r'<tr data-waiting="marketing_rate">(.*?)</tr>', page.text, re.S)
+    assert row is not None
+    assert "Your marketing rate</td><td>2</td>" in row.group(1)
+
+
+@pytest.mark.parametrize("typed", ["soon", "0.5", "-3", "1000001"])
+def test_a_marketing_rate_that_is_not_a_whole_number_in_range_is_refused(app, db, team, typed):
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/marketing-rate", data={"csrf_token": csrf, "per_hour": typed}, headers=HTML
+        )
+
+    assert answer.status_code == 422
+    assert "marketing rate: enter a whole number of messages an hour from 1 to 1,000,000" in (
+        answer.text
+    )
+    assert snapshot(db) == before
 
 
 @pytest.mark.parametrize("email", ["-1", "721", "", "nan", "soon"])

@@ -180,23 +180,77 @@ def retry(
             locked_until=None,
             locked_by=None,
             last_error=error,
+            waiting_for=None,
             updated_at=now,
         )
     )
     return JobStatus.PENDING if result.rowcount else None  # type: ignore[attr-defined]
 
 
-def postpone(session: Session, jobs: list[tuple[ClaimedJob, datetime]], *, worker: str) -> None:
-    """Put held jobs back, each due at its time, with the attempt their claim counted
-    given back: they did not run (a send waiting for its sender's room). Jobs whose lease
-    was lost are left to the worker that holds them."""
+def postpone(
+    session: Session, jobs: list[tuple[ClaimedJob, datetime, str | None]], *, worker: str
+) -> None:
+    """Put held jobs back, each due at its time and marked with what it waits for, with
+    the attempt their claim counted given back: they did not run (a send waiting for its
+    sender's room). Jobs whose lease was lost are left to the worker that holds them."""
+    now = utc_now()
     session.connection().execute(
         _postpone_statement(session),
         [
-            {"job": job.id, "until": until, "worker": worker, "now": utc_now()}
-            for job, until in jobs
+            {"job": job.id, "until": until, "cause": cause, "worker": worker, "now": now}
+            for job, until, cause in jobs
         ],
     )
+
+
+def bring_forward(session: Session, *, workspace_id: int, waiting_for: str, now: datetime) -> int:
+    """Make a store's jobs waiting for ``waiting_for`` due now, when what they waited for
+    has changed (the store raised its marketing rate, or resumed): each is prepared again
+    once and decided then. Returns how many."""
+    result = session.connection().execute(
+        update(JOBS)
+        .where(
+            JOBS.c.workspace_id == workspace_id,
+            JOBS.c.status == JobStatus.PENDING,
+            JOBS.c.waiting_for == waiting_for,
+        )
+        .values(due_at=now, waiting_for=None, updated_at=now)
+    )
+    return int(result.rowcount)
+
+
+@dataclass(frozen=True)
+class WaitingJobs:
+    """A store's jobs put back to wait for one thing: how many, and the span of their
+    due times."""
+
+    waiting_for: str
+    count: int
+    first_due: datetime
+    last_due: datetime
+
+
+def waiting_jobs(session: Session, *, workspace_id: int) -> list[WaitingJobs]:
+    """What a store's held jobs wait for, most first."""
+    statement = (
+        select(
+            JOBS.c.waiting_for,
+            func.count(),
+            func.min(JOBS.c.due_at),
+            func.max(JOBS.c.due_at),
+        )
+        .where(
+            JOBS.c.workspace_id == workspace_id,
+            JOBS.c.status == JobStatus.PENDING,
+            JOBS.c.waiting_for.is_not(None),
+        )
+        .group_by(JOBS.c.waiting_for)
+    )
+    found = [
+        WaitingJobs(str(cause), int(count), first, last)
+        for cause, count, first, last in session.execute(statement)
+    ]
+    return sorted(found, key=lambda w: (-w.count, w.waiting_for))
 
 
 def _settle(
@@ -225,6 +279,7 @@ def _settle_statement(dialect: str) -> Any:
         status=bindparam("status"),
         locked_until=None,
         last_error=bindparam("error"),
+        waiting_for=None,
         updated_at=bindparam("now"),
     )
 
@@ -237,6 +292,7 @@ def _postpone_statement(dialect: str) -> Any:
         attempts=JOBS.c.attempts - 1,
         locked_until=None,
         locked_by=None,
+        waiting_for=bindparam("cause"),
         updated_at=bindparam("now"),
     )
 
@@ -255,6 +311,7 @@ def _complete_many_statement(dialect: str) -> Any:
             status=JobStatus.DONE,
             locked_until=None,
             last_error=None,
+            waiting_for=None,
             updated_at=bindparam("now"),
         )
     )

@@ -70,11 +70,15 @@ class Fail:
 @dataclass(frozen=True)
 class Later:
     """Not now, and not a failure: the job waits until ``until`` and its attempt is given
-    back. Returned from ``prepare`` or ``record_batch`` for a job whose send its sender
-    has no room for yet (:mod:`parley.messaging.pace`); nothing is performed for it."""
+    back. Returned from ``prepare`` or ``record_batch`` for a job whose send must wait
+    (its sender has no room yet, :mod:`parley.messaging.pace`; the store paused its
+    marketing); nothing is performed for it."""
 
     until: datetime
     reason: str
+    cause: str | None = None
+    """What it waits for, a short name kept on the job (``jobs.waiting_for``) until it
+    runs: what the store is shown, and how a change of what it waits for finds it."""
 
 
 Outcome = Done | Retry | Fail
@@ -408,7 +412,9 @@ class Worker:
         waiting = [(job, work) for job, work in prepared if isinstance(work, Later)]
         if waiting:
             queue.postpone(
-                session, [(job, later.until) for job, later in waiting], worker=self.name
+                session,
+                [(job, later.until, later.cause) for job, later in waiting],
+                worker=self.name,
             )
             for job, later in waiting:
                 log.debug(

@@ -3,11 +3,12 @@
 When a promotion goes wrong (the wrong price, a test template, the wrong audience) the
 store must be able to stop it at once, and not by deleting it: Courier's customers
 learned in 2023 that a queue which keeps rebuilding cannot be cancelled. Pausing puts
-``workspace.settings["marketing_paused"]`` in place; from the next batch a worker plans,
+``workspace.settings["marketing_paused"]`` in place
+(:func:`parley.messaging.marketing_controls.set_paused`); from the next batch a worker plans,
 every marketing send of the store waits (:class:`~parley.jobs.worker.Later`), nothing
 recorded and nothing dropped, looking again every :data:`RECHECK`. Sends a worker had
-already planned when the switch was pressed (at most one batch) still go. Resuming lets
-the waiting sends go within :data:`RECHECK`, each decided then (consent, quiet hours and
+already planned when the switch was pressed (at most one batch) still go. Resuming brings
+the waiting sends forward, to go in the next batch, each decided then (consent, quiet hours and
 the frequency cap applied as for any send). Order updates never wait.
 """
 
@@ -19,7 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from parley.jobs.worker import Later
+from parley.messaging.types import WaitingFor
 
+SETTING = "marketing_paused"
 RECHECK = timedelta(seconds=30)
 """How often a waiting marketing send looks at the switch again."""
 
@@ -33,7 +36,7 @@ class MarketingPause:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any] | None) -> MarketingPause:
-        found = (settings or {}).get("marketing_paused")
+        found = (settings or {}).get(SETTING)
         if not isinstance(found, dict) or not found.get("since"):
             return cls()
         return cls(since=datetime.fromisoformat(str(found["since"])), by=found.get("by"))
@@ -54,4 +57,5 @@ class MarketingPause:
         return Later(
             now + RECHECK,
             f"marketing paused by the store since {self.since:%Y-%m-%d %H:%M} UTC",
+            WaitingFor.MARKETING_PAUSED,
         )

@@ -22,6 +22,9 @@ are granted before marketing in every batch, so a broadcast's bookings never hol
 order update back. A marketing send that loses its time to one is booked again after
 its lane.
 
+A store may also set its own marketing rate (:mod:`parley.messaging.marketing_rate`),
+paced here the same way on a row of its own and taken before the sender's.
+
 Written here rather than with a rate-limiting library: the ones on PyPI keep their
 counters in memory, Redis or a store of their own, outside the transaction that records
 the send, so a rolled-back send would keep its room and a crash between the two would
@@ -36,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelKind
@@ -45,7 +48,7 @@ from parley.db.scoped import one_of_parameter
 from parley.db.upsert import insert_on, per_dialect
 from parley.jobs.worker import Later
 from parley.messaging.models import SenderPace
-from parley.messaging.types import Purpose
+from parley.messaging.types import Purpose, WaitingFor
 
 PACES = table_of(SenderPace)
 
@@ -85,16 +88,25 @@ def one_unit(text: str) -> int:
 @dataclass(frozen=True)
 class Sender:
     """One paced sender: its key (``whatsapp:<phone_number_id>``), what its provider
-    allows, and what a message costs against that (SMS: its segments)."""
+    allows, and what a message costs against that (SMS: its segments). A store's own
+    marketing rate is paced the same way (:mod:`parley.messaging.marketing_rate`), with
+    its own ``waiting_for`` and reason."""
 
     key: str
     allowance: Allowance
     unit: str = "message"
     cost: Callable[[str], int] = one_unit
+    waiting_for: WaitingFor = WaitingFor.SENDER_PACE
+    reason: str = ""
+    """Why a send it has no room for waits; by default its provider's pace."""
 
     def describe(self) -> str:
         rate = f"{self.allowance.per_second:g}"
         return f"{self.key} takes {rate} {self.unit}{'' if rate == '1' else 's'} a second"
+
+    @property
+    def waiting(self) -> str:
+        return self.reason or f"waiting for the sender's pace: {self.describe()}"
 
 
 @dataclass
@@ -112,6 +124,8 @@ class Want:
     channel: str
     purpose: str
     text: str = ""
+    store: Sender | None = None
+    """The store's own pace for it (a marketing rate), taken before its sender's."""
 
 
 def pace(
@@ -165,29 +179,32 @@ class Pacer:
 
     def take(self, session: Session, wants: Sequence[Want], *, now: datetime) -> list[Later | None]:
         """For each want, in the transaction that records the sends: None when its room
-        is taken and it may go, or when to try it again."""
-        by_sender: dict[str, list[int]] = {}
-        for index, want in enumerate(wants):
-            sender = self.senders.get(ChannelKind(want.channel))
-            if sender is not None:
-                by_sender.setdefault(sender.key, []).append(index)
+        is taken and it may go, or when to try it again.
+
+        A want's store pace is taken first, so a send the store holds back takes no room
+        from the sender every store shares. One the store lets through but its sender
+        then holds has spent the store's room: the store's marketing goes a little slower
+        than its rate, never faster.
+        """
         results: list[Later | None] = [None] * len(wants)
-        if not by_sender:
+        stores = {i: want.store for i, want in enumerate(wants) if want.store is not None}
+        senders = {
+            i: sender
+            for i, want in enumerate(wants)
+            if (sender := self.senders.get(ChannelKind(want.channel))) is not None
+        }
+        if not stores and not senders:
             return results
-        senders = {s.key: s for s in self.senders.values()}
-        ledgers = _lock(session, sorted(by_sender), now=now)
-        for key, indexes in by_sender.items():
-            sender = senders[key]
-            waits = pace(
-                ledgers[key],
-                [(Purpose(wants[i].purpose), sender.cost(wants[i].text)) for i in indexes],
-                sender.allowance,
-                now=now,
-            )
-            reason = f"waiting for the sender's pace: {sender.describe()}"
-            for index, until in zip(indexes, waits, strict=True):
-                if until is not None:
-                    results[index] = Later(until, reason)
+        keys = sorted({sender.key for sender in (*stores.values(), *senders.values())})
+        ledgers = _lock(session, keys, now=now)
+        _grant(ledgers, stores, wants, results, now=now)
+        _grant(
+            ledgers,
+            {i: s for i, s in senders.items() if results[i] is None},
+            wants,
+            results,
+            now=now,
+        )
         session.connection().execute(
             _write(session),
             [
@@ -202,6 +219,39 @@ class Pacer:
             ],
         )
         return results
+
+
+def _grant(
+    ledgers: Mapping[str, Ledger],
+    paced: Mapping[int, Sender],
+    wants: Sequence[Want],
+    results: list[Later | None],
+    *,
+    now: datetime,
+) -> None:
+    """Pace each of ``paced``'s wants (by index) against its sender's ledger, in the order
+    given; a want with no room gets its :class:`Later` in ``results``."""
+    by_key: dict[str, list[int]] = {}
+    for index, sender in paced.items():
+        by_key.setdefault(sender.key, []).append(index)
+    for key, indexes in by_key.items():
+        sender = paced[indexes[0]]
+        waits = pace(
+            ledgers[key],
+            [(Purpose(wants[i].purpose), sender.cost(wants[i].text)) for i in indexes],
+            sender.allowance,
+            now=now,
+        )
+        for index, until in zip(indexes, waits, strict=True):
+            if until is not None:
+                results[index] = Later(until, sender.waiting, sender.waiting_for)
+
+
+def rest(session: Session, key: str) -> None:
+    """Forget what one sender has spent and booked: it starts rested, as when first seen.
+    For a store's marketing rate the store changed, whose waiting sends are then booked
+    again at the new rate."""
+    session.connection().execute(delete(PACES).where(PACES.c.sender == key))
 
 
 def _lock(session: Session, keys: list[str], *, now: datetime) -> dict[str, Ledger]:

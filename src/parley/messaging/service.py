@@ -52,6 +52,7 @@ from parley.messaging.context import template_context
 from parley.messaging.frequency import FrequencyCaps
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.marketing_pause import MarketingPause
+from parley.messaging.marketing_rate import MarketingRate
 from parley.messaging.models import (
     AttemptOutcome,
     Author,
@@ -60,14 +61,21 @@ from parley.messaging.models import (
     Message,
     MessageStatus,
 )
-from parley.messaging.pace import Pacer, Want
+from parley.messaging.pace import Pacer, Sender, Want
 from parley.messaging.policy import Decision, decide
 from parley.messaging.quiet_hours import QUIET_CHANNELS, QuietHours
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
-from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
+from parley.messaging.types import (
+    DEFAULT_CHANNEL_PREFERENCES,
+    MessageType,
+    Purpose,
+    WaitingFor,
+)
 from parley.workspaces.models import Workspace
 
 MESSAGES = table_of(Message)
+NO_SENDERS = Pacer()
+"""No provider's sender paced: only a store's own marketing rate is."""
 ATTEMPTS = table_of(DeliveryAttempt)
 OPTED_OUT_CODES: dict[tuple[str, str], tuple[Purpose, ...]] = {
     # Twilio: the number replied STOP to the sending number, and carriers block every
@@ -112,6 +120,8 @@ class UnrecordedSend:
     row: dict[str, Any]
     sender_name: str
     status_callback_url: str | None
+    store_pace: Sender | None = None
+    """The store's marketing rate, for a marketing send of a store that set one."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,8 @@ class QueuedSend:
     status_callback_url: str | None
     is_human_agent: bool = False
     """An Instagram reply by a person past the 24-hour window, decided at send time."""
+    store_pace: Sender | None = None
+    """The store's marketing rate, for a marketing send of a store that set one."""
 
 
 class Result(StrEnum):
@@ -185,6 +197,7 @@ def plan_message(
             now=now,
             sender_name=workspace.name,
             status_callback_url=status_callback_url(outbox, workspace, existing.channel),
+            store_pace=_store_pace(workspace, str(existing.purpose)),
         )
     row = {
         **blank_row(workspace_id=workspace.id, now=now),
@@ -262,7 +275,16 @@ def plan_message(
         row=row,
         sender_name=workspace.name,
         status_callback_url=status_callback_url(outbox, workspace, decision.channel),
+        store_pace=_store_pace(workspace, purpose),
     )
+
+
+def _store_pace(workspace: Workspace, purpose: str) -> Sender | None:
+    """The store's marketing rate for a marketing send, if it set one
+    (:mod:`parley.messaging.marketing_rate`)."""
+    if purpose != Purpose.MARKETING:
+        return None
+    return MarketingRate.of(workspace.settings).sender(workspace.id)
 
 
 def _paused(workspace: Workspace, purpose: str, now: datetime) -> Later | None:
@@ -289,6 +311,7 @@ def _quiet(
         opens,
         f"quiet hours: marketing on {channel} waits until "
         f"{opens.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}",
+        WaitingFor.QUIET_HOURS,
     )
 
 
@@ -384,16 +407,13 @@ def record_sends(
     pacer: Pacer | None = None,
 ) -> list[PreparedSend | Later | None]:
     """Record each send ``sending`` (new messages all in one go), where its sender has
-    room (``pacer``): for each, the send to perform; :class:`Later` when its sender has
-    none now, with nothing written for it; or None where a new message's key exists
+    room (``pacer``) and, for marketing, the store's own rate does: for each, the send to
+    perform; :class:`Later` when either has none now, with nothing written for it; or
+    None where a new message's key exists
     already (a racing worker recorded it, or the same key came twice in the list: only
     the first is recorded)."""
     now = utc_now()
-    waits: list[Later | None] = (
-        pacer.take(session, [_want(send) for send in sends], now=now)
-        if pacer is not None
-        else [None] * len(sends)
-    )
+    waits = (pacer or NO_SENDERS).take(session, [_want(send) for send in sends], now=now)
     results: list[PreparedSend | Later | None] = list(waits)
     new = [
         (index, send)
@@ -439,9 +459,9 @@ def record_sends(
 def _want(send: UnrecordedSend | QueuedSend) -> Want:
     if isinstance(send, QueuedSend):
         message = send.message
-        return Want(str(message.channel), str(message.purpose), message.body or "")
+        return Want(str(message.channel), str(message.purpose), message.body or "", send.store_pace)
     row = send.row
-    return Want(str(row["channel"]), str(row["purpose"]), row["body"] or "")
+    return Want(str(row["channel"]), str(row["purpose"]), row["body"] or "", send.store_pace)
 
 
 def record_skipped(
@@ -595,11 +615,17 @@ def _resume(
     now: datetime,
     sender_name: str,
     status_callback_url: str | None,
+    store_pace: Sender | None,
 ) -> QueuedSend | None:
     """The send a keyed message still owes: a ``queued`` one is sent (once recorded);
     one left ``sending`` is held for review; any other is decided already."""
     if message.status == MessageStatus.QUEUED:
-        return QueuedSend(message, sender_name=sender_name, status_callback_url=status_callback_url)
+        return QueuedSend(
+            message,
+            sender_name=sender_name,
+            status_callback_url=status_callback_url,
+            store_pace=store_pace,
+        )
     if message.status == MessageStatus.SENDING:
         hold_interrupted(session, message, now=now)
     return None

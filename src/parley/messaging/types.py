@@ -42,6 +42,20 @@ class Purpose(StrEnum):
     MARKETING = "marketing"
 
 
+class WaitingFor(StrEnum):
+    """What a send put back without going waits for (``jobs.waiting_for``), shown to the
+    store beside how many wait. Stored values: never rename."""
+
+    MARKETING_PAUSED = "marketing_paused"
+    """The store pressed its kill switch (:mod:`parley.messaging.marketing_pause`)."""
+    QUIET_HOURS = "quiet_hours"
+    """The customer's quiet hours (:mod:`parley.messaging.quiet_hours`)."""
+    MARKETING_RATE = "marketing_rate"
+    """The store's own marketing rate (:mod:`parley.messaging.marketing_rate`)."""
+    SENDER_PACE = "sender_pace"
+    """What the provider takes from the sender (:mod:`parley.messaging.pace`)."""
+
+
 EMAIL, SMS, WHATSAPP = ChannelKind.EMAIL, ChannelKind.SMS, ChannelKind.WHATSAPP
 
 DEFAULT_CHANNEL_PREFERENCES: dict[MessageType, tuple[ChannelKind, ...]] = {

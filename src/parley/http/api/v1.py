@@ -7,6 +7,7 @@ scopes every query by it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -25,10 +26,13 @@ from parley.db import Database
 from parley.db.group_commit import group_commit
 from parley.errors import Conflict, Invalid, NotFound, Unauthenticated, describe_problems
 from parley.http.responses import EXCEPTION_HANDLERS
+from parley.http.web.security import client_ip
 from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.journeys import service as journeys
-from parley.messaging import catalog
+from parley.messaging import catalog, marketing_controls
+from parley.messaging.marketing_controls import Actor
+from parley.messaging.marketing_rate import MarketingRate
 from parley.messaging.models import Message
 from parley.messaging.types import MessageType
 from parley.privacy import service as privacy
@@ -68,6 +72,14 @@ class PrivacyRequestIn(BaseModel):
     customer: PrivacyCustomerIn
     orders: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
         default_factory=list, max_length=10_000, description="Your order ids it also covers"
+    )
+
+
+class MarketingRateIn(BaseModel):
+    """The store's marketing rate; null lifts it."""
+
+    per_hour: int | None = Field(
+        default=None, description="At most this many marketing messages an hour"
     )
 
 
@@ -299,9 +311,68 @@ def _job_out(job: Job) -> dict[str, Any]:
         "payload": job.payload,
         "attempts": job.attempts,
         "last_error": job.last_error,
+        "waiting_for": job.waiting_for,
         "due_at": job.due_at.isoformat(),
         "updated_at": job.updated_at.isoformat(),
     }
+
+
+def _add_marketing_routes(api: FastAPI) -> None:
+    """The store's kill switch and marketing rate, for its own tools and runbooks: the
+    same controls as Settings → General, audited as made by the API."""
+
+    def change(
+        request: Request, api_key: str, set_control: Callable[[Session, Workspace, Actor], bool]
+    ) -> dict[str, Any]:
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            set_control(session, workspace, Actor(API_REVIEWER, ip=client_ip(request)))
+            return marketing_controls.controls_of(session, workspace).as_json()
+
+    @api.get("/marketing")
+    def marketing(request: Request, api_key: Annotated[str, Depends(_api_key)]) -> dict[str, Any]:
+        """Whether the store's marketing is paused, its rate, and its sends waiting, by
+        what they wait for."""
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            return marketing_controls.controls_of(session, workspace).as_json()
+
+    def switch(request: Request, api_key: str, *, paused: bool) -> dict[str, Any]:
+        return change(
+            request,
+            api_key,
+            lambda s, w, actor: marketing_controls.set_paused(
+                s, w, paused=paused, actor=actor, now=utc_now()
+            ),
+        )
+
+    @api.post("/marketing/pause")
+    def pause_marketing(
+        request: Request, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        """Hold every marketing send of the store from the next batch; order updates go."""
+        return switch(request, api_key, paused=True)
+
+    @api.post("/marketing/resume")
+    def resume_marketing(
+        request: Request, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        """Let the held marketing go, each send decided in the next batch."""
+        return switch(request, api_key, paused=False)
+
+    @api.put("/marketing/rate")
+    def set_marketing_rate(
+        request: Request, rate: MarketingRateIn, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        """Set or lift the store's marketing rate; sends waiting for it are re-planned."""
+        wanted = MarketingRate(rate.per_hour)
+        return change(
+            request,
+            api_key,
+            lambda s, w, actor: marketing_controls.set_rate(
+                s, w, wanted, actor=actor, now=utc_now()
+            ),
+        )
 
 
 def _add_privacy_routes(api: FastAPI) -> None:
@@ -442,6 +513,7 @@ def create_api() -> FastAPI:
             return {"job": _job_out(queue.redrive(session, job_id, workspace_id=workspace.id))}
 
     _add_privacy_routes(api)
+    _add_marketing_routes(api)
 
     @api.get("/journeys")
     def list_journeys(

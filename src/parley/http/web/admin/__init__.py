@@ -21,6 +21,7 @@ def admin_routes() -> list[BaseRoute]:
         Route("/admin/quiet-hours", general.save_quiet_hours, methods=["POST"]),
         Route("/admin/frequency-caps", general.save_frequency_caps, methods=["POST"]),
         Route("/admin/marketing-pause", general.save_marketing_pause, methods=["POST"]),
+        Route("/admin/marketing-rate", general.save_marketing_rate, methods=["POST"]),
         Route("/admin/policies", general.policies_page, methods=["GET"]),
         Route("/admin/policies", general.save_policies, methods=["POST"]),
         Route("/admin/channels", channels.channels_page, methods=["GET"]),

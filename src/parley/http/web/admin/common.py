@@ -17,6 +17,8 @@ NOTICES = {
     "quiet_hours": "Quiet hours saved. Marketing texts due outside them wait for the morning.",
     "frequency_caps": "Frequency caps saved. Marketing past them is skipped, with the reason.",
     "marketing_pause": "Marketing switch saved: the banner above says where it stands.",
+    "marketing_rate": "Marketing rate saved. Messages already waiting for it are re-planned "
+    "at the new rate.",
     "connected": "Channel connected. Its secrets are stored encrypted and will not be shown again.",
     "replaced": "Secrets replaced. The new values will not be shown again.",
     "paused": "Channel paused: its webhooks are refused until you resume it.",

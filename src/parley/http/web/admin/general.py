@@ -19,9 +19,17 @@ from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
 from parley.messaging import postal_address
 from parley.messaging.frequency import DEFAULT_HOURS, FrequencyCaps
-from parley.messaging.marketing_pause import MarketingPause
+from parley.messaging.marketing_controls import MarketingControls, controls_of
 from parley.messaging.quiet_hours import QuietHours
+from parley.messaging.types import WaitingFor
 from parley.workspaces.models import Workspace
+
+WAITING_LABELS = {
+    WaitingFor.MARKETING_PAUSED: "Marketing paused (above)",
+    WaitingFor.QUIET_HOURS: "Customers' quiet hours",
+    WaitingFor.MARKETING_RATE: "Your marketing rate",
+    WaitingFor.SENDER_PACE: "What the provider takes from your number (order updates first)",
+}
 
 
 @lru_cache(maxsize=1)
@@ -31,16 +39,17 @@ def _timezones() -> list[str]:
 
 async def general_page(request: Request) -> Response:
     """``GET /admin``: name, site, support address, time zone and quiet hours."""
-    login = admin(request)
-    workspace = await in_transaction(
-        db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
-    )
-    return _general(request, workspace)
+    return await _general(request, admin(request))
 
 
-def _general(
-    request: Request, workspace: Workspace, *, error: str | None = None, status_code: int = 200
+async def _general(
+    request: Request, login: Login, *, error: str | None = None, status_code: int = 200
 ) -> Response:
+    def read(session: Session) -> tuple[Workspace, MarketingControls]:
+        workspace = session.get_one(Workspace, login.workspace_id)
+        return workspace, controls_of(session, workspace)
+
+    workspace, controls = await in_transaction(db_of(request), read)
     return page(
         request,
         "admin/general.html",
@@ -51,7 +60,10 @@ def _general(
         timezones=_timezones(),
         quiet=QuietHours.of(workspace.settings),
         caps=FrequencyCaps.of(workspace.settings).hours,
-        pause=MarketingPause.of(workspace.settings),
+        pause=controls.pause,
+        rate=controls.rate,
+        waiting=controls.waiting,
+        waiting_labels=WAITING_LABELS,
         postal=postal_address.of(workspace.settings),
     )
 
@@ -63,10 +75,7 @@ async def _saved(
     try:
         await in_transaction(db_of(request), save)
     except Invalid as exc:
-        workspace = await in_transaction(
-            db_of(request), lambda s: s.get_one(Workspace, login.workspace_id)
-        )
-        return _general(request, workspace, error=exc.message, status_code=exc.status_code)
+        return await _general(request, login, error=exc.message, status_code=exc.status_code)
     return done("/admin", notice)
 
 
@@ -185,3 +194,16 @@ async def save_marketing_pause(request: Request) -> Response:
         )
 
     return await _saved(request, login, save, "marketing_pause")
+
+
+async def save_marketing_rate(request: Request) -> Response:
+    """``POST /admin/marketing-rate``: messages an hour, empty for no limit."""
+    login = admin(request)
+    form = await request.form()
+
+    def save(session: Session) -> None:
+        store.set_marketing_rate(
+            session, login=login, per_hour=text(form, "per_hour", 20), ip=client_ip(request)
+        )
+
+    return await _saved(request, login, save, "marketing_rate")

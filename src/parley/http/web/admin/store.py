@@ -27,9 +27,10 @@ from parley.jobs import queue
 from parley.journeys import service as journeys
 from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
 from parley.journeys.models import Journey
-from parley.messaging import catalog, postal_address
+from parley.messaging import catalog, marketing_controls, postal_address
 from parley.messaging.frequency import MAX_HOURS, FrequencyCaps
-from parley.messaging.marketing_pause import MarketingPause
+from parley.messaging.marketing_controls import Actor
+from parley.messaging.marketing_rate import MarketingRate
 from parley.messaging.quiet_hours import QuietHours
 from parley.messaging.templates import (
     RenderedContent,
@@ -127,16 +128,32 @@ def set_marketing_paused(session: Session, *, login: Login, paused: bool, ip: st
     """Press the store's kill switch for marketing, or release it
     (:mod:`parley.messaging.marketing_pause`); audited as its own action."""
     require_admin(login)
-    workspace = session.get_one(Workspace, login.workspace_id)
-    current = MarketingPause.of(workspace.settings)
-    if current.is_paused == paused:
-        return
-    now = utc_now()
-    pause = MarketingPause(since=now, by=login.email) if paused else MarketingPause()
-    workspace.settings = {**(workspace.settings or {}), "marketing_paused": pause.as_settings()}
-    action = "marketing_paused" if paused else "marketing_resumed"
-    detail = {} if paused else {"paused_since": current.as_settings()}
-    audit_as(session, login, action, now=now, ip=ip, detail=detail)
+    marketing_controls.set_paused(
+        session,
+        session.get_one(Workspace, login.workspace_id),
+        paused=paused,
+        actor=_actor(login, ip),
+        now=utc_now(),
+    )
+
+
+def set_marketing_rate(session: Session, *, login: Login, per_hour: str, ip: str) -> MarketingRate:
+    """The store's own marketing rate, as typed (empty: no limit); the sends waiting for
+    the old one are booked again (:mod:`parley.messaging.marketing_rate`)."""
+    require_admin(login)
+    rate = MarketingRate.parse(per_hour)
+    marketing_controls.set_rate(
+        session,
+        session.get_one(Workspace, login.workspace_id),
+        rate,
+        actor=_actor(login, ip),
+        now=utc_now(),
+    )
+    return rate
+
+
+def _actor(login: Login, ip: str) -> Actor:
+    return Actor(email=login.email, user_id=login.user_id, ip=ip)
 
 
 def _save_setting(
