@@ -4,24 +4,38 @@ their morning, in their own zone, across daylight-saving changes; order updates 
 from __future__ import annotations
 
 import zoneinfo
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from parley.channels.base import ChannelKind
 from parley.clock import zone_of
 from parley.customers import service as customers
-from parley.customers.models import Customer
+from parley.customers.identity import timezone_for_phone, timezones_for_phone
+from parley.customers.models import Customer, CustomerIdentity
+from parley.demo.simulate import order_lifecycle
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.engine import ADVANCE
 from parley.messaging.models import Message
-from parley.messaging.quiet_hours import QuietHours
+from parley.messaging.quiet_hours import NoSharedWindow, QuietHours
 from parley.workspaces.models import Workspace
-from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed, to_lane
+from support import (
+    SECRET,
+    deliveries,
+    drain,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+    shopper,
+    to_lane,
+)
 
 NEW_YORK = ZoneInfo("America/New_York")
 US = QuietHours()
@@ -72,7 +86,57 @@ def test_the_zone_is_the_customers_then_the_stores_then_utc():
     assert zone_of("Not/AZone", None).key == "UTC"
 
 
+BOISE, LOS_ANGELES = ZoneInfo("America/Boise"), ZoneInfo("America/Los_Angeles")
+IDAHO = "+12085550100"
+"""A number whose area code (208, Idaho) spans Mountain and Pacific time."""
+
+
+@pytest.mark.parametrize(
+    ("now", "opens"),
+    [
+        # 8:30 in Boise is 7:30 in Los Angeles: wait for 8:00 there.
+        ("2026-06-10T08:30:00-06:00", "2026-06-10T08:00:00-07:00"),
+        ("2026-06-10T09:00:00-06:00", None),
+        # 20:30 in Boise is 19:30 in Los Angeles: open in both.
+        ("2026-06-10T20:30:00-06:00", None),
+        # 21:10 in Boise is closed there: the next morning, when Los Angeles opens too.
+        ("2026-06-10T21:10:00-06:00", "2026-06-11T08:00:00-07:00"),
+    ],
+)
+def test_a_number_spanning_two_zones_waits_until_the_window_is_open_in_both(now, opens):
+    assert US.next_opening_everywhere(at(now), [BOISE, LOS_ANGELES]) == (
+        at(opens) if opens else None
+    )
+
+
+def test_zones_that_never_share_an_open_hour_are_said_to():
+    narrow = QuietHours(opens=9, closes=10)
+
+    with pytest.raises(NoSharedWindow, match="America/Boise, Asia/Tokyo"):
+        narrow.next_opening_everywhere(
+            at("2026-06-10T08:00:00-06:00"), [BOISE, ZoneInfo("Asia/Tokyo")]
+        )
+
+
+def test_a_numbers_zones_are_every_zone_of_its_area():
+    assert timezones_for_phone(IDAHO) == ("America/Boise", "America/Los_Angeles")
+    assert timezone_for_phone(IDAHO) is None
+    assert timezones_for_phone("+12025550143") == ("America/New_York",)
+    assert timezones_for_phone("not a number") == ()
+    assert timezones_for_phone(None) == ()
+
+
 ZONES = sorted(zoneinfo.available_timezones() - {"Factory", "localtime"})
+NEIGHBOURS = [
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Boise",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "Europe/London",
+]
 WINDOWS = st.tuples(st.integers(0, 23), st.integers(1, 24)).filter(lambda w: w[0] < w[1])
 
 
@@ -107,6 +171,42 @@ def test_a_deferred_text_lands_at_the_first_allowed_moment_whatever_the_zone_and
     step = instant.replace(minute=instant.minute - instant.minute % 15, second=0, microsecond=0)
     while (step := step + timedelta(minutes=15)) < opens:
         assert not hours.allows(step, place)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    instant=st.datetimes(
+        min_value=datetime(2020, 1, 1),  # noqa: DTZ001 - hypothesis bounds are naive
+        max_value=datetime(2035, 1, 1),  # noqa: DTZ001
+        timezones=st.just(UTC),
+    ),
+    zones=st.lists(st.sampled_from(NEIGHBOURS), min_size=1, max_size=3, unique=True),
+    window=WINDOWS,
+    sundays=st.booleans(),
+)
+def test_a_text_to_several_possible_zones_lands_at_the_first_moment_all_allow(
+    instant, zones, window, sundays
+):
+    hours = QuietHours(opens=window[0], closes=window[1], sundays=sundays)
+    places = [ZoneInfo(zone) for zone in zones]
+    try:
+        opens = hours.next_opening_everywhere(instant, places)
+    except NoSharedWindow:
+        opens = False
+    step = instant.replace(minute=instant.minute - instant.minute % 15, second=0, microsecond=0)
+    if opens is False:
+        # No quarter hour of the next week is open everywhere.
+        end = instant + timedelta(days=8)
+        while (step := step + timedelta(minutes=15)) < end:
+            assert not all(hours.allows(step, place) for place in places)
+        return
+    if all(hours.allows(instant, place) for place in places):
+        assert opens is None
+        return
+    assert opens is not None
+    assert all(hours.allows(opens, place) for place in places)
+    while (step := step + timedelta(minutes=15)) < opens:
+        assert not all(hours.allows(step, place) for place in places)
 
 
 # --- through the journey engine ----------------------------------------------------------
@@ -183,3 +283,41 @@ def test_the_stores_own_window_applies(db, frozen_clock, grace_takes_marketing_t
     adapters = recording_adapters()
     drain(make_worker(db, adapters))
     assert len(adapters[ChannelKind.SMS].sent) == 1
+
+
+def test_a_marketing_text_to_a_number_spanning_zones_waits_for_the_later_morning(
+    db, frozen_clock, grace_takes_marketing_texts
+):
+    """Grace's number is Idaho's (Mountain and Pacific time) and her zone is unknown: at
+    8:30 in Boise it is 7:30 where she may be, so her text waits for 8:00 Pacific."""
+    with db.transaction() as session:
+        grace = session.scalar(select(Customer).where(Customer.email == "grace@example.com"))
+        grace.timezone = None
+        session.execute(
+            update(CustomerIdentity)
+            .where(CustomerIdentity.customer_id == grace.id, CustomerIdentity.kind == "phone")
+            .values(value=IDAHO)
+        )
+    to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
+    frozen_clock.advance(at("2026-03-03T08:30:00-07:00") - frozen_clock())
+    placed, dispatched, *_ = order_lifecycle(
+        secret=SECRET,
+        order_id=501,
+        number=1501,
+        shopper=replace(shopper("Grace"), phone=IDAHO),
+        start=frozen_clock(),
+    )
+    post(db, placed)
+    post(db, dispatched)
+    adapters = recording_adapters()
+    drain(make_worker(db, adapters))
+
+    assert adapters[ChannelKind.SMS].sent == []
+    [waiting] = rows(db, Job, Job.status == JobStatus.PENDING, Job.kind == ADVANCE)
+    assert waiting.due_at == at("2026-03-03T08:00:00-08:00")
+    assert waiting.waiting_for == "quiet_hours"
+
+    frozen_clock.advance(at("2026-03-03T08:00:00-08:00") - frozen_clock())
+    drain(make_worker(db, adapters))
+    [sms] = adapters[ChannelKind.SMS].sent
+    assert sms.to == IDAHO

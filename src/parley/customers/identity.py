@@ -40,9 +40,16 @@ def normalise_phone(value: str | None, *, country_code: str | None = None) -> st
 
 def timezone_for_phone(e164: str | None) -> str | None:
     """The IANA zone a number belongs to, when it has exactly one."""
+    zones = timezones_for_phone(e164)
+    return zones[0] if len(zones) == 1 else None
+
+
+def timezones_for_phone(e164: str | None) -> tuple[str, ...]:
+    """Every IANA zone a number's area may be in (none when unknown or not a number)."""
     if not e164:
-        return None
-    zones = phone_timezones.time_zones_for_number(phonenumbers.parse(e164))
-    if len(zones) == 1 and zones[0] != "Etc/Unknown":
-        return zones[0]
-    return None
+        return ()
+    try:
+        zones = phone_timezones.time_zones_for_number(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return ()
+    return tuple(zone for zone in zones if zone != "Etc/Unknown")

@@ -10,13 +10,15 @@ what the customer is waiting for, and email does not wake anyone. A send that fa
 the quiet hours is not dropped: its job waits until the window next opens in the
 customer's zone and the message is decided then (:class:`~parley.jobs.worker.Later`).
 The zone is the customer's (from the store's platform, or from a phone number that has
-only one), else the store's. Times are computed with ``zoneinfo`` on the local calendar,
-so a daylight-saving change neither skips nor repeats an opening (RELIABILITY J4).
+only one); for a text to a number whose area spans several zones, and no zone of the
+customer's own, the window must be open in all of them; else the store's zone. Times are
+computed with ``zoneinfo`` on the local calendar, so a daylight-saving change neither
+skips nor repeats an opening (RELIABILITY J4).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -65,8 +67,27 @@ class QuietHours:
         opens there."""
         if self.allows(now, zone):
             return None
+        return next(self._openings(now, zone))
+
+    def next_opening_everywhere(self, now: datetime, zones: Sequence[ZoneInfo]) -> datetime | None:
+        """None while the window is open in every one of ``zones``; otherwise the first
+        instant (UTC) it is open in all of them, for a customer who could be in any: a
+        phone number whose area spans two zones (RELIABILITY S8 goes by where the
+        customer is). Such a moment starts at one zone's opening, so those are the only
+        candidates. :class:`NoSharedWindow` when the zones never share an open moment (a
+        window shorter than the hours between them)."""
+        if all(self.allows(now, zone) for zone in zones):
+            return None
+        candidates = sorted({opening for zone in zones for opening in self._openings(now, zone)})
+        for candidate in candidates:
+            if all(self.allows(candidate, zone) for zone in zones):
+                return candidate
+        raise NoSharedWindow(", ".join(zone.key for zone in zones))
+
+    def _openings(self, now: datetime, zone: ZoneInfo) -> Iterator[datetime]:
+        """The window's openings in ``zone`` after ``now``, over the next week and a day."""
         today = now.astimezone(zone).date()
-        for days in range(8):
+        for days in range(9):
             day = today + timedelta(days=days)
             if not self.sundays and day.weekday() == SUNDAY:
                 continue
@@ -74,5 +95,8 @@ class QuietHours:
             # as the same instant an hour on, which the window still contains.
             opening = datetime.combine(day, time(self.opens), tzinfo=zone).astimezone(UTC)
             if opening > now:
-                return opening
-        raise AssertionError("a window that opens every week opens within eight days")
+                yield opening
+
+
+class NoSharedWindow(ValueError):
+    """The store's window is never open in all of a customer's possible zones at once."""

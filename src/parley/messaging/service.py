@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -34,6 +35,7 @@ from parley.channels.base import (
 from parley.clock import utc_now, zone_of
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
+from parley.customers.identity import timezones_for_phone
 from parley.customers.models import Customer
 from parley.db.base import table_of
 from parley.db.scoped import one_of
@@ -63,7 +65,7 @@ from parley.messaging.models import (
 )
 from parley.messaging.pace import Pacer, Sender, Want
 from parley.messaging.policy import Decision, decide
-from parley.messaging.quiet_hours import QUIET_CHANNELS, QuietHours
+from parley.messaging.quiet_hours import QUIET_CHANNELS, NoSharedWindow, QuietHours
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
 from parley.messaging.types import (
     DEFAULT_CHANNEL_PREFERENCES,
@@ -187,7 +189,12 @@ def plan_message(
     if existing is not None:
         if existing.status == MessageStatus.QUEUED:
             wait = _paused(workspace, str(existing.purpose), now) or _quiet(
-                workspace, customer, str(existing.purpose), existing.channel, now
+                workspace,
+                customer,
+                str(existing.purpose),
+                existing.channel,
+                existing.recipient,
+                now,
             )
             if wait is not None:
                 return wait
@@ -229,7 +236,7 @@ def plan_message(
             session, row, insert_message(session, {**row, "status_reason": decision.skip_reason})
         )
         return None
-    wait = _quiet(workspace, customer, purpose, decision.channel, now)
+    wait = _quiet(workspace, customer, purpose, decision.channel, decision.recipient, now)
     if wait is not None:
         return wait
     capped = _capped(session, workspace, customer, purpose, decision.channel, idempotency_key, now)
@@ -296,23 +303,42 @@ def _paused(workspace: Workspace, purpose: str, now: datetime) -> Later | None:
 
 
 def _quiet(
-    workspace: Workspace, customer: Customer, purpose: str, channel: str | None, now: datetime
+    workspace: Workspace,
+    customer: Customer,
+    purpose: str,
+    channel: str | None,
+    recipient: str | None,
+    now: datetime,
 ) -> Later | None:
     """A marketing text due in the customer's quiet hours waits for them to end, nothing
     recorded (:mod:`parley.messaging.quiet_hours`)."""
     if purpose != Purpose.MARKETING or channel not in QUIET_CHANNELS:
         return None
-    zone = zone_of(customer.timezone, workspace.timezone)
     hours = QuietHours.of(workspace.settings)
-    opens = hours.next_opening(now, zone)
+    zones = _zones(workspace, customer, recipient)
+    try:
+        opens = hours.next_opening_everywhere(now, zones)
+    except NoSharedWindow:
+        zones = [zone_of(workspace.timezone)]
+        opens = hours.next_opening(now, zones[0])
     if opens is None:
         return None
     return Later(
         opens,
         f"quiet hours: marketing on {channel} waits until "
-        f"{opens.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}",
+        + ", ".join(f"{opens.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}" for zone in zones),
         WaitingFor.QUIET_HOURS,
     )
+
+
+def _zones(workspace: Workspace, customer: Customer, recipient: str | None) -> list[ZoneInfo]:
+    """Where the customer may be: their own zone; else every zone of the number a text
+    goes to, when it has several (its only one is their zone already); else the store's."""
+    if not customer.timezone:
+        found = timezones_for_phone(recipient)
+        if len(found) > 1:
+            return [zone_of(name) for name in found]
+    return [zone_of(customer.timezone, workspace.timezone)]
 
 
 def _capped(
