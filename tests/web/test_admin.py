@@ -527,7 +527,7 @@ def test_the_sends_waiting_are_shown_by_what_they_wait_for(app, db, team):
 
     row = re.search(r'<tr data-waiting="marketing_rate">(.*?)</tr>', page.text, re.S)
     assert row is not None
-    assert "Your marketing rate</td><td>2</td>" in row.group(1)
+    assert "Its turn at the store&#39;s marketing rate</td><td>2</td>" in row.group(1)
 
 
 @pytest.mark.parametrize("typed", ["soon", "0.5", "-3", "1000001"])

@@ -11,13 +11,17 @@ from sqlalchemy import select, update
 
 from parley.accounts.models import AuditEntry, User
 from parley.channels.base import ChannelKind
+from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import merges
 from parley.customers.models import Customer, CustomerIdentity, CustomerMerge
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun, RunStatus
 from parley.live.models import LiveEvent
+from parley.messaging import marketing_controls
+from parley.messaging.marketing_controls import Actor
 from parley.messaging.models import Message, MessageStatus
+from parley.workspaces.models import Workspace
 from support import (
     all_adapters,
     count,
@@ -27,6 +31,7 @@ from support import (
     inbox_worker,
     post,
     rows,
+    to_lane,
 )
 from web_support import AGENT, browser, seed_team, sign_in, web_app
 
@@ -129,6 +134,45 @@ def test_sidebar_shows_identities_consent_orders_tracking_and_upcoming(
     assert 'data-test="merges"' in html
     assert "loyalty" not in html.lower()
     assert "recommendation" not in html.lower()
+
+
+def test_a_scheduled_send_held_back_says_what_it_waits_for(app, db, frozen_clock, tmp_path):
+    to_lane(db, "satisfaction_check", "marketing")
+    received, worker, _ = _ada_with_a_delivered_order(db, tmp_path)
+    with db.transaction() as session:
+        marketing_controls.set_paused(
+            session,
+            session.get_one(Workspace, 1),
+            paused=True,
+            actor=Actor("admin@demo.parley.test"),
+            now=utc_now(),
+        )
+    frozen_clock.advance(timedelta(days=1, minutes=1))
+    drain(worker)
+    job = _pending_satisfaction_job(db)
+
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        upcoming = _section(_sidebar(client, received.conversation_id).text, "upcoming")
+
+    assert job.waiting_for == "marketing_paused"
+    assert count(db, Message, SATISFACTION) == 0
+    assert f'data-job-id="{job.id}"' in upcoming
+    assert (
+        '<span class="hint sb-note" data-test="held">'
+        "Held back: waiting for the store to resume marketing</span>"
+    ) in upcoming
+
+
+def test_a_scheduled_send_not_yet_due_says_nothing_of_being_held(app, db, frozen_clock, tmp_path):
+    received, _, _ = _ada_with_a_delivered_order(db, tmp_path)
+
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        upcoming = _section(_sidebar(client, received.conversation_id).text, "upcoming")
+
+    assert 'data-test="held"' not in upcoming
+    assert 'data-test="upcoming-send"' in upcoming
 
 
 def test_cancelling_an_upcoming_send_means_it_never_goes_out(app, db, frozen_clock, tmp_path):

@@ -51,6 +51,9 @@ class UpcomingSend:
     """Where the policy would send it if it went now; None when no channel would take it."""
     channel_note: str
     message_key: str
+    waiting_for: str | None = None
+    """What the send, due already, was put back to wait for (``jobs.waiting_for``): the
+    store's pause, the customer's quiet hours, the store's marketing rate."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ def _describe(
         channel=None if stale else decision.channel,
         channel_note=stale or ("" if decision.channel else decision.skip_reason),
         message_key=_message_key(item),
+        waiting_for=item.job.waiting_for,
     )
 
 

@@ -19,6 +19,7 @@ from parley.accounts.service import Login, require_admin
 from parley.clock import utc_now
 from parley.db import Database
 from parley.http.web.sessions import CookieNames
+from parley.messaging.types import WaitingFor
 
 
 class SignInRequired(Exception):
@@ -52,6 +53,19 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%d %b %Y, %H:%M UTC") if moment else ""
 
 
+WAITING_FOR: dict[str, str] = {
+    WaitingFor.MARKETING_PAUSED: "the store to resume marketing",
+    WaitingFor.QUIET_HOURS: "the customer's quiet hours to end",
+    WaitingFor.MARKETING_RATE: "its turn at the store's marketing rate",
+    WaitingFor.SENDER_PACE: "room at the provider (order updates first)",
+}
+"""What a send put back without going waits for (``jobs.waiting_for``), in words."""
+
+
+def _waiting_for(code: str | None) -> str:
+    return WAITING_FOR.get(code or "", code or "")
+
+
 ENV = Environment(
     loader=PackageLoader("parley.http.web", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -62,6 +76,7 @@ ENV = Environment(
 ENV.filters["ago"] = _ago
 ENV.filters["until"] = _until
 ENV.filters["when"] = _when
+ENV.filters["waiting_for"] = _waiting_for
 
 
 def db_of(request: Request) -> Database:

@@ -21,15 +21,7 @@ from parley.messaging import postal_address
 from parley.messaging.frequency import DEFAULT_HOURS, FrequencyCaps
 from parley.messaging.marketing_controls import MarketingControls, controls_of
 from parley.messaging.quiet_hours import QuietHours
-from parley.messaging.types import WaitingFor
 from parley.workspaces.models import Workspace
-
-WAITING_LABELS = {
-    WaitingFor.MARKETING_PAUSED: "Marketing paused (above)",
-    WaitingFor.QUIET_HOURS: "Customers' quiet hours",
-    WaitingFor.MARKETING_RATE: "Your marketing rate",
-    WaitingFor.SENDER_PACE: "What the provider takes from your number (order updates first)",
-}
 
 
 @lru_cache(maxsize=1)
@@ -63,7 +55,6 @@ async def _general(
         pause=controls.pause,
         rate=controls.rate,
         waiting=controls.waiting,
-        waiting_labels=WAITING_LABELS,
         postal=postal_address.of(workspace.settings),
     )
 
