@@ -13,6 +13,8 @@ from parley.accounts.models import AuditEntry
 from parley.demo.simulate import order_lifecycle
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.worker import Worker, WorkerConfig
+from parley.messaging.marketing_rate import MarketingRate
+from parley.messaging.pace import Pacer, Want
 from parley.privacy import erasure
 from parley.privacy.tasks import EraseStoreTask
 from parley.workspaces import service as workspaces
@@ -77,16 +79,25 @@ def _store_rows(db, workspace_id: int) -> dict[str, int]:
         return erasure.remaining_rows(session, workspace_id=workspace_id)
 
 
+def _paced_marketing(db, workspace_id: int) -> None:
+    """The store sent marketing under its own rate: its pace has a row."""
+    with db.transaction() as session:
+        store = MarketingRate(100).sender(workspace_id)
+        Pacer().take(session, [Want("email", "marketing", store=store)], now=clock.utc_now())
+
+
 def test_shop_redact_after_uninstall_deletes_every_row_of_the_store_and_no_other(
     db, stores, caplog
 ):
     other_before = {
         table: table_rows
         for table, table_rows in every_row(db, but_store=1).items()
-        if table not in ("jobs", "audit_log", "webhook_deliveries", "workspaces")
+        if table not in ("jobs", "audit_log", "webhook_deliveries", "workspaces", "sender_paces")
     }
     [other_store] = [row for row in every_row(db)["workspaces"] if row["id"] == stores]
     assert len(_store_rows(db, 1)) >= 15
+    for store in (1, stores):
+        _paced_marketing(db, store)
     _uninstall(db)
     assert _shop_redact(db) == {"status": "accepted", "request": "store erasure"}
     caplog.set_level(logging.INFO, logger="parley.privacy.tasks")
@@ -98,6 +109,7 @@ def test_shop_redact_after_uninstall_deletes_every_row_of_the_store_and_no_other
     for table, table_rows in other_before.items():
         assert other_after[table] == table_rows, table
     assert other_after["workspaces"] == [other_store]
+    assert [row["sender"] for row in other_after["sender_paces"]] == [f"store:{stores}:marketing"]
     assert _store_rows(db, stores)["orders"] == 1
     [entry] = rows(db, AuditEntry, AuditEntry.action == "store_erased")
     assert entry.workspace_id is None

@@ -167,7 +167,9 @@ class SenderPace(Base):
 
     A sender is the deployment's account on a provider (a WhatsApp business number, a
     Twilio number), shared by every store that sends from it, so this row belongs to the
-    sender and not to a store.
+    sender and not to a store. A store's own marketing rate is paced on a row here too,
+    keyed ``store:<id>:marketing`` (:mod:`parley.messaging.marketing_rate`), deleted with
+    the store.
 
     - ``spent_until``: the sends granted so far, laid end to end at the sender's rate, fill
       the time up to here; a sender whose ``spent_until`` is past is rested.

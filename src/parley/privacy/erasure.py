@@ -32,6 +32,7 @@ from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent, 
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun
 from parley.live.models import LiveEvent
+from parley.messaging import marketing_rate, pace
 from parley.messaging.models import DeliveryAttempt, MarketingSlot, Message
 from parley.privacy.held import Held, events_of, find_held
 from parley.privacy.models import PrivacyRequest, RequestKind
@@ -420,5 +421,7 @@ def remaining_rows(session: Session, *, workspace_id: int) -> dict[str, int]:
 
 def delete_store(session: Session, *, workspace_id: int) -> None:
     """The store's own row, last: anything written meanwhile goes with it (every table's
-    rows are deleted with their store)."""
+    rows are deleted with their store), and the pace of its marketing rate, kept among
+    the senders' (:mod:`parley.messaging.marketing_rate`)."""
+    pace.rest(session, marketing_rate.key(workspace_id))
     session.execute(delete(Workspace).where(Workspace.id == workspace_id))
