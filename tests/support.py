@@ -87,11 +87,14 @@ def make_worker(
     *,
     max_attempts_base: float = 5.0,
     pacer: Pacer | None = None,
+    sending_domain: str | None = None,
 ) -> Worker:
     task = AdvanceJourney(
         adapters=adapters,
         renderer=TemplateRenderer(),
-        outbox_settings=OutboxSettings(public_url="http://parley.test", secret_key="k"),
+        outbox_settings=OutboxSettings(
+            public_url="http://parley.test", secret_key="k", sending_domain=sending_domain
+        ),
         pacer=pacer,
     )
     return Worker(db, [task], WorkerConfig(batch_size=50, backoff_base_seconds=max_attempts_base))

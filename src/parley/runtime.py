@@ -5,8 +5,10 @@ Only the CLI and the HTTP app factory call this; the domain never reads settings
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,6 +20,7 @@ from parley.alerts.watch import WatchTask, watch_schedule
 from parley.assistant.llm import Rephraser
 from parley.assistant.service import Respond
 from parley.channels.base import ChannelAdapter, ChannelKind
+from parley.channels.email_smtp.domain import SendingDomain, check_sending_domain
 from parley.channels.http import make_client
 from parley.channels.registry import build_adapters, close_adapters
 from parley.channels.twilio_sms.segments import count_segments
@@ -32,6 +35,7 @@ from parley.jobs.worker import Task, Worker, WorkerConfig
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging.delivery import DeliverMessage
 from parley.messaging.pace import Allowance, Pacer, Sender, one_unit
+from parley.messaging.sending_domain import CHECK_SCHEDULE, DomainCheckTask
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.messaging.whatsapp_templates import SYNC_SCHEDULE as TEMPLATE_SYNC_SCHEDULE
@@ -154,7 +158,9 @@ class Runtime:
 
     def tasks(self) -> list[Task]:
         outbox_settings = OutboxSettings(
-            public_url=self.settings.resolved_public_url(), secret_key=self.settings.secret_key
+            public_url=self.settings.resolved_public_url(),
+            secret_key=self.settings.secret_key,
+            sending_domain=self.settings.sending_domain(),
         )
         timeout = self.settings.provider_timeout_seconds
         paced = pacer(self.settings)
@@ -192,7 +198,15 @@ class Runtime:
             CustomerRequestTask(self.db, budget_seconds=budget),
             EraseStoreTask(self.db, budget_seconds=budget),
             *([TemplateSyncTask(lister)] if (lister := self._template_lister()) else []),
+            *([DomainCheckTask(check)] if (check := self._domain_check()) else []),
         ]
+
+    def _domain_check(self) -> Callable[[], Awaitable[SendingDomain]] | None:
+        """Reading the From domain's SPF, DKIM and DMARC, unless EMAIL_DOMAIN_CHECK is off."""
+        domain = self.settings.sending_domain()
+        if domain is None:
+            return None
+        return functools.partial(check_sending_domain, self.settings, domain)
 
     def _template_lister(self) -> WhatsappCloud | None:
         """The adapter that reads the WhatsApp templates' standing from Meta: only with
@@ -227,14 +241,17 @@ class Runtime:
         )
 
     def schedules(self) -> list[Schedule]:
-        """The periodic jobs every worker schedules: the sweep, the alerts watch, and
-        reading the WhatsApp templates when the business account is known."""
+        """The periodic jobs every worker schedules: the sweep, the alerts watch, reading
+        the WhatsApp templates when the business account is known, and reading the
+        sending domain's set-up unless that check is off."""
         schedules = [
             SWEEP_SCHEDULE,
             watch_schedule(timedelta(seconds=self.settings.alert_check_seconds)),
         ]
         if self._template_lister() is not None:
             schedules.append(TEMPLATE_SYNC_SCHEDULE)
+        if self._domain_check() is not None:
+            schedules.append(CHECK_SCHEDULE)
         return schedules
 
     def worker(self, *, name: str | None = None, intake: Intake | None = None) -> Worker:

@@ -6,6 +6,7 @@ environment first.
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("var") / "parley.db"
+SANDBOX_DKIM_SELECTOR = "parley"
+"""The selector the sandbox's DNS publishes the demo domain's DKIM key under."""
 SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID = "100000000000000"
 
 
@@ -159,6 +162,11 @@ class Settings(BaseSettings):
 
     sandbox: bool = Field(default=False, description="Serve local stand-ins of provider APIs")
     sandbox_smtp_port: int = 8025
+    sandbox_dns_port: int | None = Field(
+        default=None,
+        description="UDP port of the sandbox's DNS for the demo's sending domain "
+        "(default: the SMTP port's number, on UDP)",
+    )
 
     # Email over SMTP.
     smtp_host: str = "127.0.0.1"
@@ -169,6 +177,21 @@ class Settings(BaseSettings):
     smtp_use_tls: bool = False
     smtp_timeout_seconds: float = 10.0
     email_from: str = "parley <orders@demo.parley.test>"
+    email_domain_check: bool = Field(
+        default=True,
+        description="Read the From domain's SPF, DKIM and DMARC hourly; marketing email "
+        "waits while they fall short of Gmail's and Yahoo's bulk-sender rules",
+    )
+    email_dkim_selector: str = Field(
+        default="",
+        description="The DKIM selector your relay signs the From domain with (its key is "
+        "at <selector>._domainkey.<domain>)",
+    )
+    dns_nameservers: str = Field(
+        default="",
+        description="Resolvers for that check, comma-separated host or host:port; "
+        "empty: the system's",
+    )
 
     # Twilio Programmable Messaging.
     twilio_base_url: str = "https://api.twilio.com"
@@ -305,8 +328,19 @@ class Settings(BaseSettings):
                 "smtp_password": None,
                 "smtp_starttls": False,
                 "smtp_use_tls": False,
+                "dns_nameservers": f"127.0.0.1:{self.sandbox_dns_port or self.sandbox_smtp_port}",
+                "email_dkim_selector": self.email_dkim_selector or SANDBOX_DKIM_SELECTOR,
             }
         )
+
+    def sending_domain(self) -> str | None:
+        """The From address's domain when its set-up is checked (EMAIL_DOMAIN_CHECK)."""
+        if not self.email_domain_check:
+            return None
+        return parseaddr(self.email_from)[1].rpartition("@")[2].lower() or None
+
+    def nameservers(self) -> list[str]:
+        return [entry.strip() for entry in self.dns_nameservers.split(",") if entry.strip()]
 
 
 def get_settings(**overrides: object) -> Settings:

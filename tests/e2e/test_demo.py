@@ -331,7 +331,8 @@ def test_providers_check_asks_each_sandbox_provider_and_sends_nothing(demo):
     smtp_port = demo.env["PARLEY_SANDBOX_SMTP_PORT"]
     assert result.stdout.splitlines() == [
         f"email      ok      the mail server at 127.0.0.1:{smtp_port} took the connection"
-        " (no login configured)",
+        " (no login configured); sending domain demo.parley.test: SPF, DKIM (parley) and"
+        " DMARC (none) in place",
         "sms        ok      the Twilio account ACsandbox00000000000000000000000000 is active"
         " and +15005550006 is one of its numbers",
         "whatsapp   ok      the token reads the WhatsApp number +15550100001 (parley sandbox)"

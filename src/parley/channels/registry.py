@@ -11,8 +11,11 @@ import contextlib
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from dns.exception import DNSException
+
 from parley.channels.base import AccountChannelError, ChannelAdapter, ChannelError, ChannelKind
 from parley.channels.email_smtp.adapter import EmailSmtp
+from parley.channels.email_smtp.domain import SendingDomain, check_sending_domain
 from parley.channels.instagram.adapter import Instagram
 from parley.channels.twilio_sms.adapter import TwilioSms
 from parley.channels.webchat.adapter import WebChat
@@ -53,13 +56,44 @@ async def check_providers(
     message finds out."""
     adapters = build_adapters(settings)
     kinds = [kind for kind in adapters if not channels or kind in channels]
+    domain = settings.sending_domain() if ChannelKind.EMAIL in kinds else None
     try:
-        answers = await asyncio.gather(
-            *(adapters[kind].check() for kind in kinds), return_exceptions=True
+        answers, found = await asyncio.gather(
+            asyncio.gather(*(adapters[kind].check() for kind in kinds), return_exceptions=True),
+            _read_domain(settings, domain),
         )
     finally:
         await close_adapters(adapters)
-    return [_checked(kind, answer) for kind, answer in zip(kinds, answers, strict=True)]
+    checks = [_checked(kind, answer) for kind, answer in zip(kinds, answers, strict=True)]
+    if found is None:
+        return checks
+    return [
+        _with_domain(check, found) if check.channel is ChannelKind.EMAIL else check
+        for check in checks
+    ]
+
+
+async def _read_domain(settings: Settings, domain: str | None) -> SendingDomain | Exception | None:
+    if domain is None:
+        return None
+    try:
+        return await check_sending_domain(settings, domain)
+    except (ChannelError, DNSException, OSError) as exc:
+        return exc
+
+
+def _with_domain(check: ProviderCheck, found: SendingDomain | Exception) -> ProviderCheck:
+    """The email check with what DNS says of the sending domain (RELIABILITY S12): its
+    problems fail the check, since marketing email waits for them to be fixed."""
+    if isinstance(found, Exception):
+        said = (
+            found.reason if isinstance(found, ChannelError) else f"{type(found).__name__}: {found}"
+        )
+        return ProviderCheck(check.channel, False, f"{check.said}; {said}")
+    said = found.describe()
+    if not found.is_ready:
+        said += " (marketing email waits until this is fixed)"
+    return ProviderCheck(check.channel, check.is_ok and found.is_ready, f"{check.said}; {said}")
 
 
 def _checked(kind: ChannelKind, answer: str | BaseException) -> ProviderCheck:

@@ -38,6 +38,7 @@ from parley.http.webhooks.shopify import shopify_webhook
 from parley.http.webhooks.twilio import twilio_webhook
 from parley.runtime import Runtime, build_runtime, tune_garbage_collector
 from parley.sandbox.app import create_sandbox_app
+from parley.sandbox.nameserver import SandboxNameserver, demo_zone
 from parley.sandbox.smtp import SandboxSmtpServer
 from parley.sandbox.store import SandboxStore
 from parley.settings import Settings, get_settings
@@ -64,6 +65,19 @@ async def index(request: Request) -> Response:
     return RedirectResponse("/inbox")
 
 
+async def _sandbox_nameserver(settings: Settings) -> SandboxNameserver | None:
+    """The sandbox's DNS for the sending domain (the demo's), where the settings point the
+    domain check; none when that check is off."""
+    domain = settings.sending_domain()
+    if domain is None:
+        return None
+    port = settings.sandbox_dns_port or settings.sandbox_smtp_port
+    zone = demo_zone(domain, dkim_selector=settings.email_dkim_selector)
+    nameserver = SandboxNameserver(zone, port=port)
+    await nameserver.start()
+    return nameserver
+
+
 def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlette:
     """Build parley's web app. With the sandbox on, providers point at ``/sandbox``."""
     if settings.sandbox:
@@ -78,9 +92,12 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         app.state.db = rt.db
         api.state.db = rt.db
         smtp = None
+        nameserver = None
         if sandbox_store is not None:
             smtp = SandboxSmtpServer(sandbox_store, port=settings.sandbox_smtp_port)
             smtp.start()
+            nameserver = await _sandbox_nameserver(settings)
+            app.state.sandbox_nameserver = nameserver
         worker_task = None
         worker = None
         app.state.intake = Intake(max_in_flight=settings.intake_max_in_flight)
@@ -98,6 +115,8 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
                 await worker_task
             if smtp is not None:
                 smtp.stop()
+            if nameserver is not None:
+                nameserver.stop()
             if runtime is None:
                 await rt.aclose()
 

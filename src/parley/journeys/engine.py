@@ -670,7 +670,7 @@ class AdvanceJourney:
         answers = [
             (
                 work.send,
-                _outage_if_nowhere_else(lookup, work, result),
+                _outage_if_nowhere_else(lookup, work, result, self.outbox_settings.sending_domain),
                 job.attempts >= job.max_attempts,
             )
             for job, work, result in items
@@ -734,7 +734,9 @@ def _record_skipped(
     )
 
 
-def _outage_if_nowhere_else(lookup: RunLookup | None, work: StepSend, result: Any) -> Any:
+def _outage_if_nowhere_else(
+    lookup: RunLookup | None, work: StepSend, result: Any, sending_domain: str | None
+) -> Any:
     """A provider's refusal of the store's account, as the run should take it.
 
     Where another channel would take the message it falls back, like any refusal; where
@@ -759,6 +761,7 @@ def _outage_if_nowhere_else(lookup: RunLookup | None, work: StepSend, result: An
             message_type=step.message,
             purpose=send_purpose(facts.definition, step),
             exclude_channels=(*work.exclude, str(work.send.channel)),
+            sending_domain=sending_domain,
         )
     ):
         return result

@@ -19,7 +19,7 @@ from parley.channels.base import ChannelKind
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
 from parley.db.scoped import in_workspaces
 from parley.inbox.models import Conversation, ConversationStatus
-from parley.messaging import catalog
+from parley.messaging import catalog, sending_domain
 from parley.messaging.models import Message
 from parley.messaging.policy import Reach
 from parley.messaging.templates import TemplateContent
@@ -38,6 +38,7 @@ class OutboxLookup:
         self._templates: dict[tuple[int, str], dict[ChannelKind, TemplateContent]] = {}
         self._conversations: dict[int, int | None] = {}
         self._whatsapp_templates: dict[int, Registry] = {}
+        self._sending_domains: dict[str, list[str] | None] = {}
 
     def preload(
         self,
@@ -137,6 +138,13 @@ class OutboxLookup:
                 self.session, workspace_id=workspace_id, message_type=message_type
             )
         return self._templates[key]
+
+    def sending_domain_problems(self, domain: str) -> list[str] | None:
+        """What the last reading of the sending domain found short, read once per batch
+        (:mod:`parley.messaging.sending_domain`); None: never read."""
+        if domain not in self._sending_domains:
+            self._sending_domains[domain] = sending_domain.problems_of(self.session, domain)
+        return self._sending_domains[domain]
 
     def whatsapp_templates(self, workspace_id: int) -> Registry:
         """What Meta says of the store's WhatsApp templates, read once per batch."""

@@ -223,3 +223,19 @@ class WhatsAppTemplate(Base):
     meta_id: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SendingDomainCheck(Base):
+    """The last reading of the deployment's sending domain's SPF, DKIM and DMARC records
+    (:mod:`parley.messaging.sending_domain`): one row per domain read. Every store sends
+    email from the deployment's address, so this row belongs to the deployment, not to a
+    store.
+
+    - ``problems``: what falls short of the bulk-sender rules, in words; empty: ready.
+    """
+
+    __tablename__ = "sending_domains"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    problems: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -49,7 +49,7 @@ from parley.db.upsert import (
 )
 from parley.jobs.worker import Later
 from parley.live.outbox import emit, emit_status, emit_statuses
-from parley.messaging import frequency, postal_address, unsubscribe
+from parley.messaging import frequency, postal_address, sending_domain, unsubscribe
 from parley.messaging.context import template_context
 from parley.messaging.frequency import FrequencyCaps
 from parley.messaging.lookup import OutboxLookup
@@ -96,6 +96,9 @@ class OutboxSettings:
 
     public_url: str
     secret_key: str
+    sending_domain: str | None = None
+    """The From address's domain, when its SPF, DKIM and DMARC are checked
+    (:mod:`parley.messaging.sending_domain`)."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,15 @@ def plan_message(
         return paused
     templates = lookup.templates(workspace.id, message_type)
     decision = _decide(
-        lookup, workspace, customer, message_type, purpose, exclude_channels, templates, now
+        lookup,
+        workspace,
+        customer,
+        message_type,
+        purpose,
+        exclude_channels,
+        templates,
+        now,
+        outbox.sending_domain,
     )
     row["decision"] = decision.trail
     if decision.channel is None:
@@ -382,6 +393,7 @@ def has_other_channel(
     message_type: MessageType,
     purpose: Purpose,
     exclude_channels: tuple[str, ...],
+    sending_domain: str | None = None,
 ) -> bool:
     """Whether the policy would send this message on a channel outside ``exclude_channels``
     now; nothing is recorded. Asked when a provider refuses the store's account: the
@@ -391,7 +403,15 @@ def has_other_channel(
         return False
     templates = lookup.templates(workspace.id, message_type)
     decision = _decide(
-        lookup, workspace, customer, message_type, purpose, exclude_channels, templates, utc_now()
+        lookup,
+        workspace,
+        customer,
+        message_type,
+        purpose,
+        exclude_channels,
+        templates,
+        utc_now(),
+        sending_domain,
     )
     return decision.channel is not None
 
@@ -405,6 +425,7 @@ def _decide(
     exclude_channels: tuple[str, ...],
     templates: Mapping[ChannelKind, TemplateContent],
     now: datetime,
+    sending_domain: str | None,
 ) -> Decision:
     """The policy's decision for this customer with the store's channel preferences."""
     return decide(
@@ -416,13 +437,20 @@ def _decide(
         exclude=exclude_channels,
         preferences=channel_preferences(workspace, message_type),
         whatsapp_templates=lookup.whatsapp_templates(workspace.id),
-        unavailable=_unavailable(workspace, purpose),
+        unavailable=_unavailable(lookup, workspace, purpose, sending_domain),
     )
 
 
-def _unavailable(workspace: Workspace, purpose: str) -> dict[ChannelKind, str]:
-    """Channels the store's own settings rule out for this message."""
-    refused = postal_address.refusal(workspace.settings, purpose)
+def _unavailable(
+    lookup: OutboxLookup, workspace: Workspace, purpose: str, domain: str | None
+) -> dict[ChannelKind, str]:
+    """Channels ruled out for this message: by the store's own settings (its postal
+    address), or by the sending domain's set-up (marketing email)."""
+    refused = postal_address.refusal(workspace.settings, purpose) or (
+        sending_domain.refusal(
+            domain, lookup.sending_domain_problems(domain) if domain else None, purpose
+        )
+    )
     return {ChannelKind.EMAIL: refused} if refused else {}
 
 
