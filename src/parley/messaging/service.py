@@ -446,11 +446,9 @@ def _unavailable(
 ) -> dict[ChannelKind, str]:
     """Channels ruled out for this message: by the store's own settings (its postal
     address), or by the sending domain's set-up (marketing email)."""
-    refused = postal_address.refusal(workspace.settings, purpose) or (
-        sending_domain.refusal(
-            domain, lookup.sending_domain_problems(domain) if domain else None, purpose
-        )
-    )
+    refused = postal_address.refusal(workspace.settings, purpose)
+    if refused is None and domain is not None and purpose == Purpose.MARKETING:
+        refused = sending_domain.refusal(domain, lookup.sending_domain_problems(domain), purpose)
     return {ChannelKind.EMAIL: refused} if refused else {}
 
 
