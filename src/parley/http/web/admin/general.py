@@ -30,7 +30,8 @@ def _timezones() -> list[str]:
 
 
 async def general_page(request: Request) -> Response:
-    """``GET /admin``: name, site, support address, time zone and quiet hours."""
+    """``GET /admin``: the store's details, and its marketing rules and controls (quiet
+    hours, frequency caps, the kill switch, its rate, and what waits)."""
     return await _general(request, admin(request))
 
 
