@@ -35,7 +35,6 @@ from parley.jobs.periodic import Schedule
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome, Retry
 from parley.messaging.models import SendingDomainCheck
-from parley.messaging.types import Purpose
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,10 @@ def problems_of(session: Session, domain: str) -> list[str] | None:
     return None if row is None else list(row.problems)
 
 
-def refusal(domain: str | None, problems: list[str] | None, purpose: str) -> str | None:
-    """Why marketing email may not go from ``domain`` now; None when it may."""
-    if purpose != Purpose.MARKETING or domain is None or not problems:
+def refusal(domain: str, problems: list[str] | None) -> str | None:
+    """Why marketing email may not go from ``domain`` now; None when it may (never read,
+    or nothing short)."""
+    if not problems:
         return None
     return f"the sending domain {domain} is not set up for bulk mail: {'; '.join(problems)}"
 

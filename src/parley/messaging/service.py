@@ -448,7 +448,7 @@ def _unavailable(
     address), or by the sending domain's set-up (marketing email)."""
     refused = postal_address.refusal(workspace.settings, purpose)
     if refused is None and domain is not None and purpose == Purpose.MARKETING:
-        refused = sending_domain.refusal(domain, lookup.sending_domain_problems(domain), purpose)
+        refused = sending_domain.refusal(domain, lookup.sending_domain_problems(domain))
     return {ChannelKind.EMAIL: refused} if refused else {}
 
 
