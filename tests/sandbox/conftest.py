@@ -16,6 +16,9 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 
+from parley.channels import meta
+from parley.channels.base import SignatureError, StatusUpdate
+from parley.channels.whatsapp_cloud import webhook as whatsapp
 from parley.clock import FrozenClock, reset_clock
 from parley.sandbox.app import create_sandbox_app
 from parley.sandbox.store import SandboxStore
@@ -123,3 +126,21 @@ async def client(app: Starlette) -> AsyncIterator[httpx2.AsyncClient]:
 async def reporting_client(reporting_app: Starlette) -> AsyncIterator[httpx2.AsyncClient]:
     async for client in _client(reporting_app):
         yield client
+
+
+def whatsapp_statuses(
+    fake_parley: FakeParley, *, signed_with: str, not_with: str
+) -> list[StatusUpdate]:
+    """The status webhooks the sandbox posted to the demo's WhatsApp route, each checked
+    to be signed with ``signed_with`` and not with ``not_with``, parsed as parley does."""
+    assert [str(request.url) for request in fake_parley.requests] == [
+        f"{PUBLIC_URL}/webhooks/whatsapp/demo"
+    ] * len(fake_parley.requests)
+    events: list[StatusUpdate] = []
+    for request in fake_parley.requests:
+        signature = request.headers[meta.SIGNATURE_HEADER]
+        meta.verify_signature(request.content, signature, signed_with)
+        with pytest.raises(SignatureError):
+            meta.verify_signature(request.content, signature, not_with)
+        events.extend(whatsapp.parse(request.content))
+    return events

@@ -93,6 +93,19 @@ async def test_page_has_the_customer_composer(client: httpx2.AsyncClient) -> Non
     assert 'id="count-instagram"' in html
 
 
+async def test_page_has_the_sign_up_form(client: httpx2.AsyncClient) -> None:
+    html = (await client.get("/")).text
+
+    # It posts JSON to the sign-up endpoints, relative to the mount point like the poller,
+    # and shows what comes back as text only (the rendering test above covers that).
+    assert 'id="signup"' in html
+    assert '"api/accounts/"' in html
+    assert "fetch(signUpUrl + provider, {" in html
+    assert '<option value="twilio">' in html
+    assert '<option value="whatsapp">WhatsApp Cloud</option>' in html
+    assert '<input id="signup-secret" type="text" maxlength="4096"' in html
+
+
 async def test_listing_is_oldest_first_with_exact_fields(
     client: httpx2.AsyncClient, store: SandboxStore, clock: FrozenClock
 ) -> None:

@@ -138,8 +138,9 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         *web_routes(),
         Mount("/api/v1", app=api),
     ]
-    if sandbox_store is not None:
-        routes.append(Mount("/sandbox", app=create_sandbox_app(sandbox_store, settings)))
+    sandbox_app = create_sandbox_app(sandbox_store, settings) if sandbox_store is not None else None
+    if sandbox_app is not None:
+        routes.append(Mount("/sandbox", app=sandbox_app))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -148,6 +149,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
     )
     app.state.settings = settings
     app.state.sandbox = sandbox_store
+    app.state.sandbox_accounts = sandbox_app.state.sandbox_accounts if sandbox_app else None
     app.state.worker = None
     app.state.live = None
     app.state.intake = None

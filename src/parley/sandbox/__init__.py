@@ -14,6 +14,12 @@ customer's message as the provider's real, signed webhook to parley's own
 
 - ``store.py``: :class:`CapturedMessage` (outbound, or inbound from the composer),
   :class:`SandboxStore` (capture + fault injection)
+- ``accounts.py``: :class:`SandboxAccounts`, the Twilio accounts and WhatsApp numbers the
+  stand-ins serve (the deployment's from the settings, and any a test or store adds)
+- ``api.py``: the sandbox's JSON API: captures (``/api/messages``), faults (``/api/faults``)
+  and a provider console's sign-up (``POST /api/accounts/twilio``, ``POST
+  /api/accounts/whatsapp``, ``GET /api/accounts``), which issues credentials the stand-ins
+  accept, for a store to connect as its own sender
 - ``twilio.py``: Twilio's Messages API (``POST .../Accounts/{sid}/Messages.json``)
 - ``whatsapp.py``: the WhatsApp Cloud API (``POST /{version}/{phone_number_id}/messages``)
 - ``instagram.py``: the Instagram Send API (``POST /{version}/{account_id}/messages``)
@@ -30,6 +36,7 @@ provider, answer in its error format, ``store.take_fault(channel)`` first, then
 ``app.py``.
 """
 
+from parley.sandbox.accounts import SandboxAccounts
 from parley.sandbox.app import create_sandbox_app
 from parley.sandbox.smtp import SandboxSmtpServer
 from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
@@ -37,6 +44,7 @@ from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
 __all__ = [
     "CapturedMessage",
     "Fault",
+    "SandboxAccounts",
     "SandboxSmtpServer",
     "SandboxStore",
     "create_sandbox_app",

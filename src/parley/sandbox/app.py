@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from parley.sandbox.accounts import SandboxAccounts
 from parley.sandbox.api import SandboxApi
 from parley.sandbox.composer import CustomerComposer
 from parley.sandbox.instagram import InstagramMessages
@@ -79,6 +80,7 @@ def create_sandbox_app(
     status_webhooks: bool = True,
     webhook_transport: httpx2.AsyncBaseTransport | None = None,
     status_delay_seconds: float = DEFAULT_STATUS_DELAY_SECONDS,
+    accounts: SandboxAccounts | None = None,
 ) -> Starlette:
     """Build the sandbox app: provider stand-ins, the customer composer, the API, the page.
 
@@ -88,24 +90,19 @@ def create_sandbox_app(
     ``webhook_transport`` replaces the network for every post to parley's webhooks
     (tests pass ``httpx2.MockTransport`` or an ``httpx2.ASGITransport``). The poster is
     kept as ``app.state.webhook_poster`` so a test can wait for background posts.
+
+    ``accounts`` are the Twilio accounts and WhatsApp numbers the stand-ins serve; by
+    default only the deployment's, from ``settings``. They are kept as
+    ``app.state.sandbox_accounts``, where parley (or a test) registers a store's own
+    sender while the app runs.
     """
+    if accounts is None:
+        accounts = SandboxAccounts.from_settings(settings)
     poster = WebhookPoster(transport=webhook_transport, delay_seconds=status_delay_seconds)
     statuses = StatusReporter(settings, poster) if status_webhooks else None
-    twilio = TwilioMessages(
-        store,
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token,
-        phone_number=settings.twilio_from_number,
-        statuses=statuses,
-    )
+    twilio = TwilioMessages(store, accounts=accounts, statuses=statuses)
     catalogue = TemplateCatalogue()
-    whatsapp = WhatsAppMessages(
-        store,
-        access_token=settings.whatsapp_access_token,
-        phone_number_id=settings.whatsapp_phone_number_id,
-        statuses=statuses,
-        templates=catalogue,
-    )
+    whatsapp = WhatsAppMessages(store, accounts=accounts, statuses=statuses, templates=catalogue)
     whatsapp_templates = WhatsAppTemplates(
         catalogue,
         access_token=settings.whatsapp_access_token,
@@ -120,7 +117,7 @@ def create_sandbox_app(
         account_id=settings.instagram_account_id,
     )
     composer = CustomerComposer(store, settings, poster)
-    api = SandboxApi(store)
+    api = SandboxApi(store, accounts=accounts)
     page = SandboxPage()
     app = Starlette(
         routes=[
@@ -152,12 +149,16 @@ def create_sandbox_app(
             Route("/api/faults", api.list_faults, methods=["GET"]),
             Route("/api/faults", api.inject_fault, methods=["POST"]),
             Route("/api/faults", api.clear_faults, methods=["DELETE"]),
+            Route("/api/accounts", api.list_accounts, methods=["GET"]),
+            Route("/api/accounts/twilio", api.create_twilio_account, methods=["POST"]),
+            Route("/api/accounts/whatsapp", api.create_whatsapp_number, methods=["POST"]),
             Route("/api/whatsapp-templates", whatsapp_templates.show, methods=["GET"]),
             Route("/api/whatsapp-templates", whatsapp_templates.review, methods=["POST"]),
             Route("/", page.show, methods=["GET"]),
         ]
     )
     app.state.store = store
+    app.state.sandbox_accounts = accounts
     app.state.webhook_poster = poster
     app.state.whatsapp_templates = catalogue
     return app

@@ -1,9 +1,10 @@
 """Twilio's Messages API: ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``.
 
 Checks what Twilio checks, in Twilio's order and with Twilio's error codes (HTTP Basic
-auth with the account SID and auth token, a ``To`` in E.164, a ``From``, a ``Body``), and
-answers with Twilio's message resource. This runs on the benchmark's hot path: one pass
-over the form body, no templates.
+auth with the SID and auth token of the account the path names, one of the
+:class:`~parley.sandbox.accounts.SandboxAccounts`; a ``To`` in E.164, a ``From``, a
+``Body``), and answers with Twilio's message resource. This runs on the benchmark's hot
+path: one pass over the form body, no templates.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from parley.channels.twilio_sms.segments import count_segments
 from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
 
 if TYPE_CHECKING:
+    from parley.sandbox.accounts import SandboxAccounts, TwilioAccount
     from parley.sandbox.webhooks import StatusReporter
 
 API_VERSION: Final = "2010-04-01"
@@ -107,48 +109,56 @@ def _is_http_url(url: str) -> bool:
 
 
 class TwilioMessages:
-    """The Messages resource of one sandbox Twilio account."""
+    """The Messages resource of every sandbox Twilio account.
+
+    Each request is checked against the account its path names
+    (``/Accounts/{AccountSid}/...``), as Twilio does: the Basic auth username is that SID
+    and the password that account's auth token.
+    """
 
     def __init__(
         self,
         store: SandboxStore,
         *,
-        account_sid: str,
-        auth_token: str,
-        phone_number: str = "",
+        accounts: SandboxAccounts,
         statuses: StatusReporter | None = None,
     ) -> None:
         """``statuses``, when given, posts ``sent`` and ``delivered`` callbacks to a
         message's ``StatusCallback`` URL, as Twilio does; ``None`` keeps it silent."""
         self._store = store
         self._statuses = statuses
-        self._phone_number = phone_number
-        self._account_sid = account_sid
-        self._sid_bytes = account_sid.encode()
-        self._token_bytes = auth_token.encode()
+        self._accounts = accounts
 
-    def _is_authenticated(self, request: Request) -> bool:
+    def _authenticated_account(self, request: Request) -> TwilioAccount | None:
+        """The path's account, when the request carries its SID and token; else ``None``."""
         credentials = basic_credentials(request.headers.get("authorization"))
         if credentials is None:
-            return False
+            return None
         username, password = credentials
+        path_sid = request.path_params["AccountSid"]
+        account = self._accounts.find_twilio(path_sid)
+        # An unknown SID is compared against a token no password can equal (a byte no
+        # UTF-8 text holds), so it costs what a wrong token costs.
+        expected_token = account.auth_token.encode() if account is not None else b"\xff"
         # Both comparisons always run, so the timing does not reveal which one failed.
-        sid_matches = hmac.compare_digest(username.encode(), self._sid_bytes)
-        token_matches = hmac.compare_digest(password.encode(), self._token_bytes)
-        path_matches = request.path_params["AccountSid"] == self._account_sid
-        return sid_matches and token_matches and path_matches
+        sid_matches = hmac.compare_digest(username.encode(), path_sid.encode())
+        token_matches = hmac.compare_digest(password.encode(), expected_token)
+        if account is None or not (sid_matches and token_matches):
+            return None
+        return account
 
     async def account(self, request: Request) -> Response:
         """``GET /2010-04-01/Accounts/{AccountSid}.json``: the account, always active."""
         fault = self._store.take_fault("sms")
         if fault is not None:
             return await fault_response(fault)
-        if not self._is_authenticated(request):
+        account = self._authenticated_account(request)
+        if account is None:
             return twilio_error(401, 20003, "Authenticate")
-        uri = f"/{API_VERSION}/Accounts/{self._account_sid}.json"
+        uri = f"/{API_VERSION}/Accounts/{account.account_sid}.json"
         return JSONResponse(
             {
-                "sid": self._account_sid,
+                "sid": account.account_sid,
                 "friendly_name": "parley sandbox",
                 "status": "active",
                 "type": "Full",
@@ -157,25 +167,26 @@ class TwilioMessages:
         )
 
     async def incoming_numbers(self, request: Request) -> Response:
-        """``GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json``: the one
-        number of this account, when ``PhoneNumber`` (if given) is it."""
+        """``GET /2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json``: the numbers
+        of this account, or only ``PhoneNumber`` when given and it is one of them."""
         fault = self._store.take_fault("sms")
         if fault is not None:
             return await fault_response(fault)
-        if not self._is_authenticated(request):
+        account = self._authenticated_account(request)
+        if account is None:
             return twilio_error(401, 20003, "Authenticate")
         wanted = request.query_params.get("PhoneNumber")
         numbers = [
             {
-                "sid": "PN" + hashlib.sha256(self._phone_number.encode()).hexdigest()[:32],
-                "account_sid": self._account_sid,
-                "phone_number": self._phone_number,
-                "friendly_name": self._phone_number,
+                "sid": "PN" + hashlib.sha256(number.encode()).hexdigest()[:32],
+                "account_sid": account.account_sid,
+                "phone_number": number,
+                "friendly_name": number,
                 "capabilities": {"sms": True, "mms": False, "voice": False},
             }
+            for number in account.phone_numbers
+            if wanted is None or wanted == number
         ]
-        if not self._phone_number or (wanted is not None and wanted != self._phone_number):
-            numbers = []
         return JSONResponse(
             {"incoming_phone_numbers": numbers, "page": 0, "page_size": 50, "start": 0}
         )
@@ -185,7 +196,8 @@ class TwilioMessages:
         fault = self._store.take_fault("sms")
         if fault is not None:
             return await fault_response(fault)
-        if not self._is_authenticated(request):
+        account = self._authenticated_account(request)
+        if account is None:
             return twilio_error(401, 20003, "Authenticate")
         params = await read_form(request)
         to = params.get("To", "")
@@ -220,15 +232,21 @@ class TwilioMessages:
                 message_sid=str(message.provider_message_id),
                 sender=sender,
                 to=to,
+                account_sid=account.account_sid,
+                signing_token=account.callback_token,
             )
-        return JSONResponse(self._resource(message, params), status_code=201)
+        return JSONResponse(
+            self._resource(message, params, account_sid=account.account_sid), status_code=201
+        )
 
-    def _resource(self, message: CapturedMessage, params: dict[str, str]) -> dict[str, Any]:
+    def _resource(
+        self, message: CapturedMessage, params: dict[str, str], *, account_sid: str
+    ) -> dict[str, Any]:
         sid = message.provider_message_id
         date = format_datetime(message.captured_at)
-        uri = f"/{API_VERSION}/Accounts/{self._account_sid}/Messages/{sid}"
+        uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}"
         return {
-            "account_sid": self._account_sid,
+            "account_sid": account_sid,
             "api_version": API_VERSION,
             "body": message.body,
             "date_created": date,

@@ -3,7 +3,8 @@
 The stand-ins in this package receive parley's sends; this module goes the other way. It
 builds the real webhook payloads (WhatsApp Cloud JSON, Twilio form parameters, Instagram
 messaging JSON, Mailgun route fields), signs them with the demo workspace's secrets from
-the settings, and posts them to parley's own webhook routes
+the settings (or, for a status of a message sent from another registered account or
+number, with that one's secret), and posts them to parley's own webhook routes
 (``{public_url}/webhooks/{provider}/{sandbox_workspace}``), so inbound messages and
 delivery statuses travel through exactly the code a real provider would exercise.
 
@@ -73,33 +74,49 @@ class ProviderWebhooks:
             self._base_url, f"/webhooks/{provider}/{self._settings.sandbox_workspace}", ""
         )
 
-    def _meta(self, provider: str, payload: dict[str, Any]) -> SignedWebhook:
+    def _meta(
+        self, provider: str, payload: dict[str, Any], app_secret: str | None = None
+    ) -> SignedWebhook:
         body = _json(payload)
-        signature = meta.sign(body, self._settings.demo_meta_app_secret)
+        if app_secret is None:
+            app_secret = self._settings.demo_meta_app_secret
+        signature = meta.sign(body, app_secret)
         return SignedWebhook(
             url=self.url(provider),
             content=body,
             headers={"Content-Type": "application/json", meta.SIGNATURE_HEADER: signature},
         )
 
-    def _whatsapp(self, value: dict[str, Any]) -> SignedWebhook:
+    def _whatsapp(
+        self,
+        value: dict[str, Any],
+        *,
+        phone_number_id: str | None = None,
+        app_secret: str | None = None,
+    ) -> SignedWebhook:
+        if phone_number_id is None:
+            phone_number_id = self._settings.whatsapp_phone_number_id
         value = {
             "messaging_product": "whatsapp",
             "metadata": {
                 "display_phone_number": SANDBOX_DISPLAY_PHONE_NUMBER,
-                "phone_number_id": self._settings.whatsapp_phone_number_id,
+                "phone_number_id": phone_number_id,
             },
         } | value
-        return self._business_account_change("messages", value)
+        return self._business_account_change("messages", value, app_secret=app_secret)
 
-    def _business_account_change(self, field_name: str, value: dict[str, Any]) -> SignedWebhook:
+    def _business_account_change(
+        self, field_name: str, value: dict[str, Any], *, app_secret: str | None = None
+    ) -> SignedWebhook:
         entry = {
             "id": self._settings.whatsapp_business_account_id
             or SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID,
             "time": int(utc_now().timestamp()),
             "changes": [{"value": value, "field": field_name}],
         }
-        return self._meta("whatsapp", {"object": "whatsapp_business_account", "entry": [entry]})
+        return self._meta(
+            "whatsapp", {"object": "whatsapp_business_account", "entry": [entry]}, app_secret
+        )
 
     def whatsapp_template_review(
         self, *, template: dict[str, Any], category_changed_from: str | None
@@ -149,10 +166,21 @@ class ProviderWebhooks:
         )
 
     def whatsapp_status(
-        self, *, message_id: str, wa_id: str, status: str, reference: str | None = None
+        self,
+        *,
+        message_id: str,
+        wa_id: str,
+        status: str,
+        reference: str | None = None,
+        phone_number_id: str | None = None,
+        app_secret: str | None = None,
     ) -> SignedWebhook:
         """A delivery status for a message parley sent, with the ``biz_opaque_callback_data``
-        the send gave, as the Cloud API hands it back."""
+        the send gave, as the Cloud API hands it back.
+
+        ``phone_number_id`` is the number that sent it (``metadata.phone_number_id``, which
+        parley routes on) and ``app_secret`` what signs it; ``None`` means the deployment's
+        number and ``demo_meta_app_secret``."""
         item = {
             "id": message_id,
             "status": status,
@@ -161,12 +189,16 @@ class ProviderWebhooks:
         }
         if reference is not None:
             item["biz_opaque_callback_data"] = reference
-        return self._whatsapp({"statuses": [item]})
-
-    def _twilio(self, url: str, params: dict[str, str]) -> SignedWebhook:
-        signature = twilio_webhook.compute_signature(
-            url, params, self._settings.demo_twilio_auth_token
+        return self._whatsapp(
+            {"statuses": [item]}, phone_number_id=phone_number_id, app_secret=app_secret
         )
+
+    def _twilio(
+        self, url: str, params: dict[str, str], auth_token: str | None = None
+    ) -> SignedWebhook:
+        if auth_token is None:
+            auth_token = self._settings.demo_twilio_auth_token
+        signature = twilio_webhook.compute_signature(url, params, auth_token)
         return SignedWebhook(
             url=url,
             content=urlencode(params).encode(),
@@ -194,20 +226,34 @@ class ProviderWebhooks:
         return self._twilio(self.url("twilio"), params)
 
     def twilio_status(
-        self, *, callback_url: str, message_sid: str, sender: str, to: str, status: str
+        self,
+        *,
+        callback_url: str,
+        message_sid: str,
+        sender: str,
+        to: str,
+        status: str,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
     ) -> SignedWebhook:
-        """A status callback, posted to (and signed over) the ``StatusCallback`` URL."""
+        """A status callback, posted to (and signed over) the ``StatusCallback`` URL.
+
+        ``account_sid`` is the account that sent the message and ``auth_token`` what signs
+        the callback; ``None`` means the deployment's account and ``demo_twilio_auth_token``.
+        """
+        if account_sid is None:
+            account_sid = self._settings.twilio_account_sid
         params = {
             "SmsSid": message_sid,
             "SmsStatus": status,
             "MessageStatus": status,
             "To": to,
             "MessageSid": message_sid,
-            "AccountSid": self._settings.twilio_account_sid,
+            "AccountSid": account_sid,
             "From": sender,
             "ApiVersion": TWILIO_API_VERSION,
         }
-        return self._twilio(callback_url, params)
+        return self._twilio(callback_url, params, auth_token)
 
     def instagram_message(
         self, *, igsid: str, text: str, mid: str, reply_to: str | None
@@ -341,10 +387,14 @@ class WebhookPoster:
 class StatusReporter:
     """Posts ``sent`` then ``delivered`` for each message a stand-in accepted.
 
-    Real Twilio signs callbacks with the account's auth token, the one the API calls use.
-    The demo keeps two settings (``twilio_auth_token`` for the API stand-in,
-    ``demo_twilio_auth_token`` for the workspace's webhook check); callbacks are signed
-    with the second, since that is what parley's route verifies against.
+    Each report is signed, and names the account or number, as the one that sent the
+    message: the stand-in passes its sid (or phone number id) and signing secret, read
+    from :class:`~parley.sandbox.accounts.SandboxAccounts`. Real Twilio signs callbacks
+    with the account's auth token, the one the API calls use, and so does the sandbox for
+    every account registered with ``add_twilio``. The deployment's own account is the
+    exception: the demo keeps two settings (``twilio_auth_token`` for the API stand-in,
+    ``demo_twilio_auth_token`` for the workspace's webhook check), and its callbacks are
+    signed with the second, since that is what parley's route verifies against.
     """
 
     def __init__(self, settings: Settings, poster: WebhookPoster) -> None:
@@ -352,9 +402,17 @@ class StatusReporter:
         self._poster = poster
 
     def whatsapp_accepted(
-        self, *, message_id: str, wa_id: str, reference: str | None = None
+        self,
+        *,
+        message_id: str,
+        wa_id: str,
+        phone_number_id: str,
+        app_secret: str | None,
+        reference: str | None = None,
     ) -> None:
-        """Report to parley's WhatsApp webhook, as the Cloud API does for every message."""
+        """Report to parley's WhatsApp webhook, as the Cloud API does for every message.
+
+        ``app_secret`` is the sending number's (``None``: ``demo_meta_app_secret``)."""
         self._poster.post_later(
             [
                 partial(
@@ -363,13 +421,25 @@ class StatusReporter:
                     wa_id=wa_id,
                     status=status,
                     reference=reference,
+                    phone_number_id=phone_number_id,
+                    app_secret=app_secret,
                 )
                 for status in ("sent", "delivered")
             ]
         )
 
-    def twilio_accepted(self, *, callback_url: str, message_sid: str, sender: str, to: str) -> None:
-        """Report to the message's ``StatusCallback``, as Twilio does when one was given."""
+    def twilio_accepted(
+        self,
+        *,
+        callback_url: str,
+        message_sid: str,
+        sender: str,
+        to: str,
+        account_sid: str,
+        signing_token: str,
+    ) -> None:
+        """Report to the message's ``StatusCallback``, as Twilio does when one was given,
+        signed with ``signing_token`` (the sending account's ``callback_token``)."""
         self._poster.post_later(
             [
                 partial(
@@ -379,6 +449,8 @@ class StatusReporter:
                     sender=sender,
                     to=to,
                     status=status,
+                    account_sid=account_sid,
+                    auth_token=signing_token,
                 )
                 for status in ("sent", "delivered")
             ]

@@ -1,7 +1,8 @@
 """The WhatsApp Cloud API: ``POST /{version}/{phone_number_id}/messages``.
 
-Checks the bearer token, the business phone number id and the message JSON the way the
-Graph API does, answers errors in Graph's ``{"error": {...}}`` shape, and supports the two
+Checks the bearer token against the business phone number the path names (one of the
+:class:`~parley.sandbox.accounts.SandboxAccounts`) and the message JSON the way the Graph
+API does, answers errors in Graph's ``{"error": {...}}`` shape, and supports the two
 message types parley sends: ``text`` (inside the 24-hour window) and ``template``. This
 runs on the benchmark's hot path: the body is parsed once with ``json``, nothing else.
 """
@@ -23,6 +24,7 @@ from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
 from parley.sandbox.webhooks import SANDBOX_DISPLAY_PHONE_NUMBER
 
 if TYPE_CHECKING:
+    from parley.sandbox.accounts import SandboxAccounts, WhatsAppNumber
     from parley.sandbox.webhooks import StatusReporter
     from parley.sandbox.whatsapp_templates import TemplateCatalogue
 
@@ -41,8 +43,32 @@ class InvalidParameterError(ValueError):
 def bearer_matches(request: Request, token: bytes) -> bool:
     """Whether the request carries ``Authorization: Bearer <token>`` (constant-time), as
     every Graph API call must."""
+    given = bearer_token(request)
+    return given is not None and hmac.compare_digest(given.encode(), token)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of the request's ``Authorization: Bearer <token>`` header, if it has one."""
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
+    return given.strip() if scheme.lower() == "bearer" else None
+
+
+def invalid_token() -> JSONResponse:
+    """Graph's answer to a token it does not know: HTTP 401, code 190."""
+    return graph_error(401, 190, "Invalid OAuth access token.")
+
+
+def unreachable_object(object_id: str, method: str) -> JSONResponse:
+    """Graph's answer to a known token used on an object that does not exist or that the
+    token may not reach: HTTP 400, code 100, subcode 33."""
+    return graph_error(
+        400,
+        100,
+        f"Unsupported {method} request. Object with ID '{object_id}' does not exist, cannot "
+        "be loaded due to missing permissions, or does not support this operation.",
+        error_type="GraphMethodException",
+        subcode=33,
+    )
 
 
 def graph_error(
@@ -206,14 +232,18 @@ def new_wamid() -> str:
 
 
 class WhatsAppMessages:
-    """The messages edge of one sandbox WhatsApp business phone number."""
+    """The phone number node and messages edge of every sandbox WhatsApp business number.
+
+    As Graph does, a token no number holds is refused as invalid (401, code 190) whatever
+    the path, and a valid token on a number that is not its own, or on no number at all,
+    is refused as an object it cannot reach (400, code 100, subcode 33).
+    """
 
     def __init__(
         self,
         store: SandboxStore,
         *,
-        access_token: str,
-        phone_number_id: str,
+        accounts: SandboxAccounts,
         statuses: StatusReporter | None = None,
         templates: TemplateCatalogue | None = None,
     ) -> None:
@@ -223,28 +253,28 @@ class WhatsAppMessages:
         refuses a template it does not hold approved, as Meta does."""
         self._store = store
         self._templates = templates
-        self._token_bytes = access_token.encode()
-        self._phone_number_id = phone_number_id
+        self._accounts = accounts
         self._statuses = statuses
+
+    def _reachable_number(self, phone_number_id: str, token: str) -> WhatsAppNumber | None:
+        """The path's number, when ``token`` is its own; else ``None``."""
+        number = self._accounts.find_whatsapp(phone_number_id)
+        # A number that does not exist costs the same comparison as a wrong token.
+        expected = number.access_token.encode() if number is not None else b"\xff"
+        matches = hmac.compare_digest(token.encode(), expected)
+        return number if number is not None and matches else None
 
     async def phone_number(self, request: Request) -> Response:
         """``GET /{version}/{phone_number_id}``: the business phone number node."""
         fault = self._store.take_fault("whatsapp")
         if fault is not None:
             return await fault_response(fault)
-        if not bearer_matches(request, self._token_bytes):
-            return graph_error(401, 190, "Invalid OAuth access token.")
+        token = bearer_token(request)
+        if token is None or not self._accounts.is_whatsapp_token(token):
+            return invalid_token()
         phone_number_id = request.path_params["phone_number_id"]
-        if phone_number_id != self._phone_number_id:
-            return graph_error(
-                400,
-                100,
-                f"Unsupported get request. Object with ID '{phone_number_id}' does not "
-                "exist, cannot be loaded due to missing permissions, or does not support "
-                "this operation.",
-                error_type="GraphMethodException",
-                subcode=33,
-            )
+        if self._reachable_number(phone_number_id, token) is None:
+            return unreachable_object(phone_number_id, "get")
         return JSONResponse(
             {
                 "display_phone_number": f"+{SANDBOX_DISPLAY_PHONE_NUMBER}",
@@ -258,22 +288,16 @@ class WhatsAppMessages:
         fault = self._store.take_fault("whatsapp")
         if fault is not None:
             return await fault_response(fault)
-        if not bearer_matches(request, self._token_bytes):
-            return graph_error(401, 190, "Invalid OAuth access token.")
+        token = bearer_token(request)
+        if token is None or not self._accounts.is_whatsapp_token(token):
+            return invalid_token()
         version = request.path_params["version"]
         if not API_VERSION.match(version):
             return invalid_parameter(f"Unknown API version {version!r}; expected e.g. 'v21.0'.")
         phone_number_id = request.path_params["phone_number_id"]
-        if phone_number_id != self._phone_number_id:
-            return graph_error(
-                400,
-                100,
-                f"Unsupported post request. Object with ID '{phone_number_id}' does not "
-                "exist, cannot be loaded due to missing permissions, or does not support "
-                "this operation.",
-                error_type="GraphMethodException",
-                subcode=33,
-            )
+        number = self._reachable_number(phone_number_id, token)
+        if number is None:
+            return unreachable_object(phone_number_id, "post")
         try:
             payload = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -307,7 +331,13 @@ class WhatsAppMessages:
             )
         )
         if self._statuses is not None:
-            self._statuses.whatsapp_accepted(message_id=wamid, wa_id=to, reference=reference)
+            self._statuses.whatsapp_accepted(
+                message_id=wamid,
+                wa_id=to,
+                phone_number_id=number.phone_number_id,
+                app_secret=number.app_secret,
+                reference=reference,
+            )
         sent = {"id": wamid}
         if template is not None:
             sent["message_status"] = "accepted"
