@@ -594,3 +594,35 @@ def test_workspace_connect_adds_a_provider_account_whose_webhooks_then_verify(db
     again = runner.invoke(app, [*args, "--address", "+15550001111", "--secret", "auth_token=x"])
     assert again.exit_code == 1
     assert "already connected" in again.output
+
+
+def test_workspace_connect_with_a_sending_field_makes_the_store_send_from_that_account(
+    db, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from parley.channels.base import ChannelKind
+    from parley.cli import app
+    from parley.messaging.senders import sending_accounts
+    from parley.workspaces.models import ChannelAccount
+    from support import rows, seed
+
+    store = seed(db)
+    monkeypatch.setenv("PARLEY_DATABASE_URL", db.url)
+    runner = CliRunner()
+    args = ["workspace", "connect", "--slug", "demo", "--provider", "twilio"]
+    args += ["--address", "+15550001111", "--secret", "auth_token=t0k"]
+    sid = "AC0123456789abcdef0123456789abcdef"
+
+    malformed = runner.invoke(app, [*args, "--secret", "account_sid=AC-nope"])
+    assert malformed.exit_code == 2
+    assert "account_sid must be AC and 32 hexadecimal digits" in malformed.output
+    assert rows(db, ChannelAccount, ChannelAccount.address == "+15550001111") == []
+
+    ok = runner.invoke(app, [*args, "--secret", f"account_sid={sid}"])
+    assert ok.exit_code == 0, ok.output
+    (account,) = rows(db, ChannelAccount, ChannelAccount.address == "+15550001111")
+    assert account.secrets == {"auth_token": "t0k", "account_sid": sid}
+    with db.transaction() as session:
+        sends = sending_accounts(session, [store])[store]
+    assert sends[ChannelKind.SMS].address == "+15550001111"

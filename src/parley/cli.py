@@ -8,16 +8,19 @@ import json
 import os
 import secrets as secrets_module
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
 
 from parley.assistant.cli import assistant_app
-from parley.errors import Conflict, NotFound
+from parley.errors import Conflict, Invalid, NotFound
 from parley.http.processes import Supervisor, spreads_connections
 from parley.settings import Settings, get_settings
 from parley.workspaces.credentials import CHANNEL_PROVIDERS
+
+if TYPE_CHECKING:
+    from parley.channels.base import ChannelKind, SendingAccount
 
 app = typer.Typer(help="parley: customer communication for ecommerce stores.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Manage workspaces (stores).", no_args_is_help=True)
@@ -346,7 +349,9 @@ def workspace_connect(
         list[str], typer.Option(help="name=value, e.g. app_secret=… (repeat for each)")
     ],
 ) -> None:
-    """Connect a provider account so its webhooks reach this workspace."""
+    """Connect a provider account so its webhooks reach this workspace; with its sending
+    fields (a WhatsApp access_token, a Twilio account_sid, an Instagram access_token) the
+    store's messages on that channel go from it."""
     from parley.db import Database
     from parley.workspaces import service as workspaces
 
@@ -359,6 +364,11 @@ def workspace_connect(
     if missing:
         typer.echo(f"error: {provider} needs --secret {'=… --secret '.join(missing)}=…", err=True)
         raise typer.Exit(2)
+    try:
+        values = workspaces.account_secrets(provider, given)
+    except Invalid as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     db = Database(get_settings().database_url)
     try:
         with db.transaction() as session:
@@ -369,7 +379,7 @@ def workspace_connect(
                 channel=channel,
                 provider=provider,
                 address=address,
-                secrets={name: given[name] for name in needed},
+                secrets=values,
             )
     except (Conflict, NotFound) as exc:
         typer.echo(f"error: {exc.message}", err=True)
@@ -379,6 +389,24 @@ def workspace_connect(
     typer.echo(
         f"{provider} {address} connected to {slug!r}: POST /webhooks/{_route(provider)}/{slug}"
     )
+
+
+def _sending_accounts(settings: Settings, slug: str) -> dict[ChannelKind, SendingAccount]:
+    """The store's own accounts it sends from, by channel (exits 1 for an unknown store)."""
+    from parley.db import Database
+    from parley.messaging.senders import sending_accounts
+    from parley.workspaces import service as workspaces
+
+    db = Database(settings.database_url)
+    try:
+        with db.transaction() as session:
+            store = workspaces.get_workspace(session, slug=slug)
+            return sending_accounts(session, [store.id])[store.id]
+    except NotFound as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        db.dispose()
 
 
 def _route(provider: str) -> str:
@@ -559,7 +587,6 @@ def marketing_rate(
     per_hour: Annotated[str, typer.Argument(help="Messages an hour at most; 0 for no limit")],
 ) -> None:
     """Set or lift the store's marketing rate; the sends waiting for it are re-planned."""
-    from parley.errors import Invalid
     from parley.messaging.marketing_controls import set_rate
     from parley.messaging.marketing_rate import MarketingRate
 
@@ -581,20 +608,37 @@ def providers_check(
         list[str] | None,
         typer.Argument(help="Channels to check: email, sms, whatsapp, instagram, webchat."),
     ] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Option(help="Check this store's own sending accounts instead of the deployment's"),
+    ] = None,
 ) -> None:
     """Ask each provider whether it takes the settings (credentials, sender), sending
-    nothing. With PARLEY_SANDBOX=1 the providers are the running server's sandbox."""
+    nothing; with --workspace, the store's own accounts it sends from. With
+    PARLEY_SANDBOX=1 the providers are the running server's sandbox."""
     from parley.channels.base import ChannelKind
-    from parley.channels.registry import check_providers
+    from parley.channels.registry import check_accounts, check_providers
 
     known = {str(kind) for kind in ChannelKind}
     unknown = sorted(set(channels or ()) - known)
     if unknown:
         raise typer.BadParameter(f"unknown channel {', '.join(unknown)}: one of {sorted(known)}")
+    wanted = [ChannelKind(c) for c in channels or ()]
     settings = get_settings()
     if settings.sandbox:
         settings = settings.pointed_at_sandbox()
-    checks = asyncio.run(check_providers(settings, [ChannelKind(c) for c in channels or ()]))
+    if workspace is None:
+        checks = asyncio.run(check_providers(settings, wanted))
+    else:
+        own = {
+            kind: account
+            for kind, account in _sending_accounts(settings, workspace).items()
+            if not wanted or kind in wanted
+        }
+        if not own:
+            typer.echo(f"{workspace!r} sends from the deployment's accounts on these channels")
+            return
+        checks = asyncio.run(check_accounts(settings, own))
     for check in checks:
         typer.echo(f"{check.channel:<10} {'ok' if check.is_ok else 'FAILED':<7} {check.said}")
     if not all(check.is_ok for check in checks):

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import httpx2
 
@@ -19,10 +20,11 @@ from parley.alerts.rules import Thresholds
 from parley.alerts.watch import WatchTask, watch_schedule
 from parley.assistant.llm import Rephraser
 from parley.assistant.service import Respond
-from parley.channels.base import ChannelAdapter, ChannelKind
+from parley.channels.adapters import ChannelAdapters
+from parley.channels.base import ChannelAdapter, ChannelKind, SendingAccount
 from parley.channels.email_smtp.domain import SendingDomain, check_sending_domain
 from parley.channels.http import make_client
-from parley.channels.registry import build_adapters, close_adapters
+from parley.channels.registry import build_account_adapter, build_adapters, close_adapters
 from parley.channels.twilio_sms.segments import count_segments
 from parley.channels.whatsapp_cloud.adapter import WhatsappCloud
 from parley.db import Database
@@ -39,7 +41,7 @@ from parley.messaging.sending_domain import CHECK_SCHEDULE, DomainCheckTask
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.messaging.whatsapp_templates import SYNC_SCHEDULE as TEMPLATE_SYNC_SCHEDULE
-from parley.messaging.whatsapp_templates import TemplateSyncTask
+from parley.messaging.whatsapp_templates import TemplateLister, TemplateSyncTask
 from parley.privacy.tasks import CustomerRequestTask, EraseStoreTask
 from parley.settings import Settings
 
@@ -145,6 +147,16 @@ class Runtime:
     rephraser: Rephraser | None = None
     _respond: Respond | None = None
     _alert_client: httpx2.AsyncClient | None = None
+    _senders: ChannelAdapters | None = None
+
+    @property
+    def senders(self) -> ChannelAdapters:
+        """The deployment's adapters and the stores' own accounts', one set per process."""
+        if self._senders is None:
+            self._senders = ChannelAdapters(
+                self.adapters, build=functools.partial(build_account_adapter, self.settings)
+            )
+        return self._senders
 
     def respond_task(self) -> Respond:
         """One assistant per process: its model is loaded once and shared by workers."""
@@ -168,14 +180,14 @@ class Runtime:
         budget = min(BUDGET_SECONDS, self.settings.job_lease_seconds / 3)
         return [
             AdvanceJourney(
-                adapters=self.adapters,
+                adapters=self.senders,
                 renderer=TemplateRenderer(),
                 outbox_settings=outbox_settings,
                 send_timeout_seconds=timeout,
                 pacer=paced,
             ),
             DeliverMessage(
-                adapters=self.adapters,
+                adapters=self.senders,
                 outbox_settings=outbox_settings,
                 send_timeout_seconds=timeout,
                 pacer=paced,
@@ -197,7 +209,7 @@ class Runtime:
             ),
             CustomerRequestTask(self.db, budget_seconds=budget),
             EraseStoreTask(self.db, budget_seconds=budget),
-            *([TemplateSyncTask(lister)] if (lister := self._template_lister()) else []),
+            TemplateSyncTask(self._template_lister(), lister_for=self._account_lister),
             *([DomainCheckTask(check)] if (check := self._domain_check()) else []),
         ]
 
@@ -215,6 +227,11 @@ class Runtime:
         if self.settings.whatsapp_business_account_id and isinstance(adapter, WhatsappCloud):
             return adapter
         return None
+
+    def _account_lister(self, account: SendingAccount) -> TemplateLister:
+        """What reads the templates of a store's own WhatsApp business account: the
+        adapter its messages go through."""
+        return cast("TemplateLister", self.senders.for_account(account))
 
     def alert_client(self) -> httpx2.AsyncClient:
         """One client for alert notifications, closed with the runtime."""
@@ -242,14 +259,14 @@ class Runtime:
 
     def schedules(self) -> list[Schedule]:
         """The periodic jobs every worker schedules: the sweep, the alerts watch, reading
-        the WhatsApp templates when the business account is known, and reading the
-        sending domain's set-up unless that check is off."""
+        the WhatsApp templates (the deployment's business account's when it is known, and
+        those of stores sending from their own numbers), and reading the sending domain's
+        set-up unless that check is off."""
         schedules = [
             SWEEP_SCHEDULE,
             watch_schedule(timedelta(seconds=self.settings.alert_check_seconds)),
+            TEMPLATE_SYNC_SCHEDULE,
         ]
-        if self._template_lister() is not None:
-            schedules.append(TEMPLATE_SYNC_SCHEDULE)
         if self._domain_check() is not None:
             schedules.append(CHECK_SCHEDULE)
         return schedules
@@ -270,7 +287,10 @@ class Runtime:
         )
 
     async def aclose(self) -> None:
-        await close_adapters(self.adapters)
+        if self._senders is not None:
+            await self._senders.aclose()
+        else:
+            await close_adapters(self.adapters)
         if self._alert_client is not None:
             await self._alert_client.aclose()
         if self.rephraser is not None:

@@ -361,6 +361,82 @@ def test_providers_check_names_a_refused_token_and_a_sender_not_on_the_account(d
     ]
 
 
+def _connect_twilio(
+    demo: DemoServer, number: str, account: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``parley workspace connect`` of a Twilio number to the demo store, with the
+    account's SID as well as its auth token: the store's texts go from it."""
+    return subprocess.run(
+        [
+            *parley_command(),
+            "workspace",
+            "connect",
+            "--slug",
+            "demo",
+            "--provider",
+            "twilio",
+            "--address",
+            number,
+            "--secret",
+            f"auth_token={account['auth_token']}",
+            "--secret",
+            f"account_sid={account['account_sid']}",
+        ],
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_store_that_connects_its_own_twilio_account_texts_from_its_number(demo):
+    # Given a Twilio account the store signed up for (at the sandbox, standing in for
+    # Twilio), connected with its SID as well as its auth token
+    signed_up = demo.http.post("/sandbox/api/accounts/twilio")
+    assert signed_up.status_code == 201
+    account = signed_up.json()
+    sid, number = account["account_sid"], account["phone_number"]
+    connected = _connect_twilio(demo, number, account)
+    assert connected.returncode == 0, connected.stderr
+    checked = _check_providers(demo, "sms", "--workspace", "demo")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines() == [
+        f"sms        ok      the Twilio account {sid} is active and {number} is one of its numbers"
+    ]
+
+    # When Grace's order ships
+    placed, dispatched, *_ = deliveries("Grace")
+    assert demo.post_webhook(placed).json() == ACCEPTED
+    assert demo.post_webhook(dispatched).json() == ACCEPTED
+
+    # Then the text went from the store's own number, and Twilio's receipts for it, signed
+    # with that account's token, reached the store: the dispatch reads delivered
+    [sms] = demo.wait_for(lambda: demo.captured(channel="sms"), what="the SMS dispatch")
+    assert (sms["sender"], sms["to"]) == (number, "+12025550143")
+    demo.wait_for(
+        lambda: [
+            m for m in demo.messages() if m["type"] == "dispatch" and m["status"] == "delivered"
+        ],
+        what="the delivered receipt",
+    )
+
+
+def test_providers_check_of_a_store_names_a_number_that_is_not_its_accounts(demo):
+    account = demo.http.post("/sandbox/api/accounts/twilio").json()
+    assert _connect_twilio(demo, "+15005559999", account).returncode == 0
+
+    checked = _check_providers(demo, "--workspace", "demo")
+
+    assert checked.returncode == 1
+    assert checked.stdout.splitlines() == [
+        "sms        FAILED  +15005559999 (the store's account on Settings → Channels) is not a"
+        f" number of the Twilio account {account['account_sid']} (check the credentials and"
+        " sender)"
+    ]
+    assert demo.captured() == []
+
+
 def test_simulate_against_the_live_demo_captures_eight_messages(demo):
     """At simulate's own pace (a second between deliveries) every update is news when the
     worker gets to it, so each of the four is sent (all at once, only the latest would be)."""

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from parley.channels.base import (
     AccountChannelError,
     ChannelKind,
+    SendingAccount,
     TemplateReview,
     TransientChannelError,
 )
@@ -28,6 +29,7 @@ from parley.messaging.models import Message, WhatsAppTemplate
 from parley.messaging.types import Purpose
 from parley.messaging.whatsapp_templates import SYNC_KIND, TemplateSyncTask
 from parley.workspaces.models import Workspace
+from parley.workspaces.service import add_channel_account, create_workspace
 from support import (
     customer_writes,
     deliveries,
@@ -317,3 +319,89 @@ def test_another_stores_templates_are_not_read_for_this_one(db, frozen_clock):
     with db.transaction() as session:
         registry = whatsapp_templates.registry_for(session, workspace_id=1)
     assert registry.is_synced is False
+
+
+def _own_number(db, slug: str, address: str, **sending: str) -> int:
+    """A second store with its own WhatsApp number connected, with ``sending`` fields."""
+    with db.transaction() as session:
+        store = create_workspace(session, slug=slug, name=slug.title())
+        add_channel_account(
+            session,
+            workspace_id=store.id,
+            channel="whatsapp",
+            provider="whatsapp_cloud",
+            address=address,
+            secrets={"app_secret": "s", "verify_token": "v", **sending},
+        )
+        return store.id
+
+
+class _Accounts:
+    """Each store's own business account, as the sync reads it through that number."""
+
+    def __init__(self, **listings: _Meta) -> None:
+        self.listings = listings
+        self.asked: list[tuple[str, str]] = []
+
+    def lister_for(self, account: SendingAccount) -> _Meta:
+        self.asked.append((account.address, account.credential("business_account_id")))
+        return self.listings[account.address]
+
+
+def test_a_store_sending_from_its_own_number_takes_its_own_business_accounts_templates(
+    db, frozen_clock
+):
+    # Given the demo store on the deployment's number, north on its own number (with its
+    # business account) and south on its own number (no business account given)
+    seed(db)
+    north = _own_number(
+        db, "north", "200000000000002", access_token="t", business_account_id="2222"
+    )
+    south = _own_number(db, "south", "300000000000003", access_token="t")
+    deployment = _Meta(_approved("order_dispatched"))
+    own = _Accounts(**{"200000000000002": _Meta(_approved("north_dispatch", "MARKETING"))})
+    meta_holds(db, _approved("order_dispatched"), workspace_id=south)
+
+    worker = Worker(
+        db,
+        [TemplateSyncTask(deployment, lister_for=own.lister_for)],
+        WorkerConfig(backoff_base_seconds=5.0),
+    )
+    with db.transaction() as session:
+        queue.enqueue(session, kind=SYNC_KIND, payload={}, idempotency_key="sync:own")
+    drain(worker)
+
+    # Then each store holds what its own number's business account lists
+    assert _held(db) == [("order_dispatched", "APPROVED", "UTILITY")]
+    assert _held(db, north) == [("north_dispatch", "APPROVED", "MARKETING")]
+    assert _held(db, south) == []
+    assert own.asked == [("200000000000002", "2222")]
+    [job] = rows(db, Job, Job.kind == SYNC_KIND)
+    assert job.status == JobStatus.DONE
+
+
+def test_a_store_business_account_that_refuses_the_sync_leaves_the_others_synced(db, frozen_clock):
+    seed(db)
+    north = _own_number(
+        db, "north", "200000000000002", access_token="t", business_account_id="2222"
+    )
+    refusing = _Meta()
+    refusing.failure = AccountChannelError("WhatsApp refused the settings (HTTP 401, error 190)")
+    own = _Accounts(**{"200000000000002": refusing})
+
+    worker = Worker(
+        db,
+        [TemplateSyncTask(_Meta(_approved("order_dispatched")), lister_for=own.lister_for)],
+        WorkerConfig(backoff_base_seconds=5.0),
+    )
+    with db.transaction() as session:
+        queue.enqueue(session, kind=SYNC_KIND, payload={}, idempotency_key="sync:own")
+    drain(worker)
+
+    assert _held(db) == [("order_dispatched", "APPROVED", "UTILITY")]
+    assert _held(db, north) == []
+    [job] = rows(db, Job, Job.kind == SYNC_KIND)
+    assert (job.status, job.last_error) == (
+        JobStatus.FAILED,
+        "WhatsApp refused the settings (HTTP 401, error 190)",
+    )

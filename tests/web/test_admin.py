@@ -4,6 +4,7 @@ their templates and live preview, the team, the audit log and the customer expor
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 import time
@@ -27,6 +28,7 @@ from parley.jobs.models import Job
 from parley.journeys.models import Journey
 from parley.messaging import refusals
 from parley.messaging.models import Message, MessageTemplate
+from parley.messaging.senders import sending_accounts
 from parley.workspaces.models import ChannelAccount, Workspace
 from support import (
     SECRET,
@@ -273,6 +275,72 @@ def test_replacing_a_secret_keeps_the_others_and_verifies_with_the_new_one(app, 
     (entry,) = audit_actions(db, "credentials_changed")
     assert entry.detail["change"] == "replaced"
     assert entry.detail["fields"] == ["app_secret"]
+
+
+NORTH_SID = "AC0123456789abcdef0123456789abcdef"
+
+
+def test_a_store_enters_its_twilio_sid_and_its_texts_go_from_its_own_number(app, db):
+    (account,) = rows(db, ChannelAccount, ChannelAccount.provider == "twilio")
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        before = client.get("/admin/channels", headers=HTML)
+        answer = client.post(
+            f"/admin/channels/{account.id}/secrets",
+            data={"csrf_token": csrf, "account_sid": NORTH_SID, "auth_token": ""},
+        )
+        after = client.get("/admin/channels", headers=HTML)
+    assert answer.status_code == 303
+    assert before.text.count("receives only") == 1  # the inbound email address
+    assert before.text.count("no: messages go from the deployment") == 3
+    assert after.text.count("no: messages go from the deployment") == 2
+    assert 'data-test="sends"><span class="badge ok">from this account' in after.text
+    assert NORTH_SID not in after.text
+    (saved,) = rows(db, ChannelAccount, ChannelAccount.id == account.id)
+    assert saved.secrets == {**account.secrets, "account_sid": NORTH_SID}
+    with db.transaction() as session:
+        sends = sending_accounts(session, [account.workspace_id])[account.workspace_id]
+    assert [(kind, found.address) for kind, found in sends.items()] == [
+        (ChannelKind.SMS, account.address)
+    ]
+    (entry,) = audit_actions(db, "credentials_changed")
+    assert entry.detail["fields"] == ["account_sid"]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(
+            {"account_sid": "AC123"}, "account_sid must be AC and 32 hexadecimal digits", id="sid"
+        ),
+        pytest.param(
+            {"business_account_id": "waba-1"},
+            "business_account_id must be digits only",
+            id="waba",
+        ),
+    ],
+)
+def test_a_malformed_sending_field_is_refused_with_the_reason_and_nothing_saved(
+    app, db, data, reason
+):
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/channels",
+            data={
+                "csrf_token": csrf,
+                "provider": "twilio" if "account_sid" in data else "whatsapp_cloud",
+                "address": "+15005550199",
+                "auth_token": "t",
+                "app_secret": "a",
+                "verify_token": "v",
+                **data,
+            },
+        )
+    assert answer.status_code == 422
+    assert html.escape(reason) in answer.text
+    assert snapshot(db) == before
 
 
 def test_another_workspaces_channel_account_is_404_and_unchanged(app, db):

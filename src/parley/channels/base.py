@@ -49,6 +49,30 @@ class TemplateRef:
 
 
 @dataclass(frozen=True)
+class SendingAccount:
+    """A store's own account on a provider, to send from instead of the deployment's.
+
+    ``address`` is the provider's id for it (a WhatsApp ``phone_number_id``, a Twilio
+    number) and ``credentials`` what its API takes (an access token; an account SID and
+    auth token). ``version`` changes whenever the credentials do, so an adapter built for
+    the old ones is not used with the new.
+    """
+
+    provider: str
+    address: str
+    credentials: tuple[tuple[str, str], ...]
+    version: str
+
+    def credential(self, name: str) -> str:
+        """One credential by name ("" when the account has none of that name)."""
+        return dict(self.credentials).get(name, "")
+
+    def __repr__(self) -> str:
+        # Never the credentials: this object reaches logs inside failed jobs' reprs.
+        return f"SendingAccount({self.provider!r}, {self.address!r})"
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
     """One message ready for the wire.
 
@@ -72,6 +96,8 @@ class OutboundMessage:
     is_human_agent: bool = False
     """Send with Instagram's ``HUMAN_AGENT`` tag: a person's reply 24 h-7 d after the
     customer's last message. Messaging decides it at send time, where the window is known."""
+    account: SendingAccount | None = None
+    """The store's own account it goes from; None: the deployment's."""
 
 
 @dataclass(frozen=True)

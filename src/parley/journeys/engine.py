@@ -30,6 +30,7 @@ from typing import Any, Literal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from parley.channels.adapters import ChannelAdapters
 from parley.channels.base import AccountChannelError, ChannelAdapter, ChannelKind, SendResult
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
@@ -419,7 +420,7 @@ class AdvanceJourney:
         send_timeout_seconds: float = 10.0,
         pacer: Pacer | None = None,
     ) -> None:
-        self.adapters = adapters
+        self.adapters = ChannelAdapters.of(adapters)
         self.renderer = renderer
         self.outbox_settings = outbox_settings
         self.pacer = pacer
@@ -657,7 +658,7 @@ class AdvanceJourney:
         return steps
 
     async def perform(self, work: StepSend) -> SendResult:
-        adapter = self.adapters[work.send.channel]
+        adapter = self.adapters.for_message(work.send.channel, work.send.outbound)
         async with asyncio.timeout(self.send_timeout):
             return await adapter.send(work.send.outbound)
 

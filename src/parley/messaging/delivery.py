@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from parley.channels.adapters import ChannelAdapters
 from parley.channels.base import AccountChannelError, ChannelAdapter, ChannelKind, SendResult
 from parley.clock import utc_now
 from parley.inbox.models import Conversation
@@ -25,10 +27,19 @@ from parley.messaging import service as outbox
 from parley.messaging.models import Author, Message, MessageStatus
 from parley.messaging.pace import Pacer
 from parley.messaging.replies import DELIVER, is_human_agent_reply, reply_refusal
+from parley.messaging.senders import StoreAccounts, sending_accounts
 from parley.messaging.service import OutboxSettings, PreparedSend, QueuedSend, Result
 from parley.workspaces.models import Workspace
 
 SEND_TIMEOUT_MARGIN_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Replies:
+    """A batch's messages, read at once, and their stores' own sending accounts."""
+
+    messages: dict[int, Message]
+    accounts: StoreAccounts
 
 
 class DeliverMessage:
@@ -44,20 +55,26 @@ class DeliverMessage:
         send_timeout_seconds: float = 10.0,
         pacer: Pacer | None = None,
     ) -> None:
-        self.adapters = adapters
+        self.adapters = ChannelAdapters.of(adapters)
         self.outbox_settings = outbox_settings
         self.pacer = pacer
         self.send_timeout = send_timeout_seconds + SEND_TIMEOUT_MARGIN_SECONDS
 
-    def preload(self, session: Session, jobs: list[ClaimedJob]) -> dict[int, Message]:
+    def preload(self, session: Session, jobs: list[ClaimedJob]) -> Replies:
         ids = [int(job.payload["message_id"]) for job in jobs]
-        return {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+        messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
+        accounts = sending_accounts(
+            session, {job.workspace_id for job in jobs if job.workspace_id is not None}
+        )
+        return Replies(messages, accounts)
 
     def prepare(
-        self, session: Session, job: ClaimedJob, batch: dict[int, Message] | None
+        self, session: Session, job: ClaimedJob, batch: Replies | None
     ) -> QueuedSend | None:
         message_id = int(job.payload["message_id"])
-        message = (batch or {}).get(message_id) or session.get(Message, message_id)
+        message = (batch.messages if batch else {}).get(message_id) or session.get(
+            Message, message_id
+        )
         if message is None or message.workspace_id != job.workspace_id:
             return None
         now = utc_now()
@@ -103,6 +120,7 @@ class DeliverMessage:
                 author=Author(message.author),
                 now=now,
             )
+        accounts = batch.accounts if batch else sending_accounts(session, [workspace.id])
         return QueuedSend(
             message,
             sender_name=workspace.name,
@@ -110,6 +128,7 @@ class DeliverMessage:
                 self.outbox_settings, workspace, message.channel
             ),
             is_human_agent=is_human_agent,
+            account=accounts.get(workspace.id, {}).get(ChannelKind(str(message.channel))),
         )
 
     def record_batch(
@@ -125,7 +144,7 @@ class DeliverMessage:
         return sends
 
     async def perform(self, work: PreparedSend) -> SendResult:
-        adapter = self.adapters[work.channel]
+        adapter = self.adapters.for_message(work.channel, work.outbound)
         async with asyncio.timeout(self.send_timeout):
             return await adapter.send(work.outbound)
 

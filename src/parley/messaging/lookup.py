@@ -15,13 +15,14 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, SendingAccount
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
 from parley.db.scoped import in_workspaces
 from parley.inbox.models import Conversation, ConversationStatus
 from parley.messaging import catalog, sending_domain
 from parley.messaging.models import Message
 from parley.messaging.policy import Reach
+from parley.messaging.senders import StoreAccounts, sending_accounts
 from parley.messaging.templates import TemplateContent
 from parley.messaging.types import MessageType
 from parley.messaging.whatsapp_templates import Registry, registry_for
@@ -39,6 +40,7 @@ class OutboxLookup:
         self._conversations: dict[int, int | None] = {}
         self._whatsapp_templates: dict[int, Registry] = {}
         self._sending_domains: dict[str, list[str] | None] = {}
+        self._accounts: StoreAccounts = {}
 
     def preload(
         self,
@@ -48,6 +50,10 @@ class OutboxLookup:
     ) -> None:
         """Fetch in bulk what a batch will ask for, each query scoped by workspace."""
         session = self.session
+        customers = list(customers)
+        stores = {c.workspace_id for c in customers} - self._accounts.keys()
+        if stores:
+            self._accounts.update(sending_accounts(session, stores))
         wanted = {(c.workspace_id, c.id) for c in customers if c.id not in self._identities}
         if wanted:
             identities: dict[int, list[CustomerIdentity]] = defaultdict(list)
@@ -138,6 +144,13 @@ class OutboxLookup:
                 self.session, workspace_id=workspace_id, message_type=message_type
             )
         return self._templates[key]
+
+    def sending_account(self, workspace_id: int, channel: str) -> SendingAccount | None:
+        """The store's own account its messages on ``channel`` go from; None: the
+        deployment's (:mod:`parley.messaging.senders`)."""
+        if workspace_id not in self._accounts:
+            self._accounts.update(sending_accounts(self.session, [workspace_id]))
+        return self._accounts[workspace_id].get(ChannelKind(channel))
 
     def sending_domain_problems(self, domain: str) -> list[str] | None:
         """What the last reading of the sending domain found short, read once per batch

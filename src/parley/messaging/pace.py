@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -126,6 +126,9 @@ class Want:
     text: str = ""
     store: Sender | None = None
     """The store's own pace for it (a marketing rate), taken before its sender's."""
+    account: str | None = None
+    """The address of the store's own account it goes from (its number); None: the
+    deployment's sender on its channel."""
 
 
 def pace(
@@ -173,9 +176,19 @@ def pace(
 
 @dataclass
 class Pacer:
-    """The deployment's paced senders by channel; a channel not listed is not paced."""
+    """The deployment's paced senders by channel; a channel not listed is not paced. A
+    store's own account on a channel is paced as the deployment's sender there, on a row
+    of its own (``whatsapp:<its phone_number_id>``): a number's allowance is the number's,
+    whoever it belongs to."""
 
     senders: Mapping[ChannelKind, Sender] = field(default_factory=dict)
+
+    def sender_for(self, want: Want) -> Sender | None:
+        """The sender ``want`` is paced by, if its channel is paced."""
+        sender = self.senders.get(ChannelKind(want.channel))
+        if sender is None or want.account is None:
+            return sender
+        return replace(sender, key=f"{want.channel}:{want.account}")
 
     def take(self, session: Session, wants: Sequence[Want], *, now: datetime) -> list[Later | None]:
         """For each want, in the transaction that records the sends: None when its room
@@ -191,7 +204,7 @@ class Pacer:
         senders = {
             i: sender
             for i, want in enumerate(wants)
-            if (sender := self.senders.get(ChannelKind(want.channel))) is not None
+            if (sender := self.sender_for(want)) is not None
         }
         if not stores and not senders:
             return results

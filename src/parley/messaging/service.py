@@ -27,6 +27,7 @@ from parley.channels.base import (
     ChannelKind,
     OutboundMessage,
     PermanentChannelError,
+    SendingAccount,
     SendResult,
     StatusUpdate,
     TemplateRef,
@@ -127,6 +128,8 @@ class UnrecordedSend:
     status_callback_url: str | None
     store_pace: Sender | None = None
     """The store's marketing rate, for a marketing send of a store that set one."""
+    account: SendingAccount | None = None
+    """The store's own account it goes from; None: the deployment's."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ class QueuedSend:
     """An Instagram reply by a person past the 24-hour window, decided at send time."""
     store_pace: Sender | None = None
     """The store's marketing rate, for a marketing send of a store that set one."""
+    account: SendingAccount | None = None
+    """The store's own account it goes from; None: the deployment's."""
 
 
 class Result(StrEnum):
@@ -208,6 +213,9 @@ def plan_message(
             sender_name=workspace.name,
             status_callback_url=status_callback_url(outbox, workspace, existing.channel),
             store_pace=_store_pace(workspace, str(existing.purpose)),
+            account=(
+                lookup.sending_account(workspace.id, existing.channel) if existing.channel else None
+            ),
         )
     row = {
         **blank_row(workspace_id=workspace.id, now=now),
@@ -294,6 +302,7 @@ def plan_message(
         sender_name=workspace.name,
         status_callback_url=status_callback_url(outbox, workspace, decision.channel),
         store_pace=_store_pace(workspace, purpose),
+        account=lookup.sending_account(workspace.id, decision.channel),
     )
 
 
@@ -491,6 +500,7 @@ def record_sends(
                     **row,
                     "sender_name": send.sender_name,
                     "status_callback_url": send.status_callback_url,
+                    "account": send.account,
                 },
                 message_id=message_id,
             ),
@@ -504,16 +514,22 @@ def record_sends(
                 sender_name=queued.sender_name,
                 status_callback_url=queued.status_callback_url,
                 is_human_agent=queued.is_human_agent,
+                account=queued.account,
             )
     return results
 
 
 def _want(send: UnrecordedSend | QueuedSend) -> Want:
+    address = send.account.address if send.account is not None else None
     if isinstance(send, QueuedSend):
         message = send.message
-        return Want(str(message.channel), str(message.purpose), message.body or "", send.store_pace)
+        return Want(
+            str(message.channel), str(message.purpose), message.body or "", send.store_pace, address
+        )
     row = send.row
-    return Want(str(row["channel"]), str(row["purpose"]), row["body"] or "", send.store_pace)
+    return Want(
+        str(row["channel"]), str(row["purpose"]), row["body"] or "", send.store_pace, address
+    )
 
 
 def record_skipped(
@@ -668,6 +684,7 @@ def _resume(
     sender_name: str,
     status_callback_url: str | None,
     store_pace: Sender | None,
+    account: SendingAccount | None,
 ) -> QueuedSend | None:
     """The send a keyed message still owes: a ``queued`` one is sent (once recorded);
     one left ``sending`` is held for review; any other is decided already."""
@@ -677,6 +694,7 @@ def _resume(
             sender_name=sender_name,
             status_callback_url=status_callback_url,
             store_pace=store_pace,
+            account=account,
         )
     if message.status == MessageStatus.SENDING:
         hold_interrupted(session, message, now=now)
@@ -872,11 +890,13 @@ def start_attempt(
     sender_name: str,
     status_callback_url: str | None = None,
     is_human_agent: bool = False,
+    account: SendingAccount | None = None,
 ) -> PreparedSend:
     """An attempt for a ``queued`` message: a reply, or a retry after a transient failure.
 
     ``is_human_agent``: an Instagram reply by a person past the 24-hour window, decided at
-    send time by the caller.
+    send time by the caller. ``account``: the store's own account it goes from, as the
+    store has it now (None: the deployment's).
     """
     message.attempts += 1
     message.status = MessageStatus.SENDING
@@ -903,6 +923,7 @@ def start_attempt(
                 "status_callback_url": status_callback_url,
                 "reply_to": message.reply_to,
                 "is_human_agent": is_human_agent,
+                "account": account,
             },
             message_id=message.id,
         ),
@@ -931,6 +952,7 @@ def _outbound(row: dict[str, Any], *, message_id: int) -> OutboundMessage:
         status_callback_url=row.get("status_callback_url"),
         in_reply_to=row.get("reply_to"),
         is_human_agent=bool(row.get("is_human_agent")),
+        account=row.get("account"),
     )
 
 

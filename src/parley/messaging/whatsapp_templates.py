@@ -18,8 +18,9 @@ has no templates) is not second-guessed: its templates go, and Meta's answer dec
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -27,12 +28,19 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from parley.channels.base import ChannelError, TemplateReview, TransientChannelError
+from parley.channels.base import (
+    ChannelError,
+    ChannelKind,
+    SendingAccount,
+    TemplateReview,
+    TransientChannelError,
+)
 from parley.clock import utc_now
 from parley.jobs.periodic import Schedule
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Fail, Outcome, Retry
 from parley.messaging.models import WhatsAppTemplate
+from parley.messaging.senders import sending_accounts
 from parley.workspaces.models import Workspace
 
 log = logging.getLogger(__name__)
@@ -260,43 +268,99 @@ class TemplateLister(Protocol):
     async def list_templates(self) -> list[TemplateReview]: ...
 
 
+@dataclass(frozen=True)
+class SyncPlan:
+    """Whose templates each active store takes: ``None``, the deployment's business
+    account; an address, the store's own WhatsApp number's (:mod:`parley.messaging.senders`)."""
+
+    stores: dict[int, tuple[str, str | None]]
+    """Store id -> (its slug, whose listing it takes)."""
+    accounts: dict[str, SendingAccount]
+
+
 class TemplateSyncTask:
-    """The hourly sync as a job: the business account's templates are read once, over
-    HTTP with no transaction open, and written to every active store's registry (the
-    deployment's WhatsApp number sends for all of them)."""
+    """The hourly sync as a job: each business account's templates are read once, over
+    HTTP with no transaction open, and written to the registry of every active store
+    that sends from it: the deployment's for the stores sending from its number, a
+    store's own for a store sending from its own number (with no business account id
+    given, that store's registry is left empty: its templates go, and Meta's answer
+    decides)."""
 
     kind = SYNC_KIND
 
-    def __init__(self, source: TemplateLister) -> None:
+    def __init__(
+        self,
+        source: TemplateLister | None,
+        lister_for: Callable[[SendingAccount], TemplateLister] | None = None,
+    ) -> None:
         self.source = source
+        self.lister_for = lister_for
 
     def preload(self, session: Session, jobs: list[ClaimedJob]) -> None:
         return None
 
-    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> ClaimedJob:
-        return job
+    def prepare(self, session: Session, job: ClaimedJob, batch: Any = None) -> SyncPlan:
+        stores: dict[int, str] = {
+            row.id: row.slug
+            for row in session.execute(
+                select(Workspace.id, Workspace.slug).where(Workspace.is_active.is_(True))
+            )
+        }
+        own = sending_accounts(session, stores) if self.lister_for is not None else {}
+        plan: dict[int, tuple[str, str | None]] = {}
+        accounts: dict[str, SendingAccount] = {}
+        for workspace_id, slug in stores.items():
+            account = own.get(workspace_id, {}).get(ChannelKind.WHATSAPP)
+            if account is None and self.source is None:
+                continue
+            plan[workspace_id] = (slug, account.address if account else None)
+            if account is not None:
+                accounts[account.address] = account
+        return SyncPlan(plan, accounts)
 
-    async def perform(self, work: ClaimedJob) -> list[TemplateReview]:
-        return await self.source.list_templates()
+    async def perform(self, work: SyncPlan) -> dict[str | None, list[TemplateReview] | Exception]:
+        wanted = sorted({key for _, key in work.stores.values()}, key=lambda key: key or "")
+        read = await asyncio.gather(
+            *(self._list(work, key) for key in wanted), return_exceptions=True
+        )
+        listings: dict[str | None, list[TemplateReview] | Exception] = {}
+        for key, listing in zip(wanted, read, strict=True):
+            if isinstance(listing, BaseException) and not isinstance(listing, Exception):
+                raise listing
+            listings[key] = listing
+        return listings
+
+    async def _list(self, work: SyncPlan, key: str | None) -> list[TemplateReview]:
+        if key is None:
+            assert self.source is not None
+            return await self.source.list_templates()
+        account = work.accounts[key]
+        if not account.credential("business_account_id"):
+            return []
+        assert self.lister_for is not None
+        return await self.lister_for(account).list_templates()
 
     def finish_batch(
-        self, session: Session, items: list[tuple[ClaimedJob, Any, Any]]
+        self, session: Session, items: list[tuple[ClaimedJob, SyncPlan, Any]]
     ) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        for job, _, result in items:
+        for job, plan, result in items:
             if isinstance(result, BaseException):
                 log.warning("WhatsApp templates could not be read (job %s): %s", job.id, result)
                 outcomes.append(_unread(result))
                 continue
             now = utc_now()
-            stores = session.execute(
-                select(Workspace.id, Workspace.slug).where(Workspace.is_active.is_(True))
-            ).all()
-            for workspace_id, slug in stores:
-                synced = record_listing(session, workspace_id=workspace_id, listed=result, now=now)
+            failures: list[Exception] = []
+            for workspace_id, (slug, key) in plan.stores.items():
+                listing = result[key]
+                if isinstance(listing, Exception):
+                    log.warning("WhatsApp templates for %s could not be read: %s", slug, listing)
+                    failures.append(listing)
+                    continue
+                synced = record_listing(session, workspace_id=workspace_id, listed=listing, now=now)
                 for change in synced.changed:
                     log.warning("WhatsApp template for %s changed at Meta: %s", slug, change)
-            outcomes.append(Done())
+            outcomes.append(_unread(failures[0]) if failures else Done())
         return outcomes
 
 

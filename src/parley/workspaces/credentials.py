@@ -49,6 +49,21 @@ CHANNEL_PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "twilio": ("sms", ("auth_token",)),
     "mailgun": ("email", ("signing_key",)),
 }
+SENDING_FIELDS: dict[str, tuple[str, ...]] = {
+    "whatsapp_cloud": ("access_token", "business_account_id"),
+    "twilio": ("account_sid",),
+    "instagram": ("access_token",),
+}
+"""Optional fields with which a store sends from its own account rather than the
+deployment's: the WhatsApp number's access token (and its business account, whose
+templates are then read), the Twilio account SID (its auth token is the webhook secret
+already), the Instagram account's token."""
+SENDS_WITH: dict[str, tuple[str, ...]] = {
+    "whatsapp_cloud": ("access_token",),
+    "twilio": ("account_sid", "auth_token"),
+    "instagram": ("access_token",),
+}
+"""What an account must hold for messages to go from it."""
 MAX_SECRET_CHARS = 4_096
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +16,12 @@ from parley.clock import utc_now
 from parley.db.upsert import per_dialect
 from parley.errors import Conflict, Invalid, NotFound
 from parley.journeys.service import install_built_in_journeys
-from parley.workspaces.credentials import CHANNEL_PROVIDERS, MAX_SECRET_CHARS
+from parley.workspaces.credentials import (
+    CHANNEL_PROVIDERS,
+    MAX_SECRET_CHARS,
+    SENDING_FIELDS,
+    SENDS_WITH,
+)
 from parley.workspaces.models import ChannelAccount, Workspace
 
 SECRET_ROTATION_GRACE = timedelta(hours=1)
@@ -233,6 +239,15 @@ class ConnectedAccount:
     is_active: bool
     fields: tuple[SecretField, ...]
     connected_at: datetime
+    sending_fields: tuple[SecretField, ...] = ()
+    """The optional fields it sends with (:data:`SENDING_FIELDS`)."""
+
+    @property
+    def sends(self) -> bool:
+        """Whether the store's messages on this channel go from this account."""
+        held = {field.name for field in (*self.fields, *self.sending_fields) if field.is_set}
+        needed = SENDS_WITH.get(self.provider)
+        return self.is_active and needed is not None and held.issuperset(needed)
 
 
 def _changed_at(value: str | None) -> datetime | None:
@@ -262,9 +277,10 @@ def connected_accounts(session: Session, *, workspace_id: int) -> list[Connected
     for row in rows:
         changed = row.secret_fields or {}
         names = CHANNEL_PROVIDERS.get(row.provider, ("", tuple(changed)))[1]
-        fields = tuple(
-            SecretField(name, name in changed, _changed_at(changed.get(name))) for name in names
-        )
+
+        def field(name: str, changed: dict[str, str] = changed) -> SecretField:
+            return SecretField(name, name in changed, _changed_at(changed.get(name)))
+
         found.append(
             ConnectedAccount(
                 row.id,
@@ -272,30 +288,51 @@ def connected_accounts(session: Session, *, workspace_id: int) -> list[Connected
                 row.provider,
                 row.address,
                 row.is_active,
-                fields,
+                tuple(field(name) for name in names),
                 row.created_at,
+                tuple(field(name) for name in SENDING_FIELDS.get(row.provider, ())),
             )
         )
     return found
 
 
+_SENDING_FORMATS = {
+    "account_sid": (re.compile(r"AC[0-9a-fA-F]{32}"), "AC and 32 hexadecimal digits"),
+    "business_account_id": (re.compile(r"[0-9]{1,30}"), "digits only"),
+}
+"""Sending fields with a shape the provider gives them; checked so a typo is refused
+here, not found out by the first customer's message."""
+
+
 def _clean_secrets(provider: str, given: dict[str, str], *, partial: bool) -> dict[str, str]:
+    """The webhook secrets the provider needs (all of them, or on a ``partial`` change
+    those given) and any sending fields given, checked; blank ones left out."""
     if provider not in CHANNEL_PROVIDERS:
         raise Invalid(f"unknown provider {provider!r}: use one of {', '.join(CHANNEL_PROVIDERS)}")
     needed = CHANNEL_PROVIDERS[provider][1]
-    values = {name: given.get(name, "").strip() for name in needed}
+    names = (*needed, *SENDING_FIELDS.get(provider, ()))
+    values = {name: given.get(name, "").strip() for name in names}
     for name, value in values.items():
         if len(value) > MAX_SECRET_CHARS:
             raise Invalid(f"{name} is longer than {MAX_SECRET_CHARS} characters")
+        shape = _SENDING_FORMATS.get(name)
+        if value and shape is not None and not shape[0].fullmatch(value):
+            raise Invalid(f"{name} must be {shape[1]}")
+    chosen = {name: value for name, value in values.items() if value}
     if partial:
-        chosen = {name: value for name, value in values.items() if value}
         if not chosen:
             raise Invalid("enter at least one new secret to replace")
         return chosen
-    missing = [name for name, value in values.items() if not value]
+    missing = [name for name in needed if not values[name]]
     if missing:
         raise Invalid(f"{provider} needs {', '.join(missing)}")
-    return values
+    return chosen
+
+
+def account_secrets(provider: str, given: dict[str, str]) -> dict[str, str]:
+    """What a new ``provider`` account stores of ``given``: every webhook secret it needs
+    and any sending fields, checked (:class:`Invalid` names what is wrong)."""
+    return _clean_secrets(provider, given, partial=False)
 
 
 def connect_account(
@@ -309,7 +346,7 @@ def connect_account(
 ) -> ChannelAccount:
     """Connect a provider account to the admin's workspace; audited without the values."""
     require_admin(login)
-    values = _clean_secrets(provider, secrets, partial=False)
+    values = account_secrets(provider, secrets)
     address = address.strip()
     if not address or len(address) > 320:
         raise Invalid("enter the account's address (phone number id, number, account id…)")

@@ -74,8 +74,12 @@ class TwilioSms:
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
         transport: httpx2.AsyncBaseTransport | None = None,
+        number_set_by: str = "PARLEY_TWILIO_FROM_NUMBER",
     ) -> None:
+        """``number_set_by`` names where ``from_number`` was set, for a check that finds
+        it is not the account's."""
         self.from_number = from_number
+        self.number_set_by = number_set_by
         self.account_sid = account_sid
         self.account_url = str(
             httpx2.URL(f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}")
@@ -151,7 +155,7 @@ class TwilioSms:
         )
         if not numbers.get("incoming_phone_numbers"):
             raise AccountChannelError(
-                f"{self.from_number} (PARLEY_TWILIO_FROM_NUMBER) is not a number of the Twilio"
+                f"{self.from_number} ({self.number_set_by}) is not a number of the Twilio"
                 f" account {self.account_sid}",
                 provider_code="21659",
             )

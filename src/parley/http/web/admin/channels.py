@@ -19,7 +19,7 @@ from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
 from parley.workspaces import service as workspaces
-from parley.workspaces.credentials import CHANNEL_PROVIDERS
+from parley.workspaces.credentials import CHANNEL_PROVIDERS, SENDING_FIELDS
 
 PROVIDER_LABELS = {
     "whatsapp_cloud": "WhatsApp Cloud API",
@@ -35,11 +35,17 @@ ADDRESS_HINTS = {
 }
 
 
+PLAIN_FIELDS = frozenset({"account_sid", "business_account_id"})
+"""Fields that are ids rather than secrets: typed in plain text, still never shown back."""
+
+
 def _context(session: Session, workspace_id: int) -> dict[str, Any]:
     return {
         "accounts": workspaces.connected_accounts(session, workspace_id=workspace_id),
         "shopify": workspaces.shopify_state(session, workspace_id=workspace_id),
         "providers": CHANNEL_PROVIDERS,
+        "sending_fields": SENDING_FIELDS,
+        "plain_fields": PLAIN_FIELDS,
         "labels": PROVIDER_LABELS,
         "hints": ADDRESS_HINTS,
     }
@@ -65,6 +71,7 @@ async def channels_page(request: Request) -> Response:
 
 def _secrets(form: Any) -> dict[str, str]:
     names = {name for _, fields in CHANNEL_PROVIDERS.values() for name in fields}
+    names.update(name for fields in SENDING_FIELDS.values() for name in fields)
     return {name: text(form, name, 5_000) for name in names}
 
 

@@ -1,0 +1,66 @@
+"""Which account a store's messages go from: its own, or the deployment's.
+
+A deployment has one set of provider settings (``PARLEY_WHATSAPP_*``, ``PARLEY_TWILIO_*``,
+``PARLEY_INSTAGRAM_*``), and a deployment of one store needs nothing more. On a deployment
+of many, every store would then write from the same number, and a customer's reply to it
+would reach whichever store that number is connected to, since an address maps to one
+store alone. So a store may connect its own WhatsApp number, Twilio account or Instagram
+account with its sending fields (Settings → Channels; :data:`SENDING_FIELDS`). Its
+messages on that channel then go from it: its customers see the store's own number,
+their replies and the provider's receipts come back to this store, and the number's pace
+is its own (``whatsapp:<phone_number_id>``). A paused account sends nothing; the store's
+messages go from the deployment's account again until it is resumed.
+
+Where a store has several active accounts that send on one channel, the first connected
+sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from parley.channels.base import ChannelKind, SendingAccount
+from parley.workspaces.credentials import SENDING_FIELDS, SENDS_WITH
+from parley.workspaces.models import ChannelAccount
+
+StoreAccounts = dict[int, dict[ChannelKind, SendingAccount]]
+"""Each store's sending accounts by channel; a store with none maps to an empty dict."""
+
+
+def sending_accounts(session: Session, workspace_ids: Collection[int]) -> StoreAccounts:
+    """The accounts each of ``workspace_ids`` sends from, by channel."""
+    found: StoreAccounts = {workspace_id: {} for workspace_id in workspace_ids}
+    if not found:
+        return found
+    rows = session.scalars(
+        select(ChannelAccount)
+        .where(
+            ChannelAccount.workspace_id.in_(sorted(found)),
+            ChannelAccount.is_active.is_(True),
+            ChannelAccount.provider.in_(sorted(SENDS_WITH)),
+        )
+        .order_by(ChannelAccount.id)
+    )
+    for row in rows:
+        account = sending_account(row)
+        if account is not None:
+            found[row.workspace_id].setdefault(ChannelKind(row.channel), account)
+    return found
+
+
+def sending_account(row: ChannelAccount) -> SendingAccount | None:
+    """What the store sends with on this account; None when it holds too little to send
+    (only the secrets its webhooks are verified with)."""
+    secrets = row.secrets or {}
+    if not all(secrets.get(name) for name in SENDS_WITH.get(row.provider, ("",))):
+        return None
+    names = sorted({*SENDS_WITH[row.provider], *SENDING_FIELDS.get(row.provider, ())})
+    return SendingAccount(
+        provider=row.provider,
+        address=row.address,
+        credentials=tuple((name, str(secrets[name])) for name in names if secrets.get(name)),
+        version=row.updated_at.isoformat(),
+    )
