@@ -17,12 +17,15 @@ from parley.accounts.models import AuditEntry, Invite, Membership
 from parley.channels.base import (
     AccountChannelError,
     ChannelKind,
+    SendingAccount,
     TemplateReview,
     TransientChannelError,
 )
 from parley.channels.email_inbound import mailgun
+from parley.channels.registry import ProviderCheck
 from parley.clock import utc_now
 from parley.customers.models import Customer
+from parley.http.web.admin import channels as admin_channels
 from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.journeys.models import Journey
@@ -76,6 +79,7 @@ def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
         ("/admin/channels", {"provider": "twilio", "address": "+15550001", "auth_token": "x"}),
         ("/admin/channels/1/secrets", {"auth_token": "stolen"}),
         ("/admin/channels/1/active", {"is_active": "false"}),
+        ("/admin/channels/1/check", {}),
         ("/admin/shopify", {"shopify_secret": "stolen"}),
         ("/admin/policies", {"title": "Hacked", "text": "x", "return_window_days": "1"}),
         ("/admin/journeys/dispatch/enabled", {"is_enabled": "false"}),
@@ -305,6 +309,59 @@ def test_a_store_enters_its_twilio_sid_and_its_texts_go_from_its_own_number(app,
     ]
     (entry,) = audit_actions(db, "credentials_changed")
     assert entry.detail["fields"] == ["account_sid"]
+
+
+class _Provider:
+    """What the provider answers the Channels page's check, recorded."""
+
+    def __init__(self, answer: ProviderCheck) -> None:
+        self.answer = answer
+        self.asked: list[tuple[ChannelKind, SendingAccount]] = []
+
+    async def check_accounts(self, settings, accounts):
+        self.asked.extend(accounts.items())
+        return [self.answer]
+
+
+def test_checking_a_sending_account_shows_the_providers_answer_on_its_row(app, db, monkeypatch):
+    (account,) = rows(db, ChannelAccount, ChannelAccount.provider == "twilio")
+    _connect_own_twilio_sid(db, account.id)
+    said = f"the Twilio account {NORTH_SID} is active and {account.address} is one of its numbers"
+    provider = _Provider(ProviderCheck(ChannelKind.SMS, True, said))
+    monkeypatch.setattr(admin_channels, "check_accounts", provider.check_accounts)
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(f"/admin/channels/{account.id}/check", data={"csrf_token": csrf})
+    assert answer.status_code == 200
+    assert f'data-test="checked"><span class="badge ok">works</span> {said}' in answer.text
+    [(kind, asked)] = provider.asked
+    assert (kind, asked.provider, asked.address) == (ChannelKind.SMS, "twilio", account.address)
+    assert snapshot(db) == before
+
+
+def test_a_check_of_an_account_that_cannot_send_or_of_another_store_asks_no_provider(
+    app, db, monkeypatch
+):
+    (whatsapp,) = rows(db, ChannelAccount, ChannelAccount.provider == "whatsapp_cloud")
+    provider = _Provider(ProviderCheck(ChannelKind.WHATSAPP, True, "never"))
+    monkeypatch.setattr(admin_channels, "check_accounts", provider.check_accounts)
+    with browser(app) as client:
+        csrf = sign_in(client, OTHER_ADMIN)
+        other = client.post(f"/admin/channels/{whatsapp.id}/check", data={"csrf_token": csrf})
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        unsendable = client.post(f"/admin/channels/{whatsapp.id}/check", data={"csrf_token": csrf})
+    assert other.status_code == 404
+    assert unsendable.status_code == 422
+    assert "enter its access_token first: it sends nothing without" in unsendable.text
+    assert provider.asked == []
+
+
+def _connect_own_twilio_sid(db, account_id: int) -> None:
+    with db.transaction() as session:
+        account = session.get_one(ChannelAccount, account_id)
+        account.secrets = {**account.secrets, "account_sid": NORTH_SID}
 
 
 @pytest.mark.parametrize(

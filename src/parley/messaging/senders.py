@@ -22,7 +22,9 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from parley.accounts.service import Login, require_admin
 from parley.channels.base import ChannelKind, SendingAccount
+from parley.errors import Invalid, NotFound
 from parley.workspaces.credentials import SENDING_FIELDS, SENDS_WITH
 from parley.workspaces.models import ChannelAccount
 
@@ -64,3 +66,27 @@ def sending_account(row: ChannelAccount) -> SendingAccount | None:
         credentials=tuple((name, str(secrets[name])) for name in names if secrets.get(name)),
         version=row.updated_at.isoformat(),
     )
+
+
+def account_to_check(
+    session: Session, *, login: Login, account_id: int
+) -> tuple[ChannelKind, SendingAccount]:
+    """One of the admin's store's accounts, as it would send (Settings → Channels, "Check
+    sending"): :class:`NotFound` for another store's, :class:`Invalid` naming what it
+    lacks when it cannot send."""
+    require_admin(login)
+    row = session.scalar(
+        select(ChannelAccount).where(
+            ChannelAccount.id == account_id, ChannelAccount.workspace_id == login.workspace_id
+        )
+    )
+    if row is None:
+        raise NotFound("no such channel account in this workspace")
+    account = sending_account(row)
+    if account is None:
+        needed = SENDS_WITH.get(row.provider)
+        if needed is None:
+            raise Invalid(f"{row.address} receives only: parley sends nothing from it")
+        missing = [name for name in needed if not (row.secrets or {}).get(name)]
+        raise Invalid(f"enter its {', '.join(missing)} first: it sends nothing without")
+    return ChannelKind(row.channel), account

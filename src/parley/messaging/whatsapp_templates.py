@@ -9,11 +9,13 @@ customer's marketing consent on WhatsApp (RELIABILITY S14); a paused, disabled o
 rejected one would only come back as an error from Meta, so the policy passes over it and
 the message falls back to the next channel at once, with the reason written down.
 
-Where the standings come from: a periodic sync reads every template of the business
-account from the Graph API (:class:`TemplateSyncTask`), and Meta's webhooks
-(``message_template_status_update``, ``template_category_update``) change one between
-syncs. A store whose templates were never read (no rows: the account cannot be read, or
-has no templates) is not second-guessed: its templates go, and Meta's answer decides.
+Where the standings come from: a periodic sync reads every template of each business
+account a store sends from (the deployment's, or a store's own:
+:mod:`parley.messaging.senders`) from the Graph API (:class:`TemplateSyncTask`), and
+Meta's webhooks (``message_template_status_update``, ``template_category_update``)
+change one between syncs. A store whose templates were never read (no rows: the account
+cannot be read, or has no templates) is not second-guessed: its templates go, and Meta's
+answer decides.
 """
 
 from __future__ import annotations
@@ -284,7 +286,8 @@ class TemplateSyncTask:
     that sends from it: the deployment's for the stores sending from its number, a
     store's own for a store sending from its own number (with no business account id
     given, that store's registry is left empty: its templates go, and Meta's answer
-    decides)."""
+    decides). An account that cannot be read leaves the others synced; the job is then
+    retried, or dead-lettered for a refused token, as for the deployment's."""
 
     kind = SYNC_KIND
 

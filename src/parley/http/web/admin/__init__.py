@@ -28,6 +28,7 @@ def admin_routes() -> list[BaseRoute]:
         Route("/admin/channels", channels.connect, methods=["POST"]),
         Route("/admin/channels/{account_id}/secrets", channels.replace, methods=["POST"]),
         Route("/admin/channels/{account_id}/active", channels.set_active, methods=["POST"]),
+        Route("/admin/channels/{account_id}/check", channels.check, methods=["POST"]),
         Route("/admin/shopify", channels.shopify_secret, methods=["POST"]),
         Route("/admin/journeys", journeys.journeys_page, methods=["GET"]),
         Route("/admin/journeys/preview", journeys.preview, methods=["POST"]),

@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from parley.channels.registry import ProviderCheck, check_accounts
 from parley.errors import ParleyError
 from parley.http.web.admin.common import done, page, path_int, text
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
+from parley.messaging.senders import account_to_check
 from parley.workspaces import service as workspaces
 from parley.workspaces.credentials import CHANNEL_PROVIDERS, SENDING_FIELDS
 
@@ -51,7 +53,13 @@ def _context(session: Session, workspace_id: int) -> dict[str, Any]:
     }
 
 
-async def _page(request: Request, *, status_code: int = 200, error: str | None = None) -> Response:
+async def _page(
+    request: Request,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    checked: tuple[int, ProviderCheck] | None = None,
+) -> Response:
     login = admin(request)
     context = await in_transaction(db_of(request), lambda s: _context(s, login.workspace_id))
     return page(
@@ -60,6 +68,7 @@ async def _page(request: Request, *, status_code: int = 200, error: str | None =
         section="channels",
         status_code=status_code,
         error=error,
+        checked=checked,
         **context,
     )
 
@@ -128,6 +137,23 @@ async def set_active(request: Request) -> Response:
         ),
     )
     return done("/admin/channels", "resumed" if is_active else "paused")
+
+
+async def check(request: Request) -> Response:
+    """``POST /admin/channels/{account_id}/check``: ask the provider whether it takes the
+    account's sending fields and number, sending nothing; the answer is shown on its row."""
+    login = admin(request)
+    account_id = path_int(request, "account_id")
+    try:
+        kind, account = await in_transaction(
+            db_of(request), lambda s: account_to_check(s, login=login, account_id=account_id)
+        )
+    except ParleyError as exc:
+        if exc.status_code == 404:
+            raise
+        return await _page(request, status_code=exc.status_code, error=exc.message)
+    [answer] = await check_accounts(request.app.state.settings, {kind: account})
+    return await _page(request, checked=(account_id, answer))
 
 
 async def shopify_secret(request: Request) -> Response:
