@@ -354,6 +354,44 @@ async def test_from_settings_uses_smtp_settings(smtp_server: Any) -> None:
     assert smtp_server.handler.received[0].mail_from == "hello@shop.test"
 
 
+@pytest.mark.parametrize(
+    ("reply_address", "reply_to"),
+    [
+        pytest.param("help@north.example", "North Goods <help@north.example>", id="own_inbound"),
+        pytest.param("Orders@Shop.test", None, id="the_from_address_itself"),
+        pytest.param(None, None, id="none_connected"),
+    ],
+)
+def test_a_stores_own_inbound_address_is_the_reply_to_unless_it_is_the_from_address(
+    reply_address, reply_to
+):
+    adapter = EmailSmtp(host="127.0.0.1", port=1, from_address="Parley <orders@shop.test>")
+    email = adapter.build_message(
+        OutboundMessage(
+            idempotency_key="k",
+            to="ada@example.com",
+            text="Hi",
+            sender_name="North Goods",
+            reply_address=reply_address,
+        )
+    )
+    assert email["Reply-To"] == reply_to
+    assert email["From"] == "North Goods <orders@shop.test>"
+
+
+def test_a_reply_to_header_of_the_message_is_refused_as_the_adapters_own():
+    adapter = EmailSmtp(host="127.0.0.1", port=1, from_address="Parley <orders@shop.test>")
+    with pytest.raises(PermanentChannelError, match="'Reply-To' is set by the email adapter"):
+        adapter.build_message(
+            OutboundMessage(
+                idempotency_key="k",
+                to="ada@example.com",
+                text="Hi",
+                headers={"Reply-To": "attacker@example.com"},
+            )
+        )
+
+
 def test_sender_name_is_shown_before_the_configured_address():
     adapter = EmailSmtp(host="127.0.0.1", port=1, from_address="Parley <orders@shop.test>")
     email = adapter.build_message(

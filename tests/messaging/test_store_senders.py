@@ -29,6 +29,7 @@ from parley.sandbox.app import create_sandbox_app
 from parley.sandbox.store import SandboxStore
 from parley.settings import Settings
 from parley.workspaces.models import ChannelAccount, Workspace
+from parley.workspaces.service import create_workspace
 from support import (
     SECRET,
     customer_writes,
@@ -347,4 +348,38 @@ def test_the_reply_to_a_customer_goes_from_the_stores_own_number(
     assert sorted(_sent_from(captured, "sms")) == [
         (DEPLOYMENT_NUMBER, "+12025550143"),
         (NORTH_NUMBER, "+12025550143"),
+    ]
+
+
+def test_a_stores_email_asks_for_replies_at_its_own_inbound_address(
+    db, frozen_clock, tmp_path, senders
+):
+    # Given north connected help@north.example for its inbound email, and a store with
+    # no inbound address at all
+    seed(db)
+    _north(db)
+    with db.transaction() as session:
+        create_workspace(session, slug="bare", name="Bare", shopify_secret=SECRET)
+
+    # When each store confirms an order, and the assistant answers Grace's email to north
+    for slug, order_id in (("demo", 501), ("north", 701), ("bare", 901)):
+        placed, *_ = deliveries("Grace", order_id=order_id, number=order_id + 1000)
+        post(db, placed, slug=slug)
+    customer_writes(
+        db, channel=ChannelKind.EMAIL, sender="grace@example.com", text="hello", slug="north"
+    )
+    drain(inbox_worker(db, senders, tmp_model_dir=tmp_path))  # type: ignore[arg-type]
+
+    # Then north's two emails (north is seeded as a copy of the demo store, name and all)
+    # ask for replies at north's inbound address; the demo store's at its own (the
+    # deployment's From, so no Reply-To is written); the bare store's nowhere
+    emails = senders[ChannelKind.EMAIL].sent  # type: ignore[attr-defined]
+    by_store = sorted(
+        (message.sender_name, message.subject or "", message.reply_address) for message in emails
+    )
+    assert [(name, reply) for name, _, reply in by_store] == [
+        ("Bare", None),
+        ("Juniper & Pine", "orders@demo.parley.test"),
+        ("Juniper & Pine", "help@north.example"),
+        ("Juniper & Pine", "help@north.example"),
     ]

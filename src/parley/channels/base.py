@@ -98,6 +98,9 @@ class OutboundMessage:
     customer's last message. Messaging decides it at send time, where the window is known."""
     account: SendingAccount | None = None
     """The store's own account it goes from; None: the deployment's."""
+    reply_address: str | None = None
+    """Where the customer's answer should go, when not to the address it came from
+    (email: the store's own inbound address, as ``Reply-To``)."""
 
 
 @dataclass(frozen=True)

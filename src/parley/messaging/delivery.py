@@ -27,7 +27,7 @@ from parley.messaging import service as outbox
 from parley.messaging.models import Author, Message, MessageStatus
 from parley.messaging.pace import Pacer
 from parley.messaging.replies import DELIVER, is_human_agent_reply, reply_refusal
-from parley.messaging.senders import StoreAccounts, sending_accounts
+from parley.messaging.senders import StoreAccounts, reply_addresses, sending_accounts
 from parley.messaging.service import OutboxSettings, PreparedSend, QueuedSend, Result
 from parley.workspaces.models import Workspace
 
@@ -36,10 +36,12 @@ SEND_TIMEOUT_MARGIN_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Replies:
-    """A batch's messages, read at once, and their stores' own sending accounts."""
+    """A batch's messages, read at once, and their stores' own sending accounts and
+    inbound addresses."""
 
     messages: dict[int, Message]
     accounts: StoreAccounts
+    reply_addresses: dict[int, str]
 
 
 class DeliverMessage:
@@ -63,10 +65,10 @@ class DeliverMessage:
     def preload(self, session: Session, jobs: list[ClaimedJob]) -> Replies:
         ids = [int(job.payload["message_id"]) for job in jobs]
         messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))}
-        accounts = sending_accounts(
-            session, {job.workspace_id for job in jobs if job.workspace_id is not None}
+        stores = {job.workspace_id for job in jobs if job.workspace_id is not None}
+        return Replies(
+            messages, sending_accounts(session, stores), reply_addresses(session, stores)
         )
-        return Replies(messages, accounts)
 
     def prepare(
         self, session: Session, job: ClaimedJob, batch: Replies | None
@@ -120,7 +122,12 @@ class DeliverMessage:
                 author=Author(message.author),
                 now=now,
             )
-        accounts = batch.accounts if batch else sending_accounts(session, [workspace.id])
+        replies = batch or Replies(
+            {},
+            sending_accounts(session, [workspace.id]),
+            reply_addresses(session, [workspace.id]),
+        )
+        channel = ChannelKind(str(message.channel))
         return QueuedSend(
             message,
             sender_name=workspace.name,
@@ -128,7 +135,10 @@ class DeliverMessage:
                 self.outbox_settings, workspace, message.channel
             ),
             is_human_agent=is_human_agent,
-            account=accounts.get(workspace.id, {}).get(ChannelKind(str(message.channel))),
+            account=replies.accounts.get(workspace.id, {}).get(channel),
+            reply_address=(
+                replies.reply_addresses.get(workspace.id) if channel is ChannelKind.EMAIL else None
+            ),
         )
 
     def record_batch(

@@ -22,7 +22,7 @@ from parley.inbox.models import Conversation, ConversationStatus
 from parley.messaging import catalog, sending_domain
 from parley.messaging.models import Message
 from parley.messaging.policy import Reach
-from parley.messaging.senders import StoreAccounts, sending_accounts
+from parley.messaging.senders import StoreAccounts, reply_addresses, sending_accounts
 from parley.messaging.templates import TemplateContent
 from parley.messaging.types import MessageType
 from parley.messaging.whatsapp_templates import Registry, registry_for
@@ -41,6 +41,7 @@ class OutboxLookup:
         self._whatsapp_templates: dict[int, Registry] = {}
         self._sending_domains: dict[str, list[str] | None] = {}
         self._accounts: StoreAccounts = {}
+        self._reply_addresses: dict[int, str | None] = {}
 
     def preload(
         self,
@@ -53,7 +54,7 @@ class OutboxLookup:
         customers = list(customers)
         stores = {c.workspace_id for c in customers} - self._accounts.keys()
         if stores:
-            self._accounts.update(sending_accounts(session, stores))
+            self._load_senders(stores)
         wanted = {(c.workspace_id, c.id) for c in customers if c.id not in self._identities}
         if wanted:
             identities: dict[int, list[CustomerIdentity]] = defaultdict(list)
@@ -149,8 +150,19 @@ class OutboxLookup:
         """The store's own account its messages on ``channel`` go from; None: the
         deployment's (:mod:`parley.messaging.senders`)."""
         if workspace_id not in self._accounts:
-            self._accounts.update(sending_accounts(self.session, [workspace_id]))
+            self._load_senders({workspace_id})
         return self._accounts[workspace_id].get(ChannelKind(channel))
+
+    def reply_address(self, workspace_id: int) -> str | None:
+        """The store's own inbound address, where its customers' email replies go."""
+        if workspace_id not in self._accounts:
+            self._load_senders({workspace_id})
+        return self._reply_addresses[workspace_id]
+
+    def _load_senders(self, stores: set[int]) -> None:
+        self._accounts.update(sending_accounts(self.session, stores))
+        found = reply_addresses(self.session, stores)
+        self._reply_addresses.update({store: found.get(store) for store in stores})
 
     def sending_domain_problems(self, domain: str) -> list[str] | None:
         """What the last reading of the sending domain found short, read once per batch

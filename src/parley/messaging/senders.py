@@ -11,6 +11,10 @@ their replies and the provider's receipts come back to this store, and the numbe
 is its own (``whatsapp:<phone_number_id>``). A paused account sends nothing; the store's
 messages go from the deployment's account again until it is resumed.
 
+Email goes from the deployment's address (its domain is the one set up for sending), under
+the store's name, with the store's own inbound address as ``Reply-To`` when it connected
+one (:func:`reply_addresses`), so a customer's answer reaches this store's inbox.
+
 Where a store has several active accounts that send on one channel, the first connected
 sends.
 """
@@ -50,6 +54,27 @@ def sending_accounts(session: Session, workspace_ids: Collection[int]) -> StoreA
         account = sending_account(row)
         if account is not None:
             found[row.workspace_id].setdefault(ChannelKind(row.channel), account)
+    return found
+
+
+def reply_addresses(session: Session, workspace_ids: Collection[int]) -> dict[int, str]:
+    """Where each store's customers' email replies should go: the first inbound address it
+    connected (Mailgun routes mail to it into the store's inbox). Its email goes from the
+    deployment's address; a reply to that would reach whichever store connected it."""
+    if not workspace_ids:
+        return {}
+    rows = session.execute(
+        select(ChannelAccount.workspace_id, ChannelAccount.address)
+        .where(
+            ChannelAccount.workspace_id.in_(sorted(workspace_ids)),
+            ChannelAccount.is_active.is_(True),
+            ChannelAccount.channel == ChannelKind.EMAIL,
+        )
+        .order_by(ChannelAccount.id)
+    )
+    found: dict[int, str] = {}
+    for workspace_id, address in rows:
+        found.setdefault(workspace_id, address)
     return found
 
 

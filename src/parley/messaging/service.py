@@ -130,6 +130,8 @@ class UnrecordedSend:
     """The store's marketing rate, for a marketing send of a store that set one."""
     account: SendingAccount | None = None
     """The store's own account it goes from; None: the deployment's."""
+    reply_address: str | None = None
+    """An email's ``Reply-To``: the store's own inbound address."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ class QueuedSend:
     """The store's marketing rate, for a marketing send of a store that set one."""
     account: SendingAccount | None = None
     """The store's own account it goes from; None: the deployment's."""
+    reply_address: str | None = None
+    """An email's ``Reply-To``: the store's own inbound address."""
 
 
 class Result(StrEnum):
@@ -216,6 +220,7 @@ def plan_message(
             account=(
                 lookup.sending_account(workspace.id, existing.channel) if existing.channel else None
             ),
+            reply_address=_reply_address(lookup, workspace, existing.channel),
         )
     row = {
         **blank_row(workspace_id=workspace.id, now=now),
@@ -303,7 +308,15 @@ def plan_message(
         status_callback_url=status_callback_url(outbox, workspace, decision.channel),
         store_pace=_store_pace(workspace, purpose),
         account=lookup.sending_account(workspace.id, decision.channel),
+        reply_address=_reply_address(lookup, workspace, decision.channel),
     )
+
+
+def _reply_address(lookup: OutboxLookup, workspace: Workspace, channel: str | None) -> str | None:
+    """Where a customer's answer to an email goes: the store's own inbound address."""
+    if channel != ChannelKind.EMAIL:
+        return None
+    return lookup.reply_address(workspace.id)
 
 
 def _store_pace(workspace: Workspace, purpose: str) -> Sender | None:
@@ -501,6 +514,7 @@ def record_sends(
                     "sender_name": send.sender_name,
                     "status_callback_url": send.status_callback_url,
                     "account": send.account,
+                    "reply_address": send.reply_address,
                 },
                 message_id=message_id,
             ),
@@ -515,6 +529,7 @@ def record_sends(
                 status_callback_url=queued.status_callback_url,
                 is_human_agent=queued.is_human_agent,
                 account=queued.account,
+                reply_address=queued.reply_address,
             )
     return results
 
@@ -685,6 +700,7 @@ def _resume(
     status_callback_url: str | None,
     store_pace: Sender | None,
     account: SendingAccount | None,
+    reply_address: str | None,
 ) -> QueuedSend | None:
     """The send a keyed message still owes: a ``queued`` one is sent (once recorded);
     one left ``sending`` is held for review; any other is decided already."""
@@ -695,6 +711,7 @@ def _resume(
             status_callback_url=status_callback_url,
             store_pace=store_pace,
             account=account,
+            reply_address=reply_address,
         )
     if message.status == MessageStatus.SENDING:
         hold_interrupted(session, message, now=now)
@@ -891,12 +908,14 @@ def start_attempt(
     status_callback_url: str | None = None,
     is_human_agent: bool = False,
     account: SendingAccount | None = None,
+    reply_address: str | None = None,
 ) -> PreparedSend:
     """An attempt for a ``queued`` message: a reply, or a retry after a transient failure.
 
     ``is_human_agent``: an Instagram reply by a person past the 24-hour window, decided at
     send time by the caller. ``account``: the store's own account it goes from, as the
-    store has it now (None: the deployment's).
+    store has it now (None: the deployment's); ``reply_address``: an email's
+    ``Reply-To``, likewise.
     """
     message.attempts += 1
     message.status = MessageStatus.SENDING
@@ -924,6 +943,7 @@ def start_attempt(
                 "reply_to": message.reply_to,
                 "is_human_agent": is_human_agent,
                 "account": account,
+                "reply_address": reply_address,
             },
             message_id=message.id,
         ),
@@ -953,6 +973,7 @@ def _outbound(row: dict[str, Any], *, message_id: int) -> OutboundMessage:
         in_reply_to=row.get("reply_to"),
         is_human_agent=bool(row.get("is_human_agent")),
         account=row.get("account"),
+        reply_address=row.get("reply_address"),
     )
 
 

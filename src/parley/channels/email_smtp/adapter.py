@@ -59,6 +59,7 @@ RESERVED_HEADERS = frozenset(
         "subject",
         "date",
         "message-id",
+        "reply-to",
         "mime-version",
         "content-type",
         "content-transfer-encoding",
@@ -166,6 +167,11 @@ class EmailSmtp:
         }
         if message.subject is not None:
             headers["Subject"] = message.subject
+        reply = parseaddr(message.reply_address or "")[1]
+        if reply and reply.lower() != sender[1].lower():
+            # The store's own inbound address: its customer's answer reaches its inbox,
+            # not whichever store connected the shared From address.
+            headers["Reply-To"] = formataddr((sender[0], reply))
         for name, value in message.headers.items():
             if name.lower() in RESERVED_HEADERS:
                 raise PermanentChannelError(f"header {name!r} is set by the email adapter")
