@@ -103,6 +103,7 @@ ID_ROUTES = {
     "/admin/canned-replies/{id:int}/delete": ("canned",),
     "/admin/channels/{account_id}/secrets": ("account",),
     "/admin/channels/{account_id}/active": ("account",),
+    "/admin/channels/{account_id}/check": ("account",),
     "/admin/team/{user_id}/role": ("user",),
     "/admin/team/{user_id}/remove": ("user",),
     "/admin/failed/{job_id}/retry": ("job",),

@@ -29,8 +29,13 @@ from sqlalchemy.orm import Session
 from parley.accounts.service import Login, require_admin
 from parley.channels.base import ChannelKind, SendingAccount
 from parley.errors import Invalid, NotFound
-from parley.workspaces.credentials import SENDING_FIELDS, SENDS_WITH
+from parley.workspaces.credentials import CHANNEL_PROVIDERS, SENDING_FIELDS, SENDS_WITH
 from parley.workspaces.models import ChannelAccount
+
+_INBOUND_EMAIL = sorted(
+    provider for provider, (channel, _) in CHANNEL_PROVIDERS.items() if channel == ChannelKind.EMAIL
+)
+"""The providers whose accounts are a store's inbound email addresses."""
 
 StoreAccounts = dict[int, dict[ChannelKind, SendingAccount]]
 """Each store's sending accounts by channel; a store with none maps to an empty dict."""
@@ -68,7 +73,8 @@ def reply_addresses(session: Session, workspace_ids: Collection[int]) -> dict[in
         .where(
             ChannelAccount.workspace_id.in_(sorted(workspace_ids)),
             ChannelAccount.is_active.is_(True),
-            ChannelAccount.channel == ChannelKind.EMAIL,
+            # By provider, as the lookup by (provider, address) is indexed.
+            ChannelAccount.provider.in_(_INBOUND_EMAIL),
         )
         .order_by(ChannelAccount.id)
     )
