@@ -422,6 +422,58 @@ def test_a_store_that_connects_its_own_twilio_account_texts_from_its_number(demo
     )
 
 
+def test_a_store_that_connects_its_own_whatsapp_number_sends_from_it_and_hears_its_receipts(
+    demo,
+):
+    # Given a WhatsApp number the store signed up for, whose webhooks its Meta app signs
+    signed_up = demo.http.post(
+        "/sandbox/api/accounts/whatsapp", json={"app_secret": "store-own-meta-app-secret"}
+    )
+    assert signed_up.status_code == 201
+    number = signed_up.json()
+    connected = subprocess.run(
+        [
+            *parley_command(),
+            "workspace",
+            "connect",
+            "--slug",
+            "demo",
+            "--provider",
+            "whatsapp_cloud",
+            "--address",
+            number["phone_number_id"],
+            "--secret",
+            "app_secret=store-own-meta-app-secret",
+            "--secret",
+            "verify_token=store-own-verify-token",
+            "--secret",
+            f"access_token={number['access_token']}",
+        ],
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert connected.returncode == 0, connected.stderr
+
+    # When Ada's order ships
+    placed, dispatched, *_ = deliveries("Ada")
+    assert demo.post_webhook(placed).json() == ACCEPTED
+    assert demo.post_webhook(dispatched).json() == ACCEPTED
+
+    # Then it went from the store's own number, and Meta's statuses for it (naming that
+    # number, signed with the store's app secret) brought the dispatch to delivered
+    [whatsapp] = demo.wait_for(lambda: demo.captured(channel="whatsapp"), what="the dispatch")
+    assert (whatsapp["sender"], whatsapp["to"]) == (number["phone_number_id"], "447911123456")
+    demo.wait_for(
+        lambda: [
+            m for m in demo.messages() if m["type"] == "dispatch" and m["status"] == "delivered"
+        ],
+        what="the delivered receipt",
+    )
+
+
 def test_providers_check_of_a_store_names_a_number_that_is_not_its_accounts(demo):
     account = demo.http.post("/sandbox/api/accounts/twilio").json()
     assert _connect_twilio(demo, "+15005559999", account).returncode == 0
