@@ -26,11 +26,12 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from parley.accounts.service import Login, require_admin
+from parley.accounts.service import Login
 from parley.channels.base import ChannelKind, SendingAccount
-from parley.errors import Invalid, NotFound
+from parley.errors import Invalid
 from parley.workspaces.credentials import CHANNEL_PROVIDERS, SENDING_FIELDS, SENDS_WITH
 from parley.workspaces.models import ChannelAccount
+from parley.workspaces.service import admins_account
 
 _INBOUND_EMAIL = sorted(
     provider for provider, (channel, _) in CHANNEL_PROVIDERS.items() if channel == ChannelKind.EMAIL
@@ -105,14 +106,7 @@ def account_to_check(
     """One of the admin's store's accounts, as it would send (Settings → Channels, "Check
     sending"): :class:`NotFound` for another store's, :class:`Invalid` naming what it
     lacks when it cannot send."""
-    require_admin(login)
-    row = session.scalar(
-        select(ChannelAccount).where(
-            ChannelAccount.id == account_id, ChannelAccount.workspace_id == login.workspace_id
-        )
-    )
-    if row is None:
-        raise NotFound("no such channel account in this workspace")
+    row = admins_account(session, login=login, account_id=account_id)
     account = sending_account(row)
     if account is None:
         needed = SENDS_WITH.get(row.provider)

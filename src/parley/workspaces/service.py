@@ -374,6 +374,20 @@ def connect_account(
     return account
 
 
+def admins_account(session: Session, *, login: Login, account_id: int) -> ChannelAccount:
+    """One of the admin's own store's accounts; :class:`NotFound` for any other store's,
+    which the admin may not learn exists."""
+    require_admin(login)
+    account = session.scalar(
+        select(ChannelAccount).where(
+            ChannelAccount.id == account_id, ChannelAccount.workspace_id == login.workspace_id
+        )
+    )
+    if account is None:
+        raise NotFound("no such channel account in this workspace")
+    return account
+
+
 def replace_secrets(
     session: Session,
     *,
@@ -383,14 +397,7 @@ def replace_secrets(
     ip: str,
 ) -> None:
     """Replace some or all of an account's secrets; blank fields keep their value."""
-    require_admin(login)
-    account = session.scalar(
-        select(ChannelAccount).where(
-            ChannelAccount.id == account_id, ChannelAccount.workspace_id == login.workspace_id
-        )
-    )
-    if account is None:
-        raise NotFound("no such channel account in this workspace")
+    account = admins_account(session, login=login, account_id=account_id)
     values = _clean_secrets(account.provider, secrets, partial=True)
     now = utc_now()
     account.secrets = {**account.secrets, **values}
@@ -418,14 +425,7 @@ def set_active(
     session: Session, *, login: Login, account_id: int, is_active: bool, ip: str
 ) -> None:
     """Pause or resume an account: a paused account's webhooks are no longer accepted."""
-    require_admin(login)
-    account = session.scalar(
-        select(ChannelAccount).where(
-            ChannelAccount.id == account_id, ChannelAccount.workspace_id == login.workspace_id
-        )
-    )
-    if account is None:
-        raise NotFound("no such channel account in this workspace")
+    account = admins_account(session, login=login, account_id=account_id)
     if account.is_active == is_active:
         return
     account.is_active = is_active
