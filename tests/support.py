@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,12 +35,14 @@ from parley.inbox import service as inbox
 from parley.inbox.service import Received
 from parley.inbox.tasks import ApplyStatusLater
 from parley.integrations.shopify import payloads
+from parley.jobs.periodic import enqueue_ticks
 from parley.jobs.worker import Worker, WorkerConfig
 from parley.journeys import service as journeys
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging import whatsapp_templates
 from parley.messaging.delivery import DeliverMessage
 from parley.messaging.pace import Pacer
+from parley.messaging.sending_domain import CHECK_SCHEDULE, DomainCheckTask
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
 from parley.workspaces.models import Workspace
@@ -98,6 +100,16 @@ def make_worker(
         pacer=pacer,
     )
     return Worker(db, [task], WorkerConfig(batch_size=50, backoff_base_seconds=max_attempts_base))
+
+
+def run_domain_check(
+    db: Database, read: Callable[[str, str | None], Awaitable[Any]], deployment_domain: str
+) -> None:
+    """The hourly sending-domain check once, through a worker, reading DNS with ``read``."""
+    worker = Worker(db, [DomainCheckTask(read, deployment_domain)], WorkerConfig(batch_size=10))
+    with db.transaction() as session:
+        enqueue_ticks(session, [CHECK_SCHEDULE], now=clock.utc_now())
+    asyncio.run(worker.run_until_idle())
 
 
 def drain(worker: Worker) -> int:

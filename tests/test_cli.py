@@ -7,6 +7,7 @@ runner with ``PARLEY_DATABASE_URL`` pointing at the test's database.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -15,8 +16,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from parley.db.migrate import alembic_config
 from parley.jobs.models import Job
 from parley.journeys.models import Journey
 from parley.runtime import GC_YOUNG_THRESHOLD
+from parley.sandbox.nameserver import SandboxNameserver
 from parley.store_events.models import WebhookDelivery
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
@@ -626,3 +629,81 @@ def test_workspace_connect_with_a_sending_field_makes_the_store_send_from_that_a
     with db.transaction() as session:
         sends = sending_accounts(session, [store])[store]
     assert sends[ChannelKind.SMS].address == "+15550001111"
+
+
+@pytest.fixture
+def nameserver() -> Iterator[SandboxNameserver]:
+    """The sandbox's nameserver on a loop of its own, as the CLI reads DNS with its own."""
+    loop = asyncio.new_event_loop()
+    server = SandboxNameserver({}, port=0)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(timeout=5)
+    yield server
+    loop.call_soon_threadsafe(server.stop)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+
+
+def test_a_stores_own_email_address_is_set_and_checked_from_the_command_line(
+    db, run, nameserver, monkeypatch
+):
+    from parley.channels.base import ChannelKind
+    from parley.messaging.senders import sending_accounts
+
+    store = seed(db)
+    monkeypatch.setenv("PARLEY_DNS_NAMESERVERS", f"127.0.0.1:{nameserver.port}")
+    check = ("providers", "check", "email", "--workspace", "demo")
+    none_yet = run(db.url, *check)
+    saved = run(
+        db.url, "workspace", "email-sender", "--slug", "demo",
+        "--address", "orders@north.example", "--dkim-selector", "s1",
+    )  # fmt: skip
+    token = re.search(r'north\.example TXT "parley-verification=([^"]+)"', saved.output)
+    assert token, saved.output
+    unpublished = run(db.url, *check)
+    nameserver.zone.update(
+        {
+            "north.example": ["v=spf1 ip4:127.0.0.1 -all", f"parley-verification={token[1]}"],
+            "s1._domainkey.north.example": ["v=DKIM1; k=rsa; p=MIIB"],
+            "_dmarc.north.example": ["v=DMARC1; p=none"],
+        }
+    )
+    published = run(db.url, *check)
+
+    assert none_yet.exit_code == 0
+    assert "'demo' sends from the deployment's accounts" in none_yet.output
+    assert saved.exit_code == 0, saved.output
+    assert unpublished.exit_code == 1
+    assert (
+        "email      FAILED  email goes from the deployment's address until "
+        f'orders@north.example is ready: no TXT record "parley-verification={token[1]}" '
+        "at north.example"
+    ) in unpublished.output
+    assert published.exit_code == 0, published.output
+    assert published.output == (
+        "email      ok      email goes from orders@north.example: "
+        "north.example is this store's and set up\n"
+    )
+    with db.transaction() as session:
+        sends = sending_accounts(session, [store])[store]
+    assert sends[ChannelKind.EMAIL].address == "orders@north.example"
+
+
+def test_a_malformed_own_email_address_is_refused_and_remove_goes_back(db, run):
+    store = seed(db)
+    base = ("workspace", "email-sender", "--slug", "demo")
+
+    malformed = run(db.url, *base, "--address", "orders@localhost")
+    unknown = run(db.url, "workspace", "email-sender", "--slug", "nope", "--address", "a@b.example")
+    neither = run(db.url, *base)
+    set_ = run(db.url, *base, "--address", "orders@north.example")
+    removed = run(db.url, *base, "--remove")
+
+    assert (malformed.exit_code, unknown.exit_code, neither.exit_code) == (2, 1, 2)
+    assert "enter the address to send from, on your own domain" in malformed.output
+    assert "give --address, or --remove" in neither.output
+    assert (set_.exit_code, removed.exit_code) == (0, 0)
+    assert "'demo' sends email from the deployment's address" in removed.output
+    (workspace,) = rows(db, Workspace, Workspace.id == store)
+    assert "email_sender" not in workspace.settings

@@ -21,6 +21,7 @@ from parley.workspaces.credentials import CHANNEL_PROVIDERS
 
 if TYPE_CHECKING:
     from parley.channels.base import ChannelKind, SendingAccount
+    from parley.channels.registry import ProviderCheck
 
 app = typer.Typer(help="parley: customer communication for ecommerce stores.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Manage workspaces (stores).", no_args_is_help=True)
@@ -409,6 +410,86 @@ def _sending_accounts(settings: Settings, slug: str) -> dict[ChannelKind, Sendin
         db.dispose()
 
 
+def _check_email_sender(settings: Settings, slug: str) -> ProviderCheck | None:
+    """Read the store's own email domain now and keep the reading, as "Check now" on
+    Settings → Channels does; None when the store sends from the deployment's address."""
+    from parley.channels.base import ChannelError, ChannelKind
+    from parley.channels.email_smtp.domain import check_sending_domain
+    from parley.channels.registry import ProviderCheck
+    from parley.clock import utc_now
+    from parley.db import Database
+    from parley.messaging import email_sender, sending_domain
+    from parley.workspaces import service as workspaces
+
+    db = Database(settings.database_url)
+    try:
+        with db.transaction() as session:
+            sender = email_sender.EmailSender.of(
+                workspaces.get_workspace(session, slug=slug).settings
+            )
+        if sender is None:
+            return None
+        try:
+            found = asyncio.run(check_sending_domain(settings, sender.domain, sender.dkim_selector))
+        except ChannelError as exc:
+            return ProviderCheck(ChannelKind.EMAIL, False, f"{sender.address}: {exc.reason}")
+        with db.transaction() as session:
+            sending_domain.record(session, found, now=utc_now())
+            reading = email_sender.readings(session, [sender.domain]).get(sender.domain)
+            problems = email_sender.problems(sender, reading, now=utc_now())
+    finally:
+        db.dispose()
+    return ProviderCheck(ChannelKind.EMAIL, problems == [], email_sender.describe(sender, problems))
+
+
+@workspace_app.command("email-sender")
+def workspace_email_sender(
+    slug: Annotated[str, typer.Option(help="The workspace")],
+    address: Annotated[
+        str | None, typer.Option(help="The address on the store's own domain to send from")
+    ] = None,
+    dkim_selector: Annotated[
+        str, typer.Option(help="The selector the relay signs that domain with")
+    ] = "",
+    remove: Annotated[bool, typer.Option(help="Send from the deployment's address again")] = False,
+) -> None:
+    """Send the store's email from its own address once its domain shows the record
+    printed here and is set up for sending (check it with `parley providers check
+    --workspace`); until then it goes from the deployment's."""
+    from parley.db import Database
+    from parley.messaging import email_sender
+    from parley.workspaces import service as workspaces
+
+    if (address is None) == (not remove):
+        typer.echo("error: give --address, or --remove", err=True)
+        raise typer.Exit(2)
+    db = Database(get_settings().database_url)
+    try:
+        with db.transaction() as session:
+            store = workspaces.get_workspace(session, slug=slug)
+            if remove:
+                email_sender.clear(store)
+                typer.echo(f"{slug!r} sends email from the deployment's address")
+                return
+            sender = email_sender.save(store, address or "", dkim_selector)
+    except NotFound as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        db.dispose()
+    typer.echo(
+        f"{slug!r} sends email from {sender.address} once {sender.domain} has these records:\n"
+        f'  {sender.domain} TXT "{sender.verification_record}"\n'
+        f"  {sender.domain} TXT v=spf1 … (allowing your relay)\n"
+        f"  {sender.dkim_selector or '<EMAIL_DKIM_SELECTOR>'}._domainkey.{sender.domain}: "
+        "the DKIM key your relay gives\n"
+        f'  _dmarc.{sender.domain} TXT "v=DMARC1; p=none" (or stricter)'
+    )
+
+
 def _route(provider: str) -> str:
     return {"whatsapp_cloud": "whatsapp", "mailgun": "email"}.get(provider, provider)
 
@@ -630,15 +711,22 @@ def providers_check(
     if workspace is None:
         checks = asyncio.run(check_providers(settings, wanted))
     else:
+        # A store's own email address has no credentials: its domain is read instead.
         own = {
             kind: account
             for kind, account in _sending_accounts(settings, workspace).items()
-            if not wanted or kind in wanted
+            if (not wanted or kind in wanted) and not account.is_address_only
         }
-        if not own:
+        email = (
+            _check_email_sender(settings, workspace)
+            if not wanted or ChannelKind.EMAIL in wanted
+            else None
+        )
+        if not own and email is None:
             typer.echo(f"{workspace!r} sends from the deployment's accounts on these channels")
             return
-        checks = asyncio.run(check_accounts(settings, own))
+        checks = asyncio.run(check_accounts(settings, own)) if own else []
+        checks += [email] if email is not None else []
     for check in checks:
         typer.echo(f"{check.channel:<10} {'ok' if check.is_ok else 'FAILED':<7} {check.said}")
     if not all(check.is_ok for check in checks):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import cast
@@ -210,15 +209,16 @@ class Runtime:
             CustomerRequestTask(self.db, budget_seconds=budget),
             EraseStoreTask(self.db, budget_seconds=budget),
             TemplateSyncTask(self._template_lister(), lister_for=self._account_lister),
-            *([DomainCheckTask(check)] if (check := self._domain_check()) else []),
+            # The From domain's and the stores' own, read hourly unless EMAIL_DOMAIN_CHECK is off.
+            *(
+                [DomainCheckTask(self._read_domain, domain)]
+                if (domain := self.settings.sending_domain())
+                else []
+            ),
         ]
 
-    def _domain_check(self) -> Callable[[], Awaitable[SendingDomain]] | None:
-        """Reading the From domain's SPF, DKIM and DMARC, unless EMAIL_DOMAIN_CHECK is off."""
-        domain = self.settings.sending_domain()
-        if domain is None:
-            return None
-        return functools.partial(check_sending_domain, self.settings, domain)
+    async def _read_domain(self, domain: str, dkim_selector: str | None) -> SendingDomain:
+        return await check_sending_domain(self.settings, domain, dkim_selector)
 
     def _template_lister(self) -> WhatsappCloud | None:
         """The adapter that reads the WhatsApp templates' standing from Meta: only with
@@ -267,7 +267,7 @@ class Runtime:
             watch_schedule(timedelta(seconds=self.settings.alert_check_seconds)),
             TEMPLATE_SYNC_SCHEDULE,
         ]
-        if self._domain_check() is not None:
+        if self.settings.sending_domain() is not None:
             schedules.append(CHECK_SCHEDULE)
         return schedules
 

@@ -14,6 +14,7 @@ from parley.channels.base import (
     AccountChannelError,
     OutboundMessage,
     PermanentChannelError,
+    SendingAccount,
     TransientChannelError,
 )
 from parley.channels.email_smtp.adapter import EmailSmtp, message_id_for
@@ -352,6 +353,25 @@ async def test_from_settings_uses_smtp_settings(smtp_server: Any) -> None:
 
     assert result.provider_message_id == "<delivery=3A42@shop.test>"
     assert smtp_server.handler.received[0].mail_from == "hello@shop.test"
+
+
+async def test_a_stores_own_address_is_the_from_and_the_envelope_sender(
+    email_channel: Channel,
+) -> None:
+    adapter, server = email_channel
+    own = SendingAccount("smtp", "orders@north.example", (), "token")
+
+    await adapter.send(
+        email(sender_name="North Goods", account=own, reply_address="help@north.example")
+    )
+
+    (envelope,) = server.handler.received
+    assert envelope.mail_from == "orders@north.example"
+    mail = received(server)
+    assert mail["From"] == "North Goods <orders@north.example>"
+    assert mail["Reply-To"] == "North Goods <help@north.example>"
+    # The Message-ID stays on the deployment's domain: it only has to be unique.
+    assert mail["Message-ID"] == "<delivery=3A42@demo.parley.test>"
 
 
 @pytest.mark.parametrize(

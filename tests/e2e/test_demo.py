@@ -474,6 +474,52 @@ def test_a_store_that_connects_its_own_whatsapp_number_sends_from_it_and_hears_i
     )
 
 
+def test_a_store_emails_from_its_own_domain_once_its_records_are_published(demo):
+    # Given the store asks for its email to go from orders@juniper.example
+    saved = subprocess.run(
+        [
+            *parley_command(),
+            *("workspace", "email-sender", "--slug", "demo"),
+            *("--address", "orders@juniper.example", "--dkim-selector", "s1"),
+        ],
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert saved.returncode == 0, saved.stderr
+    token = re.search(r'juniper\.example TXT "parley-verification=([^"]+)"', saved.stdout)
+    assert token, saved.stdout
+    unpublished = _check_providers(demo, "email", "--workspace", "demo")
+    assert unpublished.returncode == 1
+    assert "email      FAILED  email goes from the deployment's address" in unpublished.stdout
+
+    # When it publishes its records at its DNS host (the sandbox's, standing in for it),
+    # and the check reads them
+    records = {
+        "juniper.example": ["v=spf1 ip4:127.0.0.1 -all", f"parley-verification={token[1]}"],
+        "s1._domainkey.juniper.example": ["v=DKIM1; k=rsa; p=MIIBIjANBgkq"],
+        "_dmarc.juniper.example": ["v=DMARC1; p=none"],
+    }
+    for name, txt in records.items():
+        assert demo.http.put(f"/sandbox/api/dns/{name}", json={"txt": txt}).status_code == 200
+    checked = _check_providers(demo, "email", "--workspace", "demo")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines() == [
+        "email      ok      email goes from orders@juniper.example: juniper.example is this"
+        " store's and set up"
+    ]
+
+    # Then Alan's confirmation goes from the store's own address, under its name
+    assert demo.post_webhook(deliveries("Alan")[0]).json() == ACCEPTED
+    [email] = demo.wait_for(lambda: demo.captured(channel="email"), what="the confirmation")
+    assert (email["to"], email["sender"]) == (
+        "alan@example.com",
+        "Juniper & Pine <orders@juniper.example>",
+    )
+
+
 def test_providers_check_of_a_store_names_a_number_that_is_not_its_accounts(demo):
     account = demo.http.post("/sandbox/api/accounts/twilio").json()
     assert _connect_twilio(demo, "+15005559999", account).returncode == 0

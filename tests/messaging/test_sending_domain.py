@@ -4,18 +4,14 @@ the reason, and order updates go whatever DNS says."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
 from parley.channels.base import ChannelKind
 from parley.channels.email_smtp.domain import DnsUnavailable, SendingDomain
-from parley.clock import utc_now
 from parley.jobs.models import Job, JobStatus
-from parley.jobs.periodic import enqueue_ticks
-from parley.jobs.worker import Worker, WorkerConfig
 from parley.messaging.models import Message, SendingDomainCheck
-from parley.messaging.sending_domain import CHECK_KIND, CHECK_SCHEDULE, DomainCheckTask
+from parley.messaging.sending_domain import CHECK_KIND, CHECK_SCHEDULE
 from parley.runtime import Runtime
 from parley.settings import get_settings
 from support import (
@@ -26,6 +22,7 @@ from support import (
     promotions_without_caps,
     recording_adapters,
     rows,
+    run_domain_check,
     seed,
 )
 
@@ -40,16 +37,14 @@ def _read(db, *answers: SendingDomain | Exception) -> None:
     """The hourly check's job runs once per answer, an hour apart, through a worker."""
     remaining = list(answers)
 
-    async def check() -> SendingDomain:
+    async def check(domain: str, dkim_selector: str | None) -> SendingDomain:
+        assert (domain, dkim_selector) == (DOMAIN, None)
         answer = remaining.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    worker = Worker(db, [DomainCheckTask(check)], WorkerConfig(batch_size=10))
-    with db.transaction() as session:
-        enqueue_ticks(session, [CHECK_SCHEDULE], now=utc_now())
-    asyncio.run(worker.run_until_idle())
+    run_domain_check(db, check, DOMAIN)
 
 
 def _promote_to_ada(db, adapters, *, order_id: int = 9100) -> None:

@@ -8,6 +8,7 @@ import html
 import io
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from parley.channels.base import (
     TransientChannelError,
 )
 from parley.channels.email_inbound import mailgun
+from parley.channels.email_smtp.domain import DnsUnavailable, SendingDomain
 from parley.channels.registry import ProviderCheck
 from parley.clock import utc_now
 from parley.customers.models import Customer
@@ -30,7 +32,7 @@ from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.journeys.models import Journey
 from parley.messaging import refusals
-from parley.messaging.models import Message, MessageTemplate
+from parley.messaging.models import Message, MessageTemplate, SendingDomainCheck
 from parley.messaging.senders import sending_accounts
 from parley.workspaces.models import ChannelAccount, Workspace
 from support import (
@@ -81,6 +83,9 @@ def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
         ("/admin/channels/1/active", {"is_active": "false"}),
         ("/admin/channels/1/check", {}),
         ("/admin/shopify", {"shopify_secret": "stolen"}),
+        ("/admin/email-sender", {"address": "orders@north.example", "dkim_selector": ""}),
+        ("/admin/email-sender/check", {}),
+        ("/admin/email-sender/remove", {}),
         ("/admin/policies", {"title": "Hacked", "text": "x", "return_window_days": "1"}),
         ("/admin/journeys/dispatch/enabled", {"is_enabled": "false"}),
         ("/admin/journeys/satisfaction_check/timing", {"wait_0": "30"}),
@@ -135,7 +140,12 @@ def snapshot(db) -> tuple:
         count(db, MessageTemplate),
         count(db, Invite),
         count(db, AuditEntry, AuditEntry.action != "sign_in"),
+        [(d.domain, d.verifications) for d in rows(db, SendingDomainCheck, order_by=_domain)],
     )
+
+
+def _domain(model):
+    return model.domain
 
 
 def audit_actions(db, action: str) -> list[AuditEntry]:
@@ -356,6 +366,126 @@ def test_a_check_of_an_account_that_cannot_send_or_of_another_store_asks_no_prov
     assert unsendable.status_code == 422
     assert "enter its access_token first: it sends nothing without" in unsendable.text
     assert provider.asked == []
+
+
+class _Dns:
+    """What DNS answers the Channels page's "Check now", recorded."""
+
+    def __init__(self, answer: Callable[[str, str | None], SendingDomain]) -> None:
+        self.answer = answer
+        self.asked: list[tuple[str, str | None]] = []
+
+    async def check_sending_domain(self, settings, domain, dkim_selector=None):
+        self.asked.append((domain, dkim_selector))
+        return self.answer(domain, dkim_selector)
+
+
+def _published(*tokens: str) -> Callable[[str, str | None], SendingDomain]:
+    def answer(domain: str, selector: str | None) -> SendingDomain:
+        return SendingDomain(
+            domain,
+            ("v=spf1 include:relay.example -all",),
+            selector,
+            ("v=DKIM1; p=MIIB",),
+            domain,
+            ("v=DMARC1; p=none",),
+            tokens,
+        )
+
+    return answer
+
+
+def _email_sender_state(page: str) -> str:
+    found = re.search(r'data-test="email-sender-state">(.*?)</p>', page, re.S)
+    assert found, "no email sender state on the page"
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", found.group(1))).split())
+
+
+def test_a_store_sends_email_from_its_own_address_once_check_now_finds_its_records(
+    app, db, monkeypatch
+):
+    workspace_id = rows(db, Workspace, Workspace.slug == "demo")[0].id
+    dns = _Dns(_published())
+    monkeypatch.setattr(admin_channels, "check_sending_domain", dns.check_sending_domain)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        # The admin enters the address: the page says what to publish, and nothing sends
+        # from it yet
+        saved = client.post(
+            "/admin/email-sender",
+            data={"csrf_token": csrf, "address": "Orders@North.example", "dkim_selector": "s1"},
+        )
+        assert saved.status_code == 303
+        page = client.get("/admin/channels", headers=HTML).text
+        token = re.search(r'data-test="verification-record">parley-verification=([^<]+)<', page)
+        assert token
+        assert _email_sender_state(page) == (
+            "not yet Your email goes from parley <orders@demo.parley.test> until "
+            "Orders@north.example is ready."
+        )
+        assert "Its domain has not been read yet" in page
+        # Check now before publishing: read, and still not proven
+        client.post("/admin/email-sender/check", data={"csrf_token": csrf})
+        page = client.get("/admin/channels", headers=HTML).text
+        assert _email_sender_state(page).startswith("not yet")
+        assert f'no TXT record "parley-verification={token[1]}"' in html.unescape(page)
+        # Published: Check now finds it, and email goes from the store's address
+        dns.answer = _published(token[1])
+        checked = client.post("/admin/email-sender/check", data={"csrf_token": csrf})
+        assert checked.status_code == 303
+        page = client.get("/admin/channels", headers=HTML).text
+    assert _email_sender_state(page) == (
+        "sending from it Your email goes from Orders@north.example , under your store's name."
+    )
+    assert dns.asked == [("north.example", "s1"), ("north.example", "s1")]
+    with db.transaction() as session:
+        sends = sending_accounts(session, [workspace_id])[workspace_id]
+    assert sends[ChannelKind.EMAIL].address == "Orders@north.example"
+    (entry,) = audit_actions(db, "settings_changed")
+    assert entry.detail == {
+        "page": "email sender",
+        "address": "Orders@north.example",
+        "dkim_selector": "s1",
+    }
+
+
+def test_a_malformed_sender_address_is_refused_with_the_reason_and_nothing_saved(app, db):
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/email-sender",
+            data={"csrf_token": csrf, "address": "orders@localhost", "dkim_selector": ""},
+            headers=HTML,
+        )
+    assert answer.status_code == 422
+    assert "enter the address to send from, on your own domain" in answer.text
+    assert snapshot(db) == before
+
+
+def test_check_now_when_dns_does_not_answer_says_so_and_keeps_nothing(app, db, monkeypatch):
+    async def silent(settings, domain, dkim_selector=None):
+        raise DnsUnavailable(f"DNS did not answer for {domain}: timed out")
+
+    monkeypatch.setattr(admin_channels, "check_sending_domain", silent)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        client.post(
+            "/admin/email-sender",
+            data={"csrf_token": csrf, "address": "orders@north.example", "dkim_selector": ""},
+        )
+        before = snapshot(db)
+        answer = client.post("/admin/email-sender/check", data={"csrf_token": csrf})
+        unset = client.post("/admin/email-sender/remove", data={"csrf_token": csrf})
+        nothing = client.post("/admin/email-sender/check", data={"csrf_token": csrf})
+    assert answer.status_code == 503
+    assert "DNS did not answer for north.example: timed out" in answer.text
+    assert unset.status_code == 303
+    assert nothing.status_code == 422
+    assert "enter the address to send from first" in nothing.text
+    assert snapshot(db)[-1] == before[-1] == []
+    (workspace,) = rows(db, Workspace, Workspace.slug == "demo")
+    assert "email_sender" not in workspace.settings
 
 
 def _connect_own_twilio_sid(db, account_id: int) -> None:

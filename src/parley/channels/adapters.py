@@ -56,8 +56,9 @@ class ChannelAdapters(Mapping[ChannelKind, ChannelAdapter]):
         return len(self._default)
 
     def for_message(self, kind: ChannelKind, message: OutboundMessage) -> ChannelAdapter:
-        """The adapter ``message`` goes through: its store account's, or the deployment's."""
-        if message.account is None:
+        """The adapter ``message`` goes through: its store account's, or the deployment's
+        (also for a store's address on the deployment's account, such as its email From)."""
+        if message.account is None or message.account.is_address_only:
             return self._default[kind]
         return self.for_account(message.account)
 

@@ -53,15 +53,23 @@ class SendingAccount:
     """A store's own account on a provider, to send from instead of the deployment's.
 
     ``address`` is the provider's id for it (a WhatsApp ``phone_number_id``, a Twilio
-    number) and ``credentials`` what its API takes (an access token; an account SID and
-    auth token). ``version`` changes whenever the credentials do, so an adapter built for
-    the old ones is not used with the new.
+    number, a From address) and ``credentials`` what its API takes (an access token; an
+    account SID and auth token; none for a From address sent through the deployment's
+    relay). ``version`` changes whenever the credentials do, so an adapter built for the
+    old ones is not used with the new.
     """
 
     provider: str
     address: str
     credentials: tuple[tuple[str, str], ...]
     version: str
+
+    @property
+    def is_address_only(self) -> bool:
+        """No credentials of its own: the store's address on the deployment's provider
+        account (a store's own email From on the deployment's relay), sent through the
+        deployment's adapter and paced as the deployment's."""
+        return not self.credentials
 
     def credential(self, name: str) -> str:
         """One credential by name ("" when the account has none of that name)."""

@@ -65,14 +65,22 @@ async def index(request: Request) -> Response:
     return RedirectResponse("/inbox")
 
 
-async def _sandbox_nameserver(settings: Settings) -> SandboxNameserver | None:
-    """The sandbox's DNS for the sending domain (the demo's), where the settings point the
-    domain check; none when that check is off."""
+def _sandbox_zone(settings: Settings) -> dict[str, list[str]]:
+    """What the sandbox's DNS answers at first: the demo's sending domain, set up."""
     domain = settings.sending_domain()
     if domain is None:
+        return {}
+    return demo_zone(domain, dkim_selector=settings.email_dkim_selector)
+
+
+async def _sandbox_nameserver(
+    settings: Settings, zone: dict[str, list[str]]
+) -> SandboxNameserver | None:
+    """The sandbox's DNS, where the settings point the domain check; none when that check
+    is off."""
+    if settings.sending_domain() is None:
         return None
     port = settings.sandbox_dns_port or settings.sandbox_smtp_port
-    zone = demo_zone(domain, dkim_selector=settings.email_dkim_selector)
     nameserver = SandboxNameserver(zone, port=port)
     await nameserver.start()
     return nameserver
@@ -83,6 +91,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
     if settings.sandbox:
         settings = settings.pointed_at_sandbox()
     sandbox_store = SandboxStore() if settings.sandbox else None
+    zone = _sandbox_zone(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -96,7 +105,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         if sandbox_store is not None:
             smtp = SandboxSmtpServer(sandbox_store, port=settings.sandbox_smtp_port)
             smtp.start()
-            nameserver = await _sandbox_nameserver(settings)
+            nameserver = await _sandbox_nameserver(settings, zone)
             app.state.sandbox_nameserver = nameserver
         worker_task = None
         worker = None
@@ -138,7 +147,11 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         *web_routes(),
         Mount("/api/v1", app=api),
     ]
-    sandbox_app = create_sandbox_app(sandbox_store, settings) if sandbox_store is not None else None
+    sandbox_app = (
+        create_sandbox_app(sandbox_store, settings, zone=zone)
+        if sandbox_store is not None
+        else None
+    )
     if sandbox_app is not None:
         routes.append(Mount("/sandbox", app=sandbox_app))
     app = Starlette(

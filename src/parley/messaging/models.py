@@ -226,16 +226,19 @@ class WhatsAppTemplate(Base):
 
 
 class SendingDomainCheck(Base):
-    """The last reading of the deployment's sending domain's SPF, DKIM and DMARC records
-    (:mod:`parley.messaging.sending_domain`): one row per domain read. Every store sends
-    email from the deployment's address, so this row belongs to the deployment, not to a
-    store.
+    """The last reading of a sending domain's SPF, DKIM and DMARC records
+    (:mod:`parley.messaging.sending_domain`): one row per domain read, the deployment's
+    and those of stores that send from their own (:mod:`parley.messaging.email_sender`).
+    A domain is DNS's, not a store's: the row says what DNS says, and which stores proved
+    the domain theirs is in it.
 
-    - ``problems``: what falls short of the bulk-sender rules, in words; empty: ready.
+    - ``problems``: what falls short of the bulk-sender rules, in words; empty: ready;
+    - ``verifications``: the tokens of the ``parley-verification=`` records found there.
     """
 
     __tablename__ = "sending_domains"
 
     domain: Mapped[str] = mapped_column(String(253), primary_key=True)
     problems: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    verifications: Mapped[list[str]] = mapped_column(JsonType, default=list)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,9 +11,11 @@ their replies and the provider's receipts come back to this store, and the numbe
 is its own (``whatsapp:<phone_number_id>``). A paused account sends nothing; the store's
 messages go from the deployment's account again until it is resumed.
 
-Email goes from the deployment's address (its domain is the one set up for sending), under
-the store's name, with the store's own inbound address as ``Reply-To`` when it connected
-one (:func:`reply_addresses`), so a customer's answer reaches this store's inbox.
+Email goes under the store's name from the deployment's address (its domain is the one
+set up for sending), or from the store's own address once its domain is proven the
+store's and set up (:mod:`parley.messaging.email_sender`). Either way the store's own
+inbound address, when it connected one, is the ``Reply-To`` (:func:`reply_addresses`),
+so a customer's answer reaches this store's inbox.
 
 Where a store has several active accounts that send on one channel, the first connected
 sends.
@@ -29,8 +31,9 @@ from sqlalchemy.orm import Session
 from parley.accounts.service import Login
 from parley.channels.base import ChannelKind, SendingAccount
 from parley.errors import Invalid
+from parley.messaging.email_sender import ready_senders
 from parley.workspaces.credentials import CHANNEL_PROVIDERS, SENDING_FIELDS, SENDS_WITH
-from parley.workspaces.models import ChannelAccount
+from parley.workspaces.models import ChannelAccount, Workspace
 from parley.workspaces.service import admins_account
 
 _INBOUND_EMAIL = sorted(
@@ -43,10 +46,15 @@ StoreAccounts = dict[int, dict[ChannelKind, SendingAccount]]
 
 
 def sending_accounts(session: Session, workspace_ids: Collection[int]) -> StoreAccounts:
-    """The accounts each of ``workspace_ids`` sends from, by channel."""
+    """The accounts each of ``workspace_ids`` sends from, by channel: its own numbers,
+    and its own email address when that is ready."""
     found: StoreAccounts = {workspace_id: {} for workspace_id in workspace_ids}
     if not found:
         return found
+    # Already in the session wherever a batch is prepared: no query.
+    stores = [session.get(Workspace, workspace_id) for workspace_id in sorted(found)]
+    for workspace_id, account in ready_senders(session, filter(None, stores)).items():
+        found[workspace_id][ChannelKind.EMAIL] = account
     rows = session.scalars(
         select(ChannelAccount)
         .where(

@@ -467,9 +467,15 @@ def _unavailable(
     lookup: OutboxLookup, workspace: Workspace, purpose: str, domain: str | None
 ) -> dict[ChannelKind, str]:
     """Channels ruled out for this message: by the store's own settings (its postal
-    address), or by the sending domain's set-up (marketing email)."""
+    address), or by the deployment's sending domain's set-up (marketing email; a store
+    sending from its own address sends only while its domain is set up)."""
     refused = postal_address.refusal(workspace.settings, purpose)
-    if refused is None and domain is not None and purpose == Purpose.MARKETING:
+    if (
+        refused is None
+        and domain is not None
+        and purpose == Purpose.MARKETING
+        and lookup.sending_account(workspace.id, ChannelKind.EMAIL) is None
+    ):
         refused = sending_domain.refusal(domain, lookup.sending_domain_problems(domain))
     return {ChannelKind.EMAIL: refused} if refused else {}
 
@@ -535,7 +541,10 @@ def record_sends(
 
 
 def _want(send: UnrecordedSend | QueuedSend) -> Want:
-    address = send.account.address if send.account is not None else None
+    # Paced on its own: a store's own provider account. Its address on the deployment's
+    # (its email From on the shared relay) takes the deployment's pace.
+    account = send.account
+    address = account.address if account is not None and not account.is_address_only else None
     if isinstance(send, QueuedSend):
         message = send.message
         return Want(

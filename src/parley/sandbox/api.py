@@ -10,11 +10,17 @@ answers a new account's ``account_sid``, ``auth_token`` and one new ``phone_numb
 ``POST /api/accounts/whatsapp`` (optionally ``{"app_secret": ...}``) a new number's
 ``phone_number_id``, ``access_token`` and the ``app_secret`` its status webhooks are
 signed with; ``GET /api/accounts`` lists the accounts and numbers, never their secrets.
+
+And it plays a DNS host's console for the sandbox's nameserver
+(:mod:`parley.sandbox.nameserver`): a store that sends email from its own domain must
+publish records there, so ``PUT /api/dns/{name}`` with ``{"txt": [...]}`` sets a name's
+TXT records, ``DELETE /api/dns/{name}`` removes them and ``GET /api/dns`` lists the zone.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from typing import Any, Final
@@ -30,6 +36,8 @@ from parley.sandbox.store import CHANNELS, SandboxStore
 # so sign-ups start at 1000.
 SIGN_UP_TWILIO_NUMBERS: Final = tuple(f"+1500555{n:04d}" for n in range(1000, 10_000))
 MAX_APP_SECRET_CHARS: Final = 4096
+MAX_TXT_CHARS: Final = 4096
+_DNS_NAME: Final = re.compile(r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{1,63}")
 # A fresh 15-digit id is taken with odds of about one in 10**14 per number registered;
 # a few draws make an answer of "none left" a sign of a broken random source, not bad luck.
 _WHATSAPP_ID_DRAWS: Final = 8
@@ -68,6 +76,12 @@ def _parse_sign_up(body: bytes, *, fields: frozenset[str]) -> dict[str, Any]:
     return payload
 
 
+def _dns_name(raw: str) -> str | None:
+    """A name as the nameserver keys it (lower case, no final dot), or None."""
+    name = raw.strip().lower().rstrip(".")
+    return name if len(name) <= 253 and _DNS_NAME.fullmatch(name) else None
+
+
 def _parse_app_secret(value: object) -> str | None:
     """A sign-up's optional ``app_secret``: ``None`` or a non-empty string of bounded size.
 
@@ -96,11 +110,45 @@ class SandboxApi:
         store: SandboxStore,
         *,
         accounts: SandboxAccounts,
+        zone: dict[str, list[str]] | None = None,
         twilio_numbers: Sequence[str] = SIGN_UP_TWILIO_NUMBERS,
     ) -> None:
         self._store = store
         self._accounts = accounts
+        self._zone = zone if zone is not None else {}
         self._twilio_numbers = twilio_numbers
+
+    async def list_dns(self, request: Request) -> Response:
+        """``GET /api/dns``: every name the sandbox's nameserver answers, with its TXT
+        records."""
+        return JSONResponse({"records": dict(sorted(self._zone.items()))})
+
+    async def put_dns(self, request: Request) -> Response:
+        """``PUT /api/dns/{name}`` with ``{"txt": ["..."]}``: the name's TXT records, as
+        a DNS host's console sets them (all of them at once)."""
+        name = _dns_name(request.path_params["name"])
+        if name is None:
+            return _unprocessable("name must be a domain name, e.g. shop.example")
+        try:
+            fields = _parse_sign_up(await request.body(), fields=frozenset({"txt"}))
+            records = fields.get("txt")
+            if not isinstance(records, list) or not all(
+                isinstance(record, str) and 0 < len(record) <= MAX_TXT_CHARS for record in records
+            ):
+                raise ValueError(
+                    f"txt must be a list of records, each 1 to {MAX_TXT_CHARS} characters"
+                )
+        except ValueError as error:
+            return _unprocessable(str(error))
+        self._zone[name] = list(records)
+        return JSONResponse({"name": name, "txt": records})
+
+    async def delete_dns(self, request: Request) -> Response:
+        """``DELETE /api/dns/{name}``: the name stops existing (NXDOMAIN)."""
+        name = _dns_name(request.path_params["name"])
+        if name is None or self._zone.pop(name, None) is None:
+            return JSONResponse({"error": "no such name"}, status_code=404)
+        return Response(status_code=204)
 
     async def list_messages(self, request: Request) -> Response:
         """``GET /api/messages?channel=&to=&limit=``: oldest first; ``limit`` keeps the newest."""

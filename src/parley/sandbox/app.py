@@ -81,6 +81,7 @@ def create_sandbox_app(
     webhook_transport: httpx2.AsyncBaseTransport | None = None,
     status_delay_seconds: float = DEFAULT_STATUS_DELAY_SECONDS,
     accounts: SandboxAccounts | None = None,
+    zone: dict[str, list[str]] | None = None,
 ) -> Starlette:
     """Build the sandbox app: provider stand-ins, the customer composer, the API, the page.
 
@@ -95,6 +96,9 @@ def create_sandbox_app(
     default only the deployment's, from ``settings``. They are kept as
     ``app.state.sandbox_accounts``, where parley (or a test) registers a store's own
     sender while the app runs.
+
+    ``zone`` is what the sandbox's nameserver answers (name → TXT records); ``/api/dns``
+    changes it while both run.
     """
     if accounts is None:
         accounts = SandboxAccounts.from_settings(settings)
@@ -117,7 +121,7 @@ def create_sandbox_app(
         account_id=settings.instagram_account_id,
     )
     composer = CustomerComposer(store, settings, poster)
-    api = SandboxApi(store, accounts=accounts)
+    api = SandboxApi(store, accounts=accounts, zone=zone)
     page = SandboxPage()
     app = Starlette(
         routes=[
@@ -152,6 +156,9 @@ def create_sandbox_app(
             Route("/api/accounts", api.list_accounts, methods=["GET"]),
             Route("/api/accounts/twilio", api.create_twilio_account, methods=["POST"]),
             Route("/api/accounts/whatsapp", api.create_whatsapp_number, methods=["POST"]),
+            Route("/api/dns", api.list_dns, methods=["GET"]),
+            Route("/api/dns/{name}", api.put_dns, methods=["PUT"]),
+            Route("/api/dns/{name}", api.delete_dns, methods=["DELETE"]),
             Route("/api/whatsapp-templates", whatsapp_templates.show, methods=["GET"]),
             Route("/api/whatsapp-templates", whatsapp_templates.review, methods=["POST"]),
             Route("/", page.show, methods=["GET"]),

@@ -53,10 +53,15 @@ def _dkim_key() -> str:
 
 class SandboxNameserver:
     """Answers TXT queries from ``zone`` (name → records); :meth:`start`, then :meth:`stop`.
-    ``zone`` may be changed while it runs (tests take records away)."""
+    ``zone`` is kept, not copied, and may be changed while it runs (tests take records
+    away; the sandbox's ``/api/dns`` publishes a store's)."""
 
     def __init__(self, zone: dict[str, list[str]], host: str = "127.0.0.1", port: int = 8053):
-        self.zone = {name.lower().rstrip("."): records for name, records in zone.items()}
+        for name in list(zone):
+            key = name.lower().rstrip(".")
+            if key != name:
+                zone[key] = zone.pop(name)
+        self.zone = zone
         self.host = host
         self.port = port
         self._transport: asyncio.DatagramTransport | None = None

@@ -150,14 +150,17 @@ class EmailSmtp:
         }
         return cls(**(options | overrides))
 
-    def _sender(self, name: str | None) -> tuple[str, str]:
-        """The configured address, under the sending store's name when one is given."""
+    def _sender(self, message: OutboundMessage) -> tuple[str, str]:
+        """The store's own address when it sends from one, else the configured address;
+        under the sending store's name when one is given."""
         configured_name, address = parseaddr(self.from_address)
-        return (name or configured_name, address)
+        if message.account is not None:
+            address = message.account.address
+        return (message.sender_name or configured_name, address)
 
     def build_message(self, message: OutboundMessage) -> Message:
         """The MIME message for ``message``; PermanentChannelError if it cannot be built."""
-        sender = self._sender(message.sender_name)
+        sender = self._sender(message)
         recipient = parseaddr(message.to)
         if "@" not in recipient[1]:
             raise PermanentChannelError(f"cannot build the email: no address in {message.to!r}")

@@ -17,6 +17,10 @@ in their eyes, so parley reads the From domain's records from DNS before sending
   §6.6.3; the organisational domain from the Public Suffix List, which
   ``publicsuffixlist`` ships, so nothing is downloaded).
 
+The domain's own TXT records are also where a store proves a domain is its before its
+email goes from it: ``parley-verification=<its token>`` (:attr:`SendingDomain.verifications`,
+read in the same answer as SPF; :mod:`parley.messaging.email_sender`).
+
 Records are read with dnspython's asynchronous resolver, from the system's resolvers or
 the ``DNS_NAMESERVERS`` given (the sandbox's stand-in in the demo). The rules are the few
 lines of :func:`_problems`; ``checkdmarc`` would read the same records but brings an HTTP
@@ -38,6 +42,7 @@ from parley.channels.base import TransientChannelError
 from parley.settings import Settings
 
 POLICIES = ("none", "quarantine", "reject")
+VERIFICATION_PREFIX = "parley-verification="
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,9 @@ class SendingDomain:
     dkim: tuple[str, ...]
     dmarc_at: str
     dmarc: tuple[str, ...]
+    verifications: tuple[str, ...] = ()
+    """The tokens of ``parley-verification=<token>`` records at the domain: the stores that
+    proved it is theirs."""
 
     @property
     def problems(self) -> list[str]:
@@ -128,7 +136,12 @@ async def check_domain(
     """Read the domain's SPF, DKIM and DMARC records (DnsUnavailable when DNS does not
     answer)."""
     domain = domain.lower().rstrip(".")
-    spf = _starting(await _txt(resolver, domain), "v=spf1")
+    at_domain = await _txt(resolver, domain)
+    spf = _starting(at_domain, "v=spf1")
+    verifications = tuple(
+        record[len(VERIFICATION_PREFIX) :].strip()
+        for record in _starting(at_domain, VERIFICATION_PREFIX)
+    )
     dkim: tuple[str, ...] = ()
     if dkim_selector:
         dkim = await _txt(resolver, f"{dkim_selector}._domainkey.{domain}")
@@ -138,7 +151,7 @@ async def check_domain(
     if not dmarc and organisational != domain:
         dmarc_at = organisational
         dmarc = _starting(await _txt(resolver, f"_dmarc.{organisational}"), "v=dmarc1")
-    return SendingDomain(domain, spf, dkim_selector or None, dkim, dmarc_at, dmarc)
+    return SendingDomain(domain, spf, dkim_selector or None, dkim, dmarc_at, dmarc, verifications)
 
 
 def _starting(records: tuple[str, ...], prefix: str) -> tuple[str, ...]:
@@ -175,11 +188,14 @@ def _nameserver(entry: str) -> dns.nameserver.Nameserver:
     return dns.nameserver.Do53Nameserver(host, int(port))
 
 
-async def check_sending_domain(settings: Settings, domain: str) -> SendingDomain:
-    """:func:`check_domain` for the deployment's From domain, as its settings say."""
+async def check_sending_domain(
+    settings: Settings, domain: str, dkim_selector: str | None = None
+) -> SendingDomain:
+    """:func:`check_domain` with the deployment's resolvers: for its From domain, with
+    its DKIM selector, or for a store's own domain with the store's selector."""
     return await check_domain(
         domain,
-        dkim_selector=settings.email_dkim_selector or None,
+        dkim_selector=dkim_selector or settings.email_dkim_selector or None,
         resolver=make_resolver(settings.nameservers(), timeout=settings.provider_timeout_seconds),
     )
 

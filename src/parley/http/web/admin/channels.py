@@ -13,13 +13,19 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from parley.channels.base import ChannelError
+from parley.channels.email_smtp.domain import check_sending_domain
 from parley.channels.registry import ProviderCheck, check_accounts
+from parley.clock import utc_now
 from parley.errors import ParleyError
+from parley.http.web.admin import store
 from parley.http.web.admin.common import done, page, path_int, text
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
+from parley.messaging import sending_domain
 from parley.messaging.senders import account_to_check
+from parley.settings import Settings
 from parley.workspaces import service as workspaces
 from parley.workspaces.credentials import CHANNEL_PROVIDERS, SENDING_FIELDS
 
@@ -41,9 +47,16 @@ PLAIN_FIELDS = frozenset({"account_sid", "business_account_id"})
 """Fields that are ids rather than secrets: typed in plain text, still never shown back."""
 
 
-def _context(session: Session, workspace_id: int) -> dict[str, Any]:
+def _context(session: Session, workspace_id: int, settings: Settings) -> dict[str, Any]:
     return {
         "accounts": workspaces.connected_accounts(session, workspace_id=workspace_id),
+        "email_sender": store.email_sender_view(
+            session,
+            workspace_id=workspace_id,
+            deployment_selector=settings.email_dkim_selector or None,
+        ),
+        "deployment_from": settings.email_from,
+        "reads_dns": settings.email_domain_check,
         "shopify": workspaces.shopify_state(session, workspace_id=workspace_id),
         "providers": CHANNEL_PROVIDERS,
         "sending_fields": SENDING_FIELDS,
@@ -61,7 +74,10 @@ async def _page(
     checked: tuple[int, ProviderCheck] | None = None,
 ) -> Response:
     login = admin(request)
-    context = await in_transaction(db_of(request), lambda s: _context(s, login.workspace_id))
+    settings = request.app.state.settings
+    context = await in_transaction(
+        db_of(request), lambda s: _context(s, login.workspace_id, settings)
+    )
     return page(
         request,
         "admin/channels.html",
@@ -173,3 +189,52 @@ async def shopify_secret(request: Request) -> Response:
     except ParleyError as exc:
         return await _page(request, status_code=exc.status_code, error=exc.message)
     return done("/admin/channels", "shopify")
+
+
+async def save_email_sender(request: Request) -> Response:
+    """``POST /admin/email-sender``: the address the store's email should go from."""
+    login = admin(request)
+    form = await request.form()
+    try:
+        await in_transaction(
+            db_of(request),
+            lambda s: store.set_email_sender(
+                s,
+                login=login,
+                address=text(form, "address", 400),
+                dkim_selector=text(form, "dkim_selector", 100),
+                ip=client_ip(request),
+            ),
+        )
+    except ParleyError as exc:
+        return await _page(request, status_code=exc.status_code, error=exc.message)
+    return done("/admin/channels", "email_sender")
+
+
+async def remove_email_sender(request: Request) -> Response:
+    """``POST /admin/email-sender/remove``: email goes from the deployment's address."""
+    login = admin(request)
+    await in_transaction(
+        db_of(request), lambda s: store.remove_email_sender(s, login=login, ip=client_ip(request))
+    )
+    return done("/admin/channels", "email_sender_removed")
+
+
+async def check_email_sender(request: Request) -> Response:
+    """``POST /admin/email-sender/check``: read the store's domain from DNS now, with no
+    transaction open, and keep the reading; the page shows what it found."""
+    login = admin(request)
+    try:
+        sender = await in_transaction(
+            db_of(request), lambda s: store.email_sender_to_read(s, login=login)
+        )
+    except ParleyError as exc:
+        return await _page(request, status_code=exc.status_code, error=exc.message)
+    try:
+        found = await check_sending_domain(
+            request.app.state.settings, sender.domain, sender.dkim_selector
+        )
+    except ChannelError as exc:
+        return await _page(request, status_code=503, error=exc.reason)
+    await in_transaction(db_of(request), lambda s: sending_domain.record(s, found, now=utc_now()))
+    return done("/admin/channels", "email_sender_checked")

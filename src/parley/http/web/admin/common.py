@@ -24,6 +24,10 @@ NOTICES = {
     "paused": "Channel paused: its webhooks are refused until you resume it.",
     "resumed": "Channel resumed.",
     "shopify": "Shopify secret saved. The previous one stays valid for an hour.",
+    "email_sender": "Address saved. Publish the records below, then press Check now: email "
+    "goes from it once they are in place.",
+    "email_sender_checked": "Domain read: what it found is below.",
+    "email_sender_removed": "Email goes from the deployment's address again.",
     "policies": "Policies and FAQ saved. The assistant quotes the new text from now on.",
     "journey": "Journey saved.",
     "template": "Template saved.",

@@ -11,6 +11,7 @@ import csv
 import io
 import zoneinfo
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -27,7 +28,7 @@ from parley.jobs import queue
 from parley.journeys import service as journeys
 from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
 from parley.journeys.models import Journey
-from parley.messaging import catalog, marketing_controls, postal_address
+from parley.messaging import catalog, email_sender, marketing_controls, postal_address
 from parley.messaging.frequency import MAX_HOURS, FrequencyCaps
 from parley.messaging.marketing_controls import Actor
 from parley.messaging.marketing_rate import MarketingRate
@@ -165,6 +166,85 @@ def _save_setting(
     audit_as(
         session, login, "settings_changed", now=utc_now(), ip=ip, detail={"page": page, **value}
     )
+
+
+# The store's own email address
+
+
+@dataclass(frozen=True)
+class EmailSenderView:
+    """What Settings → Channels shows of the store's own From address: what to publish,
+    and what the last reading of its domain found (None: never read)."""
+
+    sender: email_sender.EmailSender | None
+    dkim_selector: str | None
+    problems: list[str] | None
+    checked_at: datetime | None
+
+    @property
+    def sends(self) -> bool:
+        return self.problems == []
+
+
+def email_sender_view(
+    session: Session, *, workspace_id: int, deployment_selector: str | None
+) -> EmailSenderView:
+    workspace = session.get_one(Workspace, workspace_id)
+    sender = email_sender.EmailSender.of(workspace.settings)
+    if sender is None:
+        return EmailSenderView(None, deployment_selector, None, None)
+    reading = email_sender.readings(session, [sender.domain]).get(sender.domain)
+    return EmailSenderView(
+        sender,
+        sender.dkim_selector or deployment_selector,
+        email_sender.problems(sender, reading, now=utc_now()),
+        reading.checked_at if reading is not None else None,
+    )
+
+
+def set_email_sender(
+    session: Session, *, login: Login, address: str, dkim_selector: str, ip: str
+) -> email_sender.EmailSender:
+    """The address the store's email should go from; the store keeps its token, so
+    records it published still count."""
+    require_admin(login)
+    try:
+        sender = email_sender.save(
+            session.get_one(Workspace, login.workspace_id), address, dkim_selector
+        )
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    _audit_email_sender(
+        session, login, ip, {"address": sender.address, "dkim_selector": dkim_selector}
+    )
+    return sender
+
+
+def remove_email_sender(session: Session, *, login: Login, ip: str) -> None:
+    """Back to the deployment's address for the store's email."""
+    require_admin(login)
+    if email_sender.clear(session.get_one(Workspace, login.workspace_id)):
+        _audit_email_sender(session, login, ip, {"address": None})
+
+
+def _audit_email_sender(session: Session, login: Login, ip: str, change: dict[str, Any]) -> None:
+    audit_as(
+        session,
+        login,
+        "settings_changed",
+        now=utc_now(),
+        ip=ip,
+        detail={"page": "email sender", **change},
+    )
+
+
+def email_sender_to_read(session: Session, *, login: Login) -> email_sender.EmailSender:
+    """The admin's store's own address, to read its domain now ("Check now")."""
+    require_admin(login)
+    sender = email_sender.EmailSender.of(session.get_one(Workspace, login.workspace_id).settings)
+    if sender is None:
+        raise Invalid("enter the address to send from first")
+    return sender
 
 
 # Store policies and FAQ
