@@ -53,8 +53,8 @@ def sending_accounts(session: Session, workspace_ids: Collection[int]) -> StoreA
         return found
     # Already in the session wherever a batch is prepared: no query.
     stores = [session.get(Workspace, workspace_id) for workspace_id in sorted(found)]
-    for workspace_id, account in ready_senders(session, filter(None, stores)).items():
-        found[workspace_id][ChannelKind.EMAIL] = account
+    for workspace_id, address in ready_senders(session, filter(None, stores)).items():
+        found[workspace_id][ChannelKind.EMAIL] = address
     rows = session.scalars(
         select(ChannelAccount)
         .where(
