@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import secrets as secrets_module
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -392,7 +392,7 @@ def workspace_connect(
     )
 
 
-def _sending_accounts(settings: Settings, slug: str) -> dict[ChannelKind, SendingAccount]:
+def _sending_accounts(settings: Settings, slug: str) -> Mapping[ChannelKind, SendingAccount]:
     """The store's own accounts it sends from, by channel (exits 1 for an unknown store)."""
     from parley.db import Database
     from parley.messaging.senders import sending_accounts

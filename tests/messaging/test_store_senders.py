@@ -351,6 +351,91 @@ def test_the_reply_to_a_customer_goes_from_the_stores_own_number(
     ]
 
 
+NORTH_SECOND_NUMBER = "+15005550198"
+
+
+def _second_twilio_number(db: Database, providers: SandboxAccounts, north: int) -> None:
+    """North's second number on its Twilio account, connected to send as well."""
+    providers.add_twilio(NORTH_SID, NORTH_TWILIO_TOKEN, NORTH_SECOND_NUMBER)
+    with db.transaction() as session:
+        now = utc_now()
+        session.add(
+            ChannelAccount(
+                workspace_id=north,
+                channel="sms",
+                provider="twilio",
+                address=NORTH_SECOND_NUMBER,
+                secrets={"auth_token": NORTH_TWILIO_TOKEN, "account_sid": NORTH_SID},
+                secret_fields={},
+                is_active=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+def _store_addresses(db: Database, workspace_id: int) -> list[tuple[str, str, str | None]]:
+    return [
+        (str(m.direction), str(m.message_type), m.store_address)
+        for m in rows(db, Message, Message.workspace_id == workspace_id)
+    ]
+
+
+def test_a_reply_goes_from_the_number_the_customer_wrote_to_and_each_message_keeps_it(
+    db, frozen_clock, tmp_path, captured, providers, senders
+):
+    # Given north sends from two numbers of its Twilio account, the first connected first
+    seed(db)
+    north = _north(db)
+    _give(db, north, "twilio", account_sid=NORTH_SID)
+    _second_twilio_number(db, providers, north)
+
+    # When Grace texts north's second number, and north's dispatch to her goes out
+    worker = inbox_worker(db, senders, tmp_model_dir=tmp_path)  # type: ignore[arg-type]
+    customer_writes(
+        db,
+        channel=ChannelKind.SMS,
+        sender="+12025550143",
+        text="hello",
+        slug="north",
+        account=NORTH_SECOND_NUMBER,
+    )
+    drain(worker)
+    _ship(db, "north", "Grace", 701)
+    drain(make_worker(db, senders))  # type: ignore[arg-type]
+
+    # Then the answer came from the number she wrote to, the dispatch from the first;
+    # each message keeps the store's number it came to or went from
+    assert _sent_from(captured, "sms") == [
+        (NORTH_SECOND_NUMBER, "+12025550143"),
+        (NORTH_NUMBER, "+12025550143"),
+    ]
+    assert [entry for entry in _store_addresses(db, north) if entry[1] != "order_confirmation"] == [
+        ("inbound", "inbound", NORTH_SECOND_NUMBER),
+        ("outbound", "reply", NORTH_SECOND_NUMBER),
+        ("outbound", "dispatch", NORTH_NUMBER),
+    ]
+
+
+def test_a_reply_to_a_number_the_store_does_not_send_from_goes_from_the_channels(
+    db, frozen_clock, tmp_path, captured, senders
+):
+    # Given the demo store receives on the deployment's number and sends from no number
+    # of its own: Grace's text came to +15005550006, connected for its webhooks only
+    seed(db)
+    worker = inbox_worker(db, senders, tmp_model_dir=tmp_path)  # type: ignore[arg-type]
+    customer_writes(
+        db, channel=ChannelKind.SMS, sender="+12025550143", text="hello", account=DEPLOYMENT_NUMBER
+    )
+    drain(worker)
+
+    assert _sent_from(captured, "sms") == [(DEPLOYMENT_NUMBER, "+12025550143")]
+    assert _store_addresses(db, 1) == [
+        ("inbound", "inbound", DEPLOYMENT_NUMBER),
+        ("outbound", "reply", None),
+    ]
+
+
 def test_a_stores_email_asks_for_replies_at_its_own_inbound_address(
     db, frozen_clock, tmp_path, senders
 ):

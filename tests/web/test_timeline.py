@@ -265,3 +265,31 @@ def test_remote_images_render_only_through_the_signed_proxy_and_svg_only_downloa
     assert "javascript:" not in page
     assert 'data-test="attachment-ref">document · x.html (kept with the provider)' in page
     assert 'data-test="attachment-ref">audio (kept with the provider)' in page
+
+
+def test_each_message_names_the_stores_number_it_came_to_or_went_from(db, app, team, clock):
+    written = customer_writes(
+        db, channel=ChannelKind.SMS, sender="+12025550143", text="hi", account="+15005550198"
+    )
+    with db.transaction() as session:
+        conversation = session.get_one(Conversation, written.conversation_id)
+        clock.now += timedelta(minutes=1)
+        outbound(
+            session, conversation, clock, channel="sms", body="hello", store_address="+15005550198"
+        )
+        clock.now += timedelta(minutes=1)
+        outbound(session, conversation, clock, channel="sms", body="from the deployment's")
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        page = client.get(f"/inbox/{written.conversation_id}").text
+
+    start = page.index('data-test="timeline"')
+    timeline = page[start : page.index("</ol>", start)]
+    badges = re.findall(
+        r'<span class="badge sms"( title="[^"]*" data-store-address="[^"]*")?>', timeline
+    )
+    assert badges == [
+        ' title="to +15005550198" data-store-address="+15005550198"',
+        ' title="from +15005550198" data-store-address="+15005550198"',
+        "",
+    ]

@@ -142,6 +142,7 @@ def record_inbound(session: Session, *, workspace: Workspace, inbound: InboundMe
             "direction": Direction.INBOUND,
             "author": Author.CUSTOMER,
             "sender": inbound.sender,
+            "store_address": inbound.account,
             "idempotency_key": key,
             "message_type": MessageType.INBOUND,
             "channel": inbound.channel,

@@ -135,7 +135,11 @@ class DeliverMessage:
                 self.outbox_settings, workspace, message.channel
             ),
             is_human_agent=is_human_agent,
-            account=replies.accounts.get(workspace.id, {}).get(channel),
+            account=(
+                senders.for_reply(channel, message.store_address)
+                if (senders := replies.accounts.get(workspace.id)) is not None
+                else None
+            ),
             reply_address=(
                 replies.reply_addresses.get(workspace.id) if channel is ChannelKind.EMAIL else None
             ),

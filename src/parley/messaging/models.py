@@ -95,6 +95,10 @@ class Message(Base):
     author: Mapped[str] = mapped_column(String(16), default=Author.JOURNEY)
     sender: Mapped[str | None] = mapped_column(String(320))
     """Inbound only: the customer's channel identity the message came from."""
+    store_address: Mapped[str | None] = mapped_column(String(320))
+    """The store's address the message came to (inbound: the number or address the
+    customer wrote to) or went from (outbound: the store's own account; None: the
+    deployment's)."""
     attachments: Mapped[list[Any] | None] = mapped_column(JsonType)
     reply_to: Mapped[str | None] = mapped_column(String(998))
     """The provider id of the message this one answers (threads email, private replies)."""

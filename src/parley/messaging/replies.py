@@ -94,6 +94,9 @@ def queue_reply(
         "body": text,
         "template": template,
         "reply_to": source.provider_message_id if source is not None else None,
+        # The address the customer wrote to: the reply goes from it where the store can
+        # send from it (DeliverMessage), and keeps the address it did go from.
+        "store_address": source.store_address if source is not None else None,
     }
     if channel is ChannelKind.EMAIL:
         row["subject"] = _reply_subject(source.subject if source else None, workspace.name)

@@ -18,12 +18,14 @@ inbound address, when it connected one, is the ``Reply-To`` (:func:`reply_addres
 so a customer's answer reaches this store's inbox.
 
 Where a store has several active accounts that send on one channel, the first connected
-sends.
+sends, except a reply: it goes from the account the customer wrote to
+(:meth:`StoreSenders.for_reply`). Each message keeps the store's own address it came to
+or went from (``messages.store_address``; none: the deployment's).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,20 +43,49 @@ _INBOUND_EMAIL = sorted(
 )
 """The providers whose accounts are a store's inbound email addresses."""
 
-StoreAccounts = dict[int, dict[ChannelKind, SendingAccount]]
-"""Each store's sending accounts by channel; a store with none maps to an empty dict."""
+
+class StoreSenders(Mapping[ChannelKind, SendingAccount]):
+    """One store's sending accounts: as a mapping, the account each channel's messages go
+    from (the first connected); :meth:`for_reply` picks the one a customer wrote to."""
+
+    def __init__(self) -> None:
+        self._first: dict[ChannelKind, SendingAccount] = {}
+        self._by_address: dict[tuple[ChannelKind, str], SendingAccount] = {}
+
+    def add(self, kind: ChannelKind, account: SendingAccount) -> None:
+        self._first.setdefault(kind, account)
+        self._by_address[(kind, account.address)] = account
+
+    def __getitem__(self, kind: ChannelKind) -> SendingAccount:
+        return self._first[kind]
+
+    def __iter__(self) -> Iterator[ChannelKind]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def for_reply(self, kind: ChannelKind, written_to: str | None) -> SendingAccount | None:
+        """The account a reply goes from: the store's own account the customer wrote to,
+        so the answer comes from the number they know (and, on WhatsApp, the number whose
+        24-hour window their message opened); else the channel's as for any message."""
+        if written_to is not None and (kind, written_to) in self._by_address:
+            return self._by_address[(kind, written_to)]
+        return self._first.get(kind)
+
+
+StoreAccounts = dict[int, StoreSenders]
+"""Each store's sending accounts; a store with none maps to an empty one."""
 
 
 def sending_accounts(session: Session, workspace_ids: Collection[int]) -> StoreAccounts:
     """The accounts each of ``workspace_ids`` sends from, by channel: its own numbers,
     and its own email address when that is ready."""
-    found: StoreAccounts = {workspace_id: {} for workspace_id in workspace_ids}
+    found: StoreAccounts = {workspace_id: StoreSenders() for workspace_id in workspace_ids}
     if not found:
         return found
-    # Already in the session wherever a batch is prepared: no query.
-    stores = [session.get(Workspace, workspace_id) for workspace_id in sorted(found)]
-    for workspace_id, address in ready_senders(session, filter(None, stores)).items():
-        found[workspace_id][ChannelKind.EMAIL] = address
+    for workspace_id, address in ready_senders(session, _stores(session, found)).items():
+        found[workspace_id].add(ChannelKind.EMAIL, address)
     rows = session.scalars(
         select(ChannelAccount)
         .where(
@@ -67,8 +98,25 @@ def sending_accounts(session: Session, workspace_ids: Collection[int]) -> StoreA
     for row in rows:
         account = sending_account(row)
         if account is not None:
-            found[row.workspace_id].setdefault(ChannelKind(row.channel), account)
+            found[row.workspace_id].add(ChannelKind(row.channel), account)
     return found
+
+
+def _stores(session: Session, workspace_ids: Collection[int]) -> list[Workspace]:
+    """The stores, read in one query if any is not in the session yet (a batch being
+    prepared has read most of them already)."""
+    missing = [
+        workspace_id
+        for workspace_id in workspace_ids
+        if session.identity_key(Workspace, workspace_id) not in session.identity_map
+    ]
+    if missing:
+        session.scalars(select(Workspace).where(Workspace.id.in_(sorted(missing)))).all()
+    return [
+        workspace
+        for workspace_id in sorted(workspace_ids)
+        if (workspace := session.get(Workspace, workspace_id)) is not None
+    ]
 
 
 def reply_addresses(session: Session, workspace_ids: Collection[int]) -> dict[int, str]:

@@ -302,12 +302,14 @@ def plan_message(
             "List-Unsubscribe": f"<{links['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
+    account = lookup.sending_account(workspace.id, decision.channel)
+    row["store_address"] = account.address if account is not None else None
     return UnrecordedSend(
         row=row,
         sender_name=workspace.name,
         status_callback_url=status_callback_url(outbox, workspace, decision.channel),
         store_pace=_store_pace(workspace, purpose),
-        account=lookup.sending_account(workspace.id, decision.channel),
+        account=account,
         reply_address=_reply_address(lookup, workspace, decision.channel),
     )
 
@@ -598,6 +600,7 @@ def blank_row(*, workspace_id: int, now: datetime) -> dict[str, Any]:
         "direction": Direction.OUTBOUND,
         "author": Author.JOURNEY,
         "sender": None,
+        "store_address": None,
         "attachments": None,
         "reply_to": None,
         "idempotency_key": None,
@@ -929,6 +932,7 @@ def start_attempt(
     message.attempts += 1
     message.status = MessageStatus.SENDING
     message.status_updated_at = now
+    message.store_address = account.address if account is not None else None
     announce_status(session, message)
     session.flush()
     return PreparedSend(

@@ -313,7 +313,8 @@ class TemplateSyncTask:
         plan: dict[int, tuple[str, str | None]] = {}
         accounts: dict[str, SendingAccount] = {}
         for workspace_id, slug in stores.items():
-            account = own.get(workspace_id, {}).get(ChannelKind.WHATSAPP)
+            senders = own.get(workspace_id)
+            account = senders.get(ChannelKind.WHATSAPP) if senders is not None else None
             if account is None and self.source is None:
                 continue
             plan[workspace_id] = (slug, account.address if account else None)
