@@ -420,7 +420,7 @@ def test_a_store_sends_email_from_its_own_address_once_check_now_finds_its_recor
         token = re.search(r'data-test="verification-record">parley-verification=([^<]+)<', page)
         assert token
         assert _email_sender_state(page) == (
-            "not yet Your email goes from parley <orders@demo.parley.test> until "
+            "not yet Your email goes from orders@demo.parley.test until "
             "Orders@north.example is ready."
         )
         assert "Its domain has not been read yet" in page

@@ -7,6 +7,7 @@ secret is an empty password input.
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -55,7 +56,7 @@ def _context(session: Session, workspace_id: int, settings: Settings) -> dict[st
             workspace_id=workspace_id,
             deployment_selector=settings.email_dkim_selector or None,
         ),
-        "deployment_from": settings.email_from,
+        "deployment_from": parseaddr(settings.email_from)[1],
         "reads_dns": settings.email_domain_check,
         "shopify": workspaces.shopify_state(session, workspace_id=workspace_id),
         "providers": CHANNEL_PROVIDERS,
