@@ -10,6 +10,7 @@ from parley.alerts.rules import (
     DEAD_LETTER,
     NOTIFY_KIND,
     PRIVACY,
+    REFUSED,
     Thresholds,
     duration,
     evaluate,
@@ -19,6 +20,7 @@ from parley.alerts.rules import (
 )
 from parley.jobs.backlog import Backlog, LaneBacklog
 from parley.jobs.models import Lane
+from parley.messaging.senders import Refused
 from parley.privacy.models import one_month_after
 from parley.privacy.service import Waiting
 
@@ -53,7 +55,13 @@ def verdict(found: Backlog, *, firing=frozenset(), thresholds=DEFAULTS) -> dict:
 
 
 def test_every_alert_is_named_and_none_fires_for_an_empty_backlog():
-    assert names() == ["late:transactional", "late:marketing", "dead_letter", "privacy_requests"]
+    assert names() == [
+        "late:transactional",
+        "late:marketing",
+        "dead_letter",
+        "privacy_requests",
+        "refused_accounts",
+    ]
     assert verdict(backlog()) == dict.fromkeys(names())
 
 
@@ -158,4 +166,30 @@ def test_late_privacy_requests_fire_naming_the_oldest_and_its_due_date():
     off = Thresholds(privacy_after=timedelta(0))
     assert evaluate(backlog(), off, firing=frozenset(), store_names={}, waiting=waiting) == (
         dict.fromkeys(names())
+    )
+
+
+def test_a_store_account_its_provider_refuses_fires_naming_the_latest_and_what_to_do():
+    refused = Refused(
+        count=2,
+        latest_store="north",
+        latest_provider="whatsapp_cloud",
+        latest_address="200000000000002",
+        latest_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
+        latest_reason="WhatsApp rejected the message (HTTP 401, error 190): Invalid OAuth "
+        "access token.",
+    )
+
+    found = evaluate(backlog(), DEFAULTS, firing=frozenset(), store_names={}, refused=refused)
+
+    assert found[REFUSED] == (
+        "2 store accounts refused by the provider (the latest, store 'north''s "
+        "whatsapp_cloud 200000000000002 since 2026-03-02 09:30 UTC: WhatsApp rejected the "
+        "message (HTTP 401, error 190): Invalid OAuth access token.). Their messages go on "
+        "the next channel meanwhile; the store replaces the secrets on Settings → Channels, "
+        "or fixes the account at the provider."
+    )
+    assert resolution(REFUSED, backlog(), fired_for=90) == (
+        "Every store account sends again, or was replaced or paused (this alert fired for "
+        "1 min 30 s)."
     )

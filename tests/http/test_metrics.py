@@ -85,6 +85,7 @@ def test_an_empty_deployment_shows_every_lane_and_alert_at_zero(client):
         ("parley_alert_firing", (("alert", "late:marketing"),)): 0.0,
         ("parley_alert_firing", (("alert", "dead_letter"),)): 0.0,
         ("parley_alert_firing", (("alert", "privacy_requests"),)): 0.0,
+        ("parley_alert_firing", (("alert", "refused_accounts"),)): 0.0,
     }
 
 

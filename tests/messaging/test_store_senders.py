@@ -13,6 +13,8 @@ import httpx2
 import pytest
 from sqlalchemy import select
 
+from parley.alerts.rules import Thresholds
+from parley.alerts.watch import watch
 from parley.channels.adapters import ChannelAdapters
 from parley.channels.base import ChannelKind
 from parley.channels.registry import build_account_adapter
@@ -236,6 +238,49 @@ def test_a_refused_store_token_is_not_sent_from_the_deployments_number_instead(
     )
     # and the dispatch fell back to Ada's next channel, as for any refused account
     assert _dispatches(db, north) == [("email", MessageStatus.SENT), ("whatsapp", "failed")]
+
+
+def _watch(db: Database) -> dict[str, tuple[bool, str]]:
+    """The deployment's alert watch once: each change, firing or not, and what it says."""
+    with db.transaction() as session:
+        changes = watch(session, Thresholds(), now=utc_now(), notify=False)
+    return {change.name: (change.firing, change.summary) for change in changes}
+
+
+def test_a_refused_store_account_is_kept_alerted_and_cleared_by_a_send_that_goes_through(
+    db, frozen_clock, captured, providers, senders
+):
+    # Given north's WhatsApp token is one Meta does not know, and north dispatches to Ada
+    seed(db)
+    north = _north(db)
+    _give(db, north, "whatsapp_cloud", access_token="a-token-meta-revoked")
+    _ship(db, "north", "Ada", 701)
+    drain(make_worker(db, senders))  # type: ignore[arg-type]
+    refused_at = utc_now()
+
+    # Then the account keeps when and why, and the deployment's alert names it
+    reason = "WhatsApp rejected the message (HTTP 401, error 190): Invalid OAuth access token."
+    [account] = rows(db, ChannelAccount, ChannelAccount.address == NORTH_PHONE_ID)
+    assert (account.refused_at, account.refused_reason) == (refused_at, reason)
+    assert _watch(db)["refused_accounts"] == (
+        True,
+        "1 store account refused by the provider (the latest, store 'north''s "
+        f"whatsapp_cloud {NORTH_PHONE_ID} since 2026-03-02 10:00 UTC: {reason}). Their "
+        "messages go on the next channel meanwhile; the store replaces the secrets on "
+        "Settings → Channels, or fixes the account at the provider.",
+    )
+
+    # When the store's token works again (Meta reinstated it) and a send from it goes
+    frozen_clock.advance(timedelta(minutes=5))
+    providers.add_whatsapp(NORTH_PHONE_ID, "a-token-meta-revoked")
+    _ship(db, "north", "Ada", 702)
+    drain(make_worker(db, senders))  # type: ignore[arg-type]
+
+    # Then the refusal is cleared, and the alert resolves
+    [account] = rows(db, ChannelAccount, ChannelAccount.address == NORTH_PHONE_ID)
+    assert (account.refused_at, account.refused_reason) == (None, None)
+    assert [sender for sender, _ in _sent_from(captured, "whatsapp")] == [NORTH_PHONE_ID]
+    assert _watch(db)["refused_accounts"][0] is False
 
 
 def test_a_new_token_is_used_from_the_next_send(db, frozen_clock, captured, providers, senders):

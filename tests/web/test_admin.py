@@ -291,6 +291,29 @@ def test_replacing_a_secret_keeps_the_others_and_verifies_with_the_new_one(app, 
     assert entry.detail["fields"] == ["app_secret"]
 
 
+def test_an_account_its_provider_refused_says_so_until_its_secrets_are_replaced(app, db, team):
+    (account,) = rows(db, ChannelAccount, ChannelAccount.provider == "whatsapp_cloud")
+    reason = "WhatsApp rejected the message (HTTP 401, error 190): Invalid OAuth access token."
+    with db.transaction() as session:
+        refused = session.get_one(ChannelAccount, account.id)
+        refused.refused_at, refused.refused_reason = utc_now(), reason
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        before = client.get("/admin/channels", headers=HTML).text
+        client.post(
+            f"/admin/channels/{account.id}/secrets",
+            data={"csrf_token": csrf, "access_token": "a-new-token"},
+        )
+        after = client.get("/admin/channels", headers=HTML).text
+    warning = re.search(r'data-test="refused">(.*?)</p>', before, re.S)
+    assert warning
+    assert html.escape(reason) in warning[1]
+    assert "Messages go on the next channel until a send from it goes through" in warning[1]
+    assert 'data-test="refused"' not in after
+    (cleared,) = rows(db, ChannelAccount, ChannelAccount.id == account.id)
+    assert (cleared.refused_at, cleared.refused_reason) == (None, None)
+
+
 NORTH_SID = "AC0123456789abcdef0123456789abcdef"
 
 

@@ -12,6 +12,11 @@
   month (GDPR article 12(3)); requests are done in seconds, so one this old is held back
   by a failure a person must look at, with days left to do it.
 
+- ``refused_accounts``: a provider refuses a store's own account (a revoked token, a
+  suspended number): the store's messages go on the next channel, or wait as an outage
+  for a reply, until a send from it goes through or its secrets are replaced. The store
+  sees it on Settings → Channels; the engineer is told, since the store may not look.
+
 A store's admins are shown their own store's lanes past the lateness threshold
 (:func:`running_late`), never the deployment's alert, which names other stores.
 """
@@ -24,6 +29,7 @@ from datetime import datetime, timedelta
 
 from parley.jobs.backlog import Backlog, LaneBacklog
 from parley.jobs.models import Lane
+from parley.messaging.senders import Refused
 from parley.privacy.service import Waiting
 
 NOTIFY_KIND = "alerts.notify"
@@ -31,6 +37,7 @@ NOTIFY_KIND = "alerts.notify"
 LANE_WORDS = {Lane.TRANSACTIONAL: "Order updates", Lane.MARKETING: "Marketing sends"}
 DEAD_LETTER = "dead_letter"
 PRIVACY = "privacy_requests"
+REFUSED = "refused_accounts"
 
 
 def late(lane: str) -> str:
@@ -56,7 +63,7 @@ class Thresholds:
 
 def names() -> list[str]:
     """Every alert there is, firing or not (``GET /metrics`` shows each)."""
-    return [*(late(lane) for lane in Lane), DEAD_LETTER, PRIVACY]
+    return [*(late(lane) for lane in Lane), DEAD_LETTER, PRIVACY, REFUSED]
 
 
 def evaluate(
@@ -66,15 +73,18 @@ def evaluate(
     firing: frozenset[str] | set[str],
     store_names: Mapping[int, str],
     waiting: Waiting | None = None,
+    refused: Refused | None = None,
 ) -> dict[str, str | None]:
     """Each alert's summary while it fires, or None; ``firing`` is what fires now (for the
     lateness alerts' hysteresis), ``store_names`` names the stores by workspace id,
-    ``waiting`` the privacy requests received ``privacy_after`` ago and not done."""
+    ``waiting`` the privacy requests received ``privacy_after`` ago and not done,
+    ``refused`` the store accounts their provider refuses."""
     verdicts: dict[str, str | None] = {}
     for lane in Lane:
         verdicts[late(lane)] = _late(backlog, lane, thresholds, late(lane) in firing, store_names)
     verdicts[DEAD_LETTER] = _dead_letter(backlog, thresholds)
     verdicts[PRIVACY] = _privacy(waiting, thresholds)
+    verdicts[REFUSED] = _refused(refused)
     return verdicts
 
 
@@ -163,6 +173,18 @@ def _privacy(waiting: Waiting | None, thresholds: Thresholds) -> str | None:
     )
 
 
+def _refused(refused: Refused | None) -> str | None:
+    if refused is None:
+        return None
+    return (
+        f"{counted(refused.count, 'store account')} refused by the provider (the latest, "
+        f"store {refused.latest_store!r}'s {refused.latest_provider} {refused.latest_address} "
+        f"since {refused.latest_at:%Y-%m-%d %H:%M} UTC: {refused.latest_reason}). Their "
+        "messages go on the next channel meanwhile; the store replaces the secrets on "
+        "Settings → Channels, or fixes the account at the provider."
+    )
+
+
 def counted(n: int, noun: str) -> str:
     """``1 job``, ``12,345 jobs``."""
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
@@ -186,6 +208,11 @@ def resolution(name: str, backlog: Backlog, *, fired_for: float) -> str:
         return (
             "Every privacy request is carried out or was received recently (this alert "
             f"fired for {duration(fired_for)})."
+        )
+    if name == REFUSED:
+        return (
+            "Every store account sends again, or was replaced or paused (this alert fired "
+            f"for {duration(fired_for)})."
         )
     if name == DEAD_LETTER:
         total = sum(backlog.dead_letter.values())

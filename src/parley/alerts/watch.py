@@ -33,6 +33,7 @@ from parley.jobs.backlog import Backlog, read_backlog
 from parley.jobs.periodic import Schedule
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome
+from parley.messaging.senders import refused_now
 from parley.privacy import service as privacy
 from parley.workspaces.models import Workspace
 
@@ -92,6 +93,7 @@ def watch(session: Session, thresholds: Thresholds, *, now: datetime, notify: bo
             if thresholds.privacy_after
             else None
         ),
+        refused=refused_now(session),
     )
     changes = []
     for name, summary in verdicts.items():

@@ -25,9 +25,12 @@ or went from (``messages.store_address``; none: the deployment's).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from parley.accounts.service import Login
@@ -117,6 +120,80 @@ def _stores(session: Session, workspace_ids: Collection[int]) -> list[Workspace]
         for workspace_id in sorted(workspace_ids)
         if (workspace := session.get(Workspace, workspace_id)) is not None
     ]
+
+
+AccountAnswer = tuple[int, SendingAccount, str | None]
+"""A store account's send: its store, the account, and why its provider refused the
+account (None: the send went through)."""
+
+
+def note_answers(session: Session, answers: Sequence[AccountAnswer], *, now: datetime) -> None:
+    """Keep on each store account whether its provider refuses it: when and why it last
+    did, cleared by a send from it going through. A store whose token was revoked sees it
+    on Settings → Channels, and the deployment's alert names it
+    (:mod:`parley.alerts.rules`), while its messages go on the next channel."""
+    refused = {(ws, a.provider, a.address): why for ws, a, why in answers if why is not None}
+    went = {(ws, a.provider, a.address) for ws, a, why in answers if why is None}
+    for (workspace_id, provider, address), why in sorted(refused.items()):
+        session.execute(
+            update(ChannelAccount)
+            .where(*_account(workspace_id, provider, address))
+            .values(refused_at=now, refused_reason=why[:2_000])
+        )
+    for workspace_id, provider, address in sorted(went - refused.keys()):
+        session.execute(
+            update(ChannelAccount)
+            .where(
+                *_account(workspace_id, provider, address), ChannelAccount.refused_at.is_not(None)
+            )
+            .values(refused_at=None, refused_reason=None)
+        )
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Across the deployment (for its engineer's alert): the active store accounts their
+    provider refuses now, and the latest refused."""
+
+    count: int
+    latest_store: str
+    latest_provider: str
+    latest_address: str
+    latest_at: datetime
+    latest_reason: str
+
+
+def refused_now(session: Session) -> Refused | None:
+    """The store accounts whose provider last refused them, or None. Few rows, read by
+    the partial index on ``refused_at``."""
+    refused = (ChannelAccount.refused_at.is_not(None), ChannelAccount.is_active.is_(True))
+    count = session.scalar(select(func.count()).select_from(ChannelAccount).where(*refused))
+    if not count:
+        return None
+    latest, store = session.execute(
+        select(ChannelAccount, Workspace.slug)
+        .join(Workspace, Workspace.id == ChannelAccount.workspace_id)
+        .where(*refused)
+        .order_by(ChannelAccount.refused_at.desc(), ChannelAccount.id.desc())
+        .limit(1)
+    ).one()
+    assert latest.refused_at is not None
+    return Refused(
+        count=count,
+        latest_store=store,
+        latest_provider=latest.provider,
+        latest_address=latest.address,
+        latest_at=latest.refused_at,
+        latest_reason=latest.refused_reason or "",
+    )
+
+
+def _account(workspace_id: int, provider: str, address: str) -> tuple[Any, ...]:
+    return (
+        ChannelAccount.workspace_id == workspace_id,
+        ChannelAccount.provider == provider,
+        ChannelAccount.address == address,
+    )
 
 
 def reply_addresses(session: Session, workspace_ids: Collection[int]) -> dict[int, str]:

@@ -67,6 +67,7 @@ from parley.messaging.models import (
 from parley.messaging.pace import Pacer, Sender, Want
 from parley.messaging.policy import Decision, decide
 from parley.messaging.quiet_hours import QUIET_CHANNELS, NoSharedWindow, QuietHours
+from parley.messaging.senders import note_answers
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
 from parley.messaging.types import (
     DEFAULT_CHANNEL_PREFERENCES,
@@ -1013,6 +1014,15 @@ def record_results(
         write_rows(session, _record_attempt_batch(session), [o.attempt for o in outcomes])
         write_rows(session, _update_messages(session), [o.message for o in outcomes])
         _announce_results(session, outcomes)
+    store_accounts = [
+        (send.workspace_id, account, _account_refusal(result))
+        for send, result, _ in answers
+        if (account := send.outbound.account) is not None
+        and not account.is_address_only
+        and (isinstance(result, SendResult) or _account_refusal(result) is not None)
+    ]
+    if store_accounts:
+        note_answers(session, store_accounts, now=now)
     for send, result, _ in answers:
         if isinstance(result, PermanentChannelError):
             record_provider_opt_out(
@@ -1023,6 +1033,15 @@ def record_results(
                 code=result.provider_code,
             )
     return [outcome.recorded for outcome in outcomes]
+
+
+def _account_refusal(result: SendResult | BaseException) -> str | None:
+    """Why the provider refused the account itself (not the message), or None."""
+    if isinstance(result, AccountChannelError) or (
+        isinstance(result, TransientChannelError) and result.refuses_account
+    ):
+        return result.reason
+    return None
 
 
 def _outcome(
@@ -1055,9 +1074,7 @@ def _outcome(
             sent_at=now,
         )
         return _Outcome(Recorded(Result.SENT, channel=send.channel), attempt, message)
-    refuses_account = isinstance(result, AccountChannelError) or (
-        isinstance(result, TransientChannelError) and result.refuses_account
-    )
+    refuses_account = _account_refusal(result) is not None
     if isinstance(result, PermanentChannelError):
         attempt.update(
             outcome=AttemptOutcome.ACCOUNT_REFUSED

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
@@ -48,7 +48,16 @@ class ChannelAccount(Base):
     """
 
     __tablename__ = "channel_accounts"
-    __table_args__ = (UniqueConstraint("provider", "address"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "address"),
+        # The accounts a provider refuses now: few, read by the deployment's alert watch.
+        Index(
+            "ix_channel_accounts_refused",
+            "refused_at",
+            sqlite_where=text("refused_at IS NOT NULL"),
+            postgresql_where=text("refused_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -62,3 +71,7 @@ class ChannelAccount(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the provider last refused this account sending (a revoked token, a suspended
+    number); cleared when a send from it goes through or its secrets are replaced."""
+    refused_reason: Mapped[str | None] = mapped_column(Text)

@@ -241,6 +241,10 @@ class ConnectedAccount:
     connected_at: datetime
     sending_fields: tuple[SecretField, ...] = ()
     """The optional fields it sends with (:data:`SENDING_FIELDS`)."""
+    refused_at: datetime | None = None
+    """When its provider last refused it sending, and why (cleared by a send that went
+    through, or by new secrets)."""
+    refused_reason: str | None = None
 
     @property
     def sends(self) -> bool:
@@ -269,6 +273,8 @@ def connected_accounts(session: Session, *, workspace_id: int) -> list[Connected
             ChannelAccount.is_active,
             ChannelAccount.secret_fields,
             ChannelAccount.created_at,
+            ChannelAccount.refused_at,
+            ChannelAccount.refused_reason,
         )
         .where(ChannelAccount.workspace_id == workspace_id)
         .order_by(ChannelAccount.channel, ChannelAccount.id)
@@ -291,6 +297,8 @@ def connected_accounts(session: Session, *, workspace_id: int) -> list[Connected
                 tuple(field(name) for name in names),
                 row.created_at,
                 tuple(field(name) for name in SENDING_FIELDS.get(row.provider, ())),
+                row.refused_at,
+                row.refused_reason,
             )
         )
     return found
@@ -406,6 +414,8 @@ def replace_secrets(
         **{name: now.isoformat() for name in values},
     }
     account.updated_at = now
+    # New secrets are what a refusal asks for: the next send says whether they work.
+    account.refused_at = account.refused_reason = None
     audit_as(
         session,
         login,
