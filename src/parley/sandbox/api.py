@@ -99,7 +99,7 @@ def _parse_app_secret(value: object) -> str | None:
 
 
 class SandboxApi:
-    """Handlers for ``/api/messages``, ``/api/faults`` and ``/api/accounts``.
+    """Handlers for ``/api/messages``, ``/api/faults``, ``/api/accounts`` and ``/api/dns``.
 
     ``twilio_numbers`` are the numbers a Twilio sign-up may be given (tests pass a short
     list to run out of them).
