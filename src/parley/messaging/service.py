@@ -1014,12 +1014,13 @@ def record_results(
         write_rows(session, _record_attempt_batch(session), [o.attempt for o in outcomes])
         write_rows(session, _update_messages(session), [o.message for o in outcomes])
         _announce_results(session, outcomes)
+    # What a store's own account's sends say of the account: it works, or it is refused.
     store_accounts = [
-        (send.workspace_id, account, _account_refusal(result))
+        (send.workspace_id, account, why)
         for send, result, _ in answers
         if (account := send.outbound.account) is not None
         and not account.is_address_only
-        and (isinstance(result, SendResult) or _account_refusal(result) is not None)
+        and ((why := _account_refusal(result)) is not None or isinstance(result, SendResult))
     ]
     if store_accounts:
         note_answers(session, store_accounts, now=now)
