@@ -125,12 +125,17 @@ def test_ingest_and_dispatch_never_scan_a_table(sqlite_template, tmp_path):
     db = _busy_sqlite_store(sqlite_template, tmp_path)
 
     def orders_moving() -> None:
-        # Two shoppers' orders move together, so a batch's lookups ask for several
-        # customers at once: SQLite plans an IN list of one and of many differently.
+        # Shoppers' orders move together, so a batch's lookups ask for several customers
+        # at once: SQLite plans an IN list of one and of many differently. Two of them
+        # wrote on WhatsApp lately, so the numbers their windows are open with are read.
         start = clock.utc_now() + timedelta(days=1)
+        for phone in ("+447911123456", "+525512345678"):
+            customer_writes(db, channel=ChannelKind.WHATSAPP, sender=phone, text="hi")
         lifecycles = zip(
             deliveries("Grace", order_id=990, number=99, start=start),
             deliveries("Alan", order_id=991, number=100, start=start),
+            deliveries("Ada", order_id=992, number=101, start=start),
+            deliveries("Frida", order_id=993, number=102, start=start),
             strict=True,
         )
         for n, same_step in enumerate(lifecycles):

@@ -17,6 +17,7 @@ from parley.clock import utc_now
 from parley.customers.models import CustomerIdentity, IdentityKind
 from parley.demo.seed import DEMO_AGENT_EMAIL
 from parley.inbox.models import Conversation
+from parley.messaging.models import Direction, Message
 from parley.settings import Settings
 from support import deliveries
 
@@ -189,11 +190,17 @@ def test_a_closed_whatsapp_window_switches_the_composer_to_templates(demo, chrom
         assert page.locator('[data-test="template-picker"]').count() == 0
 
         # A day and more passes without a word from Ada on WhatsApp.
+        a_day_ago = utc_now() - timedelta(hours=25)
         with demo.db.transaction() as session:
             session.execute(
                 update(CustomerIdentity)
                 .where(CustomerIdentity.kind == IdentityKind.WHATSAPP)
-                .values(last_inbound_at=utc_now() - timedelta(hours=25))
+                .values(last_inbound_at=a_day_ago)
+            )
+            session.execute(
+                update(Message)
+                .where(Message.channel == "whatsapp", Message.direction == Direction.INBOUND)
+                .values(created_at=a_day_ago)
             )
         page.reload()
         picker = page.locator('[data-test="template-picker"]')

@@ -23,8 +23,10 @@ from parley.channels.whatsapp_cloud.adapter import WhatsappCloud
 from parley.clock import utc_now
 from parley.db import Database
 from parley.demo.seed import DemoChannels, seed_demo
+from parley.inbox.models import Conversation
 from parley.messaging.models import Message, MessageStatus, SenderPace
 from parley.messaging.pace import Allowance, Pacer, Sender
+from parley.messaging.replies import reply_channels
 from parley.messaging.senders import sending_accounts
 from parley.sandbox.accounts import SandboxAccounts
 from parley.sandbox.app import create_sandbox_app
@@ -513,3 +515,132 @@ def test_a_stores_email_asks_for_replies_at_its_own_inbound_address(
         ("Juniper & Pine", "help@north.example"),
         ("Juniper & Pine", "help@north.example"),
     ]
+
+
+DEMO_OWN_PHONE_ID = "300000000000003"
+ADA_WA_ID = "447911123456"
+
+
+def _own_whatsapp_number(db: Database, providers: SandboxAccounts) -> None:
+    """The demo store connects a WhatsApp number of its own to send from; it still
+    receives on the deployment's, connected for its webhooks only."""
+    providers.add_whatsapp(DEMO_OWN_PHONE_ID, "demo-own-token")
+    with db.transaction() as session:
+        now = utc_now()
+        session.add(
+            ChannelAccount(
+                workspace_id=1,
+                channel="whatsapp",
+                provider="whatsapp_cloud",
+                address=DEMO_OWN_PHONE_ID,
+                secrets={"app_secret": "s", "verify_token": "v", "access_token": "demo-own-token"},
+                secret_fields={},
+                is_active=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+def _whatsapp_sent(captured: SandboxStore) -> list[tuple[str, str, str | None]]:
+    """Each WhatsApp message the sandbox took: from, to, and its template (None: text)."""
+    return [
+        (m.sender, m.to, m.template["name"] if m.template else None)
+        for m in captured.list("whatsapp")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("written_to", "dispatch"),
+    [
+        (DEPLOYMENT_PHONE_ID, "order_dispatched"),
+        (DEMO_OWN_PHONE_ID, None),
+    ],
+    ids=["to-the-deployments-number", "to-the-stores-own"],
+)
+def test_a_dispatch_is_free_text_only_when_she_wrote_to_the_number_it_goes_from(
+    db, frozen_clock, captured, providers, senders, written_to, dispatch
+):
+    # Given the demo store sends from its own number, and Ada wrote to one of its numbers
+    # an hour ago
+    seed(db)
+    _own_whatsapp_number(db, providers)
+    customer_writes(
+        db, channel=ChannelKind.WHATSAPP, sender="+" + ADA_WA_ID, text="hi", account=written_to
+    )
+    frozen_clock.advance(timedelta(hours=1))
+
+    # When her order ships
+    _ship(db, "demo", "Ada", 501)
+    drain(make_worker(db, senders))  # type: ignore[arg-type]
+
+    # Then the dispatch went from the store's number: as free text inside that number's
+    # window, as the approved template when she wrote only to the deployment's
+    assert _whatsapp_sent(captured) == [(DEMO_OWN_PHONE_ID, ADA_WA_ID, dispatch)]
+
+
+def test_a_reply_to_the_deployments_number_goes_from_it_though_the_store_sends_from_its_own(
+    db, frozen_clock, tmp_path, captured, providers, senders
+):
+    # Given the demo store sends from its own number, and Ada writes to the deployment's
+    seed(db)
+    _own_whatsapp_number(db, providers)
+    worker = inbox_worker(db, senders, tmp_model_dir=tmp_path)  # type: ignore[arg-type]
+    customer_writes(
+        db,
+        channel=ChannelKind.WHATSAPP,
+        sender="+" + ADA_WA_ID,
+        text="hello",
+        account=DEPLOYMENT_PHONE_ID,
+    )
+    drain(worker)
+
+    # Then the answer came as free text from the number she wrote to, whose window her
+    # message opened, and the reply records the deployment's
+    assert _whatsapp_sent(captured) == [(DEPLOYMENT_PHONE_ID, ADA_WA_ID, None)]
+    assert _store_addresses(db, 1) == [
+        ("inbound", "inbound", DEPLOYMENT_PHONE_ID),
+        ("outbound", "reply", None),
+    ]
+
+
+def test_a_reply_to_a_number_the_store_no_longer_sends_from_waits_for_a_template(
+    db, frozen_clock, tmp_path, captured, providers, senders
+):
+    # Given Ada wrote to the store's own number an hour ago, and the store paused it since
+    seed(db)
+    _own_whatsapp_number(db, providers)
+    received = customer_writes(
+        db,
+        channel=ChannelKind.WHATSAPP,
+        sender="+" + ADA_WA_ID,
+        text="agent please",
+        account=DEMO_OWN_PHONE_ID,
+    )
+    frozen_clock.advance(timedelta(hours=1))
+    with db.transaction() as session:
+        own = session.scalars(
+            select(ChannelAccount).where(ChannelAccount.address == DEMO_OWN_PHONE_ID)
+        ).one()
+        own.is_active = False
+        own.updated_at = utc_now()
+
+    # When an agent looks at her conversation's channels
+    with db.transaction() as session:
+        workspace = session.get_one(Workspace, 1)
+        conversation = session.get_one(Conversation, received.conversation_id)
+        options = reply_channels(
+            session, workspace=workspace, conversation=conversation, now=utc_now()
+        )
+    whatsapp = next(o for o in options if o.channel is ChannelKind.WHATSAPP)
+
+    # Then free text is refused: the reply would go from the deployment's number, whose
+    # window she never opened; an approved template may go
+    assert (whatsapp.recipient, whatsapp.refusal, whatsapp.needs_template) == (
+        "+" + ADA_WA_ID,
+        "outside WhatsApp's 24-hour window: only an approved template may be sent until the "
+        "customer writes again",
+        True,
+    )
+    drain(inbox_worker(db, senders, tmp_model_dir=tmp_path))  # type: ignore[arg-type]
+    assert captured.list("whatsapp") == []

@@ -60,7 +60,8 @@ class CustomerIdentity(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String(320))
-    # Opens channel windows (WhatsApp's 24 hours) when the customer writes to us.
+    # When the customer last wrote from it: the address to answer, and whether a channel's
+    # window (WhatsApp's 24 hours) may be open; its messages say with which number.
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

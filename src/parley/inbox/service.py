@@ -228,7 +228,9 @@ def _lock_customer(session: Session, workspace_id: int, customer_id: int) -> Cus
 def _touch_identity(
     session: Session, workspace_id: int, customer_id: int, inbound: InboundMessage, now: datetime
 ) -> None:
-    """Stamp the identity the customer wrote from: it opens that channel's reply window."""
+    """Stamp the identity the customer wrote from: the address they last wrote from, and
+    whether they wrote lately enough for a channel's window to be open with any number
+    (which number, their messages tell: :mod:`parley.messaging.windows`)."""
     kind = CHANNEL_IDENTITY[inbound.channel]
     value = normalise_email(inbound.sender) if kind is IdentityKind.EMAIL else inbound.sender
     session.execute(

@@ -206,6 +206,7 @@ def _describe(
         templates=lookup.templates(workspace.id, message_type),
         exclude=tuple(item.job.payload.get("exclude") or ()),
         preferences=channel_preferences(workspace, message_type),
+        senders=lookup.senders(workspace.id),
     )
     # A send the job reaches without a wait was due when the job's step was; past its
     # expiry the worker will skip it (a backlog after an outage), so it is not shown as going.

@@ -27,8 +27,14 @@ from parley.messaging import service as outbox
 from parley.messaging.models import Author, Message, MessageStatus
 from parley.messaging.pace import Pacer
 from parley.messaging.replies import DELIVER, is_human_agent_reply, reply_refusal
-from parley.messaging.senders import StoreAccounts, reply_addresses, sending_accounts
+from parley.messaging.senders import (
+    StoreAccounts,
+    StoreSenders,
+    reply_addresses,
+    sending_accounts,
+)
 from parley.messaging.service import OutboxSettings, PreparedSend, QueuedSend, Result
+from parley.messaging.windows import SendingLine
 from parley.workspaces.models import Workspace
 
 SEND_TIMEOUT_MARGIN_SECONDS = 5.0
@@ -96,16 +102,27 @@ class DeliverMessage:
         conversation = (
             session.get(Conversation, message.conversation_id) if message.conversation_id else None
         )
+        replies = batch or Replies(
+            {},
+            sending_accounts(session, [workspace.id]),
+            reply_addresses(session, [workspace.id]),
+        )
+        channel = ChannelKind(str(message.channel))
+        senders = replies.accounts.get(workspace.id)
+        if senders is None:
+            senders = StoreSenders()
+        line = SendingLine(senders.for_reply(channel, message.store_address), senders)
         is_human_agent = False
         if conversation is not None:
             refusal = reply_refusal(
                 session,
                 workspace=workspace,
                 conversation=conversation,
-                channel=ChannelKind(str(message.channel)),
+                channel=channel,
                 recipient=message.recipient,
                 author=Author(message.author),
                 now=now,
+                line=line,
                 is_template=message.template is not None,
             )
             if refusal is not None:
@@ -117,17 +134,12 @@ class DeliverMessage:
             is_human_agent = is_human_agent_reply(
                 session,
                 conversation=conversation,
-                channel=ChannelKind(str(message.channel)),
+                channel=channel,
                 recipient=message.recipient,
                 author=Author(message.author),
                 now=now,
+                line=line,
             )
-        replies = batch or Replies(
-            {},
-            sending_accounts(session, [workspace.id]),
-            reply_addresses(session, [workspace.id]),
-        )
-        channel = ChannelKind(str(message.channel))
         return QueuedSend(
             message,
             sender_name=workspace.name,
@@ -135,11 +147,7 @@ class DeliverMessage:
                 self.outbox_settings, workspace, message.channel
             ),
             is_human_agent=is_human_agent,
-            account=(
-                senders.for_reply(channel, message.store_address)
-                if (senders := replies.accounts.get(workspace.id)) is not None
-                else None
-            ),
+            account=line.account,
             reply_address=(
                 replies.reply_addresses.get(workspace.id) if channel is ChannelKind.EMAIL else None
             ),

@@ -11,21 +11,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelKind, SendingAccount
-from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
+from parley.clock import utc_now
+from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.db.scoped import in_workspaces
 from parley.inbox.models import Conversation, ConversationStatus
 from parley.messaging import catalog, sending_domain
 from parley.messaging.models import Message
 from parley.messaging.policy import Reach
-from parley.messaging.senders import StoreAccounts, reply_addresses, sending_accounts
+from parley.messaging.senders import (
+    StoreAccounts,
+    StoreSenders,
+    reply_addresses,
+    sending_accounts,
+)
 from parley.messaging.templates import TemplateContent
 from parley.messaging.types import MessageType
 from parley.messaging.whatsapp_templates import Registry, registry_for
+from parley.messaging.windows import LONGEST_WINDOW, Written, recent_writing
+
+WINDOW_KINDS = frozenset({IdentityKind.WHATSAPP, IdentityKind.INSTAGRAM})
 
 
 class OutboxLookup:
@@ -35,6 +45,7 @@ class OutboxLookup:
         self.session = session
         self._identities: dict[int, list[CustomerIdentity]] = {}
         self._consent: dict[int, dict[tuple[str, str], ConsentRecord]] = {}
+        self._written: dict[int, list[Written]] = {}
         self._messages: dict[tuple[int, str], Message | None] = {}
         self._templates: dict[tuple[int, str], dict[ChannelKind, TemplateContent]] = {}
         self._conversations: dict[int, int | None] = {}
@@ -77,10 +88,13 @@ class OutboxLookup:
                 .order_by(ConsentRecord.id)
             ):
                 consent[record.customer_id][(record.channel, record.purpose)] = record
+            now = utc_now()
+            written = recent_writing(session, _wrote_lately(wanted, identities, now), now=now)
             customer_ids = [customer_id for _, customer_id in wanted]
             for customer_id in customer_ids:
                 self._identities[customer_id] = identities.get(customer_id, [])
                 self._consent[customer_id] = consent.get(customer_id, {})
+                self._written[customer_id] = written.get(customer_id, [])
             self._conversations.update(dict.fromkeys(customer_ids))
             open_conversations = self.session.execute(
                 select(Conversation.customer_id, Conversation.id).where(
@@ -116,6 +130,7 @@ class OutboxLookup:
                 for key, record in self._consent[customer.id].items()
                 if record.workspace_id == customer.workspace_id
             },
+            written=tuple(self._written[customer.id]),
         )
 
     def open_conversation_id(self, customer: Customer) -> int | None:
@@ -149,9 +164,13 @@ class OutboxLookup:
     def sending_account(self, workspace_id: int, channel: str) -> SendingAccount | None:
         """The store's own account its messages on ``channel`` go from; None: the
         deployment's (:mod:`parley.messaging.senders`)."""
+        return self.senders(workspace_id).get(ChannelKind(channel))
+
+    def senders(self, workspace_id: int) -> StoreSenders:
+        """The store's own sending accounts, every channel's."""
         if workspace_id not in self._accounts:
             self._load_senders({workspace_id})
-        return self._accounts[workspace_id].get(ChannelKind(channel))
+        return self._accounts[workspace_id]
 
     def reply_address(self, workspace_id: int) -> str | None:
         """The store's own inbound address, where its customers' email replies go."""
@@ -178,3 +197,22 @@ class OutboxLookup:
                 self.session, workspace_id=workspace_id
             )
         return self._whatsapp_templates[workspace_id]
+
+
+def _wrote_lately(
+    customers: Iterable[tuple[int, int]],
+    identities: dict[int, list[CustomerIdentity]],
+    now: datetime,
+) -> list[tuple[int, int]]:
+    """The customers who wrote on WhatsApp or Instagram within the longest window, as
+    their identities' stamps tell: only theirs are read for the windows' numbers."""
+    return [
+        (workspace_id, customer_id)
+        for workspace_id, customer_id in customers
+        if any(
+            identity.kind in WINDOW_KINDS
+            and identity.last_inbound_at is not None
+            and now - identity.last_inbound_at < LONGEST_WINDOW
+            for identity in identities.get(customer_id, [])
+        )
+    ]

@@ -14,11 +14,14 @@ from datetime import datetime, timedelta
 
 from parley.channels.base import ChannelKind
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
+from parley.messaging.senders import StoreSenders
 from parley.messaging.templates import TemplateContent
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
 from parley.messaging.whatsapp_templates import NOT_READ, Registry
+from parley.messaging.windows import ANY_LINE, SendingLine, Written, last_written
 
-WHATSAPP_WINDOW = timedelta(hours=24)
+SESSION_WINDOW = timedelta(hours=24)
+"""WhatsApp's and Instagram's window for a business's free text after the customer wrote."""
 CHANNEL_ONLY_IDENTITIES = {
     ChannelKind.INSTAGRAM: IdentityKind.INSTAGRAM,
     ChannelKind.WEBCHAT: IdentityKind.WEBCHAT,
@@ -32,6 +35,9 @@ class Reach:
     customer: Customer
     identities: list[CustomerIdentity]
     consent: Mapping[tuple[str, str], ConsentRecord]
+    written: tuple[Written, ...] = ()
+    """What they wrote lately on WhatsApp and Instagram, and to which of the store's
+    numbers (:mod:`parley.messaging.windows`)."""
 
     def address(self, channel: ChannelKind) -> str | None:
         if channel is ChannelKind.EMAIL:
@@ -47,11 +53,11 @@ class Reach:
             held, key=lambda i: (i.last_inbound_at is not None, i.last_inbound_at, i.id)
         ).value
 
-    def last_inbound_at(self, kind: IdentityKind) -> datetime | None:
-        stamps = [
-            i.last_inbound_at for i in self.identities if i.kind == kind and i.last_inbound_at
-        ]
-        return max(stamps, default=None)
+    def window_opened(
+        self, channel: ChannelKind, recipient: str, line: SendingLine
+    ) -> datetime | None:
+        """When they last wrote from ``recipient`` to the number ``line`` goes from."""
+        return last_written(self.written, channel=channel, recipient=recipient, line=line)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,7 @@ def decide(
     preferences: Mapping[MessageType, tuple[ChannelKind, ...]] = DEFAULT_CHANNEL_PREFERENCES,
     whatsapp_templates: Registry = NOT_READ,
     unavailable: Mapping[ChannelKind, str] | None = None,
+    senders: StoreSenders | None = None,
 ) -> Decision:
     """Pick the first channel that may carry this message, or say why none may.
 
@@ -134,6 +141,8 @@ def decide(
     24-hour window a template Meta would refuse is passed over, and one Meta classes as
     marketing needs marketing consent whatever the message's purpose. ``unavailable``
     names channels the store cannot use for this message now, with the reason.
+    ``senders`` are the store's own accounts: the window that counts is the one with the
+    number the message goes from (None: any of the store's numbers).
     """
     trail: list[str] = []
     opted_out: list[tuple[ChannelKind, str]] = []
@@ -158,24 +167,13 @@ def decide(
             if why == "opted out":
                 opted_out.append((channel, recipient))
             continue
-        use_template = False
-        if channel is ChannelKind.WHATSAPP:
-            last = reach.last_inbound_at(IdentityKind.WHATSAPP)
-            if last is None or now - last >= WHATSAPP_WINDOW:
-                if not content.whatsapp_template:
-                    trail.append(f"{channel}: outside the 24-hour window and no approved template")
-                    continue
-                refused = template_refusal(
-                    whatsapp_templates,
-                    reach.consent,
-                    content.whatsapp_template,
-                    content.whatsapp_language,
-                    purpose,
-                )
-                if refused is not None:
-                    trail.append(f"{channel}: {refused}")
-                    continue
-                use_template = True
+        line = SendingLine(senders.get(channel), senders) if senders is not None else ANY_LINE
+        refused, use_template = _outside_window(
+            reach, channel, recipient, line, now, content, whatsapp_templates, purpose
+        )
+        if refused is not None:
+            trail.append(f"{channel}: {refused}")
+            continue
         return Decision(
             channel=channel,
             recipient=recipient,
@@ -184,3 +182,35 @@ def decide(
             opted_out=opted_out,
         )
     return Decision(channel=None, trail=trail, opted_out=opted_out)
+
+
+def _outside_window(
+    reach: Reach,
+    channel: ChannelKind,
+    recipient: str,
+    line: SendingLine,
+    now: datetime,
+    content: TemplateContent,
+    whatsapp_templates: Registry,
+    purpose: Purpose,
+) -> tuple[str | None, bool]:
+    """Whether the channel's window with the number the message goes from lets it go:
+    why not, or whether it must go as a WhatsApp template (outside WhatsApp's window).
+    Instagram has no template: outside its window a business may not write first."""
+    if channel not in (ChannelKind.WHATSAPP, ChannelKind.INSTAGRAM):
+        return None, False
+    last = reach.window_opened(channel, recipient, line)
+    if last is not None and now - last < SESSION_WINDOW:
+        return None, False
+    if channel is ChannelKind.INSTAGRAM:
+        return "outside the 24-hour window", False
+    if not content.whatsapp_template:
+        return "outside the 24-hour window and no approved template", False
+    refused = template_refusal(
+        whatsapp_templates,
+        reach.consent,
+        content.whatsapp_template,
+        content.whatsapp_language,
+        purpose,
+    )
+    return (refused, False) if refused is not None else (None, True)

@@ -5,7 +5,8 @@ from, within that channel's rules, checked when it is queued and again when it i
 
 - a customer who revoked consent on the channel (STOP) gets nothing more there, except
   the one confirmation of that STOP;
-- WhatsApp allows free text only within 24 hours of the customer's last message;
+- WhatsApp allows free text only within 24 hours of the customer's last message to the
+  number the reply goes from (:mod:`parley.messaging.windows`);
 - Instagram allows 24 hours, and up to 7 days for a reply a person wrote (the
   ``HUMAN_AGENT`` tag), never for the assistant's.
 
@@ -26,7 +27,7 @@ from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
-from parley.customers.models import Customer, CustomerIdentity, IdentityKind
+from parley.customers.models import Customer, CustomerIdentity
 from parley.errors import Conflict, Invalid
 from parley.inbox.models import Conversation
 from parley.jobs import queue
@@ -35,9 +36,11 @@ from parley.messaging.context import template_context
 from parley.messaging.default_templates import default_template
 from parley.messaging.models import Author, Direction, Message, MessageStatus, MessageTemplate
 from parley.messaging.policy import Reach, consent_allows, template_refusal
+from parley.messaging.senders import StoreSenders, sending_accounts
 from parley.messaging.templates import TemplateContent, TemplateError, TemplateRenderer
 from parley.messaging.types import MessageType, Purpose
 from parley.messaging.whatsapp_templates import registry_for
+from parley.messaging.windows import SendingLine, last_written, recent_writing
 from parley.workspaces.models import Workspace
 
 DELIVER = "messaging.deliver"
@@ -48,10 +51,6 @@ SESSION_WINDOWS: dict[ChannelKind, timedelta] = {
 INSTAGRAM_HUMAN_AGENT_WINDOW = timedelta(days=7)
 INSTAGRAM_COMMENT_REPLY_WINDOW = timedelta(days=7)
 COMMENT_ADDRESS = "comment:"
-WINDOW_IDENTITY: dict[ChannelKind, IdentityKind] = {
-    ChannelKind.WHATSAPP: IdentityKind.WHATSAPP,
-    ChannelKind.INSTAGRAM: IdentityKind.INSTAGRAM,
-}
 
 
 def queue_reply(
@@ -109,6 +108,12 @@ def queue_reply(
         recipient=recipient,
         author=author,
         now=now,
+        line=reply_line(
+            session,
+            workspace_id=workspace.id,
+            channel=channel,
+            written_to=row["store_address"],
+        ),
         is_template=template is not None,
     )
     if refusal is None:
@@ -227,11 +232,13 @@ def reply_refusal(
     recipient: str | None,
     author: Author,
     now: datetime,
+    line: SendingLine,
     is_template: bool = False,
 ) -> str | None:
     """Why this reply may not go out now, or None when it may.
 
-    ``is_template``: an approved WhatsApp template, which may go outside the window.
+    ``line`` is the number it goes from (:func:`reply_line`): its window is the one that
+    counts. ``is_template``: an approved WhatsApp template, which may go outside it.
     """
     if not workspace.is_active:
         return "the store has uninstalled parley"
@@ -250,7 +257,7 @@ def reply_refusal(
         return None
     if is_template and channel is ChannelKind.WHATSAPP:
         return None
-    last = _last_inbound_at(session, conversation, channel)
+    last = _window_opened(session, conversation, channel, recipient, line, now)
     if last is not None and now - last < window:
         return None
     if channel is ChannelKind.INSTAGRAM:
@@ -279,6 +286,7 @@ def is_human_agent_reply(
     recipient: str | None,
     author: Author,
     now: datetime,
+    line: SendingLine,
 ) -> bool:
     """Whether a reply goes with Instagram's ``HUMAN_AGENT`` tag: a person's reply past the
     24-hour window (up to 7 days, which :func:`reply_refusal` enforces). Inside the window
@@ -287,8 +295,23 @@ def is_human_agent_reply(
         return False
     if not recipient or recipient.startswith(COMMENT_ADDRESS):
         return False
-    last = _last_inbound_at(session, conversation, channel)
+    last = _window_opened(session, conversation, channel, recipient, line, now)
     return last is not None and now - last >= SESSION_WINDOWS[channel]
+
+
+def reply_line(
+    session: Session,
+    *,
+    workspace_id: int,
+    channel: ChannelKind,
+    written_to: str | None,
+    senders: StoreSenders | None = None,
+) -> SendingLine:
+    """The number a reply to a message written to ``written_to`` goes from
+    (:meth:`StoreSenders.for_reply`), with the store's accounts (read here if not given)."""
+    if senders is None:
+        senders = sending_accounts(session, [workspace_id])[workspace_id]
+    return SendingLine(senders.for_reply(channel, written_to), senders)
 
 
 def _last_inbound(
@@ -307,21 +330,19 @@ def _last_inbound(
     )
 
 
-def _last_inbound_at(
-    session: Session, conversation: Conversation, channel: ChannelKind
+def _window_opened(
+    session: Session,
+    conversation: Conversation,
+    channel: ChannelKind,
+    recipient: str,
+    line: SendingLine,
+    now: datetime,
 ) -> datetime | None:
-    """The customer's last message on the channel: the window runs from it."""
-    return session.scalar(
-        select(CustomerIdentity.last_inbound_at)
-        .where(
-            CustomerIdentity.workspace_id == conversation.workspace_id,
-            CustomerIdentity.customer_id == conversation.customer_id,
-            CustomerIdentity.kind == WINDOW_IDENTITY[channel],
-            CustomerIdentity.last_inbound_at.is_not(None),
-        )
-        .order_by(CustomerIdentity.last_inbound_at.desc())
-        .limit(1)
-    )
+    """The customer's last message from ``recipient`` to the number the reply goes from:
+    the window runs from it (:mod:`parley.messaging.windows`)."""
+    key = (conversation.workspace_id, conversation.customer_id)
+    written = recent_writing(session, [key], now=now).get(conversation.customer_id, [])
+    return last_written(written, channel=channel, recipient=recipient, line=line)
 
 
 def _reach(session: Session, conversation: Conversation) -> Reach:
@@ -437,12 +458,20 @@ def reply_channels(
     there, so SMS and WhatsApp also need their consent, as a journey's message would.
     """
     reach = _reach(session, conversation)
+    senders = sending_accounts(session, [workspace.id])[workspace.id]
     current = ChannelKind(str(conversation.channel)) if conversation.channel else None
     ordered = sorted(ChannelKind, key=lambda channel: channel != current)
     options: list[ReplyChannel] = []
     for channel in ordered:
         source = _last_inbound(session, conversation, channel)
         recipient = source.sender if source is not None else reach.address(channel)
+        line = reply_line(
+            session,
+            workspace_id=workspace.id,
+            channel=channel,
+            written_to=source.store_address if source is not None else None,
+            senders=senders,
+        )
         if not recipient:
             options.append(
                 ReplyChannel(channel, None, f"no {_channel_name(channel)} address for them")
@@ -462,6 +491,7 @@ def reply_channels(
                 recipient=recipient,
                 author=Author.AGENT,
                 now=now,
+                line=line,
                 is_template=is_template,
             )
             for is_template in (False, True)
@@ -476,6 +506,7 @@ def reply_channels(
             recipient=recipient,
             author=Author.AGENT,
             now=now,
+            line=line,
         )
         options.append(ReplyChannel(channel, recipient, refusal, needs_template, is_human_agent))
     return options

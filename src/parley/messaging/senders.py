@@ -18,9 +18,11 @@ inbound address, when it connected one, is the ``Reply-To`` (:func:`reply_addres
 so a customer's answer reaches this store's inbox.
 
 Where a store has several active accounts that send on one channel, the first connected
-sends, except a reply: it goes from the account the customer wrote to
-(:meth:`StoreSenders.for_reply`). Each message keeps the store's own address it came to
-or went from (``messages.store_address``; none: the deployment's).
+sends, except a reply: it goes from the account the customer wrote to, or the
+deployment's when they wrote to the deployment's number (:meth:`StoreSenders.for_reply`),
+whose window their message opened (:mod:`parley.messaging.windows`). Each message keeps
+the store's own address it came to or went from (``messages.store_address``; none: the
+deployment's).
 """
 
 from __future__ import annotations
@@ -54,10 +56,17 @@ class StoreSenders(Mapping[ChannelKind, SendingAccount]):
     def __init__(self) -> None:
         self._first: dict[ChannelKind, SendingAccount] = {}
         self._by_address: dict[tuple[ChannelKind, str], SendingAccount] = {}
+        self._receive_only: set[tuple[ChannelKind, str]] = set()
 
     def add(self, kind: ChannelKind, account: SendingAccount) -> None:
         self._first.setdefault(kind, account)
         self._by_address[(kind, account.address)] = account
+
+    def add_receive_only(self, kind: ChannelKind, address: str) -> None:
+        """An address the store receives on but holds nothing to send from (its webhooks'
+        account for the deployment's number): what is written to it is answered from
+        the deployment's account."""
+        self._receive_only.add((kind, address))
 
     def __getitem__(self, kind: ChannelKind) -> SendingAccount:
         return self._first[kind]
@@ -68,13 +77,24 @@ class StoreSenders(Mapping[ChannelKind, SendingAccount]):
     def __len__(self) -> int:
         return len(self._first)
 
+    def line(self, kind: ChannelKind, written_to: str) -> str | None:
+        """The number an answer to a message written to ``written_to`` goes from: the
+        store's own account at that address, or None for the deployment's when the store
+        only receives there. An address the store no longer sends from (paused, removed)
+        is its own line, which nothing goes from now."""
+        return None if (kind, written_to) in self._receive_only else written_to
+
     def for_reply(self, kind: ChannelKind, written_to: str | None) -> SendingAccount | None:
-        """The account a reply goes from: the store's own account the customer wrote to,
-        so the answer comes from the number they know (and, on WhatsApp, the number whose
-        24-hour window their message opened); else the channel's as for any message."""
-        if written_to is not None and (kind, written_to) in self._by_address:
-            return self._by_address[(kind, written_to)]
-        return self._first.get(kind)
+        """The account a reply goes from (None: the deployment's): the one the customer
+        wrote to, so the answer comes from the number they know and, on WhatsApp and
+        Instagram, the number whose window their message opened; the deployment's when
+        they wrote to it; else the channel's, as for any message."""
+        if written_to is None:
+            return self._first.get(kind)
+        line = self.line(kind, written_to)
+        if line is None:
+            return None
+        return self._by_address.get((kind, line)) or self._first.get(kind)
 
 
 StoreAccounts = dict[int, StoreSenders]
@@ -102,6 +122,8 @@ def sending_accounts(session: Session, workspace_ids: Collection[int]) -> StoreA
         account = sending_account(row)
         if account is not None:
             found[row.workspace_id].add(ChannelKind(row.channel), account)
+        else:
+            found[row.workspace_id].add_receive_only(ChannelKind(row.channel), row.address)
     return found
 
 

@@ -463,6 +463,7 @@ def _decide(
         preferences=channel_preferences(workspace, message_type),
         whatsapp_templates=lookup.whatsapp_templates(workspace.id),
         unavailable=_unavailable(lookup, workspace, purpose, sending_domain),
+        senders=lookup.senders(workspace.id),
     )
 
 
