@@ -23,7 +23,7 @@ from parley.inbox.models import (
 from parley.inbox.service import set_status
 from parley.jobs.models import Job
 from parley.messaging.models import Author, Direction, Message, MessageStatus
-from parley.messaging.replies import queue_reply
+from parley.messaging.replies import queue_reply, reply_channels
 from parley.workspaces.models import Workspace
 from support import (
     all_adapters,
@@ -322,6 +322,35 @@ def test_a_comment_older_than_seven_days_gets_no_private_reply(db, tmp_path, fro
     (skipped,) = rows(db, Message, Message.message_type == "comment_reply")
     assert skipped.status == "skipped"
     assert "more than 7 days" in skipped.status_reason
+
+
+def test_a_comment_opens_no_direct_message_window(db, tmp_path, frozen_clock):
+    # Given a shopper who commented on a post a minute ago
+    seed(db)
+    commented = _comment(db, "c-1")
+    frozen_clock.advance(timedelta(minutes=1))
+
+    # When an agent looks at the Instagram conversation's channels
+    def instagram(conversation_id: int):
+        with db.transaction() as session:
+            conversation = session.get_one(Conversation, conversation_id)
+            workspace = session.get_one(Workspace, conversation.workspace_id)
+            return next(
+                option
+                for option in reply_channels(
+                    session, workspace=workspace, conversation=conversation, now=utc_now()
+                )
+                if option.channel is ChannelKind.INSTAGRAM
+            )
+
+    # Then a direct message is refused: Instagram answers a comment only with its one
+    # private reply, and opens its window when the shopper writes a message
+    assert instagram(commented.conversation_id).refusal == (
+        "outside Instagram's messaging window: the customer has not written a direct "
+        "message in the last 7 days (a comment on a post opens no window)"
+    )
+    customer_writes(db, channel=ChannelKind.INSTAGRAM, sender="IGSID-5", text="Price?")
+    assert instagram(commented.conversation_id).refusal is None
 
 
 def test_assignment_and_hand_back_are_recorded_on_the_timeline(db, tmp_path):

@@ -403,7 +403,7 @@ def test_instagram_replies_after_a_day_are_human_agent_and_after_a_week_refused(
     [sent] = [m for m in adapters[ChannelKind.INSTAGRAM].sent if m.text == "Sorry for the wait"]
     assert sent.is_human_agent is True
     assert too_late.status_code == 409
-    assert "more than 7 days ago" in too_late.json()["error"]
+    assert "has not written a direct message in the last 7 days" in too_late.json()["error"]
     assert [m.body for m in _agent_messages(db)] == ["Sorry for the wait"]
 
 

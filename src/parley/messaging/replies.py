@@ -261,11 +261,12 @@ def reply_refusal(
     if last is not None and now - last < window:
         return None
     if channel is ChannelKind.INSTAGRAM:
-        if (
-            author is Author.AGENT
-            and last is not None
-            and now - last < INSTAGRAM_HUMAN_AGENT_WINDOW
-        ):
+        if last is None:
+            return (
+                "outside Instagram's messaging window: the customer has not written a direct "
+                "message in the last 7 days (a comment on a post opens no window)"
+            )
+        if author is Author.AGENT and now - last < INSTAGRAM_HUMAN_AGENT_WINDOW:
             return None
         return "outside Instagram's messaging window: the customer last wrote more than " + (
             "7 days ago"

@@ -14,7 +14,9 @@ from a number only when the customer wrote to that number, from the address it g
 inside the window. An address the store only receives on (its webhooks' account for the
 deployment's number) is answered from the deployment's number, so it opens that one's
 window (:meth:`~parley.messaging.senders.StoreSenders.line`). A message recorded without
-the address opens every number's, as before the address was kept.
+the address opens every number's, as before the address was kept. A comment on an
+Instagram post opens none: Meta allows it one private reply, and a conversation only
+once the customer writes a message.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ WINDOWED = (ChannelKind.WHATSAPP, ChannelKind.INSTAGRAM)
 """The channels whose free text needs the customer to have written first."""
 LONGEST_WINDOW = timedelta(days=7)
 """The longest window (Instagram's for a person's reply): older messages open none."""
+COMMENT = "comment"
+"""The kind of an inbound Instagram comment (``messages.headers["kind"]``)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ def recent_writing(
             Message.created_at >= now - LONGEST_WINDOW,
             Message.direction == Direction.INBOUND,
             Message.channel.in_(WINDOWED),
+            # A comment on a post opens no window: Instagram allows it one private reply.
+            func.coalesce(Message.headers["kind"].as_string(), "") != COMMENT,
         )
         .group_by(Message.customer_id, Message.channel, Message.sender, Message.store_address)
     )
