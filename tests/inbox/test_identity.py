@@ -9,18 +9,31 @@ import pytest
 from sqlalchemy import event, insert
 
 from parley import events
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, MarketingPreference
 from parley.clock import utc_now
 from parley.customers import merges
 from parley.customers import service as customers
-from parley.customers.models import Customer, CustomerIdentity, CustomerMerge
+from parley.customers.identity import whatsapp_phone
+from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, CustomerMerge
+from parley.demo.seed import SHOPPERS
 from parley.errors import Conflict
+from parley.inbox import service as inbox
 from parley.inbox.models import Conversation, ConversationStatus
 from parley.messaging.models import Message
 from parley.store_events import service as store_events
 from parley.store_events.models import StoreEvent
 from parley.workspaces.models import Workspace
-from support import all_adapters, customer_writes, drain, inbox_worker, rows, seed
+from support import (
+    all_adapters,
+    customer_writes,
+    deliveries,
+    drain,
+    inbox_worker,
+    make_worker,
+    post,
+    rows,
+    seed,
+)
 
 PHONE = "+12025550188"
 EMAIL = "sam@example.net"
@@ -398,3 +411,77 @@ def test_two_stages_looking_up_one_stores_shoppers_both_answer(db):
             event.remove(db.engine, "before_cursor_execute", record)
     assert resolved == known
     assert lookups == []
+
+
+@pytest.mark.parametrize(
+    ("wa_id", "phone"),
+    [
+        ("+447911123456", "+447911123456"),  # the number itself, as almost everywhere
+        ("+5215512345678", "+525512345678"),  # Mexico: the id keeps the 1 the plan dropped
+        ("+556181234567", "+5561981234567"),  # Brazil: the id lacks the ninth digit
+        ("+5561981234567", "+5561981234567"),  # Brazil: a newer id has it
+        ("+556132345678", "+556132345678"),  # Brazil: a landline has eight digits
+        ("+5219999", "+5219999"),  # not a number either way: kept as it came
+        ("US.13491208655302741918", "US.13491208655302741918"),  # a business-scoped id
+    ],
+)
+def test_a_whatsapp_id_is_read_as_the_phone_it_belongs_to(wa_id, phone):
+    assert whatsapp_phone(wa_id) == phone
+
+
+def test_a_mexican_shopper_writing_from_her_older_whatsapp_id_is_the_stores_customer(
+    db, frozen_clock
+):
+    # Given Frida, a store customer with the Mexican mobile +52 55 1234 5678, whose
+    # WhatsApp id was drawn before Mexico dropped the 1 after 52
+    seed(db)
+    [frida] = rows(db, Customer, Customer.phone == "+525512345678")
+
+    # When she writes on WhatsApp and her order ships within the hour
+    received = customer_writes(
+        db, channel=ChannelKind.WHATSAPP, sender="+5215512345678", text="hola"
+    )
+    adapters = all_adapters()
+    for delivery in deliveries("Frida", order_id=801, number=1801)[:2]:
+        post(db, delivery)
+    drain(make_worker(db, adapters))
+
+    # Then her message is in her own conversation, and the dispatch went to the WhatsApp
+    # id she writes from, as free text inside the window her message opened
+    assert received.customer_id == frida.id
+    assert len(rows(db, Customer)) == len(SHOPPERS)
+    [dispatch] = adapters[ChannelKind.WHATSAPP].sent
+    assert (dispatch.to, dispatch.template) == ("+5215512345678", None)
+
+
+def test_a_whatsapp_marketing_stop_from_an_older_mexican_id_holds_for_the_stores_customer(
+    db, frozen_clock
+):
+    # Given Frida, whose WhatsApp id keeps the 1 after 52
+    seed(db)
+    [frida] = rows(db, Customer, Customer.phone == "+525512345678")
+
+    # When she stops the store's marketing from WhatsApp's own menu
+    with db.transaction() as session:
+        changed = inbox.apply_marketing_preference(
+            session,
+            workspace=session.get_one(Workspace, frida.workspace_id),
+            preference=MarketingPreference(
+                channel=ChannelKind.WHATSAPP,
+                sender="+5215512345678",
+                wants_marketing=False,
+                detail="marketing messages: stop",
+            ),
+        )
+
+    # Then the refusal is on her own ledger, and no other profile was made for the id
+    assert changed is True
+    stops = rows(
+        db,
+        ConsentRecord,
+        ConsentRecord.channel == "whatsapp",
+        ConsentRecord.purpose == "marketing",
+        ConsentRecord.is_granted.is_(False),
+    )
+    assert [stop.customer_id for stop in stops] == [frida.id]
+    assert len(rows(db, Customer)) == len(SHOPPERS)

@@ -38,6 +38,37 @@ def normalise_phone(value: str | None, *, country_code: str | None = None) -> st
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+MEXICO_OLD_MOBILE = "+521"
+"""How a Mexican WhatsApp id drawn before 2019 begins: with the ``1`` that mobiles then
+carried after the country code, and no longer do."""
+BRAZIL = "+55"
+BRAZIL_EIGHT_DIGIT_LENGTH = 13
+"""``+55``, a two-digit area code and eight digits: a mobile number before the ninth."""
+
+
+@functools.lru_cache(maxsize=4096)
+def whatsapp_phone(wa_id: str) -> str:
+    """The E.164 phone a WhatsApp id (``+`` and its digits) belongs to.
+
+    An id is the number itself almost everywhere, but not in two of WhatsApp's largest
+    markets, where the numbering plan changed after WhatsApp had drawn ids: Mexico's
+    mobiles lost the ``1`` after ``52`` (ids drawn before keep it), and Brazil's gained a
+    ninth digit, ``9`` (ids drawn before, outside a few area codes, lack it). A shopper's
+    store record holds today's number, so an id is read as the number that is valid
+    today; one valid as it stands, or not a number at all, is kept as it came.
+    """
+    if normalise_phone(wa_id) is not None:
+        return wa_id
+    candidate = None
+    if wa_id.startswith(MEXICO_OLD_MOBILE):
+        candidate = "+52" + wa_id.removeprefix(MEXICO_OLD_MOBILE)
+    elif wa_id.startswith(BRAZIL) and len(wa_id) == BRAZIL_EIGHT_DIGIT_LENGTH:
+        candidate = f"{wa_id[:5]}9{wa_id[5:]}"
+    if candidate is not None and normalise_phone(candidate) == candidate:
+        return candidate
+    return wa_id
+
+
 def timezone_for_phone(e164: str | None) -> str | None:
     """The IANA zone a number belongs to, when it has exactly one."""
     zones = timezones_for_phone(e164)

@@ -23,7 +23,7 @@ from parley.channels.base import ChannelKind, InboundMessage, MarketingPreferenc
 from parley.clock import utc_now
 from parley.customers import service as customers
 from parley.customers import suppression
-from parley.customers.identity import normalise_email
+from parley.customers.identity import normalise_email, whatsapp_phone
 from parley.customers.models import Customer, CustomerIdentity, IdentityKind
 from parley.customers.service import Contact
 from parley.errors import Conflict, Invalid, NotFound
@@ -93,24 +93,31 @@ class Received:
 
 def contact_for(inbound: InboundMessage) -> Contact:
     """The identities an inbound message proves: its channel address, and for WhatsApp
-    (whose ids are phone numbers) the phone itself, so it finds the store's customer."""
+    (whose ids are phone numbers) the phone it belongs to, so it finds the store's
+    customer (in Mexico and Brazil an older id is not quite the number: see
+    :func:`~parley.customers.identity.whatsapp_phone`)."""
     channel = inbound.channel
     if channel is ChannelKind.EMAIL:
         return Contact(external_id=None, email=normalise_email(inbound.sender), phone=None)
     if channel is ChannelKind.SMS:
         return Contact(external_id=None, email=None, phone=inbound.sender)
     if channel is ChannelKind.WHATSAPP:
-        return Contact(
-            external_id=None,
-            email=None,
-            phone=inbound.sender,
-            channel_ids=((IdentityKind.WHATSAPP, inbound.sender),),
-        )
+        return whatsapp_contact(inbound.sender)
     return Contact(
         external_id=None,
         email=None,
         phone=None,
         channel_ids=((CHANNEL_IDENTITY[channel], inbound.sender),),
+    )
+
+
+def whatsapp_contact(sender: str) -> Contact:
+    """A WhatsApp id (``+`` and digits), and the phone it belongs to."""
+    return Contact(
+        external_id=None,
+        email=None,
+        phone=whatsapp_phone(sender),
+        channel_ids=((IdentityKind.WHATSAPP, sender),),
     )
 
 
@@ -519,12 +526,7 @@ def apply_marketing_preference(
     customer_id = customers.resolve_customer_id(
         session,
         workspace_id=workspace.id,
-        contact=Contact(
-            external_id=None,
-            email=None,
-            phone=preference.sender,
-            channel_ids=((IdentityKind.WHATSAPP, preference.sender),),
-        ),
+        contact=whatsapp_contact(preference.sender),
         consent_source=f"{channel} marketing preference",
     )
     if customer_id is None:

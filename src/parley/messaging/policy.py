@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from parley.channels.base import ChannelKind
+from parley.customers.identity import whatsapp_phone
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.messaging.senders import StoreSenders
 from parley.messaging.templates import TemplateContent
@@ -42,22 +43,36 @@ class Reach:
     def address(self, channel: ChannelKind) -> str | None:
         if channel is ChannelKind.EMAIL:
             return self.customer.email
-        if channel in (ChannelKind.SMS, ChannelKind.WHATSAPP):
+        if channel is ChannelKind.WHATSAPP:
+            return self._whatsapp_id()
+        if channel is ChannelKind.SMS:
             return self.customer.phone
         kind = CHANNEL_ONLY_IDENTITIES.get(channel)
         held = [i for i in self.identities if i.kind == kind]
-        if not held:
-            return None
-        # The id they last wrote from, when they have several.
-        return max(
-            held, key=lambda i: (i.last_inbound_at is not None, i.last_inbound_at, i.id)
-        ).value
+        return _last_written_from(held).value if held else None
+
+    def _whatsapp_id(self) -> str | None:
+        """Their phone, as the WhatsApp id they last wrote from where that is not quite
+        the number (an older Mexican or Brazilian id): WhatsApp delivers to the id, and
+        the window their message opened is the id's."""
+        phone = self.customer.phone
+        ids = [
+            i
+            for i in self.identities
+            if i.kind == IdentityKind.WHATSAPP and phone and whatsapp_phone(i.value) == phone
+        ]
+        return _last_written_from(ids).value if ids else phone
 
     def window_opened(
         self, channel: ChannelKind, recipient: str, line: SendingLine
     ) -> datetime | None:
         """When they last wrote from ``recipient`` to the number ``line`` goes from."""
         return last_written(self.written, channel=channel, recipient=recipient, line=line)
+
+
+def _last_written_from(identities: list[CustomerIdentity]) -> CustomerIdentity:
+    """The identity they last wrote from, of several of one kind."""
+    return max(identities, key=lambda i: (i.last_inbound_at is not None, i.last_inbound_at, i.id))
 
 
 @dataclass(frozen=True)
