@@ -14,7 +14,13 @@ from parley.clock import utc_now
 from parley.customers import merges
 from parley.customers import service as customers
 from parley.customers.identity import whatsapp_phone
-from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, CustomerMerge
+from parley.customers.models import (
+    ConsentRecord,
+    Customer,
+    CustomerIdentity,
+    CustomerMerge,
+    IdentityKind,
+)
 from parley.demo.seed import SHOPPERS
 from parley.errors import Conflict
 from parley.inbox import service as inbox
@@ -485,3 +491,38 @@ def test_a_whatsapp_marketing_stop_from_an_older_mexican_id_holds_for_the_stores
     )
     assert [stop.customer_id for stop in stops] == [frida.id]
     assert len(rows(db, Customer)) == len(SHOPPERS)
+
+
+def test_a_profile_an_older_mexican_id_made_alone_joins_the_customer_at_her_next_message(
+    db, frozen_clock
+):
+    # Given the profile a message from Frida's older WhatsApp id made before such ids
+    # were read as her number (the id itself as its phone and WhatsApp identity)
+    seed(db)
+    [frida] = rows(db, Customer, Customer.phone == "+525512345678")
+    with db.transaction() as session:
+        alone = customers.resolve_customer_id(
+            session,
+            workspace_id=frida.workspace_id,
+            contact=customers.Contact(
+                external_id=None,
+                email=None,
+                phone="+5215512345678",
+                channel_ids=((IdentityKind.WHATSAPP, "+5215512345678"),),
+            ),
+        )
+
+    # When she writes again from that id
+    received = customer_writes(
+        db, channel=ChannelKind.WHATSAPP, sender="+5215512345678", text="hola otra vez"
+    )
+
+    # Then the message is hers, and the lone profile was merged into hers with the reason
+    assert received.customer_id == frida.id
+    [merge] = rows(db, CustomerMerge)
+    assert (merge.kept_customer_id, merge.merged_customer_id) == (frida.id, alone)
+    held = rows(db, CustomerIdentity, CustomerIdentity.value == "+5215512345678")
+    assert sorted((i.kind, i.customer_id) for i in held) == [
+        ("phone", frida.id),
+        ("whatsapp", frida.id),
+    ]
