@@ -19,7 +19,7 @@ from parley.messaging.senders import StoreSenders
 from parley.messaging.templates import TemplateContent
 from parley.messaging.types import DEFAULT_CHANNEL_PREFERENCES, MessageType, Purpose
 from parley.messaging.whatsapp_templates import NOT_READ, Registry
-from parley.messaging.windows import ANY_LINE, SendingLine, Written, last_written
+from parley.messaging.windows import ANY_LINE, WINDOWED, SendingLine, Written, last_written
 
 SESSION_WINDOW = timedelta(hours=24)
 """WhatsApp's and Instagram's window for a business's free text after the customer wrote."""
@@ -182,13 +182,14 @@ def decide(
             if why == "opted out":
                 opted_out.append((channel, recipient))
             continue
-        line = SendingLine(senders.get(channel), senders) if senders is not None else ANY_LINE
-        refused, use_template = _outside_window(
-            reach, channel, recipient, line, now, content, whatsapp_templates, purpose
-        )
-        if refused is not None:
-            trail.append(f"{channel}: {refused}")
-            continue
+        use_template = False
+        if channel in WINDOWED:
+            refused, use_template = _outside_window(
+                reach, channel, recipient, senders, now, content, whatsapp_templates, purpose
+            )
+            if refused is not None:
+                trail.append(f"{channel}: {refused}")
+                continue
         return Decision(
             channel=channel,
             recipient=recipient,
@@ -203,7 +204,7 @@ def _outside_window(
     reach: Reach,
     channel: ChannelKind,
     recipient: str,
-    line: SendingLine,
+    senders: StoreSenders | None,
     now: datetime,
     content: TemplateContent,
     whatsapp_templates: Registry,
@@ -212,8 +213,7 @@ def _outside_window(
     """Whether the channel's window with the number the message goes from lets it go:
     why not, or whether it must go as a WhatsApp template (outside WhatsApp's window).
     Instagram has no template: outside its window a business may not write first."""
-    if channel not in (ChannelKind.WHATSAPP, ChannelKind.INSTAGRAM):
-        return None, False
+    line = SendingLine(senders.get(channel), senders) if senders is not None else ANY_LINE
     last = reach.window_opened(channel, recipient, line)
     if last is not None and now - last < SESSION_WINDOW:
         return None, False
