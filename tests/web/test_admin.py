@@ -314,6 +314,42 @@ def test_an_account_its_provider_refused_says_so_until_its_secrets_are_replaced(
     assert (cleared.refused_at, cleared.refused_reason) == (None, None)
 
 
+def test_a_number_connected_to_receive_only_warns_that_replies_cannot_go_from_it(app, db):
+    # Given the store receives on the deployment's WhatsApp number, and connects a number
+    # of its own for its webhooks, without the token to send from it
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/channels",
+            data={
+                "csrf_token": csrf,
+                "provider": "whatsapp_cloud",
+                "address": "300000000000003",
+                "app_secret": "own-app-secret",
+                "verify_token": "own-verify",
+            },
+        )
+        connected = client.get("/admin/channels", headers=HTML).text
+        (own,) = rows(db, ChannelAccount, ChannelAccount.address == "300000000000003")
+        client.post(
+            f"/admin/channels/{own.id}/secrets",
+            data={"csrf_token": csrf, "access_token": "own-token"},
+        )
+        sending = client.get("/admin/channels", headers=HTML).text
+
+    # Then its row says its customers are answered from another number, which WhatsApp
+    # lets send them only templates; the deployment's number's row says nothing of it;
+    # and once the number holds its token the warning is gone
+    assert answer.status_code == 303
+    warnings = re.findall(r'data-address="(\d+)"[^>]*data-test="answered-elsewhere"', connected)
+    assert warnings == ["300000000000003"]
+    assert (
+        "Customers who write to this number are answered from the deployment's, and "
+        "WhatsApp lets that number send them only approved templates"
+    ) in connected
+    assert 'data-test="answered-elsewhere"' not in sending
+
+
 NORTH_SID = "AC0123456789abcdef0123456789abcdef"
 
 

@@ -64,6 +64,10 @@ def _context(session: Session, workspace_id: int, settings: Settings) -> dict[st
         "plain_fields": PLAIN_FIELDS,
         "labels": PROVIDER_LABELS,
         "hints": ADDRESS_HINTS,
+        "deployment_addresses": {
+            "whatsapp_cloud": settings.whatsapp_phone_number_id,
+            "instagram": settings.instagram_account_id,
+        },
     }
 
 
