@@ -20,12 +20,14 @@ def utc_now() -> datetime:
 
 def zone_of(*names: str | None) -> ZoneInfo:
     """The first of these IANA zone names that is one (a customer's, then their store's,
-    say), else UTC: a stored name this machine's zone database lacks is not an error."""
+    say), else UTC: a stored name this machine's zone database lacks is not an error, nor
+    is one of its folders ("US", "America": ``ZoneInfo`` opens them and fails with an
+    ``OSError``)."""
     for name in names:
         if name:
             try:
                 return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):
                 continue
     return ZoneInfo("UTC")
 

@@ -65,12 +65,44 @@ def test_parcel_journeys_a_store_never_edited_learn_to_skip_outrun_updates(db):
     steps = _steps(db)
     assert steps["dispatch"] == now["dispatch"]
     assert steps["dispatch"][0]["reason"] == (
-        "superseded: the parcel is already out for delivery or delivered"
+        "superseded: the parcel is already out for delivery or further"
     )
     assert steps["out_for_delivery"] == shipped["out_for_delivery"]  # edited: left alone
     assert {key: value for key, value in steps.items() if key not in shipped} == {
         key: value for key, value in now.items() if key not in shipped
     }
+
+
+def test_parcel_journeys_a_store_never_edited_learn_a_failed_attempt_and_a_pickup_point(db):
+    seed(db)
+    config = alembic_config(db.url)
+    now = {d.key: d.dump()["steps"] for d in BUILT_IN_DEFINITIONS}
+
+    command.downgrade(config, "0025")
+    before = _steps(db)
+    assert before["dispatch"][0]["if"]["value"] == ["out_for_delivery", "delivered"]
+    assert before["out_for_delivery"][0]["if"]["value"] == ["delivered"]
+    with db.transaction() as session:
+        session.execute(update(Journey).where(Journey.key == "out_for_delivery").values(version=2))
+    command.upgrade(config, "head")
+
+    steps = _steps(db)
+    assert steps["dispatch"] == now["dispatch"]
+    assert steps["dispatch"][0]["if"]["value"] == [
+        "out_for_delivery",
+        "attempted_delivery",
+        "ready_for_pickup",
+        "failed",
+        "delivered",
+    ]
+    assert steps["out_for_delivery"] == before["out_for_delivery"]  # edited: left alone
+    [dispatch] = rows(db, Journey, Journey.key == "dispatch")
+    [kept] = rows(db, JourneyVersion, JourneyVersion.journey_id == dispatch.id)
+    assert (kept.version, kept.revision, kept.definition) == (
+        1,
+        dispatch.revision,
+        dispatch.definition,
+    )
 
 
 def test_each_journey_keeps_its_current_definition_as_a_version_once_migrated(db):

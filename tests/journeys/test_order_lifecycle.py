@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -150,7 +151,7 @@ def test_parcel_updates_the_worker_reaches_only_after_delivery_are_not_sent(
         if run.status == RunStatus.EXITED
     }
     assert ended == {
-        (RunStatus.EXITED, "superseded: the parcel is already out for delivery or delivered")
+        (RunStatus.EXITED, "superseded: the parcel is already out for delivery or further")
     }
 
 
@@ -171,8 +172,64 @@ def test_an_out_for_delivery_update_reached_after_delivery_is_not_sent(db, froze
         "delivered",
     ]
     [skipped] = rows(db, JourneyRun, JourneyRun.status == RunStatus.EXITED)
-    assert skipped.exit_reason == "superseded: the parcel is already delivered"
+    assert skipped.exit_reason == (
+        "superseded: the parcel is already past out for delivery (delivered, tried at the"
+        " door, at a pickup point or failed)"
+    )
     assert sum(len(adapter.sent) for adapter in adapters.values()) == 3
+
+
+def _carrier_later(out_for_delivery: Any, status: str, minutes: int = 1) -> tuple[bytes, dict]:
+    """The carrier's next word on the parcel: ``out_for_delivery``'s delivery with another
+    ``shipment_status``, ``minutes`` later."""
+    payload = json.loads(out_for_delivery.body)
+    at = datetime.fromisoformat(payload["updated_at"]) + timedelta(minutes=minutes)
+    payload.update(shipment_status=status, updated_at=at.isoformat())
+    return signed("fulfillments/update", payload, webhook_id=f"carrier-{status}", at=at)
+
+
+@pytest.mark.parametrize("later", ["attempted_delivery", "ready_for_pickup", "failure"])
+def test_a_dispatch_reached_after_the_carrier_tried_or_left_it_for_pickup_is_not_sent(
+    db, frozen_clock, adapters, later
+):
+    seed(db)
+    placed, dispatched, out_for_delivery, _ = deliveries("Ada")
+    worker = make_worker(db, adapters)
+    post(db, placed)
+    drain(worker)
+    post(db, dispatched)
+    body, headers = _carrier_later(out_for_delivery, later)
+    post(db, None, body=body, headers=headers)
+    drain(worker)  # a worker behind: the parcel is past dispatch when it gets to it
+
+    assert [m.message_type for m in rows(db, Message)] == ["order_confirmation"]
+    [ended] = rows(db, JourneyRun, JourneyRun.status == RunStatus.EXITED)
+    assert ended.exit_reason == "superseded: the parcel is already out for delivery or further"
+    assert adapters[ChannelKind.WHATSAPP].sent == []
+
+
+@pytest.mark.parametrize("later", ["attempted_delivery", "ready_for_pickup", "failure"])
+def test_an_out_for_delivery_update_reached_after_a_failed_attempt_is_not_sent(
+    db, frozen_clock, adapters, later
+):
+    seed(db)
+    placed, dispatched, out_for_delivery, _ = deliveries("Grace")
+    worker = make_worker(db, adapters)
+    for delivery in (placed, dispatched):
+        post(db, delivery)
+        drain(worker)
+    post(db, out_for_delivery)
+    body, headers = _carrier_later(out_for_delivery, later)
+    post(db, None, body=body, headers=headers)
+    drain(worker)
+
+    assert [m.message_type for m in rows(db, Message)] == ["order_confirmation", "dispatch"]
+    [ended] = rows(db, JourneyRun, JourneyRun.status == RunStatus.EXITED)
+    assert ended.exit_reason == (
+        "superseded: the parcel is already past out for delivery (delivered, tried at the"
+        " door, at a pickup point or failed)"
+    )
+    assert len(adapters[ChannelKind.SMS].sent) == 1
 
 
 def _dispatch_waiting_for_its_retry(db, adapters) -> tuple[Any, Any]:
@@ -204,7 +261,7 @@ def test_a_dispatch_waiting_for_its_retry_is_skipped_once_the_parcel_is_out_for_
     assert (dispatch.status, dispatch.status_reason) == (
         MessageStatus.SKIPPED,
         "not sent: the journey ended (superseded: the parcel is already out for delivery or "
-        "delivered)",
+        "further)",
     )
     [update] = rows(db, Message, Message.message_type == "out_for_delivery")
     assert update.status == MessageStatus.SENT

@@ -164,7 +164,7 @@ def test_a_re_driven_dispatch_the_parcel_has_outrun_is_not_sent(db, frozen_clock
         (
             f"{key}:r1",
             "skipped",
-            "not re-sent: superseded: the parcel is already out for delivery or delivered",
+            "not re-sent: superseded: the parcel is already out for delivery or further",
         ),
     ]
     assert len(adapters[ChannelKind.WHATSAPP].sent) == 1

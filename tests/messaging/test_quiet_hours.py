@@ -86,6 +86,14 @@ def test_the_zone_is_the_customers_then_the_stores_then_utc():
     assert zone_of("Not/AZone", None).key == "UTC"
 
 
+@pytest.mark.parametrize("folder", ["US", "America", "Europe", "Etc"])
+def test_a_folder_of_the_zone_database_given_as_a_zone_falls_back_like_an_unknown_name(folder):
+    """A platform or the API may send "US" or "America" as a customer's zone: a folder of
+    the zone database, which ``ZoneInfo`` opens and fails on with ``IsADirectoryError``."""
+    assert zone_of(folder, "Europe/London").key == "Europe/London"
+    assert zone_of(folder).key == "UTC"
+
+
 BOISE, LOS_ANGELES = ZoneInfo("America/Boise"), ZoneInfo("America/Los_Angeles")
 IDAHO = "+12085550100"
 """A number whose area code (208, Idaho) spans Mountain and Pacific time."""

@@ -141,10 +141,16 @@ class JourneyDefinition(_Strict):
 ORDER_CANCELLED_EXIT = {"event": "order.cancelled"}
 
 
+PAST_OUT_FOR_DELIVERY = ["attempted_delivery", "ready_for_pickup", "failed", "delivered"]
+"""Where a parcel can be after its courier set out: tried at the door, left at a pickup
+point (a parcel sent to one may skip "out for delivery" altogether), failed, delivered."""
+
+
 def _not_yet(later: list[str], words: str) -> dict[str, Any]:
     """A parcel update goes out only while it is news: when the worker gets to it after the
     parcel has moved on (a backlog after an outage, or updates that arrived together),
-    the later update's message tells the customer, and this one would only confuse."""
+    the later update's message tells the customer, and this one would only confuse
+    ("out for delivery today" after the courier already tried and failed)."""
     return {
         "type": "condition",
         "if": {"path": "fulfillment.shipment_status", "op": "not_in", "value": later},
@@ -170,7 +176,7 @@ BUILT_IN: tuple[dict[str, Any], ...] = (
         "run_key": "fulfillment",
         "exit": [ORDER_CANCELLED_EXIT],
         "steps": [
-            _not_yet(["out_for_delivery", "delivered"], "out for delivery or delivered"),
+            _not_yet(["out_for_delivery", *PAST_OUT_FOR_DELIVERY], "out for delivery or further"),
             {"type": "send", "message": "dispatch"},
         ],
     },
@@ -182,7 +188,10 @@ BUILT_IN: tuple[dict[str, Any], ...] = (
         "run_key": "fulfillment",
         "exit": [ORDER_CANCELLED_EXIT],
         "steps": [
-            _not_yet(["delivered"], "delivered"),
+            _not_yet(
+                PAST_OUT_FOR_DELIVERY,
+                "past out for delivery (delivered, tried at the door, at a pickup point or failed)",
+            ),
             {"type": "send", "message": "out_for_delivery"},
         ],
     },
