@@ -11,6 +11,7 @@ from parley.demo.seed import DEMO_POSTAL_ADDRESS
 from parley.errors import Invalid
 from parley.messaging import catalog, postal_address
 from parley.messaging.models import Message, MessageTemplate
+from parley.messaging.templates import TemplateContent, TemplateRenderer
 from parley.messaging.types import MessageType
 from parley.workspaces.models import Workspace
 from support import (
@@ -149,6 +150,25 @@ def test_wording_that_shows_the_address_gets_it_once(db, frozen_clock):
 
     [email] = sent
     assert email.text == f"Thanks for order #1501!\n\n{DEMO_POSTAL_ADDRESS}"
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["O'Brien's Yard, 1 High St, Cork", 'The "Old Mill", 2 Quay Rd, Galway', "Unit 3\nDock Rd"],
+)
+def test_html_that_shows_an_address_with_quotes_gets_it_once(address):
+    """Jinja escapes a quote as ``&#39;``, Python's ``html.escape`` as ``&#x27;``: the
+    address must be found as the template wrote it."""
+    content = TemplateContent(
+        text="Sale! {{ store.postal_address }}",
+        html="<html><body><p>Sale!</p><p>{{ store.postal_address }}</p></body></html>",
+    )
+    rendered = TemplateRenderer().render(content, {"store": {"postal_address": address}})
+
+    shown = postal_address.with_address(rendered, address)
+
+    assert shown.html == rendered.html
+    assert shown.text == rendered.text
 
 
 def test_an_order_update_email_neither_needs_nor_gets_the_address(db, frozen_clock):

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from html import escape
 from typing import Any
 
 from jinja2 import Environment, nodes
 from jinja2 import exceptions as jinja_errors
+from markupsafe import escape
 
 from parley.channels.base import ChannelKind
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateError
@@ -101,15 +101,18 @@ def lint(message_type: MessageType, channel: ChannelKind, content: TemplateConte
 
 
 def with_address(rendered: RenderedContent, address: str) -> RenderedContent:
-    """The email with the address appended where its wording does not show it."""
+    """The email with the address appended where its wording does not show it. The HTML
+    is searched for the address as Jinja's autoescape writes it (MarkupSafe's ``&#39;``
+    for a quote, where Python's ``html.escape`` writes ``&#x27;``)."""
     if not address:
         return rendered
     text = rendered.text
     if address not in text:
         text = f"{text}\n\n--\n{address}"
     html = rendered.html
-    shown = escape(address).replace("\n", "<br>")
-    if html is not None and escape(address) not in html and shown not in html:
+    escaped = str(escape(address))
+    shown = escaped.replace("\n", "<br>")
+    if html is not None and escaped not in html and shown not in html:
         footer = f'<p style="color:#666;font-size:12px">{shown}</p>'
         closing = html.lower().rfind("</body>")
         html = html[:closing] + footer + html[closing:] if closing >= 0 else html + footer
