@@ -755,6 +755,7 @@ def erase_customer_child(url: str) -> None:
                 attempts=job.attempts,
                 max_attempts=job.max_attempts,
                 due_at=job.due_at,
+                locked_by="bench",
             )
         begun = time.perf_counter()
         with db.transaction() as session:

@@ -136,11 +136,9 @@ def test_worker_that_lost_its_lease_cannot_settle_the_job(db, frozen_clock):
     [held] = _claim(db, "w2")
 
     with db.transaction() as session:
-        assert queue.complete(session, stale, worker="w1") is False
-        assert queue.fail(session, stale, worker="w1", error="too late") is False
-        retried = queue.retry(
-            session, stale, worker="w1", error="too late", delay=timedelta(seconds=5)
-        )
+        assert queue.complete(session, stale) is False
+        assert queue.fail(session, stale, error="too late") is False
+        retried = queue.retry(session, stale, error="too late", delay=timedelta(seconds=5))
         assert retried is None
 
     job = _job(db)
@@ -151,7 +149,7 @@ def test_worker_that_lost_its_lease_cannot_settle_the_job(db, frozen_clock):
         None,
     )
     with db.transaction() as session:
-        assert queue.complete(session, held, worker="w2") is True
+        assert queue.complete(session, held) is True
     job = _job(db)
     assert (job.status, job.locked_until, job.last_error) == (JobStatus.DONE, None, None)
 
@@ -166,7 +164,7 @@ def test_completing_many_jobs_settles_only_those_this_worker_still_holds(db, fro
     kept = _claim(db, "w1")
 
     with db.transaction() as session:
-        queue.complete_many(session, [lost, *kept], worker="w1")
+        queue.complete_many(session, [lost, *kept])
 
     settled = {job.id: (job.status, job.locked_by, job.locked_until) for job in rows(db, Job)}
     assert taken.id == lost.id
@@ -180,9 +178,9 @@ def test_a_settled_job_cannot_be_settled_again(db, frozen_clock):
     _enqueue(db)
     [claimed] = _claim(db, "w1")
     with db.transaction() as session:
-        assert queue.complete(session, claimed, worker="w1") is True
+        assert queue.complete(session, claimed) is True
     with db.transaction() as session:
-        assert queue.fail(session, claimed, worker="w1", error="late") is False
+        assert queue.fail(session, claimed, error="late") is False
 
     job = _job(db)
     assert (job.status, job.last_error) == (JobStatus.DONE, None)
@@ -192,7 +190,7 @@ def test_failed_job_keeps_its_reason_and_is_never_claimed_again(db, frozen_clock
     _enqueue(db)
     [claimed] = _claim(db, "w1")
     with db.transaction() as session:
-        assert queue.fail(session, claimed, worker="w1", error="recipient rejected") is True
+        assert queue.fail(session, claimed, error="recipient rejected") is True
 
     frozen_clock.advance(timedelta(days=2))
     assert _claim(db, "w2") == []
@@ -213,7 +211,7 @@ def test_retry_puts_the_job_back_after_the_backoff(db, frozen_clock):
     assert timedelta(seconds=2.5) <= delay <= timedelta(seconds=5)
 
     with db.transaction() as session:
-        status = queue.retry(session, claimed, worker="w1", error="503", delay=delay)
+        status = queue.retry(session, claimed, error="503", delay=delay)
 
     assert status == JobStatus.PENDING
     job = _job(db)
@@ -240,7 +238,6 @@ def test_retry_dead_letters_when_attempts_are_spent(db, frozen_clock):
                 queue.retry(
                     session,
                     claimed,
-                    worker="w1",
                     error="503 from provider",
                     delay=timedelta(seconds=10),
                 )
@@ -267,9 +264,9 @@ def _settle(db: Database, how: str) -> Job:
     [claimed] = _claim(db, "w1")
     with db.transaction() as session:
         if how == "failed":
-            queue.fail(session, claimed, worker="w1", error="recipient rejected")
+            queue.fail(session, claimed, error="recipient rejected")
         else:
-            queue.retry(session, claimed, worker="w1", error="503", delay=timedelta(seconds=1))
+            queue.retry(session, claimed, error="503", delay=timedelta(seconds=1))
     return _job(db)
 
 
@@ -302,7 +299,7 @@ def test_each_re_drive_is_counted_in_the_payload(db, frozen_clock):
         queue.redrive(session, settled.id)
     [claimed] = _claim(db, "w1")
     with db.transaction() as session:
-        queue.retry(session, claimed, worker="w1", error="503", delay=timedelta(seconds=1))
+        queue.retry(session, claimed, error="503", delay=timedelta(seconds=1))
     with db.transaction() as session:
         queue.redrive(session, settled.id)
 
@@ -316,7 +313,7 @@ def test_a_job_outside_the_dead_letter_is_not_re_driven(db, frozen_clock, state)
         [claimed] = _claim(db, "w1")
         if state == "done":
             with db.transaction() as session:
-                queue.complete(session, claimed, worker="w1")
+                queue.complete(session, claimed)
     before = _job(db)
 
     with db.transaction() as session, pytest.raises(Conflict) as refused:

@@ -124,7 +124,7 @@ def test_late_answer_from_a_worker_that_lost_its_lease_does_not_reopen_the_messa
     [message] = rows(db, Message)
     assert message.status == MessageStatus.HELD
     [job] = rows(db, Job)
-    assert (job.status, job.locked_by, job.attempts) == (JobStatus.DONE, "other", 2)
+    assert (job.status, job.locked_by, job.attempts) == (JobStatus.DONE, "other/1", 2)
     frozen_clock.advance(timedelta(days=2))
     drain(_worker(db, adapters, "other"))
     [message] = rows(db, Message)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, PermanentChannelError
+from parley.jobs.models import Job, Lane
 from parley.journeys import service as journeys
+from parley.journeys.service import ADVANCE
 from parley.messaging.models import Message
 from parley.messaging.unsubscribe import read_token
 from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed
@@ -72,3 +76,50 @@ def test_transactional_email_has_no_unsubscribe_headers(db, frozen_clock):
 
     [email] = adapters[ChannelKind.EMAIL].sent
     assert email.headers == {}
+
+
+def _journey_jobs(db) -> dict[str, str]:
+    return {job.idempotency_key: job.lane for job in rows(db, Job) if job.kind == ADVANCE}
+
+
+def test_a_marketing_journeys_next_step_stays_in_the_marketing_lane(
+    db, frozen_clock, marketing_confirmation
+):
+    # Given a marketing journey that sends twice in a row
+    with db.transaction() as session:
+        journey = next(
+            j
+            for j in journeys.list_journeys(session, workspace_id=marketing_confirmation)
+            if j.key == "order_confirmation"
+        )
+        two_sends = [{"type": "send", "message": "order_confirmation"}] * 2
+        journeys.update_journey(
+            session,
+            workspace_id=marketing_confirmation,
+            key="order_confirmation",
+            definition={**journey.definition, "steps": two_sends},
+        )
+    post(db, deliveries("Ada")[0])  # Ada consented to marketing email
+
+    # When the first send goes out
+    asyncio.run(make_worker(db, recording_adapters()).run_once())
+
+    # Then the job for the second waits in the marketing lane, as the first did
+    assert _journey_jobs(db) == {"journey:1:0": Lane.MARKETING, "journey:1:1": Lane.MARKETING}
+
+
+def test_a_marketing_journeys_fallback_to_the_next_channel_stays_in_the_marketing_lane(
+    db, frozen_clock, marketing_confirmation
+):
+    # Given the provider refuses Ada's marketing email for good
+    adapters = recording_adapters()
+    adapters[ChannelKind.EMAIL].script = [
+        PermanentChannelError("mailbox unavailable", provider_code="550")
+    ]
+    post(db, deliveries("Ada")[0])
+
+    # When the refusal is recorded
+    asyncio.run(make_worker(db, adapters).run_once())
+
+    # Then the job trying the next channel waits in the marketing lane
+    assert _journey_jobs(db) == {"journey:1:0": Lane.MARKETING, "journey:1:0:x1": Lane.MARKETING}

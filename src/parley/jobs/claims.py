@@ -30,31 +30,47 @@ statements took 9 ms alone and 62 ms beside one busy thread).
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, bindparam, text
+from sqlalchemy import BigInteger, Integer, String, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
 from parley.db.base import UTCDateTime
 from parley.db.upsert import per_dialect
-from parley.jobs.models import Job, Lane
+from parley.jobs.models import Job, JobStatus, Lane
 from parley.jobs.queue import ClaimedJob
+
+log = logging.getLogger(__name__)
 
 LANES = (Lane.TRANSACTIONAL, Lane.MARKETING)
 """Claim order: a marketing job waits while transactional work is due."""
 
+LOST_LEASE = "the worker holding it lost its lease (it stopped or stalled)"
+"""The dead letter's reason for a job whose last attempts lost their lease."""
+
+_SPENT = "status = 'running' AND attempts > COALESCE(CAST(:budget AS INTEGER), max_attempts)"
+"""A lease ran out on a job whose attempts were spent, and then on the claim that took it
+back only to settle what it left (:mod:`parley.jobs.worker`): what runs it kills its
+worker. Such a job is not taken again but put in the dead letter."""
+
 _TAKE = """
 UPDATE jobs
-   SET status = 'running', attempts = attempts + 1, locked_until = :lease_until,
+   SET status = CASE WHEN {spent} THEN 'dead' ELSE 'running' END,
+       attempts = CASE WHEN {spent} THEN attempts ELSE attempts + 1 END,
+       locked_until = CASE WHEN {spent} THEN NULL ELSE :lease_until END,
+       last_error = CASE WHEN {spent}
+                         THEN 'gave up after ' || attempts || ' attempts: ' || :lost
+                         ELSE last_error END,
        locked_by = :worker, updated_at = :now
  WHERE {chosen}
-RETURNING id, kind, payload, workspace_id, attempts, max_attempts, due_at
+RETURNING id, kind, payload, workspace_id, attempts, max_attempts, due_at, status
 """
 
 _OVERDUE = """
@@ -154,16 +170,32 @@ def claim(
     lease: timedelta,
     now: datetime | None = None,
     rotation: Rotation | None = None,
+    max_attempts: int | None = None,
 ) -> list[ClaimedJob]:
     """Take up to ``limit`` due jobs (and jobs whose lease expired) for this worker, fairly.
 
+    ``worker`` is written as the jobs' lease owner, and only it settles them: it must name
+    this one claim (a :class:`~parley.jobs.worker.Worker` writes ``<its name>/<claim
+    number>``), so that a claim whose lease ran out cannot settle a job that a later claim
+    of the same worker took back.
     Returned oldest due first. The caller's transaction holds them; on SQLite it must be
     ``BEGIN IMMEDIATE`` (:meth:`parley.db.Database.transaction`). A worker passes the same
     ``rotation`` to each of its claims; without one, a claim starts at the lowest store id.
+
+    A job whose lease ran out is taken back with its attempt counted, as any claim counts
+    one. ``max_attempts`` is the deployment's budget (each job's own when None): a job
+    whose attempts are spent is taken back once more, for its worker to settle what the
+    lost attempt left without running it again (a send left ``sending`` is held for
+    review); if that claim's lease runs out too, the job goes to the dead letter instead.
     """
     now = now or utc_now()
     taking = _Taking(
-        session, worker=worker, now=now, lease_until=now + lease, rotation=rotation or Rotation()
+        session,
+        worker=worker,
+        now=now,
+        lease_until=now + lease,
+        rotation=rotation or Rotation(),
+        budget=max_attempts,
     )
     found = waiting(session, now)
     jobs = taking.overdue(limit) if found.overdue else []
@@ -221,11 +253,19 @@ class _Taking:
         now: datetime,
         lease_until: datetime,
         rotation: Rotation,
+        budget: int | None,
     ) -> None:
         self.session = session
+        self.worker = worker
         self.rotation = rotation
         self.postgres = session.get_bind().dialect.name == "postgresql"
-        self.values = {"worker": worker, "now": now, "lease_until": lease_until}
+        self.values = {
+            "worker": worker,
+            "now": now,
+            "lease_until": lease_until,
+            "budget": budget,
+            "lost": LOST_LEASE,
+        }
 
     def overdue(self, room: int) -> list[ClaimedJob]:
         """Expired leases and the deployment's own due jobs, oldest first."""
@@ -267,6 +307,15 @@ class _Taking:
 
     def _take(self, statement: Any, values: dict[str, Any]) -> list[ClaimedJob]:
         rows = self.session.execute(statement, {**self.values, **values}).all()
+        for row in rows:
+            if row.status == JobStatus.DEAD:
+                log.error(
+                    "job %s (%s) is dead: gave up after %s attempts: %s",
+                    row.id,
+                    row.kind,
+                    row.attempts,
+                    LOST_LEASE,
+                )
         return [
             ClaimedJob(
                 id=row.id,
@@ -276,8 +325,10 @@ class _Taking:
                 attempts=row.attempts,
                 max_attempts=row.max_attempts,
                 due_at=row.due_at,
+                locked_by=self.worker,
             )
             for row in rows
+            if row.status != JobStatus.DEAD
         ]
 
 
@@ -289,9 +340,12 @@ def _taking(dialect: str, chosen: str) -> Any:
     # million waiting jobs).
     membership = "id = ANY(ARRAY({}))" if dialect == "postgresql" else "id IN ({})"
     return (
-        text(_TAKE.format(chosen=membership.format(chosen)))
+        text(_TAKE.format(chosen=membership.format(chosen), spent=_SPENT))
         .bindparams(
-            bindparam("now", type_=UTCDateTime()), bindparam("lease_until", type_=UTCDateTime())
+            bindparam("now", type_=UTCDateTime()),
+            bindparam("lease_until", type_=UTCDateTime()),
+            bindparam("budget", type_=Integer()),
+            bindparam("lost", type_=String()),
         )
         .columns(
             Job.id,
@@ -301,6 +355,7 @@ def _taking(dialect: str, chosen: str) -> Any:
             Job.attempts,
             Job.max_attempts,
             Job.due_at,
+            Job.status,
         )
     )
 

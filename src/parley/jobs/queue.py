@@ -3,7 +3,9 @@
 ``enqueue`` runs in the caller's transaction: the job commits together with the rows that
 caused it, or not at all. Claiming (:mod:`parley.jobs.claims`) flips due jobs to
 ``running`` under a lease; a job whose lease ran out (its worker died) is claimable
-again, and its attempt counts. Only the worker holding a job settles it.
+again, and its attempt counts. Only the claim holding a job settles it: each claim writes
+its own lease owner (``locked_by``), so a claim whose lease ran out cannot settle a job
+that a later claim took, even one of the same worker.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ JOBS = table_of(Job)
 
 @dataclass(frozen=True)
 class ClaimedJob:
-    """A job this worker holds until ``locked_until``."""
+    """A job a claim holds until ``locked_until``."""
 
     id: int
     kind: str
@@ -38,6 +40,8 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     due_at: datetime
+    locked_by: str
+    """The lease owner the claim wrote (``<worker>/<claim>``): who may settle the job."""
 
 
 def enqueue(
@@ -111,61 +115,59 @@ def _insert_jobs(dialect: str) -> Any:
     return insert_on(dialect, JOBS).on_conflict_do_nothing(index_elements=["idempotency_key"])
 
 
-def complete(session: Session, job: ClaimedJob, *, worker: str) -> bool:
-    """Mark a held job done; False when this worker no longer holds it (lease lost)."""
-    return _settle(session, job, worker=worker, status=JobStatus.DONE, error=None)
+def complete(session: Session, job: ClaimedJob) -> bool:
+    """Mark a held job done; False when its claim no longer holds it (lease lost)."""
+    return _settle(session, job, status=JobStatus.DONE, error=None)
 
 
-def still_held(session: Session, jobs: list[ClaimedJob], *, worker: str) -> set[int]:
-    """The ids of these jobs this worker still holds, locked until the transaction ends.
+def still_held(session: Session, jobs: list[ClaimedJob]) -> set[int]:
+    """The ids of these jobs their claims still hold, locked until the transaction ends.
 
-    A worker whose lease ran out may find its job reclaimed by another; whatever it was
-    about to record is no longer its to record. ``FOR UPDATE`` keeps a claimer from taking
-    the rows between this check and the caller's writes (on SQLite, the write lock does).
+    A claim whose lease ran out may find its job reclaimed by another (another worker, or
+    another round of the same one); whatever it was about to record is no longer its to
+    record. ``FOR UPDATE`` keeps a claimer from taking the rows between this check and the
+    caller's writes (on SQLite, the write lock does).
     """
     if not jobs:
         return set()
-    statement = select(Job.id).where(
-        one_of(session, Job.id, [job.id for job in jobs]),
-        Job.locked_by == worker,
-        Job.status == JobStatus.RUNNING,
+    owners = {job.id: job.locked_by for job in jobs}
+    statement = select(Job.id, Job.locked_by).where(
+        one_of(session, Job.id, list(owners)), Job.status == JobStatus.RUNNING
     )
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update()
-    return set(session.scalars(statement))
+    return {job_id for job_id, owner in session.execute(statement) if owners[job_id] == owner}
 
 
-def complete_many(session: Session, jobs: list[ClaimedJob], *, worker: str) -> None:
-    """Mark several held jobs done in one statement (jobs whose lease was lost are left)."""
-    if jobs:
+def complete_many(session: Session, jobs: list[ClaimedJob]) -> None:
+    """Mark several held jobs done, one statement per claim they came from (a worker's
+    batch is one claim); jobs whose lease was lost are left."""
+    now = utc_now()
+    for owner in dict.fromkeys(job.locked_by for job in jobs):
         session.connection().execute(
             _complete_many_statement(session),
-            {"jobs": [job.id for job in jobs], "worker": worker, "now": utc_now()},
+            {
+                "jobs": [job.id for job in jobs if job.locked_by == owner],
+                "worker": owner,
+                "now": now,
+            },
         )
 
 
-def fail(session: Session, job: ClaimedJob, *, worker: str, error: str) -> bool:
+def fail(session: Session, job: ClaimedJob, *, error: str) -> bool:
     """A permanent failure: no retry, kept with its reason."""
-    return _settle(session, job, worker=worker, status=JobStatus.FAILED, error=error)
+    return _settle(session, job, status=JobStatus.FAILED, error=error)
 
 
-def retry(
-    session: Session,
-    job: ClaimedJob,
-    *,
-    worker: str,
-    error: str,
-    delay: timedelta,
-) -> JobStatus | None:
+def retry(session: Session, job: ClaimedJob, *, error: str, delay: timedelta) -> JobStatus | None:
     """Put a job back for a later attempt, or into the dead letter when attempts are spent.
 
-    Returns the job's new status, or None when this worker no longer held it.
+    Returns the job's new status, or None when its claim no longer held it.
     """
     if job.attempts >= job.max_attempts:
         held = _settle(
             session,
             job,
-            worker=worker,
             status=JobStatus.DEAD,
             error=f"gave up after {job.attempts} attempts: {error}",
         )
@@ -173,7 +175,7 @@ def retry(
     now = utc_now()
     result = session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.locked_by == worker, Job.status == JobStatus.RUNNING)
+        .where(Job.id == job.id, Job.locked_by == job.locked_by, Job.status == JobStatus.RUNNING)
         .values(
             status=JobStatus.PENDING,
             due_at=now + delay,
@@ -187,17 +189,15 @@ def retry(
     return JobStatus.PENDING if result.rowcount else None  # type: ignore[attr-defined]
 
 
-def postpone(
-    session: Session, jobs: list[tuple[ClaimedJob, datetime, str | None]], *, worker: str
-) -> None:
+def postpone(session: Session, jobs: list[tuple[ClaimedJob, datetime, str | None]]) -> None:
     """Put held jobs back, each due at its time and marked with what it waits for, with
     the attempt their claim counted given back: they did not run (a send waiting for its
-    sender's room). Jobs whose lease was lost are left to the worker that holds them."""
+    sender's room). Jobs whose lease was lost are left to the claim that holds them."""
     now = utc_now()
     session.connection().execute(
         _postpone_statement(session),
         [
-            {"job": job.id, "until": until, "cause": cause, "worker": worker, "now": now}
+            {"job": job.id, "until": until, "cause": cause, "worker": job.locked_by, "now": now}
             for job, until, cause in jobs
         ],
     )
@@ -253,19 +253,23 @@ def waiting_jobs(session: Session, *, workspace_id: int) -> list[WaitingJobs]:
     return sorted(found, key=lambda w: (-w.count, w.waiting_for))
 
 
-def _settle(
-    session: Session, job: ClaimedJob, *, worker: str, status: JobStatus, error: str | None
-) -> bool:
+def _settle(session: Session, job: ClaimedJob, *, status: JobStatus, error: str | None) -> bool:
     result = session.connection().execute(
         _settle_statement(session),
-        {"job": job.id, "worker": worker, "status": status, "error": error, "now": utc_now()},
+        {
+            "job": job.id,
+            "worker": job.locked_by,
+            "status": status,
+            "error": error,
+            "now": utc_now(),
+        },
     )
     return bool(result.rowcount)
 
 
 def _update_held_job() -> Any:
-    """The job ``:job`` while ``:worker`` holds it running: only that worker may settle it
-    or put it back (a lost lease settles nothing)."""
+    """The job ``:job`` while the claim ``:worker`` holds it running: only that claim may
+    settle it or put it back (a lost lease settles nothing)."""
     return update(JOBS).where(
         JOBS.c.id == bindparam("job"),
         JOBS.c.locked_by == bindparam("worker"),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
@@ -91,6 +92,20 @@ class RetryLater(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+SETTLED_ONLY = (
+    f"{claims.LOST_LEASE}; its attempts were spent, so it was taken back only to settle"
+    " what it left, not to run again"
+)
+
+
+def _spent(job: ClaimedJob) -> bool:
+    """Whether the job was claimed past its attempts: its worker lost the lease on the last
+    one. Its ``prepare`` still runs, which settles what the lost attempt left (a send left
+    ``sending`` is held for review); whatever it would do next is not done, and the job
+    goes to the dead letter (where a re-drive gives it fresh attempts)."""
+    return job.attempts > job.max_attempts
 
 
 class _RedoIsolated(Exception):
@@ -184,6 +199,9 @@ class Worker:
         self._ticks_enqueued: dict[str, datetime] = {}
         self.config = config or WorkerConfig()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        # Each claim holds its jobs under a name of its own: with rounds in flight, a round
+        # whose lease ran out must not settle a job that another round took back.
+        self._claim_numbers = itertools.count(1)
         self._stopping = asyncio.Event()
         self._nudged = asyncio.Event()
         self._semaphore = asyncio.Semaphore(self.config.concurrency)
@@ -307,10 +325,11 @@ class Worker:
         with self.db.transaction() as session:
             jobs = claims.claim(
                 session,
-                worker=self.name,
+                worker=f"{self.name}/{next(self._claim_numbers)}",
                 limit=limit or self.config.batch_size,
                 lease=self.config.lease,
                 rotation=self._rotation,
+                max_attempts=self.config.max_attempts,
             )
         budget = self.config.max_attempts
         if budget is None:
@@ -322,7 +341,10 @@ class Worker:
 
         Chunks share one session, so the rows the bulk read loaded (kept after each commit)
         serve every chunk. A chunk that fails is rolled back, which expires those rows: it
-        is prepared again job by job, and the chunks after it as batches of their own.
+        is prepared again job by job, and the chunks after it as batches of their own. A
+        chunk that cannot be prepared at all (the database went away, its commit failed)
+        is retried later, and the round goes on: the chunks committed before it have
+        messages ``sending`` that only this round will send.
         """
         chunk = self.config.prepare_chunk
         if chunk is None or len(jobs) <= chunk:
@@ -337,15 +359,34 @@ class Worker:
             )
             for part in parts:
                 await self._wait_turn()
-                if batches is None:
-                    prepared += await asyncio.to_thread(self._prepare_all, part)
-                    continue
                 try:
-                    prepared += await asyncio.to_thread(self._prepare_chunk, session, part, batches)
-                except _RedoIsolated:
+                    if batches is None:
+                        prepared += await asyncio.to_thread(self._prepare_all, part)
+                        continue
+                    try:
+                        prepared += await asyncio.to_thread(
+                            self._prepare_chunk, session, part, batches
+                        )
+                    except _RedoIsolated:
+                        batches = None
+                        prepared += await asyncio.to_thread(self._prepare, part, isolated=True)
+                except Exception as exc:
+                    log.exception("preparing %s jobs failed; retrying them later", len(part))
                     batches = None
-                    prepared += await asyncio.to_thread(self._prepare, part, isolated=True)
+                    await asyncio.to_thread(self._retry_unprepared, part, exc)
         return prepared
+
+    def _retry_unprepared(self, jobs: list[ClaimedJob], exc: Exception) -> None:
+        """Jobs whose prepare was rolled back, retried with backoff like any failed
+        attempt; if even that cannot be written, their lease runs out and they are claimed
+        again (nothing of theirs was committed, so there is nothing to reconcile)."""
+        outcome = Retry(f"{type(exc).__name__}: {exc}")
+        try:
+            with self.db.transaction() as session:
+                for job in jobs:
+                    self._settle(session, job, outcome)
+        except Exception:
+            log.exception("retrying %s unprepared jobs failed; left to their lease", len(jobs))
 
     def _preload_alone(self, session: Session, jobs: list[ClaimedJob]) -> dict[str, Any]:
         with session.begin():
@@ -387,17 +428,20 @@ class Worker:
         for job in jobs:
             task = self.tasks.get(job.kind)
             if task is None:
-                queue.fail(session, job, worker=self.name, error=f"no task for {job.kind!r}")
+                queue.fail(session, job, error=f"no task for {job.kind!r}")
                 continue
             try:
                 with session.begin_nested() if isolated else contextlib.nullcontext():
                     work = task.prepare(session, job, batches.get(job.kind))
-                    if isolated and work is not None:
+                    if isolated and work is not None and not _spent(job):
                         [(_, work)] = self._record(session, [(job, work)])
             except Exception as exc:
                 if not isolated:
                     raise _RedoIsolated from exc
                 self._settle(session, job, self._prepare_failure(job, exc))
+                continue
+            if work is not None and _spent(job):
+                self._settle(session, job, Retry(SETTLED_ONLY))
                 continue
             if work is None:
                 finished.append(job)
@@ -408,14 +452,10 @@ class Worker:
                 prepared = self._record(session, prepared)
             except Exception as exc:
                 raise _RedoIsolated from exc
-        queue.complete_many(session, finished, worker=self.name)
+        queue.complete_many(session, finished)
         waiting = [(job, work) for job, work in prepared if isinstance(work, Later)]
         if waiting:
-            queue.postpone(
-                session,
-                [(job, later.until, later.cause) for job, later in waiting],
-                worker=self.name,
-            )
+            queue.postpone(session, [(job, later.until, later.cause) for job, later in waiting])
             for job, later in waiting:
                 log.debug(
                     "job %s (%s) waits until %s: %s", job.id, job.kind, later.until, later.reason
@@ -480,14 +520,15 @@ class Worker:
     def _finish_all(self, pending: list[tuple[ClaimedJob, Any]], results: list[Any]) -> None:
         items = [(job, work, result) for (job, work), result in zip(pending, results, strict=True)]
         with self.db.transaction() as session:
-            held = queue.still_held(session, [job for job, _, _ in items], worker=self.name)
+            held = queue.still_held(session, [job for job, _, _ in items])
             for job, _, result in items:
                 if job.id not in held:
                     log.warning(
-                        "job %s (%s): lease lost before its answer was recorded; another worker "
-                        "reconciled it. Dropped answer: %r",
+                        "job %s (%s): claim %s lost its lease before its answer was recorded; "
+                        "a later claim reconciled it. Dropped answer: %r",
                         job.id,
                         job.kind,
+                        job.locked_by,
                         result,
                     )
             items = [item for item in items if item[0].id in held]
@@ -521,16 +562,16 @@ class Worker:
         done = [
             job for job, outcome in zip(jobs, outcomes, strict=True) if isinstance(outcome, Done)
         ]
-        queue.complete_many(session, done, worker=self.name)
+        queue.complete_many(session, done)
         for job, outcome in zip(jobs, outcomes, strict=True):
             if not isinstance(outcome, Done):
                 self._settle(session, job, outcome)
 
     def _settle(self, session: Session, job: ClaimedJob, outcome: Outcome) -> None:
         if isinstance(outcome, Done):
-            queue.complete(session, job, worker=self.name)
+            queue.complete(session, job)
         elif isinstance(outcome, Fail):
-            queue.fail(session, job, worker=self.name, error=outcome.reason)
+            queue.fail(session, job, error=outcome.reason)
         else:
             delay = queue.backoff(
                 job.attempts,
@@ -538,10 +579,13 @@ class Worker:
                 cap_seconds=self.config.backoff_cap_seconds,
                 retry_after=outcome.retry_after,
             )
-            status = queue.retry(session, job, worker=self.name, error=outcome.reason, delay=delay)
+            status = queue.retry(session, job, error=outcome.reason, delay=delay)
             if status is None:
                 log.warning(
-                    "job %s (%s): lease lost; not rescheduled by this worker", job.id, job.kind
+                    "job %s (%s): claim %s lost its lease; not rescheduled by it",
+                    job.id,
+                    job.kind,
+                    job.locked_by,
                 )
                 return
             log.warning(

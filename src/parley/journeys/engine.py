@@ -87,6 +87,8 @@ class StepSend:
     step: int
     step_count: int
     exclude: tuple[str, ...]
+    lane: Purpose
+    """The journey's lane, which the run's next jobs wait in too."""
     send: PreparedSend
     redrive: int = 0
     resend: bool = False
@@ -103,6 +105,7 @@ class PlannedStep:
     step: int
     step_count: int
     exclude: tuple[str, ...]
+    lane: Purpose
     send: UnrecordedSend | QueuedSend
     redrive: int = 0
     resend: bool = False
@@ -114,6 +117,7 @@ class PlannedStep:
             step=self.step,
             step_count=self.step_count,
             exclude=self.exclude,
+            lane=self.lane,
             send=send,
             redrive=self.redrive,
             resend=self.resend,
@@ -524,7 +528,8 @@ class AdvanceJourney:
         )
         if isinstance(send, Later):
             return send
-        place = (run.id, run.workspace_id, step, len(facts.definition.steps), exclude)
+        definition = facts.definition
+        place = (run.id, run.workspace_id, step, len(definition.steps), exclude, definition.lane)
         if send is not None:
             return PlannedStep(*place, send, int(job.payload.get(REDRIVE, 0)), resend)
         if resend:
@@ -773,13 +778,14 @@ def _advance(
     job: ClaimedJob, work: StepSend, step: int, suffix: str, extra: dict[str, Any]
 ) -> dict[str, Any]:
     """The job for the run's next send (or the same one on the next channel), due as the
-    step that led to it was."""
+    step that led to it was, in the journey's lane as every job of the run is."""
     due = {DUE: job.payload[DUE]} if DUE in job.payload else {}
     return {
         "kind": ADVANCE,
         "payload": {"run_id": work.run_id, "step": step, **due, **extra},
         "workspace_id": work.workspace_id,
         "idempotency_key": f"journey:{work.run_id}:{step}{suffix}",
+        "lane": work.lane,
     }
 
 
