@@ -415,6 +415,245 @@ def test_sandbox_violation_fails_validation_with_a_sample_context(renderer):
     )
 
 
+# A value built by sharing: each level holds the level below twice, so it is tiny in memory
+# and 2**depth leaves long once walked. Comparing two equal ones built apart walks every leaf
+# inside one C call (identical objects short-circuit, so the sinks get separate builds). At
+# depth 21 an unguarded walk takes about a tenth of a second, so these tests stay quick even
+# against a sandbox without the guards, and only the refusal can make them pass.
+SHARING_DEPTH = 21
+TOO_BIG = "text: a value in the template is larger than 65536 characters"
+
+
+def doubled(depth: int, *, pair: Any = list) -> Any:
+    value = pair(("x",))
+    for _ in range(depth):
+        value = pair((value, value))
+    return value
+
+
+def doubling_chain(name: str, pair: str, depth: int = SHARING_DEPTH) -> str:
+    """``{% set a1 = [a0, a0] %}``... ``pair`` is the literal with ``{}`` for the previous level."""
+    levels = "".join(
+        f"{{% set {name}{level + 1} = {pair.format(f'{name}{level}')} %}}" for level in range(depth)
+    )
+    return f"{{% set {name}0 = ['x'] %}}{levels}"
+
+
+def chain_sink(sink: str) -> str:
+    return sink.replace("{a}", f"a{SHARING_DEPTH}").replace("{b}", f"b{SHARING_DEPTH}")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(
+            "{% set ns = namespace(a=['x'], b=['x']) %}"
+            f"{{% for i in range({SHARING_DEPTH}) %}}"
+            "{% set ns.a = [ns.a, ns.a] %}{% set ns.b = [ns.b, ns.b] %}{% endfor %}"
+            "{{ ns.a == ns.b }}",
+            id="namespace_loop_case",
+        ),
+        pytest.param(
+            doubling_chain("a", "[{0}, {0}]")
+            + doubling_chain("b", "[{0}, {0}]")
+            + chain_sink("{{ {a} == {b} }}"),
+            id="list_literal_chain_case",
+        ),
+        pytest.param(
+            doubling_chain("a", "({0}, {0})")
+            + doubling_chain("b", "({0}, {0})")
+            + chain_sink("{{ {a} in ({b},) }}"),
+            id="tuple_literal_chain_case",
+        ),
+        pytest.param(
+            doubling_chain("a", "{{'l': {0}, 'r': {0}}}")
+            + doubling_chain("b", "{{'l': {0}, 'r': {0}}}")
+            + chain_sink("{{ {a} != {b} }}"),
+            id="dict_literal_chain_case",
+        ),
+        pytest.param(
+            doubling_chain("a", "dict(l={0}, r={0})")
+            + doubling_chain("b", "dict(l={0}, r={0})")
+            + chain_sink("{{ {a} is eq {b} }}"),
+            id="dict_call_chain_case",
+        ),
+        pytest.param(
+            "{% set ns = namespace(a=['x'], b=['x']) %}"
+            "{% macro keep(side) %}{% if side == 'a' %}{% set ns.a = varargs %}"
+            "{% else %}{% set ns.b = varargs %}{% endif %}{% endmacro %}"
+            f"{{% for i in range({SHARING_DEPTH}) %}}"
+            "{{ keep('a', ns.a, ns.a) }}{{ keep('b', ns.b, ns.b) }}{% endfor %}"
+            "{{ ns.a < ns.b }}",
+            id="macro_varargs_case",
+        ),
+        pytest.param(
+            # 14 levels stay under the limit; 2,000 copies of them do not.
+            doubling_chain("a", "({0}, {0})", depth=14) + "{% set ns = namespace(x=a14) %}"
+            "{{ range(2000)|map(attribute='missing', default=ns.x)|unique|first|length }}",
+            id="map_default_repeats_a_value_case",
+        ),
+    ],
+)
+def test_a_comparison_of_values_built_by_sharing_is_refused_not_hung(renderer, source):
+    # Given a template that builds two equal values by sharing and then walks them
+    # When it is rendered
+    with pytest.raises(TemplateError) as excinfo:
+        render_text(renderer, source)
+
+    # Then the value is refused where it is built, long before anything walks it
+    assert excinfo.value.reason == TOO_BIG
+    assert excinfo.value.field == "text"
+
+
+@pytest.mark.parametrize(
+    ("source", "context"),
+    [
+        pytest.param(
+            "{{ a == b }}", {"a": doubled(SHARING_DEPTH), "b": doubled(SHARING_DEPTH)}, id="eq_case"
+        ),
+        pytest.param(
+            "{{ a != b }}", {"a": doubled(SHARING_DEPTH), "b": doubled(SHARING_DEPTH)}, id="ne_case"
+        ),
+        pytest.param(
+            "{{ 'x' < a <= b }}",
+            {"a": doubled(SHARING_DEPTH), "b": doubled(SHARING_DEPTH)},
+            id="chained_case",
+        ),
+        pytest.param(
+            "{{ a in b }}",
+            {"a": doubled(SHARING_DEPTH), "b": [doubled(SHARING_DEPTH)]},
+            id="in_case",
+        ),
+        pytest.param(
+            "{{ a is eq b }}",
+            {"a": doubled(SHARING_DEPTH), "b": doubled(SHARING_DEPTH)},
+            id="eq_test_case",
+        ),
+        pytest.param(
+            "{{ a is in b }}",
+            {"a": doubled(SHARING_DEPTH), "b": [doubled(SHARING_DEPTH)]},
+            id="in_test_case",
+        ),
+        pytest.param(
+            "{% set d = {a: 1} %}built",
+            {"a": doubled(SHARING_DEPTH, pair=tuple)},
+            id="dict_key_hash_case",
+        ),
+        pytest.param(
+            "{{ d[a] }}",
+            {"a": doubled(SHARING_DEPTH, pair=tuple), "d": {}},
+            id="subscript_hash_case",
+        ),
+        pytest.param(
+            "{{ pair|sort|length }}",
+            {"pair": [doubled(SHARING_DEPTH), doubled(SHARING_DEPTH)]},
+            id="sort_case",
+        ),
+        pytest.param(
+            "{{ pair|unique|list|length }}",
+            {"pair": [doubled(SHARING_DEPTH, pair=tuple), doubled(SHARING_DEPTH, pair=tuple)]},
+            id="unique_case",
+        ),
+        pytest.param(
+            "{% for i in range(2) %}{{ loop.changed(a if loop.first else b) }}{% endfor %}",
+            {"a": doubled(SHARING_DEPTH), "b": doubled(SHARING_DEPTH)},
+            id="loop_changed_case",
+        ),
+    ],
+)
+def test_a_value_too_large_to_walk_is_refused_wherever_it_would_be_compared(
+    renderer, source, context
+):
+    # Given a value whose walk is 2**21 leaves long, however it got into the template
+    # When a comparison, membership test, hash or sorting filter would walk it
+    with pytest.raises(TemplateError) as excinfo:
+        render_text(renderer, source, context)
+
+    # Then the operand is refused before the walk starts
+    assert excinfo.value.reason == TOO_BIG
+
+
+@pytest.mark.parametrize(
+    "walk",
+    [
+        pytest.param("{% set x = a == b %}", id="comparison_case"),
+        pytest.param("{% set x = a is eq b %}", id="test_case"),
+        pytest.param("{% set x = [a] %}", id="literal_case"),
+        pytest.param("{% set x = {t: 1} %}", id="dict_key_case"),
+        pytest.param("{% set x = d[t] %}", id="subscript_case"),
+        pytest.param("{% set x = a ~ '' %}", id="concat_case"),
+        pytest.param("{% set x = a + b %}", id="list_concatenation_case"),
+    ],
+)
+def test_every_walk_of_a_value_draws_on_the_step_budget(walk):
+    # Given small values built by sharing
+    renderer = TemplateRenderer(max_steps=100)
+    context = {"a": doubled(6), "b": doubled(6), "t": doubled(6, pair=tuple), "d": {}}
+
+    # When a template walks them 101 times without a loop, filter or call
+    with pytest.raises(TemplateError) as excinfo:
+        render_text(renderer, walk * 101, context)
+
+    # Then the walks count as steps: a walk of a value under the limit still takes
+    # milliseconds, and a 64 KB template holds thousands of them
+
+    assert excinfo.value.reason == "text: template does too much work (over 100 steps)"
+
+
+def test_a_template_that_builds_by_sharing_fails_validation(renderer):
+    content = TemplateContent(
+        text="Hi {{ customer.first_name }}"
+        + doubling_chain("a", "[{0}, {0}]")
+        + doubling_chain("b", "[{0}, {0}]")
+        + chain_sink("{% if {a} == {b} %}!{% endif %}")
+    )
+
+    renderer.validate(content)  # the syntax is fine
+    with pytest.raises(TemplateError) as excinfo:
+        renderer.validate(content, sample_context=sample_context())
+
+    assert excinfo.value.reason == TOO_BIG
+
+
+def test_a_namespace_counter_works_alongside_map_and_lists(renderer):
+    # The namespace is measured through when passed on, and map() no longer measures the
+    # whole context (which holds the namespace) as if it were an argument.
+    source = (
+        "{% set ns = namespace(total=0) %}"
+        "{% for item in order.items %}{% set ns.total = ns.total + item.quantity %}{% endfor %}"
+        "{{ order.items|map(attribute='title')|join(', ') }}: {{ ns.total }}"
+        "|{{ [ns]|length }}|{{ ns }}"
+    )
+
+    assert render_text(renderer, source) == (
+        "Linen Throw Blanket, Beeswax Candle: 3|1|<Namespace {'total': 3}>"
+    )
+
+
+def test_comparisons_sorts_and_literals_in_ordinary_templates_still_render(renderer):
+    source = (
+        "{% if order.items|length > 1 %}{{ order.items|length }} items:{% endif %}"
+        "{% for item in order.items|sort(attribute='title') %} {{ item.title }}{% endfor %}"
+        "|{{ order.currency in ['EUR', 'GBP'] }}"
+        "|{% for label, key in [('Total', 'total'), ('No.', 'number')] %}"
+        "{{ label }} {{ order[key] }};{% endfor %}"
+        "|{{ {'EUR': 'euro'}[order.currency] }}"
+        "|{{ order.items|map(attribute='quantity')|list }}"
+        "|{{ order.items|map(attribute='missing', default=0)|sum }}"
+        "|{{ [order.number] + [customer.first_name] }}"
+    )
+
+    assert render_text(renderer, source) == (
+        "2 items: Beeswax Candle Linen Throw Blanket"
+        "|True"
+        "|Total 86.50;No. #1042;"
+        "|euro"
+        "|[1, 2]"
+        "|0"
+        "|['#1042', 'Maya']"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "language", "field"),
     [

@@ -44,7 +44,14 @@ exhaustion, and one store's template must not take a worker down for every store
 (RELIABILITY.md I14). Output is streamed and cut at ``max_output_chars`` per field; loops,
 calls and filters draw on a per-message step budget and a deadline; operators and the few
 filters and string methods that can multiply a value's size check the result size before
-computing it; only reviewed filters and methods are available, and none calls its
+computing it. No value may be larger than ``max_output_chars`` once walked, shared parts
+counted each time they appear: a list nesting another twice, thirty levels deep, is
+small in memory, but one ``==`` between two of them walks 2**30 leaves inside a single C
+call, where neither the budget nor the deadline can look. So list, tuple and dict
+literals, a call's arguments taken together and ``map``'s output are measured as they
+are built, and every comparison, membership test, Jinja test, subscript and dict key
+measures its operands and draws a step. Only reviewed filters and methods are
+available, and none calls its
 arguments (CVE-2024-56326); ``str.format`` is refused outright (CVE-2016-10745,
 CVE-2019-10906, CVE-2025-27516).
 """
@@ -61,7 +68,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Self, cast
 
-from jinja2 import ChainableUndefined, Template, nodes, pass_eval_context
+from jinja2 import ChainableUndefined, Template, nodes, pass_context, pass_eval_context
 from jinja2 import exceptions as jinja_errors
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.filters import FILTERS as JINJA_FILTERS
@@ -134,6 +141,7 @@ _MAX_MONEY_DIGITS = 15
 _CLOCK_MASK = 15  # the deadline is checked on every sixteenth step
 _LOOP_GUARD = "_parley_loop_guard"
 _SIZE_GUARD = "_parley_size_guard"
+_CONTEXT_KWARGS = frozenset({"_loop_vars", "_block_vars"})
 
 
 class TemplateError(Invalid):
@@ -258,9 +266,9 @@ def _measure(value: Any, limit: int) -> int:
 
     Stops counting past ``limit``: a list nesting the same list twenty levels deep is tiny
     in memory yet a million times larger once turned into text, and this walk sees that.
-    Every printed value and filter argument passes here, so the common types are told
-    apart with plain type checks before the abstract ones (``Mapping``...), which cost
-    several times more.
+    Every printed value, argument and comparison operand passes here, and a walk to the
+    limit is one step, so the common types are told apart by exact type before the
+    unions and abstract classes (``Mapping``...), which cost several times more.
     """
     kind = type(value)
     if kind is str:
@@ -271,30 +279,60 @@ def _measure(value: Any, limit: int) -> int:
     pending = [value]
     while pending and total <= limit:
         item = pending.pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is str:
             total += len(item)
-            continue
-        total += 1
-        if item is None or isinstance(item, int | float | Decimal):
-            continue
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
+        elif kind is list or kind is tuple:
+            total += 1
             pending.extend(item)
-        elif isinstance(item, Mapping):
+        elif kind is dict:
+            total += 1
             pending.extend(item.keys())
             pending.extend(item.values())
-        elif isinstance(item, set | frozenset | MappingView):
-            pending.extend(cast("Iterable[Any]", item))
-        elif isinstance(item, Namespace):
-            pending.extend(vars(item).values())
+        elif kind is int or kind is float or item is None:
+            total += 1
+        else:
+            total += _measure_other(item, pending)
     return total
+
+
+def _measure_other(item: Any, pending: list[Any]) -> int:
+    """:func:`_measure` for one item of a less common type; queues what it contains."""
+    if isinstance(item, str):
+        return len(item)
+    if isinstance(item, list | tuple | set | frozenset | MappingView):
+        pending.extend(cast("Iterable[Any]", item))
+    elif isinstance(item, Mapping):
+        pending.extend(item.keys())
+        pending.extend(item.values())
+    elif isinstance(item, Namespace):
+        # A namespace hides its attributes from vars(); this is the one name it lets
+        # through, and its repr shows every value.
+        pending.extend(object.__getattribute__(item, "_Namespace__attrs").values())
+    return 1
 
 
 def _check_size(value: Any, limit: int) -> None:
     if _measure(value, limit) > limit:
         raise _LimitError(f"a value in the template is larger than {limit} characters")
+
+
+def _check_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any], limit: int) -> None:
+    """Refuse a call or filter whose arguments are together larger than ``limit``.
+
+    Together, not one by one: ``dict(a=x, b=x)``, ``cycler(x, x).items`` and a macro's
+    ``varargs`` hold every argument in one value, which could otherwise be the limit times
+    the number of arguments, and doubling that a few times builds by sharing a value no
+    comparison finishes walking. Jinja adds the variables set in the enclosing loop or
+    block to every call (``_loop_vars``, ``_block_vars``) for callables that read the
+    context; they are not arguments and are left out.
+    """
+    total = 0
+    arguments = (value for name, value in kwargs.items() if name not in _CONTEXT_KWARGS)
+    for argument in (*args, *arguments):
+        total += _measure(argument, limit - total)
+        if total > limit:
+            raise _LimitError(f"a value in the template is larger than {limit} characters")
 
 
 def _check_estimate(size: int, limit: int) -> None:
@@ -402,8 +440,23 @@ def _literal_chars(node: nodes.Node) -> int:
     return total
 
 
+def _size_guarded(node: nodes.Expr) -> nodes.Expr:
+    # A constant's size is fixed by the source, which is itself capped.
+    if isinstance(node, nodes.Const):
+        return node
+    return nodes.Filter(node, _SIZE_GUARD, [], [], None, None, lineno=node.lineno)
+
+
 class _GuardInserter(NodeTransformer):
-    """Make every loop draw on the budget and every ``~`` check its operands' size.
+    """Make every loop draw on the budget and every value built or walked pass the guard.
+
+    The size guard measures a value, shared parts counted each time they appear, and
+    draws a step. It sees every list, tuple and dict literal as it is built, so a chain
+    of ``{% set b = [a, a] %}`` is refused once it outgrows the limit; and every operand
+    of ``~``, of a comparison or membership test (``==``, ``<``, ``in``...), every
+    subscript and every dict key (each hashed), so a single Python operation never walks
+    more than the limit. Walks under the limit still cost up to milliseconds, and a
+    template can hold thousands without a loop, so each one also counts as a step.
 
     Method names follow Jinja's visitor, which dispatches on node class names.
     """
@@ -420,11 +473,37 @@ class _GuardInserter(NodeTransformer):
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:  # noqa: N802
         self.generic_visit(node)
-        node.nodes = [
-            nodes.Filter(operand, _SIZE_GUARD, [], [], None, None, lineno=operand.lineno)
-            for operand in node.nodes
-        ]
+        node.nodes = [_size_guarded(operand) for operand in node.nodes]
         return node
+
+    def visit_Compare(self, node: nodes.Compare) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        node.expr = _size_guarded(node.expr)
+        for operand in node.ops:
+            operand.expr = _size_guarded(operand.expr)
+        return node
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        # A slice is compiled into Python's subscript syntax and takes only integers.
+        if not isinstance(node.arg, nodes.Slice):
+            node.arg = _size_guarded(node.arg)
+        return node
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        return _size_guarded(node)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        # A tuple being assigned to ({% for key, value in ... %}) builds nothing.
+        return _size_guarded(node) if node.ctx == "load" else node
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:  # noqa: N802
+        self.generic_visit(node)
+        for pair in node.items:
+            pair.key = _size_guarded(pair.key)
+        return _size_guarded(node)
 
 
 class _GuardedCodeGenerator(CodeGenerator):
@@ -454,13 +533,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.max_value_chars = max_value_chars
         self.globals.pop("lipsum", None)
         self.filters = self._reviewed_filters()
+        # Tests are called like filters: ``a is eq b`` and ``a is in b`` compare their
+        # arguments as ``==`` and ``in`` do.
+        tests = cast("dict[str, Callable[..., Any]]", self.tests)
+        self.tests = {name: self._metered(test) for name, test in tests.items()}
 
     def _reviewed_filters(self) -> dict[str, Callable[..., Any]]:
         limit = self.max_value_chars
-        join, replace, percent_format = (
+        join, replace, percent_format, map_ = (
             JINJA_FILTERS["join"],
             JINJA_FILTERS["replace"],
             JINJA_FILTERS["format"],
+            JINJA_FILTERS["map"],
         )
 
         @pass_eval_context
@@ -482,11 +566,30 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             _check_percent_format(str(value), limit)
             return percent_format(value, *args, **kwargs)
 
+        @pass_context
+        def guarded_map(context: Context, value: Any, *args: Any, **kwargs: Any) -> Any:
+            # The one filter that repeats an argument once per item (default=, or the
+            # arguments of the filter it applies), so its output can be the limit times
+            # the item count: it is built and measured as it goes (counted as _measure
+            # counts a list) instead of handed on lazily.
+            items = []
+            size = 1
+            for item in map_(context, value, *args, **kwargs):
+                size += _measure(item, limit - size)
+                if size > limit:
+                    raise _LimitError(f"a value in the template is larger than {limit} characters")
+                items.append(item)
+            return items
+
         reviewed: dict[str, Callable[..., Any]] = {
             name: JINJA_FILTERS[name] for name in sorted(_ALLOWED_FILTERS)
         }
         reviewed.update(
-            join=guarded_join, replace=guarded_replace, format=guarded_format, money=money
+            join=guarded_join,
+            replace=guarded_replace,
+            format=guarded_format,
+            map=guarded_map,
+            money=money,
         )
         filters = {name: self._metered(func) for name, func in reviewed.items()}
         filters[_LOOP_GUARD] = _loop_guard
@@ -495,17 +598,21 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def _metered(self, func: Callable[..., Any]) -> Callable[..., Any]:
         limit = self.max_value_chars
+        # Jinja passes its context, eval context or environment first to a function marked
+        # for it (map, select, sort...). That is not template data, and a context holds
+        # every variable, so measuring it refused map() in any template with a large one.
+        first = 0 if getattr(func, "jinja_pass_arg", None) is None else 1
 
         @functools.wraps(func)  # keeps Jinja's pass_context/pass_eval_context marker
         def metered(*args: Any, **kwargs: Any) -> Any:
             _spend()
-            for argument in (*args, *kwargs.values()):
-                _check_size(argument, limit)
+            _check_arguments(args[first:], kwargs, limit)
             return func(*args, **kwargs)
 
         return metered
 
     def _size_guard(self, value: Any) -> Any:
+        _spend()
         _check_size(value, self.max_value_chars)
         return value
 
@@ -551,6 +658,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        # The size checks walk lists, so each operator is a step, as each walk is.
+        _spend()
         _check_binop(operator, left, right, self.max_value_chars)
         return super().call_binop(context, operator, left, right)
 
@@ -563,8 +672,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     ) -> Any:
         limit = __self.max_value_chars
         _spend()
-        for argument in (*args, *kwargs.values()):
-            _check_size(argument, limit)
+        _check_arguments(args, kwargs, limit)
         owner = getattr(__obj, "__self__", None)
         name = getattr(__obj, "__name__", None)
         if isinstance(owner, str) and name == "join" and args:
