@@ -21,6 +21,7 @@ from parley.journeys.models import JourneyRun, RunStatus
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import DeliveryAttempt, Message, MessageStatus
+from parley.workspaces.models import Workspace
 from support import (
     count,
     deliveries,
@@ -124,6 +125,24 @@ def test_whole_lifecycle_sends_four_messages_then_satisfaction_check_a_day_later
     assert (check.channel, check.status) == ("email", "sent")
     statuses = {run.status for run in rows(db, JourneyRun)}
     assert statuses == {RunStatus.COMPLETED}
+
+
+def test_the_satisfaction_check_links_to_the_stores_review_page(db, frozen_clock, adapters):
+    seed(db)
+    with db.transaction() as session:
+        workspace = session.get_one(Workspace, 1)
+        review = "https://juniper-and-pine.example/pages/reviews"
+        workspace.settings = {**workspace.settings, "review_url": review}
+    worker = make_worker(db, adapters)
+    for delivery in deliveries("Alan"):
+        post(db, delivery)
+        drain(worker)
+    frozen_clock.advance(timedelta(hours=24))
+    drain(worker)
+
+    *_, check = adapters[ChannelKind.EMAIL].sent
+    assert "It only takes a minute: https://juniper-and-pine.example/pages/reviews" in check.text
+    assert 'href="https://juniper-and-pine.example/pages/reviews"' in (check.html or "")
 
 
 def test_parcel_updates_the_worker_reaches_only_after_delivery_are_not_sent(

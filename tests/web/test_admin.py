@@ -765,6 +765,32 @@ def test_a_postal_address_too_long_is_refused_and_changes_nothing(app, db, team)
     assert snapshot(db) == before
 
 
+def test_the_stores_review_page_is_saved_and_shown(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        review = " https://juniper-and-pine.example/pages/reviews "
+        data = {"csrf_token": csrf, **_general("1 Quay Road"), "review_url": review}
+        saved = client.post("/admin/general", data=data)
+        page = client.get("/admin", headers=HTML)
+
+    assert saved.status_code == 303
+    (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    assert workspace.settings["review_url"] == "https://juniper-and-pine.example/pages/reviews"
+    assert 'value="https://juniper-and-pine.example/pages/reviews"' in page.text
+
+
+def test_a_review_page_that_is_not_a_web_address_is_refused_and_changes_nothing(app, db, team):
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        data = {"csrf_token": csrf, **_general("1 Quay Road"), "review_url": "javascript:x"}
+        answer = client.post("/admin/general", data=data, headers=HTML)
+
+    assert answer.status_code == 422
+    assert "the review page&#39;s address must start with https://" in answer.text
+    assert snapshot(db) == before
+
+
 def test_frequency_caps_are_set_for_the_store_and_audited(app, db, team):
     with browser(app) as client:
         csrf = sign_in(client, ADMIN)

@@ -213,6 +213,7 @@ def seed_demo(
     workspace.settings = {
         "knowledge": [dict(section) for section in KNOWLEDGE],
         "return_window_days": 30,
+        "review_url": "https://juniper-and-pine.example/pages/reviews",
         "postal_address": DEMO_POSTAL_ADDRESS,
     }
     _connect_channels(session, workspace, channels)

@@ -44,6 +44,7 @@ def template_context(
         },
         "order": None,
         "fulfillment": None,
+        "review_url": (workspace.settings or {}).get("review_url") or "",
     }
     if order is not None:
         items = [

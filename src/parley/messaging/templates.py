@@ -21,7 +21,7 @@ one. Amounts are decimal strings in major units (``"86.50"``); format them with
 - ``fulfillment``: ``tracking_company``, ``tracking_number``, ``tracking_url``,
   ``shipment_status``
 - ``unsubscribe_url``: marketing messages only
-- ``review_url``: the satisfaction check
+- ``review_url``: the store's review page (Settings → General), empty when it has none
 - ``body``: the agent's text, for replies
 
 ``order.items`` means the list even though dicts have an ``items`` method: keys win over

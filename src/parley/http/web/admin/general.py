@@ -82,6 +82,7 @@ async def save_general(request: Request) -> Response:
             login=login,
             name=text(form, "name", 300),
             store_url=text(form, "store_url", 600),
+            review_url=text(form, "review_url", 600),
             support_email=text(form, "support_email", 400),
             timezone=text(form, "timezone", 64),
             postal=text(form, "postal_address", 2_000),

@@ -65,18 +65,16 @@ def update_general(
     postal: str,
     timezone: str,
     ip: str,
+    review_url: str = "",
 ) -> None:
-    """The store's name, site, support address, postal address and time zone, as
-    templates quote them."""
+    """The store's name, site, review page, support address, postal address and time
+    zone, as templates quote them."""
     require_admin(login)
     name = " ".join(name.split())
     if not name or len(name) > 200:
         raise Invalid("enter the store's name (up to 200 characters)")
-    store_url = store_url.strip()
-    if store_url and not store_url.startswith(("https://", "http://")):
-        raise Invalid("the store's address must start with https://")
-    if len(store_url) > 500:
-        raise Invalid("the store's address is too long")
+    store_url = _web_address(store_url, "the store's address")
+    review_url = _web_address(review_url, "the review page's address")
     email = normalise_email(support_email) if support_email.strip() else None
     if support_email.strip() and email is None:
         raise Invalid("enter a valid support email address")
@@ -91,8 +89,23 @@ def update_general(
     workspace.store_url = store_url or None
     workspace.support_email = email
     workspace.timezone = timezone
-    workspace.settings = {**(workspace.settings or {}), "postal_address": address}
+    workspace.settings = {
+        **(workspace.settings or {}),
+        "postal_address": address,
+        "review_url": review_url or None,
+    }
     audit_as(session, login, "settings_changed", now=utc_now(), ip=ip, detail={"page": "general"})
+
+
+def _web_address(value: str, what: str) -> str:
+    """A web address the store typed, trimmed; empty when none. Templates put it in links,
+    so nothing but http(s) passes (no ``javascript:``)."""
+    value = value.strip()
+    if value and not value.startswith(("https://", "http://")):
+        raise Invalid(f"{what} must start with https://")
+    if len(value) > 500:
+        raise Invalid(f"{what} is too long")
+    return value
 
 
 def update_quiet_hours(
@@ -594,7 +607,7 @@ def sample_context(workspace: Workspace) -> dict[str, Any]:
             "shipment_status": "in_transit",
         },
         "unsubscribe_url": f"{store_url}/unsubscribe/sample",
-        "review_url": f"{store_url}/review/1042",
+        "review_url": (workspace.settings or {}).get("review_url") or f"{store_url}/reviews",
         "body": "",
     }
 
