@@ -528,6 +528,8 @@ class AdvanceJourney:
         )
         if isinstance(send, Later):
             return send
+        if isinstance(send, outbox.Withdrawn):
+            return self._withdrawn(session, lookup, job, facts, step, exclude, send, resend=resend)
         definition = facts.definition
         place = (run.id, run.workspace_id, step, len(definition.steps), exclude, definition.lane)
         if send is not None:
@@ -535,6 +537,50 @@ class AdvanceJourney:
         if resend:
             return None  # the re-send is decided: sent already, or skipped with its reason
         return Walk.ON
+
+    def _withdrawn(
+        self,
+        session: Session,
+        lookup: RunLookup,
+        job: ClaimedJob,
+        facts: RunFacts,
+        step: int,
+        exclude: tuple[str, ...],
+        withdrawn: outbox.Withdrawn,
+        *,
+        resend: bool,
+    ) -> Literal[Walk.ON] | None:
+        """A message that waited for its retry and may no longer go on its channel, now
+        skipped with the reason: where the policy would send it on another channel, a job
+        of its own offers it there, as after a provider's permanent refusal; otherwise
+        the step is done with."""
+        current = facts.definition.steps[step]
+        assert isinstance(current, SendStep)
+        assert facts.customer is not None
+        others = (*exclude, str(withdrawn.channel))
+        if withdrawn.channel is not None and outbox.has_other_channel(
+            lookup.outbox,
+            workspace=facts.workspace,
+            customer=facts.customer,
+            message_type=current.message,
+            purpose=send_purpose(facts.definition, current),
+            exclude_channels=others,
+            sending_domain=self.outbox_settings.sending_domain,
+        ):
+            run = facts.run
+            follow_up = _next_channel(
+                job,
+                run_id=run.id,
+                workspace_id=run.workspace_id,
+                lane=facts.definition.lane,
+                step=step,
+                exclude=list(others),
+                redrive=int(job.payload.get(REDRIVE, 0)),
+                resend=resend,
+            )
+            queue.enqueue_many(session, [follow_up])
+            return None
+        return None if resend else Walk.ON
 
     def _after_condition(
         self,
@@ -692,22 +738,33 @@ class AdvanceJourney:
                 continue
             if answer.result is Result.FAILED and not is_last:
                 # Permanent refusal on this channel: let the policy try the next one.
-                exclude = [*work.exclude, str(answer.channel)]
-                extra: dict[str, Any] = {"exclude": exclude}
-                suffix = f":x{len(exclude)}"
-                if work.redrive:
-                    suffix += f":r{work.redrive}"
-                    extra[REDRIVE] = work.redrive
-                if work.resend:
-                    extra[RESEND] = True
-                follow_ups.append(_advance(job, work, work.step, suffix, extra))
+                follow_ups.append(
+                    _next_channel(
+                        job,
+                        run_id=work.run_id,
+                        workspace_id=work.workspace_id,
+                        lane=work.lane,
+                        step=work.step,
+                        exclude=[*work.exclude, str(answer.channel)],
+                        redrive=work.redrive,
+                        resend=work.resend,
+                    )
+                )
                 outcomes.append(Done())
                 continue
             if work.resend:  # the run moved on when this job died
                 outcomes.append(Retry(answer.reason) if answer.result is Result.FAILED else Done())
                 continue
             if work.step + 1 < work.step_count:
-                follow_ups.append(_advance(job, work, work.step + 1, "", {}))
+                follow_ups.append(
+                    _advance(
+                        job,
+                        run_id=work.run_id,
+                        workspace_id=work.workspace_id,
+                        lane=work.lane,
+                        step=work.step + 1,
+                    )
+                )
             else:
                 completed.append(work.run_id)
             # A send that used up its attempts still moves the run on; its job is dead-lettered.
@@ -775,18 +832,56 @@ def _outage_if_nowhere_else(
 
 
 def _advance(
-    job: ClaimedJob, work: StepSend, step: int, suffix: str, extra: dict[str, Any]
+    job: ClaimedJob,
+    *,
+    run_id: int,
+    workspace_id: int,
+    lane: Purpose,
+    step: int,
+    suffix: str = "",
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The job for the run's next send (or the same one on the next channel), due as the
     step that led to it was, in the journey's lane as every job of the run is."""
     due = {DUE: job.payload[DUE]} if DUE in job.payload else {}
     return {
         "kind": ADVANCE,
-        "payload": {"run_id": work.run_id, "step": step, **due, **extra},
-        "workspace_id": work.workspace_id,
-        "idempotency_key": f"journey:{work.run_id}:{step}{suffix}",
-        "lane": work.lane,
+        "payload": {"run_id": run_id, "step": step, **due, **(extra or {})},
+        "workspace_id": workspace_id,
+        "idempotency_key": f"journey:{run_id}:{step}{suffix}",
+        "lane": lane,
     }
+
+
+def _next_channel(
+    job: ClaimedJob,
+    *,
+    run_id: int,
+    workspace_id: int,
+    lane: Purpose,
+    step: int,
+    exclude: list[str],
+    redrive: int,
+    resend: bool,
+) -> dict[str, Any]:
+    """The job that offers a send step's message to the policy again without the channels
+    in ``exclude`` (refused there, or no longer allowed there)."""
+    extra: dict[str, Any] = {"exclude": exclude}
+    suffix = f":x{len(exclude)}"
+    if redrive:
+        suffix += f":r{redrive}"
+        extra[REDRIVE] = redrive
+    if resend:
+        extra[RESEND] = True
+    return _advance(
+        job,
+        run_id=run_id,
+        workspace_id=workspace_id,
+        lane=lane,
+        step=step,
+        suffix=suffix,
+        extra=extra,
+    )
 
 
 def due_of(payload: Mapping[str, Any], run: JourneyRun) -> datetime:

@@ -65,7 +65,7 @@ from parley.messaging.models import (
     MessageStatus,
 )
 from parley.messaging.pace import Pacer, Sender, Want
-from parley.messaging.policy import Decision, decide
+from parley.messaging.policy import Decision, consent_allows, decide
 from parley.messaging.quiet_hours import QUIET_CHANNELS, NoSharedWindow, QuietHours
 from parley.messaging.senders import note_answers
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
@@ -154,6 +154,16 @@ class QueuedSend:
     """An email's ``Reply-To``: the store's own inbound address."""
 
 
+@dataclass(frozen=True)
+class Withdrawn:
+    """A message that waited for a retry and may no longer go on its channel: skipped
+    with ``reason``. The journey tries the message's next channel, as after a provider's
+    permanent refusal (``channel``; None: no channel, the store uninstalled parley)."""
+
+    channel: ChannelKind | None
+    reason: str
+
+
 class Result(StrEnum):
     SENT = "sent"
     RETRY = "retry"
@@ -188,41 +198,20 @@ def plan_message(
     journey_run_id: int | None = None,
     step_index: int | None = None,
     exclude_channels: tuple[str, ...] = (),
-) -> UnrecordedSend | QueuedSend | Later | None:
+) -> UnrecordedSend | QueuedSend | Later | Withdrawn | None:
     """Decide and render a message; or record why it is not sent.
 
     Returns the send to record (:func:`record_sends`) and perform: a new message, or the
     key's message waiting for a retry; :class:`Later` when it is marketing the store has
-    paused, or a marketing text due in the customer's quiet hours, nothing recorded; or
-    None when there is nothing to send (skipped, or the key's message was already
-    decided, or it is held after an interrupted send).
+    paused, or a marketing text due in the customer's quiet hours, nothing recorded;
+    :class:`Withdrawn` when the key's message waiting for a retry may no longer go on its
+    channel, now skipped; or None when there is nothing to send (skipped, or the key's
+    message was already decided, or it is held after an interrupted send).
     """
     now = utc_now()
     existing = lookup.message(workspace.id, idempotency_key)
     if existing is not None:
-        if existing.status == MessageStatus.QUEUED:
-            wait = _paused(workspace, str(existing.purpose), now) or _quiet(
-                workspace,
-                customer,
-                str(existing.purpose),
-                existing.channel,
-                existing.recipient,
-                now,
-            )
-            if wait is not None:
-                return wait
-        return _resume(
-            session,
-            existing,
-            now=now,
-            sender_name=workspace.name,
-            status_callback_url=status_callback_url(outbox, workspace, existing.channel),
-            store_pace=_store_pace(workspace, str(existing.purpose)),
-            account=(
-                lookup.sending_account(workspace.id, existing.channel) if existing.channel else None
-            ),
-            reply_address=_reply_address(lookup, workspace, existing.channel),
-        )
+        return _again(session, lookup, workspace, customer, existing, outbox, now)
     row = {
         **blank_row(workspace_id=workspace.id, now=now),
         "customer_id": customer.id,
@@ -313,6 +302,74 @@ def plan_message(
         account=account,
         reply_address=_reply_address(lookup, workspace, decision.channel),
     )
+
+
+def _again(
+    session: Session,
+    lookup: OutboxLookup,
+    workspace: Workspace,
+    customer: Customer,
+    existing: Message,
+    outbox: OutboxSettings,
+    now: datetime,
+) -> QueuedSend | Later | Withdrawn | None:
+    """:func:`plan_message` for a key whose message is recorded: one waiting for a retry
+    is asked again whether it may go (:func:`_withdrawn`) and when (the store's pause,
+    the customer's quiet hours), then resumed."""
+    if existing.status == MessageStatus.QUEUED:
+        withdrawn = _withdrawn(lookup, workspace, customer, existing)
+        if withdrawn is not None:
+            skip_pending(
+                session,
+                lookup=lookup,
+                workspace_id=workspace.id,
+                idempotency_key=existing.idempotency_key,
+                reason=withdrawn.reason,
+            )
+            return withdrawn
+        wait = _paused(workspace, str(existing.purpose), now) or _quiet(
+            workspace,
+            customer,
+            str(existing.purpose),
+            existing.channel,
+            existing.recipient,
+            now,
+        )
+        if wait is not None:
+            return wait
+    return _resume(
+        session,
+        existing,
+        now=now,
+        sender_name=workspace.name,
+        status_callback_url=status_callback_url(outbox, workspace, existing.channel),
+        store_pace=_store_pace(workspace, str(existing.purpose)),
+        account=(
+            lookup.sending_account(workspace.id, existing.channel) if existing.channel else None
+        ),
+        reply_address=_reply_address(lookup, workspace, existing.channel),
+    )
+
+
+def _withdrawn(
+    lookup: OutboxLookup, workspace: Workspace, customer: Customer, message: Message
+) -> Withdrawn | None:
+    """Why a message waiting for its retry may no longer go where it was decided to go.
+
+    A retry can come an hour after the first attempt, and the customer may have opted out
+    on that channel meanwhile (a STOP, an unsubscribe), or the store uninstalled parley:
+    the retry asks again, as a reply does at send time, rather than sending what was
+    decided before.
+    """
+    if not workspace.is_active:
+        return Withdrawn(None, "not sent: the store uninstalled parley before its retry")
+    if message.channel is None:
+        return None
+    channel = ChannelKind(message.channel)
+    allowed, why = consent_allows(lookup.reach(customer).consent, channel, Purpose(message.purpose))
+    if allowed:
+        return None
+    return Withdrawn(channel, f"not sent: {why} on {channel} before its retry")
 
 
 def _reply_address(lookup: OutboxLookup, workspace: Workspace, channel: str | None) -> str | None:
