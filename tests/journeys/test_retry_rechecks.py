@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from parley.channels.base import ChannelKind, TransientChannelError
+from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
 from parley.customers import service as customers
 from parley.customers.models import Customer
 from parley.jobs.models import Job, JobStatus
@@ -133,3 +133,27 @@ def test_a_retry_she_may_still_receive_is_sent_as_decided(db, frozen_clock, adap
 
     assert _messages(db, "dispatch") == [("whatsapp", MessageStatus.SENT, None)]
     assert adapters[ChannelKind.SMS].sent == []
+
+
+def test_a_refusal_on_the_last_attempt_still_falls_back_to_the_next_channel(
+    db, frozen_clock, adapters
+):
+    """Seven outages, then Meta refuses for good (the window closed meanwhile): the last
+    attempt's answer is a refusal, not an exhausted retry, so SMS takes the message."""
+    seed(db)
+    placed, dispatched, *_ = deliveries("Frida")
+    worker = make_worker(db, adapters)
+    post(db, placed)
+    drain(worker)
+    refusal = PermanentChannelError("131047: re-engagement message")
+    adapters[ChannelKind.WHATSAPP].script = [OUTAGE] * 7 + [refusal]
+    post(db, dispatched)
+    drain(worker)
+    for _ in range(7):
+        _until_retry(db, frozen_clock, worker)
+
+    assert _messages(db, "dispatch") == [
+        ("whatsapp", MessageStatus.FAILED, "131047: re-engagement message"),
+        ("sms", MessageStatus.SENT, None),
+    ]
+    assert {job.status for job in rows(db, Job)} == {JobStatus.DONE}

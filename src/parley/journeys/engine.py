@@ -732,12 +732,12 @@ class AdvanceJourney:
         follow_ups: list[dict[str, Any]] = []
         completed: list[int] = []
         for (job, work, _), answer in zip(items, recorded, strict=True):
-            is_last = job.attempts >= job.max_attempts
             if answer.result is Result.RETRY:
                 outcomes.append(Retry(answer.reason, answer.retry_after))
                 continue
-            if answer.result is Result.FAILED and not is_last:
-                # Permanent refusal on this channel: let the policy try the next one.
+            if answer.result is Result.FAILED and not answer.is_exhausted:
+                # Permanent refusal on this channel, on any attempt (the last one's too):
+                # let the policy try the next one.
                 follow_ups.append(
                     _next_channel(
                         job,
