@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
-from parley.commerce.models import Order
+from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import ConsentRecord, Customer
 from parley.demo.simulate import shopper_dict
 from parley.http.webhooks.shopify import store
@@ -143,6 +143,31 @@ def test_the_satisfaction_check_links_to_the_stores_review_page(db, frozen_clock
     *_, check = adapters[ChannelKind.EMAIL].sent
     assert "It only takes a minute: https://juniper-and-pine.example/pages/reviews" in check.text
     assert 'href="https://juniper-and-pine.example/pages/reviews"' in (check.html or "")
+
+
+def test_a_shopify_store_without_a_site_of_its_own_links_to_its_shop(db, frozen_clock, adapters):
+    """WhatsApp refuses an empty template parameter: a parcel with no tracking link, of an
+    order with no status page, from a store that never gave its site, links to the shop
+    Shopify serves (which sends shoppers on to the store's own domain)."""
+    seed(db)
+    placed, dispatched, out_for_delivery, _ = deliveries("Ada")
+    with db.transaction() as session:
+        session.get_one(Workspace, 1).store_url = None
+    worker = make_worker(db, adapters)
+    for delivery in (placed, dispatched, out_for_delivery):
+        post(db, delivery)
+    with db.transaction() as session:
+        session.execute(update(Fulfillment).values(tracking_url=None))
+        session.execute(update(Order).values(status_url=None))
+    drain(worker)
+
+    *_, update_message = adapters[ChannelKind.WHATSAPP].sent
+    assert update_message.template is not None
+    assert update_message.template.body_parameters == (
+        "Ada",
+        "#1501",
+        "https://parley-demo.myshopify.com",
+    )
 
 
 def test_parcel_updates_the_worker_reaches_only_after_delivery_are_not_sent(

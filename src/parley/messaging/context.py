@@ -20,6 +20,17 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else f"{value:.2f}"
 
 
+def store_site(workspace: Workspace) -> str:
+    """The store's site as it gave it; else, for a Shopify store, the shop Shopify serves
+    (it sends shoppers on to the store's own domain); else empty. A link in a WhatsApp
+    template is a parameter, and Meta refuses an empty one."""
+    if workspace.store_url:
+        return workspace.store_url
+    if workspace.shopify_shop_domain:
+        return f"https://{workspace.shopify_shop_domain}"
+    return ""
+
+
 def template_context(
     *,
     workspace: Workspace,
@@ -32,7 +43,7 @@ def template_context(
     context: dict[str, Any] = {
         "store": {
             "name": workspace.name,
-            "url": workspace.store_url or "",
+            "url": store_site(workspace),
             "support_email": workspace.support_email or "",
             "postal_address": postal_address.of(workspace.settings),
         },

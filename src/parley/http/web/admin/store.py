@@ -29,6 +29,7 @@ from parley.journeys import service as journeys
 from parley.journeys.definitions import WAIT_BOUNDS_HOURS, SendStep, WaitStep
 from parley.journeys.models import Journey
 from parley.messaging import catalog, email_sender, marketing_controls, postal_address
+from parley.messaging.context import store_site
 from parley.messaging.frequency import MAX_HOURS, FrequencyCaps
 from parley.messaging.marketing_controls import Actor
 from parley.messaging.marketing_rate import MarketingRate
@@ -566,11 +567,11 @@ def save_journey_template(
 def sample_context(workspace: Workspace) -> dict[str, Any]:
     """A made-up customer and order in the store's own name, for previews: the same shape
     as ``messaging.context.template_context`` builds for a real message."""
-    store_url = (workspace.store_url or "https://shop.example").rstrip("/")
+    store_url = (store_site(workspace) or "https://shop.example").rstrip("/")
     return {
         "store": {
             "name": workspace.name,
-            "url": workspace.store_url or "",
+            "url": store_site(workspace),
             "support_email": workspace.support_email or "",
         },
         "customer": {
