@@ -74,19 +74,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+# Fields are bounded as the columns that keep them are, so a value parley could not store
+# is refused with its name (422) on every engine, where PostgreSQL would fail the write and
+# SQLite keep it whole. A platform's mapper cuts display text to fit before it gets here.
 ExternalId = Annotated[str, Field(min_length=1, max_length=255)]
+Currency = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code")]
+MONEY_LIMIT = Decimal("999999999999.99")
+"""The largest amount ``Numeric(14, 2)`` keeps, either way (one that rounds past it at two
+decimals would not fit either)."""
+Money = Annotated[Decimal, Field(ge=-MONEY_LIMIT, le=MONEY_LIMIT)]
 
 
 class Customer(_Model):
     """A shopper as the store platform knows them."""
 
     external_id: ExternalId | None = None
-    email: str | None = None
+    email: str | None = Field(default=None, max_length=320)
     phone: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    timezone: str | None = Field(default=None, description="IANA zone, when the platform knows")
-    country_code: str | None = Field(default=None, description="ISO 3166 alpha-2, for phones")
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    timezone: str | None = Field(
+        default=None, max_length=64, description="IANA zone, when the platform knows"
+    )
+    country_code: str | None = Field(
+        default=None, max_length=2, description="ISO 3166 alpha-2, for phones"
+    )
     locale: str | None = Field(
         default=None, description="language the shopper used at checkout, e.g. en or fr-CA"
     )
@@ -125,19 +137,19 @@ class Address(_Model):
 
 class Order(_Model):
     external_id: ExternalId
-    number: str = Field(description="What the customer sees, e.g. #1001")
+    number: str = Field(max_length=64, description="What the customer sees, e.g. #1001")
     customer: Customer | None = None
-    email: str | None = None
-    phone: str | None = None
-    currency: str = "USD"
-    total_price: Decimal | None = None
-    financial_status: str | None = None
-    fulfillment_status: str | None = None
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    currency: Currency = "USD"
+    total_price: Money | None = None
+    financial_status: str | None = Field(default=None, max_length=32)
+    fulfillment_status: str | None = Field(default=None, max_length=32)
     line_items: list[LineItem] = Field(default_factory=list)
     shipping_address: Address | None = None
     status_url: str | None = None
     cancelled_at: AwareDatetime | None = None
-    cancel_reason: str | None = None
+    cancel_reason: str | None = Field(default=None, max_length=64)
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
 
@@ -159,10 +171,10 @@ class ShipmentStatus(StrEnum):
 class Fulfillment(_Model):
     external_id: ExternalId
     order_external_id: ExternalId
-    status: str | None = None
+    status: str | None = Field(default=None, max_length=32)
     shipment_status: ShipmentStatus | None = None
-    tracking_company: str | None = None
-    tracking_number: str | None = None
+    tracking_company: str | None = Field(default=None, max_length=200)
+    tracking_number: str | None = Field(default=None, max_length=200)
     tracking_url: str | None = None
     line_items: list[LineItem] = Field(default_factory=list)
     customer: Customer | None = None
@@ -174,10 +186,10 @@ class Fulfillment(_Model):
 class Checkout(_Model):
     external_id: ExternalId
     customer: Customer | None = None
-    email: str | None = None
-    phone: str | None = None
-    currency: str = "USD"
-    total_price: Decimal | None = None
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    currency: Currency = "USD"
+    total_price: Money | None = None
     line_items: list[LineItem] = Field(default_factory=list)
     recovery_url: str | None = None
     completed_at: AwareDatetime | None = None
@@ -188,8 +200,8 @@ class Checkout(_Model):
 class Refund(_Model):
     external_id: ExternalId
     order_external_id: ExternalId
-    amount: Decimal | None = None
-    currency: str | None = None
+    amount: Money | None = None
+    currency: Currency | None = None
     note: str | None = None
     created_at: AwareDatetime | None = None
 
@@ -204,11 +216,11 @@ class Variant(_Model):
 
 class Product(_Model):
     external_id: ExternalId
-    title: str
-    handle: str | None = None
-    product_type: str | None = None
-    vendor: str | None = None
-    status: str | None = None
+    title: str = Field(max_length=500)
+    handle: str | None = Field(default=None, max_length=255)
+    product_type: str | None = Field(default=None, max_length=255)
+    vendor: str | None = Field(default=None, max_length=255)
+    status: str | None = Field(default=None, max_length=32)
     tags: list[str] = Field(default_factory=list)
     variants: list[Variant] = Field(default_factory=list)
     updated_at: AwareDatetime | None = None
@@ -257,6 +269,15 @@ class Event(_Model):
         if not isinstance(payload, expected):
             raise TypeError(f"{type_} carries {expected.__name__}, not {type(payload).__name__}")
         return cls(type=type_, payload=payload, occurred_at=occurred_at)
+
+
+def max_length(model: type[BaseModel], field: str) -> int:
+    """The most characters ``model`` takes in ``field``: what a mapper cuts display text to."""
+    for constraint in model.model_fields[field].metadata:
+        limit = getattr(constraint, "max_length", None)
+        if isinstance(limit, int):
+            return limit
+    raise LookupError(f"{model.__name__}.{field} has no maximum length")
 
 
 def parse_payload(type_: EventType, data: dict[str, Any]) -> Payload:

@@ -100,6 +100,24 @@ def test_the_same_request_twice_under_one_idempotency_key_is_one_request(client,
     assert count(db, PrivacyRequest) == 1
 
 
+def test_an_idempotency_key_longer_than_255_characters_is_422_and_nothing_stored(client, db):
+    jobs, deliveries_before = count(db, Job), count(db, WebhookDelivery)
+    request = {"kind": "erasure", "customer": {"email": "ada@example.com"}}
+    headers = {**AUTH, "Idempotency-Key": "erasure-ada-" + "y" * 244}
+
+    answer = client.post("/api/v1/privacy-requests", json=request, headers=headers)
+
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "error": "header.idempotency-key: String should have at most 255 characters"
+    }
+    assert (count(db, PrivacyRequest), count(db, Job), count(db, WebhookDelivery)) == (
+        0,
+        jobs,
+        deliveries_before,
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [

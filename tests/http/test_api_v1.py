@@ -311,6 +311,97 @@ def test_payload_invalid_for_its_event_type_is_422_naming_the_field(client, db):
     assert _nothing_written(db)
 
 
+def test_an_idempotency_key_longer_than_255_characters_is_422_and_writes_nothing(client, db):
+    """A longer key could not be stored whole, and a key cut short could be taken for
+    another event's: refused before anything is written, on every engine."""
+    headers = {**AUTH, "Idempotency-Key": "order-9001-" + "x" * 245}
+
+    response = client.post("/api/v1/events", json=order_created(), headers=headers)
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "header.idempotency-key: String should have at most 255 characters"
+    }
+    assert _nothing_written(db)
+
+
+def test_an_idempotency_key_of_255_characters_is_kept_whole(client, db):
+    key = "order-9001-" + "x" * 244
+
+    response = client.post(
+        "/api/v1/events", json=order_created(), headers={**AUTH, "Idempotency-Key": key}
+    )
+
+    assert response.json() == {"status": "accepted", "journeys_started": 1}
+    [delivery] = rows(db, WebhookDelivery)
+    assert delivery.delivery_key == key
+    assert count(db, StoreEvent) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        pytest.param(
+            {"currency": "EURO"},
+            "currency: String should match pattern '^[A-Za-z]{3}$'",
+            id="currency_of_4_letters",
+        ),
+        pytest.param(
+            {"number": "#" + "9" * 64},
+            "number: String should have at most 64 characters",
+            id="number_over_64",
+        ),
+        pytest.param(
+            {"phone": "+44 (0) 20 7946 0958 / mobile +44 7700 900123"},
+            "phone: String should have at most 32 characters",
+            id="phone_over_32",
+        ),
+        pytest.param(
+            {"fulfillment_status": "x" * 33},
+            "fulfillment_status: String should have at most 32 characters",
+            id="fulfillment_status_over_32",
+        ),
+        pytest.param(
+            {"total_price": "1000000000000.00"},
+            "total_price: Input should be less than or equal to 999999999999.99",
+            id="total_price_over_money_column",
+        ),
+        pytest.param(
+            {"customer": {**ADA, "first_name": "A" * 201}},
+            "customer.first_name: String should have at most 200 characters",
+            id="customer_name_over_200",
+        ),
+    ],
+)
+def test_a_field_longer_than_parley_keeps_is_422_naming_it_and_writes_nothing(
+    client, db, change, error
+):
+    """The canonical models bound each field as its column does, so the API refuses what
+    PostgreSQL could not store (and SQLite would have stored) before any write."""
+    event = order_created()
+    event["payload"] |= change
+
+    response = client.post("/api/v1/events", json=event, headers=AUTH)
+
+    assert response.status_code == 422
+    assert response.json() == {"error": f"payload is not a valid order.created: {error}"}
+    assert _nothing_written(db)
+
+
+def test_a_tracking_company_over_200_characters_is_422(client, db):
+    event = fulfillment_created()
+    event["payload"]["tracking_company"] = "X" * 201
+
+    response = client.post("/api/v1/events", json=event, headers=AUTH)
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": "payload is not a valid fulfillment.created: "
+        "tracking_company: String should have at most 200 characters"
+    }
+    assert _nothing_written(db)
+
+
 @pytest.mark.parametrize(
     ("change", "location"),
     [

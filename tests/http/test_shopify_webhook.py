@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.testclient import TestClient
 
 from parley.clock import utc_now
-from parley.commerce.models import Order
+from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import Customer, CustomerIdentity
 from parley.db import Database
 from parley.demo.simulate import shopper_dict
@@ -25,6 +25,7 @@ from parley.journeys import service as journeys
 from parley.journeys.models import JourneyRun
 from parley.runtime import Runtime
 from parley.settings import get_settings
+from parley.store_events import service as store_events
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces import service as workspaces
 from parley.workspaces.models import Workspace
@@ -434,3 +435,231 @@ def _counts(db) -> dict[str, int]:
         "runs": count(db, JourneyRun),
         "jobs": count(db, Job),
     }
+
+
+# Signature before parsing (RELIABILITY W1) -------------------------------------------------
+
+UNPARSEABLE = {
+    "nested_too_deep": (
+        b'{"id": 1, "x": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+        "body nests JSON too deeply",
+    ),
+    "integer_over_4300_digits": (
+        b'{"id": ' + b"1" * 5000 + b', "name": "#1"}',
+        "body is not valid JSON: Exceeds the limit (4300 digits)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNPARSEABLE))
+def test_an_unsigned_body_too_deep_or_too_long_to_parse_is_401_not_500(client, db, case, caplog):
+    body, _ = UNPARSEABLE[case]
+    headers = {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Webhook-Id": f"forged-{case}",
+        "X-Shopify-Hmac-Sha256": sign(body, "not-the-secret"),
+    }
+
+    response = _post(client, body, headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"error": "HMAC signature does not match"}
+    assert _nothing_written(db)
+    [refusal] = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "[[[" not in refusal
+    assert "1111" not in refusal
+
+
+@pytest.mark.parametrize("case", sorted(UNPARSEABLE))
+def test_a_signed_body_too_deep_or_too_long_to_parse_is_422_with_the_reason(client, db, case):
+    body, reason = UNPARSEABLE[case]
+    headers = {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Webhook-Id": f"signed-{case}",
+        "X-Shopify-Hmac-Sha256": sign(body, SECRET),
+    }
+
+    response = _post(client, body, headers)
+
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(reason)
+    assert _nothing_written(db)
+
+
+# Delivery keys and text longer than their columns ------------------------------------------
+
+
+def test_a_webhook_id_longer_than_255_characters_is_422_and_writes_nothing(client, db):
+    placed = deliveries("Ada")[0]
+    headers = {**placed.headers, "X-Shopify-Webhook-Id": "w" * 256}
+    del headers["X-Shopify-Event-Id"]
+
+    response = _post(client, placed.body, headers)
+
+    assert response.status_code == 422
+    assert response.json() == {"error": "X-Shopify-Webhook-Id header is longer than 255 characters"}
+    assert _nothing_written(db)
+
+
+def test_a_delivery_key_too_long_for_its_column_is_never_cut_and_taken_for_a_duplicate(db):
+    """The batch insert sends its keys as arrays: cast to ``varchar(255)[]`` PostgreSQL cut
+    them short, the key returned no longer matched the one sent, and the delivery was
+    answered as a duplicate and lost. Now PostgreSQL refuses it as a one-row insert does."""
+    workspace_id = seed(db)
+    key = "k" * 256
+    delivery = store_events.Delivery(
+        source="shopify", delivery_key=key, topic="orders/create", headers={}, body="{}"
+    )
+
+    def record() -> int | None:
+        with db.transaction() as session:
+            workspace = session.get_one(Workspace, workspace_id)
+            return store_events.record_delivery(
+                session, workspace=workspace, delivery=delivery, status="processed", reason=None
+            )
+
+    if db.engine.dialect.name == "postgresql":
+        with pytest.raises(DataError, match="value too long"):
+            record()
+        assert count(db, WebhookDelivery) == 0
+    else:
+        assert record() is not None
+        assert [d.delivery_key for d in rows(db, WebhookDelivery)] == [key]
+
+
+def _order(**changes: object) -> dict[str, object]:
+    payload = payloads.order_payload(
+        order_id=9100,
+        number=9100,
+        customer=shopper_dict(shopper("Ada")),
+        line_items=[{"title": "Tee", "quantity": 1, "price": "24.00", "sku": "T"}],
+        created_at=utc_now(),
+    )
+    return {**payload, **changes}
+
+
+def test_over_long_display_text_is_cut_to_its_column_and_the_delivery_taken(client, db):
+    """Shopify acknowledged-or-retried: refusing a delivery for a long cancel reason would
+    fail it on every retry. Display text is cut to what its column holds (the raw body
+    keeps it whole); a phone that does not fit is not kept, as a cut one is another number."""
+    name, reason = "#" + "A" * 70, "x" * 100
+    phone = "+44 (0) 20 7946 0958 / mobile +44 7700 900123"
+    body, headers = signed(
+        "orders/cancelled",
+        _order(name=name, cancel_reason=reason, phone=phone, cancelled_at=utc_now().isoformat()),
+        webhook_id="long-text",
+    )
+
+    response = _post(client, body, headers)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "accepted"
+    [order] = rows(db, Order)
+    assert (order.number, order.cancel_reason, order.phone) == (name[:64], reason[:64], None)
+    [delivery] = rows(db, WebhookDelivery)
+    assert delivery.body == body.decode()
+
+
+def test_an_over_long_tracking_company_and_shopper_name_are_cut_to_their_columns(client, db):
+    customer = {"id": 88002, "email": "zoe@example.net", "first_name": "Zo" + "e" * 300}
+    body, headers = signed(
+        "fulfillments/create",
+        payloads.fulfillment_payload(
+            fulfillment_id=91001,
+            order_id=9100,
+            customer=customer,
+            tracking_company="X" * 250,
+            tracking_number="1Z999AA100009100",
+            tracking_url=None,
+            shipment_status=None,
+            created_at=utc_now(),
+        ),
+        webhook_id="long-carrier",
+    )
+
+    response = _post(client, body, headers)
+
+    assert response.status_code == 200
+    [fulfillment] = rows(db, Fulfillment)
+    assert fulfillment.tracking_company == "X" * 200
+    [zoe] = rows(db, Customer, Customer.email == customer["email"])
+    assert zoe.first_name == customer["first_name"][:200]
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        pytest.param(
+            "orders/create",
+            _order(currency="USDT"),
+            "orders/create: 'currency' string should match pattern '^[A-Za-z]{3}$'",
+            id="currency_of_4_letters",
+        ),
+        pytest.param(
+            "orders/create",
+            _order(total_price="123456789012345.67"),
+            "orders/create: 'total_price' input should be less than or equal to 999999999999.99",
+            id="total_over_the_money_column",
+        ),
+        pytest.param(
+            "orders/updated",
+            _order(financial_status="x" * 33),
+            "orders/updated: 'financial_status' string should have at most 32 characters",
+            id="status_over_32",
+        ),
+    ],
+)
+def test_an_impossible_value_is_422_naming_the_field_and_writes_nothing(
+    client, db, topic, payload, reason
+):
+    """Values Shopify never sends (a currency is ISO 4217, a status one of its own words)
+    are refused with the reason, as any other malformed field is."""
+    body, headers = signed(topic, payload, webhook_id="impossible")
+
+    response = _post(client, body, headers)
+
+    assert response.status_code == 422
+    assert response.json() == {"error": reason}
+    assert _nothing_written(db)
+
+
+# The shop a delivery names (RELIABILITY T2) ------------------------------------------------
+
+
+def test_a_delivery_for_another_shop_is_403_and_writes_nothing(client, db, caplog):
+    """Two stores installed from one Shopify app share its secret: a delivery for one,
+    posted to the other's route, must not act on it (here: stop all its sends)."""
+    with db.transaction() as session:
+        other = workspaces.create_workspace(
+            session, slug="other", name="Other", shopify_secret=SECRET
+        )
+        other.shopify_shop_domain = "other-store.myshopify.com"
+    body, headers = signed(
+        "app/uninstalled",
+        {"id": 1, "myshopify_domain": payloads.DEMO_SHOP_DOMAIN},
+        webhook_id="bye-demo",
+    )
+
+    response = _post(client, body, headers, slug="other")
+
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "this delivery is for parley-demo.myshopify.com, not this store's shop"
+    }
+    assert _nothing_written(db)
+    [workspace] = rows(db, Workspace, Workspace.slug == "other")
+    assert workspace.is_active
+    [refusal] = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "parley-demo.myshopify.com" in refusal
+    assert "other-store.myshopify.com" in refusal
+
+
+def test_a_store_with_no_shop_recorded_takes_its_signed_deliveries(client, db):
+    with db.transaction() as session:
+        workspaces.create_workspace(session, slug="other", name="Other", shopify_secret=SECRET)
+    placed = deliveries("Ada")[0]
+
+    response = _post(client, placed.body, placed.headers, slug="other")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "accepted"

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Table, bindparam, column, func, select
+from sqlalchemy import Column, String, Table, bindparam, column, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TableValuedAlias
+from sqlalchemy.types import TypeEngine
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ def unnested(columns: Mapping[str, Column[Any]]) -> TableValuedAlias:
     of server CPU and 12 -> 1.4 us of client CPU a row). Run with :func:`write_rows`."""
     # One dimension: a JSON list in a row stays one value, not a second dimension.
     arrays = [
-        bindparam(key, type_=postgresql.ARRAY(col.type, dimensions=1))
+        bindparam(key, type_=postgresql.ARRAY(_uncut(col.type), dimensions=1))
         for key, col in columns.items()
     ]
     return (
@@ -66,6 +67,17 @@ def unnested(columns: Mapping[str, Column[Any]]) -> TableValuedAlias:
         .table_valued(*(column(key, col.type) for key, col in columns.items()))
         .render_derived(name="batch")
     )
+
+
+def _uncut(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    """A column's type for its batch array, without a string's length: the array is cast
+    explicitly, and PostgreSQL cuts a value to ``varchar(n)`` in an explicit cast without a
+    word. A batch row then fails as a one-row write does (``value too long``) instead of
+    being stored cut, which for a unique key returned no match, so the row was reported as
+    already there and lost."""
+    if isinstance(type_, String) and type_.length is not None:
+        return type_.adapt(type(type_), length=None)
+    return type_
 
 
 def batch_values(dialect: str, columns: Mapping[str, Column[Any]]) -> dict[str, Any]:

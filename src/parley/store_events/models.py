@@ -10,6 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
 
+DELIVERY_KEY_LENGTH = 255
+"""The longest delivery key (an ``Idempotency-Key``, a webhook id) kept: the edges refuse
+a longer one rather than store it cut, where it could be taken for another delivery's."""
+
 
 class WebhookDelivery(Base):
     """One delivery from a platform, kept verbatim for audit and replay."""
@@ -20,7 +24,7 @@ class WebhookDelivery(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     source: Mapped[str] = mapped_column(String(32))
-    delivery_key: Mapped[str] = mapped_column(String(255))
+    delivery_key: Mapped[str] = mapped_column(String(DELIVERY_KEY_LENGTH))
     topic: Mapped[str] = mapped_column(String(100))
     headers: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     body: Mapped[str] = mapped_column(Text)

@@ -86,6 +86,7 @@ class WorkspaceAccess:
     shopify_secret: str | None
     shopify_previous_secret: str | None
     shopify_previous_secret_expires_at: datetime | None
+    shopify_shop_domain: str | None
 
 
 def find_access(session: Session, *, slug: str) -> WorkspaceAccess | None:
@@ -108,6 +109,7 @@ _ACCESS_COLUMNS = (
     Workspace.shopify_secret,
     Workspace.shopify_previous_secret,
     Workspace.shopify_previous_secret_expires_at,
+    Workspace.shopify_shop_domain,
 )
 
 

@@ -162,8 +162,8 @@ def test_every_supported_topic_has_a_documented_sample() -> None:
 _NOT_DECIMAL = "is not a decimal amount"
 
 # Exemplars are real-shape bodies whose values are placeholders ("example string", 123).
-# Each is mapped under the topic its shape belongs to; placeholder prices must be refused
-# by name, never read as money.
+# Each is mapped under the topic its shape belongs to; placeholder prices and currencies
+# must be refused by name, never read as money.
 EXEMPLAR_OUTCOMES: dict[str, tuple[str, Any]] = {
     "checkouts/1.json": ("checkouts/update", f"checkouts/update: 'total_price' {_NOT_DECIMAL}"),
     "customers/1.json": ("customers/update", [EventType.CUSTOMER_UPDATED]),
@@ -177,7 +177,10 @@ EXEMPLAR_OUTCOMES: dict[str, tuple[str, Any]] = {
     "orders/2.json": ("orders/edited", UnknownTopic),
     "orders/3.json": ("orders/risk_assessment_changed", UnknownTopic),
     "products/1.json": ("products/update", f"products/update: 'variants[0].price' {_NOT_DECIMAL}"),
-    "refunds/1.json": ("refunds/create", [EventType.REFUND_CREATED]),
+    "refunds/1.json": (
+        "refunds/create",
+        "refunds/create: 'currency' string should match pattern '^[A-Za-z]{3}$'",
+    ),
     "refunds/2.json": ("refunds/create", [EventType.REFUND_CREATED]),
 }
 
@@ -207,14 +210,17 @@ def test_exemplar_maps(name: str) -> None:
 
 
 _MONEY_KEYS = {"price", "total_price", "amount", "subtotal", "total_tax"}
+_CURRENCY_KEYS = {"currency", "currency_code"}
 
 
 def _with_prices(value: Any, price: str = "12.34") -> Any:
-    """The exemplar with every placeholder amount replaced by a real one."""
+    """The exemplar with every placeholder amount and currency replaced by a real one."""
     if isinstance(value, dict):
         return {
             key: price
             if key in _MONEY_KEYS and item == "example string"
+            else "USD"
+            if key in _CURRENCY_KEYS and item == "example string"
             else _with_prices(item, price)
             for key, item in value.items()
         }
@@ -288,7 +294,7 @@ def test_exemplar_product_maps_its_variants() -> None:
 
 def test_exemplar_refunds_amounts() -> None:
     # Given exemplar refunds whose transactions are not of kind "refund"
-    with_lines = _one("refunds/create", _load(EXEMPLARS / "refunds/1.json")).payload
+    with_lines = _one("refunds/create", _with_prices(_load(EXEMPLARS / "refunds/1.json"))).payload
     without_lines = _one("refunds/create", _load(EXEMPLARS / "refunds/2.json")).payload
 
     # Then the refunded lines' subtotal plus tax is the amount, and nothing is claimed otherwise
@@ -1367,3 +1373,34 @@ def test_a_consent_date_that_is_not_a_timestamp_is_refused_with_its_field() -> N
         "customers/update: 'sms_marketing_consent.consent_updated_at' is not a timestamp "
         "with a UTC offset"
     )
+
+
+# --- text longer than parley keeps ------------------------------------------------------
+
+LONG_PHONE = "+44 (0) 20 7946 0958 / mobile +44 7700 900123"
+
+
+def test_display_text_longer_than_parley_keeps_is_cut_to_fit() -> None:
+    # Given an order whose name and cancel reason, and whose shopper's name, are too long
+    payload = _sample("orders/cancelled") | {"name": "#" + "A" * 70, "cancel_reason": "x" * 100}
+    payload["customer"] = payload["customer"] | {"first_name": "Zo" + "e" * 300}
+
+    order = _one("orders/cancelled", payload).payload
+
+    # Then each is cut to its column, and the delivery maps
+    assert (order.number, order.cancel_reason) == ("#" + "A" * 63, "x" * 64)
+    assert order.customer.first_name == "Zo" + "e" * 198
+
+
+def test_a_carrier_name_longer_than_parley_keeps_is_cut_to_fit() -> None:
+    payload = _sample("fulfillments/update") | {"tracking_company": "X" * 250}
+
+    assert _one("fulfillments/update", payload).payload.tracking_company == "X" * 200
+
+
+@pytest.mark.parametrize("topic", ["orders/create", "checkouts/create"])
+def test_a_phone_too_long_to_keep_is_left_out_not_cut(topic: str) -> None:
+    """Cut short, a phone would be another number: the order or checkout keeps none."""
+    payload = _sample(topic) | {"phone": LONG_PHONE}
+
+    assert _one(topic, payload).payload.phone is None

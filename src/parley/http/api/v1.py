@@ -40,17 +40,29 @@ from parley.privacy.export import export_schema
 from parley.privacy.models import PrivacyRequest, RequestKind
 from parley.privacy.service import CustomerRequest, Subject
 from parley.store_events import service as store_events
+from parley.store_events.models import DELIVERY_KEY_LENGTH
 from parley.store_events.service import Delivery, DeliveryRecord
 from parley.workspaces import service as workspaces
 from parley.workspaces.access import KnownApiKeys, known_api_keys
 from parley.workspaces.models import Workspace
 from parley.workspaces.service import WorkspaceAccess
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        max_length=DELIVERY_KEY_LENGTH,
+        description="Your key for this request: the same key again is answered as a duplicate",
+    ),
+]
+"""A longer key is refused (422) before anything is written: it could not be kept whole."""
+
 
 class EventIn(BaseModel):
     """A canonical event from any platform (see ``parley.events`` for payloads)."""
 
-    id: str | None = Field(default=None, max_length=255, description="Your id, for de-duplication")
+    id: str | None = Field(
+        default=None, max_length=DELIVERY_KEY_LENGTH, description="Your id, for de-duplication"
+    )
     type: events.EventType
     occurred_at: AwareDatetime | None = None
     payload: dict[str, Any]
@@ -383,7 +395,7 @@ def _add_privacy_routes(api: FastAPI) -> None:
         request: Request,
         body: PrivacyRequestIn,
         api_key: Annotated[str, Depends(_api_key)],
-        idempotency_key: Annotated[str | None, Header()] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> dict[str, Any]:
         """A customer's erasure or access request; carried out by a job, so the answer is
         the request as received (``GET`` it again to see it done)."""
@@ -434,7 +446,7 @@ def create_api() -> FastAPI:
         request: Request,
         event: EventIn,
         api_key: Annotated[str, Depends(_api_key)],
-        idempotency_key: Annotated[str | None, Header()] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> dict[str, Any]:
         raw = await request.body()
         db = _db(request)

@@ -18,13 +18,14 @@ from starlette.responses import JSONResponse
 from parley.clock import utc_now
 from parley.db import Database
 from parley.db.group_commit import group_commit
-from parley.errors import Invalid, NotFound, Unauthenticated
+from parley.errors import Invalid, NotFound, PermissionDenied, Unauthenticated
 from parley.events import Event, EventType
 from parley.integrations.shopify import compliance, signature
 from parley.integrations.shopify.mapping import MalformedPayload, UnknownTopic, map_delivery
 from parley.privacy import service as privacy
 from parley.privacy.service import CustomerRequest, StoreErasure
 from parley.store_events import service as store_events
+from parley.store_events.models import DELIVERY_KEY_LENGTH
 from parley.store_events.service import Delivery, DeliveryRecord
 from parley.workspaces import service as workspaces
 from parley.workspaces.access import access_cache
@@ -63,6 +64,7 @@ class ShopifyHeaders:
 
     hmac: str | None
     topic: str | None
+    shop_domain: str | None
     webhook_id: str | None
     event_id: str | None
     triggered_at: str | None
@@ -73,6 +75,7 @@ class ShopifyHeaders:
         return cls(
             hmac=_header(request, "shopify-hmac-sha256"),
             topic=_header(request, "shopify-topic"),
+            shop_domain=_header(request, "shopify-shop-domain"),
             webhook_id=_header(request, "shopify-webhook-id"),
             event_id=_header(request, "shopify-event-id"),
             triggered_at=_header(request, "shopify-triggered-at"),
@@ -82,8 +85,7 @@ class ShopifyHeaders:
 
 @dataclass(frozen=True)
 class Parsed:
-    """A delivery read and mapped, or the reason it could not be (raised only once the
-    signature has been checked, so a forged body is a 401 whatever it contains)."""
+    """A delivery read and mapped, or the reason it could not be."""
 
     delivery: Delivery | None = None
     mapped: list[Event] | None = None
@@ -93,18 +95,27 @@ class Parsed:
 
 
 def parse(headers: ShopifyHeaders, body: bytes) -> Parsed:
-    """Decode and map a delivery. Pure work, done before the database is touched."""
+    """Decode and map a delivery whose signature matched: pure work, done before the
+    database is written. Only a signed body is parsed, so a forged one costs no parsing
+    and is a 401 whatever it holds."""
     topic = headers.topic
     if not topic:
         return Parsed(problem=Invalid("X-Shopify-Topic header is missing"))
     key = headers.event_id or headers.webhook_id
     if not key:
         return Parsed(problem=Invalid("X-Shopify-Webhook-Id header is missing"))
+    if len(key) > DELIVERY_KEY_LENGTH:
+        name = "X-Shopify-Event-Id" if headers.event_id else "X-Shopify-Webhook-Id"
+        return Parsed(
+            problem=Invalid(f"{name} header is longer than {DELIVERY_KEY_LENGTH} characters")
+        )
     try:
         text = body.decode("utf-8")
         payload = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # also bad UTF-8, and an integer past Python's 4300 digits
         return Parsed(problem=Invalid(f"body is not valid JSON: {exc}"))
+    except RecursionError:
+        return Parsed(problem=Invalid("body nests JSON too deeply"))
     triggered_at = _parse_time(headers.triggered_at)
     delivery = Delivery(
         source="shopify",
@@ -148,11 +159,12 @@ class Answer:
 
 
 def verify(db: Database, slug: str, headers: ShopifyHeaders, body: bytes) -> Verified:
-    """Check the signature, then parse and map: everything done before the database is
-    written. Raises the refusal (404, 401, then 4xx for a malformed body: a forged body
-    is a 401 whatever it contains)."""
-    parsed = parse(headers, body)
+    """Check the signature and the shop, then parse and map: everything done before the
+    database is written. Raises the refusal (404, 401, 403 for another shop's delivery,
+    then 422 for a malformed body)."""
     workspace = _verified_workspace(db, slug, headers, body)
+    _check_shop(workspace, headers)
+    parsed = parse(headers, body)
     if parsed.problem is not None:
         log.warning("shopify %s for %s refused: %s", headers.topic, slug, parsed.problem)
         raise parsed.problem
@@ -277,6 +289,29 @@ def _verified_workspace(
         )
         raise Unauthenticated("HMAC signature does not match")
     return workspace
+
+
+def _check_shop(workspace: WorkspaceAccess, headers: ShopifyHeaders) -> None:
+    """Refuse a delivery naming another shop than the one the workspace records.
+
+    Every store installed from one Shopify app shares its secret, so the signature alone
+    does not say which store a delivery is for: posted to another store's route, it would
+    act on that store (RELIABILITY T2). A workspace with no shop recorded has only its
+    own secret to go by.
+    """
+    recorded, named = workspace.shopify_shop_domain, headers.shop_domain
+    if recorded is None or named is None or named.lower() == recorded.lower():
+        return
+    log.warning(
+        "shopify webhook for %s refused: it is for shop %s, the store is %s (topic=%s,"
+        " webhook_id=%s)",
+        workspace.slug,
+        named,
+        recorded,
+        headers.topic,
+        headers.webhook_id,
+    )
+    raise PermissionDenied(f"this delivery is for {named}, not this store's shop")
 
 
 def _signed_for(workspace: WorkspaceAccess, headers: ShopifyHeaders, body: bytes) -> bool:

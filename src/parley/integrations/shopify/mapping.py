@@ -58,6 +58,7 @@ from parley.events import (
     ShipmentStatus,
     StoreUninstalled,
     Variant,
+    max_length,
 )
 
 
@@ -224,6 +225,28 @@ def _first(*values: str | None) -> str | None:
     return next((value for value in values if value), None)
 
 
+# A delivery is refused only for what Shopify never sends; one refused for a long carrier
+# name would be refused on each of Shopify's retries, and its events lost. So display text
+# is cut to what parley keeps (the raw delivery keeps it whole), and a phone too long to
+# keep is left out: cut short, it would be someone else's number.
+_ORDER_NUMBER = max_length(Order, "number")
+_CANCEL_REASON = max_length(Order, "cancel_reason")
+_TRACKING_COMPANY = max_length(Fulfillment, "tracking_company")
+_PERSON_NAME = min(max_length(Customer, "first_name"), max_length(Customer, "last_name"))
+_ORDER_PHONE = max_length(Order, "phone")
+_CHECKOUT_PHONE = max_length(Checkout, "phone")
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    """Display text, cut to ``limit`` characters."""
+    return value[:limit] if value is not None else None
+
+
+def _whole(value: str | None, limit: int) -> str | None:
+    """A value kept only whole: None when longer than ``limit``."""
+    return value if value is None or len(value) <= limit else None
+
+
 def _country_code(value: str | None) -> str | None:
     if value and len(value) == 2 and value.isascii() and value.isalpha():
         return value.upper()
@@ -258,12 +281,11 @@ def _person_name(*sources: Fields | None) -> tuple[str | None, str | None]:
         if source is None:
             continue
         first_name, last_name = source.text("first_name"), source.text("last_name")
+        if not (first_name or last_name) and (full_name := source.text("name")):
+            first_name, _, last_name = full_name.partition(" ")
+            last_name = last_name.strip() or None
         if first_name or last_name:
-            return first_name, last_name
-        full_name = source.text("name")
-        if full_name:
-            first, _, last = full_name.partition(" ")
-            return first, last.strip() or None
+            return _cut(first_name, _PERSON_NAME), _cut(last_name, _PERSON_NAME)
     return None, None
 
 
@@ -373,10 +395,10 @@ def _order(fields: Fields) -> Order:
         fields.fail("name", "is missing")
     return Order(
         external_id=external_id,
-        number=number,
+        number=_cut(number, _ORDER_NUMBER),
         customer=_customer(fields.child("customer"), around=fields),
         email=fields.text("email") or fields.text("contact_email"),
-        phone=fields.text("phone"),
+        phone=_whole(fields.text("phone"), _ORDER_PHONE),
         currency=fields.text("currency") or "USD",
         total_price=fields.money("total_price"),
         financial_status=fields.text("financial_status"),
@@ -385,7 +407,7 @@ def _order(fields: Fields) -> Order:
         shipping_address=_address(fields.child("shipping_address")),
         status_url=fields.text("order_status_url"),
         cancelled_at=fields.when("cancelled_at"),
-        cancel_reason=fields.text("cancel_reason"),
+        cancel_reason=_cut(fields.text("cancel_reason"), _CANCEL_REASON),
         created_at=fields.when("created_at"),
         updated_at=fields.when("updated_at"),
     )
@@ -439,7 +461,7 @@ def _fulfillment(fields: Fields) -> Fulfillment:
         order_external_id=fields.required_ident("order_id"),
         status=fields.text("status"),
         shipment_status=_shipment(fields)[0],
-        tracking_company=fields.text("tracking_company"),
+        tracking_company=_cut(fields.text("tracking_company"), _TRACKING_COMPANY),
         tracking_number=_first(fields.text("tracking_number"), *tracking_numbers),
         tracking_url=_first(fields.text("tracking_url"), *tracking_urls),
         line_items=_line_items(fields),
@@ -457,7 +479,7 @@ def _checkout(fields: Fields) -> Checkout:
         external_id=external_id,
         customer=_customer(fields.child("customer"), around=fields),
         email=fields.text("email"),
-        phone=fields.text("phone"),
+        phone=_whole(fields.text("phone"), _CHECKOUT_PHONE),
         currency=fields.text("currency") or "USD",
         total_price=fields.money("total_price"),
         line_items=_line_items(fields),
@@ -606,7 +628,9 @@ _OCCURRED_ON_RECEIPT = frozenset({"app/uninstalled"})
 def _validation_reason(topic: str, error: ValidationError) -> str:
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{topic}: '{location}' {first['msg'].lower()}"
+    message = first["msg"]
+    # Lower only the first letter: the rest may be a pattern or a limit to quote exactly.
+    return f"{topic}: '{location}' {message[:1].lower()}{message[1:]}"
 
 
 def map_delivery(topic: str, payload: object, *, received_at: datetime) -> list[Event]:
