@@ -436,6 +436,7 @@ def shopify_headers(headers: dict[str, str]) -> Any:
     return ShopifyHeaders(
         hmac=lower.get("x-shopify-hmac-sha256"),
         topic=lower.get("x-shopify-topic"),
+        shop_domain=lower.get("x-shopify-shop-domain"),
         webhook_id=lower.get("x-shopify-webhook-id"),
         event_id=lower.get("x-shopify-event-id"),
         triggered_at=lower.get("x-shopify-triggered-at"),

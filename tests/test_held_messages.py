@@ -15,7 +15,13 @@ import pytest
 from sqlalchemy import update
 from starlette.testclient import TestClient
 
-from parley.channels.base import ChannelKind, StatusUpdate
+from parley.channels.base import (
+    ChannelKind,
+    OutboundMessage,
+    SendResult,
+    StatusUpdate,
+    TransientChannelError,
+)
 from parley.channels.twilio_sms import webhook as twilio
 from parley.channels.twilio_sms.adapter import REFERENCE_PARAMETER
 from parley.commerce.models import Order
@@ -33,6 +39,7 @@ from parley.runtime import Runtime
 from parley.settings import Settings, get_settings
 from parley.workspaces.models import Workspace
 from support import (
+    count,
     customer_writes,
     deliveries,
     drain,
@@ -320,6 +327,49 @@ def test_a_whatsapp_receipt_naming_a_held_message_settles_it(db, frozen_clock, a
         "wamid.held",
         "held for review, then settled by the provider's receipt: it reached the provider",
     )
+
+
+def test_a_receipt_for_a_send_whose_answer_timed_out_settles_it_and_it_is_not_sent_again(
+    db, frozen_clock, adapters
+):
+    """Twilio took the SMS, but its answer never came (a timeout: retried later); its
+    receipt, naming the message, arrives before the retry."""
+    sms = adapters[ChannelKind.SMS]
+    answered = sms.send
+
+    async def taken_unanswered(message: OutboundMessage) -> SendResult:
+        if not sms.sent:
+            sms.sent.append(message)
+            raise TransientChannelError("Twilio did not answer in time (ReadTimeout)")
+        return await answered(message)
+
+    sms.send = taken_unanswered  # type: ignore[method-assign]
+    seed(db)
+    worker = make_worker(db, adapters)
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    drain(worker)
+    post(db, dispatched)
+    drain(worker)
+    [waiting] = rows(db, Message, Message.channel == "sms")
+    assert waiting.status == MessageStatus.QUEUED
+
+    receipt = {**_delivered("SM-first"), "MessageStatus": "sent", "SmsStatus": "sent"}
+    answer = _twilio_receipt(db, receipt, message_reference(waiting.workspace_id, waiting.id))
+    for _ in range(6):
+        frozen_clock.advance(timedelta(minutes=10))
+        drain(worker)
+
+    assert answer.status_code == 200
+    [message] = rows(db, Message, Message.id == waiting.id)
+    assert (message.status, message.provider_message_id, message.status_reason) == (
+        MessageStatus.SENT,
+        "SM-first",
+        "its answer lost, waiting to be sent again, then settled by the provider's receipt:"
+        " it reached the provider",
+    )
+    assert len(sms.sent) == 1
+    assert count(db, Job, Job.status != JobStatus.DONE) == 0
 
 
 @pytest.mark.parametrize("named", ["another store's", "another channel's"])

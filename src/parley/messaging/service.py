@@ -903,30 +903,35 @@ def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) ->
     provider's answer. The provider has the message, so, in one statement:
 
     - one held after an interrupted send is settled by the receipt, with the provider's
-      id and as sent when it was handed over, instead of waiting for a person (returned,
-      for the caller to announce as it does any receipt's change);
+      id and as sent when it was handed over, instead of waiting for a person; and so is
+      one waiting for a retry after an answer that never came (a timeout: the provider
+      took it after all), instead of being sent again (both returned, for the caller to
+      announce as it does any receipt's change);
     - one still ``sending`` keeps the provider's id: its worker records the answer as
       usual, and if that worker died, :func:`hold_interrupted` finds the message arrived
       instead of holding it (the receipt itself is applied once the answer is in).
 
     Only a message of this workspace on the receipt's channel is touched, and only in one
-    of those two states, so of two receipts at once one settles it and the other is
-    applied after, by the provider's id.
+    of those states, so of two receipts at once one settles it and the other is applied
+    after, by the provider's id.
     """
     message_id = referenced_message(status.reference, workspace_id=workspace_id)
     if message_id is None:
         return NamedByReceipt([])
     held = Message.status == MessageStatus.HELD
+    settled = Message.status.in_((MessageStatus.HELD, MessageStatus.QUEUED))
+    before = case(
+        (held, "held for review, then"),
+        else_="its answer lost, waiting to be sent again, then",
+    )
     now = utc_now()
     if status.status == MessageStatus.FAILED:
-        reason = (
-            "held for review, then the provider's receipt said it failed"
-            f" ({status.error_code or 'no code'})"
-            + (f": {status.error_reason}" if status.error_reason else "")
+        said = f"the provider's receipt said it failed ({status.error_code or 'no code'})" + (
+            f": {status.error_reason}" if status.error_reason else ""
         )
         sent_at: Any = Message.sent_at
     else:
-        reason = "held for review, then settled by the provider's receipt: it reached the provider"
+        said = "settled by the provider's receipt: it reached the provider"
         handed_over = (
             select(DeliveryAttempt.started_at)
             .where(
@@ -937,7 +942,7 @@ def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) ->
             .limit(1)
             .scalar_subquery()
         )
-        sent_at = case((held, func.coalesce(handed_over, now)), else_=Message.sent_at)
+        sent_at = case((settled, func.coalesce(handed_over, now)), else_=Message.sent_at)
     rows = session.execute(
         update(Message)
         .where(
@@ -946,7 +951,7 @@ def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) ->
             Message.direction == Direction.OUTBOUND,
             Message.channel == str(status.channel),
             or_(
-                held,
+                settled,
                 and_(
                     Message.status == MessageStatus.SENDING,
                     Message.provider_message_id.is_(None),
@@ -956,9 +961,9 @@ def settle_held(session: Session, *, workspace_id: int, status: StatusUpdate) ->
         .values(
             provider=str(status.channel),
             provider_message_id=status.provider_message_id,
-            status=case((held, status.status), else_=Message.status),
-            status_reason=case((held, reason), else_=Message.status_reason),
-            status_updated_at=case((held, now), else_=Message.status_updated_at),
+            status=case((settled, status.status), else_=Message.status),
+            status_reason=case((settled, before + " " + said), else_=Message.status_reason),
+            status_updated_at=case((settled, now), else_=Message.status_updated_at),
             sent_at=sent_at,
         )
         .returning(Message.id, Message.conversation_id, Message.customer_id, Message.status)
