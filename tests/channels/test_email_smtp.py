@@ -214,6 +214,39 @@ async def test_a_refused_smtp_login_is_an_account_refusal_and_the_right_one_send
     assert len(server.handler.received) == 1
 
 
+@pytest.mark.parametrize(
+    ("settings", "missing"),
+    [
+        ({"start_tls": True}, "SMTP STARTTLS extension not supported by server."),
+        (
+            {"username": "orders", "password": "pw"},
+            "The SMTP AUTH extension is not supported by this server. Try connecting via TLS"
+            " (or STARTTLS).",
+        ),
+    ],
+    ids=["starttls_not_offered", "login_not_offered"],
+)
+async def test_settings_the_relay_cannot_take_are_an_account_refusal_not_an_outage(
+    settings: dict[str, Any], missing: str
+) -> None:
+    """Port 587 without STARTTLS turned on (the default), or STARTTLS asked of a relay that
+    has none: retrying cannot help, and another channel should take the message now."""
+    server = start_smtp_server()  # plain loopback relay: no STARTTLS, no AUTH
+    adapter = email_adapter(server, **settings)
+    try:
+        with pytest.raises(AccountChannelError) as sent:
+            await adapter.send(email())
+        with pytest.raises(AccountChannelError) as checked:
+            await adapter.check()
+    finally:
+        await adapter.aclose()
+        server.stop()
+
+    expected = f"the mail server cannot take these settings: {missing}"
+    assert (sent.value.reason, checked.value.reason) == (expected, expected)
+    assert server.handler.received == []
+
+
 async def test_connection_stays_usable_after_a_refusal(email_channel: Channel) -> None:
     adapter, server = email_channel
     server.handler.data_reply = "550 5.7.1 Message rejected"

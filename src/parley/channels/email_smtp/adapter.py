@@ -318,7 +318,8 @@ async def _quit(smtp: aiosmtplib.SMTP) -> None:
 
 
 def _classify(exc: aiosmtplib.SMTPException | OSError) -> ChannelError:
-    """SMTP's own rule: 5xx is final, 4xx and a lost connection mean "try later"."""
+    """SMTP's own rule: 5xx is final, 4xx and a lost connection mean "try later"; settings
+    the relay cannot take refuse the account."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [refusal.code for refusal in exc.recipients]
         final = [code for code in codes if code >= 500]
@@ -331,6 +332,11 @@ def _classify(exc: aiosmtplib.SMTPException | OSError) -> ChannelError:
         return PermanentChannelError(f"the mail server cannot do what we need: {exc.message}")
     if isinstance(exc, TimeoutError):  # aiosmtplib timeouts subclass it
         return TransientChannelError(f"the mail server did not answer in time: {exc}")
+    if type(exc) is aiosmtplib.SMTPException:
+        # Not a reply, a timeout or a lost connection (each a subclass): aiosmtplib found
+        # the relay lacks what the settings ask of it (STARTTLS, AUTH: often port 587
+        # without STARTTLS turned on). Fixed in the settings, not by waiting.
+        return AccountChannelError(f"the mail server cannot take these settings: {exc}")
     return TransientChannelError(f"could not reach the mail server: {type(exc).__name__}: {exc}")
 
 
