@@ -6,12 +6,13 @@ environment first.
 
 from __future__ import annotations
 
+import json
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("var") / "parley.db"
 SANDBOX_DKIM_SELECTOR = "parley"
@@ -132,9 +133,10 @@ class Settings(BaseSettings):
         "credentials and keys the hashes of an erased customer's opt-outs; set a long random "
         "value in production",
     )
-    credentials_previous_secret_keys: list[str] = Field(
+    credentials_previous_secret_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Former secret keys (JSON list) still read when opening stored credentials "
+        description="Former secret keys (comma-separated, or a JSON list) still read when "
+        "opening stored credentials "
         "during a key rotation, and when matching the opt-outs an erasure kept under them; "
         "keep each until every credential has been saved again, and for the opt-outs, keep it",
     )
@@ -332,6 +334,23 @@ class Settings(BaseSettings):
                 "email_dkim_selector": self.email_dkim_selector or SANDBOX_DKIM_SELECTOR,
             }
         )
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """A ``PARLEY_METRICS_TOKEN=`` line left blank is no token: the endpoint stays off
+        rather than open to anyone sending an empty bearer."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("credentials_previous_secret_keys", mode="before")
+    @classmethod
+    def _keys_as_written(cls, value: Any) -> Any:
+        """Comma-separated, as ``DNS_NAMESERVERS`` is written, or a JSON list."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        return [key.strip() for key in value.split(",") if key.strip()]
 
     def sending_domain(self) -> str | None:
         """The From address's domain when its set-up is checked (EMAIL_DOMAIN_CHECK)."""

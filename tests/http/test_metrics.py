@@ -51,6 +51,18 @@ def test_metrics_are_off_until_a_token_is_set(db, frozen_clock):
     assert response.json() == {"error": "metrics are off: set PARLEY_METRICS_TOKEN to turn them on"}
 
 
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_token_leaves_metrics_off_rather_than_open_to_an_empty_bearer(
+    db, frozen_clock, blank
+):
+    """A ``PARLEY_METRICS_TOKEN=`` line left in a .env or a manifest is no token."""
+    with client_for(db, metrics_token=blank) as off:
+        response = off.get("/metrics", headers={"Authorization": "Bearer"})
+        spaced = off.get("/metrics", headers={"Authorization": f"Bearer {blank}"})
+
+    assert (response.status_code, spaced.status_code) == (404, 404)
+
+
 @pytest.mark.parametrize(
     "authorization", [None, "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"]
 )
