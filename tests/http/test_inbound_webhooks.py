@@ -26,7 +26,7 @@ from parley.messaging.models import Direction, Message, WhatsAppTemplate
 from parley.runtime import Runtime
 from parley.settings import Settings, get_settings
 from parley.store_events.models import WebhookDelivery
-from parley.workspaces.models import ChannelAccount
+from parley.workspaces.models import ChannelAccount, Workspace
 from support import count, rows, seed
 
 DEMO = Settings()
@@ -457,6 +457,143 @@ def test_stop_by_sms_webhook_is_recorded_before_the_answer(client, db):
     }
     assert count(db, Job, Job.kind == "messaging.deliver") == 1
     assert count(db, Job, Job.kind == "assistant.respond") == 0
+
+
+# The demo store's Twilio sender as a Messaging Service, and the number of its pool Twilio
+# sends from (and customers write to); another store's service and number.
+SERVICE = "MG0123456789abcdef0123456789abcdef"
+POOL_NUMBER = "+15005550123"
+OTHER_SERVICE = "MGfedcba9876543210fedcba9876543210"
+OTHER_NUMBER = "+15005550999"
+IGNORED = "twilio webhook for demo names another account; ignored"
+
+
+def _sends_through_a_messaging_service(db) -> None:
+    with db.transaction() as session:
+        session.execute(
+            update(ChannelAccount)
+            .where(ChannelAccount.provider == "twilio")
+            .values(address=SERVICE)
+        )
+
+
+def _sent_sms(db, sid: str) -> Message:
+    [workspace] = rows(db, Workspace, Workspace.slug == "demo")
+    with db.transaction() as session:
+        outbox.insert_message(
+            session,
+            {
+                **outbox.blank_row(workspace_id=workspace.id, now=utc_now()),
+                "idempotency_key": f"sent-{sid}",
+                "message_type": "reply",
+                "channel": "sms",
+                "status": "sent",
+                "provider": "sms",
+                "provider_message_id": sid,
+            },
+        )
+    [sent] = rows(db, Message, Message.provider_message_id == sid)
+    return sent
+
+
+def _delivered(sid: str, *, sender: str, service: str) -> dict[str, str]:
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "MessageStatus": "delivered",
+        "SmsStatus": "delivered",
+        "AccountSid": "AC123",
+        "From": sender,
+        "To": "+12025550143",
+        "MessagingServiceSid": service,
+    }
+
+
+def test_a_receipt_through_the_stores_messaging_service_updates_the_message_it_sent(
+    client, db, caplog
+):
+    """Given a store sending through a Messaging Service, when Twilio reports a message
+    delivered from the pool's number, then the message is delivered."""
+    _sends_through_a_messaging_service(db)
+    sent = _sent_sms(db, "SMPOOL1")
+
+    response = _twilio_post(client, _delivered("SMPOOL1", sender=POOL_NUMBER, service=SERVICE))
+
+    assert response.status_code == 200
+    assert IGNORED not in caplog.text
+    [after] = rows(db, Message, Message.id == sent.id)
+    assert after.status == "delivered"
+    assert count(db, Job, Job.kind == inbox_service.RETRY_STATUS) == 0
+
+
+def test_a_receipt_naming_the_stores_number_and_a_service_is_matched_by_the_number(
+    client, db, caplog
+):
+    """A store whose address is its number keeps owning receipts that also name a service."""
+    sent = _sent_sms(db, "SMNUMBER1")
+
+    response = _twilio_post(
+        client, _delivered("SMNUMBER1", sender=DEMO.twilio_from_number, service=OTHER_SERVICE)
+    )
+
+    assert response.status_code == 200
+    assert IGNORED not in caplog.text
+    [after] = rows(db, Message, Message.id == sent.id)
+    assert after.status == "delivered"
+
+
+def test_stop_to_the_stores_messaging_service_is_recorded_before_the_answer(client, db):
+    """Given a store sending through a Messaging Service, when a customer texts STOP to the
+    pool's number, then both SMS consents are revoked and the message keeps the service
+    as the store's address (its reply goes out through the service)."""
+    _sends_through_a_messaging_service(db)
+    stop = {**_sms("STOP", sid="SMSTOPPOOL"), "To": POOL_NUMBER, "MessagingServiceSid": SERVICE}
+
+    response = _twilio_post(client, stop)
+
+    assert response.status_code == 200
+    revoked = rows(db, ConsentRecord, ConsentRecord.is_granted.is_(False))
+    assert {(c.channel, c.purpose) for c in revoked} == {
+        ("sms", "transactional"),
+        ("sms", "marketing"),
+    }
+    assert [(m.body, m.store_address) for m in inbound(db)] == [("STOP", SERVICE)]
+    assert count(db, Job, Job.kind == "messaging.deliver") == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param(
+            _delivered("SMPOOL2", sender=OTHER_NUMBER, service=OTHER_SERVICE), id="receipt_case"
+        ),
+        pytest.param(
+            {
+                **_sms("STOP", sid="SMSTOPOTHER"),
+                "To": OTHER_NUMBER,
+                "MessagingServiceSid": OTHER_SERVICE,
+            },
+            id="inbound_case",
+        ),
+    ],
+)
+def test_a_webhook_naming_another_stores_messaging_service_changes_nothing(
+    client, db, caplog, params
+):
+    _sends_through_a_messaging_service(db)
+    sent = _sent_sms(db, "SMPOOL2")
+
+    response = _twilio_post(client, params)
+
+    assert response.status_code == 200
+    assert caplog.text.count(IGNORED) == 1
+    [after] = rows(db, Message, Message.id == sent.id)
+    assert after.status == "sent"
+    assert (len(inbound(db)), count(db, ConsentRecord, ConsentRecord.is_granted.is_(False))) == (
+        0,
+        0,
+    )
+    assert count(db, Job, Job.kind.in_(["messaging.deliver", inbox_service.RETRY_STATUS])) == 0
 
 
 def _mailgun(client, fields: dict[str, str], *, key: str = DEMO.demo_mailgun_signing_key):

@@ -3,6 +3,9 @@ however many times they arrive (read never goes back to delivered)."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
@@ -13,6 +16,7 @@ from parley.customers import service as customers
 from parley.customers.models import ConsentRecord, Customer
 from parley.http.webhooks.inbound import _apply_status
 from parley.inbox import service as inbox
+from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.messaging import service as outbox
 from parley.messaging.models import Message, MessageStatus
@@ -97,6 +101,33 @@ def test_a_receipt_for_a_message_not_recorded_yet_is_retried_later(db):
     drain(inbox_worker(db, all_adapters()))
     (message,) = rows(db, Message)
     assert message.status == "read"
+
+
+def test_a_receipt_for_a_message_parley_never_sent_ends_quietly_after_its_retries(
+    db, frozen_clock, caplog
+):
+    """Given a read receipt for a message no parley message is (the store's staff wrote it
+    in the provider's app), when its retries are spent, then the job is done, not dead,
+    and nothing changed but a log line naming the provider's id."""
+    caplog.set_level(logging.INFO, logger="parley.inbox.tasks")
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        _apply_status(
+            session, session.get(Workspace, workspace_id), _receipt("read"), {"statuses": 0}
+        )
+    worker = inbox_worker(db, all_adapters())
+
+    for _ in range(6):
+        frozen_clock.advance(timedelta(hours=1))
+        drain(worker)
+
+    (job,) = rows(db, Job, Job.kind == inbox.RETRY_STATUS)
+    assert (job.status, job.attempts, job.last_error) == ("done", 5, None)
+    assert rows(db, Job, Job.status.in_(queue.DEAD_LETTER)) == []
+    assert rows(db, Message) == []
+    assert caplog.messages[-1] == (
+        f"whatsapp read receipt: no message has provider id {WAMID}; dropped after 5 attempts"
+    )
 
 
 def _ada_outbound(db, workspace_id: int) -> int:

@@ -378,3 +378,14 @@ def test_retry_after_is_a_floor_not_a_replacement():
     assert longer == timedelta(seconds=120)
     assert shorter == without
     assert timedelta(seconds=20) <= shorter <= timedelta(seconds=40)
+
+
+@pytest.mark.parametrize("retry_after", [3600.5, 1e12, 1e300])
+def test_a_retry_after_past_the_cap_waits_the_cap(retry_after):
+    """A provider's absurd Retry-After (or a proxy's) must not push a retry past any date
+    the queue can hold: the cap bounds it as it bounds the backoff."""
+    delay = queue.backoff(
+        1, base_seconds=5.0, cap_seconds=3600.0, retry_after=retry_after, rng=random.Random(1)
+    )
+
+    assert delay == timedelta(seconds=3600)

@@ -216,6 +216,27 @@ def test_retry_outcome_waits_at_least_the_providers_retry_after(db, frozen_clock
     assert job.due_at == frozen_clock.now + timedelta(seconds=120)
 
 
+def test_an_absurd_retry_after_waits_the_cap_and_spares_the_rest_of_the_batch(db, frozen_clock):
+    """Given a provider answering one job with Retry-After 1e12 seconds, when its batch is
+    finished, then that job waits the backoff cap and the batch's other job is done."""
+    throttled = ScriptedTask(outcome=Retry("429 slow down", retry_after=1e12), kind="test.slow")
+    fine = ScriptedTask()
+    [throttled_id] = _enqueue(db, throttled.kind)
+    [fine_id] = _enqueue(db, fine.kind)
+
+    drain(_worker(db, throttled, fine))
+
+    job = _only(db, throttled.kind)
+    assert (job.status, job.attempts, job.last_error) == (JobStatus.PENDING, 1, "429 slow down")
+    assert job.due_at == frozen_clock.now + timedelta(seconds=3600)
+    assert _only(db, fine.kind).status == JobStatus.DONE
+    assert sorted(_side_effects(db)) == sorted(
+        f"{phase}:{job_id}:1"
+        for phase in ("prepare", "finish")
+        for job_id in (throttled_id, fine_id)
+    )
+
+
 def test_perform_error_is_handed_to_finish_to_classify(db, frozen_clock):
     refused = ConnectionResetError("peer reset")
     task = ScriptedTask(perform_error=refused, outcome=Fail("classified by finish"))

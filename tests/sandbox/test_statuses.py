@@ -155,6 +155,37 @@ async def test_twilio_reports_to_the_status_callback(
     ]
 
 
+async def test_twilio_receipts_through_a_messaging_service_name_the_pool_number_and_it(
+    reporting_app: Starlette, reporting_client: httpx2.AsyncClient, fake_parley: FakeParley
+) -> None:
+    service = "MG" + "a" * 32
+    response = await _send_sms(
+        reporting_client, From=service, MessagingServiceSid=service, StatusCallback=CALLBACK
+    )
+    await _drain(reporting_app)
+
+    sid = response.json()["sid"]
+    url = twilio.public_url(PUBLIC_URL, "/webhooks/twilio/demo", "delivery=42")
+    events = []
+    for request in fake_parley.requests:
+        params = dict(parse_qsl(request.content.decode()))
+        twilio.verify_signature(
+            url, params, request.headers["x-twilio-signature"], TWILIO_WEBHOOK_TOKEN
+        )
+        events.extend(twilio.parse(params))
+    assert events == [
+        StatusUpdate(
+            channel=ChannelKind.SMS,
+            provider_message_id=sid,
+            status=status,
+            account="+15005550006",
+            messaging_service=service,
+            recipient="+12025550143",
+        )
+        for status in ("sent", "delivered")
+    ]
+
+
 async def test_twilio_without_status_callback_reports_nothing(
     reporting_app: Starlette, reporting_client: httpx2.AsyncClient, fake_parley: FakeParley
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from starlette.applications import Starlette
 
 from parley.channels.twilio_sms.segments import count_segments
 from parley.clock import FrozenClock
@@ -166,18 +167,46 @@ async def test_json_body_is_not_read_as_a_form(
     assert store.list() == []
 
 
-async def test_messaging_service_sid_stands_in_for_from(
-    client: httpx2.AsyncClient, store: SandboxStore
+@pytest.mark.parametrize(
+    "sender",
+    [
+        pytest.param({"MessagingServiceSid": "MG" + "a" * 32}, id="messaging_service_sid_case"),
+        pytest.param({"From": "MG" + "a" * 32}, id="from_case"),
+    ],
+)
+async def test_a_messaging_service_sends_from_a_number_of_its_pool(
+    client: httpx2.AsyncClient, store: SandboxStore, sender: dict[str, str]
 ) -> None:
-    service = "MG" + "a" * 32
-    form = {"To": "+447911123456", "MessagingServiceSid": service, "Body": "hi"}
+    """As Twilio does: the service is named, accepted, and the number is picked later."""
+    form = {"To": "+447911123456", "Body": "hi"} | sender
 
     response = await _send(client, form)
 
     assert response.status_code == 201
-    assert response.json()["messaging_service_sid"] == service
-    assert response.json()["from"] is None
-    assert store.list()[0].sender == service
+    assert (response.json()["messaging_service_sid"], response.json()["from"]) == (
+        "MG" + "a" * 32,
+        None,
+    )
+    assert response.json()["status"] == "accepted"
+    assert [message.sender for message in store.list()] == ["+15005550006"]
+
+
+async def test_a_messaging_service_with_no_number_is_refused_and_nothing_captured(
+    app: Starlette, client: httpx2.AsyncClient, store: SandboxStore
+) -> None:
+    numberless = "AC" + "d" * 32
+    app.state.sandbox_accounts.add_twilio(numberless, "numberless-token", "")
+    form = {"To": "+447911123456", "MessagingServiceSid": "MG" + "a" * 32, "Body": "hi"}
+
+    response = await _send(
+        client,
+        form,
+        url=f"/twilio/2010-04-01/Accounts/{numberless}/Messages.json",
+        auth=(numberless, "numberless-token"),
+    )
+
+    assert (response.status_code, response.json()["code"]) == (400, 21704)
+    assert store.list() == []
 
 
 async def test_injected_503_fails_once_then_succeeds(

@@ -209,6 +209,10 @@ class InboundMessage:
     sender: str
     text: str
     account: str | None = None
+    messaging_service: str | None = None
+    """The provider's pool of senders ``account`` belongs to, when the message came
+    through one (Twilio's ``MessagingServiceSid``): a store whose address is the pool owns
+    the message as surely as one whose address is ``account``."""
     sent_at: datetime | None = None
     sender_name: str | None = None
     kind: str = "text"
@@ -235,6 +239,9 @@ class StatusUpdate:
     provider_message_id: str
     status: str
     account: str | None = None
+    messaging_service: str | None = None
+    """The provider's pool of senders the message went out through, when it did (Twilio's
+    ``MessagingServiceSid``; ``account`` is then the pool's number that sent it)."""
     recipient: str | None = None
     occurred_at: datetime | None = None
     error_code: str | None = None

@@ -329,12 +329,17 @@ def backoff(
     retry_after: float | None = None,
     rng: random.Random | None = None,
 ) -> timedelta:
-    """Exponential backoff with equal jitter; a provider's Retry-After is a floor."""
+    """Exponential backoff with equal jitter; a provider's Retry-After is a floor.
+
+    ``cap_seconds`` bounds the Retry-After too: a provider (or a proxy before it) may send
+    any number, and one far enough off (``1e12``) would overflow the job's due date and
+    fail the whole batch it is settled with.
+    """
     ceiling = min(cap_seconds, base_seconds * (2 ** max(attempt - 1, 0)))
     jitter = (rng or random).uniform(0, ceiling / 2)
     seconds = ceiling / 2 + jitter
     if retry_after is not None:
-        seconds = max(seconds, retry_after)
+        seconds = max(seconds, min(retry_after, cap_seconds))
     return timedelta(seconds=seconds)
 
 

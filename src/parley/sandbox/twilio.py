@@ -5,6 +5,11 @@ auth with the SID and auth token of the account the path names, one of the
 :class:`~parley.sandbox.accounts.SandboxAccounts`; a ``To`` in E.164, a ``From``, a
 ``Body``), and answers with Twilio's message resource. This runs on the benchmark's hot
 path: one pass over the form body, no templates.
+
+The sandbox keeps no Messaging Services: any ``MG…`` SID stands for a service whose pool
+is the account's numbers. As Twilio does, a send through it goes from a number of the
+pool (the first), and its receipts name that number in ``From`` and the service in
+``MessagingServiceSid``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
 API_VERSION: Final = "2010-04-01"
 E164: Final = re.compile(r"^\+[1-9]\d{6,14}$")
 MAX_BODY_CHARS: Final = 1600
+SERVICE_PREFIX: Final = "MG"
+"""What a Messaging Service's SID starts with."""
 
 
 _FAULT_MESSAGES: Final = {
@@ -101,6 +108,23 @@ async def read_form(request: Request) -> dict[str, str]:
         return {}
     body = await request.body()
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _sender(params: dict[str, str], pool: tuple[str, ...]) -> tuple[str | None, str]:
+    """The Messaging Service a send goes through, if any, and the number it goes from
+    ("" when there is none to pick).
+
+    Twilio takes a service's SID in ``MessagingServiceSid`` or in place of a number in
+    ``From``; a number in ``From`` alongside a service is the pool's number to use, and
+    without one the service picks a number of its ``pool``.
+    """
+    given = params.get("From", "")
+    service = params.get("MessagingServiceSid") or None
+    if given.startswith(SERVICE_PREFIX):
+        service, given = service or given, ""
+    if service and not given:
+        given = next((number for number in pool if E164.match(number)), "")
+    return service, given
 
 
 def _is_http_url(url: str) -> bool:
@@ -201,12 +225,14 @@ class TwilioMessages:
             return twilio_error(401, 20003, "Authenticate")
         params = await read_form(request)
         to = params.get("To", "")
-        sender = params.get("From", "") or params.get("MessagingServiceSid", "")
+        service, sender = _sender(params, account.phone_numbers)
         body = params.get("Body", "")
         if not to:
             return twilio_error(400, 21604, "A 'To' phone number is required.")
         if not E164.match(to):
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if service and not sender:
+            return twilio_error(400, 21704, "The Messaging Service contains no phone numbers.")
         if not sender:
             return twilio_error(400, 21603, "A 'From' phone number is required.")
         if not body:
@@ -231,19 +257,27 @@ class TwilioMessages:
                 callback_url=callback_url,
                 message_sid=str(message.provider_message_id),
                 sender=sender,
+                messaging_service=service,
                 to=to,
                 account_sid=account.account_sid,
                 signing_token=account.callback_token,
             )
         return JSONResponse(
-            self._resource(message, params, account_sid=account.account_sid), status_code=201
+            self._resource(message, service, params, account_sid=account.account_sid),
+            status_code=201,
         )
 
     def _resource(
-        self, message: CapturedMessage, params: dict[str, str], *, account_sid: str
+        self,
+        message: CapturedMessage,
+        service: str | None,
+        params: dict[str, str],
+        *,
+        account_sid: str,
     ) -> dict[str, Any]:
         sid = message.provider_message_id
         date = format_datetime(message.captured_at)
+        given = params.get("From", "")
         uri = f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}"
         return {
             "account_sid": account_sid,
@@ -255,14 +289,15 @@ class TwilioMessages:
             "direction": "outbound-api",
             "error_code": None,
             "error_message": None,
-            "from": params.get("From") or None,
-            "messaging_service_sid": params.get("MessagingServiceSid") or None,
+            # A number the request named; through a service Twilio picks one after answering.
+            "from": given if given and not given.startswith(SERVICE_PREFIX) else None,
+            "messaging_service_sid": service,
             "num_media": "0",
             "num_segments": str(count_segments(message.body)),
             "price": None,
             "price_unit": "USD",
             "sid": sid,
-            "status": "queued",
+            "status": "accepted" if service else "queued",
             "subresource_uris": {"media": f"{uri}/Media.json"},
             "to": message.to,
             "uri": f"{uri}.json",

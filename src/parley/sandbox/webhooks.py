@@ -235,11 +235,14 @@ class ProviderWebhooks:
         status: str,
         account_sid: str | None = None,
         auth_token: str | None = None,
+        messaging_service: str | None = None,
     ) -> SignedWebhook:
         """A status callback, posted to (and signed over) the ``StatusCallback`` URL.
 
         ``account_sid`` is the account that sent the message and ``auth_token`` what signs
         the callback; ``None`` means the deployment's account and ``demo_twilio_auth_token``.
+        ``messaging_service`` is the Messaging Service it went through, if any (``sender``
+        is then the number of its pool that sent it).
         """
         if account_sid is None:
             account_sid = self._settings.twilio_account_sid
@@ -253,6 +256,8 @@ class ProviderWebhooks:
             "From": sender,
             "ApiVersion": TWILIO_API_VERSION,
         }
+        if messaging_service is not None:
+            params["MessagingServiceSid"] = messaging_service
         return self._twilio(callback_url, params, auth_token)
 
     def instagram_message(
@@ -437,9 +442,11 @@ class StatusReporter:
         to: str,
         account_sid: str,
         signing_token: str,
+        messaging_service: str | None = None,
     ) -> None:
         """Report to the message's ``StatusCallback``, as Twilio does when one was given,
-        signed with ``signing_token`` (the sending account's ``callback_token``)."""
+        signed with ``signing_token`` (the sending account's ``callback_token``), naming
+        the ``messaging_service`` the message went through, if any."""
         self._poster.post_later(
             [
                 partial(
@@ -451,6 +458,7 @@ class StatusReporter:
                     status=status,
                     account_sid=account_sid,
                     auth_token=signing_token,
+                    messaging_service=messaging_service,
                 )
                 for status in ("sent", "delivered")
             ]

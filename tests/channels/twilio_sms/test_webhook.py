@@ -354,6 +354,32 @@ def test_delivered_callback_is_a_status_update() -> None:
     ]
 
 
+def test_a_callback_through_a_messaging_service_names_the_pool_number_and_the_service() -> None:
+    assert webhook.parse(_fixture("status_delivered_messaging_service.json")) == [
+        StatusUpdate(
+            channel=ChannelKind.SMS,
+            provider_message_id="SM89abcdef0123456789abcdef01234567",
+            status="delivered",
+            account="+15005550123",
+            messaging_service="MG0123456789abcdef0123456789abcdef",
+            recipient="+12025550143",
+        )
+    ]
+
+
+def test_an_inbound_sms_to_a_messaging_service_names_the_pool_number_and_the_service() -> None:
+    assert webhook.parse(_fixture("inbound_sms_messaging_service.json")) == [
+        InboundMessage(
+            channel=ChannelKind.SMS,
+            provider_message_id="SM2a0e8ae6ade43cb3c0ce4525424e404f",
+            sender="+12025550143",
+            text="STOP",
+            account="+15005550123",
+            messaging_service="MG0123456789abcdef0123456789abcdef",
+        )
+    ]
+
+
 def test_undelivered_callback_is_failed_with_a_readable_reason() -> None:
     assert webhook.parse(_fixture("status_undelivered.json")) == [
         StatusUpdate(

@@ -9,6 +9,10 @@ an internal host, so the URL is rebuilt from the deployment's configured public 
 The same endpoint receives two kinds of post: an inbound SMS/MMS (it has a ``Body``) and
 a status callback for a message we sent (``MessageStatus`` and no ``Body``). Twilio signs
 no timestamp, so replays are caught by deduplicating on ``MessageSid`` plus status.
+
+A store may send through a Messaging Service (its address is the service's ``MG…`` SID):
+Twilio then names the pool's number in ``From`` (receipts) or ``To`` (inbound) and the
+service in ``MessagingServiceSid``, and both are carried on the event.
 """
 
 from __future__ import annotations
@@ -182,11 +186,13 @@ def _status(
         return None
     error_code = params.get("ErrorCode") or None
     # A status callback is about a message we sent: From is the store, To the customer.
+    # Sent through a Messaging Service, From is the pool's number Twilio picked.
     return StatusUpdate(
         channel=ChannelKind.SMS,
         provider_message_id=sid,
         status=mapped,
         account=params.get("From") or None,
+        messaging_service=params.get("MessagingServiceSid") or None,
         recipient=params.get("To") or None,
         error_code=error_code,
         error_reason=_error_reason(error_code, params.get("ErrorMessage")),
@@ -213,6 +219,7 @@ def _inbound(sid: str, params: Mapping[str, str]) -> InboundMessage:
         sender=sender,
         text=params.get("Body", ""),
         account=params.get("To") or None,
+        messaging_service=params.get("MessagingServiceSid") or None,
         sender_name=params.get("ProfileName") or None,
         kind=attachments[0].kind if attachments else "text",
         attachments=attachments,

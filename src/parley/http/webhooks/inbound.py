@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -94,8 +94,8 @@ class CheckedDelivery:
     """A delivery whose signature matched one of its workspace's accounts, parsed."""
 
     workspace_id: int
-    addresses: frozenset[str]
-    """The workspace's account addresses on this provider (lower case)."""
+    addresses: Mapping[str, str]
+    """The workspace's account addresses on this provider, by their lower case."""
     delivery: Delivery
     events: list[InboundEvent]
 
@@ -131,7 +131,7 @@ def check(db: Database, slug: str, delivery: InboundDelivery) -> CheckedDelivery
         except SignatureError as exc:
             log.warning("%s webhook for %s refused: %s", provider, slug, exc)
             raise Unauthenticated(f"signature check failed: {exc}") from exc
-    addresses = frozenset(account.address.lower() for account in access.accounts)
+    addresses = {account.address.lower(): account.address for account in access.accounts}
     parsed = parse_with(delivery.parse)
     if parsed.problem is not None:
         log.warning("%s webhook for %s refused: %s", provider, slug, parsed.problem)
@@ -194,12 +194,21 @@ def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:
         "preferences": 0,
     }
     for event in checked.events:
-        if event.account is not None and event.account.lower() not in checked.addresses:
-            log.warning(
-                "%s webhook for %s names another account; ignored", provider, workspace.slug
+        if event.account is not None:
+            pool = (
+                event.messaging_service
+                if isinstance(event, InboundMessage | StatusUpdate)
+                else None
             )
-            counts["ignored"] += 1
-        elif isinstance(event, InboundMessage):
+            address = _own_address(checked.addresses, account=event.account, pool=pool)
+            if address is None:
+                log.warning(
+                    "%s webhook for %s names another account; ignored", provider, workspace.slug
+                )
+                counts["ignored"] += 1
+                continue
+            event = replace(event, account=address)
+        if isinstance(event, InboundMessage):
             _apply_message(session, workspace, event, counts)
         elif isinstance(event, TemplateReview):
             _apply_review(session, workspace, event, counts)
@@ -209,6 +218,21 @@ def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:
         else:
             _apply_status(session, workspace, event, counts)
     return {"status": "accepted", **counts}
+
+
+def _own_address(addresses: Mapping[str, str], *, account: str, pool: str | None) -> str | None:
+    """The workspace's own address an event names (as the account stores it), or None
+    when it names another store's.
+
+    Through a sender pool (a Twilio Messaging Service) an event names the pool's number
+    (``account``) and the pool: a store whose address is the pool owns it, and its inbound
+    messages keep the pool as the address written to, so the reply goes out through it
+    too. A store whose address is the number owns it as any event naming its number.
+    """
+    for named in (pool, account):
+        if named is not None and named.lower() in addresses:
+            return addresses[named.lower()]
+    return None
 
 
 def _apply_message(
