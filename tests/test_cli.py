@@ -18,14 +18,17 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx2
+import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, update
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from parley.accounts.models import AuditEntry, Membership, User
@@ -36,6 +39,7 @@ from parley.cli import app
 from parley.clock import utc_now
 from parley.db import Base
 from parley.db.migrate import alembic_config
+from parley.db.migrate import migrate as migrate_to
 from parley.jobs.models import Job
 from parley.journeys.models import Journey
 from parley.runtime import GC_YOUNG_THRESHOLD
@@ -707,3 +711,142 @@ def test_a_malformed_own_email_address_is_refused_and_remove_goes_back(db, run):
     assert "'demo' sends email from the deployment's address" in removed.output
     (workspace,) = rows(db, Workspace, Workspace.id == store)
     assert "email_sender" not in workspace.settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a database no ``parley migrate`` has touched, on each engine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    from conftest import POSTGRES_PROBLEM, POSTGRES_URL
+
+    if POSTGRES_PROBLEM is not None:
+        pytest.skip(POSTGRES_PROBLEM)
+    url = make_url(POSTGRES_URL)
+    admin = {"host": url.host, "port": url.port or 5432, "user": url.username}
+    name = f"parley_empty_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(**admin, password=url.password, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(**admin, password=url.password, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _where(url: str) -> str:
+    found = make_url(url)
+    if found.drivername.startswith("sqlite"):
+        return str(found.database)
+    return f"{found.host}:{found.port or 5432}/{found.database}"
+
+
+def _head(url: str) -> str:
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head is not None
+    return head
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+def test_worker_and_serve_refuse_a_database_never_migrated_in_one_line(
+    run, empty_database, command, monkeypatch
+):
+    # SQLite is migrated by serve itself unless that is turned off.
+    monkeypatch.setenv("PARLEY_MIGRATE_ON_START", "false")
+
+    result = run(empty_database, command)
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: the database at {_where(empty_database)} is not migrated "
+        f"(at no revision, code expects {_head(empty_database)}): run `parley migrate`\n"
+    )
+    engine = create_engine(empty_database)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+def test_worker_names_the_revision_a_database_behind_the_code_is_at(run, tmp_path):
+    url = f"sqlite:///{tmp_path / 'behind.db'}"
+    script = ScriptDirectory.from_config(alembic_config(url))
+    head = script.get_revision(_head(url))
+    assert isinstance(head.down_revision, str)
+    migrate_to(url, head.down_revision)
+
+    result = run(url, "worker")
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: the database at {tmp_path / 'behind.db'} is not migrated "
+        f"(at revision {head.down_revision}, code expects {head.revision}): "
+        "run `parley migrate`\n"
+    )
+
+
+def test_worker_says_in_one_line_when_the_database_cannot_be_reached(run):
+    port = _free_port()
+    url = f"postgresql://parley:s3cret-password@127.0.0.1:{port}/parley"
+
+    result = run(url, "worker")
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: cannot reach the database at 127.0.0.1:{port}/parley: connection failed: "
+        f'connection to server at "127.0.0.1", port {port} failed: Connection refused\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        pytest.param(
+            "PARLEY_PORT",
+            "abc",
+            "Input should be a valid integer, unable to parse string as an integer",
+            id="port_case",
+        ),
+        pytest.param(
+            "PARLEY_DATABASE_URL",
+            "not-a-url",
+            "not a database URL; sqlite:///path or postgresql://user:password@host/database",
+            id="not_a_url_case",
+        ),
+        pytest.param(
+            "PARLEY_DATABASE_URL",
+            "mysql://parley:s3cret-password@db.internal/parley",
+            "parley runs on SQLite or PostgreSQL, not mysql; "
+            "sqlite:///path or postgresql://user:password@host/database",
+            id="mysql_case",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["jobs", "status"], ["migrate"], ["worker"]])
+def test_a_malformed_setting_is_named_in_one_line_and_exits_2(
+    run, tmp_path, monkeypatch, variable, value, said, command
+):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    monkeypatch.setenv(variable, value)
+    if variable == "PARLEY_DATABASE_URL":
+        url = value
+
+    result = run(url, *command)
+
+    assert (result.exit_code, result.output) == (2, f"error: {variable}: {said}\n")
+    assert not (tmp_path / "p.db").exists()
+
+
+def test_every_malformed_setting_is_named_each_on_its_line(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("PARLEY_PORT", "abc")
+    monkeypatch.setenv("PARLEY_SQLITE_SYNCHRONOUS", "FULL")
+
+    result = run(f"sqlite:///{tmp_path / 'p.db'}", "jobs", "status")
+
+    assert result.exit_code == 2
+    assert result.output == (
+        "error: PARLEY_SQLITE_SYNCHRONOUS: Input should be 'full' or 'normal'\n"
+        "error: PARLEY_PORT: Input should be a valid integer, unable to parse string as an "
+        "integer\n"
+    )

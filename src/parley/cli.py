@@ -4,14 +4,18 @@ marketing, providers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import secrets as secrets_module
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+import signal
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 
 from parley.assistant.cli import assistant_app
 from parley.errors import Conflict, Invalid, NotFound
@@ -22,7 +26,9 @@ from parley.workspaces.credentials import CHANNEL_PROVIDERS
 if TYPE_CHECKING:
     from parley.channels.base import ChannelKind, SendingAccount
     from parley.channels.registry import ProviderCheck
+    from parley.jobs.worker import Worker
 
+log = logging.getLogger(__name__)
 app = typer.Typer(help="parley: customer communication for ecommerce stores.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Manage workspaces (stores).", no_args_is_help=True)
 jobs_app = typer.Typer(help="Look into the job queue.", no_args_is_help=True)
@@ -38,6 +44,45 @@ marketing_app = typer.Typer(
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(marketing_app, name="marketing")
 app.add_typer(assistant_app, name="assistant")
+
+
+def _settings(**overrides: object) -> Settings:
+    """The ``PARLEY_*`` settings, with ``overrides`` on top; exits 2 (a usage error) with
+    one line for each that is malformed, naming it and why, but not its value (a URL or
+    key may be secret), instead of a traceback."""
+    from parley.db.engine import url_problem
+
+    try:
+        settings = get_settings(**overrides)
+    except ValidationError as exc:
+        _refuse_settings(f"{_setting_name(error['loc'])}: {error['msg']}" for error in exc.errors())
+    problem = url_problem(settings.database_url)
+    if problem is not None:
+        _refuse_settings([f"PARLEY_DATABASE_URL: {problem}"])
+    return settings
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """The variable a validation error's location names (none for the settings as a
+    whole)."""
+    return f"PARLEY_{str(loc[0]).upper()}" if loc else "the PARLEY_* settings"
+
+
+def _refuse_settings(problems: Iterable[str]) -> NoReturn:
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    raise typer.Exit(2)
+
+
+def _require_schema(settings: Settings) -> None:
+    """Exit 1 with the reason, in one line, unless the database is reachable and migrated
+    to this code's head."""
+    from parley.db.migrate import schema_problem
+
+    problem = schema_problem(settings.database_url)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1)
 
 
 def _serve(settings: Settings) -> None:
@@ -69,7 +114,9 @@ def serve(
         overrides["host"] = host
     if port:
         overrides["port"] = port
-    settings = get_settings(**overrides)
+    settings = _settings(**overrides)
+    if not (settings.is_sqlite and settings.migrate_on_start):
+        _require_schema(settings)
     if workers == 1:
         _serve(settings)
         return
@@ -127,24 +174,64 @@ def worker(
     """Run a worker process; start as many as you like against one database."""
     from parley.runtime import build_runtime, tune_garbage_collector
 
-    settings = get_settings()
+    settings = _settings()
     if settings.sandbox:
         settings = settings.pointed_at_sandbox()
+    _require_schema(settings)
 
     async def main() -> None:
         runtime = build_runtime(settings)
         job_worker = runtime.worker()
         tune_garbage_collector()
         try:
-            if drain:
-                handled = await job_worker.run_until_idle()
-                typer.echo(f"drained {handled} jobs")
-            else:
-                await job_worker.run_forever()
+            with _stopped_by_signals(job_worker):
+                if drain:
+                    handled = await job_worker.run_until_idle()
+                    typer.echo(f"drained {handled} jobs")
+                else:
+                    await job_worker.run_forever()
         finally:
             await runtime.aclose()
 
     asyncio.run(main())
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(job_worker: Worker) -> Iterator[None]:
+    """SIGTERM or SIGINT stops the worker as ``parley serve`` stops its own.
+
+    It claims nothing more, and the rounds in flight finish: their sends (each bounded by
+    the provider timeout) are answered and the answers recorded. Killed instead, a deploy
+    would leave its jobs ``running`` and its messages ``sending``, and the worker that
+    takes them back after the lease could only hold them for review, maybe delivered. A
+    second signal ends the process at once, by that signal.
+    """
+    loop = asyncio.get_running_loop()
+
+    def now(signum: signal.Signals) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def gracefully(signum: signal.Signals) -> None:
+        log.warning(
+            "%s: finishing the jobs in hand, then stopping (%s again to stop now)",
+            signum.name,
+            signum.name,
+        )
+        job_worker.stop()
+        for each in STOP_SIGNALS:
+            loop.add_signal_handler(each, now, each)
+
+    for each in STOP_SIGNALS:
+        loop.add_signal_handler(each, gracefully, each)
+    try:
+        yield
+    finally:
+        for each in STOP_SIGNALS:
+            loop.remove_signal_handler(each)
 
 
 @app.command()
@@ -152,7 +239,7 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     from parley.db.migrate import migrate as run_migrations
 
-    settings = get_settings()
+    settings = _settings()
     run_migrations(settings.database_url)
     typer.echo("database is up to date")
 
@@ -180,7 +267,7 @@ def demo(
         overrides["host"] = host
     if port:
         overrides["port"] = port
-    settings = get_settings(**overrides)
+    settings = _settings(**overrides)
     run_migrations(settings.database_url)
     db = Database(settings.database_url)
     with db.transaction() as session:
@@ -239,7 +326,7 @@ def simulate(
     """Post correctly signed Shopify webhooks (order placed through delivered) to parley."""
     from parley.demo.simulate import run_simulation
 
-    settings = get_settings()
+    settings = _settings()
     run_simulation(
         base_url=url.rstrip("/"),
         workspace=workspace,
@@ -262,7 +349,7 @@ def workspace_create(
     from parley.db import Database
     from parley.workspaces.service import create_workspace
 
-    settings = get_settings()
+    settings = _settings()
     api_key = secrets_module.token_urlsafe(32)
     db = Database(settings.database_url)
     try:
@@ -307,7 +394,7 @@ def user_create(
     from parley.errors import ParleyError
     from parley.workspaces.service import get_workspace
 
-    settings = get_settings()
+    settings = _settings()
     db = Database(settings.database_url)
     try:
         with db.transaction() as session:
@@ -370,7 +457,7 @@ def workspace_connect(
     except Invalid as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
-    db = Database(get_settings().database_url)
+    db = Database(_settings().database_url)
     try:
         with db.transaction() as session:
             workspace = workspaces.get_workspace(session, slug=slug)
@@ -463,7 +550,7 @@ def workspace_email_sender(
     if (address is None) == (not remove):
         typer.echo("error: give --address, or --remove", err=True)
         raise typer.Exit(2)
-    db = Database(get_settings().database_url)
+    db = Database(_settings().database_url)
     try:
         with db.transaction() as session:
             store = workspaces.get_workspace(session, slug=slug)
@@ -500,7 +587,7 @@ def jobs_status() -> None:
     from parley.db import Database
     from parley.jobs.queue import count_by_status
 
-    db = Database(get_settings().database_url)
+    db = Database(_settings().database_url)
     with db.transaction() as session:
         typer.echo(json.dumps(count_by_status(session), indent=2, sort_keys=True))
     db.dispose()
@@ -515,7 +602,7 @@ def jobs_backlog() -> None:
     from parley.jobs.backlog import read_backlog
     from parley.runtime import thresholds
 
-    settings = get_settings()
+    settings = _settings()
     db = Database(settings.database_url)
     now = utc_now()
     with db.transaction() as session:
@@ -554,7 +641,7 @@ def jobs_sweep() -> None:
     from parley.housekeeping import sweep
     from parley.runtime import retention
 
-    settings = get_settings()
+    settings = _settings()
     db = Database(settings.database_url)
     swept = sweep(db, retention(settings))
     typer.echo(f"deleted {swept.deliveries} raw deliveries and {swept.jobs} finished jobs")
@@ -567,7 +654,7 @@ def jobs_dead() -> None:
     from parley.db import Database
     from parley.jobs.queue import list_dead
 
-    db = Database(get_settings().database_url)
+    db = Database(_settings().database_url)
     with db.transaction() as session:
         for job in list_dead(session):
             typer.echo(f"{job.id} {job.kind} {job.status} attempts={job.attempts} {job.last_error}")
@@ -589,7 +676,7 @@ def jobs_retry(
 
     if bool(job_ids) == every:
         raise typer.BadParameter("name the jobs to retry, or pass --all")
-    db = Database(get_settings().database_url)
+    db = Database(_settings().database_url)
     redriven, refused = 0, 0
     with db.transaction() as session:
         for job_id in job_ids or [job.id for job in list_dead(session, limit=None)]:
@@ -619,7 +706,7 @@ def _marketing(workspace: str, command: str, change: Callable[..., object] | Non
     from parley.messaging.marketing_controls import Actor, controls_of
     from parley.workspaces.service import get_workspace
 
-    db = Database(get_settings().database_url)
+    db = Database(_settings().database_url)
     try:
         with db.transaction() as session:
             found = get_workspace(session, slug=workspace)
@@ -705,7 +792,7 @@ def providers_check(
     if unknown:
         raise typer.BadParameter(f"unknown channel {', '.join(unknown)}: one of {sorted(known)}")
     wanted = [ChannelKind(c) for c in channels or ()]
-    settings = get_settings()
+    settings = _settings()
     if settings.sandbox:
         settings = settings.pointed_at_sandbox()
     if workspace is None:

@@ -25,7 +25,7 @@ import psycopg
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
 from parley.db.checkpoint import LOG_SIZE_LIMIT_BYTES, Checkpointer
@@ -46,6 +46,33 @@ def normalise_url(url: str) -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+ENGINES = ("sqlite", "postgresql")
+URL_FORMS = "sqlite:///path or postgresql://user:password@host/database"
+
+
+def url_problem(url: str) -> str | None:
+    """Why parley cannot run on the database ``url`` names, or None when it can.
+
+    Said without the URL itself, which may hold a password.
+    """
+    try:
+        backend = make_url(normalise_url(url)).get_backend_name()
+    except ArgumentError:
+        return f"not a database URL; {URL_FORMS}"
+    if backend not in ENGINES:
+        return f"parley runs on SQLite or PostgreSQL, not {backend}; {URL_FORMS}"
+    return None
+
+
+def describe(url: str) -> str:
+    """Where ``url`` points, for messages: ``host:port/database``, or SQLite's file; never
+    its user or password."""
+    found = make_url(normalise_url(url))
+    if found.get_backend_name() == "sqlite":
+        return found.database or ":memory:"
+    return f"{found.host or 'localhost'}:{found.port or 5432}/{found.database or ''}"
 
 
 def sqlite_file(url: str) -> str | None:

@@ -163,12 +163,63 @@ class WorkerConfig:
     on SQLite every transaction holds the one writer. Preparing in chunks keeps the large
     batch's one bulk read while each transaction holds the writer only for a chunk, and
     between chunks a webhook (and ``give_way``) goes first."""
+    outage_pause_cap_seconds: float = 30.0
+    """The longest pause after a failed round or enqueue of ticks: each failure in a row
+    pauses twice as long as the one before, up to this (:class:`_Outage`)."""
 
 
 MIN_TICK_PAUSE = 0.05
 MAX_TICK_PAUSE = 60.0
 """The schedule looks again at least this often, so a clock moved by NTP is followed
-within a minute; after a failed enqueue it looks again after 25 polls (5 s)."""
+within a minute; after a failed enqueue it looks again after 25 polls (5 s), then twice
+as long after each failure in a row."""
+
+
+class _Outage:
+    """Failures in a row of one of the worker's loops, and how long to pause after each.
+
+    A database that is down, or not migrated, fails every round. Pausing a poll each time
+    and logging each traceback, two rounds in flight wrote ten tracebacks a second for as
+    long as it lasted. Each failure in a row pauses twice as long as the one before, up to
+    a cap, and logs one line; the traceback only when the failure differs from the last.
+    """
+
+    def __init__(self, what: str, *, first_pause: float, cap: float) -> None:
+        self.what = what
+        self.failures = 0
+        self._first_pause = min(first_pause, cap)
+        self._cap = cap
+        self._pause = self._first_pause
+        self._last: str | None = None
+
+    def failed(self, exc: Exception) -> float:
+        """Log ``exc`` and return the seconds to pause before trying again."""
+        self.failures += 1
+        if self.failures > 1:
+            self._pause = min(self._pause * 2, self._cap)
+        lines = str(exc).splitlines()
+        said = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+        if said == self._last:
+            log.error(
+                "%s failed again (%s in a row): %s; trying again in %g s",
+                self.what,
+                self.failures,
+                said,
+                self._pause,
+            )
+        else:
+            log.error(
+                "%s failed: %s; trying again in %g s", self.what, said, self._pause, exc_info=exc
+            )
+            self._last = said
+        return self._pause
+
+    def recovered(self) -> None:
+        if self.failures:
+            log.warning("%s works again after %s failures in a row", self.what, self.failures)
+        self.failures = 0
+        self._pause = self._first_pause
+        self._last = None
 
 
 class Worker:
@@ -208,6 +259,12 @@ class Worker:
         self._rotation = claims.Rotation()
         self._give_way = give_way
         self._quiet = quiet
+        cap = self.config.outage_pause_cap_seconds
+        # One for all rounds in flight: a database outage fails them all.
+        self._round_outage = _Outage("worker round", first_pause=self.config.poll_seconds, cap=cap)
+        self._tick_outage = _Outage(
+            "enqueueing periodic ticks", first_pause=self.config.poll_seconds * 25, cap=cap
+        )
 
     async def run_forever(self) -> None:
         """Work until :meth:`stop`; sleep only when nothing is due."""
@@ -224,11 +281,11 @@ class Worker:
             pause = min(max((wake - now).total_seconds(), MIN_TICK_PAUSE), MAX_TICK_PAUSE)
             try:
                 await self.enqueue_due_ticks()
-            except Exception:
-                log.exception("enqueueing periodic ticks failed; trying again shortly")
-                pause = min(pause, self.config.poll_seconds * 25)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=pause)
+            except Exception as exc:  # noqa: BLE001 - logged, and tried again after a pause
+                pause = min(pause, self._tick_outage.failed(exc))
+            else:
+                self._tick_outage.recovered()
+            await self._pause(pause)
 
     async def enqueue_due_ticks(self) -> list[Schedule]:
         """Enqueue the current tick of each schedule, once per tick in this process; the
@@ -252,11 +309,17 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 handled = await self.run_once()
-            except Exception:
-                log.exception("worker round failed; retrying after a pause")
-                handled = 0
+            except Exception as exc:  # noqa: BLE001 - logged, and tried again after a pause
+                await self._pause(self._round_outage.failed(exc))
+                continue
+            self._round_outage.recovered()
             if handled == 0:
                 await self._idle()
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def _idle(self) -> None:
         """Wait one poll interval, or less if stopped or nudged."""
@@ -271,6 +334,7 @@ class Worker:
         self._nudged.clear()
 
     def stop(self) -> None:
+        """Claim nothing more; the rounds in flight finish and record their answers."""
         self._stopping.set()
 
     def nudge(self) -> None:
@@ -279,7 +343,8 @@ class Worker:
         self._nudged.set()
 
     async def run_until_idle(self, *, max_rounds: int = 10_000) -> int:
-        """Run rounds until no job is due now (tests and ``parley worker --drain``)."""
+        """Run rounds until no job is due now, or until :meth:`stop` (tests and ``parley
+        worker --drain``)."""
         drained = await asyncio.gather(
             *(self._drain(max_rounds) for _ in range(self.config.rounds_in_flight))
         )
@@ -290,6 +355,8 @@ class Worker:
         # finish: a job that finish made due is claimed by the line that made it.
         total = 0
         for _ in range(max_rounds):
+            if self._stopping.is_set():
+                return total
             handled = await self.run_once()
             if handled == 0:
                 return total
