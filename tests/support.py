@@ -135,8 +135,8 @@ def shopper(first_name: str) -> Any:
     return next(s for s in SHOPPERS if s.first_name == first_name)
 
 
-def to_lane(db: Database, key: str, lane: str, *, workspace_id: int = 1) -> None:
-    """A store moving a journey to another lane, as it might to run it as a promotion."""
+def edit_journey(db: Database, key: str, *, workspace_id: int = 1, **changes: Any) -> None:
+    """A store editing a journey's definition (``steps=[...]``, ``lane=...``)."""
     with db.transaction() as session:
         journey = next(
             j for j in journeys.list_journeys(session, workspace_id=workspace_id) if j.key == key
@@ -145,8 +145,17 @@ def to_lane(db: Database, key: str, lane: str, *, workspace_id: int = 1) -> None
             session,
             workspace_id=workspace_id,
             key=key,
-            definition={**journey.definition, "lane": lane},
+            definition={**journey.definition, **changes},
         )
+
+
+def to_lane(db: Database, key: str, lane: str, *, workspace_id: int = 1) -> None:
+    """A store moving a journey to another lane, as it might to run it as a promotion."""
+    edit_journey(db, key, workspace_id=workspace_id, lane=lane)
+
+
+TWO_CONFIRMATIONS = [{"type": "send", "message": "order_confirmation"}] * 2
+"""Steps of an order confirmation that sends twice in a row."""
 
 
 def promotions_without_caps(db: Database) -> None:

@@ -18,12 +18,20 @@ from parley.db import Database
 from parley.jobs import claims, queue
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.worker import Worker, WorkerConfig
-from parley.journeys import service as journeys
 from parley.journeys.engine import AdvanceJourney
 from parley.messaging.models import Message, MessageStatus
 from parley.messaging.service import OutboxSettings
 from parley.messaging.templates import TemplateRenderer
-from support import deliveries, drain, post, recording_adapters, rows, seed
+from support import (
+    TWO_CONFIRMATIONS,
+    deliveries,
+    drain,
+    edit_journey,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+)
 
 LEASE = timedelta(seconds=60)
 LOST = "the worker holding it lost its lease (it stopped or stalled)"
@@ -101,25 +109,9 @@ def _journey_worker(db: Database, adapters: dict[ChannelKind, Any], name: str) -
     return Worker(db, [task], WorkerConfig(batch_size=50, max_attempts=1), name=name)
 
 
-def _two_sends(db: Database, workspace_id: int) -> None:
-    with db.transaction() as session:
-        journey = next(
-            j
-            for j in journeys.list_journeys(session, workspace_id=workspace_id)
-            if j.key == "order_confirmation"
-        )
-        two_sends = [{"type": "send", "message": "order_confirmation"}] * 2
-        journeys.update_journey(
-            session,
-            workspace_id=workspace_id,
-            key="order_confirmation",
-            definition={**journey.definition, "steps": two_sends},
-        )
-
-
 def test_a_send_cut_short_on_its_last_attempt_is_held_and_its_job_dead_lettered(db, frozen_clock):
     # Given a journey sending twice, under a budget of one attempt
-    _two_sends(db, seed(db))
+    edit_journey(db, "order_confirmation", workspace_id=seed(db), steps=TWO_CONFIRMATIONS)
     post(db, deliveries("Alan")[0])
     adapters = recording_adapters()
     crashed = _journey_worker(db, adapters, "crashed")

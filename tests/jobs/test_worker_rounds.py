@@ -20,9 +20,18 @@ from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome, Worker, WorkerConfig
-from parley.journeys import service as journeys
 from parley.messaging.models import Message, MessageStatus
-from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed
+from support import (
+    TWO_CONFIRMATIONS,
+    deliveries,
+    drain,
+    edit_journey,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+)
 
 LEASE = timedelta(seconds=60)
 
@@ -102,19 +111,7 @@ def test_a_journey_step_another_round_took_back_is_settled_by_that_round_only(
 ):
     # Given a journey that sends twice in a row, and one worker's two rounds
     workspace_id = seed(db)
-    with db.transaction() as session:
-        journey = next(
-            j
-            for j in journeys.list_journeys(session, workspace_id=workspace_id)
-            if j.key == "order_confirmation"
-        )
-        two_sends = [{"type": "send", "message": "order_confirmation"}] * 2
-        journeys.update_journey(
-            session,
-            workspace_id=workspace_id,
-            key="order_confirmation",
-            definition={**journey.definition, "steps": two_sends},
-        )
+    edit_journey(db, "order_confirmation", workspace_id=workspace_id, steps=TWO_CONFIRMATIONS)
     post(db, deliveries("Ada")[0])
     adapters = recording_adapters()
     worker = make_worker(db, adapters)

@@ -8,29 +8,28 @@ import pytest
 
 from parley.channels.base import ChannelKind, PermanentChannelError
 from parley.jobs.models import Job, Lane
-from parley.journeys import service as journeys
 from parley.journeys.service import ADVANCE
 from parley.messaging.models import Message
 from parley.messaging.unsubscribe import read_token
-from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed
+from support import (
+    TWO_CONFIRMATIONS,
+    deliveries,
+    drain,
+    edit_journey,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+    to_lane,
+)
 
 
 @pytest.fixture
 def marketing_confirmation(db):
     """The confirmation journey moved to the marketing lane (as a store might for a promo)."""
     workspace_id = seed(db)
-    with db.transaction() as session:
-        journey = next(
-            j
-            for j in journeys.list_journeys(session, workspace_id=workspace_id)
-            if j.key == "order_confirmation"
-        )
-        journeys.update_journey(
-            session,
-            workspace_id=workspace_id,
-            key="order_confirmation",
-            definition={**journey.definition, "lane": "marketing"},
-        )
+    to_lane(db, "order_confirmation", "marketing", workspace_id=workspace_id)
     return workspace_id
 
 
@@ -86,19 +85,9 @@ def test_a_marketing_journeys_next_step_stays_in_the_marketing_lane(
     db, frozen_clock, marketing_confirmation
 ):
     # Given a marketing journey that sends twice in a row
-    with db.transaction() as session:
-        journey = next(
-            j
-            for j in journeys.list_journeys(session, workspace_id=marketing_confirmation)
-            if j.key == "order_confirmation"
-        )
-        two_sends = [{"type": "send", "message": "order_confirmation"}] * 2
-        journeys.update_journey(
-            session,
-            workspace_id=marketing_confirmation,
-            key="order_confirmation",
-            definition={**journey.definition, "steps": two_sends},
-        )
+    edit_journey(
+        db, "order_confirmation", workspace_id=marketing_confirmation, steps=TWO_CONFIRMATIONS
+    )
     post(db, deliveries("Ada")[0])  # Ada consented to marketing email
 
     # When the first send goes out
