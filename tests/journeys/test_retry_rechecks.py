@@ -5,6 +5,7 @@ What it was decided to be an hour ago is not leave to send it now."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -53,15 +54,22 @@ def _until_retry(db, frozen_clock, worker) -> None:
     drain(worker)
 
 
-def test_a_dispatch_retried_after_she_stopped_whatsapp_goes_by_sms(db, frozen_clock, adapters):
+def _dispatch_waiting_for_its_retry(db, adapters, whatsapp_answers: list) -> Any:
+    """Frida's order placed and dispatched, WhatsApp answering ``whatsapp_answers`` in
+    turn (the first an outage): the dispatch waits for its retry. Returns the worker."""
     seed(db)
     placed, dispatched, *_ = deliveries("Frida")
     worker = make_worker(db, adapters)
     post(db, placed)
     drain(worker)
-    adapters[ChannelKind.WHATSAPP].script = [OUTAGE]
+    adapters[ChannelKind.WHATSAPP].script = list(whatsapp_answers)
     post(db, dispatched)
     drain(worker)
+    return worker
+
+
+def test_a_dispatch_retried_after_she_stopped_whatsapp_goes_by_sms(db, frozen_clock, adapters):
+    worker = _dispatch_waiting_for_its_retry(db, adapters, [OUTAGE])
     assert _messages(db, "dispatch") == [
         ("whatsapp", MessageStatus.QUEUED, "retrying after attempt 1: 503 from provider")
     ]
@@ -119,14 +127,7 @@ def test_a_retry_after_the_store_uninstalled_sends_nothing(db, frozen_clock, ada
 
 
 def test_a_retry_she_may_still_receive_is_sent_as_decided(db, frozen_clock, adapters):
-    seed(db)
-    placed, dispatched, *_ = deliveries("Frida")
-    worker = make_worker(db, adapters)
-    post(db, placed)
-    drain(worker)
-    adapters[ChannelKind.WHATSAPP].script = [OUTAGE]
-    post(db, dispatched)
-    drain(worker)
+    worker = _dispatch_waiting_for_its_retry(db, adapters, [OUTAGE])
 
     _opts_out(db, "Frida", "sms", "transactional")
     _until_retry(db, frozen_clock, worker)
@@ -140,15 +141,8 @@ def test_a_refusal_on_the_last_attempt_still_falls_back_to_the_next_channel(
 ):
     """Seven outages, then Meta refuses for good (the window closed meanwhile): the last
     attempt's answer is a refusal, not an exhausted retry, so SMS takes the message."""
-    seed(db)
-    placed, dispatched, *_ = deliveries("Frida")
-    worker = make_worker(db, adapters)
-    post(db, placed)
-    drain(worker)
     refusal = PermanentChannelError("131047: re-engagement message")
-    adapters[ChannelKind.WHATSAPP].script = [OUTAGE] * 7 + [refusal]
-    post(db, dispatched)
-    drain(worker)
+    worker = _dispatch_waiting_for_its_retry(db, adapters, [OUTAGE] * 7 + [refusal])
     for _ in range(7):
         _until_retry(db, frozen_clock, worker)
 

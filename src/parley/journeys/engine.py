@@ -554,18 +554,9 @@ class AdvanceJourney:
         skipped with the reason: where the policy would send it on another channel, a job
         of its own offers it there, as after a provider's permanent refusal; otherwise
         the step is done with."""
-        current = facts.definition.steps[step]
-        assert isinstance(current, SendStep)
-        assert facts.customer is not None
         others = (*exclude, str(withdrawn.channel))
-        if withdrawn.channel is not None and outbox.has_other_channel(
-            lookup.outbox,
-            workspace=facts.workspace,
-            customer=facts.customer,
-            message_type=current.message,
-            purpose=send_purpose(facts.definition, current),
-            exclude_channels=others,
-            sending_domain=self.outbox_settings.sending_domain,
+        if withdrawn.channel is not None and _another_channel_takes(
+            lookup, facts, step, others, self.outbox_settings.sending_domain
         ):
             run = facts.run
             follow_up = _next_channel(
@@ -811,24 +802,36 @@ def _outage_if_nowhere_else(
     run = lookup.run(work.run_id, work.workspace_id)
     if run is None:
         return result.as_outage()
-    facts = lookup.facts(run)
+    others = (*work.exclude, str(work.send.channel))
+    if _another_channel_takes(lookup, lookup.facts(run), work.step, others, sending_domain):
+        return result
+    return result.as_outage()
+
+
+def _another_channel_takes(
+    lookup: RunLookup,
+    facts: RunFacts,
+    step: int,
+    exclude: tuple[str, ...],
+    sending_domain: str | None,
+) -> bool:
+    """Whether the policy would send this send step's message now on a channel outside
+    ``exclude``: a message its channel gave up on falls back only then."""
     steps = facts.definition.steps
-    step = steps[work.step] if work.step < len(steps) else None
-    if (
+    current = steps[step] if step < len(steps) else None
+    return (
         facts.customer is not None
-        and isinstance(step, SendStep)
+        and isinstance(current, SendStep)
         and outbox.has_other_channel(
             lookup.outbox,
             workspace=facts.workspace,
             customer=facts.customer,
-            message_type=step.message,
-            purpose=send_purpose(facts.definition, step),
-            exclude_channels=(*work.exclude, str(work.send.channel)),
+            message_type=current.message,
+            purpose=send_purpose(facts.definition, current),
+            exclude_channels=exclude,
             sending_domain=sending_domain,
         )
-    ):
-        return result
-    return result.as_outage()
+    )
 
 
 def _advance(
