@@ -120,6 +120,38 @@ def test_workspace_create_prints_its_api_key_once(run, db):
     [workspace] = rows(db, Workspace)
     assert workspace.api_key_hash != key
     assert count(db, Journey) == 5
+    [entry] = rows(db, AuditEntry)
+    assert (entry.workspace_id, entry.action, entry.actor_email, entry.detail) == (
+        workspace.id,
+        "store_created",
+        "parley workspace create",
+        {"slug": "acme", "api_key_created": True},
+    )
+
+
+def test_workspace_create_with_an_unknown_time_zone_is_refused_and_creates_nothing(run, db):
+    result = run(
+        db.url,
+        "workspace",
+        "create",
+        "--slug",
+        "mars",
+        "--name",
+        "Mars",
+        "--timezone",
+        "Mars/Olympus",
+    )
+
+    assert (result.exit_code, result.output) == (2, "error: unknown time zone 'Mars/Olympus'\n")
+    assert count(db, Workspace) == 0
+
+
+def test_workspace_create_with_a_slug_no_webhook_address_can_name_creates_nothing(run, db):
+    result = run(db.url, "workspace", "create", "--slug", "acme/eu", "--name", "Acme EU")
+
+    assert result.exit_code == 2
+    assert result.output.startswith("error: a store's slug is 1 to 64 lowercase letters")
+    assert count(db, Workspace) == 0
 
 
 def test_workspace_create_twice_keeps_the_first(run, db):
@@ -769,6 +801,65 @@ def test_worker_and_serve_refuse_a_database_never_migrated_in_one_line(
         engine.dispose()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["jobs", "status"],
+        ["jobs", "backlog"],
+        ["jobs", "dead"],
+        ["jobs", "sweep"],
+        ["jobs", "retry", "--all"],
+        ["marketing", "status", "--workspace", "demo"],
+        ["workspace", "create", "--slug", "shop", "--name", "Shop"],
+        ["workspace", "email-sender", "--slug", "demo", "--remove"],
+        ["user", "create", "--workspace", "demo", "--email", "a@b.test", "--password", "pw"],
+        [
+            "workspace",
+            "connect",
+            "--slug",
+            "demo",
+            "--provider",
+            "twilio",
+            "--address",
+            "+15550001111",
+            "--secret",
+            "auth_token=t",
+        ],
+        ["providers", "check", "--workspace", "demo"],
+    ],
+    ids=lambda command: "_".join(part.strip("-") for part in command[:2]),
+)
+def test_commands_on_a_database_never_migrated_say_so_in_one_line_and_touch_nothing(
+    run, empty_database, command
+):
+    result = run(empty_database, *command)
+
+    assert (result.exit_code, result.output) == (
+        1,
+        f"error: the database at {_where(empty_database)} is not migrated "
+        f"(at no revision, code expects {_head(empty_database)}): run `parley migrate`\n",
+    )
+    engine = create_engine(empty_database)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+def test_assistant_train_from_a_workspace_on_a_database_never_migrated_says_so(
+    run, empty_database, tmp_path
+):
+    result = run(
+        empty_database, "assistant", "train", "--workspace", "demo", "--model-dir", str(tmp_path)
+    )
+
+    assert (result.exit_code, result.output) == (
+        1,
+        f"error: the database at {_where(empty_database)} is not migrated "
+        f"(at no revision, code expects {_head(empty_database)}): run `parley migrate`\n",
+    )
+
+
 def test_worker_names_the_revision_a_database_behind_the_code_is_at(run, tmp_path):
     url = f"sqlite:///{tmp_path / 'behind.db'}"
     script = ScriptDirectory.from_config(alembic_config(url))
@@ -835,6 +926,40 @@ def test_a_malformed_setting_is_named_in_one_line_and_exits_2(
     result = run(url, *command)
 
     assert (result.exit_code, result.output) == (2, f"error: {variable}: {said}\n")
+    assert not (tmp_path / "p.db").exists()
+
+
+def test_a_malformed_database_url_is_named_beside_the_other_malformed_settings(run, monkeypatch):
+    monkeypatch.setenv("PARLEY_PORT", "abc")
+
+    result = run("not-a-url", "jobs", "status")
+
+    assert result.exit_code == 2
+    assert result.output == (
+        "error: PARLEY_DATABASE_URL: not a database URL; "
+        "sqlite:///path or postgresql://user:password@host/database\n"
+        "error: PARLEY_PORT: Input should be a valid integer, unable to parse string as an "
+        "integer\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["assistant", "classify"], ["assistant", "train", "--workspace", "demo"]],
+    ids=["classify", "train"],
+)
+def test_assistant_commands_name_a_malformed_setting_in_one_line(
+    run, tmp_path, monkeypatch, command
+):
+    monkeypatch.setenv("PARLEY_PORT", "abc")
+
+    result = run(f"sqlite:///{tmp_path / 'p.db'}", *command, input="hello\n")
+
+    assert (result.exit_code, result.output) == (
+        2,
+        "error: PARLEY_PORT: Input should be a valid integer, unable to parse string as an "
+        "integer\n",
+    )
     assert not (tmp_path / "p.db").exists()
 
 

@@ -10,17 +10,17 @@ import logging
 import os
 import secrets as secrets_module
 import signal
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
-from pydantic import ValidationError
 
 from parley.assistant.cli import assistant_app
 from parley.errors import Conflict, Invalid, NotFound
 from parley.http.processes import Supervisor, spreads_connections
-from parley.settings import Settings, get_settings
+from parley.preflight import migrated_database, require_schema, settings_or_exit
+from parley.settings import Settings
 from parley.workspaces.credentials import CHANNEL_PROVIDERS
 
 if TYPE_CHECKING:
@@ -44,45 +44,6 @@ marketing_app = typer.Typer(
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(marketing_app, name="marketing")
 app.add_typer(assistant_app, name="assistant")
-
-
-def _settings(**overrides: object) -> Settings:
-    """The ``PARLEY_*`` settings, with ``overrides`` on top; exits 2 (a usage error) with
-    one line for each that is malformed, naming it and why, but not its value (a URL or
-    key may be secret), instead of a traceback."""
-    from parley.db.engine import url_problem
-
-    try:
-        settings = get_settings(**overrides)
-    except ValidationError as exc:
-        _refuse_settings(f"{_setting_name(error['loc'])}: {error['msg']}" for error in exc.errors())
-    problem = url_problem(settings.database_url)
-    if problem is not None:
-        _refuse_settings([f"PARLEY_DATABASE_URL: {problem}"])
-    return settings
-
-
-def _setting_name(loc: tuple[int | str, ...]) -> str:
-    """The variable a validation error's location names (none for the settings as a
-    whole)."""
-    return f"PARLEY_{str(loc[0]).upper()}" if loc else "the PARLEY_* settings"
-
-
-def _refuse_settings(problems: Iterable[str]) -> NoReturn:
-    for problem in problems:
-        typer.echo(f"error: {problem}", err=True)
-    raise typer.Exit(2)
-
-
-def _require_schema(settings: Settings) -> None:
-    """Exit 1 with the reason, in one line, unless the database is reachable and migrated
-    to this code's head."""
-    from parley.db.migrate import schema_problem
-
-    problem = schema_problem(settings.database_url)
-    if problem is not None:
-        typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(1)
 
 
 def _serve(settings: Settings) -> None:
@@ -114,9 +75,9 @@ def serve(
         overrides["host"] = host
     if port:
         overrides["port"] = port
-    settings = _settings(**overrides)
+    settings = settings_or_exit(**overrides)
     if not (settings.is_sqlite and settings.migrate_on_start):
-        _require_schema(settings)
+        require_schema(settings)
     if workers == 1:
         _serve(settings)
         return
@@ -174,10 +135,10 @@ def worker(
     """Run a worker process; start as many as you like against one database."""
     from parley.runtime import build_runtime, tune_garbage_collector
 
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.sandbox:
         settings = settings.pointed_at_sandbox()
-    _require_schema(settings)
+    require_schema(settings)
 
     async def main() -> None:
         runtime = build_runtime(settings)
@@ -239,7 +200,7 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     from parley.db.migrate import migrate as run_migrations
 
-    settings = _settings()
+    settings = settings_or_exit()
     run_migrations(settings.database_url)
     typer.echo("database is up to date")
 
@@ -267,7 +228,7 @@ def demo(
         overrides["host"] = host
     if port:
         overrides["port"] = port
-    settings = _settings(**overrides)
+    settings = settings_or_exit(**overrides)
     run_migrations(settings.database_url)
     db = Database(settings.database_url)
     with db.transaction() as session:
@@ -326,7 +287,7 @@ def simulate(
     """Post correctly signed Shopify webhooks (order placed through delivered) to parley."""
     from parley.demo.simulate import run_simulation
 
-    settings = _settings()
+    settings = settings_or_exit()
     run_simulation(
         base_url=url.rstrip("/"),
         workspace=workspace,
@@ -346,15 +307,16 @@ def workspace_create(
     timezone: Annotated[str, typer.Option()] = "UTC",
 ) -> None:
     """Create a workspace; prints its new API key once."""
-    from parley.db import Database
+    from parley.accounts.service import audit
+    from parley.clock import utc_now
     from parley.workspaces.service import create_workspace
 
-    settings = _settings()
+    settings = settings_or_exit()
     api_key = secrets_module.token_urlsafe(32)
-    db = Database(settings.database_url)
+    db = migrated_database(settings)
     try:
         with db.transaction() as session:
-            create_workspace(
+            created = create_workspace(
                 session,
                 slug=slug,
                 name=name,
@@ -362,6 +324,17 @@ def workspace_create(
                 shopify_secret=shopify_secret,
                 api_key=api_key,
             )
+            audit(
+                session,
+                workspace_id=created.id,
+                action="store_created",
+                now=utc_now(),
+                actor_email="parley workspace create",
+                detail={"slug": slug, "api_key_created": True},
+            )
+    except Invalid as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     except Conflict as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from exc
@@ -390,12 +363,11 @@ def user_create(
     """Create someone who signs in to a workspace's inbox: the first admin, typically."""
     from parley.accounts import service as accounts
     from parley.clock import utc_now
-    from parley.db import Database
     from parley.errors import ParleyError
     from parley.workspaces.service import get_workspace
 
-    settings = _settings()
-    db = Database(settings.database_url)
+    settings = settings_or_exit()
+    db = migrated_database(settings)
     try:
         with db.transaction() as session:
             found = get_workspace(session, slug=workspace)
@@ -440,7 +412,6 @@ def workspace_connect(
     """Connect a provider account so its webhooks reach this workspace; with its sending
     fields (a WhatsApp access_token, a Twilio account_sid, an Instagram access_token) the
     store's messages on that channel go from it."""
-    from parley.db import Database
     from parley.workspaces import service as workspaces
 
     if provider not in CHANNEL_PROVIDERS:
@@ -457,11 +428,11 @@ def workspace_connect(
     except Invalid as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
-    db = Database(_settings().database_url)
+    db = migrated_database(settings_or_exit())
     try:
         with db.transaction() as session:
             workspace = workspaces.get_workspace(session, slug=slug)
-            workspaces.add_channel_account(
+            account = workspaces.add_channel_account(
                 session,
                 workspace_id=workspace.id,
                 channel=channel,
@@ -469,6 +440,10 @@ def workspace_connect(
                 address=address,
                 secrets=values,
             )
+            address = account.address
+    except Invalid as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     except (Conflict, NotFound) as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from exc
@@ -481,11 +456,10 @@ def workspace_connect(
 
 def _sending_accounts(settings: Settings, slug: str) -> Mapping[ChannelKind, SendingAccount]:
     """The store's own accounts it sends from, by channel (exits 1 for an unknown store)."""
-    from parley.db import Database
     from parley.messaging.senders import sending_accounts
     from parley.workspaces import service as workspaces
 
-    db = Database(settings.database_url)
+    db = migrated_database(settings)
     try:
         with db.transaction() as session:
             store = workspaces.get_workspace(session, slug=slug)
@@ -504,11 +478,10 @@ def _check_email_sender(settings: Settings, slug: str) -> ProviderCheck | None:
     from parley.channels.email_smtp.domain import check_sending_domain
     from parley.channels.registry import ProviderCheck
     from parley.clock import utc_now
-    from parley.db import Database
     from parley.messaging import email_sender, sending_domain
     from parley.workspaces import service as workspaces
 
-    db = Database(settings.database_url)
+    db = migrated_database(settings)
     try:
         with db.transaction() as session:
             sender = email_sender.EmailSender.of(
@@ -543,14 +516,13 @@ def workspace_email_sender(
     """Send the store's email from its own address once its domain shows the record
     printed here and is set up for sending (check it with `parley providers check
     --workspace`); until then it goes from the deployment's."""
-    from parley.db import Database
     from parley.messaging import email_sender
     from parley.workspaces import service as workspaces
 
     if (address is None) == (not remove):
         typer.echo("error: give --address, or --remove", err=True)
         raise typer.Exit(2)
-    db = Database(_settings().database_url)
+    db = migrated_database(settings_or_exit())
     try:
         with db.transaction() as session:
             store = workspaces.get_workspace(session, slug=slug)
@@ -584,10 +556,9 @@ def _route(provider: str) -> str:
 @jobs_app.command("status")
 def jobs_status() -> None:
     """How many jobs are in each state."""
-    from parley.db import Database
     from parley.jobs.queue import count_by_status
 
-    db = Database(_settings().database_url)
+    db = migrated_database(settings_or_exit())
     with db.transaction() as session:
         typer.echo(json.dumps(count_by_status(session), indent=2, sort_keys=True))
     db.dispose()
@@ -598,12 +569,11 @@ def jobs_backlog() -> None:
     """What is due and how late, per lane; the dead letter; which alerts fire, and why."""
     from parley.alerts.watch import firing, store_names
     from parley.clock import utc_now
-    from parley.db import Database
     from parley.jobs.backlog import read_backlog
     from parley.runtime import thresholds
 
-    settings = _settings()
-    db = Database(settings.database_url)
+    settings = settings_or_exit()
+    db = migrated_database(settings)
     now = utc_now()
     with db.transaction() as session:
         backlog = read_backlog(session, now=now, dead_since=thresholds(settings).dead_letter_window)
@@ -637,12 +607,11 @@ def jobs_backlog() -> None:
 @jobs_app.command("sweep")
 def jobs_sweep() -> None:
     """Delete what is past its retention now (workers also do it every 10 minutes)."""
-    from parley.db import Database
     from parley.housekeeping import sweep
     from parley.runtime import retention
 
-    settings = _settings()
-    db = Database(settings.database_url)
+    settings = settings_or_exit()
+    db = migrated_database(settings)
     swept = sweep(db, retention(settings))
     typer.echo(f"deleted {swept.deliveries} raw deliveries and {swept.jobs} finished jobs")
     db.dispose()
@@ -651,10 +620,9 @@ def jobs_sweep() -> None:
 @jobs_app.command("dead")
 def jobs_dead() -> None:
     """The dead letter: jobs that used up their attempts or failed for good, with why."""
-    from parley.db import Database
     from parley.jobs.queue import list_dead
 
-    db = Database(_settings().database_url)
+    db = migrated_database(settings_or_exit())
     with db.transaction() as session:
         for job in list_dead(session):
             typer.echo(f"{job.id} {job.kind} {job.status} attempts={job.attempts} {job.last_error}")
@@ -671,12 +639,11 @@ def jobs_retry(
     A journey send that had failed is sent anew as a message of its own, if the order
     and the journey still call for it; the failed one stays on record.
     """
-    from parley.db import Database
     from parley.jobs.queue import list_dead, redrive
 
     if bool(job_ids) == every:
         raise typer.BadParameter("name the jobs to retry, or pass --all")
-    db = Database(_settings().database_url)
+    db = migrated_database(settings_or_exit())
     redriven, refused = 0, 0
     with db.transaction() as session:
         for job_id in job_ids or [job.id for job in list_dead(session, limit=None)]:
@@ -701,12 +668,11 @@ def _marketing(workspace: str, command: str, change: Callable[..., object] | Non
     """Apply ``change(session, workspace, actor, now)`` to the store's marketing controls,
     if given, and print them as JSON; a refusal is printed and exits 1."""
     from parley.clock import utc_now
-    from parley.db import Database
     from parley.errors import ParleyError
     from parley.messaging.marketing_controls import Actor, controls_of
     from parley.workspaces.service import get_workspace
 
-    db = Database(_settings().database_url)
+    db = migrated_database(settings_or_exit())
     try:
         with db.transaction() as session:
             found = get_workspace(session, slug=workspace)
@@ -792,7 +758,7 @@ def providers_check(
     if unknown:
         raise typer.BadParameter(f"unknown channel {', '.join(unknown)}: one of {sorted(known)}")
     wanted = [ChannelKind(c) for c in channels or ()]
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.sandbox:
         settings = settings.pointed_at_sandbox()
     if workspace is None:

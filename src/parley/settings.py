@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path("var") / "parley.db"
@@ -334,6 +335,18 @@ class Settings(BaseSettings):
                 "email_dkim_selector": self.email_dkim_selector or SANDBOX_DKIM_SELECTOR,
             }
         )
+
+    @field_validator("database_url")
+    @classmethod
+    def _runs_on(cls, value: str) -> str:
+        """A URL parley cannot run on is refused with the other malformed settings, said
+        without the URL (it may hold a password)."""
+        from parley.db.engine import url_problem
+
+        problem = url_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("database_url", problem)
+        return value
 
     @field_validator("metrics_token", mode="before")
     @classmethod

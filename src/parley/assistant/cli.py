@@ -19,7 +19,7 @@ from parley.assistant.classifier import (
 from parley.assistant.evaluation import evaluate, format_report
 from parley.assistant.labelled import read_labelled_csv
 from parley.errors import Invalid
-from parley.settings import get_settings
+from parley.preflight import migrated_database, settings_or_exit
 
 assistant_app = typer.Typer(help="The assistant's intent classifier.", no_args_is_help=True)
 
@@ -35,7 +35,7 @@ CsvOption = Annotated[
 
 
 def _model_dir(option: Path | None) -> Path:
-    return option if option is not None else get_settings().assistant_model_dir
+    return option if option is not None else settings_or_exit().assistant_model_dir
 
 
 def _read_csv(path: Path) -> list[tuple[str, str]]:
@@ -122,12 +122,10 @@ def train(
 
 def _conversation_labels(slug: str) -> list[tuple[str, str]]:
     """The customer messages agents labelled in this workspace's conversations."""
-    from parley.db import Database
     from parley.inbox import service as inbox
     from parley.workspaces import service as workspaces
 
-    settings = get_settings()
-    db = Database(settings.database_url)
+    db = migrated_database(settings_or_exit())
     try:
         with db.transaction() as session:
             found = workspaces.find_workspace(session, slug=slug)

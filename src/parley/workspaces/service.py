@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import phonenumbers
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from parley.accounts.service import Login, audit_as, require_admin
 from parley.clock import utc_now
+from parley.customers.identity import normalise_email
 from parley.db.upsert import per_dialect
 from parley.errors import Conflict, Invalid, NotFound
 from parley.journeys.service import install_built_in_journeys
@@ -25,6 +28,9 @@ from parley.workspaces.credentials import (
 from parley.workspaces.models import ChannelAccount, Workspace
 
 SECRET_ROTATION_GRACE = timedelta(hours=1)
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+"""A store's name in its addresses (``/webhooks/shopify/<slug>``): a ``/``, a space or a
+``?`` would make an address that reaches no store."""
 
 
 def hash_api_key(api_key: str) -> str:
@@ -44,6 +50,12 @@ def create_workspace(
     support_email: str | None = None,
 ) -> Workspace:
     """A new store with the built-in journeys installed and enabled."""
+    if not SLUG.fullmatch(slug):
+        raise Invalid(
+            f"a store's slug is 1 to 64 lowercase letters, digits and dashes, beginning with a "
+            f"letter or digit, as its webhook addresses name it (not {slug!r})"
+        )
+    check_time_zone(timezone)
     if find_workspace(session, slug=slug) is not None:
         raise Conflict(f"workspace {slug!r} exists")
     workspace = Workspace(
@@ -63,6 +75,14 @@ def create_workspace(
     session.flush()
     install_built_in_journeys(session, workspace_id=workspace.id)
     return workspace
+
+
+def check_time_zone(name: str) -> None:
+    """:class:`Invalid` unless ``name`` is an IANA zone: the store's hours (quiet hours,
+    the day a message is planned for) are read in it, and a name no one knows would be
+    read as UTC without a word."""
+    if name not in zoneinfo.available_timezones():
+        raise Invalid(f"unknown time zone {name!r}")
 
 
 def find_workspace(session: Session, *, slug: str) -> Workspace | None:
@@ -180,6 +200,7 @@ def add_channel_account(
 ) -> ChannelAccount:
     """Connect a provider account; an address already connected (anywhere) is a Conflict:
     one provider account answers to exactly one store."""
+    address = _account_address(provider, address)
     taken = session.scalar(
         select(ChannelAccount).where(
             ChannelAccount.provider == provider, ChannelAccount.address == address
@@ -339,6 +360,47 @@ def _clean_secrets(provider: str, given: dict[str, str], *, partial: bool) -> di
     return chosen
 
 
+MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-f]{32}", re.IGNORECASE)
+META_ACCOUNT_ID = re.compile(r"[0-9]{1,32}")
+
+
+def _account_address(provider: str, address: str) -> str:
+    """The address as the provider's webhooks name it, or :class:`Invalid` saying what is
+    expected. An address kept as typed (``+1 555 123 4567``) would match no webhook: its
+    receipts, replies and STOPs would be ignored as another store's."""
+    address = address.strip()
+    if provider == "twilio":
+        return _twilio_address(address)
+    if provider in {"whatsapp_cloud", "instagram"} and not META_ACCOUNT_ID.fullmatch(address):
+        kind = (
+            "WhatsApp phone number id" if provider == "whatsapp_cloud" else "Instagram account id"
+        )
+        raise Invalid(f"enter the {kind}: digits only, as Meta shows it (not {address!r})")
+    if provider == "mailgun":
+        email = normalise_email(address)
+        if email is None:
+            raise Invalid(f"enter the inbound email address (not {address!r})")
+        return email
+    return address
+
+
+def _twilio_address(address: str) -> str:
+    """A number in E.164, as Twilio writes it (``+15551234567``), or a Messaging Service
+    SID (``MG…``) for a store sending from a pool of numbers."""
+    if MESSAGING_SERVICE_SID.fullmatch(address):
+        return "MG" + address[2:].lower()
+    try:
+        number = phonenumbers.parse(address, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        raise Invalid(
+            "enter a Twilio number in E.164 form, e.g. +15551234567, or a Messaging Service "
+            f"SID (MG…), not {address!r}"
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 def account_secrets(provider: str, given: dict[str, str]) -> dict[str, str]:
     """What a new ``provider`` account stores of ``given``: every webhook secret it needs
     and any sending fields, checked (:class:`Invalid` names what is wrong)."""
@@ -377,7 +439,7 @@ def connect_account(
         detail={
             "change": "connected",
             "provider": provider,
-            "address": address,
+            "address": account.address,
             "fields": sorted(values),
         },
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +41,7 @@ from parley.messaging.templates import (
 )
 from parley.messaging.types import MessageType
 from parley.workspaces.models import Workspace
+from parley.workspaces.service import check_time_zone
 
 DEFAULT_RETURN_WINDOW_DAYS = 30
 MAX_SECTIONS = 50
@@ -79,8 +79,7 @@ def update_general(
     email = normalise_email(support_email) if support_email.strip() else None
     if support_email.strip() and email is None:
         raise Invalid("enter a valid support email address")
-    if timezone not in zoneinfo.available_timezones():
-        raise Invalid(f"unknown time zone {timezone!r}")
+    check_time_zone(timezone)
     try:
         address = postal_address.check(postal)
     except ValueError as exc:
