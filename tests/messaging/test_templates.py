@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -771,3 +772,24 @@ def test_whatsapp_template_names_are_the_approved_ones(renderer):
         MessageType.OUT_FOR_DELIVERY: "order_out_for_delivery",
         MessageType.DELIVERED: "order_delivered",
     }
+
+
+@pytest.mark.parametrize("start", ["[]", "()"])
+def test_sum_adds_numbers_only_so_a_long_list_is_not_copied_at_every_item(renderer, start):
+    # Given a list of a few thousand lists, summed into one: each step copies the total,
+    # seconds of work inside one call the deadline cannot look into
+    source = f"{{{{ (range(12000)|map('string')|map('list')|list|sum(start={start}))|length }}}}"
+
+    # When it is rendered
+    with pytest.raises(TemplateError) as excinfo:
+        render_text(renderer, source)
+
+    # Then it is refused before the first copy, saying what sum is for
+    assert excinfo.value.reason == "text: sum adds numbers; it cannot start from a list or text"
+
+
+def test_sum_still_adds_an_orders_quantities(renderer):
+    context = {"items": [{"quantity": 2}, {"quantity": 3}], "prices": [Decimal("1.50"), 2]}
+
+    assert render_text(renderer, "{{ items|sum(attribute='quantity') }}", context) == "5"
+    assert render_text(renderer, "{{ prices|sum(start=1) }}", context) == "4.50"
