@@ -20,16 +20,24 @@ def utc_now() -> datetime:
 
 def zone_of(*names: str | None) -> ZoneInfo:
     """The first of these IANA zone names that is one (a customer's, then their store's,
-    say), else UTC: a stored name this machine's zone database lacks is not an error, nor
-    is one of its folders ("US", "America": ``ZoneInfo`` opens them and fails with an
-    ``OSError``)."""
+    say), else UTC."""
     for name in names:
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError, OSError):
-                continue
+        zone = find_zone(name)
+        if zone is not None:
+            return zone
     return ZoneInfo("UTC")
+
+
+def find_zone(name: str | None) -> ZoneInfo | None:
+    """The IANA zone ``name`` names, or None: a stored name this machine's zone database
+    lacks is not an error, nor is one of its folders ("US", "America": ``ZoneInfo`` opens
+    them and fails with an ``OSError``)."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
 
 
 def set_clock(now: Callable[[], datetime]) -> None:

@@ -33,7 +33,7 @@ from parley.channels.base import (
     TemplateRef,
     TransientChannelError,
 )
-from parley.clock import utc_now, zone_of
+from parley.clock import find_zone, utc_now, zone_of
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
 from parley.customers.identity import timezones_for_phone
@@ -425,13 +425,20 @@ def _quiet(
 
 
 def _zones(workspace: Workspace, customer: Customer, recipient: str | None) -> list[ZoneInfo]:
-    """Where the customer may be: their own zone; else every zone of the number a text
-    goes to, when it has several (its only one is their zone already); else the store's."""
-    if not customer.timezone:
-        found = timezones_for_phone(recipient)
-        if len(found) > 1:
-            return [zone_of(name) for name in found]
-    return [zone_of(customer.timezone, workspace.timezone)]
+    """Where the customer may be when the text rings.
+
+    Their own zone, when it is one, narrows down a number that spans several. But it may
+    be stale (Shopify sends none, so it was worked out from the first number they gave)
+    or name a place the number does not ring in: then the number's zones are added to it,
+    and the text waits until it is allowed in every one. The store's zone only when
+    neither says anything.
+    """
+    own = find_zone(customer.timezone)
+    rings = [zone for zone in map(find_zone, timezones_for_phone(recipient)) if zone is not None]
+    if own is not None and (not rings or own.key in {zone.key for zone in rings}):
+        return [own]
+    zones = ([own] if own is not None else []) + rings
+    return zones or [zone_of(workspace.timezone)]
 
 
 def _capped(
