@@ -17,9 +17,21 @@ from parley.jobs.models import Job, JobStatus
 from parley.journeys.models import JourneyRun, RunStatus
 from parley.messaging.models import Message, MessageStatus
 from parley.workspaces.service import mark_uninstalled
-from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed, to_lane
+from support import (
+    customer_writes,
+    deliveries,
+    drain,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+    shopper,
+    to_lane,
+)
 
 OUTAGE = TransientChannelError("503 from provider")
+FRIDA = shopper("Frida").phone
 
 
 @pytest.fixture
@@ -85,6 +97,38 @@ def test_a_dispatch_retried_after_she_stopped_whatsapp_goes_by_sms(db, frozen_cl
     assert [m.to for m in adapters[ChannelKind.SMS].sent] == ["+525512345678"]
     assert {run.status for run in rows(db, JourneyRun)} == {RunStatus.COMPLETED}
     assert {job.status for job in rows(db, Job)} == {JobStatus.DONE}
+
+
+def test_a_free_text_retried_after_whatsapps_window_closed_goes_by_sms(db, frozen_clock, adapters):
+    # Frida wrote on WhatsApp; her dispatch is decided as free text two minutes before
+    # the window her message opened closes, and meets an outage
+    seed(db)
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender=FRIDA, text="Hola, is it sent?")
+    frozen_clock.advance(timedelta(hours=23, minutes=58))
+    worker = make_worker(db, adapters)
+    placed, dispatched, *_ = deliveries("Frida")
+    post(db, placed)
+    drain(worker)
+    adapters[ChannelKind.WHATSAPP].script = [OUTAGE]
+    post(db, dispatched)
+    drain(worker)
+    [(channel, status, _)] = _messages(db, "dispatch")
+    assert (channel, status) == ("whatsapp", MessageStatus.QUEUED)
+
+    # Its retry comes after the window closed, where Meta refuses free text
+    frozen_clock.advance(timedelta(minutes=7))
+    drain(worker)
+
+    assert _messages(db, "dispatch") == [
+        (
+            "whatsapp",
+            MessageStatus.SKIPPED,
+            "not sent: WhatsApp's 24-hour window closed before its retry",
+        ),
+        ("sms", MessageStatus.SENT, None),
+    ]
+    assert adapters[ChannelKind.WHATSAPP].sent == []
+    assert [m.to for m in adapters[ChannelKind.SMS].sent] == [FRIDA]
 
 
 def test_a_promotion_retried_after_she_unsubscribed_is_not_sent(db, frozen_clock, adapters):

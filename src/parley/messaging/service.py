@@ -65,9 +65,9 @@ from parley.messaging.models import (
     MessageStatus,
 )
 from parley.messaging.pace import Pacer, Sender, Want
-from parley.messaging.policy import Decision, consent_allows, decide
+from parley.messaging.policy import SESSION_WINDOW, Decision, Reach, consent_allows, decide
 from parley.messaging.quiet_hours import QUIET_CHANNELS, NoSharedWindow, QuietHours
-from parley.messaging.senders import note_answers
+from parley.messaging.senders import StoreSenders, note_answers
 from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
 from parley.messaging.types import (
     DEFAULT_CHANNEL_PREFERENCES,
@@ -75,6 +75,7 @@ from parley.messaging.types import (
     Purpose,
     WaitingFor,
 )
+from parley.messaging.windows import WINDOWED, SendingLine
 from parley.workspaces.models import Workspace
 
 MESSAGES = table_of(Message)
@@ -317,7 +318,7 @@ def _again(
     is asked again whether it may go (:func:`_withdrawn`) and when (the store's pause,
     the customer's quiet hours), then resumed."""
     if existing.status == MessageStatus.QUEUED:
-        withdrawn = _withdrawn(lookup, workspace, customer, existing)
+        withdrawn = _withdrawn(lookup, workspace, customer, existing, now)
         if withdrawn is not None:
             skip_pending(
                 session,
@@ -352,24 +353,48 @@ def _again(
 
 
 def _withdrawn(
-    lookup: OutboxLookup, workspace: Workspace, customer: Customer, message: Message
+    lookup: OutboxLookup,
+    workspace: Workspace,
+    customer: Customer,
+    message: Message,
+    now: datetime,
 ) -> Withdrawn | None:
     """Why a message waiting for its retry may no longer go where it was decided to go.
 
     A retry can come an hour after the first attempt, and the customer may have opted out
-    on that channel meanwhile (a STOP, an unsubscribe), or the store uninstalled parley:
-    the retry asks again, as a reply does at send time, rather than sending what was
-    decided before.
+    on that channel meanwhile (a STOP, an unsubscribe), the store uninstalled parley, or
+    the WhatsApp or Instagram window free text was decided in closed: the retry asks
+    again, as a reply does at send time, rather than sending what was decided before.
     """
     if not workspace.is_active:
         return Withdrawn(None, "not sent: the store uninstalled parley before its retry")
     if message.channel is None:
         return None
     channel = ChannelKind(message.channel)
-    allowed, why = consent_allows(lookup.reach(customer).consent, channel, Purpose(message.purpose))
-    if allowed:
-        return None
-    return Withdrawn(channel, f"not sent: {why} on {channel} before its retry")
+    reach = lookup.reach(customer)
+    allowed, why = consent_allows(reach.consent, channel, Purpose(message.purpose))
+    if not allowed:
+        return Withdrawn(channel, f"not sent: {why} on {channel} before its retry")
+    if _window_closed(reach, lookup.senders(workspace.id), channel, message, now):
+        return Withdrawn(
+            channel, f"not sent: {WINDOW_NAMES[channel]}'s 24-hour window closed before its retry"
+        )
+    return None
+
+
+WINDOW_NAMES = {ChannelKind.WHATSAPP: "WhatsApp", ChannelKind.INSTAGRAM: "Instagram"}
+
+
+def _window_closed(
+    reach: Reach, senders: StoreSenders, channel: ChannelKind, message: Message, now: datetime
+) -> bool:
+    """Whether free text decided inside the window the customer's last message opened
+    would now go outside it (a template may go outside WhatsApp's)."""
+    if channel not in WINDOWED or message.template is not None or not message.recipient:
+        return False
+    line = SendingLine(senders.get(channel), senders)
+    opened = reach.window_opened(channel, message.recipient, line)
+    return opened is None or now - opened >= SESSION_WINDOW
 
 
 def _reply_address(lookup: OutboxLookup, workspace: Workspace, channel: str | None) -> str | None:
