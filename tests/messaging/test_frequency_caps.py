@@ -8,10 +8,13 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
+from parley.customers import service as customers
 from parley.customers.models import Customer
+from parley.journeys import service as journeys
 from parley.messaging import frequency
 from parley.messaging.frequency import FrequencyCaps
 from parley.messaging.models import MarketingSlot, Message
@@ -155,3 +158,60 @@ def test_caps_are_klaviyos_defaults_until_a_store_sets_its_own():
     for hours in (-1, 721, float("nan")):
         with pytest.raises(ValueError, match="between 0 and 720 hours"):
             FrequencyCaps({"email": hours})
+
+
+def test_a_promotion_the_stores_rate_holds_back_does_not_cap_her_next_one(db, frozen_clock):
+    # Two promotions by email; the store sends one marketing message an hour, and Alan
+    # and Ada each agreed to marketing email
+    workspace_id = seed(db)
+    to_lane(db, "order_confirmation", "marketing")
+    to_lane(db, "dispatch", "marketing")
+    with db.transaction() as session:
+        store = session.get_one(Workspace, workspace_id)
+        store.settings = {**store.settings, "marketing_rate": {"per_hour": 1}}
+        for email in ("alan@example.com", "ada@example.com"):
+            [customer] = session.scalars(select(Customer).where(Customer.email == email))
+            customers.record_consent(
+                session,
+                workspace_id=workspace_id,
+                customer_id=customer.id,
+                channel="email",
+                purpose="marketing",
+                is_granted=True,
+                source="checkout",
+            )
+    adapters = recording_adapters()
+    worker = make_worker(db, adapters)
+    post(db, deliveries("Alan", order_id=701, number=1701)[0])
+    drain(worker)
+    ada_placed, ada_dispatched, *_ = deliveries("Ada", order_id=702, number=1702)
+    post(db, ada_placed)
+    drain(worker)
+    assert [m.to for m in adapters[ChannelKind.EMAIL].sent] == ["alan@example.com"]
+
+    # Ada's waits for the next hour, holding no slot, and the store then switches the
+    # promotion off: it never goes
+    [alan] = rows(db, Customer, Customer.email == "alan@example.com")
+    assert [(slot.customer_id, slot.channel) for slot in rows(db, MarketingSlot)] == [
+        (alan.id, "email")
+    ]
+    with db.transaction() as session:
+        journeys.update_journey(
+            session, workspace_id=workspace_id, key="order_confirmation", is_enabled=False
+        )
+    frozen_clock.advance(timedelta(hours=2))
+    drain(worker)
+
+    # Her order ships: her first marketing email of the day goes
+    post(db, ada_dispatched)
+    drain(worker)
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert (dispatch.recipient, dispatch.status, dispatch.status_reason) == (
+        "ada@example.com",
+        "sent",
+        None,
+    )
+    assert [m.to for m in adapters[ChannelKind.EMAIL].sent] == [
+        "alan@example.com",
+        "ada@example.com",
+    ]

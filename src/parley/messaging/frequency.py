@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from parley.db.base import table_of
@@ -104,5 +104,21 @@ def take_slot(
             MarketingSlot.workspace_id == workspace_id,
             MarketingSlot.customer_id == customer_id,
             MarketingSlot.channel == channel,
+        )
+    )
+
+
+def release_slots(session: Session, *, workspace_id: int, keys: Mapping[str, int]) -> None:
+    """Give back the slots the messages ``keys`` (idempotency key: customer) took and
+    will not use now: held back by the store's rate or their sender's pace, nothing was
+    sent. Kept, a slot would skip the customer's next marketing message as capped by one
+    that never went; the message takes it again when its turn comes."""
+    if not keys:
+        return
+    session.execute(
+        delete(MarketingSlot).where(
+            MarketingSlot.workspace_id == workspace_id,
+            MarketingSlot.customer_id.in_(set(keys.values())),
+            MarketingSlot.idempotency_key.in_(list(keys)),
         )
     )

@@ -587,6 +587,7 @@ def record_sends(
     the first is recorded)."""
     now = utc_now()
     waits = (pacer or NO_SENDERS).take(session, [_want(send) for send in sends], now=now)
+    _release_slots_held_back(session, sends, waits)
     results: list[PreparedSend | Later | None] = list(waits)
     new = [
         (index, send)
@@ -631,6 +632,22 @@ def record_sends(
                 reply_address=queued.reply_address,
             )
     return results
+
+
+def _release_slots_held_back(
+    session: Session, sends: Sequence[UnrecordedSend | QueuedSend], waits: Sequence[Later | None]
+) -> None:
+    """New marketing messages the rate or pace holds back give back the frequency-cap
+    slot they took when they were planned (:func:`frequency.release_slots`)."""
+    held: dict[int, dict[str, int]] = {}
+    for send, wait in zip(sends, waits, strict=True):
+        if wait is None or not isinstance(send, UnrecordedSend):
+            continue
+        row = send.row
+        if row["purpose"] == Purpose.MARKETING:
+            held.setdefault(row["workspace_id"], {})[row["idempotency_key"]] = row["customer_id"]
+    for workspace_id, keys in held.items():
+        frequency.release_slots(session, workspace_id=workspace_id, keys=keys)
 
 
 def _want(send: UnrecordedSend | QueuedSend) -> Want:
