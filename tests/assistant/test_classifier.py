@@ -21,7 +21,7 @@ from parley.assistant.classifier import (
     load_classifier,
     load_shipped_classifier,
 )
-from parley.assistant.features import FeatureSettings, char_ngrams, word_ngrams
+from parley.assistant.features import char_ngrams, word_ngrams
 from parley.assistant.intents import Intent
 
 DATA = Path(__file__).parent / "data"
@@ -76,6 +76,35 @@ def test_saved_model_holds_no_pickled_objects(tmp_path):
     }
 
 
+def _saved_terms(path: Path) -> dict[str, list[str]]:
+    with np.load(path, allow_pickle=False) as data:
+        return {
+            name.removesuffix("_terms"): data[name].tobytes().decode().split("\n")
+            for name in data.files
+            if name.endswith("_terms")
+        }
+
+
+def test_a_word_only_one_labelled_message_holds_is_not_kept_in_the_saved_model(tmp_path):
+    """A store's model learns from its customers' messages as agents labelled them, and
+    an erasure cannot reach the file: what one message alone says (a name, an address)
+    never becomes one of its terms. A word two messages share is learnt."""
+    labelled = [
+        ("Ada Lovelace here: where is my parcel, ada@example.com", "track_order"),
+        ("zingwhistle points balance please", "loyalty_balance"),
+        ("how many zingwhistle points", "loyalty_balance"),
+    ]
+    path = tmp_path / STORE_MODEL_FILE
+
+    IntentClassifier.train(classifier_module.shipped_examples() + labelled).save(path)
+
+    terms = _saved_terms(path)
+    assert "lovelace" not in terms["word"]
+    assert not [term for term in terms["char"] if "@exa" in term or "ovela" in term]
+    assert "zingwhistle" in terms["word"]
+    assert "zingwhistle points" in terms["word"]
+
+
 def test_load_refuses_a_file_that_needs_unpickling(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, meta=np.array([{"format": 1}], dtype=object))
@@ -94,11 +123,15 @@ def test_load_refuses_another_model_format(tmp_path, monkeypatch):
 
 
 def test_scores_equal_the_scikit_learn_pipeline_it_was_fitted_with():
-    settings = FeatureSettings()
+    settings = classifier_module.TRAINING_SETTINGS
     texts = [text for text, _ in SMALL]
     labels = [label for _, label in SMALL]
     vectorizers = [
-        TfidfVectorizer(analyzer=functools.partial(analyzer, settings=settings), sublinear_tf=True)
+        TfidfVectorizer(
+            analyzer=functools.partial(analyzer, settings=settings),
+            sublinear_tf=True,
+            min_df=settings.min_df,
+        )
         for analyzer in (char_ngrams, word_ngrams)
     ]
     matrix = hstack([vectorizer.fit_transform(texts) for vectorizer in vectorizers]).tocsr()

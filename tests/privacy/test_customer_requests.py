@@ -4,27 +4,43 @@ store erased, or gathered for the store owner, by a job after the delivery is an
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
 
 from parley import clock
 from parley.accounts.models import AuditEntry
+from parley.channels import meta
 from parley.channels.base import ChannelKind, StatusUpdate
+from parley.channels.email_inbound import mailgun
 from parley.commerce.models import Order
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
 from parley.demo.simulate import order_lifecycle
+from parley.housekeeping import Retention, sweep
+from parley.http.app import create_app
 from parley.inbox import service as inbox
 from parley.inbox.models import AssistantTurn, Conversation
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.worker import Worker, WorkerConfig
 from parley.journeys.models import JourneyRun
 from parley.messaging.models import Message
+from parley.privacy import erasure
 from parley.privacy.models import PrivacyRequest
 from parley.privacy.tasks import CustomerRequestTask
+from parley.runtime import Runtime
+from parley.settings import Settings, get_settings
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces import service as workspaces
 from support import (
+    API_KEY,
     all_adapters,
     count,
     customer_writes,
@@ -42,6 +58,9 @@ from support import (
 ADA = {"id": 7001, "email": "ada@example.com", "phone": "+447911123456"}
 ADA_TRACES = ("ada@example.com", "7911123456", "Lovelace")
 OTHER_SECRET = "the-other-store's-secret"
+DEMO = Settings()
+EMPTIED = ("{}", {}, "body erased with the customer it named")
+"""A raw delivery's body, headers and reason once the erasure emptied it."""
 
 
 def _privacy_worker(db) -> Worker:
@@ -61,6 +80,44 @@ def _redact_ada(db, *, webhook_id: str = "redact-ada") -> dict:
         "orders_to_redact": [501],
     }
     return _request(db, "customers/redact", payload, webhook_id=webhook_id)
+
+
+@contextmanager
+def _app(db) -> Iterator[TestClient]:
+    settings = get_settings(database_url=db.url, embedded_worker=False)
+    app = create_app(settings, runtime=Runtime(settings=settings, db=db, adapters={}))
+    with TestClient(app) as client:
+        yield client
+
+
+def _whatsapp(client: TestClient, text: str, *, message_id: str) -> dict:
+    """Ada writes on WhatsApp, as Meta delivers it (signed, her number as ``wa_id``)."""
+    message = {"from": "447911123456", "id": message_id, "type": "text", "text": {"body": text}}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": DEMO.whatsapp_phone_number_id},
+        "contacts": [{"profile": {"name": "Ada"}, "wa_id": "447911123456"}],
+        "messages": [{**message, "timestamp": "1767225600"}],
+    }
+    change = {"field": "messages", "value": value}
+    body = json.dumps({"object": "whatsapp_business_account", "entry": [{"changes": [change]}]})
+    signature = meta.sign(body.encode(), DEMO.demo_meta_app_secret)
+    response = client.post(
+        "/webhooks/whatsapp/demo",
+        content=body,
+        headers={"X-Hub-Signature-256": signature, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _mailgun(client: TestClient, fields: dict[str, str]) -> None:
+    """An email to the store, as Mailgun's route posts it (signed, the sender a field)."""
+    timestamp, token = str(int(time.time())), f"token-{fields['Message-Id']}"
+    signature = mailgun.sign(timestamp, token, DEMO.demo_mailgun_signing_key)
+    signed_fields = {**fields, "timestamp": timestamp, "token": token, "signature": signature}
+    response = client.post("/webhooks/email/demo", data=signed_fields)
+    assert response.status_code == 200, response.text
 
 
 @pytest.fixture
@@ -182,8 +239,9 @@ def test_the_search_of_other_deliveries_goes_on_in_parts_until_every_one_is_sear
     assert where_found(db, *ADA_TRACES, but_store=stores) == []
     [request] = rows(db, PrivacyRequest)
     assert (request.status, request.subject) == ("done", None)
-    # The delivery naming Ada that carried none of her events was found by the search.
-    assert "raw platform deliveries " in request.summary
+    # Her order's four deliveries, and the two naming her that carried none of her
+    # events, found by the search.
+    assert "raw platform deliveries' contents 6," in request.summary
     [entry] = rows(db, AuditEntry, AuditEntry.action == "customer_erased")
     assert entry.detail["deleted"]["customer profiles"] == 1
 
@@ -382,3 +440,258 @@ def test_a_request_with_a_bad_signature_is_refused_and_nothing_written(db, store
     with pytest.raises(Unauthenticated):
         post(db, None, body=body, headers=headers)
     assert (count(db, PrivacyRequest), count(db, WebhookDelivery)) == (0, deliveries_before)
+
+
+def test_an_export_asked_for_by_platform_id_alone_is_deleted_by_an_erasure_asked_by_email(
+    db, stores
+):
+    _request(db, "customers/data_request", {"customer": {"id": 7001}}, webhook_id="access-id")
+    drain(_privacy_worker(db))
+    [access] = rows(db, PrivacyRequest)
+    assert [profile["email"] for profile in access.export["customers"]] == ["ada@example.com"]
+
+    by_email = {"customer": {"email": "ada@example.com"}}
+    _request(db, "customers/redact", by_email, webhook_id="redact-by-email")
+    drain(_privacy_worker(db))
+
+    access, erasure = rows(db, PrivacyRequest)
+    assert (access.export, access.subject) == (None, None)
+    assert access.summary.endswith("; its export was deleted by a later erasure")
+    assert erasure.status == "done"
+    assert "earlier data exports 1" in erasure.summary
+    assert where_found(db, *ADA_TRACES, but_store=stores) == []
+
+
+def test_a_shopify_retry_after_an_erasure_stays_a_duplicate(db, tmp_path):
+    """Shopify retries a delivery it saw no 200 for, even one parley stored: the retry of
+    her order, arriving after her erasure, must not bring her back nor send again."""
+    seed(db)
+    placed, *rest = deliveries("Ada", order_id=501, number=1501)
+    for delivery in (placed, *rest):
+        post(db, delivery)
+    adapters = all_adapters()
+    drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path / "model"))
+    sent = sum(len(adapter.sent) for adapter in adapters.values())
+    assert sent >= 1
+    _redact_ada(db)
+    drain(_privacy_worker(db))
+    profiles = count(db, Customer)
+
+    assert post(db, placed) == {"status": "duplicate"}
+    drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path / "model"))
+
+    assert sum(len(adapter.sent) for adapter in adapters.values()) == sent
+    assert count(db, Customer) == profiles
+    assert where_found(db, *ADA_TRACES) == []
+    kept = rows(db, WebhookDelivery)
+    assert [(d.topic, d.body, d.headers, d.status_reason) for d in kept] == [
+        (d.topic, *EMPTIED) for d in (placed, *rest)
+    ] + [("customers/redact", *EMPTIED)]
+    assert [d.delivery_key for d in kept[:4]] == [
+        d.headers["X-Shopify-Event-Id"] for d in (placed, *rest)
+    ]
+
+
+def test_deliveries_an_erasure_emptied_go_with_the_sweep_at_retention(db, stores):
+    _redact_ada(db)
+    drain(_privacy_worker(db))
+    emptied = WebhookDelivery.status_reason == EMPTIED[2]
+    # Her order's four deliveries, the two naming her, and the request's own.
+    assert count(db, WebhookDelivery, emptied) == 7
+    everything = count(db, WebhookDelivery)
+    retention = Retention()
+
+    swept = sweep(db, retention, now=clock.utc_now() + retention.webhooks + timedelta(seconds=1))
+
+    assert swept.deliveries == everything
+    assert count(db, WebhookDelivery) == 0
+
+
+def test_a_whatsapp_retry_of_her_message_after_the_erasure_stays_a_duplicate(db, stores):
+    """Meta retries a delivery for days when it saw no 200: one taken before her erasure
+    and retried after it is still known, and her message is not stored again."""
+    with _app(db) as client:
+        written = _whatsapp(client, "Ada Lovelace here: where is #1501?", message_id="wamid.ADA")
+        assert written["messages"] == 1
+        _redact_ada(db)
+        drain(_privacy_worker(db))
+        again = _whatsapp(client, "Ada Lovelace here: where is #1501?", message_id="wamid.ADA")
+
+    assert again == {"status": "duplicate"}
+    assert count(db, Message, Message.provider_message_id == "wamid.ADA") == 0
+    assert where_found(db, *ADA_TRACES, but_store=stores) == []
+    [kept] = rows(db, WebhookDelivery, WebhookDelivery.source == "whatsapp_cloud")
+    assert (kept.body, kept.headers, kept.status_reason) == EMPTIED
+
+
+def test_a_delivery_whose_own_key_names_her_is_deleted_and_the_others_kept_emptied(db, stores):
+    """An API client picks its own ``Idempotency-Key``, and may write her address in it."""
+    with _app(db) as client:
+        for key, order in (("signup:ada@example.com", "9001"), ("order-9002", "9002")):
+            event = {
+                "type": "order.created",
+                "payload": {
+                    "external_id": order,
+                    "number": f"#{order}",
+                    "customer": {"external_id": "7001", "email": "ada@example.com"},
+                    "currency": "GBP",
+                    "total_price": "89.00",
+                    "line_items": [{"title": "Merino Crew Sweater", "quantity": 1}],
+                },
+            }
+            answer = client.post(
+                "/api/v1/events",
+                json=event,
+                headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": key},
+            )
+            assert answer.status_code == 202, answer.text
+
+    _redact_ada(db)
+    drain(_privacy_worker(db))
+
+    assert where_found(db, *ADA_TRACES, but_store=stores) == []
+    kept = rows(db, WebhookDelivery, WebhookDelivery.source == "api")
+    assert [(d.delivery_key, d.body, d.headers, d.status_reason) for d in kept] == [
+        ("order-9002", *EMPTIED)
+    ]
+
+
+def test_an_inbound_emails_delivery_is_emptied_of_the_sender_its_headers_name(db, stores):
+    """Mailgun's sender is a field parley keeps with the delivery's headers, not its body."""
+    with _app(db) as client:
+        _mailgun(
+            client,
+            {
+                "sender": "ada@example.com",
+                "recipient": "orders@demo.parley.test",
+                "subject": "Where is my parcel?",
+                "body-plain": "Hello, it has not arrived yet.",
+                "Message-Id": "<q1@mail.example.com>",
+            },
+        )
+    [mail] = rows(db, WebhookDelivery, WebhookDelivery.source == "mailgun")
+    assert mail.headers["sender"] == "ada@example.com"
+
+    _redact_ada(db)
+    drain(_privacy_worker(db))
+
+    assert where_found(db, *ADA_TRACES, but_store=stores) == []
+    [mail] = rows(db, WebhookDelivery, WebhookDelivery.source == "mailgun")
+    assert (mail.body, mail.headers, mail.status_reason) == EMPTIED
+
+
+def test_deliveries_naming_a_longer_address_or_number_than_hers_are_left_whole(db, stores):
+    """``nada@example.com`` and ``+4479111234567`` hold Ada's address and number: they
+    are other customers', their deliveries those customers' records and dedupe keys."""
+    for topic, payload, webhook_id in (
+        (
+            "customers_email_marketing_consent/update",
+            {"email": "nada@example.com", "accepts_marketing": True},
+            "nada",
+        ),
+        (
+            "customers_marketing_consent/update",
+            {"customer_id": 9002, "phone_number": "4479111234567"},
+            "longer-number",
+        ),
+    ):
+        body, headers = signed(topic, payload, webhook_id=webhook_id)
+        assert post(db, None, body=body, headers=headers)["status"] == "ignored"
+    others = WebhookDelivery.body.contains("nada@example.com") | WebhookDelivery.body.contains(
+        "4479111234567"
+    )
+    before = [(d.id, d.body, d.headers, d.status_reason) for d in rows(db, WebhookDelivery, others)]
+    assert len(before) == 2
+
+    _redact_ada(db)
+    drain(_privacy_worker(db))
+
+    after = [(d.id, d.body, d.headers, d.status_reason) for d in rows(db, WebhookDelivery, others)]
+    assert after == before
+    # Those two hold her address and number as parts of theirs, and nothing else does.
+    assert where_found(db, *ADA_TRACES, but_store=stores) == [
+        ("webhook_deliveries", "ada@example.com"),
+        ("webhook_deliveries", "7911123456"),
+    ]
+    [request] = rows(db, PrivacyRequest)
+    # Hers: her order's four deliveries, and the two naming her number and her email.
+    assert "raw platform deliveries' contents 6," in request.summary
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_a_message_she_writes_while_her_erasure_runs_is_not_left_behind(db, stores, monkeypatch):
+    """PostgreSQL: her message arrives after the erasure found her rows and before it
+    deleted them. The erasure holds her profile locked, as the inbox does to add to it, so
+    the message waits; then it finds her gone and is refused, for the provider to send it
+    again. It is never left behind the erasure, orphaned, with her number and words.
+    (SQLite has one writer: the erasure's transaction excludes it.)"""
+    refused: list[Exception] = []
+
+    def she_writes() -> None:
+        try:
+            customer_writes(
+                db,
+                channel=ChannelKind.WHATSAPP,
+                sender="+447911123456",
+                text="Ada Lovelace here, please call me back",
+                provider_message_id="wamid.DURING",
+            )
+        except Exception as exc:  # noqa: BLE001  (the refusal is what is checked)
+            refused.append(exc)
+
+    writer = threading.Thread(target=she_writes)
+    keep_refusals = erasure._keep_refusals
+
+    def keep_refusals_while_she_writes(session, workspace_id, held):
+        writer.start()
+        _until_waiting_for_a_lock(db, writer)
+        return keep_refusals(session, workspace_id, held)
+
+    monkeypatch.setattr(erasure, "_keep_refusals", keep_refusals_while_she_writes)
+    _redact_ada(db)
+    drain(_privacy_worker(db))
+    writer.join(timeout=30)
+
+    assert not writer.is_alive()
+    # Refused by the inbox, which finds no profile to lock once the erasure has ended.
+    assert len(refused) == 1
+    assert count(db, Message, Message.provider_message_id == "wamid.DURING") == 0
+    assert count(db, Job, Job.kind == "assistant.respond", Job.status == JobStatus.PENDING) == 0
+    assert where_found(db, *ADA_TRACES, but_store=stores) == []
+    [request] = rows(db, PrivacyRequest)
+    assert request.status == "done"
+
+
+def _until_waiting_for_a_lock(db, writer: threading.Thread) -> None:
+    """Return once ``writer`` waits for a row lock, or is done without waiting."""
+    deadline = time.monotonic() + 10
+    while writer.is_alive() and time.monotonic() < deadline:
+        with db.engine.connect() as connection:
+            waiting = connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        time.sleep(0.05)
+
+
+def test_an_erasure_of_messages_labelled_for_training_says_to_retrain_the_store_model(db, stores):
+    [message] = rows(db, Message, Message.sender == "+447911123456")
+    [turn] = rows(db, AssistantTurn, AssistantTurn.message_id == message.id)
+    with db.transaction() as session:
+        inbox.label_turn(session, workspace_id=1, turn_id=turn.id, intent="track_order")
+
+    _redact_ada(db)
+    drain(_privacy_worker(db))
+
+    [request] = rows(db, PrivacyRequest)
+    assert "assistant training labels 1" in request.summary
+    assert request.summary.endswith(
+        "; a store model trained on these labels (parley assistant train --workspace) may"
+        " still hold their words: train it again"
+    )
+    [entry] = rows(db, AuditEntry, AuditEntry.action == "customer_erased")
+    assert entry.detail["deleted"]["assistant training labels"] == 1

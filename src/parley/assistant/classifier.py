@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -45,6 +45,15 @@ SVM_C = 1.0
 # then off from the observed accuracy by under 2 points on average (expected calibration
 # error).
 CONFIDENCE_SCALE = 5.0
+# A term is kept only if at least two examples hold it. A store's model learns from its
+# customers' messages as its agents labelled them (``parley assistant train --workspace``)
+# and keeps its terms in a file that an erasure cannot reach: what one message alone
+# says (a name, an address, a number) must never become one. It costs nothing measured:
+# on Bitext's test split the shipped model scores 94.35 % (94.24 % keeping every term) and
+# one trained on Bitext's train split 99.56 % (99.67 %); our shopper messages 98.21 %
+# either way. Terms two of one customer's messages share can still be kept: an erasure
+# of labelled messages says to train the store's model again (:mod:`parley.privacy`).
+TRAINING_SETTINGS = FeatureSettings(min_df=2)
 STORE_MODEL_FILE = "store-model.npz"
 _SHIPPED_PREFIX = "shipped-"
 
@@ -140,20 +149,24 @@ class IntentClassifier:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.svm import LinearSVC
 
-        settings = FeatureSettings()
+        settings = TRAINING_SETTINGS
         pairs = list(examples)
         texts = [text for text, _ in pairs]
         labels = [Intent(label) for _, label in pairs]
         if len(set(labels)) < 2:
             raise ValueError("training needs examples of at least two intents")
-        vectorizers = {
-            kind: TfidfVectorizer(
-                analyzer=partial(analyzer, settings=settings),
-                sublinear_tf=settings.sublinear_tf,
-                min_df=settings.min_df,
-            )
-            for kind, analyzer in _ANALYZERS.items()
-        }
+        vectorizers = {}
+        for kind, analyzer in _ANALYZERS.items():
+            analyze = partial(analyzer, settings=settings)
+            # A block no term is frequent enough for (a few short examples) is left out,
+            # where scikit-learn's own min_df would refuse to fit.
+            frequent = _frequent_terms(texts, analyze, settings.min_df)
+            if frequent:
+                vectorizers[kind] = TfidfVectorizer(
+                    analyzer=analyze, sublinear_tf=settings.sublinear_tf, vocabulary=frequent
+                )
+        if not vectorizers:
+            raise ValueError(f"no term is in {settings.min_df} examples: nothing to learn from")
         matrix = hstack([vectorizer.fit_transform(texts) for vectorizer in vectorizers.values()])
         svm = LinearSVC(C=SVM_C, random_state=0).fit(
             matrix.tocsr(), [label.value for label in labels]
@@ -236,6 +249,14 @@ class IntentClassifier:
             )
 
 
+def _frequent_terms(
+    texts: Sequence[str], analyze: Callable[[str], list[str]], min_documents: int
+) -> list[str]:
+    """The terms at least ``min_documents`` of ``texts`` hold, in order."""
+    documents = Counter(term for text in texts for term in set(analyze(text)))
+    return sorted(term for term, count in documents.items() if count >= min_documents)
+
+
 def _encode(text: str) -> npt.NDArray[np.uint8]:
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
@@ -268,7 +289,7 @@ def load_shipped_classifier(model_dir: Path) -> IntentClassifier:
     takes a fraction of a second and training a few seconds: load once per process.
     """
     examples = shipped_examples()
-    recipe = [MODEL_FORMAT, SVM_C, CONFIDENCE_SCALE, FeatureSettings().to_json(), examples]
+    recipe = [MODEL_FORMAT, SVM_C, CONFIDENCE_SCALE, TRAINING_SETTINGS.to_json(), examples]
     digest = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()
     path = model_dir / f"{_SHIPPED_PREFIX}{digest[:16]}.npz"
     if not path.exists():

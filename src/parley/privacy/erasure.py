@@ -4,10 +4,12 @@ store's (``shop/redact``).
 A customer's erasure is one transaction: their rows are a person's history, bounded,
 and a half-erased customer is worse than one not yet erased. Rows are deleted rather
 than blanked: an order with its names and address blanked still says who bought what,
-when and where it went. What parley sent them goes too (the message text names them),
-with the raw platform deliveries that carried their details, which would otherwise stay
-until the housekeeping sweep (14 days). Each store's own records (its products, its
-templates, other customers) are untouched.
+when and where it went. What parley sent them goes too (the message text names them).
+The raw platform deliveries that carried their details are emptied, not deleted: each
+row is its platform's dedupe key until the housekeeping sweep (14 days), and a retry of
+one taken before the erasure (Shopify retries for 48 hours, Meta for days) would
+otherwise be taken in as new and bring the customer back. Each store's own records (its
+products, its templates, other customers) are untouched.
 
 A store's erasure may be millions of rows, so it deletes a batch to a transaction like
 the housekeeping sweep does (:mod:`parley.housekeeping`), and the store's row last.
@@ -15,18 +17,25 @@ the housekeeping sweep does (:mod:`parley.housekeeping`), and the store's row la
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, delete, func, or_, select, update
+from sqlalchemy import Table, Text, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 import parley.db.models  # noqa: F401  (every table registered, for the store's erasure)
 from parley.clock import utc_now
 from parley.commerce.models import Checkout, Fulfillment, Order, Refund
 from parley.customers import suppression
-from parley.customers.identity import normalise_email, normalise_phone
-from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, CustomerMerge
+from parley.customers.models import (
+    ConsentRecord,
+    Customer,
+    CustomerIdentity,
+    CustomerMerge,
+    IdentityKind,
+)
 from parley.db.base import Base
 from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent, ConversationRead
 from parley.jobs.models import Job, JobStatus
@@ -39,6 +48,14 @@ from parley.privacy.models import PrivacyRequest, RequestKind
 from parley.privacy.service import Subject
 from parley.store_events.models import StoreEvent, WebhookDelivery
 from parley.workspaces.models import Workspace
+
+DELIVERIES = "raw platform deliveries' contents"
+TRAINING_LABELS = "assistant training labels"
+"""Agents' labels of the customer's messages, which ``parley assistant train --workspace``
+learns from: a model trained on them is a file on the worker's disk, out of the
+erasure's reach, so the summary says to train it again."""
+EMPTIED_REASON = "body erased with the customer it named"
+"""The ``status_reason`` of a raw delivery an erasure emptied (a stored value)."""
 
 
 @dataclass
@@ -62,6 +79,11 @@ class Erased:
         deleted = "deleted " + ", ".join(f"{what} {count}" for what, count in self.counts.items())
         if self.kept:
             deleted += f"; kept {self.kept} opt-out(s) as suppressions (keyed hashes, no address)"
+        if TRAINING_LABELS in self.counts:
+            deleted += (
+                "; a store model trained on these labels (parley assistant train --workspace)"
+                " may still hold their words: train it again"
+            )
         return deleted
 
 
@@ -70,10 +92,12 @@ def erase_customer(
 ) -> Erased:
     """Delete everything of the store's that is about the customer ``subject`` names.
 
-    ``request_delivery``, the raw delivery of the request itself, names them too: its body
-    is blanked, not deleted, so the platform's retry of it is still known as one.
+    ``request_delivery``, the raw delivery of the request itself, names them too: it is
+    emptied with the others, so the platform's retry of it is still known as one.
+    Their profiles are locked first (:func:`~parley.privacy.held.find_held`), so a
+    message they write meanwhile is either found here or waits and finds them gone.
     """
-    held = find_held(session, workspace_id=workspace_id, subject=subject)
+    held = find_held(session, workspace_id=workspace_id, subject=subject, lock=True)
     erased = Erased(traces=held.traces | _given(subject))
     events = events_of(workspace_id, held, subject)
     deliveries = {
@@ -93,6 +117,7 @@ def erase_customer(
         ),
     )
     erased.kept = _keep_refusals(session, workspace_id, held)
+    erased.add(TRAINING_LABELS, _training_labels(session, workspace_id, held))
     _delete_children(session, workspace_id, held)
     erased.add(
         "messages",
@@ -152,17 +177,10 @@ def erase_customer(
             ),
         ),
     )
-    _blank_delivery(session, workspace_id, request_delivery)
-    erased.add(
-        "raw platform deliveries",
-        _delete(
-            session,
-            delete(WebhookDelivery).where(
-                WebhookDelivery.workspace_id == workspace_id,
-                WebhookDelivery.id.in_(deliveries - {request_delivery or 0}),
-            ),
-        ),
-    )
+    naming = _naming(erased.traces)
+    erased.add(DELIVERIES, _empty_deliveries(session, workspace_id, deliveries, naming))
+    if request_delivery is not None:
+        _empty_deliveries(session, workspace_id, {request_delivery}, naming)
     erased.add("earlier data exports", _drop_exports(session, workspace_id, held, subject))
     erased.add(
         "customer profiles",
@@ -195,6 +213,22 @@ def _keep_refusals(session: Session, workspace_id: int, held: Held) -> int:
         identities=held.identities,
         consent=latest.values(),
         now=utc_now(),
+    )
+
+
+def _training_labels(session: Session, workspace_id: int, held: Held) -> int:
+    """How many of the customer's messages an agent labelled (see :data:`TRAINING_LABELS`)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(AssistantTurn)
+            .where(
+                AssistantTurn.workspace_id == workspace_id,
+                AssistantTurn.message_id.in_(held.messages),
+                AssistantTurn.label.is_not(None),
+            )
+        )
+        or 0
     )
 
 
@@ -284,14 +318,57 @@ def _delete_jobs(session: Session, workspace_id: int, held: Held) -> int:
     )
 
 
-def _blank_delivery(session: Session, workspace_id: int, delivery_id: int | None) -> None:
-    if delivery_id is None:
-        return
-    session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.workspace_id == workspace_id, WebhookDelivery.id == delivery_id)
-        .values(body="{}", status_reason="body erased with the customer it named")
+def _empty_deliveries(
+    session: Session,
+    workspace_id: int,
+    delivery_ids: Collection[int],
+    naming: re.Pattern[str] | None,
+) -> int:
+    """Empty the raw deliveries ``delivery_ids`` of their body and headers, and keep each
+    row with its key, the platform's dedupe key, until the housekeeping sweep deletes it
+    with the others of its age. A key is the platform's id of the delivery (Shopify's
+    event id, Mailgun's token, a body's hash) and names no one, but an API client picks
+    its own ``Idempotency-Key``: a row whose key names the customer (``naming``, from
+    :func:`_naming`) is deleted instead."""
+    if not delivery_ids:
+        return 0
+    named = [
+        delivery_id
+        for delivery_id, key in session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.delivery_key).where(
+                WebhookDelivery.workspace_id == workspace_id,
+                WebhookDelivery.id.in_(delivery_ids),
+            )
+        )
+        if naming is not None and naming.search(key)
+    ]
+    deleted = _delete(
+        session,
+        delete(WebhookDelivery).where(
+            WebhookDelivery.workspace_id == workspace_id, WebhookDelivery.id.in_(named)
+        ),
     )
+    return deleted + _delete(
+        session,
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.workspace_id == workspace_id,
+            WebhookDelivery.id.in_(set(delivery_ids) - set(named)),
+        )
+        .values(body="{}", headers={}, status_reason=EMPTIED_REASON),
+    )
+
+
+def _naming(traces: Iterable[str]) -> re.Pattern[str] | None:
+    """What finds one of ``traces`` written whole, not inside a longer address or number:
+    ``ada@example.com`` is not in ``nada@example.com`` nor ``ada@example.com.au``, and
+    ``+447911123456`` not in ``+4479111234567``. A character an address or number goes on
+    with (a letter, digit, ``_``, ``-``; before it also ``.`` and ``+``; after it a ``.``
+    and more) makes it another one. None when there is nothing to find."""
+    alternatives = "|".join(re.escape(trace) for trace in sorted(traces, key=len, reverse=True))
+    if not alternatives:
+        return None
+    return re.compile(rf"(?<![\w.+-])(?:{alternatives})(?![\w-]|\.\w)", re.IGNORECASE)
 
 
 MENTION_WINDOW = 2_000
@@ -300,8 +377,8 @@ MENTION_WINDOW = 2_000
 
 @dataclass(frozen=True)
 class Scrubbed:
-    """Raw deliveries deleted for naming the customer, and where the search stopped:
-    ``after`` is the last id searched, None once every delivery has been."""
+    """Raw deliveries emptied (or deleted) for naming the customer, and where the search
+    stopped: ``after`` is the last id searched, None once every delivery has been."""
 
     deleted: int
     after: int | None
@@ -327,35 +404,58 @@ def delete_mentions(
     window: int = MENTION_WINDOW,
 ) -> Scrubbed:
     """Search the next ``window`` raw deliveries after id ``after`` (up to ``until``) and
-    delete the store's that name the customer: a topic parley does not map, a receipt, an
-    earlier request. The deliveries that carried the customer's events went with the
-    erasure itself; these are the rest, searched a window at a time because each is a
-    scan of their bodies. Windows are ranges of the primary key, every store's rows, so a
-    window costs the same however many deliveries the store has (one of the store's own
-    rows in id order was a walk of its index and a sort: 30 ms a window at 20,000, 115 ms
-    at 320,000)."""
-    mentions = [WebhookDelivery.body.icontains(trace, autoescape=True) for trace in traces]
-    if not mentions or after >= until:
+    empty the store's that name the customer (:func:`_empty_deliveries`): a topic parley
+    does not map, a receipt, an inbound message (an email's sender is in its headers),
+    an earlier request. The deliveries that carried the customer's events were emptied
+    by the erasure itself; these are the rest, searched a window at a time because each
+    is a scan of their bodies and headers. Windows are ranges of the primary key, every
+    store's rows, so a window costs the same however many deliveries the store has (one
+    of the store's own rows in id order was a walk of its index and a sort: 30 ms a
+    window at 20,000, 115 ms at 320,000).
+
+    The database finds the text anywhere, ignoring case; a candidate is emptied only if
+    it names the customer whole (:func:`_naming`), so another customer's deliveries, the
+    dedupe keys of their own retries, are left as they are."""
+    traces = list(traces)
+    naming = _naming(traces)
+    if naming is None or after >= until:
         return Scrubbed(deleted=0, after=None)
     last = min(after + window, until)
-    deleted = _delete(
-        session,
-        delete(WebhookDelivery).where(
+    headers = cast(WebhookDelivery.headers, Text)
+    candidates = session.execute(
+        select(WebhookDelivery.id, WebhookDelivery.body, WebhookDelivery.headers).where(
             WebhookDelivery.id > after,
             WebhookDelivery.id <= last,
             WebhookDelivery.workspace_id == workspace_id,
             WebhookDelivery.id != (kept or 0),
-            or_(*mentions),
-        ),
+            or_(
+                *(
+                    column.icontains(trace, autoescape=True)
+                    for trace in traces
+                    for column in (WebhookDelivery.body, headers)
+                )
+            ),
+        )
     )
+    hers = {
+        row.id
+        for row in candidates
+        if naming.search(row.body) or naming.search(json.dumps(row.headers, ensure_ascii=False))
+    }
+    deleted = _empty_deliveries(session, workspace_id, hers, naming)
     return Scrubbed(deleted=deleted, after=None if last >= until else last)
 
 
 def _drop_exports(session: Session, workspace_id: int, held: Held, subject: Subject) -> int:
-    """An earlier access request's export is a copy of what is being erased."""
+    """An earlier access request's export is a copy of what is being erased: one that
+    gathered any of the customer's profiles, or (not yet carried out, or finding nothing)
+    named them by any platform id, email or phone they are known by, whichever the
+    erasure itself names them by."""
     dropped = 0
-    emails = {value for kind, value in held.identities if kind == "email"}
-    phones = {value for kind, value in held.identities if kind == "phone"}
+    platform_ids = {value for kind, value in held.identities if kind == IdentityKind.SHOPIFY}
+    platform_ids |= {subject.platform_customer_id} if subject.platform_customer_id else set()
+    emails = {value for kind, value in held.identities if kind == IdentityKind.EMAIL}
+    phones = {value for kind, value in held.identities if kind == IdentityKind.PHONE}
     for request in session.scalars(
         select(PrivacyRequest).where(
             PrivacyRequest.workspace_id == workspace_id,
@@ -364,13 +464,12 @@ def _drop_exports(session: Session, workspace_id: int, held: Held, subject: Subj
         )
     ):
         earlier = Subject.from_json(request.subject or {})
-        same_id = earlier.platform_customer_id is not None and (
-            earlier.platform_customer_id == subject.platform_customer_id
-        )
+        gathered = {profile["id"] for profile in (request.export or {}).get("customers", [])}
         if (
-            same_id
-            or normalise_email(earlier.email) in emails
-            or normalise_phone(earlier.phone) in phones
+            gathered & held.customers
+            or earlier.platform_customer_id in platform_ids
+            or earlier.normalised_email in emails
+            or earlier.normalised_phone in phones
         ):
             request.subject = None
             request.export = None

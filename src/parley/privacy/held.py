@@ -57,10 +57,16 @@ class Held:
         return frozenset(found)
 
 
-def find_held(session: Session, *, workspace_id: int, subject: Subject) -> Held:
-    """Everything of the store's that belongs to the customer ``subject`` names."""
+def find_held(session: Session, *, workspace_id: int, subject: Subject, lock: bool = False) -> Held:
+    """Everything of the store's that belongs to the customer ``subject`` names.
+
+    ``lock``, for an erasure: the profiles are locked (:func:`_locked_profiles`) before
+    anything of theirs is read.
+    """
     email, phone = subject.normalised_email, subject.normalised_phone
     customers = _profiles(session, workspace_id, subject, email, phone)
+    if lock:
+        customers = _locked_profiles(session, workspace_id, subject, email, phone, customers)
     identities = {
         (row.kind, row.value)
         for row in session.execute(
@@ -178,6 +184,34 @@ def _profiles(
             )
         )
     return _with_merges(session, workspace_id, found)
+
+
+def _locked_profiles(
+    session: Session,
+    workspace_id: int,
+    subject: Subject,
+    email: str | None,
+    phone: str | None,
+    found: set[int],
+) -> set[int]:
+    """Lock the profiles ``found`` as the inbox does to add a message to one
+    (``SELECT ... FOR UPDATE``, in id order), then look for them again, until no new one
+    turns up. On PostgreSQL a message the customer writes meanwhile either committed
+    before the lock, and what is read after it finds it, or waits for the erasure to end
+    and finds its profile gone: none is left behind, its customer deleted under it, with
+    their words and number. SQLite has one writer, so the lock is the transaction's own.
+    """
+    locked: set[int] = set()
+    while found - locked:
+        session.execute(
+            select(Customer.id)
+            .where(Customer.workspace_id == workspace_id, Customer.id.in_(found - locked))
+            .order_by(Customer.id)
+            .with_for_update()
+        ).all()
+        locked |= found
+        found = _profiles(session, workspace_id, subject, email, phone)
+    return found
 
 
 def _with_merges(session: Session, workspace_id: int, found: Iterable[int]) -> set[int]:

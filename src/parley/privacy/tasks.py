@@ -19,6 +19,7 @@ from parley.jobs import queue
 from parley.jobs.queue import ClaimedJob
 from parley.jobs.worker import Done, Outcome, Retry
 from parley.privacy.erasure import (
+    DELIVERIES,
     MENTION_WINDOW,
     Erased,
     Scrubbed,
@@ -243,13 +244,13 @@ def _search_of(request: PrivacyRequest, store: str, after: int) -> Search:
 
 
 def _searched(session: Session, search: Search, scrubbed: Scrubbed) -> None:
-    """Count what a part of the search deleted; queue the next part, or finish."""
+    """Count what a part of the search emptied; queue the next part, or finish."""
     request = _locked_request(session, search.request_id, search.workspace_id)
     if request is None:  # its store was erased meanwhile
         return
     progress = dict(request.subject or {})
     erased = Erased(counts=dict(progress.get("deleted", [])), kept=progress.get("kept", 0))
-    erased.add("raw platform deliveries", scrubbed.deleted)
+    erased.add(DELIVERIES, scrubbed.deleted)
     if scrubbed.after is not None:
         request.subject = {**progress, "deleted": list(erased.counts.items())}
         queue.enqueue(
