@@ -100,6 +100,96 @@ def test_the_same_request_twice_under_one_idempotency_key_is_one_request(client,
     assert count(db, PrivacyRequest) == 1
 
 
+def test_a_key_whose_erasure_was_carried_out_is_409_for_any_request_and_nothing_stored(client, db):
+    """The erasure empties its own request's stored body, so a late retry under its key
+    cannot be told from another customer's request: both are refused, never answered as
+    a duplicate and dropped."""
+    request = {"kind": "erasure", "customer": {"email": "ada@example.com"}}
+    headers = {**AUTH, "Idempotency-Key": "erasure-7001"}
+    first = client.post("/api/v1/privacy-requests", json=request, headers=headers)
+    _carry_out(db)
+    jobs, deliveries_before = count(db, Job), count(db, WebhookDelivery)
+
+    answers = [
+        client.post("/api/v1/privacy-requests", json=body, headers=headers)
+        for body in (request, {"kind": "erasure", "customer": {"email": "grace@example.com"}})
+    ]
+
+    assert first.status_code == 202
+    assert [(a.status_code, a.json()) for a in answers] == [
+        (
+            409,
+            {
+                "error": "idempotency key 'erasure-7001' was first used for a different"
+                " request, or for one carried out and erased since; a new request needs"
+                " a new key"
+            },
+        )
+    ] * 2
+    assert (count(db, PrivacyRequest), count(db, Job), count(db, WebhookDelivery)) == (
+        1,
+        jobs,
+        deliveries_before,
+    )
+
+
+def test_an_idempotency_key_reused_for_another_request_is_409_and_nothing_stored(client, db):
+    """A client that reuses a key by mistake is told so, not answered "duplicate" while
+    another customer's erasure is dropped (RELIABILITY W14)."""
+    headers = {**AUTH, "Idempotency-Key": "erasure-2026-03-02"}
+    first = client.post(
+        "/api/v1/privacy-requests",
+        json={"kind": "erasure", "customer": {"email": "ada@example.com"}},
+        headers=headers,
+    )
+    jobs, deliveries_before = count(db, Job), count(db, WebhookDelivery)
+
+    second = client.post(
+        "/api/v1/privacy-requests",
+        json={"kind": "erasure", "customer": {"email": "grace@example.com"}},
+        headers=headers,
+    )
+
+    assert first.status_code == 202
+    assert (second.status_code, second.json()) == (
+        409,
+        {
+            "error": "idempotency key 'erasure-2026-03-02' was first used for a different"
+            " request, or for one carried out and erased since; a new request needs a new key"
+        },
+    )
+    [request] = client.get("/api/v1/privacy-requests", headers=AUTH).json()["requests"]
+    assert request["id"] == first.json()["request"]["id"]
+    assert (count(db, PrivacyRequest), count(db, Job), count(db, WebhookDelivery)) == (
+        1,
+        jobs,
+        deliveries_before,
+    )
+
+
+def test_the_same_erasure_asked_again_later_without_a_key_is_carried_out_again(client, db):
+    """Without an Idempotency-Key each request is one of its own: a customer who came back
+    after their erasure is erased again when the platform asks again, in the same words."""
+    request = {"kind": "erasure", "customer": {"email": "ada@example.com"}}
+    first = client.post("/api/v1/privacy-requests", json=request, headers=AUTH)
+    _carry_out(db)
+    for delivery in deliveries("Ada", order_id=777, number=1777):
+        post(db, delivery)
+    assert where_found(db, "ada@example.com") != []
+
+    again = client.post("/api/v1/privacy-requests", json=request, headers=AUTH)
+    _carry_out(db)
+
+    assert (first.status_code, again.status_code, again.json()["status"]) == (
+        202,
+        202,
+        "accepted",
+    )
+    assert where_found(db, "ada@example.com") == []
+    listed = client.get("/api/v1/privacy-requests", headers=AUTH).json()["requests"]
+    assert [(r["kind"], r["status"]) for r in listed] == [("erasure", "done")] * 2
+
+
 def test_an_idempotency_key_longer_than_255_characters_is_422_and_nothing_stored(client, db):
     jobs, deliveries_before = count(db, Job), count(db, WebhookDelivery)
     request = {"kind": "erasure", "customer": {"email": "ada@example.com"}}

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import event, update
 from starlette.testclient import TestClient
 
+from parley.accounts.models import AuditEntry
 from parley.channels.base import ChannelKind
 from parley.http.app import create_app
 from parley.jobs.models import Job
@@ -439,6 +440,48 @@ def test_another_workspaces_key_sees_none_of_the_demo_messages(client, db):
     assert client.get("/api/v1/jobs/dead", headers=other).json() == {"jobs": []}
 
 
+@pytest.mark.parametrize(
+    ("limit", "listed"),
+    [
+        pytest.param("-1", 1, id="negative_case"),
+        pytest.param("0", 1, id="zero_case"),
+        pytest.param("2", 2, id="in_range_case"),
+        pytest.param("99999999999999999999", 3, id="past_64_bits_case"),
+    ],
+)
+def test_the_messages_limit_is_kept_between_1_and_1000(client, db, limit, listed):
+    """As on /privacy-requests: a limit below 1 lists one message, never every one."""
+    client.post("/api/v1/events", json=order_created(), headers=AUTH)
+    client.post("/api/v1/events", json=order_created("9002", "#9002"), headers=AUTH)
+    client.post("/api/v1/events", json=order_created("9003", "#9003"), headers=AUTH)
+    drain(make_worker(db, recording_adapters()))
+
+    answer = client.get(f"/api/v1/messages?limit={limit}", headers=AUTH)
+
+    assert answer.status_code == 200
+    assert len(answer.json()["messages"]) == listed
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/messages/{id}/arrived"),
+        ("POST", "/api/v1/messages/{id}/send-again"),
+        ("POST", "/api/v1/jobs/dead/{id}/retry"),
+        ("GET", "/api/v1/privacy-requests/{id}/export"),
+    ],
+)
+def test_an_id_past_64_bits_is_422_naming_it_and_changes_nothing(client, db, method, path):
+    jobs, messages = count(db, Job), count(db, Message)
+
+    answer = client.request(method, path.format(id="9" * 20), headers=AUTH)
+
+    assert answer.status_code == 422
+    assert answer.json()["error"].startswith("path.")
+    assert "less than or equal to 9223372036854775807" in answer.json()["error"]
+    assert (count(db, Job), count(db, Message)) == (jobs, messages)
+
+
 # POST /jobs/dead/{id}/retry ---------------------------------------------------------------
 
 
@@ -568,6 +611,58 @@ def test_unknown_journey_is_404(client, db):
 
     assert response.status_code == 404
     assert response.json() == {"error": "journey 'nope' not found"}
+
+
+def test_a_journey_or_template_changed_through_the_api_is_audited_as_the_api(client, db):
+    """The same audit rows as the Settings pages write, put down to the API (I13)."""
+    refused = client.patch("/api/v1/journeys/nope", json={"is_enabled": False}, headers=AUTH)
+    off = client.patch("/api/v1/journeys/dispatch", json={"is_enabled": False}, headers=AUTH)
+    redefined = client.patch(
+        "/api/v1/journeys/dispatch", json={"definition": _dispatch_definition()}, headers=AUTH
+    )
+    broken = client.put("/api/v1/templates/dispatch/sms", json={"text": "{{ oops "}, headers=AUTH)
+    worded = client.put(
+        "/api/v1/templates/dispatch/sms",
+        json={"text": "Your parcel left. Reply STOP to opt out."},
+        headers=AUTH,
+    )
+
+    assert [r.status_code for r in (refused, off, redefined, broken, worded)] == [
+        404,
+        200,
+        200,
+        422,
+        200,
+    ]
+    assert [
+        (e.workspace_id, e.action, e.actor_id, e.actor_email, e.ip, e.detail)
+        for e in rows(db, AuditEntry)
+    ] == [
+        (
+            1,
+            "journey_changed",
+            None,
+            "the API",
+            "testclient",
+            {"journey": "dispatch", "is_enabled": False},
+        ),
+        (
+            1,
+            "journey_changed",
+            None,
+            "the API",
+            "testclient",
+            {"journey": "dispatch", "version": 2},
+        ),
+        (
+            1,
+            "template_changed",
+            None,
+            "the API",
+            "testclient",
+            {"message": "dispatch", "channel": "sms"},
+        ),
+    ]
 
 
 # PUT /templates/{message_type}/{channel} -------------------------------------------------

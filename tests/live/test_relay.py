@@ -179,7 +179,9 @@ async def test_a_password_change_ends_the_old_sessions_streams_not_the_new_one(d
             ip="127.0.0.1",
             user_agent=None,
             now=utc_now() + timedelta(seconds=1),
+            limits=LIMITS,
         )
+    assert isinstance(changed, accounts.SignedIn)
     # The browser that changed it reloads with its fresh session before the relay catches up.
     fresh = relay.hub.subscribe(
         workspace_id=team.workspace_id,

@@ -3,6 +3,7 @@ invites bound to their workspace, and roles checked on the server."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -10,9 +11,9 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from parley.accounts import service as accounts
-from parley.accounts.models import AuditEntry, Invite, LoginSession, Membership, User
+from parley.accounts.models import AuditEntry, Invite, LoginFailure, LoginSession, Membership, User
 from parley.clock import utc_now
-from parley.errors import NotFound, PermissionDenied
+from parley.errors import Conflict, NotFound, PermissionDenied
 from support import count, rows
 from web_support import (
     ADMIN,
@@ -28,6 +29,7 @@ from web_support import (
 )
 
 SESSION_COOKIE = "__Host-parley_session"
+HTML = {"accept": "text/html"}
 
 
 @pytest.fixture
@@ -313,3 +315,243 @@ def test_removing_a_member_ends_their_sessions_in_that_workspace(app, db, team):
         assert agent_browser.get("/inbox", headers={"accept": "text/html"}).status_code == 303
     actions = [a.action for a in rows(db, AuditEntry)]
     assert actions == ["sign_in", "member_removed"]
+
+
+# Throttling every place a password is checked
+
+
+def _invite_into_other_store(db, team, email: str) -> str:
+    """The other store's admin invites ``email`` to it; the invitation's token."""
+    with db.transaction() as session:
+        owner = login_as(session, team.other_workspace_id, team.other_admin_id)
+        return accounts.invite(
+            session,
+            login=owner,
+            email=email,
+            role="agent",
+            ip="203.0.113.9",
+            now=utc_now(),
+            valid_for=timedelta(days=7),
+        ).token
+
+
+def test_guessing_a_password_through_an_invite_is_throttled_like_sign_in(app, db, team):
+    """Another store's admin invites this store's admin, then guesses their password on
+    the invitation: each wrong guess is a failed sign-in, and past the limit even the
+    right password is refused, there and on /login."""
+    token = _invite_into_other_store(db, team, ADMIN)
+    with browser(app) as attacker:
+        csrf = login_form_token(attacker)
+        statuses = [
+            attacker.post(
+                f"/invite/other/{token}",
+                data={"name": "x", "password": f"guess {n}", "csrf_token": csrf},
+            ).status_code
+            for n in range(10)
+        ]
+        locked = attacker.post(
+            f"/invite/other/{token}", data={"name": "x", "password": PASSWORD, "csrf_token": csrf}
+        )
+    with browser(app) as owner:
+        csrf = login_form_token(owner)
+        sign_in_locked = owner.post(
+            "/login", data={"email": ADMIN, "password": PASSWORD, "csrf_token": csrf}
+        )
+    assert statuses == [401] * 10
+    assert (locked.status_code, sign_in_locked.status_code) == (429, 429)
+    assert "too many failed sign-ins" in locked.text
+    assert count(db, LoginFailure, LoginFailure.email == ADMIN) == 10
+    assert [m.workspace_id for m in rows(db, Membership, Membership.user_id == team.admin_id)] == [
+        team.workspace_id
+    ]
+    assert count(db, LoginSession) == 0
+    assert rows(db, Invite)[0].accepted_at is None
+    assert [(a.workspace_id, a.action, a.succeeded) for a in rows(db, AuditEntry)][1:] == [
+        (team.other_workspace_id, "invite_accepted", False)
+    ] * 10 + [
+        (team.other_workspace_id, "invite_accepted_throttled", False),
+        (None, "sign_in_throttled", False),
+    ]
+
+
+def test_guessing_the_current_password_on_the_account_page_is_throttled_like_sign_in(app, db):
+    """A borrowed session cannot guess its way to the password: wrong current passwords
+    count as failed sign-ins, and past the limit the right one changes nothing either."""
+    with db.transaction() as session:
+        before = session.scalar(select(User).where(User.email == AGENT))
+        hash_before, changed_before = before.password_hash, before.password_changed_at
+    with browser(app) as thief:
+        csrf = sign_in(thief, AGENT)
+        statuses = [
+            thief.post(
+                "/account/password",
+                data={
+                    "current_password": f"guess {n}",
+                    "new_password": "taken over for good",
+                    "csrf_token": csrf,
+                },
+            ).status_code
+            for n in range(10)
+        ]
+        locked = thief.post(
+            "/account/password",
+            data={
+                "current_password": PASSWORD,
+                "new_password": "taken over for good",
+                "csrf_token": csrf,
+            },
+        )
+    assert statuses == [422] * 10
+    assert locked.status_code == 429
+    assert "too many failed sign-ins" in locked.text
+    assert count(db, LoginFailure, LoginFailure.email == AGENT) == 10
+    with db.transaction() as session:
+        after = session.scalar(select(User).where(User.email == AGENT))
+        assert (after.password_hash, after.password_changed_at) == (hash_before, changed_before)
+    assert count(db, LoginSession) == 1
+    assert [(a.action, a.succeeded) for a in rows(db, AuditEntry)][1:] == [
+        ("password_changed", False)
+    ] * 10 + [("password_changed_throttled", False)]
+
+
+# People in more than one store
+
+
+def _member_of_both_stores(db, team) -> None:
+    """The demo store's admin joins the other store as an agent (as an invite would)."""
+    with db.transaction() as session:
+        accounts.add_member(
+            session,
+            workspace_id=team.other_workspace_id,
+            user_id=team.admin_id,
+            role="agent",
+            now=utc_now(),
+        )
+
+
+def test_a_person_in_two_stores_switches_to_the_other_with_a_new_session(app, db, team):
+    _member_of_both_stores(db, team)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        first = client.cookies.get(SESSION_COOKIE)
+        inbox = client.get("/inbox", headers=HTML)
+        switched = client.post("/account/store", data={"store": "other", "csrf_token": csrf})
+        second = client.cookies.get(SESSION_COOKIE)
+        there = client.get("/inbox", headers=HTML)
+        old_csrf_refused = client.post("/logout", data={"csrf_token": csrf})
+    assert 'data-test="store-switch"' in inbox.text
+    assert '<option value="other"' in inbox.text
+    assert (switched.status_code, switched.headers["location"]) == (303, "/inbox")
+    assert second != first
+    assert there.status_code == 200
+    assert '<option value="other" selected>Other Store</option>' in there.text
+    assert old_csrf_refused.status_code == 403
+    [session] = rows(db, LoginSession)
+    assert (session.workspace_id, session.token_hash) == (
+        team.other_workspace_id,
+        accounts.token_digest(second),
+    )
+    assert [(a.workspace_id, a.action, a.detail) for a in rows(db, AuditEntry)] == [
+        (team.workspace_id, "sign_in", {}),
+        (team.other_workspace_id, "sign_in", {"via": "store_switch"}),
+    ]
+
+
+def test_a_person_in_one_store_is_offered_no_switch_and_cannot_switch_into_another(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        before = client.cookies.get(SESSION_COOKIE)
+        inbox = client.get("/inbox", headers=HTML)
+        refused = client.post("/account/store", data={"store": "other", "csrf_token": csrf})
+        after = client.cookies.get(SESSION_COOKIE)
+        still = client.get("/inbox", headers=HTML)
+    assert 'data-test="store-switch"' not in inbox.text
+    assert refused.status_code == 404
+    assert "Other Store" not in refused.text
+    assert (after, still.status_code) == (before, 200)
+    [session] = rows(db, LoginSession)
+    assert session.workspace_id == team.workspace_id
+    assert [a.action for a in rows(db, AuditEntry)] == ["sign_in"]
+
+
+def test_switching_stores_does_not_extend_the_absolute_timeout(frozen_clock, app, db, team):
+    _member_of_both_stores(db, team)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        for _ in range(11):
+            frozen_clock.advance(timedelta(minutes=59))
+            assert client.get("/inbox").status_code == 200
+        switched = client.post("/account/store", data={"store": "other", "csrf_token": csrf})
+        assert switched.status_code == 303
+        frozen_clock.advance(timedelta(minutes=59))
+        assert client.get("/inbox").status_code == 200
+        frozen_clock.advance(timedelta(minutes=59))
+        assert client.get("/inbox", headers={"accept": "application/json"}).status_code == 401
+
+
+# The last admin
+
+
+def _second_admin(db, team) -> int:
+    with db.transaction() as session:
+        user = accounts.create_user(
+            session, email="second.admin@example.com", name="Sam", password=PASSWORD, now=utc_now()
+        )
+        accounts.add_member(
+            session, workspace_id=team.workspace_id, user_id=user.id, role="admin", now=utc_now()
+        )
+        return user.id
+
+
+def _take_admin_role(session, login: accounts.Login, user_id: int, move: str) -> None:
+    if move == "demote":
+        accounts.set_role(
+            session, login=login, user_id=user_id, role="agent", ip="x", now=utc_now()
+        )
+    else:
+        accounts.remove_member(session, login=login, user_id=user_id, ip="x", now=utc_now())
+
+
+@pytest.mark.parametrize("move", ["demote", "remove"])
+def test_two_admins_taking_each_others_admin_role_at_once_leave_one_admin(db, team, move):
+    """Each admin's change checks that another admin remains: made at the same moment
+    (the first not yet committed when the second counts), the second must see the first."""
+    second_id = _second_admin(db, team)
+    with db.transaction() as session:  # as each request resolved its login, before the race
+        first_admin = login_as(session, team.workspace_id, team.admin_id)
+        second_admin = login_as(session, team.workspace_id, second_id)
+    first_written = threading.Event()
+    second_finished = threading.Event()
+    outcome: dict[str, str] = {}
+
+    def first() -> None:
+        with db.transaction() as session:
+            _take_admin_role(session, first_admin, second_id, move)
+            session.flush()
+            first_written.set()
+            second_finished.wait(timeout=1)
+        outcome["first"] = "committed"
+
+    def second() -> None:
+        first_written.wait(timeout=10)
+        try:
+            with db.transaction() as session:
+                _take_admin_role(session, second_admin, team.admin_id, move)
+            outcome["second"] = "committed"
+        except (Conflict, PermissionDenied) as exc:
+            outcome["second"] = f"refused: {exc.message}"
+        finally:
+            second_finished.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert outcome == {
+        "first": "committed",
+        "second": "refused: only an admin of this workspace may do that",
+    }
+    admins = rows(db, Membership, Membership.workspace_id == team.workspace_id)
+    assert [(m.user_id, m.role) for m in admins if m.role == "admin"] == [(team.admin_id, "admin")]

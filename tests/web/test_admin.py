@@ -12,9 +12,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 
-from parley.accounts.models import AuditEntry, Invite, Membership
+from parley.accounts import service as accounts
+from parley.accounts.models import AuditEntry, Invite, LoginSession, Membership, User
 from parley.channels.base import (
     AccountChannelError,
     ChannelKind,
@@ -50,7 +51,17 @@ from support import (
     rows,
     signed,
 )
-from web_support import ADMIN, AGENT, OTHER_ADMIN, browser, seed_team, sign_in, web_app
+from web_support import (
+    ADMIN,
+    AGENT,
+    OTHER_ADMIN,
+    browser,
+    login_as,
+    login_form_token,
+    seed_team,
+    sign_in,
+    web_app,
+)
 
 HTML = {"accept": "text/html"}
 NEW_KEY = "zq7k-signing-key-typed-by-the-admin"
@@ -102,6 +113,7 @@ def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
         ("/admin/team/invite", {"email": "friend@example.com", "role": "admin"}),
         (f"/admin/team/{team.agent_id}/role", {"role": "admin"}),
         (f"/admin/team/{team.admin_id}/remove", {}),
+        ("/admin/team/invites/1/revoke", {}),
     )
 
 
@@ -1184,6 +1196,128 @@ def test_the_last_admin_cannot_demote_themselves(app, db, team):
     assert answer.status_code == 409
     assert "at least one admin" in answer.text
     assert audit_actions(db, "role_changed") == []
+
+
+def _admin_who_invites(db, team, email: str) -> tuple[int, str]:
+    """A second admin of the demo store, and the token of the admin invitation they made."""
+    with db.transaction() as session:
+        user = accounts.create_user(
+            session, email="second.admin@example.com", name="Sam", password="x" * 16, now=utc_now()
+        )
+        accounts.add_member(
+            session, workspace_id=team.workspace_id, user_id=user.id, role="admin", now=utc_now()
+        )
+        invitation = accounts.invite(
+            session,
+            login=login_as(session, team.workspace_id, user.id),
+            email=email,
+            role="admin",
+            ip="198.51.100.7",
+            now=utc_now(),
+            valid_for=timedelta(days=7),
+        )
+        return user.id, invitation.token
+
+
+def _redeem(app, token: str) -> tuple[int, int]:
+    """Open the invitation, then try to join with it: both answers' status codes."""
+    with browser(app) as stranger:
+        csrf = login_form_token(stranger)
+        opened = stranger.get(f"/invite/demo/{token}", headers=HTML)
+        joined = stranger.post(
+            f"/invite/demo/{token}",
+            data={"name": "Rogue", "password": "another long password", "csrf_token": csrf},
+        )
+    return opened.status_code, joined.status_code
+
+
+@pytest.mark.parametrize(
+    ("move", "data"), [("remove", {}), ("role", {"role": "agent"})], ids=["remove", "demote"]
+)
+def test_an_admins_pending_invitations_are_revoked_with_their_admin_role(app, db, team, move, data):
+    """An admin about to lose their role cannot leave a way back in behind them."""
+    rogue_id, backdoor = _admin_who_invites(db, team, "rogue.alt@example.net")
+    with browser(app) as owner:
+        csrf = sign_in(owner, ADMIN)
+        kept = owner.post(
+            "/admin/team/invite",
+            data={"csrf_token": csrf, "email": "new.agent@example.com", "role": "agent"},
+        )
+        answer = owner.post(f"/admin/team/{rogue_id}/{move}", data={**data, "csrf_token": csrf})
+        listed = owner.get("/admin/team", headers=HTML).text
+    assert (kept.status_code, answer.status_code) == (200, 303)
+    assert _redeem(app, backdoor) == (404, 404)
+    assert [(i.email, i.invited_by_id) for i in rows(db, Invite)] == [
+        ("new.agent@example.com", team.admin_id)
+    ]
+    assert "rogue.alt@example.net" not in listed
+    assert count(db, User, User.email == "rogue.alt@example.net") == 0
+    assert [(e.actor_id, e.detail) for e in audit_actions(db, "invite_revoked")] == [
+        (team.admin_id, {"email": "rogue.alt@example.net", "role": "admin", "invited_by": rogue_id})
+    ]
+
+
+def test_an_invitation_is_void_once_its_inviter_is_no_longer_an_admin_there(app, db, team):
+    """Checked again when the link is used, whatever took the inviter's role away."""
+    rogue_id, backdoor = _admin_who_invites(db, team, "rogue.alt@example.net")
+    with db.transaction() as session:
+        session.execute(
+            update(Membership).where(Membership.user_id == rogue_id).values(role="agent")
+        )
+    assert _redeem(app, backdoor) == (404, 404)
+    assert count(db, User, User.email == "rogue.alt@example.net") == 0
+    assert [i.accepted_at for i in rows(db, Invite)] == [None]
+    assert count(db, LoginSession) == 0
+
+
+def _invited(db, team, email: str, *, days_ago: int = 0) -> int:
+    """An agent invitation the demo admin made ``days_ago`` (they last 7 days)."""
+    with db.transaction() as session:
+        return accounts.invite(
+            session,
+            login=login_as(session, team.workspace_id, team.admin_id),
+            email=email,
+            role="agent",
+            ip="127.0.0.1",
+            now=utc_now() - timedelta(days=days_ago),
+            valid_for=timedelta(days=7),
+        ).invite.id
+
+
+def test_the_team_page_lists_pending_invitations_and_an_admin_revokes_one(app, db, team):
+    _invited(db, team, "old.friend@example.com", days_ago=8)
+    joined = _invited(db, team, "joined@example.com")
+    pending = _invited(db, team, "new.agent@example.com")
+    with db.transaction() as session:
+        session.get_one(Invite, joined).accepted_at = utc_now()
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        page = client.get("/admin/team", headers=HTML).text
+        revoked = client.post(f"/admin/team/invites/{pending}/revoke", data={"csrf_token": csrf})
+        again = client.post(f"/admin/team/invites/{pending}/revoke", data={"csrf_token": csrf})
+        after = client.get("/admin/team?done=invite_revoked", headers=HTML).text
+    listed = re.findall(r'data-test="pending-invite" data-invite-id="(\d+)"', page)
+    assert listed == [str(pending)]
+    assert "new.agent@example.com" in page
+    assert "old.friend@example.com" not in page
+    assert "joined@example.com" not in page
+    assert (revoked.status_code, revoked.headers["location"]) == (
+        303,
+        "/admin/team?done=invite_revoked",
+    )
+    assert again.status_code == 404
+    assert 'data-test="pending-invite"' not in after
+    assert "Invitation revoked" in after
+    assert sorted(i.email for i in rows(db, Invite)) == [
+        "joined@example.com",
+        "old.friend@example.com",
+    ]
+    assert [(e.actor_id, e.detail) for e in audit_actions(db, "invite_revoked")] == [
+        (
+            team.admin_id,
+            {"email": "new.agent@example.com", "role": "agent", "invited_by": team.admin_id},
+        )
+    ]
 
 
 # Audit log and export

@@ -510,6 +510,21 @@ def test_assign_changes_only_the_assignee_and_refuses_strangers(app, db, team):
     ]
 
 
+def test_an_assignee_id_too_big_for_the_database_is_refused_like_a_stranger(app, db, team):
+    conversation_id = _whatsapp_conversation(db)
+    events_before = len(_events(db, conversation_id))
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        answer = client.post(
+            f"/inbox/{conversation_id}/assign",
+            data={"csrf_token": csrf, "assignee": "9" * 20},
+            headers=JSON,
+        )
+    assert answer.status_code == 422
+    assert _conversation(db, conversation_id).assignee_id is None
+    assert len(_events(db, conversation_id)) == events_before
+
+
 def test_snooze_resolve_reopen_hand_back_and_take_over(frozen_clock, app, db):
     conversation_id = _whatsapp_conversation(db)
     with browser(app) as client:

@@ -4,12 +4,13 @@ added later is covered without anyone remembering to add it here."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 from starlette.routing import Mount, Route
 
-from parley.accounts.models import AuditEntry, LoginSession, Membership
+from parley.accounts.models import AuditEntry, Invite, LoginSession, Membership
 from parley.http.web.security import TOKEN_AUTHENTICATED
 from parley.privacy.models import PrivacyRequest, RequestKind, RequestStatus
 from support import count
@@ -106,6 +107,7 @@ ID_ROUTES = {
     "/admin/channels/{account_id}/check": ("account",),
     "/admin/team/{user_id}/role": ("user",),
     "/admin/team/{user_id}/remove": ("user",),
+    "/admin/team/invites/{invite_id}/revoke": ("invite",),
     "/admin/failed/{job_id}/retry": ("job",),
     "/admin/privacy/{request_id}/export.json": ("privacy_request",),
     "/inbox/{id:int}/messages/{message_id:int}/send-again": ("conversation", "message"),
@@ -233,6 +235,17 @@ def elsewhere(db, app):
         owner = session.scalar(
             select(Membership.user_id).where(Membership.workspace_id == other.id)
         )
+        invite = Invite(
+            workspace_id=other.id,
+            token_hash="0" * 64,
+            email="invited@elsewhere.example",
+            role="agent",
+            invited_by_id=owner,
+            expires_at=now + timedelta(days=7),
+            created_at=now,
+        )
+        session.add(invite)
+        session.flush()
         return {
             "conversation": received.conversation_id,
             "customer": customer.id,
@@ -244,6 +257,7 @@ def elsewhere(db, app):
             "held": held.id,
             "privacy_request": request.id,
             "user": owner,
+            "invite": invite.id,
         }
 
 
@@ -273,6 +287,7 @@ def snapshot(db, workspace_slug: str) -> dict[str, list]:
             Message,
             ChannelAccount,
             Membership,
+            Invite,
         ):
             columns = [c for c in model.__table__.columns if c.name != "secrets"]
             state[model.__tablename__] = [
@@ -315,3 +330,23 @@ def test_another_workspaces_ids_answer_404_with_none_of_its_data(app, db, elsewh
             assert OTHER_NAME not in answer.text, f"{method} {url} leaked the other store's data"
             assert "secret order question" not in answer.text, f"{method} {url}"
     assert snapshot(db, "other") == before
+
+
+TOO_BIG = "9" * 20
+"""An id past a 64-bit integer: no row can have it, and the database cannot be asked for it."""
+
+
+def test_an_id_too_big_for_the_database_is_404_on_every_id_route(app, db):
+    audit_before = count(db, AuditEntry)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        for method, path in id_routes(app):
+            if path in NOT_ID_ROUTES:
+                continue
+            url = PARAM.sub(TOO_BIG, path)
+            if method == "GET":
+                answer = client.get(url, headers={"accept": "text/html"})
+            else:
+                answer = client.request(method, url, data={"csrf_token": csrf, "body": "hello"})
+            assert answer.status_code == 404, f"{method} {url} answered {answer.status_code}"
+    assert count(db, AuditEntry) == audit_before + 1  # the sign-in

@@ -7,11 +7,12 @@ scopes every query by it.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from parley import events, held_messages
+from parley.accounts.service import audit
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.db import Database
@@ -30,6 +32,7 @@ from parley.http.web.security import client_ip
 from parley.jobs import queue
 from parley.jobs.models import Job
 from parley.journeys import service as journeys
+from parley.journeys.models import Journey
 from parley.messaging import catalog, marketing_controls
 from parley.messaging.marketing_controls import Actor
 from parley.messaging.marketing_rate import MarketingRate
@@ -51,10 +54,23 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         max_length=DELIVERY_KEY_LENGTH,
-        description="Your key for this request: the same key again is answered as a duplicate",
+        description="Your key for this request: the same request again under it is answered"
+        " as a duplicate, a different one is refused (409)",
     ),
 ]
 """A longer key is refused (422) before anything is written: it could not be kept whole."""
+
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+"""An id in a path. A larger one is refused (422) before the database is asked: no 64-bit
+column holds it, and the driver would fail the request."""
+
+MAX_PAGE = 1000
+
+
+def _page_size(limit: int) -> int:
+    """A list's ``limit`` kept between 1 and :data:`MAX_PAGE`: below 1 is one row (never
+    every row, as a negative SQL limit reads on SQLite), above is a full page."""
+    return max(1, min(limit, MAX_PAGE))
 
 
 class EventIn(BaseModel):
@@ -98,6 +114,16 @@ class MarketingRateIn(BaseModel):
 class JourneyPatch(BaseModel):
     is_enabled: bool | None = None
     definition: dict[str, Any] | None = None
+
+    def audited(self, journey: Journey) -> dict[str, Any]:
+        """What the audit log keeps of this change: the switch, and the version a new
+        definition made (the definition itself is in the journey's versions)."""
+        detail: dict[str, Any] = {"journey": journey.key}
+        if self.is_enabled is not None:
+            detail["is_enabled"] = self.is_enabled
+        if self.definition is not None:
+            detail["version"] = journey.version
+        return detail
 
 
 def _db(request: Request) -> Database:
@@ -165,7 +191,23 @@ def _access(session: Session, key_hash: str) -> WorkspaceAccess:
 
 _ACCESS_IN_SESSION = "parley.api.access"
 API_REVIEWER = "the API"
-"""Who a held message's review is put down to when it comes through the API key."""
+"""Who a change made with the store's API key is put down to: a held message's review, and
+the audit log's actor (as the Settings pages put down the admin who made it)."""
+
+
+def _audit_api(
+    session: Session, request: Request, workspace: Workspace, action: str, detail: dict[str, Any]
+) -> None:
+    """One audit row for a change made through the API, as its Settings page writes one."""
+    audit(
+        session,
+        workspace_id=workspace.id,
+        action=action,
+        now=utc_now(),
+        actor_email=API_REVIEWER,
+        ip=client_ip(request),
+        detail=detail,
+    )
 
 
 def _stage_events(session: Session, group: list[_CheckedEvent]) -> None:
@@ -225,10 +267,26 @@ def _store_event(session: Session, checked: _CheckedEvent) -> dict[str, Any]:
     return {"status": "accepted", "journeys_started": result.runs_started}
 
 
+UNKEYED = "unkeyed:"
+"""The stored key of a privacy request sent without one: unique, so it repeats nothing."""
+
+
 def _take_privacy_request(
     db: Database, api_key: str, body: PrivacyRequestIn, raw: bytes, idempotency_key: str | None
 ) -> dict[str, Any]:
-    """Store the request (once per key) and queue the job that carries it out."""
+    """Store the request and queue the job that carries it out.
+
+    The client's ``Idempotency-Key`` makes a retry safe: the same request under it again is
+    a duplicate, another one is refused (409) rather than dropped. Once an erasure has
+    emptied the first request's stored body, nothing tells a late retry from another
+    request, so both are refused: a retry sent again under a new key does the work twice,
+    which erasing or gathering can bear, while another customer's request answered as a
+    duplicate would never be carried out.
+
+    Without a key every request is one of its own, not keyed by its body as an event is:
+    an erasure asked again in the same words, after the customer came back, must be
+    carried out again.
+    """
     subject = Subject(
         platform_customer_id=body.customer.id,
         email=body.customer.email,
@@ -239,7 +297,7 @@ def _take_privacy_request(
         raise Invalid("customer: give at least one of id, email and phone")
     delivery = Delivery(
         source="api",
-        delivery_key=idempotency_key or hashlib.sha256(raw).hexdigest(),
+        delivery_key=idempotency_key or f"{UNKEYED}{uuid.uuid4().hex}",
         topic=f"privacy/{body.kind}",
         headers={},
         body=raw.decode(),
@@ -254,6 +312,14 @@ def _take_privacy_request(
             reason=None,
         )
         if delivery_id is None:
+            if not store_events.repeats_stored(
+                session, workspace_id=workspace.id, delivery=delivery
+            ):
+                raise Conflict(
+                    f"idempotency key {delivery.delivery_key!r} was first used for a different"
+                    " request, or for one carried out and erased since; a new request needs"
+                    " a new key"
+                )
             return {"status": "duplicate"}
         request_id = privacy.receive_customer_request(
             session,
@@ -411,7 +477,7 @@ def _add_privacy_routes(api: FastAPI) -> None:
         with _db(request).transaction() as session:
             workspace = _workspace(session, api_key)
             found = privacy.list_requests(
-                session, workspace_id=workspace.id, limit=max(1, min(limit, 1000))
+                session, workspace_id=workspace.id, limit=_page_size(limit)
             )
             return {"requests": [_privacy_out(item) for item in found]}
 
@@ -423,7 +489,7 @@ def _add_privacy_routes(api: FastAPI) -> None:
 
     @api.get("/privacy-requests/{request_id}/export")
     def privacy_export(
-        request: Request, request_id: int, api_key: Annotated[str, Depends(_api_key)]
+        request: Request, request_id: RowId, api_key: Annotated[str, Depends(_api_key)]
     ) -> dict[str, Any]:
         """An access request's data (404 until it is gathered, or once erased)."""
         with _db(request).transaction() as session:
@@ -468,12 +534,12 @@ def create_api() -> FastAPI:
             query = select(Message).where(Message.workspace_id == workspace.id)
             if status:
                 query = query.where(Message.status == status)
-            rows = session.scalars(query.order_by(Message.id.desc()).limit(min(limit, 1000)))
+            rows = session.scalars(query.order_by(Message.id.desc()).limit(_page_size(limit)))
             return {"messages": [_message_out(message) for message in rows]}
 
     @api.post("/messages/{message_id}/arrived")
     def held_message_arrived(
-        request: Request, message_id: int, api_key: Annotated[str, Depends(_api_key)]
+        request: Request, message_id: RowId, api_key: Annotated[str, Depends(_api_key)]
     ) -> dict[str, Any]:
         """A message held for review arrived, by the provider's log: mark it sent (404 if
         it is not the store's, 409 if it is not held)."""
@@ -490,7 +556,7 @@ def create_api() -> FastAPI:
 
     @api.post("/messages/{message_id}/send-again")
     def held_message_send_again(
-        request: Request, message_id: int, api_key: Annotated[str, Depends(_api_key)]
+        request: Request, message_id: RowId, api_key: Annotated[str, Depends(_api_key)]
     ) -> dict[str, Any]:
         """A message held for review did not arrive, by the provider's log: send it again
         through the job that held it (404 if it is not the store's, 409 if it is not held
@@ -516,7 +582,7 @@ def create_api() -> FastAPI:
 
     @api.post("/jobs/dead/{job_id}/retry")
     def retry_dead_job(
-        request: Request, job_id: int, api_key: Annotated[str, Depends(_api_key)]
+        request: Request, job_id: RowId, api_key: Annotated[str, Depends(_api_key)]
     ) -> dict[str, Any]:
         """Re-drive one job of the store's dead letter (404 if it is not the store's, 409
         if it is not in the dead letter)."""
@@ -559,6 +625,7 @@ def create_api() -> FastAPI:
                 definition=change.definition,
                 is_enabled=change.is_enabled,
             )
+            _audit_api(session, request, workspace, "journey_changed", change.audited(journey))
             return {
                 "key": journey.key,
                 "is_enabled": journey.is_enabled,
@@ -581,6 +648,13 @@ def create_api() -> FastAPI:
                 message_type=message_type,
                 channel=channel,
                 content=content,
+            )
+            _audit_api(
+                session,
+                request,
+                workspace,
+                "template_changed",
+                {"message": str(message_type), "channel": str(channel)},
             )
         return {"status": "saved"}
 

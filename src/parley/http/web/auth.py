@@ -1,4 +1,5 @@
-"""``/login``, ``/logout``, ``/account`` and ``/invite/…``: signing in and joining."""
+"""``/login``, ``/logout``, ``/account`` and ``/invite/…``: signing in, moving between
+one's stores, and joining."""
 
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ async def change_password(request: Request) -> Response:
     login = signed_in(request)
     form = await request.form()
     try:
-        result = await in_transaction(
+        result: SignedIn | Refused = await in_transaction(
             db_of(request),
             lambda session: accounts.change_password(
                 session,
@@ -139,11 +140,18 @@ async def change_password(request: Request) -> Response:
                 ip=client_ip(request),
                 user_agent=request.headers.get("user-agent"),
                 now=utc_now(),
+                limits=_limits(request),
             ),
         )
     except ParleyError as exc:
+        result = Refused(exc.message, exc.status_code)
+    if isinstance(result, Refused):
         return render(
-            request, "account.html", status_code=exc.status_code, error=exc.message, notice=None
+            request,
+            "account.html",
+            status_code=result.status_code,
+            error=result.reason,
+            notice=None,
         )
     request.state.login = result.login
     response = render(
@@ -152,6 +160,28 @@ async def change_password(request: Request) -> Response:
         error=None,
         notice="Password changed. Every other session has been signed out.",
     )
+    set_session_cookie(request, response, result.token)
+    return response
+
+
+async def switch_store(request: Request) -> Response:
+    """``POST /account/store``: for someone in several stores, a new session in the one
+    they chose (the one they had ends); 404 for a store they are not a member of."""
+    login = signed_in(request)
+    form = await request.form()
+    slug = str(form.get("store", ""))[:100]
+    result: SignedIn = await in_transaction(
+        db_of(request),
+        lambda session: accounts.switch_workspace(
+            session,
+            login=login,
+            slug=slug,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            now=utc_now(),
+        ),
+    )
+    response = RedirectResponse("/inbox", status_code=303)
     set_session_cookie(request, response, result.token)
     return response
 
@@ -183,7 +213,7 @@ async def accept_invite(request: Request) -> Response:
     token = request.path_params["token"]
     form = await request.form()
 
-    def accept(session: Session) -> SignedIn:
+    def accept(session: Session) -> SignedIn | Refused:
         workspace = workspaces.get_workspace(session, slug=slug)
         return accounts.accept_invite(
             session,
@@ -194,21 +224,24 @@ async def accept_invite(request: Request) -> Response:
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
             now=utc_now(),
+            limits=_limits(request),
         )
 
     try:
-        result: SignedIn = await in_transaction(db_of(request), accept)
+        result = await in_transaction(db_of(request), accept)
     except ParleyError as exc:
         if exc.status_code == 404:
             raise
+        result = Refused(exc.message, exc.status_code)
+    if isinstance(result, Refused):
         ensure_csrf_cookie(request)
         response: Response = render(
             request,
             "invite.html",
-            status_code=exc.status_code,
+            status_code=result.status_code,
             workspace_name=slug,
             email="",
-            error=exc.message,
+            error=result.reason,
         )
         set_csrf_cookie(request, response)
         return response
@@ -224,6 +257,7 @@ def auth_routes() -> list[Route]:
         Route("/logout", logout, methods=["POST"]),
         Route("/account", account_page, methods=["GET"]),
         Route("/account/password", change_password, methods=["POST"]),
+        Route("/account/store", switch_store, methods=["POST"]),
         Route("/invite/{workspace}/{token}", invite_page, methods=["GET"]),
         Route("/invite/{workspace}/{token}", accept_invite, methods=["POST"]),
     ]

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from parley.errors import ParleyError
 from parley.http.web.auth import in_transaction
-from parley.http.web.pages import admin, db_of, render, signed_in
+from parley.http.web.pages import admin, db_of, path_int, render, signed_in
 from parley.inbox import canned
 from parley.inbox.canned import SAMPLE_CONTEXT
 
@@ -47,11 +47,10 @@ async def canned_list(request: Request) -> Response:
 async def canned_edit(request: Request) -> Response:
     """``GET /admin/canned-replies/{id}``: the edit form (admins)."""
     login = admin(request)
+    canned_id = path_int(request, "id")
     item = await in_transaction(
         db_of(request),
-        lambda s: canned.get_canned(
-            s, workspace_id=login.workspace_id, canned_id=int(request.path_params["id"])
-        ),
+        lambda s: canned.get_canned(s, workspace_id=login.workspace_id, canned_id=canned_id),
     )
     return render(
         request,
@@ -66,8 +65,7 @@ async def canned_edit(request: Request) -> Response:
 async def canned_save(request: Request) -> Response:
     """``POST /admin/canned-replies`` (create) or ``/admin/canned-replies/{id}`` (update)."""
     login = admin(request)
-    raw_id = request.path_params.get("id")
-    canned_id = int(raw_id) if raw_id is not None else None
+    canned_id = path_int(request, "id") if "id" in request.path_params else None
     form = await request.form()
     fields = {name: _form_text(form, name) for name in ("shortcut", "title", "body")}
 
@@ -98,7 +96,7 @@ async def canned_save(request: Request) -> Response:
 async def canned_delete(request: Request) -> Response:
     """``POST /admin/canned-replies/{id}/delete``."""
     login = admin(request)
-    canned_id = int(request.path_params["id"])
+    canned_id = path_int(request, "id")
     await in_transaction(
         db_of(request), lambda s: canned.delete_canned(s, login=login, canned_id=canned_id)
     )

@@ -27,7 +27,7 @@ from parley.channels.base import ChannelKind
 from parley.clock import utc_now, zone_of
 from parley.errors import Invalid, ParleyError
 from parley.http.web.auth import in_transaction
-from parley.http.web.pages import db_of, render, signed_in
+from parley.http.web.pages import db_of, path_int, render, signed_in
 from parley.inbox import canned, notes
 from parley.inbox import service as inbox
 from parley.inbox.models import Conversation, ConversationStatus
@@ -106,7 +106,7 @@ async def _act(
     request: Request, work: Callable[[Session], T], shape: Callable[[T], dict[str, Any]]
 ) -> Response:
     """Run one move and answer it: JSON for a fetch, 303 back for a form."""
-    conversation_id = int(request.path_params["id"])
+    conversation_id = path_int(request, "id")
     try:
         result = await in_transaction(db_of(request), work)
     except ParleyError as exc:
@@ -132,7 +132,7 @@ def _form_text(form: Any, name: str) -> str:
 async def reply(request: Request) -> Response:
     """``POST /inbox/{id}/reply``: free text, or an approved WhatsApp template."""
     login = signed_in(request)
-    conversation_id = int(request.path_params["id"])
+    conversation_id = path_int(request, "id")
     form = await request.form()
     try:
         channel = ChannelKind(_form_text(form, "channel"))
@@ -174,7 +174,7 @@ async def reply(request: Request) -> Response:
 async def note(request: Request) -> Response:
     """``POST /inbox/{id}/note``: an internal note, for the team only."""
     login = signed_in(request)
-    conversation_id = int(request.path_params["id"])
+    conversation_id = path_int(request, "id")
     form = await request.form()
     return await _act(
         request,
@@ -194,8 +194,8 @@ async def send_again(request: Request) -> Response:
     """``POST /inbox/{id}/messages/{message_id}/send-again``: a reply or journey message
     that gave up after every retry (a provider outage), sent again once it is back."""
     login = signed_in(request)
-    conversation_id = int(request.path_params["id"])
-    message_id = int(request.path_params["message_id"])
+    conversation_id = path_int(request, "id")
+    message_id = path_int(request, "message_id")
     return await _act(
         request,
         lambda session: dead_letter.send_again(
@@ -214,7 +214,7 @@ Move = Callable[[Session, Login, int], Conversation]
 async def _move(request: Request, change: Move) -> Response:
     """One move on the conversation in the path, answered with its new state."""
     login = signed_in(request)
-    conversation_id = int(request.path_params["id"])
+    conversation_id = path_int(request, "id")
     return await _act(
         request,
         lambda session: change(session, login, conversation_id),
@@ -233,10 +233,12 @@ async def assign(request: Request) -> Response:
             assignee_id = login.user_id
         elif not choice:
             assignee_id = None
-        elif choice.isdigit():
+        elif choice.isdigit() and len(choice) <= 18:
             assignee_id = int(choice)
         else:
-            assignee_id = -1  # never a member: refused by the domain like any stranger's id
+            # Never a member (nor, past 18 digits, a number the database can be asked
+            # for): refused by the domain like any stranger's id.
+            assignee_id = -1
         return inbox.assign(
             session,
             workspace_id=login.workspace_id,
@@ -320,7 +322,7 @@ async def composer_part(request: Request) -> Response:
     """``GET /inbox/{id}/_composer``: the channel-window part (``?part=moves``: the moves
     toolbar) re-rendered after a live event, without touching the agent's draft."""
     login = signed_in(request)
-    conversation_id = int(request.path_params["id"])
+    conversation_id = path_int(request, "id")
     part = "moves" if request.query_params.get("part") == "moves" else "window"
 
     def load(session: Session) -> dict[str, Any]:
@@ -337,13 +339,12 @@ async def canned_text(request: Request) -> Response:
     """``GET /inbox/{id}/canned/{canned_id}``: a canned reply filled in for this
     conversation, as ``{"text": ...}`` for the composer to insert."""
     login = signed_in(request)
+    conversation_id = path_int(request, "id")
+    canned_id = path_int(request, "canned_id")
     text = await in_transaction(
         db_of(request),
         lambda session: canned.render_canned(
-            session,
-            login=login,
-            conversation_id=int(request.path_params["id"]),
-            canned_id=int(request.path_params["canned_id"]),
+            session, login=login, conversation_id=conversation_id, canned_id=canned_id
         ),
     )
     return JSONResponse({"text": text}, headers={"Cache-Control": "no-store"})

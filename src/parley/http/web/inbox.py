@@ -22,7 +22,7 @@ from parley.clock import utc_now
 from parley.http.web.auth import in_transaction
 from parley.http.web.composer import composer_context
 from parley.http.web.media import media_routes, proxied
-from parley.http.web.pages import db_of, render, signed_in
+from parley.http.web.pages import db_of, path_int, render, signed_in
 from parley.http.web.sidebar import sidebar_context
 from parley.inbox import listing, reads
 from parley.inbox.history import customer_history
@@ -103,7 +103,7 @@ async def list_part(request: Request) -> Response:
 
 async def conversation_page(request: Request) -> Response:
     login = signed_in(request)
-    conversation_id: int = request.path_params["conversation_id"]
+    conversation_id = path_int(request, "conversation_id")
     media = _media(request)
 
     def view(session: Session) -> dict[str, Any]:
@@ -139,7 +139,7 @@ async def conversation_page(request: Request) -> Response:
 
 async def timeline_part(request: Request) -> Response:
     login = signed_in(request)
-    conversation_id: int = request.path_params["conversation_id"]
+    conversation_id = path_int(request, "conversation_id")
     media = _media(request)
 
     def view(session: Session) -> dict[str, Any]:

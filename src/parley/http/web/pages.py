@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from parley.accounts.service import Login, require_admin
 from parley.clock import utc_now
 from parley.db import Database
+from parley.errors import NotFound
 from parley.http.web.sessions import CookieNames
 from parley.messaging.types import WaitingFor
 
@@ -82,6 +83,16 @@ ENV.filters["waiting_for"] = _waiting_for
 def db_of(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
+
+
+def path_int(request: Request, name: str) -> int:
+    """An id from the path (a plain segment or an ``:int`` one); anything that is not one
+    cannot exist, so it is a 404. Past 18 digits it could not be asked of the database
+    either: a 64-bit column cannot hold it, and the driver would fail the request."""
+    raw = str(request.path_params[name])
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound("not found")
+    return int(raw)
 
 
 def signed_in(request: Request) -> Login:

@@ -24,7 +24,7 @@ from parley.customers import profile as profiles
 from parley.customers.service import get_customer
 from parley.errors import Invalid, NotFound, ParleyError
 from parley.http.web.auth import in_transaction
-from parley.http.web.pages import db_of, render, signed_in
+from parley.http.web.pages import db_of, path_int, render, signed_in
 from parley.http.web.security import client_ip
 from parley.inbox.models import Conversation, ConversationStatus
 from parley.inbox.service import get_conversation
@@ -49,7 +49,7 @@ def sidebar_context(session: Session, login: Login, conversation: Conversation) 
 async def sidebar_fragment(request: Request) -> Response:
     """``GET /inbox/{id}/_sidebar``: the sidebar alone, for the live refresh."""
     login = signed_in(request)
-    conversation_id = int(request.path_params["conversation_id"])
+    conversation_id = path_int(request, "conversation_id")
 
     def load(session: Session) -> dict[str, Any]:
         conversation = get_conversation(
@@ -80,7 +80,7 @@ async def search(request: Request) -> Response:
 async def merge(request: Request) -> Response:
     """``POST /customers/{id}/merge``: fold customer ``other`` into this one, with a reason."""
     login = signed_in(request)
-    customer_id = int(request.path_params["customer_id"])
+    customer_id = path_int(request, "customer_id")
     form = await request.form()
     other = _int(_field(form, "other"))
     reason = _field(form, "reason")
@@ -116,8 +116,8 @@ async def merge(request: Request) -> Response:
 async def unmerge(request: Request) -> Response:
     """``POST /customers/{id}/merges/{merge_id}/unmerge``: undo a merge this customer was in."""
     login = signed_in(request)
-    customer_id = int(request.path_params["customer_id"])
-    merge_id = int(request.path_params["merge_id"])
+    customer_id = path_int(request, "customer_id")
+    merge_id = path_int(request, "merge_id")
     form = await request.form()
     conversation_id = _int(_field(form, "conversation_id"))
 
@@ -148,8 +148,8 @@ async def unmerge(request: Request) -> Response:
 async def cancel_send(request: Request) -> Response:
     """``POST /customers/{id}/upcoming/{job_id}/cancel``: stop one scheduled journey send."""
     login = signed_in(request)
-    customer_id = int(request.path_params["customer_id"])
-    job_id = int(request.path_params["job_id"])
+    customer_id = path_int(request, "customer_id")
+    job_id = path_int(request, "job_id")
     form = await request.form()
     conversation_id = _int(_field(form, "conversation_id"))
 

@@ -62,6 +62,7 @@ def admin_routes() -> list[BaseRoute]:
         Route("/admin/team/invite", team.invite, methods=["POST"]),
         Route("/admin/team/{user_id}/role", team.set_role, methods=["POST"]),
         Route("/admin/team/{user_id}/remove", team.remove, methods=["POST"]),
+        Route("/admin/team/invites/{invite_id}/revoke", team.revoke_invite, methods=["POST"]),
         Route("/admin/privacy", privacy.privacy_page, methods=["GET"]),
         Route("/admin/privacy/{request_id}/export.json", privacy.download_export, methods=["GET"]),
         Route("/admin/audit", audit.audit_page, methods=["GET"]),

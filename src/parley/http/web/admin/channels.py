@@ -20,9 +20,9 @@ from parley.channels.registry import ProviderCheck, check_accounts
 from parley.clock import utc_now
 from parley.errors import ParleyError
 from parley.http.web.admin import store
-from parley.http.web.admin.common import done, page, path_int, text
+from parley.http.web.admin.common import done, page, text
 from parley.http.web.auth import in_transaction
-from parley.http.web.pages import admin, db_of
+from parley.http.web.pages import admin, db_of, path_int
 from parley.http.web.security import client_ip
 from parley.messaging import sending_domain
 from parley.messaging.senders import account_to_check

@@ -8,7 +8,6 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
-from parley.errors import NotFound
 from parley.http.web.pages import render
 
 # Notices are chosen by key, never echoed from the query string.
@@ -32,7 +31,9 @@ NOTICES = {
     "journey": "Journey saved.",
     "template": "Template saved.",
     "role": "Role changed.",
-    "removed": "Member removed. Their sessions in this workspace have ended.",
+    "removed": "Member removed. Their sessions in this workspace have ended, and any "
+    "invitations they made are revoked.",
+    "invite_revoked": "Invitation revoked: its link no longer works.",
     "retried": "Sent back to the queue: each goes out within seconds, unless the order or the "
     "conversation no longer calls for it (the reason is then kept on the message).",
     "arrived": "Marked sent.",
@@ -75,11 +76,3 @@ def done(path: str, notice: str) -> RedirectResponse:
 def text(form: FormData, name: str, limit: int = 20_000) -> str:
     value = form.get(name)
     return value[:limit] if isinstance(value, str) else ""
-
-
-def path_int(request: Request, name: str) -> int:
-    """An id from the path; anything that is not one cannot exist, so it is a 404."""
-    raw = request.path_params[name]
-    if not raw.isdigit() or len(raw) > 18:
-        raise NotFound("not found")
-    return int(raw)

@@ -15,9 +15,9 @@ from parley.dead_letter import failed_sends
 from parley.errors import ParleyError
 from parley.held_messages import held_messages
 from parley.http.web.admin import store
-from parley.http.web.admin.common import done, page, path_int
+from parley.http.web.admin.common import done, page
 from parley.http.web.auth import in_transaction
-from parley.http.web.pages import admin, db_of
+from parley.http.web.pages import admin, db_of, path_int
 from parley.http.web.security import client_ip
 from parley.jobs.backlog import store_backlog
 from parley.messaging.refusals import recent_refusals

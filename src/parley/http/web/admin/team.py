@@ -1,5 +1,6 @@
-"""``/admin/team``: members and roles, invitations, removals. Roles are checked again in
-``accounts.service`` for every change, whatever this page offered."""
+"""``/admin/team``: members and roles, invitations (made, pending, revoked), removals.
+Roles are checked again in ``accounts.service`` for every change, whatever this page
+offered."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from parley.accounts import service as accounts
 from parley.accounts.models import Role
 from parley.clock import utc_now
 from parley.errors import ParleyError
-from parley.http.web.admin.common import done, page, path_int, text
+from parley.http.web.admin.common import done, page, text
 from parley.http.web.auth import in_transaction
-from parley.http.web.pages import admin, db_of
+from parley.http.web.pages import admin, db_of, path_int
 from parley.http.web.security import client_ip
 
 
@@ -27,8 +28,12 @@ async def _page(
     invited: str | None = None,
 ) -> Response:
     login = admin(request)
-    members = await in_transaction(
-        db_of(request), lambda s: accounts.members(s, workspace_id=login.workspace_id)
+    members, invites = await in_transaction(
+        db_of(request),
+        lambda s: (
+            accounts.members(s, workspace_id=login.workspace_id),
+            accounts.pending_invites(s, workspace_id=login.workspace_id, now=utc_now()),
+        ),
     )
     return page(
         request,
@@ -37,6 +42,7 @@ async def _page(
         status_code=status_code,
         error=error,
         members=members,
+        pending_invites=invites,
         roles=[role.value for role in Role],
         invite_link=invite_link,
         invited=invited,
@@ -113,3 +119,16 @@ async def remove(request: Request) -> Response:
             raise
         return await _page(request, status_code=exc.status_code, error=exc.message)
     return done("/admin/team", "removed")
+
+
+async def revoke_invite(request: Request) -> Response:
+    """``POST /admin/team/invites/{invite_id}/revoke``: the link stops working at once."""
+    login = admin(request)
+    invite_id = path_int(request, "invite_id")
+    await in_transaction(
+        db_of(request),
+        lambda s: accounts.revoke_invite(
+            s, login=login, invite_id=invite_id, ip=client_ip(request), now=utc_now()
+        ),
+    )
+    return done("/admin/team", "invite_revoked")
