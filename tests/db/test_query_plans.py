@@ -23,9 +23,13 @@ from sqlalchemy import event, select
 from parley import clock
 from parley.channels.base import ChannelKind, StatusUpdate
 from parley.db import Database
+from parley.demo.seed import DemoShopper
+from parley.demo.simulate import order_lifecycle, shopper_dict
 from parley.inbox import service as inbox
+from parley.integrations.shopify import payloads
 from parley.messaging.models import Message
 from support import (
+    SECRET,
     all_adapters,
     customer_writes,
     deliveries,
@@ -34,7 +38,9 @@ from support import (
     make_worker,
     post,
     recording_adapters,
+    rows,
     seed,
+    signed,
 )
 
 SHOPPERS = ("Ada", "Grace", "Alan", "Frida")
@@ -183,3 +189,35 @@ def test_conversations_and_receipts_never_read_all_of_a_stores_messages(sqlite_t
     found |= _plans_growing_with_the_store(db, receipts_arrive, at_least=2)
     db.dispose()
     assert found == {}, "\n".join(f"{s}: {p}" for s, p in found.items())
+
+
+def test_a_send_to_a_phone_another_profile_holds_reads_its_refusals_by_key(
+    sqlite_template, tmp_path
+):
+    # Given Grace, who texted STOP, and another store customer giving her number
+    db = _busy_sqlite_store(sqlite_template, tmp_path)
+    customer_writes(db, channel=ChannelKind.SMS, sender="+12025550143", text="STOP")
+    son = DemoShopper(
+        "8102", "Sol", "Hopper", "sol@example.com", "+12025550143", "America/New_York", (), ""
+    )
+    body, headers = signed(
+        "customers/create",
+        payloads.customer_payload(customer=shopper_dict(son), created_at=clock.utc_now()),
+        webhook_id="sol",
+    )
+    post(db, None, body=body, headers=headers)
+
+    def his_order_ships() -> None:
+        start = clock.utc_now() + timedelta(days=1)
+        lifecycle = order_lifecycle(
+            secret=SECRET, order_id=994, number=103, shopper=son, start=start
+        )
+        for delivery in list(lifecycle)[:2]:
+            post(db, delivery)
+        drain(make_worker(db, recording_adapters()))
+
+    found = _plans_growing_with_the_store(db, his_order_ships)
+    [skipped] = rows(db, Message, Message.recipient == "+12025550143", Message.status == "skipped")
+    db.dispose()
+    assert found == {}, "\n".join(f"{s}: {p}" for s, p in found.items())
+    assert skipped.status_reason == "opted out: not sent on sms"  # her STOP was read

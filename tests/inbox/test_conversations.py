@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from parley.accounts.models import Membership, User
 from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment
+from parley.customers import service as customers
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity
 from parley.inbox import service as inbox
 from parley.inbox.models import (
@@ -208,6 +210,81 @@ def test_a_second_stop_sends_no_second_confirmation_and_start_resubscribes(db, t
     assert [(c.purpose, c.is_granted) for c in consent if c.purpose == "marketing"] == [
         ("marketing", False)
     ]
+
+
+def _store_records_sms_marketing(db, *, granted: bool) -> None:
+    """The store's record of Grace's SMS marketing consent, as its webhook applies it."""
+    with db.transaction() as session:
+        customers.record_consent(
+            session,
+            workspace_id=1,
+            customer_id=session.scalar(select(Customer.id).where(Customer.phone == GRACE)),
+            channel="sms",
+            purpose="marketing",
+            is_granted=granted,
+            source="shopify:customer.updated",
+        )
+
+
+def _sms_consent(db) -> dict[str, bool]:
+    return {
+        c.purpose: c.is_granted for c in rows(db, ConsentRecord, ConsentRecord.channel == "sms")
+    }
+
+
+def _ledger(db) -> list[tuple]:
+    return [(c.id, c.channel, c.purpose, c.is_granted) for c in rows(db, ConsentRecord)]
+
+
+def test_a_yes_from_a_customer_who_only_declined_marketing_answers_the_assistant(db, tmp_path):
+    # Given Grace, who gets her order updates by SMS, and unsubscribed from SMS marketing
+    seed(db)
+    _store_records_sms_marketing(db, granted=True)
+    _store_records_sms_marketing(db, granted=False)
+    ledger = _ledger(db)
+
+    # When she answers a question with "Yes"
+    received = customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="Yes")
+
+    # Then it is no START: her consent is as it was, and the assistant answers her
+    assert (received.keyword, received.assistant_scheduled) == (None, True)
+    assert _ledger(db) == ledger
+    assert _sms_consent(db) == {"transactional": True, "marketing": False}
+
+
+def test_a_yes_from_a_customer_who_texted_stop_is_a_start(db, tmp_path):
+    seed(db)
+    customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="STOP")
+
+    received = customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="Yes")
+
+    assert (received.keyword, received.assistant_scheduled) == ("start", False)
+    assert _sms_consent(db) == {"transactional": True, "marketing": False}
+
+
+@pytest.mark.parametrize(
+    ("marketing_before_the_stop", "restored"),
+    [
+        pytest.param([True], True, id="granted_until_the_stop_case"),
+        pytest.param([True, False], False, id="declined_before_the_stop_case"),
+    ],
+)
+def test_start_restores_the_marketing_the_stop_refused_and_no_other(
+    db, tmp_path, marketing_before_the_stop, restored
+):
+    # Given Grace's SMS marketing consent as the store recorded it, then her STOP
+    seed(db)
+    for granted in marketing_before_the_stop:
+        _store_records_sms_marketing(db, granted=granted)
+    customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="STOP")
+    assert _sms_consent(db) == {"transactional": False, "marketing": False}
+
+    # When she texts START
+    received = customer_writes(db, channel=ChannelKind.SMS, sender=GRACE, text="START")
+
+    # Then her order updates come back, and marketing only if it was the STOP that ended it
+    assert received.keyword == "start"
+    assert _sms_consent(db) == {"transactional": True, "marketing": restored}
 
 
 def test_help_answers_with_the_store_name_and_how_to_stop(db, tmp_path):

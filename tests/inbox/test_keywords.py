@@ -56,6 +56,30 @@ def test_a_message_that_only_contains_a_keyword_is_not_one(text):
     assert keyword_of(text) is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Opt-out",  # S5's OPTOUT as most people spell it
+        "opt-out.",
+        "Opt out!",
+        "STOP STOP",
+        "stop stop stop",
+        "Stop 🛑",
+        "🛑 STOP 🛑",
+        "STOP\ufe0f",
+        "Stop-all",
+    ],
+)
+def test_an_opt_out_keyword_spelled_with_hyphens_emoji_or_repeated_is_a_stop(text):
+    assert keyword_of(text) is Keyword.STOP
+
+
+@pytest.mark.parametrize("text", ["HELP 🙏", "help help", "START 👍", "Un-stop"])
+def test_help_and_start_spelled_with_emoji_or_repeated_keep_their_meaning(text):
+    expected = Keyword.HELP if "help" in text.lower() else Keyword.START
+    assert keyword_of(text) is expected
+
+
 @pytest.mark.parametrize("word", ["START", "unstop", "Start.", " start "])
 def test_start_and_unstop_resubscribe(word):
     assert keyword_of(word) is Keyword.START
@@ -103,6 +127,26 @@ REVOCATIONS = (
     "no quiero recibir mas mensajes",
     "ne plus m'envoyer de messages",
     "je ne veux plus recevoir vos messages",
+    "No más",  # S6's own example
+    "no mas!",
+    "No más, gracias",
+    "please unsubscribe",
+    "Unsubscribe please",
+    "unsubscribe me please",
+    "remove me",
+    "Remove me please",
+    "take me off",
+    "I said stop",
+    "Stop thanks",
+    "stop, thank you",
+    "please stop 🛑",
+    "Please opt-out",
+    "Stop texting me, I never signed up",
+    "Do not text me.",
+    "don't message us anymore, thanks",
+    "Never send me texts again",
+    "don't email me",
+    "Don\u2019t text me again",  # a phone's curly apostrophe
 )
 NOT_REVOCATIONS = (
     "where is my order?",
@@ -118,6 +162,14 @@ NOT_REVOCATIONS = (
     "stop the order please",
     "I don't want to miss messages about my order",
     "I don't want the blue one",
+    "Please don't call me, just text me",
+    "Do not send me the blue one, send me the red one",
+    "Stop sending me the wrong size",
+    "don't send it to me before Friday",
+    "Don't email me the receipt, text it",
+    "don't text me the code, email it",
+    "no mas de dos por pedido?",
+    "can you remove me from the gift note?",
 )
 
 

@@ -1,5 +1,6 @@
 """A customer's "no" outlives their erasure (RELIABILITY P3): STOP, redact, re-import from
-Shopify, and the marketing send is still refused."""
+Shopify, and the marketing send is still refused. Nor does the store's next record of
+them, carrying its consent from before the "no", undo it while they are on file."""
 
 from __future__ import annotations
 
@@ -74,10 +75,13 @@ def _fresh_keys():
 
 
 def _import(db, customer: dict, *, at, webhook_id: str, slug: str = "demo", **kwargs) -> dict:
-    """The store's platform sends the customer again (an import, a sign-up, an update)."""
+    """The store's platform sends the customer again (an import, a sign-up, an update):
+    its consent dated ``at``, the record itself ``updated_at`` (default: ``at`` too)."""
     body, headers = signed(
         kwargs.get("topic", "customers/create"),
-        payloads.customer_payload(customer=customer, created_at=at),
+        payloads.customer_payload(
+            customer=customer, created_at=at, updated_at=kwargs.get("updated_at")
+        ),
         webhook_id=webhook_id,
         secret=kwargs.get("secret", SECRET),
     )
@@ -306,3 +310,153 @@ def test_a_kept_refusal_is_no_plain_hash_and_survives_a_key_rotation(
     assert suppression._keys()[1] == old
     _import(db, {**GRACE, "sms_consent": True}, at=grace_said_stop, webhook_id="re-import")
     assert _consent(db, GRACE["phone"])[("sms", "marketing")] is False
+
+
+def _texts_grace_a_promotion(db, tmp_path) -> list:
+    """A promotion on the dispatch journey's channels (WhatsApp, SMS, then email): the
+    texts it sent."""
+    to_lane(db, "dispatch", "marketing")
+    for delivery in deliveries("Grace", order_id=503, number=1503)[:2]:
+        post(db, delivery)
+    adapters = all_adapters()
+    drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path / "model"))
+    return adapters[ChannelKind.SMS].sent
+
+
+def test_a_store_record_carrying_its_consent_from_before_a_stop_does_not_undo_it(db, tmp_path):
+    # Given Grace signed up for SMS marketing a month ago, then texted STOP
+    seed(db)
+    signed_up = clock.utc_now() - timedelta(days=30)
+    _import(db, {**GRACE, "sms_consent": True}, at=signed_up, webhook_id="grace-signs-up")
+    customer_writes(db, channel=ChannelKind.SMS, sender=GRACE["phone"], text="STOP")
+    adapters = all_adapters()
+    drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path / "model"))
+    assert len(adapters[ChannelKind.SMS].sent) == 1  # the one confirmation of her STOP
+
+    # When the store edits her address: a new record, its SMS consent still the one it
+    # dated a month ago
+    _import(
+        db,
+        {**GRACE, "sms_consent": True},
+        at=signed_up,
+        updated_at=clock.utc_now(),
+        webhook_id="address-edit",
+        topic="customers/update",
+    )
+
+    # Then her STOP stands, and the promotion is not texted to her
+    assert _consent(db, GRACE["phone"]) == {
+        ("sms", "marketing"): False,
+        ("sms", "transactional"): False,
+    }
+    assert _texts_grace_a_promotion(db, tmp_path) == []
+    [promotion] = rows(db, Message, Message.message_type == "dispatch", Message.channel.is_(None))
+    assert (promotion.status, promotion.status_reason) == (
+        "skipped",
+        "no channel allowed: whatsapp: no marketing consent; sms: opted out; "
+        "email: no marketing consent",
+    )
+
+
+def test_a_store_record_carrying_its_consent_from_before_an_unsubscribe_does_not_undo_it(
+    db, tmp_path
+):
+    # Given Ada, who consented to marketing email at checkout, then unsubscribed by link
+    seed(db)
+    [ada] = rows(db, Customer, Customer.email == ADA["email"])
+    _unsubscribe(
+        db, "k", make_token(secret_key="k", workspace_id=1, customer_id=ada.id, channel="email")
+    )
+
+    # When the store's next record of her still says "subscribed", as it did at checkout
+    _import(
+        db,
+        {**ADA, "email_consent": True},
+        at=clock.utc_now() - timedelta(days=60),
+        updated_at=clock.utc_now(),
+        webhook_id="address-edit",
+        topic="customers/update",
+    )
+
+    # Then she stays unsubscribed, and the promotion is not emailed to her
+    assert _consent(db, ADA["phone"])[("email", "marketing")] is False
+    to_lane(db, "order_confirmation", "marketing")
+    post(db, deliveries("Ada", order_id=504, number=1504)[0])
+    adapters = all_adapters()
+    drain(inbox_worker(db, adapters, tmp_model_dir=tmp_path / "model"))
+    assert adapters[ChannelKind.EMAIL].sent == []
+    [message] = rows(db, Message, Message.message_type == "order_confirmation")
+    assert (message.status, message.status_reason) == (
+        "skipped",
+        "no channel allowed: email: opted out",
+    )
+
+
+def test_a_marketing_grant_the_store_dates_after_an_unsubscribe_subscribes_them_again(db):
+    # Given Ada unsubscribed by link
+    seed(db)
+    [ada] = rows(db, Customer, Customer.email == ADA["email"])
+    _unsubscribe(
+        db, "k", make_token(secret_key="k", workspace_id=1, customer_id=ada.id, channel="email")
+    )
+
+    # When she signs up again at the store, after it
+    _import(
+        db,
+        {**ADA, "email_consent": True},
+        at=clock.utc_now() + timedelta(hours=2),
+        webhook_id="signs-up-again",
+        topic="customers/update",
+    )
+
+    # Then the store's new "yes" is hers
+    assert _consent(db, ADA["phone"])[("email", "marketing")] is True
+
+
+def test_a_late_delivery_of_an_older_store_record_does_not_undo_a_newer_unsubscribe(db):
+    # Given Grace signed up at t1, and the store's record at t3 says she unsubscribed
+    seed(db)
+    now = clock.utc_now()
+    t1, t2, t3 = now - timedelta(days=30), now - timedelta(days=2), now - timedelta(days=1)
+    _import(db, {**GRACE, "sms_consent": True}, at=t1, webhook_id="v1")
+    _import(
+        db,
+        {**GRACE, "sms_consent": "unsubscribed"},
+        at=t3,
+        webhook_id="v3",
+        topic="customers/update",
+    )
+    assert _consent(db, GRACE["phone"])[("sms", "marketing")] is False
+
+    # When Shopify delivers, late, the record of an address edit she made at t2
+    _import(
+        db,
+        {**GRACE, "sms_consent": True},
+        at=t1,
+        updated_at=t2,
+        webhook_id="v2-late",
+        topic="customers/update",
+    )
+
+    # Then her unsubscribe stands
+    assert _consent(db, GRACE["phone"])[("sms", "marketing")] is False
+
+
+def test_a_late_delivery_of_an_older_refusal_does_not_undo_a_newer_store_grant(db):
+    # Given the store's record at t2 says Grace subscribed to SMS marketing
+    seed(db)
+    now = clock.utc_now()
+    t1, t2 = now - timedelta(days=3), now - timedelta(days=1)
+    _import(db, {**GRACE, "sms_consent": True}, at=t2, webhook_id="v2")
+
+    # When its record from t1, when she had unsubscribed, is delivered after it
+    _import(
+        db,
+        {**GRACE, "sms_consent": "unsubscribed"},
+        at=t1,
+        webhook_id="v1-late",
+        topic="customers/update",
+    )
+
+    # Then the store's latest word stands
+    assert _consent(db, GRACE["phone"])[("sms", "marketing")] is True

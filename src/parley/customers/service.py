@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from parley import events
@@ -17,6 +17,7 @@ from parley.customers import merges, suppression
 from parley.customers.identity import normalise_email, normalise_phone, timezone_for_phone
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.db.base import table_of
+from parley.db.scoped import in_workspaces
 from parley.db.upsert import insert_on, per_dialect
 from parley.errors import NotFound
 
@@ -69,6 +70,19 @@ def get_customer(session: Session, *, workspace_id: int, customer_id: int) -> Cu
     )
     if customer is None:
         raise NotFound(f"customer {customer_id} not found")
+    return customer
+
+
+def get_live_customer(session: Session, *, workspace_id: int, customer_id: int) -> Customer:
+    """The profile holding this customer's rows now: the one named, or the one it was
+    merged into (followed through any later merge of that one). What names a profile
+    from before a merge (an unsubscribe link in an email) acts on the shopper, not on the
+    emptied profile."""
+    customer = get_customer(session, workspace_id=workspace_id, customer_id=customer_id)
+    while customer.merged_into_id is not None:
+        customer = get_customer(
+            session, workspace_id=workspace_id, customer_id=customer.merged_into_id
+        )
     return customer
 
 
@@ -221,6 +235,7 @@ def resolve_customer_id(
             workspace_id=workspace_id,
             customer_id=customer_id,
             profile=profile,
+            last_applied=current["source_updated_at"],
             source=consent_source,
         )
     return customer_id
@@ -486,14 +501,35 @@ def _select_owners(dialect: str) -> Any:
 
 
 def _apply_platform_consent(
-    session: Session, *, workspace_id: int, customer_id: int, profile: events.Customer, source: str
+    session: Session,
+    *,
+    workspace_id: int,
+    customer_id: int,
+    profile: events.Customer,
+    last_applied: datetime | None,
+    source: str,
 ) -> None:
     """Record the platform's marketing consent where it changes the customer's.
 
-    A grant does not lift a refusal kept through an erasure unless the platform dates it
-    after the erasure: otherwise it is the store's old record of them, from before the
-    "no", coming back with their address (:mod:`parley.customers.suppression`).
+    A record older than the last one applied to the profile (``last_applied``: Shopify
+    does not deliver its webhooks in order) is not the platform's word now, and changes
+    no consent, as it changes no profile field (:func:`profile_changes`).
+
+    A grant overturns a refusal only if the platform dates the consent after it. Every
+    record of a customer carries their consent, so an address edit after a STOP or an
+    unsubscribe brings back the store's "subscribed" from before it: dated before, it is
+    not applied (:func:`_grant_overturns`).
     """
+    stamp = profile.updated_at
+    if stamp is not None and last_applied is not None and stamp < last_applied:
+        log.info(
+            "customer %s: a platform record updated %s, older than the one applied (%s), "
+            "changes no consent",
+            customer_id,
+            stamp.isoformat(),
+            last_applied.isoformat(),
+        )
+        return
     stated = [
         (channel, state, since)
         for channel, state, since in (
@@ -510,15 +546,16 @@ def _apply_platform_consent(
         record = current.get((channel, "marketing"))
         if record is not None and record.is_granted == granted:
             continue
-        # A kept refusal is on the ledger as soon as its address is held (_refuse_kept), so
-        # only a grant overturning a refusal can be overturning a kept one.
-        overturns = granted and record is not None
-        if overturns and not _grant_lifts_kept(
-            session,
-            workspace_id=workspace_id,
-            customer_id=customer_id,
-            channel=channel,
-            since=since,
+        if (
+            granted
+            and record is not None
+            and not _grant_overturns(
+                session,
+                workspace_id=workspace_id,
+                customer_id=customer_id,
+                refusal=record,
+                since=since,
+            )
         ):
             continue
         record_consent(
@@ -530,6 +567,45 @@ def _apply_platform_consent(
             is_granted=granted,
             source=source,
         )
+
+
+def _grant_overturns(
+    session: Session,
+    *,
+    workspace_id: int,
+    customer_id: int,
+    refusal: ConsentRecord,
+    since: datetime | None,
+) -> bool:
+    """Whether a platform's marketing grant dated ``since`` (when the shopper gave it, as
+    the platform says) may overturn the customer's standing refusal.
+
+    Only one dated after the refusal may. A refusal kept through an erasure dates from the
+    erasure (:func:`_grant_lifts_kept`); any other from when it was recorded. A grant the
+    platform does not date proves nothing: the record's own ``updated_at`` moves with any
+    edit (an address, a tag), so it would date a stale "subscribed" after the STOP.
+    """
+    if not refusal.source.startswith(suppression.SOURCE) and (
+        since is None or since <= refusal.recorded_at
+    ):
+        log.info(
+            "customer %s: the platform's %s marketing grant (dated %s) is not applied: "
+            "they refused it at %s",
+            customer_id,
+            refusal.channel,
+            since.isoformat() if since else "never",
+            refusal.recorded_at.isoformat(),
+        )
+        return False
+    # A kept refusal is on the ledger as soon as its address is held (_refuse_kept), and
+    # may stand beneath a later one: a grant lifting the one lifts the other.
+    return _grant_lifts_kept(
+        session,
+        workspace_id=workspace_id,
+        customer_id=customer_id,
+        channel=refusal.channel,
+        since=since,
+    )
 
 
 def _grant_lifts_kept(
@@ -625,3 +701,139 @@ def consent_history(
             .order_by(ConsentRecord.id)
         )
     )
+
+
+# Two store customers may share a phone or an email (a family, a shop's front desk): two
+# Shopify ids are never merged, so both profiles carry the address, but only the first to
+# give it holds its identity (unique per store), and a STOP from the number, like any
+# message from it, lands on that holder. A refusal from an address is the address's: it is
+# recorded on its holder (record_refusal), and a send to the address from any other
+# profile reads the holder's refusals (refusals_at_addresses) as well as its own.
+_ADDRESS_KIND: dict[str, IdentityKind] = {
+    "email": IdentityKind.EMAIL,
+    "sms": IdentityKind.PHONE,
+    "whatsapp": IdentityKind.PHONE,
+}
+"""The identity a channel reaches a profile at: its email, or its phone number."""
+Address = tuple[int, IdentityKind, str]
+"""An address in a store: (workspace, kind, value)."""
+
+
+def address_for(customer: Customer, channel: str) -> tuple[IdentityKind, str] | None:
+    """The phone or email ``channel`` reaches the customer at; None for a channel whose
+    address is an identity of the customer's own (Instagram, web chat) or for none set."""
+    kind = _ADDRESS_KIND.get(channel)
+    if kind is None:
+        return None
+    value = customer.email if kind is IdentityKind.EMAIL else customer.phone
+    return (kind, value) if value else None
+
+
+def addresses_held_elsewhere(
+    customer: Customer, identities: Iterable[CustomerIdentity]
+) -> list[tuple[IdentityKind, str]]:
+    """The phone and email the customer is messaged at that are not identities of their
+    own (``identities``): another profile of the store holds them."""
+    held = {(identity.kind, identity.value) for identity in identities}
+    found = {address_for(customer, channel) for channel in _ADDRESS_KIND}
+    return sorted(address for address in found if address is not None and address not in held)
+
+
+def refusals_at_addresses(
+    session: Session, *, addresses: Iterable[Address]
+) -> dict[Address, dict[tuple[str, str], ConsentRecord]]:
+    """The standing refusals of each address's holder on the channels it reaches, in one
+    statement searching the identity index by key: a STOP from a number is on its holder's
+    ledger, and holds for every profile messaged at the number."""
+    wanted = set(addresses)
+    if not wanted:
+        return {}
+    statement = (
+        select(
+            CustomerIdentity.workspace_id,
+            CustomerIdentity.kind,
+            CustomerIdentity.value,
+            ConsentRecord,
+        )
+        .join(
+            ConsentRecord,
+            and_(
+                ConsentRecord.workspace_id == CustomerIdentity.workspace_id,
+                ConsentRecord.customer_id == CustomerIdentity.customer_id,
+            ),
+        )
+        .where(
+            in_workspaces(
+                session,
+                CustomerIdentity.workspace_id,
+                CustomerIdentity.value,
+                {(workspace_id, value) for workspace_id, _, value in wanted},
+            ),
+            CustomerIdentity.kind.in_(sorted({kind for _, kind, _ in wanted})),
+        )
+        .order_by(ConsentRecord.id)
+    )
+    latest: dict[Address, dict[tuple[str, str], ConsentRecord]] = {}
+    for workspace_id, kind, value, record in session.execute(statement):
+        address = (workspace_id, IdentityKind(kind), value)
+        if address in wanted and _ADDRESS_KIND.get(record.channel) == address[1]:
+            latest.setdefault(address, {})[(record.channel, record.purpose)] = record
+    return {
+        address: {key: record for key, record in current.items() if not record.is_granted}
+        for address, current in latest.items()
+    }
+
+
+def with_refusals(
+    consent: Mapping[tuple[str, str], ConsentRecord],
+    refusals: Iterable[Mapping[tuple[str, str], ConsentRecord]],
+) -> dict[tuple[str, str], ConsentRecord]:
+    """A customer's own consent, with the refusals of the addresses they are messaged at
+    put over any grant of theirs: another's "yes" never stands in for theirs, but the
+    address's "no" holds whoever the message is for."""
+    merged = dict(consent)
+    for refused in refusals:
+        for key, record in refused.items():
+            own = merged.get(key)
+            if own is None or own.is_granted:
+                merged[key] = record
+    return merged
+
+
+def record_refusal(
+    session: Session,
+    *,
+    workspace_id: int,
+    customer: Customer,
+    channel: str,
+    purposes: Sequence[str],
+    source: str,
+) -> None:
+    """A "no" from the address ``channel`` reaches the customer at (an unsubscribe link in
+    an email to it, a carrier's report of a STOP from it): recorded on the customer, and
+    on the profile holding the address if another does, so it holds for every profile
+    messaged there."""
+    profiles = [customer.id]
+    address = address_for(customer, channel)
+    if address is not None:
+        holder = session.scalar(
+            select(CustomerIdentity.customer_id).where(
+                CustomerIdentity.workspace_id == workspace_id,
+                CustomerIdentity.kind == address[0],
+                CustomerIdentity.value == address[1],
+            )
+        )
+        if holder is not None and holder != customer.id:
+            profiles.append(holder)
+    for profile in profiles:
+        for purpose in purposes:
+            record_consent(
+                session,
+                workspace_id=workspace_id,
+                customer_id=profile,
+                channel=channel,
+                purpose=purpose,
+                is_granted=False,
+                source=source,
+                only_if_changed=True,
+            )

@@ -7,6 +7,7 @@ prefetch URLs, and a prefetch must never unsubscribe anyone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
 from starlette.concurrency import run_in_threadpool
@@ -30,28 +31,41 @@ HEADERS = {
 }
 
 
-def _unsubscribe(db: Database, secret_key: str, token: str) -> None:
-    found = read_token(token, secret_key=secret_key)
+def _unsubscribe(
+    db: Database, secret_key: str, token: str, *, previous_secret_keys: Sequence[str] = ()
+) -> None:
+    """Record the "no" on the profile the link names, or on the one it was merged into
+    since the email went (that profile has the address now, and is the one messaged), and
+    on the profile holding the address if another does (:func:`customers.record_refusal`)."""
+    found = read_token(token, secret_key=secret_key, previous_secret_keys=previous_secret_keys)
     if found is None:
         raise NotFound("this unsubscribe link is not valid")
     workspace_id, customer_id, channel = found
     with db.transaction() as session:
-        customers.get_customer(session, workspace_id=workspace_id, customer_id=customer_id)
-        customers.record_consent(
+        customer = customers.get_live_customer(
+            session, workspace_id=workspace_id, customer_id=customer_id
+        )
+        customers.record_refusal(
             session,
             workspace_id=workspace_id,
-            customer_id=customer_id,
+            customer=customer,
             channel=channel,
-            purpose=Purpose.MARKETING,
-            is_granted=False,
+            purposes=[Purpose.MARKETING],
             source="one-click unsubscribe",
-            only_if_changed=True,
         )
 
 
 async def unsubscribe_page(request: Request) -> Response:
     token = request.path_params["token"]
-    if read_token(token, secret_key=request.app.state.settings.secret_key) is None:
+    settings = request.app.state.settings
+    if (
+        read_token(
+            token,
+            secret_key=settings.secret_key,
+            previous_secret_keys=settings.credentials_previous_secret_keys,
+        )
+        is None
+    ):
         return HTMLResponse(PAGE.format(body="<p>This link is not valid.</p>"), 404, HEADERS)
     body = (
         "<h1>Unsubscribe from marketing email?</h1>"
@@ -66,7 +80,11 @@ async def unsubscribe_page(request: Request) -> Response:
 async def unsubscribe(request: Request) -> Response:
     state = request.app.state
     await run_in_threadpool(
-        _unsubscribe, state.db, state.settings.secret_key, request.path_params["token"]
+        _unsubscribe,
+        state.db,
+        state.settings.secret_key,
+        request.path_params["token"],
+        previous_secret_keys=state.settings.credentials_previous_secret_keys,
     )
     return HTMLResponse(
         PAGE.format(body="<h1>You are unsubscribed.</h1><p>No more marketing email.</p>"),

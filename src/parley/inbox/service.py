@@ -24,7 +24,7 @@ from parley.clock import utc_now
 from parley.customers import service as customers
 from parley.customers import suppression
 from parley.customers.identity import normalise_email, whatsapp_phone
-from parley.customers.models import Customer, CustomerIdentity, IdentityKind
+from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.customers.service import Contact
 from parley.errors import Conflict, Invalid, NotFound
 from parley.inbox.keywords import Keyword, is_revocation, keyword_of
@@ -420,8 +420,10 @@ def _apply_keywords(
         return None
     text = message.body or ""
     consent = customers.current_consent(session, workspace_id=workspace.id, customer_id=customer.id)
-    opted_out = any(not record.is_granted for (ch, _), record in consent.items() if ch == channel)
-    keyword = keyword_of(text, is_opted_out=opted_out)
+    # Only a refusal of order updates stops the channel (a STOP, or the carrier's word of
+    # one): a plain "yes" from someone who merely declined marketing answers something else.
+    updates = consent.get((channel, Purpose.TRANSACTIONAL))
+    keyword = keyword_of(text, is_opted_out=updates is not None and not updates.is_granted)
     if keyword is None and is_revocation(text):
         keyword = Keyword.STOP
     if keyword is None:
@@ -462,10 +464,10 @@ def _set_consent(
 ) -> bool:
     """Revoke (STOP) every purpose on the channel, or restore (START) it.
 
-    START restores conversational messages, and marketing only where the customer had
-    granted it before the revocation START undoes: a keyword is not express consent. What
-    it restores lifts the same refusals kept through an erasure, so they do not come back
-    with the number (:mod:`parley.customers.suppression`).
+    START restores conversational messages, and marketing only where the revocation START
+    undoes is what refused it (:func:`_stop_refused_marketing`): a keyword is not express
+    consent. What it restores lifts the same refusals kept through an erasure, so they do
+    not come back with the number (:mod:`parley.customers.suppression`).
     """
     changed = False
     restored: list[str] = []
@@ -481,12 +483,7 @@ def _set_consent(
         elif purpose is Purpose.TRANSACTIONAL:
             if current is not None and current.is_granted:
                 continue
-        elif not (
-            current is not None
-            and not current.is_granted
-            and len(records) > 1
-            and records[-2].is_granted
-        ):
+        elif not _stop_refused_marketing(history):
             continue
         customers.record_consent(
             session,
@@ -509,6 +506,29 @@ def _set_consent(
             purposes=restored,
         )
     return changed
+
+
+def _stop_refused_marketing(history: list[ConsentRecord]) -> bool:
+    """Whether the channel's standing refusal of order updates (the STOP a START undoes)
+    also refused marketing the customer had granted until then.
+
+    A STOP writes its refusal of order updates, then of marketing unless marketing was
+    refused already: so the marketing refusal is the STOP's only if it is the one record
+    after it. A "no" to marketing given before the STOP (at the store, in WhatsApp's menu)
+    stands through START.
+    """
+    stops = [i for i, r in enumerate(history) if r.purpose == Purpose.TRANSACTIONAL]
+    if not stops or history[stops[-1]].is_granted:
+        return False
+    before = [r for r in history[: stops[-1]] if r.purpose == Purpose.MARKETING]
+    after = history[stops[-1] + 1 :]
+    return (
+        bool(before)
+        and before[-1].is_granted
+        and len(after) == 1
+        and after[0].purpose == Purpose.MARKETING
+        and not after[0].is_granted
+    )
 
 
 def apply_marketing_preference(

@@ -19,6 +19,11 @@ from sqlalchemy.orm import Session
 from parley.channels.base import ChannelKind, SendingAccount
 from parley.clock import utc_now
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
+from parley.customers.service import (
+    addresses_held_elsewhere,
+    refusals_at_addresses,
+    with_refusals,
+)
 from parley.db.scoped import in_workspaces
 from parley.inbox.models import Conversation, ConversationStatus
 from parley.messaging import catalog, sending_domain
@@ -88,6 +93,12 @@ class OutboxLookup:
                 .order_by(ConsentRecord.id)
             ):
                 consent[record.customer_id][(record.channel, record.purpose)] = record
+            _add_shared_address_refusals(
+                session,
+                [c for c in customers if (c.workspace_id, c.id) in wanted],
+                identities,
+                consent,
+            )
             now = utc_now()
             written = recent_writing(session, _wrote_lately(wanted, identities, now), now=now)
             customer_ids = [customer_id for _, customer_id in wanted]
@@ -197,6 +208,37 @@ class OutboxLookup:
                 self.session, workspace_id=workspace_id
             )
         return self._whatsapp_templates[workspace_id]
+
+
+def _add_shared_address_refusals(
+    session: Session,
+    customers: list[Customer],
+    identities: dict[int, list[CustomerIdentity]],
+    consent: dict[int, dict[tuple[str, str], ConsentRecord]],
+) -> None:
+    """Put over each customer's consent the refusals of the phone or email they are
+    messaged at where another profile holds it (:func:`refusals_at_addresses`). Read only
+    for customers sharing an address, so a batch of anyone else asks nothing more."""
+    shared = {
+        customer.id: (customer.workspace_id, held)
+        for customer in customers
+        if (held := addresses_held_elsewhere(customer, identities.get(customer.id, [])))
+    }
+    if not shared:
+        return
+    refused = refusals_at_addresses(
+        session,
+        addresses={
+            (workspace_id, kind, value)
+            for workspace_id, held in shared.values()
+            for kind, value in held
+        },
+    )
+    for customer_id, (workspace_id, held) in shared.items():
+        consent[customer_id] = with_refusals(
+            consent.get(customer_id, {}),
+            [refused.get((workspace_id, kind, value), {}) for kind, value in held],
+        )
 
 
 def _wrote_lately(

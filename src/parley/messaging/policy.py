@@ -36,6 +36,8 @@ class Reach:
     customer: Customer
     identities: list[CustomerIdentity]
     consent: Mapping[tuple[str, str], ConsentRecord]
+    """Their latest statement per (channel, purpose), with the refusals of a phone or email
+    another profile holds put over it (:func:`parley.customers.service.with_refusals`)."""
     written: tuple[Written, ...] = ()
     """What they wrote lately on WhatsApp and Instagram, and to which of the store's
     numbers (:mod:`parley.messaging.windows`)."""
@@ -98,7 +100,9 @@ def consent_allows(
 ) -> tuple[bool, str]:
     """Apply the consent rules for one channel and purpose.
 
-    - A revocation on the channel (any purpose, e.g. STOP) forbids everything on it.
+    - A revocation on the channel (any purpose, e.g. STOP) forbids everything on it:
+      a STOP refuses order updates, and only START undoes it, so a marketing grant
+      recorded after it (the store's checkout box) does not reopen the channel.
     - Marketing needs a marketing grant.
     - Transactional email needs nothing more than the order; transactional SMS and
       WhatsApp need a grant for either purpose (WhatsApp requires prior opt-in for any
@@ -106,12 +110,12 @@ def consent_allows(
     """
     transactional = consent.get((channel, Purpose.TRANSACTIONAL))
     marketing = consent.get((channel, Purpose.MARKETING))
+    if transactional is not None and not transactional.is_granted:
+        return False, "opted out"
     if purpose is Purpose.MARKETING:
         if marketing is not None and marketing.is_granted:
             return True, ""
         return False, "opted out" if marketing is not None else "no marketing consent"
-    if transactional is not None and not transactional.is_granted:
-        return False, "opted out"
     if channel is ChannelKind.EMAIL:
         return True, ""
     if (transactional and transactional.is_granted) or (marketing and marketing.is_granted):

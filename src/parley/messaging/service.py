@@ -1317,19 +1317,20 @@ def record_provider_opt_out(
     code: str | None,
 ) -> bool:
     """A provider's refusal that says the recipient opted out (:data:`OPTED_OUT_CODES`),
-    recorded as their revocation on that channel; True when it was one."""
+    recorded as the revocation of their address on that channel: on them, and on the
+    profile holding the address if another does (:func:`customers.record_refusal`); True
+    when it was one."""
     purposes = OPTED_OUT_CODES.get((channel, code or ""))
     if customer_id is None or purposes is None:
         return False
-    for purpose in purposes:
-        customers.record_consent(
-            session,
-            workspace_id=workspace_id,
-            customer_id=customer_id,
-            channel=channel,
-            purpose=purpose,
-            is_granted=False,
-            source=f"provider error {code}",
-            only_if_changed=True,
-        )
+    customers.record_refusal(
+        session,
+        workspace_id=workspace_id,
+        customer=customers.get_customer(
+            session, workspace_id=workspace_id, customer_id=customer_id
+        ),
+        channel=channel,
+        purposes=purposes,
+        source=f"provider error {code}",
+    )
     return True
