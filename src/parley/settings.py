@@ -137,9 +137,10 @@ class Settings(BaseSettings):
     credentials_previous_secret_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Former secret keys (comma-separated, or a JSON list) still read when "
-        "opening stored credentials "
-        "during a key rotation, and when matching the opt-outs an erasure kept under them; "
-        "keep each until every credential has been saved again, and for the opt-outs, keep it",
+        "opening stored credentials during a key rotation, when matching the opt-outs an "
+        "erasure kept under them, and for the unsubscribe links of email sent before the "
+        "rotation; keep each until every credential has been saved again, and for the "
+        "opt-outs and links, keep it",
     )
 
     # Agents' sign-in.
