@@ -26,7 +26,7 @@ from parley.customers import suppression
 from parley.customers.identity import normalise_email, whatsapp_phone
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.customers.service import Contact
-from parley.errors import Conflict, Invalid, NotFound
+from parley.errors import Conflict, Invalid, NotFound, TryAgain
 from parley.inbox.keywords import Keyword, is_revocation, keyword_of
 from parley.inbox.models import (
     AssistantTurn,
@@ -221,14 +221,17 @@ def _message_by_key(session: Session, workspace_id: int, key: str) -> int | None
 def _lock_customer(session: Session, workspace_id: int, customer_id: int) -> Customer:
     """Serialise a customer's messages: two arriving at once must find one conversation.
 
-    On PostgreSQL this takes the customer's row lock; SQLite has one writer anyway.
+    On PostgreSQL this takes the customer's row lock; SQLite has one writer anyway. A
+    profile gone by the time the lock is granted was erased meanwhile (the erasure locks
+    it first): nothing is kept, and the provider's retry finds the customer anew.
     """
     customer = session.scalar(
         select(Customer)
         .where(Customer.workspace_id == workspace_id, Customer.id == customer_id)
         .with_for_update()
     )
-    assert customer is not None
+    if customer is None:
+        raise TryAgain("the customer was erased while this message was being stored")
     return customer
 
 
