@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 import parley.db.models  # noqa: F401  (every table registered, for every_row)
 from parley import clock
@@ -365,3 +367,20 @@ def where_found(db: Database, *needles: str, but_store: int | None = None) -> li
             text = json.dumps(row, default=str, ensure_ascii=False).lower()
             hits.extend((table, needle) for needle in lowered if needle in text)
     return hits
+
+
+def until_waiting_for_a_lock(db: Database, writer: threading.Thread) -> None:
+    """Return once ``writer`` waits for a row lock on PostgreSQL, or is done without
+    waiting: the moment a race test commits the transaction it raced."""
+    deadline = time.monotonic() + 10
+    while writer.is_alive() and time.monotonic() < deadline:
+        with db.engine.connect() as connection:
+            waiting = connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        time.sleep(0.05)

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from parley import clock
@@ -53,6 +52,7 @@ from support import (
     seed,
     shopper,
     signed,
+    until_waiting_for_a_lock,
     where_found,
 )
 
@@ -645,7 +645,7 @@ def test_a_message_she_writes_while_her_erasure_runs_is_not_left_behind(db, stor
 
     def keep_refusals_while_she_writes(session, workspace_id, held):
         writer.start()
-        _until_waiting_for_a_lock(db, writer)
+        until_waiting_for_a_lock(db, writer)
         return keep_refusals(session, workspace_id, held)
 
     monkeypatch.setattr(erasure, "_keep_refusals", keep_refusals_while_she_writes)
@@ -662,22 +662,6 @@ def test_a_message_she_writes_while_her_erasure_runs_is_not_left_behind(db, stor
     assert where_found(db, *ADA_TRACES, but_store=stores) == []
     [request] = rows(db, PrivacyRequest)
     assert request.status == "done"
-
-
-def _until_waiting_for_a_lock(db, writer: threading.Thread) -> None:
-    """Return once ``writer`` waits for a row lock, or is done without waiting."""
-    deadline = time.monotonic() + 10
-    while writer.is_alive() and time.monotonic() < deadline:
-        with db.engine.connect() as connection:
-            waiting = connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-        if waiting:
-            return
-        time.sleep(0.05)
 
 
 def test_an_erasure_of_messages_labelled_for_training_says_to_retrain_the_store_model(db, stores):

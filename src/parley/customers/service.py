@@ -215,11 +215,24 @@ def resolve_customer_id(
     )
     missing = [identity for identity in identities if identity not in owners]
     if missing:
-        connection.execute(
-            _insert_identities(session),
-            [_identity_row(workspace_id, customer_id, kind, value, now) for kind, value in missing],
+        added = {
+            (IdentityKind(kind), value)
+            for kind, value in connection.execute(
+                _claim_identities(session),
+                [
+                    _identity_row(workspace_id, customer_id, kind, value, now)
+                    for kind, value in missing
+                ],
+            )
+        }
+        new.extend(identity for identity in missing if identity in added)
+        _join_racing_holders(
+            session,
+            workspace_id=workspace_id,
+            customer_id=customer_id,
+            identities=[identity for identity in missing if identity not in added],
+            source=consent_source,
         )
-        new.extend(missing)
     if new:
         _refuse_kept(session, workspace_id=workspace_id, customer_id=customer_id, identities=new)
     changes = profile_changes(current, contact=contact, profile=profile)
@@ -286,6 +299,30 @@ def _is_another_platform_customer(
         merges.platform_ids(
             session, workspace_id=known["workspace_id"], customer_id=known["customer_id"]
         )
+    )
+
+
+def _join_racing_holders(
+    session: Session,
+    *,
+    workspace_id: int,
+    customer_id: int,
+    identities: list[Identity],
+    source: str,
+) -> None:
+    """Identities of this record another transaction claimed while it was stored (the
+    shopper's first text committing its phone as the store's record of them arrives):
+    their profile is this shopper's too, joined as a record naming both would join them,
+    not left a second profile their messages go to."""
+    if not identities:
+        return
+    _forget(session, workspace_id=workspace_id, identities=identities)
+    _merge_linked(
+        session,
+        workspace_id=workspace_id,
+        customer_id=customer_id,
+        owners=_owners(session, workspace_id=workspace_id, identities=identities),
+        source=source,
     )
 
 
@@ -449,13 +486,6 @@ def _identity_row(
         "value": value,
         "created_at": now,
     }
-
-
-@per_dialect
-def _insert_identities(dialect: str) -> Any:
-    return insert_on(dialect, IDENTITIES).on_conflict_do_nothing(
-        index_elements=["workspace_id", "kind", "value"]
-    )
 
 
 @per_dialect
