@@ -4,18 +4,32 @@ not deliver yesterday's news (RELIABILITY J5)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from parley.channels.base import ChannelKind, TransientChannelError
+from parley.customers import service as customers
+from parley.customers.models import Customer
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
+from parley.journeys import service as journeys
 from parley.journeys import upcoming
 from parley.journeys.definitions import JourneyDefinition
 from parley.journeys.models import JourneyRun, RunStatus
 from parley.messaging.models import Message
-from support import deliveries, drain, make_worker, post, recording_adapters, rows, seed
+from parley.workspaces.models import Workspace
+from support import (
+    deliveries,
+    drain,
+    edit_journey,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+)
 
 
 @pytest.fixture
@@ -169,5 +183,92 @@ def test_the_still_to_come_list_says_a_send_past_its_expiry_will_not_go(db, froz
             None,
             "expired: due 25 h ago, and an order confirmation message goes only within 24 h"
             " of that",
+        )
+    ]
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _a_day_long_marketing_text_to_grace_who_gets_none_on_sundays(db) -> None:
+    """Grace (New York) takes marketing texts; the store sends none on Sundays and runs
+    its dispatch message as a promotion that goes only within 24 h of being due."""
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        grace = session.scalar(select(Customer.id).where(Customer.email == "grace@example.com"))
+        customers.record_consent(
+            session,
+            workspace_id=workspace_id,
+            customer_id=grace,
+            channel="sms",
+            purpose="marketing",
+            is_granted=True,
+            source="checkout",
+        )
+        store = session.get_one(Workspace, workspace_id)
+        store.settings = {
+            **store.settings,
+            "quiet_hours": {"opens": 8, "closes": 21, "sundays": False},
+        }
+        [dispatch] = [
+            j.definition["steps"]
+            for j in journeys.list_journeys(session, workspace_id=workspace_id)
+            if j.key == "dispatch"
+        ]
+    steps = [
+        {**step, "expires_after_hours": 24} if step["type"] == "send" else step for step in dispatch
+    ]
+    edit_journey(db, "dispatch", lane="marketing", steps=steps)
+
+
+def _dispatched_on_saturday_night(db, frozen_clock, adapters) -> None:
+    """The order ships on Saturday at 21:00 in New York, as the quiet hours begin."""
+    frozen_clock.advance(_at("2026-03-07T21:00:00-05:00") - frozen_clock())
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    post(db, dispatched)
+    drain(make_worker(db, adapters))
+    assert adapters[ChannelKind.SMS].sent == []
+    [waiting] = rows(db, Job, Job.status == JobStatus.PENDING)
+    assert waiting.due_at == _at("2026-03-09T08:00:00-04:00")  # Monday, after the clocks moved
+
+
+def test_a_text_held_by_quiet_hours_past_its_expiry_goes_when_they_end(db, frozen_clock, adapters):
+    """S8 "defer, don't drop": 35 h of quiet hours (Saturday night, no Sundays) against
+    an expiry of 24 h. Waiting out the quiet hours is not being late."""
+    _a_day_long_marketing_text_to_grace_who_gets_none_on_sundays(db)
+    _dispatched_on_saturday_night(db, frozen_clock, adapters)
+
+    frozen_clock.advance(_at("2026-03-09T08:00:00-04:00") - frozen_clock())
+    drain(make_worker(db, adapters))
+
+    [sms] = adapters[ChannelKind.SMS].sent
+    assert sms.to == "+12025550143"
+    [message] = rows(db, Message, Message.message_type == "dispatch")
+    assert (message.status, message.purpose, message.created_at) == (
+        "sent",
+        "marketing",
+        _at("2026-03-09T08:00:00-04:00"),
+    )
+
+
+def test_a_text_late_for_another_reason_after_its_quiet_hours_still_expires(
+    db, frozen_clock, adapters
+):
+    """Only the quiet hours are excused: the worker then down until Tuesday 11:00 makes
+    the text 27 h late, past its 24 h."""
+    _a_day_long_marketing_text_to_grace_who_gets_none_on_sundays(db)
+    _dispatched_on_saturday_night(db, frozen_clock, adapters)
+
+    frozen_clock.advance(_at("2026-03-10T11:00:00-04:00") - frozen_clock())
+    drain(make_worker(db, adapters))
+
+    assert adapters[ChannelKind.SMS].sent == []
+    assert _messages(db, "dispatch") == [
+        (
+            "skipped",
+            "expired: due 61 h ago (34 h of it in the customer's quiet hours), and a dispatch"
+            " message goes only within 24 h of that",
         )
     ]

@@ -17,9 +17,11 @@ from parley.errors import Invalid
 from parley.http.web.admin import store
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
+from parley.journeys import service as journeys
 from parley.journeys.engine import ADVANCE
+from parley.journeys.models import JourneyRun
 from parley.messaging.marketing_rate import MarketingRate
-from parley.messaging.models import Message
+from parley.messaging.models import Message, SenderPace
 from parley.messaging.types import WaitingFor
 from parley.workspaces.models import Workspace
 from support import (
@@ -31,6 +33,7 @@ from support import (
     post,
     promotions_without_caps,
     rows,
+    to_lane,
 )
 from support import recording_adapters as adapters_for_channels
 from web_support import ADMIN, login_as, seed_team
@@ -259,3 +262,92 @@ def test_the_store_sees_what_waits_and_for_what(db, frozen_clock):
         start + timedelta(minutes=1),
         start + timedelta(minutes=9),
     )
+
+
+def _store_row(db) -> SenderPace:
+    with db.transaction() as session:
+        return session.get_one(SenderPace, "store:1:marketing")
+
+
+def test_switching_off_a_booked_promotion_drops_its_bookings_and_the_next_marketing_goes_in_turn(
+    db, frozen_clock
+):
+    seed_team(db)
+    _set_rate(db, "60")  # one a minute
+    _blast(db, orders=30)
+    to_lane(db, "dispatch", "marketing")
+    worker, email = _worker(db)
+    start = utc_now()
+    drain(worker)
+    assert len(email.sent) == 1
+    assert max(job.due_at for job in _waiting(db)) == start + timedelta(minutes=29)
+
+    # The store spots a mistake and switches the promotion off.
+    with db.transaction() as session:
+        journeys.update_journey(session, workspace_id=1, key="order_confirmation", is_enabled=False)
+    frozen_clock.advance(timedelta(minutes=1))
+    drain(worker)
+
+    # The first booked one came back switched off; the other 28 were brought forward and
+    # ended with it, and their places went with them. What the store spent stays spent.
+    assert len(email.sent) == 1
+    assert _waiting(db) == []
+    assert count(db, JourneyRun, JourneyRun.exit_reason == "journey switched off") == 29
+    row = _store_row(db)
+    assert (row.spent_until, row.marketing_booked_until) == (
+        start + timedelta(minutes=1),
+        start + timedelta(minutes=1),
+    )
+
+    # Two of Ada's orders ship (dispatch runs as marketing): one goes now, the other is
+    # booked a minute on, not behind 28 minutes of sends that will never be made.
+    for number in (0, 1):
+        post(db, deliveries("Ada", order_id=9000 + number, number=19000 + number)[1])
+    drain(worker)
+    assert count(db, Message, Message.message_type == "dispatch", Message.status == "sent") == 1
+    [held] = _waiting(db)
+    assert (held.waiting_for, held.due_at) == (
+        WaitingFor.MARKETING_RATE,
+        utc_now() + timedelta(minutes=1),
+    )
+
+
+def test_a_send_booked_past_its_expiry_gives_its_place_back_to_the_sends_after_it(db, frozen_clock):
+    seed_team(db)
+    _set_rate(db, "1")  # one an hour
+    _blast(db, orders=30)  # confirmations as promotions: each goes only within 24 h
+    to_lane(db, "dispatch", "marketing")
+    worker, _ = _worker(db)
+    start = utc_now()
+    drain(worker)
+
+    # One went, 24 are booked within their day; the 5 booked past it will expire then,
+    # and hold no place.
+    assert sorted(job.due_at for job in _waiting(db)) == [
+        start + timedelta(hours=hours) for hours in range(1, 30)
+    ]
+    assert _store_row(db).marketing_booked_until == start + timedelta(hours=25)
+
+    # An order ships: its dispatch (48 h to go) is booked behind the 24 that will go.
+    post(db, deliveries("Ada", order_id=9000, number=19000)[1])
+    drain(worker)
+    dispatch_job = max(_waiting(db), key=lambda job: job.id)
+    assert dispatch_job.due_at == start + timedelta(hours=25)
+
+    for _ in range(25):
+        frozen_clock.advance(timedelta(hours=1))
+        drain(worker)
+
+    confirmations = Message.message_type == "order_confirmation"
+    assert count(db, Message, confirmations, Message.status == "sent") == 25
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert (dispatch.status, dispatch.created_at) == ("sent", start + timedelta(hours=25))
+    assert [
+        (m.status, m.status_reason) for m in rows(db, Message, confirmations) if m.status != "sent"
+    ] == [
+        (
+            "skipped",
+            "expired: due 25 h ago, and an order confirmation message goes only within 24 h"
+            " of that",
+        )
+    ]

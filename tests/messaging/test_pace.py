@@ -14,13 +14,17 @@ from sqlalchemy import select, update
 from parley.channels.base import ChannelKind, TransientChannelError
 from parley.channels.twilio_sms.segments import count_segments
 from parley.clock import utc_now
+from parley.customers import service as customers
+from parley.customers.models import Customer
 from parley.jobs.models import Job, JobStatus
+from parley.journeys import service as journeys
 from parley.messaging.marketing_rate import MarketingRate
 from parley.messaging.models import Author, Message, MessageStatus, SenderPace
-from parley.messaging.pace import Allowance, Ledger, Pacer, Sender, Want, pace
+from parley.messaging.pace import Allowance, Booking, Ledger, Pacer, Sender, Want, pace, unbook
 from parley.messaging.types import Purpose, WaitingFor
 from parley.runtime import pacer as pacer_from_settings
 from parley.settings import Settings
+from parley.workspaces.models import Workspace
 from support import (
     all_adapters,
     customer_writes,
@@ -32,6 +36,7 @@ from support import (
     recording_adapters,
     rows,
     seed,
+    to_lane,
 )
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -202,6 +207,36 @@ def test_a_rolled_back_send_gives_its_room_back(db, frozen_clock):
     assert third is not None
     assert third.until == T0 + ms(500)
     assert third.reason == "waiting for the sender's pace: email:relay takes 2 messages a second"
+
+
+def test_a_booking_given_back_frees_its_place_only_when_nothing_was_booked_after_it(
+    db, frozen_clock
+):
+    pacer = email_pacer(per_second=1, burst=1)
+
+    def booked_until() -> datetime:
+        with db.transaction() as session:
+            return session.get_one(SenderPace, "email:relay").transactional_booked_until
+
+    with db.transaction() as session:
+        _, second, third = pacer.take(session, [Want("email", "transactional")] * 3, now=T0)
+    assert isinstance(second, Booking)
+    assert isinstance(third, Booking)
+    assert second.slot is not None
+    assert third.slot is not None
+    assert (second.until, third.until) == (T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))
+
+    with db.transaction() as session:
+        unbook(session, [second.slot])  # the third is booked after it: its place stays
+    assert booked_until() == T0 + timedelta(seconds=3)
+
+    with db.transaction() as session:
+        unbook(session, [second.slot, third.slot])
+    assert booked_until() == T0 + timedelta(seconds=1)
+    with db.transaction() as session:
+        [next_one] = pacer.take(session, [Want("email", "transactional")], now=T0)
+    assert next_one is not None
+    assert next_one.until == T0 + timedelta(seconds=1)
 
 
 def test_a_channel_with_no_pace_is_never_held_and_writes_nothing(db, frozen_clock):
@@ -429,3 +464,64 @@ def test_a_paced_sender_changes_nothing_for_sends_on_other_channels(db, frozen_c
     assert len(adapters[ChannelKind.EMAIL].sent) == 1
     with db.transaction() as session:
         assert session.scalar(select(SenderPace.sender)) == "email:relay"
+
+
+def test_a_switched_off_journeys_texts_leave_the_shared_sender_free_for_the_next(db, frozen_clock):
+    """The deployment's SMS number takes a text a minute, for every store: ten of the
+    store's texts booked on it and then switched off must not hold the next text back."""
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        grace = session.scalar(select(Customer.id).where(Customer.email == "grace@example.com"))
+        customers.record_consent(
+            session,
+            workspace_id=workspace_id,
+            customer_id=grace,
+            channel="sms",
+            purpose="marketing",
+            is_granted=True,
+            source="checkout",
+        )
+        store = session.get_one(Workspace, workspace_id)
+        store.settings = {**store.settings, "frequency_caps": {"sms": 0}}
+    to_lane(db, "dispatch", "marketing")
+    frozen_clock.advance(datetime(2026, 3, 2, 15, 0, tzinfo=UTC) - frozen_clock())  # 10:00 EST
+    sms = Pacer({ChannelKind.SMS: Sender("sms:+15005550006", Allowance(1 / 60))})
+    adapters = recording_adapters()
+    worker = make_worker(db, adapters, pacer=sms)
+    orders = [deliveries("Grace", order_id=800 + n, number=1800 + n) for n in range(12)]
+    for placed, dispatched, *_ in orders[:10]:
+        post(db, placed)
+        post(db, dispatched)
+    start = utc_now()
+    drain(worker)
+    assert len(adapters[ChannelKind.SMS].sent) == 1
+    waiting = rows(db, Job, Job.status == JobStatus.PENDING)
+    assert sorted(job.due_at for job in waiting) == [
+        start + timedelta(minutes=m) for m in range(1, 10)
+    ]
+
+    with db.transaction() as session:
+        journeys.update_journey(
+            session, workspace_id=workspace_id, key="dispatch", is_enabled=False
+        )
+    frozen_clock.advance(timedelta(minutes=1))
+    drain(worker)
+    assert rows(db, Job, Job.status == JobStatus.PENDING) == []
+    with db.transaction() as session:
+        row = session.get_one(SenderPace, "sms:+15005550006")
+    assert (row.spent_until, row.marketing_booked_until) == (
+        start + timedelta(minutes=1),
+        start + timedelta(minutes=1),
+    )
+
+    # Switched back on, the next two orders' texts: one now, one a minute on.
+    with db.transaction() as session:
+        journeys.update_journey(session, workspace_id=workspace_id, key="dispatch", is_enabled=True)
+    for placed, dispatched, *_ in orders[10:]:
+        post(db, placed)
+        post(db, dispatched)
+    drain(worker)
+    assert len(adapters[ChannelKind.SMS].sent) == 2
+    [held] = rows(db, Job, Job.status == JobStatus.PENDING)
+    assert held.waiting_for == WaitingFor.SENDER_PACE
+    assert held.due_at == utc_now() + timedelta(minutes=1)

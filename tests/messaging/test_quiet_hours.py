@@ -22,7 +22,7 @@ from parley.demo.simulate import order_lifecycle
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.engine import ADVANCE
 from parley.messaging.models import Message
-from parley.messaging.quiet_hours import NoSharedWindow, QuietHours
+from parley.messaging.quiet_hours import NoSharedWindow, QuietHours, WiderThanAllowed
 from parley.workspaces.models import Workspace
 from support import (
     SECRET,
@@ -64,20 +64,47 @@ def test_the_window_opens_at_eight_in_the_customers_own_zone(now, opens):
 
 
 def test_a_store_that_sends_nothing_on_sundays_waits_for_monday():
-    france = QuietHours(opens=8, closes=22, sundays=False)
+    no_sundays = QuietHours(opens=8, closes=21, sundays=False)
     paris = ZoneInfo("Europe/Paris")
-    saturday_night = at("2026-06-13T22:30:00+02:00")
-    assert france.next_opening(saturday_night, paris) == at("2026-06-15T08:00:00+02:00")
-    assert france.next_opening(at("2026-06-14T12:00:00+02:00"), paris) == at(
+    saturday_night = at("2026-06-13T21:30:00+02:00")
+    assert no_sundays.next_opening(saturday_night, paris) == at("2026-06-15T08:00:00+02:00")
+    assert no_sundays.next_opening(at("2026-06-14T12:00:00+02:00"), paris) == at(
         "2026-06-15T08:00:00+02:00"
     )
-    assert france.next_opening(at("2026-06-13T21:59:00+02:00"), paris) is None
+    assert no_sundays.next_opening(at("2026-06-13T20:59:00+02:00"), paris) is None
 
 
 def test_a_window_that_does_not_open_before_it_closes_is_refused():
     for opens, closes in ((21, 8), (9, 9), (-1, 20), (8, 25)):
         with pytest.raises(ValueError, match="must open before it closes"):
             QuietHours(opens=opens, closes=closes)
+
+
+@pytest.mark.parametrize(
+    ("opens", "closes"),
+    [(0, 24), (7, 21), (8, 22), (6, 9)],
+    ids=["all_day_case", "early_case", "late_case", "morning_case"],
+)
+def test_a_window_wider_than_eight_to_nine_pm_is_refused(opens, closes):
+    """S8: 8:00 to 21:00 at the customer's location is the outer limit."""
+    with pytest.raises(WiderThanAllowed, match="only between 08:00 and 21:00"):
+        QuietHours(opens=opens, closes=closes)
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        ({"opens": 0, "closes": 24, "sundays": True}, QuietHours(8, 21, sundays=True)),
+        ({"opens": 6, "closes": 20, "sundays": False}, QuietHours(8, 20, sundays=False)),
+        ({"opens": 9, "closes": 23}, QuietHours(9, 21)),
+        ({"opens": 21, "closes": 24}, QuietHours(8, 21)),
+        ({"opens": 9, "closes": 20}, QuietHours(9, 20)),
+        (None, QuietHours(8, 21)),
+    ],
+    ids=["all_day_case", "early_case", "late_case", "nothing_legal_case", "narrow_case", "unset"],
+)
+def test_a_window_saved_wider_before_is_read_narrowed_to_eight_to_nine_pm(stored, read):
+    assert QuietHours.of({"quiet_hours": stored}) == read
 
 
 def test_the_zone_is_the_customers_then_the_stores_then_utc():
@@ -145,7 +172,7 @@ NEIGHBOURS = [
     "Pacific/Honolulu",
     "Europe/London",
 ]
-WINDOWS = st.tuples(st.integers(0, 23), st.integers(1, 24)).filter(lambda w: w[0] < w[1])
+WINDOWS = st.tuples(st.integers(8, 20), st.integers(9, 21)).filter(lambda w: w[0] < w[1])
 
 
 @settings(max_examples=300, deadline=None)
@@ -280,6 +307,31 @@ def test_an_order_update_at_night_goes_at_once(db, frozen_clock, grace_takes_mar
 
 
 def test_the_stores_own_window_applies(db, frozen_clock, grace_takes_marketing_texts):
+    """At 8:30 the law's window is open, but this store's opens at 10:00."""
+    to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
+    with db.transaction() as session:
+        store = session.get_one(Workspace, grace_takes_marketing_texts)
+        store.settings = {**store.settings, "quiet_hours": {"opens": 10, "closes": 18}}
+    frozen_clock.advance(at("2026-03-04T08:30:00-05:00") - frozen_clock())
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    post(db, dispatched)
+    adapters = recording_adapters()
+    drain(make_worker(db, adapters))
+    assert adapters[ChannelKind.SMS].sent == []
+    [waiting] = rows(db, Job, Job.status == JobStatus.PENDING, Job.kind == ADVANCE)
+    assert waiting.due_at == at("2026-03-04T10:00:00-05:00")
+
+    frozen_clock.advance(at("2026-03-04T10:00:00-05:00") - frozen_clock())
+    drain(make_worker(db, adapters))
+    assert len(adapters[ChannelKind.SMS].sent) == 1
+
+
+def test_a_window_saved_wider_than_the_law_keeps_a_text_for_the_morning(
+    db, frozen_clock, grace_takes_marketing_texts
+):
+    """A store that saved 0:00 to 24:00 before the limit: its text at 23:10 still waits
+    for 8:00 in the customer's zone."""
     to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
     with db.transaction() as session:
         store = session.get_one(Workspace, grace_takes_marketing_texts)
@@ -290,7 +342,13 @@ def test_the_stores_own_window_applies(db, frozen_clock, grace_takes_marketing_t
     post(db, dispatched)
     adapters = recording_adapters()
     drain(make_worker(db, adapters))
-    assert len(adapters[ChannelKind.SMS].sent) == 1
+
+    assert adapters[ChannelKind.SMS].sent == []
+    [waiting] = rows(db, Job, Job.status == JobStatus.PENDING, Job.kind == ADVANCE)
+    assert (waiting.due_at, waiting.waiting_for) == (
+        at("2026-03-04T08:00:00-05:00"),
+        "quiet_hours",
+    )
 
 
 def test_a_marketing_text_to_a_number_spanning_zones_waits_for_the_later_morning(

@@ -85,7 +85,7 @@ ADMIN_GETS = (
 def admin_posts(team) -> tuple[tuple[str, dict[str, str]], ...]:
     return (
         ("/admin/general", {"name": "Taken", "timezone": "UTC"}),
-        ("/admin/quiet-hours", {"opens": "0", "closes": "24", "sundays": "on"}),
+        ("/admin/quiet-hours", {"opens": "9", "closes": "20", "sundays": "on"}),
         ("/admin/frequency-caps", {"email": "0", "sms": "0", "whatsapp": "0", "instagram": "0"}),
         ("/admin/marketing-pause", {"paused": "on"}),
         ("/admin/marketing-rate", {"per_hour": "1"}),
@@ -733,6 +733,48 @@ def test_a_quiet_hours_window_that_does_not_open_before_it_closes_is_refused(
     assert answer.status_code == 422
     assert "choose the hour marketing texts start and a later hour they stop" in answer.text
     assert snapshot(db) == before
+
+
+@pytest.mark.parametrize(
+    ("opens", "closes"),
+    [("0", "24"), ("7", "20"), ("9", "22")],
+    ids=["all_day_case", "early_case", "late_case"],
+)
+def test_a_quiet_hours_window_wider_than_the_law_allows_is_refused(app, db, team, opens, closes):
+    """S8: a store may narrow 8:00 to 21:00, never widen it."""
+    before = snapshot(db)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/quiet-hours",
+            data={"csrf_token": csrf, "opens": opens, "closes": closes, "sundays": "on"},
+            headers=HTML,
+        )
+    assert answer.status_code == 422
+    assert (
+        "marketing texts may reach customers only between 08:00 and 21:00 in their own time"
+        " zone; choose a window inside those hours" in answer.text
+    )
+    assert snapshot(db) == before
+    assert audit_actions(db, "settings_changed") == []
+
+
+def test_the_quiet_hours_form_offers_only_hours_inside_the_law_and_shows_a_wider_one_narrowed(
+    app, db, team
+):
+    with db.transaction() as session:
+        workspace = session.get_one(Workspace, team.workspace_id)
+        workspace.settings = {**workspace.settings, "quiet_hours": {"opens": 0, "closes": 24}}
+    with browser(app) as client:
+        sign_in(client, ADMIN)
+        page = client.get("/admin", headers=HTML).text
+    form = page[page.index('data-test="quiet-hours-form"') :]
+    form = form[: form.index("</form>")]
+    assert re.findall(r'name="opens">(.*?)</select>', form, re.S)[0].count("<option") == 13
+    assert '<option value="7"' not in form
+    assert '<option value="22"' not in form
+    assert '<option value="8" selected>08:00</option>' in form
+    assert '<option value="21" selected>21:00</option>' in form
 
 
 def _general(postal: str) -> dict[str, str]:

@@ -23,11 +23,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from parley.channels.adapters import ChannelAdapters
@@ -37,7 +37,7 @@ from parley.commerce.models import Fulfillment, Order
 from parley.customers.models import Customer
 from parley.db.scoped import in_workspaces, one_of
 from parley.jobs import queue
-from parley.jobs.queue import REDRIVE, ClaimedJob
+from parley.jobs.queue import JOBS, REDRIVE, ClaimedJob
 from parley.jobs.worker import Done, Later, Outcome, Retry, RetryLater
 from parley.journeys.definitions import (
     Condition,
@@ -48,10 +48,11 @@ from parley.journeys.definitions import (
 )
 from parley.journeys.models import Journey, JourneyRun, RunStatus
 from parley.journeys.service import ADVANCE, end_run, end_runs, run_definitions
+from parley.messaging import marketing_rate, pace
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
 from parley.messaging.models import MessageStatus
-from parley.messaging.pace import Pacer
+from parley.messaging.pace import Booking, Pacer
 from parley.messaging.service import (
     OutboxSettings,
     PreparedSend,
@@ -60,7 +61,7 @@ from parley.messaging.service import (
     UnrecordedSend,
 )
 from parley.messaging.templates import TemplateRenderer
-from parley.messaging.types import DEFAULT_PURPOSES, Purpose
+from parley.messaging.types import DEFAULT_PURPOSES, Purpose, WaitingFor
 from parley.store_events.models import StoreEvent
 from parley.workspaces.models import Workspace
 
@@ -71,6 +72,9 @@ RESEND = "resend"
 """Payload flag of a re-send's fallback job: it re-sends too, on the next channel."""
 DUE = "due"
 """Payload key: when a scheduled step was due (ISO), which retries and re-drives keep."""
+QUIET_WAITED = "quiet_waited"
+"""Payload key: the seconds the step's send has waited for the customer's quiet hours to
+end, which do not count against its expiry (:func:`expiry_reason`)."""
 
 
 class Walk(Enum):
@@ -109,6 +113,9 @@ class PlannedStep:
     send: UnrecordedSend | QueuedSend
     redrive: int = 0
     resend: bool = False
+    expires_at: datetime | None = None
+    """Past this its message is no longer sent (:func:`expiry_reason`): a booking for a
+    later time is given back at once (:meth:`AdvanceJourney.record_batch`)."""
 
     def recorded(self, send: PreparedSend) -> StepSend:
         return StepSend(
@@ -495,6 +502,8 @@ class AdvanceJourney:
         )
         if reason is not None:
             self._stop(session, lookup, job, facts, reason, resend=resend)
+            if reason == JOURNEY_SWITCHED_OFF and not resend:
+                self._drop_bookings(session, lookup, job)
             return None
         assert facts.customer is not None
         key, _ = _message_key(
@@ -503,7 +512,8 @@ class AdvanceJourney:
             f"journey:{run.id}:{step}" + (f":{len(exclude)}" if exclude else ""),
             job,
         )
-        stale = expiry_reason(current, due=due_of(job.payload, run), now=utc_now())
+        due, quiet = due_of(job.payload, run), quiet_waited(job.payload)
+        stale = expiry_reason(current, due=due, now=utc_now(), quiet=quiet)
         if stale is not None and resend:
             self._not_resent(session, lookup, job, facts, stale)
             return None
@@ -527,16 +537,58 @@ class AdvanceJourney:
             exclude_channels=exclude,
         )
         if isinstance(send, Later):
+            if send.cause == WaitingFor.QUIET_HOURS:
+                _note_quiet_wait(session, job, until=send.until, now=utc_now())
             return send
         if isinstance(send, outbox.Withdrawn):
             return self._withdrawn(session, lookup, job, facts, step, exclude, send, resend=resend)
         definition = facts.definition
         place = (run.id, run.workspace_id, step, len(definition.steps), exclude, definition.lane)
+        ttl = current.expires_after
         if send is not None:
-            return PlannedStep(*place, send, int(job.payload.get(REDRIVE, 0)), resend)
+            return PlannedStep(
+                *place,
+                send,
+                int(job.payload.get(REDRIVE, 0)),
+                resend,
+                expires_at=None if ttl is None else due + quiet + ttl,
+            )
         if resend:
             return None  # the re-send is decided: sent already, or skipped with its reason
         return Walk.ON
+
+    def _drop_bookings(self, session: Session, lookup: RunLookup, job: ClaimedJob) -> None:
+        """A send the store switched off, that had been booked a time by its pace (the
+        store's marketing rate, or its sender's): the rest of its journey's bookings are
+        for sends that will not come either, and would each hold their place until their
+        time, the store's next sends booked behind them. So every send of the store
+        waiting for that pace is due now, booked again (or ended) once, and the bookings
+        are dropped. Brought forward they hold no booking, so their own ends do not come
+        back here: one switch costs one re-plan.
+
+        On a sender the deployment's stores share, the other stores' bookings go too (one
+        row holds them all): their sends keep their times, and one that finds its place
+        taken then is booked again; never faster than the sender allows.
+        """
+        workspace_id = job.workspace_id
+        assert workspace_id is not None
+        cause = session.scalar(
+            select(JOBS.c.waiting_for).where(
+                JOBS.c.id == job.id, JOBS.c.workspace_id == workspace_id
+            )
+        )
+        if cause == WaitingFor.MARKETING_RATE:
+            marketing_rate.drop_bookings(session, workspace_id=workspace_id, now=utc_now())
+        elif cause == WaitingFor.SENDER_PACE and self.pacer is not None:
+            pace.drop_bookings(
+                session, self.pacer.keys_of_store(lookup.outbox.senders(workspace_id))
+            )
+            queue.bring_forward(
+                session,
+                workspace_id=workspace_id,
+                waiting_for=WaitingFor.SENDER_PACE,
+                now=utc_now(),
+            )
 
     def _withdrawn(
         self,
@@ -682,13 +734,26 @@ class AdvanceJourney:
         self, session: Session, items: list[tuple[ClaimedJob, PlannedStep]]
     ) -> list[StepSend | Later]:
         """Record the batch's messages ``sending`` together, each where its sender has
-        room; a job whose sender has none waits for it, nothing recorded.
+        room; a job whose sender has none waits for it, nothing recorded. One booked for
+        a time past its message's expiry gives its place back (it will expire then), so
+        the sends booked after it are not held back by it.
 
         A message whose key another worker recorded first (a job reclaimed while its
         first worker was still preparing it) stops the job here: it is tried again later
         and then resumes from that message, as any retried job does.
         """
         recorded = outbox.record_sends(session, [work.send for _, work in items], pacer=self.pacer)
+        pace.unbook(
+            session,
+            [
+                send.slot
+                for (_, work), send in zip(items, recorded, strict=True)
+                if isinstance(send, Booking)
+                and send.slot is not None
+                and work.expires_at is not None
+                and send.until > work.expires_at
+            ],
+        )
         steps: list[StepSend | Later] = []
         for (job, work), send in zip(items, recorded, strict=True):
             if send is None:
@@ -846,7 +911,7 @@ def _advance(
 ) -> dict[str, Any]:
     """The job for the run's next send (or the same one on the next channel), due as the
     step that led to it was, in the journey's lane as every job of the run is."""
-    due = {DUE: job.payload[DUE]} if DUE in job.payload else {}
+    due = {key: job.payload[key] for key in (DUE, QUIET_WAITED) if key in job.payload}
     return {
         "kind": ADVANCE,
         "payload": {"run_id": run_id, "step": step, **due, **(extra or {})},
@@ -894,17 +959,51 @@ def due_of(payload: Mapping[str, Any], run: JourneyRun) -> datetime:
     return datetime.fromisoformat(due) if isinstance(due, str) else run.started_at
 
 
-def expiry_reason(step: SendStep, *, due: datetime, now: datetime) -> str | None:
-    """Why this send is no longer worth making, or None while it is."""
+def quiet_waited(payload: Mapping[str, Any]) -> timedelta:
+    """How long a job's send has waited for the customer's quiet hours, by its payload."""
+    return timedelta(seconds=float(payload.get(QUIET_WAITED, 0)))
+
+
+def expiry_reason(
+    step: SendStep, *, due: datetime, now: datetime, quiet: timedelta = timedelta(0)
+) -> str | None:
+    """Why this send is no longer worth making, or None while it is.
+
+    ``quiet``, the time it waited for the customer's quiet hours, is not held against it:
+    the law put it off, nothing went wrong, and a text due on Saturday night that "no
+    Sundays" holds until Monday is deferred, not dropped (RELIABILITY S8). Every other
+    wait (an outage, a rate, a pause) counts, so stale marketing still expires.
+    """
     ttl = step.expires_after
-    if ttl is None or now - due <= ttl:
+    if ttl is None or now - due - quiet <= ttl:
         return None
     late = (now - due).total_seconds() / 3600
     words = str(step.message).replace("_", " ")
     article = "an" if words[0] in "aeiou" else "a"
+    excused = (
+        f" ({quiet.total_seconds() / 3600:.0f} h of it in the customer's quiet hours)"
+        if quiet
+        else ""
+    )
     return (
-        f"expired: due {late:.0f} h ago, and {article} {words} message goes only within"
-        f" {ttl.total_seconds() / 3600:g} h of that"
+        f"expired: due {late:.0f} h ago{excused}, and {article} {words} message goes only"
+        f" within {ttl.total_seconds() / 3600:g} h of that"
+    )
+
+
+def _note_quiet_wait(session: Session, job: ClaimedJob, *, until: datetime, now: datetime) -> None:
+    """Add the quiet hours the job's send is about to wait out, until ``until``, to what
+    its payload says it has waited; written while its claim holds it, before the worker
+    puts it back to wait."""
+    waited = quiet_waited(job.payload) + (until - now)
+    session.connection().execute(
+        update(JOBS)
+        .where(
+            JOBS.c.id == job.id,
+            JOBS.c.workspace_id == job.workspace_id,
+            JOBS.c.locked_by == job.locked_by,
+        )
+        .values(payload={**job.payload, QUIET_WAITED: waited.total_seconds()})
     )
 
 

@@ -13,6 +13,12 @@ Changing the rate (or lifting it) affects the sends still waiting, not only new 
 the store's row is reset and its waiting sends are brought forward, each booked once
 again at the new rate (J6 "change the rate limit mid-run and assert new sends use the
 new limit").
+
+The store's bookings hold only what will really go. A send booked past its message's
+expiry gives its place back at once, and when the store switches off a journey whose
+sends were booked, the bookings are dropped and what still waits is booked again
+(:func:`drop_bookings`): a switched-off promotion does not hold the store's next
+marketing behind hours of sends that will never be made.
 """
 
 from __future__ import annotations
@@ -100,6 +106,17 @@ def replan(session: Session, *, workspace_id: int, now: datetime) -> int:
     """After the store changed its rate: its row starts rested, and every send waiting
     for the old rate is due now, to be booked at the new one. Returns how many."""
     pace.rest(session, key(workspace_id))
+    return queue.bring_forward(
+        session, workspace_id=workspace_id, waiting_for=WaitingFor.MARKETING_RATE, now=now
+    )
+
+
+def drop_bookings(session: Session, *, workspace_id: int, now: datetime) -> int:
+    """When the store's booked sends turn out not to be coming (their journey switched
+    off): the store's bookings are dropped, what it has spent kept (its rate still holds),
+    and every send waiting for it is due now, to be booked again behind only what really
+    waits, or to end. Returns how many."""
+    pace.drop_bookings(session, [key(workspace_id)])
     return queue.bring_forward(
         session, workspace_id=workspace_id, waiting_for=WaitingFor.MARKETING_RATE, now=now
     )

@@ -22,6 +22,14 @@ are granted before marketing in every batch, so a broadcast's bookings never hol
 order update back. A marketing send that loses its time to one is booked again after
 its lane.
 
+A booking holds its place only while its send may still use it. One booked past the time
+its message is worth sending (its expiry) is given straight back (:func:`unbook`): it
+would expire at its time, and its place would hold every later booking back behind a
+send that never comes. Sends whose journey the store switched off are all taken out of
+the schedule at once when the first of them comes back (:func:`drop_bookings`, then
+booked again, those still going): otherwise each would hold its place until its time,
+and the store's next marketing, booked behind hours of them, would expire unsent.
+
 A store may also set its own marketing rate (:mod:`parley.messaging.marketing_rate`),
 paced here the same way on a row of its own and taken before the sender's.
 
@@ -42,7 +50,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, SendingAccount
 from parley.db.base import table_of
 from parley.db.scoped import one_of_parameter
 from parley.db.upsert import insert_on, per_dialect
@@ -131,6 +139,24 @@ class Want:
     deployment's sender on its channel."""
 
 
+@dataclass(frozen=True)
+class Slot:
+    """The place a waiting send was booked: from ``start`` to ``end`` in ``lane`` of the
+    row of ``sender`` (empty until the pacer names the row)."""
+
+    lane: Purpose
+    start: datetime
+    end: datetime
+    sender: str = ""
+
+
+@dataclass(frozen=True)
+class Booking(Later):
+    """A send's wait for the time its sender booked it, with the place it holds."""
+
+    slot: Slot | None = None
+
+
 def pace(
     ledger: Ledger,
     wants: Sequence[tuple[Purpose, int]],
@@ -140,17 +166,33 @@ def pace(
 ) -> list[datetime | None]:
     """Grant or book each ``(purpose, cost)`` of one sender's batch; moves ``ledger``.
 
-    For each want, None when it may go now, or when to ask again. Transactional wants are
-    served first, each lane in the order given; once one finds no room, every later one
-    waits too, so a small send never overtakes a large one it queued behind. A waiting
-    want is booked after its lane's bookings, and a marketing one after the order
-    updates' too. A send costing more than a whole burst goes when the sender is rested,
-    then the sender rests for its cost.
+    For each want, None when it may go now, or when to ask again (:func:`book`).
+    """
+    return [
+        None if booked is None else booked[0] for booked in book(ledger, wants, allowance, now=now)
+    ]
+
+
+def book(
+    ledger: Ledger,
+    wants: Sequence[tuple[Purpose, int]],
+    allowance: Allowance,
+    *,
+    now: datetime,
+) -> list[tuple[datetime, Slot] | None]:
+    """:func:`pace`, with the place each waiting want was booked.
+
+    For each want, None when it may go now, or when to ask again and its slot.
+    Transactional wants are served first, each lane in the order given; once one finds
+    no room, every later one waits too, so a small send never overtakes a large one it
+    queued behind. A waiting want is booked after its lane's bookings, and a marketing
+    one after the order updates' too. A send costing more than a whole burst goes when
+    the sender is rested, then the sender rests for its cost.
     """
     interval, tolerance = allowance.interval, allowance.tolerance
     order = sorted(range(len(wants)), key=lambda i: wants[i][0] == Purpose.MARKETING)
     end = max(ledger.spent_until, now)
-    waits: list[datetime | None] = [None] * len(wants)
+    waits: list[tuple[datetime, Slot] | None] = [None] * len(wants)
     full = False
     for i in order:
         purpose, cost = wants[i]
@@ -169,7 +211,8 @@ def pace(
         ledger.booked_until[lane] = start + need
         # It fits once the sends before it have gone and it is within a burst of its slot
         # (or, larger than a burst, once the sender has rested).
-        waits[i] = max(now, start + min(need - tolerance, timedelta(0)))
+        until = max(now, start + min(need - tolerance, timedelta(0)))
+        waits[i] = (until, Slot(lane, start, start + need))
     ledger.spent_until = end
     return waits
 
@@ -189,6 +232,18 @@ class Pacer:
         if sender is None or want.account is None:
             return sender
         return replace(sender, key=f"{want.channel}:{want.account}")
+
+    def keys_of_store(self, accounts: Mapping[ChannelKind, SendingAccount]) -> list[str]:
+        """The rows a store's sends are paced on, one per paced channel: its own account's
+        where it sends from one (``accounts``, by channel), else the deployment's."""
+        keys = []
+        for channel in self.senders:
+            account = accounts.get(channel)
+            own = account.address if account is not None and not account.is_address_only else None
+            sender = self.sender_for(Want(str(channel), Purpose.MARKETING, account=own))
+            assert sender is not None
+            keys.append(sender.key)
+        return keys
 
     def take(self, session: Session, wants: Sequence[Want], *, now: datetime) -> list[Later | None]:
         """For each want, in the transaction that records the sends: None when its room
@@ -249,15 +304,56 @@ def _grant(
         by_key.setdefault(sender.key, []).append(index)
     for key, indexes in by_key.items():
         sender = paced[indexes[0]]
-        waits = pace(
+        waits = book(
             ledgers[key],
             [(Purpose(wants[i].purpose), sender.cost(wants[i].text)) for i in indexes],
             sender.allowance,
             now=now,
         )
-        for index, until in zip(indexes, waits, strict=True):
-            if until is not None:
-                results[index] = Later(until, sender.waiting, sender.waiting_for)
+        for index, booked in zip(indexes, waits, strict=True):
+            if booked is not None:
+                until, slot = booked
+                results[index] = Booking(
+                    until, sender.waiting, sender.waiting_for, replace(slot, sender=key)
+                )
+
+
+def unbook(session: Session, slots: Sequence[Slot]) -> None:
+    """Give back the places of bookings their sends will not use, in the transaction that
+    booked them (which holds their rows). A lane's bookings end where its last one does,
+    so a place is given back when nothing was booked after it (the latest first: a run
+    of useless places at the end of a batch all go back); one with a live booking after
+    it holds its place until its time passes, as any past booking does."""
+    for slot in sorted(slots, key=lambda slot: slot.end, reverse=True):
+        column = _booked_column(slot.lane)
+        session.connection().execute(
+            update(PACES)
+            .where(PACES.c.sender == slot.sender, column == slot.end)
+            .values({column: slot.start})
+        )
+
+
+def drop_bookings(session: Session, keys: Sequence[str]) -> None:
+    """Forget what these senders have booked, in both lanes, keeping what they have spent:
+    their sends still go no faster than they allow. For bookings that turned out to be
+    for sends that will not come (their journey was switched off); the sends still
+    waiting are to be booked again (:func:`parley.jobs.queue.bring_forward`). One
+    statement: a pacer holding the rows waits for it."""
+    if keys:
+        session.connection().execute(
+            update(PACES)
+            .where(PACES.c.sender.in_(keys))
+            .values(
+                transactional_booked_until=PACES.c.spent_until,
+                marketing_booked_until=PACES.c.spent_until,
+            )
+        )
+
+
+def _booked_column(lane: Purpose) -> Any:
+    if lane == Purpose.MARKETING:
+        return PACES.c.marketing_booked_until
+    return PACES.c.transactional_booked_until
 
 
 def rest(session: Session, key: str) -> None:

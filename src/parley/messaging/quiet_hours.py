@@ -3,7 +3,9 @@
 US rules (47 CFR 64.1200(c)(1)) forbid marketing calls and texts before 8:00 or after
 21:00 at the customer's location; some states and countries are stricter (9:00 to 20:00;
 France 8:00 to 22:00 and not on Sundays). A store sets its window on Settings → General
-(``workspace.settings["quiet_hours"]``), 8:00 to 21:00 by default.
+(``workspace.settings["quiet_hours"]``), 8:00 to 21:00 by default and never wider: a
+store may only narrow it. A window saved wider before that rule is read narrowed to it
+(:meth:`QuietHours.of`), so what a store once typed cannot send a text at night.
 
 Only marketing on the channels that ring a phone (SMS, WhatsApp) waits: order updates are
 what the customer is waiting for, and email does not wake anyone. A send that falls in
@@ -28,30 +30,46 @@ from parley.channels.base import ChannelKind
 
 QUIET_CHANNELS = frozenset({ChannelKind.SMS, ChannelKind.WHATSAPP})
 SUNDAY = 6
+EARLIEST_OPENING = 8
+LATEST_CLOSING = 21
+"""The widest window any store may have: 8:00 to 21:00 at the customer's location."""
 
 
 @dataclass(frozen=True)
 class QuietHours:
     """Marketing texts go out from ``opens`` to ``closes`` o'clock, local time."""
 
-    opens: int = 8
-    closes: int = 21
+    opens: int = EARLIEST_OPENING
+    closes: int = LATEST_CLOSING
     sundays: bool = True
     """Whether marketing texts go out on Sundays at all."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.opens < self.closes <= 24:
             raise ValueError("quiet hours: the window must open before it closes, within a day")
+        if self.opens < EARLIEST_OPENING or self.closes > LATEST_CLOSING:
+            raise WiderThanAllowed(
+                f"quiet hours: marketing texts may reach customers only between"
+                f" {EARLIEST_OPENING:02d}:00 and {LATEST_CLOSING:02d}:00 in their own time"
+                " zone; choose a window inside those hours"
+            )
 
     @classmethod
     def of(cls, settings: Mapping[str, Any] | None) -> QuietHours:
-        """A store's window, from its settings; the default where it set none."""
+        """A store's window, from its settings; the default where it set none.
+
+        A window saved when wider ones were accepted is read narrowed to 8:00 to 21:00,
+        here rather than rewritten by a migration: every reader of the setting goes
+        through this, so no path (the API, an import, a row edited by hand) can widen
+        it. One with no legal hour left in it (say 21:00 to 24:00) is read as the
+        default, since it would otherwise hold every marketing text for ever.
+        """
         found = (settings or {}).get("quiet_hours") or {}
-        return cls(
-            opens=int(found.get("opens", cls.opens)),
-            closes=int(found.get("closes", cls.closes)),
-            sundays=bool(found.get("sundays", cls.sundays)),
-        )
+        opens = max(int(found.get("opens", EARLIEST_OPENING)), EARLIEST_OPENING)
+        closes = min(int(found.get("closes", LATEST_CLOSING)), LATEST_CLOSING)
+        if opens >= closes:
+            opens, closes = EARLIEST_OPENING, LATEST_CLOSING
+        return cls(opens=opens, closes=closes, sundays=bool(found.get("sundays", cls.sundays)))
 
     def as_settings(self) -> dict[str, Any]:
         return {"opens": self.opens, "closes": self.closes, "sundays": self.sundays}
@@ -96,6 +114,10 @@ class QuietHours:
             opening = datetime.combine(day, time(self.opens), tzinfo=zone).astimezone(UTC)
             if opening > now:
                 yield opening
+
+
+class WiderThanAllowed(ValueError):
+    """A window that would let marketing texts out before 8:00 or after 21:00."""
 
 
 class NoSharedWindow(ValueError):

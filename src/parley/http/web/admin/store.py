@@ -32,7 +32,7 @@ from parley.messaging.context import store_site
 from parley.messaging.frequency import MAX_HOURS, FrequencyCaps
 from parley.messaging.marketing_controls import Actor
 from parley.messaging.marketing_rate import MarketingRate
-from parley.messaging.quiet_hours import QuietHours
+from parley.messaging.quiet_hours import QuietHours, WiderThanAllowed
 from parley.messaging.templates import (
     RenderedContent,
     TemplateContent,
@@ -111,10 +111,13 @@ def _web_address(value: str, what: str) -> str:
 def update_quiet_hours(
     session: Session, *, login: Login, opens: str, closes: str, sundays: bool, ip: str
 ) -> QuietHours:
-    """When marketing texts may reach customers, in their own time zone."""
+    """When marketing texts may reach customers, in their own time zone: within 8:00 to
+    21:00, the widest the law allows (a store may only narrow it)."""
     require_admin(login)
     try:
         hours = QuietHours(opens=int(opens), closes=int(closes), sundays=sundays)
+    except WiderThanAllowed as exc:
+        raise Invalid(str(exc)) from None
     except ValueError:
         raise Invalid(
             "quiet hours: choose the hour marketing texts start and a later hour they stop"
