@@ -272,3 +272,29 @@ def test_a_text_late_for_another_reason_after_its_quiet_hours_still_expires(
             " message goes only within 24 h of that",
         )
     ]
+
+
+def test_the_still_to_come_list_shows_a_text_held_by_quiet_hours_as_going(
+    db, frozen_clock, adapters
+):
+    # The promotion is its journey's first step: the job waiting out the quiet hours is
+    # the send's own
+    _a_day_long_marketing_text_to_grace_who_gets_none_on_sundays(db)
+    with db.transaction() as session:
+        [steps] = [
+            j.definition["steps"]
+            for j in journeys.list_journeys(session, workspace_id=1)
+            if j.key == "dispatch"
+        ]
+    edit_journey(db, "dispatch", steps=[step for step in steps if step["type"] == "send"])
+    _dispatched_on_saturday_night(db, frozen_clock, adapters)
+    [grace] = rows(db, Customer, Customer.email == "grace@example.com")
+
+    # Monday 07:00: 34 h after it was due, an hour before the quiet hours end
+    frozen_clock.advance(_at("2026-03-09T07:00:00-04:00") - frozen_clock())
+    with db.transaction() as session:
+        sends = upcoming.upcoming_sends(session, workspace_id=1, customer_id=grace.id)
+
+    assert [(send.message_type, send.channel, send.channel_note) for send in sends] == [
+        ("dispatch", "sms", "")
+    ]

@@ -24,7 +24,7 @@ from parley.customers.models import Customer
 from parley.errors import Conflict, NotFound
 from parley.jobs.models import Job, JobStatus
 from parley.journeys.definitions import JourneyDefinition, SendStep, WaitStep
-from parley.journeys.engine import due_of, expiry_reason, send_purpose
+from parley.journeys.engine import due_of, expiry_reason, quiet_waited, send_purpose
 from parley.journeys.models import Journey, JourneyRun, RunStatus
 from parley.journeys.service import ADVANCE, end_run, run_definitions
 from parley.messaging import service as outbox
@@ -210,10 +210,12 @@ def _describe(
     )
     # A send the job reaches without a wait was due when the job's step was; past its
     # expiry the worker will skip it (a backlog after an outage), so it is not shown as going.
-    due = item.due_at
+    # The customer's quiet hours it waited out are not held against it, as the worker
+    # does not hold them.
+    due, quiet = item.due_at, timedelta(0)
     if item.send_index == int(item.job.payload.get("step", 0)):
-        due = due_of(item.job.payload, item.run)
-    stale = expiry_reason(step, due=due, now=max(item.due_at, utc_now()))
+        due, quiet = due_of(item.job.payload, item.run), quiet_waited(item.job.payload)
+    stale = expiry_reason(step, due=due, now=max(item.due_at, utc_now()), quiet=quiet)
     return UpcomingSend(
         job_id=item.job.id,
         run_id=item.run.id,
