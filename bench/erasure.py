@@ -1047,7 +1047,8 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
         )
     )
     gone_left = sum(r["gone_left"].values())
-    expected = r["bench_deliveries_before"] + r["accepted"] - r["naming_before"]
+    # Those naming the customer are emptied and kept, their platforms' dedupe keys.
+    expected = r["bench_deliveries_before"] + r["accepted"]
     kept_wrong = abs(r["bench_deliveries_after"] - expected)
     rows.append(
         Row(
@@ -1061,8 +1062,8 @@ def rows_for(r: dict[str, Any]) -> list[Row]:
                 f"{r['gone_left'] or ''}; deliveries naming the customer "
                 f"{r['naming_before']} -> {r['naming_left']}; the bench store's deliveries "
                 f"{r['bench_deliveries_after']:,}, expected {expected:,} ("
-                f"{r['bench_deliveries_before']:,} + {r['accepted']:,} accepted - "
-                f"{r['naming_before']} naming the customer)"
+                f"{r['bench_deliveries_before']:,} + {r['accepted']:,} accepted, "
+                f"the {r['naming_before']} naming the customer emptied and kept)"
             ),
         )
     )
