@@ -5,23 +5,30 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import func, select
 
+from parley.accounts.models import User
 from parley.assistant.service import SessionLookups
 from parley.assistant.skills import LookupFailed
 from parley.channels.base import ChannelKind
-from parley.demo.seed import DemoChannels, seed_demo
+from parley.clock import utc_now
+from parley.commerce.models import Fulfillment
+from parley.demo.seed import DEMO_AGENT_EMAIL, DemoChannels, seed_demo, seed_demo_team
 from parley.inbox import service as inbox
 from parley.inbox.models import AssistantTurn, Conversation, Owner
+from parley.messaging import replies
 from parley.messaging.models import Author, Message
 from parley.settings import Settings
 from parley.workspaces.models import Workspace
 from support import (
     all_adapters,
+    count,
     customer_writes,
     deliveries,
     drain,
@@ -188,7 +195,8 @@ class HandOffMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.slug = f"handoff-{next(_slugs)}"
+        number = next(_slugs)
+        self.slug = f"handoff-{number}"
         with self.db.transaction() as session:
             self.workspace_id = seed_demo(
                 session,
@@ -198,9 +206,10 @@ class HandOffMachine(RuleBasedStateMachine):
                 channels=DemoChannels(
                     **{
                         **vars(DemoChannels.from_settings(Settings())),
-                        "whatsapp_phone_number_id": f"pn-{self.slug}",
-                        "twilio_number": f"tw-{self.slug}",
-                        "instagram_account_id": f"ig-{self.slug}",
+                        # Each store's own accounts, as the providers name them.
+                        "whatsapp_phone_number_id": f"9100{number}",
+                        "twilio_number": f"+1202555{number:04d}",
+                        "instagram_account_id": f"9200{number}",
                         "inbound_email": f"{self.slug}@example.test",
                     }
                 ),
@@ -308,3 +317,274 @@ def test_a_web_chat_visitor_claiming_an_email_sees_no_order_without_its_number(d
     )
     drain(worker)
     assert "Track it here" in _assistant_replies(db)[-1].body
+
+
+def _visitor_gives_adas_email(db, workspace_id: int, visitor_id: str) -> None:
+    """A web-chat visitor types Ada's email into the widget: their profile joins hers."""
+    customer_writes(db, channel=ChannelKind.WEBCHAT, sender=visitor_id, text="hello")
+    with db.transaction() as session:
+        inbox.identify_visitor(
+            session, workspace_id=workspace_id, visitor_id=visitor_id, email="ada@example.com"
+        )
+
+
+def test_a_web_chat_visitor_is_not_shown_an_order_by_a_number_someone_else_gave(db, tmp_path):
+    """A5: the order number Ada gave on WhatsApp does not confirm a visitor who only
+    knows her email: they are asked for the number, and no order fact reaches them."""
+    workspace_id = seed(db)
+    placed, dispatched, *_ = deliveries("Ada", number=1501)
+    post(db, placed)
+    post(db, dispatched)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    drain(worker)
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="where is my order 1501")
+    drain(worker)
+    _visitor_gives_adas_email(db, workspace_id, "stranger")
+    drain(worker)
+    asked = customer_writes(
+        db,
+        channel=ChannelKind.WEBCHAT,
+        sender="stranger",
+        text="where is my order? my email is ada@example.com",
+    )
+    drain(worker)
+
+    (turn,) = rows(db, AssistantTurn, AssistantTurn.message_id == asked.message_id)
+    assert (turn.action, turn.lookups) == ("clarified", [])
+    (reply,) = rows(db, Message, Message.id == turn.reply_message_id)
+    assert (reply.channel, reply.recipient, reply.body) == (
+        ChannelKind.WEBCHAT,
+        "stranger",
+        "Could you send your order number and the email address you used for it?",
+    )
+
+
+def test_a_customer_is_not_shown_an_order_by_a_number_a_web_chat_visitor_gave(db, tmp_path):
+    """A visitor who typed Ada's email writes Grace's order number and email in Ada's
+    conversation; Ada, on WhatsApp, asks after "my order": she is answered about her own
+    order, never Grace's, whose number came from someone web chat does not prove."""
+    workspace_id = seed(db)
+    for delivery in (
+        deliveries("Ada", number=1501)[:2] + deliveries("Grace", order_id=502, number=1502)[:2]
+    ):
+        post(db, delivery)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    drain(worker)
+    _visitor_gives_adas_email(db, workspace_id, "stranger")
+    customer_writes(
+        db, channel=ChannelKind.WEBCHAT, sender="stranger", text="order 1502 grace@example.com"
+    )
+    drain(worker)
+    asked = customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="where is my order?")
+    drain(worker)
+
+    (turn,) = rows(db, AssistantTurn, AssistantTurn.message_id == asked.message_id)
+    (reply,) = rows(db, Message, Message.id == turn.reply_message_id)
+    assert reply.recipient == ADA
+    assert "#1501" in reply.body
+    assert "1502" not in reply.body
+    assert [lookup["lookup"] for lookup in turn.lookups] == ["customer_orders", "fulfillments"]
+
+
+def test_a_web_chat_visitor_may_give_the_number_and_the_email_in_two_messages(db, tmp_path):
+    workspace_id = seed(db)
+    placed, dispatched, *_ = deliveries("Ada", number=1501)
+    post(db, placed)
+    post(db, dispatched)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    drain(worker)
+    _visitor_gives_adas_email(db, workspace_id, "visitor-ada")
+    customer_writes(db, channel=ChannelKind.WEBCHAT, sender="visitor-ada", text="order 1501")
+    drain(worker)
+    customer_writes(
+        db,
+        channel=ChannelKind.WEBCHAT,
+        sender="visitor-ada",
+        text="where is my order? ada@example.com",
+    )
+    drain(worker)
+    answer = _assistant_replies(db)[-1]
+    (shipment,) = rows(db, Fulfillment)
+    assert answer.recipient == "visitor-ada"
+    assert f"Track it here: {shipment.tracking_url}" in answer.body
+
+
+def test_a_web_chat_visitor_is_greeted_without_the_name_of_the_email_they_gave(db, tmp_path):
+    """A5: typing an email into the widget proves nothing, so the greeting names nobody."""
+    workspace_id = seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    _visitor_gives_adas_email(db, workspace_id, "stranger")
+    customer_writes(db, channel=ChannelKind.WEBCHAT, sender="stranger", text="hello")
+    drain(worker)
+    greetings = [m.body for m in _assistant_replies(db) if m.recipient == "stranger"]
+    assert greetings[-1] == (
+        "Hi! I can help with your order status, returns, refunds, sizes and products. "
+        "What can I do for you?"
+    )
+
+
+def test_a_customer_writing_from_her_own_number_is_greeted_by_name(db, tmp_path):
+    seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="hello")
+    drain(worker)
+    (greeting,) = _assistant_replies(db)
+    assert greeting.body == (
+        "Juniper & Pine automated assistant here. Hi Ada! I can help with your order "
+        "status, returns, refunds, sizes and products. What can I do for you?"
+    )
+
+
+# --- an agent taking over while the assistant is at work (PostgreSQL: SQLite runs one
+# transaction at a time, so the two never interleave) ------------------------------------
+
+
+def _agent_of(db, workspace_id: int) -> int:
+    with db.transaction() as session:
+        seed_demo_team(
+            session,
+            workspace=session.get_one(Workspace, workspace_id),
+            admin_email="admin@x.test",
+            password="pw-12345678",
+            now=utc_now(),
+        )
+        return session.scalar(select(User.id).where(User.email == DEMO_AGENT_EMAIL))
+
+
+def _agent_replies(db, workspace_id: int, conversation_id: int, agent_id: int) -> None:
+    """Sam answers from the composer, in a transaction of his own (the web process)."""
+    with db.transaction() as session:
+        inbox.send_reply(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=conversation_id,
+            user_id=agent_id,
+            agent_name="Sam Agent",
+            channel=ChannelKind.WHATSAPP,
+            text="Hi Ada, Sam here, I'll look after you.",
+            template_name=None,
+            draft_key="d1",
+        )
+
+
+def test_an_agent_taking_over_while_the_assistant_thinks_silences_it(db, tmp_path):
+    """A6: the agent's reply commits after the assistant read the conversation as its own
+    and before it wrote: it writes nothing, not even a turn."""
+    if not db.is_postgres:
+        pytest.skip("SQLite runs one transaction at a time (BEGIN IMMEDIATE): no interleaving")
+    workspace_id = seed(db)
+    agent_id = _agent_of(db, workspace_id)
+    received = customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="hello")
+    taken_over: list[bool] = []
+
+    def lookups(session, workspace, customer):  # type: ignore[no-untyped-def]
+        if not taken_over:  # the assistant has read the conversation's owner by now
+            taken_over.append(True)
+            _agent_replies(db, workspace_id, received.conversation_id, agent_id)
+        return SessionLookups(session, workspace=workspace, customer=customer)
+
+    drain(inbox_worker(db, all_adapters(), lookups=lookups, tmp_model_dir=tmp_path))
+
+    (conversation,) = rows(db, Conversation)
+    assert (conversation.owner, conversation.handoff_reason) == (Owner.HUMAN, "Sam Agent replied")
+    assert [m.author for m in rows(db, Message, Message.direction == "outbound")] == ["agent"]
+    assert rows(db, AssistantTurn) == []
+
+
+class _Verbatim:
+    """A rephraser that keeps the draft: the answer goes through the rewording path."""
+
+    async def rephrase(self, draft: str, facts: dict[str, object]) -> str:
+        return draft
+
+
+@pytest.mark.parametrize("rephraser", [None, _Verbatim()], ids=["drafted_case", "reworded_case"])
+def test_an_agent_reply_racing_the_assistants_answer_waits_until_it_is_written(
+    db, tmp_path, monkeypatch, rephraser
+):
+    """A6: the agent replies just as the assistant writes its answer. The assistant holds
+    the conversation while it writes, so the hand-off commits after its answer, never
+    before it: no assistant message follows a hand-off."""
+    if not db.is_postgres:
+        pytest.skip("SQLite runs one transaction at a time (BEGIN IMMEDIATE): no interleaving")
+    workspace_id = seed(db)
+    agent_id = _agent_of(db, workspace_id)
+    placed, dispatched, *_ = deliveries("Ada", number=1501)
+    post(db, placed)
+    post(db, dispatched)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    worker.tasks["assistant.respond"].rephraser = rephraser
+    drain(worker)
+    received = customer_writes(
+        db, channel=ChannelKind.WHATSAPP, sender=ADA, text="where is my order?"
+    )
+    happened: list[str] = []
+
+    def agent() -> None:
+        _agent_replies(db, workspace_id, received.conversation_id, agent_id)
+        happened.append("hand-off committed")
+
+    racing_agent = threading.Thread(target=agent)
+    queue_reply = replies.queue_reply
+
+    def assistant_writes(session, **reply):  # type: ignore[no-untyped-def]
+        if reply["author"] is Author.ASSISTANT:
+            racing_agent.start()
+            racing_agent.join(timeout=2)  # long enough to commit, unless it must wait
+            happened.append("assistant answered")
+        return queue_reply(session, **reply)
+
+    monkeypatch.setattr(replies, "queue_reply", assistant_writes)
+    drain(worker)
+    racing_agent.join(timeout=30)
+
+    assert happened == ["assistant answered", "hand-off committed"]
+    (conversation,) = rows(db, Conversation)
+    assert conversation.owner == Owner.HUMAN
+    (turn,) = rows(db, AssistantTurn)
+    assert turn.action == "answered"
+    replied = rows(db, Message, Message.author.in_([Author.ASSISTANT, Author.AGENT]))
+    assert sorted(m.author for m in replied) == ["agent", "assistant"]
+
+
+def test_a_customers_next_message_during_the_assistants_answer_deadlocks_neither(
+    db, tmp_path, monkeypatch
+):
+    """Ada writes again just as the assistant, holding her conversation, writes its answer
+    to her first message. Both lock her row before her conversation's, so one waits for
+    the other, never each for the other: no deadlock, and each message answered once."""
+    if not db.is_postgres:
+        pytest.skip("SQLite runs one transaction at a time (BEGIN IMMEDIATE): no interleaving")
+    seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="hello")
+    failures: list[BaseException] = []
+
+    def customer() -> None:
+        try:
+            customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="thanks")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    next_message = threading.Thread(target=customer)
+    queue_reply = replies.queue_reply
+
+    def assistant_writes(session, **reply):  # type: ignore[no-untyped-def]
+        if reply["author"] is not Author.ASSISTANT or next_message.ident:
+            return queue_reply(session, **reply)
+        next_message.start()
+        next_message.join(timeout=2)
+        try:
+            return queue_reply(session, **reply)
+        except BaseException as exc:  # a deadlock, which the worker would quietly retry
+            failures.append(exc)
+            raise
+
+    monkeypatch.setattr(replies, "queue_reply", assistant_writes)
+    drain(worker)
+    next_message.join(timeout=30)
+    drain(worker)
+
+    assert failures == []
+    assert [turn.intent for turn in rows(db, AssistantTurn)] == ["greeting", "thanks"]
+    assert count(db, Message, Message.author == Author.ASSISTANT) == 2

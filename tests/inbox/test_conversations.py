@@ -117,6 +117,55 @@ def test_a_reply_goes_out_on_the_channel_the_customer_last_used(db, tmp_path):
     assert [m.to for m in adapters[ChannelKind.EMAIL].sent] == ["grace@example.com"]
 
 
+def test_each_answer_goes_back_on_the_channel_and_to_the_address_it_answers(db, tmp_path):
+    """Ada emails, then texts before the assistant has answered: the answer to her email
+    is an email to her address, not a text (nor an SMS to her email address)."""
+    seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    by_email = customer_writes(
+        db, channel=ChannelKind.EMAIL, sender="ada@example.com", text="hello", subject="Hi"
+    )
+    by_sms = customer_writes(db, channel=ChannelKind.SMS, sender=ADA, text="thanks")
+    assert by_email.conversation_id == by_sms.conversation_id
+    drain(worker)
+    answers = {
+        turn.message_id: rows(db, Message, Message.id == turn.reply_message_id)[0]
+        for turn in rows(db, AssistantTurn)
+    }
+    assert {
+        asked: (m.channel, m.recipient, m.subject, m.status) for asked, m in answers.items()
+    } == {
+        by_email.message_id: (ChannelKind.EMAIL, "ada@example.com", "Re: Hi", MessageStatus.SENT),
+        by_sms.message_id: (ChannelKind.SMS, ADA, None, MessageStatus.SENT),
+    }
+    assert [m.to for m in adapters[ChannelKind.EMAIL].sent] == ["ada@example.com"]
+    assert [m.to for m in adapters[ChannelKind.SMS].sent] == [ADA]
+
+
+def test_a_web_chat_answer_reaches_the_chat_after_the_customer_texts(db, tmp_path):
+    workspace_id = seed(db)
+    adapters = all_adapters()
+    worker = inbox_worker(db, adapters, tmp_model_dir=tmp_path)
+    customer_writes(db, channel=ChannelKind.WEBCHAT, sender="v-ada", text="hi there")
+    drain(worker)
+    with db.transaction() as session:
+        inbox.identify_visitor(
+            session, workspace_id=workspace_id, visitor_id="v-ada", email="ada@example.com"
+        )
+    chat = customer_writes(db, channel=ChannelKind.WEBCHAT, sender="v-ada", text="hello")
+    customer_writes(db, channel=ChannelKind.SMS, sender=ADA, text="thanks")
+    drain(worker)
+    (turn,) = rows(db, AssistantTurn, AssistantTurn.message_id == chat.message_id)
+    (answer,) = rows(db, Message, Message.id == turn.reply_message_id)
+    assert (answer.channel, answer.recipient, answer.status) == (
+        ChannelKind.WEBCHAT,
+        "v-ada",
+        MessageStatus.SENT,
+    )
+    assert [m.to for m in adapters[ChannelKind.SMS].sent] == [ADA]
+
+
 def test_a_retried_delivery_of_one_message_is_stored_and_answered_once(db, tmp_path):
     seed(db)
     adapters = all_adapters()

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select
 
 from parley import events
+from parley.accounts.models import User
 from parley.channels.base import ChannelKind, MarketingPreference
 from parley.clock import utc_now
 from parley.customers import merges
@@ -21,16 +22,24 @@ from parley.customers.models import (
     CustomerMerge,
     IdentityKind,
 )
-from parley.demo.seed import SHOPPERS
+from parley.demo.seed import DEMO_AGENT_EMAIL, SHOPPERS, seed_demo_team
 from parley.errors import Conflict
 from parley.inbox import service as inbox
-from parley.inbox.models import Conversation, ConversationStatus
-from parley.messaging.models import Message
+from parley.inbox.models import (
+    AssistantTurn,
+    Conversation,
+    ConversationEvent,
+    ConversationStatus,
+    EventKind,
+    Owner,
+)
+from parley.messaging.models import Author, Message
 from parley.store_events import service as store_events
 from parley.store_events.models import StoreEvent
 from parley.workspaces.models import Workspace
 from support import (
     all_adapters,
+    count,
     customer_writes,
     deliveries,
     drain,
@@ -149,6 +158,137 @@ def test_an_unmerge_moves_back_exactly_what_the_merge_moved(db, tmp_path):
     assert kept == by_email.customer_id
     with db.transaction() as session, pytest.raises(Conflict, match="already undone"):
         merges.unmerge_customers(session, workspace_id=workspace_id, merge_id=merge.id, reason="x")
+
+
+def _sams_store_record(db, workspace_id: int) -> int:
+    """The store's Shopify record for Sam names both his email and his phone."""
+    return _platform_record(db, workspace_id, external_id="9500", email=EMAIL, phone=PHONE)
+
+
+def test_a_hand_off_survives_a_merge_that_folds_its_conversation(db, tmp_path):
+    """A6: Sam asked for a person by text; his email conversation, still the assistant's,
+    takes in the text one when the store's record joins his profiles. It stays with the
+    person, assigned as it was, and the assistant says nothing to his next text."""
+    workspace_id = seed(db)
+    with db.transaction() as session:
+        seed_demo_team(
+            session,
+            workspace=session.get_one(Workspace, workspace_id),
+            admin_email="admin@x.test",
+            password="pw-12345678",
+            now=utc_now(),
+        )
+        agent_id = session.scalar(select(User.id).where(User.email == DEMO_AGENT_EMAIL))
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    by_email = customer_writes(db, channel=ChannelKind.EMAIL, sender=EMAIL, text="hello")
+    by_sms = customer_writes(db, channel=ChannelKind.SMS, sender=PHONE, text="I want a human")
+    drain(worker)
+    with db.transaction() as session:
+        inbox.assign(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=by_sms.conversation_id,
+            assignee_id=agent_id,
+            actor="Sam Agent",
+        )
+    (handed,) = rows(db, Conversation, Conversation.id == by_sms.conversation_id)
+    assert handed.owner == Owner.HUMAN
+    assistant_said = count(db, Message, Message.author == Author.ASSISTANT)
+
+    assert _sams_store_record(db, workspace_id) == by_email.customer_id
+
+    (survivor,) = rows(db, Conversation, Conversation.id == by_email.conversation_id)
+    assert (survivor.status, survivor.owner, survivor.assignee_id, survivor.handoff_reason) == (
+        ConversationStatus.OPEN,
+        Owner.HUMAN,
+        agent_id,
+        handed.handoff_reason,
+    )
+    events = rows(db, ConversationEvent, ConversationEvent.conversation_id == survivor.id)
+    assert [(e.kind, e.actor, e.detail) for e in events if e.kind != EventKind.OPENED] == [
+        (
+            EventKind.HANDED_OFF,
+            "merge",
+            {"reason": handed.handoff_reason, "from_conversation_id": handed.id},
+        ),
+        (EventKind.ASSIGNED, "merge", {"from": None, "to": agent_id}),
+    ]
+    again = customer_writes(db, channel=ChannelKind.SMS, sender=PHONE, text="hello? anyone?")
+    drain(worker)
+    assert (again.conversation_id, again.assistant_scheduled) == (survivor.id, False)
+    assert count(db, Message, Message.author == Author.ASSISTANT) == assistant_said
+
+
+def test_a_fold_keeps_the_conversation_the_customer_waits_in_open_and_waiting(db, frozen_clock):
+    """The kept profile's conversation was snoozed; the folded one has Sam waiting for an
+    answer: the survivor is open, waiting since Sam's message, with it unread."""
+    workspace_id = seed(db)
+    by_email = customer_writes(db, channel=ChannelKind.EMAIL, sender=EMAIL, text="hello")
+    with db.transaction() as session:
+        inbox.set_status(
+            session,
+            workspace_id=workspace_id,
+            conversation_id=by_email.conversation_id,
+            status=ConversationStatus.SNOOZED,
+            snoozed_until=utc_now() + timedelta(days=2),
+            actor="agent",
+        )
+        session.get_one(Conversation, by_email.conversation_id).waiting_since = None
+    frozen_clock.advance(timedelta(minutes=5))
+    by_sms = customer_writes(db, channel=ChannelKind.SMS, sender=PHONE, text="my parcel?")
+    (waiting,) = rows(db, Conversation, Conversation.id == by_sms.conversation_id)
+
+    _sams_store_record(db, workspace_id)
+
+    (survivor,) = rows(db, Conversation, Conversation.id == by_email.conversation_id)
+    assert (
+        survivor.status,
+        survivor.snoozed_until,
+        survivor.waiting_since,
+        survivor.last_inbound_at,
+        survivor.channel,
+    ) == (
+        ConversationStatus.OPEN,
+        None,
+        waiting.waiting_since,
+        waiting.last_inbound_at,
+        ChannelKind.SMS,
+    )
+
+
+def test_a_fold_moves_the_assistant_turns_with_their_messages_and_an_unmerge_moves_them_back(
+    db, tmp_path
+):
+    """A turn belongs to the conversation its message is in: the assistant reads a
+    conversation's turns for what was said before and how often it spoke."""
+    workspace_id = seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    by_sms = customer_writes(db, channel=ChannelKind.SMS, sender=PHONE, text="order 1501")
+    by_email = customer_writes(db, channel=ChannelKind.EMAIL, sender=EMAIL, text="hello")
+    drain(worker)
+    _sams_store_record(db, workspace_id)
+
+    def turn_places() -> dict[int, tuple[int, int]]:
+        messages = {m.id: m.conversation_id for m in rows(db, Message)}
+        return {
+            turn.message_id: (turn.conversation_id, messages[turn.message_id])
+            for turn in rows(db, AssistantTurn)
+        }
+
+    survivor = by_email.conversation_id
+    assert turn_places() == {
+        by_sms.message_id: (survivor, survivor),
+        by_email.message_id: (survivor, survivor),
+    }
+    (merge,) = rows(db, CustomerMerge)
+    with db.transaction() as session:
+        merges.unmerge_customers(
+            session, workspace_id=workspace_id, merge_id=merge.id, reason="not the same person"
+        )
+    assert turn_places() == {
+        by_sms.message_id: (by_sms.conversation_id, by_sms.conversation_id),
+        by_email.message_id: (survivor, survivor),
+    }
 
 
 def _a_store_with_customers(db, count: int) -> int:

@@ -17,6 +17,7 @@ from parley.channels.base import (
 )
 from parley.http.web.composer import composer_context, snooze_until
 from parley.http.web.pages import ENV
+from parley.inbox import service as inbox
 from parley.inbox.models import Conversation, ConversationEvent
 from parley.jobs.models import Job
 from parley.live.models import LiveEvent
@@ -444,6 +445,53 @@ def test_a_reply_on_a_channel_the_customer_opted_out_of_is_refused(app, db):
     assert "opted out of whatsapp" in answer.json()["error"]
     assert 'data-test="channel-refusal"' in window.text
     assert _agent_messages(db) == []
+
+
+def _visitor_chats_as_ada(db, visitor_id: str, text: str) -> int:
+    """A web-chat visitor types Ada's email into the widget, then writes ``text``."""
+    customer_writes(db, channel=ChannelKind.WEBCHAT, sender=visitor_id, text="hi")
+    with db.transaction() as session:
+        inbox.identify_visitor(
+            session, workspace_id=1, visitor_id=visitor_id, email="ada@example.com"
+        )
+    received = customer_writes(db, channel=ChannelKind.WEBCHAT, sender=visitor_id, text=text)
+    assert received.conversation_id is not None
+    return received.conversation_id
+
+
+def test_a_web_chat_reply_is_refused_when_two_visitors_gave_the_customers_email(app, db):
+    """A5: two chat visitors typed Ada's email, so her conversation holds both; web chat
+    proves neither, and the answer to her question must not reach the other one."""
+    conversation_id = _visitor_chats_as_ada(db, "v-ada", "what address is my order going to?")
+    assert _visitor_chats_as_ada(db, "v-other", "ok") == conversation_id
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        window = client.get(f"/inbox/{conversation_id}/_composer")
+        refused = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "webchat", "body": "12 Elm Street"},
+            headers=JSON,
+        )
+        assert _agent_messages(db) == []
+        by_email = client.post(
+            f"/inbox/{conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "email", "body": "12 Elm Street"},
+            headers=JSON,
+        )
+    reason = (
+        "2 web-chat visitors wrote in this conversation, and web chat proves none of them is "
+        "the customer: a reply here could reach the wrong one"
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"] == f"cannot reply on web chat: {reason}"
+    assert f"Can't reply on Web chat: {reason}." in window.text
+    assert by_email.status_code == 200
+    [message] = _agent_messages(db)
+    assert (message.channel, message.recipient, message.status) == (
+        "email",
+        "ada@example.com",
+        "queued",
+    )
 
 
 def test_a_note_stays_internal(app, db, team, tmp_path):

@@ -255,6 +255,24 @@ def test_unread_counts_per_row_and_per_tab_move_with_the_read_marker(db, app, te
     assert count(db, ConversationRead) == 1
 
 
+def test_a_message_delivered_after_the_agent_read_is_unread_whenever_it_was_written(db, app, clock):
+    """WhatsApp dates a message when Ada wrote it and may deliver it a minute later, after
+    the agent opened the conversation: it is unread on its row, as the tab counts it."""
+    conversation_id = chat(db, clock, "Ada Late", channel=ChannelKind.WHATSAPP, sender=ADA_PHONE)
+    clock.now += timedelta(seconds=10)
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        assert client.get(f"/inbox/{conversation_id}").status_code == 200
+        written = clock.now - timedelta(seconds=2)
+        clock.now += timedelta(minutes=1)
+        customer_writes(
+            db, channel=ChannelKind.WHATSAPP, sender=ADA_PHONE, text="still there?", sent_at=written
+        )
+        page = client.get("/inbox/_list").text
+    assert unread_of(page) == {conversation_id: 1}
+    assert tab_counts(page) == {"all": 1, "unassigned": 1}
+
+
 def unread_of(html):
     found = {}
     for row in re.findall(r'<a class="conv-row.*?</a>', html, flags=re.S):

@@ -10,8 +10,9 @@ confidence) and searched for entities, then:
 
 Its first reply in a conversation says it is an automated assistant. After a hand-off it
 says nothing more until an agent hands the conversation back: the owner is checked when
-the job runs and again before the reply is written. Every turn is recorded with what it
-understood, what it looked up and why it did what it did.
+the job runs and again, under the conversation's row lock, before the reply is written.
+Every turn is recorded with what it understood, what it looked up and why it did what it
+did.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from parley.assistant import skills
@@ -201,15 +202,7 @@ class Respond:
     ) -> list[Outcome]:
         for _, thought, result in items:
             text = result if isinstance(result, str) else thought.answer.text
-            conversation = session.get(Conversation, thought.conversation_id)
-            message = session.get(Message, thought.message_id)
-            # An agent may have taken over while the wording was being polished.
-            if (
-                conversation is not None
-                and message is not None
-                and self._may_speak(session, conversation, message)
-            ):
-                self._speak(session, thought, text)
+            self._speak(session, thought, text)
         return [Done() for _ in items]
 
     @staticmethod
@@ -289,20 +282,33 @@ class Respond:
             text=text,
             intent=prediction.intent,
             entities=entities,
-            earlier=_earlier_entities(session, conversation),
+            earlier=_earlier_entities(session, message),
             lookups=lookups,
             now=now,
-            identity_is_proven=message.channel != ChannelKind.WEBCHAT,
+            identity_is_proven=_proves_identity(message),
         )
         return skills.answer(context)
 
     def _speak(self, session: Session, thought: Thought, text: str) -> None:
-        """Write the turn and the reply; hand off when the answer says so."""
-        conversation = session.get(Conversation, thought.conversation_id)
+        """Write the turn and the reply, if the assistant still may; hand off when the
+        answer says so.
+
+        An agent may have taken the conversation over since the message was read, while
+        the answer was thought out or reworded: their reply commits in another process.
+        The conversation is read again under its row lock before anything is written
+        (:func:`_hold_conversation`), so the two take turns: a hand-off that committed
+        first silences the assistant, and one that comes while it writes waits for its
+        answer and follows it.
+        """
+        conversation = _hold_conversation(session, thought)
         message = session.get(Message, thought.message_id)
+        if (
+            conversation is None
+            or message is None
+            or not self._may_speak(session, conversation, message)
+        ):
+            return
         workspace = session.get(Workspace, thought.workspace_id)
-        assert conversation is not None
-        assert message is not None
         assert workspace is not None
         answer = thought.answer
         if not conversation.has_assistant_replied:
@@ -345,6 +351,39 @@ class Respond:
             )
 
 
+def _hold_conversation(session: Session, thought: Thought) -> Conversation | None:
+    """The thought's conversation as committed now, locked until this transaction ends.
+
+    Rows are locked in the order a customer's next message locks them
+    (:func:`parley.inbox.service.record_inbound`), the customer's and then the
+    conversation's, so the two queue rather than deadlock. The conversation is locked
+    against updates only (``FOR NO KEY UPDATE``): an agent's hand-off updates it, and
+    waits for the answer; the agent's message only refers to it, so an agent waiting for
+    the customer's row never holds up the assistant.
+    """
+    customer_id = select(Conversation.customer_id).where(
+        Conversation.workspace_id == thought.workspace_id,
+        Conversation.id == thought.conversation_id,
+    )
+    session.execute(
+        select(Customer.id)
+        .where(
+            Customer.workspace_id == thought.workspace_id,
+            Customer.id == customer_id.scalar_subquery(),
+        )
+        .with_for_update()
+    )
+    return session.scalar(
+        select(Conversation)
+        .where(
+            Conversation.workspace_id == thought.workspace_id,
+            Conversation.id == thought.conversation_id,
+        )
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
 def _hand_off(reason: str, *, empathetic: bool = False) -> Answer:
     text = (
         "I'm sorry you're dealing with this. I've passed your message to a colleague, who "
@@ -376,11 +415,38 @@ def _recent_turns(session: Session, conversation: Conversation, now: datetime) -
     )
 
 
-def _earlier_entities(session: Session, conversation: Conversation) -> Entities:
+def _proves_identity(message: Message) -> bool:
+    """Whether the channel proves who wrote ``message``: a web-chat visitor only asserts
+    the email they type into the widget."""
+    return message.channel != ChannelKind.WEBCHAT
+
+
+def _earlier_entities(session: Session, message: Message) -> Entities:
+    """Entities from the asker's own earlier messages in the conversation (the last ten
+    the assistant read).
+
+    A conversation may hold messages from people who only claimed to be this customer:
+    a web-chat visitor who typed the customer's email joins their profile. An order
+    number or email such a person wrote must not confirm anyone else, nor anyone else's
+    confirm them: a web-chat visitor counts only their own messages (the same visitor
+    id), and a customer on a channel that proves them counts only such channels'
+    messages, never a web-chat visitor's.
+    """
+    asker_wrote = (
+        Message.channel != ChannelKind.WEBCHAT
+        if _proves_identity(message)
+        else and_(Message.channel == ChannelKind.WEBCHAT, Message.sender == message.sender)
+    )
     found: dict[str, list[str]] = {}
     for entities in session.scalars(
         select(AssistantTurn.entities)
-        .where(AssistantTurn.conversation_id == conversation.id)
+        .join(Message, Message.id == AssistantTurn.message_id)
+        .where(
+            AssistantTurn.workspace_id == message.workspace_id,
+            AssistantTurn.conversation_id == message.conversation_id,
+            Message.workspace_id == message.workspace_id,
+            asker_wrote,
+        )
         .order_by(AssistantTurn.id.desc())
         .limit(10)
     ):

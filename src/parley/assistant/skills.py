@@ -62,7 +62,8 @@ class Context:
     intent: Intent
     entities: Entities
     earlier: Entities
-    """Entities from the customer's earlier messages in this conversation."""
+    """Entities from the asker's own earlier messages in this conversation: a web-chat
+    visitor's from that visitor's messages only, never from what someone else wrote."""
     lookups: StoreLookups
     now: datetime
     identity_is_proven: bool = True
@@ -402,7 +403,10 @@ def _complaint(context: Context, trail: list[dict[str, Any]]) -> Answer:
 
 
 def _greeting(context: Context, trail: list[dict[str, Any]]) -> Answer:
-    name = f" {context.customer.first_name}" if context.customer.first_name else ""
+    # A web-chat visitor who typed an email is not known to be its customer: greeting
+    # them by that customer's name would tell a stranger whose email it is.
+    first_name = context.customer.first_name if context.identity_is_proven else None
+    name = f" {first_name}" if first_name else ""
     return Answer(
         TurnAction.ANSWERED,
         f"Hi{name}! I can help with your order status, returns, refunds, sizes and "

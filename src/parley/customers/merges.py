@@ -3,8 +3,9 @@
 A merge re-points every row of the merged profile (identities, consent, orders, carts,
 messages, journey runs, store events, conversations) at the kept one and records exactly
 which rows moved, so an unmerge moves back those rows and nothing that arrived since. Two
-profiles holding different platform ids (two Shopify customers) are two people, whatever
-else they share: merging them is refused.
+open conversations become one, which keeps the stricter state of the two: a hand-off to a
+person survives the merge. Two profiles holding different platform ids (two Shopify
+customers) are two people, whatever else they share: merging them is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from parley.customers.models import (
     IdentityKind,
 )
 from parley.errors import Conflict, NotFound
-from parley.inbox.models import Conversation, ConversationStatus
+from parley.inbox.models import (
+    AssistantTurn,
+    Conversation,
+    ConversationEvent,
+    ConversationStatus,
+    EventKind,
+    Owner,
+)
 from parley.journeys.models import JourneyRun
 from parley.messaging.models import Message
 from parley.store_events.models import StoreEvent
@@ -202,49 +210,135 @@ def _open_conversation(session: Session, customer: Customer) -> Conversation | N
 def _fold_open_conversations(
     session: Session, *, kept: Customer, merged: Customer, now: datetime
 ) -> dict[str, Any] | None:
-    """Both shoppers-now-one had an open conversation: keep one, move the other's messages.
+    """Both shoppers-now-one had an open conversation: keep one, move the other's messages
+    and the assistant's turns on them.
 
     A customer has one open conversation at a time; the folded one is closed, pointing at
-    the one that took its messages, and reopened by an unmerge.
+    the one that took its messages, and reopened by an unmerge. The survivor takes over
+    what the folded one promised the customer (:func:`_carry_over`).
     """
     target = _open_conversation(session, kept)
     source = _open_conversation(session, merged)
     if target is None or source is None:
         return None
-    message_ids = list(
-        session.scalars(select(Message.id).where(Message.conversation_id == source.id))
-    )
-    if message_ids:
-        session.execute(
-            update(Message).where(Message.id.in_(message_ids)).values(conversation_id=target.id)
-        )
+    message_ids = _move_to(session, Message, source=source, target=target)
+    turn_ids = _move_to(session, AssistantTurn, source=source, target=target)
     folded = {
         "conversation_id": source.id,
         "into_conversation_id": target.id,
         "status": source.status,
         "message_ids": message_ids,
+        "turn_ids": turn_ids,
     }
+    _carry_over(session, target=target, source=source, now=now)
     source.status = ConversationStatus.RESOLVED
     source.merged_into_id = target.id
     source.resolved_at = source.updated_at = now
+    return folded
+
+
+def _move_to(
+    session: Session,
+    model: type[Message] | type[AssistantTurn],
+    *,
+    source: Conversation,
+    target: Conversation,
+) -> list[int]:
+    """Re-point ``source``'s rows of ``model`` at ``target``; the ids of those moved."""
+    ids = list(
+        session.scalars(
+            select(model.id).where(
+                model.workspace_id == source.workspace_id, model.conversation_id == source.id
+            )
+        )
+    )
+    if ids:
+        session.execute(update(model).where(model.id.in_(ids)).values(conversation_id=target.id))
+    return ids
+
+
+# How near the top of the agents' list a status keeps a conversation.
+_PROMINENCE: dict[str, int] = {
+    ConversationStatus.SNOOZED: 0,
+    ConversationStatus.PENDING: 1,
+    ConversationStatus.OPEN: 2,
+}
+
+
+def _carry_over(
+    session: Session, *, target: Conversation, source: Conversation, now: datetime
+) -> None:
+    """The surviving conversation keeps the stricter state of the two, each change on its
+    timeline:
+
+    - a person answers if either was handed to one, for that hand-off's reason: the
+      assistant stays silent from a hand-off until an agent hands the conversation back,
+      and a merge is no agent;
+    - the teammate either was assigned to, the survivor's own first;
+    - the status nearer the agents (open, then pending, then snoozed): a customer waiting
+      in the folded conversation is not hidden by the survivor's snooze;
+    - the earlier wait and the later message from the customer, so the list orders it
+      and counts it unread as it did the folded one.
+
+    An unmerge leaves these as they are: a person may have answered since, and handing
+    the conversation back is theirs to decide.
+    """
+
+    def record(kind: EventKind, detail: dict[str, Any]) -> None:
+        session.add(
+            ConversationEvent(
+                workspace_id=target.workspace_id,
+                conversation_id=target.id,
+                kind=kind,
+                actor="merge",
+                detail=detail,
+                created_at=now,
+            )
+        )
+
+    if source.owner == Owner.HUMAN and target.owner != Owner.HUMAN:
+        target.owner = Owner.HUMAN
+        target.handoff_reason = source.handoff_reason
+        record(
+            EventKind.HANDED_OFF,
+            {"reason": source.handoff_reason, "from_conversation_id": source.id},
+        )
+    if target.assignee_id is None and source.assignee_id is not None:
+        record(EventKind.ASSIGNED, {"from": None, "to": source.assignee_id})
+        target.assignee_id = source.assignee_id
+    if _PROMINENCE[source.status] > _PROMINENCE[target.status]:
+        record(EventKind.STATUS_CHANGED, {"from": target.status, "to": source.status})
+        target.status = source.status
+        target.snoozed_until = source.snoozed_until
+    target.waiting_since = min(_known(target.waiting_since, source.waiting_since), default=None)
+    target.last_inbound_at = max(
+        _known(target.last_inbound_at, source.last_inbound_at), default=None
+    )
     if source.last_message_at > target.last_message_at:
         target.last_message_at = source.last_message_at
         target.channel = source.channel or target.channel
     target.updated_at = now
-    return folded
+
+
+def _known(*moments: datetime | None) -> list[datetime]:
+    return [moment for moment in moments if moment is not None]
 
 
 def _unfold(session: Session, folded: dict[str, Any], *, now: datetime) -> None:
     source = session.get(Conversation, folded["conversation_id"])
     if source is None:
         return
-    ids = folded.get("message_ids") or []
-    if ids:
-        session.execute(
-            update(Message)
-            .where(Message.id.in_(ids), Message.conversation_id == folded["into_conversation_id"])
-            .values(conversation_id=source.id)
-        )
+    into = folded["into_conversation_id"]
+    for model, ids in (
+        (Message, folded.get("message_ids") or []),
+        (AssistantTurn, folded.get("turn_ids") or []),
+    ):
+        if ids:
+            session.execute(
+                update(model)
+                .where(model.id.in_(ids), model.conversation_id == into)
+                .values(conversation_id=source.id)
+            )
     source.status = folded["status"]
     source.merged_into_id = None
     source.resolved_at = None

@@ -11,8 +11,10 @@ correction (``AssistantTurn.label``) when there is one, else the assistant's int
 the label an agent triages by ("where is my order", "refund") and the one ``assistant
 train`` learns from, so filtering by it and correcting it stay the same notion.
 
-*Unread* counts the customer's messages newer than the agent's read marker
+*Unread* counts the customer's messages that arrived after the agent's read marker
 (``ConversationRead.read_at``); a conversation the agent never opened counts all of them.
+Arrival, not the time the provider says a message was written: WhatsApp may deliver a
+message written before the agent opened the conversation a minute after they did.
 """
 
 from __future__ import annotations
@@ -431,7 +433,13 @@ def _display_name() -> Any:
 def unread_counts(
     session: Session, *, workspace_id: int, user_id: int, ids: list[int]
 ) -> dict[int, int]:
-    """Customer messages newer than this agent's read marker, per conversation id."""
+    """Customer messages that arrived after this agent's read marker, per conversation id.
+
+    An inbound message's status is set once, as it arrives (``received``), so its
+    ``status_updated_at`` is its arrival: the clock ``last_inbound_at`` and the read
+    marker keep, and the tab counts (:func:`_unread_by_tab`) with them. Its
+    ``created_at`` is the provider's date, which a late delivery puts before the marker.
+    """
     if not ids:
         return {}
     found = session.execute(
@@ -451,7 +459,10 @@ def unread_counts(
                 )
             ),
             Message.direction == Direction.INBOUND,
-            or_(ConversationRead.read_at.is_(None), Message.created_at > ConversationRead.read_at),
+            or_(
+                ConversationRead.read_at.is_(None),
+                Message.status_updated_at > ConversationRead.read_at,
+            ),
         )
         .group_by(Message.conversation_id)
     )

@@ -1,7 +1,9 @@
 """Replies inside a conversation: the assistant's, an agent's, and parley's keyword answers.
 
-A reply goes out on the channel the customer last wrote on, to the address they wrote
-from, within that channel's rules, checked when it is queued and again when it is sent:
+A reply to a customer's message goes back on that message's channel, to the address it
+came from; an agent's reply goes on the channel they pick, to the address the customer
+last wrote from there (on web chat, only while one visitor writes in the conversation).
+Each is within its channel's rules, checked when it is queued and again when it is sent:
 
 - a customer who revoked consent on the channel (STOP) gets nothing more there, except
   the one confirmation of that STOP;
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelKind
@@ -67,15 +69,22 @@ def queue_reply(
     sender: str | None = None,
     template: dict[str, Any] | None = None,
 ) -> Message:
-    """Queue a reply on the conversation's channel, or record why it may not go.
+    """Queue a reply, or record why it may not go.
 
-    ``channel`` picks another channel the customer can be reached on (an agent's choice);
-    ``template`` (``{"name", "language", "parameters"}``) sends an approved WhatsApp
-    template, the one thing WhatsApp allows outside its 24-hour window.
+    A reply ``to_message`` goes back on that message's channel, to its sender: the
+    conversation's channel is only the one the customer wrote on last, perhaps since
+    (an email answered as a text to the email address). Without one, the reply goes on
+    ``channel`` (an agent's choice), else the conversation's, to the address the customer
+    last wrote from there. ``template`` (``{"name", "language", "parameters"}``) sends an
+    approved WhatsApp template, the one thing WhatsApp allows outside its 24-hour window.
     """
     now = utc_now()
-    channel = channel or ChannelKind(str(conversation.channel))
-    source = to_message or _last_inbound(session, conversation, channel)
+    if to_message is not None:
+        channel = ChannelKind(str(to_message.channel))
+        source: Message | None = to_message
+    else:
+        channel = channel or ChannelKind(str(conversation.channel))
+        source = _last_inbound(session, conversation, channel)
     recipient = (
         source.sender if source is not None else _identity_address(session, conversation, channel)
     )
@@ -116,6 +125,8 @@ def queue_reply(
         ),
         is_template=template is not None,
     )
+    if refusal is None and to_message is None:
+        refusal = _unclear_visitor(session, conversation, channel)
     if refusal is None:
         row["status"] = MessageStatus.QUEUED
     else:
@@ -331,6 +342,35 @@ def _last_inbound(
     )
 
 
+def _unclear_visitor(
+    session: Session, conversation: Conversation, channel: ChannelKind
+) -> str | None:
+    """Why a web-chat reply that answers no message in particular has nobody to go to.
+
+    A visitor joins a customer's conversation by typing the customer's email into the
+    widget, which proves nothing; two visitors in one conversation may be the customer
+    and a stranger who knows her email, and nothing tells which. The last one to write is
+    no answer: an agent's reply to the customer's question would reach the stranger. A
+    reply to a given message (the assistant's) goes to that message's visitor.
+    """
+    if channel is not ChannelKind.WEBCHAT:
+        return None
+    visitors = session.scalar(
+        select(func.count(distinct(Message.sender))).where(
+            Message.workspace_id == conversation.workspace_id,
+            Message.conversation_id == conversation.id,
+            Message.direction == Direction.INBOUND,
+            Message.channel == ChannelKind.WEBCHAT,
+        )
+    )
+    if (visitors or 0) < 2:
+        return None
+    return (
+        f"{visitors} web-chat visitors wrote in this conversation, and web chat proves none "
+        "of them is the customer: a reply here could reach the wrong one"
+    )
+
+
 def _window_opened(
     session: Session,
     conversation: Conversation,
@@ -477,6 +517,10 @@ def reply_channels(
             options.append(
                 ReplyChannel(channel, None, f"no {_channel_name(channel)} address for them")
             )
+            continue
+        unclear = _unclear_visitor(session, conversation, channel)
+        if unclear is not None:
+            options.append(ReplyChannel(channel, recipient, unclear))
             continue
         if source is None and channel in (ChannelKind.SMS, ChannelKind.WHATSAPP):
             allowed, why = consent_allows(reach.consent, channel, Purpose.TRANSACTIONAL)
