@@ -19,6 +19,7 @@ from parley.http.web.composer import composer_context, snooze_until
 from parley.http.web.pages import ENV
 from parley.inbox import service as inbox
 from parley.inbox.models import Conversation, ConversationEvent
+from parley.integrations.shopify import payloads
 from parley.jobs.models import Job
 from parley.live.models import LiveEvent
 from parley.messaging import catalog
@@ -34,11 +35,13 @@ from support import (
     meta_holds,
     post,
     rows,
+    signed,
 )
 from web_support import AGENT, OTHER_ADMIN, browser, login_as, seed_team, sign_in, web_app
 
 ADA_WHATSAPP = "+447911123456"
 GRACE_SMS = "+12025550143"
+FAMILY = "+12025550177"
 JSON = {"accept": "application/json"}
 
 
@@ -443,6 +446,50 @@ def test_a_reply_on_a_channel_the_customer_opted_out_of_is_refused(app, db):
         )
     assert answer.status_code == 409
     assert "opted out of whatsapp" in answer.json()["error"]
+    assert 'data-test="channel-refusal"' in window.text
+    assert _agent_messages(db) == []
+
+
+def test_a_reply_by_text_to_a_number_that_said_stop_is_refused_whoever_else_it_belongs_to(
+    app, db, tmp_path
+):
+    # Given mum and her son, two store customers signed up for texts on one family phone;
+    # mum's profile holds the number, and the number texted STOP
+    for person, email in ((8101, "may@example.com"), (8102, "sol@example.com")):
+        body, headers = signed(
+            "customers/update",
+            payloads.customer_payload(
+                customer={
+                    "id": person,
+                    "first_name": "Ray",
+                    "email": email,
+                    "phone": FAMILY,
+                    "sms_consent": True,
+                },
+                created_at=datetime(2026, 1, 5, tzinfo=UTC),
+            ),
+            webhook_id=f"signs-up-{person}",
+        )
+        post(db, None, body=body, headers=headers)
+    customer_writes(db, channel=ChannelKind.SMS, sender=FAMILY, text="STOP")
+    drain(inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path))
+
+    # When the son emails, and an agent answers him by text
+    asked = customer_writes(
+        db, channel=ChannelKind.EMAIL, sender="sol@example.com", text="is my parcel out?"
+    )
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        window = client.get(f"/inbox/{asked.conversation_id}/_composer")
+        answer = client.post(
+            f"/inbox/{asked.conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "sms", "body": "Yes, it left today"},
+            headers=JSON,
+        )
+
+    # Then the text is refused, saying why, and nothing is queued to the number
+    assert answer.status_code == 409
+    assert answer.json()["error"] == "cannot reply on SMS: opted out of sms (sms reply 'STOP')"
     assert 'data-test="channel-refusal"' in window.text
     assert _agent_messages(db) == []
 

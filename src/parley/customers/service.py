@@ -14,7 +14,12 @@ from sqlalchemy.orm import Session
 from parley import events
 from parley.clock import utc_now
 from parley.customers import merges, suppression
-from parley.customers.identity import normalise_email, normalise_phone, timezone_for_phone
+from parley.customers.identity import (
+    normalise_email,
+    normalise_phone,
+    timezone_for_phone,
+    whatsapp_phone,
+)
 from parley.customers.models import ConsentRecord, Customer, CustomerIdentity, IdentityKind
 from parley.db.base import table_of
 from parley.db.scoped import in_workspaces
@@ -812,6 +817,21 @@ def refusals_at_addresses(
         address: {key: record for key, record in current.items() if not record.is_granted}
         for address, current in latest.items()
     }
+
+
+def consent_at_address(
+    session: Session, *, workspace_id: int, customer_id: int, channel: str, address: str
+) -> dict[tuple[str, str], ConsentRecord]:
+    """The customer's consent for one message to ``address`` on ``channel``: their own,
+    with the refusals of whoever holds the address put over it, so an agent's text to a
+    number that said STOP is refused from any profile the number is on."""
+    consent = current_consent(session, workspace_id=workspace_id, customer_id=customer_id)
+    kind = _ADDRESS_KIND.get(channel)
+    if kind is None:
+        return consent
+    value = whatsapp_phone(address) if channel == "whatsapp" else address
+    refused = refusals_at_addresses(session, addresses={(workspace_id, kind, value)})
+    return with_refusals(consent, refused.values())
 
 
 def with_refusals(

@@ -256,8 +256,12 @@ def reply_refusal(
     if not recipient:
         return f"no {channel} address to reply to: the customer has not written on {channel}"
     if author is not Author.SYSTEM:
-        consent = customers.current_consent(
-            session, workspace_id=workspace.id, customer_id=conversation.customer_id
+        consent = customers.consent_at_address(
+            session,
+            workspace_id=workspace.id,
+            customer_id=conversation.customer_id,
+            channel=channel,
+            address=recipient,
         ).get((channel, Purpose.TRANSACTIONAL))
         if consent is not None and not consent.is_granted:
             return f"opted out of {channel} ({consent.source})"
