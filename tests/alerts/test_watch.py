@@ -245,6 +245,38 @@ def test_a_receiver_that_is_down_is_retried_with_backoff_and_posted_once(db, fro
     assert (job.status, job.attempts) == (JobStatus.DONE, 3)
 
 
+def test_a_resolution_waits_for_its_firing_post_that_is_being_retried(db, frozen_clock):
+    """The receiver was down when the alert fired and the lane caught up meanwhile: the
+    channel must end on "resolved", not on a firing post that came back late."""
+    seed(db)
+    late_jobs(db, 1, waited=timedelta(minutes=10), store=None)
+    watch_now(db)
+    receiver = Receiver(503)
+    running = worker(db, receiver, batch_size=10)
+    asyncio.run(running.run_until_idle())
+    with db.transaction() as session:
+        session.execute(update(Job).where(Job.kind == "test.job").values(status=JobStatus.DONE))
+    frozen_clock.advance(timedelta(seconds=1))
+    [resolved] = watch_now(db)
+
+    for _ in range(3):
+        asyncio.run(running.run_until_idle())
+        frozen_clock.advance(timedelta(minutes=1))
+
+    assert resolved.firing is False
+    assert [(p["alert"], p["status"]) for p in receiver.posts] == [
+        (LATE, "firing"),
+        (LATE, "firing"),
+        (LATE, "resolved"),
+    ]
+    assert [
+        (job.payload["status"], job.status) for job in rows(db, Job, Job.kind == NOTIFY_KIND)
+    ] == [
+        ("firing", JobStatus.DONE),
+        ("resolved", JobStatus.DONE),
+    ]
+
+
 @pytest.mark.parametrize("status", [400, 404])
 def test_a_receiver_that_refuses_the_post_ends_it_in_the_dead_letter_at_once(
     db, frozen_clock, status
