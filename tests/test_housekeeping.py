@@ -10,15 +10,27 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import update
 
-from parley import housekeeping
+from parley import held_messages, housekeeping
+from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.housekeeping import SWEEP_SCHEDULE, Retention, SweepTask, Swept, sweep
 from parley.jobs import queue
 from parley.jobs.models import Job, JobStatus
 from parley.jobs.worker import Worker, WorkerConfig
+from parley.messaging.models import Message, MessageStatus
 from parley.settings import Settings
 from parley.store_events.models import StoreEvent, WebhookDelivery
-from support import count, deliveries, post, rows, seed
+from support import (
+    count,
+    deliveries,
+    drain,
+    hold_next_send,
+    make_worker,
+    post,
+    recording_adapters,
+    rows,
+    seed,
+)
 
 THREE_DAYS = Retention(webhooks=timedelta(days=3), finished_jobs=timedelta(days=7))
 
@@ -113,6 +125,33 @@ def test_a_job_due_long_ago_but_finished_lately_is_kept(db, frozen_clock):
 
     assert sweep(db, THREE_DAYS) == Swept(deliveries=0, jobs=0)
     assert count(db, Job) == 1
+
+
+def test_the_job_a_held_message_is_sent_again_through_is_kept_until_it_is_decided(db, frozen_clock):
+    """A confirmation held for review past the job retention (a deployment keeping jobs
+    12 hours): the owner who finds it never arrived sends it again, once, within its day;
+    the sweep must not have taken the job that does it."""
+    seed(db)
+    adapters = recording_adapters()
+    worker = make_worker(db, adapters)
+    post(db, deliveries("Alan")[0])
+    hold_next_send(worker, frozen_clock)
+    [held] = rows(db, Message, Message.status == MessageStatus.HELD)
+    frozen_clock.advance(timedelta(hours=20))
+
+    short = Retention(webhooks=timedelta(days=3), finished_jobs=timedelta(hours=12))
+    assert sweep(db, short) == Swept(deliveries=0, jobs=0)
+    with db.transaction() as session:
+        held_messages.send_again(
+            session, workspace_id=held.workspace_id, message_id=held.id, by="Ana", now=utc_now()
+        )
+    drain(worker)
+
+    assert len(adapters[ChannelKind.EMAIL].sent) == 2
+    assert [(m.idempotency_key, m.status) for m in rows(db, Message)] == [
+        (held.idempotency_key, "failed"),
+        (f"{held.idempotency_key}:r1", "sent"),
+    ]
 
 
 def test_the_sweep_deletes_in_batches_until_nothing_old_is_left(db, frozen_clock, monkeypatch):

@@ -162,6 +162,17 @@ def _settle(
     outbox.announce_status(session, message)
 
 
+def jobs_held_messages_need(session: Session) -> set[int]:
+    """The jobs every held message, in any store, would be sent again through: the
+    housekeeping sweep keeps them, however long the message waits for someone's word."""
+    held = session.scalars(
+        select(Message).where(
+            Message.status == MessageStatus.HELD, Message.direction == Direction.OUTBOUND
+        )
+    )
+    return {job.id for message in held if (job := _job_of(session, message)) is not None}
+
+
 def _job_of(session: Session, message: Message) -> Job | None:
     """The job that held the message: a reply's delivery job by its key; a journey
     message's among its run's jobs, by the keys the engine gives their messages."""

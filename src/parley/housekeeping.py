@@ -13,7 +13,8 @@ What goes, and when (``PARLEY_WEBHOOK_RETENTION_DAYS``, ``PARLEY_JOB_RETENTION_D
   timestamp; platforms retry for up to 3 days (Meta up to 7), so the retention cannot be
   set under 3 days. The store events a delivery carried stay in the store's timeline.
 - done and cancelled jobs past the job retention (default 7 days). Failed and dead jobs
-  are the dead letter and stay until someone deals with them.
+  are the dead letter and stay until someone deals with them, as does the job a message
+  held for review would be sent again through.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from parley.clock import utc_now
 from parley.db import Database
+from parley.held_messages import jobs_held_messages_need
 from parley.jobs import queue
 from parley.jobs.periodic import Schedule
 from parley.jobs.queue import ClaimedJob
@@ -102,10 +104,12 @@ def sweep(
     )
     if more:
         return Swept(deliveries=deliveries, jobs=0, more=True)
+    with db.transaction() as session:
+        needed = jobs_held_messages_need(session)
     jobs, more = _in_batches(
         db,
         lambda session: queue.prune_finished(
-            session, finished_before=now - retention.finished_jobs, limit=PRUNE_BATCH
+            session, finished_before=now - retention.finished_jobs, limit=PRUNE_BATCH, keep=needed
         ),
         deadline,
     )

@@ -11,6 +11,7 @@ that a later claim took, even one of the same worker.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -423,8 +424,11 @@ FINISHED = (JobStatus.DONE, JobStatus.CANCELLED)
 dead jobs are the dead letter, kept until someone deals with them."""
 
 
-def prune_finished(session: Session, *, finished_before: datetime, limit: int) -> int:
-    """Delete up to ``limit`` done or cancelled jobs last touched before ``finished_before``.
+def prune_finished(
+    session: Session, *, finished_before: datetime, limit: int, keep: Collection[int] = ()
+) -> int:
+    """Delete up to ``limit`` done or cancelled jobs last touched before ``finished_before``,
+    but none of ``keep`` (jobs still needed: one a held message would be sent again by).
 
     Deployment-wide housekeeping, across workspaces. Safe for exactly-once: a job's key is
     no longer needed once it is done, because what it caused is keyed where it lives (a
@@ -436,6 +440,7 @@ def prune_finished(session: Session, *, finished_before: datetime, limit: int) -
             Job.status.in_(FINISHED),
             Job.due_at < finished_before,
             Job.updated_at < finished_before,
+            *([Job.id.not_in(sorted(keep))] if keep else []),
         )
         .limit(limit)
         .scalar_subquery()
