@@ -419,6 +419,47 @@ def test_bad_frames_get_an_error_and_the_socket_stays_open(client, db, secret_ke
     assert [m.body for m in inbound(db)] == ["still here"]
 
 
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        pytest.param(
+            '{"type": "message", "id": "c-bad", "text": "a\\u0000b"}',
+            "a message cannot contain a NUL character or a lone surrogate",
+            id="nul_in_text_case",
+        ),
+        pytest.param(
+            '{"type": "message", "id": "c-bad", "text": "a\\ud800b"}',
+            "a message cannot contain a NUL character or a lone surrogate",
+            id="lone_surrogate_in_text_case",
+        ),
+    ],
+)
+def test_text_no_database_can_store_gets_an_error_and_the_socket_stays_open(
+    client, db, secret_key, frame, reason
+):
+    with open_chat(client, visitor_token(secret_key)) as ws:
+        chat = Chat(ws)
+        chat.next()
+        ws.send_text(frame)
+        error = chat.next()
+        chat.say("still here", "c-ok")
+
+    assert error == {"type": "error", "reason": reason, "id": "c-bad"}
+    assert [m.body for m in inbound(db)] == ["still here"]
+
+
+def test_an_email_no_database_can_store_gets_an_error_and_links_nothing(client, db, secret_key):
+    with open_chat(client, visitor_token(secret_key)) as ws:
+        chat = Chat(ws)
+        chat.next()
+        ws.send_text('{"type": "identify", "email": "ada\\u0000@example.com"}')
+        error = chat.next()
+        chat.say("still here", "c-ok")
+
+    assert error == {"type": "error", "reason": "identify needs an email address"}
+    assert count(db, CustomerIdentity, CustomerIdentity.kind == IdentityKind.WEBCHAT) == 1
+
+
 def test_a_flood_of_frames_closes_the_socket(client, db, secret_key):
     with open_chat(client, visitor_token(secret_key)) as ws:
         chat = Chat(ws)
@@ -429,6 +470,43 @@ def test_a_flood_of_frames_closes_the_socket(client, db, secret_key):
 
     assert code == 1008
     assert len(chat.messages(direction="inbound")) <= 20
+    assert count(db, Message) == 20
+
+
+def test_the_flood_limit_holds_for_the_visitor_across_reconnects(client, db, secret_key):
+    token = visitor_token(secret_key)
+    with open_chat(client, token) as ws:
+        chat = Chat(ws)
+        chat.next()
+        for number in range(20):
+            ws.send_json({"type": "message", "id": f"c{number}", "text": f"spam {number}"})
+        chat.until(lambda f: f["type"] == "message" and f["client_id"] == "c19")
+
+    with open_chat(client, token) as ws:
+        chat = Chat(ws)
+        chat.next()
+        ws.send_json({"type": "message", "id": "c20", "text": "spam 20"})
+        code = chat.close_code()
+
+    assert code == 1008
+    assert chat.messages(direction="inbound") == []
+    assert count(db, Message) == 20
+
+
+def test_the_flood_limit_holds_for_the_visitor_across_open_sockets(client, db, secret_key):
+    token = visitor_token(secret_key)
+    with open_chat(client, token) as first, open_chat(client, token) as second:
+        chats = [Chat(first), Chat(second)]
+        for chat in chats:
+            chat.next()
+        for number in range(10):
+            first.send_json({"type": "message", "id": f"a{number}", "text": f"spam {number}"})
+        chats[0].until(lambda f: f["type"] == "message" and f["client_id"] == "a9")
+        for number in range(11):
+            second.send_json({"type": "message", "id": f"b{number}", "text": f"spam {number}"})
+        code = chats[1].close_code()
+
+    assert code == 1008
     assert count(db, Message) == 20
 
 

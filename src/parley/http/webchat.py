@@ -247,7 +247,7 @@ class StaticAsset:
 
 
 class WebChatEndpoints:
-    """The web chat's routes, sharing the settings, the hub and the mint limit."""
+    """The web chat's routes, sharing the settings, the hub and the mint and flood limits."""
 
     def __init__(self, settings: Settings, *, hub: ChatHub) -> None:
         self.settings = settings
@@ -255,6 +255,7 @@ class WebChatEndpoints:
         self.public_origin = origin_of(settings.resolved_public_url())
         self.is_https = self.public_origin is not None and self.public_origin.startswith("https:")
         self.mint_limit = TokenBucket(capacity=MINT_BURST, per_second=MINT_PER_SECOND)
+        self.flood = FloodGuard(limit=FLOOD_LIMIT, window=FLOOD_WINDOW_SECONDS)
         self.widget_js = StaticAsset("widget.js")
 
     async def widget(self, request: Request) -> Response:
@@ -349,7 +350,9 @@ class WebChatEndpoints:
             await websocket.close(code=refused.code, reason=refused.reason)
             return
         assert store is not None
-        await ChatSocket(websocket, db=db, store=store, visitor_id=visitor_id, hub=self.hub).run()
+        await ChatSocket(
+            websocket, db=db, store=store, visitor_id=visitor_id, hub=self.hub, flood=self.flood
+        ).run()
 
     async def demo_store(self, request: Request) -> Response:
         """``GET /demo/store`` (sandbox only): the demo store's shop front with the widget.
@@ -474,7 +477,14 @@ class ChatSocket:
     """
 
     def __init__(
-        self, websocket: WebSocket, *, db: Database, store: Store, visitor_id: str, hub: ChatHub
+        self,
+        websocket: WebSocket,
+        *,
+        db: Database,
+        store: Store,
+        visitor_id: str,
+        hub: ChatHub,
+        flood: FloodGuard,
     ) -> None:
         self.websocket = websocket
         self.db = db
@@ -482,7 +492,7 @@ class ChatSocket:
         self.visitor_id = visitor_id
         self.hub = hub
         self.transcript = Transcript()
-        self.flood = FloodGuard(limit=FLOOD_LIMIT, window=FLOOD_WINDOW_SECONDS)
+        self.flood = flood
         self._send_lock = asyncio.Lock()
         self._is_closed = False
 
@@ -507,7 +517,7 @@ class ChatSocket:
             message = await self.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            if not self.flood.allow(time.monotonic()):
+            if not self.flood.allow(self.visitor_id, time.monotonic()):
                 log.warning("web chat visitor %s flooded the socket; closed", self.visitor_id)
                 await self._close(CLOSE_POLICY_VIOLATION, "too many messages")
                 return

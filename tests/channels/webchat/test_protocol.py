@@ -30,6 +30,12 @@ def test_a_message_frame_is_parsed_verbatim():
     assert frame == ChatMessage(client_id="c-1_A", text=text)
 
 
+def test_an_emoji_spelled_as_a_surrogate_pair_is_accepted():
+    frame = parse_frame('{"type": "message", "id": "c1", "text": "thanks \\ud83d\\ude00"}')
+
+    assert frame == ChatMessage(client_id="c1", text="thanks \U0001f600")
+
+
 def test_an_identify_frame_is_parsed():
     assert parse_frame('{"type": "identify", "email": "ada@example.com"}') == Identify(
         email="ada@example.com"
@@ -77,6 +83,24 @@ def test_an_identify_frame_is_parsed():
             "identify needs an email address",
             None,
             id="email_not_text_case",
+        ),
+        pytest.param(
+            '{"type": "message", "id": "c1", "text": "a\\u0000b"}',
+            "a message cannot contain a NUL character or a lone surrogate",
+            "c1",
+            id="nul_in_text_case",
+        ),
+        pytest.param(
+            '{"type": "message", "id": "c1", "text": "a\\udc00b"}',
+            "a message cannot contain a NUL character or a lone surrogate",
+            "c1",
+            id="lone_surrogate_in_text_case",
+        ),
+        pytest.param(
+            '{"type": "identify", "email": "ada\\u0000@example.com"}',
+            "identify needs an email address",
+            None,
+            id="nul_in_email_case",
         ),
     ],
 )
@@ -167,8 +191,21 @@ def test_history_starts_the_cursor_below_its_oldest_message():
 def test_the_flood_guard_refuses_the_21st_frame_in_ten_seconds():
     guard = FloodGuard(limit=20, window=10.0)
 
-    allowed = [guard.allow(100.0 + i * 0.1) for i in range(20)]
+    allowed = [guard.allow("v_a", 100.0 + i * 0.1) for i in range(20)]
 
     assert allowed == [True] * 20
-    assert guard.allow(102.0) is False
-    assert guard.allow(110.0) is True
+    assert guard.allow("v_a", 102.0) is False
+    assert guard.allow("v_b", 102.0) is True
+    assert guard.allow("v_a", 110.0) is True
+
+
+def test_the_flood_guard_forgets_quiet_visitors_once_there_are_many(monkeypatch):
+    monkeypatch.setattr(FloodGuard, "MAX_KEYS", 2)
+    guard = FloodGuard(limit=1, window=10.0)
+    guard.allow("v_old", 100.0)
+    guard.allow("v_a", 109.0)
+
+    assert guard.allow("v_b", 111.0) is True
+
+    assert sorted(guard._times) == ["v_a", "v_b"]
+    assert guard.allow("v_a", 111.0) is False

@@ -5,6 +5,11 @@ Client to server::
     {"type": "message", "id": "<client message id>", "text": "..."}   # 1..4000 characters
     {"type": "identify", "email": "..."}
 
+Text holds no NUL and no lone surrogate (JSON can spell both, ``\\u0000`` and ``\\ud800``):
+neither can be stored (PostgreSQL refuses NUL in text; no engine encodes a lone surrogate
+as UTF-8), so such a frame is refused here with a reason rather than failing the socket,
+which the widget would reconnect and resend into the same failure.
+
 The client id makes a resent frame (after a dropped connection) the same message: it is
 stored once per visitor and client id.
 
@@ -74,7 +79,12 @@ def parse_frame(raw: str | bytes | None) -> ChatMessage | Identify:
         return _chat_message(frame)
     if kind == "identify":
         email = frame.get("email")
-        if not isinstance(email, str) or not email.strip() or len(email) > MAX_EMAIL_LEN:
+        if (
+            not isinstance(email, str)
+            or not email.strip()
+            or len(email) > MAX_EMAIL_LEN
+            or not _is_storable(email)
+        ):
             raise BadFrame("identify needs an email address")
         return Identify(email=email)
     raise BadFrame("unknown frame type: expected message or identify")
@@ -89,7 +99,22 @@ def _chat_message(frame: dict[str, Any]) -> ChatMessage:
         raise BadFrame("a message needs some text", client_id=client_id)
     if len(text) > MAX_TEXT_LEN:
         raise BadFrame(f"a message is at most {MAX_TEXT_LEN} characters", client_id=client_id)
+    if not _is_storable(text):
+        raise BadFrame(
+            "a message cannot contain a NUL character or a lone surrogate", client_id=client_id
+        )
     return ChatMessage(client_id=client_id, text=text)
+
+
+def _is_storable(text: str) -> bool:
+    """Whether every engine can store ``text`` (see the module doc)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -170,18 +195,38 @@ class Transcript:
 
 
 class FloodGuard:
-    """At most ``limit`` frames in any ``window`` seconds: past that, the socket is abuse."""
+    """At most ``limit`` frames in any ``window`` seconds per visitor: past that, it is abuse.
+
+    Counted per visitor id, not per socket: a count that died with its socket would start
+    afresh on every reconnect, and a second tab would double it, so one token could post
+    without end. One guard serves all of a process's sockets; only the event loop touches
+    it. Visitors quiet for a whole window are forgotten once there are many, so a stream
+    of new visitors cannot grow it without end.
+    """
+
+    MAX_KEYS = 10_000
 
     def __init__(self, *, limit: int, window: float) -> None:
         self.limit = limit
         self.window = window
-        self._times: deque[float] = deque()
+        self._times: dict[str, deque[float]] = {}
 
-    def allow(self, now: float) -> bool:
-        """Count a frame arriving at ``now`` (monotonic seconds); False once over the limit."""
-        while self._times and now - self._times[0] >= self.window:
-            self._times.popleft()
-        if len(self._times) >= self.limit:
+    def allow(self, visitor_id: str, now: float) -> bool:
+        """Count a frame from ``visitor_id`` arriving at ``now`` (monotonic seconds); False
+        once over the limit."""
+        times = self._times.setdefault(visitor_id, deque())
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if len(times) >= self.limit:
             return False
-        self._times.append(now)
+        times.append(now)
+        if len(self._times) > self.MAX_KEYS:
+            self._forget_quiet(now)
         return True
+
+    def _forget_quiet(self, now: float) -> None:
+        self._times = {
+            visitor_id: times
+            for visitor_id, times in self._times.items()
+            if times and now - times[-1] < self.window
+        }
