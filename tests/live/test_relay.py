@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
 
 from parley.accounts import service as accounts
 from parley.accounts.models import LoginSession
@@ -167,6 +168,40 @@ async def test_a_removed_agent_is_cut_off_before_any_later_event_and_a_colleague
     assert admin.ending is None
 
 
+async def test_a_removal_that_could_not_be_checked_holds_back_every_later_event(
+    db, team, relay, monkeypatch
+):
+    agent = listen(relay, db, AGENT)
+    admin = listen(relay, db, ADMIN)
+    with db.transaction() as session:
+        accounts.remove_member(
+            session,
+            login=login_as(session, team.workspace_id, team.admin_id),
+            user_id=team.agent_id,
+            ip="127.0.0.1",
+            now=utc_now(),
+        )
+    message = customer_writes(db, channel=ChannelKind.SMS, sender="+447911000111", text="hello")
+    check = relay._allowed
+
+    def database_restarting(digests: list[str]) -> set[tuple[str, int, int]]:
+        raise OperationalError("SELECT", {}, Exception("the database is restarting"))
+
+    monkeypatch.setattr(relay, "_allowed", database_restarting)
+    with pytest.raises(OperationalError):
+        await relay.catch_up()
+    assert await received(agent) == []
+    assert await received(admin) == []
+
+    monkeypatch.setattr(relay, "_allowed", check)
+    await relay.catch_up()  # the relay's next turn, once the database answers
+
+    assert await received(agent) == [Ending.REVOKED]
+    (event,) = await received(admin)
+    assert isinstance(event, Event)
+    assert (event.kind, event.conversation_id) == ("message", message.conversation_id)
+
+
 async def test_a_password_change_ends_the_old_sessions_streams_not_the_new_one(db, team, relay):
     old = listen(relay, db, AGENT)
     signed = signed_in(db, AGENT)
@@ -242,21 +277,26 @@ async def test_replay_returns_the_newer_rows_this_user_may_see(db, team, relay):
     ]
 
 
+def commit_event(db, workspace_id: int, event_id: int) -> None:
+    """A row with this id, as a transaction that was handed the id earlier commits it."""
+    with db.transaction() as session:
+        session.add(
+            LiveEvent(
+                id=event_id,
+                workspace_id=workspace_id,
+                kind="conversation",
+                conversation_id=event_id,
+                data={},
+                created_at=utc_now(),
+            )
+        )
+
+
 async def test_a_row_committed_after_a_higher_id_is_still_delivered(db, team, relay):
     agent = listen(relay, db, AGENT)
 
     def commit(event_id: int) -> None:
-        with db.transaction() as session:
-            session.add(
-                LiveEvent(
-                    id=event_id,
-                    workspace_id=team.workspace_id,
-                    kind="conversation",
-                    conversation_id=event_id,
-                    data={},
-                    created_at=utc_now(),
-                )
-            )
+        commit_event(db, team.workspace_id, event_id)
 
     commit(1001)
     await relay.catch_up()
@@ -268,6 +308,19 @@ async def test_a_row_committed_after_a_higher_id_is_still_delivered(db, team, re
 
     items = await received(agent)
     assert [e.conversation_id for e in items if isinstance(e, Event)] == [1001, 1003, 1002]
+
+
+async def test_a_row_in_flight_when_the_relay_starts_is_still_delivered(db, team, relay):
+    commit_event(db, team.workspace_id, 1001)
+    commit_event(db, team.workspace_id, 1003)  # 1002 is still in flight in another process
+    await relay.start()
+    agent = listen(relay, db, AGENT)
+
+    commit_event(db, team.workspace_id, 1002)
+    commit_event(db, team.workspace_id, 1004)
+
+    items = [await agent.next(5.0), await agent.next(5.0)]  # the relay's own turns
+    assert [e.conversation_id for e in items if isinstance(e, Event)] == [1002, 1004]
 
 
 async def test_pruning_drops_old_rows_but_keeps_the_newest(db, team, relay, frozen_clock):

@@ -6,6 +6,8 @@ uvicorn in a thread and reads the stream with httpx2 in another.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -17,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx2
@@ -26,15 +29,19 @@ from sqlalchemy import text
 
 import parley.http.web.live as live_module
 from parley.accounts import service as accounts
+from parley.accounts.service import SessionPolicy, token_digest
 from parley.channels.base import ChannelKind
 from parley.clock import utc_now
-from parley.http.web.live import uvicorn_exiting
+from parley.http.web.live import ENDED_FRAME, RETRY_MILLISECONDS, EventStream, uvicorn_exiting
 from parley.inbox import service as inbox
 from parley.inbox.models import ConversationStatus
+from parley.live.hub import Subscriber
+from parley.live.relay import Relay
 from support import customer_writes
 from web_support import ADMIN, AGENT, OTHER_ADMIN, PASSWORD, browser, login_as, seed_team, web_app
 
 WAIT = 5.0
+POLICY = SessionPolicy(idle=timedelta(hours=2), absolute=timedelta(hours=12))
 log = logging.getLogger(__name__)
 
 
@@ -255,6 +262,97 @@ def test_a_reconnect_with_last_event_id_replays_what_it_missed(db, team, monkeyp
 
     assert [payload(f)["data"]["message_id"] for f in replayed] == [m.message_id for m in missed]
     assert int(replayed[0]["id"]) > int(seen["id"])
+
+
+async def streamed(relay: Relay, subscriber: Subscriber, *, after: int | None) -> list[bytes]:
+    """What the stream writes, up to its end; cut short after a while if it never ends."""
+    written: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message["body"]:
+            written.append(message["body"])
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()  # the browser stays connected
+        raise AssertionError("unreachable")
+
+    stream = EventStream(relay, subscriber, after=after)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(1.0):
+            await stream({"type": "http"}, receive, send)
+    return written
+
+
+def removed(db, team) -> None:
+    with db.transaction() as session:
+        accounts.remove_member(
+            session,
+            login=login_as(session, team.workspace_id, team.admin_id),
+            user_id=team.agent_id,
+            ip="127.0.0.1",
+            now=utc_now(),
+        )
+
+
+def agent_signs_in(db) -> accounts.SignedIn:
+    with db.transaction() as session:
+        signed = accounts.sign_in(
+            session,
+            email=AGENT,
+            password=PASSWORD,
+            ip="127.0.0.1",
+            user_agent=None,
+            now=utc_now(),
+            limits=accounts.LoginLimits(max_failures=10, window=timedelta(minutes=15)),
+        )
+    assert isinstance(signed, accounts.SignedIn)
+    return signed
+
+
+@pytest.mark.anyio
+async def test_a_stream_opened_as_its_agent_is_removed_ends_before_any_event(db, team):
+    relay = Relay(db, policy=POLICY)
+    try:
+        signed = agent_signs_in(db)
+        # The request's session was read before the removal; the relay handed the removal
+        # on before the stream subscribed, so no ending event will concern it.
+        removed(db, team)
+        await relay.catch_up()
+        subscriber = relay.hub.subscribe(
+            workspace_id=team.workspace_id,
+            user_id=team.agent_id,
+            token_digest=token_digest(signed.token),
+        )
+        customer_writes(db, channel=ChannelKind.SMS, sender="+447911000777", text="later")
+        stream = asyncio.create_task(streamed(relay, subscriber, after=None))
+        await relay.catch_up()
+        written = await stream
+    finally:
+        await relay.stop()
+
+    assert written == [f"retry: {RETRY_MILLISECONDS}\n\n".encode(), ENDED_FRAME]
+
+
+@pytest.mark.anyio
+async def test_a_replay_for_a_stream_revoked_meanwhile_shows_nothing_after_the_removal(db, team):
+    relay = Relay(db, policy=POLICY)
+    try:
+        signed = agent_signs_in(db)
+        subscriber = relay.hub.subscribe(
+            workspace_id=team.workspace_id,
+            user_id=team.agent_id,
+            token_digest=token_digest(signed.token),
+        )
+        # Between the subscription and the replay, the relay hands on a removal and a
+        # later message.
+        removed(db, team)
+        customer_writes(db, channel=ChannelKind.SMS, sender="+447911000888", text="later")
+        await relay.catch_up()
+        written = await streamed(relay, subscriber, after=0)
+    finally:
+        await relay.stop()
+
+    assert written == [f"retry: {RETRY_MILLISECONDS}\n\n".encode(), ENDED_FRAME]
 
 
 def test_uvicorn_exiting_follows_the_server_that_handles_sigterm():

@@ -149,7 +149,8 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Begin at the table's current end: a new process announces only what follows."""
+        """Begin at the table's current end: a new process announces only what follows
+        (and what was still committing as it started)."""
         self._started = await self._find_tail()
         self._tasks.append(asyncio.create_task(self._run(), name="parley-live-relay"))
         if self.db.is_postgres:
@@ -168,17 +169,28 @@ class Relay:
 
     async def _find_tail(self) -> bool:
         """Start from the table's end; with the database down, start once it answers, so
-        a serving process still comes up (and answers 503) during an outage."""
+        a serving process still comes up (and answers 503) during an outage.
+
+        The ids missing just below the end may belong to transactions still committing
+        (a restart lands between another process's insert and its commit): they are
+        gaps like those met later, picked up if they commit within :data:`GAP_SECONDS`.
+        """
         try:
-            self.last_id = await asyncio.to_thread(self._tail_id)
+            self.last_id, missing = await asyncio.to_thread(self._tail)
         except OperationalError:
             log.warning("live relay: database unavailable at start; will begin when it answers")
             return False
+        noticed = time.monotonic()
+        self._gaps.update(dict.fromkeys(missing, noticed))
         return True
 
-    def _tail_id(self) -> int:
+    def _tail(self) -> tuple[int, list[int]]:
+        """The newest id, and the ids missing among the :data:`MAX_GAPS` below it."""
         with Session(self._reader) as session:
-            return int(session.scalar(select(func.max(LiveEvent.id))) or 0)
+            newest = int(session.scalar(select(func.max(LiveEvent.id))) or 0)
+            lowest = max(1, newest - MAX_GAPS)
+            present = set(session.scalars(select(LiveEvent.id).where(LiveEvent.id >= lowest)))
+        return newest, [event_id for event_id in range(lowest, newest) if event_id not in present]
 
     async def _run(self) -> None:
         revalidated = pruned = time.monotonic()
@@ -208,13 +220,19 @@ class Relay:
                 await asyncio.sleep(1.0)
 
     async def catch_up(self) -> int:
-        """Hand every newly committed row to the hub, in id order; returns how many."""
+        """Hand every newly committed row to the hub, in id order; returns how many.
+
+        A row counts as handed on only once the streams it concerns were re-checked: if
+        the check fails (the database is restarting), the next turn reads the row again and
+        re-checks before anything later, so a removed agent's stream never receives the
+        rows behind their removal. Handing an ending row on twice shows nothing twice.
+        """
         rows = await asyncio.to_thread(self._fetch, self.last_id, list(self._gaps))
         for row in rows:
-            self._track(row.id)
             concerned = self.hub.deliver(row)
             if concerned:
                 await self.revalidate(concerned)
+            self._track(row.id)
         self._expire_gaps()
         return len(rows)
 

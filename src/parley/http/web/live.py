@@ -53,6 +53,9 @@ class EventStream(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             await _write(send, f"retry: {RETRY_MILLISECONDS}\n\n".encode())
+            # The session was read before the stream joined the hub: a removal the relay
+            # handed on in between concerned no stream, so this one is checked itself.
+            await self.relay.revalidate([subscriber])
             replayed: set[int] = set()
             if self.after is not None:
                 for missed in await self.relay.replay(
@@ -60,6 +63,9 @@ class EventStream(Response):
                     user_id=subscriber.user_id,
                     after=self.after,
                 ):
+                    # Revoked while the replay was read: what follows may be past the end.
+                    if subscriber.ending is not None:
+                        break
                     replayed.add(missed.id)
                     await _write(send, missed.frame())
             while True:
