@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from parley.channels.base import ChannelKind
+from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
 from parley.clock import utc_now
 from parley.customers import service as customers
 from parley.customers.models import Customer
@@ -215,3 +215,74 @@ def test_a_promotion_the_stores_rate_holds_back_does_not_cap_her_next_one(db, fr
         "alan@example.com",
         "ada@example.com",
     ]
+
+
+def test_a_promotion_the_provider_refused_does_not_cap_her_next_one(db, frozen_clock):
+    # Given Ada agreed to marketing email, and the mail server refuses the first
+    # promotion's content outright
+    seed(db)
+    to_lane(db, "order_confirmation", "marketing")
+    to_lane(db, "dispatch", "marketing")
+    adapters = recording_adapters()
+    adapters[ChannelKind.EMAIL].script.append(
+        PermanentChannelError("5.7.1 message content rejected", provider_code="554")
+    )
+    worker = make_worker(db, adapters)
+    placed, dispatched, *_ = deliveries("Ada", order_id=801, number=1801)
+    post(db, placed)
+    drain(worker)
+    [confirmation] = rows(
+        db, Message, Message.message_type == "order_confirmation", Message.channel == "email"
+    )
+    assert (confirmation.status, confirmation.status_reason) == (
+        "failed",
+        "5.7.1 message content rejected",
+    )
+
+    # When her order ships an hour later
+    frozen_clock.advance(timedelta(hours=1))
+    post(db, dispatched)
+    drain(worker)
+
+    # Then the promotion goes: the one that never reached her holds no slot
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert (dispatch.recipient, dispatch.status, dispatch.status_reason) == (
+        "ada@example.com",
+        "sent",
+        None,
+    )
+    assert [m.to for m in adapters[ChannelKind.EMAIL].sent] == ["ada@example.com"]
+    assert [slot.idempotency_key for slot in rows(db, MarketingSlot)] == [dispatch.idempotency_key]
+
+
+def test_a_promotion_that_failed_after_the_provider_may_have_taken_it_keeps_its_slot(
+    db, frozen_clock
+):
+    # Given Ada's promotion ends in the dead letter after timeouts, any of which may have
+    # reached her
+    seed(db)
+    to_lane(db, "order_confirmation", "marketing")
+    to_lane(db, "dispatch", "marketing")
+    adapters = recording_adapters()
+    adapters[ChannelKind.EMAIL].script.extend(TransientChannelError("timed out") for _ in range(20))
+    worker = make_worker(db, adapters, max_attempts_base=2)
+    placed, dispatched, *_ = deliveries("Ada", order_id=802, number=1802)
+    post(db, placed)
+    for _ in range(8):
+        drain(worker)
+        frozen_clock.advance(timedelta(minutes=10))
+    [confirmation] = rows(
+        db, Message, Message.message_type == "order_confirmation", Message.channel == "email"
+    )
+    assert confirmation.status_reason == "dead letter after 8 attempts: timed out"
+    adapters[ChannelKind.EMAIL].script.clear()
+
+    # When her order ships within the cap's 16 hours
+    post(db, dispatched)
+    drain(worker)
+
+    # Then the next promotion is capped, as if the first had gone
+    [dispatch] = rows(db, Message, Message.message_type == "dispatch")
+    assert dispatch.status == "skipped"
+    assert dispatch.status_reason.startswith("frequency cap: marketing by email")
+    assert adapters[ChannelKind.EMAIL].sent == []

@@ -1136,16 +1136,37 @@ def record_results(
     ]
     if store_accounts:
         note_answers(session, store_accounts, now=now)
-    for send, result, _ in answers:
-        if isinstance(result, PermanentChannelError):
-            record_provider_opt_out(
-                session,
-                workspace_id=send.workspace_id,
-                customer_id=send.customer_id,
-                channel=str(send.channel),
-                code=result.provider_code,
-            )
+    refused = [
+        (send, result) for send, result, _ in answers if isinstance(result, PermanentChannelError)
+    ]
+    for send, refusal in refused:
+        record_provider_opt_out(
+            session,
+            workspace_id=send.workspace_id,
+            customer_id=send.customer_id,
+            channel=str(send.channel),
+            code=refusal.provider_code,
+        )
+    if refused:
+        _release_slots_of_refused(session, [send.message_id for send, _ in refused])
     return [outcome.recorded for outcome in outcomes]
+
+
+def _release_slots_of_refused(session: Session, message_ids: list[int]) -> None:
+    """Marketing messages the provider refused for good give back their frequency-cap
+    slot: a refusal is an answer that nothing went, so the customer's next marketing
+    message is not capped by one that never reached them. A message dead-lettered after
+    timeouts and outages keeps its slot: any of those attempts may have reached them."""
+    held: dict[int, dict[str, int]] = {}
+    for workspace_id, customer_id, key in session.execute(
+        select(Message.workspace_id, Message.customer_id, Message.idempotency_key).where(
+            one_of(session, Message.id, message_ids), Message.purpose == Purpose.MARKETING
+        )
+    ):
+        if customer_id is not None:
+            held.setdefault(workspace_id, {})[key] = customer_id
+    for workspace_id, keys in held.items():
+        frequency.release_slots(session, workspace_id=workspace_id, keys=keys)
 
 
 def _account_refusal(result: SendResult | BaseException) -> str | None:
