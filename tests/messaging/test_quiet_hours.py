@@ -74,6 +74,35 @@ def test_a_store_that_sends_nothing_on_sundays_waits_for_monday():
     assert no_sundays.next_opening(at("2026-06-13T20:59:00+02:00"), paris) is None
 
 
+def test_a_store_that_sends_nothing_on_public_holidays_waits_for_the_next_working_day():
+    no_holidays = QuietHours(holidays=False)
+    paris = ZoneInfo("Europe/Paris")
+    bastille_day = at("2026-07-14T10:00:00+02:00")  # a Tuesday
+    assert no_holidays.next_opening(bastille_day, paris, "FR") == at("2026-07-15T08:00:00+02:00")
+    # The holidays are those of the number's country, and a number of none has none
+    assert no_holidays.next_opening(bastille_day, paris, "US") is None
+    assert no_holidays.next_opening(bastille_day, paris, None) is None
+    assert US.next_opening(bastille_day, paris, "FR") is None
+
+
+def test_holidays_and_sundays_in_a_row_are_all_skipped():
+    # Christmas on Friday, Boxing Day on Saturday (its bank holiday moved to Monday 28th),
+    # and the Sunday between: a London store that sends neither waits until Tuesday
+    neither = QuietHours(sundays=False, holidays=False)
+    london = ZoneInfo("Europe/London")
+    assert neither.next_opening(at("2026-12-24T21:30:00+00:00"), london, "GB") == at(
+        "2026-12-29T08:00:00+00:00"
+    )
+
+
+def test_a_window_saved_before_holidays_could_be_chosen_still_sends_on_them():
+    stored = {"quiet_hours": {"opens": 9, "closes": 20, "sundays": False}}
+    assert QuietHours.of(stored) == QuietHours(opens=9, closes=20, sundays=False, holidays=True)
+    assert QuietHours.of({"quiet_hours": QuietHours(holidays=False).as_settings()}) == (
+        QuietHours(holidays=False)
+    )
+
+
 def test_a_window_that_does_not_open_before_it_closes_is_refused():
     for opens, closes in ((21, 8), (9, 9), (-1, 20), (8, 25)):
         with pytest.raises(ValueError, match="must open before it closes"):
@@ -325,6 +354,33 @@ def test_the_stores_own_window_applies(db, frozen_clock, grace_takes_marketing_t
     frozen_clock.advance(at("2026-03-04T10:00:00-05:00") - frozen_clock())
     drain(make_worker(db, adapters))
     assert len(adapters[ChannelKind.SMS].sent) == 1
+
+
+def test_a_marketing_text_due_on_a_public_holiday_waits_for_the_next_day(
+    db, frozen_clock, grace_takes_marketing_texts
+):
+    # Given a store that sends no marketing texts on public holidays, and Grace's US number
+    to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
+    with db.transaction() as session:
+        store = session.get_one(Workspace, grace_takes_marketing_texts)
+        store.settings = {**store.settings, "quiet_hours": {"holidays": False}}
+
+    # When her order ships on Thanksgiving morning
+    frozen_clock.advance(at("2026-11-26T10:00:00-05:00") - frozen_clock())
+    placed, dispatched, *_ = deliveries("Grace")
+    post(db, placed)
+    post(db, dispatched)
+    adapters = recording_adapters()
+    drain(make_worker(db, adapters))
+
+    # Then the promotion waits for the Friday's opening, and goes then
+    assert adapters[ChannelKind.SMS].sent == []
+    [waiting] = rows(db, Job, Job.status == JobStatus.PENDING, Job.kind == ADVANCE)
+    assert waiting.due_at == at("2026-11-27T08:00:00-05:00")
+    frozen_clock.advance(at("2026-11-27T08:00:00-05:00") - frozen_clock())
+    drain(make_worker(db, adapters))
+    [sms] = adapters[ChannelKind.SMS].sent
+    assert sms.to == "+12025550143"
 
 
 def test_a_window_saved_wider_than_the_law_keeps_a_text_for_the_morning(

@@ -34,6 +34,7 @@ from parley.jobs.models import Job
 from parley.journeys.models import Journey
 from parley.messaging import refusals
 from parley.messaging.models import Message, MessageTemplate, SendingDomainCheck
+from parley.messaging.quiet_hours import QuietHours
 from parley.messaging.senders import sending_accounts
 from parley.workspaces.models import ChannelAccount, Workspace
 from support import (
@@ -713,9 +714,36 @@ def test_quiet_hours_are_set_for_the_store_and_audited(app, db, team):
         again = client.get("/admin", headers=HTML)
     assert '<option value="9" selected>09:00</option>' in again.text
     (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
-    assert workspace.settings["quiet_hours"] == {"opens": 9, "closes": 20, "sundays": False}
+    assert workspace.settings["quiet_hours"] == {
+        "opens": 9,
+        "closes": 20,
+        "sundays": False,
+        "holidays": False,
+    }
     (entry,) = audit_actions(db, "settings_changed")
-    assert entry.detail == {"page": "quiet hours", "opens": 9, "closes": 20, "sundays": False}
+    assert entry.detail == {
+        "page": "quiet hours",
+        "opens": 9,
+        "closes": 20,
+        "sundays": False,
+        "holidays": False,
+    }
+
+
+def test_a_store_can_keep_marketing_texts_off_public_holidays(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        before = client.get("/admin", headers=HTML)
+        answer = client.post(
+            "/admin/quiet-hours",
+            data={"csrf_token": csrf, "opens": "8", "closes": "21", "sundays": "on"},
+        )
+        after = client.get("/admin", headers=HTML)
+    assert '<input type="checkbox" name="holidays" checked>' in before.text
+    assert answer.status_code == 303
+    assert '<input type="checkbox" name="holidays" >' in after.text
+    (workspace,) = rows(db, Workspace, Workspace.id == team.workspace_id)
+    assert QuietHours.of(workspace.settings) == QuietHours(holidays=False)
 
 
 @pytest.mark.parametrize(("opens", "closes"), [("21", "8"), ("9", "9"), ("x", "20"), ("8", "")])

@@ -75,6 +75,17 @@ def timezone_for_phone(e164: str | None) -> str | None:
     return zones[0] if len(zones) == 1 else None
 
 
+def country_for_phone(e164: str | None) -> str | None:
+    """The ISO country (``FR``) a number belongs to; None when unknown or not a number."""
+    if not e164:
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "001" else None
+
+
 def timezones_for_phone(e164: str | None) -> tuple[str, ...]:
     """Every IANA zone a number's area may be in (none when unknown or not a number)."""
     if not e164:

@@ -2,7 +2,8 @@
 
 US rules (47 CFR 64.1200(c)(1)) forbid marketing calls and texts before 8:00 or after
 21:00 at the customer's location; some states and countries are stricter (9:00 to 20:00;
-France 8:00 to 22:00 and not on Sundays). A store sets its window on Settings → General
+France 8:00 to 22:00 and not on Sundays or public holidays). A store sets its window on
+Settings → General
 (``workspace.settings["quiet_hours"]``), 8:00 to 21:00 by default and never wider: a
 store may only narrow it. A window saved wider before that rule is read narrowed to it
 (:meth:`QuietHours.of`), so what a store once typed cannot send a text at night.
@@ -15,16 +16,22 @@ The zone is the customer's (from the store's platform, or from a phone number th
 only one); for a text to a number whose area spans several zones, and no zone of the
 customer's own, the window must be open in all of them; else the store's zone. Times are
 computed with ``zoneinfo`` on the local calendar, so a daylight-saving change neither
-skips nor repeats an opening (RELIABILITY J4).
+skips nor repeats an opening (RELIABILITY J4). Public holidays are the national ones of
+the country the number belongs to, from the ``holidays`` package (a few hundred
+countries' calendars, kept to their laws; writing them here would be a second, staler
+copy); a number of a country it does not know has none.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import holidays as calendars
 
 from parley.channels.base import ChannelKind
 
@@ -43,6 +50,8 @@ class QuietHours:
     closes: int = LATEST_CLOSING
     sundays: bool = True
     """Whether marketing texts go out on Sundays at all."""
+    holidays: bool = True
+    """Whether they go out on the public holidays of the customer's country."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.opens < self.closes <= 24:
@@ -69,51 +78,84 @@ class QuietHours:
         closes = min(int(found.get("closes", LATEST_CLOSING)), LATEST_CLOSING)
         if opens >= closes:
             opens, closes = EARLIEST_OPENING, LATEST_CLOSING
-        return cls(opens=opens, closes=closes, sundays=bool(found.get("sundays", cls.sundays)))
+        return cls(
+            opens=opens,
+            closes=closes,
+            sundays=bool(found.get("sundays", cls.sundays)),
+            holidays=bool(found.get("holidays", cls.holidays)),
+        )
 
     def as_settings(self) -> dict[str, Any]:
-        return {"opens": self.opens, "closes": self.closes, "sundays": self.sundays}
+        return {
+            "opens": self.opens,
+            "closes": self.closes,
+            "sundays": self.sundays,
+            "holidays": self.holidays,
+        }
 
-    def allows(self, moment: datetime, zone: ZoneInfo) -> bool:
+    def allows(self, moment: datetime, zone: ZoneInfo, country: str | None = None) -> bool:
+        """Whether a marketing text may ring at ``moment`` for a customer in ``zone``
+        whose number is of ``country``."""
         local = moment.astimezone(zone)
-        if not self.sundays and local.weekday() == SUNDAY:
-            return False
-        return self.opens <= local.hour < self.closes
+        return self._goes_on(local.date(), country) and self.opens <= local.hour < self.closes
 
-    def next_opening(self, now: datetime, zone: ZoneInfo) -> datetime | None:
+    def next_opening(
+        self, now: datetime, zone: ZoneInfo, country: str | None = None
+    ) -> datetime | None:
         """None while the window is open in ``zone``; otherwise the instant (UTC) it next
         opens there."""
-        if self.allows(now, zone):
+        if self.allows(now, zone, country):
             return None
-        return next(self._openings(now, zone))
+        return next(self._openings(now, zone, country))
 
-    def next_opening_everywhere(self, now: datetime, zones: Sequence[ZoneInfo]) -> datetime | None:
+    def next_opening_everywhere(
+        self, now: datetime, zones: Sequence[ZoneInfo], country: str | None = None
+    ) -> datetime | None:
         """None while the window is open in every one of ``zones``; otherwise the first
         instant (UTC) it is open in all of them, for a customer who could be in any: a
         phone number whose area spans two zones (RELIABILITY S8 goes by where the
         customer is). Such a moment starts at one zone's opening, so those are the only
         candidates. :class:`NoSharedWindow` when the zones never share an open moment (a
         window shorter than the hours between them)."""
-        if all(self.allows(now, zone) for zone in zones):
+        if all(self.allows(now, zone, country) for zone in zones):
             return None
-        candidates = sorted({opening for zone in zones for opening in self._openings(now, zone)})
+        candidates = sorted(
+            {opening for zone in zones for opening in self._openings(now, zone, country)}
+        )
         for candidate in candidates:
-            if all(self.allows(candidate, zone) for zone in zones):
+            if all(self.allows(candidate, zone, country) for zone in zones):
                 return candidate
         raise NoSharedWindow(", ".join(zone.key for zone in zones))
 
-    def _openings(self, now: datetime, zone: ZoneInfo) -> Iterator[datetime]:
-        """The window's openings in ``zone`` after ``now``, over the next week and a day."""
+    def _goes_on(self, day: date, country: str | None) -> bool:
+        if not self.sundays and day.weekday() == SUNDAY:
+            return False
+        return self.holidays or country is None or day not in public_holidays(country, day.year)
+
+    def _openings(self, now: datetime, zone: ZoneInfo, country: str | None) -> Iterator[datetime]:
+        """The window's openings in ``zone`` after ``now``, over the next two weeks and a
+        day: room for a week of holidays (a Golden Week) and the Sundays around it."""
         today = now.astimezone(zone).date()
-        for days in range(9):
+        for days in range(16):
             day = today + timedelta(days=days)
-            if not self.sundays and day.weekday() == SUNDAY:
+            if not self._goes_on(day, country):
                 continue
             # The wall-clock opening on that day; one inside a daylight-saving gap is read
             # as the same instant an hour on, which the window still contains.
             opening = datetime.combine(day, time(self.opens), tzinfo=zone).astimezone(UTC)
             if opening > now:
                 yield opening
+
+
+@functools.lru_cache(maxsize=512)
+def public_holidays(country: str, year: int) -> frozenset[date]:
+    """The national public holidays of ``country`` (ISO code) in ``year``; none for a
+    country the ``holidays`` package does not know. Read once per country and year, into
+    a set no worker thread changes."""
+    try:
+        return frozenset(calendars.country_holidays(country, years=year))
+    except NotImplementedError:
+        return frozenset()
 
 
 class WiderThanAllowed(ValueError):

@@ -36,7 +36,7 @@ from parley.channels.base import (
 from parley.clock import find_zone, utc_now, zone_of
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
-from parley.customers.identity import timezones_for_phone
+from parley.customers.identity import country_for_phone, timezones_for_phone
 from parley.customers.models import Customer
 from parley.db.base import table_of
 from parley.db.scoped import one_of
@@ -434,11 +434,12 @@ def _quiet(
         return None
     hours = QuietHours.of(workspace.settings)
     zones = _zones(workspace, customer, recipient)
+    country = country_for_phone(recipient)
     try:
-        opens = hours.next_opening_everywhere(now, zones)
+        opens = hours.next_opening_everywhere(now, zones, country)
     except NoSharedWindow:
         zones = [zone_of(workspace.timezone)]
-        opens = hours.next_opening(now, zones[0])
+        opens = hours.next_opening(now, zones[0], country)
     if opens is None:
         return None
     return Later(

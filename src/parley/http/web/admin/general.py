@@ -104,6 +104,7 @@ async def save_quiet_hours(request: Request) -> Response:
             opens=text(form, "opens", 4),
             closes=text(form, "closes", 4),
             sundays=text(form, "sundays", 4) == "on",
+            holidays=text(form, "holidays", 4) == "on",
             ip=client_ip(request),
         )
 

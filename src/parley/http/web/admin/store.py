@@ -109,13 +109,21 @@ def _web_address(value: str, what: str) -> str:
 
 
 def update_quiet_hours(
-    session: Session, *, login: Login, opens: str, closes: str, sundays: bool, ip: str
+    session: Session,
+    *,
+    login: Login,
+    opens: str,
+    closes: str,
+    sundays: bool,
+    holidays: bool,
+    ip: str,
 ) -> QuietHours:
     """When marketing texts may reach customers, in their own time zone: within 8:00 to
-    21:00, the widest the law allows (a store may only narrow it)."""
+    21:00, the widest the law allows (a store may only narrow it), and whether on Sundays
+    and on their country's public holidays."""
     require_admin(login)
     try:
-        hours = QuietHours(opens=int(opens), closes=int(closes), sundays=sundays)
+        hours = QuietHours(opens=int(opens), closes=int(closes), sundays=sundays, holidays=holidays)
     except WiderThanAllowed as exc:
         raise Invalid(str(exc)) from None
     except ValueError:
