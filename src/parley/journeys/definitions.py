@@ -45,14 +45,24 @@ class Trigger(_Strict):
 class ExitRule(_Strict):
     """End the run when this event happens to the same order (or customer).
 
-    ``since_run_start`` counts only events after the run began (a cart run should not end
-    because of an order placed last month); without it, any such event counts (a
-    cancellation ends every later message about that order).
+    ``since_run_start`` counts only events that happened after the one that started the
+    run, whenever parley heard of either (a cart run should not end because of an order
+    placed last month, and does end for one placed after the checkout whose delivery came
+    first); without it, any such event counts (a cancellation ends every later message
+    about that order).
     """
 
     event: EventType
     match: Literal["order", "customer"] = "order"
     since_run_start: bool = False
+
+
+NAME_LENGTH = 200
+"""The longest journey name the journeys table keeps."""
+MAX_WAIT = timedelta(days=366)
+"""The longest wait an edit may give a journey (a year, leap day included). A longer one
+can reach past the calendar a due time can hold and crash its run's step every time it
+is tried; none is meant (:func:`check_edit`)."""
 
 
 class WaitStep(_Strict):
@@ -70,7 +80,11 @@ class WaitStep(_Strict):
 
     @model_validator(mode="after")
     def _positive(self) -> WaitStep:
-        if self.duration <= timedelta(0):
+        try:
+            duration = self.duration
+        except OverflowError:  # past any duration Python counts: never a stored wait
+            raise ValueError(f"a wait lasts at most {MAX_WAIT.days} days") from None
+        if duration <= timedelta(0):
             raise ValueError("a wait must last longer than zero")
         return self
 
@@ -227,8 +241,24 @@ BUILT_IN_DEFINITIONS: tuple[JourneyDefinition, ...] = tuple(
 WAIT_BOUNDS_HOURS: dict[str, tuple[float, float]] = {"satisfaction_check": (24, 48)}
 
 
-def check_wait_bounds(definition: JourneyDefinition) -> None:
-    """Refuse a wait outside the bounds its built-in journey allows."""
+def check_edit(definition: JourneyDefinition) -> None:
+    """Refuse an edit that cannot be kept whole (a name past :data:`NAME_LENGTH`) or
+    would fail its runs: a wait past :data:`MAX_WAIT` or outside the bounds its built-in
+    journey allows, an ``in`` / ``not_in`` condition whose value is not a list (a number
+    crashes every run reaching it, a string tests for a substring). Checked on an edit,
+    not on every parse: a definition stored before a rule existed must still be read."""
+    if len(definition.name) > NAME_LENGTH:
+        raise ValueError(f"name: a journey's name is at most {NAME_LENGTH} characters")
+    for index, step in enumerate(definition.steps):
+        if isinstance(step, WaitStep) and step.duration > MAX_WAIT:
+            raise ValueError(f"steps.{index}: a wait lasts at most {MAX_WAIT.days} days")
+        if isinstance(step, ConditionStep):
+            condition = step.condition
+            if condition.op in ("in", "not_in") and not isinstance(condition.value, list):
+                raise ValueError(
+                    f"steps.{index}: {condition.op!r} tests against a list of values, "
+                    f"not {condition.value!r}"
+                )
     bounds = WAIT_BOUNDS_HOURS.get(definition.key)
     if bounds is None:
         return

@@ -47,7 +47,7 @@ from parley.journeys.definitions import (
     WaitStep,
 )
 from parley.journeys.models import Journey, JourneyRun, RunStatus
-from parley.journeys.service import ADVANCE, end_run, end_runs, run_definitions
+from parley.journeys.service import ADVANCE, end_run, end_runs, run_definitions, triggered_at
 from parley.messaging import marketing_rate, pace
 from parley.messaging import service as outbox
 from parley.messaging.lookup import OutboxLookup
@@ -1035,8 +1035,8 @@ def exit_reason(session: Session, facts: RunFacts, lookup: RunLookup | None = No
         for event in events:
             if event.type != rule.event:
                 continue
-            if rule.since_run_start and event.occurred_at < run.started_at:
-                continue
+            if rule.since_run_start and event.occurred_at <= triggered_at(run):
+                continue  # before the run's trigger, or the trigger itself
             return str(rule.event)
     return None
 

@@ -10,6 +10,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstr
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
+from parley.journeys.definitions import NAME_LENGTH
 
 
 class RunStatus(StrEnum):
@@ -29,7 +30,7 @@ class Journey(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     definition: Mapped[dict[str, Any]] = mapped_column(JsonType)
     version: Mapped[int] = mapped_column(Integer, default=1)

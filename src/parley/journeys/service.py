@@ -17,7 +17,7 @@ from parley.clock import utc_now
 from parley.db import Database
 from parley.db.base import table_of
 from parley.db.recent import Recent
-from parley.db.scoped import one_of_parameter
+from parley.db.scoped import one_of, one_of_parameter
 from parley.db.upsert import insert_for, insert_on, per_dialect
 from parley.errors import Invalid, NotFound, describe_problems
 from parley.jobs import queue
@@ -25,11 +25,15 @@ from parley.journeys.definitions import (
     BUILT_IN_DEFINITIONS,
     JourneyDefinition,
     RunKey,
-    check_wait_bounds,
+    check_edit,
 )
 from parley.journeys.models import Journey, JourneyRun, JourneyVersion, RunStatus
 
 ADVANCE = "journeys.advance"
+TRIGGERED_AT = "triggered_at"
+"""Run context key: when the event that started the run happened (ISO). A delivery can
+reach parley after a later one (a platform's retry), so an order placed after the
+checkout began ends the checkout's run even when parley heard of it first."""
 RUNS = table_of(JourneyRun)
 # Parsed definitions by revision token: a revision's content never changes.
 _DEFINITIONS: dict[str, JourneyDefinition] = {}
@@ -53,6 +57,9 @@ class EventFacts:
     fulfillment_external_id: str | None
     checkout_external_id: str | None
     customer_id: int | None
+    occurred_at: datetime | None = None
+    """When the event happened, by the platform: a run it starts counts its
+    ``since_run_start`` exits from then (:data:`TRIGGERED_AT`)."""
 
     def subject(self, run_key: RunKey) -> str | None:
         return {
@@ -138,7 +145,7 @@ def update_journey(
         if parsed.key != key:
             raise Invalid("a journey's key cannot change")
         try:
-            check_wait_bounds(parsed)
+            check_edit(parsed)
         except ValueError as exc:
             raise Invalid(f"journey {key!r} is not valid: {exc}") from exc
         journey.definition = parsed.dump()
@@ -313,6 +320,7 @@ def _start_run(
                     "fulfillment_external_id": facts.fulfillment_external_id,
                     "checkout_external_id": facts.checkout_external_id,
                     "journey_version": journey.version,
+                    TRIGGERED_AT: (facts.occurred_at or now).isoformat(),
                 },
                 "status": RunStatus.ACTIVE,
                 "exit_reason": None,
@@ -403,6 +411,13 @@ def _remember(revision: str, stored: dict[str, Any]) -> JourneyDefinition:
     return definition
 
 
+def triggered_at(run: JourneyRun) -> datetime:
+    """When the event that started the run happened (when the run began, for a run that
+    did not say): ``since_run_start`` exits count from then."""
+    stamp = (run.context or {}).get(TRIGGERED_AT)
+    return datetime.fromisoformat(stamp) if isinstance(stamp, str) else run.started_at
+
+
 def _exit_runs(
     session: Session,
     *,
@@ -423,14 +438,26 @@ def _exit_runs(
                 if facts.customer_id is None:
                     continue
                 scope = JourneyRun.customer_id == facts.customer_id
+            active = and_(
+                JourneyRun.workspace_id == workspace_id,
+                JourneyRun.journey_id == journey.id,
+                JourneyRun.status == RunStatus.ACTIVE,
+                scope,
+            )
+            if rule.since_run_start and facts.occurred_at is not None:
+                # An event that happened before a run's trigger (arriving late, or
+                # imported), or the trigger itself, is not one this rule counts.
+                later = [
+                    run.id
+                    for run in session.scalars(select(JourneyRun).where(active))
+                    if triggered_at(run) < facts.occurred_at
+                ]
+                if not later:
+                    continue
+                active = and_(active, one_of(session, JourneyRun.id, later))
             session.execute(
                 update(JourneyRun)
-                .where(
-                    JourneyRun.workspace_id == workspace_id,
-                    JourneyRun.journey_id == journey.id,
-                    JourneyRun.status == RunStatus.ACTIVE,
-                    scope,
-                )
+                .where(active)
                 .values(status=RunStatus.EXITED, exit_reason=f"{facts.type}", ended_at=now)
             )
 

@@ -320,6 +320,7 @@ def _apply(
         fulfillment_external_id=fulfillment_id,
         checkout_external_id=checkout_id,
         customer_id=customer_id,
+        occurred_at=event.occurred_at,
     )
 
 
