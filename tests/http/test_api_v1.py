@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import event, update
@@ -14,7 +15,7 @@ from parley.channels.base import ChannelKind
 from parley.http.app import create_app
 from parley.jobs.models import Job
 from parley.journeys.definitions import BUILT_IN, JourneyDefinition
-from parley.journeys.models import Journey, JourneyRun
+from parley.journeys.models import Journey, JourneyRun, JourneyVersion
 from parley.messaging.models import Message, MessageTemplate
 from parley.runtime import Runtime
 from parley.settings import get_settings
@@ -113,6 +114,37 @@ def test_canonical_order_is_accepted_and_starts_the_confirmation(client, db):
         "order:9001",
         "active",
     )
+
+
+@pytest.mark.parametrize(
+    ("stamps", "occurred_at"),
+    [
+        pytest.param(
+            {"created_at": "2026-03-02T09:00:00Z", "updated_at": "2026-03-02T09:30:00Z"},
+            datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
+            id="updated_at",
+        ),
+        pytest.param(
+            {"created_at": "2026-03-02T09:00:00Z"},
+            datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+            id="created_at",
+        ),
+        pytest.param({}, datetime(2026, 3, 2, 10, 0, tzinfo=UTC), id="received"),
+    ],
+)
+def test_an_event_without_occurred_at_happened_when_its_payload_says_as_shopifys_do(
+    client, db, stamps, occurred_at
+):
+    """As the Shopify mapping dates its events: the payload's ``updated_at``, else its
+    ``created_at``, else when it was received."""
+    event = order_created()
+    del event["occurred_at"]
+    event["payload"].update(stamps)
+
+    response = client.post("/api/v1/events", json=event, headers=AUTH)
+
+    assert response.status_code == 202
+    assert [e.occurred_at for e in rows(db, StoreEvent)] == [occurred_at]
 
 
 @pytest.mark.parametrize(
@@ -409,6 +441,11 @@ def test_a_tracking_company_over_200_characters_is_422(client, db):
         pytest.param({"type": "order.teleported"}, "type: ", id="unknown_type"),
         pytest.param({"payload": None}, "payload: ", id="payload_not_object"),
         pytest.param({"occurred_at": "2026-03-02T10:00:00"}, "occurred_at: ", id="naive_time"),
+        pytest.param(
+            {"occurred_at": "9999-12-31T23:00:00-05:00"},
+            "occurred_at: ",
+            id="past_the_last_utc_day",
+        ),
     ],
 )
 def test_malformed_event_envelope_is_422_naming_the_field(client, db, change, location):
@@ -581,6 +618,53 @@ INVALID = "journey 'dispatch' is not valid: "
             id="unknown_trigger",
         ),
         pytest.param(
+            _dispatch_definition(
+                steps=[{"type": "wait", "days": 1e10}, {"type": "send", "message": "dispatch"}]
+            ),
+            INVALID,
+            "steps.0.wait: Value error, a wait lasts at most 366 days",
+            id="wait_past_any_timedelta",
+        ),
+        pytest.param(
+            _dispatch_definition(
+                steps=[{"type": "wait", "days": 3e6}, {"type": "send", "message": "dispatch"}]
+            ),
+            INVALID,
+            "steps.0: a wait lasts at most 366 days",
+            id="wait_past_the_calendar",
+        ),
+        pytest.param(
+            _dispatch_definition(
+                steps=[
+                    {"type": "condition", "if": {"path": "order.number", "op": "in", "value": 5}},
+                    {"type": "send", "message": "dispatch"},
+                ]
+            ),
+            INVALID,
+            "steps.0: 'in' tests against a list of values, not 5",
+            id="in_without_a_list",
+        ),
+        pytest.param(
+            _dispatch_definition(
+                steps=[
+                    {
+                        "type": "condition",
+                        "if": {"path": "order.financial_status", "op": "not_in", "value": "paid"},
+                    },
+                    {"type": "send", "message": "dispatch"},
+                ]
+            ),
+            INVALID,
+            "steps.0: 'not_in' tests against a list of values, not 'paid'",
+            id="not_in_a_string",
+        ),
+        pytest.param(
+            _dispatch_definition(name="D" * 201),
+            INVALID,
+            "name: a journey's name is at most 200 characters",
+            id="name_longer_than_kept",
+        ),
+        pytest.param(
             _dispatch_definition(key="dispatch_two"),
             "a journey's key cannot change",
             "",
@@ -663,6 +747,68 @@ def test_a_journey_or_template_changed_through_the_api_is_audited_as_the_api(cli
             {"message": "dispatch", "channel": "sms"},
         ),
     ]
+
+
+def test_a_journey_change_sent_again_under_its_idempotency_key_is_made_once(client, db):
+    """W14: a client's retry of a change it never saw answered makes no second version
+    and no second audit row; it is answered as the first was."""
+    change = {"definition": _dispatch_definition(name="Parcel on its way")}
+    keyed = {**AUTH, "Idempotency-Key": "edit-1"}
+
+    first = client.patch("/api/v1/journeys/dispatch", json=change, headers=keyed)
+    again = client.patch("/api/v1/journeys/dispatch", json=change, headers=keyed)
+
+    assert [(r.status_code, r.json()) for r in (first, again)] == [
+        (200, {"key": "dispatch", "is_enabled": True, "version": 2})
+    ] * 2
+    [journey] = rows(db, Journey, Journey.key == "dispatch")
+    assert (journey.version, journey.name) == (2, "Parcel on its way")
+    assert count(db, JourneyVersion, JourneyVersion.journey_id == journey.id) == 2
+    assert count(db, AuditEntry) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "change"),
+    [
+        pytest.param("/api/v1/journeys/dispatch", {"is_enabled": False}, id="other_change"),
+        pytest.param("/api/v1/journeys/delivered", {"is_enabled": True}, id="other_journey"),
+    ],
+)
+def test_an_idempotency_key_used_again_for_another_journey_change_is_409_and_changes_nothing(
+    client, db, path, change
+):
+    keyed = {**AUTH, "Idempotency-Key": "edit-1"}
+    first = client.patch("/api/v1/journeys/dispatch", json={"is_enabled": True}, headers=keyed)
+
+    refused = client.patch(path, json=change, headers=keyed)
+
+    assert first.status_code == 200
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "error": "idempotency key 'edit-1' was first used for a different request;"
+        " a new request needs a new key"
+    }
+    assert {j.key: (j.is_enabled, j.version) for j in rows(db, Journey)}["dispatch"] == (True, 1)
+    assert count(db, AuditEntry) == 1
+
+
+def test_a_template_saved_again_under_its_idempotency_key_is_saved_once(client, db):
+    keyed = {**AUTH, "Idempotency-Key": "words-1"}
+    worded = {"text": "Your parcel left. Reply STOP to opt out."}
+
+    first = client.put("/api/v1/templates/dispatch/sms", json=worded, headers=keyed)
+    again = client.put("/api/v1/templates/dispatch/sms", json=worded, headers=keyed)
+    other = client.put(
+        "/api/v1/templates/dispatch/sms",
+        json={"text": "Other words. STOP to opt out."},
+        headers=keyed,
+    )
+
+    assert [(r.status_code, r.json()) for r in (first, again)] == [(200, {"status": "saved"})] * 2
+    assert other.status_code == 409
+    [template] = rows(db, MessageTemplate)
+    assert template.content["text"] == worded["text"]
+    assert count(db, AuditEntry) == 1
 
 
 # PUT /templates/{message_type}/{channel} -------------------------------------------------

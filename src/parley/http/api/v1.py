@@ -7,15 +7,17 @@ scopes every query by it.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -82,6 +84,16 @@ class EventIn(BaseModel):
     type: events.EventType
     occurred_at: AwareDatetime | None = None
     payload: dict[str, Any]
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """Kept in UTC: a time whose UTC day is past the calendar's last is refused here,
+        not failed on its write."""
+        try:
+            return value.astimezone(UTC) if value is not None else None
+        except OverflowError:
+            raise ValueError("the time is past the last one parley can keep") from None
 
 
 class PrivacyCustomerIn(BaseModel):
@@ -178,8 +190,18 @@ def _check_event(
         delivery=Delivery(
             source="api", delivery_key=key, topic=event.type, headers={}, body=raw.decode()
         ),
-        event=events.Event.build(event.type, payload, event.occurred_at or utc_now()),
+        event=events.Event.build(event.type, payload, _occurred_at(event, payload)),
     )
+
+
+def _occurred_at(event: EventIn, payload: events.Payload) -> datetime:
+    """When the event happened: as the client says, else as its payload says (its
+    ``updated_at``, else its ``created_at``), else now, as the Shopify mapping dates its
+    events; exit rules and delivery dates go by it, whichever way an event came."""
+    stamped: datetime | None = getattr(payload, "updated_at", None) or getattr(
+        payload, "created_at", None
+    )
+    return event.occurred_at or stamped or utc_now()
 
 
 def _access(session: Session, key_hash: str) -> WorkspaceAccess:
@@ -265,6 +287,39 @@ def _store_event(session: Session, checked: _CheckedEvent) -> dict[str, Any]:
             )
         return {"status": "duplicate"}
     return {"status": "accepted", "journeys_started": result.runs_started}
+
+
+def _first_use(
+    session: Session,
+    workspace: Workspace,
+    idempotency_key: str | None,
+    request: str,
+    body: dict[str, Any],
+) -> bool:
+    """Whether a change is made for the first time under the client's ``Idempotency-Key``
+    (always, without one). The key is kept beside the store's deliveries with the request
+    it came with, ``request`` (method and path) and ``body``: the same request again is a
+    retry, made once and answered as the first was; another request under it is refused
+    (409), never taken for a retry (W14)."""
+    if idempotency_key is None:
+        return True
+    delivery = Delivery(
+        source="api",
+        delivery_key=idempotency_key,
+        topic=request[:DELIVERY_KEY_LENGTH],
+        headers={},
+        body=json.dumps({"request": request, "body": body}, sort_keys=True),
+    )
+    if store_events.record_delivery(
+        session, workspace=workspace, delivery=delivery, status=store_events.PROCESSED, reason=None
+    ):
+        return True
+    if not store_events.repeats_stored(session, workspace_id=workspace.id, delivery=delivery):
+        raise Conflict(
+            f"idempotency key {idempotency_key!r} was first used for a different request;"
+            " a new request needs a new key"
+        )
+    return False
 
 
 UNKEYED = "unkeyed:"
@@ -500,6 +555,94 @@ def _add_privacy_routes(api: FastAPI) -> None:
             return export
 
 
+def _add_journey_routes(api: FastAPI) -> None:
+    """The store's journeys and message wording, as the Journeys page edits them; each
+    change audited as made by the API and made once per ``Idempotency-Key``."""
+
+    @api.get("/journeys")
+    def list_journeys(
+        request: Request, api_key: Annotated[str, Depends(_api_key)]
+    ) -> dict[str, Any]:
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            return {
+                "journeys": [
+                    {
+                        "key": j.key,
+                        "name": j.name,
+                        "is_enabled": j.is_enabled,
+                        "version": j.version,
+                        "definition": j.definition,
+                    }
+                    for j in journeys.list_journeys(session, workspace_id=workspace.id)
+                ]
+            }
+
+    @api.patch("/journeys/{key}")
+    def patch_journey(
+        request: Request,
+        key: str,
+        change: JourneyPatch,
+        api_key: Annotated[str, Depends(_api_key)],
+        idempotency_key: IdempotencyKey = None,
+    ) -> dict[str, Any]:
+        """Switch a journey, or give it a new definition; a retry under the same
+        ``Idempotency-Key`` is answered with the journey, changed once."""
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            body = change.model_dump(mode="json", exclude_unset=True)
+            if _first_use(session, workspace, idempotency_key, f"PATCH /journeys/{key}", body):
+                journey = journeys.update_journey(
+                    session,
+                    workspace_id=workspace.id,
+                    key=key,
+                    definition=change.definition,
+                    is_enabled=change.is_enabled,
+                )
+                _audit_api(session, request, workspace, "journey_changed", change.audited(journey))
+            else:
+                journey = session.scalars(
+                    select(Journey).where(Journey.workspace_id == workspace.id, Journey.key == key)
+                ).one()
+            return {
+                "key": journey.key,
+                "is_enabled": journey.is_enabled,
+                "version": journey.version,
+            }
+
+    @api.put("/templates/{message_type}/{channel}")
+    def put_template(
+        request: Request,
+        message_type: MessageType,
+        channel: ChannelKind,
+        content: dict[str, Any],
+        api_key: Annotated[str, Depends(_api_key)],
+        idempotency_key: IdempotencyKey = None,
+    ) -> dict[str, Any]:
+        """Save a message's wording on a channel; a retry under the same
+        ``Idempotency-Key`` saves nothing again."""
+        with _db(request).transaction() as session:
+            workspace = _workspace(session, api_key)
+            target = f"PUT /templates/{message_type}/{channel}"
+            if not _first_use(session, workspace, idempotency_key, target, content):
+                return {"status": "saved"}
+            catalog.save_template(
+                session,
+                workspace_id=workspace.id,
+                message_type=message_type,
+                channel=channel,
+                content=content,
+            )
+            _audit_api(
+                session,
+                request,
+                workspace,
+                "template_changed",
+                {"message": str(message_type), "channel": str(channel)},
+            )
+        return {"status": "saved"}
+
+
 def create_api() -> FastAPI:
     api = FastAPI(
         title="parley API",
@@ -592,70 +735,6 @@ def create_api() -> FastAPI:
 
     _add_privacy_routes(api)
     _add_marketing_routes(api)
-
-    @api.get("/journeys")
-    def list_journeys(
-        request: Request, api_key: Annotated[str, Depends(_api_key)]
-    ) -> dict[str, Any]:
-        with _db(request).transaction() as session:
-            workspace = _workspace(session, api_key)
-            return {
-                "journeys": [
-                    {
-                        "key": j.key,
-                        "name": j.name,
-                        "is_enabled": j.is_enabled,
-                        "version": j.version,
-                        "definition": j.definition,
-                    }
-                    for j in journeys.list_journeys(session, workspace_id=workspace.id)
-                ]
-            }
-
-    @api.patch("/journeys/{key}")
-    def patch_journey(
-        request: Request, key: str, change: JourneyPatch, api_key: Annotated[str, Depends(_api_key)]
-    ) -> dict[str, Any]:
-        with _db(request).transaction() as session:
-            workspace = _workspace(session, api_key)
-            journey = journeys.update_journey(
-                session,
-                workspace_id=workspace.id,
-                key=key,
-                definition=change.definition,
-                is_enabled=change.is_enabled,
-            )
-            _audit_api(session, request, workspace, "journey_changed", change.audited(journey))
-            return {
-                "key": journey.key,
-                "is_enabled": journey.is_enabled,
-                "version": journey.version,
-            }
-
-    @api.put("/templates/{message_type}/{channel}")
-    def put_template(
-        request: Request,
-        message_type: MessageType,
-        channel: ChannelKind,
-        content: dict[str, Any],
-        api_key: Annotated[str, Depends(_api_key)],
-    ) -> dict[str, Any]:
-        with _db(request).transaction() as session:
-            workspace = _workspace(session, api_key)
-            catalog.save_template(
-                session,
-                workspace_id=workspace.id,
-                message_type=message_type,
-                channel=channel,
-                content=content,
-            )
-            _audit_api(
-                session,
-                request,
-                workspace,
-                "template_changed",
-                {"message": str(message_type), "channel": str(channel)},
-            )
-        return {"status": "saved"}
+    _add_journey_routes(api)
 
     return api
