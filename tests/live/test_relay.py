@@ -230,6 +230,41 @@ async def test_a_password_change_ends_the_old_sessions_streams_not_the_new_one(d
     assert await received(fresh) == []
 
 
+async def test_signing_out_ends_that_sessions_stream_at_once_and_no_other(db, team, relay):
+    # Given the agent signed in twice (two browsers), each with a stream open
+    leaving = signed_in(db, AGENT)
+    stream = relay.hub.subscribe(
+        workspace_id=team.workspace_id,
+        user_id=team.agent_id,
+        token_digest=token_digest(leaving.token),
+    )
+    staying = listen(relay, db, AGENT)
+
+    # When one browser signs out and a customer then writes
+    with db.transaction() as session:
+        accounts.sign_out(session, token=leaving.token)
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender="+447911123456", text="hi")
+    await relay.catch_up()
+
+    # Then its stream ends before the message; the other browser's gets it
+    assert await received(stream) == [Ending.REVOKED]
+    assert kinds(await received(staying)) == ["message"]
+
+
+async def test_signing_out_a_session_that_has_ended_announces_nothing(db, team, relay):
+    signed = signed_in(db, AGENT)
+    stream = relay.hub.subscribe(
+        workspace_id=team.workspace_id,
+        user_id=team.agent_id,
+        token_digest=token_digest(signed.token),
+    )
+    with db.transaction() as session:
+        accounts.sign_out(session, token="not a session anyone holds")
+    await relay.catch_up()
+    assert stream.ending is None
+    assert count(db, LiveEvent) == 0
+
+
 async def test_a_deleted_session_stops_at_the_periodic_check(db, team, relay):
     agent = listen(relay, db, AGENT)
     admin = listen(relay, db, ADMIN)

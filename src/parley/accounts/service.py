@@ -434,7 +434,15 @@ def resume(session: Session, *, token: str, now: datetime, policy: SessionPolicy
 
 
 def sign_out(session: Session, *, token: str) -> None:
-    session.execute(delete(LoginSession).where(LoginSession.token_hash == token_digest(token)))
+    """End the session ``token`` names, and with it at once any live stream it has open
+    (the relay re-checks that person's streams when it reads ``session_ended``)."""
+    ended = session.execute(
+        delete(LoginSession)
+        .where(LoginSession.token_hash == token_digest(token))
+        .returning(LoginSession.workspace_id, LoginSession.user_id)
+    ).first()
+    if ended is not None:
+        emit(session, workspace_id=ended.workspace_id, kind="session_ended", user_id=ended.user_id)
 
 
 def change_password(
