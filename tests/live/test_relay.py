@@ -265,6 +265,23 @@ async def test_signing_out_a_session_that_has_ended_announces_nothing(db, team, 
     assert count(db, LiveEvent) == 0
 
 
+async def test_an_event_after_an_erasure_took_the_newest_rows_is_still_delivered(db, team, relay):
+    # Given the agent saw Ada's message, the newest event there is
+    agent = listen(relay, db, AGENT)
+    ada = customer_writes(db, channel=ChannelKind.WHATSAPP, sender="+447911123456", text="hi")
+    await relay.catch_up()
+    assert kinds(await received(agent)) == ["message"]
+
+    # When an erasure deletes her conversation's events, and Grace then writes
+    with db.transaction() as session:
+        session.execute(delete(LiveEvent).where(LiveEvent.conversation_id == ada.conversation_id))
+    customer_writes(db, channel=ChannelKind.SMS, sender="+12025550143", text="hello")
+    await relay.catch_up()
+
+    # Then Grace's message reaches the agent: no id is handed out twice
+    assert kinds(await received(agent)) == ["message"]
+
+
 async def test_a_deleted_session_stops_at_the_periodic_check(db, team, relay):
     agent = listen(relay, db, AGENT)
     admin = listen(relay, db, ADMIN)

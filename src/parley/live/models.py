@@ -20,7 +20,11 @@ class LiveEvent(Base):
     """
 
     __tablename__ = "live_events"
-    __table_args__ = (Index("ix_live_events_workspace", "workspace_id", "id"),)
+    __table_args__ = (
+        Index("ix_live_events_workspace", "workspace_id", "id"),
+        # Ids only rise, whatever is deleted: the relays read past the last one they saw.
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
