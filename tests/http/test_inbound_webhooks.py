@@ -217,12 +217,68 @@ def test_an_app_secret_changed_elsewhere_works_on_its_first_delivery_and_the_old
     assert sorted(m.body for m in inbound(db)) == ["after", "before"]
 
 
+@pytest.mark.parametrize(
+    ("escaped", "stored"),
+    [
+        pytest.param("\\u0000", "\ufffd", id="nul_case"),
+        pytest.param("\\ud83d", "\ufffd", id="half_an_emoji_case"),
+    ],
+)
+def test_text_no_database_can_hold_is_stored_replaced_not_a_500(client, db, escaped, stored):
+    # Given a batch whose first message's text holds what JSON can spell but no database
+    # can store (PostgreSQL refuses NUL; no engine encodes half a surrogate pair as UTF-8)
+    payload = json.loads(whatsapp_body("PLACEHOLDER", message_id="wamid.ODD"))
+    good = json.loads(whatsapp_body("thanks", message_id="wamid.NEXT"))
+    payload["entry"].extend(good["entry"])
+    body = json.dumps(payload).replace("PLACEHOLDER", f"size {escaped}M").encode()
+
+    response = post_whatsapp(client, body)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["messages"] == 2
+    assert sorted((m.provider_message_id, m.body) for m in inbound(db)) == [
+        ("wamid.NEXT", "thanks"),
+        ("wamid.ODD", f"size {stored}M"),
+    ]
+
+
+def test_an_sms_holding_a_nul_is_stored_replaced_not_a_500(client, db):
+    response = _twilio_post(client, _sms("size\x00M", sid="SMNUL"))
+
+    assert response.status_code == 200, response.text
+    assert [m.body for m in inbound(db)] == ["size\ufffdM"]
+    (delivery,) = rows(db, WebhookDelivery, WebhookDelivery.source == "twilio")
+    assert "\x00" not in delivery.body
+
+
 def test_a_malformed_but_signed_whatsapp_body_is_a_4xx_with_a_reason(client, db):
     body = b'{"object": "whatsapp_business_account", "entry": "nope"}'
     response = post_whatsapp(client, body)
     assert response.status_code == 422
     assert response.json()["error"]
     assert count(db, Message) == 0
+
+
+def test_one_unreadable_message_in_a_meta_batch_does_not_lose_the_others(client, db):
+    # Given one delivery whose first change holds a message without its id, and whose
+    # second change holds a readable message: Meta would resend the same bytes forever
+    payload = json.loads(whatsapp_body("where is my order?", message_id="wamid.GOOD"))
+    bad_change = json.loads(json.dumps(payload["entry"][0]["changes"][0]))
+    del bad_change["value"]["messages"][0]["id"]
+    payload["entry"][0]["changes"].insert(0, bad_change)
+    body = json.dumps(payload).encode()
+
+    response = post_whatsapp(client, body)
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["messages"], response.json()["malformed"]) == (1, 1)
+    assert [m.provider_message_id for m in inbound(db)] == ["wamid.GOOD"]
+    (delivery,) = rows(db, WebhookDelivery, WebhookDelivery.source == "whatsapp_cloud")
+    assert delivery.body == body.decode()
+    assert (
+        delivery.status_reason
+        == "entry[0].changes[0].value.messages[0].id is missing or not a non-empty string"
+    )
 
 
 def test_a_payload_naming_another_stores_number_reaches_no_conversation(client, db):
@@ -596,11 +652,13 @@ def test_a_webhook_naming_another_stores_messaging_service_changes_nothing(
     assert count(db, Job, Job.kind.in_(["messaging.deliver", inbox_service.RETRY_STATUS])) == 0
 
 
-def _mailgun(client, fields: dict[str, str], *, key: str = DEMO.demo_mailgun_signing_key):
+def _mailgun(
+    client, fields: dict[str, str], *, key: str = DEMO.demo_mailgun_signing_key, files=None
+):
     timestamp, token = str(int(time.time())), f"token-{fields.get('Message-Id', 'x')}"
     signed = {**fields, "timestamp": timestamp, "token": token}
     signed["signature"] = mailgun.sign(timestamp, token, key)
-    return client.post("/webhooks/email/demo", data=signed)
+    return client.post("/webhooks/email/demo", data=signed, files=files)
 
 
 def test_an_email_reply_threads_into_the_conversation_of_the_message_it_answers(client, db):
@@ -642,6 +700,33 @@ def test_an_email_reply_threads_into_the_conversation_of_the_message_it_answers(
     assert {m.conversation_id for m in inbound(db)} == {conversations[0].id}
 
 
+def test_contact_form_emails_are_filed_under_the_reply_to_of_each_shopper(client, db):
+    # Given the store's contact form forwarding two shoppers' questions, both From the
+    # form's mailer and each with the shopper's own address as Reply-To
+    for shopper, message_id in (
+        ("ada@example.com", "<f1@shopify.com>"),
+        ("grace@example.com", "<f2@shopify.com>"),
+    ):
+        response = _mailgun(
+            client,
+            {
+                "sender": "bounces@shopify.com",
+                "from": "North Goods <mailer@shopify.com>",
+                "recipient": "orders@demo.parley.test",
+                "subject": "New customer message",
+                "body-plain": f"Where is my order? - {shopper}",
+                "Message-Id": message_id,
+                "message-headers": json.dumps([["Reply-To", f"Shopper <{shopper}>"]]),
+            },
+        )
+        assert response.status_code == 200, response.text
+
+    messages = sorted(inbound(db), key=lambda m: m.provider_message_id)
+    assert [m.sender for m in messages] == ["ada@example.com", "grace@example.com"]
+    assert len({m.conversation_id for m in messages}) == 2
+    assert len({m.customer_id for m in messages}) == 2
+
+
 def test_an_email_with_a_stale_signature_is_refused(client, db):
     fields = {
         "sender": "grace@example.com",
@@ -656,6 +741,35 @@ def test_an_email_with_a_stale_signature_is_refused(client, db):
     response = client.post("/webhooks/email/demo", data=fields)
     assert response.status_code == 401
     assert count(db, Message) == 0
+
+
+def test_an_email_whose_html_part_is_over_a_megabyte_is_stored_not_refused(client, db):
+    # Given a customer's email with a pasted screenshot inlined in its HTML (a data: URI),
+    # posted by Mailgun as multipart form data like every forward() with an attachment
+    html = '<p>My parcel arrived like this</p><img src="data:image/png;base64,%s">' % (
+        "A" * 1_500_000
+    )
+
+    response = _mailgun(
+        client,
+        {
+            "sender": "grace@example.com",
+            "recipient": "orders@demo.parley.test",
+            "subject": "Damaged parcel",
+            "body-plain": "My parcel arrived like this",
+            "body-html": html,
+            "Message-Id": "<big@mail.example.com>",
+            "attachment-count": "1",
+        },
+        files={"attachment-1": ("label.txt", b"tracking label", "text/plain")},
+    )
+
+    assert response.status_code == 200, response.text
+    (message,) = inbound(db)
+    assert (message.provider_message_id, message.body) == (
+        "<big@mail.example.com>",
+        "My parcel arrived like this",
+    )
 
 
 def _instagram_dm(text: str, mid: str) -> bytes:

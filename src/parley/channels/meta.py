@@ -14,14 +14,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
 
-from parley.channels.base import ChannelError, MalformedWebhook, SignatureError
+from parley.channels.base import ChannelError, InboundEvent, MalformedWebhook, SignatureError
 from parley.channels.http import (
     error_for_exception,
     error_for_status,
@@ -224,3 +225,39 @@ def load_payload(body: bytes, expected_object: str) -> Located:
     if found != expected_object:
         raise MalformedWebhook(f"object is {found!r}, expected {expected_object!r}")
     return Located("", payload)
+
+
+class PartlyMalformed(MalformedWebhook):
+    """Some parts of a batch could not be read; ``events`` is what every other part said.
+
+    Meta batches many entries, changes and messages into one delivery and resends the
+    same bytes until it is answered 200, so refusing the whole delivery for one bad part
+    would lose every good one in it for good.
+    """
+
+    def __init__(self, problems: list[str], events: list[InboundEvent]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+        self.events = events
+
+
+@dataclass
+class Batch:
+    """The events read from a delivery part by part, and why any part could not be read."""
+
+    events: list[InboundEvent] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @contextmanager
+    def part(self) -> Iterator[None]:
+        """Read one entry, change or item: a malformed one is noted and the rest go on."""
+        try:
+            yield
+        except MalformedWebhook as exc:
+            self.problems.append(str(exc))
+
+    def read(self) -> list[InboundEvent]:
+        """The events; :class:`PartlyMalformed` (carrying them) if any part was noted."""
+        if self.problems:
+            raise PartlyMalformed(self.problems, self.events)
+        return self.events

@@ -19,6 +19,7 @@ from parley.channels.base import (
     StatusUpdate,
 )
 from parley.channels.instagram import webhook
+from parley.channels.meta import PartlyMalformed
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ACCOUNT = "17841400000000001"
@@ -150,6 +151,22 @@ def test_live_comments_are_comments_too() -> None:
 
 def test_reactions_postbacks_and_mentions_are_ignored() -> None:
     assert _parse("ignored.json") == []
+
+
+def test_one_unreadable_entry_does_not_lose_the_other_entries_messages() -> None:
+    # Given a batch of two entries, the first's message without its mid
+    good = json.loads((FIXTURES / "dm_text.json").read_text())
+    bad = json.loads(json.dumps(good["entry"][0]))
+    del bad["messaging"][0]["message"]["mid"]
+    good["entry"].insert(0, bad)
+
+    with pytest.raises(PartlyMalformed) as raised:
+        webhook.parse(json.dumps(good).encode())
+
+    assert raised.value.problems == [
+        "entry[0].messaging[0].message.mid is missing or not a non-empty string"
+    ]
+    assert raised.value.events == _parse("dm_text.json")
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,14 @@ from parley.channels.base import (
     InboundMessage,
     StatusUpdate,
 )
-from parley.channels.meta import Located, handshake, load_payload, sign, verify_signature
+from parley.channels.meta import (
+    Batch,
+    Located,
+    handshake,
+    load_payload,
+    sign,
+    verify_signature,
+)
 
 __all__ = ["handshake", "parse", "sign", "verify_signature"]
 
@@ -37,19 +44,25 @@ def parse(body: bytes) -> list[InboundEvent]:
     """Every message, echo, read receipt and comment in one webhook body, in order.
 
     Raises :class:`~parley.channels.base.MalformedWebhook` when the body is not JSON or
-    not shaped like an Instagram notification.
+    not shaped like an Instagram notification, and
+    :class:`~parley.channels.meta.PartlyMalformed` (carrying every other event) when only
+    some entries, messages or comments are not.
     """
     payload = load_payload(body, "instagram")
-    events: list[InboundEvent] = []
+    batch = Batch()
     for entry in payload.children("entry"):
-        for item in entry.children("messaging"):
-            event = _messaging(item)
-            if event is not None:
-                events.append(event)
-        for change in entry.children("changes"):
-            if change.data.get("field") in COMMENT_FIELDS:
-                events.append(_comment(change.child("value"), account=entry.text("id")))
-    return events
+        with batch.part():
+            for item in entry.children("messaging"):
+                with batch.part():
+                    event = _messaging(item)
+                    if event is not None:
+                        batch.events.append(event)
+            for change in entry.children("changes"):
+                with batch.part():
+                    if change.data.get("field") in COMMENT_FIELDS:
+                        account = entry.text("id")
+                        batch.events.append(_comment(change.child("value"), account=account))
+    return batch.read()
 
 
 def _messaging(item: Located) -> InboundEvent | None:

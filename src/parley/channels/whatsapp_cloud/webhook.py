@@ -25,7 +25,14 @@ from parley.channels.base import (
     StatusUpdate,
     TemplateReview,
 )
-from parley.channels.meta import Located, handshake, load_payload, sign, verify_signature
+from parley.channels.meta import (
+    Batch,
+    Located,
+    handshake,
+    load_payload,
+    sign,
+    verify_signature,
+)
 
 __all__ = ["handshake", "parse", "sign", "verify_signature"]
 
@@ -49,30 +56,42 @@ def parse(body: bytes) -> list[InboundEvent]:
     """Every customer message and delivery status in one webhook body, in payload order.
 
     Raises :class:`~parley.channels.base.MalformedWebhook` when the body is not JSON or
-    not shaped like a WhatsApp Business Account notification.
+    not shaped like a WhatsApp Business Account notification, and
+    :class:`~parley.channels.meta.PartlyMalformed` (carrying every other event) when only
+    some entries, changes, messages or statuses are not.
     """
     payload = load_payload(body, "whatsapp_business_account")
-    events: list[InboundEvent] = []
+    batch = Batch()
     for entry in payload.children("entry"):
-        for change in entry.children("changes"):
-            field = change.data.get("field")
-            if field in TEMPLATE_FIELDS:
-                events.append(_template_review(change.child("value")))
-                continue
-            if field == "user_preferences":
-                events.extend(_preferences(change.child("value")))
-                continue
-            if field != "messages":
-                continue
-            value = change.child("value")
-            account = value.child("metadata").optional_text("phone_number_id")
-            names = _profile_names(value)
-            events.extend(_message(item, account, names) for item in value.children("messages"))
-            for item in value.children("statuses"):
-                update = _status(item, account)
-                if update is not None:
-                    events.append(update)
-    return events
+        with batch.part():
+            for change in entry.children("changes"):
+                with batch.part():
+                    _change(change, batch)
+    return batch.read()
+
+
+def _change(change: Located, batch: Batch) -> None:
+    """One change's events into ``batch``, each message and status read on its own."""
+    field = change.data.get("field")
+    if field in TEMPLATE_FIELDS:
+        batch.events.append(_template_review(change.child("value")))
+        return
+    if field == "user_preferences":
+        batch.events.extend(_preferences(change.child("value")))
+        return
+    if field != "messages":
+        return
+    value = change.child("value")
+    account = value.child("metadata").optional_text("phone_number_id")
+    names = _profile_names(value)
+    for item in value.children("messages"):
+        with batch.part():
+            batch.events.append(_message(item, account, names))
+    for item in value.children("statuses"):
+        with batch.part():
+            update = _status(item, account)
+            if update is not None:
+                batch.events.append(update)
 
 
 def _template_review(value: Located) -> TemplateReview:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -31,6 +33,7 @@ from parley.channels.base import (
     StatusUpdate,
     TemplateReview,
 )
+from parley.channels.meta import PartlyMalformed
 from parley.clock import utc_now
 from parley.db import Database
 from parley.db.group_commit import group_commit
@@ -47,6 +50,12 @@ log = logging.getLogger(__name__)
 
 # A receipt can overtake the record of the send it is about; try it again shortly.
 STATUS_RETRY_DELAY = timedelta(seconds=5)
+# What a provider can spell (JSON's \u0000 and half a surrogate pair, a form's %00) but
+# no database can store: PostgreSQL refuses NUL in text, and no engine encodes a lone
+# surrogate as UTF-8. In Python a whole pair is one character, so any surrogate is alone.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,11 +64,18 @@ class Parsed:
 
     events: list[InboundEvent] = field(default_factory=list)
     problem: str | None = None
+    unreadable: list[str] = field(default_factory=list)
+    """Why parts of a batch could not be read while others could: the delivery is still
+    applied (the provider would resend the same bytes forever) and its raw body kept."""
 
 
 def parse_with(parse: Callable[[], list[InboundEvent]]) -> Parsed:
     try:
         return Parsed(events=parse())
+    except PartlyMalformed as exc:
+        if not exc.events:
+            return Parsed(problem=str(exc))
+        return Parsed(events=exc.events, unreadable=exc.problems)
     except MalformedWebhook as exc:
         return Parsed(problem=str(exc))
 
@@ -98,6 +114,13 @@ class CheckedDelivery:
     """The workspace's account addresses on this provider, by their lower case."""
     delivery: Delivery
     events: list[InboundEvent]
+    unreadable: list[str] = field(default_factory=list)
+    """Parts of the body that could not be read (see :class:`Parsed`)."""
+
+    @property
+    def reason(self) -> str | None:
+        """What the stored delivery says of itself: the parts left unread, if any."""
+        return "; ".join(self.unreadable) or None
 
 
 async def receive(db: Database, slug: str, delivery: InboundDelivery) -> dict[str, object]:
@@ -113,7 +136,9 @@ async def receive(db: Database, slug: str, delivery: InboundDelivery) -> dict[st
 
 def check(db: Database, slug: str, delivery: InboundDelivery) -> CheckedDelivery:
     """Everything that may refuse a delivery, before any write: the workspace (404), the
-    signature against *its* accounts (401), then the body (422).
+    signature against *its* accounts (401), then the body (422). A batch of which only
+    some parts are unreadable is not refused: the rest is applied and the raw delivery
+    kept with the reason, as a retry would carry the same bad part again.
 
     The accounts are what this process read of them within the last second; a signature
     they do not match is checked again against a fresh read before it is refused, so a
@@ -136,18 +161,41 @@ def check(db: Database, slug: str, delivery: InboundDelivery) -> CheckedDelivery
     if parsed.problem is not None:
         log.warning("%s webhook for %s refused: %s", provider, slug, parsed.problem)
         raise Invalid(parsed.problem)
+    for problem in parsed.unreadable:
+        log.warning("%s webhook for %s: a part was left unread: %s", provider, slug, problem)
     return CheckedDelivery(
         workspace_id=workspace_id,
         addresses=addresses,
         delivery=Delivery(
             source=provider,
-            delivery_key=delivery.key,
+            delivery_key=storable(delivery.key),
             topic=provider,
-            headers=delivery.headers,
-            body=delivery.body,
+            headers={name: storable(value) for name, value in delivery.headers.items()},
+            body=storable(delivery.body),
         ),
-        events=parsed.events,
+        events=[storable(event) for event in parsed.events],
+        unreadable=parsed.unreadable,
     )
+
+
+def storable(value: T) -> T:
+    """``value`` (a string, or an event and what it holds) with every character no
+    database can store replaced by U+FFFD.
+
+    Refusing the delivery instead would fail it on every retry of the same bytes, losing
+    the customer's message and everything delivered with it; a stray character in an
+    otherwise readable message is better shown as what it is.
+    """
+    if isinstance(value, str):
+        if UNSTORABLE.search(value) is None:
+            return value
+        return UNSTORABLE.sub("\ufffd", value)  # type: ignore[return-value]
+    if isinstance(value, tuple):
+        return tuple(storable(item) for item in value)  # type: ignore[return-value]
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: storable(getattr(value, f.name)) for f in fields(value)}
+        return replace(value, **changes)
+    return value
 
 
 def _verified(slug: str, provider: str, access: ProviderAccess, delivery: InboundDelivery) -> int:
@@ -165,7 +213,9 @@ def stage(session: Session, group: list[CheckedDelivery]) -> None:
     store_events.record_deliveries(
         session,
         [
-            DeliveryRecord(checked.workspace_id, checked.delivery, store_events.PROCESSED)
+            DeliveryRecord(
+                checked.workspace_id, checked.delivery, store_events.PROCESSED, checked.reason
+            )
             for checked in group
         ],
     )
@@ -181,7 +231,7 @@ def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:
         workspace=workspace,
         delivery=checked.delivery,
         status=store_events.PROCESSED,
-        reason=None,
+        reason=checked.reason,
     )
     if stored is None:
         return {"status": "duplicate"}
@@ -192,6 +242,7 @@ def store(session: Session, checked: CheckedDelivery) -> dict[str, object]:
         "ignored": 0,
         "templates": 0,
         "preferences": 0,
+        "malformed": len(checked.unreadable),
     }
     for event in checked.events:
         if event.account is not None:
