@@ -197,6 +197,34 @@ def test_envelope_sender_is_used_when_from_has_no_address() -> None:
     assert message.sender_name is None
 
 
+def test_a_single_reply_to_is_the_sender_a_form_mailers_from_is_not() -> None:
+    fields = _fixture("new_thread_headers_only.json") | {
+        "from": "North Goods <mailer@shopify.com>",
+        "Reply-To": "Grace Hopper <Grace@Example.com>",
+    }
+
+    message = mailgun.parse(fields)
+
+    assert (message.sender, message.sender_name) == ("grace@example.com", "Grace Hopper")
+
+
+@pytest.mark.parametrize(
+    "reply_to",
+    [
+        pytest.param("a@example.com, b@example.com", id="several_addresses_case"),
+        pytest.param("undisclosed", id="no_address_case"),
+        pytest.param("Support <{store}>", id="the_stores_own_address_case"),
+    ],
+)
+def test_a_reply_to_naming_no_one_person_leaves_from_as_the_sender(reply_to: str) -> None:
+    fields = _fixture("new_thread_headers_only.json")
+    fields["Reply-To"] = reply_to.format(store=fields["recipient"].upper())
+
+    message = mailgun.parse(fields)
+
+    assert message.sender == mailgun.parse(_fixture("new_thread_headers_only.json")).sender
+
+
 def test_body_plain_is_used_without_stripped_text() -> None:
     fields = _fixture("reply_forward.json")
     del fields["stripped-text"]

@@ -100,23 +100,29 @@ def verify_signature(
 def parse(fields: Mapping[str, str | Upload]) -> InboundMessage:
     """The customer's email as an :class:`InboundMessage`.
 
-    ``sender`` is the ``From`` address, lower-cased, falling back to the envelope
-    ``sender``: the envelope address is often rewritten by forwarders (SRS) and bounce
-    handling (VERP), while ``From`` is the person. ``text`` is ``stripped-text`` (only
-    what the customer just wrote) or else ``body-plain``. A message without a
-    ``Message-Id`` (RFC 5322 only says SHOULD) is identified by Mailgun's ``token``.
+    ``sender`` is who an answer goes to, lower-cased: a single ``Reply-To`` address (other
+    than the store's own), else the ``From`` address, else the envelope ``sender``. A
+    contact form or help widget sends every shopper's message From its own mailer with
+    the shopper as ``Reply-To`` (RFC 5322 3.6.2: replies go there), so ``From`` would
+    file every shopper as one customer and answer the mailer. The envelope address is
+    often rewritten by forwarders (SRS) and bounce handling (VERP), while ``From`` is the
+    person. ``text`` is ``stripped-text`` (only what the customer just wrote) or else
+    ``body-plain``. A message without a ``Message-Id`` (RFC 5322 only says SHOULD) is
+    identified by Mailgun's ``token``.
 
     Raises :class:`MalformedWebhook` when there is no sender, no recipient or no id.
     """
     headers = _Headers(fields)
-    display_name, address = parseaddr(headers.get("from") or "")
+    recipients = [found for _, found in getaddresses([headers.get("recipient") or ""]) if found]
+    if not recipients:
+        raise MalformedWebhook("recipient is missing")
+    display_name, address = _reply_to(headers.get("reply-to"), store=recipients[0])
+    if "@" not in address:
+        display_name, address = parseaddr(headers.get("from") or "")
     if "@" not in address:
         display_name, address = "", parseaddr(headers.get("sender") or "")[1]
     if "@" not in address:
         raise MalformedWebhook("neither from nor sender holds an email address")
-    recipients = [found for _, found in getaddresses([headers.get("recipient") or ""]) if found]
-    if not recipients:
-        raise MalformedWebhook("recipient is missing")
     message_id = _first_id(headers.get("message-id"))
     if message_id is None:
         token = headers.get("token")
@@ -136,6 +142,15 @@ def parse(fields: Mapping[str, str | Upload]) -> InboundMessage:
         references=_ids(headers.get("references")),
         subject=headers.get("subject") or None,
     )
+
+
+def _reply_to(value: str | None, *, store: str) -> tuple[str, str]:
+    """The one (name, address) a ``Reply-To`` names, or empty when it names none, several
+    (no single person to file the message under) or the store's own address."""
+    named = [(name, address) for name, address in getaddresses([value or ""]) if address]
+    if len(named) != 1 or named[0][1].lower() == store.lower():
+        return "", ""
+    return named[0]
 
 
 def _received_at(timestamp: str | None) -> datetime | None:

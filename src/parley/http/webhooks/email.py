@@ -19,6 +19,10 @@ from parley.workspaces.access import AccountKeys
 
 MAILGUN = "mailgun"
 KEPT_FIELDS = ("sender", "recipient", "subject", "Message-Id", "timestamp", "token")
+MAX_FIELD_BYTES = 25 * 1024 * 1024
+"""Mailgun's largest message, so the largest any one field (``body-html``, with an image
+pasted inline as a ``data:`` URI) can be; the form parser's default of 1 MB would answer
+such a customer's email 400 and Mailgun would drop it after its retries."""
 
 
 def _verifier(fields: dict[str, str]) -> Callable[[Sequence[AccountKeys]], None]:
@@ -44,7 +48,7 @@ def _verifier(fields: dict[str, str]) -> Callable[[Sequence[AccountKeys]], None]
 
 
 async def email_webhook(request: Request) -> Response:
-    form = await request.form()
+    form = await request.form(max_part_size=MAX_FIELD_BYTES)
     items = dict(form.multi_items())
     fields = {key: value for key, value in items.items() if isinstance(value, str)}
     answer = await receive(
