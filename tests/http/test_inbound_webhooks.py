@@ -661,6 +661,28 @@ def _mailgun(
     return client.post("/webhooks/email/demo", data=signed, files=files)
 
 
+def test_an_auto_reply_is_kept_in_the_inbox_but_never_answered_by_the_assistant(client, db):
+    # Given another company's help desk acknowledges an email with one of its own
+    answer = _mailgun(
+        client,
+        {
+            "sender": "support@othershop.example",
+            "recipient": "orders@demo.parley.test",
+            "subject": "Re: Your order",
+            "body-plain": "We received your request #4411 and will answer within 2 days.",
+            "Message-Id": "<ack-4411@othershop.example>",
+            "Auto-Submitted": "auto-replied",
+        },
+    )
+
+    # Then it is in the inbox, and the assistant does not answer it (two bots would
+    # answer each other)
+    assert answer.status_code == 200, answer.text
+    (message,) = inbound(db)
+    assert message.body.startswith("We received your request #4411")
+    assert count(db, Job, Job.kind == "assistant.respond") == 0
+
+
 def test_an_email_reply_threads_into_the_conversation_of_the_message_it_answers(client, db):
 
     first = _mailgun(

@@ -229,6 +229,10 @@ class InboundMessage:
     is_echo: bool = False
     """The provider echoing a message the store itself sent (Instagram ``is_echo``): never
     treated as the customer's words."""
+    is_automated: bool = False
+    """Sent by a machine, not a person: an out-of-office, a help desk's receipt, a bounce
+    (email's ``Auto-Submitted``, RFC 3834). Kept in the inbox, never answered by the
+    assistant: two automatic responders would answer each other without end."""
 
 
 @dataclass(frozen=True)

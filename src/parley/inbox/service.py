@@ -191,6 +191,7 @@ def record_inbound(session: Session, *, workspace: Workspace, inbound: InboundMe
         keyword is None
         and conversation.owner == Owner.ASSISTANT
         and inbound.kind != "comment"
+        and not inbound.is_automated
         and (inbound.text.strip() or inbound.attachments)
     ):
         queue.enqueue(

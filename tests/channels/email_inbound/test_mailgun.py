@@ -225,6 +225,36 @@ def test_a_reply_to_naming_no_one_person_leaves_from_as_the_sender(reply_to: str
     assert message.sender == mailgun.parse(_fixture("new_thread_headers_only.json")).sender
 
 
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        pytest.param("Auto-Submitted", "auto-replied", id="an_out_of_office"),
+        pytest.param("auto-submitted", "Auto-Generated (ticket)", id="a_help_desks_receipt"),
+        pytest.param("Precedence", "bulk", id="bulk_mail"),
+        pytest.param("Precedence", "auto_reply", id="an_older_auto_reply"),
+        pytest.param("X-Autoreply", "yes", id="a_vacation_responder"),
+    ],
+)
+def test_mail_a_machine_sent_is_marked_automated(header: str, value: str) -> None:
+    fields = _fixture("new_thread_headers_only.json") | {header: value}
+
+    assert mailgun.parse(fields).is_automated is True
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        pytest.param("Auto-Submitted", "no", id="auto_submitted_no"),
+        pytest.param("Precedence", "first-class", id="first_class"),
+    ],
+)
+def test_mail_a_person_wrote_is_not_marked_automated(header: str, value: str) -> None:
+    fields = _fixture("new_thread_headers_only.json") | {header: value}
+
+    assert mailgun.parse(fields).is_automated is False
+    assert mailgun.parse(_fixture("reply_forward.json")).is_automated is False
+
+
 def test_body_plain_is_used_without_stripped_text() -> None:
     fields = _fixture("reply_forward.json")
     del fields["stripped-text"]

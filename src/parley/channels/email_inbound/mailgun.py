@@ -141,6 +141,24 @@ def parse(fields: Mapping[str, str | Upload]) -> InboundMessage:
         reply_to=_first_id(headers.get("in-reply-to")),
         references=_ids(headers.get("references")),
         subject=headers.get("subject") or None,
+        is_automated=_is_automated(headers),
+    )
+
+
+AUTOMATED_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
+AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond")
+
+
+def _is_automated(headers: _Headers) -> bool:
+    """Whether a machine sent the mail: ``Auto-Submitted`` other than ``no`` (RFC 3834
+    5.1), a ``Precedence`` of bulk, junk, list or auto_reply (what responders used before
+    it), or a vacation responder's own ``X-Autoreply`` / ``X-Autorespond``."""
+    submitted = (headers.get("auto-submitted") or "no").split(";")[0].strip().lower()
+    precedence = (headers.get("precedence") or "").strip().lower()
+    return (
+        submitted != "no"
+        or precedence in AUTOMATED_PRECEDENCE
+        or any(headers.get(name) for name in AUTO_REPLY_HEADERS)
     )
 
 
