@@ -9,7 +9,12 @@ import pytest
 from sqlalchemy import select, update
 
 from parley.accounts.models import Membership, User
-from parley.channels.base import ChannelKind, PermanentChannelError, TransientChannelError
+from parley.channels.base import (
+    Attachment,
+    ChannelKind,
+    PermanentChannelError,
+    TransientChannelError,
+)
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment
 from parley.customers import service as customers
@@ -24,6 +29,7 @@ from parley.inbox.models import (
 )
 from parley.inbox.service import set_status
 from parley.jobs.models import Job
+from parley.live.models import LiveEvent
 from parley.messaging.models import Author, Direction, Message, MessageStatus
 from parley.messaging.replies import queue_reply, reply_channels
 from parley.workspaces.models import Workspace
@@ -180,6 +186,40 @@ def test_a_retried_delivery_of_one_message_is_stored_and_answered_once(db, tmp_p
     assert (first.is_duplicate, again.is_duplicate) == (False, True)
     assert len(rows(db, Message, Message.direction == Direction.INBOUND)) == 1
     assert len(adapters[ChannelKind.SMS].sent) == 1
+
+
+def test_a_message_the_customer_unsent_on_instagram_no_longer_shows_its_words(db):
+    # Given a customer's direct message, with a photo
+    seed(db)
+    sent = customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="my address is 12 Elm St",
+        provider_message_id="mid-1",
+        attachments=(Attachment(kind="image", url="https://cdn.example/p.jpg"),),
+    )
+    before = max(event.id for event in rows(db, LiveEvent))
+
+    # When they unsend it, and Instagram says so under the same id
+    unsent = customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="",
+        kind="deleted",
+        provider_message_id="mid-1",
+    )
+
+    # Then the message stays in its place, its words and photo gone, and screens are told
+    assert unsent.message_id == sent.message_id
+    [message] = rows(db, Message, Message.direction == Direction.INBOUND)
+    assert (message.body, message.attachments, message.headers) == ("", None, {"kind": "deleted"})
+    [event] = rows(db, LiveEvent, LiveEvent.id > before)
+    assert (event.kind, event.data) == (
+        "message",
+        {"message_id": sent.message_id, "change": "deleted"},
+    )
 
 
 def test_an_unknown_sender_gets_a_new_profile_holding_that_channel_identity(db, tmp_path):

@@ -124,7 +124,10 @@ def whatsapp_contact(sender: str) -> Contact:
 def record_inbound(session: Session, *, workspace: Workspace, inbound: InboundMessage) -> Received:
     """Store one customer message in its conversation and act on it (see module doc)."""
     key = f"inbound:{inbound.channel}:{inbound.provider_message_id}"
-    if _message_by_key(session, workspace.id, key) is not None:
+    existing = _message_by_key(session, workspace.id, key)
+    if existing is not None:
+        if inbound.kind == "deleted":
+            return _unsent(session, workspace.id, existing, inbound)
         return Received(None, None, None, is_duplicate=True)
     now = utc_now()
     customer_id = customers.resolve_customer_id(
@@ -209,6 +212,31 @@ def record_inbound(session: Session, *, workspace: Workspace, inbound: InboundMe
         keyword=keyword,
         assistant_scheduled=scheduled,
     )
+
+
+def _unsent(
+    session: Session, workspace_id: int, message_id: int, inbound: InboundMessage
+) -> Received:
+    """A message its sender took back (Instagram's unsend, under the message's own id):
+    it keeps its place in the conversation, its words and attachments gone, and the
+    screens showing it are told. A second notice, or one naming another sender's
+    message, changes nothing."""
+    message = session.get_one(Message, message_id)
+    if message.workspace_id != workspace_id or message.sender != inbound.sender:
+        return Received(None, None, None, is_duplicate=True)
+    if (message.headers or {}).get("kind") == "deleted":
+        return Received(None, None, None, is_duplicate=True)
+    message.body = ""
+    message.attachments = None
+    message.headers = {"kind": "deleted"}
+    emit(
+        session,
+        workspace_id=workspace_id,
+        kind="message",
+        conversation_id=message.conversation_id,
+        data={"message_id": message.id, "change": "deleted"},
+    )
+    return Received(message.id, message.conversation_id, message.customer_id)
 
 
 def _message_by_key(session: Session, workspace_id: int, key: str) -> int | None:
