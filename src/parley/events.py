@@ -30,12 +30,12 @@ same models.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class EventType(StrEnum):
@@ -85,6 +85,18 @@ decimals would not fit either)."""
 Money = Annotated[Decimal, Field(ge=-MONEY_LIMIT, le=MONEY_LIMIT)]
 
 
+def _in_utc(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is past the last one parley can keep") from None
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""A time with its offset, kept in UTC: one whose UTC day is past the calendar's last
+(``9999-12-31T23:00-05:00``) is refused with its name, not failed on its write."""
+
+
 class Customer(_Model):
     """A shopper as the store platform knows them."""
 
@@ -104,14 +116,14 @@ class Customer(_Model):
     )
     email_marketing: ConsentState = ConsentState.UNKNOWN
     sms_marketing: ConsentState = ConsentState.UNKNOWN
-    email_marketing_since: AwareDatetime | None = Field(
+    email_marketing_since: Moment | None = Field(
         default=None, description="when the shopper last gave or withdrew email marketing"
     )
-    sms_marketing_since: AwareDatetime | None = Field(
+    sms_marketing_since: Moment | None = Field(
         default=None, description="when the shopper last gave or withdrew SMS marketing"
     )
     tags: list[str] = Field(default_factory=list)
-    updated_at: AwareDatetime | None = None
+    updated_at: Moment | None = None
 
 
 class LineItem(_Model):
@@ -148,10 +160,10 @@ class Order(_Model):
     line_items: list[LineItem] = Field(default_factory=list)
     shipping_address: Address | None = None
     status_url: str | None = None
-    cancelled_at: AwareDatetime | None = None
+    cancelled_at: Moment | None = None
     cancel_reason: str | None = Field(default=None, max_length=64)
-    created_at: AwareDatetime | None = None
-    updated_at: AwareDatetime | None = None
+    created_at: Moment | None = None
+    updated_at: Moment | None = None
 
 
 class ShipmentStatus(StrEnum):
@@ -178,9 +190,9 @@ class Fulfillment(_Model):
     tracking_url: str | None = None
     line_items: list[LineItem] = Field(default_factory=list)
     customer: Customer | None = None
-    estimated_delivery_at: AwareDatetime | None = None
-    created_at: AwareDatetime | None = None
-    updated_at: AwareDatetime | None = None
+    estimated_delivery_at: Moment | None = None
+    created_at: Moment | None = None
+    updated_at: Moment | None = None
 
 
 class Checkout(_Model):
@@ -192,9 +204,9 @@ class Checkout(_Model):
     total_price: Money | None = None
     line_items: list[LineItem] = Field(default_factory=list)
     recovery_url: str | None = None
-    completed_at: AwareDatetime | None = None
-    created_at: AwareDatetime | None = None
-    updated_at: AwareDatetime | None = None
+    completed_at: Moment | None = None
+    created_at: Moment | None = None
+    updated_at: Moment | None = None
 
 
 class Refund(_Model):
@@ -203,7 +215,7 @@ class Refund(_Model):
     amount: Money | None = None
     currency: Currency | None = None
     note: str | None = None
-    created_at: AwareDatetime | None = None
+    created_at: Moment | None = None
 
 
 class Variant(_Model):
@@ -223,7 +235,7 @@ class Product(_Model):
     status: str | None = Field(default=None, max_length=32)
     tags: list[str] = Field(default_factory=list)
     variants: list[Variant] = Field(default_factory=list)
-    updated_at: AwareDatetime | None = None
+    updated_at: Moment | None = None
 
 
 class StoreUninstalled(_Model):

@@ -421,6 +421,24 @@ def test_a_field_longer_than_parley_keeps_is_422_naming_it_and_writes_nothing(
     assert _nothing_written(db)
 
 
+@pytest.mark.parametrize(
+    ("type_", "field"),
+    [("order.created", "created_at"), ("order.created", "updated_at")],
+)
+def test_a_payload_time_past_the_last_utc_day_is_422_naming_it(client, db, type_, field):
+    event = order_created()
+    event["payload"][field] = "9999-12-31T23:00:00-05:00"
+
+    response = client.post("/api/v1/events", json=event, headers=AUTH)
+
+    assert response.status_code == 422
+    assert response.json() == {
+        "error": f"payload is not a valid {type_}: {field}: Value error, "
+        "the time is past the last one parley can keep"
+    }
+    assert _nothing_written(db)
+
+
 def test_a_tracking_company_over_200_characters_is_422(client, db):
     event = fulfillment_created()
     event["payload"]["tracking_company"] = "X" * 201

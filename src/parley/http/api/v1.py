@@ -11,13 +11,13 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -82,18 +82,8 @@ class EventIn(BaseModel):
         default=None, max_length=DELIVERY_KEY_LENGTH, description="Your id, for de-duplication"
     )
     type: events.EventType
-    occurred_at: AwareDatetime | None = None
+    occurred_at: events.Moment | None = None
     payload: dict[str, Any]
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _in_utc(cls, value: datetime | None) -> datetime | None:
-        """Kept in UTC: a time whose UTC day is past the calendar's last is refused here,
-        not failed on its write."""
-        try:
-            return value.astimezone(UTC) if value is not None else None
-        except OverflowError:
-            raise ValueError("the time is past the last one parley can keep") from None
 
 
 class PrivacyCustomerIn(BaseModel):
