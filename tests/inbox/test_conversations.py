@@ -38,6 +38,7 @@ from support import (
     customer_writes,
     deliveries,
     drain,
+    every_row,
     inbox_worker,
     post,
     rows,
@@ -220,6 +221,53 @@ def test_a_message_the_customer_unsent_on_instagram_no_longer_shows_its_words(db
         "message",
         {"message_id": sent.message_id, "change": "deleted"},
     )
+
+
+def test_a_message_the_customer_edited_on_instagram_shows_its_new_words(db):
+    seed(db)
+    sent = customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="send it to 12 Elm St",
+        provider_message_id="mid-1",
+    )
+    before = max(event.id for event in rows(db, LiveEvent))
+
+    edited = customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="send it to 14 Elm St",
+        kind="edited",
+        provider_message_id="mid-1",
+    )
+
+    assert (edited.message_id, edited.assistant_scheduled) == (sent.message_id, False)
+    [message] = rows(db, Message, Message.direction == Direction.INBOUND)
+    assert (message.body, message.headers) == ("send it to 14 Elm St", {"edited": True})
+    [event] = rows(db, LiveEvent, LiveEvent.id > before)
+    assert (event.kind, event.data) == (
+        "message",
+        {"message_id": sent.message_id, "change": "edited"},
+    )
+
+
+def test_an_edit_of_a_message_parley_never_received_records_nothing(db):
+    seed(db)
+    before = {name: len(found) for name, found in every_row(db).items()}
+
+    edited = customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="the store's own words, edited",
+        kind="edited",
+        provider_message_id="mid-404",
+    )
+
+    assert edited.is_duplicate is True
+    assert {name: len(found) for name, found in every_row(db).items()} == before
 
 
 def test_an_unknown_sender_gets_a_new_profile_holding_that_channel_identity(db, tmp_path):

@@ -193,6 +193,12 @@ class Attachment:
     caption: str | None = None
 
 
+DELETED = "deleted"
+"""An inbound message's kind when its sender took it back (under its own id)."""
+EDITED = "edited"
+"""An inbound message's kind when its sender changed its words (under its own id)."""
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     """A message a customer wrote to the store, as one provider delivered it.
@@ -216,7 +222,8 @@ class InboundMessage:
     sent_at: datetime | None = None
     sender_name: str | None = None
     kind: str = "text"
-    """text, interactive, button, image, ..., comment (an Instagram comment on a post)."""
+    """text, interactive, button, image, ..., comment (an Instagram comment on a post);
+    :data:`DELETED` or :data:`EDITED` for a change to an earlier message of the same id."""
     attachments: tuple[Attachment, ...] = ()
     reply_to: str | None = None
     """Provider id of the message this one answers (WhatsApp ``context.id``, email

@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session
 
 from parley.accounts.models import Membership
 from parley.assistant.intents import Intent
-from parley.channels.base import ChannelKind, InboundMessage, MarketingPreference, StatusUpdate
+from parley.channels.base import (
+    DELETED,
+    EDITED,
+    ChannelKind,
+    InboundMessage,
+    MarketingPreference,
+    StatusUpdate,
+)
 from parley.clock import utc_now
 from parley.customers import service as customers
 from parley.customers import suppression
@@ -125,9 +132,9 @@ def record_inbound(session: Session, *, workspace: Workspace, inbound: InboundMe
     """Store one customer message in its conversation and act on it (see module doc)."""
     key = f"inbound:{inbound.channel}:{inbound.provider_message_id}"
     existing = _message_by_key(session, workspace.id, key)
+    if inbound.kind in (DELETED, EDITED):
+        return _changed(session, workspace.id, existing, inbound)
     if existing is not None:
-        if inbound.kind == "deleted":
-            return _unsent(session, workspace.id, existing, inbound)
         return Received(None, None, None, is_duplicate=True)
     now = utc_now()
     customer_id = customers.resolve_customer_id(
@@ -214,27 +221,34 @@ def record_inbound(session: Session, *, workspace: Workspace, inbound: InboundMe
     )
 
 
-def _unsent(
-    session: Session, workspace_id: int, message_id: int, inbound: InboundMessage
+def _changed(
+    session: Session, workspace_id: int, message_id: int | None, inbound: InboundMessage
 ) -> Received:
-    """A message its sender took back (Instagram's unsend, under the message's own id):
-    it keeps its place in the conversation, its words and attachments gone, and the
-    screens showing it are told. A second notice, or one naming another sender's
-    message, changes nothing."""
-    message = session.get_one(Message, message_id)
-    if message.workspace_id != workspace_id or message.sender != inbound.sender:
+    """A message its sender took back or edited (Instagram, under the message's own id):
+    it keeps its place in the conversation with its words gone, or as they now read, and
+    the screens showing it are told. Nothing is recorded for a change to a message parley
+    never received (or the store's own), nor for one already applied."""
+    message = session.get(Message, message_id) if message_id is not None else None
+    if message is None or message.workspace_id != workspace_id:
         return Received(None, None, None, is_duplicate=True)
-    if (message.headers or {}).get("kind") == "deleted":
+    headers = message.headers or {}
+    if message.sender != inbound.sender or headers.get("kind") == DELETED:
         return Received(None, None, None, is_duplicate=True)
-    message.body = ""
-    message.attachments = None
-    message.headers = {"kind": "deleted"}
+    if inbound.kind == DELETED:
+        message.body = ""
+        message.attachments = None
+        message.headers = {"kind": DELETED}
+    elif message.body == inbound.text:
+        return Received(None, None, None, is_duplicate=True)
+    else:
+        message.body = inbound.text
+        message.headers = {**headers, "edited": True}
     emit(
         session,
         workspace_id=workspace_id,
         kind="message",
         conversation_id=message.conversation_id,
-        data={"message_id": message.id, "change": "deleted"},
+        data={"message_id": message.id, "change": inbound.kind},
     )
     return Received(message.id, message.conversation_id, message.customer_id)
 

@@ -149,6 +149,42 @@ def test_live_comments_are_comments_too() -> None:
     assert event.kind == "comment"
 
 
+def test_an_edit_names_the_message_it_changes_and_its_new_text() -> None:
+    body = {
+        "object": "instagram",
+        "entry": [
+            {
+                "id": ACCOUNT,
+                "time": 1741944413500,
+                "messaging": [
+                    {
+                        "sender": {"id": CUSTOMER},
+                        "recipient": {"id": ACCOUNT},
+                        "timestamp": 1741944413500,
+                        "message_edit": {
+                            "mid": "mid-7",
+                            "text": "to Madrid, not Spain",
+                            "num_edit": 1,
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+
+    assert webhook.parse(json.dumps(body).encode()) == [
+        InboundMessage(
+            channel=ChannelKind.INSTAGRAM,
+            provider_message_id="mid-7",
+            sender=CUSTOMER,
+            text="to Madrid, not Spain",
+            account=ACCOUNT,
+            sent_at=datetime(2025, 3, 14, 9, 26, 53, 500000, tzinfo=UTC),
+            kind="edited",
+        )
+    ]
+
+
 def test_reactions_postbacks_and_mentions_are_ignored() -> None:
     assert _parse("ignored.json") == []
 

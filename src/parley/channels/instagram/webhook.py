@@ -4,8 +4,9 @@ Meta posts ``{"object": "instagram", "entry": [...]}`` where ``entry.id`` is the
 Instagram professional account. Two shapes matter to parley:
 
 - ``entry[].messaging[]``: direct messages (``message``), including **echoes** of what
-  the store itself sent (``message.is_echo``), and read receipts (``read.mid``, the
-  ``messaging_seen`` field);
+  the store itself sent (``message.is_echo``) and messages the customer took back
+  (``message.is_deleted``), their edits (``message_edit``, the ``message_edits`` field),
+  and read receipts (``read.mid``, the ``messaging_seen`` field);
 - ``entry[].changes[]`` with ``field: "comments"`` (or ``"live_comments"``): a comment on
   one of the store's posts, which the store may answer once with a private reply.
 
@@ -20,6 +21,8 @@ live in :mod:`parley.channels.meta`; they are re-exported here.
 from __future__ import annotations
 
 from parley.channels.base import (
+    DELETED,
+    EDITED,
     Attachment,
     ChannelKind,
     InboundEvent,
@@ -68,6 +71,19 @@ def parse(body: bytes) -> list[InboundEvent]:
 def _messaging(item: Located) -> InboundEvent | None:
     if "message" in item.data:
         return _message(item)
+    if "message_edit" in item.data:
+        # The customer changed the words of a message they sent (``message_edits``):
+        # the same mid, the text as it now reads.
+        edit = item.child("message_edit")
+        return InboundMessage(
+            channel=ChannelKind.INSTAGRAM,
+            provider_message_id=edit.text("mid"),
+            sender=item.child("sender").text("id"),
+            text=edit.optional_text("text") or "",
+            account=item.child("recipient").text("id"),
+            sent_at=item.time("timestamp"),
+            kind=EDITED,
+        )
     if "read" in item.data:
         # The customer read what the store sent: they are the sender of the receipt.
         return StatusUpdate(
@@ -98,7 +114,7 @@ def _message(item: Located) -> InboundMessage:
     )
     text = message.optional_text("text") or ""
     if message.data.get("is_deleted") is True:
-        kind = "deleted"
+        kind = DELETED
     elif message.data.get("is_unsupported") is True:
         kind = "unsupported"
     elif attachments and not text:
