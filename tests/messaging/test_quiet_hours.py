@@ -335,18 +335,29 @@ def test_an_order_update_at_night_goes_at_once(db, frozen_clock, grace_takes_mar
     assert sms.to == "+12025550143"
 
 
-def test_the_stores_own_window_applies(db, frozen_clock, grace_takes_marketing_texts):
-    """At 8:30 the law's window is open, but this store's opens at 10:00."""
-    to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
+def _store_window(db, workspace_id: int, quiet_hours: dict) -> None:
+    """The dispatch journey a promotion, and the store's quiet hours as saved."""
+    to_lane(db, "dispatch", "marketing", workspace_id=workspace_id)
     with db.transaction() as session:
-        store = session.get_one(Workspace, grace_takes_marketing_texts)
-        store.settings = {**store.settings, "quiet_hours": {"opens": 10, "closes": 18}}
-    frozen_clock.advance(at("2026-03-04T08:30:00-05:00") - frozen_clock())
+        store = session.get_one(Workspace, workspace_id)
+        store.settings = {**store.settings, "quiet_hours": quiet_hours}
+
+
+def _grace_ships_at(db, frozen_clock, when: str):
+    """Grace's order is placed and shipped at ``when``; the adapters the worker used."""
+    frozen_clock.advance(at(when) - frozen_clock())
     placed, dispatched, *_ = deliveries("Grace")
     post(db, placed)
     post(db, dispatched)
     adapters = recording_adapters()
     drain(make_worker(db, adapters))
+    return adapters
+
+
+def test_the_stores_own_window_applies(db, frozen_clock, grace_takes_marketing_texts):
+    """At 8:30 the law's window is open, but this store's opens at 10:00."""
+    _store_window(db, grace_takes_marketing_texts, {"opens": 10, "closes": 18})
+    adapters = _grace_ships_at(db, frozen_clock, "2026-03-04T08:30:00-05:00")
     assert adapters[ChannelKind.SMS].sent == []
     [waiting] = rows(db, Job, Job.status == JobStatus.PENDING, Job.kind == ADVANCE)
     assert waiting.due_at == at("2026-03-04T10:00:00-05:00")
@@ -360,18 +371,10 @@ def test_a_marketing_text_due_on_a_public_holiday_waits_for_the_next_day(
     db, frozen_clock, grace_takes_marketing_texts
 ):
     # Given a store that sends no marketing texts on public holidays, and Grace's US number
-    to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
-    with db.transaction() as session:
-        store = session.get_one(Workspace, grace_takes_marketing_texts)
-        store.settings = {**store.settings, "quiet_hours": {"holidays": False}}
+    _store_window(db, grace_takes_marketing_texts, {"holidays": False})
 
     # When her order ships on Thanksgiving morning
-    frozen_clock.advance(at("2026-11-26T10:00:00-05:00") - frozen_clock())
-    placed, dispatched, *_ = deliveries("Grace")
-    post(db, placed)
-    post(db, dispatched)
-    adapters = recording_adapters()
-    drain(make_worker(db, adapters))
+    adapters = _grace_ships_at(db, frozen_clock, "2026-11-26T10:00:00-05:00")
 
     # Then the promotion waits for the Friday's opening, and goes then
     assert adapters[ChannelKind.SMS].sent == []
@@ -388,16 +391,8 @@ def test_a_window_saved_wider_than_the_law_keeps_a_text_for_the_morning(
 ):
     """A store that saved 0:00 to 24:00 before the limit: its text at 23:10 still waits
     for 8:00 in the customer's zone."""
-    to_lane(db, "dispatch", "marketing", workspace_id=grace_takes_marketing_texts)
-    with db.transaction() as session:
-        store = session.get_one(Workspace, grace_takes_marketing_texts)
-        store.settings = {**store.settings, "quiet_hours": {"opens": 0, "closes": 24}}
-    frozen_clock.advance(at("2026-03-03T23:10:00-05:00") - frozen_clock())
-    placed, dispatched, *_ = deliveries("Grace")
-    post(db, placed)
-    post(db, dispatched)
-    adapters = recording_adapters()
-    drain(make_worker(db, adapters))
+    _store_window(db, grace_takes_marketing_texts, {"opens": 0, "closes": 24})
+    adapters = _grace_ships_at(db, frozen_clock, "2026-03-03T23:10:00-05:00")
 
     assert adapters[ChannelKind.SMS].sent == []
     [waiting] = rows(db, Job, Job.status == JobStatus.PENDING, Job.kind == ADVANCE)
