@@ -251,6 +251,40 @@ async def test_signing_out_ends_that_sessions_stream_at_once_and_no_other(db, te
     assert kinds(await received(staying)) == ["message"]
 
 
+async def test_switching_store_ends_the_old_sessions_stream_at_once(db, team, relay):
+    # Given the admin, also an agent of the other store, watching the demo store's inbox
+    with db.transaction() as session:
+        accounts.add_member(
+            session,
+            workspace_id=team.other_workspace_id,
+            user_id=team.admin_id,
+            role="agent",
+            now=utc_now(),
+        )
+    signed = signed_in(db, ADMIN)
+    stream = relay.hub.subscribe(
+        workspace_id=team.workspace_id,
+        user_id=team.admin_id,
+        token_digest=token_digest(signed.token),
+    )
+
+    # When they switch to the other store, and a demo customer then writes
+    with db.transaction() as session:
+        accounts.switch_workspace(
+            session,
+            login=signed.login,
+            slug="other",
+            ip="127.0.0.1",
+            user_agent=None,
+            now=utc_now(),
+        )
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender="+447911123456", text="hi")
+    await relay.catch_up()
+
+    # Then the old stream ended before the message
+    assert await received(stream) == [Ending.REVOKED]
+
+
 async def test_signing_out_a_session_that_has_ended_announces_nothing(db, team, relay):
     signed = signed_in(db, AGENT)
     stream = relay.hub.subscribe(

@@ -517,8 +517,9 @@ def switch_workspace(
 ) -> SignedIn:
     """Move a person who belongs to several workspaces to another of them.
 
-    A session is bound to one workspace, so this ends the current one and starts another
-    (new id, new CSRF token, as at sign-in) for the chosen membership. The password was
+    A session is bound to one workspace, so this ends the current one, and its live
+    stream with it, and starts another (new id, new CSRF token, as at sign-in) for the
+    chosen membership. The password was
     proven at sign-in, not here: the absolute timeout keeps running from then.
     """
     current = session.get(LoginSession, login.session_id)
@@ -530,6 +531,7 @@ def switch_workspace(
     membership, workspace = place
     signed_in_at = current.created_at
     session.delete(current)
+    emit(session, workspace_id=login.workspace_id, kind="session_ended", user_id=login.user_id)
     signed_in = _start_session(
         session,
         user=session.get_one(User, login.user_id),
