@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+from datetime import timedelta
+from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -14,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from sqlalchemy import func, select
 
 from parley.accounts.models import User
+from parley.assistant.intents import Intent
 from parley.assistant.service import SessionLookups
 from parley.assistant.skills import LookupFailed
 from parley.channels.base import ChannelKind
@@ -27,6 +30,7 @@ from parley.messaging.models import Author, Message
 from parley.settings import Settings
 from parley.workspaces.models import Workspace
 from support import (
+    RuleClassifier,
     all_adapters,
     count,
     customer_writes,
@@ -106,6 +110,90 @@ def test_order_details_wait_for_proof_of_identity(db, tmp_path):
     assert "Track it here" in answer.body
 
 
+class _ReadsEmailsAsAccountEdits(RuleClassifier):
+    """The shipped model reads "my email is ada@example.com" as an account edit (0.98)."""
+
+    RULES: ClassVar[list[tuple[str, Intent]]] = [
+        ("my email is", Intent.EDIT_ACCOUNT),
+        *RuleClassifier.RULES,
+    ]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param("my email is ada@example.com", id="read_as_account_edit_case"),
+        pytest.param("ada@example.com", id="not_understood_case"),
+    ],
+)
+def test_a_customer_sending_the_email_asked_for_gets_the_answer_to_her_question(
+    db, tmp_path, given
+):
+    """Asked for the order's email to confirm her, Ada sends it: the assistant answers the
+    question it asked about, not an account question, and does not say it is lost."""
+    seed(db)
+    placed, dispatched, *_ = deliveries("Ada", number=1501)
+    post(db, placed)
+    post(db, dispatched)
+    worker = inbox_worker(
+        db, all_adapters(), classifier=_ReadsEmailsAsAccountEdits(), tmp_model_dir=tmp_path
+    )
+    drain(worker)
+    stranger = "+447700900123"
+    customer_writes(db, channel=ChannelKind.SMS, sender=stranger, text="where is my order 1501")
+    drain(worker)
+    customer_writes(db, channel=ChannelKind.SMS, sender=stranger, text=given)
+    drain(worker)
+
+    asked, answered = rows(db, AssistantTurn)
+    assert (asked.action, answered.action) == ("clarified", "answered")
+    assert answered.intent == "track_order"
+    (shipment,) = rows(db, Fulfillment)
+    reply = _assistant_replies(db)[-1]
+    assert reply.body.startswith("Order #1501 ")
+    assert f"Track it here: {shipment.tracking_url}" in reply.body
+
+
+def test_an_email_sent_unasked_is_not_taken_for_an_order_question(db, tmp_path):
+    """Only an answer to the assistant's own question about an order goes on with it."""
+    seed(db)
+    worker = inbox_worker(
+        db, all_adapters(), classifier=_ReadsEmailsAsAccountEdits(), tmp_model_dir=tmp_path
+    )
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="hello")
+    drain(worker)
+    customer_writes(
+        db, channel=ChannelKind.WHATSAPP, sender=ADA, text="my email is ada@example.com"
+    )
+    drain(worker)
+    assert [t.intent for t in rows(db, AssistantTurn)] == ["greeting", "edit_account"]
+
+
+def test_an_order_number_from_weeks_ago_does_not_answer_todays_question(db, tmp_path, frozen_clock):
+    """Ada asked after order 1501 in March; in April, with 1502 on its way, she asks
+    "where is my order?": she is told about 1502, her latest, not 1501 again."""
+    seed(db)
+    for delivery in deliveries("Ada", number=1501):
+        post(db, delivery)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    drain(worker)
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="where is my order 1501")
+    drain(worker)
+    frozen_clock.advance(timedelta(days=30))
+    placed, dispatched, *_ = deliveries("Ada", order_id=502, number=1502)
+    post(db, placed)
+    post(db, dispatched)
+    drain(worker)
+    asked = customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text="where is my order?")
+    drain(worker)
+
+    (turn,) = rows(db, AssistantTurn, AssistantTurn.message_id == asked.message_id)
+    (reply,) = rows(db, Message, Message.id == turn.reply_message_id)
+    assert reply.body.startswith("Order #1502 ")
+    assert "1501" not in reply.body
+    assert [lookup["lookup"] for lookup in turn.lookups] == ["customer_orders", "fulfillments"]
+
+
 def test_only_the_first_assistant_reply_in_a_conversation_says_it_is_automated(db, tmp_path):
     seed(db)
     worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
@@ -159,6 +247,75 @@ def test_a_sensitive_topic_is_handed_off_whatever_the_intent(db, tmp_path):
     (turn,) = rows(db, AssistantTurn)
     assert (turn.intent, turn.action) == ("track_order", "handed_off")
     assert turn.reason.startswith("sensitive topic")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("where is my order? this is a fraudulent charge", id="fraudulent_case"),
+        pytest.param("where is my order? I think I've been scammed", id="scammed_case"),
+        pytest.param("where is my order, my lawyers will hear of this", id="lawyers_case"),
+        pytest.param("where is my order? I'll have you sued", id="sued_case"),
+        pytest.param("where is my order? I filed chargebacks", id="chargebacks_case"),
+        pytest.param("where is my order? voy a llamar a mi abogado", id="spanish_lawyer_case"),
+        pytest.param("where is my order? esto es una estafa", id="spanish_scam_case"),
+        pytest.param("where is my order? c'est une arnaque, j'appelle la police", id="french_case"),
+        pytest.param("where is my order? vou chamar meu advogado", id="portuguese_case"),
+    ],
+)
+def test_a_sensitive_topic_in_any_form_or_claimed_language_is_handed_off(db, tmp_path, text):
+    """A6: inflected words ("fraudulent", "scammed") and the languages the model reads
+    (code-mixed Spanish, French, Portuguese) are sensitive too: no order fact is given."""
+    seed(db)
+    placed, dispatched, *_ = deliveries("Ada", number=1501)
+    post(db, placed)
+    post(db, dispatched)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    drain(worker)
+    customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text=text)
+    drain(worker)
+    (turn,) = rows(db, AssistantTurn)
+    assert (turn.intent, turn.action, turn.lookups) == ("track_order", "handed_off", [])
+    assert turn.reason == "sensitive topic: a person should answer"
+    (reply,) = _assistant_replies(db)
+    assert FACT.search(reply.body) is None, reply.body
+    (conversation,) = rows(db, Conversation)
+    assert conversation.owner == Owner.HUMAN
+
+
+def test_an_auto_responder_answering_slowly_is_stopped_after_three_same_messages(
+    db, tmp_path, frozen_clock
+):
+    """A8: the other side is a bot that thanks for every message, each with a new ticket
+    number, ten minutes later: too slow for the hourly cap, it would run forever. The
+    third message that says the same hands off, and the assistant then stays silent."""
+    seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    for ticket in range(4500, 4520):
+        customer_writes(
+            db,
+            channel=ChannelKind.EMAIL,
+            sender="helpdesk@other.example",
+            text=f"Thanks for your message, ticket {ticket} is open. We'll reply shortly.",
+        )
+        drain(worker)
+        frozen_clock.advance(timedelta(minutes=10))
+
+    turns = rows(db, AssistantTurn)
+    assert [t.action for t in turns] == ["answered", "answered", "handed_off"]
+    assert turns[-1].reason == "the same message three times in a row (an auto-responder?)"
+    assert count(db, Message, Message.author == Author.ASSISTANT) == 3
+    (conversation,) = rows(db, Conversation)
+    assert conversation.owner == Owner.HUMAN
+
+
+def test_a_customer_asking_different_things_is_not_taken_for_a_loop(db, tmp_path):
+    seed(db)
+    worker = inbox_worker(db, all_adapters(), tmp_model_dir=tmp_path)
+    for text in ("hello", "thanks", "hello", "thanks", "hello"):
+        customer_writes(db, channel=ChannelKind.WHATSAPP, sender=ADA, text=text)
+        drain(worker)
+    assert [t.action for t in rows(db, AssistantTurn)] == ["answered"] * 5
 
 
 def test_policy_answers_quote_the_store_and_uncovered_questions_go_to_a_person(db, tmp_path):

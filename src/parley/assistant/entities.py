@@ -23,6 +23,14 @@ _ORDER = re.compile(
     r"|(?<![\d+])\b(\d{4,15})\b(?!\s*(?:cm|kg|lbs?|mm|in\b|%))",
     re.IGNORECASE,
 )
+# A date's year is no order number: "15/03/2026", "2026-03-15", "3 March 2026", "March 3, 2026".
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_DATE = re.compile(
+    r"\b\d{1,4}[/.-]\d{1,2}[/.-]\d{1,4}\b"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}\b"
+    rf"|\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b",
+    re.IGNORECASE,
+)
 _SIZE_WORDS = re.compile(
     r"\b(xxs|xs|s|m|l|xl|xxl|xxxl|2xl|3xl|small|medium|large|extra large)\b", re.IGNORECASE
 )
@@ -55,10 +63,10 @@ def extract(
     """Find every entity in ``text``. ``region`` reads national phone numbers."""
     emails = tuple(dict.fromkeys(e for m in _EMAIL.findall(text) if (e := normalise_email(m))))
     without_emails = _EMAIL.sub(" ", text)
-    phones = _phones(without_emails, region)
+    phones, without_phones = _phones(without_emails, region)
     phone_digits = {re.sub(r"\D", "", p) for p in phones}
     orders: list[str] = []
-    for match in _ORDER.finditer(without_emails):
+    for match in _ORDER.finditer(_DATE.sub(" ", without_phones)):
         number = next(group for group in match.groups() if group)
         if number in phone_digits or any(number in digits for digits in phone_digits):
             continue
@@ -72,14 +80,19 @@ def extract(
     )
 
 
-def _phones(text: str, region: str | None) -> tuple[str, ...]:
+def _phones(text: str, region: str | None) -> tuple[tuple[str, ...], str]:
+    """The valid phone numbers in ``text`` (E.164), and ``text`` with them blanked out:
+    a number written nationally ("07911 123456") keeps digits its E.164 form drops, which
+    must not be read as an order number."""
     found: list[str] = []
+    rest = text
     for match in phonenumbers.PhoneNumberMatcher(text, (region or "US").upper()):
         if phonenumbers.is_valid_number(match.number):
             found.append(
                 phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
             )
-    return tuple(dict.fromkeys(found))
+            rest = rest[: match.start] + " " * (match.end - match.start) + rest[match.end :]
+    return tuple(dict.fromkeys(found)), rest
 
 
 def _sizes(text: str) -> tuple[str, ...]:

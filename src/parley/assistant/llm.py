@@ -24,10 +24,23 @@ INSTRUCTIONS = (
     "any fact, number, date, price, link, policy, promise, discount or apology for "
     "something not in the draft. Answer with the rewritten reply only."
 )
-_TOKENS = re.compile(r"https?://\S+|[\w.+-]+@[\w-]+\.[\w.-]+|\d+(?:[.,:/-]\d+)*")
+# Facts a reply can state: links, emails, numbers, and the words of a date (the draft
+# writes months and days out, "3 March 2026"), so a changed month is a changed fact.
+_TOKENS = re.compile(
+    r"https?://\S+|[\w.+-]+@[\w-]+\.[\w.-]+|\d+(?:[.,:/-]\d+)*"
+    r"|\b(?:January|February|March|April|May|June|July|August|September|October|November"
+    r"|December|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)\b"
+    r"|\b(?i:today|tonight|tomorrow|yesterday)\b"
+)
+# What commits the store: a refund, replacement or credit said as done or to come, money
+# back, something free, a discount.
 _COMMITMENTS = re.compile(
     r"\b(guarantee|promise|refund(ed)? (is|has been) approved|discount|free of charge|"
-    r"compensat\w*|legally binding|deal)\b",
+    r"compensat\w*|legally binding|deal|"
+    r"(will|'ll|shall|going to)( \w+){0,3}? (refund|reimburse|replace|credit|compensate)\w*|"
+    r"(be|been|get|getting) (refunded|reimbursed|replaced|credited)|"
+    r"money back|full refund|replacement|for free|free (replacement|return|shipping|delivery)|"
+    r"waive\w*)\b",
     re.IGNORECASE,
 )
 

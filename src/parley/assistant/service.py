@@ -48,10 +48,20 @@ from parley.messaging.models import Author, Direction, Message
 from parley.workspaces.models import Workspace
 
 MAX_TURNS_PER_HOUR = 12
+# This many messages in a row saying the same (numbers aside) are a bot on the other side.
+SAME_MESSAGES_IN_A_ROW = 3
+# How long an order number, email or phone the customer gave stays part of what they ask:
+# a conversation stays open for weeks, and "where is my order?" then means the latest.
+EARLIER_ENTITIES_FOR = timedelta(hours=24)
+# Every form of each word ("fraudulent", "scammed", "lawyers", "sued"), and the words of
+# the languages the shipped model reads (code-mixed Spanish, French and Portuguese).
 SENSITIVE = re.compile(
-    r"\b(chargeback|charge ?back|lawyer|attorney|solicitor|legal action|sue|court|police|"
-    r"fraud|scam|stolen card|identity theft|injur\w*|allergic reaction|hospital|"
-    r"harass\w*|threat\w*|suicid\w*|self[- ]harm|data breach|gdpr request)\b",
+    r"\b(charge ?backs?|lawyers?|attorneys?|solicitors?|legal action|su(?:e|es|ed|ing)|court|"
+    r"police|fraud\w*|scam\w*|stolen card|identity theft|injur\w*|allergic reaction|"
+    r"hospital|harass\w*|threat\w*|suicid\w*|self[- ]harm|data breach|gdpr request|"
+    r"abogad[oa]s?|advogad[oa]s?|avocats?|demandar\w*|denuncia\w*|contracargo\w*|"
+    r"estorno\w*|estafa\w*|arnaque\w*|escroquerie\w*|golpe|plainte|polic[ií]a|"
+    r"tribunal\w*)\b",
     re.IGNORECASE,
 )
 
@@ -231,6 +241,7 @@ class Respond:
         titles = [product.title for product in _safe_products(lookups)]
         entities = extract(text, region=customer.country_code, product_titles=titles)
         prediction = self.classifier.predict(text) if text else Prediction(Intent.OUT_OF_SCOPE, 0.0)
+        prediction = _answering_the_question(session, message, entities, prediction)
         answer = self._decide(
             session, workspace, conversation, customer, message, text, prediction, entities, lookups
         )
@@ -262,6 +273,8 @@ class Respond:
             return _hand_off("sensitive topic: a person should answer", empathetic=True)
         if _recent_turns(session, conversation, now) >= MAX_TURNS_PER_HOUR:
             return _hand_off("too many automatic replies in an hour (a loop?)")
+        if _says_it_again(session, message, text):
+            return _hand_off("the same message three times in a row (an auto-responder?)")
         unsure = prediction.intent is Intent.OUT_OF_SCOPE or (
             prediction.confidence < self.confidence_floor
         )
@@ -282,7 +295,7 @@ class Respond:
             text=text,
             intent=prediction.intent,
             entities=entities,
-            earlier=_earlier_entities(session, message),
+            earlier=_earlier_entities(session, message, now),
             lookups=lookups,
             now=now,
             identity_is_proven=_proves_identity(message),
@@ -384,6 +397,35 @@ def _hold_conversation(session: Session, thought: Thought) -> Conversation | Non
     )
 
 
+def _answering_the_question(
+    session: Session, message: Message, entities: Entities, prediction: Prediction
+) -> Prediction:
+    """The order question a message goes on with when it only answers the assistant's.
+
+    Asked for an order number, email or phone to confirm an order, a customer sends
+    "my email is ada@example.com": the model reads that as an account question, or not
+    at all, but it answers the question the last turn asked about. Who may see the order
+    is still decided by the skill, from what this asker wrote.
+    """
+    if prediction.intent in skills.ORDER_INTENTS or not (
+        entities.order_numbers or entities.emails or entities.phones
+    ):
+        return prediction
+    last = session.scalar(
+        select(AssistantTurn)
+        .where(
+            AssistantTurn.workspace_id == message.workspace_id,
+            AssistantTurn.conversation_id == message.conversation_id,
+        )
+        .order_by(AssistantTurn.id.desc())
+        .limit(1)
+    )
+    if last is None or last.action != TurnAction.CLARIFIED:
+        return prediction
+    asked = Intent(last.intent)
+    return Prediction(asked, last.confidence) if asked in skills.ORDER_INTENTS else prediction
+
+
 def _hand_off(reason: str, *, empathetic: bool = False) -> Answer:
     text = (
         "I'm sorry you're dealing with this. I've passed your message to a colleague, who "
@@ -415,15 +457,46 @@ def _recent_turns(session: Session, conversation: Conversation, now: datetime) -
     )
 
 
+def _says_it_again(session: Session, message: Message, text: str) -> bool:
+    """Whether the customer's messages just before this one said the same as it, numbers
+    aside (:data:`SAME_MESSAGES_IN_A_ROW` in all).
+
+    An auto-responder answers every reply with one text (a new ticket number each time),
+    however slowly it writes, so the hourly cap alone would let two bots talk for ever; a
+    person asks something else.
+    """
+    earlier = list(
+        session.scalars(
+            select(Message.body)
+            .where(
+                Message.workspace_id == message.workspace_id,
+                Message.conversation_id == message.conversation_id,
+                Message.direction == Direction.INBOUND,
+                Message.id < message.id,
+            )
+            .order_by(Message.id.desc())
+            .limit(SAME_MESSAGES_IN_A_ROW - 1)
+        )
+    )
+    said = _gist(text)
+    return len(earlier) == SAME_MESSAGES_IN_A_ROW - 1 and all(
+        _gist(body or "") == said for body in earlier
+    )
+
+
+def _gist(text: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(text.lower().split()))
+
+
 def _proves_identity(message: Message) -> bool:
     """Whether the channel proves who wrote ``message``: a web-chat visitor only asserts
     the email they type into the widget."""
     return message.channel != ChannelKind.WEBCHAT
 
 
-def _earlier_entities(session: Session, message: Message) -> Entities:
+def _earlier_entities(session: Session, message: Message, now: datetime) -> Entities:
     """Entities from the asker's own earlier messages in the conversation (the last ten
-    the assistant read).
+    the assistant read, within :data:`EARLIER_ENTITIES_FOR`).
 
     A conversation may hold messages from people who only claimed to be this customer:
     a web-chat visitor who typed the customer's email joins their profile. An order
@@ -444,6 +517,7 @@ def _earlier_entities(session: Session, message: Message) -> Entities:
         .where(
             AssistantTurn.workspace_id == message.workspace_id,
             AssistantTurn.conversation_id == message.conversation_id,
+            AssistantTurn.created_at >= now - EARLIER_ENTITIES_FOR,
             Message.workspace_id == message.workspace_id,
             asker_wrote,
         )

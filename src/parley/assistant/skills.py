@@ -15,14 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parley.assistant.entities import Entities
 from parley.assistant.intents import Intent
 from parley.assistant.knowledge import KnowledgeBase
 from parley.commerce.models import Fulfillment, Order, Product, Refund
+from parley.customers.identity import normalise_phone
 from parley.customers.models import Customer
 from parley.inbox.models import TurnAction
 
@@ -172,7 +174,9 @@ def _owns(context: Context, order: Order) -> bool:
         return True
     emails = set(context.entities.emails) | set(context.earlier.emails)
     phones = set(context.entities.phones) | set(context.earlier.phones)
-    return bool((order.email and order.email.lower() in emails) or (order.phone in phones))
+    # The platform keeps the phone as typed ("+44 7911 123456"); the message's are E.164.
+    phone = normalise_phone(order.phone, country_code=context.customer.country_code)
+    return bool((order.email and order.email.lower() in emails) or (phone and phone in phones))
 
 
 def _call(function: Callable[..., Any], *args: Any) -> Any:
@@ -184,8 +188,18 @@ def _call(function: Callable[..., Any], *args: Any) -> Any:
         raise LookupFailed(f"{getattr(function, '__name__', 'lookup')}: {exc}") from exc
 
 
-def _date(value: datetime | None) -> str | None:
+def _date(value: date | None) -> str | None:
     return f"{value:%d %B %Y}".lstrip("0") if value else None
+
+
+def _local_day(value: datetime, zone: str | None) -> date:
+    """The calendar day ``value`` falls on where the customer is (UTC when unknown): a
+    parcel handed over at 07:00 in Sydney arrived that day, not the UTC day before."""
+    try:
+        where = ZoneInfo(zone) if zone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        where = UTC
+    return value.astimezone(where).date()
 
 
 def _money(amount: Decimal | None, currency: str | None) -> str | None:
@@ -195,9 +209,12 @@ def _money(amount: Decimal | None, currency: str | None) -> str | None:
 def _latest_shipment(
     context: Context, order: Order, trail: list[dict[str, Any]]
 ) -> Fulfillment | None:
+    """The newest shipment still going; a cancelled one only when no other is (a
+    shipment cancelled after another was sent says nothing of the parcel on its way)."""
     shipments = _call(context.lookups.fulfillments, order)
     trail.append({"lookup": "fulfillments", "order": order.number, "count": len(shipments)})
-    return shipments[-1] if shipments else None
+    live = [shipment for shipment in shipments if shipment.status != "cancelled"]
+    return (live or shipments)[-1] if shipments else None
 
 
 def _track_order(context: Context, trail: list[dict[str, Any]]) -> Answer:
@@ -230,6 +247,8 @@ def _track_order(context: Context, trail: list[dict[str, Any]]) -> Answer:
         tracking_url=shipment.tracking_url,
     )
     lines = [f"Order {order.number} {status}."]
+    if shipment.status == "cancelled":
+        return Answer(TurnAction.ANSWERED, lines[0], facts=facts)
     if shipment.tracking_company or shipment.tracking_number:
         carrier = shipment.tracking_company or "the carrier"
         number = (
@@ -255,13 +274,14 @@ _SHIPMENT_WORDS = {
 
 
 def _shipment_words(shipment: Fulfillment) -> str:
+    # A cancelled shipment keeps the carrier's last word ("in_transit"): it is not news.
+    if shipment.status == "cancelled":
+        return "had its shipment cancelled"
     if shipment.shipment_status == "delivered" and shipment.delivered_at:
         return f"was delivered on {_date(shipment.delivered_at)}"
     words = _SHIPMENT_WORDS.get(shipment.shipment_status or "")
     if words:
         return words
-    if shipment.status == "cancelled":
-        return "had its shipment cancelled"
     return f"has shipped (shipped {_date(shipment.created_at)})"
 
 
@@ -271,22 +291,46 @@ def _return_item(context: Context, trail: list[dict[str, Any]]) -> Answer:
         return access.answer
     order = access.order
     assert order is not None
-    days = int(context.settings.get("return_window_days") or DEFAULT_RETURN_WINDOW_DAYS)
+    if order.cancelled_at is not None:
+        # A cancelled order never arrives: no window to promise; a person sorts out
+        # anything that was sent before the cancellation.
+        cancelled = _date(order.cancelled_at)
+        return Answer(
+            TurnAction.HANDED_OFF,
+            f"Order {order.number} was cancelled on {cancelled}. I've asked a colleague to "
+            "look at your request; they'll reply here.",
+            reason="return asked for a cancelled order",
+            facts={"order": order.number, "cancelled": cancelled},
+        )
+    # 0 is a store's "no returns" (the admin allows it), not "unset".
+    configured = context.settings.get("return_window_days")
+    days = DEFAULT_RETURN_WINDOW_DAYS if configured is None else int(configured)
+    facts: dict[str, Any] = {"order": order.number, "return_window_days": days}
+    if days == 0:
+        return Answer(
+            TurnAction.HANDED_OFF,
+            f"I've asked a colleague to look at your return request for order {order.number}; "
+            "they'll reply here.",
+            reason="return requested; this store takes no returns",
+            facts=facts,
+        )
     policy = _search(context, "return policy returns exchange days refund", trail)
     quote = f' Our policy says: "{policy.text}" ({policy.source})' if policy else ""
     shipment = _latest_shipment(context, order, trail)
-    facts: dict[str, Any] = {"order": order.number, "return_window_days": days}
-    delivered = shipment.delivered_at if shipment else None
-    if delivered is None:
+    delivered_at = shipment.delivered_at if shipment else None
+    if delivered_at is None:
         return Answer(
             TurnAction.ANSWERED,
             f"Order {order.number} hasn't been delivered yet. Once it arrives you'll have "
             f"{days} days to return it.{quote}",
             facts=facts,
         )
+    # Whole days where the customer is: the last day named is honoured until it ends.
+    zone = context.customer.timezone
+    delivered = _local_day(delivered_at, zone)
     last_day = delivered + timedelta(days=days)
     facts.update(delivered=_date(delivered), last_day=_date(last_day))
-    if context.now <= last_day:
+    if _local_day(context.now, zone) <= last_day:
         return Answer(
             TurnAction.ANSWERED,
             f"Yes: order {order.number} was delivered on {facts['delivered']}, and returns are "
@@ -486,18 +530,26 @@ def _product(context: Context, trail: list[dict[str, Any]]) -> Answer:
     """A named product's facts from the catalogue, then the store's size and product text."""
     products = _call(context.lookups.products)
     trail.append({"lookup": "products", "count": len(products)})
-    named = [p for p in products if p.title in context.entities.products]
+    # The entities list the titles best named first.
+    by_title = {p.title: p for p in products}
+    named = [by_title[title] for title in context.entities.products if title in by_title]
     lines: list[str] = []
     facts: dict[str, Any] = {}
     if named:
         product = named[0]
-        in_stock = [v for v in product.variants if (v.get("inventory_quantity") or 0) > 0]
         sizes = [
             v.get("title") for v in product.variants if v.get("title") not in (None, "Default")
         ]
+        # A size asked for is in stock only if that size is, whatever the others hold.
+        asked = context.entities.sizes if sizes else ()
+        variants = _variants_in(product, asked) if asked else product.variants
+        in_stock = [v for v in variants if (v.get("inventory_quantity") or 0) > 0]
         price = product.variants[0].get("price") if product.variants else None
         facts = {"product": product.title, "in_stock": bool(in_stock), "price": price}
-        line = f"{product.title}: {'in stock' if in_stock else 'out of stock right now'}"
+        name = f"{product.title} in {', '.join(asked)}" if asked else product.title
+        if asked:
+            facts["size"] = list(asked)
+        line = f"{name}: {'in stock' if in_stock else 'out of stock right now'}"
         if price:
             line += f", {price}"
         if sizes:
@@ -518,7 +570,30 @@ def _product(context: Context, trail: list[dict[str, Any]]) -> Answer:
     return Answer(TurnAction.ANSWERED, " ".join(lines), facts=facts)
 
 
+def _variants_in(product: Product, sizes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The product's variants of any of ``sizes``; a variant title may join options
+    ("M / Blue")."""
+    wanted = {size.lower() for size in sizes}
+    return [
+        variant
+        for variant in product.variants
+        if wanted & {part.strip().lower() for part in str(variant.get("title") or "").split("/")}
+    ]
+
+
 Skill = Callable[[Context, list[dict[str, Any]]], Answer]
+
+ORDER_INTENTS = frozenset(
+    {
+        Intent.TRACK_ORDER,
+        Intent.RETURN_ITEM,
+        Intent.TRACK_REFUND,
+        Intent.GET_REFUND,
+        Intent.CHECK_INVOICE,
+        Intent.GET_INVOICE,
+    }
+)
+"""The intents answered about one confirmed order (:func:`_confirmed_order`)."""
 
 SKILLS: dict[Intent, Skill] = {
     Intent.TRACK_ORDER: _track_order,
