@@ -685,6 +685,23 @@ def test_policies_can_be_edited_added_and_removed(app, db, team):
     assert entry.detail == {"page": "policies", "sections": 2, "return_window_days": 45}
 
 
+def test_a_store_that_takes_no_returns_sees_zero_days_after_saving_it(app, db, team):
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/policies",
+            data={
+                "csrf_token": csrf,
+                "return_window_days": "0",
+                "title": "Returns policy",
+                "text": "We take no returns.",
+            },
+        )
+        page = client.get("/admin/policies", headers=HTML)
+    assert answer.status_code == 303
+    assert 'name="return_window_days" value="0"' in page.text
+
+
 def test_a_section_without_text_is_refused_and_nothing_is_saved(app, db, team):
     (before,) = rows(db, Workspace, Workspace.id == team.workspace_id)
     with browser(app) as client:

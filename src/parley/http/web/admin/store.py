@@ -288,7 +288,8 @@ def knowledge_of(workspace: Workspace) -> tuple[list[Section], int]:
         for item in settings.get("knowledge") or []
         if isinstance(item, dict)
     ]
-    days = int(settings.get("return_window_days") or DEFAULT_RETURN_WINDOW_DAYS)
+    saved = settings.get("return_window_days")
+    days = DEFAULT_RETURN_WINDOW_DAYS if saved is None else int(saved)  # 0: no returns
     return sections, days
 
 
