@@ -24,6 +24,7 @@ from web_support import AGENT, OTHER_ADMIN, browser, seed_team, sign_in, web_app
 
 ROW = re.compile(r'data-test="conversation-row" data-conversation-id="(\d+)"')
 ADA_PHONE = "+447911123456"
+NEXT = re.compile(r'href="([^"]+)" data-test="next-page"')
 
 
 @pytest.fixture
@@ -220,6 +221,9 @@ def test_search_text_is_data_not_sql_or_a_wildcard(db, app, clock):
             assert listed(client, f"q={query}") == [], query
         # Filter values outside their allow-lists are ignored, not interpolated.
         assert len(listed(client, "status=open'%20OR%201=1&channel=x&owner=y&label=z")) == 2
+        # So is a cursor that is not one, or names a moment no date can hold.
+        for after in ("1.1.1'%20OR%201=1", "999999999999999999.1.1", "-.999999999999999999.1"):
+            assert len(listed(client, f"after={after}")) == 2, after
     assert count(db, Conversation) == 2
 
 
@@ -298,8 +302,9 @@ def test_a_page_holds_fifty_and_the_next_page_the_rest(db, app, clock):
         sign_in(client, AGENT)
         first = client.get("/inbox").text
         assert [int(i) for i in ROW.findall(first)] == ids[:50]
-        assert 'href="/inbox?page=2"' in first
-        assert listed(client, "page=2") == ids[50:]
+        next_href = NEXT.search(first).group(1).replace("&amp;", "&")
+        assert next_href.startswith("/inbox?page=2&after=")
+        assert listed(client, next_href.removeprefix("/inbox?")) == ids[50:]
 
 
 def test_another_workspaces_conversation_is_404_with_none_of_its_data(db, app, team, clock):
@@ -337,3 +342,21 @@ def test_the_inbox_page_needs_a_sign_in_and_carries_the_live_scripts(db, app, cl
     ):
         assert asset in page
     assert 'data-list-url="/inbox/_list?"' in page
+
+
+def test_the_next_page_repeats_and_loses_no_conversation_when_new_ones_arrive(db, app, clock):
+    """Page 2 continues after the last row the agent saw, not at row 51 of a list that
+    has since grown: a customer writing in meanwhile sorts above it and shifts nothing."""
+    ids = [chat(db, clock, f"Shopper {n}") for n in range(51)]
+    for conversation_id in ids:
+        change(db, conversation_id, waiting_since=None)
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        first = client.get("/inbox").text
+        assert [int(i) for i in ROW.findall(first)] == ids[:0:-1]
+        next_href = NEXT.search(first).group(1).replace("&amp;", "&")
+        newcomer = chat(db, clock, "New Nia")
+        second = client.get(next_href).text
+        assert [int(i) for i in ROW.findall(second)] == [ids[0]]
+        assert NEXT.search(second) is None
+        assert [int(i) for i in ROW.findall(client.get("/inbox").text)][:2] == [newcomer, ids[50]]

@@ -19,9 +19,10 @@ message written before the agent opened the conversation a minute after they did
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,6 +79,53 @@ LABELS = tuple(sorted(str(intent) for intent in Intent))
 MINE = "mine"
 UNASSIGNED = "unassigned"
 ASSIGNEE_TABS = ("", MINE, UNASSIGNED)
+CURSOR = re.compile(r"(-|\d{1,18})\.(\d{1,18})\.(\d{1,18})")
+"""``after``: the last row seen, as its ``waiting_since`` ('-' for none), its
+``last_message_at`` (both microseconds since the epoch) and its id."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The sort key of the last row a page showed; the next page starts after it."""
+
+    waiting_since: datetime | None
+    last_message_at: datetime
+    id: int
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor | None:
+        """The cursor in ``text``; None for anything that is not one (it is dropped)."""
+        found = CURSOR.fullmatch(text)
+        if found is None:
+            return None
+        waiting, last, row_id = found.groups()
+        try:
+            return cls(
+                waiting_since=None
+                if waiting == "-"
+                else EPOCH + timedelta(microseconds=int(waiting)),
+                last_message_at=EPOCH + timedelta(microseconds=int(last)),
+                id=int(row_id),
+            )
+        except OverflowError:
+            return None
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> str:
+        """The ``after`` text that continues the list past ``conversation``."""
+
+        def micros(moment: datetime) -> str:
+            return str((moment - EPOCH) // timedelta(microseconds=1))
+
+        waiting = conversation.waiting_since
+        return ".".join(
+            (
+                "-" if waiting is None else micros(waiting),
+                micros(conversation.last_message_at),
+                str(conversation.id),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -92,6 +140,9 @@ class ListFilters:
     label: str = ""
     q: str = ""
     page: int = 1
+    """The page's number, as the pager shows it; where it starts is ``after``."""
+    after: str = ""
+    """A :class:`Cursor`'s text: the page starts after that row, '' at the top."""
 
     @classmethod
     def parse(cls, params: Mapping[str, str], *, teammate_ids: set[int]) -> ListFilters:
@@ -104,6 +155,7 @@ class ListFilters:
         if assignee not in (MINE, UNASSIGNED):
             assignee = assignee if assignee.isdigit() and int(assignee) in teammate_ids else ""
         page = params.get("page", "1")
+        after = params.get("after", "")
         return cls(
             status=status if status in STATUSES else ACTIVE,
             channel=channel if channel in CHANNELS else "",
@@ -112,14 +164,17 @@ class ListFilters:
             label=label if label in LABELS else "",
             q=" ".join(params.get("q", "").split())[:MAX_QUERY_CHARS],
             page=min(int(page), 10_000) if page.isdigit() and int(page) >= 1 else 1,
+            after=after if Cursor.parse(after) else "",
         )
 
     def query(self, **changes: Any) -> str:
         """This filter set as a query string (defaults left out), with ``changes`` applied.
 
-        A change of filter returns to page 1 unless the change is the page itself.
+        A change of filter returns to the top of page 1 unless the change is the page
+        itself (which keeps its cursor unless given another).
         """
-        changed = replace(self, **({"page": 1} | changes))
+        top: dict[str, Any] = {} if "page" in changes else {"page": 1, "after": ""}
+        changed = replace(self, **(top | changes))
         pairs = [
             (name, value)
             for name, value, default in (
@@ -130,6 +185,7 @@ class ListFilters:
                 ("label", changed.label, ""),
                 ("q", changed.q, ""),
                 ("page", str(changed.page), "1"),
+                ("after", changed.after, ""),
             )
             if value != default
         ]
@@ -160,7 +216,8 @@ class ConversationPage:
 
     filters: ListFilters
     rows: list[ConversationRow]
-    has_next: bool
+    next_after: str
+    """The ``after`` of the next page; '' when this page is the last."""
     unread_by_tab: dict[str, int]
     """Conversations with unread messages under the current filters, per assignee tab
     ('' for everyone, 'mine', 'unassigned')."""
@@ -174,7 +231,9 @@ def list_conversations(
     string's values, allow-listed by :meth:`ListFilters.parse`), for agent ``user_id``.
 
     Ordered by who has waited longest (``waiting_since`` ascending), then conversations
-    nobody waits on, most recent first.
+    nobody waits on, most recent first. A page starts after the last row of the one
+    before (``after``), not at an offset: a customer who writes in while the agent reads
+    page 1 sorts above its end, and an offset would show its last row again on page 2.
     """
     teammates = members(session, workspace_id=workspace_id)
     filters = ListFilters.parse(params, teammate_ids={member.user_id for member in teammates})
@@ -183,14 +242,17 @@ def list_conversations(
     found = list(
         session.scalars(
             select(Conversation)
-            .where(*conditions, _assignee_condition(filters.assignee, user_id))
+            .where(
+                *conditions,
+                _assignee_condition(filters.assignee, user_id),
+                _after(Cursor.parse(filters.after)),
+            )
             .order_by(
                 nobody_waits,
                 Conversation.waiting_since,
                 Conversation.last_message_at.desc(),
                 Conversation.id.desc(),
             )
-            .offset((filters.page - 1) * PAGE_SIZE)
             .limit(PAGE_SIZE + 1)
         )
     )
@@ -198,7 +260,7 @@ def list_conversations(
     return ConversationPage(
         filters=filters,
         rows=_rows(session, workspace_id, user_id, page, teammates),
-        has_next=len(found) > PAGE_SIZE,
+        next_after=Cursor.of(page[-1]) if len(found) > PAGE_SIZE else "",
         unread_by_tab=_unread_by_tab(session, conditions, user_id),
         teammates=teammates,
     )
@@ -232,6 +294,23 @@ def _assignee_condition(assignee: str, user_id: int) -> ColumnElement[bool]:
     if assignee:
         return Conversation.assignee_id == int(assignee)
     return and_(True)
+
+
+def _after(cursor: Cursor | None) -> ColumnElement[bool]:
+    """The rows that sort after ``cursor`` in the list's order (see list_conversations)."""
+    if cursor is None:
+        return and_(True)
+    later = or_(
+        Conversation.last_message_at < cursor.last_message_at,
+        and_(Conversation.last_message_at == cursor.last_message_at, Conversation.id < cursor.id),
+    )
+    if cursor.waiting_since is None:
+        return and_(Conversation.waiting_since.is_(None), later)
+    return or_(
+        Conversation.waiting_since.is_(None),
+        Conversation.waiting_since > cursor.waiting_since,
+        and_(Conversation.waiting_since == cursor.waiting_since, later),
+    )
 
 
 def _latest_turns(workspace_id: int) -> Select[Any]:
