@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from parley.http.web import media
 from parley.http.web.media import is_public, proxied
 from web_support import AGENT, browser, seed_team, sign_in, web_app
 
@@ -28,13 +29,21 @@ class StandIn(BaseHTTPRequestHandler):
         "/page.html": (200, "text/html", PAGE),
         "/huge.png": (200, "image/png", PNG + b"\x00" * 2_000),
     }
+    redirects = {
+        "/moved": "http://169.254.169.254/latest/meta-data/",
+        # Twilio's media URL answers with a redirect to the file on its CDN.
+        "/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1": "/cdn/photo.png",
+        "/cdn/photo.png": "/photo.png",
+        "/to-file": "file:///etc/passwd",
+        "/loop": "/loop",
+    }
     hits: list[str] = []
 
     def do_GET(self) -> None:
         self.hits.append(self.path)
-        if self.path == "/moved":
-            self.send_response(302)
-            self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+        if self.path in self.redirects:
+            self.send_response(307)
+            self.send_header("Location", self.redirects[self.path])
             self.end_headers()
             return
         status, media_type, body = self.routes.get(self.path, (404, "text/plain", b"no"))
@@ -152,15 +161,47 @@ def test_svg_and_html_download_as_octet_stream_whatever_they_claim(db, team, ima
     assert answer.headers["content-security-policy"].startswith("default-src 'none'")
 
 
-def test_redirects_are_not_followed_and_oversized_bodies_are_refused(db, team, image_host):
+def test_a_redirect_is_followed_to_the_image_it_points_at(db, team, image_host):
+    app = web_app(db, media_proxy_allow_private=True)
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        answer = proxy(client, app, f"{image_host}/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1")
+    assert answer.status_code == 200, answer.text
+    assert answer.content == PNG
+    assert answer.headers["content-type"] == "image/png"
+    assert StandIn.hits == [
+        "/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+        "/cdn/photo.png",
+        "/photo.png",
+    ]
+
+
+def test_every_redirect_target_is_checked_like_the_first_url(db, team, image_host, monkeypatch):
+    """Only the stand-in's own address counts as public here, so the redirect to the cloud
+    metadata address is refused as a link-local one would be, without connecting to it."""
+    monkeypatch.setattr(media, "is_public", lambda address: address == "127.0.0.1")
+    app = web_app(db)
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        metadata = proxy(client, app, f"{image_host}/moved")
+        to_file = proxy(client, app, f"{image_host}/to-file")
+        loop = proxy(client, app, f"{image_host}/loop")
+    assert (metadata.status_code, metadata.text) == (
+        403,
+        "refused: the host is on a private or reserved network",
+    )
+    assert (to_file.status_code, to_file.text) == (403, "refused: only http and https URLs")
+    assert (loop.status_code, loop.text) == (502, "refused: too many redirects")
+    assert StandIn.hits == ["/moved", "/to-file", *["/loop"] * (media.MAX_REDIRECTS + 1)]
+
+
+def test_oversized_bodies_are_refused(db, team, image_host):
     app = web_app(db, media_proxy_allow_private=True, media_proxy_max_bytes=1_000)
     with browser(app) as client:
         sign_in(client, AGENT)
-        moved = proxy(client, app, f"{image_host}/moved")
         huge = proxy(client, app, f"{image_host}/huge.png")
-    assert moved.status_code == 502
     assert huge.status_code == 502
-    assert StandIn.hits == ["/moved", "/huge.png"]
+    assert StandIn.hits == ["/huge.png"]
 
 
 @pytest.mark.parametrize(

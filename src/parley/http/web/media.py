@@ -10,7 +10,9 @@ resolved once and *every* address it resolves to must be public (no loopback, pr
 link-local / cloud metadata, multicast, reserved, shared or IPv4-mapped forms of those;
 ``2130706433`` and ``0177.0.0.1`` resolve to 127.0.0.1 and are refused as such); the
 connection goes to the checked address (the name kept for Host and TLS), so a second DNS
-answer cannot rebind it; redirects are not followed; size and time are capped.
+answer cannot rebind it; a redirect is followed (providers answer a media URL with one:
+Twilio's points at its CDN) only to a URL that passes the same checks, at most
+``MAX_REDIRECTS`` times; size and time (of the whole chain) are capped.
 
 What comes back is served inline only when its first bytes are a PNG, JPEG, GIF or WebP,
 with that type, ``nosniff`` and a ``default-src 'none'`` policy; anything else (SVG,
@@ -27,7 +29,7 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx2
 from starlette.requests import Request
@@ -41,6 +43,7 @@ from parley.settings import Settings
 log = logging.getLogger(__name__)
 
 MEDIA_CSP = "default-src 'none'; sandbox"
+MAX_REDIRECTS = 3
 SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "image/png",
     b"\xff\xd8\xff": "image/jpeg",
@@ -127,28 +130,38 @@ async def fetch(url: str, *, settings: Settings) -> tuple[bytes, str | None]:
 
     The type is an image type only when the bytes say so; None means "download only".
     """
-    target = await resolve(url, allow_private=settings.media_proxy_allow_private)
+    async with httpx2.AsyncClient(
+        follow_redirects=False,
+        timeout=settings.media_proxy_timeout_seconds,
+        trust_env=False,
+        verify=tls_context(),
+    ) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            target = await resolve(url, allow_private=settings.media_proxy_allow_private)
+            body, location = await _get(client, target, limit=settings.media_proxy_max_bytes)
+            if location is None:
+                return body, raster_type(body)
+            url = urljoin(url, location)
+    raise Refused("too many redirects", 502)
+
+
+async def _get(
+    client: httpx2.AsyncClient, target: Target, *, limit: int
+) -> tuple[bytes, str | None]:
+    """One GET of an already checked ``target``: its body, or where it redirects to."""
     host = f"[{target.address}]" if ":" in target.address else target.address
     pinned = f"{target.scheme}://{host}:{target.port}{target.path}"
     default_port = 443 if target.scheme == "https" else 80
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    limit = settings.media_proxy_max_bytes
-    async with (
-        httpx2.AsyncClient(
-            follow_redirects=False,
-            timeout=settings.media_proxy_timeout_seconds,
-            trust_env=False,
-            verify=tls_context(),
-        ) as client,
-        client.stream(
-            "GET",
-            pinned,
-            headers={"Host": host_header, "Accept": "image/*"},
-            extensions={"sni_hostname": target.host},
-        ) as answer,
-    ):
-        if answer.is_redirect:
-            raise Refused("the server answered with a redirect", 502)
+    async with client.stream(
+        "GET",
+        pinned,
+        headers={"Host": host_header, "Accept": "image/*"},
+        extensions={"sni_hostname": target.host},
+    ) as answer:
+        location = answer.headers.get("location")
+        if answer.is_redirect and location:
+            return b"", location
         if answer.status_code != 200:
             raise Refused(f"the server answered {answer.status_code}", 502)
         declared = answer.headers.get("content-length", "")
@@ -161,8 +174,7 @@ async def fetch(url: str, *, settings: Settings) -> tuple[bytes, str | None]:
             if size > limit:
                 raise Refused("too large", 502)
             chunks.append(chunk)
-    body = b"".join(chunks)
-    return body, raster_type(body)
+    return b"".join(chunks), None
 
 
 def raster_type(body: bytes) -> str | None:
