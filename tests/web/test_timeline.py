@@ -293,3 +293,28 @@ def test_each_message_names_the_stores_number_it_came_to_or_went_from(db, app, t
         ' title="from +15005550198" data-store-address="+15005550198"',
         "",
     ]
+
+
+def test_a_shared_location_shows_its_coordinates_and_a_map_link(db, app, clock):
+    """A WhatsApp pin dropped without a name carries nothing but its coordinates (kept as
+    a geo: URI): the agent must see them, not "kept with the provider"."""
+    received = customer_writes(
+        db,
+        channel=ChannelKind.WHATSAPP,
+        sender=ADA_PHONE,
+        text="",
+        attachments=(
+            Attachment(kind="location", url="geo:51.5072,-0.1276"),
+            Attachment(kind="location", url="geo:91,0"),
+            Attachment(kind="location", url='geo:1,2"><script>alert(1)</script>'),
+        ),
+    )
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        page = client.get(f"/inbox/{received.conversation_id}").text
+    assert re.findall(r'data-test="attachment-location"[^>]*>([^<]*)<', page) == [
+        "📍 51.5072, -0.1276"
+    ]
+    assert 'href="https://www.openstreetmap.org/?mlat=51.5072&amp;mlon=-0.1276"' in page
+    assert page.count('data-test="attachment-ref">location (kept with the provider)') == 2
+    assert "<script>alert(1)" not in page

@@ -9,6 +9,7 @@ newest ``LIMIT`` items are kept, so a customer of ten years still opens quickly.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,9 @@ from parley.messaging.models import Message
 
 LIMIT = 300
 RASTER_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+GEO = re.compile(r"geo:(-?\d{1,3}(?:\.\d{1,12})?),(-?\d{1,3}(?:\.\d{1,12})?)(?:;.*)?")
+"""A location shared without a URL of its own: RFC 5870 ``geo:lat,lon`` (the channels'
+form for a bare pin)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,9 @@ class Attachment:
     is_image: bool
     """Raster image with a URL: shown inline through the proxy. Everything else (SVG,
     HTML, documents) is only ever offered as a download."""
+    coordinates: tuple[str, str] | None = None
+    """Latitude and longitude of a shared location, as the customer's phone gave them:
+    often all a pin carries, so the agent sees them and a map link built from them."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,7 @@ def _journey_steps(session: Session, workspace_id: int, messages: list[Message])
 def _attachment(raw: Any) -> Attachment:
     data = raw if isinstance(raw, dict) else {}
     url = data.get("url")
+    coordinates = _coordinates(url)
     url = url if isinstance(url, str) and url.lower().startswith(("https://", "http://")) else None
     mime = str(data.get("mime_type") or "").split(";")[0].strip().lower()
     kind = str(data.get("kind") or "file")
@@ -171,7 +179,19 @@ def _attachment(raw: Any) -> Attachment:
         filename=_text(data.get("filename")),
         caption=_text(data.get("caption")),
         is_image=is_image,
+        coordinates=coordinates,
     )
+
+
+def _coordinates(url: Any) -> tuple[str, str] | None:
+    """The latitude and longitude of a ``geo:`` URI, if it is one on this planet."""
+    found = GEO.fullmatch(url) if isinstance(url, str) else None
+    if found is None:
+        return None
+    latitude, longitude = found.groups()
+    if abs(float(latitude)) > 90 or abs(float(longitude)) > 180:
+        return None
+    return latitude, longitude
 
 
 def _text(value: Any) -> str | None:
