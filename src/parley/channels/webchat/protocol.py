@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from parley.db.text import is_storable
+
 MAX_TEXT_LEN = 4000
 MAX_EMAIL_LEN = 320
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -83,7 +85,7 @@ def parse_frame(raw: str | bytes | None) -> ChatMessage | Identify:
             not isinstance(email, str)
             or not email.strip()
             or len(email) > MAX_EMAIL_LEN
-            or not _is_storable(email)
+            or not is_storable(email)
         ):
             raise BadFrame("identify needs an email address")
         return Identify(email=email)
@@ -99,22 +101,11 @@ def _chat_message(frame: dict[str, Any]) -> ChatMessage:
         raise BadFrame("a message needs some text", client_id=client_id)
     if len(text) > MAX_TEXT_LEN:
         raise BadFrame(f"a message is at most {MAX_TEXT_LEN} characters", client_id=client_id)
-    if not _is_storable(text):
+    if not is_storable(text):
         raise BadFrame(
             "a message cannot contain a NUL character or a lone surrogate", client_id=client_id
         )
     return ChatMessage(client_id=client_id, text=text)
-
-
-def _is_storable(text: str) -> bool:
-    """Whether every engine can store ``text`` (see the module doc)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TypeVar
 
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -37,6 +35,7 @@ from parley.channels.meta import PartlyMalformed
 from parley.clock import utc_now
 from parley.db import Database
 from parley.db.group_commit import group_commit
+from parley.db.text import storable
 from parley.errors import Invalid, NotFound, TryAgain, Unauthenticated
 from parley.inbox import service as inbox
 from parley.jobs import queue
@@ -50,12 +49,6 @@ log = logging.getLogger(__name__)
 
 # A receipt can overtake the record of the send it is about; try it again shortly.
 STATUS_RETRY_DELAY = timedelta(seconds=5)
-# What a provider can spell (JSON's \u0000 and half a surrogate pair, a form's %00) but
-# no database can store: PostgreSQL refuses NUL in text, and no engine encodes a lone
-# surrogate as UTF-8. In Python a whole pair is one character, so any surrogate is alone.
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -173,29 +166,11 @@ def check(db: Database, slug: str, delivery: InboundDelivery) -> CheckedDelivery
             headers={name: storable(value) for name, value in delivery.headers.items()},
             body=storable(delivery.body),
         ),
+        # Text no database can store is kept replaced (parley.db.text): refused, the
+        # same bytes would fail on every retry and the message be lost for good.
         events=[storable(event) for event in parsed.events],
         unreadable=parsed.unreadable,
     )
-
-
-def storable(value: T) -> T:
-    """``value`` (a string, or an event and what it holds) with every character no
-    database can store replaced by U+FFFD.
-
-    Refusing the delivery instead would fail it on every retry of the same bytes, losing
-    the customer's message and everything delivered with it; a stray character in an
-    otherwise readable message is better shown as what it is.
-    """
-    if isinstance(value, str):
-        if UNSTORABLE.search(value) is None:
-            return value
-        return UNSTORABLE.sub("\ufffd", value)  # type: ignore[return-value]
-    if isinstance(value, tuple):
-        return tuple(storable(item) for item in value)  # type: ignore[return-value]
-    if is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: storable(getattr(value, f.name)) for f in fields(value)}
-        return replace(value, **changes)
-    return value
 
 
 def _verified(slug: str, provider: str, access: ProviderAccess, delivery: InboundDelivery) -> int:
