@@ -439,6 +439,61 @@ def test_a_payload_time_past_the_last_utc_day_is_422_naming_it(client, db, type_
     assert _nothing_written(db)
 
 
+@pytest.mark.parametrize("text", [r"Ada\u0000", r"Ada\ud83d"], ids=["nul", "half_an_emoji"])
+def test_text_no_database_can_store_is_422_with_the_reason_and_writes_nothing(client, db, text):
+    event = order_created()
+    body = json.dumps(event).replace('"first_name": "Ada"', f'"first_name": "{text}"')
+    assert text in body
+
+    response = client.post(
+        "/api/v1/events", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    privacy = client.post(
+        "/api/v1/privacy-requests",
+        content=f'{{"kind": "access", "customer": {{"email": "ada@example.com", "x": "{text}"}}}}',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+
+    error = {"error": "text may not hold a NUL character or half a surrogate pair"}
+    assert (response.status_code, response.json()) == (422, error)
+    assert (privacy.status_code, privacy.json()) == (422, error)
+    assert _nothing_written(db)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nowhere", "/api/v1/journeys/%0Adispatch"])
+def test_a_path_no_endpoint_answers_is_a_json_404(client, path):
+    response = client.patch(path, json={}, headers=AUTH)
+
+    assert (response.status_code, response.json()) == (404, {"error": "no such endpoint"})
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/messages?status=%00", "/api/v1/journeys/dis%00patch"], ids=["query", "path"]
+)
+def test_a_nul_in_a_query_or_path_is_422_not_a_database_error(client, path):
+    response = client.request("GET" if "?" in path else "PATCH", path, json={}, headers=AUTH)
+
+    assert (response.status_code, response.json()) == (
+        422,
+        {"error": "text may not hold a NUL character or half a surrogate pair"},
+    )
+
+
+def test_messages_are_listed_by_a_status_parley_has_or_refused(client):
+    known = client.get("/api/v1/messages?status=sent", headers=AUTH)
+    unknown = client.get("/api/v1/messages?status=sentt", headers=AUTH)
+
+    assert (known.status_code, known.json()) == (200, {"messages": []})
+    assert unknown.status_code == 422
+    assert unknown.json()["error"].startswith("query.status: Input should be 'skipped'")
+
+
+def test_a_page_no_route_answers_is_still_a_plain_404(client):
+    response = client.get("/nowhere")
+
+    assert (response.status_code, response.text) == (404, "Not Found")
+
+
 def test_a_tracking_company_over_200_characters_is_422(client, db):
     event = fulfillment_created()
     event["payload"]["tracking_company"] = "X" * 201

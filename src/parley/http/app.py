@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from parley.http.api.v1 import create_api
 from parley.http.intake import CountIntake, Intake
 from parley.http.metrics import metrics
-from parley.http.responses import EXCEPTION_HANDLERS
+from parley.http.responses import EXCEPTION_HANDLERS, no_such_path
 from parley.http.unsubscribe import unsubscribe, unsubscribe_page
 from parley.http.web.app import WEB_EXCEPTION_HANDLERS, web_middleware, web_routes
 from parley.http.web.live import start_relay
@@ -158,7 +158,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> Starlet
         routes=routes,
         lifespan=lifespan,
         middleware=[Middleware(CountIntake), *web_middleware()],
-        exception_handlers={**EXCEPTION_HANDLERS, **WEB_EXCEPTION_HANDLERS},
+        exception_handlers={**EXCEPTION_HANDLERS, **WEB_EXCEPTION_HANDLERS, 404: no_such_path},
     )
     app.state.settings = settings
     app.state.sandbox = sandbox_store

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from parley import events, held_messages
 from parley.accounts.service import audit
@@ -28,8 +29,10 @@ from parley.channels.base import ChannelKind
 from parley.clock import utc_now
 from parley.db import Database
 from parley.db.group_commit import group_commit
+from parley.db.text import REASON as UNSTORABLE_REASON
+from parley.db.text import holds_unstorable
 from parley.errors import Conflict, Invalid, NotFound, Unauthenticated, describe_problems
-from parley.http.responses import EXCEPTION_HANDLERS
+from parley.http.responses import EXCEPTION_HANDLERS, api_http_error
 from parley.http.web.security import client_ip
 from parley.jobs import queue
 from parley.jobs.models import Job
@@ -38,7 +41,7 @@ from parley.journeys.models import Journey
 from parley.messaging import catalog, marketing_controls
 from parley.messaging.marketing_controls import Actor
 from parley.messaging.marketing_rate import MarketingRate
-from parley.messaging.models import Message
+from parley.messaging.models import Message, MessageStatus
 from parley.messaging.types import MessageType
 from parley.privacy import service as privacy
 from parley.privacy.export import export_schema
@@ -67,6 +70,28 @@ RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 column holds it, and the driver would fail the request."""
 
 MAX_PAGE = 1000
+
+
+class ApiError(BaseModel):
+    """Every refusal's body: what was wrong, in words a developer can act on."""
+
+    error: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ApiError, "description": meaning}
+    for status, meaning in (
+        (400, "The request cannot be read"),
+        (401, "No API key, or one no store holds"),
+        (403, "The key may not do this"),
+        (404, "Nothing of this store's by that id or key"),
+        (409, "Refused as things stand: a reused Idempotency-Key, a state that forbids it"),
+        (422, "A field is missing or wrong; the error names it"),
+        (503, "Storage is unavailable or busy: retry after Retry-After seconds"),
+    )
+}
+"""What any operation may answer besides its success, all as :class:`ApiError`: in the
+OpenAPI document, so a client generated from it expects them (checked by Schemathesis)."""
 
 
 def _page_size(limit: int) -> int:
@@ -420,6 +445,27 @@ def _message_out(message: Message) -> dict[str, Any]:
     }
 
 
+async def _storable_text(request: Request) -> None:
+    """Refuse (422, with the reason) a request whose path, query or JSON body holds text
+    no database can store, before anything is read or written: the client can fix it,
+    and the query would fail with a 500 on every retry (:mod:`parley.db.text`). Only a
+    body that escapes a character can hold one, so most are never parsed here."""
+    given = [*request.path_params.values(), *request.query_params.values()]
+    if holds_unstorable([value for value in given if isinstance(value, str)]):
+        raise Invalid(UNSTORABLE_REASON)
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    body = await request.body()
+    if b"\\u" not in body:
+        return
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return  # not JSON: the route's own validation says so
+    if holds_unstorable(parsed):
+        raise Invalid(UNSTORABLE_REASON)
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     """Request validation answers in the same ``{"error": ...}`` shape as every other error."""
     assert isinstance(exc, RequestValidationError)
@@ -526,7 +572,10 @@ def _add_privacy_routes(api: FastAPI) -> None:
             )
             return {"requests": [_privacy_out(item) for item in found]}
 
-    @api.get("/privacy-requests/export-schema")
+    @api.get(
+        "/privacy-requests/export-schema",
+        responses={200: {"content": {"application/schema+json": {"schema": {"type": "object"}}}}},
+    )
     def privacy_export_schema() -> JSONResponse:
         """The JSON Schema every export validates against (``parley.privacy-export/1``):
         public, it holds no one's data."""
@@ -637,7 +686,13 @@ def create_api() -> FastAPI:
     api = FastAPI(
         title="parley API",
         version="1",
-        exception_handlers={**EXCEPTION_HANDLERS, RequestValidationError: _invalid_request},
+        exception_handlers={
+            **EXCEPTION_HANDLERS,
+            RequestValidationError: _invalid_request,
+            StarletteHTTPException: api_http_error,
+        },
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(_storable_text)],
     )
 
     @api.post("/events", status_code=202)
@@ -659,7 +714,7 @@ def create_api() -> FastAPI:
     def list_messages(
         request: Request,
         api_key: Annotated[str, Depends(_api_key)],
-        status: str | None = None,
+        status: MessageStatus | None = None,
         limit: int = 100,
     ) -> dict[str, Any]:
         with _db(request).transaction() as session:
