@@ -318,3 +318,45 @@ def test_a_shared_location_shows_its_coordinates_and_a_map_link(db, app, clock):
     assert 'href="https://www.openstreetmap.org/?mlat=51.5072&amp;mlon=-0.1276"' in page
     assert page.count('data-test="attachment-ref">location (kept with the provider)') == 2
     assert "<script>alert(1)" not in page
+
+
+def test_an_unsent_message_says_so_and_an_edited_one_is_marked(db, app, clock):
+    unsent = customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="my card is 4111…",
+        provider_message_id="mid-1",
+    )
+    customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="",
+        kind="deleted",
+        provider_message_id="mid-1",
+    )
+    customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="send it to 12 Elm St",
+        provider_message_id="mid-2",
+    )
+    customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender="ig-7001",
+        text="send it to 14 Elm St",
+        kind="edited",
+        provider_message_id="mid-2",
+    )
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        page = client.get(f"/inbox/{unsent.conversation_id}").text
+    assert re.findall(r'data-test="message-body">([^<]*)<', page) == [
+        "(unsent by the customer)",
+        "send it to 14 Elm St",
+    ]
+    assert page.count('data-test="edited"') == 1
+    assert "4111" not in page
