@@ -531,8 +531,22 @@ def reply_channels(
             if not allowed:
                 options.append(ReplyChannel(channel, recipient, f"{why} for {channel}"))
                 continue
-        refusal, template_refusal = (
-            reply_refusal(
+        refusal = reply_refusal(
+            session,
+            workspace=workspace,
+            conversation=conversation,
+            channel=channel,
+            recipient=recipient,
+            author=Author.AGENT,
+            now=now,
+            line=line,
+        )
+        # Asked again as a template only where free text was refused on WhatsApp: the
+        # only channel whose templates may go outside its window.
+        needs_template = (
+            refusal is not None
+            and channel is ChannelKind.WHATSAPP
+            and reply_refusal(
                 session,
                 workspace=workspace,
                 conversation=conversation,
@@ -541,12 +555,9 @@ def reply_channels(
                 author=Author.AGENT,
                 now=now,
                 line=line,
-                is_template=is_template,
+                is_template=True,
             )
-            for is_template in (False, True)
-        )
-        needs_template = (
-            refusal is not None and channel is ChannelKind.WHATSAPP and template_refusal is None
+            is None
         )
         is_human_agent = refusal is None and is_human_agent_reply(
             session,
