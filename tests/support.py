@@ -340,6 +340,19 @@ def customer_writes(
 
 
 _inbound_ids = itertools.count(1)
+INSTAGRAM_SHOPPER = "ig-7001"
+
+
+def instagram_dm(db: Database, mid: str, text: str, **fields: Any) -> Received:
+    """A direct message (or its edit or unsend, by ``kind``) from one Instagram shopper."""
+    return customer_writes(
+        db,
+        channel=ChannelKind.INSTAGRAM,
+        sender=INSTAGRAM_SHOPPER,
+        text=text,
+        provider_message_id=mid,
+        **fields,
+    )
 
 
 def every_row(db: Database, *, but_store: int | None = None) -> dict[str, list[dict[str, Any]]]:

@@ -40,6 +40,7 @@ from support import (
     drain,
     every_row,
     inbox_worker,
+    instagram_dm,
     post,
     rows,
     seed,
@@ -192,25 +193,16 @@ def test_a_retried_delivery_of_one_message_is_stored_and_answered_once(db, tmp_p
 def test_a_message_the_customer_unsent_on_instagram_no_longer_shows_its_words(db):
     # Given a customer's direct message, with a photo
     seed(db)
-    sent = customer_writes(
+    sent = instagram_dm(
         db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="my address is 12 Elm St",
-        provider_message_id="mid-1",
+        "mid-1",
+        "my address is 12 Elm St",
         attachments=(Attachment(kind="image", url="https://cdn.example/p.jpg"),),
     )
     before = max(event.id for event in rows(db, LiveEvent))
 
     # When they unsend it, and Instagram says so under the same id
-    unsent = customer_writes(
-        db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="",
-        kind="deleted",
-        provider_message_id="mid-1",
-    )
+    unsent = instagram_dm(db, "mid-1", "", kind="deleted")
 
     # Then the message stays in its place, its words and photo gone, and screens are told
     assert unsent.message_id == sent.message_id
@@ -225,23 +217,10 @@ def test_a_message_the_customer_unsent_on_instagram_no_longer_shows_its_words(db
 
 def test_a_message_the_customer_edited_on_instagram_shows_its_new_words(db):
     seed(db)
-    sent = customer_writes(
-        db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="send it to 12 Elm St",
-        provider_message_id="mid-1",
-    )
+    sent = instagram_dm(db, "mid-1", "send it to 12 Elm St")
     before = max(event.id for event in rows(db, LiveEvent))
 
-    edited = customer_writes(
-        db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="send it to 14 Elm St",
-        kind="edited",
-        provider_message_id="mid-1",
-    )
+    edited = instagram_dm(db, "mid-1", "send it to 14 Elm St", kind="edited")
 
     assert (edited.message_id, edited.assistant_scheduled) == (sent.message_id, False)
     [message] = rows(db, Message, Message.direction == Direction.INBOUND)
@@ -257,14 +236,7 @@ def test_an_edit_of_a_message_parley_never_received_records_nothing(db):
     seed(db)
     before = {name: len(found) for name, found in every_row(db).items()}
 
-    edited = customer_writes(
-        db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="the store's own words, edited",
-        kind="edited",
-        provider_message_id="mid-404",
-    )
+    edited = instagram_dm(db, "mid-404", "the store's own words, edited", kind="edited")
 
     assert edited.is_duplicate is True
     assert {name: len(found) for name, found in every_row(db).items()} == before

@@ -56,7 +56,11 @@ def signed_in(db, email: str) -> accounts.SignedIn:
 
 
 def listen(relay: Relay, db, email: str) -> Subscriber:
-    signed = signed_in(db, email)
+    return stream_of(relay, signed_in(db, email))
+
+
+def stream_of(relay: Relay, signed: accounts.SignedIn) -> Subscriber:
+    """The live stream a browser holding ``signed``'s session opens."""
     return relay.hub.subscribe(
         workspace_id=signed.login.workspace_id,
         user_id=signed.login.user_id,
@@ -218,11 +222,7 @@ async def test_a_password_change_ends_the_old_sessions_streams_not_the_new_one(d
         )
     assert isinstance(changed, accounts.SignedIn)
     # The browser that changed it reloads with its fresh session before the relay catches up.
-    fresh = relay.hub.subscribe(
-        workspace_id=team.workspace_id,
-        user_id=team.agent_id,
-        token_digest=token_digest(changed.token),
-    )
+    fresh = stream_of(relay, changed)
     await relay.catch_up()
 
     assert await received(old) == [Ending.REVOKED]
@@ -233,11 +233,7 @@ async def test_a_password_change_ends_the_old_sessions_streams_not_the_new_one(d
 async def test_signing_out_ends_that_sessions_stream_at_once_and_no_other(db, team, relay):
     # Given the agent signed in twice (two browsers), each with a stream open
     leaving = signed_in(db, AGENT)
-    stream = relay.hub.subscribe(
-        workspace_id=team.workspace_id,
-        user_id=team.agent_id,
-        token_digest=token_digest(leaving.token),
-    )
+    stream = stream_of(relay, leaving)
     staying = listen(relay, db, AGENT)
 
     # When one browser signs out and a customer then writes
@@ -262,11 +258,7 @@ async def test_switching_store_ends_the_old_sessions_stream_at_once(db, team, re
             now=utc_now(),
         )
     signed = signed_in(db, ADMIN)
-    stream = relay.hub.subscribe(
-        workspace_id=team.workspace_id,
-        user_id=team.admin_id,
-        token_digest=token_digest(signed.token),
-    )
+    stream = stream_of(relay, signed)
 
     # When they switch to the other store, and a demo customer then writes
     with db.transaction() as session:
@@ -287,11 +279,7 @@ async def test_switching_store_ends_the_old_sessions_stream_at_once(db, team, re
 
 async def test_signing_out_a_session_that_has_ended_announces_nothing(db, team, relay):
     signed = signed_in(db, AGENT)
-    stream = relay.hub.subscribe(
-        workspace_id=team.workspace_id,
-        user_id=team.agent_id,
-        token_digest=token_digest(signed.token),
-    )
+    stream = stream_of(relay, signed)
     with db.transaction() as session:
         accounts.sign_out(session, token="not a session anyone holds")
     await relay.catch_up()

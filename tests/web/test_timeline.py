@@ -17,7 +17,7 @@ from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent
 from parley.inbox.service import assign, hand_off
 from parley.journeys.models import Journey, JourneyRun
 from parley.messaging.models import Message
-from support import customer_writes
+from support import customer_writes, instagram_dm
 from web_support import AGENT, browser, seed_team, sign_in, web_app
 
 ADA_PHONE = "+447911123456"
@@ -321,36 +321,10 @@ def test_a_shared_location_shows_its_coordinates_and_a_map_link(db, app, clock):
 
 
 def test_an_unsent_message_says_so_and_an_edited_one_is_marked(db, app, clock):
-    unsent = customer_writes(
-        db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="my card is 4111…",
-        provider_message_id="mid-1",
-    )
-    customer_writes(
-        db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="",
-        kind="deleted",
-        provider_message_id="mid-1",
-    )
-    customer_writes(
-        db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="send it to 12 Elm St",
-        provider_message_id="mid-2",
-    )
-    customer_writes(
-        db,
-        channel=ChannelKind.INSTAGRAM,
-        sender="ig-7001",
-        text="send it to 14 Elm St",
-        kind="edited",
-        provider_message_id="mid-2",
-    )
+    unsent = instagram_dm(db, "mid-1", "my card is 4111…")
+    instagram_dm(db, "mid-1", "", kind="deleted")
+    instagram_dm(db, "mid-2", "send it to 12 Elm St")
+    instagram_dm(db, "mid-2", "send it to 14 Elm St", kind="edited")
     with browser(app) as client:
         sign_in(client, AGENT)
         page = client.get(f"/inbox/{unsent.conversation_id}").text
