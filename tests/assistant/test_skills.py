@@ -25,6 +25,7 @@ class Lookups:
     orders: list[Order] = field(default_factory=list)
     shipments: list[Fulfillment] = field(default_factory=list)
     catalogue: list[Product] = field(default_factory=list)
+    sections: list[dict[str, Any]] = field(default_factory=list)
 
     def customer_orders(self) -> list[Order]:
         return self.orders
@@ -42,7 +43,7 @@ class Lookups:
         return self.catalogue
 
     def knowledge(self) -> KnowledgeBase:
-        return knowledge_base([])
+        return knowledge_base(self.sections)
 
 
 def _order(**fields: Any) -> Order:
@@ -261,3 +262,66 @@ def test_a_different_phone_does_not_confirm_an_order():
         "identity not confirmed for the order",
         {},
     )
+
+
+_RETURNS = {
+    "title": "Returns policy",
+    "text": "You can return unworn items within 30 days of delivery for a full refund.",
+}
+
+
+def test_a_refund_exception_the_policy_does_not_mention_is_handed_to_a_person():
+    """A2: the Air Canada case. The returns text matches "refund" well, but it says
+    nothing about a bereavement: quoting it would answer a question it does not cover."""
+    said = _ask(
+        Intent.CHECK_REFUND_POLICY,
+        Lookups(sections=[_RETURNS]),
+        now=PLACED,
+        text="Can I get a refund exception because of a bereavement?",
+    )
+    assert said.action is TurnAction.HANDED_OFF
+    assert "30 days" not in said.text
+    assert said.facts == {}
+    assert said.reason == (
+        "the customer asks about a bereavement and an exception, which the store's "
+        "policy text does not cover"
+    )
+    assert said.lookups[-1]["not_covered"] == ["a bereavement", "an exception"]
+
+
+def test_a_circumstance_the_policy_speaks_to_is_quoted():
+    funerals = {
+        "title": "Returns policy",
+        "text": "After a bereavement we extend the return window to 90 days; write to us.",
+    }
+    said = _ask(
+        Intent.CHECK_REFUND_POLICY,
+        Lookups(sections=[_RETURNS, funerals]),
+        now=PLACED,
+        text="my father died, can I still return his order?",
+    )
+    assert said.action is TurnAction.ANSWERED
+    assert said.facts["quote"] == funerals["text"]
+
+
+def test_an_ordinary_policy_question_is_still_answered_from_the_store_text():
+    said = _ask(
+        Intent.CHECK_REFUND_POLICY,
+        Lookups(sections=[_RETURNS]),
+        now=PLACED,
+        text="what is your refund policy?",
+    )
+    assert said.action is TurnAction.ANSWERED
+    assert said.facts["quote"] == _RETURNS["text"]
+
+
+def test_a_return_answer_quotes_no_policy_for_a_circumstance_it_lacks():
+    """The window comes from the order; the quote would seem to grant the exception."""
+    said = _ask(
+        Intent.RETURN_ITEM,
+        Lookups(orders=[_order()], shipments=[_delivered(PLACED)], sections=[_RETURNS]),
+        now=PLACED,
+        text="order 1501: can I have an extension on my return, I was in hospital abroad",
+        entities=Entities(order_numbers=("1501",)),
+    )
+    assert "Our policy says" not in said.text

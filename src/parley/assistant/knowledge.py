@@ -6,6 +6,13 @@ matched to passages by TF-IDF cosine similarity over words and character n-grams
 to typos). An answer quotes the best passage with its section title; when nothing matches
 well enough the assistant hands off rather than invent a policy.
 
+Similarity alone cannot tell whether a passage *covers* a question. "Can I get a refund
+exception because of a bereavement?" is close to any returns text, and quoting it would
+read as the store's answer to the exception (the Air Canada case, RELIABILITY A2). So a
+question that names a circumstance a standard policy does not settle (an exception, a
+bereavement, illness, a deadline extension) is answered only from a passage that speaks
+to that circumstance too; otherwise a person answers it.
+
 The index is scikit-learn's ``TfidfVectorizer`` arithmetic (smoothed idf, l2-normalised
 rows; word 1-2-grams with sublinear tf, ``char_wb`` 3-5-grams), written out here over an
 inverted index instead of called: importing scikit-learn pulls in SciPy's stats and
@@ -33,6 +40,33 @@ MIN_SCORE = 0.12
 _CACHE_SIZE = 64
 # scikit-learn's default token: two or more word characters.
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+# Circumstances a standard policy does not settle, each by every form of its words in the
+# languages the shipped model reads (English, and code-mixed Spanish, French and
+# Portuguese). A question naming one is answered only from a passage naming it too.
+CIRCUMSTANCES: dict[str, re.Pattern[str]] = {
+    name: re.compile(rf"\b(?:{words})\b", re.IGNORECASE)
+    for name, words in {
+        "a bereavement": r"bereave\w*|funerals?|passed away|died|deaths?|deceased|"
+        r"condolences?|fallec\w*|falec\w*|luto|muri[oó]|morreu|d[ée]c[èe]s|deuil|"
+        r"obs[èe]ques|enterrement",
+        "an exception": r"exceptions?|exceptional(?:ly)?|excepci[oó]n\w*|exce[cç](?:[aã]o|[oõ]es)|"
+        r"exempt\w*|waive\w*|waiver|goodwill|just this once|one[- ]off",
+        "an illness": r"ill|illness|sick\w*|surgery|medical(?:ly)?|enferm\w*|doente|"
+        r"malad\w*",
+        "an extension": r"extensions?|extend\w*|grace period|overdue|late returns?|"
+        r"(?:past|after|missed) the (?:deadline|window|return period)|pr[oó]rroga\w*|"
+        r"prolong\w*",
+        "special circumstances": r"special (?:circumstances?|case)|compassion\w*|hardship|"
+        r"emergenc\w*|pregnan\w*|military|deployed|disabilit\w*|disabled",
+    }.items()
+}
+
+
+def circumstances(text: str) -> list[str]:
+    """The circumstances ``text`` names, in :data:`CIRCUMSTANCES` order."""
+    return [name for name, pattern in CIRCUMSTANCES.items() if pattern.search(text)]
 
 
 @dataclass(frozen=True)
@@ -135,15 +169,22 @@ class KnowledgeBase:
         words, chars = (index.cosines(query) for index in self._indexes)
         return [(word + char) / 2 for word, char in zip(words, chars, strict=True)]
 
-    def search(self, query: str, *, min_score: float = MIN_SCORE) -> Found | None:
-        """The passage that best answers ``query``, or None when none does."""
+    def search(
+        self, query: str, *, covering: Sequence[str] = (), min_score: float = MIN_SCORE
+    ) -> Found | None:
+        """The passage that best answers ``query`` and names every one of the
+        ``covering`` circumstances, or None when none does."""
         if not self.passages or not query.strip():
             return None
         scores = self.scores(query)
-        best = max(range(len(scores)), key=scores.__getitem__)  # the first wins a tie
-        if scores[best] < min_score:
-            return None
-        return Found(passage=self.passages[best], score=scores[best])
+        # The first passage wins a tie.
+        for best in sorted(range(len(scores)), key=lambda position: -scores[position]):
+            if scores[best] < min_score:
+                return None
+            passage = self.passages[best]
+            if set(covering) <= set(circumstances(f"{passage.source}. {passage.text}")):
+                return Found(passage=passage, score=scores[best])
+        return None
 
 
 _cache: dict[str, KnowledgeBase] = {}

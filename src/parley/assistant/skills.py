@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parley.assistant.entities import Entities
 from parley.assistant.intents import Intent
-from parley.assistant.knowledge import KnowledgeBase
+from parley.assistant.knowledge import KnowledgeBase, circumstances
 from parley.commerce.models import Fulfillment, Order, Product, Refund
 from parley.customers.identity import normalise_phone
 from parley.customers.models import Customer
@@ -497,15 +497,19 @@ _POLICY_QUERIES: dict[Intent, str] = {
 
 
 def _search(context: Context, query: str, trail: list[dict[str, Any]]) -> Any:
+    """The store's passage that answers the question, speaking to every circumstance it
+    names (:data:`knowledge.CIRCUMSTANCES`), or None."""
     knowledge = _call(context.lookups.knowledge)
-    found = knowledge.search(f"{context.text} {query}")
-    trail.append(
-        {
-            "lookup": "store_policies",
-            "found": found.passage.source if found else None,
-            "score": round(found.score, 3) if found else None,
-        }
-    )
+    asked = circumstances(context.text)
+    found = knowledge.search(f"{context.text} {query}", covering=asked)
+    lookup: dict[str, Any] = {
+        "lookup": "store_policies",
+        "found": found.passage.source if found else None,
+        "score": round(found.score, 3) if found else None,
+    }
+    if found is None and asked:
+        lookup["not_covered"] = asked
+    trail.append(lookup)
     return found.passage if found else None
 
 
@@ -513,11 +517,17 @@ def _policy(context: Context, trail: list[dict[str, Any]]) -> Answer:
     """Quote the store's own text, or hand off: a policy is never made up."""
     passage = _search(context, _POLICY_QUERIES.get(context.intent, ""), trail)
     if passage is None:
+        asked = circumstances(context.text)
         return Answer(
             TurnAction.HANDED_OFF,
             "That's a good question for our team: I've passed it to a colleague, who will "
             "reply here.",
-            reason=f"no store policy covers this ({context.intent})",
+            reason=(
+                f"the customer asks about {' and '.join(asked)}, which the store's policy "
+                "text does not cover"
+                if asked
+                else f"no store policy covers this ({context.intent})"
+            ),
         )
     return Answer(
         TurnAction.ANSWERED,
