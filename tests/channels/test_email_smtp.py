@@ -453,3 +453,64 @@ def test_sender_name_is_shown_before_the_configured_address():
         )
     )
     assert email["From"] == "Juniper & Pine <orders@shop.test>"
+
+
+def unfolded_header(wire: bytes, name: str) -> str:
+    """A header's value exactly as it travels, folding undone (RFC 5322 2.2.3): no
+    decoding, so an encoded word shows as one."""
+    head = wire.split(b"\r\n\r\n", 1)[0].decode()
+    unfolded = head.replace("\r\n ", " ").replace("\r\n\t", "\t")
+    (line,) = [line for line in unfolded.split("\r\n") if line.startswith(f"{name}:")]
+    return line.removeprefix(f"{name}:").strip()
+
+
+@pytest.mark.parametrize("to", ["zoe@example.com", "zoë@example.com"])
+async def test_one_click_unsubscribe_headers_travel_as_written_to_any_address(to: str) -> None:
+    # A marketing email's unsubscribe URL is over 78 characters, so it is longer than a
+    # header line should be; encoded as an RFC 2047 word to be folded, it is no URL to a
+    # mailbox provider and its one-click unsubscribe is gone (RFC 2369, RFC 8058).
+    server = start_smtp_server(smtputf8=True)
+    adapter = email_adapter(server)
+    unsubscribe = (
+        "<https://parley.example.com/unsubscribe/WzEsMjM0NSwiZW1haWwiXQ.3q2-7wQ4k1Zx9_aBcDeFgHiJ>"
+    )
+    try:
+        await adapter.send(
+            email(
+                to=to,
+                headers={
+                    "List-Unsubscribe": unsubscribe,
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                },
+            )
+        )
+    finally:
+        await adapter.aclose()
+        server.stop()
+
+    wire = server.handler.received[0].content
+    assert unfolded_header(wire, "List-Unsubscribe") == unsubscribe
+    assert unfolded_header(wire, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.parametrize("to", ["zoe@example.com", "zoë@example.com"])
+async def test_a_reply_threads_under_a_long_message_id_to_any_address(to: str) -> None:
+    # Outlook's Message-IDs run past 78 characters; encoded as RFC 2047 words they are no
+    # message id, and the customer's mail app shows the answer as a new conversation.
+    outlook_id = (
+        "<DM6PR11MB4691B6E1C0E7D4E8F9A1B2C3D4E5F6A7B8@DM6PR11MB4691.namprd11.prod.outlook.com>"
+    )
+    server = start_smtp_server(smtputf8=True)
+    adapter = email_adapter(server)
+    try:
+        await adapter.send(
+            email(to=to, headers={"In-Reply-To": outlook_id, "References": outlook_id})
+        )
+    finally:
+        await adapter.aclose()
+        server.stop()
+
+    wire = server.handler.received[0].content
+    assert unfolded_header(wire, "In-Reply-To") == outlook_id
+    assert unfolded_header(wire, "References") == outlook_id
+    assert max(len(line) for line in wire.split(b"\r\n")) <= 998

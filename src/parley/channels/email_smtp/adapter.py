@@ -12,7 +12,10 @@ takes. That costs about 0.5 ms per message against 1.5 ms for ``email.policy.def
 which parses every header into an object at set time and refolds it when flattened, and an
 email journey sends thousands. An address that is not ASCII (``zoë@example.com``) can only
 travel as SMTPUTF8 with raw UTF-8 headers, which only ``policy.default`` writes, so those
-messages are built with it.
+messages are built with it. Its folding would turn a word longer than a line (a one-click
+unsubscribe URL, an Outlook Message-ID) into RFC 2047 encoded words, which mean nothing in
+a header of URLs or message ids, so those headers are written as given
+(:class:`_AsWritten`).
 
 SMTP has no request/response pooling of its own, so the adapter keeps a small pool of
 authenticated connections and reuses each for many messages (one EHLO/STARTTLS/AUTH per
@@ -23,14 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from collections import deque
 from email.charset import QP, Charset
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import Policy
+from email.policy import default as default_policy
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any, ClassVar, Self
 
@@ -292,11 +298,50 @@ def _text_part(content: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
+class _AsWritten(UnstructuredHeader, BaseHeader):
+    """A header of angle-bracketed URLs or message ids, folded only where its own value
+    has a space.
+
+    ``policy.default`` encodes a word too long for a line as RFC 2047 encoded words so it
+    can break it; in these headers that leaves no URL and no message id for a mailbox
+    provider to read (RFC 2369 and RFC 8058 one-click unsubscribe; RFC 5322 threading). A
+    long word stays whole on a line of its own: SMTP allows 998 characters.
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        limit = policy.max_line_length or math.inf
+        lines = [f"{self.name}:"]
+        for index, word in enumerate(str(self).split()):
+            if index and len(lines[-1]) + 1 + len(word) > limit:
+                lines.append("")
+            lines[-1] += f" {word}"
+        return policy.linesep.join(lines) + policy.linesep
+
+
+_WRITTEN_AS_GIVEN = (
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "list-help",
+    "list-subscribe",
+    "list-post",
+    "list-owner",
+    "list-archive",
+    "in-reply-to",
+    "references",
+)
+_HEADERS = HeaderRegistry()
+for _name in _WRITTEN_AS_GIVEN:
+    _HEADERS.map_to_type(_name, _AsWritten)
+_INTERNATIONAL = default_policy.clone(header_factory=_HEADERS)
+"""``policy.default``, writing :data:`_WRITTEN_AS_GIVEN` headers as given. The relay
+client flattens with a policy of its own, but each header folds itself as its class says."""
+
+
 def _international_message(
     sender: tuple[str, str], to: str, headers: dict[str, str], text: str, html: str | None
 ) -> EmailMessage:
     """The message for a non-ASCII address: ``policy.default`` writes SMTPUTF8 headers."""
-    email = EmailMessage()
+    email = EmailMessage(policy=_INTERNATIONAL)
     try:
         email["From"] = Address(display_name=sender[0], addr_spec=sender[1])
         email["To"] = to

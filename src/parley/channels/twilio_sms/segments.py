@@ -5,6 +5,10 @@ split; a body with any character outside GSM 03.38 goes as UCS-2, 70 or 67 a seg
 Twilio bills by segment and a sender's throughput is counted in segments, so the sandbox
 reports them as Twilio does and the pacer charges a sender for them
 (:mod:`parley.messaging.pace`).
+
+A split body is cut between characters, never inside one (3GPP TS 23.040): an extension
+character and its escape, or the two UTF-16 units of a character outside the BMP, that
+would straddle a boundary start the next segment, leaving a place empty in the last.
 """
 
 from __future__ import annotations
@@ -19,17 +23,27 @@ _GSM_BASIC: Final = frozenset(
 )
 _GSM_EXTENSION: Final = frozenset("^{}\\[~]|€\f")
 
+# (one segment, a segment of a split body): septets in GSM-7, UTF-16 units in UCS-2.
+_GSM_SEGMENT: Final = (160, 153)
+_UCS2_SEGMENT: Final = (70, 67)
+
 
 def count_segments(body: str) -> int:
     """How many SMS segments Twilio bills ``body`` as (GSM-7 or UCS-2)."""
-    septets = 0
-    for char in body:
-        if char in _GSM_BASIC:
-            septets += 1
-        elif char in _GSM_EXTENSION:
-            septets += 2
-        else:
-            # UCS-2 counts UTF-16 code units: a character outside the BMP takes two.
-            units = len(body.encode("utf-16-le")) // 2
-            return 1 if units <= 70 else -(-units // 67)
-    return 1 if septets <= 160 else -(-septets // 153)
+    if all(char in _GSM_BASIC or char in _GSM_EXTENSION for char in body):
+        return _segments([2 if char in _GSM_EXTENSION else 1 for char in body], _GSM_SEGMENT)
+    # UCS-2 counts UTF-16 code units: a character outside the BMP takes two.
+    return _segments([2 if ord(char) > 0xFFFF else 1 for char in body], _UCS2_SEGMENT)
+
+
+def _segments(sizes: list[int], capacity: tuple[int, int]) -> int:
+    """Segments for characters of ``sizes``, each whole in one segment."""
+    single, split = capacity
+    if sum(sizes) <= single:
+        return 1
+    count, used = 1, 0
+    for size in sizes:
+        if used + size > split:
+            count, used = count + 1, 0
+        used += size
+    return count
