@@ -11,19 +11,19 @@ waits to take it back every time. Held back, the batch's events go in one pipeli
 Nothing is lost or reordered where it matters: the rows are written before the session's
 next ORM statement (``do_orm_execute``: every ``session.execute``, ``scalars``, ``get``...),
 so a read or update through the session in the same transaction (a customer merge
-re-pointing store events) sees them, and before it commits (or releases a savepoint).
+re-pointing store events) sees them, and before it commits (or begins a savepoint).
 Statements sent on ``session.connection()`` directly, the webhook path's own upserts, do
 not wait for them: hold back only rows such statements never read. Inside a savepoint the
-rows are written at once, so rolling the savepoint back takes them with it. A rolled-back
-transaction drops whatever was still held (a group commit then writes each delivery
-again, alone).
+rows are written at once, so rolling the savepoint back takes them with it, and only
+them. A rolled-back transaction drops whatever was still held (a group commit then writes
+each delivery again, alone).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 _HELD = "parley.db.at_commit"
@@ -44,9 +44,11 @@ def insert_at_commit(session: Session, statement: Any, rows: list[dict[str, Any]
 def write_held(session: Session) -> None:
     """Write every held row now (one ``executemany`` per statement, in the order held)."""
     held = session.info.pop(_HELD, None)
-    if not held:
-        return
-    connection = session.connection()
+    if held:
+        _execute(session.connection(), held)
+
+
+def _execute(connection: Connection, held: dict[Any, list[dict[str, Any]]]) -> None:
     for statement, rows in held.items():
         connection.execute(statement, rows)
 
@@ -54,6 +56,18 @@ def write_held(session: Session) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _before_orm_statement(state: ORMExecuteState) -> None:
     write_held(state.session)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _before_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    # Held rows belong to the transaction around a savepoint: written by the savepoint's
+    # first ORM statement, they would be lost with it when it rolls back. So they go in
+    # before it begins, on the enclosing transaction (its SAVEPOINT is not yet sent).
+    if not transaction.nested or transaction.parent is None:
+        return
+    held = session.info.pop(_HELD, None)
+    if held:
+        _execute(transaction.parent.connection(None), held)
 
 
 @event.listens_for(Session, "before_commit")

@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, any_, bindparam, or_
+from sqlalchemy import ColumnElement, and_, any_, bindparam, false, or_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -51,16 +51,18 @@ def one_of_parameter(dialect: str, column: Any, name: str) -> ColumnElement[bool
 def in_workspaces(
     session: Session, workspace_column: Any, key_column: Any, pairs: Iterable[tuple[int, Any]]
 ) -> ColumnElement[bool]:
-    """``(workspace_column, key_column)`` is one of ``pairs``, as indexed searches."""
+    """``(workspace_column, key_column)`` is one of ``pairs``, as indexed searches; false
+    for no pairs (an empty ``or_()`` is no condition at all: every store's rows)."""
     keys: dict[int, set[Any]] = defaultdict(set)
     for workspace_id, key in pairs:
         keys[workspace_id].add(key)
     return or_(
+        false(),
         *(
             and_(
                 workspace_column == workspace_id,
                 one_of(session, key_column, keys[workspace_id]),
             )
             for workspace_id in sorted(keys)
-        )
+        ),
     )

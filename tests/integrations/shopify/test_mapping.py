@@ -352,7 +352,9 @@ def test_orders_create_sample_exact_values() -> None:
         customer=Customer(
             external_id="115310627314723950",
             email="john@example.com",
-            phone="555-555-SHIP",  # no customer or order phone: the shipping address's
+            # No customer or order phone: John's own default address's, not the phone of
+            # "Steve Shipper", whom the order is shipped to.
+            phone="123-123-1234",
             first_name="John",
             last_name="Smith",
             country_code="CA",  # the default address, not the shipping one
@@ -622,7 +624,7 @@ def test_checkout_sample_exact_values() -> None:
         customer=Customer(
             external_id="603851970716743400",
             email="john@example.com",
-            phone="555-555-SHIP",
+            phone="123-123-1234",  # his default address's, not the shipping address's
             first_name="John",
             last_name="Smith",
             country_code="CA",

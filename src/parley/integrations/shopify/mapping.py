@@ -41,6 +41,7 @@ from typing import Any, NoReturn
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
+from parley.db.text import storable
 from parley.errors import Invalid
 from parley.events import (
     Address,
@@ -84,7 +85,13 @@ _MAX_ID_LENGTH = 255
 
 
 class Fields:
-    """Typed reads from one JSON object; every failure names the field's path."""
+    """Typed reads from one JSON object; every failure names the field's path.
+
+    Text comes back storable (:func:`parley.db.text.storable`): JSON may spell a NUL or
+    half a surrogate pair, which no engine keeps, and a delivery refused or failed for one
+    would be refused again on each of Shopify's retries and its events lost. The raw body
+    keeps them as sent.
+    """
 
     def __init__(self, data: Mapping[str, Any], *, topic: str, path: str = "") -> None:
         self._data = data
@@ -102,7 +109,7 @@ class Fields:
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         if isinstance(value, str) and len(value) <= _MAX_ID_LENGTH:
-            return value
+            return storable(value)
         return self.fail(key, "is not an id")
 
     def required_ident(self, key: str) -> str:
@@ -123,7 +130,7 @@ class Fields:
             if isinstance(item, int) and not isinstance(item, bool):
                 found.append(str(item))
             elif isinstance(item, str) and 0 < len(item) <= _MAX_ID_LENGTH:
-                found.append(item)
+                found.append(storable(item))
             else:
                 self.fail(f"{key}[{index}]", "is not an id")
         return found
@@ -134,7 +141,7 @@ class Fields:
             return None
         if not isinstance(value, str):
             self.fail(key, "is not text")
-        return value.strip() or None
+        return storable(value.strip()) or None
 
     def integer(self, key: str) -> int | None:
         value = self._data.get(key)
@@ -205,7 +212,7 @@ class Fields:
             return []
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             self.fail(key, "is not a list of text")
-        return [item.strip() for item in value if item.strip()]
+        return [storable(item.strip()) for item in value if item.strip()]
 
     def words(self, key: str) -> list[str]:
         """Shopify tags: one comma-separated string (REST) or a list of strings."""
@@ -218,7 +225,7 @@ class Fields:
             parts = value
         else:
             self.fail(key, "is not a comma-separated list")
-        return [part.strip() for part in parts if part.strip()]
+        return [storable(part.strip()) for part in parts if part.strip()]
 
 
 def _first(*values: str | None) -> str | None:
@@ -304,12 +311,15 @@ def _customer(record: Fields | None, *, around: Fields | None = None) -> Custome
         around.text("email") if around else None,
         around.text("contact_email") if around else None,
     )
+    # The shopper's own addresses before the one the parcel goes to: a gift's shipping
+    # address carries the recipient's phone, which would become the shopper's identity
+    # (and join the recipient's own profile to theirs).
     phone = _first(
         record.text("phone") if record else None,
         around.text("phone") if around else None,
-        shipping.text("phone") if shipping else None,
-        billing.text("phone") if billing else None,
         default.text("phone") if default else None,
+        billing.text("phone") if billing else None,
+        shipping.text("phone") if shipping else None,
     )
     if record is None and not (email or phone):
         return None
