@@ -48,8 +48,11 @@ def template_context(
             "postal_address": postal_address.of(workspace.settings),
         },
         "customer": {
-            "first_name": customer.first_name or "",
-            "last_name": customer.last_name or "",
+            # A name of blanks (the events API keeps what it is sent) is no name: a
+            # template's ``first_name or "there"`` must fall back, and WhatsApp refuses
+            # the blank parameter it would otherwise become.
+            "first_name": (customer.first_name or "").strip(),
+            "last_name": (customer.last_name or "").strip(),
             "email": customer.email or "",
             "phone": customer.phone or "",
         },

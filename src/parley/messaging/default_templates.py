@@ -20,6 +20,13 @@ from parley.messaging.types import MessageType
 EMAIL, SMS, WHATSAPP = ChannelKind.EMAIL, ChannelKind.SMS, ChannelKind.WHATSAPP
 
 _FIRST_NAME = '{{ customer.first_name or "there" }}'
+# The link a WhatsApp template points to. A store selling through the events API may have
+# no site, no order page and no tracking link, and Meta refuses an empty parameter: the
+# tracking number, then the store's name, say where to look instead.
+_TRACKING_LINK = (
+    "{{ fulfillment.tracking_url or order.status_url or store.url"
+    " or fulfillment.tracking_number or store.name }}"
+)
 _CARRIER = (
     "{% if fulfillment.tracking_company %} with {{ fulfillment.tracking_company }}{% endif %}"
 )
@@ -27,6 +34,23 @@ _CARRIER = (
 _COMMA_NAME = '{{ ", " ~ customer.first_name if customer.first_name }}'
 _LINE_TOTAL_EXPR = "(item.price|float * ((item.quantity or 1)|int))|money(order.currency)"
 _LINE_TOTAL = "{{ " + _LINE_TOTAL_EXPR + " }}"
+# Each line of the confirmation email costs about 300 characters of HTML, and a field is
+# cut at 64 KB (templates.py): a wholesale order of a few hundred lines would fail to
+# render and its confirmation never go. The first hundred are listed, the rest counted
+# by a loop: a filter (``|length``) is refused a list larger than the cap itself.
+_SHOWN_LINES = 100
+_LINES = "order.items[:" + str(_SHOWN_LINES) + "]"
+
+
+def _more_lines(line: str) -> str:
+    """``line`` (Jinja source naming ``more``) once, when the order has lines not shown."""
+    return (
+        "{% for _ in order.items[" + str(_SHOWN_LINES) + ":] %}\n"
+        "{% if loop.last %}\n"
+        "{% set more = loop.index %}\n" + line + "{% endif %}\n"
+        "{% endfor %}\n"
+    )
+
 
 _ACCENT = "#1f5f4a"
 _MUTED = "#6b6b6b"
@@ -115,11 +139,12 @@ _CONFIRMATION_EMAIL = TemplateContent(
         "Hi " + _FIRST_NAME + ",\n\n"
         "Thank you for your order! We've received order {{ order.number }} and we're getting "
         "it ready. We'll let you know as soon as it's on its way.\n\n"
-        "{% for item in order.items %}\n"
+        "{% for item in " + _LINES + " %}\n"
         '- {{ item.title }}{{ " (" ~ item.variant_title ~ ")" if item.variant_title }}'
         ' x {{ item.quantity or 1 }}{{ ": " ~ ' + _LINE_TOTAL_EXPR + " if item.price }}\n"
         "{% endfor %}\n"
-        "{% if order.total %}\n\nTotal: {{ order.total|money(order.currency) }}\n{% endif %}\n"
+        + _more_lines("- and {{ more }} more items\n")
+        + "{% if order.total %}\n\nTotal: {{ order.total|money(order.currency) }}\n{% endif %}\n"
         "{% if order.status_url %}\n\nView your order: {{ order.status_url }}\n{% endif %}\n"
         + _EMAIL_SIGNATURE
     ),
@@ -133,7 +158,7 @@ _CONFIRMATION_EMAIL = TemplateContent(
                 "it ready. We'll let you know as soon as it's on its way."
             )
             + '<div style="margin:24px 0 0;border-top:1px solid ' + _RULE + ';">\n'
-            "{% for item in order.items %}\n"
+            "{% for item in " + _LINES + " %}\n"
             '<div style="padding:14px 0;border-bottom:1px solid ' + _RULE
             + ';overflow:hidden;">\n'
             "{% if item.price %}\n"
@@ -146,7 +171,11 @@ _CONFIRMATION_EMAIL = TemplateContent(
             "Qty {{ item.quantity or 1 }}</div>\n"
             "</div>\n"
             "{% endfor %}\n"
-            "</div>\n"
+            + _more_lines(
+                '<div style="padding:14px 0;border-bottom:1px solid ' + _RULE + ";color:"
+                + _MUTED + ';">and {{ more }} more items</div>\n'
+            )
+            + "</div>\n"
             "{% if order.total %}\n"
             '<p style="margin:16px 0 0;text-align:right;font-size:18px;font-weight:700;">'
             "Total {{ order.total|money(order.currency) }}</p>\n"
@@ -173,7 +202,7 @@ _DISPATCH_WHATSAPP = TemplateContent(
         _FIRST_NAME,
         "{{ order.number }}",
         '{{ fulfillment.tracking_company or "our delivery partner" }}',
-        "{{ fulfillment.tracking_url or order.status_url or store.url }}",
+        _TRACKING_LINK,
     ),
 )  # fmt: skip
 
@@ -222,7 +251,7 @@ _OUT_FOR_DELIVERY_WHATSAPP = TemplateContent(
     whatsapp_parameters=(
         _FIRST_NAME,
         "{{ order.number }}",
-        "{{ fulfillment.tracking_url or order.status_url or store.url }}",
+        _TRACKING_LINK,
     ),
 )  # fmt: skip
 
@@ -356,7 +385,7 @@ _SATISFACTION_WHATSAPP = TemplateContent(
     whatsapp_parameters=(
         _FIRST_NAME,
         "{{ order.number }}",
-        "{{ review_url or store.url }}",
+        "{{ review_url or store.url or store.support_email or store.name }}",
     ),
 )  # fmt: skip
 
