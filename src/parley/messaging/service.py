@@ -68,7 +68,12 @@ from parley.messaging.pace import Pacer, Sender, Want
 from parley.messaging.policy import SESSION_WINDOW, Decision, Reach, consent_allows, decide
 from parley.messaging.quiet_hours import QUIET_CHANNELS, NoSharedWindow, QuietHours
 from parley.messaging.senders import StoreSenders, note_answers
-from parley.messaging.templates import RenderedContent, TemplateContent, TemplateRenderer
+from parley.messaging.templates import (
+    RenderedContent,
+    TemplateContent,
+    TemplateError,
+    TemplateRenderer,
+)
 from parley.messaging.types import (
     DEFAULT_CHANNEL_PREFERENCES,
     MessageType,
@@ -254,10 +259,22 @@ def plan_message(
     wait = _quiet(workspace, customer, purpose, decision.channel, decision.recipient, now)
     if wait is not None:
         return wait
+    row.update(channel=decision.channel, recipient=decision.recipient)
+    links = _links(outbox, workspace=workspace, customer=customer, purpose=purpose)
+    context = template_context(
+        workspace=workspace, customer=customer, order=order, fulfillment=fulfillment, extra=links
+    )
+    try:
+        rendered = renderer.render(templates[decision.channel], context)
+    except TemplateError as exc:
+        # A store's wording that saved (it compiles, and renders on the sample order) can
+        # still fail on a real order's data: that is this send's answer, not a retry's.
+        reason = f"the store's {decision.channel} template could not be filled in: {exc.reason}"
+        _announce_new(session, row, insert_message(session, {**row, "status_reason": reason}))
+        return None
     capped = _capped(session, workspace, customer, purpose, decision.channel, idempotency_key, now)
     if capped is not None:
-        row.update(channel=decision.channel, recipient=decision.recipient, status_reason=capped)
-        _announce_new(session, row, insert_message(session, row))
+        _announce_new(session, row, insert_message(session, {**row, "status_reason": capped}))
         return None
     # Sent elsewhere: the channel the customer left still shows the send it skipped.
     for channel, address in decision.opted_out:
@@ -271,16 +288,9 @@ def plan_message(
                 "status_reason": f"opted out: not sent on {channel}",
             },
         )
-    links = _links(outbox, workspace=workspace, customer=customer, purpose=purpose)
-    context = template_context(
-        workspace=workspace, customer=customer, order=order, fulfillment=fulfillment, extra=links
-    )
-    rendered = renderer.render(templates[decision.channel], context)
     if decision.channel is ChannelKind.EMAIL and purpose is Purpose.MARKETING:
         rendered = postal_address.with_address(rendered, postal_address.of(workspace.settings))
     row.update(
-        channel=decision.channel,
-        recipient=decision.recipient,
         subject=rendered.subject,
         body=rendered.text,
         html=rendered.html,
