@@ -113,6 +113,7 @@ ID_ROUTES = {
     "/inbox/{id:int}/messages/{message_id:int}/send-again": ("conversation", "message"),
     "/admin/failed/held/{message_id}/arrived": ("held",),
     "/admin/failed/held/{message_id}/send-again": ("held",),
+    "/media/messages/{message_id:int}/{index:int}": ("message", "first"),
 }
 # Routes whose parameters are names scoped by the signed-in workspace, not ids, or that are
 # public by token.
@@ -258,6 +259,7 @@ def elsewhere(db, app):
             "privacy_request": request.id,
             "user": owner,
             "invite": invite.id,
+            "first": 0,
         }
 
 

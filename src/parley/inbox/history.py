@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from parley.accounts.service import members
 from parley.dead_letter import jobs_to_send_again
+from parley.inbox.media import is_held
 from parley.inbox.models import AssistantTurn, Conversation, ConversationEvent, EventKind
 from parley.journeys.models import Journey, JourneyRun
-from parley.messaging.models import Message
+from parley.messaging.models import Direction, Message
 
 LIMIT = 300
 RASTER_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -44,6 +45,9 @@ class Attachment:
     coordinates: tuple[str, str] | None = None
     """Latitude and longitude of a shared location, as the customer's phone gave them:
     often all a pin carries, so the agent sees them and a map link built from them."""
+    held_at: str | None = None
+    """Where parley fetches a file its provider keeps behind the account's credentials
+    (:mod:`parley.inbox.media`); None for a URL anyone may fetch (through the proxy)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,10 @@ def customer_history(session: Session, *, conversation: Conversation) -> History
             message=message,
             journey=journeys.get(message.id),
             can_send_again=message.id in to_send_again,
-            attachments=[_attachment(raw) for raw in message.attachments or []],
+            attachments=[
+                _attachment(raw, message, index)
+                for index, raw in enumerate(message.attachments or [])
+            ],
         )
         for message in messages
     ]
@@ -165,14 +172,21 @@ def _journey_steps(session: Session, workspace_id: int, messages: list[Message])
     return steps
 
 
-def _attachment(raw: Any) -> Attachment:
+def _attachment(raw: Any, message: Message, index: int) -> Attachment:
     data = raw if isinstance(raw, dict) else {}
     url = data.get("url")
     coordinates = _coordinates(url)
     url = url if isinstance(url, str) and url.lower().startswith(("https://", "http://")) else None
+    held_at = (
+        f"/media/messages/{message.id}/{index}"
+        if message.direction == Direction.INBOUND and is_held(message.channel, data)
+        else None
+    )
     mime = str(data.get("mime_type") or "").split(";")[0].strip().lower()
     kind = str(data.get("kind") or "file")
-    is_image = url is not None and (mime in RASTER_TYPES or (not mime and kind == "image"))
+    is_image = (url is not None or held_at is not None) and (
+        mime in RASTER_TYPES or (not mime and kind == "image")
+    )
     return Attachment(
         kind=kind,
         url=url,
@@ -180,6 +194,7 @@ def _attachment(raw: Any) -> Attachment:
         caption=_text(data.get("caption")),
         is_image=is_image,
         coordinates=coordinates,
+        held_at=held_at,
     )
 
 

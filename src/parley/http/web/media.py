@@ -18,6 +18,12 @@ What comes back is served inline only when its first bytes are a PNG, JPEG, GIF 
 with that type, ``nosniff`` and a ``default-src 'none'`` policy; anything else (SVG,
 HTML, unknown) is an ``application/octet-stream`` attachment, so it downloads and never
 runs in parley's origin.
+
+Files a provider keeps behind its credentials (a WhatsApp media id; a Twilio media URL on
+an account that asks for a login) are linked instead as ``/media/messages/{id}/{n}``:
+the message is looked up in the agent's own store, and the file fetched with the
+credentials of the account the customer wrote to (:mod:`parley.inbox.media`), through the
+same checks.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import hmac
 import ipaddress
 import logging
 import socket
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx2
@@ -37,7 +45,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from parley.channels.http import tls_context
-from parley.http.web.pages import signed_in
+from parley.channels.media import Download, MediaUnavailable, origin
+from parley.channels.twilio_sms import media as twilio_media
+from parley.channels.whatsapp_cloud import media as whatsapp_media
+from parley.http.web.auth import in_transaction
+from parley.http.web.pages import db_of, path_int, signed_in
+from parley.inbox.media import HeldMedia, held_media
 from parley.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,28 +138,42 @@ async def resolve(url: str, *, allow_private: bool) -> Target:
     return Target(parts.scheme, parts.hostname, port, addresses[0], path)
 
 
-async def fetch(url: str, *, settings: Settings) -> tuple[bytes, str | None]:
-    """The body (at most ``media_proxy_max_bytes``) and the media type to serve it as.
-
-    The type is an image type only when the bytes say so; None means "download only".
-    """
-    async with httpx2.AsyncClient(
+def _client(settings: Settings) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(
         follow_redirects=False,
         timeout=settings.media_proxy_timeout_seconds,
         trust_env=False,
         verify=tls_context(),
-    ) as client:
-        for _ in range(MAX_REDIRECTS + 1):
-            target = await resolve(url, allow_private=settings.media_proxy_allow_private)
-            body, location = await _get(client, target, limit=settings.media_proxy_max_bytes)
-            if location is None:
-                return body, raster_type(body)
-            url = urljoin(url, location)
+    )
+
+
+async def fetch(
+    download: Download, *, settings: Settings, client: httpx2.AsyncClient
+) -> tuple[bytes, str | None]:
+    """The body (at most ``media_proxy_max_bytes``) and the media type to serve it as.
+
+    The type is an image type only when the bytes say so; None means "download only".
+    ``download``'s headers go to its own origin, never to where it redirects.
+    """
+    url = download.url
+    for _ in range(MAX_REDIRECTS + 1):
+        target = await resolve(url, allow_private=settings.media_proxy_allow_private)
+        headers = download.headers if origin(url) == origin(download.url) else {}
+        body, location = await _get(
+            client, target, limit=settings.media_proxy_max_bytes, headers=headers
+        )
+        if location is None:
+            return body, raster_type(body)
+        url = urljoin(url, location)
     raise Refused("too many redirects", 502)
 
 
 async def _get(
-    client: httpx2.AsyncClient, target: Target, *, limit: int
+    client: httpx2.AsyncClient,
+    target: Target,
+    *,
+    limit: int,
+    headers: Mapping[str, str],
 ) -> tuple[bytes, str | None]:
     """One GET of an already checked ``target``: its body, or where it redirects to."""
     host = f"[{target.address}]" if ":" in target.address else target.address
@@ -156,7 +183,7 @@ async def _get(
     async with client.stream(
         "GET",
         pinned,
-        headers={"Host": host_header, "Accept": "image/*"},
+        headers={**headers, "Host": host_header, "Accept": "image/*"},
         extensions={"sni_hostname": target.host},
     ) as answer:
         location = answer.headers.get("location")
@@ -193,14 +220,90 @@ async def media_proxy(request: Request) -> Response:
     given = request.query_params.get("s", "")
     if not url or not hmac.compare_digest(given, signature(settings.secret_key, url)):
         return _refusal("bad signature", 403)
+    return await _serve(
+        settings, url, lambda client: fetch(Download(url), settings=settings, client=client)
+    )
+
+
+async def message_media(request: Request) -> Response:
+    """Attachment ``n`` of one of the store's messages, fetched with the credentials of
+    the account the customer wrote to."""
+    login = signed_in(request)
+    settings: Settings = request.app.state.settings
+    message_id, index = path_int(request, "message_id"), path_int(request, "index")
+    held = await in_transaction(
+        db_of(request),
+        lambda session: held_media(
+            session, workspace_id=login.workspace_id, message_id=message_id, index=index
+        ),
+    )
+
+    async def provider_file(client: httpx2.AsyncClient) -> tuple[bytes, str | None]:
+        download = await _download(held, settings, client)
+        return await fetch(download, settings=settings, client=client)
+
+    return await _serve(settings, f"message {message_id} attachment {index}", provider_file)
+
+
+async def _download(held: HeldMedia, settings: Settings, client: httpx2.AsyncClient) -> Download:
+    """Where the provider serves ``held`` now, with the credentials of the account the
+    customer wrote to: the store's own, or the deployment's for the deployment's number
+    (which a store may hold as an account that only receives, for its webhooks)."""
+    own = held.secrets or {}
+    if held.channel == "whatsapp":
+        deployments = (
+            held.secrets is None or held.store_address == settings.whatsapp_phone_number_id
+        )
+        token = own.get("access_token") or (settings.whatsapp_access_token if deployments else "")
+        if not token:
+            raise MediaUnavailable(
+                f"parley holds no access token for WhatsApp number {held.store_address}: "
+                "enter it on Settings → Channels to see its customers' files"
+            )
+        return await whatsapp_media.media_download(
+            client,
+            base_url=settings.whatsapp_base_url,
+            api_version=settings.whatsapp_api_version,
+            access_token=str(token),
+            media_id=str(held.media_id),
+            phone_number_id=held.store_address,
+        )
+    login: tuple[Any, Any] = (
+        (settings.twilio_account_sid, settings.twilio_auth_token)
+        if held.secrets is None
+        else (own.get("account_sid"), own.get("auth_token"))
+    )
+    sid, auth_token = login
+    if not auth_token:
+        return Download(url=str(held.url))
+    return twilio_media.media_download(
+        str(held.url),
+        base_url=settings.twilio_base_url,
+        auth_token=str(auth_token),
+        account_sid=str(sid) if sid else None,
+    )
+
+
+async def _serve(
+    settings: Settings,
+    what: str,
+    get: Callable[[httpx2.AsyncClient], Awaitable[tuple[bytes, str | None]]],
+) -> Response:
+    """What ``get`` fetched, served safely (see the module doc), or the refusal."""
     try:
-        async with asyncio.timeout(settings.media_proxy_timeout_seconds + 1):
-            body, media_type = await fetch(url, settings=settings)
+        async with (
+            asyncio.timeout(settings.media_proxy_timeout_seconds + 1),
+            _client(settings) as client,
+        ):
+            body, media_type = await get(client)
     except Refused as exc:
-        log.info("media proxy refused %r: %s", url[:200], exc)
+        log.info("media proxy refused %r: %s", what[:200], exc)
         return _refusal(str(exc), exc.status_code)
+    except MediaUnavailable as exc:
+        log.info("media of %s unavailable: %s", what, exc)
+        return _refusal(str(exc), 502)
     except (httpx2.HTTPError, TimeoutError) as exc:
-        log.info("media proxy could not fetch %r: %s", url[:200], exc.__class__.__name__)
+        log.info("media proxy could not fetch %r: %s", what[:200], exc.__class__.__name__)
         return _refusal("the image could not be fetched", 502)
     headers = {
         "Content-Security-Policy": MEDIA_CSP,
@@ -222,4 +325,7 @@ def _refusal(reason: str, status_code: int) -> Response:
 
 
 def media_routes() -> list[Route]:
-    return [Route("/media/proxy", media_proxy, methods=["GET"])]
+    return [
+        Route("/media/proxy", media_proxy, methods=["GET"]),
+        Route("/media/messages/{message_id:int}/{index:int}", message_media, methods=["GET"]),
+    ]
