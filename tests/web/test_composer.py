@@ -752,3 +752,27 @@ def test_the_composer_renders_its_controls(app, db, team):
     window_at = html.index('data-test="composer-window"')
     assert html.index('name="body"') > html.index("</div>", window_at)
     assert "/tracking · Where is my order" in html
+
+
+def test_a_reply_longer_than_the_channel_takes_is_refused_and_the_draft_kept(app, db):
+    """Instagram takes 1,000 characters: a longer reply would only fail at Meta, for good,
+    after the agent had moved on."""
+    received = customer_writes(db, channel=ChannelKind.INSTAGRAM, sender="ig-5502", text="hi")
+    with browser(app) as client:
+        csrf = sign_in(client, AGENT)
+        answer = client.post(
+            f"/inbox/{received.conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "instagram", "body": "x" * 1001},
+            headers=JSON,
+        )
+        fits = client.post(
+            f"/inbox/{received.conversation_id}/reply",
+            data={"csrf_token": csrf, "channel": "instagram", "body": "y" * 1000},
+            headers=JSON,
+        )
+    assert answer.status_code == 422
+    assert answer.json()["error"] == (
+        "Instagram takes at most 1,000 characters in a message; this reply has 1,001"
+    )
+    assert fits.status_code == 200, fits.text
+    assert [m.body for m in _agent_messages(db)] == ["y" * 1000]

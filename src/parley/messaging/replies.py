@@ -26,6 +26,7 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from parley.channels.base import ChannelKind
+from parley.channels.registry import ADAPTERS
 from parley.clock import utc_now
 from parley.commerce.models import Fulfillment, Order
 from parley.customers import service as customers
@@ -704,6 +705,13 @@ def queue_agent_reply(
         )
     elif not text.strip():
         raise Invalid("the reply is empty")
+    elif len(text.strip()) > (most := ADAPTERS[channel].capabilities.max_text_len):
+        # The provider would refuse it for good once the agent had moved on; refused now,
+        # the draft stays in the composer to shorten.
+        raise Invalid(
+            f"{_channel_name(channel)} takes at most {most:,} characters in a message; "
+            f"this reply has {len(text.strip()):,}"
+        )
     elif option.refusal is not None:
         raise Conflict(f"cannot reply on {_channel_name(channel)}: {option.refusal}")
     return queue_reply(
