@@ -66,10 +66,21 @@ def platform_ids(session: Session, *, workspace_id: int, customer_id: int) -> se
 
 
 def conflict_between(
-    session: Session, *, workspace_id: int, first_id: int, second_id: int
+    session: Session,
+    *,
+    workspace_id: int,
+    first_id: int,
+    second_id: int,
+    first_joining: str | None = None,
 ) -> str | None:
-    """Why two profiles must not be merged, or None when nothing forbids it."""
+    """Why two profiles must not be merged, or None when nothing forbids it.
+
+    ``first_joining`` is a platform id the first profile is about to hold (the record
+    naming both is a new store customer's): it counts as the first's already.
+    """
     first = platform_ids(session, workspace_id=workspace_id, customer_id=first_id)
+    if first_joining:
+        first.add(first_joining)
     second = platform_ids(session, workspace_id=workspace_id, customer_id=second_id)
     if first and second and first != second:
         return (
@@ -85,8 +96,14 @@ def merge_customers(
     """Fold profile ``merge_id`` into ``keep_id``; raise Conflict when they are two people."""
     if keep_id == merge_id:
         raise Conflict("a customer cannot be merged into itself")
-    kept = _live_customer(session, workspace_id=workspace_id, customer_id=keep_id)
-    merged = _live_customer(session, workspace_id=workspace_id, customer_id=merge_id)
+    # Both row locks first, in id order: a message being stored for either profile holds
+    # its lock (parley.inbox.service), so the rows read below include it, not leave it in
+    # a conversation this merge folds away.
+    locked = {
+        customer_id: _live_customer(session, workspace_id=workspace_id, customer_id=customer_id)
+        for customer_id in sorted((keep_id, merge_id))
+    }
+    kept, merged = locked[keep_id], locked[merge_id]
     conflict = conflict_between(
         session, workspace_id=workspace_id, first_id=keep_id, second_id=merge_id
     )
@@ -94,6 +111,10 @@ def merge_customers(
         raise Conflict(f"not merged: {conflict}")
     now = utc_now()
     moved: dict[str, Any] = {}
+    standing = {
+        customer_id: _latest_consent(session, workspace_id=workspace_id, customer_id=customer_id)
+        for customer_id in (keep_id, merge_id)
+    }
     folded = _fold_open_conversations(session, kept=kept, merged=merged, now=now)
     if folded:
         moved["folded_conversation"] = folded
@@ -108,6 +129,10 @@ def merge_customers(
         if ids:
             session.execute(update(model).where(model.id.in_(ids)).values(customer_id=keep_id))
             moved[name] = ids
+    for origin, restated in _restate_refusals(session, kept=kept, standing=standing):
+        # Restating the merged profile's "no", it goes back with that profile's ledger.
+        if origin == merge_id:
+            moved.setdefault("consent_records", []).append(restated.id)
     filled = {name: getattr(merged, name) for name in FILLABLE if not getattr(kept, name)}
     filled = {name: value for name, value in filled.items() if value}
     for name, value in filled.items():
@@ -133,7 +158,11 @@ def merge_customers(
 def unmerge_customers(
     session: Session, *, workspace_id: int, merge_id: int, reason: str
 ) -> CustomerMerge:
-    """Undo a merge: the rows it moved go back, the profile is separate again."""
+    """Undo a merge: the rows it moved go back, the profile is separate again.
+
+    Conflict while the kept profile is itself merged into another since: that merge
+    holds the rows now, and is undone first.
+    """
     record = session.scalar(
         select(CustomerMerge).where(
             CustomerMerge.workspace_id == workspace_id, CustomerMerge.id == merge_id
@@ -143,6 +172,17 @@ def unmerge_customers(
         raise NotFound(f"merge {merge_id} not found")
     if record.undone_at is not None:
         raise Conflict(f"merge {merge_id} was already undone")
+    kept = session.get(Customer, record.kept_customer_id)
+    merged = session.get(Customer, record.merged_customer_id)
+    assert kept is not None
+    assert merged is not None
+    if kept.merged_into_id is not None:
+        # The rows it moved went on with the kept profile: moving back those still on it
+        # would move none, and call the profile separate while the shopper's rows,
+        # identities included, stay on another.
+        raise Conflict(
+            f"customer {kept.id} is merged into {kept.merged_into_id} since: undo that merge first"
+        )
     now = utc_now()
     moved = record.moved or {}
     for name, model in MOVABLE.items():
@@ -156,10 +196,6 @@ def unmerge_customers(
     folded = moved.get("folded_conversation")
     if folded:
         _unfold(session, folded, now=now)
-    kept = session.get(Customer, record.kept_customer_id)
-    merged = session.get(Customer, record.merged_customer_id)
-    assert kept is not None
-    assert merged is not None
     for name in moved.get("filled", []):
         if getattr(kept, name) == getattr(merged, name):
             setattr(kept, name, None)
@@ -169,6 +205,64 @@ def unmerge_customers(
     record.undo_reason = reason
     session.flush()
     return record
+
+
+def _latest_consent(
+    session: Session, *, workspace_id: int, customer_id: int
+) -> dict[tuple[str, str], ConsentRecord]:
+    """One profile's latest statement per (channel, purpose), as its own ledger reads."""
+    records = session.scalars(
+        select(ConsentRecord)
+        .where(ConsentRecord.workspace_id == workspace_id, ConsentRecord.customer_id == customer_id)
+        .order_by(ConsentRecord.id)
+    )
+    return {(record.channel, record.purpose): record for record in records}
+
+
+def _restate_refusals(
+    session: Session,
+    *,
+    kept: Customer,
+    standing: dict[int, dict[tuple[str, str], ConsentRecord]],
+) -> list[tuple[int, ConsentRecord]]:
+    """Append, on the kept profile, each refusal standing on either profile before the
+    merge that the other's later-written grant would now hide; with the profile it came
+    from.
+
+    The joined ledger reads its latest row, and the row written last need not be the
+    later "yes": a STOP texted from a number, then a store record synced the next day with
+    a "subscribed" from months before, on a profile that later takes that number. A "no"
+    given on either profile holds until the shopper says yes again after it, so it is
+    restated last, dated when it was given (a platform grant must be dated after that to
+    overturn it), its source kept first (a refusal kept through an erasure stays one).
+    """
+    restated: list[tuple[int, ConsentRecord]] = []
+    keys = sorted({key for latest in standing.values() for key in latest})
+    for key in keys:
+        statements = [
+            (customer_id, latest[key]) for customer_id, latest in standing.items() if key in latest
+        ]
+        last = max(statements, key=lambda statement: statement[1].id)[1]
+        refusal = next(
+            ((owner, record) for owner, record in statements if not record.is_granted), None
+        )
+        if not last.is_granted or refusal is None:
+            continue
+        origin, record = refusal
+        copy = ConsentRecord(
+            workspace_id=kept.workspace_id,
+            customer_id=kept.id,
+            channel=record.channel,
+            purpose=record.purpose,
+            is_granted=False,
+            source=f"{record.source[:150]}; restated at a merge",
+            recorded_at=record.recorded_at,
+        )
+        session.add(copy)
+        restated.append((origin, copy))
+    if restated:
+        session.flush()
+    return restated
 
 
 def list_merges(session: Session, *, workspace_id: int, customer_id: int) -> list[CustomerMerge]:
@@ -187,8 +281,12 @@ def list_merges(session: Session, *, workspace_id: int, customer_id: int) -> lis
 
 
 def _live_customer(session: Session, *, workspace_id: int, customer_id: int) -> Customer:
+    """The profile, locked (on PostgreSQL) and read afresh; Conflict if merged away."""
     customer = session.scalar(
-        select(Customer).where(Customer.workspace_id == workspace_id, Customer.id == customer_id)
+        select(Customer)
+        .where(Customer.workspace_id == workspace_id, Customer.id == customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if customer is None:
         raise NotFound(f"customer {customer_id} not found")

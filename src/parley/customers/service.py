@@ -217,6 +217,7 @@ def resolve_customer_id(
         customer_id=customer_id,
         owners=owners,
         source=consent_source,
+        platform_id=contact.external_id,
     )
     missing = [identity for identity in identities if identity not in owners]
     if missing:
@@ -237,6 +238,7 @@ def resolve_customer_id(
             customer_id=customer_id,
             identities=[identity for identity in missing if identity not in added],
             source=consent_source,
+            platform_id=contact.external_id,
         )
     if new:
         _refuse_kept(session, workspace_id=workspace_id, customer_id=customer_id, identities=new)
@@ -314,6 +316,7 @@ def _join_racing_holders(
     customer_id: int,
     identities: list[Identity],
     source: str,
+    platform_id: str | None,
 ) -> None:
     """Identities of this record another transaction claimed while it was stored (the
     shopper's first text committing its phone as the store's record of them arrives):
@@ -328,6 +331,7 @@ def _join_racing_holders(
         customer_id=customer_id,
         owners=_owners(session, workspace_id=workspace_id, identities=identities),
         source=source,
+        platform_id=platform_id,
     )
 
 
@@ -338,16 +342,26 @@ def _merge_linked(
     customer_id: int,
     owners: dict[tuple[IdentityKind, str], Owner],
     source: str,
+    platform_id: str | None,
 ) -> None:
     """One record naming identities held by different profiles proves they are one shopper:
-    fold the others into ``customer_id``, unless their platform ids say two people."""
+    fold the others into ``customer_id``, unless their platform ids say two people.
+
+    ``platform_id`` is the record's own, which ``customer_id`` may not hold yet (it is
+    claimed after the merges): a new store customer whose email wrote in before, naming
+    a phone another store customer holds, shares that phone and is not that customer.
+    """
     others: dict[int, list[str]] = {}
     for (kind, value), row in owners.items():
         if row["customer_id"] != customer_id:
             others.setdefault(row["customer_id"], []).append(f"{kind} {value}")
     for other_id, held in sorted(others.items()):
         conflict = merges.conflict_between(
-            session, workspace_id=workspace_id, first_id=customer_id, second_id=other_id
+            session,
+            workspace_id=workspace_id,
+            first_id=customer_id,
+            second_id=other_id,
+            first_joining=platform_id,
         )
         if conflict is not None:
             log.info("customers %s and %s not merged: %s", customer_id, other_id, conflict)
