@@ -146,6 +146,7 @@ def record_inbound(session: Session, *, workspace: Workspace, inbound: InboundMe
     if customer_id is None:
         raise NotFound(f"cannot identify a customer from {inbound.channel} {inbound.sender!r}")
     customer = _lock_customer(session, workspace.id, customer_id)
+    customer_id = customer.id
     if inbound.sender_name and not customer.first_name:
         customer.first_name = inbound.sender_name[:200]
     _touch_identity(session, workspace.id, customer_id, inbound, now)
@@ -266,16 +267,22 @@ def _lock_customer(session: Session, workspace_id: int, customer_id: int) -> Cus
 
     On PostgreSQL this takes the customer's row lock; SQLite has one writer anyway. A
     profile gone by the time the lock is granted was erased meanwhile (the erasure locks
-    it first): nothing is kept, and the provider's retry finds the customer anew.
+    it first): nothing is kept, and the provider's retry finds the customer anew. One
+    merged away meanwhile (the merge locks it too) is now the profile it went into, with
+    its identities: the message goes there, as it would have a moment later.
     """
-    customer = session.scalar(
-        select(Customer)
-        .where(Customer.workspace_id == workspace_id, Customer.id == customer_id)
-        .with_for_update()
-    )
-    if customer is None:
-        raise TryAgain("the customer was erased while this message was being stored")
-    return customer
+    while True:
+        customer = session.scalar(
+            select(Customer)
+            .where(Customer.workspace_id == workspace_id, Customer.id == customer_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if customer is None:
+            raise TryAgain("the customer was erased while this message was being stored")
+        if customer.merged_into_id is None:
+            return customer
+        customer_id = customer.merged_into_id
 
 
 def _touch_identity(
