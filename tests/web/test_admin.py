@@ -1729,3 +1729,42 @@ def test_no_lateness_is_shown_while_the_lateness_alert_is_off(frozen_clock, db, 
         page = client.get("/admin/failed", headers=HTML).text
 
     assert 'data-test="running-late"' not in page
+
+
+def test_a_store_cannot_take_the_deployments_own_domain_nor_record_a_reading_of_it(
+    app, db, monkeypatch
+):
+    """A reading is kept by domain. A store naming the deployment's From domain with a
+    selector it made up would record a failing reading of it, and every store's marketing
+    email would wait for the next hourly check."""
+    dns = _Dns(_published())
+    monkeypatch.setattr(admin_channels, "check_sending_domain", dns.check_sending_domain)
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        before = snapshot(db)
+        saved = client.post(
+            "/admin/email-sender",
+            data={"csrf_token": csrf, "address": "news@Demo.parley.test", "dkim_selector": "x"},
+            headers=HTML,
+        )
+        assert saved.status_code == 422
+        assert (
+            "demo.parley.test is the deployment's own domain: your email goes from it already"
+            in html.unescape(saved.text)
+        )
+        assert snapshot(db) == before
+        # One saved before this rule: Check now reads nothing and keeps nothing.
+        with db.transaction() as session:
+            workspace = session.get_one(Workspace, 1)
+            workspace.settings = {
+                **workspace.settings,
+                "email_sender": {
+                    "address": "news@demo.parley.test",
+                    "token": "t",
+                    "dkim_selector": "x",
+                },
+            }
+        checked = client.post("/admin/email-sender/check", data={"csrf_token": csrf}, headers=HTML)
+    assert checked.status_code == 422
+    assert dns.asked == []
+    assert count(db, SendingDomainCheck) == 0

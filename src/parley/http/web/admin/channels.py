@@ -208,6 +208,7 @@ async def save_email_sender(request: Request) -> Response:
                 login=login,
                 address=text(form, "address", 400),
                 dkim_selector=text(form, "dkim_selector", 100),
+                deployment_domain=_deployment_domain(request),
                 ip=client_ip(request),
             ),
         )
@@ -231,7 +232,10 @@ async def check_email_sender(request: Request) -> Response:
     login = admin(request)
     try:
         sender = await in_transaction(
-            db_of(request), lambda s: store.email_sender_to_read(s, login=login)
+            db_of(request),
+            lambda s: store.email_sender_to_read(
+                s, login=login, deployment_domain=_deployment_domain(request)
+            ),
         )
     except ParleyError as exc:
         return await _page(request, status_code=exc.status_code, error=exc.message)
@@ -243,3 +247,8 @@ async def check_email_sender(request: Request) -> Response:
         return await _page(request, status_code=503, error=exc.reason)
     await in_transaction(db_of(request), lambda s: sending_domain.record(s, found, now=utc_now()))
     return done("/admin/channels", "email_sender_checked")
+
+
+def _deployment_domain(request: Request) -> str:
+    """The domain of the deployment's own From address."""
+    return parseaddr(request.app.state.settings.email_from)[1].rpartition("@")[2]

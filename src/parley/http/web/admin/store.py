@@ -227,17 +227,26 @@ def email_sender_view(
 
 
 def set_email_sender(
-    session: Session, *, login: Login, address: str, dkim_selector: str, ip: str
+    session: Session,
+    *,
+    login: Login,
+    address: str,
+    dkim_selector: str,
+    deployment_domain: str,
+    ip: str,
 ) -> email_sender.EmailSender:
     """The address the store's email should go from; the store keeps its token, so
-    records it published still count."""
+    records it published still count. Never on ``deployment_domain`` (see
+    :func:`not_the_deployments`)."""
     require_admin(login)
     try:
-        sender = email_sender.save(
-            session.get_one(Workspace, login.workspace_id), address, dkim_selector
-        )
+        checked = email_sender.checked(address, dkim_selector, token=None)
     except ValueError as exc:
         raise Invalid(str(exc)) from None
+    not_the_deployments(checked, deployment_domain)
+    sender = email_sender.save(
+        session.get_one(Workspace, login.workspace_id), address, dkim_selector
+    )
     _audit_email_sender(
         session, login, ip, {"address": sender.address, "dkim_selector": dkim_selector}
     )
@@ -262,13 +271,29 @@ def _audit_email_sender(session: Session, login: Login, ip: str, change: dict[st
     )
 
 
-def email_sender_to_read(session: Session, *, login: Login) -> email_sender.EmailSender:
+def email_sender_to_read(
+    session: Session, *, login: Login, deployment_domain: str
+) -> email_sender.EmailSender:
     """The admin's store's own address, to read its domain now ("Check now")."""
     require_admin(login)
     sender = email_sender.EmailSender.of(session.get_one(Workspace, login.workspace_id).settings)
     if sender is None:
         raise Invalid("enter the address to send from first")
+    not_the_deployments(sender, deployment_domain)
     return sender
+
+
+def not_the_deployments(sender: email_sender.EmailSender, deployment_domain: str) -> None:
+    """Invalid for a sender on the deployment's own From domain.
+
+    Readings are kept by domain, and the deployment's holds back every store's marketing
+    email while it falls short: a store reading it with a DKIM selector of its own
+    choosing would stop them all until the next hourly check.
+    """
+    if sender.domain == deployment_domain.lower():
+        raise Invalid(
+            f"{sender.domain} is the deployment's own domain: your email goes from it already"
+        )
 
 
 # Store policies and FAQ
