@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import functools
+import re
+from email.utils import parseaddr
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
+# Characters no address parley keeps holds: whitespace, and the specials RFC 5322 allows
+# only in quoted local parts, which shoppers' addresses never use.
+_NOT_IN_AN_ADDRESS = re.compile(r'[\s<>(),;:"\[\]\\]')
+
 
 def normalise_email(value: str | None) -> str | None:
-    """Trim and lower-case an address; None when it is not plausibly an email."""
+    """Trim and lower-case an address; None when it is not plausibly one email.
+
+    A display-name form (``Ada Lovelace <ada@example.com>``) is the address in it: the
+    same shopper must not hold two identities, one per way a platform wrote her.
+    """
     if not value:
         return None
-    value = value.strip().lower()
-    local, _, domain = value.rpartition("@")
-    if not local or "." not in domain:
+    value = value.strip()
+    if value.endswith(">") and value.count("<") == 1:
+        value = parseaddr(value)[1]
+    value = value.lower()
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or "@" in domain:
+        return None
+    if _NOT_IN_AN_ADDRESS.search(value):
         return None
     return value
 
