@@ -79,9 +79,9 @@ class _Model(BaseModel):
 # SQLite keep it whole. A platform's mapper cuts display text to fit before it gets here.
 ExternalId = Annotated[str, Field(min_length=1, max_length=255)]
 Currency = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code")]
-MONEY_LIMIT = Decimal("999999999999.99")
-"""The largest amount ``Numeric(14, 2)`` keeps, either way (one that rounds past it at two
-decimals would not fit either)."""
+MONEY_LIMIT = Decimal("999999999999.999")
+"""The largest amount ``Numeric(15, 3)`` keeps, either way: twelve whole digits, and the
+three decimals of the currencies that have them (KWD, BHD, OMR, JOD, TND)."""
 Money = Annotated[Decimal, Field(ge=-MONEY_LIMIT, le=MONEY_LIMIT)]
 
 

@@ -396,7 +396,7 @@ def test_an_idempotency_key_of_255_characters_is_kept_whole(client, db):
         ),
         pytest.param(
             {"total_price": "1000000000000.00"},
-            "total_price: Input should be less than or equal to 999999999999.99",
+            "total_price: Input should be less than or equal to 999999999999.999",
             id="total_price_over_money_column",
         ),
         pytest.param(
@@ -1057,3 +1057,32 @@ def test_a_held_message_that_arrived_is_marked_sent_through_the_api(client, db, 
     )
     assert client.get("/api/v1/messages?status=held", headers=AUTH).json() == {"messages": []}
     assert len(adapters[ChannelKind.EMAIL].sent) == 1
+
+
+def test_an_amount_in_a_three_decimal_currency_keeps_its_third_decimal(client, db):
+    """Kuwaiti, Bahraini, Omani, Jordanian and Tunisian money has three decimals: a
+    confirmation of 12.345 KWD must not say 12.350 KWD."""
+    from decimal import Decimal
+
+    from parley.commerce.models import Order, Refund
+    from parley.messaging.templates import money
+
+    placed = order_created()
+    placed["payload"] |= {"currency": "KWD", "total_price": "12.345"}
+    refunded = {
+        "type": "refund.created",
+        "payload": {
+            "external_id": "r1",
+            "order_external_id": "9001",
+            "amount": "1.005",
+            "currency": "KWD",
+        },
+    }
+    for body in (placed, refunded):
+        answer = client.post("/api/v1/events", json=body, headers=AUTH)
+        assert answer.status_code == 202, answer.text
+
+    [order] = rows(db, Order)
+    [refund] = rows(db, Refund)
+    assert (order.total_price, refund.amount) == (Decimal("12.345"), Decimal("1.005"))
+    assert money(order.total_price, order.currency) == "12.345 KWD"

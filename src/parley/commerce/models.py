@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.db.base import Base, BigId, JsonType, UTCDateTime
 
-Money = Numeric(14, 2)
+Money = Numeric(15, 3)
 
 
 class Order(Base):
