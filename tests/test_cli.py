@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import getpass
 import json
 import os
 import re
@@ -975,3 +976,224 @@ def test_every_malformed_setting_is_named_each_on_its_line(run, tmp_path, monkey
         "error: PARLEY_PORT: Input should be a valid integer, unable to parse string as an "
         "integer\n"
     )
+
+
+def test_simulate_against_a_server_that_is_not_running_says_so_in_one_line(run, tmp_path):
+    # Given no parley listening where simulate is pointed
+    port = _free_port()
+
+    # When simulate is run against it
+    result = run(
+        f"sqlite:///{tmp_path / 'p.db'}",
+        "simulate",
+        "--url",
+        f"http://127.0.0.1:{port}",
+        "--orders",
+        "2",
+        "--delay",
+        "0",
+    )
+
+    # Then it exits 1 with one line naming where it looked, not a traceback
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: cannot reach parley at http://127.0.0.1:{port}: is it running there? "
+        "(start it with `parley demo`)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "answer"),
+    [
+        pytest.param(404, '{"error":"unknown workspace \'shop\'"}', id="unknown_workspace_case"),
+        pytest.param(401, '{"error":"HMAC signature does not match"}', id="wrong_secret_case"),
+    ],
+)
+def test_simulate_stops_at_the_first_refused_delivery_and_exits_1(
+    run, tmp_path, monkeypatch, status, answer
+):
+    # Given a parley that refuses every delivery (another store's route, another secret)
+    posted: list[str] = []
+
+    def refuse(request: httpx2.Request) -> httpx2.Response:
+        posted.append(str(request.url))
+        return httpx2.Response(status, text=answer)
+
+    real_client = httpx2.Client
+    monkeypatch.setattr(
+        httpx2,
+        "Client",
+        lambda **options: real_client(transport=httpx2.MockTransport(refuse), **options),
+    )
+
+    # When four orders (sixteen deliveries) are simulated for it
+    result = run(
+        f"sqlite:///{tmp_path / 'p.db'}",
+        "simulate",
+        "--url",
+        "http://parley.test",
+        "--workspace",
+        "shop",
+        "--orders",
+        "4",
+        "--delay",
+        "0",
+    )
+
+    # Then the first refusal ends the run: the others would be refused alike
+    assert posted == ["http://parley.test/webhooks/shopify/shop"]
+    assert result.exit_code == 1
+    first_line = result.output.splitlines()[0]
+    assert first_line.endswith(f"→ {status} {answer}")
+    assert result.output.splitlines()[1:] == [
+        f"error: parley refused the delivery (HTTP {status}): check --workspace and "
+        "--secret (PARLEY_DEMO_SHOPIFY_SECRET) name a store that has that Shopify secret"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        pytest.param(
+            "PARLEY_LOG_LEVEL",
+            "trace",
+            "Value error, one of debug, info, warning, error, critical (or warn, fatal)",
+            id="unknown_log_level_case",
+        ),
+        pytest.param(
+            "PARLEY_PORT", "80000", "Input should be less than or equal to 65535", id="port_case"
+        ),
+        pytest.param(
+            "PARLEY_WORKER_CONCURRENCY",
+            "0",
+            "Input should be greater than or equal to 1",
+            id="no_concurrency_case",
+        ),
+        pytest.param(
+            "PARLEY_PUBLIC_URL",
+            "parley.example.com",
+            "Value error, an http(s) URL such as https://parley.example.com, the address "
+            "providers and customers reach parley at",
+            id="public_url_without_scheme_case",
+        ),
+    ],
+)
+def test_a_setting_out_of_range_is_refused_at_start_in_one_line(
+    run, tmp_path, monkeypatch, variable, value, said
+):
+    monkeypatch.setenv(variable, value)
+
+    result = run(f"sqlite:///{tmp_path / 'p.db'}", "worker", "--drain")
+
+    assert (result.exit_code, result.output) == (2, f"error: {variable}: {said}\n")
+
+
+def test_migrate_says_in_one_line_when_the_database_cannot_be_reached(run):
+    port = _free_port()
+    url = f"postgresql://parley:s3cret-password@127.0.0.1:{port}/parley"
+
+    result = run(url, "migrate")
+
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: cannot reach the database at 127.0.0.1:{port}/parley: connection failed: "
+        f'connection to server at "127.0.0.1", port {port} failed: Connection refused\n'
+    )
+
+
+def test_migrate_refuses_a_database_a_newer_parley_migrated_in_one_line(run, tmp_path):
+    # Given a database a later version of parley took to a revision this code lacks
+    url = f"sqlite:///{tmp_path / 'ahead.db'}"
+    migrate_to(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00dcafe1234'")
+    finally:
+        engine.dispose()
+
+    # When migrate is run on it
+    result = run(url, "migrate")
+
+    # Then it says so, as worker does, and leaves the database as it found it
+    assert (result.exit_code, result.output) == (
+        1,
+        f"error: the database at {tmp_path / 'ahead.db'} is at revision f00dcafe1234, which "
+        f"this version of parley does not know (it expects {_head(url)}): run the version "
+        "that migrated it\n",
+    )
+
+
+def test_serve_refuses_a_sqlite_database_a_newer_parley_migrated_in_one_line(
+    run, tmp_path, monkeypatch
+):
+    # Given a SQLite database a later version of parley migrated (a deploy rolled back)
+    url = f"sqlite:///{tmp_path / 'ahead.db'}"
+    migrate_to(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00dcafe1234'")
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("PARLEY_PORT", str(_free_port()))
+
+    # When serve starts on it, migrating on start as it does by default
+    result = run(url, "serve")
+
+    # Then it says why in one line and exits 1, before any server starts
+    assert (result.exit_code, result.output) == (
+        1,
+        f"error: the database at {tmp_path / 'ahead.db'} is at revision f00dcafe1234, which "
+        f"this version of parley does not know (it expects {_head(url)}): run the version "
+        "that migrated it\n",
+    )
+
+
+def test_demo_names_its_database_without_the_password(run, db, monkeypatch):
+    # Given a database URL that carries a password, as a PostgreSQL one does
+    url = make_url(db.url)
+    if url.get_backend_name() == "postgresql":
+        url = url.set(username=url.username or getpass.getuser(), password="s3cret-password")
+    shown = url.render_as_string(hide_password=False)
+    assert "s3cret-password" in shown or url.get_backend_name() == "sqlite"
+    served: list[object] = []
+    monkeypatch.setattr("parley.cli._serve", served.append)
+    monkeypatch.setattr("parley.assistant.classifier.load_classifier", lambda _: None)
+
+    # When the demo seeds it and says where it runs
+    result = run(shown, "demo", "--port", str(_free_port()))
+
+    # Then the store is seeded and the database is named by where it is, never its login
+    assert result.exit_code == 0, result.output
+    assert len(served) == 1
+    assert "s3cret-password" not in result.output
+    where = _where(shown)
+    assert f'parley demo: Juniper & Pine (workspace "demo") on {where}\n' in result.output
+
+
+@pytest.mark.parametrize("command", [["demo"], ["serve"]])
+def test_a_sandbox_whose_smtp_port_is_taken_says_so_in_one_line_before_starting(
+    run, tmp_path, monkeypatch, command
+):
+    # Given a second demo on another web port, its sandbox SMTP port held by the first
+    served: list[object] = []
+    monkeypatch.setattr("parley.cli._serve", served.append)
+    monkeypatch.setattr("parley.assistant.classifier.load_classifier", lambda _: None)
+    monkeypatch.setenv("PARLEY_SANDBOX", "true")
+    with socket.socket() as first:
+        first.bind(("127.0.0.1", 0))
+        first.listen()
+        taken = first.getsockname()[1]
+        monkeypatch.setenv("PARLEY_SANDBOX_SMTP_PORT", str(taken))
+
+        # When it starts
+        result = run(f"sqlite:///{tmp_path / 'p.db'}", *command, "--port", str(_free_port()))
+
+    # Then it says which port and which setting, and starts nothing
+    assert (result.exit_code, result.output) == (
+        1,
+        f"error: the sandbox's SMTP server cannot listen on 127.0.0.1:{taken}, it is taken "
+        "(another parley demo?): set PARLEY_SANDBOX_SMTP_PORT to a free port\n",
+    )
+    assert served == []

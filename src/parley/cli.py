@@ -19,7 +19,13 @@ import uvicorn
 from parley.assistant.cli import assistant_app
 from parley.errors import Conflict, Invalid, NotFound
 from parley.http.processes import Supervisor, spreads_connections
-from parley.preflight import migrated_database, require_schema, settings_or_exit
+from parley.preflight import (
+    migrate_or_exit,
+    migrated_database,
+    require_sandbox_ports,
+    require_schema,
+    settings_or_exit,
+)
 from parley.settings import Settings
 from parley.workspaces.credentials import CHANNEL_PROVIDERS
 
@@ -76,7 +82,16 @@ def serve(
     if port:
         overrides["port"] = port
     settings = settings_or_exit(**overrides)
-    if not (settings.is_sqlite and settings.migrate_on_start):
+    if workers > 1 and settings.sandbox:
+        typer.echo("error: the sandbox runs in one process; use --workers 1", err=True)
+        raise typer.Exit(1)
+    if settings.sandbox:
+        require_sandbox_ports(settings)
+    if settings.is_sqlite and settings.migrate_on_start:
+        # Here, not only in the app's start-up, where a database this code cannot take
+        # (one a newer parley migrated, a file it cannot open) ends in a traceback.
+        migrate_or_exit(settings)
+    else:
         require_schema(settings)
     if workers == 1:
         _serve(settings)
@@ -87,18 +102,11 @@ def serve(
 def _serve_processes(settings: Settings, processes: int) -> None:
     """Several server processes sharing one port and one database.
 
-    The parent migrates once; the children then start from the environment without
-    migrating, so they never race each other over the schema. On Linux each process
+    The parent has migrated (:func:`serve`); the children then start from the environment
+    without migrating, so they never race each other over the schema. On Linux each process
     listens on a socket of its own, so the kernel spreads connections that open at once
     (:mod:`parley.http.processes`).
     """
-    if settings.sandbox:
-        typer.echo("error: the sandbox runs in one process; use --workers 1", err=True)
-        raise typer.Exit(1)
-    if settings.is_sqlite and settings.migrate_on_start:
-        from parley.db.migrate import migrate as run_migrations
-
-        run_migrations(settings.database_url)
     os.environ.update(
         PARLEY_HOST=settings.host,
         PARLEY_PORT=str(settings.port),
@@ -198,10 +206,7 @@ def _stopped_by_signals(job_worker: Worker) -> Iterator[None]:
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    from parley.db.migrate import migrate as run_migrations
-
-    settings = settings_or_exit()
-    run_migrations(settings.database_url)
+    migrate_or_exit(settings_or_exit())
     typer.echo("database is up to date")
 
 
@@ -214,7 +219,7 @@ def demo(
     from parley.assistant.classifier import load_classifier
     from parley.clock import utc_now
     from parley.db import Database
-    from parley.db.migrate import migrate as run_migrations
+    from parley.db.engine import describe
     from parley.demo.seed import (
         DEMO_AGENT_EMAIL,
         DEMO_NAME,
@@ -229,7 +234,8 @@ def demo(
     if port:
         overrides["port"] = port
     settings = settings_or_exit(**overrides)
-    run_migrations(settings.database_url)
+    require_sandbox_ports(settings)
+    migrate_or_exit(settings)
     db = Database(settings.database_url)
     with db.transaction() as session:
         workspace = seed_demo(
@@ -248,10 +254,10 @@ def demo(
     db.dispose()
     typer.echo("Preparing the assistant's model (trained on the first start only)...")
     load_classifier(settings.assistant_model_dir)
-    base = f"http://{settings.host}:{settings.port}"
+    base = settings.local_url()
     typer.echo(
         f"""
-parley demo: {DEMO_NAME} (workspace "demo") on {settings.database_url}
+parley demo: {DEMO_NAME} (workspace "demo") on {describe(settings.database_url)}
 
   Agents' inbox            {base}/inbox
                            sign in as {settings.demo_admin_email} (admin)
@@ -285,18 +291,22 @@ def simulate(
     duplicates: Annotated[int, typer.Option(help="Send each delivery this many times")] = 1,
 ) -> None:
     """Post correctly signed Shopify webhooks (order placed through delivered) to parley."""
-    from parley.demo.simulate import run_simulation
+    from parley.demo.simulate import SimulationStopped, run_simulation
 
     settings = settings_or_exit()
-    run_simulation(
-        base_url=url.rstrip("/"),
-        workspace=workspace,
-        secret=secret or settings.demo_shopify_secret,
-        orders=orders,
-        delay=delay,
-        duplicates=duplicates,
-        echo=typer.echo,
-    )
+    try:
+        run_simulation(
+            base_url=url.rstrip("/"),
+            workspace=workspace,
+            secret=secret or settings.demo_shopify_secret,
+            orders=orders,
+            delay=delay,
+            duplicates=duplicates,
+            echo=typer.echo,
+        )
+    except SimulationStopped as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @workspace_app.command("create")

@@ -7,6 +7,7 @@ be secret.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NoReturn
 
@@ -37,6 +38,61 @@ def require_schema(settings: Settings) -> None:
     if problem is not None:
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(1)
+
+
+SANDBOX_HOST = "127.0.0.1"
+"""Where the sandbox's SMTP server and nameserver listen (:mod:`parley.http.app`)."""
+
+
+def require_sandbox_ports(settings: Settings) -> None:
+    """Exit 1 with one line unless the sandbox's SMTP port (TCP) and nameserver port
+    (UDP, when the sending domain is checked) are free: taken, say by a first ``parley
+    demo``, the app would fail at start-up with a traceback, after the worker started."""
+    checks = [("SMTP server", socket.SOCK_STREAM, settings.sandbox_smtp_port)]
+    if settings.sending_domain() is not None:
+        port = settings.sandbox_dns_port or settings.sandbox_smtp_port
+        checks.append(("nameserver", socket.SOCK_DGRAM, port))
+    for name, kind, port in checks:
+        with socket.socket(socket.AF_INET, kind) as probe:
+            # As asyncio binds: a port left in TIME_WAIT by a stopped demo is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((SANDBOX_HOST, port))
+            except OSError:
+                setting = "SANDBOX_DNS_PORT" if name == "nameserver" else "SANDBOX_SMTP_PORT"
+                typer.echo(
+                    f"error: the sandbox's {name} cannot listen on {SANDBOX_HOST}:{port}, it "
+                    f"is taken (another parley demo?): set PARLEY_{setting} to a free port",
+                    err=True,
+                )
+                raise typer.Exit(1) from None
+
+
+def migrate_or_exit(settings: Settings) -> None:
+    """Bring the database up to date, or exit 1 with one line saying why it could not be:
+    unreachable, migrated by a later version of parley, or refused by the database."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from parley.db.engine import describe
+    from parley.db.migrate import migrate, schema_problem
+
+    try:
+        migrate(settings.database_url)
+    except OperationalError as exc:  # no connection: the server, the file, the login
+        _refuse_database(f"cannot reach the database at {describe(settings.database_url)}", exc)
+    except DBAPIError as exc:  # reached, but a statement was refused (rights, say)
+        _refuse_database(f"migrating the database at {describe(settings.database_url)}", exc)
+    except CommandError as exc:  # a revision this code does not have
+        typer.echo(f"error: {schema_problem(settings.database_url) or exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _refuse_database(what: str, exc: BaseException) -> NoReturn:
+    cause = getattr(exc, "orig", None) or exc
+    reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    typer.echo(f"error: {what}: {reason}", err=True)
+    raise typer.Exit(1) from exc
 
 
 def migrated_database(settings: Settings) -> Database:

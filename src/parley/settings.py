@@ -10,6 +10,7 @@ import json
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
@@ -19,6 +20,8 @@ DEFAULT_SQLITE_PATH = Path("var") / "parley.db"
 SANDBOX_DKIM_SELECTOR = "parley"
 """The selector the sandbox's DNS publishes the demo domain's DKIM key under."""
 SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID = "100000000000000"
+_LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 
 class Settings(BaseSettings):
@@ -36,7 +39,7 @@ class Settings(BaseSettings):
         "process crashes only",
     )
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = Field(
         default=None, description="Base URL providers sign against; default http://{host}:{port}"
     )
@@ -50,7 +53,9 @@ class Settings(BaseSettings):
         description="deliveries (webhooks, events API) a server process takes in at once; "
         "past it, 503 with Retry-After, so a retry storm is shed instead of timing out",
     )
-    worker_concurrency: int = Field(default=64, description="sends in flight per worker process")
+    worker_concurrency: int = Field(
+        default=64, ge=1, description="sends in flight per worker process"
+    )
     worker_batch_size: int | None = Field(
         default=None,
         ge=1,
@@ -95,7 +100,10 @@ class Settings(BaseSettings):
         description="done and cancelled jobs are deleted this long after they finished; "
         "failed and dead jobs (the dead letter) are kept",
     )
-    log_level: str = "INFO"
+    log_level: str = Field(
+        default="INFO",
+        description="debug, info, warning, error or critical",
+    )
     # Alerts (parley.alerts) and the monitoring endpoint (GET /metrics).
     alert_check_seconds: float = Field(
         default=30, ge=1, description="How often the alerts watch reads the backlog"
@@ -165,16 +173,18 @@ class Settings(BaseSettings):
     )
 
     sandbox: bool = Field(default=False, description="Serve local stand-ins of provider APIs")
-    sandbox_smtp_port: int = 8025
+    sandbox_smtp_port: int = Field(default=8025, ge=1, le=65535)
     sandbox_dns_port: int | None = Field(
         default=None,
+        ge=1,
+        le=65535,
         description="UDP port of the sandbox's DNS for the demo's sending domain "
         "(default: the SMTP port's number, on UDP)",
     )
 
     # Email over SMTP.
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
@@ -305,9 +315,15 @@ class Settings(BaseSettings):
         description="The workspace whose webhooks the sandbox's customer phone posts to",
     )
 
+    def local_url(self) -> str:
+        """``http://{host}:{port}``, an IPv6 address in brackets as URLs write it (the
+        bare ``::1:8000`` is no URL at all)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
     def resolved_public_url(self) -> str:
         """The base URL providers sign against."""
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        return (self.public_url or self.local_url()).rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:
@@ -318,7 +334,7 @@ class Settings(BaseSettings):
 
         The adapters do not know: they speak the same HTTP and SMTP to another address.
         """
-        base = f"http://{self.host}:{self.port}/sandbox"
+        base = f"{self.local_url()}/sandbox"
         return self.model_copy(
             update={
                 "twilio_base_url": f"{base}/twilio",
@@ -348,6 +364,34 @@ class Settings(BaseSettings):
         if problem is not None:
             raise PydanticCustomError("database_url", problem)
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _reachable_url(cls, value: str | None) -> str | None:
+        """Twilio's signatures are checked against it and unsubscribe links are built on
+        it: without a scheme and host, every Twilio webhook would be refused and every
+        link broken, with nothing said at start. Left blank, it is unset."""
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                "an http(s) URL such as https://parley.example.com, the address providers "
+                "and customers reach parley at"
+            )
+        return value.strip()
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        """A level both :mod:`logging` and the web server (uvicorn) know, upper case: read
+        as written, ``warn`` would pass the worker and crash ``parley serve`` at start,
+        ``trace`` the other way round, and a typo would crash both."""
+        level = value.strip().upper()
+        level = _LEVEL_ALIASES.get(level, level)
+        if level not in _LOG_LEVELS:
+            raise ValueError("one of debug, info, warning, error, critical (or warn, fatal)")
+        return level
 
     @field_validator("metrics_token", mode="before")
     @classmethod

@@ -93,3 +93,20 @@ async def test_a_malformed_record_is_refused_with_the_reason_and_nothing_changes
     assert answer.status_code == 422
     assert reason in answer.json()["error"]
     assert records == before
+
+
+async def test_a_record_of_more_than_255_bytes_of_utf8_is_answered_split_by_bytes(zone, console):
+    """A DKIM key pasted with a stray curly quote, say: 250 characters are 251 and more
+    bytes, and a TXT string holds 255 bytes. Split by characters, the answer could not be
+    built, and the nameserver went silent on the whole name."""
+    _, server = zone
+    record = "v=DKIM1; k=rsa; p=" + "é" * 200 + "A" * 100
+    answer = await console.put(f"/api/dns/s1._domainkey.{NORTH}", json={"txt": [record]})
+    assert answer.status_code == 200
+
+    resolver = make_resolver([f"127.0.0.1:{server.port}"], timeout=2)
+    found = await resolver.resolve(f"s1._domainkey.{NORTH}", "TXT")
+
+    [txt] = list(found)
+    assert [len(piece) for piece in txt.strings] == [255, 255, 8]
+    assert b"".join(txt.strings).decode() == record

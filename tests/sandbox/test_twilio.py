@@ -347,3 +347,47 @@ async def test_the_account_and_its_number_are_read_with_its_credentials_only(
     assert other.json()["incoming_phone_numbers"] == []
     assert (refused.status_code, refused.json()["code"]) == (401, 20003)
     assert store.list() == []
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        pytest.param({"From": "+15005551000"}, id="another_accounts_number_case"),
+        pytest.param({"From": "+447700900123"}, id="nobodys_number_case"),
+        pytest.param(
+            {"MessagingServiceSid": "MG" + "a" * 32, "From": "+15005551000"},
+            id="service_with_a_number_outside_its_pool_case",
+        ),
+    ],
+)
+async def test_a_from_number_the_account_does_not_own_is_refused_and_nothing_captured(
+    app: Starlette, client: httpx2.AsyncClient, store: SandboxStore, sender: dict[str, str]
+) -> None:
+    """As Twilio refuses it (21606): a send through the deployment's account from a
+    store's own number, say, must fail here as it would in production."""
+    # Given another account owning +15005551000
+    app.state.sandbox_accounts.add_twilio("AC" + "e" * 32, "other-token", "+15005551000")
+
+    # When the deployment's account sends from a number that is not its own
+    response = await _send(client, {"To": "+447911123456", "Body": "hi"} | sender)
+
+    # Then Twilio's refusal comes back and nothing was sent
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": 21606,
+        "message": f"The From phone number {sender['From']} is not a valid, SMS-capable "
+        "inbound phone number or short code for your account.",
+        "more_info": "https://www.twilio.com/docs/errors/21606",
+        "status": 400,
+    }
+    assert store.list() == []
+    assert store.received_count("sms") == 0
+
+
+async def test_an_alphanumeric_sender_id_is_taken_as_twilio_takes_it(
+    client: httpx2.AsyncClient, store: SandboxStore
+) -> None:
+    response = await _send(client, {"To": "+447911123456", "From": "JUNIPER", "Body": "hi"})
+
+    assert (response.status_code, response.json()["from"]) == (201, "JUNIPER")
+    assert [message.sender for message in store.list()] == ["JUNIPER"]

@@ -25,6 +25,15 @@ CARRIERS = (
 )
 
 
+REFUSED = frozenset({401, 403, 404})
+"""What parley answers a delivery it will never take: the store, its secret or its shop
+is not the one the simulation signs for."""
+
+
+class SimulationStopped(Exception):
+    """The simulation cannot go on; the message says why, in one line for the terminal."""
+
+
 @dataclass(frozen=True)
 class SignedDelivery:
     """One webhook exactly as Shopify would send it."""
@@ -129,7 +138,12 @@ def run_simulation(
     duplicates: int,
     echo: Callable[[str], None],
 ) -> None:
-    """Post each order's deliveries in turn, printing what parley answered."""
+    """Post each order's deliveries in turn, printing what parley answered.
+
+    Raises :class:`SimulationStopped` when parley cannot be reached, or at the first
+    delivery it refuses (an unknown workspace, another secret, another store's shop): every
+    later one would be refused alike, and the run would only look like it worked.
+    """
     seed = int(time.time())
     url = f"{base_url}/webhooks/shopify/{workspace}"
     with httpx2.Client(timeout=10.0) as client:
@@ -141,7 +155,26 @@ def run_simulation(
                 secret=secret, order_id=order_id, number=number, shopper=shopper, start=utc_now()
             ):
                 for _ in range(max(duplicates, 1)):
-                    response = client.post(url, content=delivery.body, headers=delivery.headers)
+                    response = _post(client, url, delivery, base_url=base_url)
                     echo(f"{delivery.label:<45} → {response.status_code} {response.text}")
+                    if response.status_code in REFUSED:
+                        raise SimulationStopped(
+                            f"parley refused the delivery (HTTP {response.status_code}): check"
+                            " --workspace and --secret (PARLEY_DEMO_SHOPIFY_SECRET) name a"
+                            " store that has that Shopify secret"
+                        )
                 time.sleep(delay)
     echo(f"done: see {base_url}/sandbox/")
+
+
+def _post(
+    client: httpx2.Client, url: str, delivery: SignedDelivery, *, base_url: str
+) -> httpx2.Response:
+    try:
+        return client.post(url, content=delivery.body, headers=delivery.headers)
+    except httpx2.ConnectError as exc:
+        raise SimulationStopped(
+            f"cannot reach parley at {base_url}: is it running there? (start it with `parley demo`)"
+        ) from exc
+    except httpx2.TransportError as exc:
+        raise SimulationStopped(f"no answer from parley at {base_url}: {exc!r}") from exc

@@ -25,6 +25,7 @@ import dns.rdatatype
 import dns.rrset
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from dns.rdtypes.ANY.TXT import TXT
 
 logger = logging.getLogger(__name__)
 
@@ -98,22 +99,19 @@ class SandboxNameserver:
         if records is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
         elif question.rdtype == dns.rdatatype.TXT and records:
-            response.answer.append(
-                dns.rrset.from_text_list(
-                    question.name,
-                    TTL,
-                    dns.rdataclass.IN,
-                    dns.rdatatype.TXT,
-                    [_quoted(record) for record in records],
-                )
-            )
+            answer = dns.rrset.RRset(question.name, dns.rdataclass.IN, dns.rdatatype.TXT)
+            for record in records:
+                answer.add(TXT(dns.rdataclass.IN, dns.rdatatype.TXT, _strings(record)), ttl=TTL)
+            response.answer.append(answer)
         return response.to_wire()
 
 
-def _quoted(record: str) -> str:
-    """A TXT record as zone text: quoted strings of at most 255 bytes each."""
-    pieces = [record[i : i + 255] for i in range(0, len(record), 255)] or [""]
-    return " ".join('"' + piece.replace("\\", "\\\\").replace('"', '\\"') + '"' for piece in pieces)
+def _strings(record: str) -> list[bytes]:
+    """A TXT record as the strings of at most 255 *bytes* each it travels in: split by
+    characters, a record holding a multi-byte character (a curly quote pasted with a
+    key) overflows a string and no answer can be built for its name."""
+    data = record.encode()
+    return [data[i : i + 255] for i in range(0, len(data), 255)] or [b""]
 
 
 class _Answering(asyncio.DatagramProtocol):

@@ -2,9 +2,10 @@
 
 Checks what Twilio checks, in Twilio's order and with Twilio's error codes (HTTP Basic
 auth with the SID and auth token of the account the path names, one of the
-:class:`~parley.sandbox.accounts.SandboxAccounts`; a ``To`` in E.164, a ``From``, a
-``Body``), and answers with Twilio's message resource. This runs on the benchmark's hot
-path: one pass over the form body, no templates.
+:class:`~parley.sandbox.accounts.SandboxAccounts`; a ``To`` in E.164, a ``From`` that is
+one of that account's numbers or an alphanumeric sender ID, a ``Body``), and answers with
+Twilio's message resource. This runs on the benchmark's hot path: one pass over the form
+body, no templates.
 
 The sandbox keeps no Messaging Services: any ``MG…`` SID stands for a service whose pool
 is the account's numbers. As Twilio does, a send through it goes from a number of the
@@ -235,6 +236,16 @@ class TwilioMessages:
             return twilio_error(400, 21704, "The Messaging Service contains no phone numbers.")
         if not sender:
             return twilio_error(400, 21603, "A 'From' phone number is required.")
+        if sender.startswith("+") and sender not in account.phone_numbers:
+            # Twilio sends only from the account's own numbers (an alphanumeric sender ID
+            # is the account's to choose): an adapter sending a store's number through
+            # another account must fail here as it fails in production.
+            return twilio_error(
+                400,
+                21606,
+                f"The From phone number {sender} is not a valid, SMS-capable inbound phone"
+                " number or short code for your account.",
+            )
         if not body:
             return twilio_error(400, 21602, "Message body is required.")
         if len(body) > MAX_BODY_CHARS:
