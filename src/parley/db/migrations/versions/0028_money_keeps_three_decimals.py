@@ -11,6 +11,7 @@ Create Date: 2026-12-08
 """
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 _COLUMNS = (("orders", "total_price"), ("checkouts", "total_price"), ("refunds", "amount"))
 
 
-def _retype(old: sa.Numeric, new: sa.Numeric) -> None:
+def _retype(old: sa.Numeric[Decimal], new: sa.Numeric[Decimal]) -> None:
     for table, column in _COLUMNS:
         with op.batch_alter_table(table) as batch:
             batch.alter_column(column, type_=new, existing_type=old, existing_nullable=True)
