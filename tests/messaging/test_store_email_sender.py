@@ -336,3 +336,23 @@ def test_a_store_keeps_its_token_when_it_changes_the_address():
     )
     assert (again.token, again.dkim_selector) == (first.token, "k2")
     assert len(first.token) >= 24
+
+
+def test_a_domain_two_stores_name_is_read_with_the_selector_of_the_one_that_proved_it(db):
+    """A store naming another's domain, with a selector it made up and created first,
+    would otherwise have every hourly reading of that domain fail its DKIM check, and the
+    owner's email leave its own address for good."""
+    seed(db)
+    with db.transaction() as session:
+        squatter = create_workspace(session, slug="squat", name="Squat", shopify_secret=SECRET)
+        claim = email_sender.checked("x@north.example", "bogus", token=None)
+        squatter.settings = {email_sender.SETTING: claim.as_settings()}
+    _, token = _store(db, "north", "orders@north.example")
+    with db.transaction() as session:
+        unproven = email_sender.domains_to_read(session)
+    _read(db, _reading(NORTH, tokens=(token,)))
+    with db.transaction() as session:
+        proven = email_sender.domains_to_read(session)
+
+    assert unproven == {NORTH: "bogus"}
+    assert proven == {NORTH: "s1"}

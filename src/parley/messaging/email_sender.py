@@ -199,12 +199,24 @@ def ready_senders(session: Session, workspaces: Iterable[Workspace]) -> dict[int
 def domains_to_read(session: Session) -> dict[str, str | None]:
     """Every active store's own sending domain, with the DKIM selector to read it with
     (None: the deployment's): what the hourly domain check reads beside the
-    deployment's."""
-    found: dict[str, str | None] = {}
+    deployment's.
+
+    A domain more than one store names is read with the selector of one whose token its
+    last reading shows (the store it belongs to), else the first store's: a store naming
+    another's domain with a selector of its own making must not keep every reading of it
+    failing, and its owner's email off its own address.
+    """
+    claims: dict[str, list[EmailSender]] = {}
     for settings in session.scalars(
         select(Workspace.settings).where(Workspace.is_active.is_(True)).order_by(Workspace.id)
     ):
         sender = EmailSender.of(settings)
         if sender is not None:
-            found.setdefault(sender.domain, sender.dkim_selector)
+            claims.setdefault(sender.domain, []).append(sender)
+    last = readings(session, claims)
+    found: dict[str, str | None] = {}
+    for domain, senders in claims.items():
+        shown = set(last[domain].verifications or []) if domain in last else set()
+        owners = [sender for sender in senders if sender.token in shown]
+        found[domain] = (owners or senders)[0].dkim_selector
     return found
