@@ -8,6 +8,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
+from parley.db.text import REASON, is_storable
+from parley.errors import Invalid
 from parley.http.web.pages import render
 
 # Notices are chosen by key, never echoed from the query string.
@@ -74,5 +76,20 @@ def done(path: str, notice: str) -> RedirectResponse:
 
 
 def text(form: FormData, name: str, limit: int = 20_000) -> str:
+    """The form's ``name`` field cut to ``limit``, empty when absent (see :func:`storable`)."""
     value = form.get(name)
-    return value[:limit] if isinstance(value, str) else ""
+    return storable(name, value[:limit]) if isinstance(value, str) else ""
+
+
+def texts(form: FormData, name: str, limit: int) -> list[str]:
+    """Every value of the form's repeated ``name`` field, each cut to ``limit``."""
+    return [storable(name, str(value)[:limit]) for value in form.getlist(name)]
+
+
+def storable(name: str, value: str) -> str:
+    """``value``, or Invalid (422) naming the field when it holds a NUL or half a surrogate
+    pair: PostgreSQL refuses both in text and JSON, so the save would fail with a 500 (and
+    SQLite would keep a NUL that cuts the text short wherever it is read as C)."""
+    if not is_storable(value):
+        raise Invalid(f"{name}: {REASON}")
+    return value

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from parley.accounts.service import Login
 from parley.errors import Invalid
 from parley.http.web.admin import store
-from parley.http.web.admin.common import done, page, text
+from parley.http.web.admin.common import done, page, text, texts
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import client_ip
@@ -132,12 +132,12 @@ async def save_policies(request: Request) -> Response:
     """``POST /admin/policies``: the whole list at once; ticked sections are removed."""
     login = admin(request)
     form = await request.form()
-    titles = [str(v)[:300] for v in form.getlist("title")]
-    texts = [str(v)[:30_000] for v in form.getlist("text")]
+    titles = texts(form, "title", 300)
+    bodies = texts(form, "text", 30_000)
     removed = {str(v) for v in form.getlist("remove")}
     sections = [
         store.Section(title, body)
-        for index, (title, body) in enumerate(zip(titles, texts, strict=False))
+        for index, (title, body) in enumerate(zip(titles, bodies, strict=False))
         if str(index) not in removed
     ]
     days = text(form, "return_window_days", 10)

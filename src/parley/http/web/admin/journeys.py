@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from parley.channels.base import ChannelKind
 from parley.errors import Invalid, NotFound
 from parley.http.web.admin import store
-from parley.http.web.admin.common import done, page, text
+from parley.http.web.admin.common import done, page, storable, text
 from parley.http.web.auth import in_transaction
 from parley.http.web.pages import admin, db_of
 from parley.http.web.security import DEFAULT_CSP, client_ip
@@ -154,9 +154,9 @@ def _edited(form: FormData) -> tuple[str | None, str, str | None]:
     subject = form.get("subject")
     html = form.get("html")
     return (
-        subject[:2_000] if isinstance(subject, str) else None,
+        storable("subject", subject[:2_000]) if isinstance(subject, str) else None,
         text(form, "text", MAX_TEMPLATE_CHARS + 1),
-        html[: MAX_TEMPLATE_CHARS + 1] if isinstance(html, str) else None,
+        storable("html", html[: MAX_TEMPLATE_CHARS + 1]) if isinstance(html, str) else None,
     )
 
 
@@ -212,7 +212,10 @@ async def _render_preview(
     login = admin(request)
     message_type: MessageType = store.message_type_of(text(form, "message", 40))
     channel: ChannelKind = store.channel_of(text(form, "channel", 20))
-    subject, body, html = _edited(form)
+    try:
+        subject, body, html = _edited(form)
+    except Invalid as exc:
+        return None, exc.message
 
     def current(session: Session) -> tuple[Workspace, TemplateContent]:
         workspace = session.get_one(Workspace, login.workspace_id)

@@ -84,7 +84,7 @@ def update_general(
         address = postal_address.check(postal)
     except ValueError as exc:
         raise Invalid(str(exc)) from None
-    workspace = session.get_one(Workspace, login.workspace_id)
+    workspace = _settings_of(session, login)
     workspace.name = name
     workspace.store_url = store_url or None
     workspace.support_email = email
@@ -95,6 +95,19 @@ def update_general(
         "review_url": review_url or None,
     }
     audit_as(session, login, "settings_changed", now=utc_now(), ip=ip, detail={"page": "general"})
+
+
+def _settings_of(session: Session, login: Login) -> Workspace:
+    """The admin's workspace, its row locked until commit, to rewrite its settings JSON.
+
+    Every save writes the whole JSON back: read without the lock, a save would put back
+    whatever another admin's save (quiet hours, the kill switch, the From address...)
+    changed after the read and committed before this one (PostgreSQL, read committed).
+    SQLite runs one writer at a time already.
+    """
+    return session.get_one(
+        Workspace, login.workspace_id, with_for_update=True, populate_existing=True
+    )
 
 
 def _web_address(value: str, what: str) -> str:
@@ -155,7 +168,7 @@ def set_marketing_paused(session: Session, *, login: Login, paused: bool, ip: st
     require_admin(login)
     marketing_controls.set_paused(
         session,
-        session.get_one(Workspace, login.workspace_id),
+        _settings_of(session, login),
         paused=paused,
         actor=_actor(login, ip),
         now=utc_now(),
@@ -169,7 +182,7 @@ def set_marketing_rate(session: Session, *, login: Login, per_hour: str, ip: str
     rate = MarketingRate.parse(per_hour)
     marketing_controls.set_rate(
         session,
-        session.get_one(Workspace, login.workspace_id),
+        _settings_of(session, login),
         rate,
         actor=_actor(login, ip),
         now=utc_now(),
@@ -185,7 +198,7 @@ def _save_setting(
     session: Session, login: Login, key: str, value: dict[str, Any], *, page: str, ip: str
 ) -> None:
     """One of the store's marketing rules written to its settings, and audited with it."""
-    workspace = session.get_one(Workspace, login.workspace_id)
+    workspace = _settings_of(session, login)
     workspace.settings = {**(workspace.settings or {}), key: value}
     audit_as(
         session, login, "settings_changed", now=utc_now(), ip=ip, detail={"page": page, **value}
@@ -244,9 +257,7 @@ def set_email_sender(
     except ValueError as exc:
         raise Invalid(str(exc)) from None
     not_the_deployments(checked, deployment_domain)
-    sender = email_sender.save(
-        session.get_one(Workspace, login.workspace_id), address, dkim_selector
-    )
+    sender = email_sender.save(_settings_of(session, login), address, dkim_selector)
     _audit_email_sender(
         session, login, ip, {"address": sender.address, "dkim_selector": dkim_selector}
     )
@@ -256,7 +267,7 @@ def set_email_sender(
 def remove_email_sender(session: Session, *, login: Login, ip: str) -> None:
     """Back to the deployment's address for the store's email."""
     require_admin(login)
-    if email_sender.clear(session.get_one(Workspace, login.workspace_id)):
+    if email_sender.clear(_settings_of(session, login)):
         _audit_email_sender(session, login, ip, {"address": None})
 
 
@@ -346,7 +357,7 @@ def save_knowledge(
         raise Invalid("the return window is a number of days") from None
     if not 0 <= days <= 365:
         raise Invalid("the return window is between 0 and 365 days")
-    workspace = session.get_one(Workspace, login.workspace_id)
+    workspace = _settings_of(session, login)
     # A new dict, so the JSON column sees the change.
     workspace.settings = {
         **(workspace.settings or {}),
@@ -609,6 +620,7 @@ def sample_context(workspace: Workspace) -> dict[str, Any]:
             "name": workspace.name,
             "url": store_site(workspace),
             "support_email": workspace.support_email or "",
+            "postal_address": postal_address.of(workspace.settings),
         },
         "customer": {
             "first_name": "Maya",
@@ -644,7 +656,9 @@ def sample_context(workspace: Workspace) -> dict[str, Any]:
             "shipment_status": "in_transit",
         },
         "unsubscribe_url": f"{store_url}/unsubscribe/sample",
-        "review_url": (workspace.settings or {}).get("review_url") or f"{store_url}/reviews",
+        # Empty without a review page, as sent: the preview must not show a link (or the
+        # ``{% if review_url %}`` paragraph around it) the customer will never get.
+        "review_url": (workspace.settings or {}).get("review_url") or "",
         "body": "",
     }
 
