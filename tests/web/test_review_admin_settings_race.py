@@ -143,17 +143,9 @@ def test_two_settings_saved_at_once_are_both_kept(db, first, second):
         assert read(workspace.settings.get(key)) == expected, name
 
 
-def test_a_pause_through_the_api_keeps_the_quiet_hours_an_admin_saved_meanwhile(db, request):
-    """Only PostgreSQL (read committed) loses the admin's save; SQLite runs one writer."""
-    if db.engine.dialect.name == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="needs fix in src/parley/http/api/v1.py (or messaging/"
-                "marketing_controls.py): the API's pause reads the workspace without "
-                "locking it, then writes its whole settings JSON back",
-            )
-        )
+def test_a_pause_through_the_api_keeps_the_quiet_hours_an_admin_saved_meanwhile(db):
+    """On PostgreSQL (read committed) the API's change re-reads the settings under the
+    row lock; SQLite runs one writer."""
     team = seed_team(db)
     with db.transaction() as session:
         login = login_as(session, team.workspace_id, team.admin_id)

@@ -79,6 +79,7 @@ def set_paused(
     (consent, quiet hours and the frequency cap as for any send). Audited as
     ``marketing_paused`` / ``marketing_resumed``, a resume with how long it was paused.
     """
+    _lock_settings(session, workspace)
     current = MarketingPause.of(workspace.settings)
     if current.is_paused == paused:
         return False
@@ -110,6 +111,7 @@ def set_rate(
     (:func:`parley.messaging.marketing_rate.replan`). Audited as
     ``marketing_rate_changed`` with the old and new rate and how many were re-planned.
     """
+    _lock_settings(session, workspace)
     current = MarketingRate.of(workspace.settings)
     if current == rate:
         return False
@@ -124,6 +126,16 @@ def set_rate(
         detail={"from": current.per_hour, "to": rate.per_hour, "replanned": replanned},
     )
     return True
+
+
+def _lock_settings(session: Session, workspace: Workspace) -> None:
+    """Read the store's settings again under its row lock, to write them back whole.
+
+    Read without it, this change would put back whatever another change (an admin's
+    quiet hours, say) committed since the row was read (PostgreSQL, read committed), and
+    the two would not take turns. SQLite runs one writer at a time already.
+    """
+    session.refresh(workspace, with_for_update=True)
 
 
 def _audit(
