@@ -1768,3 +1768,17 @@ def test_a_store_cannot_take_the_deployments_own_domain_nor_record_a_reading_of_
     assert checked.status_code == 422
     assert dns.asked == []
     assert count(db, SendingDomainCheck) == 0
+
+
+def test_a_subject_over_two_thousand_characters_is_refused_not_cut(app, db, team):
+    """Cut silently, the saved wording would end mid-word, or mid-tag."""
+    with browser(app) as client:
+        csrf = sign_in(client, ADMIN)
+        answer = client.post(
+            "/admin/journeys/order_confirmation/templates/order_confirmation/email",
+            data={"csrf_token": csrf, "subject": "x" * 2_001, "text": "Thanks"},
+            headers=HTML,
+        )
+    assert answer.status_code == 422
+    assert "subject: at most 2,000 characters" in html.unescape(answer.text)
+    assert rows(db, MessageTemplate) == []

@@ -33,6 +33,7 @@ EMAIL_PREVIEW_CSP = (
     "frame-ancestors 'self'; form-action 'none'; base-uri 'none'; sandbox"
 )
 MAX_TEMPLATE_CHARS = 65_536
+MAX_SUBJECT_CHARS = 2_000
 
 
 async def journeys_page(request: Request) -> Response:
@@ -153,8 +154,10 @@ async def journey_page(request: Request) -> Response:
 def _edited(form: FormData) -> tuple[str | None, str, str | None]:
     subject = form.get("subject")
     html = form.get("html")
+    if isinstance(subject, str) and len(subject) > MAX_SUBJECT_CHARS:
+        raise Invalid(f"subject: at most {MAX_SUBJECT_CHARS:,} characters")
     return (
-        storable("subject", subject[:2_000]) if isinstance(subject, str) else None,
+        storable("subject", subject) if isinstance(subject, str) else None,
         text(form, "text", MAX_TEMPLATE_CHARS + 1),
         storable("html", html[: MAX_TEMPLATE_CHARS + 1]) if isinstance(html, str) else None,
     )
