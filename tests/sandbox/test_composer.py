@@ -4,6 +4,10 @@ parsed event is exactly what the customer composed. Refusals post and record not
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import struct
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,12 +24,13 @@ from tests.sandbox.conftest import (
     FakeParley,
 )
 
-from parley.channels.base import ChannelKind, InboundMessage
+from parley.channels.base import Attachment, ChannelKind, InboundMessage
 from parley.channels.email_inbound import mailgun
 from parley.channels.instagram import webhook as instagram
 from parley.channels.twilio_sms import webhook as twilio
 from parley.channels.whatsapp_cloud import webhook as whatsapp
 from parley.clock import FrozenClock
+from parley.sandbox.composer import parcel_photo
 from parley.sandbox.store import SandboxStore
 
 pytestmark = pytest.mark.anyio
@@ -330,3 +335,151 @@ async def test_only_json_requests_are_accepted(
     assert response.status_code == 415
     assert fake_parley.requests == []
     assert store.list() == []
+
+
+async def test_whatsapp_photo_is_a_signed_image_webhook_naming_the_sandboxs_file(
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley, clock: FrozenClock
+) -> None:
+    response = await _compose(
+        client,
+        {
+            "channel": "whatsapp",
+            "from": "+447911123456",
+            "text": "It arrived like this",
+            "name": "Ada",
+            "photo": True,
+        },
+    )
+
+    assert response.status_code == 200
+    [request] = fake_parley.requests
+    assert str(request.url) == f"{PUBLIC_URL}/webhooks/whatsapp/demo"
+    whatsapp.verify_signature(
+        request.content, request.headers["x-hub-signature-256"], META_APP_SECRET
+    )
+    [message] = json.loads(request.content)["entry"][0]["changes"][0]["value"]["messages"]
+    media_id = message["image"]["id"]
+    assert re.fullmatch(r"[1-9]\d{15}", media_id)
+    held = store.find_media(media_id)
+    assert held is not None
+    assert (held.phone_number_id, held.mime_type) == (WHATSAPP_PHONE_NUMBER_ID, "image/png")
+    assert held.content == parcel_photo()
+    assert message["type"] == "image"
+    assert message["image"] == {
+        "id": media_id,
+        "mime_type": "image/png",
+        "sha256": hashlib.sha256(parcel_photo()).hexdigest(),
+        "caption": "It arrived like this",
+    }
+    [captured] = store.list()
+    assert whatsapp.parse(request.content) == [
+        InboundMessage(
+            channel=ChannelKind.WHATSAPP,
+            provider_message_id=str(captured.provider_message_id),
+            sender="+447911123456",
+            text="It arrived like this",
+            account=WHATSAPP_PHONE_NUMBER_ID,
+            sent_at=NOW,
+            sender_name="Ada",
+            kind="image",
+            attachments=(
+                Attachment(
+                    kind="image",
+                    provider_media_id=media_id,
+                    mime_type="image/png",
+                    caption="It arrived like this",
+                ),
+            ),
+        )
+    ]
+    assert (captured.channel, captured.direction) == ("whatsapp", "inbound")
+    assert (captured.sender, captured.to) == ("447911123456", WHATSAPP_PHONE_NUMBER_ID)
+    assert captured.body == "📷 It arrived like this"
+    assert store.received_count("whatsapp") == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(None, id="no_text_case"),
+        pytest.param("", id="empty_text_case"),
+        pytest.param("   ", id="blank_text_case"),
+    ],
+)
+async def test_whatsapp_photo_without_a_caption(
+    client: httpx2.AsyncClient, store: SandboxStore, fake_parley: FakeParley, text: str | None
+) -> None:
+    payload: dict[str, Any] = {"channel": "whatsapp", "from": "+447911123456", "photo": True}
+    if text is not None:
+        payload["text"] = text
+
+    response = await _compose(client, payload)
+
+    assert response.status_code == 200
+    [request] = fake_parley.requests
+    [event] = whatsapp.parse(request.content)
+    assert isinstance(event, InboundMessage)
+    assert event.text == ""
+    [attachment] = event.attachments
+    assert (attachment.kind, attachment.mime_type, attachment.caption) == (
+        "image",
+        "image/png",
+        None,
+    )
+    assert store.find_media(str(attachment.provider_media_id)) is not None
+    assert [message.body for message in store.list()] == ["📷 photo"]
+
+
+def test_the_sample_photo_is_a_96_by_64_rgb_png() -> None:
+    photo = parcel_photo()
+
+    assert photo.startswith(b"\x89PNG\r\n\x1a\n")
+    assert photo[12:16] == b"IHDR"
+    assert struct.unpack(">IIBBBBB", photo[16:29]) == (96, 64, 8, 2, 0, 0, 0)
+    assert photo.endswith(b"IEND\xaeB`\x82")
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        pytest.param(
+            {"channel": "sms", "from": "+12025550143", "text": "hi", "photo": True},
+            "'photo' is for whatsapp only",
+            id="photo_on_sms_case",
+        ),
+        pytest.param(
+            {"channel": "email", "from": "alan@example.com", "text": "hi", "photo": True},
+            "'photo' is for whatsapp only",
+            id="photo_on_email_case",
+        ),
+        pytest.param(
+            {"channel": "whatsapp", "from": "+447911123456", "text": "hi", "photo": "yes"},
+            "'photo' must be true or false",
+            id="photo_not_a_boolean_case",
+        ),
+        pytest.param(
+            {"channel": "whatsapp", "from": "+447911123456", "text": 7, "photo": True},
+            "'text' must be a string of at most 4096",
+            id="caption_not_a_string_case",
+        ),
+        pytest.param(
+            {"channel": "whatsapp", "from": "+447911123456", "photo": False},
+            "'text' must be a non-empty string of at most 4096",
+            id="no_photo_and_no_text_case",
+        ),
+    ],
+)
+async def test_a_refused_photo_posts_records_and_keeps_nothing(
+    client: httpx2.AsyncClient,
+    store: SandboxStore,
+    fake_parley: FakeParley,
+    payload: dict[str, Any],
+    error: str,
+) -> None:
+    response = await _compose(client, payload)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": error}
+    assert fake_parley.requests == []
+    assert store.list() == []
+    assert store.media_count() == 0

@@ -3,14 +3,22 @@ text and template captures, Graph-shaped errors and faults."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Any
 
 import httpx2
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+from tests.sandbox.conftest import FakeParley
 
 from parley.clock import FrozenClock
-from parley.sandbox.store import CapturedMessage, SandboxStore
+from parley.sandbox.app import create_sandbox_app
+from parley.sandbox.composer import parcel_photo
+from parley.sandbox.store import CapturedMessage, SandboxStore, StoredMedia
+from parley.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -292,3 +300,203 @@ async def test_customer_markup_is_captured_verbatim(
     await _send(client, {**TEXT, "text": {"body": body}})
 
     assert store.list()[0].body == body
+
+
+# --- a customer's photo: Graph's media node and the file it names ---------------------------
+
+OTHER_NUMBER_ID = "100000000000777"
+OTHER_TOKEN = "EAAG-other-store-token"
+
+
+async def _customer_sends_a_photo(
+    client: httpx2.AsyncClient, fake_parley: FakeParley
+) -> tuple[str, str]:
+    """The customer's photo through the composer: its media id and the PNG's sha256."""
+    composed = await client.post(
+        "/api/inbound",
+        json={"channel": "whatsapp", "from": "+447911123456", "text": "Look", "photo": True},
+    )
+    assert composed.status_code == 200
+    [message] = json.loads(fake_parley.requests[-1].content)["entry"][0]["changes"][0]["value"][
+        "messages"
+    ]
+    return message["image"]["id"], message["image"]["sha256"]
+
+
+@pytest.fixture
+def other_number(app: Starlette) -> None:
+    """Another store's WhatsApp number, with a token of its own."""
+    app.state.sandbox_accounts.add_whatsapp(OTHER_NUMBER_ID, OTHER_TOKEN)
+
+
+async def test_the_media_node_names_the_file_and_the_file_is_the_photo(
+    client: httpx2.AsyncClient, fake_parley: FakeParley
+) -> None:
+    media_id, sha256 = await _customer_sends_a_photo(client, fake_parley)
+
+    node = await client.get(
+        f"/whatsapp/v21.0/{media_id}", params={"phone_number_id": PHONE_NUMBER_ID}, headers=AUTH
+    )
+    file = await client.get(node.json()["url"], headers=AUTH)
+
+    assert node.status_code == 200
+    assert node.json() == {
+        "messaging_product": "whatsapp",
+        "url": f"http://sandbox.test/whatsapp/media/{media_id}",
+        "mime_type": "image/png",
+        "sha256": sha256,
+        "file_size": len(parcel_photo()),
+        "id": media_id,
+    }
+    assert file.status_code == 200
+    assert file.headers["content-type"] == "image/png"
+    assert file.content == parcel_photo()
+    assert hashlib.sha256(file.content).hexdigest() == sha256
+
+
+async def test_the_media_node_needs_no_phone_number_id(
+    client: httpx2.AsyncClient, fake_parley: FakeParley
+) -> None:
+    media_id, _sha256 = await _customer_sends_a_photo(client, fake_parley)
+
+    node = await client.get(f"/whatsapp/v21.0/{media_id}", headers=AUTH)
+
+    assert node.status_code == 200
+    assert node.json()["id"] == media_id
+
+
+async def test_the_media_urls_follow_the_mount_point(
+    store: SandboxStore, settings: Settings, fake_parley: FakeParley
+) -> None:
+    sandbox = create_sandbox_app(
+        store, settings, status_webhooks=False, webhook_transport=fake_parley.transport
+    )
+    parley = Starlette(routes=[Mount("/sandbox", app=sandbox)])
+    async with httpx2.AsyncClient(
+        transport=httpx2.ASGITransport(app=parley), base_url="https://parley.example:8443/sandbox"
+    ) as client:
+        media_id, _sha256 = await _customer_sends_a_photo(client, fake_parley)
+        node = await client.get(f"whatsapp/v21.0/{media_id}", headers=AUTH)
+        file = await client.get(node.json()["url"], headers=AUTH)
+
+    assert node.json()["url"] == f"https://parley.example:8443/sandbox/whatsapp/media/{media_id}"
+    assert file.content == parcel_photo()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Authorization": "Bearer wrong-token"}, id="wrong_token_case"),
+        pytest.param({}, id="no_header_case"),
+    ],
+)
+async def test_the_media_node_refuses_a_token_no_number_holds(
+    client: httpx2.AsyncClient, fake_parley: FakeParley, headers: dict[str, str]
+) -> None:
+    media_id, _sha256 = await _customer_sends_a_photo(client, fake_parley)
+
+    response = await client.get(f"/whatsapp/v21.0/{media_id}", headers=headers)
+
+    error = _assert_graph_error(response, status=401, code=190)
+    assert error["message"] == "Invalid OAuth access token."
+    assert "url" not in response.text
+
+
+async def test_the_media_node_refuses_another_numbers_token(
+    client: httpx2.AsyncClient, fake_parley: FakeParley, other_number: None
+) -> None:
+    media_id, _sha256 = await _customer_sends_a_photo(client, fake_parley)
+
+    response = await client.get(
+        f"/whatsapp/v21.0/{media_id}", headers={"Authorization": f"Bearer {OTHER_TOKEN}"}
+    )
+
+    error = _assert_graph_error(response, status=400, code=100)
+    assert error["error_subcode"] == 33
+    assert error["type"] == "GraphMethodException"
+    assert f"Object with ID '{media_id}' does not exist" in error["message"]
+
+
+async def test_the_media_node_refuses_a_phone_number_id_it_was_not_sent_to(
+    client: httpx2.AsyncClient, fake_parley: FakeParley, other_number: None
+) -> None:
+    media_id, _sha256 = await _customer_sends_a_photo(client, fake_parley)
+
+    with_own_token = await client.get(
+        f"/whatsapp/v21.0/{media_id}", params={"phone_number_id": OTHER_NUMBER_ID}, headers=AUTH
+    )
+    with_others_token = await client.get(
+        f"/whatsapp/v21.0/{media_id}",
+        params={"phone_number_id": OTHER_NUMBER_ID},
+        headers={"Authorization": f"Bearer {OTHER_TOKEN}"},
+    )
+
+    for response in (with_own_token, with_others_token):
+        error = _assert_graph_error(response, status=400, code=100)
+        assert error["error_subcode"] == 33
+        assert media_id in error["message"]
+
+
+async def test_an_unknown_media_id_is_an_unreachable_phone_number_as_before(
+    client: httpx2.AsyncClient, fake_parley: FakeParley
+) -> None:
+    await _customer_sends_a_photo(client, fake_parley)
+
+    response = await client.get("/whatsapp/v21.0/1234567890123456", headers=AUTH)
+    own_number = await client.get(f"/whatsapp/v21.0/{PHONE_NUMBER_ID}", headers=AUTH)
+
+    error = _assert_graph_error(response, status=400, code=100)
+    assert error["error_subcode"] == 33
+    assert "'1234567890123456'" in error["message"]
+    assert own_number.status_code == 200
+    assert own_number.json()["id"] == PHONE_NUMBER_ID
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no_header_case"),
+        pytest.param({"Authorization": "Bearer wrong-token"}, id="wrong_token_case"),
+        pytest.param({"Authorization": f"Bearer {OTHER_TOKEN}"}, id="other_numbers_token_case"),
+        pytest.param({"Authorization": f"Basic {WHATSAPP_TOKEN}"}, id="basic_scheme_case"),
+    ],
+)
+async def test_the_file_is_served_only_to_the_numbers_token(
+    client: httpx2.AsyncClient,
+    fake_parley: FakeParley,
+    other_number: None,
+    headers: dict[str, str],
+) -> None:
+    media_id, _sha256 = await _customer_sends_a_photo(client, fake_parley)
+
+    response = await client.get(f"/whatsapp/media/{media_id}", headers=headers)
+
+    assert response.status_code == 401
+    assert response.content != parcel_photo()
+    assert b"PNG" not in response.content
+
+
+async def test_a_file_the_sandbox_does_not_hold_is_not_found(client: httpx2.AsyncClient) -> None:
+    response = await client.get("/whatsapp/media/1234567890123456", headers=AUTH)
+
+    assert response.status_code == 404
+
+
+def test_the_store_keeps_only_the_newest_media() -> None:
+    store = SandboxStore(max_media=2)
+    for media_id in ("1001", "1002", "1003"):
+        store.add_media(
+            StoredMedia(
+                media_id=media_id,
+                phone_number_id=PHONE_NUMBER_ID,
+                content=b"x",
+                mime_type="image/png",
+            )
+        )
+
+    assert store.find_media("1001") is None
+    assert [store.find_media(media_id) is not None for media_id in ("1002", "1003")] == [
+        True,
+        True,
+    ]
+    assert store.media_count() == 2

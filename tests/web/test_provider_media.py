@@ -249,3 +249,20 @@ def _conversation(db, message_id: int) -> int:
         conversation_id = session.get_one(Message, message_id).conversation_id
     assert conversation_id is not None
     return conversation_id
+
+
+def test_only_the_configured_provider_origins_may_be_on_a_private_network(db, team, provider):
+    """The demo's sandbox serves the providers on loopback: parley fetches from the
+    origins it is configured to call anyway, and from nowhere else private."""
+    app = web_app(db, whatsapp_base_url=provider, twilio_base_url=provider)
+    photo = whatsapp_photo(db, to=DEPLOYMENT_NUMBER)
+    twilio = _sms_photo(db, f"{provider}/2010-04-01/Accounts/{TWILIO_SID}/Messages/MM1/Media/ME1")
+    with browser(app) as client:
+        sign_in(client, AGENT)
+        shown = client.get(f"/media/messages/{photo}/0")
+        # Twilio's answer redirects to its CDN, here on another loopback origin.
+        elsewhere = client.get(f"/media/messages/{twilio}/0")
+    assert shown.status_code == 200, shown.text
+    assert elsewhere.status_code == 403
+    assert elsewhere.text == "refused: the host is on a private or reserved network"
+    assert [path for path, _ in Provider.seen][-1].startswith("/2010-04-01/")

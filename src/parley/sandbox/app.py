@@ -3,7 +3,8 @@
 Routes are relative to the mount point, so the adapters' base URLs are
 ``{server}/sandbox/twilio``, ``{server}/sandbox/whatsapp`` and
 ``{server}/sandbox/instagram``, exactly where the real providers' paths begin.
-``/api/whatsapp-templates`` plays Meta's template review (:mod:`.whatsapp_templates`).
+``/api/whatsapp-templates`` plays Meta's template review (:mod:`.whatsapp_templates`);
+``/whatsapp/media/{media_id}`` plays Meta's file host for the photos customers send.
 ``POST /api/inbound`` is the customer's side: it posts signed provider webhooks to
 parley's own ``/webhooks/...`` routes.
 """
@@ -136,7 +137,9 @@ def create_sandbox_app(
                 twilio.incoming_numbers,
                 methods=["GET"],
             ),
-            Route("/whatsapp/{version}/{phone_number_id}", whatsapp.phone_number, methods=["GET"]),
+            # Before the node route, which would otherwise read "media" as an API version.
+            Route("/whatsapp/media/{media_id}", whatsapp.media_file, methods=["GET"]),
+            Route("/whatsapp/{version}/{phone_number_id}", whatsapp.node, methods=["GET"]),
             Route(
                 "/whatsapp/{version}/{waba_id}/message_templates",
                 whatsapp_templates.list,

@@ -3,15 +3,18 @@
 One :class:`SandboxStore` is shared by the HTTP stand-ins (running on the server's event
 loop) and the SMTP server (running on aiosmtpd's own thread), so every method takes one
 lock. The store keeps only the newest :data:`MAX_MESSAGES` messages: a benchmark sends far
-more, and :meth:`SandboxStore.received_count` still counts every accepted one.
+more, and :meth:`SandboxStore.received_count` still counts every accepted one. It also
+keeps the files customers sent (:class:`StoredMedia`, the newest :data:`MAX_MEDIA`), which
+the WhatsApp stand-in serves as Graph serves media.
 """
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import secrets
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -20,6 +23,7 @@ from parley.clock import utc_now
 
 CHANNELS: Final = ("email", "sms", "whatsapp", "instagram")
 MAX_MESSAGES: Final = 10_000
+MAX_MEDIA: Final = 100
 FOREVER: Final = -1
 
 
@@ -71,6 +75,22 @@ class CapturedMessage:
         }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredMedia:
+    """A file a sandbox customer sent, as the provider keeps it: by ``media_id``, for the
+    business number (``phone_number_id``) it was sent to."""
+
+    media_id: str
+    phone_number_id: str
+    content: bytes
+    mime_type: str
+
+    @property
+    def sha256(self) -> str:
+        """The hex digest Meta gives with every media id."""
+        return hashlib.sha256(self.content).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """An injected failure: ``status`` is an HTTP status, or an SMTP reply code for email.
@@ -119,9 +139,11 @@ def validate_fault(channel: str, status: int, count: int, delay_seconds: float) 
 class SandboxStore:
     """Thread-safe capture of accepted messages, bounded to the newest ``max_messages``."""
 
-    def __init__(self, max_messages: int = MAX_MESSAGES) -> None:
+    def __init__(self, max_messages: int = MAX_MESSAGES, max_media: int = MAX_MEDIA) -> None:
         self._lock = threading.Lock()
         self._messages: deque[CapturedMessage] = deque(maxlen=max_messages)
+        self._media: OrderedDict[str, StoredMedia] = OrderedDict()
+        self._max_media = max_media
         self._received = dict.fromkeys(CHANNELS, 0)
         self._faults: dict[str, deque[_PendingFault]] = {channel: deque() for channel in CHANNELS}
 
@@ -132,8 +154,27 @@ class SandboxStore:
             if message.direction == "outbound":
                 self._received[message.channel] = self._received.get(message.channel, 0) + 1
 
+    def add_media(self, media: StoredMedia) -> None:
+        """Keep one customer's file (the oldest is dropped past the bound)."""
+        with self._lock:
+            self._media[media.media_id] = media
+            self._media.move_to_end(media.media_id)
+            while len(self._media) > self._max_media:
+                self._media.popitem(last=False)
+
+    def find_media(self, media_id: str) -> StoredMedia | None:
+        """The file kept under ``media_id``, or ``None``."""
+        with self._lock:
+            return self._media.get(media_id)
+
+    def media_count(self) -> int:
+        """How many files are kept."""
+        with self._lock:
+            return len(self._media)
+
     def clear(self) -> None:
-        """Forget every captured message and reset the received counts (faults stay)."""
+        """Forget every captured message and reset the received counts (faults stay, and
+        so do customers' files: the inbox may still open them)."""
         with self._lock:
             self._messages.clear()
             for channel in self._received:

@@ -35,6 +35,7 @@ from parley.channels.http import tls_context
 from parley.channels.twilio_sms import webhook as twilio_webhook
 from parley.channels.twilio_sms.segments import count_segments
 from parley.clock import utc_now
+from parley.sandbox.store import StoredMedia
 from parley.sandbox.twilio import API_VERSION as TWILIO_API_VERSION
 from parley.settings import SANDBOX_WHATSAPP_BUSINESS_ACCOUNT_ID, Settings
 
@@ -151,12 +152,51 @@ class ProviderWebhooks:
         self, *, wa_id: str, text: str, message_id: str, name: str | None, reply_to: str | None
     ) -> SignedWebhook:
         """A customer's text message, as the Cloud API posts it."""
+        return self._customer_message(
+            {"type": "text", "text": {"body": text}},
+            wa_id=wa_id,
+            message_id=message_id,
+            name=name,
+            reply_to=reply_to,
+        )
+
+    def whatsapp_image(
+        self,
+        *,
+        wa_id: str,
+        media: StoredMedia,
+        caption: str | None,
+        message_id: str,
+        name: str | None,
+        reply_to: str | None,
+    ) -> SignedWebhook:
+        """A customer's photo, as the Cloud API posts it: named only by its media id, which
+        parley looks up on Graph (the WhatsApp stand-in's media node) to fetch the file."""
+        image = {"id": media.media_id, "mime_type": media.mime_type, "sha256": media.sha256}
+        if caption:
+            image["caption"] = caption
+        return self._customer_message(
+            {"type": "image", "image": image},
+            wa_id=wa_id,
+            message_id=message_id,
+            name=name,
+            reply_to=reply_to,
+        )
+
+    def _customer_message(
+        self,
+        content: dict[str, Any],
+        *,
+        wa_id: str,
+        message_id: str,
+        name: str | None,
+        reply_to: str | None,
+    ) -> SignedWebhook:
         message: dict[str, Any] = {
             "from": wa_id,
             "id": message_id,
             "timestamp": str(int(utc_now().timestamp())),
-            "type": "text",
-            "text": {"body": text},
+            **content,
         }
         if reply_to:
             message["context"] = {"from": SANDBOX_DISPLAY_PHONE_NUMBER, "id": reply_to}

@@ -1,10 +1,16 @@
-"""The WhatsApp Cloud API: ``POST /{version}/{phone_number_id}/messages``.
+"""The WhatsApp Cloud API: ``POST /{version}/{phone_number_id}/messages``, and Graph's
+nodes for a phone number and for a customer's media.
 
 Checks the bearer token against the business phone number the path names (one of the
 :class:`~parley.sandbox.accounts.SandboxAccounts`) and the message JSON the way the Graph
 API does, answers errors in Graph's ``{"error": {...}}`` shape, and supports the two
 message types parley sends: ``text`` (inside the 24-hour window) and ``template``. This
 runs on the benchmark's hot path: the body is parsed once with ``json``, nothing else.
+
+A photo a sandbox customer sent (kept in the store by the composer) is read as Meta's is:
+``GET /{version}/{media_id}`` answers its ``url``, and ``GET /media/{media_id}`` (this
+sandbox's stand-in for Meta's file host) serves the bytes, both only to the token of the
+number the photo was sent to.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from parley.sandbox.store import CapturedMessage, Fault, SandboxStore
+from parley.sandbox.store import CapturedMessage, Fault, SandboxStore, StoredMedia
 from parley.sandbox.webhooks import SANDBOX_DISPLAY_PHONE_NUMBER
 
 if TYPE_CHECKING:
@@ -232,7 +238,8 @@ def new_wamid() -> str:
 
 
 class WhatsAppMessages:
-    """The phone number node and messages edge of every sandbox WhatsApp business number.
+    """The phone number node and messages edge of every sandbox WhatsApp business number,
+    and the media nodes (and files) of what customers sent to them.
 
     As Graph does, a token no number holds is refused as invalid (401, code 190) whatever
     the path, and a valid token on a number that is not its own, or on no number at all,
@@ -264,23 +271,66 @@ class WhatsAppMessages:
         matches = hmac.compare_digest(token.encode(), expected)
         return number if number is not None and matches else None
 
-    async def phone_number(self, request: Request) -> Response:
-        """``GET /{version}/{phone_number_id}``: the business phone number node."""
+    async def node(self, request: Request) -> Response:
+        """``GET /{version}/{id}``: a media node when the sandbox holds media under ``id``
+        (Graph reads any node by its id), else the business phone number node."""
         fault = self._store.take_fault("whatsapp")
         if fault is not None:
             return await fault_response(fault)
         token = bearer_token(request)
         if token is None or not self._accounts.is_whatsapp_token(token):
             return invalid_token()
-        phone_number_id = request.path_params["phone_number_id"]
-        if self._reachable_number(phone_number_id, token) is None:
-            return unreachable_object(phone_number_id, "get")
+        node_id = request.path_params["phone_number_id"]
+        media = self._store.find_media(node_id)
+        if media is not None:
+            return self._media_node(request, media, token)
+        if self._reachable_number(node_id, token) is None:
+            return unreachable_object(node_id, "get")
         return JSONResponse(
             {
                 "display_phone_number": f"+{SANDBOX_DISPLAY_PHONE_NUMBER}",
                 "verified_name": "parley sandbox",
-                "id": phone_number_id,
+                "id": node_id,
             }
+        )
+
+    def _media_node(self, request: Request, media: StoredMedia, token: str) -> Response:
+        """Where the file is, for the token of the number it was sent to; the
+        ``phone_number_id`` query, when given, must name that number too."""
+        asked_for = request.query_params.get("phone_number_id", media.phone_number_id)
+        if (
+            asked_for != media.phone_number_id
+            or self._reachable_number(media.phone_number_id, token) is None
+        ):
+            return unreachable_object(media.media_id, "get")
+        # Absolute, on whatever host and mount point the request came through, as Meta's
+        # URL is; the mount's root_path is what puts "/sandbox" in front.
+        root_path = request.scope.get("root_path", "")
+        url = request.url.replace(path=f"{root_path}/whatsapp/media/{media.media_id}", query="")
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "url": str(url),
+                "mime_type": media.mime_type,
+                "sha256": media.sha256,
+                "file_size": len(media.content),
+                "id": media.media_id,
+            }
+        )
+
+    async def media_file(self, request: Request) -> Response:
+        """``GET /media/{media_id}``: the file itself, only to the token of the number it
+        was sent to, as Meta's media URL asks for."""
+        token = bearer_token(request)
+        if token is None or not self._accounts.is_whatsapp_token(token):
+            return invalid_token()
+        media = self._store.find_media(request.path_params["media_id"])
+        if media is None:
+            return Response(status_code=404)
+        if self._reachable_number(media.phone_number_id, token) is None:
+            return invalid_token()
+        return Response(
+            media.content, media_type=media.mime_type, headers={"X-Content-Type-Options": "nosniff"}
         )
 
     async def create(self, request: Request) -> Response:

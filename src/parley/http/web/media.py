@@ -148,16 +148,24 @@ def _client(settings: Settings) -> httpx2.AsyncClient:
 
 
 async def fetch(
-    download: Download, *, settings: Settings, client: httpx2.AsyncClient
+    download: Download,
+    *,
+    settings: Settings,
+    client: httpx2.AsyncClient,
+    trusted: frozenset[tuple[str, str, int | None]] = frozenset(),
 ) -> tuple[bytes, str | None]:
     """The body (at most ``media_proxy_max_bytes``) and the media type to serve it as.
 
     The type is an image type only when the bytes say so; None means "download only".
-    ``download``'s headers go to its own origin, never to where it redirects.
+    ``download``'s headers go to its own origin, never to where it redirects. A URL on
+    one of the ``trusted`` origins may be on a private network: the provider APIs the
+    deployment is configured with, which parley calls anyway (the sandbox's, on
+    loopback, in the demo).
     """
     url = download.url
     for _ in range(MAX_REDIRECTS + 1):
-        target = await resolve(url, allow_private=settings.media_proxy_allow_private)
+        allow_private = settings.media_proxy_allow_private or origin(url) in trusted
+        target = await resolve(url, allow_private=allow_private)
         headers = download.headers if origin(url) == origin(download.url) else {}
         body, location = await _get(
             client, target, limit=settings.media_proxy_max_bytes, headers=headers
@@ -240,7 +248,10 @@ async def message_media(request: Request) -> Response:
 
     async def provider_file(client: httpx2.AsyncClient) -> tuple[bytes, str | None]:
         download = await _download(held, settings, client)
-        return await fetch(download, settings=settings, client=client)
+        providers = frozenset(
+            origin(base) for base in (settings.whatsapp_base_url, settings.twilio_base_url)
+        )
+        return await fetch(download, settings=settings, client=client, trusted=providers)
 
     return await _serve(settings, f"message {message_id} attachment {index}", provider_file)
 
