@@ -22,7 +22,7 @@ from parley.channels.base import AccountChannelError, ChannelAdapter, ChannelKin
 from parley.clock import utc_now
 from parley.inbox.models import Conversation
 from parley.jobs.queue import REDRIVE, ClaimedJob
-from parley.jobs.worker import Done, Later, Outcome, Retry
+from parley.jobs.worker import Done, Later, Outcome, Retry, RetryLater
 from parley.messaging import service as outbox
 from parley.messaging.models import Author, Message, MessageStatus
 from parley.messaging.pace import Pacer
@@ -38,6 +38,8 @@ from parley.messaging.windows import SendingLine
 from parley.workspaces.models import Workspace
 
 SEND_TIMEOUT_MARGIN_SECONDS = 5.0
+RACED_RETRY_SECONDS = 5.0
+"""A job whose reply was settled as its attempt started waits this long to look again."""
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,20 @@ class DeliverMessage:
         self, session: Session, items: list[tuple[ClaimedJob, QueuedSend]]
     ) -> list[PreparedSend | Later]:
         """Start the batch's attempts together, each where its sender has room; a reply
-        whose sender has none waits for it."""
+        whose sender has none waits for it.
+
+        A reply no longer ``queued`` when its attempt starts (a receipt settled it since it
+        was read) stops the batch here: each job is prepared again on its own, and that
+        one then finds its message settled.
+        """
         recorded = outbox.record_sends(session, [send for _, send in items], pacer=self.pacer)
         sends: list[PreparedSend | Later] = []
-        for result in recorded:
-            assert result is not None, "a queued message's attempt starts unless it must wait"
+        for (job, _), result in zip(items, recorded, strict=True):
+            if result is None:
+                raise RetryLater(
+                    f"job {job.id}: its message was settled as its attempt started",
+                    retry_after=RACED_RETRY_SECONDS,
+                )
             sends.append(result)
         return sends
 

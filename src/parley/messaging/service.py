@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from parley.channels.base import (
     AccountChannelError,
@@ -595,7 +596,8 @@ def record_sends(
     perform; :class:`Later` when either has none now, with nothing written for it; or
     None where a new message's key exists
     already (a racing worker recorded it, or the same key came twice in the list: only
-    the first is recorded)."""
+    the first is recorded), or where a queued message is no longer ``queued`` (a receipt
+    settled it since it was read: :func:`start_attempt`)."""
     now = utc_now()
     waits = (pacer or NO_SENDERS).take(session, [_want(send) for send in sends], now=now)
     _release_slots_held_back(session, sends, waits)
@@ -1045,20 +1047,42 @@ def start_attempt(
     is_human_agent: bool = False,
     account: SendingAccount | None = None,
     reply_address: str | None = None,
-) -> PreparedSend:
+) -> PreparedSend | None:
     """An attempt for a ``queued`` message: a reply, or a retry after a transient failure.
 
     ``is_human_agent``: an Instagram reply by a person past the 24-hour window, decided at
     send time by the caller. ``account``: the store's own account it goes from, as the
     store has it now (None: the deployment's); ``reply_address``: an email's
     ``Reply-To``, likewise.
+
+    The message goes ``sending`` only if it is still ``queued`` (one conditional update):
+    a receipt naming it may have settled it since it was read (:func:`settle_held`, the
+    provider took it after all), and it is then not handed over again: None.
     """
-    message.attempts += 1
-    message.status = MessageStatus.SENDING
-    message.status_updated_at = now
-    message.store_address = account.address if account is not None else None
+    store_address = account.address if account is not None else None
+    attempts = session.scalar(
+        update(Message)
+        .where(Message.id == message.id, Message.status == MessageStatus.QUEUED)
+        .values(
+            attempts=Message.attempts + 1,
+            status=MessageStatus.SENDING,
+            status_updated_at=now,
+            store_address=store_address,
+        )
+        .returning(Message.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    if attempts is None:
+        session.expire(message)
+        return None
+    for name, value in (
+        ("attempts", attempts),
+        ("status", MessageStatus.SENDING),
+        ("status_updated_at", now),
+        ("store_address", store_address),
+    ):
+        set_committed_value(message, name, value)
     announce_status(session, message)
-    session.flush()
     return PreparedSend(
         message_id=message.id,
         workspace_id=message.workspace_id,
@@ -1132,6 +1156,7 @@ def record_results(
     answer per send tells its job whether to retry.
     """
     now = utc_now()
+    answers = _answered_by_receipt(session, answers)
     outcomes = [_outcome(send, result, now, is_last) for send, result, is_last in answers]
     if outcomes:
         write_rows(session, _record_attempt_batch(session), [o.attempt for o in outcomes])
@@ -1161,6 +1186,55 @@ def record_results(
     if refused:
         _release_slots_of_refused(session, [send.message_id for send, _ in refused])
     return [outcome.recorded for outcome in outcomes]
+
+
+@dataclass(frozen=True)
+class _ReceiptNamedIt(SendResult):
+    """A send whose answer was lost (a timeout, an outage's error) after the provider's
+    own receipt had named the message (:func:`settle_held` kept its id): it reached the
+    provider."""
+
+    lost_answer: str = ""
+
+
+def _answered_by_receipt(
+    session: Session, answers: list[tuple[PreparedSend, SendResult | BaseException, bool]]
+) -> list[tuple[PreparedSend, SendResult | BaseException, bool]]:
+    """The answers, with each lost one whose message a receipt already named taken as sent.
+
+    Recorded ``queued`` for a retry, such a message would be handed over again a few
+    seconds later, before the deferred receipt is applied: the customer would get it twice.
+    A provider's refusal is an answer, and is kept.
+    """
+    lost = [
+        send.message_id
+        for send, result, _ in answers
+        if not isinstance(result, SendResult | PermanentChannelError)
+    ]
+    if not lost:
+        return answers
+    named = {
+        message_id: provider_message_id
+        for message_id, provider_message_id in session.execute(
+            select(Message.id, Message.provider_message_id).where(one_of(session, Message.id, lost))
+        )
+        if provider_message_id is not None
+    }
+    return [
+        (
+            send,
+            _ReceiptNamedIt(provider_message_id=named[send.message_id], lost_answer=_reason(result))
+            if send.message_id in named
+            else result,
+            is_last,
+        )
+        for send, result, is_last in answers
+    ]
+
+
+def _reason(result: SendResult | BaseException) -> str:
+    """What a failed attempt's error says, for the store."""
+    return result.reason if isinstance(result, TransientChannelError) else repr(result)
 
 
 def _release_slots_of_refused(session: Session, message_ids: list[int]) -> None:
@@ -1218,6 +1292,15 @@ def _outcome(
             provider_message_id=result.provider_message_id,
             sent_at=now,
         )
+        if isinstance(result, _ReceiptNamedIt):
+            attempt["error"] = result.lost_answer
+            message.update(
+                status_reason=(
+                    f"the provider's answer was lost ({result.lost_answer}), but its receipt"
+                    " shows it took the message"
+                ),
+                sent_at=send.started_at,
+            )
         return _Outcome(Recorded(Result.SENT, channel=send.channel), attempt, message)
     refuses_account = _account_refusal(result) is not None
     if isinstance(result, PermanentChannelError):
@@ -1230,7 +1313,7 @@ def _outcome(
         message.update(status=MessageStatus.FAILED, status_reason=result.reason)
         recorded = Recorded(Result.FAILED, reason=result.reason, channel=send.channel)
         return _Outcome(recorded, attempt, message)
-    reason = result.reason if isinstance(result, TransientChannelError) else repr(result)
+    reason = _reason(result)
     attempt.update(
         outcome=AttemptOutcome.ACCOUNT_REFUSED
         if refuses_account
