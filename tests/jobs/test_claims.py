@@ -162,7 +162,7 @@ def test_a_store_whose_jobs_are_not_yet_due_takes_no_part(db, frozen_clock, stor
     assert _per_store(_claim(db, limit=10)) == {stores[1]: 10}
 
 
-def test_expired_leases_and_the_deployments_own_jobs_are_claimed_before_any_store(
+def test_an_expired_lease_is_taken_back_alone_and_the_deployments_own_jobs_before_any_store(
     db, frozen_clock, stores
 ):
     _backlog(db, stores[0], 1, kind="crashed", minutes_ago=90)
@@ -171,10 +171,13 @@ def test_expired_leases_and_the_deployments_own_jobs_are_claimed_before_any_stor
     _backlog(db, None, 1, kind="periodic.tick")
     frozen_clock.advance(LEASE + timedelta(seconds=1))
 
-    claimed = _claim(db, "w2", limit=3)
+    taken_back = _claim(db, "w2", limit=3)
+    claimed = _claim(db, "w3", limit=3)
 
-    assert [job.kind for job in claimed] == ["crashed", "test.job", "periodic.tick"]
-    assert (claimed[0].id, claimed[0].attempts) == (crashed.id, 2)
+    # The job taken back is taken alone: it may be what killed its worker
+    assert [(job.id, job.kind, job.attempts) for job in taken_back] == [(crashed.id, "crashed", 2)]
+    # Then the deployment's own job before any store's (returned in due order)
+    assert [job.kind for job in claimed] == ["test.job", "test.job", "periodic.tick"]
 
 
 def test_a_job_in_a_lane_no_claim_knows_is_refused_and_nothing_is_written(db, frozen_clock, stores):

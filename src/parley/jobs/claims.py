@@ -4,9 +4,13 @@ One store's flood of due jobs (a broadcast, a bulk fulfilment, a backlog after a
 outage) must not hold back another store's order updates (DESIGN.md, "Beyond one
 machine"; RELIABILITY.md T7). A claim of ``limit`` jobs therefore takes, in order:
 
-1. jobs whose lease ran out (their worker died) and the deployment's own jobs (no store:
-   the periodic ticks), oldest first. They are few, and nobody else would take them.
-2. Each lane in turn, transactional before marketing. Within a lane, the stores with due
+1. a job whose lease ran out (its worker died), alone: a claim that takes one back takes
+   nothing else. Whatever killed the worker may be that job (a poison job: it runs out of
+   memory, or crashes a C extension, every time), and the jobs taken with it would die
+   with it again, attempt after attempt, into the dead letter beside it, never run.
+2. the deployment's own jobs (no store: the periodic ticks), oldest first. They are few,
+   and nobody else would take them.
+3. Each lane in turn, transactional before marketing. Within a lane, the stores with due
    work share what room is left in parts as equal as the room allows, the larger parts
    to the stores whose oldest due job has waited longest; what a store cannot use (it
    had fewer due jobs, or another worker holds them) is shared again between the stores
@@ -73,25 +77,21 @@ UPDATE jobs
 RETURNING id, kind, payload, workspace_id, attempts, max_attempts, due_at, status
 """
 
-_OVERDUE = """
-SELECT id FROM (
-    SELECT id, due_at FROM (
-        SELECT id, due_at FROM jobs {store_index}
-         WHERE status = 'pending' AND workspace_id IS NULL
-           AND lane IN ('transactional', 'marketing') AND due_at <= :now
-         ORDER BY due_at
-         LIMIT :room
-         {lock}) AS unowned
-    UNION ALL
-    SELECT id, due_at FROM (
-        SELECT id, due_at FROM jobs
-         WHERE status = 'running' AND locked_until < :now
-         ORDER BY due_at
-         LIMIT :room
-         {lock}) AS expired
-) AS overdue
+_UNOWNED = """
+SELECT id FROM jobs {store_index}
+ WHERE status = 'pending' AND workspace_id IS NULL
+   AND lane IN ('transactional', 'marketing') AND due_at <= :now
  ORDER BY due_at
  LIMIT :room
+ {lock}
+"""
+
+_EXPIRED = """
+SELECT id FROM jobs
+ WHERE status = 'running' AND locked_until < :now
+ ORDER BY due_at
+ LIMIT 1
+ {lock}
 """
 
 _ONE_STORE_PART = """
@@ -137,12 +137,18 @@ SELECT id, transactional, marketing, 0 AS overdue FROM (
      WHERE stores.id IS NOT NULL) AS heads
  WHERE transactional <= :now OR marketing <= :now
 UNION ALL
-SELECT NULL, NULL, NULL, 1
+SELECT NULL, NULL, NULL, {unowned}
  WHERE EXISTS (SELECT 1 FROM jobs {store_index}
                 WHERE status = 'pending' AND workspace_id IS NULL
                   AND lane IN ('transactional', 'marketing') AND due_at <= :now)
-    OR EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND locked_until < :now)
+UNION ALL
+SELECT NULL, NULL, NULL, {expired}
+ WHERE EXISTS (SELECT 1 FROM jobs WHERE status = 'running' AND locked_until < :now)
 """
+
+_UNOWNED_DUE = 1
+_LEASE_EXPIRED = 2
+"""The ``overdue`` column of :data:`_DUE_WORK`'s rows that are not a store's."""
 
 
 @dataclass
@@ -183,10 +189,11 @@ def claim(
     ``rotation`` to each of its claims; without one, a claim starts at the lowest store id.
 
     A job whose lease ran out is taken back with its attempt counted, as any claim counts
-    one. ``max_attempts`` is the deployment's budget (each job's own when None): a job
-    whose attempts are spent is taken back once more, for its worker to settle what the
-    lost attempt left without running it again (a send left ``sending`` is held for
-    review); if that claim's lease runs out too, the job goes to the dead letter instead.
+    one, and alone (the claim takes nothing else: it may be what killed its worker).
+    ``max_attempts`` is the deployment's budget (each job's own when None): a job whose
+    attempts are spent is taken back once more, for its worker to settle what the lost
+    attempt left without running it again (a send left ``sending`` is held for review);
+    if that claim's lease runs out too, the job goes to the dead letter instead.
     """
     now = now or utc_now()
     taking = _Taking(
@@ -198,7 +205,11 @@ def claim(
         budget=max_attempts,
     )
     found = waiting(session, now)
-    jobs = taking.overdue(limit) if found.overdue else []
+    if found.lease_expired:
+        taken_back = taking.expired()
+        if taken_back:
+            return taken_back
+    jobs = taking.unowned(limit) if found.unowned else []
     for lane in LANES:
         room = limit - len(jobs)
         if room <= 0:
@@ -220,26 +231,32 @@ class Waiting:
     stores: dict[Lane, list[tuple[datetime, int]]]
     """Per lane, the stores with due work as ``(oldest due time, store)``, the longest
     waiting first."""
-    overdue: bool
-    """Whether any lease ran out or any of the deployment's own jobs is due."""
+    unowned: bool
+    """Whether any of the deployment's own jobs is due."""
+    lease_expired: bool
+    """Whether any job's lease ran out."""
 
 
 def waiting(session: Session, now: datetime) -> Waiting:
-    """The stores with due work and whether anything is overdue, in one read: so a claim
-    with nothing overdue (nearly every one) costs two round trips, not three. The alerts
+    """The stores with due work, whether any of the deployment's own jobs is due and
+    whether any lease ran out, in one read: so a claim with nothing else to take (nearly
+    every one) costs two round trips, not three or four. The alerts
     watch reads it too (:mod:`parley.jobs.backlog`)."""
     statement = _due_work_statement(session)
     stores: dict[Lane, list[tuple[datetime, int]]] = {lane: [] for lane in LANES}
-    overdue = False
+    unowned = lease_expired = False
     for row in session.execute(statement, {"now": now}).mappings():
-        if row["overdue"]:
-            overdue = True
+        if row["overdue"] == _UNOWNED_DUE:
+            unowned = True
+            continue
+        if row["overdue"] == _LEASE_EXPIRED:
+            lease_expired = True
             continue
         for lane in LANES:
             oldest = row[lane.value]
             if oldest is not None and oldest <= now:
                 stores[lane].append((oldest, row["id"]))
-    return Waiting({lane: sorted(heads) for lane, heads in stores.items()}, overdue)
+    return Waiting({lane: sorted(heads) for lane, heads in stores.items()}, unowned, lease_expired)
 
 
 class _Taking:
@@ -267,9 +284,14 @@ class _Taking:
             "lost": LOST_LEASE,
         }
 
-    def overdue(self, room: int) -> list[ClaimedJob]:
-        """Expired leases and the deployment's own due jobs, oldest first."""
-        return self._take(_overdue_statement(self.session), {"room": room})
+    def expired(self) -> list[ClaimedJob]:
+        """The job whose lease ran out longest ago, or none if that one's attempts were
+        spent (it goes to the dead letter instead)."""
+        return self._take(_expired_statement(self.session), {})
+
+    def unowned(self, room: int) -> list[ClaimedJob]:
+        """The deployment's own due jobs, oldest first."""
+        return self._take(_unowned_statement(self.session), {"room": room})
 
     def shared(self, lane: Lane, stores: list[int], room: int) -> list[ClaimedJob]:
         """Up to ``room`` due jobs of ``lane``, shared between ``stores`` (longest waiting
@@ -373,7 +395,11 @@ def store_index(dialect: str) -> str:
 @per_dialect
 def _due_work_statement(dialect: str) -> Any:
     return (
-        text(_DUE_WORK.format(store_index=store_index(dialect)))
+        text(
+            _DUE_WORK.format(
+                store_index=store_index(dialect), unowned=_UNOWNED_DUE, expired=_LEASE_EXPIRED
+            )
+        )
         .bindparams(bindparam("now", type_=UTCDateTime()))
         .columns(
             id=BigInteger(), overdue=Integer(), **{lane.value: UTCDateTime() for lane in LANES}
@@ -382,8 +408,13 @@ def _due_work_statement(dialect: str) -> Any:
 
 
 @per_dialect
-def _overdue_statement(dialect: str) -> Any:
-    return _taking(dialect, _OVERDUE.format(lock=_lock(dialect), store_index=store_index(dialect)))
+def _unowned_statement(dialect: str) -> Any:
+    return _taking(dialect, _UNOWNED.format(lock=_lock(dialect), store_index=store_index(dialect)))
+
+
+@per_dialect
+def _expired_statement(dialect: str) -> Any:
+    return _taking(dialect, _EXPIRED.format(lock=_lock(dialect)))
 
 
 @per_dialect

@@ -140,6 +140,25 @@ def still_held(session: Session, jobs: list[ClaimedJob]) -> set[int]:
     return {job_id for job_id, owner in session.execute(statement) if owners[job_id] == owner}
 
 
+def renew(session: Session, jobs: list[ClaimedJob], *, until: datetime) -> set[int]:
+    """Extend the lease of these jobs of one claim to ``until``; the ids of those it still
+    held. A job another claim took back (its lease ran out first) is left to that claim."""
+    if not jobs:
+        return set()
+    [owner] = {job.locked_by for job in jobs}
+    result = session.execute(
+        update(JOBS)
+        .where(
+            one_of(session, JOBS.c.id, [job.id for job in jobs]),
+            JOBS.c.locked_by == owner,
+            JOBS.c.status == JobStatus.RUNNING,
+        )
+        .values(locked_until=until, updated_at=utc_now())
+        .returning(JOBS.c.id)
+    )
+    return set(result.scalars())
+
+
 def complete_many(session: Session, jobs: list[ClaimedJob]) -> None:
     """Mark several held jobs done, one statement per claim they came from (a worker's
     batch is one claim); jobs whose lease was lost are left."""

@@ -21,7 +21,9 @@ a batch costs a few commits however many jobs it holds:
    batch fails, each item is retried alone in its own savepoint.
 
 If the process dies between 2 and 3, the job's lease runs out, another worker claims it,
-and ``prepare`` finds the evidence (a message left ``sending``) and reconciles it.
+and ``prepare`` finds the evidence (a message left ``sending``) and reconciles it. While
+the process lives, a round renews its lease as its jobs' work goes on (:class:`_Lease`),
+and does not do the work of a job another claim took back.
 """
 
 from __future__ import annotations
@@ -222,6 +224,52 @@ class _Outage:
         self._last = None
 
 
+_NOT_PERFORMED = object()
+"""What a job's perform gives back when its claim lost it first: nothing to record."""
+
+
+class _Lease:
+    """One round's claim while its jobs' work is done, renewed once half of it has gone.
+
+    The round's jobs share the lease their claim took, but their work goes out in waves
+    (``concurrency`` at a time, shared by every round in flight): with a provider slow to
+    answer, the last waves would start after the lease ran out, while another worker takes
+    the jobs back and does them too. So before each job's work starts, a lease that is
+    half gone is renewed for every job of the round; a job another claim took back first
+    is not done again (that claim reconciles what this one left). A renewal that fails
+    leaves the rest of the round's work undone, to the lease: whether the jobs are still
+    held cannot be told.
+    """
+
+    def __init__(
+        self, db: Database, jobs: list[ClaimedJob], *, length: timedelta, until: datetime
+    ) -> None:
+        self._db = db
+        self._jobs = jobs
+        self._length = length
+        self._until = until
+        self._held = {job.id for job in jobs}
+        self._renewing = asyncio.Lock()
+
+    async def holds(self, job: ClaimedJob) -> bool:
+        """Whether the claim still holds ``job``, with at least half a lease to run."""
+        async with self._renewing:
+            now = utc_now()
+            if self._held and now >= self._until - self._length / 2:
+                self._held = await asyncio.to_thread(self._renew, now + self._length)
+                self._until = now + self._length
+        return job.id in self._held
+
+    def _renew(self, until: datetime) -> set[int]:
+        held = [job for job in self._jobs if job.id in self._held]
+        try:
+            with self._db.transaction() as session:
+                return queue.renew(session, held, until=until)
+        except Exception:
+            log.exception("renewing the lease of %s jobs failed; their work is not done", len(held))
+            return set()
+
+
 class Worker:
     """Runs registered tasks from the shared job table; any number may run at once."""
 
@@ -366,15 +414,29 @@ class Worker:
     async def run_once(self) -> int:
         """Claim one batch and see every job in it to an outcome; return how many."""
         await self._wait_turn()
-        jobs = await asyncio.to_thread(self._claim, self._claim_size())
+        claimed_at = utc_now()
+        jobs = await asyncio.to_thread(self._claim, self._claim_size(), now=claimed_at)
         if not jobs:
             return 0
         prepared = await self._prepare_batch(jobs)
         pending = [(job, work) for job, work in prepared if work is not None]
-        results = await asyncio.gather(*(self._perform(job, work) for job, work in pending))
-        if pending:
+        lease = _Lease(
+            self.db,
+            [job for job, _ in pending],
+            length=self.config.lease,
+            until=claimed_at + self.config.lease,
+        )
+        results = await asyncio.gather(*(self._perform(job, work, lease) for job, work in pending))
+        performed = [
+            (item, result)
+            for item, result in zip(pending, results, strict=True)
+            if result is not _NOT_PERFORMED
+        ]
+        if performed:
             await self._wait_turn()
-            await asyncio.to_thread(self._finish_all, pending, results)
+            await asyncio.to_thread(
+                self._finish_all, [item for item, _ in performed], [r for _, r in performed]
+            )
         return len(jobs)
 
     async def _wait_turn(self) -> None:
@@ -388,13 +450,14 @@ class Worker:
             return quiet_size
         return self.config.batch_size
 
-    def _claim(self, limit: int | None = None) -> list[ClaimedJob]:
+    def _claim(self, limit: int | None = None, *, now: datetime | None = None) -> list[ClaimedJob]:
         with self.db.transaction() as session:
             jobs = claims.claim(
                 session,
                 worker=f"{self.name}/{next(self._claim_numbers)}",
                 limit=limit or self.config.batch_size,
                 lease=self.config.lease,
+                now=now,
                 rotation=self._rotation,
                 max_attempts=self.config.max_attempts,
             )
@@ -576,9 +639,20 @@ class Worker:
                 log.exception("preloading %s jobs failed; preparing them one by one", kind)
         return batches
 
-    async def _perform(self, job: ClaimedJob, work: Any) -> Any:
+    async def _perform(self, job: ClaimedJob, work: Any, lease: _Lease | None = None) -> Any:
+        """The job's work done, or :data:`_NOT_PERFORMED` when its claim no longer holds it
+        by the time its turn to run comes."""
         async with self._semaphore:
             await self._wait_turn()
+            if lease is not None and not await lease.holds(job):
+                log.warning(
+                    "job %s (%s): claim %s lost its lease before its work was done; "
+                    "not done by it, left to the claim holding it",
+                    job.id,
+                    job.kind,
+                    job.locked_by,
+                )
+                return _NOT_PERFORMED
             try:
                 return await self.tasks[job.kind].perform(work)
             except Exception as exc:  # noqa: BLE001 - handed to the task's finish to classify
