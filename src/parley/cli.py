@@ -217,16 +217,9 @@ def demo(
 ) -> None:
     """Run parley with the demo store and the sandbox providers."""
     from parley.assistant.classifier import load_classifier
-    from parley.clock import utc_now
     from parley.db import Database
     from parley.db.engine import describe
-    from parley.demo.seed import (
-        DEMO_AGENT_EMAIL,
-        DEMO_NAME,
-        DemoChannels,
-        seed_demo,
-        seed_demo_team,
-    )
+    from parley.demo.seed import DEMO_AGENT_EMAIL, DEMO_NAME, seed_demo_store
 
     overrides: dict[str, object] = {"sandbox": True}
     if host:
@@ -238,19 +231,7 @@ def demo(
     migrate_or_exit(settings)
     db = Database(settings.database_url)
     with db.transaction() as session:
-        workspace = seed_demo(
-            session,
-            shopify_secret=settings.demo_shopify_secret,
-            api_key=settings.demo_api_key,
-            channels=DemoChannels.from_settings(settings),
-        )
-        seed_demo_team(
-            session,
-            workspace=workspace,
-            admin_email=settings.demo_admin_email,
-            password=settings.demo_admin_password,
-            now=utc_now(),
-        )
+        seed_demo_store(session, settings)
     db.dispose()
     typer.echo("Preparing the assistant's model (trained on the first start only)...")
     load_classifier(settings.assistant_model_dir)

@@ -6,11 +6,10 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from parley.accounts.models import Membership, User
-from parley.clock import utc_now
 from parley.commerce.models import Product
 from parley.customers.models import Customer
 from parley.db import Database
-from parley.demo.seed import DemoChannels, seed_demo, seed_demo_team
+from parley.demo.seed import seed_demo_store
 from parley.inbox.models import CannedReply
 from parley.settings import Settings
 from parley.workspaces import service as workspaces
@@ -20,20 +19,7 @@ from parley.workspaces.models import ChannelAccount
 def _run_demo_seeding(db: Database, settings: Settings) -> int:
     """What ``parley demo`` seeds before it serves."""
     with db.transaction() as session:
-        workspace = seed_demo(
-            session,
-            shopify_secret=settings.demo_shopify_secret,
-            api_key=settings.demo_api_key,
-            channels=DemoChannels.from_settings(settings),
-        )
-        seed_demo_team(
-            session,
-            workspace=workspace,
-            admin_email=settings.demo_admin_email,
-            password=settings.demo_admin_password,
-            now=utc_now(),
-        )
-        return workspace.id
+        return seed_demo_store(session, settings).id
 
 
 def _counts(db: Database) -> dict[str, int]:

@@ -111,8 +111,11 @@ def merge_customers(
         raise Conflict(f"not merged: {conflict}")
     now = utc_now()
     moved: dict[str, Any] = {}
+    # Here, not at the top: the customer service folds profiles through this module.
+    from parley.customers.service import current_consent
+
     standing = {
-        customer_id: _latest_consent(session, workspace_id=workspace_id, customer_id=customer_id)
+        customer_id: current_consent(session, workspace_id=workspace_id, customer_id=customer_id)
         for customer_id in (keep_id, merge_id)
     }
     folded = _fold_open_conversations(session, kept=kept, merged=merged, now=now)
@@ -205,18 +208,6 @@ def unmerge_customers(
     record.undo_reason = reason
     session.flush()
     return record
-
-
-def _latest_consent(
-    session: Session, *, workspace_id: int, customer_id: int
-) -> dict[tuple[str, str], ConsentRecord]:
-    """One profile's latest statement per (channel, purpose), as its own ledger reads."""
-    records = session.scalars(
-        select(ConsentRecord)
-        .where(ConsentRecord.workspace_id == workspace_id, ConsentRecord.customer_id == customer_id)
-        .order_by(ConsentRecord.id)
-    )
-    return {(record.channel, record.purpose): record for record in records}
 
 
 def _restate_refusals(

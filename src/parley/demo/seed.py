@@ -314,6 +314,25 @@ def seed_canned_replies(session: Session, workspace: Workspace) -> None:
 DEMO_AGENT_EMAIL = "agent@demo.parley.test"
 
 
+def seed_demo_store(session: Session, settings: Settings) -> Workspace:
+    """What ``parley demo`` seeds before it serves, from its settings: the store with its
+    channels, and its team; a run again brings their secrets and sign-in up to date."""
+    workspace = seed_demo(
+        session,
+        shopify_secret=settings.demo_shopify_secret,
+        api_key=settings.demo_api_key,
+        channels=DemoChannels.from_settings(settings),
+    )
+    seed_demo_team(
+        session,
+        workspace=workspace,
+        admin_email=settings.demo_admin_email,
+        password=settings.demo_admin_password,
+        now=utc_now(),
+    )
+    return workspace
+
+
 def seed_demo_team(
     session: Session, *, workspace: Workspace, admin_email: str, password: str, now: datetime
 ) -> None:
